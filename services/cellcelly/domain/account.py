@@ -1,0 +1,177 @@
+"""A subscriber's real-time balance: wallet, package buckets, live sessions and their reservations.
+
+The aggregate is treated as immutable by the code that reads it: charging works on copies
+(`Account.copy`, `Session.copy`) and hands the new versions to the store, which installs them
+atomically. A failure half way therefore leaves nothing half applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from cellcelly.domain.units import Service
+
+DAY = 86_400
+
+
+class Status(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+@dataclass(slots=True)
+class Bucket:
+    """A package allowance of one service, usable from `valid_from` until (excluding) `valid_until`."""
+
+    id: str
+    service: Service
+    package: str
+    total: int
+    remaining: int
+    valid_from: int
+    valid_until: int
+
+    def usable(self, now: int) -> bool:
+        return self.valid_from <= now < self.valid_until
+
+    def copy(self) -> Bucket:
+        return Bucket(
+            self.id, self.service, self.package, self.total, self.remaining, self.valid_from, self.valid_until
+        )
+
+
+@dataclass(slots=True)
+class Reservation:
+    """Units set aside for one rating group of a session until it reports usage or expires."""
+
+    bucket_units: dict[str, int]  # bucket id -> units held
+    wallet_units: int
+    wallet_money: int  # kuruş held for the wallet units
+    expires_at: int
+
+    @property
+    def units(self) -> int:
+        return sum(self.bucket_units.values()) + self.wallet_units
+
+
+@dataclass(slots=True)
+class RatedService:
+    """One rating group of a session: the rule it is rated by, what it has used, what it holds.
+
+    The rule's price is fixed when the rating group starts, so a catalogue change never
+    re-prices a call that is already under way.
+    """
+
+    service: Service
+    rule_id: str
+    price: int
+    per: int
+    bucket: Service | None
+    destination: str
+    wallet_units: int = 0  # cumulative units paid from the wallet (rated cumulatively)
+    money: int = 0  # cumulative kuruş debited
+    used: int = 0  # cumulative units reported
+    reservation: Reservation | None = None
+
+    def cost(self, units: int) -> int:
+        return -(-units * self.price // self.per)
+
+    def copy(self) -> RatedService:
+        r = self.reservation
+        return RatedService(
+            self.service,
+            self.rule_id,
+            self.price,
+            self.per,
+            self.bucket,
+            self.destination,
+            self.wallet_units,
+            self.money,
+            self.used,
+            None
+            if r is None
+            else Reservation(dict(r.bucket_units), r.wallet_units, r.wallet_money, r.expires_at),
+        )
+
+
+@dataclass(slots=True)
+class Session:
+    id: str
+    last_request: int
+    updated_at: int
+    location: str
+    services: dict[int, RatedService] = field(default_factory=dict)  # by rating group
+    answers: dict[int, Any] = field(default_factory=dict)  # request number -> ChargeAnswer
+    finished_at: int | None = None  # TERMINATE or EVENT answered
+
+    def copy(self) -> Session:
+        return Session(
+            self.id,
+            self.last_request,
+            self.updated_at,
+            self.location,
+            {rg: s.copy() for rg, s in self.services.items()},
+            dict(self.answers),
+            self.finished_at,
+        )
+
+    def next_deadline(self, policy_retention: int, idle_timeout: int) -> int:
+        """When this session next needs attention: a reservation expiring, or being forgotten."""
+        deadlines = [s.reservation.expires_at for s in self.services.values() if s.reservation is not None]
+        if self.finished_at is not None:
+            deadlines.append(self.finished_at + policy_retention)
+        elif not deadlines:
+            deadlines.append(self.updated_at + idle_timeout)
+        return min(deadlines)
+
+
+@dataclass(slots=True)
+class Account:
+    msisdn: str
+    status: Status
+    wallet: int  # kuruş
+    buckets: dict[str, Bucket] = field(default_factory=dict)
+    held_money: int = 0  # kuruş held by live reservations
+    held_units: dict[str, int] = field(default_factory=dict)  # bucket id -> units held
+    sessions: dict[str, Session] = field(default_factory=dict)
+    next_sweep: int = 0  # earliest time a reservation expires or a session may be forgotten
+    revision: int = 0  # bumped by every committed change (optimistic concurrency for remote stores)
+
+    def copy(self) -> Account:
+        """A copy safe to change: buckets and held units are copied, sessions are shared until replaced."""
+        return Account(
+            self.msisdn,
+            self.status,
+            self.wallet,
+            {k: b.copy() for k, b in self.buckets.items()},
+            self.held_money,
+            dict(self.held_units),
+            dict(self.sessions),
+            self.next_sweep,
+            self.revision,
+        )
+
+    # --- what can still be spent --------------------------------------------------------------
+
+    def available_money(self) -> int:
+        return self.wallet - self.held_money
+
+    def available_units(self, bucket: Bucket, now: int) -> int:
+        if not bucket.usable(now):
+            return 0
+        return bucket.remaining - self.held_units.get(bucket.id, 0)
+
+    def usable_buckets(self, service: Service, now: int) -> list[Bucket]:
+        """Buckets of a service that can pay now, the one expiring first first."""
+        found = [b for b in self.buckets.values() if b.service is service and b.usable(now)]
+        found.sort(key=lambda b: (b.valid_until, b.id))
+        return found
+
+    def balance_view(self, now: int) -> dict[Service, int]:
+        """Remaining units per service available now (after live reservations)."""
+        view = dict.fromkeys(Service, 0)
+        for bucket in self.buckets.values():
+            view[bucket.service] += max(0, self.available_units(bucket, now))
+        return view

@@ -1,0 +1,292 @@
+"""Tariff rules, packages and charging policy, and rating (which rule prices a usage).
+
+The catalogue is immutable: a change at run time builds a new one and swaps it in whole,
+so a charging operation always sees one consistent version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cellcelly.domain.errors import CatalogueError, DomainError
+from cellcelly.domain.money import ceil_div, parse_tl
+from cellcelly.domain.units import Service, parse_quantity
+
+HOME_LOCATION = "90"
+
+
+@dataclass(frozen=True, slots=True)
+class TariffRule:
+    """A price per block of units for usage that matches service, location, destination, rating group.
+
+    `bucket` names the package allowance this usage may draw from before the wallet pays
+    (None: wallet only, e.g. international calls are never taken from package minutes).
+    """
+
+    id: str
+    service: Service
+    price: int  # kuruş per `per` units
+    per: int  # units in one priced block (60 s, 1 MiB, 1 message)
+    location: str | None = None  # visited country code; None = any
+    destinations: tuple[str, ...] = ()  # E.164 prefixes; empty = any
+    rating_group: int | None = None
+    bucket: Service | None = None
+    order: int = 0  # position in the file, the last tie-breaker
+
+    def cost(self, units: int) -> int:
+        """Rated value of `units` in kuruş, rounded up to the next kuruş.
+
+        Charging applies it to cumulative usage of a session, so splitting usage over many
+        updates never costs more or less than reporting it at once.
+        """
+        return ceil_div(units * self.price, self.per)
+
+    def affordable(self, already: int, money: int) -> int:
+        """Most units beyond `already` whose extra cost fits in `money` kuruş."""
+        if self.price == 0:
+            raise DomainError("a free rule has no affordable limit")
+        return (self.cost(already) + money) * self.per // self.price - already
+
+    def match_score(self, location: str, destination: str, rating_group: int) -> tuple[int, int, int] | None:
+        """How specifically this rule matches (higher wins), or None when it does not."""
+        if self.rating_group is not None and self.rating_group != rating_group:
+            return None
+        if self.location is not None and self.location != location:
+            return None
+        prefix_len = 0
+        if self.destinations:
+            matching = [len(p) for p in self.destinations if destination.startswith(p)]
+            if not matching:
+                return None
+            prefix_len = max(matching)
+        return (int(self.rating_group is not None), int(self.location is not None), prefix_len)
+
+
+@dataclass(frozen=True, slots=True)
+class Package:
+    code: str
+    name: str
+    price: int  # kuruş
+    allowances: Mapping[Service, int]  # base units per service
+    validity_days: int
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    default: int  # units granted when the client asks for none in particular
+    maximum: int  # cap on any single grant
+
+
+@dataclass(frozen=True, slots=True)
+class ChargingPolicy:
+    validity_time: int = 600  # seconds a grant is valid (Validity-Time)
+    grace: int = 30  # extra seconds before an unreported reservation is released
+    answer_retention: int = 300  # seconds a finished session's answers stay for retransmissions
+    idle_session_timeout: int = 86_400  # a session with nothing reserved is forgotten after this
+    quotas: Mapping[Service, Quota] = field(
+        default_factory=lambda: {
+            Service.VOICE: Quota(300, 3600),
+            Service.SMS: Quota(1, 10),
+            Service.DATA: Quota(10 * 1024**2, 100 * 1024**2),
+        }
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    version: str
+    tariffs: tuple[TariffRule, ...]
+    packages: Mapping[str, Package]
+    initial_wallet: int
+    policy: ChargingPolicy = ChargingPolicy()
+    source: str = ""  # the text it was parsed from, kept for the system of record
+
+    def rate(self, service: Service, location: str, destination: str, rating_group: int) -> TariffRule | None:
+        """The most specific rule for this usage; ties go to the rule written first."""
+        best: TariffRule | None = None
+        best_key: tuple[tuple[int, int, int], int] | None = None
+        for rule in self.tariffs:
+            if rule.service is not service:
+                continue
+            score = rule.match_score(location, destination, rating_group)
+            if score is None:
+                continue
+            key = (score, -rule.order)
+            if best_key is None or key > best_key:
+                best, best_key = rule, key
+        return best
+
+
+# --- parsing the human-editable file -------------------------------------------------------------
+
+
+def _service(value: Any, where: str, problems: list[str]) -> Service | None:
+    try:
+        return Service(value)
+    except ValueError:
+        problems.append(f"{where}: unknown service {value!r} (voice, sms or data)")
+        return None
+
+
+def _parse_rule(raw: Any, order: int, problems: list[str]) -> TariffRule | None:
+    where = f"tariffs[{order}]"
+    if not isinstance(raw, Mapping):
+        problems.append(f"{where}: must be a mapping")
+        return None
+    rule_id = raw.get("id")
+    if not isinstance(rule_id, str) or not rule_id:
+        problems.append(f"{where}: needs an id")
+        return None
+    where = f"tariff {rule_id!r}"
+    unknown = set(raw) - {
+        "id",
+        "service",
+        "price",
+        "per",
+        "location",
+        "destination",
+        "rating_group",
+        "bucket",
+    }
+    if unknown:
+        problems.append(f"{where}: unknown fields {sorted(unknown)}")
+    service = _service(raw.get("service"), where, problems)
+    if service is None:
+        return None
+    try:
+        price = parse_tl(raw.get("price"))
+        per = parse_quantity(raw.get("per", 1), service)
+    except DomainError as exc:
+        problems.append(f"{where}: {exc}")
+        return None
+    if price < 0:
+        problems.append(f"{where}: negative price")
+    if per <= 0:
+        problems.append(f"{where}: 'per' must be at least one unit")
+    location = raw.get("location", "*")
+    if not isinstance(location, str | int):
+        problems.append(f"{where}: location must be a country code or '*'")
+        return None
+    location_s = None if str(location) == "*" else str(location)
+    dest = raw.get("destination", "*")
+    dest_list = [dest] if isinstance(dest, str | int) else dest
+    if not isinstance(dest_list, list) or not all(isinstance(d, str | int) for d in dest_list):
+        problems.append(f"{where}: destination must be a prefix, a list of prefixes, or '*'")
+        return None
+    prefixes = tuple(str(d).rstrip("*") for d in dest_list if str(d) != "*")
+    if any(not p.isdigit() for p in prefixes):
+        problems.append(f"{where}: destination prefixes are digits, optionally ending in '*'")
+    rating_group = raw.get("rating_group")
+    if rating_group is not None and (not isinstance(rating_group, int) or rating_group < 0):
+        problems.append(f"{where}: rating_group must be a non-negative integer")
+    bucket = raw.get("bucket")
+    bucket_s = None if bucket in (None, "none") else _service(bucket, where, problems)
+    return TariffRule(
+        id=rule_id,
+        service=service,
+        price=price,
+        per=per,
+        location=location_s,
+        destinations=prefixes,
+        rating_group=rating_group,
+        bucket=bucket_s,
+        order=order,
+    )
+
+
+def _parse_package(code: str, raw: Any, problems: list[str]) -> Package | None:
+    where = f"package {code!r}"
+    if not isinstance(raw, Mapping):
+        problems.append(f"{where}: must be a mapping")
+        return None
+    unknown = set(raw) - {"name", "price", "voice", "sms", "data", "validity_days"}
+    if unknown:
+        problems.append(f"{where}: unknown fields {sorted(unknown)}")
+    try:
+        price = parse_tl(raw.get("price"))
+        allowances = {s: parse_quantity(raw.get(s.value, 0), s) for s in Service}
+    except DomainError as exc:
+        problems.append(f"{where}: {exc}")
+        return None
+    validity = raw.get("validity_days", 30)
+    if not isinstance(validity, int) or validity <= 0:
+        problems.append(f"{where}: validity_days must be a positive integer")
+        return None
+    if price < 0:
+        problems.append(f"{where}: negative price")
+    return Package(code, str(raw.get("name", code)), price, allowances, validity)
+
+
+def _parse_policy(raw: Any, problems: list[str]) -> ChargingPolicy:
+    if raw is None:
+        return ChargingPolicy()
+    if not isinstance(raw, Mapping):
+        problems.append("charging: must be a mapping")
+        return ChargingPolicy()
+    defaults = ChargingPolicy()
+    values: dict[str, int] = {}
+    for name in ("validity_time", "grace", "answer_retention", "idle_session_timeout"):
+        value = raw.get(name, getattr(defaults, name))
+        if not isinstance(value, int) or value <= 0:
+            problems.append(f"charging.{name}: must be a positive number of seconds")
+            value = getattr(defaults, name)
+        values[name] = value
+    quotas = dict(defaults.quotas)
+    for name, spec in (raw.get("quotas") or {}).items():
+        service = _service(name, "charging.quotas", problems)
+        if service is None or not isinstance(spec, Mapping):
+            continue
+        try:
+            quota = Quota(parse_quantity(spec["default"], service), parse_quantity(spec["max"], service))
+        except (KeyError, DomainError) as exc:
+            problems.append(f"charging.quotas.{name}: needs 'default' and 'max' quantities ({exc})")
+            continue
+        if not 0 < quota.default <= quota.maximum:
+            problems.append(f"charging.quotas.{name}: need 0 < default <= max")
+        quotas[service] = quota
+    return ChargingPolicy(quotas=quotas, **values)
+
+
+def parse_catalogue(data: Any, source: str = "") -> Catalogue:
+    """Build a catalogue from the loaded file, or raise CatalogueError listing every problem."""
+    problems: list[str] = []
+    if not isinstance(data, Mapping):
+        raise CatalogueError(["the catalogue must be a mapping with version, tariffs and packages"])
+    version = data.get("version")
+    if not isinstance(version, str | int) or not str(version):
+        problems.append("version: required (a string such as '2026-11-25.1')")
+    raw_rules = data.get("tariffs")
+    if not isinstance(raw_rules, list) or not raw_rules:
+        problems.append("tariffs: a non-empty list is required")
+        raw_rules = []
+    rules = [r for i, raw in enumerate(raw_rules) if (r := _parse_rule(raw, i, problems)) is not None]
+    seen: dict[str, TariffRule] = {}
+    for rule in rules:
+        if rule.id in seen:
+            problems.append(f"tariff {rule.id!r}: duplicate id")
+        seen[rule.id] = rule
+    keys: dict[tuple[object, ...], str] = {}
+    for rule in rules:
+        for dest in rule.destinations or ("",):
+            key = (rule.service, rule.location, dest, rule.rating_group)
+            if key in keys:
+                problems.append(f"tariff {rule.id!r}: matches exactly the same usage as {keys[key]!r}")
+            keys[key] = rule.id
+    raw_packages = data.get("packages") or {}
+    if not isinstance(raw_packages, Mapping):
+        problems.append("packages: must be a mapping of code to package")
+        raw_packages = {}
+    packages = {
+        str(code): p for code, raw in raw_packages.items() if (p := _parse_package(str(code), raw, problems))
+    }
+    try:
+        initial_wallet = parse_tl(data.get("initial_wallet", 0))
+    except DomainError as exc:
+        problems.append(f"initial_wallet: {exc}")
+        initial_wallet = 0
+    policy = _parse_policy(data.get("charging"), problems)
+    if problems:
+        raise CatalogueError(problems)
+    return Catalogue(str(version), tuple(rules), packages, initial_wallet, policy, source)

@@ -1,0 +1,444 @@
+"""The charging state machine (RFC 8506 session and event charging, 3GPP TS 32.299 semantics).
+
+`charge(account, catalogue, request, now)` is a pure function: it never changes `account`; it
+returns the new account, the sessions it touched or forgot, the answer and the usage events.
+The balance store applies all of that in one atomic step per subscriber, and stores the answer
+with the session so a retransmission (same session id and request number) gets it back and
+changes nothing.
+
+Order of payment: package buckets of the rule's kind first (the one expiring first first), then
+the wallet at the rule's price. Wallet usage is rated on the cumulative units of the session's
+rating group, so the total debited equals the rated value of the total usage however it is
+split over updates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from cellcelly.domain.account import Account, Bucket, RatedService, Reservation, Session, Status
+from cellcelly.domain.catalogue import Catalogue, ChargingPolicy
+from cellcelly.domain.units import Service
+
+
+class RequestType(IntEnum):
+    """CC-Request-Type values of RFC 8506."""
+
+    INITIAL = 1
+    UPDATE = 2
+    TERMINATE = 3
+    EVENT = 4
+
+
+class ResultCode(IntEnum):
+    SUCCESS = 2001
+    END_USER_SERVICE_DENIED = 4010
+    CREDIT_LIMIT_REACHED = 4012
+    UNKNOWN_SESSION_ID = 5002
+    UNABLE_TO_COMPLY = 5012
+    USER_UNKNOWN = 5030
+    RATING_FAILED = 5031
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceUsage:
+    """One Multiple-Services-Credit-Control of a request."""
+
+    rating_group: int
+    service: Service
+    requested: int | None = None  # None: the policy's default quota; 0: report only
+    used: int = 0
+    destination: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeRequest:
+    session_id: str
+    request_type: RequestType
+    request_number: int
+    msisdn: str
+    services: tuple[ServiceUsage, ...] = ()
+    location: str = "90"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceResult:
+    rating_group: int
+    result_code: ResultCode
+    granted: int = 0
+    validity_time: int | None = None
+    final_unit: bool = False  # Final-Unit-Indication (action TERMINATE): no more quota after this
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeAnswer:
+    session_id: str
+    request_type: RequestType
+    request_number: int
+    result_code: ResultCode
+    services: tuple[ServiceResult, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    """One debit, written to the outbox in the same atomic step as the debit itself."""
+
+    event_id: str  # "<session id>#<request number>#<rating group>": unique, and stable on retry
+    msisdn: str
+    session_id: str
+    request_number: int
+    rating_group: int
+    service: Service
+    rule_id: str
+    units: int  # reported usage
+    bucket_units: int  # of which taken from package buckets
+    wallet_units: int  # of which paid from the wallet
+    uncharged_units: int  # reported beyond what was granted and could not be paid
+    money: int  # kuruş debited from the wallet
+    wallet_after: int
+    occurred_at: int
+    buckets: tuple[tuple[str, int], ...] = ()  # (bucket id, units) consumed
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one charging operation produces; the store commits it atomically or not at all."""
+
+    answer: ChargeAnswer
+    account: Account | None  # the new account, None when nothing changed
+    changed_sessions: set[str] = field(default_factory=set)
+    removed_sessions: set[str] = field(default_factory=set)
+    events: list[UsageEvent] = field(default_factory=list)
+
+
+def _answer(req: ChargeRequest, code: ResultCode, services: tuple[ServiceResult, ...] = ()) -> ChargeAnswer:
+    return ChargeAnswer(req.session_id, req.request_type, req.request_number, code, services)
+
+
+def charge(account: Account | None, catalogue: Catalogue, req: ChargeRequest, now: int) -> Outcome:
+    """Apply one CCR to a subscriber's account."""
+    if account is None:
+        return Outcome(_answer(req, ResultCode.USER_UNKNOWN), None)
+    known = account.sessions.get(req.session_id)
+    if known is not None:
+        stored = known.answers.get(req.request_number)
+        if stored is not None:
+            return Outcome(stored, None)  # a retransmission: the same answer, nothing changes
+        if req.request_number <= known.last_request or known.finished_at is not None:
+            return Outcome(_answer(req, ResultCode.UNABLE_TO_COMPLY), None)
+    if req.request_type in (RequestType.UPDATE, RequestType.TERMINATE) and known is None:
+        return Outcome(_answer(req, ResultCode.UNKNOWN_SESSION_ID), None)
+    if req.request_type in (RequestType.INITIAL, RequestType.EVENT) and known is not None:
+        return Outcome(_answer(req, ResultCode.UNABLE_TO_COMPLY), None)
+
+    tx = _Transaction(account.copy(), catalogue, now)
+    tx.swept = tx.sweep()
+    if req.request_type is RequestType.EVENT:
+        answer = tx.event(req)
+    else:
+        answer = tx.session_request(req)
+    return tx.finish(answer, req)
+
+
+class _Transaction:
+    """The working state of one charging operation on a private copy of the account."""
+
+    def __init__(self, account: Account, catalogue: Catalogue, now: int) -> None:
+        self.acc = account
+        self.catalogue = catalogue
+        self.policy: ChargingPolicy = catalogue.policy
+        self.now = now
+        self.changed: set[str] = set()
+        self.removed: set[str] = set()
+        self.events: list[UsageEvent] = []
+        self.swept = False
+
+    # --- housekeeping ---------------------------------------------------------------------------
+
+    def sweep(self) -> bool:
+        """Release expired reservations and forget sessions whose answers are no longer needed."""
+        acc, now = self.acc, self.now
+        if now < acc.next_sweep:
+            return False
+        for sid, session in list(acc.sessions.items()):
+            if session.finished_at is not None and now >= session.finished_at + self.policy.answer_retention:
+                self._forget(sid)
+                continue
+            expired = [
+                rg
+                for rg, rs in session.services.items()
+                if rs.reservation and rs.reservation.expires_at <= now
+            ]
+            if expired:
+                session = self._writable(sid)
+                for rg in expired:
+                    self._release(session.services[rg])
+            if not any(rs.reservation for rs in session.services.values()) and (
+                session.finished_at is None and now >= session.updated_at + self.policy.idle_session_timeout
+            ):
+                self._forget(sid)
+        for bid, bucket in list(acc.buckets.items()):
+            if bucket.valid_until <= now and not acc.held_units.get(bid):
+                del acc.buckets[bid]  # expired allowances are history, kept in the system of record
+        return True
+
+    def _forget(self, sid: str) -> None:
+        del self.acc.sessions[sid]
+        self.removed.add(sid)
+        self.changed.discard(sid)
+
+    def _writable(self, sid: str) -> Session:
+        """The session, copied once per operation before it is changed."""
+        if sid not in self.changed:
+            self.acc.sessions[sid] = self.acc.sessions[sid].copy()
+            self.changed.add(sid)
+        return self.acc.sessions[sid]
+
+    # --- reservations -----------------------------------------------------------------------------
+
+    def _release(self, rs: RatedService) -> Reservation | None:
+        res = rs.reservation
+        if res is None:
+            return None
+        acc = self.acc
+        for bid, units in res.bucket_units.items():
+            left = acc.held_units[bid] - units
+            if left:
+                acc.held_units[bid] = left
+            else:
+                del acc.held_units[bid]
+        acc.held_money -= res.wallet_money
+        rs.reservation = None
+        return res
+
+    def _reserve(self, rs: RatedService, wanted: int) -> tuple[int, bool]:
+        """Hold up to `wanted` units; returns (granted, final) where final means nothing is left after."""
+        acc, now = self.acc, self.now
+        held: dict[str, int] = {}
+        need = wanted
+        more_left = False
+        if rs.bucket is not None:
+            for bucket in acc.usable_buckets(rs.bucket, now):
+                free = acc.available_units(bucket, now)
+                take = min(free, need)
+                if take > 0:
+                    held[bucket.id] = take
+                    need -= take
+                if free > take:
+                    more_left = True
+        wallet_units = money = 0
+        if need > 0 or not more_left:
+            if rs.price == 0:
+                wallet_units, more_left = need, True
+            else:
+                affordable = self._affordable(rs, acc.available_money())
+                wallet_units = min(need, affordable)
+                money = rs.cost(rs.wallet_units + wallet_units) - rs.cost(rs.wallet_units)
+                more_left = more_left or affordable > wallet_units
+        granted = sum(held.values()) + wallet_units
+        if granted == 0:
+            return 0, True
+        for bid, units in held.items():
+            acc.held_units[bid] = acc.held_units.get(bid, 0) + units
+        acc.held_money += money
+        expires = now + self.policy.validity_time + self.policy.grace
+        rs.reservation = Reservation(held, wallet_units, money, expires)
+        return granted, not more_left
+
+    @staticmethod
+    def _affordable(rs: RatedService, money: int) -> int:
+        if money <= 0:
+            return 0
+        return (rs.cost(rs.wallet_units) + money) * rs.per // rs.price - rs.wallet_units
+
+    # --- debits -------------------------------------------------------------------------------
+
+    def _debit(self, session: Session, req: ChargeRequest, rg: int, rs: RatedService, used: int) -> None:
+        """Take `used` units: from what was held first, then from what is free; never below zero."""
+        acc, now = self.acc, self.now
+        held = self._release(rs)
+        need = used
+        consumed: list[tuple[str, int]] = []
+
+        def take_from(bucket: Bucket, limit: int) -> None:
+            nonlocal need
+            take = min(limit, need)
+            if take > 0:
+                bucket.remaining -= take
+                consumed.append((bucket.id, take))
+                need -= take
+
+        if held is not None:  # what was granted is honoured even if its bucket has since expired
+            for bid, units in held.bucket_units.items():
+                bucket = acc.buckets.get(bid)
+                if bucket is not None:
+                    take_from(bucket, min(units, bucket.remaining - acc.held_units.get(bid, 0)))
+        if rs.bucket is not None and need > 0:
+            for bucket in acc.usable_buckets(rs.bucket, now):
+                take_from(bucket, acc.available_units(bucket, now))
+        wallet_units = 0
+        if need > 0:
+            if rs.price == 0:
+                wallet_units = need
+            else:
+                wallet_units = min(need, self._affordable(rs, acc.available_money()))
+            need -= wallet_units
+        money = rs.cost(rs.wallet_units + wallet_units) - rs.cost(rs.wallet_units)
+        acc.wallet -= money
+        rs.wallet_units += wallet_units
+        rs.money += money
+        rs.used += used
+        bucket_units = sum(u for _, u in consumed)
+        self.events.append(
+            UsageEvent(
+                event_id=f"{session.id}#{req.request_number}#{rg}",
+                msisdn=acc.msisdn,
+                session_id=session.id,
+                request_number=req.request_number,
+                rating_group=rg,
+                service=rs.service,
+                rule_id=rs.rule_id,
+                units=used,
+                bucket_units=bucket_units,
+                wallet_units=wallet_units,
+                uncharged_units=need,
+                money=money,
+                wallet_after=acc.wallet,
+                occurred_at=now,
+                buckets=tuple(consumed),
+            )
+        )
+
+    # --- requests -----------------------------------------------------------------------------
+
+    def _rated(self, session: Session, usage: ServiceUsage) -> RatedService | None:
+        rs = session.services.get(usage.rating_group)
+        if rs is not None:
+            return rs
+        rule = self.catalogue.rate(usage.service, session.location, usage.destination, usage.rating_group)
+        if rule is None:
+            return None
+        rs = RatedService(usage.service, rule.id, rule.price, rule.per, rule.bucket, usage.destination)
+        session.services[usage.rating_group] = rs
+        return rs
+
+    def _wanted(self, usage: ServiceUsage) -> int:
+        quota = self.policy.quotas[usage.service]
+        if usage.requested is None:
+            return quota.default
+        return min(usage.requested, quota.maximum)
+
+    def session_request(self, req: ChargeRequest) -> ChargeAnswer:
+        acc, now = self.acc, self.now
+        if req.request_type is RequestType.INITIAL:
+            acc.sessions[req.session_id] = Session(req.session_id, 0, now, req.location)
+            self.changed.add(req.session_id)
+        session = self._writable(req.session_id)
+        session.last_request = req.request_number
+        session.updated_at = now
+        terminate = req.request_type is RequestType.TERMINATE
+        results: list[ServiceResult] = []
+        for usage in req.services:
+            rs = self._rated(session, usage)
+            if rs is None:
+                results.append(ServiceResult(usage.rating_group, ResultCode.RATING_FAILED))
+                continue
+            if usage.used > 0:
+                self._debit(session, req, usage.rating_group, rs, usage.used)
+            else:
+                self._release(rs)
+            if terminate or usage.requested == 0:
+                results.append(ServiceResult(usage.rating_group, ResultCode.SUCCESS))
+                continue
+            if acc.status is not Status.ACTIVE:
+                results.append(ServiceResult(usage.rating_group, ResultCode.END_USER_SERVICE_DENIED))
+                continue
+            granted, final = self._reserve(rs, self._wanted(usage))
+            if granted == 0:
+                results.append(ServiceResult(usage.rating_group, ResultCode.CREDIT_LIMIT_REACHED))
+            else:
+                results.append(
+                    ServiceResult(
+                        usage.rating_group, ResultCode.SUCCESS, granted, self.policy.validity_time, final
+                    )
+                )
+        code = _command_code(results)
+        if terminate or (req.request_type is RequestType.INITIAL and code is not ResultCode.SUCCESS):
+            # RFC 8506: a failed CCR-I ends the session, as a CCR-T does
+            for rs in session.services.values():
+                self._release(rs)
+            session.finished_at = now
+        return _answer(req, code, tuple(results))
+
+    def event(self, req: ChargeRequest) -> ChargeAnswer:
+        """Immediate event charging (an SMS): every unit is paid now, or nothing is."""
+        acc, now = self.acc, self.now
+        session = Session(req.session_id, req.request_number, now, req.location, finished_at=now)
+        acc.sessions[req.session_id] = session
+        self.changed.add(req.session_id)
+        if acc.status is not Status.ACTIVE:
+            return _answer(req, ResultCode.END_USER_SERVICE_DENIED)
+        results: list[ServiceResult] = []
+        plans: list[tuple[ServiceUsage, RatedService, int]] = []
+        for usage in req.services:
+            rs = self._rated(session, usage)
+            if rs is None:
+                return _answer(
+                    req,
+                    ResultCode.RATING_FAILED,
+                    (ServiceResult(usage.rating_group, ResultCode.RATING_FAILED),),
+                )
+            units = usage.used or (usage.requested if usage.requested is not None else 1)
+            granted, _ = self._reserve(rs, units)
+            if granted < units:
+                # all or nothing: give back what this event held so far
+                for _, held_rs, _ in plans:
+                    self._release(held_rs)
+                self._release(rs)
+                return _answer(
+                    req,
+                    ResultCode.CREDIT_LIMIT_REACHED,
+                    (ServiceResult(usage.rating_group, ResultCode.CREDIT_LIMIT_REACHED),),
+                )
+            plans.append((usage, rs, units))
+        for usage, rs, units in plans:
+            self._debit(session, req, usage.rating_group, rs, units)
+            results.append(ServiceResult(usage.rating_group, ResultCode.SUCCESS, units))
+        return _answer(req, ResultCode.SUCCESS, tuple(results))
+
+    def finish(self, answer: ChargeAnswer, req: ChargeRequest) -> Outcome:
+        acc = self.acc
+        session = acc.sessions.get(req.session_id)
+        if session is not None and req.session_id in self.changed:
+            session.answers[req.request_number] = answer
+            if len(session.answers) > 4:  # retransmissions come soon; the last few answers suffice
+                for old in sorted(session.answers)[:-4]:
+                    del session.answers[old]
+        acc.revision += 1
+        acc.next_sweep = next_sweep(acc, self.policy, self.now, None if self.swept else self.changed)
+        return Outcome(answer, acc, self.changed, self.removed, self.events)
+
+
+def next_sweep(acc: Account, policy: ChargingPolicy, now: int, changed: set[str] | None = None) -> int:
+    """The next time `sweep` has work. With `changed`, only those sessions are looked at: the
+    others' deadlines did not move, and a deadline that moved later only makes a sweep early."""
+    ids = acc.sessions.keys() if changed is None else changed
+    deadline = now + policy.idle_session_timeout if changed is None else acc.next_sweep
+    for sid in ids:
+        session = acc.sessions.get(sid)
+        if session is not None:
+            deadline = min(
+                deadline, session.next_deadline(policy.answer_retention, policy.idle_session_timeout)
+            )
+    if changed is None:
+        for bucket in acc.buckets.values():
+            deadline = min(deadline, bucket.valid_until)
+    return deadline
+
+
+def _command_code(results: list[ServiceResult]) -> ResultCode:
+    """2001 when any rating group succeeded (or none was asked), else the first failure."""
+    if not results or any(r.result_code is ResultCode.SUCCESS for r in results):
+        return ResultCode.SUCCESS
+    return results[0].result_code

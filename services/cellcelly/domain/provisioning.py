@@ -1,0 +1,143 @@
+"""Changes to an account outside charging: opening it, top-ups, packages, suspension.
+
+Like charging, each is a pure function returning an `AccountChange` that the balance store
+commits atomically, with the ledger events it produced for the outbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cellcelly.domain.account import DAY, Account, Bucket, Status
+from cellcelly.domain.catalogue import Catalogue, ChargingPolicy, Package
+from cellcelly.domain.charging import next_sweep
+from cellcelly.domain.errors import DomainError
+
+
+class InsufficientFunds(DomainError):
+    """The wallet (after live reservations) cannot pay for this."""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEvent:
+    """A change of wallet or allowances that is not usage: provisioning, top-up, package purchase."""
+
+    event_id: str
+    msisdn: str
+    kind: str  # "provisioned" | "topup" | "package" | "status"
+    amount: int  # kuruş added to (+) or taken from (-) the wallet
+    wallet_after: int
+    occurred_at: int
+    reference: str
+    package: str = ""
+    buckets: tuple[tuple[str, str, int, int, int], ...] = ()  # (id, service, units, valid_from, valid_until)
+    status: str = ""
+
+
+@dataclass(slots=True)
+class AccountChange:
+    account: Account
+    events: list[LedgerEvent] = field(default_factory=list)
+    applied: bool = True  # False when the reference was already applied (idempotent repeat)
+
+
+def package_buckets(package: Package, reference: str, now: int) -> list[Bucket]:
+    until = now + package.validity_days * DAY
+    return [
+        Bucket(f"{reference}:{service.value}", service, package.code, units, units, now, until)
+        for service, units in package.allowances.items()
+        if units > 0
+    ]
+
+
+def _bucket_tuples(buckets: list[Bucket]) -> tuple[tuple[str, str, int, int, int], ...]:
+    return tuple((b.id, b.service.value, b.total, b.valid_from, b.valid_until) for b in buckets)
+
+
+def _finish(acc: Account, policy: ChargingPolicy, now: int, event: LedgerEvent) -> AccountChange:
+    acc.revision += 1
+    acc.next_sweep = next_sweep(acc, policy, now)
+    return AccountChange(acc, [event])
+
+
+def open_account(msisdn: str, catalogue: Catalogue, package_code: str | None, now: int) -> AccountChange:
+    """A new subscriber: the catalogue's initial wallet and, when chosen, a package's buckets."""
+    acc = Account(msisdn, Status.ACTIVE, catalogue.initial_wallet)
+    buckets: list[Bucket] = []
+    if package_code:
+        package = catalogue.packages.get(package_code)
+        if package is None:
+            raise DomainError(f"unknown package {package_code!r}")
+        buckets = package_buckets(package, f"{msisdn}-open-{package.code}", now)
+        acc.buckets = {b.id: b for b in buckets}
+    event = LedgerEvent(
+        f"{msisdn}#provisioned",
+        msisdn,
+        "provisioned",
+        acc.wallet,
+        acc.wallet,
+        now,
+        "open",
+        package_code or "",
+        _bucket_tuples(buckets),
+    )
+    return _finish(acc, catalogue.policy, now, event)
+
+
+def top_up(account: Account, amount: int, reference: str, policy: ChargingPolicy, now: int) -> AccountChange:
+    if amount <= 0:
+        raise DomainError("a top-up must be a positive amount")
+    acc = account.copy()
+    acc.wallet += amount
+    event = LedgerEvent(
+        f"{acc.msisdn}#topup#{reference}", acc.msisdn, "topup", amount, acc.wallet, now, reference
+    )
+    return _finish(acc, policy, now, event)
+
+
+def buy_package(
+    account: Account, package: Package, reference: str, policy: ChargingPolicy, now: int
+) -> AccountChange:
+    """Pay a package from the wallet and add its buckets, both or neither."""
+    buckets = package_buckets(package, reference, now)
+    if any(b.id in account.buckets for b in buckets):
+        return AccountChange(account, [], applied=False)
+    if account.status is not Status.ACTIVE:
+        raise DomainError("the subscriber is suspended")
+    if account.available_money() < package.price:
+        raise InsufficientFunds(
+            f"package {package.code} costs {package.price} kuruş, available {account.available_money()}"
+        )
+    acc = account.copy()
+    acc.wallet -= package.price
+    acc.buckets.update((b.id, b) for b in buckets)
+    event = LedgerEvent(
+        f"{acc.msisdn}#package#{reference}",
+        acc.msisdn,
+        "package",
+        -package.price,
+        acc.wallet,
+        now,
+        reference,
+        package.code,
+        _bucket_tuples(buckets),
+    )
+    return _finish(acc, policy, now, event)
+
+
+def set_status(
+    account: Account, status: Status, reference: str, policy: ChargingPolicy, now: int
+) -> AccountChange:
+    acc = account.copy()
+    acc.status = status
+    event = LedgerEvent(
+        f"{acc.msisdn}#status#{reference}",
+        acc.msisdn,
+        "status",
+        0,
+        acc.wallet,
+        now,
+        reference,
+        status=status.value,
+    )
+    return _finish(acc, policy, now, event)

@@ -1,0 +1,1 @@
+"""Ports: the small interfaces each back end implements (embedded and real adapters)."""

@@ -1,0 +1,61 @@
+"""The real-time balance store: where charging reads and atomically changes a subscriber's account.
+
+Adapters: `cellcelly.adapters.balance_embedded` (in-process, journalled to disk) now; VoltDB
+later. Every adapter must pass `tests/contract/test_balance_store_contract.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from cellcelly.domain.account import Account
+from cellcelly.domain.charging import UsageEvent
+from cellcelly.domain.provisioning import LedgerEvent
+
+Event = UsageEvent | LedgerEvent
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Commit:
+    """What to write in one atomic step: the new account, the sessions it changed or dropped,
+    and the events for the outbox. Readers see all of it or none of it."""
+
+    account: Account
+    changed_sessions: Collection[str] = ()
+    removed_sessions: Collection[str] = ()
+    events: Sequence[Event] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    seq: int  # strictly increasing in commit order
+    event: dict[str, Any]  # the event as it goes on the bus (see cellcelly.codec)
+
+
+class BalanceStore(Protocol):
+    def get(self, msisdn: str) -> Account | None:
+        """The last committed account. Callers must not change it."""
+
+    def session_owner(self, session_id: str) -> str | None:
+        """The subscriber a live or recently finished session belongs to."""
+
+    def transact(self, msisdn: str, fn: Callable[[Account | None], tuple[T, Commit | None]]) -> T:
+        """Run `fn` on the subscriber's current account and commit what it returns atomically.
+
+        Operations on one subscriber are serialised; `fn` may run more than once when the store
+        retries after losing an optimistic race, so it must be pure. `fn` raising commits nothing.
+        """
+
+    def msisdns(self) -> Iterator[str]:
+        """Every subscriber in the store (for reconciliation and tooling)."""
+
+    def outbox(self, limit: int = 1000, after: int = 0) -> list[OutboxEntry]:
+        """Events not yet acknowledged, oldest first."""
+
+    def ack(self, upto_seq: int) -> None:
+        """The relay has published every event up to and including `upto_seq`."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,81 @@
+"""The system of record: the durable, queryable history (Oracle | PostgreSQL | SQLite).
+
+One SQLAlchemy Core adapter (`cellcelly.adapters.sql`) serves all three dialects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from cellcelly.domain.charging import UsageEvent
+from cellcelly.domain.provisioning import LedgerEvent
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberRecord:
+    msisdn: str
+    first_name: str
+    last_name: str
+    email: str
+    status: str = "active"
+    package: str = ""
+    created_at: int = 0  # epoch seconds, UTC
+
+
+@dataclass(frozen=True, slots=True)
+class BucketRecord:
+    id: str
+    msisdn: str
+    package: str
+    service: str
+    units: int
+    valid_from: int
+    valid_until: int
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogueRecord:
+    version: str
+    source: str
+    activated_at: int
+
+
+class SubscriberExists(Exception):
+    """A subscriber with this MSISDN is already on record."""
+
+
+class SystemOfRecord(Protocol):
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision."""
+
+    def add_subscriber(self, subscriber: SubscriberRecord) -> None:
+        """Raises SubscriberExists when the MSISDN is taken."""
+
+    def get_subscriber(self, msisdn: str) -> SubscriberRecord | None: ...
+
+    def list_subscribers(self, limit: int = 100, offset: int = 0) -> list[SubscriberRecord]: ...
+
+    def set_status(self, msisdn: str, status: str) -> None: ...
+
+    def apply_ledger(self, events: Sequence[LedgerEvent]) -> int:
+        """Write wallet movements and bucket grants; idempotent by event id. Returns rows new."""
+
+    def record_usage(self, events: Sequence[UsageEvent]) -> int:
+        """Write usage records; idempotent by event id (a repeat is ignored). Returns rows new."""
+
+    def usage_for(self, msisdn: str, limit: int = 100) -> list[UsageEvent]:
+        """Newest first."""
+
+    def buckets_for(self, msisdn: str) -> list[BucketRecord]: ...
+
+    def wallet_balance(self, msisdn: str) -> int:
+        """Wallet in kuruş as the record knows it: ledger movements minus usage debits."""
+
+    def save_catalogue(self, version: str, source: str, activated_at: int) -> None:
+        """Record a catalogue version that was put in force (a repeat of a version is ignored)."""
+
+    def latest_catalogue(self) -> CatalogueRecord | None: ...
+
+    def close(self) -> None: ...
