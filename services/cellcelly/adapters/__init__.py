@@ -1,0 +1,1 @@
+"""Adapters: the embedded and real implementations of the ports in `cellcelly.ports`."""

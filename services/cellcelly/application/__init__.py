@@ -1,0 +1,1 @@
+"""Application services: the domain put to work on the ports (no web framework here either)."""

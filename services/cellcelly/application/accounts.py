@@ -1,0 +1,81 @@
+"""Opening accounts and changing them outside charging: top-ups, packages, suspension.
+
+The system of record is written first (it owns the subscriber); the balance store is then
+provisioned. Ledger events go through the balance store's outbox like usage does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from cellcelly.catalogue_store import CatalogueHolder
+from cellcelly.domain.account import Account, Status
+from cellcelly.domain.errors import DomainError
+from cellcelly.domain.provisioning import AccountChange, buy_package, open_account, set_status, top_up
+from cellcelly.ports.balance_store import BalanceStore, Commit
+from cellcelly.ports.records import SubscriberRecord, SystemOfRecord
+
+
+class UnknownSubscriber(DomainError):
+    """No such MSISDN in the balance store."""
+
+
+class AccountService:
+    def __init__(
+        self,
+        store: BalanceStore,
+        records: SystemOfRecord,
+        catalogue: CatalogueHolder,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.records = records
+        self.catalogue = catalogue
+        self.clock = clock
+
+    def open(self, subscriber: SubscriberRecord) -> Account:
+        """Record the subscriber and provision the balance store (idempotent on the balance side)."""
+        now = int(self.clock())
+        catalogue = self.catalogue.current
+        if subscriber.package and subscriber.package not in catalogue.packages:
+            raise DomainError(f"unknown package {subscriber.package!r}")
+        self.records.add_subscriber(subscriber)
+
+        def apply(account: Account | None) -> tuple[Account, Commit | None]:
+            if account is not None:
+                return account, None
+            change = open_account(subscriber.msisdn, catalogue, subscriber.package or None, now)
+            return change.account, Commit(change.account, events=change.events)
+
+        return self.store.transact(subscriber.msisdn, apply)
+
+    def _change(self, msisdn: str, fn: Callable[[Account, int], AccountChange]) -> Account:
+        def apply(account: Account | None) -> tuple[Account, Commit | None]:
+            if account is None:
+                raise UnknownSubscriber(f"unknown subscriber {msisdn}")
+            change = fn(account, int(self.clock()))
+            if not change.applied:
+                return change.account, None
+            return change.account, Commit(change.account, events=change.events)
+
+        return self.store.transact(msisdn, apply)
+
+    def top_up(self, msisdn: str, amount: int, reference: str) -> Account:
+        policy = self.catalogue.current.policy
+        return self._change(msisdn, lambda acc, now: top_up(acc, amount, reference, policy, now))
+
+    def buy_package(self, msisdn: str, package_code: str, reference: str) -> Account:
+        catalogue = self.catalogue.current
+        package = catalogue.packages.get(package_code)
+        if package is None:
+            raise DomainError(f"unknown package {package_code!r}")
+        return self._change(
+            msisdn, lambda acc, now: buy_package(acc, package, reference, catalogue.policy, now)
+        )
+
+    def set_status(self, msisdn: str, status: Status, reference: str) -> Account:
+        policy = self.catalogue.current.policy
+        account = self._change(msisdn, lambda acc, now: set_status(acc, status, reference, policy, now))
+        self.records.set_status(msisdn, status.value)
+        return account

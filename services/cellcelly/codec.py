@@ -1,0 +1,224 @@
+"""Plain-data forms of accounts, sessions, answers and events (for journals, buses and stores).
+
+Lists rather than dicts for the hot, internal forms (journal records): they are smaller and
+faster to write. Events get a self-describing dict with a schema version, because they leave
+the process and outlive code versions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cellcelly.domain.account import Account, Bucket, RatedService, Reservation, Session, Status
+from cellcelly.domain.charging import (
+    ChargeAnswer,
+    RequestType,
+    ResultCode,
+    ServiceResult,
+    UsageEvent,
+)
+from cellcelly.domain.provisioning import LedgerEvent
+from cellcelly.domain.units import Service
+
+EVENT_SCHEMA_VERSION = 1
+
+# --- answers ----------------------------------------------------------------------------------
+
+
+def answer_to_list(a: ChargeAnswer) -> list[Any]:
+    return [
+        a.session_id,
+        int(a.request_type),
+        a.request_number,
+        int(a.result_code),
+        [[r.rating_group, int(r.result_code), r.granted, r.validity_time, r.final_unit] for r in a.services],
+    ]
+
+
+def answer_from_list(d: list[Any]) -> ChargeAnswer:
+    return ChargeAnswer(
+        d[0],
+        RequestType(d[1]),
+        d[2],
+        ResultCode(d[3]),
+        tuple(ServiceResult(r[0], ResultCode(r[1]), r[2], r[3], r[4]) for r in d[4]),
+    )
+
+
+# --- sessions and accounts --------------------------------------------------------------------
+
+
+def _rated_to_list(rs: RatedService) -> list[Any]:
+    r = rs.reservation
+    res = None if r is None else [r.bucket_units, r.wallet_units, r.wallet_money, r.expires_at]
+    return [
+        rs.service.value,
+        rs.rule_id,
+        rs.price,
+        rs.per,
+        None if rs.bucket is None else rs.bucket.value,
+        rs.destination,
+        rs.wallet_units,
+        rs.money,
+        rs.used,
+        res,
+    ]
+
+
+def _rated_from_list(d: list[Any]) -> RatedService:
+    r = d[9]
+    return RatedService(
+        Service(d[0]),
+        d[1],
+        d[2],
+        d[3],
+        None if d[4] is None else Service(d[4]),
+        d[5],
+        d[6],
+        d[7],
+        d[8],
+        None if r is None else Reservation(dict(r[0]), r[1], r[2], r[3]),
+    )
+
+
+def session_to_list(s: Session) -> list[Any]:
+    return [
+        s.id,
+        s.last_request,
+        s.updated_at,
+        s.location,
+        [[rg, _rated_to_list(rs)] for rg, rs in s.services.items()],
+        [answer_to_list(a) for a in s.answers.values()],
+        s.finished_at,
+    ]
+
+
+def session_from_list(d: list[Any]) -> Session:
+    answers = [answer_from_list(a) for a in d[5]]
+    return Session(
+        d[0],
+        d[1],
+        d[2],
+        d[3],
+        {rg: _rated_from_list(rs) for rg, rs in d[4]},
+        {a.request_number: a for a in answers},
+        d[6],
+    )
+
+
+def header_to_list(a: Account) -> list[Any]:
+    """The account without its sessions (they are written separately, only when they change)."""
+    return [
+        a.msisdn,
+        a.status.value,
+        a.wallet,
+        [
+            [b.id, b.service.value, b.package, b.total, b.remaining, b.valid_from, b.valid_until]
+            for b in a.buckets.values()
+        ],
+        a.held_money,
+        a.held_units,
+        a.next_sweep,
+        a.revision,
+    ]
+
+
+def header_from_list(d: list[Any], sessions: dict[str, Session] | None = None) -> Account:
+    buckets = [Bucket(b[0], Service(b[1]), b[2], b[3], b[4], b[5], b[6]) for b in d[3]]
+    return Account(
+        d[0],
+        Status(d[1]),
+        d[2],
+        {b.id: b for b in buckets},
+        d[4],
+        dict(d[5]),
+        sessions if sessions is not None else {},
+        d[6],
+        d[7],
+    )
+
+
+def account_to_dict(a: Account) -> dict[str, Any]:
+    return {"header": header_to_list(a), "sessions": [session_to_list(s) for s in a.sessions.values()]}
+
+
+def account_from_dict(d: dict[str, Any]) -> Account:
+    sessions = [session_from_list(s) for s in d["sessions"]]
+    return header_from_list(d["header"], {s.id: s for s in sessions})
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+def event_to_dict(e: UsageEvent | LedgerEvent) -> dict[str, Any]:
+    if isinstance(e, UsageEvent):
+        return {
+            "type": "usage",
+            "schema": EVENT_SCHEMA_VERSION,
+            "event_id": e.event_id,
+            "msisdn": e.msisdn,
+            "session_id": e.session_id,
+            "request_number": e.request_number,
+            "rating_group": e.rating_group,
+            "service": e.service.value,
+            "rule_id": e.rule_id,
+            "units": e.units,
+            "bucket_units": e.bucket_units,
+            "wallet_units": e.wallet_units,
+            "uncharged_units": e.uncharged_units,
+            "money": e.money,
+            "wallet_after": e.wallet_after,
+            "occurred_at": e.occurred_at,
+            "buckets": [list(b) for b in e.buckets],
+        }
+    return {
+        "type": "ledger",
+        "schema": EVENT_SCHEMA_VERSION,
+        "event_id": e.event_id,
+        "msisdn": e.msisdn,
+        "kind": e.kind,
+        "amount": e.amount,
+        "wallet_after": e.wallet_after,
+        "occurred_at": e.occurred_at,
+        "reference": e.reference,
+        "package": e.package,
+        "buckets": [list(b) for b in e.buckets],
+        "status": e.status,
+    }
+
+
+def event_from_dict(d: dict[str, Any]) -> UsageEvent | LedgerEvent:
+    if d.get("schema") != EVENT_SCHEMA_VERSION:
+        raise ValueError(f"unsupported event schema {d.get('schema')!r}")
+    if d["type"] == "usage":
+        return UsageEvent(
+            d["event_id"],
+            d["msisdn"],
+            d["session_id"],
+            d["request_number"],
+            d["rating_group"],
+            Service(d["service"]),
+            d["rule_id"],
+            d["units"],
+            d["bucket_units"],
+            d["wallet_units"],
+            d["uncharged_units"],
+            d["money"],
+            d["wallet_after"],
+            d["occurred_at"],
+            tuple((b[0], b[1]) for b in d["buckets"]),
+        )
+    if d["type"] == "ledger":
+        return LedgerEvent(
+            d["event_id"],
+            d["msisdn"],
+            d["kind"],
+            d["amount"],
+            d["wallet_after"],
+            d["occurred_at"],
+            d["reference"],
+            d["package"],
+            tuple((b[0], b[1], b[2], b[3], b[4]) for b in d["buckets"]),
+            d["status"],
+        )
+    raise ValueError(f"unknown event type {d['type']!r}")
