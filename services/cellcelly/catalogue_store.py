@@ -7,7 +7,9 @@ wrong the old catalogue stays in force and the caller gets every problem found.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -31,6 +33,7 @@ class CatalogueHolder:
         self._current = catalogue
         self._path = path
         self._lock = threading.Lock()
+        self.on_change: Callable[[Catalogue], None] | None = None  # e.g. record it in the system of record
 
     @classmethod
     def from_file(cls, path: Path) -> CatalogueHolder:
@@ -44,15 +47,25 @@ class CatalogueHolder:
     def current(self) -> Catalogue:
         return self._current
 
-    def replace(self, text: str) -> Catalogue:
-        """Validate `text` and put it in force; raises CatalogueError and keeps the old one."""
+    def replace(self, text: str, persist: bool = True) -> Catalogue:
+        """Validate `text` and put it in force; raises CatalogueError and keeps the old one.
+
+        With `persist`, the file is rewritten too (atomically), so the file stays the one
+        source of truth that a restart or a later reload reads.
+        """
         new = parse_catalogue_text(text)
         with self._lock:
             if new.version == self._current.version and new.source != self._current.source:
                 raise CatalogueError(
                     [f"version {new.version!r} is in force with other content: bump the version"]
                 )
+            if persist and self._path is not None and new.source != self._current.source:
+                tmp = self._path.with_suffix(".tmp")
+                tmp.write_text(text, encoding="utf-8")
+                os.replace(tmp, self._path)
             self._current = new
+            if self.on_change is not None:
+                self.on_change(new)
         log.info("catalogue in force", extra={"version": new.version, "tariffs": len(new.tariffs)})
         return new
 
@@ -64,4 +77,4 @@ class CatalogueHolder:
             text = self._path.read_text(encoding="utf-8")
         except OSError as exc:
             raise CatalogueError([f"cannot read {self._path}: {exc}"]) from exc
-        return self.replace(text)
+        return self.replace(text, persist=False)

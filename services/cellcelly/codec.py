@@ -52,11 +52,11 @@ def _rated_to_list(rs: RatedService) -> list[Any]:
     r = rs.reservation
     res = None if r is None else [r.bucket_units, r.wallet_units, r.wallet_money, r.expires_at]
     return [
-        rs.service.value,
+        rs.service,
         rs.rule_id,
         rs.price,
         rs.per,
-        None if rs.bucket is None else rs.bucket.value,
+        rs.bucket,
         rs.destination,
         rs.wallet_units,
         rs.money,
@@ -81,14 +81,15 @@ def _rated_from_list(d: list[Any]) -> RatedService:
     )
 
 
-def session_to_list(s: Session) -> list[Any]:
+def session_to_list(s: Session, answers: list[Any] | None = None) -> list[Any]:
+    """`answers` replaces the stored answers (a journal writes only the new ones)."""
     return [
         s.id,
         s.last_request,
         s.updated_at,
         s.location,
         [[rg, _rated_to_list(rs)] for rg, rs in s.services.items()],
-        [answer_to_list(a) for a in s.answers.values()],
+        [answer_to_list(a) for a in s.answers.values()] if answers is None else answers,
         s.finished_at,
     ]
 
@@ -110,10 +111,10 @@ def header_to_list(a: Account) -> list[Any]:
     """The account without its sessions (they are written separately, only when they change)."""
     return [
         a.msisdn,
-        a.status.value,
+        a.status,  # str enums: orjson writes their values
         a.wallet,
         [
-            [b.id, b.service.value, b.package, b.total, b.remaining, b.valid_from, b.valid_until]
+            [b.id, b.service, b.package, b.total, b.remaining, b.valid_from, b.valid_until]
             for b in a.buckets.values()
         ],
         a.held_money,
@@ -222,3 +223,12 @@ def event_from_dict(d: dict[str, Any]) -> UsageEvent | LedgerEvent:
             d["status"],
         )
     raise ValueError(f"unknown event type {d['type']!r}")
+
+
+def event_from_fields(d: dict[str, Any]) -> UsageEvent | LedgerEvent:
+    """An event from orjson's own dataclass form (field names only; journals use it)."""
+    if "session_id" in d:
+        return UsageEvent(
+            **{**d, "service": Service(d["service"]), "buckets": tuple(map(tuple, d["buckets"]))}
+        )
+    return LedgerEvent(**{**d, "buckets": tuple(map(tuple, d["buckets"]))})

@@ -15,7 +15,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CELLCELLY_", env_file=".env", extra="ignore")
 
     data_dir: Path = Path("data")
-    catalogue_file: Path = DEFAULT_CATALOGUE
+    # the catalogue in force; created from the bundled seed catalogue when missing
+    catalogue_file: Path | None = None
 
     # system of record: SQLite by default; postgresql+psycopg://... or oracle+oracledb://...
     database_url: str = ""
@@ -33,6 +34,9 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
+
+    def catalogue_path(self) -> Path:
+        return self.catalogue_file or self.data_dir / "catalogue.yaml"
 
     def sor_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'cellcelly.db'}"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +26,9 @@ import orjson
 from cellcelly.codec import (
     account_from_dict,
     account_to_dict,
+    answer_to_list,
+    event_from_dict,
+    event_from_fields,
     event_to_dict,
     header_from_list,
     header_to_list,
@@ -35,7 +37,7 @@ from cellcelly.codec import (
 )
 from cellcelly.domain.account import Account
 from cellcelly.domain.errors import StoreError
-from cellcelly.ports.balance_store import Commit, OutboxEntry
+from cellcelly.ports.balance_store import Commit, Event, OutboxEntry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,7 +59,7 @@ class EmbeddedBalanceStore:
     ) -> None:
         self._accounts: dict[str, Account] = {}
         self._sessions: dict[str, str] = {}  # session id -> msisdn
-        self._outbox: deque[OutboxEntry] = deque()
+        self._outbox: deque[tuple[int, Event]] = deque()
         self._seq = 0
         self._acked = 0
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
@@ -93,9 +95,9 @@ class EmbeddedBalanceStore:
     def outbox(self, limit: int = 1000, after: int = 0) -> list[OutboxEntry]:
         with self._write_lock:
             found: list[OutboxEntry] = []
-            for entry in self._outbox:
-                if entry.seq > after:
-                    found.append(entry)
+            for seq, event in self._outbox:
+                if seq > after:
+                    found.append(OutboxEntry(seq, event_to_dict(event)))
                     if len(found) >= limit:
                         break
             return found
@@ -103,7 +105,7 @@ class EmbeddedBalanceStore:
     # --- writes ---------------------------------------------------------------------------------
 
     def transact(self, msisdn: str, fn: Callable[[Account | None], tuple[T, Commit | None]]) -> T:
-        with self._stripes[zlib.crc32(msisdn.encode()) % _STRIPES]:
+        with self._stripes[hash(msisdn) % _STRIPES]:  # str hashes are cached on the object
             result, commit = fn(self._accounts.get(msisdn))
             if commit is not None:
                 if commit.account.msisdn != msisdn:
@@ -117,20 +119,32 @@ class EmbeddedBalanceStore:
                 return
             self._append(orjson.dumps(["a", upto_seq]))
             self._acked = upto_seq
-            while self._outbox and self._outbox[0].seq <= upto_seq:
+            while self._outbox and self._outbox[0][0] <= upto_seq:
                 self._outbox.popleft()
 
     def _commit(self, commit: Commit) -> None:
         account = commit.account
         sessions = account.sessions
-        changed = [session_to_list(sessions[s]) for s in commit.changed_sessions if s in sessions]
+        before = self._accounts.get(account.msisdn)
+        old_sessions = before.sessions if before is not None else {}
+        changed = []
+        for sid in commit.changed_sessions:
+            session = sessions.get(sid)
+            if session is None:
+                continue
+            # only answers new in this commit are written, with the request numbers still kept
+            old = old_sessions.get(sid)
+            old_answers = old.answers if old is not None else {}
+            new = [answer_to_list(a) for n, a in session.answers.items() if n not in old_answers]
+            changed.append([session_to_list(session, new), list(session.answers)])
         removed = list(commit.removed_sessions)
         with self._write_lock:
             entries = []
             for event in commit.events:
                 self._seq += 1
-                entries.append(OutboxEntry(self._seq, event_to_dict(event)))
-            record = ["c", header_to_list(account), changed, removed, [[e.seq, e.event] for e in entries]]
+                entries.append((self._seq, event))
+            # orjson writes the event dataclasses natively; they become dicts only when read
+            record = ["c", header_to_list(account), changed, removed, entries]
             try:
                 self._append(orjson.dumps(record))
             except BaseException:
@@ -178,7 +192,7 @@ class EmbeddedBalanceStore:
             "seq": self._seq,
             "acked": self._acked,
             "accounts": [account_to_dict(a) for a in self._accounts.values()],
-            "outbox": [[e.seq, e.event] for e in self._outbox],
+            "outbox": [[seq, event_to_dict(e)] for seq, e in self._outbox],
         }
         tmp = self._dir / (SNAPSHOT + ".tmp")
         with open(tmp, "wb") as fh:
@@ -204,7 +218,7 @@ class EmbeddedBalanceStore:
             self._seq, self._acked = data["seq"], data["acked"]
             for raw in data["accounts"]:
                 self._install(account_from_dict(raw))
-            self._outbox.extend(OutboxEntry(s, e) for s, e in data["outbox"])
+            self._outbox.extend((seq, event_from_dict(e)) for seq, e in data["outbox"])
         journal = self._dir / JOURNAL
         if not journal.exists():
             return
@@ -239,7 +253,7 @@ class EmbeddedBalanceStore:
     def _replay(self, record: list[Any]) -> None:
         if record[0] == "a":
             self._acked = max(self._acked, record[1])
-            while self._outbox and self._outbox[0].seq <= self._acked:
+            while self._outbox and self._outbox[0][0] <= self._acked:
                 self._outbox.popleft()
             return
         if record[0] != "c":
@@ -250,14 +264,18 @@ class EmbeddedBalanceStore:
         for sid in removed:
             sessions.pop(sid, None)
             self._sessions.pop(sid, None)
-        for raw in changed:
+        for raw, kept in changed:
             session = session_from_list(raw)
+            old = sessions.get(session.id)
+            if old is not None:
+                answers = {**old.answers, **session.answers}
+                session.answers = {n: answers[n] for n in kept}
             sessions[session.id] = session
             self._sessions[session.id] = header[0]
         self._accounts[header[0]] = header_from_list(header, sessions)
         for seq, event in events:
             if seq > self._acked:
-                self._outbox.append(OutboxEntry(seq, event))
+                self._outbox.append((seq, event_from_fields(event)))
             self._seq = max(self._seq, seq)
 
     def close(self) -> None:

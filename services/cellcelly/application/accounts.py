@@ -35,20 +35,24 @@ class AccountService:
         self.clock = clock
 
     def open(self, subscriber: SubscriberRecord) -> Account:
-        """Record the subscriber and provision the balance store (idempotent on the balance side)."""
-        now = int(self.clock())
-        catalogue = self.catalogue.current
-        if subscriber.package and subscriber.package not in catalogue.packages:
+        """Record the subscriber and provision the balance store."""
+        if subscriber.package and subscriber.package not in self.catalogue.current.packages:
             raise DomainError(f"unknown package {subscriber.package!r}")
         self.records.add_subscriber(subscriber)
+        return self.provision(subscriber.msisdn, subscriber.package)
+
+    def provision(self, msisdn: str, package: str) -> Account:
+        """Open the balance-store account (initial wallet, package buckets); no-op when it exists."""
+        now = int(self.clock())
+        catalogue = self.catalogue.current
 
         def apply(account: Account | None) -> tuple[Account, Commit | None]:
             if account is not None:
                 return account, None
-            change = open_account(subscriber.msisdn, catalogue, subscriber.package or None, now)
+            change = open_account(msisdn, catalogue, package or None, now)
             return change.account, Commit(change.account, events=change.events)
 
-        return self.store.transact(subscriber.msisdn, apply)
+        return self.store.transact(msisdn, apply)
 
     def _change(self, msisdn: str, fn: Callable[[Account, int], AccountChange]) -> Account:
         def apply(account: Account | None) -> tuple[Account, Commit | None]:

@@ -140,12 +140,13 @@ class Account:
     revision: int = 0  # bumped by every committed change (optimistic concurrency for remote stores)
 
     def copy(self) -> Account:
-        """A copy safe to change: buckets and held units are copied, sessions are shared until replaced."""
+        """A copy whose dicts are its own; buckets and sessions are shared until replaced, so
+        whoever changes one copies it first (see `charging._Transaction`)."""
         return Account(
             self.msisdn,
             self.status,
             self.wallet,
-            {k: b.copy() for k, b in self.buckets.items()},
+            dict(self.buckets),
             self.held_money,
             dict(self.held_units),
             dict(self.sessions),

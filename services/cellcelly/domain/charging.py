@@ -62,7 +62,7 @@ class ChargeRequest:
     location: str = "90"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ServiceResult:
     rating_group: int
     result_code: ResultCode
@@ -71,7 +71,7 @@ class ServiceResult:
     final_unit: bool = False  # Final-Unit-Indication (action TERMINATE): no more quota after this
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ChargeAnswer:
     session_id: str
     request_type: RequestType
@@ -80,7 +80,7 @@ class ChargeAnswer:
     services: tuple[ServiceResult, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UsageEvent:
     """One debit, written to the outbox in the same atomic step as the debit itself."""
 
@@ -153,6 +153,7 @@ class _Transaction:
         self.removed: set[str] = set()
         self.events: list[UsageEvent] = []
         self.swept = False
+        self.copied_buckets: set[str] = set()
 
     # --- housekeeping ---------------------------------------------------------------------------
 
@@ -187,6 +188,13 @@ class _Transaction:
         del self.acc.sessions[sid]
         self.removed.add(sid)
         self.changed.discard(sid)
+
+    def _writable_bucket(self, bid: str) -> Bucket:
+        """The bucket, copied once per operation before it is changed."""
+        if bid not in self.copied_buckets:
+            self.acc.buckets[bid] = self.acc.buckets[bid].copy()
+            self.copied_buckets.add(bid)
+        return self.acc.buckets[bid]
 
     def _writable(self, sid: str) -> Session:
         """The session, copied once per operation before it is changed."""
@@ -265,6 +273,7 @@ class _Transaction:
             nonlocal need
             take = min(limit, need)
             if take > 0:
+                bucket = self._writable_bucket(bucket.id)
                 bucket.remaining -= take
                 consumed.append((bucket.id, take))
                 need -= take

@@ -1,0 +1,42 @@
+# CellCelly: `make run` starts the stack on embedded defaults, `make test` runs every test tier.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit integration bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## run the stack on embedded defaults (SQLite, embedded balance store): no Java, no cluster
+run: $(STAMP)
+	$(VENV)/bin/cellcelly run
+
+## every test tier, with lint and type checks first; under CI=true nothing that can run here may skip
+test: $(STAMP) lint typecheck
+	$(PY) -m pytest -rs
+
+lint: $(STAMP)
+	$(PY) -m ruff check services tests
+	$(PY) -m ruff format --check services tests
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+unit: $(STAMP)
+	$(PY) -m pytest -rs -m unit
+
+integration: $(STAMP)
+	$(PY) -m pytest -rs -m "integration or contract"
+
+## charging throughput and latency, in-process and over HTTP, each beside its baseline
+bench: $(STAMP)
+	$(PY) -m cellcelly.bench
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .hypothesis bench/results

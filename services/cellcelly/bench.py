@@ -1,0 +1,396 @@
+"""`make bench`: charging throughput and latency, each beside a baseline measured in the same run.
+
+In-process: the charging service on the embedded store, against the raw store committing a
+trivial change (what the store costs without rating and charging). Over HTTP: the OCS in its own
+process (pinned to one core) driven by a lean keep-alive HTTP/1.1 load generator (pinned to the
+other), against the same server's /noop route, which parses the same request and encodes an
+answer the same way, without charging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
+from cellcelly.application.charging import ChargingService
+from cellcelly.catalogue_store import CatalogueHolder
+from cellcelly.domain.account import Account
+from cellcelly.domain.charging import ChargeRequest, RequestType, ServiceUsage
+from cellcelly.domain.provisioning import open_account
+from cellcelly.domain.units import Service
+from cellcelly.ports.balance_store import Commit
+from cellcelly.settings import DEFAULT_CATALOGUE
+
+
+def percentile(sorted_ns: list[int], p: float) -> float:
+    """Latency percentile in microseconds (nearest rank)."""
+    if not sorted_ns:
+        return 0.0
+    index = min(len(sorted_ns) - 1, max(0, int(round(p / 100 * len(sorted_ns))) - 1))
+    return sorted_ns[index] / 1000
+
+
+def summarise(name: str, ops: int, seconds: float, latencies: list[int], errors: int = 0) -> dict[str, Any]:
+    latencies.sort()
+    return {
+        "name": name,
+        "ops": ops,
+        "seconds": round(seconds, 3),
+        "ops_per_s": round(ops / seconds, 1) if seconds else 0.0,
+        "p50_us": round(percentile(latencies, 50), 1),
+        "p99_us": round(percentile(latencies, 99), 1),
+        "errors": errors,
+    }
+
+
+def msisdn(i: int) -> str:
+    return f"5{i:09d}"
+
+
+def session_script(i: int) -> Iterator[tuple[RequestType, tuple[ServiceUsage, ...]]]:
+    """The traffic mix: a voice call (I, U, U, T), a data session (I, U, U, T) and an SMS event."""
+    kind = i % 3
+    if kind == 2:
+        yield RequestType.EVENT, (ServiceUsage(1, Service.SMS, 1, 0, "905551112233"),)
+        return
+    service, rg, quota = (Service.VOICE, 1, 60) if kind == 0 else (Service.DATA, 2, 1024 * 1024)
+    dest = "905551112233" if service is Service.VOICE else ""
+    yield RequestType.INITIAL, (ServiceUsage(rg, service, quota, 0, dest),)
+    for _ in range(2):
+        yield RequestType.UPDATE, (ServiceUsage(rg, service, quota, quota, dest),)
+    yield RequestType.TERMINATE, (ServiceUsage(rg, service, 0, quota // 2, dest),)
+
+
+def provision(store: EmbeddedBalanceStore, catalogue: CatalogueHolder, subscribers: int) -> None:
+    now = int(time.time())
+    for i in range(subscribers):
+
+        def fn(acc: Account | None, i: int = i) -> tuple[None, Commit | None]:
+            change = open_account(msisdn(i), catalogue.current, "ANKARA", now)
+            return None, Commit(change.account, events=change.events)
+
+        store.transact(msisdn(i), fn)
+
+
+def bench_in_process(seconds: float, subscribers: int) -> list[dict[str, Any]]:
+    catalogue = CatalogueHolder.from_file(DEFAULT_CATALOGUE)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = EmbeddedBalanceStore(Path(tmp) / "b", fsync="interval")
+        provision(store, catalogue, subscribers)
+
+        # baseline: the store alone, committing a trivial change with its journal write
+        def touch(acc: Account | None) -> tuple[None, Commit | None]:
+            assert acc is not None
+            new = acc.copy()
+            new.revision += 1
+            return None, Commit(new)
+
+        results.append(
+            _loop(
+                "in-process baseline: raw store commit",
+                seconds,
+                lambda i: store.transact(msisdn(i % subscribers), touch),
+            )
+        )
+
+        service = ChargingService(store, catalogue)
+        requests = interleaved_requests(int(seconds * 40_000), subscribers)
+        results.append(
+            _loop(
+                "in-process charging (OCS engine + embedded store)",
+                seconds,
+                lambda i: service.charge(requests[i % len(requests)]) and None,
+            )
+        )
+        store.close()
+    return results
+
+
+def interleaved_requests(count: int, subscribers: int, live: int = 64) -> list[ChargeRequest]:
+    """`count` requests of the traffic mix, 64 sessions interleaved as a network would send them.
+    Built before timing starts, so the figures are the engine's, not the generator's."""
+    requests: list[ChargeRequest] = []
+    scripts: list[tuple[int, Iterator[tuple[RequestType, tuple[ServiceUsage, ...]]]]] = []
+    next_sid = 0
+    numbers: dict[int, int] = {}
+    while len(requests) < count:
+        while len(scripts) < live:
+            scripts.append((next_sid, session_script(next_sid)))
+            numbers[next_sid] = 0
+            next_sid += 1
+        slot = len(requests) % live
+        sid, script = scripts[slot]
+        step = next(script, None)
+        if step is None:
+            scripts[slot] = (next_sid, session_script(next_sid))
+            numbers[next_sid] = 0
+            next_sid += 1
+            continue
+        kind, usage = step
+        requests.append(ChargeRequest(f"b{sid}", kind, numbers[sid], msisdn(sid % subscribers), usage))
+        numbers[sid] += 1
+    return requests
+
+
+def _loop(name: str, seconds: float, fn: Callable[[int], None]) -> dict[str, Any]:
+    latencies: list[int] = []
+    clock = time.perf_counter_ns
+    for i in range(2000):  # warm-up
+        fn(i)
+    start = clock()
+    deadline = start + int(seconds * 1e9)
+    i = 0
+    while True:
+        t0 = clock()
+        fn(i)
+        t1 = clock()
+        latencies.append(t1 - t0)
+        i += 1
+        if t1 >= deadline:
+            break
+    return summarise(name, i, (clock() - start) / 1e9, latencies)
+
+
+# --- over HTTP ----------------------------------------------------------------------------------
+
+API = "/nchf-convergedcharging/v3"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _http_request(path: str, body: dict[str, Any]) -> bytes:
+    payload = orjson.dumps(body)
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    ).encode() + payload
+
+
+def _http_script(sid: int, subscribers: int, noop: bool) -> Iterator[bytes]:
+    msisdn_ = msisdn(sid % subscribers)
+    number = 0
+    for kind, usages in session_script(sid):
+        units = []
+        for u in usages:
+            field = {"voice": "time", "sms": "serviceSpecificUnits", "data": "totalVolume"}[u.service.value]
+            item: dict[str, Any] = {"ratingGroup": u.rating_group, "serviceType": u.service.value}
+            if u.destination:
+                item["destination"] = u.destination
+            if u.requested:
+                item["requestedUnit"] = {field: u.requested}
+            if u.used:
+                item["usedUnitContainer"] = [{field: u.used}]
+            units.append(item)
+        body = {
+            "subscriberIdentifier": f"msisdn-{msisdn_}",
+            "invocationSequenceNumber": number,
+            "sessionId": f"h{sid}",
+            "multipleUnitUsage": units,
+        }
+        if kind is RequestType.EVENT:
+            body["oneTimeEvent"] = True
+            body["oneTimeEventType"] = "IEC"
+        path = {
+            RequestType.INITIAL: f"{API}/chargingdata",
+            RequestType.EVENT: f"{API}/chargingdata",
+            RequestType.UPDATE: f"{API}/chargingdata/h{sid}/update",
+            RequestType.TERMINATE: f"{API}/chargingdata/h{sid}/release",
+        }[kind]
+        yield _http_request(f"{API}/noop" if noop else path, body)
+        number += 1
+
+
+async def _drive(
+    port: int, seconds: float, connections: int, subscribers: int, noop: bool, first_sid: int
+) -> tuple[int, int, list[int], float]:
+    counter = {"sid": first_sid, "ops": 0, "errors": 0}
+    latencies: list[int] = []
+    clock = time.perf_counter_ns
+    deadline = 0
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while clock() < deadline:
+                sid = counter["sid"]
+                counter["sid"] += 1
+                for raw in _http_script(sid, subscribers, noop):
+                    t0 = clock()
+                    writer.write(raw)
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    length = 0
+                    for line in head.split(b"\r\n"):
+                        if line[:15].lower() == b"content-length:":
+                            length = int(line[15:])
+                    await reader.readexactly(length)
+                    latencies.append(clock() - t0)
+                    counter["ops"] += 1
+                    if head[9:10] != b"2":
+                        counter["errors"] += 1
+        finally:
+            writer.close()
+
+    deadline = clock() + int(seconds * 1e9)
+    start = clock()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return counter["ops"], counter["errors"], latencies, (clock() - start) / 1e9
+
+
+def _pin(cpu: int) -> None:
+    with contextlib.suppress(AttributeError, OSError):
+        if (os.cpu_count() or 1) > 1:
+            os.sched_setaffinity(0, {cpu})
+
+
+def bench_http(seconds: float, subscribers: int, connections: int) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        catalogue = CatalogueHolder.from_file(DEFAULT_CATALOGUE)
+        store = EmbeddedBalanceStore(data / "balances", fsync="never")
+        provision(store, catalogue, subscribers)
+        store.close()
+        port = _free_port()
+        env = {
+            **os.environ,
+            "CELLCELLY_DATA_DIR": str(data),
+            "CELLCELLY_LOG_LEVEL": "WARNING",
+            "CELLCELLY_DATABASE_URL": f"sqlite:///{data / 'sor.db'}",
+        }
+        server = subprocess.Popen(
+            [sys.executable, "-m", "cellcelly.bench", "--serve", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            _wait_for(port)
+            import uvloop
+
+            _pin(1)
+            results = []
+            for noop, name in (
+                (True, "HTTP baseline: same stack, /noop without charging"),
+                (False, "HTTP charging (Nchf-style JSON API)"),
+            ):
+                asyncio.run(
+                    _drive(port, 1.0, connections, subscribers, noop, 10_000_000 * (2 + noop)),
+                    loop_factory=uvloop.new_event_loop,
+                )
+                ops, errors, lat, secs = asyncio.run(
+                    _drive(port, seconds, connections, subscribers, noop, 10_000_000 * noop),
+                    loop_factory=uvloop.new_event_loop,
+                )
+                results.append(summarise(name, ops, secs, lat, errors))
+            return results
+        finally:
+            server.terminate()
+            server.wait(10)
+
+
+def _wait_for(port: int) -> None:
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.1)
+    raise RuntimeError("the OCS did not start")
+
+
+def serve(port: int) -> None:
+    """The OCS as `make run` starts it, pinned to core 0 (the load generator gets core 1)."""
+    import uvicorn
+
+    from cellcelly.logs import setup_logging
+    from cellcelly.ocs.app import create_app
+    from cellcelly.settings import Settings
+    from cellcelly.wiring import build
+
+    settings = Settings()
+    setup_logging(settings.log_level, settings.log_format)
+    _pin(0)
+    app = create_app(build(settings))
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+def _table(results: list[dict[str, Any]]) -> str:
+    lines = [f"{'benchmark':58} {'ops/s':>10} {'p50 µs':>9} {'p99 µs':>9} {'errors':>7}"]
+    for r in results:
+        lines.append(
+            f"{r['name']:58} {r['ops_per_s']:>10.0f} {r['p50_us']:>9.1f} {r['p99_us']:>9.1f} {r['errors']:>7}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cellcelly bench")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--only", choices=["in-process", "http"], default=None)
+    parser.add_argument("--output", type=Path, default=Path("bench/results/latest.json"))
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.serve)
+        return 0
+    results: list[dict[str, Any]] = []
+    if args.only in (None, "in-process"):
+        results += bench_in_process(args.seconds, args.subscribers)
+    if args.only in (None, "http"):
+        results += bench_http(args.seconds, args.subscribers, args.connections)
+    by_name = {r["name"].split(":")[0]: r for r in results}
+    ratios = {}
+    if "in-process baseline" in by_name:
+        ratios["in-process charging / raw store"] = round(
+            results[1]["ops_per_s"] / by_name["in-process baseline"]["ops_per_s"], 3
+        )
+    http = [r for r in results if r["name"].startswith("HTTP")]
+    if len(http) == 2:
+        ratios["HTTP charging / HTTP baseline"] = round(http[1]["ops_per_s"] / http[0]["ops_per_s"], 3)
+    report = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "results": results,
+        "ratios": ratios,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2))
+    sys.stdout.write(_table(results) + "\n")
+    for k, v in ratios.items():
+        sys.stdout.write(f"ratio {k}: {v}\n")
+    sys.stdout.write(f"(written to {args.output})\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The OCS service: the charging engine behind a JSON API modelled on 3GPP Nchf_ConvergedCharging."""

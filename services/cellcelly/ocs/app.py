@@ -1,0 +1,354 @@
+"""The OCS HTTP service: charging sessions and events (Nchf-style), health, metrics, admin.
+
+Charging runs on the event loop thread: one operation is a few tens of microseconds of CPU and
+a journal write, with no await inside, so handing it to a thread pool would only add latency.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from cellcelly.domain.account import Account, Status
+from cellcelly.domain.charging import ChargeAnswer, ChargeRequest, RequestType, ResultCode, ServiceUsage
+from cellcelly.domain.errors import CatalogueError, DomainError
+from cellcelly.domain.money import format_tl, parse_tl
+from cellcelly.domain.provisioning import InsufficientFunds
+from cellcelly.ocs.metrics import OcsMetrics
+from cellcelly.ocs.schemas import (
+    HTTP_STATUS,
+    RESULT_NAMES,
+    ChargingDataRequest,
+    NewSubscriber,
+    PackagePurchase,
+    StatusChange,
+    TopUp,
+    normalise_msisdn,
+)
+from cellcelly.ports.records import SubscriberExists, SubscriberRecord
+from cellcelly.web import (
+    HttpProblem,
+    check_bearer,
+    json_response,
+    problem_response,
+    read_body,
+    validation_problem,
+)
+from cellcelly.wiring import Components
+
+log = logging.getLogger(__name__)
+API = "/nchf-convergedcharging/v3"
+
+
+def to_domain(body: ChargingDataRequest, request_type: RequestType, session_id: str) -> ChargeRequest:
+    services = []
+    for mu in body.multipleUnitUsage:
+        service = mu.service()
+        if service is None:
+            raise HttpProblem(
+                400,
+                "Bad request",
+                f"rating group {mu.ratingGroup}: say serviceType or give units",
+                "INVALID_MSG_FORMAT",
+            )
+        requested = None if mu.requestedUnit is None else mu.requestedUnit.amount(service)
+        if request_type is RequestType.TERMINATE:
+            requested = 0
+        used = sum(u.amount(service) or 0 for u in mu.usedUnitContainer)
+        services.append(ServiceUsage(mu.ratingGroup, service, requested, used, mu.destination.lstrip("+")))
+    return ChargeRequest(
+        session_id,
+        request_type,
+        body.invocationSequenceNumber,
+        body.subscriberIdentifier or "",
+        tuple(services),
+        body.location,
+    )
+
+
+_UNIT_FIELD = {"voice": "time", "sms": "serviceSpecificUnits", "data": "totalVolume"}
+
+
+def answer_json(answer: ChargeAnswer, req: ChargeRequest) -> dict[str, Any]:
+    services = {u.rating_group: u.service for u in req.services}
+    infos = []
+    for r in answer.services:
+        info: dict[str, Any] = {
+            "ratingGroup": r.rating_group,
+            "resultCode": RESULT_NAMES[r.result_code].value,
+            "diameterResultCode": int(r.result_code),
+        }
+        if r.granted:
+            service = services.get(r.rating_group)
+            info["grantedUnit"] = {
+                _UNIT_FIELD[service.value] if service else "serviceSpecificUnits": r.granted
+            }
+        if r.validity_time is not None:
+            info["validityTime"] = r.validity_time
+        if r.final_unit:
+            info["finalUnitIndication"] = {"finalUnitAction": "TERMINATE"}
+        infos.append(info)
+    return {
+        "chargingDataRef": answer.session_id,
+        "invocationSequenceNumber": answer.request_number,
+        "invocationTimeStamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "invocationResult": {
+            "resultCode": RESULT_NAMES[answer.result_code].value,
+            "diameterResultCode": int(answer.result_code),
+        },
+        "multipleUnitInformation": infos,
+    }
+
+
+def balance_json(account: Account, now: int) -> dict[str, Any]:
+    return {
+        "msisdn": account.msisdn,
+        "status": account.status.value,
+        "wallet": format_tl(account.wallet),
+        "walletKurus": account.wallet,
+        "availableKurus": account.available_money(),
+        "buckets": [
+            {
+                "id": b.id,
+                "package": b.package,
+                "service": b.service.value,
+                "total": b.total,
+                "remaining": b.remaining,
+                "available": account.available_units(b, now),
+                "validFrom": b.valid_from,
+                "validUntil": b.valid_until,
+            }
+            for b in account.buckets.values()
+        ],
+        "liveSessions": sum(1 for s in account.sessions.values() if s.finished_at is None),
+    }
+
+
+def create_app(components: Components, *, close_on_shutdown: bool = True) -> FastAPI:
+    metrics = OcsMetrics()
+    charging = components.charging
+    admin_token = components.settings.admin_token
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info("ocs ready", extra={"catalogue": components.catalogue.current.version})
+        yield
+        if close_on_shutdown:
+            components.close()
+
+    app = FastAPI(
+        title="CellCelly OCS",
+        version="0.1.0",
+        summary="Online charging: sessions and events, modelled on 3GPP Nchf_ConvergedCharging",
+        lifespan=lifespan,
+    )
+    app.state.components = components
+    app.state.metrics = metrics
+
+    @app.exception_handler(HttpProblem)
+    async def _problem(request: Request, exc: HttpProblem) -> Response:
+        metrics.rejected.labels(str(exc.status)).inc()
+        return problem_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        metrics.rejected.labels("400").inc()
+        params = [{"param": ".".join(map(str, e["loc"])), "reason": e["msg"]} for e in exc.errors()]
+        return problem_response(
+            HttpProblem(400, "Bad request", "invalid parameters", "INVALID_MSG_FORMAT", invalidParams=params)
+        )
+
+    async def parse(request: Request) -> ChargingDataRequest:
+        body = await read_body(request)
+        try:
+            return ChargingDataRequest.model_validate_json(body)
+        except ValidationError as exc:
+            raise validation_problem(exc) from None
+
+    def run(req: ChargeRequest, created: bool = False) -> Response:
+        started = time.perf_counter()
+        answer = charging.charge(req)
+        kind = req.request_type.name
+        metrics.latency.labels(kind).observe(time.perf_counter() - started)
+        metrics.requests.labels(kind, str(int(answer.result_code))).inc()
+        status = HTTP_STATUS[answer.result_code]
+        headers = None
+        if created and answer.result_code is ResultCode.SUCCESS:
+            status = 201
+            headers = {"Location": f"{API}/chargingdata/{answer.session_id}"}
+        return json_response(answer_json(answer, req), status, headers)
+
+    # --- charging -------------------------------------------------------------------------------
+
+    @app.post(f"{API}/chargingdata", status_code=201, tags=["charging"])
+    async def create(request: Request) -> Response:
+        """Create a charging session (CCR-I), or charge a one-time event (CCR-E) with oneTimeEvent."""
+        body = await parse(request)
+        if body.subscriberIdentifier is None:
+            raise HttpProblem(400, "Bad request", "subscriberIdentifier is required", "MANDATORY_IE_MISSING")
+        kind = RequestType.EVENT if body.oneTimeEvent else RequestType.INITIAL
+        session_id = body.sessionId or uuid.uuid4().hex
+        return run(to_domain(body, kind, session_id), created=kind is RequestType.INITIAL)
+
+    @app.post(API + "/chargingdata/{ref}/update", tags=["charging"])
+    async def update(ref: str, request: Request) -> Response:
+        """Report usage and ask for more quota (CCR-U)."""
+        return run(to_domain(await parse(request), RequestType.UPDATE, ref))
+
+    @app.post(API + "/chargingdata/{ref}/release", tags=["charging"])
+    async def release(ref: str, request: Request) -> Response:
+        """Report final usage and end the session (CCR-T). Answers 200 with the final figures
+        (Nchf answers 204; the Diameter gateway needs the per-rating-group results)."""
+        return run(to_domain(await parse(request), RequestType.TERMINATE, ref))
+
+    # --- operations -----------------------------------------------------------------------------
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> Response:
+        try:
+            components.store.get("0")
+            components.records.latest_catalogue()
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            return json_response({"status": "unavailable", "detail": str(exc)}, 503)
+        return json_response({"status": "ready", "catalogue": components.catalogue.current.version})
+
+    @app.get("/metrics", tags=["operations"])
+    async def prometheus() -> Response:
+        metrics.outbox.set(len(components.store.outbox(limit=10**9)))
+        metrics.catalogue.clear()
+        metrics.catalogue.labels(components.catalogue.current.version).set(1)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # --- admin ----------------------------------------------------------------------------------
+
+    def admin(request: Request) -> None:
+        check_bearer(request, admin_token.get_secret_value() if admin_token else None)
+
+    async def model(request: Request, cls: type[Any]) -> Any:
+        try:
+            return cls.model_validate_json(await read_body(request))
+        except ValidationError as exc:
+            raise validation_problem(exc) from None
+
+    @app.get("/admin/catalogue", tags=["admin"])
+    async def get_catalogue(request: Request) -> Response:
+        admin(request)
+        current = components.catalogue.current
+        return json_response({"version": current.version, "source": current.source})
+
+    @app.put("/admin/catalogue", tags=["admin"])
+    async def put_catalogue(request: Request) -> Response:
+        """Put a new catalogue (YAML or JSON text) in force; refused whole if anything is wrong."""
+        admin(request)
+        text = (await read_body(request, 1024 * 1024)).decode("utf-8", errors="replace")
+        try:
+            new = components.catalogue.replace(text)
+        except CatalogueError as exc:
+            raise HttpProblem(
+                422, "Catalogue refused", "the catalogue in force is unchanged", problems=exc.problems
+            ) from None
+        return json_response({"version": new.version})
+
+    @app.post("/admin/catalogue/reload", tags=["admin"])
+    async def reload_catalogue(request: Request) -> Response:
+        admin(request)
+        try:
+            new = components.catalogue.reload()
+        except CatalogueError as exc:
+            raise HttpProblem(
+                422, "Catalogue refused", "the catalogue in force is unchanged", problems=exc.problems
+            ) from None
+        return json_response({"version": new.version})
+
+    def msisdn_of(value: str) -> str:
+        try:
+            return normalise_msisdn(value)
+        except ValueError as exc:
+            raise HttpProblem(400, "Bad request", str(exc), "INVALID_MSISDN") from None
+
+    def account_or_404(msisdn: str) -> Account:
+        account = components.store.get(msisdn)
+        if account is None:
+            raise HttpProblem(404, "Not found", f"no subscriber {msisdn}", "USER_UNKNOWN")
+        return account
+
+    @app.post("/admin/subscribers", status_code=201, tags=["admin"])
+    async def add_subscriber(request: Request) -> Response:
+        admin(request)
+        new: NewSubscriber = await model(request, NewSubscriber)
+        record = SubscriberRecord(
+            new.msisdn, new.firstName, new.lastName, new.email, "active", new.package, int(time.time())
+        )
+        try:
+            account = components.accounts.open(record)
+        except SubscriberExists:
+            raise HttpProblem(409, "Conflict", f"subscriber {new.msisdn} exists") from None
+        except DomainError as exc:
+            raise HttpProblem(422, "Unprocessable", str(exc)) from None
+        return json_response(balance_json(account, int(time.time())), 201)
+
+    @app.get("/admin/subscribers/{msisdn}/balance", tags=["admin"])
+    async def get_balance(msisdn: str, request: Request) -> Response:
+        admin(request)
+        return json_response(balance_json(account_or_404(msisdn_of(msisdn)), int(time.time())))
+
+    @app.post("/admin/subscribers/{msisdn}/topup", tags=["admin"])
+    async def topup(msisdn: str, request: Request) -> Response:
+        admin(request)
+        number = msisdn_of(msisdn)
+        body: TopUp = await model(request, TopUp)
+        account_or_404(number)
+        try:
+            account = components.accounts.top_up(number, parse_tl(body.amount), body.reference)
+        except DomainError as exc:
+            raise HttpProblem(422, "Unprocessable", str(exc)) from None
+        return json_response(balance_json(account, int(time.time())))
+
+    @app.post("/admin/subscribers/{msisdn}/packages", tags=["admin"])
+    async def add_package(msisdn: str, request: Request) -> Response:
+        admin(request)
+        number = msisdn_of(msisdn)
+        body: PackagePurchase = await model(request, PackagePurchase)
+        account_or_404(number)
+        try:
+            account = components.accounts.buy_package(number, body.package, body.reference)
+        except InsufficientFunds as exc:
+            raise HttpProblem(402, "Insufficient funds", str(exc), "QUOTA_LIMIT_REACHED") from None
+        except DomainError as exc:
+            raise HttpProblem(422, "Unprocessable", str(exc)) from None
+        return json_response(balance_json(account, int(time.time())))
+
+    @app.put("/admin/subscribers/{msisdn}/status", tags=["admin"])
+    async def put_status(msisdn: str, request: Request) -> Response:
+        admin(request)
+        number = msisdn_of(msisdn)
+        body: StatusChange = await model(request, StatusChange)
+        account_or_404(number)
+        account = components.accounts.set_status(number, Status(body.status), body.reference)
+        return json_response(balance_json(account, int(time.time())))
+
+    # --- benchmark baseline -----------------------------------------------------------------------
+
+    @app.post(f"{API}/noop", include_in_schema=False)
+    async def noop(request: Request) -> Response:
+        """The same HTTP stack, parsing and answer encoding, without charging: `make bench`'s baseline."""
+        body = await parse(request)
+        req = to_domain(body, RequestType.EVENT, body.sessionId or "noop")
+        answer = ChargeAnswer(req.session_id, req.request_type, req.request_number, ResultCode.SUCCESS)
+        return json_response(answer_json(answer, req), 200)
+
+    return app

@@ -1,0 +1,77 @@
+"""What every CellCelly HTTP service shares: problem answers, bounded bodies, admin auth, health."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from cellcelly.domain.errors import CellCellyError
+
+PROBLEM = "application/problem+json"
+MAX_BODY = 64 * 1024
+
+
+class HttpProblem(CellCellyError):
+    """An error with its HTTP status: answered as RFC 7807 / 3GPP ProblemDetails."""
+
+    def __init__(self, status: int, title: str, detail: str = "", cause: str = "", **extra: Any) -> None:
+        super().__init__(detail or title)
+        self.status, self.title, self.detail, self.cause, self.extra = status, title, detail, cause, extra
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=headers)
+
+
+def problem_response(problem: HttpProblem) -> Response:
+    body: dict[str, Any] = {"status": problem.status, "title": problem.title}
+    if problem.detail:
+        body["detail"] = problem.detail
+    if problem.cause:
+        body["cause"] = problem.cause
+    body.update(problem.extra)
+    return Response(orjson.dumps(body), status_code=problem.status, media_type=PROBLEM)
+
+
+def validation_problem(exc: ValidationError) -> HttpProblem:
+    params = [
+        {"param": ".".join(str(p) for p in err["loc"]) or "body", "reason": err["msg"]}
+        for err in exc.errors()
+    ]
+    return HttpProblem(
+        400,
+        "Bad request",
+        "the request does not match the schema",
+        "INVALID_MSG_FORMAT",
+        invalidParams=params,
+    )
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The request body, refused with 413 past `limit` bytes (also when no length is declared)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise HttpProblem(413, "Payload too large", f"at most {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HttpProblem(413, "Payload too large", f"at most {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def check_bearer(request: Request, expected: str | None) -> None:
+    """Constant-time check of `Authorization: Bearer <token>`; admin is off when no token is set."""
+    if not expected:
+        raise HttpProblem(503, "Admin disabled", "set CELLCELLY_ADMIN_TOKEN to enable the admin API")
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise HttpProblem(401, "Unauthorized", "a valid admin bearer token is required")

@@ -1,0 +1,58 @@
+"""Builds the components a service needs from the settings: adapters are chosen here, by
+configuration, never by editing code."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
+from cellcelly.adapters.sql import SqlRecords
+from cellcelly.application.accounts import AccountService
+from cellcelly.application.charging import ChargingService
+from cellcelly.catalogue_store import CatalogueHolder
+from cellcelly.ports.balance_store import BalanceStore
+from cellcelly.ports.records import SystemOfRecord
+from cellcelly.settings import DEFAULT_CATALOGUE, Settings
+
+
+@dataclass
+class Components:
+    settings: Settings
+    store: BalanceStore
+    records: SystemOfRecord
+    catalogue: CatalogueHolder
+    charging: ChargingService
+    accounts: AccountService
+
+    def close(self) -> None:
+        self.store.close()
+        self.records.close()
+
+
+def build_store(settings: Settings) -> BalanceStore:
+    if settings.balance_store == "embedded":
+        return EmbeddedBalanceStore(settings.data_dir / "balances", fsync=settings.balance_fsync)
+    raise ValueError(f"unknown balance store {settings.balance_store!r}")
+
+
+def build(settings: Settings) -> Components:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.catalogue_path()
+    if not path.exists():
+        path.write_text(DEFAULT_CATALOGUE.read_text(encoding="utf-8"), encoding="utf-8")
+    catalogue = CatalogueHolder.from_file(path)
+    records = SqlRecords(settings.sor_url())
+    records.migrate()
+    current = catalogue.current
+    records.save_catalogue(current.version, current.source, int(time.time()))
+    catalogue.on_change = lambda c: records.save_catalogue(c.version, c.source, int(time.time()))
+    store = build_store(settings)
+    return Components(
+        settings,
+        store,
+        records,
+        catalogue,
+        ChargingService(store, catalogue),
+        AccountService(store, records, catalogue),
+    )

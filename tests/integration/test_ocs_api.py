@@ -1,0 +1,303 @@
+"""The OCS HTTP API: Nchf-style charging, bad input, admin catalogue changes, health and metrics.
+
+Most tests go through the ASGI app in process (httpx); `test_real_server` starts uvicorn on
+127.0.0.1 and talks to it over TCP.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cellcelly.cli import DEMO, seed_demo
+from cellcelly.ocs.app import API, create_app
+from cellcelly.settings import DEFAULT_CATALOGUE, Settings
+from cellcelly.wiring import Components, build
+
+pytestmark = pytest.mark.integration
+TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+async def ocs(data_dir: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Components]]:
+    settings = Settings(data_dir=data_dir, admin_token=TOKEN)
+    components = build(settings)
+    seed_demo(components)
+    app = create_app(components)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ocs") as client:
+        yield client, components
+    components.close()
+
+
+def voice(
+    rg: int = 1, requested: int | None = 60, used: int | None = None, dest: str = "905551112233"
+) -> dict[str, Any]:
+    unit: dict[str, Any] = {"ratingGroup": rg, "destination": dest, "serviceType": "voice"}
+    if requested is not None:
+        unit["requestedUnit"] = {"time": requested}
+    if used is not None:
+        unit["usedUnitContainer"] = [{"time": used}]
+    return unit
+
+
+def body(seq: int, *units: dict[str, Any], session: str = "s-1", **extra: Any) -> dict[str, Any]:
+    return {
+        "subscriberIdentifier": f"msisdn-{DEMO.msisdn}",
+        "invocationSequenceNumber": seq,
+        "sessionId": session,
+        "multipleUnitUsage": list(units),
+        **extra,
+    }
+
+
+async def balance(client: httpx.AsyncClient) -> dict[str, Any]:
+    r = await client.get(f"/admin/subscribers/{DEMO.msisdn}/balance", headers=ADMIN)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def bucket(view: dict[str, Any], service: str) -> dict[str, Any]:
+    return next(b for b in view["buckets"] if b["service"] == service)
+
+
+async def test_session_create_update_release_moves_the_balance(
+    ocs: tuple[httpx.AsyncClient, Components],
+) -> None:
+    client, _ = ocs
+    before = bucket(await balance(client), "voice")["remaining"]
+    r = await client.post(f"{API}/chargingdata", json=body(0, voice(requested=120)))
+    assert r.status_code == 201, r.text
+    assert r.headers["location"].endswith("/chargingdata/s-1")
+    info = r.json()["multipleUnitInformation"][0]
+    assert info["resultCode"] == "SUCCESS" and info["grantedUnit"] == {"time": 120}
+    assert info["validityTime"] > 0
+    assert bucket(await balance(client), "voice")["available"] == before - 120
+
+    r = await client.post(f"{API}/chargingdata/s-1/update", json=body(1, voice(requested=60, used=100)))
+    assert r.status_code == 200 and r.json()["invocationResult"]["diameterResultCode"] == 2001
+    r = await client.post(f"{API}/chargingdata/s-1/release", json=body(2, voice(requested=None, used=30)))
+    assert r.status_code == 200, r.text
+    view = await balance(client)
+    assert bucket(view, "voice")["remaining"] == before - 130
+    assert bucket(view, "voice")["available"] == before - 130  # nothing held after release
+    assert view["walletKurus"] == 10_000
+
+
+async def test_retransmitted_create_gets_the_same_answer_and_changes_nothing(
+    ocs: tuple[httpx.AsyncClient, Components],
+) -> None:
+    client, _ = ocs
+    first = await client.post(f"{API}/chargingdata", json=body(0, voice(requested=300), session="rt"))
+    view = await balance(client)
+    again = await client.post(f"{API}/chargingdata", json=body(0, voice(requested=300), session="rt"))
+    assert again.status_code == first.status_code
+    assert again.json()["multipleUnitInformation"] == first.json()["multipleUnitInformation"]
+    assert await balance(client) == view
+
+
+async def test_sms_event_abroad_is_paid_from_the_wallet(ocs: tuple[httpx.AsyncClient, Components]) -> None:
+    client, _ = ocs
+    sms = {
+        "ratingGroup": 2,
+        "serviceType": "sms",
+        "destination": "4915112345678",
+        "requestedUnit": {"serviceSpecificUnits": 1},
+    }
+    r = await client.post(
+        f"{API}/chargingdata", json=body(0, sms, session="e-1", oneTimeEvent=True, oneTimeEventType="IEC")
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["multipleUnitInformation"][0]["grantedUnit"] == {"serviceSpecificUnits": 1}
+    assert (await balance(client))["walletKurus"] == 10_000 - 400  # sms-tr-out 4 TL
+
+
+async def test_unknown_subscriber_session_and_rating(ocs: tuple[httpx.AsyncClient, Components]) -> None:
+    client, _ = ocs
+    unknown = {**body(0, voice()), "subscriberIdentifier": "msisdn-5000000001"}
+    r = await client.post(f"{API}/chargingdata", json=unknown)
+    assert r.status_code == 404 and r.json()["invocationResult"]["diameterResultCode"] == 5030
+    r = await client.post(f"{API}/chargingdata/nope/update", json=body(1, voice(), session="nope"))
+    assert r.status_code == 404 and r.json()["invocationResult"]["diameterResultCode"] == 5002
+    r = await client.post(f"{API}/chargingdata", json=body(0, voice(), session="fr", location="33"))
+    assert r.status_code == 403 and r.json()["invocationResult"]["diameterResultCode"] == 5031
+
+
+@pytest.mark.parametrize(
+    ("payload", "status"),
+    [
+        (b"{not json", 400),
+        (b'{"invocationSequenceNumber": 0}', 400),  # no subscriber
+        (b'{"subscriberIdentifier": "msisdn-1234", "invocationSequenceNumber": 0}', 400),  # bad MSISDN
+        (b'{"subscriberIdentifier": "msisdn-5321234567", "invocationSequenceNumber": -1}', 400),
+        (b'{"subscriberIdentifier": "msisdn-5321234567", "invocationSequenceNumber": 0, "bogus": 1}', 400),
+        (
+            b'{"subscriberIdentifier": "msisdn-5321234567", "invocationSequenceNumber": 0,'
+            b' "multipleUnitUsage": [{"ratingGroup": 1, "requestedUnit": {"time": -5}}]}',
+            400,
+        ),
+        (
+            b'{"subscriberIdentifier": "msisdn-5321234567", "invocationSequenceNumber": 0,'
+            b' "multipleUnitUsage": [{"ratingGroup": 1}]}',
+            400,
+        ),  # no service, no units
+        (b"[]", 400),
+        (b"x" * (70 * 1024), 413),
+    ],
+)
+async def test_bad_requests_get_clear_4xx_and_change_nothing(
+    ocs: tuple[httpx.AsyncClient, Components], payload: bytes, status: int
+) -> None:
+    client, components = ocs
+    view = await balance(client)
+    pending = len(components.store.outbox(limit=10**6))
+    r = await client.post(
+        f"{API}/chargingdata", content=payload, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["status"] == status and r.json()["title"]
+    assert await balance(client) == view
+    assert len(components.store.outbox(limit=10**6)) == pending
+    # and the service keeps serving
+    assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_admin_needs_the_token(ocs: tuple[httpx.AsyncClient, Components]) -> None:
+    client, _ = ocs
+    assert (await client.get("/admin/catalogue")).status_code == 401
+    assert (
+        await client.get("/admin/catalogue", headers={"Authorization": "Bearer wrong"})
+    ).status_code == 401
+    assert (await client.get("/admin/catalogue", headers=ADMIN)).status_code == 200
+
+
+async def test_bad_catalogue_is_refused_and_the_old_one_stays(
+    ocs: tuple[httpx.AsyncClient, Components],
+) -> None:
+    client, components = ocs
+    old = components.catalogue.current.version
+    bad = "version: '2099.1'\ntariffs:\n  - {id: x, service: teleport, price: '1.234'}\n"
+    r = await client.put("/admin/catalogue", content=bad, headers=ADMIN)
+    assert r.status_code == 422
+    assert any("teleport" in p for p in r.json()["problems"])
+    assert components.catalogue.current.version == old
+    r = await client.post(f"{API}/chargingdata", json=body(0, voice(), session="after-bad"))
+    assert r.status_code == 201  # still charging on the old catalogue
+
+
+async def test_catalogue_change_at_run_time_applies_to_new_sessions(
+    ocs: tuple[httpx.AsyncClient, Components],
+) -> None:
+    client, components = ocs
+    text = DEFAULT_CATALOGUE.read_text(encoding="utf-8")
+    new = text.replace('version: "2026-11-25.1"', 'version: "2026-11-25.2"').replace(
+        'price: "4.00", per: 1 msg', 'price: "5.00", per: 1 msg'
+    )
+    r = await client.put("/admin/catalogue", content=new, headers=ADMIN)
+    assert r.status_code == 200 and r.json()["version"] == "2026-11-25.2"
+    sms = {"ratingGroup": 2, "serviceType": "sms", "destination": "4915112345678"}
+    r = await client.post(f"{API}/chargingdata", json=body(0, sms, session="e-2", oneTimeEvent=True))
+    assert r.status_code == 200
+    assert (await balance(client))["walletKurus"] == 10_000 - 500
+    # the file is the source of truth: it now holds the new version, and the record knows it
+    assert "2026-11-25.2" in components.settings.catalogue_path().read_text(encoding="utf-8")
+    latest = components.records.latest_catalogue()
+    assert latest is not None and latest.version == "2026-11-25.2"
+
+
+async def test_health_readiness_and_metrics(ocs: tuple[httpx.AsyncClient, Components]) -> None:
+    client, _ = ocs
+    await client.post(f"{API}/chargingdata", json=body(0, voice(), session="m-1"))
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    assert (await client.get("/readyz")).json()["status"] == "ready"
+    text = (await client.get("/metrics")).text
+    assert 'cellcelly_charging_requests_total{result="2001",type="INITIAL"} 1.0' in text
+    assert "cellcelly_outbox_pending" in text
+
+
+async def test_admin_subscriber_top_up_package_and_suspension(
+    ocs: tuple[httpx.AsyncClient, Components],
+) -> None:
+    client, _ = ocs
+    new = {
+        "msisdn": "5339998877",
+        "firstName": "Çağrı",
+        "lastName": "Işıkgöz",
+        "email": "cagri@example.com",
+        "package": "BURSA",
+    }
+    r = await client.post("/admin/subscribers", json=new, headers=ADMIN)
+    assert r.status_code == 201, r.text
+    assert (await client.post("/admin/subscribers", json=new, headers=ADMIN)).status_code == 409
+    r = await client.post(
+        "/admin/subscribers/5339998877/topup", json={"amount": "25.50", "reference": "v1"}, headers=ADMIN
+    )
+    assert r.json()["walletKurus"] == 12_550
+    r = await client.post(
+        "/admin/subscribers/5339998877/packages", json={"package": "RIZE", "reference": "p1"}, headers=ADMIN
+    )
+    assert r.json()["walletKurus"] == 12_550 - 9_500
+    r = await client.post(
+        "/admin/subscribers/5339998877/packages", json={"package": "RIZE", "reference": "p2"}, headers=ADMIN
+    )
+    assert r.status_code == 402
+    r = await client.put("/admin/subscribers/5339998877/status", json={"status": "suspended"}, headers=ADMIN)
+    assert r.json()["status"] == "suspended"
+    start = {**body(0, voice(), session="susp"), "subscriberIdentifier": "905339998877"}
+    r = await client.post(f"{API}/chargingdata", json=start)
+    assert r.status_code == 403 and r.json()["invocationResult"]["diameterResultCode"] == 4010
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.timeout(60)
+def test_real_server_over_tcp(tmp_path: Path) -> None:
+    """`cellcelly run` as a newcomer starts it: a real process on 127.0.0.1, the demo subscriber in."""
+    port = _free_port()
+    env = {
+        "CELLCELLY_DATA_DIR": str(tmp_path),
+        "CELLCELLY_OCS_PORT": str(port),
+        "CELLCELLY_ADMIN_TOKEN": TOKEN,
+        "PATH": "/usr/bin:/bin",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cellcelly.cli", "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.time() < deadline and proc.poll() is None, "the OCS did not come up"
+            time.sleep(0.2)
+        r = httpx.post(f"{base}{API}/chargingdata", json=body(0, voice(), session="tcp"))
+        assert r.status_code == 201, r.text
+        r = httpx.get(f"{base}/admin/subscribers/{DEMO.msisdn}/balance", headers=ADMIN)
+        assert r.json()["walletKurus"] == 10_000
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    assert f"demo subscriber   {DEMO.msisdn}" in out
+    assert f"http://127.0.0.1:{port}" in out
