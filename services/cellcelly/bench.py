@@ -291,13 +291,11 @@ def bench_http(seconds: float, subscribers: int, connections: int) -> list[dict[
                 (True, "HTTP baseline: same stack, /noop without charging"),
                 (False, "HTTP charging (Nchf-style JSON API)"),
             ):
-                asyncio.run(
-                    _drive(port, 1.0, connections, subscribers, noop, 10_000_000 * (2 + noop)),
-                    loop_factory=uvloop.new_event_loop,
-                )
-                ops, errors, lat, secs = asyncio.run(
-                    _drive(port, seconds, connections, subscribers, noop, 10_000_000 * noop),
-                    loop_factory=uvloop.new_event_loop,
+                uvloop.run(
+                    _drive(port, 1.0, connections, subscribers, noop, 10_000_000 * (2 + noop))
+                )  # warm-up
+                ops, errors, lat, secs = uvloop.run(
+                    _drive(port, seconds, connections, subscribers, noop, 10_000_000 * noop)
                 )
                 results.append(summarise(name, ops, secs, lat, errors))
             return results
@@ -320,14 +318,14 @@ def serve(port: int) -> None:
     import uvicorn
 
     from cellcelly.logs import setup_logging
-    from cellcelly.ocs.app import create_app
+    from cellcelly.ocs.app import asgi_app
     from cellcelly.settings import Settings
     from cellcelly.wiring import build
 
     settings = Settings()
     setup_logging(settings.log_level, settings.log_format)
     _pin(0)
-    app = create_app(build(settings))
+    app = asgi_app(build(settings))
     uvicorn.run(
         app,
         host="127.0.0.1",

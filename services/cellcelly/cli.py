@@ -46,12 +46,12 @@ def seed_demo(components: Components) -> bool:
 async def _serve(settings: Settings) -> None:
     import uvicorn
 
-    from cellcelly.ocs.app import create_app
+    from cellcelly.ocs.app import asgi_app
     from cellcelly.wiring import build
 
     components = build(settings)
     created = seed_demo(components)
-    app = create_app(components)
+    app = asgi_app(components)
     config = uvicorn.Config(
         app,
         host=settings.ocs_host,

@@ -28,14 +28,18 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=headers)
 
 
-def problem_response(problem: HttpProblem) -> Response:
+def problem_payload(problem: HttpProblem) -> bytes:
     body: dict[str, Any] = {"status": problem.status, "title": problem.title}
     if problem.detail:
         body["detail"] = problem.detail
     if problem.cause:
         body["cause"] = problem.cause
     body.update(problem.extra)
-    return Response(orjson.dumps(body), status_code=problem.status, media_type=PROBLEM)
+    return orjson.dumps(body)
+
+
+def problem_response(problem: HttpProblem) -> Response:
+    return Response(problem_payload(problem), status_code=problem.status, media_type=PROBLEM)
 
 
 def validation_problem(exc: ValidationError) -> HttpProblem:

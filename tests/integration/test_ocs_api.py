@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from cellcelly.cli import DEMO, seed_demo
-from cellcelly.ocs.app import API, create_app
+from cellcelly.ocs.app import API, asgi_app, create_app
 from cellcelly.settings import DEFAULT_CATALOGUE, Settings
 from cellcelly.wiring import Components, build
 
@@ -27,12 +27,15 @@ TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
 
-@pytest.fixture
-async def ocs(data_dir: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Components]]:
+@pytest.fixture(params=["fast-path", "fastapi-routes"])
+async def ocs(
+    data_dir: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[httpx.AsyncClient, Components]]:
+    """The app as it runs (fast path in front), and the FastAPI routes alone: both must agree."""
     settings = Settings(data_dir=data_dir, admin_token=TOKEN)
     components = build(settings)
     seed_demo(components)
-    app = create_app(components)
+    app = asgi_app(components) if request.param == "fast-path" else create_app(components)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://ocs") as client:
         yield client, components

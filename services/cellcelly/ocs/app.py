@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,15 +19,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from cellcelly.domain.account import Account, Status
-from cellcelly.domain.charging import ChargeAnswer, ChargeRequest, RequestType, ResultCode, ServiceUsage
 from cellcelly.domain.errors import CatalogueError, DomainError
 from cellcelly.domain.money import format_tl, parse_tl
 from cellcelly.domain.provisioning import InsufficientFunds
+from cellcelly.ocs.handler import API, ChargingHandler, FastPath, Reply
 from cellcelly.ocs.metrics import OcsMetrics
 from cellcelly.ocs.schemas import (
-    HTTP_STATUS,
-    RESULT_NAMES,
-    ChargingDataRequest,
     NewSubscriber,
     PackagePurchase,
     StatusChange,
@@ -47,67 +43,6 @@ from cellcelly.web import (
 from cellcelly.wiring import Components
 
 log = logging.getLogger(__name__)
-API = "/nchf-convergedcharging/v3"
-
-
-def to_domain(body: ChargingDataRequest, request_type: RequestType, session_id: str) -> ChargeRequest:
-    services = []
-    for mu in body.multipleUnitUsage:
-        service = mu.service()
-        if service is None:
-            raise HttpProblem(
-                400,
-                "Bad request",
-                f"rating group {mu.ratingGroup}: say serviceType or give units",
-                "INVALID_MSG_FORMAT",
-            )
-        requested = None if mu.requestedUnit is None else mu.requestedUnit.amount(service)
-        if request_type is RequestType.TERMINATE:
-            requested = 0
-        used = sum(u.amount(service) or 0 for u in mu.usedUnitContainer)
-        services.append(ServiceUsage(mu.ratingGroup, service, requested, used, mu.destination.lstrip("+")))
-    return ChargeRequest(
-        session_id,
-        request_type,
-        body.invocationSequenceNumber,
-        body.subscriberIdentifier or "",
-        tuple(services),
-        body.location,
-    )
-
-
-_UNIT_FIELD = {"voice": "time", "sms": "serviceSpecificUnits", "data": "totalVolume"}
-
-
-def answer_json(answer: ChargeAnswer, req: ChargeRequest) -> dict[str, Any]:
-    services = {u.rating_group: u.service for u in req.services}
-    infos = []
-    for r in answer.services:
-        info: dict[str, Any] = {
-            "ratingGroup": r.rating_group,
-            "resultCode": RESULT_NAMES[r.result_code].value,
-            "diameterResultCode": int(r.result_code),
-        }
-        if r.granted:
-            service = services.get(r.rating_group)
-            info["grantedUnit"] = {
-                _UNIT_FIELD[service.value] if service else "serviceSpecificUnits": r.granted
-            }
-        if r.validity_time is not None:
-            info["validityTime"] = r.validity_time
-        if r.final_unit:
-            info["finalUnitIndication"] = {"finalUnitAction": "TERMINATE"}
-        infos.append(info)
-    return {
-        "chargingDataRef": answer.session_id,
-        "invocationSequenceNumber": answer.request_number,
-        "invocationTimeStamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "invocationResult": {
-            "resultCode": RESULT_NAMES[answer.result_code].value,
-            "diameterResultCode": int(answer.result_code),
-        },
-        "multipleUnitInformation": infos,
-    }
 
 
 def balance_json(account: Account, now: int) -> dict[str, Any]:
@@ -134,9 +69,14 @@ def balance_json(account: Account, now: int) -> dict[str, Any]:
     }
 
 
+def asgi_app(components: Components, *, close_on_shutdown: bool = True) -> FastPath:
+    """What runs: the FastAPI app with the charging fast path in front of it."""
+    app = create_app(components, close_on_shutdown=close_on_shutdown)
+    return FastPath(app, app.state.handler)
+
+
 def create_app(components: Components, *, close_on_shutdown: bool = True) -> FastAPI:
     metrics = OcsMetrics()
-    charging = components.charging
     admin_token = components.settings.admin_token
 
     @asynccontextmanager
@@ -154,6 +94,7 @@ def create_app(components: Components, *, close_on_shutdown: bool = True) -> Fas
     )
     app.state.components = components
     app.state.metrics = metrics
+    app.state.handler = handler = ChargingHandler(components.charging, metrics)
 
     @app.exception_handler(HttpProblem)
     async def _problem(request: Request, exc: HttpProblem) -> Response:
@@ -168,48 +109,34 @@ def create_app(components: Components, *, close_on_shutdown: bool = True) -> Fas
             HttpProblem(400, "Bad request", "invalid parameters", "INVALID_MSG_FORMAT", invalidParams=params)
         )
 
-    async def parse(request: Request) -> ChargingDataRequest:
-        body = await read_body(request)
-        try:
-            return ChargingDataRequest.model_validate_json(body)
-        except ValidationError as exc:
-            raise validation_problem(exc) from None
-
-    def run(req: ChargeRequest, created: bool = False) -> Response:
-        started = time.perf_counter()
-        answer = charging.charge(req)
-        kind = req.request_type.name
-        metrics.latency.labels(kind).observe(time.perf_counter() - started)
-        metrics.requests.labels(kind, str(int(answer.result_code))).inc()
-        status = HTTP_STATUS[answer.result_code]
-        headers = None
-        if created and answer.result_code is ResultCode.SUCCESS:
-            status = 201
-            headers = {"Location": f"{API}/chargingdata/{answer.session_id}"}
-        return json_response(answer_json(answer, req), status, headers)
+    def reply(result: Reply) -> Response:
+        status, payload, media_type, headers = result
+        return Response(payload, status_code=status, media_type=media_type, headers=headers)
 
     # --- charging -------------------------------------------------------------------------------
+    # The same handler serves these routes and the fast path in front of FastAPI (see `asgi_app`);
+    # the routes are what the OpenAPI document shows and what runs when the fast path is off.
 
     @app.post(f"{API}/chargingdata", status_code=201, tags=["charging"])
     async def create(request: Request) -> Response:
         """Create a charging session (CCR-I), or charge a one-time event (CCR-E) with oneTimeEvent."""
-        body = await parse(request)
-        if body.subscriberIdentifier is None:
-            raise HttpProblem(400, "Bad request", "subscriberIdentifier is required", "MANDATORY_IE_MISSING")
-        kind = RequestType.EVENT if body.oneTimeEvent else RequestType.INITIAL
-        session_id = body.sessionId or uuid.uuid4().hex
-        return run(to_domain(body, kind, session_id), created=kind is RequestType.INITIAL)
+        return reply(handler.handle("create", "", await read_body(request)))
 
     @app.post(API + "/chargingdata/{ref}/update", tags=["charging"])
     async def update(ref: str, request: Request) -> Response:
         """Report usage and ask for more quota (CCR-U)."""
-        return run(to_domain(await parse(request), RequestType.UPDATE, ref))
+        return reply(handler.handle("update", ref, await read_body(request)))
 
     @app.post(API + "/chargingdata/{ref}/release", tags=["charging"])
     async def release(ref: str, request: Request) -> Response:
         """Report final usage and end the session (CCR-T). Answers 200 with the final figures
         (Nchf answers 204; the Diameter gateway needs the per-rating-group results)."""
-        return run(to_domain(await parse(request), RequestType.TERMINATE, ref))
+        return reply(handler.handle("release", ref, await read_body(request)))
+
+    @app.post(f"{API}/noop", include_in_schema=False)
+    async def noop(request: Request) -> Response:
+        """The same parsing and answer encoding without charging: `make bench`'s baseline."""
+        return reply(handler.handle("noop", "", await read_body(request)))
 
     # --- operations -----------------------------------------------------------------------------
 
@@ -340,15 +267,5 @@ def create_app(components: Components, *, close_on_shutdown: bool = True) -> Fas
         account_or_404(number)
         account = components.accounts.set_status(number, Status(body.status), body.reference)
         return json_response(balance_json(account, int(time.time())))
-
-    # --- benchmark baseline -----------------------------------------------------------------------
-
-    @app.post(f"{API}/noop", include_in_schema=False)
-    async def noop(request: Request) -> Response:
-        """The same HTTP stack, parsing and answer encoding, without charging: `make bench`'s baseline."""
-        body = await parse(request)
-        req = to_domain(body, RequestType.EVENT, body.sessionId or "noop")
-        answer = ChargeAnswer(req.session_id, req.request_type, req.request_number, ResultCode.SUCCESS)
-        return json_response(answer_json(answer, req), 200)
 
     return app

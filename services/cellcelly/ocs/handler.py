@@ -1,0 +1,205 @@
+"""Charging requests from bytes to bytes: parse, validate, charge, encode.
+
+`ChargingHandler.handle` never raises: every failure becomes a ProblemDetails answer, so the
+FastAPI routes and the ASGI fast path (`FastPath`) behave identically.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from cellcelly.application.charging import ChargingService
+from cellcelly.domain.charging import ChargeAnswer, ChargeRequest, RequestType, ResultCode, ServiceUsage
+from cellcelly.ocs.metrics import OcsMetrics
+from cellcelly.ocs.schemas import HTTP_STATUS, RESULT_NAMES, ChargingDataRequest
+from cellcelly.web import MAX_BODY, PROBLEM, HttpProblem, problem_payload, validation_problem
+
+log = logging.getLogger(__name__)
+API = "/nchf-convergedcharging/v3"
+JSON = "application/json"
+
+# (status, body, media type, extra headers)
+Reply = tuple[int, bytes, str, dict[str, str] | None]
+
+_UNIT_FIELD = {"voice": "time", "sms": "serviceSpecificUnits", "data": "totalVolume"}
+
+
+def to_domain(body: ChargingDataRequest, request_type: RequestType, session_id: str) -> ChargeRequest:
+    services = []
+    for mu in body.multipleUnitUsage:
+        service = mu.service()
+        if service is None:
+            raise HttpProblem(
+                400,
+                "Bad request",
+                f"rating group {mu.ratingGroup}: say serviceType or give units",
+                "INVALID_MSG_FORMAT",
+            )
+        requested = None if mu.requestedUnit is None else mu.requestedUnit.amount(service)
+        if request_type is RequestType.TERMINATE:
+            requested = 0
+        used = 0
+        for container in mu.usedUnitContainer:
+            used += container.amount(service) or 0
+        services.append(ServiceUsage(mu.ratingGroup, service, requested, used, mu.destination.lstrip("+")))
+    return ChargeRequest(
+        session_id,
+        request_type,
+        body.invocationSequenceNumber,
+        body.subscriberIdentifier or "",
+        tuple(services),
+        body.location,
+    )
+
+
+def answer_json(answer: ChargeAnswer, req: ChargeRequest) -> dict[str, Any]:
+    services = {u.rating_group: u.service for u in req.services}
+    infos = []
+    for r in answer.services:
+        info: dict[str, Any] = {
+            "ratingGroup": r.rating_group,
+            "resultCode": RESULT_NAMES[r.result_code].value,
+            "diameterResultCode": int(r.result_code),
+        }
+        if r.granted:
+            service = services.get(r.rating_group)
+            info["grantedUnit"] = {
+                _UNIT_FIELD[service.value] if service else "serviceSpecificUnits": r.granted
+            }
+        if r.validity_time is not None:
+            info["validityTime"] = r.validity_time
+        if r.final_unit:
+            info["finalUnitIndication"] = {"finalUnitAction": "TERMINATE"}
+        infos.append(info)
+    return {
+        "chargingDataRef": answer.session_id,
+        "invocationSequenceNumber": answer.request_number,
+        "invocationTimeStamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "invocationResult": {
+            "resultCode": RESULT_NAMES[answer.result_code].value,
+            "diameterResultCode": int(answer.result_code),
+        },
+        "multipleUnitInformation": infos,
+    }
+
+
+def problem_reply(problem: HttpProblem) -> Reply:
+    return problem.status, problem_payload(problem), PROBLEM, None
+
+
+class ChargingHandler:
+    def __init__(self, charging: ChargingService, metrics: OcsMetrics) -> None:
+        self.charging = charging
+        self.metrics = metrics
+
+    def handle(self, op: str, ref: str, raw: bytes) -> Reply:
+        try:
+            return self._handle(op, ref, raw)
+        except HttpProblem as problem:
+            self.metrics.rejected.labels(str(problem.status)).inc()
+            return problem_reply(problem)
+
+    def _handle(self, op: str, ref: str, raw: bytes) -> Reply:
+        try:
+            body = ChargingDataRequest.model_validate_json(raw)
+        except ValidationError as exc:
+            raise validation_problem(exc) from None
+        if op == "noop":
+            req = to_domain(body, RequestType.EVENT, body.sessionId or "noop")
+            answer = ChargeAnswer(req.session_id, req.request_type, req.request_number, ResultCode.SUCCESS)
+            return 200, orjson.dumps(answer_json(answer, req)), JSON, None
+        if op == "create":
+            if body.subscriberIdentifier is None:
+                raise HttpProblem(
+                    400, "Bad request", "subscriberIdentifier is required", "MANDATORY_IE_MISSING"
+                )
+            kind = RequestType.EVENT if body.oneTimeEvent else RequestType.INITIAL
+            ref = body.sessionId or uuid.uuid4().hex
+        else:
+            kind = RequestType.UPDATE if op == "update" else RequestType.TERMINATE
+        req = to_domain(body, kind, ref)
+        started = time.perf_counter()
+        answer = self.charging.charge(req)
+        self.metrics.latency.labels(kind.name).observe(time.perf_counter() - started)
+        self.metrics.requests.labels(kind.name, str(int(answer.result_code))).inc()
+        status = HTTP_STATUS[answer.result_code]
+        headers = None
+        if kind is RequestType.INITIAL and answer.result_code is ResultCode.SUCCESS:
+            status = 201
+            headers = {"location": f"{API}/chargingdata/{answer.session_id}"}
+        return status, orjson.dumps(answer_json(answer, req)), JSON, headers
+
+
+_ROUTE = re.compile(rf"^{re.escape(API)}/(?:(chargingdata)|(noop)|chargingdata/([^/]+)/(update|release))$")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class FastPath:
+    """Serves the charging POSTs straight from ASGI, in front of the FastAPI app.
+
+    FastAPI's layers (routing, dependency solving, several middlewares) cost more than charging
+    itself; `make bench` shows the difference. Everything else goes on to FastAPI unchanged.
+    """
+
+    def __init__(self, app: ASGIApp, handler: ChargingHandler) -> None:
+        self.app = app
+        self.handler = handler
+        self.state = getattr(app, "state", None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            match = _ROUTE.match(scope["path"])
+            if match is not None:
+                await self._serve(match, scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _serve(self, match: re.Match[str], scope: Scope, receive: Receive, send: Send) -> None:
+        if match[1]:
+            op, ref = "create", ""
+        elif match[2]:
+            op, ref = "noop", ""
+        else:
+            op, ref = match[4], match[3]
+        raw = await self._body(scope, receive)
+        if raw is None:
+            result = problem_reply(HttpProblem(413, "Payload too large", f"at most {MAX_BODY} bytes"))
+        else:
+            result = self.handler.handle(op, ref, raw)
+        status, payload, media_type, extra = result
+        headers = [(b"content-type", media_type.encode()), (b"content-length", str(len(payload)).encode())]
+        if extra:
+            headers += [(k.encode(), v.encode()) for k, v in extra.items()]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    @staticmethod
+    async def _body(scope: Scope, receive: Receive) -> bytes | None:
+        for name, value in scope["headers"]:
+            if name == b"content-length" and (not value.isdigit() or int(value) > MAX_BODY):
+                return None
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return b""
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
