@@ -121,6 +121,7 @@ def header_to_list(a: Account) -> list[Any]:
         a.held_units,
         a.next_sweep,
         a.revision,
+        a.recent_references,
     ]
 
 
@@ -136,6 +137,7 @@ def header_from_list(d: list[Any], sessions: dict[str, Session] | None = None) -
         sessions if sessions is not None else {},
         d[6],
         d[7],
+        tuple(d[8]),
     )
 
 

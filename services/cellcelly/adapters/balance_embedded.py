@@ -62,6 +62,7 @@ class EmbeddedBalanceStore:
         self._outbox: deque[tuple[int, Event]] = deque()
         self._seq = 0
         self._acked = 0
+        self._snapshot_seq = 0
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
         self._write_lock = threading.Lock()
         self._fsync = fsync
@@ -115,6 +116,7 @@ class EmbeddedBalanceStore:
 
     def ack(self, upto_seq: int) -> None:
         with self._write_lock:
+            upto_seq = min(upto_seq, self._seq)  # nothing beyond what exists can be acknowledged
             if upto_seq <= self._acked:
                 return
             self._append(orjson.dumps(["a", upto_seq]))
@@ -216,6 +218,7 @@ class EmbeddedBalanceStore:
         if snap.exists():
             data = orjson.loads(snap.read_bytes())
             self._seq, self._acked = data["seq"], data["acked"]
+            self._snapshot_seq = data["seq"]
             for raw in data["accounts"]:
                 self._install(account_from_dict(raw))
             self._outbox.extend((seq, event_from_dict(e)) for seq, e in data["outbox"])
@@ -274,7 +277,9 @@ class EmbeddedBalanceStore:
             self._sessions[session.id] = header[0]
         self._accounts[header[0]] = header_from_list(header, sessions)
         for seq, event in events:
-            if seq > self._acked:
+            # a crash between writing a snapshot and emptying the journal replays old records:
+            # their events are in the snapshot's outbox already
+            if seq > self._acked and seq > self._snapshot_seq:
                 self._outbox.append((seq, event_from_fields(event)))
             self._seq = max(self._seq, seq)
 

@@ -138,6 +138,7 @@ class Account:
     sessions: dict[str, Session] = field(default_factory=dict)
     next_sweep: int = 0  # earliest time a reservation expires or a session may be forgotten
     revision: int = 0  # bumped by every committed change (optimistic concurrency for remote stores)
+    recent_references: tuple[str, ...] = ()  # the last top-ups applied, so a retry is recognised
 
     def copy(self) -> Account:
         """A copy whose dicts are its own; buckets and sessions are shared until replaced, so
@@ -152,6 +153,7 @@ class Account:
             dict(self.sessions),
             self.next_sweep,
             self.revision,
+            self.recent_references,
         )
 
     # --- what can still be spent --------------------------------------------------------------

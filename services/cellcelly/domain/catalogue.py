@@ -234,7 +234,11 @@ def _parse_policy(raw: Any, problems: list[str]) -> ChargingPolicy:
             value = getattr(defaults, name)
         values[name] = value
     quotas = dict(defaults.quotas)
-    for name, spec in (raw.get("quotas") or {}).items():
+    raw_quotas = raw.get("quotas") or {}
+    if not isinstance(raw_quotas, Mapping):
+        problems.append("charging.quotas: must be a mapping of service to {default, max}")
+        raw_quotas = {}
+    for name, spec in raw_quotas.items():
         service = _service(name, "charging.quotas", problems)
         if service is None or not isinstance(spec, Mapping):
             continue
@@ -286,6 +290,8 @@ def parse_catalogue(data: Any, source: str = "") -> Catalogue:
     except DomainError as exc:
         problems.append(f"initial_wallet: {exc}")
         initial_wallet = 0
+    if initial_wallet < 0:
+        problems.append("initial_wallet: must not be negative")
     policy = _parse_policy(data.get("charging"), problems)
     if problems:
         raise CatalogueError(problems)

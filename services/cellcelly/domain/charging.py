@@ -131,9 +131,14 @@ def charge(account: Account | None, catalogue: Catalogue, req: ChargeRequest, no
         return Outcome(_answer(req, ResultCode.UNKNOWN_SESSION_ID), None)
     if req.request_type in (RequestType.INITIAL, RequestType.EVENT) and known is not None:
         return Outcome(_answer(req, ResultCode.UNABLE_TO_COMPLY), None)
+    if len({u.rating_group for u in req.services}) != len(req.services):
+        # one Multiple-Services-Credit-Control per rating group; a repeat has no meaning to charge
+        return Outcome(_answer(req, ResultCode.UNABLE_TO_COMPLY), None)
 
     tx = _Transaction(account.copy(), catalogue, now)
     tx.swept = tx.sweep()
+    if req.session_id in tx.removed:  # idle past the timeout: forgotten just now
+        return tx.finish(_answer(req, ResultCode.UNKNOWN_SESSION_ID), req)
     if req.request_type is RequestType.EVENT:
         answer = tx.event(req)
     else:
@@ -256,9 +261,9 @@ class _Transaction:
 
     @staticmethod
     def _affordable(rs: RatedService, money: int) -> int:
-        if money <= 0:
-            return 0
-        return (rs.cost(rs.wallet_units) + money) * rs.per // rs.price - rs.wallet_units
+        """Units beyond those already paid whose extra cost fits in `money` (the fraction of a
+        kuruş already paid by rounding up counts too)."""
+        return max(0, (rs.cost(rs.wallet_units) + max(0, money)) * rs.per // rs.price - rs.wallet_units)
 
     # --- debits -------------------------------------------------------------------------------
 

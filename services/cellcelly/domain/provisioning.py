@@ -84,11 +84,18 @@ def open_account(msisdn: str, catalogue: Catalogue, package_code: str | None, no
     return _finish(acc, catalogue.policy, now, event)
 
 
+REFERENCES_KEPT = 32
+
+
 def top_up(account: Account, amount: int, reference: str, policy: ChargingPolicy, now: int) -> AccountChange:
+    """Credit the wallet; a repeat of one of the last 32 references is recognised and changes nothing."""
     if amount <= 0:
         raise DomainError("a top-up must be a positive amount")
+    if reference in account.recent_references:
+        return AccountChange(account, [], applied=False)
     acc = account.copy()
     acc.wallet += amount
+    acc.recent_references = (*acc.recent_references, reference)[-REFERENCES_KEPT:]
     event = LedgerEvent(
         f"{acc.msisdn}#topup#{reference}", acc.msisdn, "topup", amount, acc.wallet, now, reference
     )

@@ -33,7 +33,7 @@ _UNIT_FACTORS: dict[str, tuple[Service, int]] = {
 _QUANTITY = re.compile(r"^\s*(\d+)\s*([A-Za-z]+)\s*$")
 
 
-def parse_quantity(text: str | int, service: Service) -> int:
+def parse_quantity(text: object, service: Service) -> int:
     """Parse "3000 min", "3 GB", "60 s", "1 msg" into the service's base unit.
 
     A bare integer is taken as base units already. A unit of another service is refused,
@@ -45,6 +45,8 @@ def parse_quantity(text: str | int, service: Service) -> int:
         if text < 0:
             raise DomainError(f"negative quantity: {text}")
         return text
+    if not isinstance(text, str):
+        raise DomainError(f"not a quantity like '60 s' or '3 GB': {text!r}")
     match = _QUANTITY.match(text)
     if match is None:
         raise DomainError(f"not a quantity like '60 s' or '3 GB': {text!r}")

@@ -1,7 +1,7 @@
 """The real-time balance store: where charging reads and atomically changes a subscriber's account.
 
 Adapters: `cellcelly.adapters.balance_embedded` (in-process, journalled to disk) now; VoltDB
-later. Every adapter must pass `tests/contract/test_balance_store_contract.py`.
+later. Every adapter must pass `tests/contract/balance_store_contract.py`.
 """
 
 from __future__ import annotations
