@@ -30,10 +30,11 @@ from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
 from cellcelly.application.charging import ChargingService
 from cellcelly.catalogue_store import CatalogueHolder
 from cellcelly.domain.account import Account
-from cellcelly.domain.charging import ChargeRequest, RequestType, ServiceUsage
+from cellcelly.domain.charging import ChargeRequest, RequestType, ResultCode, ServiceUsage
 from cellcelly.domain.provisioning import open_account
 from cellcelly.domain.units import Service
 from cellcelly.ports.balance_store import Commit
+from cellcelly.runtime import tune_gc
 from cellcelly.settings import DEFAULT_CATALOGUE
 
 
@@ -101,22 +102,20 @@ def bench_in_process(seconds: float, subscribers: int) -> list[dict[str, Any]]:
             new.revision += 1
             return None, Commit(new)
 
-        results.append(
-            _loop(
-                "in-process baseline: raw store commit",
-                seconds,
-                lambda i: store.transact(msisdn(i % subscribers), touch),
-            )
-        )
-
         service = ChargingService(store, catalogue)
-        requests = interleaved_requests(int(seconds * 40_000), subscribers)
+        requests = interleaved_requests(WARM_UP + int(seconds * 50_000), subscribers)
+        tune_gc()  # as the services do at start-up
+
+        def baseline(i: int) -> bool:
+            store.transact(msisdn(i % subscribers), touch)
+            return True
+
+        def charging(i: int) -> bool:
+            return service.charge(requests[i]).result_code is ResultCode.SUCCESS
+
+        results.append(_loop("in-process baseline: raw store commit", seconds, baseline))
         results.append(
-            _loop(
-                "in-process charging (OCS engine + embedded store)",
-                seconds,
-                lambda i: service.charge(requests[i % len(requests)]) and None,
-            )
+            _loop("in-process charging (OCS engine + embedded store)", seconds, charging, len(requests))
         )
         store.close()
     return results
@@ -148,23 +147,29 @@ def interleaved_requests(count: int, subscribers: int, live: int = 64) -> list[C
     return requests
 
 
-def _loop(name: str, seconds: float, fn: Callable[[int], None]) -> dict[str, Any]:
+WARM_UP = 2000
+
+
+def _loop(name: str, seconds: float, fn: Callable[[int], bool], limit: int | None = None) -> dict[str, Any]:
+    """Call fn(0), fn(1), ... (each index once) for `seconds` after a warm-up; fn says if it succeeded."""
     latencies: list[int] = []
     clock = time.perf_counter_ns
-    for i in range(2000):  # warm-up
+    for i in range(WARM_UP):
         fn(i)
     start = clock()
     deadline = start + int(seconds * 1e9)
-    i = 0
-    while True:
+    i = WARM_UP
+    errors = 0
+    while limit is None or i < limit:
         t0 = clock()
-        fn(i)
+        ok = fn(i)
         t1 = clock()
         latencies.append(t1 - t0)
+        errors += not ok
         i += 1
         if t1 >= deadline:
             break
-    return summarise(name, i, (clock() - start) / 1e9, latencies)
+    return summarise(name, i - WARM_UP, (clock() - start) / 1e9, latencies, errors)
 
 
 # --- over HTTP ----------------------------------------------------------------------------------
@@ -326,6 +331,7 @@ def serve(port: int) -> None:
     setup_logging(settings.log_level, settings.log_format)
     _pin(0)
     app = asgi_app(build(settings))
+    tune_gc()
     uvicorn.run(
         app,
         host="127.0.0.1",

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from cellcelly.logs import setup_logging
 from cellcelly.ports.records import SubscriberRecord
+from cellcelly.runtime import tune_gc
 from cellcelly.settings import Settings
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ async def _serve(settings: Settings) -> None:
     components = build(settings)
     created = seed_demo(components)
     app = asgi_app(components)
+    tune_gc()
     config = uvicorn.Config(
         app,
         host=settings.ocs_host,

@@ -1,0 +1,18 @@
+"""Process-level tuning shared by every long-running CellCelly service."""
+
+from __future__ import annotations
+
+import gc
+
+
+def tune_gc() -> None:
+    """Collect young objects less often, and never re-scan what exists at start-up.
+
+    Charging allocates many short-lived objects (requests, copies, answers, events) while the
+    balance store holds many long-lived ones; with CPython's default threshold (700) the cyclic
+    collector runs thousands of times a second and scans the long-lived ones again and again.
+    `make bench` measured about 15-25% more charging operations per second with this setting.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
