@@ -1,0 +1,81 @@
+"""Engines for the system of record, with the per-dialect settings in one place.
+
+SQLite: WAL journal, a busy timeout, `check_same_thread=False` so pooled connections can be
+used from any thread, a single shared connection for in-memory databases, and our own BEGIN
+(pysqlite's implicit transaction handling is switched off): `BEGIN IMMEDIATE` for connections
+carrying the `SQLITE_WRITE_OPTION` execution option, so concurrent writers (and migrators) queue
+on the busy timeout instead of failing with "database is locked" when upgrading a read lock.
+
+Other back ends: `pool_pre_ping` so a server restart costs one retry, not an error.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
+from sqlalchemy.pool import StaticPool
+
+__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "SQLITE_WRITE_OPTION", "make_engine"]
+
+SQLITE_WRITE_OPTION = "cellcelly_write"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _in_memory(url: URL) -> bool:
+    return url.database in (None, "", ":memory:")
+
+
+def _enable_wal(cursor: Any) -> None:
+    """PRAGMA journal_mode=WAL, waiting like the busy timeout would.
+
+    Switching a database that is not in WAL mode yet needs an exclusive lock, and SQLite fails
+    that at once ("database is locked") rather than calling the busy handler. Once a database is
+    in WAL mode (it stays so), this is a no-op that takes no lock.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def make_engine(url: str | URL, **engine_kwargs: Any) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        engine_kwargs.setdefault("pool_pre_ping", True)
+        return create_engine(parsed, **engine_kwargs)
+
+    connect_args = dict(engine_kwargs.pop("connect_args", {}))
+    connect_args.setdefault("check_same_thread", False)
+    engine_kwargs["connect_args"] = connect_args
+    memory = _in_memory(parsed)
+    if memory:
+        # One shared connection, else every pooled connection would be a new empty database.
+        engine_kwargs.setdefault("poolclass", StaticPool)
+    engine = create_engine(parsed, **engine_kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # no implicit BEGIN/COMMIT from pysqlite
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            if not memory:
+                _enable_wal(cursor)
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get(SQLITE_WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine

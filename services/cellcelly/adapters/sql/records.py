@@ -1,0 +1,354 @@
+"""`SqlRecords`: the system of record on SQLAlchemy Core, for SQLite, PostgreSQL and Oracle.
+
+    records = SqlRecords("sqlite:///cellcelly.db")            # embedded default
+    records = SqlRecords("postgresql+psycopg://user@host/db")
+    records = SqlRecords("oracle+oracledb://user:pw@host/?service_name=FREEPDB1")
+    records.migrate()
+
+Idempotent writes are portable: in one transaction, select which ids are already present and
+insert only the missing ones with executemany. Should a concurrent writer insert the same id
+between the two (IntegrityError), the batch is rolled back and replayed row by row, each row in
+its own transaction, where a duplicate is skipped. Rows are inserted in primary-key order (ledger
+rows before bucket rows), so two writers of overlapping batches wait for each other instead of
+deadlocking on PostgreSQL and Oracle.
+
+SQLite: WAL journal, a busy timeout, connections usable from any thread, and write transactions
+opened with BEGIN IMMEDIATE so concurrent writers wait for each other (see `engine.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Column, Connection, Engine, Row
+from sqlalchemy.exc import IntegrityError
+
+from cellcelly.adapters.sql import queries as q
+from cellcelly.adapters.sql.engine import SQLITE_WRITE_OPTION, make_engine
+from cellcelly.adapters.sql.migrator import migrate as run_migrations
+from cellcelly.adapters.sql.schema import (
+    buckets,
+    catalogue_versions,
+    subscribers,
+    usage_buckets,
+    usage_records,
+    wallet_ledger,
+)
+from cellcelly.domain.charging import UsageEvent
+from cellcelly.domain.provisioning import LedgerEvent
+from cellcelly.domain.units import Service
+from cellcelly.ports.records import BucketRecord, CatalogueRecord, SubscriberExists, SubscriberRecord
+
+__all__ = ["SqlRecords"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def _chunks(items: Sequence[T], size: int = q.IN_CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _text(value: Any) -> str:
+    """Oracle hands "" back as NULL; every back end reads it as ""."""
+    return "" if value is None else str(value)
+
+
+def _unique(items: Iterable[T], key: Callable[[T], str]) -> list[T]:
+    """First occurrence of each key, in input order."""
+    seen: set[str] = set()
+    out: list[T] = []
+    for item in items:
+        k = key(item)
+        if k not in seen:
+            seen.add(k)
+            out.append(item)
+    return out
+
+
+def _existing(conn: Connection, column: Column[str], keys: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(keys):
+        found.update(conn.execute(q.existing_keys(column, chunk)).scalars())
+    return found
+
+
+def _ledger_row(e: LedgerEvent) -> dict[str, Any]:
+    return {
+        "event_id": e.event_id,
+        "msisdn": e.msisdn,
+        "kind": e.kind,
+        "amount": e.amount,
+        "wallet_after": e.wallet_after,
+        "reference": e.reference,
+        "package": e.package,
+        "status": e.status,
+        "occurred_at": e.occurred_at,
+    }
+
+
+def _bucket_rows(e: LedgerEvent) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": bucket_id,
+            "msisdn": e.msisdn,
+            "package": e.package,
+            "service": str(service),
+            "units": units,
+            "valid_from": valid_from,
+            "valid_until": valid_until,
+        }
+        for bucket_id, service, units, valid_from, valid_until in e.buckets
+    ]
+
+
+def _usage_row(e: UsageEvent) -> dict[str, Any]:
+    return {
+        "event_id": e.event_id,
+        "msisdn": e.msisdn,
+        "session_id": e.session_id,
+        "request_number": e.request_number,
+        "rating_group": e.rating_group,
+        "service": str(e.service),
+        "rule_id": e.rule_id,
+        "units": e.units,
+        "bucket_units": e.bucket_units,
+        "wallet_units": e.wallet_units,
+        "uncharged_units": e.uncharged_units,
+        "money": e.money,
+        "wallet_after": e.wallet_after,
+        "occurred_at": e.occurred_at,
+    }
+
+
+def _usage_bucket_rows(e: UsageEvent) -> list[dict[str, Any]]:
+    return [
+        {"event_id": e.event_id, "ordinal": i, "bucket_id": bucket_id, "units": units}
+        for i, (bucket_id, units) in enumerate(e.buckets)
+    ]
+
+
+def _subscriber(row: Row[Any]) -> SubscriberRecord:
+    return SubscriberRecord(
+        msisdn=row.msisdn,
+        first_name=_text(row.first_name),
+        last_name=_text(row.last_name),
+        email=_text(row.email),
+        status=_text(row.status),
+        package=_text(row.package),
+        created_at=row.created_at,
+    )
+
+
+class SqlRecords:
+    """The `SystemOfRecord` port on one SQLAlchemy engine; thread-safe (one pool, short transactions)."""
+
+    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+        self._engine: Engine = make_engine(url, **engine_kwargs)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A connection inside a write transaction, committed on success."""
+        with self._engine.connect() as conn:
+            conn.execution_options(**{SQLITE_WRITE_OPTION: True})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            yield conn
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        run_migrations(self._engine)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- subscribers --------------------------------------------------------------------------
+
+    def add_subscriber(self, subscriber: SubscriberRecord) -> None:
+        row = {
+            "msisdn": subscriber.msisdn,
+            "first_name": subscriber.first_name,
+            "last_name": subscriber.last_name,
+            "email": subscriber.email,
+            "status": subscriber.status,
+            "package": subscriber.package,
+            "created_at": subscriber.created_at,
+        }
+        try:
+            with self._write() as conn:
+                if _existing(conn, subscribers.c.msisdn, [subscriber.msisdn]):
+                    raise SubscriberExists(subscriber.msisdn)
+                conn.execute(q.insert_rows(subscribers), row)
+        except IntegrityError as exc:
+            if self.get_subscriber(subscriber.msisdn) is not None:
+                raise SubscriberExists(subscriber.msisdn) from exc
+            raise
+
+    def get_subscriber(self, msisdn: str) -> SubscriberRecord | None:
+        with self._read() as conn:
+            row = conn.execute(q.select_subscriber(msisdn)).first()
+        return None if row is None else _subscriber(row)
+
+    def list_subscribers(self, limit: int = 100, offset: int = 0) -> list[SubscriberRecord]:
+        with self._read() as conn:
+            rows = conn.execute(q.select_subscribers(limit, offset)).all()
+        return [_subscriber(row) for row in rows]
+
+    def set_status(self, msisdn: str, status: str) -> None:
+        with self._write() as conn:
+            changed = conn.execute(q.update_status(msisdn, status)).rowcount
+        if not changed:
+            log.warning("set_status(%s, %s): no such subscriber on record", msisdn, status)
+
+    # -- ledger and buckets -------------------------------------------------------------------
+
+    def apply_ledger(self, events: Sequence[LedgerEvent]) -> int:
+        unique = _unique(events, lambda e: e.event_id)
+        if not unique:
+            return 0
+        try:
+            with self._write() as conn:
+                return self._insert_ledger(conn, unique)
+        except IntegrityError:
+            log.info("apply_ledger: concurrent writer, replaying %d events one by one", len(unique))
+        new = 0
+        for e in unique:
+            try:
+                with self._write() as conn:
+                    new += self._insert_ledger(conn, [e])
+            except IntegrityError:
+                with self._read() as conn:
+                    if e.event_id not in _existing(conn, wallet_ledger.c.event_id, [e.event_id]):
+                        raise
+        return new
+
+    @staticmethod
+    def _insert_ledger(conn: Connection, events: Sequence[LedgerEvent]) -> int:
+        present = _existing(conn, wallet_ledger.c.event_id, [e.event_id for e in events])
+        fresh = sorted((e for e in events if e.event_id not in present), key=lambda e: e.event_id)
+        if fresh:
+            conn.execute(q.insert_rows(wallet_ledger), [_ledger_row(e) for e in fresh])
+        bucket_rows = _unique((row for e in events for row in _bucket_rows(e)), lambda r: r["id"])
+        if bucket_rows:
+            have = _existing(conn, buckets.c.id, [r["id"] for r in bucket_rows])
+            missing = sorted((r for r in bucket_rows if r["id"] not in have), key=lambda r: str(r["id"]))
+            if missing:
+                conn.execute(q.insert_rows(buckets), missing)
+        return len(fresh)
+
+    def buckets_for(self, msisdn: str) -> list[BucketRecord]:
+        with self._read() as conn:
+            rows = conn.execute(q.select_buckets(msisdn)).all()
+        return [
+            BucketRecord(
+                id=row.id,
+                msisdn=row.msisdn,
+                package=_text(row.package),
+                service=row.service,
+                units=int(row.units),
+                valid_from=row.valid_from,
+                valid_until=row.valid_until,
+            )
+            for row in rows
+        ]
+
+    def wallet_balance(self, msisdn: str) -> int:
+        with self._read() as conn:
+            value = conn.execute(q.select_wallet_balance(msisdn)).scalar_one()
+        return int(value or 0)
+
+    # -- usage --------------------------------------------------------------------------------
+
+    def record_usage(self, events: Sequence[UsageEvent]) -> int:
+        unique = _unique(events, lambda e: e.event_id)
+        if not unique:
+            return 0
+        try:
+            with self._write() as conn:
+                return self._insert_usage(conn, unique)
+        except IntegrityError:
+            log.info("record_usage: concurrent writer, replaying %d events one by one", len(unique))
+        new = 0
+        for e in unique:
+            try:
+                with self._write() as conn:
+                    new += self._insert_usage(conn, [e])
+            except IntegrityError:
+                with self._read() as conn:
+                    if e.event_id not in _existing(conn, usage_records.c.event_id, [e.event_id]):
+                        raise
+        return new
+
+    @staticmethod
+    def _insert_usage(conn: Connection, events: Sequence[UsageEvent]) -> int:
+        present = _existing(conn, usage_records.c.event_id, [e.event_id for e in events])
+        fresh = sorted((e for e in events if e.event_id not in present), key=lambda e: e.event_id)
+        if not fresh:
+            return 0
+        conn.execute(q.insert_rows(usage_records), [_usage_row(e) for e in fresh])
+        consumed = [row for e in fresh for row in _usage_bucket_rows(e)]
+        if consumed:
+            conn.execute(q.insert_rows(usage_buckets), consumed)
+        return len(fresh)
+
+    def usage_for(self, msisdn: str, limit: int = 100) -> list[UsageEvent]:
+        with self._read() as conn:
+            rows = conn.execute(q.select_usage(msisdn, limit)).all()
+            consumed: dict[str, list[tuple[str, int]]] = {}
+            for chunk in _chunks([row.event_id for row in rows]):
+                for b in conn.execute(q.select_usage_buckets(chunk)):
+                    consumed.setdefault(b.event_id, []).append((b.bucket_id, int(b.units)))
+        return [
+            UsageEvent(
+                event_id=row.event_id,
+                msisdn=row.msisdn,
+                session_id=_text(row.session_id),
+                request_number=int(row.request_number),
+                rating_group=int(row.rating_group),
+                service=Service(row.service),
+                rule_id=_text(row.rule_id),
+                units=int(row.units),
+                bucket_units=int(row.bucket_units),
+                wallet_units=int(row.wallet_units),
+                uncharged_units=int(row.uncharged_units),
+                money=int(row.money),
+                wallet_after=int(row.wallet_after),
+                occurred_at=row.occurred_at,
+                buckets=tuple(consumed.get(row.event_id, ())),
+            )
+            for row in rows
+        ]
+
+    # -- catalogue ----------------------------------------------------------------------------
+
+    def save_catalogue(self, version: str, source: str, activated_at: int) -> None:
+        row = {"version": version, "source": source, "activated_at": activated_at}
+        try:
+            with self._write() as conn:
+                if not _existing(conn, catalogue_versions.c.version, [version]):
+                    conn.execute(q.insert_rows(catalogue_versions), row)
+        except IntegrityError:
+            with self._read() as conn:
+                if not _existing(conn, catalogue_versions.c.version, [version]):
+                    raise
+
+    def latest_catalogue(self) -> CatalogueRecord | None:
+        with self._read() as conn:
+            row = conn.execute(q.select_latest_catalogue()).first()
+        if row is None:
+            return None
+        return CatalogueRecord(version=row.version, source=_text(row.source), activated_at=row.activated_at)

@@ -1,0 +1,179 @@
+"""Tables of the system of record, in portable SQLAlchemy Core types only.
+
+The same `metadata` must create and serve SQLite, PostgreSQL and Oracle, so the columns use
+String(n), Text, Integer, BigInteger and DateTime only: no JSON, no Boolean, no autoincrement,
+no dialect-specific types. Constraint and index names come from a naming convention (or are
+given explicitly) so they are deterministic and at most 30 characters, Oracle's classic limit.
+
+Times are stored as naive UTC `DateTime` (Oracle `DATE`, PostgreSQL `timestamp without time
+zone`); the Python side uses integer epoch seconds, converted at the boundary by `EpochSeconds`.
+
+Oracle stores an empty string as NULL, so every text column other than the keys, `msisdn` and
+`service` is nullable, and the adapter reads NULL back as "" (the same result on every back end).
+
+The Alembic revision `0001_initial` spells out the same tables with explicit names; an
+integration test compares the migrated database against this metadata.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "EPOCH",
+    "MAX_IDENTIFIER_LENGTH",
+    "NAMING_CONVENTION",
+    "EpochSeconds",
+    "buckets",
+    "catalogue_versions",
+    "from_epoch",
+    "metadata",
+    "subscribers",
+    "to_epoch",
+    "usage_buckets",
+    "usage_records",
+    "wallet_ledger",
+]
+
+MAX_IDENTIFIER_LENGTH = 30  # Oracle before 12.2; newer allow 128 but we keep to 30
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",  # composite indexes are named explicitly
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+EPOCH = datetime(1970, 1, 1)  # naive UTC
+_SECOND = timedelta(seconds=1)
+
+
+def from_epoch(seconds: int) -> datetime:
+    """Integer epoch seconds (UTC) -> naive UTC datetime."""
+    return EPOCH + timedelta(seconds=int(seconds))
+
+
+def to_epoch(moment: datetime) -> int:
+    """Naive UTC (or aware) datetime -> integer epoch seconds, fractions dropped."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return (moment - EPOCH) // _SECOND
+
+
+class EpochSeconds(TypeDecorator[int]):
+    """An int of epoch seconds in Python, a naive UTC DateTime in the database."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return value
+        return from_epoch(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # defensive: SQLite returns text if the type is bypassed
+            value = datetime.fromisoformat(value)
+        return to_epoch(value)
+
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("msisdn", String(15), primary_key=True),
+    Column("first_name", String(100)),
+    Column("last_name", String(100)),
+    Column("email", String(254)),
+    Column("status", String(16)),
+    Column("package", String(32)),
+    Column("created_at", EpochSeconds(), nullable=False),
+)
+
+buckets = Table(
+    "buckets",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("msisdn", String(15), nullable=False, index=True),
+    Column("package", String(32)),
+    Column("service", String(8), nullable=False),
+    Column("units", BigInteger, nullable=False),
+    Column("valid_from", EpochSeconds(), nullable=False),
+    Column("valid_until", EpochSeconds(), nullable=False),
+)
+
+wallet_ledger = Table(
+    "wallet_ledger",
+    metadata,
+    Column("event_id", String(200), primary_key=True),
+    Column("msisdn", String(15), nullable=False, index=True),
+    Column("kind", String(16)),
+    Column("amount", BigInteger, nullable=False),
+    Column("wallet_after", BigInteger, nullable=False),
+    Column("reference", String(200)),
+    Column("package", String(32)),
+    Column("status", String(16)),
+    Column("occurred_at", EpochSeconds(), nullable=False),
+)
+
+usage_records = Table(
+    "usage_records",
+    metadata,
+    Column("event_id", String(300), primary_key=True),
+    # msisdn lookups use the leading column of ix_usage_records_msisdn_time; a separate
+    # single-column index would only slow down the hottest insert path.
+    Column("msisdn", String(15), nullable=False),
+    Column("session_id", String(256)),
+    Column("request_number", Integer, nullable=False),
+    Column("rating_group", BigInteger, nullable=False),
+    Column("service", String(8), nullable=False),
+    Column("rule_id", String(64)),
+    Column("units", BigInteger, nullable=False),
+    Column("bucket_units", BigInteger, nullable=False),
+    Column("wallet_units", BigInteger, nullable=False),
+    Column("uncharged_units", BigInteger, nullable=False),
+    Column("money", BigInteger, nullable=False),
+    Column("wallet_after", BigInteger, nullable=False),
+    Column("occurred_at", EpochSeconds(), nullable=False),
+    Index("ix_usage_records_msisdn_time", "msisdn", "occurred_at"),
+)
+
+# UsageEvent.buckets: the (bucket id, units) pairs one usage event consumed, in order.
+usage_buckets = Table(
+    "usage_buckets",
+    metadata,
+    Column("event_id", String(300), ForeignKey("usage_records.event_id"), primary_key=True),
+    Column("ordinal", Integer, primary_key=True, autoincrement=False),
+    Column("bucket_id", String(200), nullable=False),
+    Column("units", BigInteger, nullable=False),
+)
+
+catalogue_versions = Table(
+    "catalogue_versions",
+    metadata,
+    Column("version", String(64), primary_key=True),
+    Column("source", Text),
+    Column("activated_at", EpochSeconds(), nullable=False),
+)
