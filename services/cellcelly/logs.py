@@ -36,3 +36,5 @@ def setup_logging(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Alembic announces every plugin and step at INFO; only its problems are ours to show
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))

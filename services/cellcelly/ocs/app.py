@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -233,39 +233,40 @@ def create_app(components: Components, *, close_on_shutdown: bool = True) -> Fas
         admin(request)
         return json_response(balance_json(account_or_404(msisdn_of(msisdn)), int(time.time())))
 
-    @app.post("/admin/subscribers/{msisdn}/topup", tags=["admin"])
-    async def topup(msisdn: str, request: Request) -> Response:
+    async def change(
+        msisdn: str, request: Request, schema: type[Any], fn: Callable[[str, Any], Account]
+    ) -> Response:
+        """An admin change of one account: authorised, validated, applied, answered with the balance."""
         admin(request)
         number = msisdn_of(msisdn)
-        body: TopUp = await model(request, TopUp)
+        body = await model(request, schema)
         account_or_404(number)
         try:
-            account = components.accounts.top_up(number, parse_tl(body.amount), body.reference)
-        except DomainError as exc:
-            raise HttpProblem(422, "Unprocessable", str(exc)) from None
-        return json_response(balance_json(account, int(time.time())))
-
-    @app.post("/admin/subscribers/{msisdn}/packages", tags=["admin"])
-    async def add_package(msisdn: str, request: Request) -> Response:
-        admin(request)
-        number = msisdn_of(msisdn)
-        body: PackagePurchase = await model(request, PackagePurchase)
-        account_or_404(number)
-        try:
-            account = components.accounts.buy_package(number, body.package, body.reference)
+            account = fn(number, body)
         except InsufficientFunds as exc:
             raise HttpProblem(402, "Insufficient funds", str(exc), "QUOTA_LIMIT_REACHED") from None
         except DomainError as exc:
             raise HttpProblem(422, "Unprocessable", str(exc)) from None
         return json_response(balance_json(account, int(time.time())))
 
+    accounts = components.accounts
+
+    @app.post("/admin/subscribers/{msisdn}/topup", tags=["admin"])
+    async def topup(msisdn: str, request: Request) -> Response:
+        return await change(
+            msisdn, request, TopUp, lambda n, b: accounts.top_up(n, parse_tl(b.amount), b.reference)
+        )
+
+    @app.post("/admin/subscribers/{msisdn}/packages", tags=["admin"])
+    async def add_package(msisdn: str, request: Request) -> Response:
+        return await change(
+            msisdn, request, PackagePurchase, lambda n, b: accounts.buy_package(n, b.package, b.reference)
+        )
+
     @app.put("/admin/subscribers/{msisdn}/status", tags=["admin"])
     async def put_status(msisdn: str, request: Request) -> Response:
-        admin(request)
-        number = msisdn_of(msisdn)
-        body: StatusChange = await model(request, StatusChange)
-        account_or_404(number)
-        account = components.accounts.set_status(number, Status(body.status), body.reference)
-        return json_response(balance_json(account, int(time.time())))
+        return await change(
+            msisdn, request, StatusChange, lambda n, b: accounts.set_status(n, Status(b.status), b.reference)
+        )
 
     return app
