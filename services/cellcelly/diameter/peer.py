@@ -1,0 +1,412 @@
+"""A Diameter peer connection on asyncio (RFC 6733 §5): framing, capabilities exchange, device
+watchdog, disconnect, and request/answer matching by hop-by-hop identifier.
+
+One `PeerConnection` per TCP connection, in either role: the responder waits for a CER (the
+gateway), the initiator sends one (the traffic generator, tests). Application requests go to a
+handler that returns the answer, either at once or as an awaitable, so a slow back end never
+blocks the other sessions on the connection. Malformed input gets an error answer with
+Failed-AVP where the header could be read; only an unreadable frame length closes the
+connection, because the byte stream cannot be resynchronised after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from cellcelly.diameter.codec import Avp, DecodeError, Message, decode, message_length
+from cellcelly.diameter.constants import (
+    APP_COMMON,
+    APP_CREDIT_CONTROL,
+    FLAG_R,
+    FLAG_T,
+    HEADER_LENGTH,
+    MAX_MESSAGE,
+    VENDOR_3GPP,
+    Cmd,
+    Code,
+    DisconnectCause,
+    Result,
+)
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["PeerConnection", Message], "Message | Awaitable[Message] | None"]
+
+
+@dataclass(frozen=True)
+class LocalPeer:
+    """Who we are in CER/CEA and in every message we originate."""
+
+    origin_host: str
+    origin_realm: str
+    host_ip: str = "127.0.0.1"
+    product_name: str = "CellCelly"
+    vendor_id: int = 0
+    firmware_revision: int = 1
+    auth_applications: tuple[int, ...] = (APP_CREDIT_CONTROL,)
+    supported_vendors: tuple[int, ...] = (VENDOR_3GPP,)
+    watchdog_interval: float = 30.0  # Tw (RFC 3539): a DWR after this long without traffic
+    origin_state_id: int = field(default_factory=lambda: int(time.time()))
+
+    def identity(self) -> list[Avp]:
+        return [Avp.utf8(Code.ORIGIN_HOST, self.origin_host), Avp.utf8(Code.ORIGIN_REALM, self.origin_realm)]
+
+    def capabilities(self) -> list[Avp]:
+        avps = [
+            *self.identity(),
+            Avp.address(Code.HOST_IP_ADDRESS, self.host_ip),
+            Avp.u32(Code.VENDOR_ID, self.vendor_id),
+            Avp.utf8(Code.PRODUCT_NAME, self.product_name, mandatory=False),
+            Avp.u32(Code.ORIGIN_STATE_ID, self.origin_state_id),
+        ]
+        avps += [Avp.u32(Code.SUPPORTED_VENDOR_ID, v) for v in self.supported_vendors]
+        avps += [Avp.u32(Code.AUTH_APPLICATION_ID, a) for a in self.auth_applications]
+        avps.append(Avp.u32(Code.FIRMWARE_REVISION, self.firmware_revision, mandatory=False))
+        return avps
+
+
+class State(Enum):
+    WAIT_CER = "wait-cer"
+    WAIT_CEA = "wait-cea"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+_ids = itertools.count(int.from_bytes(os.urandom(3), "big") << 8)
+# RFC 6733 §3: the high 12 bits of End-to-End are the low bits of the start time
+_E2E_BASE = (int(time.time()) & 0xFFF) << 20
+
+
+def next_hop_by_hop() -> int:
+    return next(_ids) & 0xFFFFFFFF
+
+
+def next_end_to_end() -> int:
+    return _E2E_BASE | (next(_ids) & 0xFFFFF)
+
+
+def error_answer(
+    request: Message, local: LocalPeer, result: int, text: str = "", failed: Avp | None = None
+) -> Message:
+    """An answer with the E bit for protocol errors (3xxx), or a plain one for 5xxx (RFC 6733 §7)."""
+    avps: list[Avp] = []
+    if request.session_id is not None:
+        avps.append(Avp.utf8(Code.SESSION_ID, request.session_id))
+    avps += [Avp.u32(Code.RESULT_CODE, result), *local.identity()]
+    if text:
+        avps.append(Avp.utf8(Code.ERROR_MESSAGE, text, mandatory=False))
+    if failed is not None:
+        avps.append(Avp.grouped(Code.FAILED_AVP, [failed]))
+    return request.answer(avps, error=3000 <= result < 4000)
+
+
+class PeerConnection(asyncio.Protocol):
+    def __init__(
+        self,
+        local: LocalPeer,
+        handler: Handler | None = None,
+        *,
+        initiator: bool = False,
+        on_open: Callable[[PeerConnection], None] | None = None,
+        on_close: Callable[[PeerConnection], None] | None = None,
+    ) -> None:
+        self.local = local
+        self.handler = handler
+        self.initiator = initiator
+        self.state = State.WAIT_CEA if initiator else State.WAIT_CER
+        self.remote_host = ""
+        self.remote_realm = ""
+        self.remote_applications: set[int] = set()
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._pending: dict[int, asyncio.Future[Message]] = {}
+        self._last_seen = time.monotonic()
+        self._watchdog: asyncio.Task[None] | None = None
+        self._dwr_outstanding = False
+        self._on_open = on_open
+        self._on_close = on_close
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.stats = {"requests": 0, "answers": 0, "errors": 0}
+
+    # --- transport events -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if self.initiator:
+            cer = Message(
+                Cmd.CAPABILITIES_EXCHANGE,
+                FLAG_R,
+                APP_COMMON,
+                next_hop_by_hop(),
+                next_end_to_end(),
+                self.local.capabilities(),
+            )
+            fut = self._expect(cer.hop_by_hop)
+            fut.add_done_callback(self._on_cea)
+            self._write(cer)
+        self._watchdog = asyncio.get_running_loop().create_task(self._watch())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state = State.CLOSED
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("peer connection closed"))
+        self._pending.clear()
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError("closed before capabilities exchange"))
+            self.opened.exception()  # retrieved: nobody may be waiting
+        if not self.closed.done():
+            self.closed.set_result(None)
+        if self._on_close is not None:
+            self._on_close(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_seen = time.monotonic()
+        buf = self._buffer
+        buf += data
+        while len(buf) >= 4:
+            if buf[0] != 1:
+                self._abort(f"version {buf[0]} in the frame header: cannot resynchronise")
+                return
+            length = message_length(buf)
+            if length < HEADER_LENGTH or length > MAX_MESSAGE:
+                self._abort(f"frame length {length}: cannot resynchronise")
+                return
+            if len(buf) < length:
+                return
+            frame = bytes(buf[:length])
+            del buf[:length]
+            self._frame(frame)
+
+    # --- frames -----------------------------------------------------------------------------------
+
+    def _frame(self, frame: bytes) -> None:
+        try:
+            msg = decode(frame)
+        except DecodeError as exc:
+            self.stats["errors"] += 1
+            header = exc.header
+            log.info("malformed diameter message", extra={"peer": self.remote_host, "reason": str(exc)})
+            if header is not None and header.is_request:
+                self._write(error_answer(header, self.local, exc.result, str(exc), exc.failed))
+            return
+        if msg.is_request:
+            self.stats["requests"] += 1
+            self._request(msg)
+        else:
+            self.stats["answers"] += 1
+            fut = self._pending.pop(msg.hop_by_hop, None)
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+            elif msg.code == Cmd.DEVICE_WATCHDOG:
+                self._dwr_outstanding = False
+
+    def _request(self, msg: Message) -> None:
+        code = msg.code
+        if code == Cmd.CAPABILITIES_EXCHANGE:
+            self._cer(msg)
+        elif code == Cmd.DEVICE_WATCHDOG:
+            self._write(
+                msg.answer(
+                    [
+                        Avp.u32(Code.RESULT_CODE, Result.SUCCESS),
+                        *self.local.identity(),
+                        Avp.u32(Code.ORIGIN_STATE_ID, self.local.origin_state_id),
+                    ]
+                )
+            )
+        elif code == Cmd.DISCONNECT_PEER:
+            self._write(msg.answer([Avp.u32(Code.RESULT_CODE, Result.SUCCESS), *self.local.identity()]))
+            self.state = State.CLOSING
+            # the initiator of DPR closes; close our side too once the DPA is out
+            asyncio.get_running_loop().call_later(0.5, self._close_transport)
+        elif self.state is not State.OPEN:
+            self._write(error_answer(msg, self.local, Result.UNKNOWN_PEER, "no capabilities exchange yet"))
+        elif msg.app not in self.local.auth_applications:
+            self._write(
+                error_answer(msg, self.local, Result.APPLICATION_UNSUPPORTED, f"application {msg.app}")
+            )
+        elif self.handler is None:
+            self._write(error_answer(msg, self.local, Result.COMMAND_UNSUPPORTED, f"command {code}"))
+        else:
+            try:
+                result = self.handler(self, msg)
+            except Exception:  # noqa: BLE001 - one bad request must not take the peer down
+                log.exception("diameter handler failed")
+                self._write(error_answer(msg, self.local, Result.UNABLE_TO_COMPLY, "internal error"))
+                return
+            if isinstance(result, Message):
+                self._write(result)
+            elif result is not None:
+                asyncio.ensure_future(self._answer_later(msg, result))
+
+    async def _answer_later(self, msg: Message, result: Awaitable[Message]) -> None:
+        try:
+            answer = await result
+        except Exception:  # noqa: BLE001
+            log.exception("diameter handler failed")
+            answer = error_answer(msg, self.local, Result.UNABLE_TO_COMPLY, "internal error")
+        if self.state is not State.CLOSED:
+            self._write(answer)
+
+    def _cer(self, msg: Message) -> None:
+        host = msg.find(Code.ORIGIN_HOST)
+        realm = msg.find(Code.ORIGIN_REALM)
+        if host is None or realm is None:
+            missing = Avp.utf8(Code.ORIGIN_HOST if host is None else Code.ORIGIN_REALM, "")
+            self._write(
+                error_answer(msg, self.local, Result.MISSING_AVP, "Origin-Host and Origin-Realm", missing)
+            )
+            return
+        apps = {a.as_u32() for a in msg.find_all(Code.AUTH_APPLICATION_ID)}
+        for vsa in msg.find_all(Code.VENDOR_SPECIFIC_APPLICATION_ID):
+            apps |= {a.as_u32() for a in vsa.find_all(Code.AUTH_APPLICATION_ID)}
+        common = apps & (set(self.local.auth_applications) | {0xFFFFFFFF})
+        if not common:
+            answer = msg.answer(
+                [Avp.u32(Code.RESULT_CODE, Result.NO_COMMON_APPLICATION), *self.local.capabilities()]
+            )
+            self._write(answer)
+            asyncio.get_running_loop().call_later(0.1, self._close_transport)
+            return
+        self.remote_host, self.remote_realm = host.as_str(), realm.as_str()
+        self.remote_applications = apps
+        self._write(msg.answer([Avp.u32(Code.RESULT_CODE, Result.SUCCESS), *self.local.capabilities()]))
+        self._set_open()
+
+    def _on_cea(self, fut: asyncio.Future[Message]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        cea = fut.result()
+        if cea.result_code != Result.SUCCESS:
+            if not self.opened.done():
+                self.opened.set_exception(ConnectionError(f"CEA result {cea.result_code}"))
+            self._close_transport()
+            return
+        host, realm = cea.find(Code.ORIGIN_HOST), cea.find(Code.ORIGIN_REALM)
+        self.remote_host = host.as_str() if host else ""
+        self.remote_realm = realm.as_str() if realm else ""
+        self._set_open()
+
+    def _set_open(self) -> None:
+        self.state = State.OPEN
+        if not self.opened.done():
+            self.opened.set_result(None)
+        if self._on_open is not None:
+            self._on_open(self)
+
+    # --- sending ----------------------------------------------------------------------------------
+
+    def _write(self, msg: Message) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(msg.encode())
+
+    def _expect(self, hop_by_hop: int) -> asyncio.Future[Message]:
+        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[hop_by_hop] = fut
+        return fut
+
+    def send_request(self, msg: Message) -> asyncio.Future[Message]:
+        """Send a request (identifiers are filled in when zero); the future gets its answer."""
+        if not msg.hop_by_hop:
+            msg.hop_by_hop = next_hop_by_hop()
+        if not msg.end_to_end:
+            msg.end_to_end = next_end_to_end()
+        msg.flags |= FLAG_R
+        fut = self._expect(msg.hop_by_hop)
+        self._write(msg)
+        return fut
+
+    async def request(self, msg: Message, timeout: float = 5.0) -> Message:
+        fut = self.send_request(msg)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self._pending.pop(msg.hop_by_hop, None)
+
+    def retransmit(self, msg: Message) -> asyncio.Future[Message]:
+        """Send `msg` again with the T flag, same identifiers (RFC 6733 §5.5.4)."""
+        msg.flags |= FLAG_T | FLAG_R
+        fut = self._expect(msg.hop_by_hop)
+        self._write(msg)
+        return fut
+
+    async def disconnect(
+        self, cause: DisconnectCause = DisconnectCause.REBOOTING, timeout: float = 2.0
+    ) -> None:
+        """DPR/DPA, then close (RFC 6733 §5.4)."""
+        if self.state is State.OPEN:
+            self.state = State.CLOSING
+            dpr = Message(
+                Cmd.DISCONNECT_PEER,
+                FLAG_R,
+                APP_COMMON,
+                0,
+                0,
+                [*self.local.identity(), Avp.u32(Code.DISCONNECT_CAUSE, cause)],
+            )
+            try:
+                await self.request(dpr, timeout)
+            except (TimeoutError, ConnectionError):
+                pass
+        self._close_transport()
+        await self.closed
+
+    def _close_transport(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def _abort(self, reason: str) -> None:
+        log.warning("closing diameter connection", extra={"peer": self.remote_host, "reason": reason})
+        self.stats["errors"] += 1
+        if self.transport is not None:
+            self.transport.abort()
+
+    # --- watchdog (RFC 3539) ----------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        tw = self.local.watchdog_interval
+        while self.state is not State.CLOSED:
+            await asyncio.sleep(tw / 2)
+            if self.state is not State.OPEN:
+                continue
+            idle = time.monotonic() - self._last_seen
+            if self._dwr_outstanding and idle >= tw:
+                self._abort("watchdog: no answer to DWR")
+                return
+            if idle >= tw and not self._dwr_outstanding:
+                self._dwr_outstanding = True
+                dwr = Message(
+                    Cmd.DEVICE_WATCHDOG,
+                    FLAG_R,
+                    APP_COMMON,
+                    next_hop_by_hop(),
+                    next_end_to_end(),
+                    [*self.local.identity(), Avp.u32(Code.ORIGIN_STATE_ID, self.local.origin_state_id)],
+                )
+                self._write(dwr)
+
+
+async def connect(
+    host: str, port: int, local: LocalPeer, handler: Handler | None = None, timeout: float = 5.0
+) -> PeerConnection:
+    """Open a connection as the initiator and complete the capabilities exchange."""
+    loop = asyncio.get_running_loop()
+    _, conn = await asyncio.wait_for(
+        loop.create_connection(lambda: PeerConnection(local, handler, initiator=True), host, port), timeout
+    )
+    await asyncio.wait_for(conn.opened, timeout)
+    return conn
+
