@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import os
 import secrets
+import signal
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -45,30 +46,26 @@ def seed_demo(components: Components) -> bool:
 
 
 async def _serve(settings: Settings) -> None:
-    import uvicorn
-
-    from cellcelly.ocs.app import asgi_app
+    from cellcelly.stack import EmbeddedStack
     from cellcelly.wiring import build
 
     components = build(settings)
     created = seed_demo(components)
-    app = asgi_app(components)
+    stack = EmbeddedStack(components)
+    await stack.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stack.request_stop)
     tune_gc()
-    config = uvicorn.Config(
-        app,
-        host=settings.ocs_host,
-        port=settings.ocs_port,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        loop="uvloop",
-        http="httptools",
-    )
-    server = uvicorn.Server(config)
-    base = f"http://{settings.ocs_host}:{settings.ocs_port}"
+    base = f"http://{settings.ocs_host}:{stack.ocs_port}"
     _out("CellCelly is running on embedded defaults (no Java, no cluster):")
     _out(f"  OCS charging API  {base}/nchf-convergedcharging/v3/chargingdata   (docs {base}/docs)")
     _out(f"  OCS health        {base}/healthz  {base}/readyz  metrics {base}/metrics")
+    _out(f"  OCS wire (DGW)    {settings.ocs_host}:{stack.wire_port}")
+    _out(
+        f"  DGW Diameter Gy   {settings.dgw_host}:{stack.dgw_port}  (Origin-Host {settings.dgw_origin_host}, "
+        f"realm {settings.diameter_realm})"
+    )
     _out(f"  system of record  {settings.sor_url()}")
     _out(f"  balance store     embedded, journal in {settings.data_dir / 'balances'}")
     _out(f"  catalogue         {settings.catalogue_path()} (version {components.catalogue.current.version})")
@@ -78,7 +75,11 @@ async def _serve(settings: Settings) -> None:
     )
     _out("  admin token       $CELLCELLY_ADMIN_TOKEN (Authorization: Bearer ...)")
     _out("Stop with Ctrl-C.")
-    await server.serve()
+    try:
+        await stack.serve_forever()
+    finally:
+        await stack.stop()
+        components.close()
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -28,6 +28,18 @@ class Settings(BaseSettings):
     ocs_host: str = "127.0.0.1"
     ocs_port: int = 8081
 
+    # the OCS's internal charging transport for gateways (length-prefixed orjson frames)
+    ocs_wire_port: int = 8082
+
+    # DGW (Diameter Gy/Ro)
+    dgw_host: str = "127.0.0.1"
+    dgw_port: int = 3868
+    dgw_origin_host: str = "dgw.cellcelly.local"
+    diameter_realm: str = "cellcelly.local"
+    dgw_watchdog_seconds: float = 30.0
+    # OCS endpoints for a stand-alone DGW, "host:port,host:port"; empty: the OCS in this process
+    dgw_ocs_endpoints: str = ""
+
     admin_token: SecretStr | None = Field(
         default=None, description="bearer token for /admin; admin is off without it"
     )
@@ -37,6 +49,13 @@ class Settings(BaseSettings):
 
     def catalogue_path(self) -> Path:
         return self.catalogue_file or self.data_dir / "catalogue.yaml"
+
+    def ocs_endpoints(self) -> list[tuple[str, int]]:
+        endpoints = []
+        for item in filter(None, (p.strip() for p in self.dgw_ocs_endpoints.split(","))):
+            host, _, port = item.rpartition(":")
+            endpoints.append((host or "127.0.0.1", int(port)))
+        return endpoints
 
     def sor_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'cellcelly.db'}"

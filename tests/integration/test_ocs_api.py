@@ -274,6 +274,8 @@ def test_real_server_over_tcp(tmp_path: Path) -> None:
     env = {
         "CELLCELLY_DATA_DIR": str(tmp_path),
         "CELLCELLY_OCS_PORT": str(port),
+        "CELLCELLY_DGW_PORT": "0",
+        "CELLCELLY_OCS_WIRE_PORT": "0",
         "CELLCELLY_ADMIN_TOKEN": TOKEN,
         "PATH": "/usr/bin:/bin",
     }

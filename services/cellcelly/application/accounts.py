@@ -6,6 +6,7 @@ provisioned. Ledger events go through the balance store's outbox like usage does
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -15,6 +16,8 @@ from cellcelly.domain.errors import DomainError
 from cellcelly.domain.provisioning import AccountChange, buy_package, open_account, set_status, top_up
 from cellcelly.ports.balance_store import BalanceStore, Commit
 from cellcelly.ports.records import SubscriberRecord, SystemOfRecord
+
+log = logging.getLogger(__name__)
 
 
 class UnknownSubscriber(DomainError):
@@ -33,13 +36,24 @@ class AccountService:
         self.records = records
         self.catalogue = catalogue
         self.clock = clock
+        # told (kind, msisdn) after a change commits: "opened", "topup", "package", "active"/"suspended"
+        self.listeners: list[Callable[[str, str], None]] = []
+
+    def _notify(self, kind: str, msisdn: str) -> None:
+        for listener in self.listeners:
+            try:
+                listener(kind, msisdn)
+            except Exception:  # noqa: BLE001 - a listener must never undo a committed change
+                log.exception("account listener failed")
 
     def open(self, subscriber: SubscriberRecord) -> Account:
         """Record the subscriber and provision the balance store."""
         if subscriber.package and subscriber.package not in self.catalogue.current.packages:
             raise DomainError(f"unknown package {subscriber.package!r}")
         self.records.add_subscriber(subscriber)
-        return self.provision(subscriber.msisdn, subscriber.package)
+        account = self.provision(subscriber.msisdn, subscriber.package)
+        self._notify("opened", subscriber.msisdn)
+        return account
 
     def provision(self, msisdn: str, package: str) -> Account:
         """Open the balance-store account (initial wallet, package buckets); no-op when it exists."""
@@ -67,19 +81,24 @@ class AccountService:
 
     def top_up(self, msisdn: str, amount: int, reference: str) -> Account:
         policy = self.catalogue.current.policy
-        return self._change(msisdn, lambda acc, now: top_up(acc, amount, reference, policy, now))
+        account = self._change(msisdn, lambda acc, now: top_up(acc, amount, reference, policy, now))
+        self._notify("topup", msisdn)
+        return account
 
     def buy_package(self, msisdn: str, package_code: str, reference: str) -> Account:
         catalogue = self.catalogue.current
         package = catalogue.packages.get(package_code)
         if package is None:
             raise DomainError(f"unknown package {package_code!r}")
-        return self._change(
+        account = self._change(
             msisdn, lambda acc, now: buy_package(acc, package, reference, catalogue.policy, now)
         )
+        self._notify("package", msisdn)
+        return account
 
     def set_status(self, msisdn: str, status: Status, reference: str) -> Account:
         policy = self.catalogue.current.policy
         account = self._change(msisdn, lambda acc, now: set_status(acc, status, reference, policy, now))
         self.records.set_status(msisdn, status.value)
+        self._notify(status.value, msisdn)
         return account

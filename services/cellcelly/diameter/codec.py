@@ -84,13 +84,14 @@ _UPPER = {
     "S",
     "U",
     "ID",
+    "AVP",
 }
 
 
 def _define(vendor: int, entries: Iterable[tuple[IntEnum, Type]]) -> None:
     for code, kind in entries:
         parts = [p if p in _UPPER else p.capitalize() for p in code.name.split("_")]
-        name = "-".join("Id" if p == "ID" else p for p in parts)
+        name = "-".join("Id" if p == "ID" else p for p in parts).replace("Timezone", "TimeZone")
         if vendor == VENDOR_3GPP and code in (
             Code3gpp.CHARGING_ID,
             Code3gpp.IMSI_MCC_MNC,
@@ -229,6 +230,7 @@ _define(
 
 _GROUPED = frozenset(key for key, (_, kind) in DICTIONARY.items() if kind is Type.GROUPED)
 _FIXED_BY_KEY = {key: _FIXED[kind] for key, (_, kind) in DICTIONARY.items() if kind in _FIXED}
+_FAILED_AVP = (int(Code.FAILED_AVP), 0)
 
 
 class DecodeError(Exception):
@@ -345,7 +347,12 @@ class Avp:
         raise DecodeError(Result.INVALID_AVP_VALUE, "unsupported address", self)
 
     def as_time(self) -> int:
-        return self.as_u32() - NTP_OFFSET
+        """Unix seconds; values with the top bit clear are in NTP era 1 (from 2036-02-07, RFC 4330),
+        as `time()` writes them, so 1968-01-20 .. 2104-02-26 round-trip."""
+        seconds = self.as_u32()
+        if seconds < 0x80000000:
+            seconds += 1 << 32
+        return seconds - NTP_OFFSET
 
     def find(self, code: int, vendor: int = 0) -> Avp | None:
         for child in self.children or ():
@@ -366,7 +373,7 @@ class Avp:
         entry = DICTIONARY.get((self.code, self.vendor))
         kind = entry[1] if entry else Type.OCTETS
         if kind is Type.GROUPED:
-            return [c.to_tuple() for c in self.children or ()]
+            return self.data if self.children is None else [c.to_tuple() for c in self.children]
         if kind in (Type.U32,):
             return self.as_u32()
         if kind is Type.U64:
@@ -402,8 +409,18 @@ class Avp:
         length = header + len(data)
         pad = b"\x00" * (-length % 4)
         if header == 12:
-            return struct.pack("!IIi", self.code, (self.flags << 24) | length, self.vendor) + data + pad
+            return struct.pack("!III", self.code, (self.flags << 24) | length, self.vendor) + data + pad
         return _AVP.pack(self.code, (self.flags << 24) | length) + data + pad
+
+
+def _stub(code: int, flags: int, vendor: int) -> Avp:
+    """The offending AVP for Failed-AVP when its length cannot be trusted (RFC 6733 7.1.5): its code
+    and flags with a zero-filled payload of the minimum size for its type (a Grouped AVP empty), so
+    that the error answer carrying it is itself well formed."""
+    key = (code, vendor)
+    if key in _GROUPED:
+        return Avp(code, flags & ~AVP_V, vendor, b"", [])
+    return Avp(code, flags & ~AVP_V, vendor, b"\x00" * _FIXED_BY_KEY.get(key, 0))
 
 
 def decode_avps(buf: memoryview, start: int, end: int) -> list[Avp]:
@@ -411,27 +428,35 @@ def decode_avps(buf: memoryview, start: int, end: int) -> list[Avp]:
     offset = start
     while offset < end:
         if end - offset < 8:
-            raise DecodeError(Result.INVALID_AVP_LENGTH, f"{end - offset} bytes left for an AVP header")
+            reason = f"{end - offset} bytes left for an AVP header"
+            if end - offset < 4:  # not even a code: the enclosing Grouped AVP is at fault
+                raise DecodeError(Result.INVALID_AVP_LENGTH, reason)
+            flags = buf[offset + 4] if end - offset > 4 else 0
+            raise DecodeError(
+                Result.INVALID_AVP_LENGTH, reason, _stub(_U32.unpack_from(buf, offset)[0], flags, 0)
+            )
         code, word = _AVP.unpack_from(buf, offset)
         flags, length = word >> 24, word & 0xFFFFFF
         header = 12 if flags & AVP_V else 8
         vendor = _U32.unpack_from(buf, offset + 8)[0] if header == 12 and end - offset >= 12 else 0
         if length < header or offset + length > end:
-            stub = Avp(
-                code, flags & ~AVP_V, vendor, bytes(buf[offset + header : min(end, offset + header + 16)])
+            raise DecodeError(
+                Result.INVALID_AVP_LENGTH, f"AVP {code} claims {length} bytes", _stub(code, flags, vendor)
             )
-            raise DecodeError(Result.INVALID_AVP_LENGTH, f"AVP {code} claims {length} bytes", stub)
         data_start = offset + header
         data_end = offset + length
         key = (code, vendor)
         if key in _GROUPED:
             try:
-                children = decode_avps(buf, data_start, data_end)
+                avp = Avp(code, flags, vendor, b"", decode_avps(buf, data_start, data_end))
             except DecodeError as exc:
-                if exc.failed is None:
-                    exc.failed = Avp(code, flags & ~AVP_V, vendor, bytes(buf[data_start:data_end]))
-                raise
-            avp = Avp(code, flags, vendor, b"", children)
+                if key != _FAILED_AVP:
+                    if exc.failed is None:
+                        exc.failed = _stub(code, flags, vendor)
+                    raise
+                # Failed-AVP carries what a peer found at fault, often malformed (RFC 6733 7.5):
+                # keep it as raw bytes rather than refuse the answer that reports the error.
+                avp = Avp(code, flags, vendor, bytes(buf[data_start:data_end]))
         else:
             avp = Avp(code, flags, vendor, bytes(buf[data_start:data_end]))
             fixed = _FIXED_BY_KEY.get(key)

@@ -409,4 +409,3 @@ async def connect(
     )
     await asyncio.wait_for(conn.opened, timeout)
     return conn
-

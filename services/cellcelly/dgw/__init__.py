@@ -1,0 +1,1 @@
+"""DGW: the Diameter Gy/Ro gateway in front of the OCS."""

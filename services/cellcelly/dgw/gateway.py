@@ -1,0 +1,240 @@
+"""The gateway: answers every credit-control request, replays answers to retransmissions, and
+re-authorises or aborts sessions when a subscriber's balance or status changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from cellcelly.dgw.gy import GyError, build_cca, parse_ccr
+from cellcelly.dgw.ocs_client import OcsClient, OcsUnavailable
+from cellcelly.diameter.codec import DICTIONARY, Avp, Message
+from cellcelly.diameter.constants import APP_CREDIT_CONTROL, FLAG_P, FLAG_R, Cmd, Code, Result
+from cellcelly.diameter.peer import LocalPeer, PeerConnection, State, error_answer
+from cellcelly.domain.charging import ChargeAnswer, ChargeRequest, RequestType, ResultCode
+from cellcelly.ports.cache import SubscriberCache
+
+log = logging.getLogger(__name__)
+
+RAR_AUTHORIZE_ONLY = 0
+
+
+@dataclass
+class TrackedSession:
+    msisdn: str
+    conn: PeerConnection
+    cut_off: bool = False  # the last answer ended its quota (4012 or final units)
+
+
+@dataclass
+class GatewayStats:
+    ccr: int = 0
+    replayed: int = 0
+    joined_in_flight: int = 0
+    ocs_unavailable: int = 0
+    rejected: int = 0
+    rar_sent: int = 0
+    asr_sent: int = 0
+    results: dict[int, int] = field(default_factory=dict)
+
+
+class Gateway:
+    def __init__(
+        self,
+        local: LocalPeer,
+        ocs: OcsClient,
+        cache: SubscriberCache | None = None,
+        *,
+        answer_retention: float = 60.0,
+        max_answers: int = 200_000,
+    ) -> None:
+        self.local = local
+        self.ocs = ocs
+        self.cache = cache
+        self.retention = answer_retention
+        self.max_answers = max_answers
+        self._answers: OrderedDict[tuple[str, int], tuple[float, list[Avp], int]] = OrderedDict()
+        self._in_flight: dict[tuple[str, int], asyncio.Future[tuple[list[Avp], int]]] = {}
+        self.sessions: dict[str, TrackedSession] = {}
+        self.stats = GatewayStats()
+
+    # --- the Diameter handler ---------------------------------------------------------------------
+
+    def __call__(self, conn: PeerConnection, msg: Message) -> Message | asyncio.Future[Message]:
+        if msg.code != Cmd.CREDIT_CONTROL:
+            return error_answer(msg, self.local, Result.COMMAND_UNSUPPORTED, f"command {msg.code}")
+        self.stats.ccr += 1
+        unknown = _unsupported_mandatory(msg)
+        if unknown is not None:
+            return self._reject(
+                msg, GyError(Result.AVP_UNSUPPORTED, f"{unknown.name} not supported", unknown)
+            )
+        try:
+            req, _ = parse_ccr(msg)
+        except GyError as exc:
+            return self._reject(msg, exc)
+        except Exception as exc:  # noqa: BLE001 - e.g. an AVP value the codec could not read
+            failed = getattr(exc, "failed", None)
+            return self._reject(msg, GyError(Result.INVALID_AVP_VALUE, str(exc), failed))
+        key = (req.session_id, req.request_number)
+        stored = self._answers.get(key)
+        if stored is not None and stored[0] > time.monotonic():
+            self.stats.replayed += 1
+            return self._restamp(msg, stored[1], stored[2])
+        flight = self._in_flight.get(key)
+        if flight is not None:  # a retransmission while the original is still with the OCS
+            self.stats.joined_in_flight += 1
+            return asyncio.ensure_future(self._join(msg, flight))
+        if self.cache is not None and req.msisdn and self.cache.get(req.msisdn) is None:
+            answer = ChargeAnswer(
+                req.session_id, req.request_type, req.request_number, ResultCode.USER_UNKNOWN
+            )
+            return build_cca(msg, req, answer, self.local)
+        fut: asyncio.Future[tuple[list[Avp], int]] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = fut
+        return asyncio.ensure_future(self._charge(conn, msg, req, key, fut))
+
+    def _reject(self, msg: Message, exc: GyError) -> Message:
+        self.stats.rejected += 1
+        return error_answer(msg, self.local, exc.result, str(exc), exc.failed)
+
+    @staticmethod
+    def _restamp(request: Message, avps: list[Avp], flags: int) -> Message:
+        answer = request.answer(avps)
+        answer.flags = flags
+        return answer
+
+    async def _join(self, msg: Message, flight: asyncio.Future[tuple[list[Avp], int]]) -> Message:
+        avps, flags = await asyncio.shield(flight)
+        return self._restamp(msg, avps, flags)
+
+    async def _charge(
+        self,
+        conn: PeerConnection,
+        msg: Message,
+        req: ChargeRequest,
+        key: tuple[str, int],
+        fut: asyncio.Future[tuple[list[Avp], int]],
+    ) -> Message:
+        try:
+            try:
+                answer = await self.ocs.charge(req)
+            except OcsUnavailable as exc:
+                self.stats.ocs_unavailable += 1
+                # not stored: a retry may find the OCS back; the OCS itself keeps charging idempotent
+                reply = error_answer(msg, self.local, Result.UNABLE_TO_DELIVER, f"OCS unavailable: {exc}")
+                fut.set_result((reply.avps, reply.flags))
+                return reply
+            reply = build_cca(msg, req, answer, self.local)
+            self._remember(key, reply)
+            self._track(conn, req, answer)
+            code = int(answer.result_code)
+            self.stats.results[code] = self.stats.results.get(code, 0) + 1
+            fut.set_result((reply.avps, reply.flags))
+            return reply
+        except BaseException as exc:
+            if not fut.done():
+                fut.set_exception(exc)
+                fut.exception()  # retrieved here; joiners re-raise it themselves
+            raise
+        finally:
+            self._in_flight.pop(key, None)
+
+    def _remember(self, key: tuple[str, int], reply: Message) -> None:
+        answers = self._answers
+        answers[key] = (time.monotonic() + self.retention, reply.avps, reply.flags)
+        while len(answers) > self.max_answers:
+            answers.popitem(last=False)
+        # drop what has aged out at the old end
+        now = time.monotonic()
+        while answers:
+            oldest = next(iter(answers.values()))
+            if oldest[0] > now:
+                break
+            answers.popitem(last=False)
+
+    def _track(self, conn: PeerConnection, req: ChargeRequest, answer: ChargeAnswer) -> None:
+        sid = req.session_id
+        if req.request_type in (RequestType.TERMINATE, RequestType.EVENT) or (
+            req.request_type is RequestType.INITIAL and answer.result_code is not ResultCode.SUCCESS
+        ):
+            self.sessions.pop(sid, None)
+            return
+        cut_off = any(
+            r.final_unit or r.result_code is ResultCode.CREDIT_LIMIT_REACHED for r in answer.services
+        )
+        tracked = self.sessions.get(sid)
+        if tracked is None:
+            msisdn = req.msisdn
+            if not msisdn:
+                return
+            tracked = self.sessions[sid] = TrackedSession(msisdn, conn)
+        tracked.conn = conn
+        tracked.cut_off = cut_off
+
+    # --- server-initiated requests -----------------------------------------------------------------
+
+    def _server_request(self, code: int, sid: str, tracked: TrackedSession, extra: list[Avp]) -> Message:
+        return Message(
+            code,
+            FLAG_R | FLAG_P,
+            APP_CREDIT_CONTROL,
+            avps=[
+                Avp.utf8(Code.SESSION_ID, sid),
+                *self.local.identity(),
+                Avp.utf8(Code.DESTINATION_REALM, tracked.conn.remote_realm or self.local.origin_realm),
+                Avp.utf8(Code.DESTINATION_HOST, tracked.conn.remote_host or "unknown"),
+                Avp.u32(Code.AUTH_APPLICATION_ID, APP_CREDIT_CONTROL),
+                *extra,
+            ],
+        )
+
+    async def reauthorize(self, msisdn: str, timeout: float = 5.0) -> list[tuple[str, int | None]]:
+        """RAR to the peer of every session of `msisdn` that was cut off (after a top-up or a package).
+
+        Returns (session id, RAA Result-Code or None when the peer did not answer)."""
+        sent = []
+        for sid, tracked in list(self.sessions.items()):
+            if tracked.msisdn != msisdn or not tracked.cut_off or tracked.conn.state is not State.OPEN:
+                continue
+            rar = self._server_request(
+                Cmd.RE_AUTH, sid, tracked, [Avp.u32(Code.RE_AUTH_REQUEST_TYPE, RAR_AUTHORIZE_ONLY)]
+            )
+            self.stats.rar_sent += 1
+            sent.append((sid, tracked.conn.request(rar, timeout)))
+        return await self._collect(sent)
+
+    async def abort(self, msisdn: str, timeout: float = 5.0) -> list[tuple[str, int | None]]:
+        """ASR for every live session of `msisdn` (the subscriber was suspended)."""
+        sent = []
+        for sid, tracked in list(self.sessions.items()):
+            if tracked.msisdn != msisdn or tracked.conn.state is not State.OPEN:
+                continue
+            asr = self._server_request(Cmd.ABORT_SESSION, sid, tracked, [])
+            self.stats.asr_sent += 1
+            sent.append((sid, tracked.conn.request(asr, timeout)))
+        return await self._collect(sent)
+
+    @staticmethod
+    async def _collect(sent: list[tuple[str, object]]) -> list[tuple[str, int | None]]:
+        results: list[tuple[str, int | None]] = []
+        answers = await asyncio.gather(*(a for _, a in sent), return_exceptions=True)  # type: ignore[misc]
+        for (sid, _), answer in zip(sent, answers, strict=True):
+            results.append((sid, answer.result_code if isinstance(answer, Message) else None))
+        return results
+
+
+def _unsupported_mandatory(msg: Message) -> Avp | None:
+    """The first IETF AVP with the M bit that we do not know (RFC 6733 §7.1.5: 5001).
+
+    3GPP AVPs are exempt: TS 32.299's Service-Information has hundreds that a packet gateway or an
+    IMS node may send, most of no concern to rating, and refusing them would refuse real traffic.
+    """
+    for avp in msg.walk():
+        if avp.flags & 0x40 and avp.vendor == 0 and (avp.code, 0) not in DICTIONARY:
+            return avp
+    return None

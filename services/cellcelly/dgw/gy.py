@@ -1,0 +1,231 @@
+"""Gy/Ro credit control (RFC 8506 with 3GPP TS 32.299 AVPs) to and from the charging domain.
+
+`parse_ccr` turns a CCR into a `ChargeRequest` or raises `GyError` with the Result-Code and the
+Failed-AVP to answer; `build_cca` turns the OCS's answer into the CCA.
+"""
+
+from __future__ import annotations
+
+import re
+
+from cellcelly.diameter.codec import Avp, DecodeError, Message
+from cellcelly.diameter.constants import (
+    APP_CREDIT_CONTROL,
+    CONTEXT_IMS,
+    CONTEXT_PS,
+    CONTEXT_SMS,
+    CONTEXT_VOICE_CS,
+    VENDOR_3GPP,
+    Code,
+    Code3gpp,
+    Result,
+    SubscriptionIdType,
+)
+from cellcelly.diameter.constants import RequestType as CcRequestType
+from cellcelly.diameter.peer import LocalPeer
+from cellcelly.domain.charging import ChargeAnswer, ChargeRequest, RequestType, ServiceUsage
+from cellcelly.domain.units import Service
+
+# Mobile Country Code of the visited network -> the country calling code the tariffs use
+MCC_TO_COUNTRY = {
+    "286": "90",  # Turkey
+    "262": "49",  # Germany
+    "208": "33",  # France
+    "234": "44",  # United Kingdom
+    "222": "39",  # Italy
+    "214": "34",  # Spain
+    "204": "31",  # Netherlands
+    "310": "1",  # United States
+    "311": "1",
+}
+
+_CONTEXT_SERVICE = {
+    CONTEXT_PS: Service.DATA,
+    CONTEXT_IMS: Service.VOICE,
+    CONTEXT_VOICE_CS: Service.VOICE,
+    CONTEXT_SMS: Service.SMS,
+}
+
+_MSISDN = re.compile(r"^(?:90)?(5\d{9})$")
+_DIGITS = re.compile(r"\d+")
+
+
+class GyError(Exception):
+    def __init__(self, result: Result, text: str, failed: Avp | None = None) -> None:
+        super().__init__(text)
+        self.result = result
+        self.failed = failed
+
+
+def _missing(code: int, vendor: int = 0) -> GyError:
+    avp = Avp(code, vendor=vendor)
+    return GyError(Result.MISSING_AVP, f"{avp.name} is missing", avp)
+
+
+def _u32(avp: Avp) -> int:
+    try:
+        return avp.as_u32()
+    except Exception:  # the codec checked sizes of known AVPs; this is defence in depth
+        raise GyError(Result.INVALID_AVP_VALUE, f"{avp.name}: bad value", avp) from None
+
+
+def msisdn_of(ccr: Message) -> str:
+    """The subscriber's national MSISDN from Subscription-Id (E.164 "90"+10 digits or bare)."""
+    for sub in ccr.find_all(Code.SUBSCRIPTION_ID):
+        kind = sub.find(Code.SUBSCRIPTION_ID_TYPE)
+        data = sub.find(Code.SUBSCRIPTION_ID_DATA)
+        if kind is None or data is None:
+            raise _missing(Code.SUBSCRIPTION_ID_TYPE if kind is None else Code.SUBSCRIPTION_ID_DATA)
+        if kind.as_i32() != SubscriptionIdType.END_USER_E164:
+            continue
+        text = data.as_str().strip().removeprefix("+")
+        match = _MSISDN.match(text)
+        if match is None:
+            raise GyError(Result.USER_UNKNOWN, f"not a CellCelly MSISDN: {text!r}", data)
+        return match[1]
+    return ""
+
+
+def _location(ccr: Message) -> str:
+    for avp in ccr.walk():
+        if avp.vendor != VENDOR_3GPP:
+            continue
+        if avp.code == Code3gpp.SGSN_MCC_MNC:
+            mcc = avp.as_str()[:3]
+            return MCC_TO_COUNTRY.get(mcc, f"mcc{mcc}")
+        if avp.code == Code3gpp.USER_LOCATION_INFO and len(avp.data) >= 4:
+            # TS 29.061: type octet, then MCC/MNC in BCD (MCC digit 2|1, MNC3|MCC3, ...)
+            b1, b2 = avp.data[1], avp.data[2]
+            mcc = f"{b1 & 0x0F}{b1 >> 4}{b2 & 0x0F}"
+            return MCC_TO_COUNTRY.get(mcc, f"mcc{mcc}")
+    return "90"
+
+
+def _destination(ccr: Message) -> str:
+    for avp in ccr.walk():
+        if avp.vendor == VENDOR_3GPP and avp.code in (Code3gpp.CALLED_PARTY_ADDRESS, Code3gpp.ADDRESS_DATA):
+            found = _DIGITS.findall(avp.as_str())
+            return "".join(found)[:32]
+        if avp.vendor == 0 and avp.code == Code.CALLED_STATION_ID:
+            return "".join(_DIGITS.findall(avp.as_str()))[:32]
+    return ""
+
+
+def _units(group: Avp | None) -> tuple[Service | None, int | None]:
+    """(service implied by the unit, amount) of an RSU/USU/GSU; (None, None) when empty."""
+    if group is None:
+        return None, None
+    for child in group.children or ():
+        if child.vendor:
+            continue
+        if child.code == Code.CC_TIME:
+            return Service.VOICE, child.as_u32()
+        if child.code == Code.CC_SERVICE_SPECIFIC_UNITS:
+            return Service.SMS, child.as_u64()
+    total = group.find(Code.CC_TOTAL_OCTETS)
+    if total is not None:
+        return Service.DATA, total.as_u64()
+    up, down = group.find(Code.CC_INPUT_OCTETS), group.find(Code.CC_OUTPUT_OCTETS)
+    if up is not None or down is not None:
+        return Service.DATA, (up.as_u64() if up else 0) + (down.as_u64() if down else 0)
+    return None, None
+
+
+def parse_ccr(ccr: Message) -> tuple[ChargeRequest, Service]:
+    """The charging request a CCR asks for; raises GyError to be answered instead."""
+    session = ccr.find(Code.SESSION_ID)
+    if session is None:
+        raise _missing(Code.SESSION_ID)
+    for code in (Code.ORIGIN_HOST, Code.ORIGIN_REALM, Code.DESTINATION_REALM):
+        if ccr.find(code) is None:
+            raise _missing(code)
+    app = ccr.find(Code.AUTH_APPLICATION_ID)
+    if app is None:
+        raise _missing(Code.AUTH_APPLICATION_ID)
+    if _u32(app) != APP_CREDIT_CONTROL:
+        raise GyError(Result.INVALID_AVP_VALUE, "Auth-Application-Id must be 4", app)
+    kind_avp = ccr.find(Code.CC_REQUEST_TYPE)
+    number_avp = ccr.find(Code.CC_REQUEST_NUMBER)
+    if kind_avp is None:
+        raise _missing(Code.CC_REQUEST_TYPE)
+    if number_avp is None:
+        raise _missing(Code.CC_REQUEST_NUMBER)
+    try:
+        kind = RequestType(CcRequestType(kind_avp.as_i32()).value)
+    except ValueError:
+        raise GyError(Result.INVALID_AVP_VALUE, "unknown CC-Request-Type", kind_avp) from None
+    if kind is RequestType.EVENT:
+        action = ccr.find(Code.REQUESTED_ACTION)
+        if action is not None and action.as_i32() != 0:
+            raise GyError(Result.INVALID_AVP_VALUE, "only DIRECT_DEBITING is supported", action)
+    context = ccr.find(Code.SERVICE_CONTEXT_ID)
+    default_service = _CONTEXT_SERVICE.get(context.as_str()) if context is not None else None
+    msisdn = msisdn_of(ccr)
+    if not msisdn and kind in (RequestType.INITIAL, RequestType.EVENT):
+        raise _missing(Code.SUBSCRIPTION_ID)
+    destination = _destination(ccr)
+    services: list[ServiceUsage] = []
+    groups = ccr.find_all(Code.MULTIPLE_SERVICES_CREDIT_CONTROL)
+    if not groups and kind is RequestType.EVENT:
+        # a bare event: one unit of the context's service on rating group 0
+        groups = [Avp.grouped(Code.MULTIPLE_SERVICES_CREDIT_CONTROL, [])]
+    for mscc in groups:
+        rg_avp = mscc.find(Code.RATING_GROUP)
+        rating_group = _u32(rg_avp) if rg_avp is not None else 0
+        rsu = mscc.find(Code.REQUESTED_SERVICE_UNIT)
+        requested_service, requested = _units(rsu)
+        used_service, used = None, 0
+        for usu in mscc.find_all(Code.USED_SERVICE_UNIT):
+            s, amount = _units(usu)
+            used_service = used_service or s
+            used += amount or 0
+        service = requested_service or used_service or default_service
+        if service is None:
+            raise GyError(Result.MISSING_AVP, "say the service: Service-Context-Id or units", mscc)
+        if rsu is None:
+            wanted = None if kind in (RequestType.INITIAL, RequestType.EVENT) else 0
+        else:
+            wanted = requested  # an empty RSU: None, the OCS's default quota
+        if kind is RequestType.TERMINATE:
+            wanted = 0
+        if kind is RequestType.EVENT and wanted is None:
+            wanted = 1
+        services.append(ServiceUsage(rating_group, service, wanted, used, destination))
+    request = ChargeRequest(session.as_str(), kind, _u32(number_avp), msisdn, tuple(services), _location(ccr))
+    return request, default_service or (services[0].service if services else Service.DATA)
+
+
+_GRANT_CODE = {
+    Service.VOICE: Code.CC_TIME,
+    Service.DATA: Code.CC_TOTAL_OCTETS,
+    Service.SMS: Code.CC_SERVICE_SPECIFIC_UNITS,
+}
+
+
+def build_cca(ccr: Message, req: ChargeRequest, answer: ChargeAnswer, local: LocalPeer) -> Message:
+    services = {u.rating_group: u.service for u in req.services}
+    avps = [
+        Avp.utf8(Code.SESSION_ID, req.session_id),
+        Avp.u32(Code.RESULT_CODE, int(answer.result_code)),
+        *local.identity(),
+        Avp.u32(Code.AUTH_APPLICATION_ID, APP_CREDIT_CONTROL),
+        Avp.i32(Code.CC_REQUEST_TYPE, int(req.request_type)),
+        Avp.u32(Code.CC_REQUEST_NUMBER, req.request_number),
+    ]
+    for r in answer.services:
+        children = [Avp.u32(Code.RATING_GROUP, r.rating_group)]
+        if r.granted:
+            service = services.get(r.rating_group, Service.DATA)
+            code = _GRANT_CODE[service]
+            unit = Avp.u32(code, r.granted) if code == Code.CC_TIME else Avp.u64(code, r.granted)
+            children.append(Avp.grouped(Code.GRANTED_SERVICE_UNIT, [unit]))
+        if r.validity_time is not None:
+            children.append(Avp.u32(Code.VALIDITY_TIME, r.validity_time))
+        children.append(Avp.u32(Code.RESULT_CODE, int(r.result_code)))
+        if r.final_unit:
+            children.append(Avp.grouped(Code.FINAL_UNIT_INDICATION, [Avp.i32(Code.FINAL_UNIT_ACTION, 0)]))
+        avps.append(Avp.grouped(Code.MULTIPLE_SERVICES_CREDIT_CONTROL, children))
+    return ccr.answer(avps)
+
+
+__all__ = ["DecodeError", "GyError", "build_cca", "msisdn_of", "parse_ccr"]

@@ -1,0 +1,181 @@
+"""How the DGW reaches the OCS: in process (embedded), or over the wire to several endpoints.
+
+`WireOcs` keeps one connection per endpoint and spreads requests over the healthy ones. An
+endpoint that fails or does not answer within the timeout is taken out of rotation for
+`retry_after` seconds; the requests it held are sent to another endpoint, which is safe because
+the OCS answers a repeated (session, request number) with its stored answer and charges once.
+When no endpoint can answer, `OcsUnavailable` lets the gateway answer 3002 so the network applies
+its credit-control failure handling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from typing import Any, Protocol
+
+import orjson
+
+from cellcelly.application.charging import ChargingService
+from cellcelly.codec import answer_from_list
+from cellcelly.domain.charging import ChargeAnswer, ChargeRequest
+from cellcelly.ocs.wire import FrameReader, frame, request_to_list
+
+log = logging.getLogger(__name__)
+
+
+class OcsUnavailable(Exception):
+    """No OCS endpoint answered."""
+
+
+class OcsClient(Protocol):
+    async def charge(self, req: ChargeRequest) -> ChargeAnswer: ...
+
+    async def close(self) -> None: ...
+
+
+class LocalOcs:
+    """The OCS in this process (the embedded stack)."""
+
+    def __init__(self, charging: ChargingService) -> None:
+        self.charging = charging
+
+    async def charge(self, req: ChargeRequest) -> ChargeAnswer:
+        return self.charging.charge(req)
+
+    async def close(self) -> None:
+        return None
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, endpoint: _Endpoint) -> None:
+        self.endpoint = endpoint
+        self.reader = FrameReader()
+        self.transport: asyncio.Transport | None = None
+        self.pending: dict[int, asyncio.Future[Any]] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self.reader.feed(data)
+        except ValueError:
+            assert self.transport is not None
+            self.transport.abort()
+            return
+        for raw in frames:
+            message = orjson.loads(raw)
+            fut = self.pending.pop(message[0], None)
+            if fut is not None and not fut.done():
+                fut.set_result(message)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for fut in self.pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("OCS connection lost"))
+        self.pending.clear()
+        self.endpoint.lost(self)
+
+
+class _Endpoint:
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.conn: _Connection | None = None
+        self.down_until = 0.0
+        self._connecting: asyncio.Future[_Connection] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def healthy(self, now: float) -> bool:
+        return now >= self.down_until
+
+    def lost(self, conn: _Connection) -> None:
+        if self.conn is conn:
+            self.conn = None
+
+    async def connection(self, timeout: float) -> _Connection:
+        if self.conn is not None and self.conn.transport is not None and not self.conn.transport.is_closing():
+            return self.conn
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._connect(timeout))
+        try:
+            return await asyncio.shield(self._connecting)
+        finally:
+            if self._connecting is not None and self._connecting.done():
+                self._connecting = None
+
+    async def _connect(self, timeout: float) -> _Connection:
+        loop = asyncio.get_running_loop()
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: _Connection(self), self.host, self.port), timeout
+        )
+        self.conn = conn
+        log.info("connected to OCS", extra={"endpoint": self.name})
+        return conn
+
+    def close(self) -> None:
+        if self.conn is not None and self.conn.transport is not None:
+            self.conn.transport.close()
+
+
+class WireOcs:
+    def __init__(
+        self, endpoints: list[tuple[str, int]], *, timeout: float = 2.0, retry_after: float = 5.0
+    ) -> None:
+        if not endpoints:
+            raise ValueError("at least one OCS endpoint is needed")
+        self.endpoints = [_Endpoint(h, p) for h, p in endpoints]
+        self.timeout = timeout
+        self.retry_after = retry_after
+        self._ids = itertools.count(1)
+        self._rr = itertools.count()
+        self.failovers = 0
+
+    def _order(self) -> list[_Endpoint]:
+        """Healthy endpoints first, round robin among them; the others last, as a last resort."""
+        now = time.monotonic()
+        n = len(self.endpoints)
+        start = next(self._rr) % n
+        rotated = self.endpoints[start:] + self.endpoints[:start]
+        return [e for e in rotated if e.healthy(now)] + [e for e in rotated if not e.healthy(now)]
+
+    async def charge(self, req: ChargeRequest) -> ChargeAnswer:
+        payload = request_to_list(req)
+        last: Exception | None = None
+        for attempt, endpoint in enumerate(self._order()):
+            if attempt:
+                self.failovers += 1
+            try:
+                conn = await endpoint.connection(self.timeout)
+                rid = next(self._ids)
+                fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                conn.pending[rid] = fut
+                assert conn.transport is not None
+                conn.transport.write(frame([rid, payload]))
+                try:
+                    message = await asyncio.wait_for(fut, self.timeout)
+                finally:
+                    conn.pending.pop(rid, None)
+            except (OSError, ConnectionError, TimeoutError) as exc:
+                last = exc
+                endpoint.down_until = time.monotonic() + self.retry_after
+                endpoint.close()
+                log.warning(
+                    "OCS endpoint out of rotation", extra={"endpoint": endpoint.name, "reason": repr(exc)}
+                )
+                continue
+            if message[1] is None:
+                raise OcsUnavailable(f"OCS {endpoint.name} failed: {message[2]}")
+            endpoint.down_until = 0.0
+            return answer_from_list(message[1])
+        raise OcsUnavailable(f"no OCS endpoint answered: {last!r}")
+
+    async def close(self) -> None:
+        for endpoint in self.endpoints:
+            endpoint.close()
