@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from cellcelly.diameter.codec import Avp, DecodeError, Message
+from cellcelly.diameter.codec import FIXED_SIZES, Avp, Message
 from cellcelly.diameter.constants import (
     APP_CREDIT_CONTROL,
     CONTEXT_IMS,
@@ -58,7 +58,8 @@ class GyError(Exception):
 
 
 def _missing(code: int, vendor: int = 0) -> GyError:
-    avp = Avp(code, vendor=vendor)
+    """RFC 6733 §7.5: Failed-AVP holds an example of the missing AVP, zero-filled at its minimum size."""
+    avp = Avp(code, vendor=vendor, data=b"\x00" * FIXED_SIZES.get((code, vendor), 0))
     return GyError(Result.MISSING_AVP, f"{avp.name} is missing", avp)
 
 
@@ -227,5 +228,3 @@ def build_cca(ccr: Message, req: ChargeRequest, answer: ChargeAnswer, local: Loc
         avps.append(Avp.grouped(Code.MULTIPLE_SERVICES_CREDIT_CONTROL, children))
     return ccr.answer(avps)
 
-
-__all__ = ["DecodeError", "GyError", "build_cca", "msisdn_of", "parse_ccr"]

@@ -230,6 +230,7 @@ _define(
 
 _GROUPED = frozenset(key for key, (_, kind) in DICTIONARY.items() if kind is Type.GROUPED)
 _FIXED_BY_KEY = {key: _FIXED[kind] for key, (_, kind) in DICTIONARY.items() if kind in _FIXED}
+FIXED_SIZES = _FIXED_BY_KEY  # (code, vendor) -> value size, for zero-filled Failed-AVP examples
 _FAILED_AVP = (int(Code.FAILED_AVP), 0)
 
 

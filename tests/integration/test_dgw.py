@@ -1,0 +1,346 @@
+"""The DGW end to end on 127.0.0.1: a Diameter client → DGW → OCS → embedded store.
+
+The stack is the one `make run` starts (`EmbeddedStack`), on ephemeral ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from cellcelly.cli import DEMO, seed_demo
+from cellcelly.dgw.gateway import Gateway
+from cellcelly.dgw.ocs_client import WireOcs
+from cellcelly.dgw.server import DgwServer
+from cellcelly.diameter.codec import Avp, Message, decode
+from cellcelly.diameter.constants import (
+    APP_CREDIT_CONTROL,
+    CONTEXT_IMS,
+    CONTEXT_SMS,
+    FLAG_E,
+    FLAG_P,
+    FLAG_R,
+    VENDOR_3GPP,
+    Cmd,
+    Code,
+    Code3gpp,
+    Result,
+)
+from cellcelly.diameter.peer import LocalPeer, PeerConnection, connect
+from cellcelly.domain.account import Status
+from cellcelly.settings import Settings
+from cellcelly.stack import EmbeddedStack
+from cellcelly.wiring import build
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+CLIENT = LocalPeer("pgw.test.local", "test.local", watchdog_interval=30)
+
+
+@pytest.fixture
+async def stack(data_dir: Path) -> AsyncIterator[EmbeddedStack]:
+    settings = Settings(data_dir=data_dir, ocs_port=0, ocs_wire_port=0, dgw_port=0, admin_token="t")
+    components = build(settings)
+    seed_demo(components)
+    running = EmbeddedStack(components)
+    await running.start()
+    yield running
+    await running.stop()
+    components.close()
+
+
+@pytest.fixture
+async def peer(stack: EmbeddedStack) -> AsyncIterator[PeerConnection]:
+    conn = await connect("127.0.0.1", stack.dgw_port, CLIENT)
+    yield conn
+    await conn.disconnect()
+
+
+def ccr(
+    session: str,
+    kind: int,
+    number: int,
+    *,
+    msisdn: str | None = DEMO.msisdn,
+    rg: int = 1,
+    time_requested: int | None = 60,
+    time_used: int = 0,
+    called: str = "tel:+905551112233",
+    context: str = CONTEXT_IMS,
+) -> Message:
+    avps = [
+        Avp.utf8(Code.SESSION_ID, session),
+        *CLIENT.identity(),
+        Avp.utf8(Code.DESTINATION_REALM, "cellcelly.local"),
+        Avp.u32(Code.AUTH_APPLICATION_ID, APP_CREDIT_CONTROL),
+        Avp.utf8(Code.SERVICE_CONTEXT_ID, context),
+        Avp.i32(Code.CC_REQUEST_TYPE, kind),
+        Avp.u32(Code.CC_REQUEST_NUMBER, number),
+    ]
+    if msisdn is not None:
+        avps.append(
+            Avp.grouped(
+                Code.SUBSCRIPTION_ID,
+                [Avp.i32(Code.SUBSCRIPTION_ID_TYPE, 0), Avp.utf8(Code.SUBSCRIPTION_ID_DATA, "90" + msisdn)],
+            )
+        )
+    mscc = [Avp.u32(Code.RATING_GROUP, rg)]
+    if time_requested is not None:
+        mscc.append(Avp.grouped(Code.REQUESTED_SERVICE_UNIT, [Avp.u32(Code.CC_TIME, time_requested)]))
+    if time_used:
+        mscc.append(Avp.grouped(Code.USED_SERVICE_UNIT, [Avp.u32(Code.CC_TIME, time_used)]))
+    avps.append(Avp.grouped(Code.MULTIPLE_SERVICES_CREDIT_CONTROL, mscc))
+    avps.append(
+        Avp.grouped(
+            Code3gpp.SERVICE_INFORMATION,
+            [
+                Avp.grouped(
+                    Code3gpp.IMS_INFORMATION,
+                    [Avp.utf8(Code3gpp.CALLED_PARTY_ADDRESS, called, VENDOR_3GPP)],
+                    VENDOR_3GPP,
+                )
+            ],
+            VENDOR_3GPP,
+        )
+    )
+    return Message(Cmd.CREDIT_CONTROL, FLAG_R | FLAG_P, APP_CREDIT_CONTROL, avps=avps)
+
+
+def mscc_of(answer: Message) -> Avp:
+    found = answer.find(Code.MULTIPLE_SERVICES_CREDIT_CONTROL)
+    assert found is not None, answer
+    return found
+
+
+def granted_time(answer: Message) -> int:
+    gsu = mscc_of(answer).find(Code.GRANTED_SERVICE_UNIT)
+    assert gsu is not None and (t := gsu.find(Code.CC_TIME)) is not None
+    return t.as_u32()
+
+
+def voice_remaining(stack: EmbeddedStack) -> int:
+    account = stack.components.store.get(DEMO.msisdn)
+    assert account is not None
+    return next(b.remaining for b in account.buckets.values() if b.service.value == "voice")
+
+
+async def test_a_call_is_charged_through_the_gateway(stack: EmbeddedStack, peer: PeerConnection) -> None:
+    before = voice_remaining(stack)
+    cca = await peer.request(ccr("gw;call;1", 1, 0, time_requested=120))
+    assert cca.result_code == Result.SUCCESS and not cca.is_error
+    assert cca.find(Code.CC_REQUEST_TYPE).as_i32() == 1  # type: ignore[union-attr]
+    assert cca.find(Code.ORIGIN_HOST).as_str() == "dgw.cellcelly.local"  # type: ignore[union-attr]
+    assert granted_time(cca) == 120
+    assert mscc_of(cca).find(Code.VALIDITY_TIME) is not None
+    cca = await peer.request(ccr("gw;call;1", 2, 1, time_requested=60, time_used=100))
+    assert cca.result_code == Result.SUCCESS and granted_time(cca) == 60
+    cca = await peer.request(ccr("gw;call;1", 3, 2, time_requested=None, time_used=40))
+    assert cca.result_code == Result.SUCCESS
+    assert voice_remaining(stack) == before - 140
+
+
+async def test_retransmissions_get_the_original_answer_and_charge_once(
+    stack: EmbeddedStack, peer: PeerConnection
+) -> None:
+    await peer.request(ccr("gw;rt;1", 1, 0))
+    update = ccr("gw;rt;1", 2, 1, time_used=60)
+    first = await peer.request(update)
+    after_first = voice_remaining(stack)
+    again = await peer.retransmit(update)  # T flag, same identifiers
+    assert again.hop_by_hop == update.hop_by_hop
+    assert [a.encode() for a in again.avps] == [a.encode() for a in first.avps]
+    # a duplicate with a new hop-by-hop id (another path), and two at once while in flight
+    fresh = await peer.request(ccr("gw;rt;1", 2, 1, time_used=60))
+    assert fresh.result_code == first.result_code
+    both = await asyncio.gather(
+        peer.request(ccr("gw;rt;1", 2, 2, time_used=30)), peer.request(ccr("gw;rt;1", 2, 2, time_used=30))
+    )
+    assert [a.avps[1].encode() for a in both][0] == [a.avps[1].encode() for a in both][1]
+    assert voice_remaining(stack) == after_first - 30
+    assert stack.gateway is not None and stack.gateway.stats.replayed >= 2
+
+
+async def test_sms_event_and_unknown_subscriber_and_session(
+    stack: EmbeddedStack, peer: PeerConnection
+) -> None:
+    sms = ccr("gw;sms;1", 4, 0, time_requested=None, context=CONTEXT_SMS)
+    sms.avps[-2] = Avp.grouped(
+        Code.MULTIPLE_SERVICES_CREDIT_CONTROL,
+        [
+            Avp.u32(Code.RATING_GROUP, 2),
+            Avp.grouped(Code.REQUESTED_SERVICE_UNIT, [Avp.u64(Code.CC_SERVICE_SPECIFIC_UNITS, 1)]),
+        ],
+    )
+    sms.avps[-1] = Avp.grouped(
+        Code3gpp.SERVICE_INFORMATION,
+        [
+            Avp.grouped(
+                Code3gpp.SMS_INFORMATION,
+                [
+                    Avp.grouped(
+                        Code3gpp.RECIPIENT_INFO,
+                        [
+                            Avp.grouped(
+                                Code3gpp.RECIPIENT_ADDRESS,
+                                [Avp.utf8(Code3gpp.ADDRESS_DATA, "4915112345678", VENDOR_3GPP)],
+                                VENDOR_3GPP,
+                            )
+                        ],
+                        VENDOR_3GPP,
+                    )
+                ],
+                VENDOR_3GPP,
+            )
+        ],
+        VENDOR_3GPP,
+    )
+    wallet = stack.components.store.get(DEMO.msisdn).wallet  # type: ignore[union-attr]
+    cca = await peer.request(sms)
+    assert cca.result_code == Result.SUCCESS
+    assert stack.components.store.get(DEMO.msisdn).wallet == wallet - 400  # type: ignore[union-attr]
+    cca = await peer.request(ccr("gw;nobody;1", 1, 0, msisdn="5000000001"))
+    assert cca.result_code == Result.USER_UNKNOWN
+    cca = await peer.request(ccr("gw;never-started", 2, 3))
+    assert cca.result_code == Result.UNKNOWN_SESSION_ID
+
+
+async def test_malformed_requests_are_answered_and_the_connection_stays(
+    stack: EmbeddedStack, peer: PeerConnection
+) -> None:
+    # a missing mandatory AVP: 5005 with Failed-AVP
+    bad = ccr("gw;bad;1", 1, 0)
+    bad.avps = [a for a in bad.avps if a.code != Code.CC_REQUEST_NUMBER]
+    answer = await peer.request(bad)
+    assert answer.result_code == Result.MISSING_AVP
+    failed = answer.find(Code.FAILED_AVP)
+    assert failed is not None and failed.children and failed.children[0].code == Code.CC_REQUEST_NUMBER
+    # an unknown IETF AVP with the M bit: 5001
+    odd = ccr("gw;bad;2", 1, 0)
+    odd.avps.append(Avp(99_999, data=b"\x00\x00\x00\x01"))
+    assert (await peer.request(odd)).result_code == Result.AVP_UNSUPPORTED
+    # an AVP whose length is wrong inside: 5014, the same hop-by-hop id, connection up
+    raw = bytearray(ccr("gw;bad;3", 1, 0).encode())
+    struct.pack_into("!I", raw, 12, 0xDEAD0001)  # hop-by-hop (header offset 12)
+    struct.pack_into("!I", raw, 20 + 4, (0x40 << 24) | 4)  # first AVP claims 4 bytes
+    reader_fut: asyncio.Future[Message] = peer._expect(0xDEAD0001)  # noqa: SLF001 - raw bytes on purpose
+    assert peer.transport is not None
+    peer.transport.write(bytes(raw))
+    answer = await asyncio.wait_for(reader_fut, 5)
+    assert answer.result_code == Result.INVALID_AVP_LENGTH
+    # a command the gateway does not serve: 3001 with the E bit
+    other = Message(
+        Cmd.SESSION_TERMINATION,
+        FLAG_R,
+        APP_CREDIT_CONTROL,
+        avps=[Avp.utf8(Code.SESSION_ID, "x"), *CLIENT.identity()],
+    )
+    answer = await peer.request(other)
+    assert answer.result_code == Result.COMMAND_UNSUPPORTED and answer.flags & FLAG_E
+    # and charging still works on the same connection
+    assert (await peer.request(ccr("gw;after-bad", 1, 0))).result_code == Result.SUCCESS
+
+
+async def test_rar_after_top_up_and_asr_after_suspension(stack: EmbeddedStack) -> None:
+    received: list[Message] = []
+
+    def on_server_request(conn: PeerConnection, msg: Message) -> Message:
+        received.append(msg)
+        return msg.answer([msg.find(Code.SESSION_ID), Avp.u32(Code.RESULT_CODE, 2001), *CLIENT.identity()])  # type: ignore[list-item]
+
+    conn = await connect("127.0.0.1", stack.dgw_port, CLIENT, on_server_request)
+    try:
+        accounts = stack.components.accounts
+        # drain the wallet-paid international minutes until the OCS cuts the call off
+        cca = await conn.request(ccr("gw;cut;1", 1, 0, time_requested=3600, called="tel:+4930123456"))
+        number = 1
+        while (
+            not mscc_of(cca).find(Code.FINAL_UNIT_INDICATION)
+            and mscc_of(cca).find(Code.RESULT_CODE).as_u32() == 2001
+        ):  # type: ignore[union-attr]
+            cca = await conn.request(
+                ccr(
+                    "gw;cut;1",
+                    2,
+                    number,
+                    time_requested=3600,
+                    time_used=granted_time(cca),
+                    called="tel:+4930123456",
+                )
+            )
+            number += 1
+        accounts.top_up(DEMO.msisdn, 1000, "rar-test")
+        for _ in range(100):
+            if received:
+                break
+            await asyncio.sleep(0.02)
+        assert [m.code for m in received] == [Cmd.RE_AUTH]
+        assert received[0].session_id == "gw;cut;1"
+        assert received[0].find(Code.RE_AUTH_REQUEST_TYPE).as_i32() == 0  # type: ignore[union-attr]
+
+        await conn.request(ccr("gw;live;1", 1, 0))
+        accounts.set_status(DEMO.msisdn, Status.SUSPENDED, "asr-test")
+        for _ in range(100):
+            if any(m.code == Cmd.ABORT_SESSION for m in received):
+                break
+            await asyncio.sleep(0.02)
+        aborted = {m.session_id for m in received if m.code == Cmd.ABORT_SESSION}
+        assert "gw;live;1" in aborted
+    finally:
+        await conn.disconnect()
+
+
+async def test_unreachable_ocs_is_answered_3002_and_failover_uses_the_other(data_dir: Path) -> None:
+    from cellcelly.ocs.wire import serve_wire
+
+    components = build(Settings(data_dir=data_dir))
+    seed_demo(components)
+    good = await serve_wire(components.charging, "127.0.0.1", 0)
+    good_port = good.sockets[0].getsockname()[1]
+    dead = await serve_wire(components.charging, "127.0.0.1", 0)
+    dead_port = dead.sockets[0].getsockname()[1]
+    dead.close()
+    await dead.wait_closed()
+    local = LocalPeer("dgw.test", "cellcelly.local")
+    ocs = WireOcs([("127.0.0.1", dead_port), ("127.0.0.1", good_port)], timeout=1.0, retry_after=30)
+    server = DgwServer(Gateway(local, ocs), local)
+    port = await server.start("127.0.0.1", 0)
+    conn = await connect("127.0.0.1", port, CLIENT)
+    try:
+        for i in range(4):
+            answer = await conn.request(ccr(f"gw;fo;{i}", 1, 0))
+            assert answer.result_code == Result.SUCCESS
+        assert ocs.failovers >= 1
+        good.close()
+        await good.wait_closed()
+        assert ocs.endpoints[1].conn is not None
+        ocs.endpoints[1].close()
+        answer = await conn.request(ccr("gw;fo;none", 1, 0))
+        assert answer.result_code == Result.UNABLE_TO_DELIVER and answer.flags & FLAG_E
+    finally:
+        await conn.disconnect()
+        await server.stop()
+        await ocs.close()
+        components.close()
+
+
+def test_decoding_of_what_the_gateway_sends_is_clean() -> None:
+    """Our own codec reads back every CCA shape we build (tshark checks the wire in its own test)."""
+    from cellcelly.dgw.gy import build_cca, parse_ccr
+    from cellcelly.domain.charging import ChargeAnswer, ResultCode, ServiceResult
+
+    request = ccr("gw;shape", 1, 0)
+    req, _ = parse_ccr(decode(request.encode()))
+    answer = ChargeAnswer(
+        req.session_id,
+        req.request_type,
+        0,
+        ResultCode.SUCCESS,
+        (ServiceResult(1, ResultCode.SUCCESS, 60, 600, True),),
+    )
+    cca = decode(build_cca(request, req, answer, LocalPeer("h", "r")).encode())
+    fui = mscc_of(cca).find(Code.FINAL_UNIT_INDICATION)
+    assert fui is not None and fui.find(Code.FINAL_UNIT_ACTION).as_i32() == 0  # type: ignore[union-attr]
+    assert req.location == "90" and req.services[0].destination == "905551112233"
