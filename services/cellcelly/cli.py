@@ -82,6 +82,71 @@ async def _serve(settings: Settings) -> None:
         components.close()
 
 
+async def _serve_ocs(settings: Settings) -> None:
+    """The OCS alone: its HTTP API and the wire transport gateways use."""
+    import uvicorn
+
+    from cellcelly.ocs.app import asgi_app
+    from cellcelly.ocs.wire import serve_wire
+    from cellcelly.wiring import build
+
+    components = build(settings)
+    wire = await serve_wire(components.charging, settings.ocs_host, settings.ocs_wire_port)
+    tune_gc()
+    host = settings.ocs_host
+    _out(f"OCS on http://{host}:{settings.ocs_port}, wire {host}:{settings.ocs_wire_port}")
+    config = uvicorn.Config(
+        asgi_app(components),
+        host=settings.ocs_host,
+        port=settings.ocs_port,
+        log_level="warning",
+        access_log=False,
+        http="httptools",
+    )
+    try:
+        await uvicorn.Server(config).serve()
+    finally:
+        wire.close()
+
+
+async def _serve_dgw(settings: Settings, noop: bool) -> None:
+    """The DGW alone, charging through the OCS endpoints it is given (or nothing, with --noop)."""
+    from cellcelly.dgw.gateway import Gateway
+    from cellcelly.dgw.ocs_client import NoopOcs, OcsClient, WireOcs
+    from cellcelly.dgw.server import DgwServer
+    from cellcelly.stack import dgw_peer
+
+    endpoints = settings.ocs_endpoints() or [(settings.ocs_host, settings.ocs_wire_port)]
+    ocs: OcsClient = NoopOcs() if noop else WireOcs(endpoints)
+    local = dgw_peer(settings)
+    server = DgwServer(Gateway(local, ocs), local)
+    port = await server.start(settings.dgw_host, settings.dgw_port)
+    tune_gc()
+    target = "nothing (noop baseline)" if noop else ", ".join(f"{h}:{p}" for h, p in endpoints)
+    _out(f"DGW on {settings.dgw_host}:{port}, charging through {target}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+        await ocs.close()
+
+
+def cmd_ocs(args: argparse.Namespace) -> int:
+    asyncio.run(_serve_ocs(Settings()))
+    return 0
+
+
+def cmd_dgw(args: argparse.Namespace) -> int:
+    import uvloop
+
+    uvloop.run(_serve_dgw(Settings(), args.noop))
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if not os.environ.get("CELLCELLY_ADMIN_TOKEN"):
         # a fresh secret for this run only; it lives in the environment, never on disk
@@ -129,12 +194,54 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args.rest)
 
 
+def cmd_traffic(args: argparse.Namespace) -> int:
+    import orjson
+    import uvloop
+
+    from cellcelly.traffic.generator import ProgressPrinter, TrafficConfig, parse_mix, run_traffic
+
+    try:
+        config = TrafficConfig(
+            host=args.host,
+            port=args.port,
+            rate=args.rate,
+            duration=args.duration,
+            subscribers=args.subscribers,
+            first_msisdn=args.first_msisdn,
+            connections=args.connections,
+            mix=parse_mix(args.mix),
+        )
+    except ValueError as exc:
+        sys.stderr.write(f"cellcelly traffic: {exc}\n")
+        return 2
+    printer = ProgressPrinter(sys.stderr)
+    try:
+        report = uvloop.run(run_traffic(config, printer))
+    except (OSError, TimeoutError) as exc:
+        printer.close()
+        sys.stderr.write(f"cellcelly traffic: cannot open Diameter to {args.host}:{args.port}: {exc!r}\n")
+        return 1
+    except KeyboardInterrupt:
+        printer.close()
+        return 130
+    printer.close()
+    if args.json:
+        _out(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        _out(report.render())
+    return 0 if report.answers else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cellcelly", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the stack on embedded defaults")
     run.add_argument("--port", type=int, default=0, help="OCS port (default from CELLCELLY_OCS_PORT or 8081)")
     run.set_defaults(fn=cmd_run)
+    sub.add_parser("ocs", help="run the OCS alone (HTTP API and wire transport)").set_defaults(fn=cmd_ocs)
+    dgw = sub.add_parser("dgw", help="run the DGW alone (OCS endpoints from CELLCELLY_DGW_OCS_ENDPOINTS)")
+    dgw.add_argument("--noop", action="store_true", help="answer without charging (benchmark baseline)")
+    dgw.set_defaults(fn=cmd_dgw)
     sub.add_parser("seed", help="create the demo subscriber").set_defaults(fn=cmd_seed)
     sub.add_parser("migrate", help="bring the system of record to the newest schema").set_defaults(
         fn=cmd_migrate
@@ -142,6 +249,17 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="measure charging throughput and latency")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(fn=cmd_bench)
+    traffic = sub.add_parser("traffic", help="drive the Diameter gateway with Gy sessions (CCR I/U/T/E)")
+    traffic.add_argument("--host", default="127.0.0.1", help="gateway address (default 127.0.0.1)")
+    traffic.add_argument("--port", type=int, default=3868, help="gateway port (default 3868)")
+    traffic.add_argument("--rate", type=float, default=1000.0, help="sessions started per second")
+    traffic.add_argument("--duration", type=float, default=10.0, help="seconds of starting sessions")
+    traffic.add_argument("--subscribers", type=int, default=1000, help="MSISDNs to spread sessions over")
+    traffic.add_argument("--first-msisdn", type=int, default=5320000000, help="the first subscriber")
+    traffic.add_argument("--connections", type=int, default=4, help="Diameter connections to open")
+    traffic.add_argument("--mix", default="40:40:20", help="weights voice:data:sms (default 40:40:20)")
+    traffic.add_argument("--json", action="store_true", help="print the report as JSON")
+    traffic.set_defaults(fn=cmd_traffic)
     args = parser.parse_args(argv)
     settings = Settings()
     setup_logging(settings.log_level, settings.log_format)

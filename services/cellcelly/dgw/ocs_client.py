@@ -20,7 +20,7 @@ import orjson
 
 from cellcelly.application.charging import ChargingService
 from cellcelly.codec import answer_from_list
-from cellcelly.domain.charging import ChargeAnswer, ChargeRequest
+from cellcelly.domain.charging import ChargeAnswer, ChargeRequest, ResultCode, ServiceResult
 from cellcelly.ocs.wire import FrameReader, frame, request_to_list
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,20 @@ class LocalOcs:
 
     async def charge(self, req: ChargeRequest) -> ChargeAnswer:
         return self.charging.charge(req)
+
+    async def close(self) -> None:
+        return None
+
+
+class NoopOcs:
+    """Grants what is asked and charges nothing: `make bench`'s baseline for the gateway alone."""
+
+    async def charge(self, req: ChargeRequest) -> ChargeAnswer:
+        results = tuple(
+            ServiceResult(u.rating_group, ResultCode.SUCCESS, u.requested or 0, 600 if u.requested else None)
+            for u in req.services
+        )
+        return ChargeAnswer(req.session_id, req.request_type, req.request_number, ResultCode.SUCCESS, results)
 
     async def close(self) -> None:
         return None
