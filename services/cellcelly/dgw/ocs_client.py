@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import logging
 import time
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 
@@ -71,8 +71,8 @@ class _Connection(asyncio.Protocol):
         self.pending: dict[int, asyncio.Future[Any]] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only alike
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         try:

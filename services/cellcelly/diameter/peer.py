@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import cast
 
 from cellcelly.diameter.codec import Avp, DecodeError, Message, decode, message_length
 from cellcelly.diameter.constants import (
@@ -140,8 +141,8 @@ class PeerConnection(asyncio.Protocol):
     # --- transport events -------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only alike
+        self.transport = cast(asyncio.Transport, transport)
         if self.initiator:
             cer = Message(
                 Cmd.CAPABILITIES_EXCHANGE,
