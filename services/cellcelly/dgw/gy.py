@@ -227,4 +227,3 @@ def build_cca(ccr: Message, req: ChargeRequest, answer: ChargeAnswer, local: Loc
             children.append(Avp.grouped(Code.FINAL_UNIT_INDICATION, [Avp.i32(Code.FINAL_UNIT_ACTION, 0)]))
         avps.append(Avp.grouped(Code.MULTIPLE_SERVICES_CREDIT_CONTROL, children))
     return ccr.answer(avps)
-

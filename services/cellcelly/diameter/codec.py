@@ -394,8 +394,18 @@ class Avp:
     def to_tuple(self) -> tuple[str, Any]:
         return (self.name, self.value())
 
+    def _shown(self) -> Any:
+        """value(), or the raw bytes where they do not fit the dictionary's type: repr() is for
+        logs and must not raise on a malformed AVP (such as DecodeError.failed)."""
+        if self.children is not None:
+            return [(c.name, c._shown()) for c in self.children]
+        try:
+            return self.value()
+        except (struct.error, DecodeError):
+            return self.data
+
     def __repr__(self) -> str:
-        return f"Avp({self.name}={self.value()!r})"
+        return f"Avp({self.name}={self._shown()!r})"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Avp) and self.encode() == other.encode()
@@ -547,11 +557,11 @@ class Message:
 
     def __repr__(self) -> str:
         kind = "Request" if self.is_request else "Answer"
-        avps = [a.to_tuple() for a in self.avps]
+        avps = [(a.name, a._shown()) for a in self.avps]
         return f"<{kind} {self.code} app={self.app} hbh={self.hop_by_hop} avps={avps}>"
 
 
-def decode_header(data: bytes | memoryview) -> Message:
+def decode_header(data: bytes | bytearray | memoryview) -> Message:
     """The fixed 20-byte header (no AVPs); raises DecodeError for version or flag errors."""
     if len(data) < HEADER_LENGTH:
         raise DecodeError(Result.INVALID_MESSAGE_LENGTH, "shorter than a Diameter header")
@@ -564,12 +574,12 @@ def decode_header(data: bytes | memoryview) -> Message:
     return msg
 
 
-def message_length(header: bytes | memoryview) -> int:
+def message_length(header: bytes | bytearray | memoryview) -> int:
     """The length field of a header (first 4 bytes suffice)."""
     return int(_U32.unpack_from(header, 0)[0]) & 0xFFFFFF
 
 
-def decode(data: bytes | memoryview) -> Message:
+def decode(data: bytes | bytearray | memoryview) -> Message:
     buf = memoryview(data)
     msg = decode_header(buf)
     length = message_length(buf)
