@@ -26,7 +26,9 @@ RAR_AUTHORIZE_ONLY = 0
 @dataclass
 class TrackedSession:
     msisdn: str
-    conn: PeerConnection
+    conn: PeerConnection  # the next hop towards the client (a relay, or the client itself)
+    client_host: str  # the CCR's Origin-Host/Realm: where RAR and ASR are addressed
+    client_realm: str
     cut_off: bool = False  # the last answer ended its quota (4012 or final units)
 
 
@@ -131,7 +133,12 @@ class Gateway:
                 return reply
             reply = build_cca(msg, req, answer, self.local)
             self._remember(key, reply)
-            self._track(conn, req, answer)
+            host, realm = msg.find(Code.ORIGIN_HOST), msg.find(Code.ORIGIN_REALM)
+            origin = (
+                host.as_str() if host else conn.remote_host,
+                realm.as_str() if realm else conn.remote_realm,
+            )
+            self._track(conn, req, answer, origin)
             code = int(answer.result_code)
             self.stats.results[code] = self.stats.results.get(code, 0) + 1
             fut.set_result((reply.avps, reply.flags))
@@ -157,7 +164,9 @@ class Gateway:
                 break
             answers.popitem(last=False)
 
-    def _track(self, conn: PeerConnection, req: ChargeRequest, answer: ChargeAnswer) -> None:
+    def _track(
+        self, conn: PeerConnection, req: ChargeRequest, answer: ChargeAnswer, origin: tuple[str, str]
+    ) -> None:
         sid = req.session_id
         if req.request_type in (RequestType.TERMINATE, RequestType.EVENT) or (
             req.request_type is RequestType.INITIAL and answer.result_code is not ResultCode.SUCCESS
@@ -169,10 +178,9 @@ class Gateway:
         )
         tracked = self.sessions.get(sid)
         if tracked is None:
-            msisdn = req.msisdn
-            if not msisdn:
+            if not req.msisdn:
                 return
-            tracked = self.sessions[sid] = TrackedSession(msisdn, conn)
+            tracked = self.sessions[sid] = TrackedSession(req.msisdn, conn, *origin)
         tracked.conn = conn
         tracked.cut_off = cut_off
 
@@ -186,8 +194,8 @@ class Gateway:
             avps=[
                 Avp.utf8(Code.SESSION_ID, sid),
                 *self.local.identity(),
-                Avp.utf8(Code.DESTINATION_REALM, tracked.conn.remote_realm or self.local.origin_realm),
-                Avp.utf8(Code.DESTINATION_HOST, tracked.conn.remote_host or "unknown"),
+                Avp.utf8(Code.DESTINATION_REALM, tracked.client_realm),
+                Avp.utf8(Code.DESTINATION_HOST, tracked.client_host),
                 Avp.u32(Code.AUTH_APPLICATION_ID, APP_CREDIT_CONTROL),
                 *extra,
             ],

@@ -537,9 +537,15 @@ class Message:
         return None if avp is None else avp.as_u32()
 
     def answer(self, avps: list[Avp] | None = None, error: bool = False) -> Message:
-        """An answer to this request: same command, application and identifiers; P kept, R cleared."""
+        """An answer to this request: same command, application and identifiers; P kept, R cleared.
+
+        The request's Proxy-Info AVPs are added in their order (RFC 6733 §6.2), replacing any in
+        `avps`, so an answer stored for one request can be replayed to a retransmission of it.
+        """
         flags = (self.flags & FLAG_P) | (FLAG_E if error else 0)
-        return Message(self.code, flags, self.app, self.hop_by_hop, self.end_to_end, avps)
+        proxies = [a for a in self.avps if a.code == Code.PROXY_INFO and a.vendor == 0]
+        body = [a for a in avps or () if not (a.code == Code.PROXY_INFO and a.vendor == 0)] + proxies
+        return Message(self.code, flags, self.app, self.hop_by_hop, self.end_to_end, body)
 
     def encode(self) -> bytes:
         body = b"".join(a.encode() for a in self.avps)

@@ -15,6 +15,7 @@ import asyncio
 import itertools
 import logging
 import os
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -379,16 +380,23 @@ class PeerConnection(asyncio.Protocol):
 
     async def _watch(self) -> None:
         tw = self.local.watchdog_interval
+        jitter = min(2.0, tw / 10)  # RFC 3539 §3.4.1: Tw is jittered so peers do not tick together
+        dwr_sent = 0.0
         while self.state is not State.CLOSED:
-            await asyncio.sleep(tw / 2)
+            await asyncio.sleep(tw / 4)
             if self.state is not State.OPEN:
                 continue
-            idle = time.monotonic() - self._last_seen
-            if self._dwr_outstanding and idle >= tw:
-                self._abort("watchdog: no answer to DWR")
-                return
-            if idle >= tw and not self._dwr_outstanding:
+            now = time.monotonic()
+            if self._dwr_outstanding:
+                if now - dwr_sent >= tw and self._last_seen < dwr_sent:
+                    self._abort("watchdog: no answer to DWR")
+                    return
+                if self._last_seen >= dwr_sent:
+                    self._dwr_outstanding = False  # any traffic proves the peer alive
+                continue
+            if now - self._last_seen >= tw + random.uniform(-jitter, jitter):
                 self._dwr_outstanding = True
+                dwr_sent = now
                 dwr = Message(
                     Cmd.DEVICE_WATCHDOG,
                     FLAG_R,
