@@ -8,32 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from cellcelly_testing import FakeClock
+
 # the kubernetes client (later tiers) reads $KUBECONFIG at import; keep tests away from real clusters
 os.environ.pop("KUBECONFIG", None)
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def require(condition: bool, reason: str) -> None:
-    """Skip on a laptop, fail under CI: a back end that can run here must run in CI."""
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(f"CI=true and {reason}")
-    pytest.skip(reason)
-
-
-class FakeClock:
-    """A settable clock (epoch seconds) for services that take `clock=`."""
-
-    def __init__(self, now: float = 1_800_000_000) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

@@ -343,12 +343,102 @@ def serve(port: int) -> None:
     )
 
 
+# --- end to end through the gateway ---------------------------------------------------------------
+
+
+def _start(args: list[str], env: dict[str, str], ports: list[int]) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cellcelly.cli", *args], env=env, stdout=subprocess.DEVNULL
+    )
+    for port in ports:
+        _wait_for(port)
+    return proc
+
+
+def _stop(*procs: subprocess.Popen[bytes]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def bench_e2e(seconds: float, subscribers: int, rates: tuple[float, ...]) -> list[dict[str, Any]]:
+    """CCRs through DGW → OCS → store with `cellcelly traffic`'s generator (this process) as the
+    network, at fixed offered loads (sessions/s; about 4.2 CCRs a session with the default mix)."""
+    import uvloop
+
+    from cellcelly.traffic.generator import TrafficConfig, run_traffic
+
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        catalogue = CatalogueHolder.from_file(DEFAULT_CATALOGUE)
+        store = EmbeddedBalanceStore(data / "balances", fsync="never")
+        provision(store, catalogue, subscribers)
+        store.close()
+        dgw, ocs, wire, http = _free_port(), _free_port(), _free_port(), _free_port()
+        env = {
+            **os.environ,
+            "CELLCELLY_DATA_DIR": str(data),
+            "CELLCELLY_LOG_LEVEL": "WARNING",
+            "CELLCELLY_OCS_PORT": str(http),
+            "CELLCELLY_OCS_WIRE_PORT": str(wire),
+            "CELLCELLY_DGW_PORT": str(dgw),
+            "CELLCELLY_DGW_OCS_ENDPOINTS": f"127.0.0.1:{wire}",
+            "CELLCELLY_ADMIN_TOKEN": "bench",
+        }
+        del ocs
+        topologies: list[tuple[str, list[tuple[list[str], list[int]]]]] = [
+            ("baseline: the same DGW answering without charging (dgw --noop)", [(["dgw", "--noop"], [dgw])]),
+            ("DGW -> OCS (wire) -> store, two processes", [(["ocs"], [wire, http]), (["dgw"], [dgw])]),
+            ("embedded stack (make run): DGW + OCS in one process", [(["run"], [dgw, http])]),
+        ]
+        for name, processes in topologies:
+            procs = [_start(args, env, ports) for args, ports in processes]
+            try:
+                for rate in rates:
+                    config = TrafficConfig(
+                        port=dgw,
+                        rate=rate,
+                        duration=seconds,
+                        subscribers=subscribers,
+                        first_msisdn=5_000_000_000,
+                        connections=4,
+                    )
+                    report = uvloop.run(run_traffic(config))
+                    failures = (
+                        report.timeouts
+                        + report.errors
+                        + sum(n for code, n in report.result_counts.items() if code != 2001)
+                    )
+                    results.append(
+                        {
+                            "name": f"Diameter e2e, {name}, offered {rate:.0f} sessions/s",
+                            "ops": report.answers,
+                            "seconds": round(report.duration, 3),
+                            "ops_per_s": round(report.ccr_per_s, 1),
+                            "p50_us": round(report.p50_ms * 1000, 1),
+                            "p99_us": round(report.p99_ms * 1000, 1),
+                            "errors": failures,
+                            "shed_sessions": report.sessions_shed,
+                            "result_counts": report.result_counts,
+                        }
+                    )
+            finally:
+                _stop(*procs)
+    return results
+
+
 def _table(results: list[dict[str, Any]]) -> str:
-    lines = [f"{'benchmark':58} {'ops/s':>10} {'p50 µs':>9} {'p99 µs':>9} {'errors':>7}"]
+    width = max(58, *(len(r["name"]) for r in results))
+    lines = [f"{'benchmark':{width}} {'ops/s':>10} {'p50 µs':>9} {'p99 µs':>9} {'errors':>7}"]
     for r in results:
-        lines.append(
-            f"{r['name']:58} {r['ops_per_s']:>10.0f} {r['p50_us']:>9.1f} {r['p99_us']:>9.1f} {r['errors']:>7}"
-        )
+        figures = f"{r['ops_per_s']:>10.0f} {r['p50_us']:>9.1f} {r['p99_us']:>9.1f} {r['errors']:>7}"
+        lines.append(f"{r['name']:{width}} {figures}")
     return "\n".join(lines)
 
 
@@ -357,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--only", choices=["in-process", "http"], default=None)
+    parser.add_argument("--only", choices=["in-process", "http", "codec", "e2e"], default=None)
+    parser.add_argument("--rates", default="750,2000", help="e2e offered loads, sessions/s")
     parser.add_argument("--output", type=Path, default=Path("bench/results/latest.json"))
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -369,6 +460,13 @@ def main(argv: list[str] | None = None) -> int:
         results += bench_in_process(args.seconds, args.subscribers)
     if args.only in (None, "http"):
         results += bench_http(args.seconds, args.subscribers, args.connections)
+    if args.only in (None, "codec"):
+        from cellcelly.diameter.codec_bench import bench_codec
+
+        results += bench_codec(min(args.seconds, 2.0))
+    if args.only in (None, "e2e"):
+        rates = tuple(float(r) for r in args.rates.split(","))
+        results += bench_e2e(args.seconds, min(args.subscribers, 10_000), rates)
     by_name = {r["name"].split(":")[0]: r for r in results}
     ratios = {}
     if "in-process baseline" in by_name:

@@ -215,6 +215,7 @@ def cmd_traffic(args: argparse.Namespace) -> int:
         sys.stderr.write(f"cellcelly traffic: {exc}\n")
         return 2
     printer = ProgressPrinter(sys.stderr)
+    tune_gc()  # thousands of sessions in flight: the default GC thresholds halve the rate
     try:
         report = uvloop.run(run_traffic(config, printer))
     except (OSError, TimeoutError) as exc:

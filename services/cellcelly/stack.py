@@ -47,7 +47,7 @@ class EmbeddedStack:
     _servers: list[asyncio.Server] = field(default_factory=list)
     _uvicorn: uvicorn.Server | None = None
     _uvicorn_task: asyncio.Task[None] | None = None
-    _background: set[asyncio.Future[object]] = field(default_factory=set)
+    _background: set[asyncio.Future[list[tuple[str, int | None]]]] = field(default_factory=set)
 
     async def start(self) -> None:
         settings = self.components.settings
@@ -77,7 +77,6 @@ class EmbeddedStack:
             http="httptools",
         )
         self._uvicorn = uvicorn.Server(config)
-        self._uvicorn.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._uvicorn_task = asyncio.ensure_future(self._uvicorn.serve())
         while not self._uvicorn.started:
             if self._uvicorn_task.done():
@@ -91,7 +90,7 @@ class EmbeddedStack:
 
         def changed(kind: str, msisdn: str) -> None:
             cache.invalidate(msisdn)
-            task: asyncio.Future[object] | None = None
+            task: asyncio.Future[list[tuple[str, int | None]]] | None = None
             if kind in ("topup", "package"):
                 task = asyncio.ensure_future(gateway.reauthorize(msisdn))
             elif kind == "suspended":

@@ -71,6 +71,7 @@ from cellcelly.diameter.peer import LocalPeer, PeerConnection, State, connect
 from cellcelly.settings import Settings
 from cellcelly.stack import EmbeddedStack
 from cellcelly.wiring import build
+from cellcelly_testing import require
 
 pytestmark = [pytest.mark.integration]
 
@@ -92,20 +93,8 @@ FREEDIAMETERD = shutil.which("freeDiameterd")
 # --- what the tests need from this machine ------------------------------------------------------------
 
 
-def require(config: pytest.Config, condition: bool, reason: str) -> None:
-    """tests/conftest.py's `require` (skip on a laptop, fail under CI=true). It cannot be imported by
-    name: both conftest.py files are module `conftest`, and the integration one is the last loaded."""
-    target = (TESTS / "conftest.py").resolve()
-    for plugin in config.pluginmanager.get_plugins():
-        path = getattr(plugin, "__file__", None)
-        if path and Path(path).resolve() == target:
-            plugin.require(condition, reason)
-            return
-    raise AssertionError(f"{target} is not loaded as a conftest plugin")
-
-
 def require_tshark(config: pytest.Config) -> None:
-    require(config, bool(TSHARK and CAPTURER), "tshark/dumpcap not installed: apt-get install tshark")
+    require(bool(TSHARK and CAPTURER), "tshark/dumpcap not installed: apt-get install tshark")
 
 
 def require_freediameter(config: pytest.Config) -> None:
@@ -116,7 +105,6 @@ def require_freediameter(config: pytest.Config) -> None:
         if not (FD_EXTENSIONS / f"{name}.fdx").exists()
     ]
     require(
-        config,
         bool(FREEDIAMETERD) and not missing,
         f"freeDiameterd or {missing} missing: apt-get install freediameter freediameter-extensions",
     )
@@ -236,7 +224,7 @@ class Capture(External):
         try:
             await self.wait_for_output("Capturing on", 15)
         except RuntimeError as exc:
-            require(config, False, f"cannot capture on lo: {exc}")
+            require(False, f"cannot capture on lo: {exc}")
         deadline = time.monotonic() + 15
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             while not any(int(n) for n in re.findall(r"Packets: (\d+)", self.text())):

@@ -36,7 +36,7 @@ from cellcelly.diameter.constants import (
     Code,
     Code3gpp,
 )
-from conftest import require
+from cellcelly_testing import require
 from diameter_pcap import DIAMETER_PORT, pcap_bytes, write_pcap
 
 pytestmark = pytest.mark.unit

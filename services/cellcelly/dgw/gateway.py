@@ -8,7 +8,9 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from cellcelly.dgw.gy import GyError, build_cca, parse_ccr
 from cellcelly.dgw.ocs_client import OcsClient, OcsUnavailable
@@ -228,9 +230,9 @@ class Gateway:
         return await self._collect(sent)
 
     @staticmethod
-    async def _collect(sent: list[tuple[str, object]]) -> list[tuple[str, int | None]]:
+    async def _collect(sent: list[tuple[str, Coroutine[Any, Any, Message]]]) -> list[tuple[str, int | None]]:
         results: list[tuple[str, int | None]] = []
-        answers = await asyncio.gather(*(a for _, a in sent), return_exceptions=True)  # type: ignore[misc]
+        answers = await asyncio.gather(*(a for _, a in sent), return_exceptions=True)
         for (sid, _), answer in zip(sent, answers, strict=True):
             results.append((sid, answer.result_code if isinstance(answer, Message) else None))
         return results

@@ -20,7 +20,8 @@ import orjson
 
 from cellcelly.application.charging import ChargingService
 from cellcelly.codec import answer_from_list
-from cellcelly.domain.charging import ChargeAnswer, ChargeRequest, ResultCode, ServiceResult
+from cellcelly.domain.catalogue import ChargingPolicy
+from cellcelly.domain.charging import ChargeAnswer, ChargeRequest, RequestType, ResultCode, ServiceResult
 from cellcelly.ocs.wire import FrameReader, frame, request_to_list
 
 log = logging.getLogger(__name__)
@@ -50,14 +51,24 @@ class LocalOcs:
 
 
 class NoopOcs:
-    """Grants what is asked and charges nothing: `make bench`'s baseline for the gateway alone."""
+    """Grants what is asked (or the default quota) and charges nothing: `make bench`'s baseline
+    for the gateway alone."""
+
+    def __init__(self, policy: ChargingPolicy | None = None) -> None:
+        self.policy = policy or ChargingPolicy()
 
     async def charge(self, req: ChargeRequest) -> ChargeAnswer:
-        results = tuple(
-            ServiceResult(u.rating_group, ResultCode.SUCCESS, u.requested or 0, 600 if u.requested else None)
-            for u in req.services
+        results = []
+        for u in req.services:
+            if req.request_type is RequestType.TERMINATE or u.requested == 0:
+                results.append(ServiceResult(u.rating_group, ResultCode.SUCCESS))
+                continue
+            granted = u.requested if u.requested is not None else self.policy.quotas[u.service].default
+            validity = None if req.request_type is RequestType.EVENT else self.policy.validity_time
+            results.append(ServiceResult(u.rating_group, ResultCode.SUCCESS, granted, validity))
+        return ChargeAnswer(
+            req.session_id, req.request_type, req.request_number, ResultCode.SUCCESS, tuple(results)
         )
-        return ChargeAnswer(req.session_id, req.request_type, req.request_number, ResultCode.SUCCESS, results)
 
     async def close(self) -> None:
         return None

@@ -322,6 +322,8 @@ class PeerConnection(asyncio.Protocol):
 
     def send_request(self, msg: Message) -> asyncio.Future[Message]:
         """Send a request (identifiers are filled in when zero); the future gets its answer."""
+        if self.state is State.CLOSED or self.transport is None or self.transport.is_closing():
+            raise ConnectionError("the peer connection is closed")  # fail now, not at the timeout
         if not msg.hop_by_hop:
             msg.hop_by_hop = next_hop_by_hop()
         if not msg.end_to_end:
