@@ -6,6 +6,7 @@ The stack is the one `make run` starts (`EmbeddedStack`), on ephemeral ports.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -344,3 +345,46 @@ def test_decoding_of_what_the_gateway_sends_is_clean() -> None:
     fui = mscc_of(cca).find(Code.FINAL_UNIT_INDICATION)
     assert fui is not None and fui.find(Code.FINAL_UNIT_ACTION).as_i32() == 0  # type: ignore[union-attr]
     assert req.location == "90" and req.services[0].destination == "905551112233"
+
+
+async def test_hostile_bytes_never_take_the_gateway_or_other_peers_down(stack: EmbeddedStack) -> None:
+    """Random, truncated and mutated frames on some connections; a well-behaved peer's session on
+    another connection carries on, and the gateway keeps accepting new peers."""
+    import random
+
+    rng = random.Random(7)
+    good = await connect("127.0.0.1", stack.dgw_port, CLIENT)
+    try:
+        assert (await good.request(ccr("gw;steady", 1, 0))).result_code == Result.SUCCESS
+        valid = ccr("gw;fuzz", 1, 0).encode()
+        for round_ in range(40):
+            reader, writer = await asyncio.open_connection("127.0.0.1", stack.dgw_port)
+            cer = Message(Cmd.CAPABILITIES_EXCHANGE, FLAG_R, 0, 1, 1, CLIENT.capabilities()).encode()
+            kind = round_ % 4
+            if kind == 0:  # pure noise
+                payload = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 600)))
+            elif kind == 1:  # a valid CCR cut short, then the connection closes
+                payload = cer + valid[: rng.randint(1, len(valid) - 1)]
+            elif kind == 2:  # single-byte mutations inside the AVPs of a well-framed CCR
+                mutated = bytearray(valid)
+                for _ in range(rng.randint(1, 8)):
+                    mutated[rng.randint(20, len(mutated) - 1)] = rng.getrandbits(8)
+                payload = cer + bytes(mutated)
+            else:  # a frame claiming to be huge
+                payload = cer + b"\x01\xff\xff\xff" + bytes(60)
+            writer.write(payload)
+            await writer.drain()
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                await asyncio.wait_for(reader.read(65536), 0.2)
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            number = round_ + 1
+            answer = await good.request(ccr("gw;steady", 2, number, time_used=1))
+            assert answer.result_code == Result.SUCCESS, f"round {round_}: {answer}"
+        # the listener still takes new peers, and the steady session ends normally
+        late = await connect("127.0.0.1", stack.dgw_port, CLIENT)
+        await late.disconnect()
+        assert (await good.request(ccr("gw;steady", 3, 41, time_used=1))).result_code == Result.SUCCESS
+    finally:
+        await good.disconnect()
