@@ -28,6 +28,7 @@ import orjson
 
 from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
 from cellcelly.application.charging import ChargingService
+from cellcelly.benchstats import summarise
 from cellcelly.catalogue_store import CatalogueHolder
 from cellcelly.domain.account import Account
 from cellcelly.domain.charging import ChargeRequest, RequestType, ResultCode, ServiceUsage
@@ -36,27 +37,6 @@ from cellcelly.domain.units import Service
 from cellcelly.ports.balance_store import Commit
 from cellcelly.runtime import tune_gc
 from cellcelly.settings import DEFAULT_CATALOGUE
-
-
-def percentile(sorted_ns: list[int], p: float) -> float:
-    """Latency percentile in microseconds (nearest rank)."""
-    if not sorted_ns:
-        return 0.0
-    index = min(len(sorted_ns) - 1, max(0, int(round(p / 100 * len(sorted_ns))) - 1))
-    return sorted_ns[index] / 1000
-
-
-def summarise(name: str, ops: int, seconds: float, latencies: list[int], errors: int = 0) -> dict[str, Any]:
-    latencies.sort()
-    return {
-        "name": name,
-        "ops": ops,
-        "seconds": round(seconds, 3),
-        "ops_per_s": round(ops / seconds, 1) if seconds else 0.0,
-        "p50_us": round(percentile(latencies, 50), 1),
-        "p99_us": round(percentile(latencies, 99), 1),
-        "errors": errors,
-    }
 
 
 def msisdn(i: int) -> str:

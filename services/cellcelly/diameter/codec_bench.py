@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cellcelly.benchstats import summarise
 from cellcelly.diameter.codec import Avp, Message, decode
 from cellcelly.diameter.constants import (
     APP_CREDIT_CONTROL,
@@ -85,28 +86,6 @@ def sample_ccr_update(session: str = "pgw1.example.net;1700000000;4242", number:
     )
 
 
-def _percentile(sorted_ns: list[int], p: float) -> float:
-    """Latency percentile in microseconds (nearest rank), as `cellcelly.bench.percentile`."""
-    if not sorted_ns:
-        return 0.0
-    index = min(len(sorted_ns) - 1, max(0, int(round(p / 100 * len(sorted_ns))) - 1))
-    return sorted_ns[index] / 1000
-
-
-def _summarise(name: str, ops: int, seconds: float, latencies: list[int], errors: int) -> dict[str, Any]:
-    """The shape of `cellcelly.bench.summarise()` (not imported: that module pulls in the OCS)."""
-    latencies.sort()
-    return {
-        "name": name,
-        "ops": ops,
-        "seconds": round(seconds, 3),
-        "ops_per_s": round(ops / seconds, 1) if seconds else 0.0,
-        "p50_us": round(_percentile(latencies, 50), 1),
-        "p99_us": round(_percentile(latencies, 99), 1),
-        "errors": errors,
-    }
-
-
 def _loop(name: str, seconds: float, fn: Callable[[], object]) -> dict[str, Any]:
     """Call fn() for `seconds` after a warm-up, timing each call; an exception counts as an error."""
     errors = 0
@@ -126,7 +105,7 @@ def _loop(name: str, seconds: float, fn: Callable[[], object]) -> dict[str, Any]
         latencies.append(t1 - t0)
         if t1 >= deadline:
             break
-    return _summarise(name, len(latencies), (clock() - start) / 1e9, latencies, errors)
+    return summarise(name, len(latencies), (clock() - start) / 1e9, latencies, errors)
 
 
 def _read_everything(raw: bytes) -> None:
