@@ -7,7 +7,7 @@ bytes, and a second entry that also reads every value). Encode is message object
 (python-diameter: from the attributes of the message it decoded; ours: from the decoded tree, and
 a second entry that also builds the tree from values, as the gateway does for an answer).
 
-`bench_codec()` returns entries shaped like `cellcelly.bench.summarise()`; each runs for `seconds`
+`bench_codec()` returns entries shaped like `cellcelly.benchstats.summarise()`; each runs for `seconds`
 after a warm-up, timing every call.
 """
 
