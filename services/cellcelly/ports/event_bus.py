@@ -1,0 +1,63 @@
+"""The event bus: usage, subscriber lifecycle and notification events between services.
+
+Adapters: `cellcelly.adapters.bus_embedded` (a durable log in files, the default for `make run`)
+and `cellcelly.adapters.bus_kafka` (aiokafka). Every adapter must pass
+`tests/contract/event_bus_contract.py`.
+
+Semantics (Kafka's, which the embedded log copies): topics are split into partitions; a record's
+key (the subscriber's MSISDN) picks its partition, so one subscriber's events stay in order;
+consumers in a group share the partitions and commit offsets explicitly, after they have done
+their work, so a crash re-delivers what was not committed (at least once; consumers make it
+exactly once in effect by being idempotent on the event id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+USAGE = "cellcelly.usage.v1"
+LEDGER = "cellcelly.ledger.v1"  # wallet and allowance changes: top-ups, packages, provisioning
+SUBSCRIBER = "cellcelly.subscriber.v1"  # lifecycle: created, changed, suspended, resumed
+NOTIFICATIONS = "cellcelly.notifications.v1"
+DEAD_LETTER = "cellcelly.dead-letter.v1"  # poison messages, with where they came from
+TOPICS = (USAGE, LEDGER, SUBSCRIBER, NOTIFICATIONS, DEAD_LETTER)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    key: str
+    value: bytes  # orjson of a versioned event dict (see cellcelly.codec.event_to_dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    value: bytes
+
+
+class EventConsumer(Protocol):
+    async def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
+        """The next records of the group's partitions (possibly none after `timeout` seconds)."""
+
+    async def commit(self, records: Sequence[Record]) -> None:
+        """Mark these records (and everything before them in their partitions) as done."""
+
+    async def lag(self) -> int:
+        """Records in the subscribed topics not yet committed by this group."""
+
+    async def close(self) -> None: ...
+
+
+class EventBus(Protocol):
+    async def publish(self, batch: Sequence[Outgoing]) -> None:
+        """Append the batch; when this returns, every record is durable on the bus."""
+
+    def consumer(self, group: str, topics: Sequence[str]) -> EventConsumer: ...
+
+    async def close(self) -> None: ...
