@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 import uvicorn
 
+from cellcelly.adapters.bus_embedded import EmbeddedBus
 from cellcelly.adapters.cache_embedded import EmbeddedCache
+from cellcelly.application.relay import OutboxRelay
 from cellcelly.dgw.gateway import Gateway
 from cellcelly.dgw.ocs_client import LocalOcs
 from cellcelly.dgw.server import DgwServer
@@ -22,6 +24,7 @@ from cellcelly.ocs.app import asgi_app
 from cellcelly.ocs.wire import serve_wire
 from cellcelly.ports.cache import SubscriberInfo
 from cellcelly.settings import Settings
+from cellcelly.sf.sync import SyncFunction
 from cellcelly.wiring import Components
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,10 @@ class EmbeddedStack:
     _uvicorn: uvicorn.Server | None = None
     _uvicorn_task: asyncio.Task[None] | None = None
     _background: set[asyncio.Future[list[tuple[str, int | None]]]] = field(default_factory=set)
+    bus: EmbeddedBus | None = None
+    relay: OutboxRelay | None = None
+    sf: SyncFunction | None = None
+    _workers: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
         settings = self.components.settings
@@ -56,6 +63,12 @@ class EmbeddedStack:
         def lookup(msisdn: str) -> SubscriberInfo | None:
             account = store.get(msisdn)
             return None if account is None else SubscriberInfo(msisdn, account.status.value)
+
+        # events: outbox -> bus (relay) -> system of record (SF)
+        self.bus = EmbeddedBus(settings.data_dir / "bus")
+        self.relay = OutboxRelay(store, self.bus)
+        self.sf = SyncFunction(self.bus, self.components.records)
+        self._workers += [asyncio.ensure_future(self.relay.run()), asyncio.ensure_future(self.sf.run())]
 
         cache = EmbeddedCache(lookup)
         local = dgw_peer(settings)
@@ -122,3 +135,8 @@ class EmbeddedStack:
             await self._uvicorn_task
         for task in list(self._background):
             task.cancel()
+        if self.relay is not None and self.sf is not None:
+            self.relay.stop()
+            self.sf.stop()
+            await asyncio.gather(*self._workers, return_exceptions=True)
+            await self.sf.close()

@@ -1,0 +1,218 @@
+"""The embedded event bus: a durable, partitioned log in files (the default for `make run`).
+
+One append-only file per topic partition; a record is `<key length><key><value length><value>`
+and its offset is its index. `publish` writes and fsyncs the batch before returning. A group's
+committed offsets live in a small JSON file replaced atomically. Consumers read the files
+themselves, so a consumer in another process sees what a publisher appended; consumers of one
+group in this process share the partitions between them, as Kafka's would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from cellcelly.ports.event_bus import EventConsumer, Outgoing, Record
+
+_LEN = struct.Struct("!I")
+PARTITIONS = 4
+
+
+def partition_of(key: str, partitions: int = PARTITIONS) -> int:
+    return zlib.crc32(key.encode()) % partitions
+
+
+class _Partition:
+    """The file of one topic partition and the positions of its records."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.positions: list[int] = []
+        self.size = 0
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Index records appended since the last look (by us or by another process)."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size <= self.size:
+            return
+        with open(self.path, "rb") as fh:
+            fh.seek(self.size)
+            data = fh.read(size - self.size)
+        offset = 0
+        while offset + 4 <= len(data):
+            (klen,) = _LEN.unpack_from(data, offset)
+            if offset + 4 + klen + 4 > len(data):
+                break
+            (vlen,) = _LEN.unpack_from(data, offset + 4 + klen)
+            end = offset + 8 + klen + vlen
+            if end > len(data):
+                break  # a record still being written (or torn by a crash): not visible yet
+            self.positions.append(self.size + offset)
+            offset = end
+        self.size += offset
+
+    def read(self, start: int, limit: int) -> list[tuple[int, str, bytes]]:
+        found: list[tuple[int, str, bytes]] = []
+        if start >= len(self.positions):
+            return found
+        with open(self.path, "rb") as fh:
+            for index in range(start, min(len(self.positions), start + limit)):
+                fh.seek(self.positions[index])
+                (klen,) = _LEN.unpack(fh.read(4))
+                key = fh.read(klen).decode()
+                (vlen,) = _LEN.unpack(fh.read(4))
+                found.append((index, key, fh.read(vlen)))
+        return found
+
+
+class EmbeddedBus:
+    def __init__(self, directory: str | Path, *, partitions: int = PARTITIONS) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "groups").mkdir(exist_ok=True)
+        self.partitions = partitions
+        self._lock = threading.Lock()
+        self._members: dict[str, list[EmbeddedConsumer]] = {}
+        self._published = asyncio.Event()
+
+    def _file(self, topic: str, partition: int) -> Path:
+        return self.dir / f"{topic}-{partition}.log"
+
+    async def publish(self, batch: Sequence[Outgoing]) -> None:
+        if not batch:
+            return
+        await asyncio.to_thread(self._append, batch)
+        self._published.set()
+        self._published = asyncio.Event()
+
+    def _append(self, batch: Sequence[Outgoing]) -> None:
+        grouped: dict[Path, list[bytes]] = {}
+        for item in batch:
+            key = item.key.encode()
+            frame = _LEN.pack(len(key)) + key + _LEN.pack(len(item.value)) + item.value
+            grouped.setdefault(self._file(item.topic, partition_of(item.key, self.partitions)), []).append(
+                frame
+            )
+        with self._lock:
+            for path, frames in grouped.items():
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                try:
+                    os.write(fd, b"".join(frames))
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+
+    def consumer(self, group: str, topics: Sequence[str]) -> EmbeddedConsumer:
+        consumer = EmbeddedConsumer(self, group, tuple(topics))
+        self._members.setdefault(group, []).append(consumer)
+        return consumer
+
+    def _leave(self, consumer: EmbeddedConsumer) -> None:
+        members = self._members.get(consumer.group, [])
+        if consumer in members:
+            members.remove(consumer)
+
+    def assignment(self, consumer: EmbeddedConsumer) -> list[tuple[str, int]]:
+        """This consumer's share of its topics' partitions (round robin over the group's members)."""
+        members = self._members.get(consumer.group, [consumer])
+        index = members.index(consumer) if consumer in members else 0
+        every = [(t, p) for t in consumer.topics for p in range(self.partitions)]
+        return [tp for i, tp in enumerate(every) if i % len(members) == index]
+
+    def committed(self, group: str) -> dict[str, int]:
+        path = self.dir / "groups" / f"{group}.json"
+        try:
+            data: dict[str, int] = orjson.loads(path.read_bytes())
+            return data
+        except FileNotFoundError:
+            return {}
+
+    def commit(self, group: str, offsets: dict[str, int]) -> None:
+        with self._lock:
+            current = self.committed(group)
+            for tp, offset in offsets.items():
+                current[tp] = max(current.get(tp, 0), offset)
+            path = self.dir / "groups" / f"{group}.json"
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(orjson.dumps(current))
+            os.replace(tmp, path)
+
+    async def wait_for_publish(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._published.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    async def close(self) -> None:
+        self._members.clear()
+
+
+class EmbeddedConsumer(EventConsumer):
+    def __init__(self, bus: EmbeddedBus, group: str, topics: tuple[str, ...]) -> None:
+        self.bus = bus
+        self.group = group
+        self.topics = topics
+        self._files: dict[tuple[str, int], _Partition] = {}
+        self._positions: dict[tuple[str, int], int] = {}
+
+    def _partition(self, tp: tuple[str, int]) -> _Partition:
+        if tp not in self._files:
+            self._files[tp] = _Partition(self.bus._file(*tp))
+        part = self._files[tp]
+        part.refresh()
+        return part
+
+    def _position(self, tp: tuple[str, int], committed: dict[str, int]) -> int:
+        if tp not in self._positions:
+            self._positions[tp] = committed.get(f"{tp[0]}:{tp[1]}", 0)
+        return self._positions[tp]
+
+    def _take(self, max_records: int) -> list[Record]:
+        committed = self.bus.committed(self.group)
+        records: list[Record] = []
+        for tp in self.bus.assignment(self):
+            room = max_records - len(records)
+            if room <= 0:
+                break
+            part = self._partition(tp)
+            start = self._position(tp, committed)
+            for offset, key, value in part.read(start, room):
+                records.append(Record(tp[0], tp[1], offset, key, value))
+                self._positions[tp] = offset + 1
+        return records
+
+    async def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
+        records = self._take(max_records)
+        if records or timeout <= 0:
+            return records
+        await self.bus.wait_for_publish(min(timeout, 0.2))
+        return self._take(max_records)
+
+    async def commit(self, records: Sequence[Record]) -> None:
+        offsets: dict[str, int] = {}
+        for r in records:
+            tp = f"{r.topic}:{r.partition}"
+            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        if offsets:
+            await asyncio.to_thread(self.bus.commit, self.group, offsets)
+
+    async def lag(self) -> int:
+        committed = self.bus.committed(self.group)
+        total = 0
+        for tp in [(t, p) for t in self.topics for p in range(self.bus.partitions)]:
+            total += len(self._partition(tp).positions) - committed.get(f"{tp[0]}:{tp[1]}", 0)
+        return total
+
+    async def close(self) -> None:
+        self.bus._leave(self)

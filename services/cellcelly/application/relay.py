@@ -1,0 +1,89 @@
+"""The outbox relay: moves events from the balance store's outbox to the event bus.
+
+Events leave the outbox only after the bus has them durably (`publish` returned), so a crash or
+a bus outage loses nothing: the relay retries with exponential backoff and the events wait in
+the outbox, which is itself durable. A crash after publishing and before acknowledging
+publishes a batch twice; consumers are idempotent on the event id, which makes that harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import orjson
+
+from cellcelly.ports.balance_store import BalanceStore
+from cellcelly.ports.event_bus import LEDGER, USAGE, EventBus, Outgoing
+
+log = logging.getLogger(__name__)
+
+TOPIC_OF = {"usage": USAGE, "ledger": LEDGER}
+
+
+@dataclass
+class RelayStats:
+    relayed: int = 0
+    batches: int = 0
+    failures: int = 0
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        store: BalanceStore,
+        bus: EventBus,
+        *,
+        batch: int = 500,
+        idle: float = 0.05,
+        backoff: tuple[float, float] = (0.1, 5.0),
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.batch = batch
+        self.idle = idle
+        self.backoff = backoff
+        self.stats = RelayStats()
+        self._stop = asyncio.Event()
+
+    async def relay_once(self) -> int:
+        """Publish one batch and acknowledge it; how many events moved (raises when the bus fails)."""
+        entries = self.store.outbox(limit=self.batch)
+        if not entries:
+            return 0
+        batch = [
+            Outgoing(TOPIC_OF.get(e.event["type"], USAGE), e.event["msisdn"], orjson.dumps(e.event))
+            for e in entries
+        ]
+        await self.bus.publish(batch)
+        self.store.ack(entries[-1].seq)
+        self.stats.relayed += len(entries)
+        self.stats.batches += 1
+        return len(entries)
+
+    async def run(self) -> None:
+        delay = self.backoff[0]
+        while not self._stop.is_set():
+            try:
+                moved = await self.relay_once()
+                delay = self.backoff[0]
+            except Exception as exc:  # noqa: BLE001 - the bus is down or refusing: wait and retry
+                self.stats.failures += 1
+                log.warning(
+                    "outbox relay: bus unavailable, retrying", extra={"in": delay, "error": repr(exc)}
+                )
+                await self._sleep(delay)
+                delay = min(delay * 2, self.backoff[1])
+                continue
+            if moved < self.batch:
+                await self._sleep(self.idle)
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    def stop(self) -> None:
+        self._stop.set()
