@@ -175,6 +175,36 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _reconcile(settings: Settings) -> str:
+    from cellcelly.adapters.bus_embedded import EmbeddedBus
+    from cellcelly.application.reconcile import reconcile
+    from cellcelly.application.relay import OutboxRelay
+    from cellcelly.sf.sync import SyncFunction
+    from cellcelly.wiring import build
+
+    components = build(settings)
+    try:
+        # first bring the record up to date: what is still in the outbox, then what is on the bus
+        bus = EmbeddedBus(settings.data_dir / "bus")
+        relay, sf = OutboxRelay(components.store, bus), SyncFunction(bus, components.records)
+        while await relay.relay_once():
+            pass
+        while await sf.sync_once(timeout=0.1):
+            pass
+        await sf.close()
+        report = reconcile(components.store, components.records, components.catalogue.current.policy)
+    finally:
+        components.close()
+    done = f"{report.rebuilt} rebuilt, {report.unchanged} already right"
+    return f"reconciled {report.subscribers} subscribers: {done}"
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Rebuild the balance store from the system of record (with the stack stopped)."""
+    _out(asyncio.run(_reconcile(Settings())))
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from cellcelly.adapters.sql import SqlRecords
 
@@ -246,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("seed", help="create the demo subscriber").set_defaults(fn=cmd_seed)
     sub.add_parser("migrate", help="bring the system of record to the newest schema").set_defaults(
         fn=cmd_migrate
+    )
+    sub.add_parser("reconcile", help="rebuild the balance store from the system of record").set_defaults(
+        fn=cmd_reconcile
     )
     bench = sub.add_parser("bench", help="measure charging throughput and latency")
     bench.add_argument("rest", nargs=argparse.REMAINDER)

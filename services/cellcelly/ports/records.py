@@ -70,6 +70,9 @@ class SystemOfRecord(Protocol):
 
     def buckets_for(self, msisdn: str) -> list[BucketRecord]: ...
 
+    def bucket_consumption(self, msisdn: str) -> dict[str, int]:
+        """Units taken from each of the subscriber's buckets by recorded usage."""
+
     def wallet_balance(self, msisdn: str) -> int:
         """Wallet in kuruş as the record knows it: ledger movements minus usage debits."""
 

@@ -98,6 +98,16 @@ def select_wallet_balance(msisdn: str) -> Select[int]:
     return select(cast(credits - debits, BigInteger))
 
 
+def select_bucket_consumption(msisdn: str) -> RowSelect:
+    """Units each of a subscriber's buckets has given to usage (for rebuilding balances)."""
+    return (
+        select(usage_buckets.c.bucket_id, cast(func.sum(usage_buckets.c.units), BigInteger).label("units"))
+        .select_from(usage_buckets.join(usage_records, usage_buckets.c.event_id == usage_records.c.event_id))
+        .where(usage_records.c.msisdn == msisdn)
+        .group_by(usage_buckets.c.bucket_id)
+    )
+
+
 def select_latest_catalogue() -> RowSelect:
     return (
         select(catalogue_versions)
@@ -127,6 +137,7 @@ def representative_statements() -> dict[str, Executable]:
             "select_usage": select_usage("905321234567", 100),
             "select_usage_buckets": select_usage_buckets(sample_ids),
             "select_wallet_balance": select_wallet_balance("905321234567"),
+            "select_bucket_consumption": select_bucket_consumption("905321234567"),
             "select_latest_catalogue": select_latest_catalogue(),
         }
     )

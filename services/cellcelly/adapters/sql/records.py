@@ -273,6 +273,12 @@ class SqlRecords:
 
     # -- usage --------------------------------------------------------------------------------
 
+    def bucket_consumption(self, msisdn: str) -> dict[str, int]:
+        with self._read() as conn:
+            return {
+                row.bucket_id: int(row.units) for row in conn.execute(q.select_bucket_consumption(msisdn))
+            }
+
     def record_usage(self, events: Sequence[UsageEvent]) -> int:
         unique = _unique(events, lambda e: e.event_id)
         if not unique:
