@@ -1,0 +1,211 @@
+"""The Hazelcast lookup cache against a real Hazelcast 5.7 member on 127.0.0.1.
+
+The member is `$CELLCELLY_TEST_HAZELCAST` (host:port) when set, otherwise one started for this
+module by `scripts/hazelcast.sh` (the jar comes from Maven Central; needs Java and mvn).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cellcelly.adapters.cache_hazelcast import HazelcastCache
+from cellcelly.adapters.cache_hazelcast_bench import bench_cache
+from cellcelly.ports.cache import SubscriberInfo
+from cellcelly_testing import require
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "hazelcast.sh"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+_unavailable: list[str] = []  # why no member could be had (asked once per module, not once per test)
+
+
+@pytest.fixture(scope="module")
+def hazelcast_member(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """host:port of a Hazelcast member with cluster name "cellcelly"."""
+    given = os.environ.get("CELLCELLY_TEST_HAZELCAST")
+    if given:
+        yield given
+        return
+    if not _unavailable:
+        missing = [tool for tool in ("java", "mvn") if shutil.which(tool) is None]
+        if missing:
+            tools = " and ".join(missing)
+            _unavailable.append(f"{tools} not installed: the Hazelcast member needs Java and Maven")
+        else:
+            fetch = subprocess.run(
+                ["bash", str(SCRIPT), "fetch"], capture_output=True, text=True, timeout=600
+            )
+            if fetch.returncode != 0:
+                _unavailable.append(
+                    f"scripts/hazelcast.sh fetch failed (Maven Central unreachable?):\n{_tail(fetch.stderr)}"
+                )
+    if _unavailable:
+        require(False, _unavailable[0])
+    directory = tmp_path_factory.mktemp("hazelcast")
+    port = _free_port()
+    try:
+        start = subprocess.run(
+            ["bash", str(SCRIPT), "start", str(directory), str(port)],
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+        if start.returncode != 0:
+            pytest.fail(f"scripts/hazelcast.sh start failed:\n{_tail(start.stderr)}")
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run(["bash", str(SCRIPT), "stop", str(directory)], capture_output=True, timeout=30)
+
+
+class Loader:
+    """A subscriber table that counts how often the cache asks it."""
+
+    def __init__(self, rows: dict[str, str] | None = None) -> None:
+        self.rows = dict(rows or {})
+        self.calls: list[str] = []
+
+    def __call__(self, msisdn: str) -> SubscriberInfo | None:
+        self.calls.append(msisdn)
+        status = self.rows.get(msisdn)
+        return None if status is None else SubscriberInfo(msisdn, status)
+
+
+@pytest.fixture
+def map_name() -> str:
+    return f"test-subscribers-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def make_cache(hazelcast_member: str, map_name: str) -> Iterator[Callable[..., HazelcastCache]]:
+    caches: list[HazelcastCache] = []
+
+    def make(loader: Loader, **options: Any) -> HazelcastCache:
+        options.setdefault("map_name", map_name)
+        cache = HazelcastCache(loader, members=[hazelcast_member], connect_timeout=15, **options)
+        caches.append(cache)
+        return cache
+
+    yield make
+    try:
+        if caches:
+            caches[0].client.get_map(map_name).blocking().destroy()
+    finally:
+        for cache in caches:
+            cache.close()
+
+
+def _near_cache_stats(cache: HazelcastCache, map_name: str) -> dict[str, Any]:
+    # the client keeps no public handle on its near caches; its statistics are the only way to see them
+    near = cache.client._near_cache_manager.get_or_create_near_cache(map_name)
+    return dict(near.get_statistics())
+
+
+def test_member_is_a_real_hazelcast_member(make_cache: Callable[..., HazelcastCache], hazelcast_member: str):
+    cache = make_cache(Loader())
+    members = cache.client.cluster_service.get_members()
+    assert len(members) == 1
+    host, port = hazelcast_member.rsplit(":", 1)
+    assert members[0].address.port == int(port)
+    assert members[0].address.host == host
+    assert (members[0].version.major, members[0].version.minor) == (5, 7)
+    assert cache.client.lifecycle_service.is_running()
+
+
+def test_miss_loads_once_then_hits(make_cache: Callable[..., HazelcastCache], map_name: str):
+    loader = Loader({"905321112233": "active"})
+    cache = make_cache(loader)
+    assert cache.get("905321112233") == SubscriberInfo("905321112233", "active")
+    assert loader.calls == ["905321112233"]
+    for _ in range(10):
+        assert cache.get("905321112233") == SubscriberInfo("905321112233", "active")
+    assert loader.calls == ["905321112233"]
+    assert (cache.hits, cache.misses) == (10, 1)
+    # the repeated gets were answered by the near cache, not by the member
+    assert _near_cache_stats(cache, map_name)["hits"] >= 9
+
+
+def test_without_near_cache_still_shares_the_map(make_cache: Callable[..., HazelcastCache]):
+    loader = Loader({"905321112233": "active"})
+    first, second = make_cache(loader, near_cache=False), make_cache(loader, near_cache=False)
+    assert first.get("905321112233") == SubscriberInfo("905321112233", "active")
+    assert second.get("905321112233") == SubscriberInfo("905321112233", "active")
+    assert loader.calls == ["905321112233"]
+
+
+def test_unknown_msisdn_is_cached_for_negative_ttl_only(make_cache: Callable[..., HazelcastCache]):
+    loader = Loader()
+    cache = make_cache(loader, negative_ttl=1)
+    assert cache.get("905329990000") is None
+    assert cache.get("905329990000") is None
+    assert loader.calls == ["905329990000"]
+    loader.rows["905329990000"] = "active"  # signs up; nobody invalidates
+    time.sleep(1.2)
+    assert cache.get("905329990000") == SubscriberInfo("905329990000", "active")
+    assert loader.calls == ["905329990000", "905329990000"]
+    # a found subscriber keeps the long ttl
+    time.sleep(1.2)
+    assert cache.get("905329990000") == SubscriberInfo("905329990000", "active")
+    assert len(loader.calls) == 2
+
+
+def test_invalidate_on_one_client_reaches_the_near_cache_of_another(
+    make_cache: Callable[..., HazelcastCache], map_name: str
+):
+    loader = Loader({"905321112233": "active"})
+    first, second = make_cache(loader), make_cache(loader)
+    assert first.get("905321112233") == SubscriberInfo("905321112233", "active")
+    for _ in range(3):  # the second client reads the shared entry, then from its near cache
+        assert second.get("905321112233") == SubscriberInfo("905321112233", "active")
+    assert loader.calls == ["905321112233"]
+    assert _near_cache_stats(second, map_name)["hits"] >= 2
+
+    loader.rows["905321112233"] = "suspended"
+    first.invalidate("905321112233")
+    deadline = time.monotonic() + 2.0
+    seen = second.get("905321112233")
+    while seen != SubscriberInfo("905321112233", "suspended") and time.monotonic() < deadline:
+        time.sleep(0.02)
+        seen = second.get("905321112233")
+    assert seen == SubscriberInfo("905321112233", "suspended")
+    # and the first client sees it too (its own near cache was cleared by its own invalidate)
+    assert first.get("905321112233") == SubscriberInfo("905321112233", "suspended")
+
+
+def test_turkish_text_survives(make_cache: Callable[..., HazelcastCache]):
+    status = "askıya alındı: Çağrı Şükrü Öğüt İğdır ığ — ÇĞİÖŞÜ çğıöşü"
+    msisdn = "+90 (532) 111-22-33 Şişli"
+    writer = make_cache(Loader({msisdn: status}))
+    reader_loader = Loader()
+    reader = make_cache(reader_loader, near_cache=False)  # straight from the member
+    assert writer.get(msisdn) == SubscriberInfo(msisdn, status)
+    assert reader.get(msisdn) == SubscriberInfo(msisdn, status)
+    assert reader_loader.calls == []
+    assert writer.get(msisdn) == SubscriberInfo(msisdn, status)  # from the near cache
+
+
+def test_bench_cache_reports_both_modes(hazelcast_member: str):
+    rows = bench_cache([hazelcast_member], msisdns=100, gets=2_000)
+    assert [row["name"] for row in rows] == ["hazelcast get, near cache on", "hazelcast get, near cache off"]
+    assert all(row["ops"] == 2_000 and row["errors"] == 0 and row["ops_per_s"] > 0 for row in rows)
