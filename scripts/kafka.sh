@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# A throwaway single-node Apache Kafka (KRaft, broker+controller in one JVM) on 127.0.0.1.
+#
+#   scripts/kafka.sh fetch            Kafka 4.4.0 jars + dependencies + log4j2 into the cache (idempotent)
+#   scripts/kafka.sh start DIR PORT   format DIR/data (first time only), start, wait for PORT (90 s)
+#   scripts/kafka.sh stop DIR         stop the broker started in DIR (its data stays)
+#
+# Cache: ${CELLCELLY_CACHE:-$HOME/.cache/cellcelly}/kafka-4.4.0/lib (override with KAFKA_LIB).
+# Heap: KAFKA_HEAP (default "-Xms128m -Xmx512m").
+# DIR holds server.properties, log4j2.properties, kafka.log, kafka.pid, controller.port and data/.
+# Starting again on the same DIR keeps the data (and the controller port): durability across restarts.
+set -euo pipefail
+
+KAFKA_VERSION=4.4.0
+LOG4J_VERSION=2.24.3
+SLF4J_VERSION=2.0.17
+CACHE="${CELLCELLY_CACHE:-$HOME/.cache/cellcelly}"
+LIB="${KAFKA_LIB:-$CACHE/kafka-$KAFKA_VERSION/lib}"
+HEAP="${KAFKA_HEAP:--Xms128m -Xmx512m}"
+START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
+
+die() {
+  echo "kafka.sh: $*" >&2
+  exit 1
+}
+
+need() {
+  command -v "$1" >/dev/null 2>&1 || die "$1 not found on PATH ($2)"
+}
+
+fetch() {
+  if [ -f "$LIB/.complete" ]; then
+    return 0
+  fi
+  need java "install a JDK 17+, e.g. apt-get install openjdk-17-jre-headless"
+  need mvn "install Maven, e.g. apt-get install maven"
+  local work
+  work="$(mktemp -d)"
+  # shellcheck disable=SC2064
+  trap "rm -rf '$work'" RETURN
+  cat >"$work/pom.xml" <<EOF
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>cellcelly</groupId>
+  <artifactId>kafka-fetch</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_2.13</artifactId>
+      <version>$KAFKA_VERSION</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-core</artifactId>
+      <version>$LOG4J_VERSION</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-slf4j2-impl</artifactId>
+      <version>$LOG4J_VERSION</version>
+    </dependency>
+    <dependency>
+      <!-- Kafka's pom brings slf4j-api 1.7, which cannot see the SLF4J 2 binding above -->
+      <groupId>org.slf4j</groupId>
+      <artifactId>slf4j-api</artifactId>
+      <version>$SLF4J_VERSION</version>
+    </dependency>
+  </dependencies>
+</project>
+EOF
+  echo "kafka.sh: fetching Kafka $KAFKA_VERSION with Maven into $LIB" >&2
+  if ! (cd "$work" && mvn -q -B -ntp dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$work/lib" >"$work/mvn.log" 2>&1); then
+    tail -n 40 "$work/mvn.log" >&2 || true
+    die "Maven could not fetch org.apache.kafka:kafka_2.13:$KAFKA_VERSION (see above)"
+  fi
+  ls "$work/lib"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null 2>&1 || die "kafka_2.13-$KAFKA_VERSION.jar missing after fetch"
+  touch "$work/lib/.complete"
+  mkdir -p "$(dirname "$LIB")"
+  rm -rf "$LIB.tmp.$$"
+  mv "$work/lib" "$LIB.tmp.$$"
+  if [ -f "$LIB/.complete" ]; then # someone else finished first
+    rm -rf "$LIB.tmp.$$"
+  else
+    rm -rf "$LIB"
+    mv "$LIB.tmp.$$" "$LIB"
+  fi
+  echo "kafka.sh: $(find "$LIB" -name '*.jar' | wc -l) jars in $LIB" >&2
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+running() {
+  [ -f "$1/kafka.pid" ] && kill -0 "$(cat "$1/kafka.pid")" 2>/dev/null
+}
+
+start() {
+  local dir="${1:?usage: kafka.sh start DIR PORT}" port="${2:?usage: kafka.sh start DIR PORT}"
+  need java "install a JDK 17+"
+  [ -f "$LIB/.complete" ] || die "Kafka jars not in $LIB: run scripts/kafka.sh fetch first"
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd)"
+  if running "$dir"; then
+    die "already running in $dir (pid $(cat "$dir/kafka.pid"))"
+  fi
+  local cport
+  if [ -f "$dir/controller.port" ]; then
+    cport="$(cat "$dir/controller.port")" # the quorum remembers its endpoint: keep it on restart
+  else
+    cport="$(free_port)"
+    echo "$cport" >"$dir/controller.port"
+  fi
+  cat >"$dir/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=4
+default.replication.factor=1
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.flush.interval.messages=9223372036854775807
+EOF
+  cat >"$dir/log4j2.properties" <<EOF
+status = warn
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = $dir/kafka.log
+appender.file.append = true
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.state.name = state.change.logger
+logger.state.level = WARN
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+EOF
+  local java_opts=($HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
+    -Dlog4j2.configurationFile="$dir/log4j2.properties")
+  if [ ! -f "$dir/data/meta.properties" ]; then
+    local cluster_id
+    cluster_id="$(java -cp "$LIB/*" kafka.tools.StorageTool random-uuid 2>>"$dir/kafka.log" | tail -n 1)"
+    [ -n "$cluster_id" ] || die "could not make a cluster id (see $dir/kafka.log)"
+    if ! java "${java_opts[@]}" -cp "$LIB/*" kafka.tools.StorageTool format --standalone \
+      -t "$cluster_id" -c "$dir/server.properties" >>"$dir/kafka.log" 2>&1; then
+      tail -n 30 "$dir/kafka.log" >&2 || true
+      die "formatting $dir/data failed (see $dir/kafka.log)"
+    fi
+  fi
+  # stdout/stderr of the JVM (GC warnings, early errors) go to the log too
+  nohup java "${java_opts[@]}" -cp "$LIB/*" kafka.Kafka "$dir/server.properties" \
+    >>"$dir/kafka.log" 2>&1 </dev/null &
+  echo $! >"$dir/kafka.pid"
+  local deadline=$((SECONDS + START_TIMEOUT))
+  until port_open "$port"; do
+    if ! running "$dir"; then
+      tail -n 40 "$dir/kafka.log" >&2 || true
+      rm -f "$dir/kafka.pid"
+      die "Kafka exited during start (see $dir/kafka.log)"
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      tail -n 40 "$dir/kafka.log" >&2 || true
+      stop "$dir"
+      die "Kafka did not listen on 127.0.0.1:$port within ${START_TIMEOUT}s"
+    fi
+    sleep 0.2
+  done
+  echo "kafka.sh: Kafka $KAFKA_VERSION on 127.0.0.1:$port (controller $cport), pid $(cat "$dir/kafka.pid"), dir $dir" >&2
+}
+
+stop() {
+  local dir="${1:?usage: kafka.sh stop DIR}"
+  [ -f "$dir/kafka.pid" ] || return 0
+  local pid
+  pid="$(cat "$dir/kafka.pid")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    local i
+    for i in $(seq 1 150); do # 30 s for a controlled shutdown, then KILL
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "kafka.sh: pid $pid did not stop in 30 s, killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 0.5
+    fi
+  fi
+  rm -f "$dir/kafka.pid"
+}
+
+case "${1:-}" in
+fetch) fetch ;;
+start)
+  shift
+  start "$@"
+  ;;
+stop)
+  shift
+  stop "$@"
+  ;;
+*)
+  echo "usage: $0 fetch | start DIR PORT | stop DIR" >&2
+  exit 2
+  ;;
+esac

@@ -1,0 +1,332 @@
+"""The event bus on Apache Kafka, through aiokafka (`pip install 'cellcelly[kafka]'`).
+
+    bus = KafkaBus("127.0.0.1:9092")
+    await bus.publish([Outgoing(USAGE, msisdn, orjson.dumps(event))])   # durable (acks=all) on return
+    consumer = bus.consumer("ocs-rating", [USAGE])
+    records = await consumer.poll()
+    ...
+    await consumer.commit(records)
+
+Publishing uses one idempotent producer (`enable_idempotence=True, acks="all"`), started on first
+use; the record key (the subscriber's MSISDN) picks the partition with Kafka's own murmur2
+partitioner, so a subscriber's events stay in order and land where a Java producer would put them.
+Topics are created on first use with `partitions` partitions (an existing topic is left as it is).
+
+Consumers never auto-commit: `commit(records)` commits, per partition, the offset after the highest
+record given, so whatever was polled but not committed is delivered again after a crash or a
+rebalance (at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
+from aiokafka.errors import KafkaError, for_code  # type: ignore[import-untyped]
+from aiokafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
+
+from cellcelly.ports.event_bus import Outgoing, Record
+
+log = logging.getLogger(__name__)
+
+TOPIC_ALREADY_EXISTS = 36
+DEFAULT_PARTITIONS = 4
+
+
+class KafkaBusError(RuntimeError):
+    """The bus could not do what was asked (broker unreachable, timed out, refused)."""
+
+
+def _consume(futures: list[asyncio.Future[Any]]) -> None:
+    """Retrieve the failures of abandoned sends (no "exception was never retrieved" noise)."""
+    for future in futures:
+        if future.done() and not future.cancelled():
+            future.exception()
+
+
+class KafkaBus:
+    """`EventBus` on a Kafka cluster. `bootstrap` is "host:port[,host:port...]"."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        client_id: str = "cellcelly",
+        partitions: int = DEFAULT_PARTITIONS,
+        replication_factor: int = 1,
+        publish_timeout: float = 30.0,
+        producer_options: dict[str, Any] | None = None,
+        consumer_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+        self.partitions = partitions
+        self.replication_factor = replication_factor
+        self.publish_timeout = publish_timeout
+        self._producer_options = dict(producer_options or {})
+        self._consumer_options = dict(consumer_options or {})
+        self._producer: AIOKafkaProducer | None = None
+        self._producer_lock = asyncio.Lock()
+        self._known_topics: set[str] = set()
+        self._topics_lock = asyncio.Lock()
+        self._consumers: set[KafkaConsumer] = set()
+        self._closed = False
+
+    # -- topics ------------------------------------------------------------------------------
+
+    async def ensure_topics(self, topics: Iterable[str]) -> None:
+        """Create the topics not yet seen by this bus; tolerates topics that already exist."""
+        wanted = sorted(set(topics) - self._known_topics)
+        if not wanted:
+            return
+        async with self._topics_lock:
+            wanted = sorted(set(wanted) - self._known_topics)
+            if not wanted:
+                return
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=self.bootstrap,
+                client_id=f"{self.client_id}-admin",
+                request_timeout_ms=int(self.publish_timeout * 1000),
+            )
+            try:
+                await asyncio.wait_for(admin.start(), self.publish_timeout)
+                response = await asyncio.wait_for(
+                    admin.create_topics(
+                        [NewTopic(t, self.partitions, self.replication_factor) for t in wanted]
+                    ),
+                    self.publish_timeout,
+                )
+            except (KafkaError, OSError, TimeoutError) as exc:
+                raise KafkaBusError(f"cannot create topics {wanted} on {self.bootstrap}: {exc!r}") from exc
+            finally:
+                await admin.close()
+            for entry in response.topic_errors:
+                topic, code = entry[0], entry[1]
+                if code not in (0, TOPIC_ALREADY_EXISTS):
+                    raise KafkaBusError(f"cannot create topic {topic}: {for_code(code).__name__}")
+            self._known_topics.update(wanted)
+            log.debug("topics ready: %s", wanted)
+
+    # -- publishing --------------------------------------------------------------------------
+
+    async def _started_producer(self) -> AIOKafkaProducer:
+        if self._closed:
+            raise KafkaBusError("bus is closed")
+        if self._producer is not None:
+            return self._producer
+        async with self._producer_lock:
+            if self._producer is None:
+                options: dict[str, Any] = {
+                    "enable_idempotence": True,
+                    "acks": "all",
+                    "linger_ms": 2,
+                    "request_timeout_ms": int(self.publish_timeout * 1000),
+                }
+                options.update(self._producer_options)
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap, client_id=self.client_id, **options
+                )
+                try:
+                    await asyncio.wait_for(producer.start(), self.publish_timeout)
+                except BaseException as exc:
+                    await producer.stop()
+                    if isinstance(exc, KafkaError | OSError | TimeoutError):
+                        raise KafkaBusError(f"cannot connect to Kafka at {self.bootstrap}: {exc!r}") from exc
+                    raise
+                self._producer = producer
+            return self._producer
+
+    async def publish(self, batch: Sequence[Outgoing]) -> None:
+        """Send the batch and wait for every acknowledgement (acks=all): durable on return.
+
+        Raises `KafkaBusError` when the broker does not acknowledge within `publish_timeout`
+        seconds; then any part of the batch may or may not have been written (publish again: the
+        consumers are idempotent on the event id).
+        """
+        if not batch:
+            return
+        await self.ensure_topics({item.topic for item in batch})
+        producer = await self._started_producer()
+        deadline = asyncio.get_running_loop().time() + self.publish_timeout
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            # send() only appends to the producer's batches (it blocks on metadata or a full
+            # buffer, at most request_timeout_ms); the acknowledgements are awaited with
+            # asyncio.wait, which cancels nothing (a timeout does not unwind aiokafka's coroutines)
+            for item in batch:
+                futures.append(await producer.send(item.topic, value=item.value, key=item.key.encode()))
+            remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+            done, pending = await asyncio.wait(futures, timeout=remaining)
+            if pending:
+                raise TimeoutError(
+                    f"{len(pending)} not acknowledged within {self.publish_timeout:g} s (is the broker up?)"
+                )
+            for future in done:
+                future.result()
+        except (KafkaError, OSError, TimeoutError) as exc:
+            error = KafkaBusError(f"publish of {len(batch)} record(s) to {self.bootstrap} failed: {exc!r}")
+            await self._discard_producer(producer, error)
+            _consume(futures)
+            raise error from exc
+        except asyncio.CancelledError:
+            await self._discard_producer(producer, KafkaBusError("publish cancelled"))
+            _consume(futures)
+            raise
+
+    async def _discard_producer(self, producer: AIOKafkaProducer, error: KafkaBusError) -> None:
+        """Drop a producer whose records are in doubt: it would retry them forever against a dead
+        broker (and `stop()` would wait for them). The next publish starts a fresh producer (a new
+        producer id, so no sequence numbers in doubt either)."""
+        if self._producer is producer:
+            self._producer = None
+        # aiokafka has no public "abort pending sends", and an idempotent producer never expires
+        # a batch: stop its sender task first (in-flight requests finish their attempt and put
+        # their batches back), then fail every batch, so stop() has nothing left to flush.
+        try:
+            await asyncio.wait_for(producer._sender.close(), 10)  # noqa: SLF001
+        except Exception:  # noqa: BLE001 - best effort; stop() below still closes the connections
+            log.warning("kafka producer sender of %s did not stop cleanly", self.bootstrap, exc_info=True)
+        accumulator = producer._message_accumulator  # noqa: SLF001
+        queued = [b for batches in accumulator._batches.values() for b in batches]  # noqa: SLF001
+        accumulator._batches.clear()  # noqa: SLF001
+        # batches sent before and put back carry a done-callback that removes them from this set
+        accumulator._pending_batches.update(queued)  # noqa: SLF001
+        for doomed in [*queued, *accumulator._pending_batches]:  # noqa: SLF001
+            doomed.failure(error)
+            for future in (doomed.future, doomed._drain_waiter):  # noqa: SLF001
+                if future.done() and not future.cancelled():
+                    future.exception()  # retrieved: no "never retrieved" noise
+        try:
+            await asyncio.wait_for(producer.stop(), 10)
+        except TimeoutError:
+            log.warning("kafka producer of %s did not stop within 10 s", self.bootstrap)
+
+    # -- consuming ---------------------------------------------------------------------------
+
+    def consumer(self, group: str, topics: Sequence[str]) -> KafkaConsumer:
+        if self._closed:
+            raise KafkaBusError("bus is closed")
+        consumer = KafkaConsumer(self, group, list(topics), self._consumer_options)
+        self._consumers.add(consumer)
+        return consumer
+
+    def _forget(self, consumer: KafkaConsumer) -> None:
+        self._consumers.discard(consumer)
+
+    async def close(self) -> None:
+        self._closed = True
+        for consumer in list(self._consumers):
+            await consumer.close()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+
+class KafkaConsumer:
+    """`EventConsumer`: one member of a consumer group; started (joins the group) on first use."""
+
+    def __init__(self, bus: KafkaBus, group: str, topics: list[str], options: dict[str, Any]) -> None:
+        self._bus = bus
+        self.group = group
+        self.topics = topics
+        self._options = options
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    async def _started(self) -> AIOKafkaConsumer:
+        if self._closed:
+            raise KafkaBusError("consumer is closed")
+        if self._consumer is not None:
+            return self._consumer
+        async with self._lock:
+            if self._consumer is None:
+                await self._bus.ensure_topics(self.topics)
+                options: dict[str, Any] = {
+                    "enable_auto_commit": False,
+                    "auto_offset_reset": "earliest",
+                    "request_timeout_ms": int(self._bus.publish_timeout * 1000),
+                }
+                options.update(self._options)
+                consumer = AIOKafkaConsumer(
+                    *self.topics,
+                    bootstrap_servers=self._bus.bootstrap,
+                    client_id=f"{self._bus.client_id}-{self.group}",
+                    group_id=self.group,
+                    **options,
+                )
+                try:
+                    await asyncio.wait_for(consumer.start(), self._bus.publish_timeout)
+                except BaseException as exc:
+                    await consumer.stop()
+                    if isinstance(exc, KafkaError | OSError | TimeoutError):
+                        raise KafkaBusError(
+                            f"consumer {self.group} cannot connect to {self._bus.bootstrap}: {exc!r}"
+                        ) from exc
+                    raise
+                self._consumer = consumer
+            return self._consumer
+
+    def assignment(self) -> set[tuple[str, int]]:
+        """(topic, partition) pairs this member owns now (empty before it has joined)."""
+        if self._consumer is None:
+            return set()
+        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    async def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
+        consumer = await self._started()
+        batches = await consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records)
+        records: list[Record] = []
+        for tp, items in batches.items():
+            for item in items:
+                key = item.key.decode() if item.key is not None else ""
+                records.append(Record(tp.topic, tp.partition, item.offset, key, item.value or b""))
+        return records
+
+    async def commit(self, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        highest: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            if record.offset >= highest.get(tp, -1):
+                highest[tp] = record.offset
+        consumer = await self._started()
+        try:
+            await consumer.commit({tp: OffsetAndMetadata(offset + 1, "") for tp, offset in highest.items()})
+        except KafkaError as exc:
+            raise KafkaBusError(f"commit of group {self.group} failed: {exc!r}") from exc
+
+    async def lag(self) -> int:
+        """End offsets minus the group's committed offsets, over every partition of the topics
+        (not only this member's): what the whole group still has to do. A partition without a
+        commit counts from its beginning (auto_offset_reset=earliest)."""
+        consumer = await self._started()
+        partitions: list[TopicPartition] = []
+        for topic in self.topics:
+            ids = consumer.partitions_for_topic(topic)
+            if ids is None:
+                await consumer._client.force_metadata_update()  # noqa: SLF001 - metadata not yet known
+                ids = consumer.partitions_for_topic(topic) or set()
+            partitions.extend(TopicPartition(topic, p) for p in sorted(ids))
+        if not partitions:
+            return 0
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        total = 0
+        for tp in partitions:
+            committed = await consumer.committed(tp)
+            done = committed if committed is not None else starts.get(tp, 0)
+            total += max(0, ends.get(tp, 0) - done)
+        return total
+
+    async def close(self) -> None:
+        self._closed = True
+        self._bus._forget(self)
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()

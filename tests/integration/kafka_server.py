@@ -1,0 +1,116 @@
+"""A throwaway single-node Apache Kafka 4.4 (KRaft) for the integration tests.
+
+    with kafka_server() as server:      # server.bootstrap == "127.0.0.1:PORT"
+        ...
+        server.stop(); server.start()   # same data dir: what was acknowledged is still there
+
+Runs `scripts/kafka.sh fetch` (Maven, cached under ~/.cache/cellcelly, skipped when present) and
+`scripts/kafka.sh start DIR PORT` in a temporary directory on a free port; stopped and deleted on
+exit. With `CELLCELLY_TEST_KAFKA` (a bootstrap "host:port") set, that cluster is used instead and
+nothing is started (nor can it be restarted: `server.external`). Without Java or Maven, or when
+the fetch fails, `KafkaUnavailable` is raised; the fixture turns it into a skip (a failure when
+CI=true).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+ENV_BOOTSTRAP = "CELLCELLY_TEST_KAFKA"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "kafka.sh"
+
+
+class KafkaUnavailable(RuntimeError):
+    """No way to run Kafka here (no Java, no Maven, the jars could not be fetched)."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _script(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def fetch() -> None:
+    for tool in ("java", "mvn"):
+        if shutil.which(tool) is None:
+            raise KafkaUnavailable(
+                f"{tool} not found: Kafka needs a JDK 17+ and Maven (apt-get install maven)"
+            )
+    try:
+        done = _script("fetch", timeout=600)
+    except subprocess.TimeoutExpired as exc:
+        raise KafkaUnavailable("scripts/kafka.sh fetch took more than 600 s") from exc
+    if done.returncode != 0:
+        raise KafkaUnavailable(f"scripts/kafka.sh fetch failed:\n{done.stderr[-3000:]}")
+
+
+class KafkaServer:
+    def __init__(self, root: Path | None = None, bootstrap: str | None = None) -> None:
+        self.external = bootstrap is not None
+        self.root = root
+        self.port = 0 if bootstrap is None else int(bootstrap.rsplit(":", 1)[1])
+        self.bootstrap = bootstrap or ""
+        self.running = False
+
+    @property
+    def log_path(self) -> Path | None:
+        return None if self.root is None else self.root / "kafka.log"
+
+    def start(self) -> str:
+        if self.external:
+            return self.bootstrap
+        assert self.root is not None
+        began = time.monotonic()
+        if not self.port:
+            self.port = free_port()
+        done = _script("start", str(self.root), str(self.port), timeout=150)
+        if done.returncode != 0:
+            raise RuntimeError(f"scripts/kafka.sh start failed ({done.returncode}):\n{done.stderr[-4000:]}")
+        self.running = True
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        log.info("kafka on %s ready in %.2fs", self.bootstrap, time.monotonic() - began)
+        return self.bootstrap
+
+    def stop(self) -> None:
+        if self.external or self.root is None:
+            return
+        done = _script("stop", str(self.root), timeout=60)
+        self.running = False
+        if done.returncode != 0:
+            raise RuntimeError(f"scripts/kafka.sh stop failed:\n{done.stderr[-2000:]}")
+
+
+@contextmanager
+def kafka_server() -> Iterator[KafkaServer]:
+    bootstrap = os.environ.get(ENV_BOOTSTRAP)
+    if bootstrap:
+        yield KafkaServer(bootstrap=bootstrap)
+        return
+    fetch()
+    root = Path(tempfile.mkdtemp(prefix="cellcelly-kafka-"))
+    server = KafkaServer(root)
+    try:
+        server.start()
+        yield server
+    finally:
+        try:
+            server.stop()
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
