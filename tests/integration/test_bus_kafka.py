@@ -14,14 +14,26 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
+from pathlib import Path
 
 import orjson
 import pytest
 from kafka_server import KafkaServer, KafkaUnavailable, kafka_server
 
+from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
 from cellcelly.adapters.bus_kafka import KafkaBus, KafkaConsumer
 from cellcelly.adapters.bus_kafka_bench import bench_kafka
+from cellcelly.adapters.sql import SqlRecords
+from cellcelly.application.accounts import AccountService
+from cellcelly.application.charging import ChargingService
+from cellcelly.application.relay import OutboxRelay
+from cellcelly.catalogue_store import CatalogueHolder
+from cellcelly.domain.charging import ChargeRequest, RequestType, ServiceUsage
+from cellcelly.domain.units import Service
 from cellcelly.ports.event_bus import Outgoing, Record
+from cellcelly.ports.records import SubscriberRecord
+from cellcelly.settings import DEFAULT_CATALOGUE
+from cellcelly.sf.sync import SyncFunction
 from cellcelly_testing import require
 
 pytestmark = pytest.mark.integration
@@ -273,3 +285,43 @@ async def test_broker_down_fails_publish_and_restart_keeps_the_data(kafka: Kafka
         await again.commit(await quiet(again, 0.1))
     finally:
         await bus.close()
+
+
+@pytest.mark.timeout(120)
+async def test_charging_to_kafka_to_sf_to_the_system_of_record(
+    kafka_bootstrap: str, records: SqlRecords, tmp_path: Path
+) -> None:
+    """The whole path on real servers: charging → outbox → relay → Kafka → SF → SQLite/PostgreSQL,
+    every debit exactly once, the outbox empty and the group's lag 0 at the end."""
+    catalogue = CatalogueHolder.from_file(DEFAULT_CATALOGUE)
+    store = EmbeddedBalanceStore(tmp_path / "balances", fsync="never")
+    accounts = AccountService(store, records, catalogue)
+    subscribers = [f"53500000{i:02d}" for i in range(10)]
+    for msisdn in subscribers:
+        accounts.open(SubscriberRecord(msisdn, "Ömer", "Şahin", f"{msisdn}@example.com", "active", "RIZE"))
+    charging = ChargingService(store, catalogue)
+    for i in range(150):
+        msisdn = subscribers[i % len(subscribers)]
+        voice = (ServiceUsage(1, Service.VOICE, 60, 0, "905551112233"),)
+        charging.charge(ChargeRequest(f"k{i}", RequestType.INITIAL, 0, msisdn, voice))
+        done = (ServiceUsage(1, Service.VOICE, 0, 42, "905551112233"),)
+        charging.charge(ChargeRequest(f"k{i}", RequestType.TERMINATE, 1, msisdn, done))
+    expected = {e.event["event_id"] for e in store.outbox(limit=10**6) if e.event["type"] == "usage"}
+    group = f"sf-{uuid.uuid4().hex[:8]}"  # a fresh group on the shared broker
+    bus = KafkaBus(kafka_bootstrap, client_id=group)
+    try:
+        relay = OutboxRelay(store, bus)
+        while await relay.relay_once():
+            pass
+        assert store.outbox() == []
+        sf = SyncFunction(bus, records, group=group)
+        deadline = time.monotonic() + 60
+        while sf.stats.usage_written < len(expected) and time.monotonic() < deadline:
+            await sf.sync_once(timeout=1.0)
+        written = {e.event_id for m in subscribers for e in records.usage_for(m, limit=10_000)}
+        assert written == expected and len(expected) == 150
+        assert await sf.consumer.lag() == 0
+        await sf.close()
+    finally:
+        await bus.close()
+        store.close()
