@@ -25,6 +25,15 @@ class Settings(BaseSettings):
     balance_store: Literal["embedded"] = "embedded"
     balance_fsync: Literal["always", "interval", "never"] = "interval"
 
+    # event bus: the embedded durable log, or Kafka (bootstrap servers "host:port,host:port")
+    event_bus: Literal["embedded", "kafka"] = "embedded"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+
+    # lookup cache: in process, or Hazelcast members "host:port,host:port"
+    cache: Literal["embedded", "hazelcast"] = "embedded"
+    hazelcast_members: str = "127.0.0.1:5701"
+    hazelcast_cluster: str = "cellcelly"
+
     ocs_host: str = "127.0.0.1"
     ocs_port: int = 8081
 

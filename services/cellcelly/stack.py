@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 
 import uvicorn
 
-from cellcelly.adapters.bus_embedded import EmbeddedBus
-from cellcelly.adapters.cache_embedded import EmbeddedCache
 from cellcelly.application.relay import OutboxRelay
 from cellcelly.dgw.gateway import Gateway
 from cellcelly.dgw.ocs_client import LocalOcs
@@ -22,10 +20,11 @@ from cellcelly.dgw.server import DgwServer
 from cellcelly.diameter.peer import LocalPeer
 from cellcelly.ocs.app import asgi_app
 from cellcelly.ocs.wire import serve_wire
-from cellcelly.ports.cache import SubscriberInfo
+from cellcelly.ports.cache import SubscriberCache, SubscriberInfo
+from cellcelly.ports.event_bus import EventBus
 from cellcelly.settings import Settings
 from cellcelly.sf.sync import SyncFunction
-from cellcelly.wiring import Components
+from cellcelly.wiring import Components, build_bus, build_cache
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,8 @@ class EmbeddedStack:
     _uvicorn: uvicorn.Server | None = None
     _uvicorn_task: asyncio.Task[None] | None = None
     _background: set[asyncio.Future[list[tuple[str, int | None]]]] = field(default_factory=set)
-    bus: EmbeddedBus | None = None
+    bus: EventBus | None = None
+    cache: SubscriberCache | None = None
     relay: OutboxRelay | None = None
     sf: SyncFunction | None = None
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
@@ -65,12 +65,12 @@ class EmbeddedStack:
             return None if account is None else SubscriberInfo(msisdn, account.status.value)
 
         # events: outbox -> bus (relay) -> system of record (SF)
-        self.bus = EmbeddedBus(settings.data_dir / "bus")
+        self.bus = build_bus(settings)
         self.relay = OutboxRelay(store, self.bus)
         self.sf = SyncFunction(self.bus, self.components.records)
         self._workers += [asyncio.ensure_future(self.relay.run()), asyncio.ensure_future(self.sf.run())]
 
-        cache = EmbeddedCache(lookup)
+        cache = self.cache = build_cache(settings, lookup)
         local = dgw_peer(settings)
         self.gateway = Gateway(local, LocalOcs(self.components.charging), cache)
         self.dgw = DgwServer(self.gateway, local)
@@ -97,7 +97,7 @@ class EmbeddedStack:
             await asyncio.sleep(0.01)
         self.ocs_port = int(self._uvicorn.servers[0].sockets[0].getsockname()[1])
 
-    def _on_account_change(self, cache: EmbeddedCache):  # type: ignore[no-untyped-def]
+    def _on_account_change(self, cache: SubscriberCache):  # type: ignore[no-untyped-def]
         gateway = self.gateway
         assert gateway is not None
 
@@ -140,3 +140,8 @@ class EmbeddedStack:
             self.sf.stop()
             await asyncio.gather(*self._workers, return_exceptions=True)
             await self.sf.close()
+        if self.bus is not None:
+            await self.bus.close()
+        close = getattr(self.cache, "close", None)  # Hazelcast holds a client; the embedded one nothing
+        if close is not None:
+            close()

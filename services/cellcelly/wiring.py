@@ -4,6 +4,7 @@ configuration, never by editing code."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
@@ -12,6 +13,8 @@ from cellcelly.application.accounts import AccountService
 from cellcelly.application.charging import ChargingService
 from cellcelly.catalogue_store import CatalogueHolder
 from cellcelly.ports.balance_store import BalanceStore
+from cellcelly.ports.cache import SubscriberCache, SubscriberInfo
+from cellcelly.ports.event_bus import EventBus
 from cellcelly.ports.records import SystemOfRecord
 from cellcelly.settings import DEFAULT_CATALOGUE, Settings
 
@@ -34,6 +37,27 @@ def build_store(settings: Settings) -> BalanceStore:
     if settings.balance_store == "embedded":
         return EmbeddedBalanceStore(settings.data_dir / "balances", fsync=settings.balance_fsync)
     raise ValueError(f"unknown balance store {settings.balance_store!r}")
+
+
+def build_bus(settings: Settings) -> EventBus:
+    if settings.event_bus == "kafka":
+        from cellcelly.adapters.bus_kafka import KafkaBus
+
+        return KafkaBus(settings.kafka_bootstrap)
+    from cellcelly.adapters.bus_embedded import EmbeddedBus
+
+    return EmbeddedBus(settings.data_dir / "bus")
+
+
+def build_cache(settings: Settings, loader: Callable[[str], SubscriberInfo | None]) -> SubscriberCache:
+    if settings.cache == "hazelcast":
+        from cellcelly.adapters.cache_hazelcast import HazelcastCache
+
+        members = [m.strip() for m in settings.hazelcast_members.split(",") if m.strip()]
+        return HazelcastCache(loader, members=members, cluster_name=settings.hazelcast_cluster)
+    from cellcelly.adapters.cache_embedded import EmbeddedCache
+
+    return EmbeddedCache(loader)
 
 
 def build(settings: Settings) -> Components:

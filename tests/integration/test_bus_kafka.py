@@ -325,3 +325,58 @@ async def test_charging_to_kafka_to_sf_to_the_system_of_record(
     finally:
         await bus.close()
         store.close()
+
+
+@pytest.mark.timeout(120)
+async def test_the_stack_on_kafka_by_configuration(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """`CELLCELLY_EVENT_BUS=kafka`: the same stack `make run` starts, its events on the real broker;
+    Gy traffic through the DGW ends up as usage records in the system of record."""
+    from cellcelly.cli import DEMO, seed_demo
+    from cellcelly.diameter.ccr import build_ccr
+    from cellcelly.diameter.constants import RequestType as CcType
+    from cellcelly.diameter.peer import LocalPeer, connect
+    from cellcelly.settings import Settings
+    from cellcelly.stack import EmbeddedStack
+    from cellcelly.wiring import build
+
+    settings = Settings(
+        data_dir=tmp_path,
+        ocs_port=0,
+        ocs_wire_port=0,
+        dgw_port=0,
+        event_bus="kafka",
+        kafka_bootstrap=kafka_bootstrap,
+    )
+    components = build(settings)
+    seed_demo(components)
+    stack = EmbeddedStack(components)
+    await stack.start()
+    client = LocalPeer("pgw.kafka.test", "test.local")
+    conn = await connect("127.0.0.1", stack.dgw_port, client)
+    try:
+        for i in range(5):
+            for kind, number, used in ((CcType.INITIAL, 0, 0), (CcType.TERMINATION, 1, 33)):
+                ccr = build_ccr(
+                    session_id=f"kafka-stack-{i}",
+                    origin=client,
+                    destination_realm="cellcelly.local",
+                    request_type=kind,
+                    request_number=number,
+                    msisdn=DEMO.msisdn,
+                    service="voice",
+                    rating_group=1,
+                    requested=60 if number == 0 else None,
+                    used=used,
+                    destination="905551112233",
+                )
+                assert (await conn.request(ccr)).result_code == 2001
+        deadline = time.monotonic() + 60
+        while len(components.records.usage_for(DEMO.msisdn)) < 5 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        usage = components.records.usage_for(DEMO.msisdn)
+        assert sorted(u.session_id for u in usage) == [f"kafka-stack-{i}" for i in range(5)]
+        assert all(u.units == 33 for u in usage)
+    finally:
+        await conn.disconnect()
+        await stack.stop()
+        components.close()
