@@ -12,6 +12,7 @@ from typing import Any
 from cellcelly.domain.account import Account, Bucket, RatedService, Reservation, Session, Status
 from cellcelly.domain.charging import (
     ChargeAnswer,
+    NotificationEvent,
     RequestType,
     ResultCode,
     ServiceResult,
@@ -21,6 +22,7 @@ from cellcelly.domain.provisioning import LedgerEvent
 from cellcelly.domain.units import Service
 
 EVENT_SCHEMA_VERSION = 1
+_NOTICE_FIELDS = NotificationEvent.__slots__
 
 # --- answers ----------------------------------------------------------------------------------
 
@@ -153,7 +155,13 @@ def account_from_dict(d: dict[str, Any]) -> Account:
 # --- events -----------------------------------------------------------------------------------
 
 
-def event_to_dict(e: UsageEvent | LedgerEvent) -> dict[str, Any]:
+def event_to_dict(e: UsageEvent | LedgerEvent | NotificationEvent) -> dict[str, Any]:
+    if isinstance(e, NotificationEvent):
+        return {
+            "type": "notification",
+            "schema": EVENT_SCHEMA_VERSION,
+            **{k: getattr(e, k) for k in _NOTICE_FIELDS},
+        }
     if isinstance(e, UsageEvent):
         return {
             "type": "usage",
@@ -190,9 +198,11 @@ def event_to_dict(e: UsageEvent | LedgerEvent) -> dict[str, Any]:
     }
 
 
-def event_from_dict(d: dict[str, Any]) -> UsageEvent | LedgerEvent:
+def event_from_dict(d: dict[str, Any]) -> UsageEvent | LedgerEvent | NotificationEvent:
     if d.get("schema") != EVENT_SCHEMA_VERSION:
         raise ValueError(f"unsupported event schema {d.get('schema')!r}")
+    if d["type"] == "notification":
+        return NotificationEvent(**{k: d[k] for k in _NOTICE_FIELDS})
     if d["type"] == "usage":
         return UsageEvent(
             d["event_id"],
@@ -227,8 +237,10 @@ def event_from_dict(d: dict[str, Any]) -> UsageEvent | LedgerEvent:
     raise ValueError(f"unknown event type {d['type']!r}")
 
 
-def event_from_fields(d: dict[str, Any]) -> UsageEvent | LedgerEvent:
+def event_from_fields(d: dict[str, Any]) -> UsageEvent | LedgerEvent | NotificationEvent:
     """An event from orjson's own dataclass form (field names only; journals use it)."""
+    if "kind" in d and "bucket_id" in d:
+        return NotificationEvent(**d)
     if "session_id" in d:
         return UsageEvent(
             **{**d, "service": Service(d["service"]), "buckets": tuple(map(tuple, d["buckets"]))}

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     hazelcast_members: str = "127.0.0.1:5701"
     hazelcast_cluster: str = "cellcelly"
 
+    # notifier: e-mail over SMTP; off while no host is set
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_sender: str = "bildirim@cellcelly.local"
+
     ocs_host: str = "127.0.0.1"
     ocs_port: int = 8081
 

@@ -18,6 +18,8 @@ from cellcelly.dgw.gateway import Gateway
 from cellcelly.dgw.ocs_client import LocalOcs
 from cellcelly.dgw.server import DgwServer
 from cellcelly.diameter.peer import LocalPeer
+from cellcelly.notifier.channels import EmailChannel
+from cellcelly.notifier.service import Notifier, SentLog
 from cellcelly.ocs.app import asgi_app
 from cellcelly.ocs.wire import serve_wire
 from cellcelly.ports.cache import SubscriberCache, SubscriberInfo
@@ -52,6 +54,7 @@ class EmbeddedStack:
     _background: set[asyncio.Future[list[tuple[str, int | None]]]] = field(default_factory=set)
     bus: EventBus | None = None
     cache: SubscriberCache | None = None
+    notifier: Notifier | None = None
     relay: OutboxRelay | None = None
     sf: SyncFunction | None = None
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
@@ -69,6 +72,15 @@ class EmbeddedStack:
         self.relay = OutboxRelay(store, self.bus)
         self.sf = SyncFunction(self.bus, self.components.records)
         self._workers += [asyncio.ensure_future(self.relay.run()), asyncio.ensure_future(self.sf.run())]
+        if settings.smtp_host:
+            channel = EmailChannel(settings.smtp_host, settings.smtp_port, settings.smtp_sender)
+            self.notifier = Notifier(
+                self.bus,
+                self.components.records,
+                channel,
+                SentLog(settings.data_dir / "notifier" / "sent.log"),
+            )
+            self._workers.append(asyncio.ensure_future(self.notifier.run()))
 
         cache = self.cache = build_cache(settings, lookup)
         local = dgw_peer(settings)
@@ -135,11 +147,15 @@ class EmbeddedStack:
             await self._uvicorn_task
         for task in list(self._background):
             task.cancel()
+        if self.notifier is not None:
+            self.notifier.stop()
         if self.relay is not None and self.sf is not None:
             self.relay.stop()
             self.sf.stop()
             await asyncio.gather(*self._workers, return_exceptions=True)
             await self.sf.close()
+        if self.notifier is not None:
+            await self.notifier.close()
         if self.bus is not None:
             await self.bus.close()
         close = getattr(self.cache, "close", None)  # Hazelcast holds a client; the embedded one nothing

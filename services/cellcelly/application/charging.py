@@ -33,7 +33,10 @@ class ChargingService:
             if outcome.account is None:
                 return outcome.answer, None
             return outcome.answer, Commit(
-                outcome.account, outcome.changed_sessions, outcome.removed_sessions, outcome.events
+                outcome.account,
+                outcome.changed_sessions,
+                outcome.removed_sessions,
+                [*outcome.events, *outcome.notices],
             )
 
         return self.store.transact(msisdn, apply)

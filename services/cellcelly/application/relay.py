@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import orjson
 
 from cellcelly.ports.balance_store import BalanceStore
-from cellcelly.ports.event_bus import LEDGER, USAGE, EventBus, Outgoing
+from cellcelly.ports.event_bus import LEDGER, NOTIFICATIONS, USAGE, EventBus, Outgoing
 
 log = logging.getLogger(__name__)
 
-TOPIC_OF = {"usage": USAGE, "ledger": LEDGER}
+TOPIC_OF = {"usage": USAGE, "ledger": LEDGER, "notification": NOTIFICATIONS}
 
 
 @dataclass

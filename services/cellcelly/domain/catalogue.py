@@ -85,6 +85,7 @@ class ChargingPolicy:
     grace: int = 30  # extra seconds before an unreported reservation is released
     answer_retention: int = 300  # seconds a finished session's answers stay for retransmissions
     idle_session_timeout: int = 86_400  # a session with nothing reserved is forgotten after this
+    low_wallet: int = 1_000  # kuruş: the wallet falling below this is told to the subscriber
     quotas: Mapping[Service, Quota] = field(
         default_factory=lambda: {
             Service.VOICE: Quota(300, 3600),

@@ -102,6 +102,29 @@ class UsageEvent:
 
 
 @dataclass(slots=True)
+class NotificationEvent:
+    """Something the subscriber should be told, decided in the same step as the debit that caused it.
+
+    The id names the fact itself (this bucket passed 80%), so however often it is delivered the
+    subscriber is told once.
+    """
+
+    event_id: str
+    msisdn: str
+    kind: str  # "bucket-80" | "bucket-100" | "wallet-low"
+    occurred_at: int
+    service: str = ""
+    package: str = ""
+    bucket_id: str = ""
+    remaining: int = 0  # units left in the bucket
+    total: int = 0
+    wallet: int = 0  # kuruş, after the debit
+
+
+BUCKET_THRESHOLDS = (80, 100)  # percent used
+
+
+@dataclass(slots=True)
 class Outcome:
     """What one charging operation produces; the store commits it atomically or not at all."""
 
@@ -110,6 +133,7 @@ class Outcome:
     changed_sessions: set[str] = field(default_factory=set)
     removed_sessions: set[str] = field(default_factory=set)
     events: list[UsageEvent] = field(default_factory=list)
+    notices: list[NotificationEvent] = field(default_factory=list)  # for the outbox too, after the usage
 
 
 def _answer(req: ChargeRequest, code: ResultCode, services: tuple[ServiceResult, ...] = ()) -> ChargeAnswer:
@@ -157,6 +181,7 @@ class _Transaction:
         self.changed: set[str] = set()
         self.removed: set[str] = set()
         self.events: list[UsageEvent] = []
+        self.notices: list[NotificationEvent] = []
         self.swept = False
         self.copied_buckets: set[str] = set()
 
@@ -299,6 +324,7 @@ class _Transaction:
                 wallet_units = min(need, self._affordable(rs, acc.available_money()))
             need -= wallet_units
         money = rs.cost(rs.wallet_units + wallet_units) - rs.cost(rs.wallet_units)
+        wallet_before = acc.wallet
         acc.wallet -= money
         rs.wallet_units += wallet_units
         rs.money += money
@@ -323,6 +349,43 @@ class _Transaction:
                 buckets=tuple(consumed),
             )
         )
+        self._notices(consumed, wallet_before)
+
+    def _notices(self, consumed: list[tuple[str, int]], wallet_before: int) -> None:
+        """Thresholds this debit crossed: a bucket at 80% and 100% used, the wallet going low."""
+        acc, now = self.acc, self.now
+        for bucket_id, taken in consumed:
+            bucket = acc.buckets[bucket_id]
+            used_after = bucket.total - bucket.remaining
+            used_before = used_after - taken
+            for percent in BUCKET_THRESHOLDS:
+                if used_before * 100 < percent * bucket.total <= used_after * 100:
+                    self.notices.append(
+                        NotificationEvent(
+                            f"{acc.msisdn}#{bucket_id}#{percent}",
+                            acc.msisdn,
+                            f"bucket-{percent}",
+                            now,
+                            bucket.service.value,
+                            bucket.package,
+                            bucket_id,
+                            bucket.remaining,
+                            bucket.total,
+                            acc.wallet,
+                        )
+                    )
+        low = self.policy.low_wallet
+        if wallet_before >= low > acc.wallet:
+            # once per fall below the line: a top-up and a new fall tell again (revision tells them apart)
+            self.notices.append(
+                NotificationEvent(
+                    f"{acc.msisdn}#wallet-low#{acc.revision}",
+                    acc.msisdn,
+                    "wallet-low",
+                    now,
+                    wallet=acc.wallet,
+                )
+            )
 
     # --- requests -----------------------------------------------------------------------------
 
@@ -431,7 +494,7 @@ class _Transaction:
                     del session.answers[old]
         acc.revision += 1
         acc.next_sweep = next_sweep(acc, self.policy, self.now, None if self.swept else self.changed)
-        return Outcome(answer, acc, self.changed, self.removed, self.events)
+        return Outcome(answer, acc, self.changed, self.removed, self.events, self.notices)
 
 
 def next_sweep(acc: Account, policy: ChargingPolicy, now: int, changed: set[str] | None = None) -> int:

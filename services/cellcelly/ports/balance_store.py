@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from cellcelly.domain.account import Account
-from cellcelly.domain.charging import UsageEvent
+from cellcelly.domain.charging import NotificationEvent, UsageEvent
 from cellcelly.domain.provisioning import LedgerEvent
 
-Event = UsageEvent | LedgerEvent
+Event = UsageEvent | LedgerEvent | NotificationEvent
 T = TypeVar("T")
 
 

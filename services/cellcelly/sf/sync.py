@@ -62,7 +62,7 @@ class SyncFunction:
                 continue
             if isinstance(event, UsageEvent):
                 usage.append(event)
-            else:
+            elif isinstance(event, LedgerEvent):
                 ledger.append(event)
         if poison:
             await self.bus.publish(poison)

@@ -1,0 +1,1 @@
+"""The notifier: threshold events become messages to the subscriber, each told once."""

@@ -1,0 +1,46 @@
+"""What the subscriber reads, in Turkish, with amounts written the way people say them."""
+
+from __future__ import annotations
+
+from cellcelly.domain.charging import NotificationEvent
+from cellcelly.domain.money import format_tl
+
+_SERVICE_TR = {"voice": "dakika", "sms": "SMS", "data": "internet"}
+
+
+def amount_text(service: str, units: int) -> str:
+    if service == "voice":
+        return f"{units // 60} dakika"
+    if service == "sms":
+        return f"{units} SMS"
+    mb = units // (1024 * 1024)
+    if mb >= 1024:
+        gb, rest = divmod(mb, 1024)
+        return f"{gb},{rest * 10 // 1024} GB" if rest else f"{gb} GB"
+    return f"{mb} MB"
+
+
+def render(event: NotificationEvent, first_name: str) -> tuple[str, str]:
+    """(subject, text) for a notification."""
+    hello = f"Merhaba {first_name}," if first_name else "Merhaba,"
+    what = _SERVICE_TR.get(event.service, event.service)
+    if event.kind == "bucket-80":
+        left = amount_text(event.service, event.remaining)
+        return (
+            f"{event.package} paketinizdeki {what} hakkınızın %80'ini kullandınız",
+            f"{hello}\n\n{event.package} paketinizdeki {what} hakkınızın %80'ini kullandınız. "
+            f"Kalan: {left}.\n\nCellCelly",
+        )
+    if event.kind == "bucket-100":
+        return (
+            f"{event.package} paketinizdeki {what} hakkınız bitti",
+            f"{hello}\n\n{event.package} paketinizdeki {what} hakkınızın tamamını kullandınız. "
+            f"Bundan sonraki kullanımınız bakiyenizden ücretlendirilir; ek paket alabilirsiniz.\n\nCellCelly",
+        )
+    if event.kind == "wallet-low":
+        return (
+            "Bakiyeniz azaldı",
+            f"{hello}\n\nBakiyeniz {format_tl(event.wallet).replace('.', ',')} TL'ye düştü. "
+            f"Kesintisiz iletişim için yükleme yapabilirsiniz.\n\nCellCelly",
+        )
+    return ("CellCelly bildirimi", f"{hello}\n\n{event.kind}\n\nCellCelly")

@@ -1,0 +1,118 @@
+"""Consumes notification events and tells the subscriber, once per event id.
+
+Order per batch: skip what was already sent, send the rest, write their ids to the sent log
+(fsynced), then commit the offsets. A crash after sending and before the log is written can
+send one message twice; the log makes every later delivery of the same event a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from cellcelly.codec import event_from_dict
+from cellcelly.domain.charging import NotificationEvent
+from cellcelly.notifier.channels import Channel
+from cellcelly.notifier.messages import render
+from cellcelly.ports.event_bus import NOTIFICATIONS, EventBus, Record
+from cellcelly.ports.records import SystemOfRecord
+
+log = logging.getLogger(__name__)
+GROUP = "cellcelly-notifier"
+
+
+class SentLog:
+    """Ids of the notifications already delivered (a durable append-only file)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._ids = set(path.read_text(encoding="utf-8").split()) if path.exists() else set()
+
+    def __contains__(self, event_id: str) -> bool:
+        return event_id in self._ids
+
+    def add(self, event_ids: list[str]) -> None:
+        if not event_ids:
+            return
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, "".join(f"{e}\n" for e in event_ids).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._ids.update(event_ids)
+
+
+@dataclass
+class NotifierStats:
+    sent: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+
+class Notifier:
+    def __init__(self, bus: EventBus, records: SystemOfRecord, channel: Channel, sent: SentLog) -> None:
+        self.records = records
+        self.channel = channel
+        self.sent = sent
+        self.consumer = bus.consumer(GROUP, [NOTIFICATIONS])
+        self.stats = NotifierStats()
+        self._stop = asyncio.Event()
+
+    async def notify_once(self, timeout: float = 0.5) -> int:
+        polled = await self.consumer.poll(200, timeout)
+        delivered: list[str] = []
+        try:
+            await self._deliver(polled, delivered)
+        finally:
+            self.sent.add(delivered)  # what went out is never sent again, even if the batch failed
+        await self.consumer.commit(polled)
+        return len(polled)
+
+    async def _deliver(self, polled: list[Record], delivered: list[str]) -> None:
+        for record in polled:
+            try:
+                event = event_from_dict(orjson.loads(record.value))
+            except Exception:  # noqa: BLE001 - not ours to fix here; the record is skipped
+                log.warning("notifier: undecodable record skipped", extra={"offset": record.offset})
+                self.stats.skipped += 1
+                continue
+            if not isinstance(event, NotificationEvent):
+                self.stats.skipped += 1
+                continue
+            if event.event_id in self.sent or event.event_id in delivered:
+                self.stats.duplicates += 1
+                continue
+            subscriber = self.records.get_subscriber(event.msisdn)
+            if subscriber is None:
+                self.stats.skipped += 1
+                continue
+            subject, text = render(event, subscriber.first_name)
+            await self.channel.send(subscriber, subject, text)  # raising leaves the batch uncommitted
+            delivered.append(event.event_id)
+            self.stats.sent += 1
+
+    async def run(self) -> None:
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                await self.notify_once()
+                delay = 0.5
+            except Exception:  # noqa: BLE001 - e.g. the SMTP server is down: retry the batch later
+                self.stats.failed += 1
+                log.exception("notifier: batch failed, will retry")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def close(self) -> None:
+        await self.consumer.close()
