@@ -1,0 +1,68 @@
+"""Threshold notices come out of the charging step itself, once per crossing."""
+
+from __future__ import annotations
+
+import pytest
+
+from cellcelly.catalogue_store import parse_catalogue_text
+from cellcelly.domain.charging import ChargeRequest, NotificationEvent, RequestType, ServiceUsage, charge
+from cellcelly.domain.provisioning import open_account, top_up
+from cellcelly.domain.units import Service
+from cellcelly.notifier.messages import amount_text, render
+from cellcelly.settings import DEFAULT_CATALOGUE
+
+pytestmark = pytest.mark.unit
+CAT = parse_catalogue_text(DEFAULT_CATALOGUE.read_text(encoding="utf-8"))
+NOW = 1_800_000_000
+M = "5371234567"
+
+
+def sms_abroad(sid: str) -> ChargeRequest:
+    return ChargeRequest(sid, RequestType.EVENT, 0, M, (ServiceUsage(2, Service.SMS, 1, 0, "4915112345678"),))
+
+
+def test_bucket_thresholds_are_crossed_once_each() -> None:
+    acc = open_account(M, CAT, "ANKARA", NOW).account  # 3000 SMS
+    notices: list[NotificationEvent] = []
+    sent = 0
+    for step in (2000, 399, 1, 1, 598, 1, 5):  # 80% is 2400, 100% is 3000
+        units = min(step, 3000 - sent) or 1
+        req = ChargeRequest(
+            f"s{sent}", RequestType.EVENT, 0, M, (ServiceUsage(1, Service.SMS, units, 0, "905551112233"),)
+        )
+        out = charge(acc, CAT, req, NOW)
+        assert out.account is not None
+        acc = out.account
+        notices += out.notices
+        sent += units
+    kinds = [n.kind for n in notices]
+    assert kinds == ["bucket-80", "bucket-100"]
+    assert notices[0].remaining == 600 and notices[0].total == 3000 and notices[0].package == "ANKARA"
+    assert len({n.event_id for n in notices}) == 2
+
+
+def test_wallet_low_once_per_fall_and_again_after_a_top_up() -> None:
+    acc = open_account(M, CAT, None, NOW).account  # 100 TL, no package
+    lows = []
+    for i in range(24):
+        out = charge(acc, CAT, sms_abroad(f"a{i}"), NOW)
+        assert out.account is not None
+        acc = out.account
+        lows += [n for n in out.notices if n.kind == "wallet-low"]
+    assert len(lows) == 1 and lows[0].wallet == 800
+    acc = top_up(acc, 2000, "v", CAT.policy, NOW).account  # back above the line
+    for i in range(6):
+        out = charge(acc, CAT, sms_abroad(f"b{i}"), NOW)
+        assert out.account is not None
+        acc = out.account
+        lows += [n for n in out.notices if n.kind == "wallet-low"]
+    assert len(lows) == 2 and lows[0].event_id != lows[1].event_id
+
+
+def test_messages_are_turkish_and_say_amounts_properly() -> None:
+    assert amount_text("data", 3 * 1024**3 + 512 * 1024**2) == "3,5 GB"
+    assert amount_text("data", 614 * 1024**2) == "614 MB"
+    assert amount_text("voice", 550 * 60) == "550 dakika"
+    event = NotificationEvent("x", M, "bucket-100", NOW, "data", "RİZE", "b", 0, 10, 0)
+    subject, text = render(event, "Çiğdem")
+    assert subject == "RİZE paketinizdeki internet hakkınız bitti" and text.startswith("Merhaba Çiğdem,")
