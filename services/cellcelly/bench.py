@@ -437,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--only", choices=["in-process", "http", "codec", "e2e"], default=None)
+    parser.add_argument("--only", choices=["in-process", "http", "codec", "e2e", "events"], default=None)
     parser.add_argument("--rates", default="750,2000", help="e2e offered loads, sessions/s")
     parser.add_argument("--output", type=Path, default=Path("bench/results/latest.json"))
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
@@ -457,6 +457,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "e2e"):
         rates = tuple(float(r) for r in args.rates.split(","))
         results += bench_e2e(args.seconds, min(args.subscribers, 10_000), rates)
+    if args.only in (None, "events"):
+        from cellcelly.bench_events import bench_events
+
+        results += bench_events(args.seconds)
     by_name = {r["name"].split(":")[0]: r for r in results}
     ratios = {}
     if "in-process baseline" in by_name:

@@ -50,7 +50,19 @@ def make_engine(url: str | URL, **engine_kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         engine_kwargs.setdefault("pool_pre_ping", True)
-        return create_engine(parsed, **engine_kwargs)
+        engine = create_engine(parsed, **engine_kwargs)
+        if parsed.get_backend_name() == "postgresql":
+
+            @event.listens_for(engine, "connect")
+            def _on_pg_connect(dbapi_connection: Any, _record: Any) -> None:
+                # psycopg prepares a statement after 5 runs; PostgreSQL's generic plan for the
+                # existing-ids IN list turns into a sequential scan once the table has grown
+                # (seconds per SF batch at ~35k rows): always plan with the actual values
+                with dbapi_connection.cursor() as cursor:
+                    cursor.execute("SET plan_cache_mode = force_custom_plan")
+                dbapi_connection.commit()
+
+        return engine
 
     connect_args = dict(engine_kwargs.pop("connect_args", {}))
     connect_args.setdefault("check_same_thread", False)

@@ -1,0 +1,209 @@
+"""Throwaway servers for tests and benchmarks: a PostgreSQL and a single-node Kafka on this machine.
+
+    with postgres_server() as url:   # postgresql+psycopg://postgres@127.0.0.1:PORT/cellcelly
+        ...
+    with kafka_server() as bootstrap:   # "127.0.0.1:PORT"
+        ...
+
+PostgreSQL uses the server binaries of the machine (`/usr/lib/postgresql/*/bin`, else `initdb` on
+PATH): `initdb` into a temporary directory, `pg_ctl start` on 127.0.0.1 with a free port and a
+private socket directory, fsync off. As root, the binaries run as the `postgres` OS user
+(PostgreSQL refuses to run as root). Stopped (`pg_ctl stop -m fast`) and deleted on exit. With
+`CELLCELLY_TEST_POSTGRES_URL` set, that server is used instead and nothing is started. Without
+binaries, `PostgresUnavailable` is raised.
+
+Kafka runs `scripts/kafka.sh fetch` and `scripts/kafka.sh start DIR PORT` of a source checkout
+(Java 17+ and Maven needed; the jars are cached under ~/.cache/cellcelly); `KafkaUnavailable` is
+raised when that is impossible.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+ENV_URL = "CELLCELLY_TEST_POSTGRES_URL"
+DATABASE = "cellcelly"
+OS_USER = "postgres"
+KAFKA_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "kafka.sh"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+
+
+class PostgresUnavailable(RuntimeError):
+    """No PostgreSQL server binaries (or no way to run them) on this machine."""
+
+
+def _version_key(path: str) -> tuple[int, ...]:
+    version = Path(path).parent.parent.name  # /usr/lib/postgresql/<version>/bin/initdb
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+def find_bindir() -> Path:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_version_key)
+    if candidates:
+        return Path(candidates[-1]).parent
+    on_path = shutil.which("initdb")
+    if on_path:
+        return Path(on_path).parent
+    raise PostgresUnavailable("PostgreSQL server binaries (initdb, pg_ctl) not found")
+
+
+class ThrowawayPostgres:
+    def __init__(self) -> None:
+        self.bindir = find_bindir()
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            try:
+                self.os_user = pwd.getpwnam(OS_USER)
+            except KeyError:
+                raise PostgresUnavailable(f"running as root but there is no {OS_USER!r} OS user") from None
+            if shutil.which("runuser") is None:
+                raise PostgresUnavailable("running as root but `runuser` is missing")
+        self.root = Path(tempfile.mkdtemp(prefix="cellcelly-pg-"))
+        self.datadir = self.root / "data"
+        self.sockdir = self.root / "sock"
+        self.logfile = self.root / "postgres.log"
+        self.port = 0
+        self.started = False
+
+    def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        cmd = [str(self.bindir / args[0]), *args[1:]]
+        if self.as_root:
+            cmd = ["runuser", "-u", OS_USER, "--", *cmd]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"{' '.join(cmd)} exited {done.returncode}\n{done.stdout}\n{done.stderr}\n{self._log_tail()}"
+            )
+        return done
+
+    def _log_tail(self) -> str:
+        try:
+            return self.logfile.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def start(self) -> str:
+        began = time.monotonic()
+        self.sockdir.mkdir()
+        if self.as_root:
+            for path in (self.root, self.sockdir):
+                os.chown(path, self.os_user.pw_uid, self.os_user.pw_gid)
+        self._run("initdb", "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync",
+                  "-D", str(self.datadir))  # fmt: skip
+        for attempt in range(3):
+            self.port = free_port()
+            options = (
+                f"-p {self.port} -k {self.sockdir} -c listen_addresses=127.0.0.1 -c fsync=off"
+                " -c synchronous_commit=off -c full_page_writes=off"
+            )
+            try:
+                self._run("pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t", "60",
+                          "-o", options, "start")  # fmt: skip
+                break
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+                log.warning("PostgreSQL did not start on port %d, retrying", self.port)
+        self.started = True
+        with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
+                             autocommit=True) as conn:  # fmt: skip
+            conn.execute(f"CREATE DATABASE {DATABASE}")
+        log.info("PostgreSQL up on 127.0.0.1:%d in %.2fs", self.port, time.monotonic() - began)
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{DATABASE}"
+
+    def stop(self) -> None:
+        try:
+            if self.started:
+                self._run("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "stop")
+                self.started = False
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """Yield a SQLAlchemy URL of an empty database; raise PostgresUnavailable if impossible."""
+    external = os.environ.get(ENV_URL)
+    if external:
+        yield external
+        return
+    server = ThrowawayPostgres()
+    try:
+        url = server.start()
+    except BaseException:
+        server.stop()
+        raise
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+# --- Kafka ---------------------------------------------------------------------------------------
+
+
+class KafkaUnavailable(RuntimeError):
+    """No way to run Kafka here (no Java, no Maven, no scripts/kafka.sh, the fetch failed)."""
+
+
+def _kafka_script(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(KAFKA_SCRIPT), *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@contextmanager
+def kafka_server() -> Iterator[str]:
+    """Yield the bootstrap "127.0.0.1:PORT" of a fresh single-node Kafka; stopped and deleted on exit."""
+    if not KAFKA_SCRIPT.exists():
+        raise KafkaUnavailable(f"{KAFKA_SCRIPT} not found (a source checkout is needed)")
+    for tool in ("java", "mvn"):
+        if shutil.which(tool) is None:
+            raise KafkaUnavailable(f"{tool} not found: Kafka needs a JDK 17+ and Maven")
+    try:
+        done = _kafka_script("fetch", timeout=600)
+    except subprocess.TimeoutExpired as exc:
+        raise KafkaUnavailable("scripts/kafka.sh fetch took more than 600 s") from exc
+    if done.returncode != 0:
+        raise KafkaUnavailable(f"scripts/kafka.sh fetch failed:\n{done.stderr[-3000:]}")
+    root = Path(tempfile.mkdtemp(prefix="cellcelly-kafka-"))
+    began = time.monotonic()
+    try:
+        port = free_port()
+        done = _kafka_script("start", str(root), str(port), timeout=150)
+        if done.returncode != 0:
+            raise KafkaUnavailable(
+                f"scripts/kafka.sh start failed ({done.returncode}):\n{done.stderr[-3000:]}"
+            )
+        log.info("kafka on 127.0.0.1:%d ready in %.2fs", port, time.monotonic() - began)
+        yield f"127.0.0.1:{port}"
+    finally:
+        try:
+            stopped = _kafka_script("stop", str(root), timeout=60)
+            if stopped.returncode != 0:
+                log.warning("scripts/kafka.sh stop failed: %s", stopped.stderr[-2000:])
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
