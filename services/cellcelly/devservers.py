@@ -175,20 +175,27 @@ def _kafka_script(*args: str, timeout: float) -> subprocess.CompletedProcess[str
     )
 
 
-@contextmanager
-def kafka_server() -> Iterator[str]:
-    """Yield the bootstrap "127.0.0.1:PORT" of a fresh single-node Kafka; stopped and deleted on exit."""
+def fetch_kafka() -> None:
+    """Make sure the Kafka jars are in the cache (scripts/kafka.sh fetch), or raise KafkaUnavailable."""
     if not KAFKA_SCRIPT.exists():
         raise KafkaUnavailable(f"{KAFKA_SCRIPT} not found (a source checkout is needed)")
     for tool in ("java", "mvn"):
         if shutil.which(tool) is None:
-            raise KafkaUnavailable(f"{tool} not found: Kafka needs a JDK 17+ and Maven")
+            raise KafkaUnavailable(
+                f"{tool} not found: Kafka needs a JDK 17+ and Maven (apt-get install maven)"
+            )
     try:
         done = _kafka_script("fetch", timeout=600)
     except subprocess.TimeoutExpired as exc:
         raise KafkaUnavailable("scripts/kafka.sh fetch took more than 600 s") from exc
     if done.returncode != 0:
         raise KafkaUnavailable(f"scripts/kafka.sh fetch failed:\n{done.stderr[-3000:]}")
+
+
+@contextmanager
+def kafka_server() -> Iterator[str]:
+    """Yield the bootstrap "127.0.0.1:PORT" of a fresh single-node Kafka; stopped and deleted on exit."""
+    fetch_kafka()
     root = Path(tempfile.mkdtemp(prefix="cellcelly-kafka-"))
     began = time.monotonic()
     try:

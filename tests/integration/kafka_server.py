@@ -25,14 +25,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cellcelly.devservers import KafkaUnavailable, fetch_kafka
+
+__all__ = ["KafkaServer", "KafkaUnavailable", "fetch", "kafka_server"]
+
 log = logging.getLogger(__name__)
 
 ENV_BOOTSTRAP = "CELLCELLY_TEST_KAFKA"
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "kafka.sh"
-
-
-class KafkaUnavailable(RuntimeError):
-    """No way to run Kafka here (no Java, no Maven, the jars could not be fetched)."""
 
 
 def free_port() -> int:
@@ -48,17 +48,7 @@ def _script(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
 
 
 def fetch() -> None:
-    for tool in ("java", "mvn"):
-        if shutil.which(tool) is None:
-            raise KafkaUnavailable(
-                f"{tool} not found: Kafka needs a JDK 17+ and Maven (apt-get install maven)"
-            )
-    try:
-        done = _script("fetch", timeout=600)
-    except subprocess.TimeoutExpired as exc:
-        raise KafkaUnavailable("scripts/kafka.sh fetch took more than 600 s") from exc
-    if done.returncode != 0:
-        raise KafkaUnavailable(f"scripts/kafka.sh fetch failed:\n{done.stderr[-3000:]}")
+    fetch_kafka()
 
 
 class KafkaServer:
