@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from cellcelly.domain.money import affordable_units, rated_cost
 from cellcelly.domain.units import Service
 
 DAY = 86_400
@@ -76,7 +77,11 @@ class RatedService:
     reservation: Reservation | None = None
 
     def cost(self, units: int) -> int:
-        return -(-units * self.price // self.per)
+        return rated_cost(units, self.price, self.per)
+
+    def affordable(self, money: int) -> int:
+        """Units beyond those already paid from the wallet that `money` kuruş can pay for."""
+        return affordable_units(self.wallet_units, money, self.price, self.per)
 
     def copy(self) -> RatedService:
         r = self.reservation

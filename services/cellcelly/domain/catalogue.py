@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cellcelly.domain.errors import CatalogueError, DomainError
-from cellcelly.domain.money import ceil_div, parse_tl
+from cellcelly.domain.money import affordable_units, parse_tl, rated_cost
 from cellcelly.domain.units import Service, parse_quantity
 
 HOME_LOCATION = "90"
@@ -36,18 +36,14 @@ class TariffRule:
     order: int = 0  # position in the file, the last tie-breaker
 
     def cost(self, units: int) -> int:
-        """Rated value of `units` in kuruş, rounded up to the next kuruş.
-
-        Charging applies it to cumulative usage of a session, so splitting usage over many
-        updates never costs more or less than reporting it at once.
-        """
-        return ceil_div(units * self.price, self.per)
+        """Rated value of `units` in kuruş (see `money.rated_cost`)."""
+        return rated_cost(units, self.price, self.per)
 
     def affordable(self, already: int, money: int) -> int:
         """Most units beyond `already` whose extra cost fits in `money` kuruş."""
         if self.price == 0:
             raise DomainError("a free rule has no affordable limit")
-        return (self.cost(already) + money) * self.per // self.price - already
+        return affordable_units(already, money, self.price, self.per)
 
     def match_score(self, location: str, destination: str, rating_group: int) -> tuple[int, int, int] | None:
         """How specifically this rule matches (higher wins), or None when it does not."""

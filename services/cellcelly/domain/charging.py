@@ -270,7 +270,7 @@ class _Transaction:
             if rs.price == 0:
                 wallet_units, more_left = need, True
             else:
-                affordable = self._affordable(rs, acc.available_money())
+                affordable = rs.affordable(acc.available_money())
                 wallet_units = min(need, affordable)
                 money = rs.cost(rs.wallet_units + wallet_units) - rs.cost(rs.wallet_units)
                 more_left = more_left or affordable > wallet_units
@@ -283,12 +283,6 @@ class _Transaction:
         expires = now + self.policy.validity_time + self.policy.grace
         rs.reservation = Reservation(held, wallet_units, money, expires)
         return granted, not more_left
-
-    @staticmethod
-    def _affordable(rs: RatedService, money: int) -> int:
-        """Units beyond those already paid whose extra cost fits in `money` (the fraction of a
-        kuruş already paid by rounding up counts too)."""
-        return max(0, (rs.cost(rs.wallet_units) + max(0, money)) * rs.per // rs.price - rs.wallet_units)
 
     # --- debits -------------------------------------------------------------------------------
 
@@ -321,7 +315,7 @@ class _Transaction:
             if rs.price == 0:
                 wallet_units = need
             else:
-                wallet_units = min(need, self._affordable(rs, acc.available_money()))
+                wallet_units = min(need, rs.affordable(acc.available_money()))
             need -= wallet_units
         money = rs.cost(rs.wallet_units + wallet_units) - rs.cost(rs.wallet_units)
         wallet_before = acc.wallet

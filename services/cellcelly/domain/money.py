@@ -43,3 +43,20 @@ def format_tl(kurus: int) -> str:
 def ceil_div(numerator: int, denominator: int) -> int:
     """Integer ceiling division for non-negative numerators (no float rounding)."""
     return -(-numerator // denominator)
+
+
+def rated_cost(units: int, price: int, per: int) -> int:
+    """Kuruş for `units` at `price` kuruş per `per` units, rounded up to the next kuruş.
+
+    Charging applies it to the cumulative usage of a session's rating group, so splitting usage
+    over many updates never costs more or less than reporting it at once.
+    """
+    return ceil_div(units * price, per)
+
+
+def affordable_units(already: int, money: int, price: int, per: int) -> int:
+    """Most units beyond `already` whose extra cost fits in `money` kuruş (a priced rate).
+
+    The fraction of a kuruş already paid by rounding `already` up counts towards them.
+    """
+    return max(0, (rated_cost(already, price, per) + max(0, money)) * per // price - already)
