@@ -30,6 +30,7 @@ from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
 from cellcelly.application.charging import ChargingService
 from cellcelly.benchstats import summarise
 from cellcelly.catalogue_store import CatalogueHolder
+from cellcelly.devservers import free_port
 from cellcelly.domain.account import Account
 from cellcelly.domain.charging import ChargeRequest, RequestType, ResultCode, ServiceUsage
 from cellcelly.domain.provisioning import open_account
@@ -66,6 +67,18 @@ def provision(store: EmbeddedBalanceStore, catalogue: CatalogueHolder, subscribe
             return None, Commit(change.account, events=change.events)
 
         store.transact(msisdn(i), fn)
+
+
+@contextlib.contextmanager
+def provisioned_data_dir(subscribers: int) -> Iterator[Path]:
+    """A data directory whose balance store holds `subscribers` ANKARA subscribers, for a server
+    process to open; deleted afterwards."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        store = EmbeddedBalanceStore(data / "balances", fsync="never")
+        provision(store, CatalogueHolder.from_file(DEFAULT_CATALOGUE), subscribers)
+        store.close()
+        yield data
 
 
 def bench_in_process(seconds: float, subscribers: int) -> list[dict[str, Any]]:
@@ -157,12 +170,6 @@ def _loop(name: str, seconds: float, fn: Callable[[int], bool], limit: int | Non
 API = "/nchf-convergedcharging/v3"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _http_request(path: str, body: dict[str, Any]) -> bytes:
     payload = orjson.dumps(body)
     return (
@@ -249,13 +256,8 @@ def _pin(cpu: int) -> None:
 
 def bench_http(seconds: float, subscribers: int, connections: int) -> list[dict[str, Any]]:
     allowed = os.sched_getaffinity(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp)
-        catalogue = CatalogueHolder.from_file(DEFAULT_CATALOGUE)
-        store = EmbeddedBalanceStore(data / "balances", fsync="never")
-        provision(store, catalogue, subscribers)
-        store.close()
-        port = _free_port()
+    with provisioned_data_dir(subscribers) as data:
+        port = free_port()
         env = {
             **os.environ,
             "CELLCELLY_DATA_DIR": str(data),
@@ -353,13 +355,8 @@ def bench_e2e(seconds: float, subscribers: int, rates: tuple[float, ...]) -> lis
     """CCRs through DGW → OCS → store with `cellcelly traffic`'s generator (this process) as the
     network, at fixed offered loads (sessions/s; about 4.2 CCRs a session with the default mix)."""
     results: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp)
-        catalogue = CatalogueHolder.from_file(DEFAULT_CATALOGUE)
-        store = EmbeddedBalanceStore(data / "balances", fsync="never")
-        provision(store, catalogue, subscribers)
-        store.close()
-        dgw, ocs, wire, http = _free_port(), _free_port(), _free_port(), _free_port()
+    with provisioned_data_dir(subscribers) as data:
+        dgw, wire, http = free_port(), free_port(), free_port()
         env = {
             **os.environ,
             "CELLCELLY_DATA_DIR": str(data),
@@ -370,7 +367,6 @@ def bench_e2e(seconds: float, subscribers: int, rates: tuple[float, ...]) -> lis
             "CELLCELLY_DGW_OCS_ENDPOINTS": f"127.0.0.1:{wire}",
             "CELLCELLY_ADMIN_TOKEN": "bench",
         }
-        del ocs
         topologies: list[tuple[str, list[tuple[list[str], list[int]]]]] = [
             ("baseline: the same DGW answering without charging (dgw --noop)", [(["dgw", "--noop"], [dgw])]),
             ("DGW -> OCS (wire) -> store, two processes", [(["ocs"], [wire, http]), (["dgw"], [dgw])]),

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cellcelly.devservers import KafkaUnavailable, fetch_kafka
+from cellcelly.devservers import KafkaUnavailable, fetch_kafka, free_port
 
 __all__ = ["KafkaServer", "KafkaUnavailable", "fetch", "kafka_server"]
 
@@ -33,12 +32,6 @@ log = logging.getLogger(__name__)
 
 ENV_BOOTSTRAP = "CELLCELLY_TEST_KAFKA"
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "kafka.sh"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _script(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:

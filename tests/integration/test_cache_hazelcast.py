@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -20,18 +19,13 @@ import pytest
 
 from cellcelly.adapters.cache_hazelcast import HazelcastCache
 from cellcelly.adapters.cache_hazelcast_bench import bench_cache
+from cellcelly.devservers import free_port
 from cellcelly.ports.cache import SubscriberInfo
 from cellcelly_testing import require
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "hazelcast.sh"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _tail(text: str, lines: int = 15) -> str:
@@ -64,7 +58,7 @@ def hazelcast_member(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if _unavailable:
         require(False, _unavailable[0])
     directory = tmp_path_factory.mktemp("hazelcast")
-    port = _free_port()
+    port = free_port()
     try:
         start = subprocess.run(
             ["bash", str(SCRIPT), "start", str(directory), str(port)],

@@ -4,7 +4,6 @@ through a real local SMTP server (aiosmtpd)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Iterator
 from email import message_from_bytes
 from email.header import decode_header, make_header
@@ -22,6 +21,7 @@ from cellcelly.application.accounts import AccountService
 from cellcelly.application.charging import ChargingService
 from cellcelly.application.relay import OutboxRelay
 from cellcelly.catalogue_store import CatalogueHolder
+from cellcelly.devservers import free_port
 from cellcelly.domain.charging import ChargeRequest, RequestType, ServiceUsage
 from cellcelly.domain.units import Service
 from cellcelly.notifier.channels import EmailChannel
@@ -45,9 +45,7 @@ class Inbox:
 
 @pytest.fixture
 def smtp() -> Iterator[tuple[Inbox, int]]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     inbox = Inbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()

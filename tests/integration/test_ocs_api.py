@@ -6,7 +6,6 @@ Most tests go through the ASGI app in process (httpx); `test_real_server` starts
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import httpx
 import pytest
 
 from cellcelly.cli import DEMO, seed_demo
+from cellcelly.devservers import free_port
 from cellcelly.ocs.app import API, asgi_app, create_app
 from cellcelly.settings import DEFAULT_CATALOGUE, Settings
 from cellcelly.wiring import Components, build
@@ -261,16 +261,10 @@ async def test_admin_subscriber_top_up_package_and_suspension(
     assert r.status_code == 403 and r.json()["invocationResult"]["diameterResultCode"] == 4010
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.timeout(60)
 def test_real_server_over_tcp(tmp_path: Path) -> None:
     """`cellcelly run` as a newcomer starts it: a real process on 127.0.0.1, the demo subscriber in."""
-    port = _free_port()
+    port = free_port()
     env = {
         "CELLCELLY_DATA_DIR": str(tmp_path),
         "CELLCELLY_OCS_PORT": str(port),
