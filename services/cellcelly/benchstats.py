@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -9,7 +10,7 @@ def percentile(sorted_ns: list[int], p: float) -> float:
     """Latency percentile in microseconds (nearest rank) of sorted nanosecond samples."""
     if not sorted_ns:
         return 0.0
-    index = min(len(sorted_ns) - 1, max(0, int(round(p / 100 * len(sorted_ns))) - 1))
+    index = min(len(sorted_ns) - 1, max(0, math.ceil(p / 100 * len(sorted_ns)) - 1))
     return sorted_ns[index] / 1000
 
 
