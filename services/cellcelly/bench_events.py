@@ -38,6 +38,7 @@ from sqlalchemy import create_engine, func, insert, make_url, select, text
 from sqlalchemy.pool import NullPool
 
 from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
+from cellcelly.adapters.bus_kafka_bench import raw_producer
 from cellcelly.adapters.sql import SqlRecords
 from cellcelly.adapters.sql.records import _usage_bucket_rows, _usage_row
 from cellcelly.adapters.sql.schema import usage_buckets, usage_records
@@ -91,32 +92,6 @@ def _fill_outbox(store: EmbeddedBalanceStore, events: int) -> int:
         if held >= events:
             break
     return held
-
-
-async def _raw_kafka(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-    from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
-
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, client_id="cellcelly-bench-raw", enable_idempotence=True, acks="all",
-        linger_ms=2,
-    )  # fmt: skip
-    await producer.start()
-    latencies: list[int] = []
-    try:
-        await (await producer.send(topic, value=b"warm-up", key=b"0"))
-        began = time.perf_counter()
-        for start in range(0, len(values), RELAY_BATCH):
-            t0 = time.perf_counter_ns()
-            futures = [
-                await producer.send(topic, value=value, key=key)
-                for key, value in values[start : start + RELAY_BATCH]
-            ]
-            await asyncio.gather(*futures)
-            latencies.append(time.perf_counter_ns() - t0)
-        seconds = time.perf_counter() - began
-    finally:
-        await producer.stop()
-    return summarise(RAW_KAFKA, len(values), seconds, latencies)
 
 
 async def _relay(store: EmbeddedBalanceStore, bus: Any, expected: int) -> dict[str, Any]:
@@ -240,7 +215,8 @@ async def _measure(bootstrap: str, pg_url: str | None, store: EmbeddedBalanceSto
         # warm up the bus's producer (connection, producer id) on a topic nobody reads
         await bus.publish([Outgoing(f"cellcelly.bench.warm.{run}", "0", b"{}")])
 
-        raw = await _raw_kafka(bootstrap, raw_topic, values)
+        outgoing = [Outgoing(raw_topic, key.decode(), value) for key, value in values]
+        raw = await raw_producer(bootstrap, outgoing, name=RAW_KAFKA, batch=RELAY_BATCH, warm_up=True)
         relayed = await _relay(store, bus, len(entries))
         _compare(relayed, raw)
         rows += [raw, relayed]

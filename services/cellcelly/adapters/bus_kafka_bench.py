@@ -38,7 +38,11 @@ def _events(topic: str, n: int) -> list[Outgoing]:
     ]
 
 
-async def _raw(bootstrap: str, events: list[Outgoing]) -> dict[str, Any]:
+async def raw_producer(
+    bootstrap: str, events: list[Outgoing], *, name: str, batch: int = BATCH, warm_up: bool = False
+) -> dict[str, Any]:
+    """The baseline: a plain idempotent aiokafka producer (acks=all) sending `events` in batches of
+    `batch` futures; one row in the benchmarks' shape. `warm_up` first sends one record and waits."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, client_id="cellcelly-bench-raw", enable_idempotence=True, acks="all",
         linger_ms=2,
@@ -46,19 +50,21 @@ async def _raw(bootstrap: str, events: list[Outgoing]) -> dict[str, Any]:
     await producer.start()
     latencies: list[int] = []
     try:
+        if warm_up and events:
+            await (await producer.send(events[0].topic, value=b"warm-up", key=b"0"))
         began = time.perf_counter()
-        for start in range(0, len(events), BATCH):
+        for start in range(0, len(events), batch):
             t0 = time.perf_counter_ns()
             futures = [
                 await producer.send(e.topic, value=e.value, key=e.key.encode())
-                for e in events[start : start + BATCH]
+                for e in events[start : start + batch]
             ]
             await asyncio.gather(*futures)
             latencies.append(time.perf_counter_ns() - t0)
         seconds = time.perf_counter() - began
     finally:
         await producer.stop()
-    return summarise(f"kafka raw aiokafka send() x{BATCH}", len(events), seconds, latencies)
+    return summarise(name, len(events), seconds, latencies)
 
 
 async def _bus_batches(bus: KafkaBus, events: list[Outgoing]) -> dict[str, Any]:
@@ -89,7 +95,10 @@ async def bench_kafka(bootstrap: str, n: int = 20000) -> list[dict[str, Any]]:
     try:
         await bus.ensure_topics([topic])
         await bus.publish(_events(topic, 10))  # warm up: metadata, producer id, connections
-        rows = [await _raw(bootstrap, _events(topic, n)), await _bus_batches(bus, _events(topic, n))]
+        rows = [
+            await raw_producer(bootstrap, _events(topic, n), name=f"kafka raw aiokafka send() x{BATCH}"),
+            await _bus_batches(bus, _events(topic, n)),
+        ]
         rows.append(await _bus_single(bus, _events(topic, max(1, min(n // 20, 1000)))))
     finally:
         await bus.close()
