@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 
@@ -42,7 +43,8 @@ def problem_response(problem: HttpProblem) -> Response:
     return Response(problem_payload(problem), status_code=problem.status, media_type=PROBLEM)
 
 
-def validation_problem(exc: ValidationError) -> HttpProblem:
+def validation_problem(exc: ValidationError | RequestValidationError) -> HttpProblem:
+    """400 with every invalid field, for a body we validated or for FastAPI's own validation."""
     params = [
         {"param": ".".join(str(p) for p in err["loc"]) or "body", "reason": err["msg"]}
         for err in exc.errors()

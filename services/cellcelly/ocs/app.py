@@ -104,10 +104,7 @@ def create_app(components: Components, *, close_on_shutdown: bool = True) -> Fas
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         metrics.rejected.labels("400").inc()
-        params = [{"param": ".".join(map(str, e["loc"])), "reason": e["msg"]} for e in exc.errors()]
-        return problem_response(
-            HttpProblem(400, "Bad request", "invalid parameters", "INVALID_MSG_FORMAT", invalidParams=params)
-        )
+        return problem_response(validation_problem(exc))
 
     def reply(result: Reply) -> Response:
         status, payload, media_type, headers = result
