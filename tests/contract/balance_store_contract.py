@@ -315,8 +315,10 @@ class BalanceStoreContract:
         assert store.outbox(limit=2, after=entries[2].seq) == entries[3:5]
         assert store.outbox(after=entries[-1].seq) == []
 
+        assert store.outbox_size() == len(entries)
         store.ack(entries[1].seq)
         assert store.outbox() == entries[2:]
+        assert store.outbox_size() == len(entries) - 2
         store.ack(entries[0].seq)  # acknowledging less again changes nothing
         assert store.outbox() == entries[2:]
         store.ack(entries[4].seq)

@@ -103,6 +103,9 @@ class EmbeddedBalanceStore:
                         break
             return found
 
+    def outbox_size(self) -> int:
+        return len(self._outbox)
+
     # --- writes ---------------------------------------------------------------------------------
 
     def transact(self, msisdn: str, fn: Callable[[Account | None], tuple[T, Commit | None]]) -> T:

@@ -152,7 +152,7 @@ def create_app(components: Components, *, close_on_shutdown: bool = True) -> Fas
 
     @app.get("/metrics", tags=["operations"])
     async def prometheus() -> Response:
-        metrics.outbox.set(len(components.store.outbox(limit=10**9)))
+        metrics.outbox.set(components.store.outbox_size())
         metrics.catalogue.clear()
         metrics.catalogue.labels(components.catalogue.current.version).set(1)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -55,6 +55,9 @@ class BalanceStore(Protocol):
     def outbox(self, limit: int = 1000, after: int = 0) -> list[OutboxEntry]:
         """Events not yet acknowledged, oldest first."""
 
+    def outbox_size(self) -> int:
+        """How many events wait in the outbox (cheap: for metrics and back-pressure)."""
+
     def ack(self, upto_seq: int) -> None:
         """The relay has published every event up to and including `upto_seq`."""
 
