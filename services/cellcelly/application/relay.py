@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from cellcelly.application.worker import run_until_stopped
 from cellcelly.ports.balance_store import BalanceStore
 from cellcelly.ports.event_bus import LEDGER, NOTIFICATIONS, USAGE, EventBus, Outgoing
 
@@ -63,27 +64,15 @@ class OutboxRelay:
         return len(entries)
 
     async def run(self) -> None:
-        delay = self.backoff[0]
-        while not self._stop.is_set():
-            try:
-                moved = await self.relay_once()
-                delay = self.backoff[0]
-            except Exception as exc:  # noqa: BLE001 - the bus is down or refusing: wait and retry
-                self.stats.failures += 1
-                log.warning(
-                    "outbox relay: bus unavailable, retrying", extra={"in": delay, "error": repr(exc)}
-                )
-                await self._sleep(delay)
-                delay = min(delay * 2, self.backoff[1])
-                continue
-            if moved < self.batch:
-                await self._sleep(self.idle)
+        async def step() -> float:
+            return self.idle if await self.relay_once() < self.batch else 0.0
 
-    async def _sleep(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._stop.wait(), seconds)
-        except TimeoutError:
-            pass
+        def failed() -> None:
+            self.stats.failures += 1
+
+        await run_until_stopped(
+            step, self._stop, name="outbox relay", backoff=self.backoff, on_failure=failed
+        )
 
     def stop(self) -> None:
         self._stop.set()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 
+from cellcelly.application.worker import run_until_stopped
 from cellcelly.codec import event_from_dict
 from cellcelly.domain.charging import NotificationEvent
 from cellcelly.notifier.channels import Channel
@@ -100,16 +101,14 @@ class Notifier:
             self.stats.sent += 1
 
     async def run(self) -> None:
-        delay = 0.5
-        while not self._stop.is_set():
-            try:
-                await self.notify_once()
-                delay = 0.5
-            except Exception:  # noqa: BLE001 - e.g. the SMTP server is down: retry the batch later
-                self.stats.failed += 1
-                log.exception("notifier: batch failed, will retry")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        async def step() -> float:
+            await self.notify_once()  # e.g. the SMTP server is down: the batch is retried later
+            return 0.0
+
+        def failed() -> None:
+            self.stats.failed += 1
+
+        await run_until_stopped(step, self._stop, name="notifier", backoff=(0.5, 30.0), on_failure=failed)
 
     def stop(self) -> None:
         self._stop.set()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from cellcelly.application.worker import run_until_stopped
 from cellcelly.codec import event_from_dict
 from cellcelly.domain.charging import UsageEvent
 from cellcelly.domain.provisioning import LedgerEvent
@@ -100,15 +101,11 @@ class SyncFunction:
             self.stats.duplicates += len(usage) - new
 
     async def run(self) -> None:
-        delay = 0.1
-        while not self._stop.is_set():
-            try:
-                await self.sync_once()
-                delay = 0.1
-            except Exception:  # noqa: BLE001 - database or bus trouble: back off, nothing is committed
-                log.exception("sf: batch failed, will retry")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        async def step() -> float:
+            await self.sync_once()  # polls with a timeout: no idling needed
+            return 0.0
+
+        await run_until_stopped(step, self._stop, name="sf", backoff=(0.1, 5.0))
 
     def stop(self) -> None:
         self._stop.set()
