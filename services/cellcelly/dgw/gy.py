@@ -23,6 +23,7 @@ from cellcelly.diameter.constants import (
 )
 from cellcelly.diameter.constants import RequestType as CcRequestType
 from cellcelly.diameter.peer import LocalPeer
+from cellcelly.domain.catalogue import HOME_LOCATION
 from cellcelly.domain.charging import ChargeAnswer, ChargeRequest, RequestType, ServiceUsage
 from cellcelly.domain.units import Service
 
@@ -87,29 +88,27 @@ def msisdn_of(ccr: Message) -> str:
     return ""
 
 
-def _location(ccr: Message) -> str:
+def _where(ccr: Message) -> tuple[str, str]:
+    """(visited country, called number) from the service information, in one walk of the CCR."""
+    location = destination = None
     for avp in ccr.walk():
-        if avp.vendor != VENDOR_3GPP:
-            continue
-        if avp.code == Code3gpp.SGSN_MCC_MNC:
-            mcc = avp.as_str()[:3]
-            return MCC_TO_COUNTRY.get(mcc, f"mcc{mcc}")
-        if avp.code == Code3gpp.USER_LOCATION_INFO and len(avp.data) >= 4:
-            # TS 29.061: type octet, then MCC/MNC in BCD (MCC digit 2|1, MNC3|MCC3, ...)
-            b1, b2 = avp.data[1], avp.data[2]
-            mcc = f"{b1 & 0x0F}{b1 >> 4}{b2 & 0x0F}"
-            return MCC_TO_COUNTRY.get(mcc, f"mcc{mcc}")
-    return "90"
-
-
-def _destination(ccr: Message) -> str:
-    for avp in ccr.walk():
-        if avp.vendor == VENDOR_3GPP and avp.code in (Code3gpp.CALLED_PARTY_ADDRESS, Code3gpp.ADDRESS_DATA):
-            found = _DIGITS.findall(avp.as_str())
-            return "".join(found)[:32]
-        if avp.vendor == 0 and avp.code == Code.CALLED_STATION_ID:
-            return "".join(_DIGITS.findall(avp.as_str()))[:32]
-    return ""
+        if location is None and avp.vendor == VENDOR_3GPP:
+            if avp.code == Code3gpp.SGSN_MCC_MNC:
+                mcc = avp.as_str()[:3]
+                location = MCC_TO_COUNTRY.get(mcc, f"mcc{mcc}")
+            elif avp.code == Code3gpp.USER_LOCATION_INFO and len(avp.data) >= 4:
+                # TS 29.061: type octet, then MCC/MNC in BCD (MCC digit 2|1, MNC3|MCC3, ...)
+                b1, b2 = avp.data[1], avp.data[2]
+                mcc = f"{b1 & 0x0F}{b1 >> 4}{b2 & 0x0F}"
+                location = MCC_TO_COUNTRY.get(mcc, f"mcc{mcc}")
+        if destination is None and (
+            (avp.vendor == VENDOR_3GPP and avp.code in (Code3gpp.CALLED_PARTY_ADDRESS, Code3gpp.ADDRESS_DATA))
+            or (avp.vendor == 0 and avp.code == Code.CALLED_STATION_ID)
+        ):
+            destination = "".join(_DIGITS.findall(avp.as_str()))[:32]
+        if location is not None and destination is not None:
+            break
+    return location or HOME_LOCATION, destination or ""
 
 
 def _units(group: Avp | None) -> tuple[Service | None, int | None]:
@@ -164,7 +163,7 @@ def parse_ccr(ccr: Message) -> tuple[ChargeRequest, Service]:
     msisdn = msisdn_of(ccr)
     if not msisdn and kind in (RequestType.INITIAL, RequestType.EVENT):
         raise _missing(Code.SUBSCRIPTION_ID)
-    destination = _destination(ccr)
+    location, destination = _where(ccr)
     services: list[ServiceUsage] = []
     groups = ccr.find_all(Code.MULTIPLE_SERVICES_CREDIT_CONTROL)
     if not groups and kind is RequestType.EVENT:
@@ -192,7 +191,7 @@ def parse_ccr(ccr: Message) -> tuple[ChargeRequest, Service]:
         if kind is RequestType.EVENT and wanted is None:
             wanted = 1
         services.append(ServiceUsage(rating_group, service, wanted, used, destination))
-    request = ChargeRequest(session.as_str(), kind, _u32(number_avp), msisdn, tuple(services), _location(ccr))
+    request = ChargeRequest(session.as_str(), kind, _u32(number_avp), msisdn, tuple(services), location)
     return request, default_service or (services[0].service if services else Service.DATA)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from cellcelly.domain.account import Account, Bucket, RatedService, Reservation, Session, Status
-from cellcelly.domain.catalogue import Catalogue, ChargingPolicy
+from cellcelly.domain.catalogue import HOME_LOCATION, Catalogue, ChargingPolicy
 from cellcelly.domain.units import Service
 
 
@@ -59,7 +59,7 @@ class ChargeRequest:
     request_number: int
     msisdn: str
     services: tuple[ServiceUsage, ...] = ()
-    location: str = "90"
+    location: str = HOME_LOCATION
 
 
 @dataclass(slots=True)

@@ -14,6 +14,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cellcelly.domain.catalogue import HOME_LOCATION
 from cellcelly.domain.charging import ResultCode
 from cellcelly.domain.units import Service
 
@@ -102,7 +103,7 @@ class ChargingDataRequest(_Model):
     multipleUnitUsage: list[MultipleUnitUsage] = Field(default_factory=list, max_length=32)
     # CellCelly extensions
     sessionId: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$")] | None = None
-    location: Annotated[str, Field(pattern=r"^\d{1,4}$")] = "90"
+    location: Annotated[str, Field(pattern=r"^\d{1,4}$")] = HOME_LOCATION
 
     @field_validator("subscriberIdentifier")
     @classmethod
