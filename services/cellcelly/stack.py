@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import uvicorn
@@ -109,7 +110,7 @@ class EmbeddedStack:
             await asyncio.sleep(0.01)
         self.ocs_port = int(self._uvicorn.servers[0].sockets[0].getsockname()[1])
 
-    def _on_account_change(self, cache: SubscriberCache):  # type: ignore[no-untyped-def]
+    def _on_account_change(self, cache: SubscriberCache) -> Callable[[str, str], None]:
         gateway = self.gateway
         assert gateway is not None
 
