@@ -58,6 +58,13 @@ def world(tmp_path: Path, records: SqlRecords) -> tuple[EmbeddedBalanceStore, Ch
     return store, ChargingService(store, catalogue), EmbeddedBus(tmp_path / "bus")
 
 
+def bus_events(bus: EmbeddedBus) -> list[dict[str, object]]:
+    """Every usage event on the bus, read by a group of its own."""
+    reader = bus.consumer("inspector", [USAGE])
+    records = reader._take(10**6)
+    return [orjson.loads(r.value) for r in records]
+
+
 def debits_in(store_events: list[dict[str, object]]) -> set[str]:
     return {str(e["event_id"]) for e in store_events if e["type"] == "usage"}
 
@@ -111,6 +118,48 @@ async def test_sf_killed_between_the_database_and_the_commit_doubles_nothing(
     total = sum(len(records.usage_for(m, limit=10_000)) for m in SUBSCRIBERS)
     assert total == 50 == first.stats.usage_written + second.stats.usage_written
     await second.close()
+
+
+class FlakyRecords:
+    """The system of record, down for the first `failures` usage writes (then itself again)."""
+
+    def __init__(self, records: SqlRecords, failures: int) -> None:
+        self.records, self.failures = records, failures
+
+    def record_usage(self, events: object) -> int:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("database down")
+        return self.records.record_usage(events)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.records, name)
+
+
+async def test_batches_after_a_failed_write_never_commit_past_it(world, records: SqlRecords) -> None:  # type: ignore[no-untyped-def]
+    """The pipelined loop (`run`) with small batches: a write fails while the next batch has
+    already been polled. Without the rewind, the next batch's commit would pass the failed one."""
+    store, charging, bus = world
+    charge_traffic(charging, 60)
+    relay = OutboxRelay(store, bus)
+    while await relay.relay_once():
+        pass
+    flaky = FlakyRecords(records, failures=2)
+    sf = SyncFunction(bus, flaky, batch=7)  # type: ignore[arg-type]
+    task = asyncio.ensure_future(sf.run())
+    deadline = asyncio.get_running_loop().time() + 30
+    while (sf.stats.usage_written < 100 or sf.stats.ledger_written < 20) and (
+        asyncio.get_running_loop().time() < deadline
+    ):
+        await asyncio.sleep(0.05)
+    sf.stop()
+    await task
+    assert flaky.failures == 0  # both failures happened
+    written = {e.event_id for m in SUBSCRIBERS for e in records.usage_for(m, limit=10_000)}
+    assert written == debits_in(bus_events(bus))
+    assert len(written) == 100 and sf.stats.usage_written == 100
+    assert await sf.consumer.lag() == 0  # stopping finished the batch in flight, commit included
+    await sf.close()
 
 
 async def test_a_poison_message_goes_to_the_dead_letter_topic_and_the_stream_goes_on(

@@ -207,6 +207,9 @@ class EmbeddedConsumer(EventConsumer):
         if offsets:
             await asyncio.to_thread(self.bus.commit, self.group, offsets)
 
+    async def rewind(self) -> None:
+        self._positions.clear()  # the next poll starts again from the committed offsets
+
     async def lag(self) -> int:
         committed = self.bus.committed(self.group)
         total = 0

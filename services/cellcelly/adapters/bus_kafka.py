@@ -301,6 +301,16 @@ class KafkaConsumer:
         except KafkaError as exc:
             raise KafkaBusError(f"commit of group {self.group} failed: {exc!r}") from exc
 
+    async def rewind(self) -> None:
+        consumer = await self._started()
+        for tp in consumer.assignment():
+            # aiokafka's seek_to_committed leaves a partition without a commit where it is
+            committed = await consumer.committed(tp)
+            if committed is None or committed < 0:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+
     async def lag(self) -> int:
         """End offsets minus the group's committed offsets, over every partition of the topics
         (not only this member's): what the whole group still has to do. A partition without a

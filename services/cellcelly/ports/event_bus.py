@@ -51,6 +51,10 @@ class EventConsumer(Protocol):
     async def lag(self) -> int:
         """Records in the subscribed topics not yet committed by this group."""
 
+    async def rewind(self) -> None:
+        """Go back to the group's committed offsets, so the next polls deliver again whatever was
+        polled but not committed (after a failed write: else later commits would skip it)."""
+
     async def close(self) -> None: ...
 
 
