@@ -9,7 +9,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Column, Insert, Select, Table, Update, cast, func, insert, select, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Column,
+    Insert,
+    Select,
+    String,
+    Table,
+    Update,
+    any_,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.sql.expression import Executable
 
 from cellcelly.adapters.sql.schema import (
@@ -38,6 +54,11 @@ def insert_rows(table: Table) -> Insert:
 def existing_keys(column: Column[str], keys: Sequence[str]) -> Select[str]:
     """Which of `keys` (at most IN_CHUNK of them) are already in `column`."""
     return select(column).where(column.in_(list(keys)))
+
+
+def existing_keys_any(column: Column[str], keys: Sequence[str]) -> Select[str]:
+    """Which of `keys` are already in `column`, as `= ANY(array)` (PostgreSQL only)."""
+    return select(column).where(column == any_(literal(list(keys), ARRAY(String))))
 
 
 def select_subscriber(msisdn: str) -> RowSelect:

@@ -72,6 +72,8 @@ def _unique(items: Iterable[T], key: Callable[[T], str]) -> list[T]:
 
 
 def _existing(conn: Connection, column: Column[str], keys: Sequence[str]) -> set[str]:
+    if conn.dialect.name == "postgresql":  # one round trip, whatever the number of keys
+        return set(conn.execute(q.existing_keys_any(column, keys)).scalars())
     found: set[str] = set()
     for chunk in _chunks(keys):
         found.update(conn.execute(q.existing_keys(column, chunk)).scalars())
@@ -150,6 +152,13 @@ class SqlRecords:
 
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self._engine: Engine = make_engine(url, **engine_kwargs)
+        dialect = self._engine.dialect
+        self._copy_usage: Callable[[Connection, list[dict[str, Any]], list[dict[str, Any]]], None] | None
+        self._copy_usage = None
+        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+            from cellcelly.adapters.sql.pg_copy import copy_usage  # psycopg: only when in use
+
+            self._copy_usage = copy_usage
 
     @property
     def engine(self) -> Engine:
@@ -299,17 +308,19 @@ class SqlRecords:
                         raise
         return new
 
-    @staticmethod
-    def _insert_usage(conn: Connection, events: Sequence[UsageEvent]) -> int:
+    def _insert_usage(self, conn: Connection, events: Sequence[UsageEvent]) -> int:
         present = _existing(conn, usage_records.c.event_id, [e.event_id for e in events])
         fresh = sorted((e for e in events if e.event_id not in present), key=lambda e: e.event_id)
-        if not fresh:
-            return 0
-        conn.execute(q.insert_rows(usage_records), [_usage_row(e) for e in fresh])
+        usage = [_usage_row(e) for e in fresh]
         consumed = [row for e in fresh for row in _usage_bucket_rows(e)]
+        if self._copy_usage is not None:
+            self._copy_usage(conn, usage, consumed)
+            return len(usage)
+        if usage:
+            conn.execute(q.insert_rows(usage_records), usage)
         if consumed:
             conn.execute(q.insert_rows(usage_buckets), consumed)
-        return len(fresh)
+        return len(usage)
 
     def usage_for(self, msisdn: str, limit: int = 100) -> list[UsageEvent]:
         with self._read() as conn:

@@ -25,7 +25,6 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
-    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -160,11 +159,12 @@ usage_records = Table(
     Index("ix_usage_records_msisdn_time", "msisdn", "occurred_at"),
 )
 
-# UsageEvent.buckets: the (bucket id, units) pairs one usage event consumed, in order.
+# UsageEvent.buckets: the (bucket id, units) pairs one usage event consumed, in order. Written
+# only with their usage record, in its transaction; no foreign key (migration 0002 says why).
 usage_buckets = Table(
     "usage_buckets",
     metadata,
-    Column("event_id", String(300), ForeignKey("usage_records.event_id"), primary_key=True),
+    Column("event_id", String(300), primary_key=True),
     Column("ordinal", Integer, primary_key=True, autoincrement=False),
     Column("bucket_id", String(200), nullable=False),
     Column("units", BigInteger, nullable=False),
