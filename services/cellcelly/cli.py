@@ -66,7 +66,7 @@ async def _serve(settings: Settings) -> None:
         f"  DGW Diameter Gy   {settings.dgw_host}:{stack.dgw_port}  (Origin-Host {settings.dgw_origin_host}, "
         f"realm {settings.diameter_realm})"
     )
-    _out(f"  system of record  {settings.sor_url()}")
+    _out(f"  system of record  {settings.sor_url_shown()}")
     _out(f"  balance store     embedded, journal in {settings.data_dir / 'balances'}")
     _out(f"  catalogue         {settings.catalogue_path()} (version {components.catalogue.current.version})")
     _out(
@@ -83,18 +83,26 @@ async def _serve(settings: Settings) -> None:
 
 
 async def _serve_ocs(settings: Settings) -> None:
-    """The OCS alone: its HTTP API and the wire transport gateways use."""
+    """The OCS alone: its HTTP API, the wire transport gateways use, and the outbox relay (the
+    outbox lives in the OCS's balance store, so the relay runs beside it)."""
     import uvicorn
 
+    from cellcelly.application.relay import OutboxRelay
     from cellcelly.ocs.app import asgi_app
     from cellcelly.ocs.wire import serve_wire
-    from cellcelly.wiring import build
+    from cellcelly.wiring import build, build_bus
 
     components = build(settings)
+    bus = build_bus(settings)
+    relay = OutboxRelay(components.store, bus)
+    relaying = asyncio.ensure_future(relay.run())
     wire = await serve_wire(components.charging, settings.ocs_host, settings.ocs_wire_port)
     tune_gc()
     host = settings.ocs_host
-    _out(f"OCS on http://{host}:{settings.ocs_port}, wire {host}:{settings.ocs_wire_port}")
+    _out(
+        f"OCS on http://{host}:{settings.ocs_port}, wire {host}:{settings.ocs_wire_port}, "
+        f"relaying the outbox to the {settings.event_bus} event bus"
+    )
     config = uvicorn.Config(
         asgi_app(components),
         host=settings.ocs_host,
@@ -107,6 +115,32 @@ async def _serve_ocs(settings: Settings) -> None:
         await uvicorn.Server(config).serve()
     finally:
         wire.close()
+        relay.stop()
+        await relaying
+        await bus.close()
+        components.close()
+
+
+async def _serve_sf(settings: Settings) -> None:
+    """The SF alone: usage and ledger events from the bus into the system of record."""
+    from cellcelly.adapters.sql import SqlRecords
+    from cellcelly.sf.sync import SyncFunction
+    from cellcelly.wiring import build_bus
+
+    records = SqlRecords(settings.sor_url())
+    records.migrate()
+    bus = build_bus(settings)
+    sf = SyncFunction(bus, records, group=settings.sf_group)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, sf.stop)
+    _out(f"SF: {settings.event_bus} event bus -> {settings.sor_url_shown()}")
+    try:
+        await sf.run()
+    finally:
+        await sf.close()
+        await bus.close()
+        records.close()
 
 
 async def _serve_dgw(settings: Settings, noop: bool) -> None:
@@ -137,6 +171,11 @@ async def _serve_dgw(settings: Settings, noop: bool) -> None:
 
 def cmd_ocs(args: argparse.Namespace) -> int:
     asyncio.run(_serve_ocs(Settings()))
+    return 0
+
+
+def cmd_sf(args: argparse.Namespace) -> int:
+    asyncio.run(_serve_sf(Settings()))
     return 0
 
 
@@ -214,7 +253,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         records.migrate()
     finally:
         records.close()
-    _out(f"system of record at the newest schema: {settings.sor_url()}")
+    _out(f"system of record at the newest schema: {settings.sor_url_shown()}")
     return 0
 
 
@@ -269,7 +308,10 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run the stack on embedded defaults")
     run.add_argument("--port", type=int, default=0, help="OCS port (default from CELLCELLY_OCS_PORT or 8081)")
     run.set_defaults(fn=cmd_run)
-    sub.add_parser("ocs", help="run the OCS alone (HTTP API and wire transport)").set_defaults(fn=cmd_ocs)
+    sub.add_parser("ocs", help="run the OCS alone (HTTP API, wire transport, outbox relay)").set_defaults(
+        fn=cmd_ocs
+    )
+    sub.add_parser("sf", help="run the SF alone (event bus -> system of record)").set_defaults(fn=cmd_sf)
     dgw = sub.add_parser("dgw", help="run the DGW alone (OCS endpoints from CELLCELLY_DGW_OCS_ENDPOINTS)")
     dgw.add_argument("--noop", action="store_true", help="answer without charging (benchmark baseline)")
     dgw.set_defaults(fn=cmd_dgw)

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     # event bus: the embedded durable log, or Kafka (bootstrap servers "host:port,host:port")
     event_bus: Literal["embedded", "kafka"] = "embedded"
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # the SF's consumer group: every SF process of one deployment shares it
+    sf_group: str = "cellcelly-sf"
 
     # lookup cache: in process, or Hazelcast members "host:port,host:port"
     cache: Literal["embedded", "hazelcast"] = "embedded"
@@ -73,3 +75,9 @@ class Settings(BaseSettings):
 
     def sor_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'cellcelly.db'}"
+
+    def sor_url_shown(self) -> str:
+        """`sor_url()` fit for logs and terminals: the password masked."""
+        from sqlalchemy import make_url
+
+        return make_url(self.sor_url()).render_as_string(hide_password=True)

@@ -71,7 +71,7 @@ class EmbeddedStack:
         # events: outbox -> bus (relay) -> system of record (SF)
         self.bus = build_bus(settings)
         self.relay = OutboxRelay(store, self.bus)
-        self.sf = SyncFunction(self.bus, self.components.records)
+        self.sf = SyncFunction(self.bus, self.components.records, group=settings.sf_group)
         self._workers += [asyncio.ensure_future(self.relay.run()), asyncio.ensure_future(self.sf.run())]
         if settings.smtp_host:
             channel = EmailChannel(settings.smtp_host, settings.smtp_port, settings.smtp_sender)

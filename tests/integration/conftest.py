@@ -3,7 +3,8 @@
 `postgres_url` starts one throwaway PostgreSQL server per session (see `postgres.py`).
 `db_url` gives an empty database per test, on SQLite (a file in tmp_path) and on PostgreSQL
 (a fresh schema, selected through the connection's search_path, dropped afterwards);
-`records` is a migrated `SqlRecords` on it.
+`records` is a migrated `SqlRecords` on it. `kafka` is one real Kafka broker per session
+(`kafka_server.py`), shared by every test that asks for it: tests use topics or groups of their own.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from kafka_server import KafkaServer, KafkaUnavailable, kafka_server
 from postgres import PostgresUnavailable, postgres_server
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
 from cellcelly.adapters.sql import SqlRecords
+from cellcelly_testing import require
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,22 @@ def postgres_url() -> Iterator[str]:
             pytest.skip("PostgreSQL not installed: apt-get install postgresql")
         log.info("postgres fixture ready in %.2fs", time.monotonic() - began)
         yield url
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[KafkaServer]:
+    with ExitStack() as stack:
+        try:
+            server = stack.enter_context(kafka_server())
+        except KafkaUnavailable as exc:
+            require(False, f"Kafka cannot run here: {exc}")
+            raise  # unreachable: require() skips or fails
+        yield server
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka: KafkaServer) -> str:
+    return kafka.bootstrap
 
 
 def _admin(url: str, statement: str) -> None:
