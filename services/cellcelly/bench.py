@@ -1,10 +1,11 @@
 """`make bench`: charging throughput and latency, each beside a baseline measured in the same run.
 
 In-process: the charging service on the embedded store, against the raw store committing a
-trivial change (what the store costs without rating and charging). Over HTTP: the OCS in its own
-process (pinned to one core) driven by a lean keep-alive HTTP/1.1 load generator (pinned to the
-other), against the same server's /noop route, which parses the same request and encodes an
-answer the same way, without charging.
+trivial change (what the store costs without rating and charging); the same two on a VoltDB
+server started for the run (`scripts/voltdb.sh`; skipped, with the reason, where it cannot run).
+Over HTTP: the OCS in its own process (pinned to one core) driven by a lean keep-alive HTTP/1.1
+load generator (pinned to the other), against the same server's /noop route, which parses the
+same request and encodes an answer the same way, without charging.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from cellcelly.domain.account import Account
 from cellcelly.domain.charging import ChargeRequest, RequestType, ResultCode, ServiceUsage
 from cellcelly.domain.provisioning import open_account
 from cellcelly.domain.units import Service
-from cellcelly.ports.balance_store import Commit
+from cellcelly.ports.balance_store import BalanceStore, Commit
 from cellcelly.runtime import tune_gc
 from cellcelly.settings import DEFAULT_CATALOGUE
 
@@ -58,7 +59,7 @@ def session_script(i: int) -> Iterator[tuple[RequestType, tuple[ServiceUsage, ..
     yield RequestType.TERMINATE, (ServiceUsage(rg, service, 0, quota // 2, dest),)
 
 
-def provision(store: EmbeddedBalanceStore, catalogue: CatalogueHolder, subscribers: int) -> None:
+def provision(store: BalanceStore, catalogue: CatalogueHolder, subscribers: int) -> None:
     now = int(time.time())
     for i in range(subscribers):
 
@@ -112,6 +113,49 @@ def bench_in_process(seconds: float, subscribers: int) -> list[dict[str, Any]]:
         )
         store.close()
     return results
+
+
+VOLTDB_SUBSCRIBERS = 2_000  # provisioning goes at the server's commit rate: keep it short
+
+
+def bench_voltdb(seconds: float, subscribers: int) -> list[dict[str, Any]]:
+    """The in-process pair on VoltDB: one caller, so each figure is latency-bound (a read and a
+    commit, two round trips, per request), beside the same pair on the embedded store."""
+    from cellcelly.devservers import VoltDBUnavailable, voltdb_server
+
+    names = ("in-process baseline on VoltDB: raw store commit", "in-process charging on VoltDB")
+    try:
+        with voltdb_server() as servers:
+            from cellcelly.adapters.balance_voltdb import VoltBalanceStore
+
+            subscribers = min(subscribers, VOLTDB_SUBSCRIBERS)
+            catalogue = CatalogueHolder.from_file(DEFAULT_CATALOGUE)
+            with VoltBalanceStore(servers) as store:
+                provision(store, catalogue, subscribers)
+
+                def touch(acc: Account | None) -> tuple[None, Commit | None]:
+                    assert acc is not None
+                    new = acc.copy()
+                    new.revision += 1
+                    return None, Commit(new)
+
+                service = ChargingService(store, catalogue)
+                requests = interleaved_requests(WARM_UP + int(seconds * 5_000), subscribers)
+
+                def baseline(i: int) -> bool:
+                    store.transact(msisdn(i % subscribers), touch)
+                    return True
+
+                def charging(i: int) -> bool:
+                    return service.charge(requests[i]).result_code is ResultCode.SUCCESS
+
+                return [
+                    _loop(names[0], seconds, baseline),
+                    _loop(f"{names[1]} (OCS engine + VoltDB store)", seconds, charging, len(requests)),
+                ]
+    except VoltDBUnavailable as exc:
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else "unavailable"
+        return [summarise(f"skipped: {name} ({reason})", 0, 0.0, []) for name in names]
 
 
 def interleaved_requests(count: int, subscribers: int, live: int = 64) -> list[ChargeRequest]:
@@ -433,7 +477,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--only", choices=["in-process", "http", "codec", "e2e", "events"], default=None)
+    parser.add_argument(
+        "--only", choices=["in-process", "voltdb", "http", "codec", "e2e", "events"], default=None
+    )
     parser.add_argument("--rates", default="750,2000", help="e2e offered loads, sessions/s")
     parser.add_argument("--output", type=Path, default=Path("bench/results/latest.json"))
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
@@ -444,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     if args.only in (None, "in-process"):
         results += bench_in_process(args.seconds, args.subscribers)
+    if args.only in (None, "voltdb"):
+        results += bench_voltdb(args.seconds, args.subscribers)
     if args.only in (None, "http"):
         results += bench_http(args.seconds, args.subscribers, args.connections)
     if args.only in (None, "codec"):
@@ -462,6 +510,11 @@ def main(argv: list[str] | None = None) -> int:
     if "in-process baseline" in by_name:
         ratios["in-process charging / raw store"] = round(
             results[1]["ops_per_s"] / by_name["in-process baseline"]["ops_per_s"], 3
+        )
+    volt = [r for r in results if r["name"].startswith("in-process") and "on VoltDB" in r["name"]]
+    if len(volt) == 2 and volt[0]["ops_per_s"]:
+        ratios["in-process charging on VoltDB / raw VoltDB commit"] = round(
+            volt[1]["ops_per_s"] / volt[0]["ops_per_s"], 3
         )
     http = [r for r in results if r["name"].startswith("HTTP")]
     if len(http) == 2:

@@ -81,7 +81,7 @@ def _fill_outbox(store: EmbeddedBalanceStore, events: int) -> int:
     provision(store, catalogue, subscribers)
     provisioning = store.outbox(limit=10**9)
     if provisioning:
-        store.ack(provisioning[-1].seq)  # ledger events of the sign-ups: not what is measured
+        store.ack([e.seq for e in provisioning])  # ledger events of the sign-ups: not what is measured
     service = ChargingService(store, catalogue)
     # the mix gives ~7 usage events per 9 requests
     requests = interleaved_requests(int(events * 9 / 7) + 64, subscribers)

@@ -1,8 +1,11 @@
-"""Throwaway servers for tests and benchmarks: a PostgreSQL and a single-node Kafka on this machine.
+"""Throwaway servers for tests and benchmarks: a PostgreSQL, a single-node Kafka and a single-node
+VoltDB on this machine.
 
     with postgres_server() as url:   # postgresql+psycopg://postgres@127.0.0.1:PORT/cellcelly
         ...
     with kafka_server() as bootstrap:   # "127.0.0.1:PORT"
+        ...
+    with voltdb_server() as servers:   # "127.0.0.1:PORT", the CellCelly schema loaded
         ...
 
 PostgreSQL uses the server binaries of the machine (`/usr/lib/postgresql/*/bin`, else `initdb` on
@@ -15,6 +18,11 @@ binaries, `PostgresUnavailable` is raised.
 Kafka runs `scripts/kafka.sh fetch` and `scripts/kafka.sh start DIR PORT` of a source checkout
 (Java 17+ and Maven needed; the jars are cached under ~/.cache/cellcelly); `KafkaUnavailable` is
 raised when that is impossible.
+
+VoltDB 10.1.1 the same way with `scripts/voltdb.sh` (fetch, jar, start, stop; Java 17+ with javac,
+and Maven); the schema and the stored procedures are loaded by `balance_voltdb.ensure_schema`.
+`VoltDBUnavailable` is raised when that is impossible. `voltdb_truncate` empties the tables, so
+one server can serve many tests.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ ENV_URL = "CELLCELLY_TEST_POSTGRES_URL"
 DATABASE = "cellcelly"
 OS_USER = "postgres"
 KAFKA_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "kafka.sh"
+VOLTDB_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "voltdb.sh"
 
 
 def free_port() -> int:
@@ -214,3 +223,111 @@ def kafka_server() -> Iterator[str]:
                 log.warning("scripts/kafka.sh stop failed: %s", stopped.stderr[-2000:])
         finally:
             shutil.rmtree(root, ignore_errors=True)
+
+
+# --- VoltDB --------------------------------------------------------------------------------------
+
+
+class VoltDBUnavailable(RuntimeError):
+    """No way to run VoltDB here (no Java/javac/Maven, no scripts/voltdb.sh, the fetch failed)."""
+
+
+def _voltdb_script(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(VOLTDB_SCRIPT), *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def voltdb_missing() -> str | None:
+    """Why VoltDB cannot run here, or None when it can (before anything is fetched)."""
+    if not VOLTDB_SCRIPT.exists():
+        return f"{VOLTDB_SCRIPT} not found (a source checkout is needed)"
+    for tool, why in (("java", "a JDK 17+"), ("javac", "a JDK, not only a JRE"), ("mvn", "Maven")):
+        if shutil.which(tool) is None:
+            return f"{tool} not found: VoltDB needs {why} (apt-get install openjdk-17-jdk-headless maven)"
+    try:
+        import voltdbclient  # type: ignore[import-untyped]  # noqa: F401
+    except ImportError:
+        return "voltdbclient is not installed (pip install -e '.[voltdb]')"
+    return None
+
+
+def fetch_voltdb() -> None:
+    """Make sure the VoltDB jars are in the cache (scripts/voltdb.sh fetch), or raise VoltDBUnavailable."""
+    missing = voltdb_missing()
+    if missing:
+        raise VoltDBUnavailable(missing)
+    try:
+        done = _voltdb_script("fetch", timeout=600)
+    except subprocess.TimeoutExpired as exc:
+        raise VoltDBUnavailable("scripts/voltdb.sh fetch took more than 600 s") from exc
+    if done.returncode != 0:
+        raise VoltDBUnavailable(f"scripts/voltdb.sh fetch failed:\n{done.stderr[-3000:]}")
+
+
+def _wait_for_ping(port: int, deadline: float) -> None:
+    from cellcelly.adapters.balance_voltdb import VoltConnection
+
+    problem = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            conn = VoltConnection("127.0.0.1", port, 5.0)
+        except (OSError, RuntimeError) as exc:
+            problem = str(exc)
+        else:
+            try:
+                if conn.call("@Ping", []).status == 1:
+                    return
+            finally:
+                conn.close()
+        time.sleep(0.1)
+    raise VoltDBUnavailable(f"VoltDB on 127.0.0.1:{port} does not answer @Ping ({problem})")
+
+
+@contextmanager
+def voltdb_server() -> Iterator[str]:
+    """Yield "127.0.0.1:PORT" of a fresh single-node VoltDB with the CellCelly schema and procedures
+    loaded; stopped and deleted on exit."""
+    from cellcelly.adapters.balance_voltdb import ensure_schema
+
+    fetch_voltdb()
+    root = Path(tempfile.mkdtemp(prefix="cellcelly-voltdb-"))
+    began = time.monotonic()
+    try:
+        jar = root / "procedures.jar"
+        built = _voltdb_script("jar", str(jar), timeout=120)
+        if built.returncode != 0:
+            raise VoltDBUnavailable(f"scripts/voltdb.sh jar failed:\n{built.stderr[-3000:]}")
+        port = free_port()
+        done = _voltdb_script("start", str(root / "server"), str(port), timeout=150)
+        if done.returncode != 0:
+            raise VoltDBUnavailable(
+                f"scripts/voltdb.sh start failed ({done.returncode}):\n{done.stderr[-3000:]}"
+            )
+        _wait_for_ping(port, time.monotonic() + 60)
+        servers = f"127.0.0.1:{port}"
+        ensure_schema(servers, jar)
+        log.info("voltdb on %s ready in %.2fs", servers, time.monotonic() - began)
+        yield servers
+    finally:
+        try:
+            stopped = _voltdb_script("stop", str(root / "server"), timeout=60)
+            if stopped.returncode != 0:
+                log.warning("scripts/voltdb.sh stop failed: %s", stopped.stderr[-2000:])
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def voltdb_truncate(servers: str) -> None:
+    """Empty every CellCelly table (between tests: much cheaper than a new server)."""
+    from cellcelly.adapters.balance_voltdb import VoltConnection, parse_servers
+
+    host, port = parse_servers(servers)[0]
+    conn = VoltConnection(host, port, 30.0)
+    try:
+        for table in ("account", "account_session", "outbox"):
+            response = conn.call("@AdHoc", [f"TRUNCATE TABLE {table};"])
+            if response.status != 1:
+                raise RuntimeError(f"TRUNCATE TABLE {table} failed: {response.statusString}")
+    finally:
+        conn.close()

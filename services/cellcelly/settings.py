@@ -22,7 +22,9 @@ class Settings(BaseSettings):
     database_url: str = ""
 
     # real-time balance store
-    balance_store: Literal["embedded"] = "embedded"
+    balance_store: Literal["embedded", "voltdb"] = "embedded"
+    # VoltDB servers "host:port,host:port" (client port), the schema loaded (balance_voltdb.ensure_schema)
+    voltdb_servers: str = "127.0.0.1:21212"
     balance_fsync: Literal["always", "interval", "never"] = "interval"
 
     # event bus: the embedded durable log, or Kafka (bootstrap servers "host:port,host:port")

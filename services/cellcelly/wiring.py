@@ -36,6 +36,10 @@ class Components:
 def build_store(settings: Settings) -> BalanceStore:
     if settings.balance_store == "embedded":
         return EmbeddedBalanceStore(settings.data_dir / "balances", fsync=settings.balance_fsync)
+    if settings.balance_store == "voltdb":
+        from cellcelly.adapters.balance_voltdb import VoltBalanceStore
+
+        return VoltBalanceStore(settings.voltdb_servers)
     raise ValueError(f"unknown balance store {settings.balance_store!r}")
 
 

@@ -149,10 +149,10 @@ def test_compaction_then_reopen_gives_the_same_state(directory: Path) -> None:
     with EmbeddedBalanceStore(directory, fsync="never", compact_bytes=2_048) as store:
         busy_history(store)
         entries = store.outbox()
-        store.ack(entries[5].seq)
+        store.ack(e.seq for e in entries[:6])
         for i in range(20):
             credit(store, B, i + 1, f"more-{i}")
-        store.ack(store.outbox()[3].seq)
+        store.ack(e.seq for e in store.outbox()[1::2])  # out of order: kept in the snapshot too
         before = state_of(store)
         assert (directory / SNAPSHOT).exists()
         assert _journal(directory).stat().st_size <= 2_048 + 4_096
@@ -163,7 +163,7 @@ def test_compaction_then_reopen_gives_the_same_state(directory: Path) -> None:
 def test_explicit_compaction(directory: Path) -> None:
     with EmbeddedBalanceStore(directory, fsync="always") as store:
         busy_history(store)
-        store.ack(store.outbox()[2].seq)
+        store.ack(e.seq for e in store.outbox()[:3])
         store.compact()
         assert _journal(directory).stat().st_size == 0
         credit(store, A, 5, "after-snapshot")
@@ -180,7 +180,8 @@ def test_a_crash_between_snapshot_and_journal_truncation(directory: Path) -> Non
     # it twice. _replay should skip events with seq <= the snapshot's seq.
     with EmbeddedBalanceStore(directory, fsync="always") as store:
         busy_history(store)
-        store.ack(store.outbox()[1].seq)
+        store.ack(e.seq for e in store.outbox()[:2])
+        store.ack([store.outbox()[1].seq])  # and one out of order
         before = state_of(store)
         old_journal = _journal(directory).read_bytes()
         store.compact()
@@ -213,3 +214,14 @@ def test_a_snapshot_copy_opens_elsewhere(directory: Path, tmp_path: Path) -> Non
     shutil.copytree(directory, copy)
     with EmbeddedBalanceStore(copy, fsync="never") as again:
         assert state_of(again) == before
+
+
+def test_acks_in_the_journal_are_short_when_they_take_the_front(directory: Path) -> None:
+    with EmbeddedBalanceStore(directory, fsync="always") as store:
+        busy_history(store)
+        entries = store.outbox()
+        store.ack(e.seq for e in entries[:5])
+        store.ack([entries[6].seq, entries[8].seq])
+    records = [line for line in _journal(directory).read_bytes().split(b"\n") if line]
+    assert records[-2] == f'["a",{entries[4].seq}]'.encode()
+    assert records[-1] == f'["k",[{entries[6].seq},{entries[8].seq}]]'.encode()

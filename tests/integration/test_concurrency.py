@@ -131,7 +131,7 @@ def provision(store: EmbeddedBalanceStore) -> None:
         return None, Commit(change.account, events=change.events)
 
     store.transact(MSISDN, create)
-    store.ack(store.outbox()[-1].seq)
+    store.ack(e.seq for e in store.outbox())
 
 
 def cost(units: int) -> int:

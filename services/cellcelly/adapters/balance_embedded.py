@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -59,7 +59,10 @@ class EmbeddedBalanceStore:
     ) -> None:
         self._accounts: dict[str, Account] = {}
         self._sessions: dict[str, str] = {}  # session id -> msisdn
-        self._outbox: deque[tuple[int, Event]] = deque()
+        # the outbox: unacknowledged events by seq, and every seq in order (acknowledged ones leave
+        # `_events` at once and `_order` when they reach its front)
+        self._events: dict[int, Event] = {}
+        self._order: deque[int] = deque()
         self._seq = 0
         self._acked = 0
         self._snapshot_seq = 0
@@ -96,15 +99,18 @@ class EmbeddedBalanceStore:
     def outbox(self, limit: int = 1000, after: int = 0) -> list[OutboxEntry]:
         with self._write_lock:
             found: list[OutboxEntry] = []
-            for seq, event in self._outbox:
-                if seq > after:
-                    found.append(OutboxEntry(seq, event_to_dict(event)))
+            if limit <= 0:
+                return found
+            events = self._events
+            for seq in self._order:
+                if seq > after and seq in events:
+                    found.append(OutboxEntry(seq, event_to_dict(events[seq])))
                     if len(found) >= limit:
                         break
             return found
 
     def outbox_size(self) -> int:
-        return len(self._outbox)
+        return len(self._events)
 
     # --- writes ---------------------------------------------------------------------------------
 
@@ -117,15 +123,46 @@ class EmbeddedBalanceStore:
                 self._commit(commit)
             return result
 
-    def ack(self, upto_seq: int) -> None:
+    def ack(self, seqs: Iterable[int]) -> None:
         with self._write_lock:
-            upto_seq = min(upto_seq, self._seq)  # nothing beyond what exists can be acknowledged
-            if upto_seq <= self._acked:
+            events = self._events
+            wanted = sorted({s for s in seqs if s in events})
+            if not wanted:
                 return
-            self._append(orjson.dumps(["a", upto_seq]))
-            self._acked = upto_seq
-            while self._outbox and self._outbox[0][0] <= upto_seq:
-                self._outbox.popleft()
+            # the usual case, the front of the outbox: one short "everything up to" record
+            top = wanted[-1]
+            chosen = set(wanted)
+            front = True
+            for seq in self._order:
+                if seq > top:
+                    break
+                if seq in events and seq not in chosen:
+                    front = False
+                    break
+            self._append(orjson.dumps(["a", top] if front else ["k", wanted]))
+            if front:
+                self._ack_upto(top)
+            else:
+                self._ack_exact(wanted)
+
+    def _ack_upto(self, upto: int) -> None:
+        order, events = self._order, self._events
+        while order and order[0] <= upto:
+            events.pop(order.popleft(), None)
+        self._acked = max(self._acked, upto)
+        self._trim()
+
+    def _ack_exact(self, seqs: Iterable[int]) -> None:
+        for seq in seqs:
+            self._events.pop(seq, None)
+        self._trim()
+
+    def _trim(self) -> None:
+        """Drop acknowledged seqs from the front of the order; everything before it is acknowledged."""
+        order, events = self._order, self._events
+        while order and order[0] not in events:
+            order.popleft()
+        self._acked = max(self._acked, order[0] - 1 if order else self._seq)
 
     def _commit(self, commit: Commit) -> None:
         account = commit.account
@@ -160,7 +197,9 @@ class EmbeddedBalanceStore:
                 self._sessions.pop(sid, None)
             for sid in commit.changed_sessions:
                 self._sessions[sid] = account.msisdn
-            self._outbox.extend(entries)
+            for seq, event in entries:
+                self._order.append(seq)
+                self._events[seq] = event
             if self._journal_size > self._compact_bytes:
                 self._compact()
 
@@ -197,7 +236,7 @@ class EmbeddedBalanceStore:
             "seq": self._seq,
             "acked": self._acked,
             "accounts": [account_to_dict(a) for a in self._accounts.values()],
-            "outbox": [[seq, event_to_dict(e)] for seq, e in self._outbox],
+            "outbox": [[seq, event_to_dict(self._events[seq])] for seq in self._order if seq in self._events],
         }
         tmp = self._dir / (SNAPSHOT + ".tmp")
         with open(tmp, "wb") as fh:
@@ -224,7 +263,9 @@ class EmbeddedBalanceStore:
             self._snapshot_seq = data["seq"]
             for raw in data["accounts"]:
                 self._install(account_from_dict(raw))
-            self._outbox.extend((seq, event_from_dict(e)) for seq, e in data["outbox"])
+            for seq, raw in data["outbox"]:
+                self._order.append(seq)
+                self._events[seq] = event_from_dict(raw)
         journal = self._dir / JOURNAL
         if not journal.exists():
             return
@@ -258,9 +299,10 @@ class EmbeddedBalanceStore:
 
     def _replay(self, record: list[Any]) -> None:
         if record[0] == "a":
-            self._acked = max(self._acked, record[1])
-            while self._outbox and self._outbox[0][0] <= self._acked:
-                self._outbox.popleft()
+            self._ack_upto(record[1])
+            return
+        if record[0] == "k":
+            self._ack_exact(record[1])
             return
         if record[0] != "c":
             raise ValueError(f"unknown journal record {record[0]!r}")
@@ -283,7 +325,8 @@ class EmbeddedBalanceStore:
             # a crash between writing a snapshot and emptying the journal replays old records:
             # their events are in the snapshot's outbox already
             if seq > self._acked and seq > self._snapshot_seq:
-                self._outbox.append((seq, event_from_fields(event)))
+                self._order.append(seq)
+                self._events[seq] = event_from_fields(event)
             self._seq = max(self._seq, seq)
 
     def close(self) -> None:

@@ -58,7 +58,7 @@ class OutboxRelay:
             for e in entries
         ]
         await self.bus.publish(batch)
-        self.store.ack(entries[-1].seq)
+        self.store.ack([e.seq for e in entries])  # exactly these: see BalanceStore.ack
         self.stats.relayed += len(entries)
         self.stats.batches += 1
         return len(entries)

@@ -1,12 +1,13 @@
 """The real-time balance store: where charging reads and atomically changes a subscriber's account.
 
-Adapters: `cellcelly.adapters.balance_embedded` (in-process, journalled to disk) now; VoltDB
-later. Every adapter must pass `tests/contract/balance_store_contract.py`.
+Adapters: `cellcelly.adapters.balance_embedded` (in-process, journalled to disk) and
+`cellcelly.adapters.balance_voltdb` (VoltDB, partitioned by subscriber). Every adapter must pass
+`tests/contract/balance_store_contract.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -31,7 +32,10 @@ class Commit:
 
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
-    seq: int  # strictly increasing in commit order
+    # unique and never reused; strictly increasing in commit order for each subscriber. Across
+    # subscribers only roughly: a partitioned store (VoltDB) has no global commit order, which
+    # is why `ack` takes exact seqs
+    seq: int
     event: dict[str, Any]  # the event as it goes on the bus (see cellcelly.codec)
 
 
@@ -53,12 +57,18 @@ class BalanceStore(Protocol):
         """Every subscriber in the store (for reconciliation and tooling)."""
 
     def outbox(self, limit: int = 1000, after: int = 0) -> list[OutboxEntry]:
-        """Events not yet acknowledged, oldest first."""
+        """Events not yet acknowledged in seq order (oldest first for each subscriber), at most
+        `limit`, only those with a seq above `after`. `after` is a filter, not a cursor: an event
+        committed later on another partition may carry a smaller seq than ones already read."""
 
     def outbox_size(self) -> int:
         """How many events wait in the outbox (cheap: for metrics and back-pressure)."""
 
-    def ack(self, upto_seq: int) -> None:
-        """The relay has published every event up to and including `upto_seq`."""
+    def ack(self, seqs: Iterable[int]) -> None:
+        """The relay has published exactly these events (their seqs): they leave the outbox.
+
+        Exact seqs, never "everything up to": events committed on another partition after an
+        `outbox` read can carry smaller seqs than the ones it returned, and a range would take
+        them unpublished. Seqs unknown or already acknowledged are ignored."""
 
     def close(self) -> None: ...

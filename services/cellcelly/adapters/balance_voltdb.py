@@ -1,0 +1,489 @@
+"""The balance store on VoltDB (10.1.1 community edition), through the pure-Python `voltdbclient`.
+
+Where the charging logic runs. It stays in Python (the pure `fn` of `transact`), so the store
+does optimistic concurrency: `BalanceGet` (single-partition) reads the account and its version,
+`fn` computes the new account, and `BalanceCommit` (single-partition, Java) checks that the
+version is unchanged and writes the account header, the changed and dropped sessions and the
+outbox events in one transaction. On a version conflict it aborts with an app status, and `fn`
+runs again on the newer account (it is pure, so that is safe). Inside one process a lock per
+subscriber serialises transactions first, so threads of one OCS do not waste each other's work;
+the version check is what makes several OCS processes safe.
+
+Schema (`voltdb/schema.sql`): every table is partitioned on the MSISDN, so all one commit touches
+lives in one partition. Bodies are the codec's JSON forms (`header_to_list`, `session_to_list`,
+`event_to_dict`). The procedures' Java sources are package data (`voltdb/procedures/`); the jar
+is compiled by `scripts/voltdb.sh jar OUT` and loaded, with the DDL, by `ensure_schema`.
+
+Session ownership. `session_owner` finds a session's subscriber from its id alone. The session
+rows are partitioned by MSISDN (so the commit writes them atomically with the account) and have
+an index on the session id; the lookup is a multi-partition read (`BalanceSessionOwner`). The
+alternative, a second table partitioned on the session id, would need a second single-partition
+call on every commit that opens or forgets a session, on the charging path, with a window in
+which the two disagree. The lookup is only needed for requests that carry no subscriber id (a
+CCR-U/T without Subscription-Id; `ChargingService.charge`), so a read that costs more but is
+exact, and costs nothing on commits, is the better trade. If that path ever becomes hot: a
+session-partitioned table written *before* the commit (a crash leaves an owner whose account
+lacks the session, which answers 5002, as it should) and deleted *after* it.
+
+Outbox order and acknowledgement. VoltDB has no cheap global commit order across partitions.
+An event's `seq` is `uid << 10 | idx`: `uid` is the committing transaction's VoltDB unique id
+(unique cluster-wide, increasing within a partition, roughly time-ordered across partitions),
+`idx` the event's place in its commit. So seqs increase in commit order for each subscriber (the
+only order a consumer can rely on: the bus is keyed by MSISDN), but an event committed on another
+partition after an outbox read can carry a *smaller* seq than events that read returned. Hence
+`ack` takes the exact seqs that were published (`BalanceOutboxAck` deletes those rows and no
+others); "everything up to seq" would delete such an event unpublished. `outbox(after=...)` is a
+filter, not a cursor that is sure to see every later event.
+
+Errors. A server that does not answer (refused, closed, timed out) is `VoltUnavailable`, a
+`StoreError`; reads are retried once on a fresh connection first. A commit whose answer was lost
+is `CommitOutcomeUnknown`: it may or may not have been applied, and it is not retried here,
+because running `fn` again on an account that already has its effect would apply it twice; the
+caller's retry (the same request number, the same top-up reference) is idempotent in the domain.
+A conflict that keeps losing `max_attempts` times is `ConflictError`.
+
+Durability is the server's: with command logging off (it is an Enterprise feature; the community
+server here has only snapshots), a server crash loses what was committed since the last snapshot.
+`cellcelly reconcile` rebuilds the balances from the system of record.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import orjson
+import voltdbclient  # type: ignore[import-untyped]
+
+from cellcelly.codec import (
+    event_to_dict,
+    header_from_list,
+    header_to_list,
+    session_from_list,
+    session_to_list,
+)
+from cellcelly.domain.account import Account
+from cellcelly.domain.errors import ConflictError, StoreError
+from cellcelly.ports.balance_store import Commit, OutboxEntry
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# voltdbclient prints its errors to stdout unless given a logger
+voltdbclient.logger = logging.getLogger("voltdbclient")
+
+DEFAULT_PORT = 21212
+IDX_BITS = 10
+MAX_EVENTS_PER_COMMIT = 1 << IDX_BITS
+_IDX_MASK = MAX_EVENTS_PER_COMMIT - 1
+_ARRAY_CHUNK = 2_000  # the client writes an array's length as a 16-bit number
+_MSISDN_PAGE = 1_000
+
+# ClientResponse statuses and BalanceCommit's app statuses
+SUCCESS = 1
+USER_ABORT = -1
+VERSION_CONFLICT = 1
+
+_FS = voltdbclient.FastSerializer
+_S, _L, _B = _FS.VOLTTYPE_STRING, _FS.VOLTTYPE_BIGINT, _FS.VOLTTYPE_VARBINARY
+PROCEDURES: dict[str, list[int]] = {
+    "BalanceGet": [_S],
+    "BalanceCommit": [_S, _L, _S, _S, _S, _S, _S],
+    "BalanceSessionOwner": [_S],
+    "BalanceOutboxRead": [_L, _L, _L],
+    "BalanceOutboxAck": [_L, _L],
+    "BalanceOutboxSize": [],
+    "BalanceMsisdns": [_S, _L],
+    "@AdHoc": [_S],
+    "@UpdateClasses": [_B, _S],
+    "@SystemCatalog": [_S],
+    "@Ping": [],
+}
+SCHEMA_DIR = resources.files("cellcelly.adapters") / "voltdb"
+
+
+class VoltUnavailable(StoreError):
+    """No answer from VoltDB: refused, connection lost, or timed out."""
+
+
+class CommitOutcomeUnknown(VoltUnavailable):
+    """A commit was sent and its answer lost: it may or may not have been applied."""
+
+
+class _Conflict(Exception):
+    """BalanceCommit found the account at another version than the one `fn` saw."""
+
+
+class _NoAnswer(Exception):
+    """The call got no answer; its connection is not to be used again."""
+
+
+class Response(Protocol):
+    """What a procedure call answers (voltdbclient.VoltResponse)."""
+
+    version: int  # -1: made up by the client because the server never answered
+    status: int
+    statusString: str | None  # noqa: N815 - the client's names
+    appStatus: int
+    appStatusString: str | None  # noqa: N815
+    tables: list[Any] | None
+
+
+class Connection(Protocol):
+    def call(self, procedure: str, params: Sequence[Any]) -> Response: ...
+
+    def close(self) -> None: ...
+
+
+Connect = Callable[[str, int, float], Connection]
+
+
+class VoltConnection:
+    """One client socket. voltdbclient's FastSerializer runs one call at a time: one borrower."""
+
+    def __init__(self, host: str, port: int, timeout: float) -> None:
+        self._client = voltdbclient.FastSerializer(
+            host, port, connect_timeout=timeout, procedure_timeout=timeout
+        )
+        self._procedures = {
+            name: voltdbclient.VoltProcedure(self._client, name, types) for name, types in PROCEDURES.items()
+        }
+
+    def call(self, procedure: str, params: Sequence[Any]) -> Response:
+        response: Response = self._procedures[procedure].call(list(params))
+        return response
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        except OSError:
+            pass
+
+
+def parse_servers(servers: str | Sequence[str]) -> list[tuple[str, int]]:
+    """ "host:port,host:port" (or a list of them) into (host, port) pairs; the port defaults to 21212."""
+    items = servers.split(",") if isinstance(servers, str) else list(servers)
+    parsed = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        parsed.append((host, int(port)) if sep else (item, DEFAULT_PORT))
+    if not parsed:
+        raise ValueError(f"no VoltDB server in {servers!r}")
+    return parsed
+
+
+class _Pool:
+    """Connections made on demand (one per concurrent caller), kept for reuse; a connection that
+    lost its server is closed, never reused (its byte stream may hold a late answer)."""
+
+    def __init__(self, servers: list[tuple[str, int]], connect: Connect, timeout: float, keep: int) -> None:
+        self._servers = servers
+        self._connect = connect
+        self._timeout = timeout
+        self._keep = keep
+        self._idle: list[Connection] = []
+        self._lock = threading.Lock()
+        self._next = 0
+        self._closed = False
+
+    def _open(self) -> Connection:
+        with self._lock:
+            start = self._next
+            self._next = (self._next + 1) % len(self._servers)
+        problems = []
+        for i in range(len(self._servers)):
+            host, port = self._servers[(start + i) % len(self._servers)]
+            try:
+                return self._connect(host, port, self._timeout)
+            except (OSError, RuntimeError) as exc:  # refused, reset, authentication failed
+                problems.append(f"{host}:{port}: {exc}")
+        raise VoltUnavailable("cannot connect to VoltDB (" + "; ".join(problems) + ")")
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A connection for one call; if the call raises, the connection is closed, not reused."""
+        with self._lock:
+            if self._closed:
+                raise StoreError("the VoltDB balance store is closed")
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self._open()
+        try:
+            yield conn
+        except BaseException:
+            conn.close()
+            raise
+        with self._lock:
+            if not self._closed and len(self._idle) < self._keep:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+class _SubscriberLocks:
+    """One lock per subscriber with a transaction in this process (not striped: two subscribers
+    must never wait for each other), dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, list[int]]] = {}
+
+    @contextmanager
+    def hold(self, msisdn: str) -> Iterator[None]:
+        with self._guard:
+            entry = self._locks.get(msisdn)
+            if entry is None:
+                entry = self._locks[msisdn] = (threading.Lock(), [0])
+            entry[1][0] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._guard:
+                entry[1][0] -= 1
+                if entry[1][0] == 0:
+                    del self._locks[msisdn]
+
+
+def _placeholder_first(values: Iterable[str]) -> list[str]:
+    """BalanceCommit's arrays start with a skipped element: voltdbclient cannot send an empty array."""
+    return ["", *values]
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+class VoltBalanceStore:
+    def __init__(
+        self,
+        servers: str | Sequence[str] = f"127.0.0.1:{DEFAULT_PORT}",
+        *,
+        timeout: float = 10.0,
+        max_attempts: int = 100,
+        keep_connections: int = 16,
+        connect: Connect = VoltConnection,
+    ) -> None:
+        self._pool = _Pool(parse_servers(servers), connect, timeout, keep_connections)
+        self._locks = _SubscriberLocks()
+        self._max_attempts = max_attempts
+        self.conflicts = 0  # optimistic races lost (another process committed in between)
+        try:
+            self._call("BalanceOutboxSize", [])  # reachable, and the schema is there
+        except VoltUnavailable:
+            self._pool.close()
+            raise
+        except StoreError as exc:
+            self._pool.close()
+            raise StoreError(
+                f"VoltDB at {servers} has no CellCelly schema ({exc}); load it with "
+                "cellcelly.adapters.balance_voltdb.ensure_schema"
+            ) from exc
+
+    # --- calls ----------------------------------------------------------------------------------
+
+    def _call(self, procedure: str, params: Sequence[Any], *, retry: bool = True) -> Response:
+        """Call a procedure; raise a StoreError for anything but success. `retry`: the call may be
+        repeated on a fresh connection when the first got no answer (reads, idempotent writes)."""
+        for attempt in (1, 2):
+            try:
+                with self._pool.connection() as conn:
+                    response = self._send(conn, procedure, params)
+            except _NoAnswer as exc:
+                problem = str(exc)
+            else:
+                return self._check(procedure, response)
+            if procedure == "BalanceCommit":
+                raise CommitOutcomeUnknown(
+                    f"VoltDB did not answer a commit ({problem}): it may or may not have been applied"
+                )
+            if not retry or attempt == 2:
+                raise VoltUnavailable(f"VoltDB did not answer {procedure} ({problem})")
+            log.warning("VoltDB did not answer, retrying", extra={"procedure": procedure, "problem": problem})
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _send(conn: Connection, procedure: str, params: Sequence[Any]) -> Response:
+        try:
+            response = conn.call(procedure, params)
+        except OSError as exc:  # broken pipe or reset while sending
+            raise _NoAnswer(str(exc) or type(exc).__name__) from exc
+        if response.version < 0:  # made up by the client: lost connection, timeout
+            raise _NoAnswer(response.statusString or "no answer")
+        return response
+
+    @staticmethod
+    def _check(procedure: str, response: Response) -> Response:
+        if response.status == SUCCESS:
+            return response
+        if response.status == USER_ABORT and response.appStatus == VERSION_CONFLICT:
+            raise _Conflict(response.appStatusString)
+        detail = (response.statusString or "").splitlines()[0] if response.statusString else ""
+        raise StoreError(f"VoltDB {procedure} failed with status {response.status}: {detail}")
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    def _read(self, msisdn: str) -> tuple[Account | None, int]:
+        tables = self._call("BalanceGet", [msisdn]).tables or []
+        rows = tables[0].tuples
+        if not rows:
+            return None, 0
+        version, header = rows[0]
+        sessions = {}
+        for (body,) in tables[1].tuples:
+            session = session_from_list(orjson.loads(body))
+            sessions[session.id] = session
+        return header_from_list(orjson.loads(header), sessions), int(version)
+
+    def get(self, msisdn: str) -> Account | None:
+        return self._read(msisdn)[0]
+
+    def session_owner(self, session_id: str) -> str | None:
+        rows = (self._call("BalanceSessionOwner", [session_id]).tables or [])[0].tuples
+        return str(rows[0][0]) if rows else None
+
+    def msisdns(self) -> Iterator[str]:
+        """Every subscriber, in MSISDN order, a page at a time (so writes may go on meanwhile)."""
+        last = ""
+        while True:
+            rows = (self._call("BalanceMsisdns", [last, _MSISDN_PAGE]).tables or [])[0].tuples
+            for (msisdn,) in rows:
+                yield msisdn
+            if len(rows) < _MSISDN_PAGE:
+                return
+            last = rows[-1][0]
+
+    def outbox(self, limit: int = 1000, after: int = 0) -> list[OutboxEntry]:
+        if limit <= 0:
+            return []
+        tables = self._call("BalanceOutboxRead", [after >> IDX_BITS, after & _IDX_MASK, limit]).tables or []
+        rows = [*tables[0].tuples, *tables[1].tuples][:limit]
+        return [OutboxEntry((uid << IDX_BITS) | idx, orjson.loads(body)) for uid, idx, body in rows]
+
+    def outbox_size(self) -> int:
+        return int((self._call("BalanceOutboxSize", []).tables or [])[0].tuples[0][0])
+
+    # --- writes ---------------------------------------------------------------------------------
+
+    def transact(self, msisdn: str, fn: Callable[[Account | None], tuple[T, Commit | None]]) -> T:
+        with self._locks.hold(msisdn):
+            for attempt in range(self._max_attempts):
+                account, version = self._read(msisdn)
+                result, commit = fn(account)
+                if commit is None:
+                    return result
+                if commit.account.msisdn != msisdn:
+                    raise StoreError(f"a commit for {commit.account.msisdn} inside a transaction on {msisdn}")
+                try:
+                    self._commit(version, account, commit)
+                except _Conflict:
+                    self.conflicts += 1
+                    # another process committed in between: back off a little, at random, and redo
+                    time.sleep(random.uniform(0, min(0.02, 0.0005 * 2**attempt)))
+                    continue
+                return result
+        raise ConflictError(f"{msisdn}: lost {self._max_attempts} optimistic races in a row")
+
+    def _commit(self, version: int, before: Account | None, commit: Commit) -> None:
+        account = commit.account
+        sessions = account.sessions
+        old = before.sessions if before is not None else {}
+        # what the store holds must end up equal to `account`: named sessions, plus any the
+        # commit forgot to name (new ones written, vanished ones deleted)
+        write = {sid for sid in commit.changed_sessions if sid in sessions}
+        write.update(sid for sid in sessions if sid not in old)
+        drop = {sid for sid in commit.removed_sessions if sid not in sessions}
+        drop.update(sid for sid in old if sid not in sessions)
+        if len(commit.events) > MAX_EVENTS_PER_COMMIT:
+            raise StoreError(f"{len(commit.events)} events in one commit (at most {MAX_EVENTS_PER_COMMIT})")
+        order = sorted(write)
+        self._call(
+            "BalanceCommit",
+            [
+                account.msisdn,
+                version,
+                _dumps(header_to_list(account)),
+                _placeholder_first(order),
+                _placeholder_first(_dumps(session_to_list(sessions[sid])) for sid in order),
+                _placeholder_first(sorted(drop)),
+                _placeholder_first(_dumps(event_to_dict(e)) for e in commit.events),
+            ],
+            retry=False,
+        )
+
+    def ack(self, seqs: Iterable[int]) -> None:
+        """Delete exactly these events from the outbox (unknown or already deleted ones: nothing)."""
+        wanted = sorted(set(seqs))
+        for start in range(0, len(wanted), _ARRAY_CHUNK):
+            chunk = wanted[start : start + _ARRAY_CHUNK]
+            self._call("BalanceOutboxAck", [[s >> IDX_BITS for s in chunk], [s & _IDX_MASK for s in chunk]])
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> VoltBalanceStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- schema ----------------------------------------------------------------------------------------
+
+
+def _statements(sql: str) -> list[str]:
+    """The statements of a DDL file (no semicolons inside them; `--` comments dropped)."""
+    lines = [line.split("--", 1)[0] for line in sql.splitlines()]
+    return [s.strip() + ";" for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def ensure_schema(
+    servers: str | Sequence[str], procedures_jar: Path | bytes, *, timeout: float = 60.0
+) -> bool:
+    """Load the tables, the procedure classes (`procedures_jar`, from `scripts/voltdb.sh jar`) and
+    the procedures into a database that has none of them. True when it loaded them, False when
+    the schema was there already (it is not compared: a changed schema needs a new database)."""
+    host, port = parse_servers(servers)[0]
+    try:
+        conn = VoltConnection(host, port, timeout)
+    except (OSError, RuntimeError) as exc:
+        raise VoltUnavailable(f"cannot connect to VoltDB at {host}:{port}: {exc}") from exc
+    try:
+
+        def call(procedure: str, params: list[Any]) -> Response:
+            response = conn.call(procedure, params)
+            if response.status != SUCCESS:
+                raise StoreError(f"{procedure} failed ({response.status}): {response.statusString}")
+            return response
+
+        tables = call("@SystemCatalog", ["TABLES"]).tables or []
+        names = {row[2] for row in tables[0].tuples}  # TABLE_CAT, TABLE_SCHEM, TABLE_NAME, ...
+        if "ACCOUNT" in names:
+            return False
+        jar = procedures_jar if isinstance(procedures_jar, bytes) else procedures_jar.read_bytes()
+        began = time.monotonic()
+        call("@AdHoc", ["\n".join(_statements((SCHEMA_DIR / "schema.sql").read_text(encoding="utf-8")))])
+        call("@UpdateClasses", [jar, ""])  # "" not None: 10.1.1 refuses a null list of classes to delete
+        call("@AdHoc", ["\n".join(_statements((SCHEMA_DIR / "procedures.sql").read_text(encoding="utf-8")))])
+        log.info(
+            "VoltDB schema loaded", extra={"server": f"{host}:{port}", "seconds": time.monotonic() - began}
+        )
+        return True
+    finally:
+        conn.close()
