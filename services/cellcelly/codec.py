@@ -202,7 +202,8 @@ def event_from_dict(d: dict[str, Any]) -> UsageEvent | LedgerEvent | Notificatio
     if d.get("schema") != EVENT_SCHEMA_VERSION:
         raise ValueError(f"unsupported event schema {d.get('schema')!r}")
     if d["type"] == "notification":
-        return NotificationEvent(**{k: d[k] for k in _NOTICE_FIELDS})
+        # fields added later have defaults: events written before them still decode
+        return NotificationEvent(**{k: d[k] for k in _NOTICE_FIELDS if k in d})
     if d["type"] == "usage":
         return UsageEvent(
             d["event_id"],

@@ -4,6 +4,7 @@ through a real local SMTP server (aiosmtpd)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from email import message_from_bytes
 from email.header import decode_header, make_header
@@ -29,6 +30,7 @@ from cellcelly.notifier.service import Notifier, SentLog
 from cellcelly.ports.event_bus import NOTIFICATIONS, Outgoing
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.settings import DEFAULT_CATALOGUE
+from cellcelly.sf.sync import SyncFunction
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 MSISDN = "5361112233"
@@ -139,4 +141,53 @@ async def test_the_wallet_going_low_is_told_and_smtp_down_retries(
     assert len(inbox.messages) == 1
     assert "Bakiyeniz 8,00 TL'ye düştü." in text_of(inbox.messages[0])
     await notifier.close()
+    store.close()
+
+
+async def test_a_package_about_to_expire_is_told_once_per_grant(
+    tmp_path: Path, records: SqlRecords, smtp: tuple[Inbox, int]
+) -> None:
+    """The sweep asks the record which grants end within the horizon: one mail per grant (not per
+    bucket: a package has three), never again for the same grant, and none for a grant further off."""
+    inbox, port = smtp
+    catalogue = CatalogueHolder.from_file(DEFAULT_CATALOGUE)
+    store = EmbeddedBalanceStore(tmp_path / "balances", fsync="never")
+    opened = 1_790_000_000
+    accounts = AccountService(store, records, catalogue, clock=lambda: opened)
+    accounts.open(SubscriberRecord(MSISDN, "Gülşen", "Çağlar", "gulsen@example.com", "active", "CANAKKALE"))
+    other = "5361112244"
+    accounts.open(SubscriberRecord(other, "Ali", "Er", "ali@example.com", "active", "ANKARA"))
+    bus = EmbeddedBus(tmp_path / "bus")
+    relay, sf = OutboxRelay(store, bus), SyncFunction(bus, records)
+    while await relay.relay_once():
+        pass
+    while await sf.sync_once(timeout=0.05):
+        pass
+    ends = opened + 17 * 86400  # CANAKKALE: 17 days; ANKARA: 30
+    now = [ends - 20 * 3600]  # 20 hours before
+    notifier = Notifier(
+        bus, records, EmailChannel("127.0.0.1", port), SentLog(tmp_path / "sent.log"), clock=lambda: now[0]
+    )
+    assert await notifier.sweep_expiring() == 1
+    assert await notifier.sweep_expiring() == 0  # the same grant: not again
+    now[0] = ends - 3600
+    restarted = Notifier(
+        bus, records, EmailChannel("127.0.0.1", port), SentLog(tmp_path / "sent.log"), clock=lambda: now[0]
+    )
+    assert await restarted.sweep_expiring() == 0  # not after a restart either
+    now[0] = ends + 1  # ended: nothing more to tell; ANKARA is still 13 days off
+    assert await restarted.sweep_expiring() == 0
+    for _ in range(50):
+        if inbox.messages:
+            break
+        await asyncio.sleep(0.02)
+    assert len(inbox.messages) == 1
+    mail = inbox.messages[0]
+    assert mail["To"] == "gulsen@example.com"
+    assert str(make_header(decode_header(mail["Subject"]))) == "CANAKKALE paketiniz yakında sona eriyor"
+    ends_local = time.strftime("%d.%m.%Y %H:%M", time.gmtime(ends + 3 * 3600))
+    assert f"CANAKKALE paketiniz {ends_local} tarihinde sona eriyor" in text_of(mail)
+    await notifier.close()
+    await restarted.close()
+    await sf.close()
     store.close()

@@ -66,3 +66,11 @@ def test_messages_are_turkish_and_say_amounts_properly() -> None:
     event = NotificationEvent("x", M, "bucket-100", NOW, "data", "RİZE", "b", 0, 10, 0)
     subject, text = render(event, "Çiğdem")
     assert subject == "RİZE paketinizdeki internet hakkınız bitti" and text.startswith("Merhaba Çiğdem,")
+
+
+def test_the_package_expiry_message_gives_the_end_in_turkish_time() -> None:
+    ends = 1_790_000_000  # 2026-09-21 14:13:20 UTC
+    event = NotificationEvent("x", M, "package-expiring", NOW, package="RİZE", valid_until=ends)
+    subject, text = render(event, "Çiğdem")
+    assert subject == "RİZE paketiniz yakında sona eriyor"
+    assert "RİZE paketiniz 21.09.2026 17:13 tarihinde sona eriyor." in text

@@ -111,7 +111,7 @@ class NotificationEvent:
 
     event_id: str
     msisdn: str
-    kind: str  # "bucket-80" | "bucket-100" | "wallet-low"
+    kind: str  # "bucket-80" | "bucket-100" | "wallet-low" | "package-expiring"
     occurred_at: int
     service: str = ""
     package: str = ""
@@ -119,6 +119,7 @@ class NotificationEvent:
     remaining: int = 0  # units left in the bucket
     total: int = 0
     wallet: int = 0  # kuruş, after the debit
+    valid_until: int = 0  # package-expiring: when the package ends (epoch seconds)
 
 
 BUCKET_THRESHOLDS = (80, 100)  # percent used

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 from cellcelly.domain.charging import NotificationEvent
 from cellcelly.domain.money import format_tl
 
+TURKEY_UTC_OFFSET = 3 * 3600  # Türkiye keeps UTC+3 all year (no daylight saving since 2016)
 _SERVICE_TR = {"voice": "dakika", "sms": "SMS", "data": "internet"}
 
 
@@ -42,5 +45,12 @@ def render(event: NotificationEvent, first_name: str) -> tuple[str, str]:
             "Bakiyeniz azaldı",
             f"{hello}\n\nBakiyeniz {format_tl(event.wallet).replace('.', ',')} TL'ye düştü. "
             f"Kesintisiz iletişim için yükleme yapabilirsiniz.\n\nCellCelly",
+        )
+    if event.kind == "package-expiring":
+        ends = time.strftime("%d.%m.%Y %H:%M", time.gmtime(event.valid_until + TURKEY_UTC_OFFSET))
+        return (
+            f"{event.package} paketiniz yakında sona eriyor",
+            f"{hello}\n\n{event.package} paketiniz {ends} tarihinde sona eriyor. Kalan haklarınız "
+            f"o zaman silinir; paketinizi yenileyebilirsiniz.\n\nCellCelly",
         )
     return ("CellCelly bildirimi", f"{hello}\n\n{event.kind}\n\nCellCelly")

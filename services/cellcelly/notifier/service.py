@@ -3,6 +3,10 @@
 Order per batch: skip what was already sent, send the rest, write their ids to the sent log
 (fsynced), then commit the offsets. A crash after sending and before the log is written can
 send one message twice; the log makes every later delivery of the same event a no-op.
+
+Package expiry is not an event of the charging path (nothing happens when time passes): every
+`sweep_every` seconds the notifier asks the system of record which package grants end within
+`expiry_horizon` and tells each subscriber once per grant (the id names the grant and its end).
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,12 +65,26 @@ class NotifierStats:
 
 
 class Notifier:
-    def __init__(self, bus: EventBus, records: SystemOfRecord, channel: Channel, sent: SentLog) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        records: SystemOfRecord,
+        channel: Channel,
+        sent: SentLog,
+        *,
+        expiry_horizon: int = 24 * 3600,
+        sweep_every: float = 600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.records = records
         self.channel = channel
         self.sent = sent
         self.consumer = bus.consumer(GROUP, [NOTIFICATIONS])
         self.stats = NotifierStats()
+        self.expiry_horizon = expiry_horizon
+        self.sweep_every = sweep_every
+        self.clock = clock
+        self._swept_at = -float("inf")
         self._stop = asyncio.Event()
 
     async def notify_once(self, timeout: float = 0.5) -> int:
@@ -88,20 +108,48 @@ class Notifier:
             if not isinstance(event, NotificationEvent):
                 self.stats.skipped += 1
                 continue
-            if event.event_id in self.sent or event.event_id in delivered:
-                self.stats.duplicates += 1
-                continue
-            subscriber = self.records.get_subscriber(event.msisdn)
-            if subscriber is None:
-                self.stats.skipped += 1
-                continue
-            subject, text = render(event, subscriber.first_name)
-            await self.channel.send(subscriber, subject, text)  # raising leaves the batch uncommitted
-            delivered.append(event.event_id)
-            self.stats.sent += 1
+            await self._tell(event, delivered)  # raising leaves the batch uncommitted
+
+    async def _tell(self, event: NotificationEvent, delivered: list[str]) -> None:
+        """Send one notice unless it went out before; what went out is appended to `delivered`."""
+        if event.event_id in self.sent or event.event_id in delivered:
+            self.stats.duplicates += 1
+            return
+        subscriber = await asyncio.to_thread(self.records.get_subscriber, event.msisdn)
+        if subscriber is None:
+            self.stats.skipped += 1
+            return
+        subject, text = render(event, subscriber.first_name)
+        await self.channel.send(subscriber, subject, text)
+        delivered.append(event.event_id)
+        self.stats.sent += 1
+
+    async def sweep_expiring(self) -> int:
+        """Tell every subscriber whose package ends within the horizon (once per grant); how many
+        were told now."""
+        now = int(self.clock())
+        expiring = await asyncio.to_thread(self.records.expiring_packages, now, now + self.expiry_horizon)
+        delivered: list[str] = []
+        try:
+            for grant in expiring:
+                notice = NotificationEvent(
+                    f"{grant.msisdn}#{grant.package}#{grant.valid_until}#expiring",
+                    grant.msisdn,
+                    "package-expiring",
+                    now,
+                    package=grant.package,
+                    valid_until=grant.valid_until,
+                )
+                await self._tell(notice, delivered)
+        finally:
+            self.sent.add(delivered)
+        self._swept_at = time.monotonic()
+        return len(delivered)
 
     async def run(self) -> None:
         async def step() -> float:
+            if time.monotonic() - self._swept_at >= self.sweep_every:
+                await self.sweep_expiring()
             await self.notify_once()  # e.g. the SMTP server is down: the batch is retried later
             return 0.0
 

@@ -36,6 +36,13 @@ class BucketRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ExpiringPackage:
+    msisdn: str
+    package: str
+    valid_until: int
+
+
+@dataclass(frozen=True, slots=True)
 class CatalogueRecord:
     version: str
     source: str
@@ -75,6 +82,9 @@ class SystemOfRecord(Protocol):
 
     def wallet_balance(self, msisdn: str) -> int:
         """Wallet in kuruş as the record knows it: ledger movements minus usage debits."""
+
+    def expiring_packages(self, start: int, end: int) -> list[ExpiringPackage]:
+        """Package grants whose buckets end in (start, end], every subscriber, soonest first."""
 
     def save_catalogue(self, version: str, source: str, activated_at: int) -> None:
         """Record a catalogue version that was put in force (a repeat of a version is ignored)."""

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Update,
     any_,
+    bindparam,
     cast,
     func,
     insert,
@@ -129,6 +130,22 @@ def select_bucket_consumption(msisdn: str) -> RowSelect:
     )
 
 
+def select_expiring_packages(start: int, end: int) -> RowSelect:
+    """Package grants (subscriber, package, end) whose buckets end in (start, end]."""
+    return (
+        select(buckets.c.msisdn, buckets.c.package, buckets.c.valid_until)
+        .where(
+            # named binds: anonymous ones on one column get names too long for Oracle
+            buckets.c.valid_until > bindparam("from_time", start, type_=buckets.c.valid_until.type),
+            buckets.c.valid_until <= bindparam("to_time", end, type_=buckets.c.valid_until.type),
+            buckets.c.package.is_not(None),  # Oracle keeps "" as NULL: wallet-only grants
+            buckets.c.package != "",
+        )
+        .group_by(buckets.c.msisdn, buckets.c.package, buckets.c.valid_until)
+        .order_by(buckets.c.valid_until, buckets.c.msisdn)
+    )
+
+
 def select_latest_catalogue() -> RowSelect:
     return (
         select(catalogue_versions)
@@ -160,6 +177,7 @@ def representative_statements() -> dict[str, Executable]:
             "select_wallet_balance": select_wallet_balance("905321234567"),
             "select_bucket_consumption": select_bucket_consumption("905321234567"),
             "select_latest_catalogue": select_latest_catalogue(),
+            "select_expiring_packages": select_expiring_packages(1_790_000_000, 1_790_086_400),
         }
     )
     return statements

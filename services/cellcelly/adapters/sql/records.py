@@ -40,7 +40,13 @@ from cellcelly.adapters.sql.schema import (
 from cellcelly.domain.charging import UsageEvent
 from cellcelly.domain.provisioning import LedgerEvent
 from cellcelly.domain.units import Service
-from cellcelly.ports.records import BucketRecord, CatalogueRecord, SubscriberExists, SubscriberRecord
+from cellcelly.ports.records import (
+    BucketRecord,
+    CatalogueRecord,
+    ExpiringPackage,
+    SubscriberExists,
+    SubscriberRecord,
+)
 
 __all__ = ["SqlRecords"]
 
@@ -349,6 +355,11 @@ class SqlRecords:
             )
             for row in rows
         ]
+
+    def expiring_packages(self, start: int, end: int) -> list[ExpiringPackage]:
+        with self._read() as conn:
+            rows = conn.execute(q.select_expiring_packages(start, end)).all()
+        return [ExpiringPackage(row.msisdn, _text(row.package), int(row.valid_until)) for row in rows]
 
     # -- catalogue ----------------------------------------------------------------------------
 

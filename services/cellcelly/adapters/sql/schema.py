@@ -121,6 +121,7 @@ buckets = Table(
     Column("units", BigInteger, nullable=False),
     Column("valid_from", EpochSeconds(), nullable=False),
     Column("valid_until", EpochSeconds(), nullable=False),
+    Index("ix_buckets_valid_until", "valid_until"),  # the notifier's package-expiry sweep
 )
 
 wallet_ledger = Table(
