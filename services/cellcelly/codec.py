@@ -181,6 +181,7 @@ def event_to_dict(e: UsageEvent | LedgerEvent | NotificationEvent) -> dict[str, 
             "wallet_after": e.wallet_after,
             "occurred_at": e.occurred_at,
             "buckets": [list(b) for b in e.buckets],
+            "revision": e.revision,
         }
     return {
         "type": "ledger",
@@ -195,6 +196,7 @@ def event_to_dict(e: UsageEvent | LedgerEvent | NotificationEvent) -> dict[str, 
         "package": e.package,
         "buckets": [list(b) for b in e.buckets],
         "status": e.status,
+        "revision": e.revision,
     }
 
 
@@ -221,6 +223,7 @@ def event_from_dict(d: dict[str, Any]) -> UsageEvent | LedgerEvent | Notificatio
             d["wallet_after"],
             d["occurred_at"],
             tuple((b[0], b[1]) for b in d["buckets"]),
+            d.get("revision", 0),  # absent from events written before it existed
         )
     if d["type"] == "ledger":
         return LedgerEvent(
@@ -234,6 +237,7 @@ def event_from_dict(d: dict[str, Any]) -> UsageEvent | LedgerEvent | Notificatio
             d["package"],
             tuple((b[0], b[1], b[2], b[3], b[4]) for b in d["buckets"]),
             d["status"],
+            d.get("revision", 0),
         )
     raise ValueError(f"unknown event type {d['type']!r}")
 

@@ -29,7 +29,7 @@ from cellcelly.application.relay import OutboxRelay
 from cellcelly.catalogue_store import CatalogueHolder
 from cellcelly.domain.charging import ChargeRequest, RequestType, ServiceUsage
 from cellcelly.domain.units import Service
-from cellcelly.ports.event_bus import Outgoing, Record
+from cellcelly.ports.event_bus import DEAD_LETTER, USAGE, Outgoing, Record
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.settings import DEFAULT_CATALOGUE
 from cellcelly.sf.sync import SyncFunction
@@ -386,3 +386,37 @@ async def test_the_stack_on_kafka_by_configuration(kafka_bootstrap: str, tmp_pat
         await conn.disconnect()
         await stack.stop()
         components.close()
+
+
+@pytest.mark.timeout(120)
+async def test_a_poison_record_on_kafka_goes_to_the_dead_letter_topic(
+    kafka_bootstrap: str, records: SqlRecords
+) -> None:
+    """On the real broker: an undecodable usage record goes to the dead-letter topic with where it
+    came from, and the group commits past it (the stream does not stall)."""
+    marker = f"poison-{uuid.uuid4().hex[:8]}"
+    bus = KafkaBus(kafka_bootstrap, client_id=marker, consumer_options=CONSUMER_OPTIONS)
+    try:
+        await bus.publish([Outgoing(USAGE, "5350000099", f"{{not an event {marker}".encode())])
+        sf = SyncFunction(bus, records, group=f"sf-{marker}")  # a fresh group reads the shared topics
+        deadline = time.monotonic() + 60
+        while sf.stats.dead_lettered < 1 and time.monotonic() < deadline:
+            await sf.sync_once(timeout=1.0)
+        while await sf.sync_once(timeout=1.0):
+            pass
+        assert await sf.consumer.lag() == 0  # committed past the poison record
+        await sf.close()
+        letters = bus.consumer(f"dlq-{marker}", [DEAD_LETTER])
+        ours: list[dict[str, object]] = []
+        while not ours and time.monotonic() < deadline:
+            ours = [
+                envelope
+                for r in await letters.poll(500, timeout=1.0)
+                if marker in str((envelope := orjson.loads(r.value))["value"])
+            ]
+        assert len(ours) == 1
+        source = ours[0]["source"]
+        assert isinstance(source, dict) and source["topic"] == USAGE
+        assert "JSONDecodeError" in str(ours[0]["error"])
+    finally:
+        await bus.close()

@@ -87,9 +87,11 @@ async def test_every_debit_lands_once_in_the_system_of_record(world, records: Sq
     assert written == expected and len(expected) == 100  # 40 calls x (U, T) + 20 SMS
     assert sf.stats.usage_written == 100 and sf.stats.ledger_written == len(SUBSCRIBERS)
     assert await sf.consumer.lag() == 0
-    # the record's wallet agrees with the real-time one, subscriber by subscriber
+    # the record's wallet and the SF's snapshot agree with the real-time one, subscriber by subscriber
     for msisdn in SUBSCRIBERS:
         assert records.wallet_balance(msisdn) == store.get(msisdn).wallet  # type: ignore[union-attr]
+        snapshot = records.balance_snapshot(msisdn)
+        assert snapshot is not None and snapshot.wallet == store.get(msisdn).wallet  # type: ignore[union-attr]
     await sf.close()
 
 

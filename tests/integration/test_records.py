@@ -26,6 +26,7 @@ from cellcelly.domain.charging import UsageEvent
 from cellcelly.domain.provisioning import LedgerEvent
 from cellcelly.domain.units import Service
 from cellcelly.ports.records import (
+    BalanceSnapshot,
     BucketRecord,
     CatalogueRecord,
     SubscriberExists,
@@ -314,7 +315,15 @@ def test_catalogue_versions(records: SqlRecords) -> None:
 
 # -- migrations -------------------------------------------------------------------------------
 
-TABLES = {"subscribers", "buckets", "wallet_ledger", "usage_records", "usage_buckets", "catalogue_versions"}
+TABLES = {
+    "subscribers",
+    "buckets",
+    "wallet_ledger",
+    "usage_records",
+    "usage_buckets",
+    "balance_snapshots",
+    "catalogue_versions",
+}
 
 
 def _tables(url: str) -> set[str]:
@@ -423,3 +432,22 @@ def test_in_memory_sqlite_is_shared_across_threads() -> None:
         assert store.get_subscriber(MSISDN) == subscriber()
     finally:
         store.close()
+
+
+def test_balance_snapshots_keep_the_newest_and_never_go_back(records: SqlRecords) -> None:
+    def snap(wallet: int, revision: int, as_of: int, event: str) -> BalanceSnapshot:
+        return BalanceSnapshot(MSISDN, wallet, revision, as_of, event)
+
+    assert records.balance_snapshot(MSISDN) is None
+    # one batch: the newest of them (same commit: the lower wallet, its later debit)
+    records.save_balances([snap(900, 3, T0, "a"), snap(800, 3, T0, "b"), snap(950, 2, T0, "c")])
+    assert records.balance_snapshot(MSISDN) == snap(800, 3, T0, "b")
+    records.save_balances([snap(990, 1, T0, "old")])  # a replayed older batch
+    records.save_balances([snap(850, 3, T0, "a")])  # the same commit, an earlier debit
+    assert records.balance_snapshot(MSISDN) == snap(800, 3, T0, "b")
+    records.save_balances([snap(5000, 4, T0, "topup")])  # a later commit, in the same second
+    assert records.balance_snapshot(MSISDN) == snap(5000, 4, T0, "topup")
+    records.save_balances([snap(4000, 0, T0 + 60, "after-reconcile")])  # revisions restart; time goes on
+    assert records.balance_snapshot(MSISDN) == snap(4000, 0, T0 + 60, "after-reconcile")
+    records.save_balances([])
+    assert records.balance_snapshot(MSISDN) == snap(4000, 0, T0 + 60, "after-reconcile")

@@ -99,6 +99,7 @@ class UsageEvent:
     wallet_after: int
     occurred_at: int
     buckets: tuple[tuple[str, int], ...] = ()  # (bucket id, units) consumed
+    revision: int = 0  # the account's revision before the commit: orders one subscriber's events
 
 
 @dataclass(slots=True)
@@ -342,6 +343,7 @@ class _Transaction:
                 wallet_after=acc.wallet,
                 occurred_at=now,
                 buckets=tuple(consumed),
+                revision=acc.revision,
             )
         )
         self._notices(consumed, wallet_before)

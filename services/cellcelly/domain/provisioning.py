@@ -6,7 +6,7 @@ commits atomically, with the ledger events it produced for the outbox.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cellcelly.domain.account import DAY, Account, Bucket, Status
 from cellcelly.domain.catalogue import Catalogue, ChargingPolicy, Package
@@ -32,6 +32,7 @@ class LedgerEvent:
     package: str = ""
     buckets: tuple[tuple[str, str, int, int, int], ...] = ()  # (id, service, units, valid_from, valid_until)
     status: str = ""
+    revision: int = 0  # the account's revision before the commit: orders one subscriber's events
 
 
 @dataclass(slots=True)
@@ -55,9 +56,10 @@ def _bucket_tuples(buckets: list[Bucket]) -> tuple[tuple[str, str, int, int, int
 
 
 def _finish(acc: Account, policy: ChargingPolicy, now: int, event: LedgerEvent) -> AccountChange:
+    stamped = replace(event, revision=acc.revision)
     acc.revision += 1
     acc.next_sweep = next_sweep(acc, policy, now)
-    return AccountChange(acc, [event])
+    return AccountChange(acc, [stamped])
 
 
 def open_account(msisdn: str, catalogue: Catalogue, package_code: str | None, now: int) -> AccountChange:

@@ -36,6 +36,23 @@ class BucketRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class BalanceSnapshot:
+    """A subscriber's wallet after one event; newer is a later (as_of, revision), and within one
+    commit (same revision) the lower wallet, since a commit's debits come in order."""
+
+    msisdn: str
+    wallet: int
+    revision: int
+    as_of: int
+    event_id: str
+
+    def newer_than(self, other: BalanceSnapshot) -> bool:
+        if (self.as_of, self.revision) != (other.as_of, other.revision):
+            return (self.as_of, self.revision) > (other.as_of, other.revision)
+        return self.wallet < other.wallet
+
+
+@dataclass(frozen=True, slots=True)
 class ExpiringPackage:
     msisdn: str
     package: str
@@ -82,6 +99,11 @@ class SystemOfRecord(Protocol):
 
     def wallet_balance(self, msisdn: str) -> int:
         """Wallet in kuruş as the record knows it: ledger movements minus usage debits."""
+
+    def save_balances(self, snapshots: Sequence[BalanceSnapshot]) -> None:
+        """Keep, per subscriber, the newest of the stored snapshot and these (never go back)."""
+
+    def balance_snapshot(self, msisdn: str) -> BalanceSnapshot | None: ...
 
     def expiring_packages(self, start: int, end: int) -> list[ExpiringPackage]:
         """Package grants whose buckets end in (start, end], every subscriber, soonest first."""

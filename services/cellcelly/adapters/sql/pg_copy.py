@@ -1,4 +1,4 @@
-"""PostgreSQL's bulk path for usage records: binary COPY.
+"""PostgreSQL's bulk paths: usage records by binary COPY, balance snapshots by one upsert.
 
 The SF writes every usage event of the network, so this is the hottest insert of the system of
 record. Measured here (50k events with their consumed buckets, batches of 2000): executemany
@@ -73,3 +73,26 @@ def copy_usage(conn: Connection, usage: Sequence[dict[str, Any]], consumed: Sequ
             _BUCKETS.write(cursor, consumed)
         except psycopg.errors.IntegrityError as exc:
             raise IntegrityError(_USAGE.sql, None, exc) from exc
+
+
+_UPSERT_BALANCES = """
+INSERT INTO balance_snapshots AS s (msisdn, wallet, revision, as_of, event_id)
+SELECT * FROM unnest(%s::text[], %s::int8[], %s::int8[], %s::timestamp[], %s::text[])
+ON CONFLICT (msisdn) DO UPDATE
+SET wallet = EXCLUDED.wallet, revision = EXCLUDED.revision, as_of = EXCLUDED.as_of,
+    event_id = EXCLUDED.event_id
+WHERE (s.as_of, s.revision) < (EXCLUDED.as_of, EXCLUDED.revision)
+   OR ((s.as_of, s.revision) = (EXCLUDED.as_of, EXCLUDED.revision) AND s.wallet > EXCLUDED.wallet)
+"""
+
+
+def upsert_balances(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """One statement for a batch of snapshot rows (one per subscriber): insert, or replace an
+    older one; the same rule as `queries.update_older_snapshot`, decided under the row lock."""
+    dbapi = conn.connection.driver_connection
+    assert isinstance(dbapi, psycopg.Connection)
+    columns = ("msisdn", "wallet", "revision", "as_of", "event_id")
+    arrays = [[row[c] for row in rows] for c in columns]
+    arrays[3] = [from_epoch(v) for v in arrays[3]]
+    with dbapi.cursor() as cursor:
+        cursor.execute(_UPSERT_BALANCES, arrays)

@@ -18,18 +18,21 @@ from sqlalchemy import (
     String,
     Table,
     Update,
+    and_,
     any_,
     bindparam,
     cast,
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
 from sqlalchemy.sql.expression import Executable
 
 from cellcelly.adapters.sql.schema import (
+    balance_snapshots,
     buckets,
     catalogue_versions,
     subscribers,
@@ -146,6 +149,34 @@ def select_expiring_packages(start: int, end: int) -> RowSelect:
     )
 
 
+def select_balance_snapshot(msisdn: str) -> RowSelect:
+    return select(balance_snapshots).where(balance_snapshots.c.msisdn == msisdn)
+
+
+def update_older_snapshot(sample: dict[str, Any] | None = None) -> Update:
+    """For executemany with b_msisdn, b_wallet, b_revision, b_as_of, b_event_id: replace a
+    snapshot only by a newer one (see `BalanceSnapshot.newer_than`); the row lock makes the test
+    and the write one step, so two writers cannot take it back. `sample`: values for compiling."""
+    t = balance_snapshots.c
+
+    def bind(name: str) -> Any:
+        return bindparam(f"b_{name}", (sample or {}).get(name), type_=t[name].type)
+
+    as_of, revision, wallet = bind("as_of"), bind("revision"), bind("wallet")
+    return (
+        update(balance_snapshots)
+        .where(t.msisdn == bind("msisdn"))
+        .where(
+            or_(
+                t.as_of < as_of,
+                and_(t.as_of == as_of, t.revision < revision),
+                and_(t.as_of == as_of, t.revision == revision, t.wallet > wallet),
+            )
+        )
+        .values(wallet=wallet, revision=revision, as_of=as_of, event_id=bind("event_id"))
+    )
+
+
 def select_latest_catalogue() -> RowSelect:
     return (
         select(catalogue_versions)
@@ -159,7 +190,15 @@ def representative_statements() -> dict[str, Executable]:
     sample_ids = ["a", "b"]
     statements: dict[str, Executable] = {
         f"insert_{table.name}": insert_rows(table)
-        for table in (subscribers, buckets, wallet_ledger, usage_records, usage_buckets, catalogue_versions)
+        for table in (
+            subscribers,
+            buckets,
+            wallet_ledger,
+            usage_records,
+            usage_buckets,
+            balance_snapshots,
+            catalogue_versions,
+        )
     }
     statements.update(
         {
@@ -178,6 +217,16 @@ def representative_statements() -> dict[str, Executable]:
             "select_bucket_consumption": select_bucket_consumption("905321234567"),
             "select_latest_catalogue": select_latest_catalogue(),
             "select_expiring_packages": select_expiring_packages(1_790_000_000, 1_790_086_400),
+            "select_balance_snapshot": select_balance_snapshot("905321234567"),
+            "update_older_snapshot": update_older_snapshot(
+                {
+                    "msisdn": "905321234567",
+                    "wallet": 100,
+                    "revision": 7,
+                    "as_of": 1_790_000_000,
+                    "event_id": "e",
+                }
+            ),
         }
     )
     return statements

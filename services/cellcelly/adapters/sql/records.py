@@ -18,6 +18,7 @@ opened with BEGIN IMMEDIATE so concurrent writers wait for each other (see `engi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from cellcelly.adapters.sql import queries as q
 from cellcelly.adapters.sql.engine import SQLITE_WRITE_OPTION, make_engine
 from cellcelly.adapters.sql.migrator import migrate as run_migrations
 from cellcelly.adapters.sql.schema import (
+    balance_snapshots,
     buckets,
     catalogue_versions,
     subscribers,
@@ -41,6 +43,7 @@ from cellcelly.domain.charging import UsageEvent
 from cellcelly.domain.provisioning import LedgerEvent
 from cellcelly.domain.units import Service
 from cellcelly.ports.records import (
+    BalanceSnapshot,
     BucketRecord,
     CatalogueRecord,
     ExpiringPackage,
@@ -161,10 +164,12 @@ class SqlRecords:
         dialect = self._engine.dialect
         self._copy_usage: Callable[[Connection, list[dict[str, Any]], list[dict[str, Any]]], None] | None
         self._copy_usage = None
+        self._upsert_balances: Callable[[Connection, list[dict[str, Any]]], None] | None = None
         if dialect.name == "postgresql" and dialect.driver == "psycopg":
-            from cellcelly.adapters.sql.pg_copy import copy_usage  # psycopg: only when in use
+            from cellcelly.adapters.sql.pg_copy import copy_usage, upsert_balances  # psycopg: only in use
 
             self._copy_usage = copy_usage
+            self._upsert_balances = upsert_balances
 
     @property
     def engine(self) -> Engine:
@@ -355,6 +360,44 @@ class SqlRecords:
             )
             for row in rows
         ]
+
+    # -- balance snapshots --------------------------------------------------------------------
+
+    def save_balances(self, snapshots: Sequence[BalanceSnapshot]) -> None:
+        newest: dict[str, BalanceSnapshot] = {}
+        for snapshot in snapshots:
+            seen = newest.get(snapshot.msisdn)
+            if seen is None or snapshot.newer_than(seen):
+                newest[snapshot.msisdn] = snapshot
+        rows = [dataclasses.asdict(s) for s in sorted(newest.values(), key=lambda s: s.msisdn)]  # lock order
+        if not rows:
+            return
+        if self._upsert_balances is not None:
+            with self._write() as conn:
+                self._upsert_balances(conn, rows)
+            return
+        for attempt in (1, 2):
+            try:
+                with self._write() as conn:
+                    present = _existing(conn, balance_snapshots.c.msisdn, [r["msisdn"] for r in rows])
+                    fresh = [r for r in rows if r["msisdn"] not in present]
+                    if fresh:
+                        conn.execute(q.insert_rows(balance_snapshots), fresh)
+                    known = [{f"b_{k}": v for k, v in r.items()} for r in rows if r["msisdn"] in present]
+                    if known:
+                        conn.execute(q.update_older_snapshot(), known)
+                return
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+                log.info("save_balances: a concurrent writer inserted first; updating instead")
+
+    def balance_snapshot(self, msisdn: str) -> BalanceSnapshot | None:
+        with self._read() as conn:
+            row = conn.execute(q.select_balance_snapshot(msisdn)).first()
+        if row is None:
+            return None
+        return BalanceSnapshot(row.msisdn, int(row.wallet), int(row.revision), int(row.as_of), row.event_id)
 
     def expiring_packages(self, start: int, end: int) -> list[ExpiringPackage]:
         with self._read() as conn:

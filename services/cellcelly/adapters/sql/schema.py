@@ -171,6 +171,19 @@ usage_buckets = Table(
     Column("units", BigInteger, nullable=False),
 )
 
+# The wallet as of a subscriber's latest event the SF has written (the real-time value lives in the
+# balance store): what reports and self-care read without asking the charging path. "Latest" is
+# (as_of, revision), and within one commit the lowest wallet (its debits come in order).
+balance_snapshots = Table(
+    "balance_snapshots",
+    metadata,
+    Column("msisdn", String(15), primary_key=True),
+    Column("wallet", BigInteger, nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("as_of", EpochSeconds(), nullable=False),
+    Column("event_id", String(300), nullable=False),
+)
+
 catalogue_versions = Table(
     "catalogue_versions",
     metadata,
