@@ -15,10 +15,9 @@ CACHE_DIR="${CELLCELLY_CACHE:-$HOME/.cache/cellcelly}/hazelcast-$VERSION"
 JAR="$CACHE_DIR/hazelcast-$VERSION.jar"
 START_TIMEOUT=60
 
-die() {
-  echo "hazelcast.sh: $*" >&2
-  exit 1
-}
+# shellcheck source=scripts/lib.sh
+ME=hazelcast.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 fetch() {
   if [ -s "$JAR" ]; then
@@ -39,10 +38,6 @@ fetch() {
   mv -f "$tmp/hazelcast-$VERSION.jar" "$JAR" 2>/dev/null || true
   rm -rf "$tmp"
   [ -s "$JAR" ] || die "mvn finished but $JAR is missing"
-}
-
-port_open() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 start() {
@@ -97,41 +92,14 @@ EOF
     >"$dir/hazelcast.log" 2>&1 </dev/null &
   local pid=$!
   echo "$pid" >"$dir/hazelcast.pid"
-  local deadline=$((SECONDS + START_TIMEOUT))
   # ready = the port accepts connections and the member logged "is STARTED"
-  until port_open "$port" && grep -q ' is STARTED' "$dir/hazelcast.log"; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      tail -n 30 "$dir/hazelcast.log" >&2 || true
-      rm -f "$dir/hazelcast.pid"
-      die "the member exited before opening port $port (log: $dir/hazelcast.log)"
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      tail -n 30 "$dir/hazelcast.log" >&2 || true
-      stop "$dir"
-      die "the member did not open port $port within ${START_TIMEOUT}s (log: $dir/hazelcast.log)"
-    fi
-    sleep 0.2
-  done
+  wait_started "the Hazelcast member" "$dir/hazelcast.pid" "$dir/hazelcast.log" "$port" "$START_TIMEOUT" ' is STARTED'
   echo "hazelcast member pid $pid on 127.0.0.1:$port (log: $dir/hazelcast.log)"
 }
 
 stop() {
   local dir="${1:?usage: hazelcast.sh stop DIR}"
-  local pidfile="$dir/hazelcast.pid"
-  [ -f "$pidfile" ] || return 0
-  local pid
-  pid="$(cat "$pidfile")"
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do # up to 10 s for a graceful shutdown
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-  fi
-  rm -f "$pidfile"
+  stop_pidfile "$dir/hazelcast.pid" 10 # up to 10 s for a graceful shutdown
 }
 
 case "${1:-}" in

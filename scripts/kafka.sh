@@ -19,14 +19,9 @@ LIB="${KAFKA_LIB:-$CACHE/kafka-$KAFKA_VERSION/lib}"
 HEAP="${KAFKA_HEAP:--Xms128m -Xmx512m}"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 
-die() {
-  echo "kafka.sh: $*" >&2
-  exit 1
-}
-
-need() {
-  command -v "$1" >/dev/null 2>&1 || die "$1 not found on PATH ($2)"
-}
+# shellcheck source=scripts/lib.sh
+ME=kafka.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 fetch() {
   if [ -f "$LIB/.complete" ]; then
@@ -94,21 +89,13 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-port_open() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-running() {
-  [ -f "$1/kafka.pid" ] && kill -0 "$(cat "$1/kafka.pid")" 2>/dev/null
-}
-
 start() {
   local dir="${1:?usage: kafka.sh start DIR PORT}" port="${2:?usage: kafka.sh start DIR PORT}"
   need java "install a JDK 17+"
   [ -f "$LIB/.complete" ] || die "Kafka jars not in $LIB: run scripts/kafka.sh fetch first"
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
-  if running "$dir"; then
+  if pid_alive "$dir/kafka.pid"; then
     die "already running in $dir (pid $(cat "$dir/kafka.pid"))"
   fi
   local cport
@@ -173,42 +160,13 @@ EOF
   nohup java "${java_opts[@]}" -cp "$LIB/*" kafka.Kafka "$dir/server.properties" \
     >>"$dir/kafka.log" 2>&1 </dev/null &
   echo $! >"$dir/kafka.pid"
-  local deadline=$((SECONDS + START_TIMEOUT))
-  until port_open "$port"; do
-    if ! running "$dir"; then
-      tail -n 40 "$dir/kafka.log" >&2 || true
-      rm -f "$dir/kafka.pid"
-      die "Kafka exited during start (see $dir/kafka.log)"
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      tail -n 40 "$dir/kafka.log" >&2 || true
-      stop "$dir"
-      die "Kafka did not listen on 127.0.0.1:$port within ${START_TIMEOUT}s"
-    fi
-    sleep 0.2
-  done
+  wait_started Kafka "$dir/kafka.pid" "$dir/kafka.log" "$port" "$START_TIMEOUT"
   echo "kafka.sh: Kafka $KAFKA_VERSION on 127.0.0.1:$port (controller $cport), pid $(cat "$dir/kafka.pid"), dir $dir" >&2
 }
 
 stop() {
   local dir="${1:?usage: kafka.sh stop DIR}"
-  [ -f "$dir/kafka.pid" ] || return 0
-  local pid
-  pid="$(cat "$dir/kafka.pid")"
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    local i
-    for i in $(seq 1 150); do # 30 s for a controlled shutdown, then KILL
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.2
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "kafka.sh: pid $pid did not stop in 30 s, killing it" >&2
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.5
-    fi
-  fi
-  rm -f "$dir/kafka.pid"
+  stop_pidfile "$dir/kafka.pid" 30 # 30 s for a controlled shutdown, then KILL
 }
 
 case "${1:-}" in

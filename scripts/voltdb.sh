@@ -25,14 +25,9 @@ SITES="${VOLTDB_SITES:-2}"
 START_TIMEOUT="${VOLTDB_START_TIMEOUT:-90}"
 PROCEDURES="$REPO/services/cellcelly/adapters/voltdb/procedures"
 
-die() {
-  echo "voltdb.sh: $*" >&2
-  exit 1
-}
-
-need() {
-  command -v "$1" >/dev/null 2>&1 || die "$1 not found on PATH ($2)"
-}
+# shellcheck source=scripts/lib.sh
+ME=voltdb.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 fetch() {
   if [ -f "$LIB/.complete" ]; then
@@ -92,21 +87,13 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-port_open() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-running() {
-  [ -f "$1/voltdb.pid" ] && kill -0 "$(cat "$1/voltdb.pid")" 2>/dev/null
-}
-
 start() {
   local dir="${1:?usage: voltdb.sh start DIR PORT [ADMINPORT]}" port="${2:?usage: voltdb.sh start DIR PORT [ADMINPORT]}"
   need java "install a JDK 17+"
   [ -f "$LIB/.complete" ] || die "VoltDB jars not in $LIB: run scripts/voltdb.sh fetch first"
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
-  if running "$dir"; then
+  if pid_alive "$dir/voltdb.pid"; then
     die "already running in $dir (pid $(cat "$dir/voltdb.pid"))"
   fi
   if port_open "$port"; then
@@ -170,42 +157,13 @@ EOF
     port "$port" adminport "$admin" internalport "$internal" zkport "$zk" replicationport "$replication" \
     >>"$dir/voltdb.log" 2>&1 </dev/null &
   echo $! >"$dir/voltdb.pid"
-  local deadline=$((SECONDS + START_TIMEOUT))
-  until port_open "$port" && grep -q "Server completed initialization" "$dir/voltdb.log"; do
-    if ! running "$dir"; then
-      tail -n 40 "$dir/voltdb.log" >&2 || true
-      rm -f "$dir/voltdb.pid"
-      die "VoltDB exited during start (see $dir/voltdb.log)"
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      tail -n 40 "$dir/voltdb.log" >&2 || true
-      stop "$dir"
-      die "VoltDB did not finish starting on 127.0.0.1:$port within ${START_TIMEOUT}s"
-    fi
-    sleep 0.2
-  done
+  wait_started VoltDB "$dir/voltdb.pid" "$dir/voltdb.log" "$port" "$START_TIMEOUT" "Server completed initialization"
   echo "voltdb.sh: VoltDB $VERSION on 127.0.0.1:$port (admin $admin), pid $(cat "$dir/voltdb.pid"), dir $dir" >&2
 }
 
 stop() {
   local dir="${1:?usage: voltdb.sh stop DIR}"
-  [ -f "$dir/voltdb.pid" ] || return 0
-  local pid
-  pid="$(cat "$dir/voltdb.pid")"
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    local i
-    for i in $(seq 1 150); do # 30 s to shut down, then KILL
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.2
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "voltdb.sh: pid $pid did not stop in 30 s, killing it" >&2
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.5
-    fi
-  fi
-  rm -f "$dir/voltdb.pid"
+  stop_pidfile "$dir/voltdb.pid" 30 # 30 s to shut down, then KILL
 }
 
 case "${1:-}" in
