@@ -178,10 +178,36 @@ class KafkaUnavailable(RuntimeError):
     """No way to run Kafka here (no Java, no Maven, no scripts/kafka.sh, the fetch failed)."""
 
 
-def _kafka_script(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(KAFKA_SCRIPT), *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
+def run_script(script: Path, error: type[Exception], *args: str, timeout: float) -> None:
+    """`bash scripts/X.sh ARGS...`; a failure or a timeout raises `error` with the script's stderr."""
+    name = f"scripts/{script.name} {args[0]}"
+    try:
+        done = subprocess.run(
+            ["bash", str(script), *args], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise error(f"{name} took more than {timeout:g} s") from exc
+    if done.returncode != 0:
+        raise error(f"{name} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+
+
+@contextmanager
+def _scripted_server(script: Path, error: type[Exception]) -> Iterator[tuple[Path, int]]:
+    """(work dir, port) of a server `script start DIR PORT` started on a free port in a fresh
+    temporary directory; `script stop DIR` and the directory deleted on exit."""
+    root = Path(tempfile.mkdtemp(prefix=f"cellcelly-{script.stem}-"))
+    server = root / "server"
+    try:
+        port = free_port()
+        run_script(script, error, "start", str(server), str(port), timeout=150)
+        yield root, port
+    finally:
+        try:
+            run_script(script, error, "stop", str(server), timeout=60)
+        except error as exc:
+            log.warning("%s", exc)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def fetch_kafka() -> None:
@@ -193,36 +219,17 @@ def fetch_kafka() -> None:
             raise KafkaUnavailable(
                 f"{tool} not found: Kafka needs a JDK 17+ and Maven (apt-get install maven)"
             )
-    try:
-        done = _kafka_script("fetch", timeout=600)
-    except subprocess.TimeoutExpired as exc:
-        raise KafkaUnavailable("scripts/kafka.sh fetch took more than 600 s") from exc
-    if done.returncode != 0:
-        raise KafkaUnavailable(f"scripts/kafka.sh fetch failed:\n{done.stderr[-3000:]}")
+    run_script(KAFKA_SCRIPT, KafkaUnavailable, "fetch", timeout=600)
 
 
 @contextmanager
 def kafka_server() -> Iterator[str]:
     """Yield the bootstrap "127.0.0.1:PORT" of a fresh single-node Kafka; stopped and deleted on exit."""
     fetch_kafka()
-    root = Path(tempfile.mkdtemp(prefix="cellcelly-kafka-"))
     began = time.monotonic()
-    try:
-        port = free_port()
-        done = _kafka_script("start", str(root), str(port), timeout=150)
-        if done.returncode != 0:
-            raise KafkaUnavailable(
-                f"scripts/kafka.sh start failed ({done.returncode}):\n{done.stderr[-3000:]}"
-            )
+    with _scripted_server(KAFKA_SCRIPT, KafkaUnavailable) as (_, port):
         log.info("kafka on 127.0.0.1:%d ready in %.2fs", port, time.monotonic() - began)
         yield f"127.0.0.1:{port}"
-    finally:
-        try:
-            stopped = _kafka_script("stop", str(root), timeout=60)
-            if stopped.returncode != 0:
-                log.warning("scripts/kafka.sh stop failed: %s", stopped.stderr[-2000:])
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 # --- VoltDB --------------------------------------------------------------------------------------
@@ -230,12 +237,6 @@ def kafka_server() -> Iterator[str]:
 
 class VoltDBUnavailable(RuntimeError):
     """No way to run VoltDB here (no Java/javac/Maven, no scripts/voltdb.sh, the fetch failed)."""
-
-
-def _voltdb_script(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(VOLTDB_SCRIPT), *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 def voltdb_missing() -> str | None:
@@ -257,12 +258,7 @@ def fetch_voltdb() -> None:
     missing = voltdb_missing()
     if missing:
         raise VoltDBUnavailable(missing)
-    try:
-        done = _voltdb_script("fetch", timeout=600)
-    except subprocess.TimeoutExpired as exc:
-        raise VoltDBUnavailable("scripts/voltdb.sh fetch took more than 600 s") from exc
-    if done.returncode != 0:
-        raise VoltDBUnavailable(f"scripts/voltdb.sh fetch failed:\n{done.stderr[-3000:]}")
+    run_script(VOLTDB_SCRIPT, VoltDBUnavailable, "fetch", timeout=600)
 
 
 def _wait_for_ping(port: int, deadline: float) -> None:
@@ -291,31 +287,15 @@ def voltdb_server() -> Iterator[str]:
     from cellcelly.adapters.balance_voltdb import ensure_schema
 
     fetch_voltdb()
-    root = Path(tempfile.mkdtemp(prefix="cellcelly-voltdb-"))
     began = time.monotonic()
-    try:
+    with _scripted_server(VOLTDB_SCRIPT, VoltDBUnavailable) as (root, port):
         jar = root / "procedures.jar"
-        built = _voltdb_script("jar", str(jar), timeout=120)
-        if built.returncode != 0:
-            raise VoltDBUnavailable(f"scripts/voltdb.sh jar failed:\n{built.stderr[-3000:]}")
-        port = free_port()
-        done = _voltdb_script("start", str(root / "server"), str(port), timeout=150)
-        if done.returncode != 0:
-            raise VoltDBUnavailable(
-                f"scripts/voltdb.sh start failed ({done.returncode}):\n{done.stderr[-3000:]}"
-            )
+        run_script(VOLTDB_SCRIPT, VoltDBUnavailable, "jar", str(jar), timeout=120)
         _wait_for_ping(port, time.monotonic() + 60)
         servers = f"127.0.0.1:{port}"
         ensure_schema(servers, jar)
         log.info("voltdb on %s ready in %.2fs", servers, time.monotonic() - began)
         yield servers
-    finally:
-        try:
-            stopped = _voltdb_script("stop", str(root / "server"), timeout=60)
-            if stopped.returncode != 0:
-                log.warning("scripts/voltdb.sh stop failed: %s", stopped.stderr[-2000:])
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 def voltdb_truncate(servers: str) -> None:

@@ -17,27 +17,19 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cellcelly.devservers import KafkaUnavailable, fetch_kafka, free_port
+from cellcelly.devservers import KAFKA_SCRIPT, KafkaUnavailable, fetch_kafka, free_port, run_script
 
 __all__ = ["KafkaServer", "KafkaUnavailable", "fetch", "kafka_server"]
 
 log = logging.getLogger(__name__)
 
 ENV_BOOTSTRAP = "CELLCELLY_TEST_KAFKA"
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "kafka.sh"
-
-
-def _script(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 def fetch() -> None:
@@ -63,9 +55,7 @@ class KafkaServer:
         began = time.monotonic()
         if not self.port:
             self.port = free_port()
-        done = _script("start", str(self.root), str(self.port), timeout=150)
-        if done.returncode != 0:
-            raise RuntimeError(f"scripts/kafka.sh start failed ({done.returncode}):\n{done.stderr[-4000:]}")
+        run_script(KAFKA_SCRIPT, RuntimeError, "start", str(self.root), str(self.port), timeout=150)
         self.running = True
         self.bootstrap = f"127.0.0.1:{self.port}"
         log.info("kafka on %s ready in %.2fs", self.bootstrap, time.monotonic() - began)
@@ -74,10 +64,8 @@ class KafkaServer:
     def stop(self) -> None:
         if self.external or self.root is None:
             return
-        done = _script("stop", str(self.root), timeout=60)
         self.running = False
-        if done.returncode != 0:
-            raise RuntimeError(f"scripts/kafka.sh stop failed:\n{done.stderr[-2000:]}")
+        run_script(KAFKA_SCRIPT, RuntimeError, "stop", str(self.root), timeout=60)
 
 
 @contextmanager
