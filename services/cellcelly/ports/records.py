@@ -84,10 +84,12 @@ class SystemOfRecord(Protocol):
     def set_status(self, msisdn: str, status: str) -> None: ...
 
     def apply_ledger(self, events: Sequence[LedgerEvent]) -> int:
-        """Write wallet movements and bucket grants; idempotent by event id. Returns rows new."""
+        """Write wallet movements and bucket grants, and keep the balance snapshot (see
+        `BalanceSnapshot`) in the same transaction; idempotent by event id. Returns rows new."""
 
     def record_usage(self, events: Sequence[UsageEvent]) -> int:
-        """Write usage records; idempotent by event id (a repeat is ignored). Returns rows new."""
+        """Write usage records, and keep the balance snapshot in the same transaction; idempotent
+        by event id (a repeat is ignored). Returns rows new."""
 
     def usage_for(self, msisdn: str, limit: int = 100) -> list[UsageEvent]:
         """Newest first."""
@@ -99,9 +101,6 @@ class SystemOfRecord(Protocol):
 
     def wallet_balance(self, msisdn: str) -> int:
         """Wallet in kuruş as the record knows it: ledger movements minus usage debits."""
-
-    def save_balances(self, snapshots: Sequence[BalanceSnapshot]) -> None:
-        """Keep, per subscriber, the newest of the stored snapshot and these (never go back)."""
 
     def balance_snapshot(self, msisdn: str) -> BalanceSnapshot | None: ...
 

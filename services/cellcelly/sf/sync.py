@@ -25,7 +25,7 @@ from cellcelly.codec import event_from_dict
 from cellcelly.domain.charging import UsageEvent
 from cellcelly.domain.provisioning import LedgerEvent
 from cellcelly.ports.event_bus import DEAD_LETTER, LEDGER, USAGE, EventBus, EventConsumer, Outgoing, Record
-from cellcelly.ports.records import BalanceSnapshot, SystemOfRecord
+from cellcelly.ports.records import SystemOfRecord
 
 log = logging.getLogger(__name__)
 GROUP = "cellcelly-sf"
@@ -182,14 +182,6 @@ class SyncFunction:
             new = self.records.record_usage(usage)
             self.stats.usage_written += new
             self.stats.duplicates += len(usage) - new
-        # after the records: a snapshot never runs ahead of the rows that explain it
-        self.records.save_balances(
-            [BalanceSnapshot(e.msisdn, e.wallet_after, e.revision, e.occurred_at, e.event_id) for e in ledger]
-            + [
-                BalanceSnapshot(e.msisdn, e.wallet_after, e.revision, e.occurred_at, e.event_id)
-                for e in usage
-            ]
-        )
 
     async def run(self) -> None:
         async def step() -> float:

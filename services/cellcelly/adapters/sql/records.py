@@ -18,7 +18,6 @@ opened with BEGIN IMMEDIATE so concurrent writers wait for each other (see `engi
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -56,6 +55,7 @@ __all__ = ["SqlRecords"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+E = TypeVar("E", UsageEvent, LedgerEvent)
 
 
 def _chunks(items: Sequence[T], size: int = q.IN_CHUNK) -> Iterator[Sequence[T]]:
@@ -134,6 +134,20 @@ def _usage_row(e: UsageEvent) -> dict[str, Any]:
         "money": e.money,
         "wallet_after": e.wallet_after,
         "occurred_at": e.occurred_at,
+    }
+
+
+def _snapshot(e: UsageEvent | LedgerEvent) -> BalanceSnapshot:
+    return BalanceSnapshot(e.msisdn, e.wallet_after, e.revision, e.occurred_at, e.event_id)
+
+
+def _snapshot_row(s: BalanceSnapshot) -> dict[str, Any]:
+    return {
+        "msisdn": s.msisdn,
+        "wallet": s.wallet,
+        "revision": s.revision,
+        "as_of": s.as_of,
+        "event_id": s.event_id,
     }
 
 
@@ -237,27 +251,41 @@ class SqlRecords:
     # -- ledger and buckets -------------------------------------------------------------------
 
     def apply_ledger(self, events: Sequence[LedgerEvent]) -> int:
+        return self._idempotently(events, self._insert_ledger, wallet_ledger.c.event_id)
+
+    def _idempotently(
+        self,
+        events: Sequence[E],
+        insert: Callable[[Connection, Sequence[E]], int],
+        id_column: Column[str],
+    ) -> int:
+        """Insert the events not yet on record, in one transaction; how many were new. A concurrent
+        writer that wins a race on a key (IntegrityError) makes the batch replay row by row, each
+        row in its own transaction, tried twice: a row whose event is then present was theirs."""
         unique = _unique(events, lambda e: e.event_id)
         if not unique:
             return 0
         try:
             with self._write() as conn:
-                return self._insert_ledger(conn, unique)
+                return insert(conn, unique)
         except IntegrityError:
-            log.info("apply_ledger: concurrent writer, replaying %d events one by one", len(unique))
+            log.info("%s: concurrent writer, replaying %d events one by one", id_column.table, len(unique))
         new = 0
         for e in unique:
-            try:
-                with self._write() as conn:
-                    new += self._insert_ledger(conn, [e])
-            except IntegrityError:
-                with self._read() as conn:
-                    if e.event_id not in _existing(conn, wallet_ledger.c.event_id, [e.event_id]):
+            for attempt in (1, 2):
+                try:
+                    with self._write() as conn:
+                        new += insert(conn, [e])
+                    break
+                except IntegrityError:
+                    with self._read() as conn:
+                        if e.event_id in _existing(conn, id_column, [e.event_id]):
+                            break
+                    if attempt == 2:
                         raise
         return new
 
-    @staticmethod
-    def _insert_ledger(conn: Connection, events: Sequence[LedgerEvent]) -> int:
+    def _insert_ledger(self, conn: Connection, events: Sequence[LedgerEvent]) -> int:
         present = _existing(conn, wallet_ledger.c.event_id, [e.event_id for e in events])
         fresh = sorted((e for e in events if e.event_id not in present), key=lambda e: e.event_id)
         if fresh:
@@ -268,6 +296,7 @@ class SqlRecords:
             missing = sorted((r for r in bucket_rows if r["id"] not in have), key=lambda r: str(r["id"]))
             if missing:
                 conn.execute(q.insert_rows(buckets), missing)
+        self._save_balances(conn, fresh)
         return len(fresh)
 
     def buckets_for(self, msisdn: str) -> list[BucketRecord]:
@@ -300,24 +329,7 @@ class SqlRecords:
             }
 
     def record_usage(self, events: Sequence[UsageEvent]) -> int:
-        unique = _unique(events, lambda e: e.event_id)
-        if not unique:
-            return 0
-        try:
-            with self._write() as conn:
-                return self._insert_usage(conn, unique)
-        except IntegrityError:
-            log.info("record_usage: concurrent writer, replaying %d events one by one", len(unique))
-        new = 0
-        for e in unique:
-            try:
-                with self._write() as conn:
-                    new += self._insert_usage(conn, [e])
-            except IntegrityError:
-                with self._read() as conn:
-                    if e.event_id not in _existing(conn, usage_records.c.event_id, [e.event_id]):
-                        raise
-        return new
+        return self._idempotently(events, self._insert_usage, usage_records.c.event_id)
 
     def _insert_usage(self, conn: Connection, events: Sequence[UsageEvent]) -> int:
         present = _existing(conn, usage_records.c.event_id, [e.event_id for e in events])
@@ -326,11 +338,12 @@ class SqlRecords:
         consumed = [row for e in fresh for row in _usage_bucket_rows(e)]
         if self._copy_usage is not None:
             self._copy_usage(conn, usage, consumed)
-            return len(usage)
-        if usage:
-            conn.execute(q.insert_rows(usage_records), usage)
-        if consumed:
-            conn.execute(q.insert_rows(usage_buckets), consumed)
+        else:
+            if usage:
+                conn.execute(q.insert_rows(usage_records), usage)
+            if consumed:
+                conn.execute(q.insert_rows(usage_buckets), consumed)
+        self._save_balances(conn, fresh)
         return len(usage)
 
     def usage_for(self, msisdn: str, limit: int = 100) -> list[UsageEvent]:
@@ -364,33 +377,34 @@ class SqlRecords:
     # -- balance snapshots --------------------------------------------------------------------
 
     def save_balances(self, snapshots: Sequence[BalanceSnapshot]) -> None:
+        """Keep, per subscriber, the newest of the stored snapshot and these. `record_usage` and
+        `apply_ledger` do this themselves for the events they write, in their transaction."""
+        with self._write() as conn:
+            self._save_balances(conn, snapshots)
+
+    def _save_balances(
+        self, conn: Connection, items: Iterable[BalanceSnapshot | UsageEvent | LedgerEvent]
+    ) -> None:
         newest: dict[str, BalanceSnapshot] = {}
-        for snapshot in snapshots:
+        for item in items:
+            snapshot = item if isinstance(item, BalanceSnapshot) else _snapshot(item)
             seen = newest.get(snapshot.msisdn)
             if seen is None or snapshot.newer_than(seen):
                 newest[snapshot.msisdn] = snapshot
-        rows = [dataclasses.asdict(s) for s in sorted(newest.values(), key=lambda s: s.msisdn)]  # lock order
+        rows = [_snapshot_row(s) for s in sorted(newest.values(), key=lambda s: s.msisdn)]  # lock order
         if not rows:
             return
         if self._upsert_balances is not None:
-            with self._write() as conn:
-                self._upsert_balances(conn, rows)
+            self._upsert_balances(conn, rows)
             return
-        for attempt in (1, 2):
-            try:
-                with self._write() as conn:
-                    present = _existing(conn, balance_snapshots.c.msisdn, [r["msisdn"] for r in rows])
-                    fresh = [r for r in rows if r["msisdn"] not in present]
-                    if fresh:
-                        conn.execute(q.insert_rows(balance_snapshots), fresh)
-                    known = [{f"b_{k}": v for k, v in r.items()} for r in rows if r["msisdn"] in present]
-                    if known:
-                        conn.execute(q.update_older_snapshot(), known)
-                return
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-                log.info("save_balances: a concurrent writer inserted first; updating instead")
+        # a concurrent first insert fails the transaction; its caller replays (see `_idempotently`)
+        present = _existing(conn, balance_snapshots.c.msisdn, [r["msisdn"] for r in rows])
+        fresh = [r for r in rows if r["msisdn"] not in present]
+        if fresh:
+            conn.execute(q.insert_rows(balance_snapshots), fresh)
+        known = [{f"b_{k}": v for k, v in r.items()} for r in rows if r["msisdn"] in present]
+        if known:
+            conn.execute(q.update_older_snapshot(), known)
 
     def balance_snapshot(self, msisdn: str) -> BalanceSnapshot | None:
         with self._read() as conn:
