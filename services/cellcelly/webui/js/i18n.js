@@ -1,0 +1,362 @@
+// Every string the UI shows, in Turkish (default) and English. Keys are shared; a test checks
+// both languages have exactly the same keys. Placeholders look like {name}.
+
+const STRINGS = {
+  tr: {
+    "app.name": "CellCelly Self Servis",
+    "app.tagline": "Hattınız avucunuzda",
+    "lang.switch": "English",
+    "lang.switchLabel": "Switch to English",
+    "nav.label": "Ana menü",
+    "nav.dashboard": "Özet",
+    "nav.usage": "Kullanım geçmişi",
+    "nav.packages": "Ek paketler",
+    "nav.topup": "TL yükle",
+    "nav.password": "Şifre değiştir",
+    "nav.logout": "Çıkış yap",
+    "common.loading": "Yükleniyor…",
+    "common.skip": "İçeriğe geç",
+    "common.offline": "İnternet bağlantısı yok. Bağlantı gelince tekrar deneyin.",
+    "common.unexpected": "Beklenmeyen bir hata oluştu. Lütfen tekrar deneyin.",
+    "common.sessionExpired": "Oturumunuzun süresi doldu. Lütfen yeniden giriş yapın.",
+    "common.showPassword": "Şifreyi göster",
+    "common.hidePassword": "Şifreyi gizle",
+    "common.back": "Girişe dön",
+    "common.formErrors": "Formda düzeltilmesi gereken alanlar var.",
+    "field.msisdn": "Cep telefonu numarası",
+    "field.msisdn.hint": "10 hane, başında 0 olmadan: 5XXXXXXXXX",
+    "field.password": "Şifre",
+    "field.passwordConfirm": "Şifre (tekrar)",
+    "field.firstName": "Ad",
+    "field.lastName": "Soyad",
+    "field.email": "E-posta",
+    "field.securityKey": "Güvenlik anahtarı",
+    "field.securityKey.hint": "4–32 karakter; şifrenizi unutursanız sorulur.",
+    "field.code": "Doğrulama kodu",
+    "field.code.hint": "Size gönderilen 6 haneli kod",
+    "field.newPassword": "Yeni şifre",
+    "field.newPasswordConfirm": "Yeni şifre (tekrar)",
+    "field.currentPassword": "Mevcut şifre",
+    "field.voucher": "Kupon kodu",
+    "field.voucher.hint": "16 hane, ör. 1234-5678-9012-3456",
+    "field.channel": "Kod nereye gönderilsin?",
+    "field.package": "Paketiniz",
+    "channel.sms": "SMS",
+    "channel.email": "E-posta",
+    "err.required": "Bu alan zorunludur.",
+    "err.too_short": "Şifre en az 8 karakter olmalıdır.",
+    "err.too_long": "Çok uzun.",
+    "err.needs_upper": "En az bir büyük harf içermelidir.",
+    "err.needs_lower": "En az bir küçük harf içermelidir.",
+    "err.needs_special": "En az bir özel karakter (harf ya da rakam olmayan) içermelidir.",
+    "err.msisdn_format": "Numara 10 haneli olmalı, 5 ile başlamalı ve yalnızca rakam içermelidir (ör. 5321234567).",
+    "err.email_format": "Geçerli bir e-posta adresi girin (ör. ad@ornek.com).",
+    "err.name_format": "Yalnızca harf, boşluk, - ve ' kullanılabilir (1–50 karakter).",
+    "err.security_key_format": "Güvenlik anahtarı 4–32 karakter olmalıdır.",
+    "err.same_password": "Yeni şifre mevcut şifreyle aynı olamaz.",
+    "err.code_format": "Kod 6 haneli olmalıdır.",
+    "err.voucher_format": "Kupon kodu 16 haneli olmalıdır (ör. 1234-5678-9012-3456).",
+    "err.mismatch": "Şifreler birbiriyle aynı değil.",
+    "err.invalid": "Geçersiz değer.",
+    "cause.INVALID_CREDENTIALS": "Numara ya da şifre hatalı.",
+    "cause.LOCKED": "Çok fazla hatalı deneme yapıldı. {seconds} saniye sonra tekrar deneyin.",
+    "cause.MSISDN_TAKEN": "Bu numara ile zaten bir hesap var.",
+    "cause.EMAIL_TAKEN": "Bu e-posta adresi ile zaten bir hesap var.",
+    "cause.UNKNOWN_PACKAGE": "Bu paket artık satışta değil.",
+    "cause.INSUFFICIENT_FUNDS": "Cüzdanınızda yeterli bakiye yok. Önce TL yükleyin.",
+    "cause.SUSPENDED": "Hattınız askıya alınmış. Lütfen müşteri hizmetleriyle görüşün.",
+    "cause.INVALID_CODE": "Kod, güvenlik anahtarı ya da numara hatalı; kodun süresi dolmuş veya kullanılmış olabilir.",
+    "cause.INVALID_VOUCHER": "Bu kupon kodu geçersiz.",
+    "cause.VOUCHER_USED": "Bu kupon daha önce kullanılmış.",
+    "cause.PAYLOAD_TOO_LARGE": "Gönderilen veri çok büyük.",
+    "cause.OFFLINE": "İnternet bağlantısı yok. Bağlantı gelince tekrar deneyin.",
+    "login.title": "Giriş yap",
+    "login.remember": "Beni hatırla",
+    "login.submit": "Giriş yap",
+    "login.forgot": "Şifremi unuttum",
+    "login.noAccount": "Hesabınız yok mu?",
+    "login.register": "Hemen kaydolun",
+    "login.resetDone": "Şifreniz değiştirildi. Yeni şifrenizle giriş yapabilirsiniz.",
+    "login.registered": "Kaydınız tamamlandı. Şimdi giriş yapabilirsiniz.",
+    "login.loggedOut": "Çıkış yaptınız.",
+    "register.title": "Kaydol",
+    "register.submit": "Kaydı tamamla",
+    "register.haveAccount": "Zaten hesabınız var mı?",
+    "register.login": "Giriş yapın",
+    "register.packagesError": "Paketler yüklenemedi. Sayfayı yenileyin.",
+    "rules.title": "Şifre kuralları",
+    "rules.too_short": "En az 8 karakter",
+    "rules.needs_upper": "En az bir büyük harf",
+    "rules.needs_lower": "En az bir küçük harf",
+    "rules.needs_special": "En az bir özel karakter",
+    "rules.met": "sağlandı",
+    "rules.unmet": "eksik",
+    "forgot.title": "Şifremi unuttum",
+    "forgot.intro": "Numaranızı girin; size tek kullanımlık bir kod gönderelim.",
+    "forgot.send": "Kod gönder",
+    "forgot.sent": "Bu numaraya kayıtlı bir hesap varsa kod gönderildi. Kod 10 dakika geçerlidir.",
+    "forgot.resetTitle": "Yeni şifre belirleyin",
+    "forgot.reset": "Şifreyi değiştir",
+    "forgot.resend": "Kodu yeniden gönder",
+    "dash.title": "Özet",
+    "dash.hello": "Merhaba {name}",
+    "dash.wallet": "Cüzdan bakiyesi",
+    "dash.voice": "Konuşma",
+    "dash.sms": "SMS",
+    "dash.data": "İnternet",
+    "dash.remainingOf": "{total} içinden kalan",
+    "dash.validUntil": "Son kullanma: {date}",
+    "dash.noValidity": "Süresiz",
+    "dash.none": "Paketiniz yok",
+    "dash.packages": "Paketleriniz: {list}",
+    "dash.status.active": "Hat durumu: Aktif",
+    "dash.status.suspended": "Hat durumu: Askıda",
+    "dash.asOf": "{time} itibarıyla",
+    "dash.refresh": "Yenile",
+    "dash.buy": "Ek paket al",
+    "dash.topup": "TL yükle",
+    "dash.chartLabel": "{service}: {remaining} kaldı, toplam {total}",
+    "unit.minutes": "{n} dk",
+    "unit.sms": "{n} SMS",
+    "usage.title": "Kullanım geçmişi",
+    "usage.empty": "Henüz kullanım kaydı yok.",
+    "usage.when": "Tarih",
+    "usage.service": "Hizmet",
+    "usage.destination": "Hedef",
+    "usage.amount": "Miktar",
+    "usage.charged": "Ücret",
+    "usage.source": "Kaynak",
+    "usage.fromPackage": "Paketten",
+    "usage.fromWallet": "Cüzdandan",
+    "usage.note": "Kayıtlar birkaç saniye gecikmeyle görünür.",
+    "service.voice": "Konuşma",
+    "service.sms": "SMS",
+    "service.data": "İnternet",
+    "packages.title": "Ek paketler",
+    "packages.intro": "Paket ücreti cüzdanınızdan düşülür. Cüzdan bakiyeniz: {wallet}",
+    "packages.buy": "{name} satın al",
+    "packages.buyShort": "Satın al",
+    "packages.validity": "{days} gün geçerli",
+    "packages.bought": "{name} paketi tanımlandı. Yeni bakiyeniz: {wallet}",
+    "packages.insufficient": "Cüzdanınızda yeterli bakiye yok: {name} paketi {price}, bakiyeniz {wallet}. Önce TL yükleyin.",
+    "topup.title": "TL yükle",
+    "topup.intro": "Kupon kodunu girerek cüzdanınıza TL yükleyin.",
+    "topup.submit": "Yükle",
+    "topup.done": "Yükleme başarılı. Yeni bakiyeniz: {wallet}",
+    "password.title": "Şifre değiştir",
+    "password.submit": "Şifreyi değiştir",
+    "password.done": "Şifreniz değiştirildi.",
+    "password.wrongCurrent": "Mevcut şifre hatalı.",
+    "offline.banner": "Çevrimdışısınız. Bağlantı gelince veriler yenilenecek.",
+    "notFound": "Sayfa bulunamadı."
+  },
+  en: {
+    "app.name": "CellCelly Self-Care",
+    "app.tagline": "Your line in your hand",
+    "lang.switch": "Türkçe",
+    "lang.switchLabel": "Türkçeye geç",
+    "nav.label": "Main menu",
+    "nav.dashboard": "Overview",
+    "nav.usage": "Usage history",
+    "nav.packages": "Add-on packages",
+    "nav.topup": "Top up",
+    "nav.password": "Change password",
+    "nav.logout": "Log out",
+    "common.loading": "Loading…",
+    "common.skip": "Skip to content",
+    "common.offline": "No internet connection. Try again when you are back online.",
+    "common.unexpected": "Something went wrong. Please try again.",
+    "common.sessionExpired": "Your session has expired. Please log in again.",
+    "common.showPassword": "Show password",
+    "common.hidePassword": "Hide password",
+    "common.back": "Back to login",
+    "common.formErrors": "Some fields need to be corrected.",
+    "field.msisdn": "Mobile number",
+    "field.msisdn.hint": "10 digits without the leading 0: 5XXXXXXXXX",
+    "field.password": "Password",
+    "field.passwordConfirm": "Password (again)",
+    "field.firstName": "First name",
+    "field.lastName": "Last name",
+    "field.email": "E-mail",
+    "field.securityKey": "Security key",
+    "field.securityKey.hint": "4–32 characters; asked if you forget your password.",
+    "field.code": "Verification code",
+    "field.code.hint": "The 6-digit code we sent you",
+    "field.newPassword": "New password",
+    "field.newPasswordConfirm": "New password (again)",
+    "field.currentPassword": "Current password",
+    "field.voucher": "Voucher code",
+    "field.voucher.hint": "16 digits, e.g. 1234-5678-9012-3456",
+    "field.channel": "Where should we send the code?",
+    "field.package": "Your package",
+    "channel.sms": "SMS",
+    "channel.email": "E-mail",
+    "err.required": "This field is required.",
+    "err.too_short": "The password must be at least 8 characters long.",
+    "err.too_long": "Too long.",
+    "err.needs_upper": "Must contain at least one upper-case letter.",
+    "err.needs_lower": "Must contain at least one lower-case letter.",
+    "err.needs_special": "Must contain at least one special character (not a letter or digit).",
+    "err.msisdn_format": "The number must be 10 digits, start with 5 and contain digits only (e.g. 5321234567).",
+    "err.email_format": "Enter a valid e-mail address (e.g. name@example.com).",
+    "err.name_format": "Only letters, spaces, - and ' are allowed (1–50 characters).",
+    "err.security_key_format": "The security key must be 4–32 characters long.",
+    "err.same_password": "The new password must differ from the current one.",
+    "err.code_format": "The code must be 6 digits.",
+    "err.voucher_format": "The voucher code must be 16 digits (e.g. 1234-5678-9012-3456).",
+    "err.mismatch": "The passwords do not match.",
+    "err.invalid": "Invalid value.",
+    "cause.INVALID_CREDENTIALS": "Wrong number or password.",
+    "cause.LOCKED": "Too many failed attempts. Try again in {seconds} seconds.",
+    "cause.MSISDN_TAKEN": "An account with this number already exists.",
+    "cause.EMAIL_TAKEN": "An account with this e-mail address already exists.",
+    "cause.UNKNOWN_PACKAGE": "This package is no longer on sale.",
+    "cause.INSUFFICIENT_FUNDS": "Your wallet balance is too low. Top up first.",
+    "cause.SUSPENDED": "Your line is suspended. Please contact customer care.",
+    "cause.INVALID_CODE": "The code, security key or number is wrong; the code may have expired or been used.",
+    "cause.INVALID_VOUCHER": "This voucher code is not valid.",
+    "cause.VOUCHER_USED": "This voucher has already been used.",
+    "cause.PAYLOAD_TOO_LARGE": "The data sent is too large.",
+    "cause.OFFLINE": "No internet connection. Try again when you are back online.",
+    "login.title": "Log in",
+    "login.remember": "Remember me",
+    "login.submit": "Log in",
+    "login.forgot": "Forgot password",
+    "login.noAccount": "No account yet?",
+    "login.register": "Sign up now",
+    "login.resetDone": "Your password was changed. You can log in with the new password.",
+    "login.registered": "You are registered. You can log in now.",
+    "login.loggedOut": "You have logged out.",
+    "register.title": "Sign up",
+    "register.submit": "Complete sign-up",
+    "register.haveAccount": "Already have an account?",
+    "register.login": "Log in",
+    "register.packagesError": "The packages could not be loaded. Reload the page.",
+    "rules.title": "Password rules",
+    "rules.too_short": "At least 8 characters",
+    "rules.needs_upper": "At least one upper-case letter",
+    "rules.needs_lower": "At least one lower-case letter",
+    "rules.needs_special": "At least one special character",
+    "rules.met": "met",
+    "rules.unmet": "missing",
+    "forgot.title": "Forgot password",
+    "forgot.intro": "Enter your number and we will send you a one-time code.",
+    "forgot.send": "Send code",
+    "forgot.sent": "If an account exists for this number, a code has been sent. It is valid for 10 minutes.",
+    "forgot.resetTitle": "Set a new password",
+    "forgot.reset": "Change password",
+    "forgot.resend": "Send the code again",
+    "dash.title": "Overview",
+    "dash.hello": "Hello {name}",
+    "dash.wallet": "Wallet balance",
+    "dash.voice": "Voice",
+    "dash.sms": "SMS",
+    "dash.data": "Data",
+    "dash.remainingOf": "left of {total}",
+    "dash.validUntil": "Valid until {date}",
+    "dash.noValidity": "No expiry",
+    "dash.none": "No package",
+    "dash.packages": "Your packages: {list}",
+    "dash.status.active": "Line status: Active",
+    "dash.status.suspended": "Line status: Suspended",
+    "dash.asOf": "as of {time}",
+    "dash.refresh": "Refresh",
+    "dash.buy": "Buy an add-on",
+    "dash.topup": "Top up",
+    "dash.chartLabel": "{service}: {remaining} left of {total}",
+    "unit.minutes": "{n} min",
+    "unit.sms": "{n} SMS",
+    "usage.title": "Usage history",
+    "usage.empty": "No usage yet.",
+    "usage.when": "Date",
+    "usage.service": "Service",
+    "usage.destination": "Destination",
+    "usage.amount": "Amount",
+    "usage.charged": "Charge",
+    "usage.source": "Paid from",
+    "usage.fromPackage": "Package",
+    "usage.fromWallet": "Wallet",
+    "usage.note": "Records appear after a few seconds.",
+    "service.voice": "Voice",
+    "service.sms": "SMS",
+    "service.data": "Data",
+    "packages.title": "Add-on packages",
+    "packages.intro": "The price is paid from your wallet. Your wallet balance: {wallet}",
+    "packages.buy": "Buy {name}",
+    "packages.buyShort": "Buy",
+    "packages.validity": "Valid for {days} days",
+    "packages.bought": "The {name} package is active. Your new balance: {wallet}",
+    "packages.insufficient": "Your wallet balance is too low: the {name} package costs {price}, your balance is {wallet}. Top up first.",
+    "topup.title": "Top up",
+    "topup.intro": "Enter a voucher code to add TL to your wallet.",
+    "topup.submit": "Top up",
+    "topup.done": "Top-up done. Your new balance: {wallet}",
+    "password.title": "Change password",
+    "password.submit": "Change password",
+    "password.done": "Your password was changed.",
+    "password.wrongCurrent": "The current password is wrong.",
+    "offline.banner": "You are offline. The figures will refresh when you are back online.",
+    "notFound": "Page not found."
+  }
+};
+
+const LANG_KEY = "cc.lang";
+const listeners = new Set();
+let lang = readLang();
+
+function readLang() {
+  try {
+    const saved = localStorage.getItem(LANG_KEY);
+    if (saved === "tr" || saved === "en") return saved;
+  } catch (_) { /* storage blocked: use the default */ }
+  return "tr";
+}
+
+export const LANGS = Object.keys(STRINGS);
+export const strings = STRINGS; // for the key-parity test
+
+export function getLang() {
+  return lang;
+}
+
+/** BCP 47 locale for Intl formatting. */
+export function locale() {
+  return lang === "tr" ? "tr-TR" : "en-GB";
+}
+
+export function setLang(next) {
+  if (!(next in STRINGS) || next === lang) return;
+  lang = next;
+  try {
+    localStorage.setItem(LANG_KEY, next);
+  } catch (_) { /* not remembered, still switched */ }
+  document.documentElement.lang = next;
+  for (const fn of listeners) fn(next);
+}
+
+export function onLangChange(fn) {
+  listeners.add(fn);
+  return () => listeners.delete(fn);
+}
+
+export function has(key) {
+  return key in STRINGS[lang];
+}
+
+export function t(key, params = {}) {
+  const text = STRINGS[lang][key] ?? STRINGS.tr[key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (_, name) => (name in params ? String(params[name]) : `{${name}}`));
+}
+
+/** Re-translate every element below root that carries data-i18n* attributes (keeps form values). */
+export function translate(root = document) {
+  for (const el of root.querySelectorAll("[data-i18n]")) {
+    el.textContent = t(el.dataset.i18n, el.dataset.i18nParams ? JSON.parse(el.dataset.i18nParams) : {});
+  }
+  for (const el of root.querySelectorAll("[data-i18n-aria]")) {
+    el.setAttribute("aria-label", t(el.dataset.i18nAria));
+  }
+  for (const el of root.querySelectorAll("[data-i18n-title]")) {
+    el.setAttribute("title", t(el.dataset.i18nTitle));
+  }
+}

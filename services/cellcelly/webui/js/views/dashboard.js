@@ -1,0 +1,79 @@
+import { api } from "../api.js";
+import { bar, donut, share } from "../charts.js";
+import { h } from "../dom.js";
+import { banner } from "../forms.js";
+import { getLang, has, t } from "../i18n.js";
+import * as fmt from "../format.js";
+import { page, sessionOver } from "./common.js";
+
+const SERVICES = ["voice", "sms", "data"];
+
+function allowanceCard(a) {
+  const label = t(`dash.${a.service}`);
+  const remaining = fmt.amount(a.service, a.remaining);
+  const total = fmt.amount(a.service, a.total);
+  const pct = Math.round(share(a.remaining, a.total) * 100);
+  return h("article", { class: `card allowance ${a.service}`, "data-testid": `allowance-${a.service}`, "data-remaining": a.remaining, "data-total": a.total },
+    h("h2", {}, label),
+    h("div", { class: "allowance-body" },
+      donut({ remaining: a.remaining, total: a.total, kind: a.service, centre: getLang() === "tr" ? `%${pct}` : `${pct}%`,
+        label: t("dash.chartLabel", { service: label, remaining, total }) }),
+      h("div", { class: "figures" },
+        h("p", { class: "remaining", "data-testid": `remaining-${a.service}` }, remaining),
+        h("p", { class: "total" }, t("dash.remainingOf", { total })),
+        h("p", { class: "validity", "data-testid": `valid-${a.service}` },
+          a.validUntil ? t("dash.validUntil", { date: fmt.date(a.validUntil) }) : (a.total ? t("dash.noValidity") : t("dash.none"))))));
+}
+
+function walletCard(wallet) {
+  // The bar shows the wallet against 200 TL (or the wallet itself when above): a sense of size.
+  const scale = Math.max(20000, wallet.kurus);
+  return h("article", { class: "card wallet", "data-testid": "wallet", "data-kurus": wallet.kurus },
+    h("h2", {}, t("dash.wallet")),
+    h("p", { class: "wallet-figure", "data-testid": "wallet-amount" }, fmt.money(wallet.kurus)),
+    bar({ fraction: wallet.kurus / scale, kind: "wallet", label: `${t("dash.wallet")}: ${fmt.money(wallet.kurus)}` }),
+    h("div", { class: "actions" },
+      h("a", { href: "#/packages", class: "button" }, t("dash.buy")),
+      h("a", { href: "#/topup", class: "button secondary" }, t("dash.topup"))));
+}
+
+export function balanceView(me, balance) {
+  const byService = Object.fromEntries((balance.allowances || []).map((a) => [a.service, a]));
+  const status = has(`dash.status.${balance.status}`) ? t(`dash.status.${balance.status}`) : balance.status;
+  return h("div", { class: "dashboard" },
+    h("div", { class: "summary" },
+      me ? h("p", { class: "hello", "data-testid": "hello" }, t("dash.hello", { name: `${me.firstName} ${me.lastName}` })) : null,
+      h("p", { class: `status ${balance.status}`, "data-testid": "status" }, status),
+      h("p", { class: "owned", "data-testid": "packages" }, t("dash.packages", { list: (balance.packages || []).join(", ") || "—" })),
+      h("p", { class: "asof" }, t("dash.asOf", { time: fmt.dateTime(balance.asOf || Date.now() / 1000) }))),
+    h("div", { class: "cards" },
+      walletCard(balance.wallet),
+      SERVICES.filter((s) => byService[s]).map((s) => allowanceCard(byService[s]))));
+}
+
+export function render({ navigate }) {
+  const messages = banner();
+  const body = h("div", { class: "dash-body", "aria-live": "polite" }, h("p", { "data-i18n": "common.loading" }, t("common.loading")));
+  const refresh = h("button", { type: "button", class: "secondary small", "data-i18n": "dash.refresh" }, t("dash.refresh"));
+  let state = null;
+
+  const draw = () => {
+    if (state) body.replaceChildren(balanceView(state.me, state.balance));
+  };
+  const load = async () => {
+    messages.clear();
+    try {
+      const [me, balance] = await Promise.all([api.me(), api.balance()]);
+      state = { me, balance };
+      draw();
+      body.dataset.loaded = "true";
+    } catch (err) {
+      if (sessionOver(err, navigate)) return;
+      messages.show("error", err.cause === "OFFLINE" ? "common.offline" : "common.unexpected");
+    }
+  };
+  refresh.addEventListener("click", load);
+  load();
+  const el = page("dash.title", h("div", { class: "toolbar" }, refresh), messages, body);
+  return { el, onLang: draw };
+}
