@@ -12,6 +12,7 @@
 //   {"cmd": "deliver", ..., "text": "...", "udh_hex": "050003aa0201"}          -> UDH + encoded text
 //   {"cmd": "raw", "hex": "..."}          -> bytes written as they are (malformed PDUs)
 //   {"cmd": "fail_submits", "count": 1, "status": 88}    -> the next submit_sm get this status
+//   {"cmd": "mute_submits", "count": 2}   -> the next submit_sm get no response at all
 //   {"cmd": "unbind"}                     -> the SMSC unbinds the ESME
 //   {"cmd": "close"}                      -> every connection dropped
 // Every command is answered with {"event": "ack", "id": <its id>} once done (or "nak" with why).
@@ -47,6 +48,7 @@ let sessionIds = 0;
 let messageIds = 0;
 const bound = new Set();
 let failures = { count: 0, status: 0 };
+let muted = 0;  // submit_sm left without a response (a stuck SMSC)
 
 const server = smpp.createServer(function (session) {
   const sid = ++sessionIds;
@@ -85,6 +87,11 @@ const server = smpp.createServer(function (session) {
       return;
     }
     const sm = pdu.short_message || {};
+    if (muted > 0) {
+      muted -= 1;
+      emit('submit_sm_muted', { session: sid, sequence: pdu.sequence_number });
+      return;
+    }
     let status = 0;
     if (failures.count > 0) {
       failures.count -= 1;
@@ -178,6 +185,9 @@ function handle(cmd) {
       break;
     case 'fail_submits':
       failures = { count: cmd.count || 1, status: cmd.status || smpp.ESME_RSYSERR };
+      break;
+    case 'mute_submits':
+      muted = cmd.count || 1;
       break;
     case 'unbind':
       target().unbind();
