@@ -37,6 +37,11 @@ UNKNOWN_CALLER = (
     "CellCelly abonesi olmayan bir numaradan arıyorsunuz.",
     "Bakiye bilgisi için lütfen CellCelly hattınızdan arayın. İyi günler.",
 )
+SERVICE_UNAVAILABLE = (
+    "Merhaba.",
+    "Üzgünüz, bakiye bilginize şu anda ulaşılamıyor.",
+    "Lütfen daha sonra tekrar arayın. İyi günler.",
+)
 # how espeak-ng's Turkish voice should say words it would otherwise read letter by letter or wrongly
 # (an apostrophe before a suffix makes espeak-ng pause, so "CellCelly'yi" is said "Selseliyi")
 _SPEECH = ((re.compile(r"\bCellCelly'?"), "Selseli"), (re.compile(r"\bSMS\b"), "es em es"))
@@ -92,7 +97,7 @@ class PromptAudio:
     """Synthesises prompts; an LRU of sentence audio keyed by the spoken text (and the voice)."""
 
     def __init__(
-        self, voice: str = "tr", speed: int = 150, cache_size: int = 512, timeout: float = 20.0
+        self, voice: str = "tr", speed: int = 160, cache_size: int = 512, timeout: float = 20.0
     ) -> None:
         self.voice, self.speed, self.timeout = voice, speed, timeout
         self.cache_size = cache_size
