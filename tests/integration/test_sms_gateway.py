@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import struct
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -22,7 +24,7 @@ from cellcelly.ports.records import SubscriberRecord
 from cellcelly.settings import Settings
 from cellcelly.sms.esme import Esme, NotBound, ResponseTimeout, SubmitRefused
 from cellcelly.sms.gateway import SmsGateway
-from cellcelly.sms.pdu import ShortMessage
+from cellcelly.sms.pdu import CommandId, Pdu, ShortMessage, encode
 from cellcelly.wiring import Components, build
 from smsc import Event, SmscProcess
 
@@ -282,6 +284,47 @@ async def test_malformed_pdus_get_generic_nack_and_the_session_goes_on(
     assert said.startswith("CellCelly kalan haklarınız:")
     assert smsc.of("bind", mark) == [] and smsc.of("close", mark) == []  # the same session throughout
     assert gateway.esme.stats.nacks_sent == 3
+
+
+async def test_random_frames_are_each_answered_and_nothing_breaks(
+    smsc: SmscProcess, gateway: SmsGateway
+) -> None:
+    """40 seeded hostile frames (sound lengths, random bodies): each request gets exactly one answer."""
+    rng = random.Random(5555)
+    good = encode(Pdu(CommandId.DELIVER_SM, 1, 0, ShortMessage(E164, "5555", b"KALAN", 1, 1)))[16:]
+    mark = smsc.mark
+    sequences = []
+    for i in range(40):
+        kind = i % 4
+        if kind == 0:
+            command, body = (
+                rng.choice([0x0999, 0x0103, 0x0004, 0x0009, 0x000B]),
+                rng.randbytes(rng.randrange(40)),
+            )
+        elif kind == 1:
+            command, body = 0x0005, rng.randbytes(rng.randrange(80))
+        else:  # a real deliver_sm with octets changed or cut
+            mutated = bytearray(good)
+            for _ in range(rng.randrange(1, 4)):
+                mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+            command, body = 0x0005, bytes(mutated[: rng.randrange(len(mutated) + 1)])
+        sequence = 0x10000 + i
+        sequences.append(sequence)
+        frame = struct.pack(">IIII", 16 + len(body), command, 0, sequence) + body
+        await smsc.command(cmd="raw", hex=frame.hex())
+
+    def answer(e: Event) -> bool:
+        return e["event"] in ("generic_nack", "deliver_sm_resp") and e["sequence"] in sequences
+
+    answers = await smsc.wait_count(answer, len(sequences), since=mark)
+    await asyncio.sleep(0.3)
+    answers = smsc.matching(answer, mark)
+    assert sorted(e["sequence"] for e in answers) == sequences  # one each, none twice
+    assert smsc.of("bind", mark) == [] and smsc.of("close", mark) == []
+    mark = smsc.mark
+    await smsc.command(cmd="deliver", source_addr=E164, text="KALAN")
+    said, _ = await reply(smsc, E164, mark)
+    assert said.startswith("CellCelly kalan haklarınız:")
 
 
 async def test_a_lost_frame_length_closes_and_the_esme_binds_again(

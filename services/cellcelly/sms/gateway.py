@@ -94,19 +94,24 @@ class SmsGateway:
         task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, mo: MobileOriginated) -> None:
-        reply = await self.service.answer(mo)
-        if reply is None:
-            return
-        source = sender_address(self.short_code)
-        for attempt in range(3):
-            try:
-                await self.sender.send(source, reply.to, reply.text)
-                self.replies_sent += 1
+        try:
+            reply = await self.service.answer(mo)
+            if reply is None:
                 return
-            except SmppError as exc:
-                log.warning(
-                    "reply not sent", extra={"to": reply.to.digits, "error": str(exc), "attempt": attempt + 1}
-                )
-                await asyncio.sleep(1.0 * (attempt + 1))
-        self.replies_failed += 1
-        log.error("reply given up after 3 attempts", extra={"to": reply.to.digits})
+            source = sender_address(self.short_code)
+            for attempt in range(3):
+                try:
+                    await self.sender.send(source, reply.to, reply.text)
+                    self.replies_sent += 1
+                    return
+                except SmppError as exc:
+                    log.warning(
+                        "reply not sent",
+                        extra={"to": reply.to.digits, "error": str(exc), "attempt": attempt + 1},
+                    )
+                    await asyncio.sleep(1.0 * (attempt + 1))
+            self.replies_failed += 1
+            log.error("reply given up after 3 attempts", extra={"to": reply.to.digits})
+        except Exception:  # one odd message must not end the channel
+            self.replies_failed += 1
+            log.exception("incoming message not answered", extra={"source": mo.source.digits})

@@ -86,12 +86,13 @@ class SmsService:
                 extra={"destination": mo.destination.digits, "source": mo.source.digits},
             )
             return None
-        if mo.source.ton == Ton.ALPHANUMERIC or not mo.source.digits.strip():
+        digits = mo.source.digits.strip().lstrip("+")
+        if mo.source.ton == Ton.ALPHANUMERIC or not digits.isascii() or not digits.isdigit():
             log.warning("message from an address that cannot be answered", extra={"source": mo.source.digits})
             return None
         keyword = match(mo.text)
         msisdn = subscriber_of(mo.source)
-        to = international(msisdn) if msisdn is not None else mo.source
+        to = international(msisdn) if msisdn is not None else Address(digits, mo.source.ton, mo.source.npi)
         if keyword is Keyword.YARDIM:
             return Reply(to, replies.help_text(self.short_code))
         summary = None
