@@ -43,6 +43,20 @@ class Settings(BaseSettings):
     smtp_port: int = 25
     smtp_sender: str = "bildirim@cellcelly.local"
 
+    # MW: the self-care API and web UI (http://MW_HOST:MW_PORT)
+    mw_host: str = "127.0.0.1"
+    mw_port: int = 8080
+    # signs access tokens and keys reset-code hashes; random per process when unset (tokens and
+    # pending reset codes then die with the process): set it, and share it between MW replicas
+    mw_token_secret: SecretStr | None = None
+    mw_access_seconds: int = 900
+    # argon2id cost for passwords and security keys (OWASP: m >= 19 MiB, t >= 2)
+    mw_argon2_time_cost: int = 3
+    mw_argon2_memory_kib: int = 65536
+    mw_argon2_parallelism: int = 1
+    mw_login_max_failures: int = 5
+    mw_lockout_seconds: int = 900
+
     ocs_host: str = "127.0.0.1"
     ocs_port: int = 8081
 

@@ -323,6 +323,10 @@ TABLES = {
     "usage_buckets",
     "balance_snapshots",
     "catalogue_versions",
+    "credentials",
+    "refresh_tokens",
+    "reset_codes",
+    "vouchers",
 }
 
 

@@ -46,11 +46,14 @@ class AccountService:
             except Exception:  # noqa: BLE001 - a listener must never undo a committed change
                 log.exception("account listener failed")
 
-    def open(self, subscriber: SubscriberRecord) -> Account:
-        """Record the subscriber and provision the balance store."""
+    def open(
+        self, subscriber: SubscriberRecord, record: Callable[[SubscriberRecord], None] | None = None
+    ) -> Account:
+        """Record the subscriber (with `record`, e.g. together with a credential; by default
+        `records.add_subscriber`) and provision the balance store."""
         if subscriber.package and subscriber.package not in self.catalogue.current.packages:
             raise DomainError(f"unknown package {subscriber.package!r}")
-        self.records.add_subscriber(subscriber)
+        (record or self.records.add_subscriber)(subscriber)
         account = self.provision(subscriber.msisdn, subscriber.package)
         self._notify("opened", subscriber.msisdn)
         return account

@@ -1,12 +1,44 @@
-"""Self-care use cases shared by the channels: the balance a subscriber asks for."""
+"""Self-care use cases: what the MW API, the web UI, SMS and IVR do for a subscriber.
+
+Sign-up writes the subscriber and their credential in one transaction of the system of record,
+then provisions the balance store (and tells the cache and the gateways through the account
+listeners). Logins are throttled per MSISDN: after `max_failures` wrong passwords in a row the
+number is locked for `lock_seconds`, and an unknown number is throttled the same way (in memory),
+so the answers never tell which numbers have accounts. Forgot-password always answers the same
+and does its work in the background, for the same reason.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import logging
 import time
-from collections.abc import Callable
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
+from cellcelly.application.accounts import AccountService
+from cellcelly.domain.account import Account, Status
 from cellcelly.domain.balance_summary import BalanceSummary, summarise
+from cellcelly.domain.errors import CellCellyError, DomainError
+from cellcelly.domain.provisioning import InsufficientFunds
+from cellcelly.domain.selfcare_rules import normalise_voucher
 from cellcelly.ports.balance_store import BalanceStore
+from cellcelly.ports.credentials import Credential, CredentialStore, RefreshGrant, ResetCode, Voucher
+from cellcelly.ports.records import SubscriberExists, SubscriberRecord, SystemOfRecord
+from cellcelly.security import (
+    Passwords,
+    Tokens,
+    new_refresh_token,
+    new_reset_code,
+    new_voucher_code,
+    sha256_hex,
+)
+
+log = logging.getLogger(__name__)
 
 
 class StoreBalanceLookup:
@@ -18,3 +50,388 @@ class StoreBalanceLookup:
     async def __call__(self, msisdn: str) -> BalanceSummary | None:
         account = self.store.get(msisdn)
         return None if account is None else summarise(account, int(self.clock()))
+
+
+# --- errors: each names its HTTP status and the stable `cause` clients switch on ---------------
+
+
+class SelfCareError(CellCellyError):
+    status = 400
+    cause = "INVALID_INPUT"
+    title = "Bad request"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail, self.extra = detail, extra
+
+
+class InvalidInput(SelfCareError):
+    def __init__(self, param: str, code: str, reason: str) -> None:
+        super().__init__(reason, invalidParams=[{"param": param, "reason": reason, "code": code}])
+
+
+class InvalidCredentials(SelfCareError):
+    status, cause, title = 401, "INVALID_CREDENTIALS", "Unauthorized"
+
+
+class TokenRejected(SelfCareError):
+    status, cause, title = 401, "TOKEN_INVALID", "Unauthorized"
+
+
+class Locked(SelfCareError):
+    status, cause, title = 429, "LOCKED", "Too many attempts"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail, retryAfter=max(1, retry_after))
+        self.retry_after = max(1, retry_after)
+
+
+class Taken(SelfCareError):
+    status, cause, title = 409, "MSISDN_TAKEN", "Conflict"
+
+
+class UnknownPackage(SelfCareError):
+    status, cause, title = 422, "UNKNOWN_PACKAGE", "Unprocessable"
+
+
+class Insufficient(SelfCareError):
+    status, cause, title = 402, "INSUFFICIENT_FUNDS", "Insufficient funds"
+
+
+class Suspended(SelfCareError):
+    status, cause, title = 403, "SUSPENDED", "Forbidden"
+
+
+class InvalidCode(SelfCareError):
+    cause = "INVALID_CODE"
+
+
+class InvalidVoucher(SelfCareError):
+    status, cause, title = 404, "INVALID_VOUCHER", "Not found"
+
+
+class VoucherUsed(SelfCareError):
+    status, cause, title = 409, "VOUCHER_USED", "Conflict"
+
+
+class NotFound(SelfCareError):
+    status, cause, title = 404, "NOT_FOUND", "Not found"
+
+
+# --- policy and helpers -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    max_failures: int = 5
+    lock_seconds: int = 900
+    refresh_seconds: int = 12 * 3600
+    remember_seconds: int = 30 * 86400
+    reset_code_seconds: int = 600
+    reset_code_attempts: int = 5
+    reset_resend_seconds: int = 60  # one code per minute per MSISDN: no SMS bombing
+    voucher_failures: int = 5  # wrong voucher codes per subscriber per lock window
+    voucher_retry_seconds: int = 3600  # a top-up cut short after its claim is finished within this
+
+
+class Throttle:
+    """Failures per key in memory, for keys with no row to count in (unknown MSISDNs, vouchers)."""
+
+    def __init__(self, limit: int, window: int, size: int = 100_000) -> None:
+        self.limit, self.window, self.size = limit, window, size
+        self._seen: OrderedDict[str, tuple[int, int]] = OrderedDict()  # key -> (failures, window end)
+
+    def blocked_for(self, key: str, now: int) -> int:
+        failures, until = self._seen.get(key, (0, 0))
+        return until - now if failures >= self.limit and until > now else 0
+
+    def failed(self, key: str, now: int) -> None:
+        failures, until = self._seen.pop(key, (0, 0))
+        if until <= now:
+            failures, until = 0, now + self.window
+        self._seen[key] = (failures + 1, until)
+        while len(self._seen) > self.size:
+            self._seen.popitem(last=False)
+
+
+CodeSender = Callable[[SubscriberRecord, str, str], Awaitable[None]]  # (to, "sms" | "email", text)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    refresh_expires_in: int
+    role: str
+
+
+class SelfCare:
+    def __init__(
+        self,
+        *,
+        accounts: AccountService,
+        credentials: CredentialStore,
+        passwords: Passwords,
+        tokens: Tokens,
+        send_code: CodeSender | None = None,
+        policy: Policy = Policy(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.accounts = accounts
+        self.store: BalanceStore = accounts.store
+        self.records: SystemOfRecord = accounts.records
+        self.credentials = credentials
+        self.passwords = passwords
+        self.tokens = tokens
+        self.send_code = send_code
+        self.policy = policy
+        self.clock = clock
+        self._unknown = Throttle(policy.max_failures, policy.lock_seconds)
+        self._vouchers = Throttle(policy.voucher_failures, policy.lock_seconds)
+        self._background: set[asyncio.Task[None]] = set()
+
+    def _now(self) -> int:
+        return int(self.clock())
+
+    @staticmethod
+    async def _db(fn: Callable[..., Any], *args: Any) -> Any:
+        """System-of-record calls leave the event loop (it also serves charging)."""
+        return await asyncio.to_thread(fn, *args)
+
+    # --- sign-up and sessions -------------------------------------------------------------------
+
+    async def register(
+        self,
+        first_name: str,
+        last_name: str,
+        msisdn: str,
+        email: str,
+        password: str,
+        security_key: str,
+        package: str,
+    ) -> Account:
+        if package not in self.accounts.catalogue.current.packages:
+            raise UnknownPackage(f"no package {package!r} in the catalogue")
+        now = self._now()
+        credential = Credential(
+            msisdn,
+            await self.passwords.hash(password),
+            await self.passwords.hash(security_key),
+            changed_at=now,
+        )
+        subscriber = SubscriberRecord(
+            msisdn, first_name.strip(), last_name.strip(), email, "active", package, now
+        )
+        try:
+            account = self.accounts.open(
+                subscriber, record=lambda s: self.credentials.register(s, credential)
+            )
+        except SubscriberExists:
+            raise Taken(f"{msisdn} is already registered") from None
+        log.info("subscriber registered", extra={"msisdn": msisdn, "package": package})
+        return account
+
+    async def login(self, msisdn: str, password: str, remember: bool) -> Session:
+        now = self._now()
+        credential: Credential | None = await self._db(self.credentials.credential, msisdn)
+        if credential is not None and credential.locked_until > now:
+            raise Locked("too many failed logins; try again later", credential.locked_until - now)
+        if credential is None and (wait := self._unknown.blocked_for(msisdn, now)):
+            raise Locked("too many failed logins; try again later", wait)
+        if not await self.passwords.verify(credential.password_hash if credential else None, password):
+            if credential is None:
+                self._unknown.failed(msisdn, now)
+                if wait := self._unknown.blocked_for(msisdn, now):
+                    raise Locked("too many failed logins; try again later", wait)
+            else:
+                state: Credential = await self._db(
+                    self.credentials.login_failed,
+                    msisdn,
+                    now,
+                    self.policy.max_failures,
+                    self.policy.lock_seconds,
+                )
+                if state.locked_until > now:
+                    log.warning("login locked after repeated failures", extra={"msisdn": msisdn})
+                    raise Locked("too many failed logins; try again later", state.locked_until - now)
+            raise InvalidCredentials("wrong MSISDN or password")
+        assert credential is not None
+        if credential.failed_logins:
+            await self._db(self.credentials.login_succeeded, msisdn)
+        return await self._session(msisdn, credential.role, remember, now)
+
+    async def _session(self, msisdn: str, role: str, remember: bool, now: int) -> Session:
+        lifetime = self.policy.remember_seconds if remember else self.policy.refresh_seconds
+        refresh = new_refresh_token()
+        grant = RefreshGrant(sha256_hex(refresh), msisdn, now + lifetime, remember)
+        await self._db(self.credentials.add_refresh, grant, now)
+        access = self.tokens.issue(msisdn, role, now)
+        return Session(access, refresh, self.tokens.access_seconds, lifetime, role)
+
+    async def refresh(self, refresh_token: str) -> Session:
+        now = self._now()
+        grant: RefreshGrant | None = await self._db(
+            self.credentials.take_refresh, sha256_hex(refresh_token), now
+        )
+        if grant is None:
+            raise TokenRejected("the refresh token is unknown, expired or already used")
+        credential: Credential | None = await self._db(self.credentials.credential, grant.msisdn)
+        if credential is None:
+            raise TokenRejected("no such subscriber")
+        return await self._session(grant.msisdn, credential.role, grant.remember, now)
+
+    async def logout(self, refresh_token: str) -> None:
+        await self._db(self.credentials.take_refresh, sha256_hex(refresh_token), self._now())
+
+    # --- passwords --------------------------------------------------------------------------------
+
+    def forgot(self, msisdn: str, channel: str) -> None:
+        """Send a reset code if there is such a subscriber; returns at once, and the same either way."""
+        task = asyncio.ensure_future(self._send_reset_code(msisdn, channel))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _send_reset_code(self, msisdn: str, channel: str) -> None:
+        try:
+            now = self._now()
+            subscriber: SubscriberRecord | None = await self._db(self.records.get_subscriber, msisdn)
+            if subscriber is None:
+                return
+            previous: ResetCode | None = await self._db(self.credentials.reset_code, msisdn)
+            if previous is not None and now - previous.created_at < self.policy.reset_resend_seconds:
+                log.info("reset code asked again too soon; not sent", extra={"msisdn": msisdn})
+                return
+            if self.send_code is None:
+                log.warning("no channel to send reset codes", extra={"msisdn": msisdn})
+                return
+            code = new_reset_code()
+            expires = now + self.policy.reset_code_seconds
+            await self._db(
+                self.credentials.put_reset_code,
+                ResetCode(msisdn, self.tokens.code_hash(msisdn, code), expires, now),
+            )
+            minutes = self.policy.reset_code_seconds // 60
+            text = (
+                f"CellCelly şifre sıfırlama kodunuz: {code}. {minutes} dakika geçerlidir. "
+                "Bu kodu kimseyle paylaşmayın."
+            )
+            await self.send_code(subscriber, channel, text)
+            log.info("reset code sent", extra={"msisdn": msisdn, "channel": channel})
+        except Exception:  # noqa: BLE001 - a background task: log and go on (never the code)
+            log.exception("sending a reset code failed", extra={"msisdn": msisdn, "channel": channel})
+
+    async def reset(self, msisdn: str, code: str, security_key: str, new_password: str) -> None:
+        now = self._now()
+        stored: ResetCode | None = await self._db(self.credentials.reset_code, msisdn)
+        credential: Credential | None = await self._db(self.credentials.credential, msisdn)
+        key_ok = await self.passwords.verify(
+            credential.security_key_hash if credential else None, security_key
+        )
+        if stored is None or credential is None or stored.expires_at <= now:
+            raise InvalidCode("the code is wrong, expired or already used")
+        if not (hmac.compare_digest(stored.code_hash, self.tokens.code_hash(msisdn, code)) and key_ok):
+            await self._db(self.credentials.reset_code_failed, msisdn, self.policy.reset_code_attempts)
+            raise InvalidCode("the code is wrong, expired or already used")
+        if not await self._db(self.credentials.take_reset_code, msisdn, stored.code_hash, now):
+            raise InvalidCode("the code is wrong, expired or already used")
+        await self._db(self.credentials.set_password, msisdn, await self.passwords.hash(new_password), now)
+        log.info("password reset", extra={"msisdn": msisdn})
+
+    async def change_password(self, msisdn: str, current: str, new: str) -> None:
+        now = self._now()
+        credential: Credential | None = await self._db(self.credentials.credential, msisdn)
+        if credential is None:
+            raise TokenRejected("no such subscriber")
+        if credential.locked_until > now:
+            raise Locked("too many failed attempts; try again later", credential.locked_until - now)
+        if not await self.passwords.verify(credential.password_hash, current):
+            await self._db(
+                self.credentials.login_failed, msisdn, now, self.policy.max_failures, self.policy.lock_seconds
+            )
+            raise InvalidCredentials("the current password is wrong")
+        if current == new:
+            raise InvalidInput(
+                "newPassword", "same_password", "the new password must differ from the current one"
+            )
+        await self._db(self.credentials.set_password, msisdn, await self.passwords.hash(new), now)
+        log.info("password changed", extra={"msisdn": msisdn})
+
+    # --- what a subscriber sees and buys ---------------------------------------------------------
+
+    async def profile(self, msisdn: str) -> tuple[SubscriberRecord, Credential | None]:
+        subscriber: SubscriberRecord | None = await self._db(self.records.get_subscriber, msisdn)
+        if subscriber is None:
+            raise NotFound(f"no subscriber {msisdn}")
+        credential: Credential | None = await self._db(self.credentials.credential, msisdn)
+        return subscriber, credential
+
+    async def account(self, msisdn: str) -> Account:
+        """The real-time account; re-provisioned when the record has the subscriber and the store
+        does not (a crash between the two writes of sign-up)."""
+        account = self.store.get(msisdn)
+        if account is not None:
+            return account
+        subscriber: SubscriberRecord | None = await self._db(self.records.get_subscriber, msisdn)
+        if subscriber is None:
+            raise NotFound(f"no subscriber {msisdn}")
+        log.warning(
+            "subscriber on record but not in the balance store: provisioning", extra={"msisdn": msisdn}
+        )
+        return self.accounts.provision(msisdn, subscriber.package)
+
+    async def usage(self, msisdn: str, limit: int) -> list[Any]:
+        return list(await self._db(self.records.usage_for, msisdn, limit))
+
+    async def buy_package(self, msisdn: str, package: str, request_id: str | None) -> Account:
+        await self.account(msisdn)
+        reference = f"addon:{request_id or uuid.uuid4().hex}"
+        try:
+            return self.accounts.buy_package(msisdn, package, reference)
+        except InsufficientFunds as exc:
+            raise Insufficient(str(exc)) from None
+        except DomainError as exc:
+            if package not in self.accounts.catalogue.current.packages:
+                raise UnknownPackage(str(exc)) from None
+            raise Suspended(str(exc)) from None
+
+    async def redeem_voucher(self, msisdn: str, text: str) -> Account:
+        now = self._now()
+        if wait := self._vouchers.blocked_for(msisdn, now):
+            raise Locked("too many wrong voucher codes; try again later", wait)
+        account = await self.account(msisdn)
+        code_hash = sha256_hex(normalise_voucher(text))
+        reference = f"voucher:{code_hash[:32]}"
+        voucher, claimed = await self._db(self.credentials.claim_voucher, code_hash, msisdn, now)
+        if voucher is None:
+            self._vouchers.failed(msisdn, now)
+            raise InvalidVoucher("no such voucher")
+        # Claimed before by this subscriber: a top-up the account has not seen is one cut short by a
+        # crash between the two writes, and a retry soon after finishes it (idempotent by reference).
+        interrupted = (
+            voucher.used_by == msisdn
+            and reference not in account.recent_references
+            and now - voucher.used_at < self.policy.voucher_retry_seconds
+        )
+        if not claimed and not interrupted:
+            self._vouchers.failed(msisdn, now)
+            raise VoucherUsed("this voucher has been used")
+        account = self.accounts.top_up(msisdn, voucher.amount, reference)
+        log.info("voucher redeemed", extra={"msisdn": msisdn, "amount": voucher.amount})
+        return account
+
+    # --- admin ------------------------------------------------------------------------------------
+
+    async def create_vouchers(self, amount: int, count: int, batch: str = "") -> list[str]:
+        now = self._now()
+        batch = batch or f"batch-{now}-{uuid.uuid4().hex[:6]}"
+        codes = [new_voucher_code() for _ in range(count)]
+        await self._db(
+            self.credentials.add_vouchers, [Voucher(sha256_hex(c), amount, now, batch) for c in codes]
+        )
+        log.info("vouchers created", extra={"count": count, "amount": amount, "batch": batch})
+        return codes
+
+    async def set_status(self, msisdn: str, status: Status) -> Account:
+        await self.account(msisdn)
+        return self.accounts.set_status(msisdn, status, f"admin:{uuid.uuid4().hex}")

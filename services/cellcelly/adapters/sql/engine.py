@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
 from sqlalchemy.pool import StaticPool
 
-__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "SQLITE_WRITE_OPTION", "make_engine"]
+__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "SQLITE_WRITE_OPTION", "make_engine", "reading", "writing"]
 
 SQLITE_WRITE_OPTION = "cellcelly_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -91,3 +93,18 @@ def make_engine(url: str | URL, **engine_kwargs: Any) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A connection inside a write transaction (BEGIN IMMEDIATE on SQLite), committed on success."""
+    with engine.connect() as conn:
+        conn.execution_options(**{SQLITE_WRITE_OPTION: True})
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as conn:
+        yield conn

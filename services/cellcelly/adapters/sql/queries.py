@@ -13,6 +13,7 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     Column,
+    Delete,
     Insert,
     Select,
     String,
@@ -22,9 +23,11 @@ from sqlalchemy import (
     any_,
     bindparam,
     cast,
+    delete,
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
     update,
@@ -35,9 +38,13 @@ from cellcelly.adapters.sql.schema import (
     balance_snapshots,
     buckets,
     catalogue_versions,
+    credentials,
+    refresh_tokens,
+    reset_codes,
     subscribers,
     usage_buckets,
     usage_records,
+    vouchers,
     wallet_ledger,
 )
 
@@ -185,6 +192,102 @@ def select_latest_catalogue() -> RowSelect:
     )
 
 
+# --- self-care: every "at most once" is one conditional write -----------------------------------
+
+
+def select_credential(msisdn: str) -> RowSelect:
+    return select(credentials).where(credentials.c.msisdn == msisdn)
+
+
+def update_credential(msisdn: str, **values: Any) -> Update:
+    return update(credentials).where(credentials.c.msisdn == msisdn).values(**values)
+
+
+def count_login_failure(msisdn: str) -> Update:
+    return (
+        update(credentials)
+        .where(credentials.c.msisdn == msisdn)
+        .values(failed_logins=credentials.c.failed_logins + literal_column("1"))
+    )
+
+
+def lock_credential(msisdn: str, limit: int, until: int) -> Update:
+    """Lock when the failures reached the limit (and count afresh for after the lock)."""
+    return (
+        update(credentials)
+        .where(
+            credentials.c.msisdn == msisdn, credentials.c.failed_logins >= bindparam("max_failures", limit)
+        )
+        .values(failed_logins=0, locked_until=until)
+    )
+
+
+def revoke_refresh_once(token_hash: str, now: int) -> Update:
+    return (
+        update(refresh_tokens)
+        .where(
+            refresh_tokens.c.token_hash == token_hash,
+            refresh_tokens.c.revoked == 0,
+            refresh_tokens.c.expires_at > now,
+        )
+        .values(revoked=1)
+    )
+
+
+def select_refresh(token_hash: str) -> RowSelect:
+    return select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
+
+
+def revoke_refresh_of(msisdn: str) -> Update:
+    return (
+        update(refresh_tokens)
+        .where(refresh_tokens.c.msisdn == msisdn, refresh_tokens.c.revoked == 0)
+        .values(revoked=1)
+    )
+
+
+def delete_reset_code(msisdn: str) -> Delete:
+    return delete(reset_codes).where(reset_codes.c.msisdn == msisdn)
+
+
+def select_reset_code(msisdn: str) -> RowSelect:
+    return select(reset_codes).where(reset_codes.c.msisdn == msisdn)
+
+
+def count_reset_failure(msisdn: str) -> Update:
+    return (
+        update(reset_codes)
+        .where(reset_codes.c.msisdn == msisdn)
+        .values(attempts=reset_codes.c.attempts + literal_column("1"))
+    )
+
+
+def delete_spent_reset_code(msisdn: str, max_attempts: int) -> Delete:
+    return delete(reset_codes).where(
+        reset_codes.c.msisdn == msisdn, reset_codes.c.attempts >= bindparam("max_attempts", max_attempts)
+    )
+
+
+def use_reset_code(msisdn: str, code_hash: str, now: int) -> Delete:
+    return delete(reset_codes).where(
+        reset_codes.c.msisdn == msisdn,
+        reset_codes.c.code_hash == code_hash,
+        reset_codes.c.expires_at > now,
+    )
+
+
+def claim_voucher(code_hash: str, msisdn: str, now: int) -> Update:
+    return (
+        update(vouchers)
+        .where(vouchers.c.code_hash == code_hash, vouchers.c.used_by.is_(None))
+        .values(used_by=msisdn, used_at=now)
+    )
+
+
+def select_voucher(code_hash: str) -> RowSelect:
+    return select(vouchers).where(vouchers.c.code_hash == code_hash)
+
+
 def representative_statements() -> dict[str, Executable]:
     """One instance of every statement shape the adapter runs, with sample values."""
     sample_ids = ["a", "b"]
@@ -198,6 +301,10 @@ def representative_statements() -> dict[str, Executable]:
             usage_buckets,
             balance_snapshots,
             catalogue_versions,
+            credentials,
+            refresh_tokens,
+            reset_codes,
+            vouchers,
         )
     }
     statements.update(
@@ -218,6 +325,20 @@ def representative_statements() -> dict[str, Executable]:
             "select_latest_catalogue": select_latest_catalogue(),
             "select_expiring_packages": select_expiring_packages(1_790_000_000, 1_790_086_400),
             "select_balance_snapshot": select_balance_snapshot("905321234567"),
+            "select_credential": select_credential("5321234567"),
+            "update_credential": update_credential("5321234567", password_hash="h", failed_logins=0),
+            "count_login_failure": count_login_failure("5321234567"),
+            "lock_credential": lock_credential("5321234567", 5, 1_790_000_900),
+            "revoke_refresh_once": revoke_refresh_once("0123456789abcdef" * 4, 1_790_000_000),
+            "select_refresh": select_refresh("0123456789abcdef" * 4),
+            "revoke_refresh_of": revoke_refresh_of("5321234567"),
+            "delete_reset_code": delete_reset_code("5321234567"),
+            "select_reset_code": select_reset_code("5321234567"),
+            "count_reset_failure": count_reset_failure("5321234567"),
+            "delete_spent_reset_code": delete_spent_reset_code("5321234567", 5),
+            "use_reset_code": use_reset_code("5321234567", "0123456789abcdef" * 4, 1_790_000_000),
+            "claim_voucher": claim_voucher("0123456789abcdef" * 4, "5321234567", 1_790_000_000),
+            "select_voucher": select_voucher("0123456789abcdef" * 4),
             "update_older_snapshot": update_older_snapshot(
                 {
                     "msisdn": "905321234567",

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from sqlalchemy import Column, Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 
 from cellcelly.adapters.sql import queries as q
-from cellcelly.adapters.sql.engine import SQLITE_WRITE_OPTION, make_engine
+from cellcelly.adapters.sql.engine import make_engine, reading, writing
 from cellcelly.adapters.sql.migrator import migrate as run_migrations
 from cellcelly.adapters.sql.schema import (
     balance_snapshots,
@@ -158,6 +158,18 @@ def _usage_bucket_rows(e: UsageEvent) -> list[dict[str, Any]]:
     ]
 
 
+def subscriber_row(subscriber: SubscriberRecord) -> dict[str, Any]:
+    return {
+        "msisdn": subscriber.msisdn,
+        "first_name": subscriber.first_name,
+        "last_name": subscriber.last_name,
+        "email": subscriber.email,
+        "status": subscriber.status,
+        "package": subscriber.package,
+        "created_at": subscriber.created_at,
+    }
+
+
 def _subscriber(row: Row[Any]) -> SubscriberRecord:
     return SubscriberRecord(
         msisdn=row.msisdn,
@@ -189,18 +201,11 @@ class SqlRecords:
     def engine(self) -> Engine:
         return self._engine
 
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """A connection inside a write transaction, committed on success."""
-        with self._engine.connect() as conn:
-            conn.execution_options(**{SQLITE_WRITE_OPTION: True})
-            with conn.begin():
-                yield conn
+    def _write(self) -> AbstractContextManager[Connection]:
+        return writing(self._engine)
 
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn:
-            yield conn
+    def _read(self) -> AbstractContextManager[Connection]:
+        return reading(self._engine)
 
     # -- schema -------------------------------------------------------------------------------
 
@@ -213,15 +218,7 @@ class SqlRecords:
     # -- subscribers --------------------------------------------------------------------------
 
     def add_subscriber(self, subscriber: SubscriberRecord) -> None:
-        row = {
-            "msisdn": subscriber.msisdn,
-            "first_name": subscriber.first_name,
-            "last_name": subscriber.last_name,
-            "email": subscriber.email,
-            "status": subscriber.status,
-            "package": subscriber.package,
-            "created_at": subscriber.created_at,
-        }
+        row = subscriber_row(subscriber)
         try:
             with self._write() as conn:
                 if _existing(conn, subscribers.c.msisdn, [subscriber.msisdn]):

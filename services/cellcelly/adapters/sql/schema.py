@@ -41,12 +41,16 @@ __all__ = [
     "EpochSeconds",
     "buckets",
     "catalogue_versions",
+    "credentials",
     "from_epoch",
     "metadata",
+    "refresh_tokens",
+    "reset_codes",
     "subscribers",
     "to_epoch",
     "usage_buckets",
     "usage_records",
+    "vouchers",
     "wallet_ledger",
 ]
 
@@ -190,4 +194,50 @@ catalogue_versions = Table(
     Column("version", String(64), primary_key=True),
     Column("source", Text),
     Column("activated_at", EpochSeconds(), nullable=False),
+)
+
+# --- self-care (migration 0005): hashes only, never a password, code or token in the clear ------
+
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("msisdn", String(15), primary_key=True),
+    Column("password_hash", String(200), nullable=False),
+    Column("security_key_hash", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("failed_logins", Integer, nullable=False),
+    Column("locked_until", EpochSeconds(), nullable=False),
+    Column("changed_at", EpochSeconds(), nullable=False),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("msisdn", String(15), nullable=False, index=True),
+    Column("expires_at", EpochSeconds(), nullable=False),
+    Column("created_at", EpochSeconds(), nullable=False),
+    Column("remember", Integer, nullable=False),  # 0/1 (no BOOLEAN in Oracle before 23)
+    Column("revoked", Integer, nullable=False),
+)
+
+reset_codes = Table(
+    "reset_codes",
+    metadata,
+    Column("msisdn", String(15), primary_key=True),
+    Column("code_hash", String(64), nullable=False),
+    Column("expires_at", EpochSeconds(), nullable=False),
+    Column("created_at", EpochSeconds(), nullable=False),
+    Column("attempts", Integer, nullable=False),
+)
+
+vouchers = Table(
+    "vouchers",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("batch", String(64)),
+    Column("created_at", EpochSeconds(), nullable=False),
+    Column("used_by", String(15)),
+    Column("used_at", EpochSeconds()),
 )

@@ -1,0 +1,95 @@
+"""Self-care credentials, sessions, reset codes and vouchers (kept in the system of record).
+
+Only hashes are stored: argon2 for what subscribers choose (password, security key), SHA-256 for
+the random values the system makes (refresh tokens, vouchers; too long to guess) and a keyed hash
+for the short reset codes. Every operation that must happen once (rotate a refresh token, use a
+reset code, redeem a voucher) is one conditional write, so two racing requests cannot both win.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from cellcelly.ports.records import SubscriberRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    msisdn: str
+    password_hash: str
+    security_key_hash: str
+    role: str = "subscriber"  # | "admin"
+    failed_logins: int = 0  # consecutive, since the last success or lock
+    locked_until: int = 0  # epoch seconds; 0: not locked
+    changed_at: int = 0  # when the password was last set
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshGrant:
+    token_hash: str
+    msisdn: str
+    expires_at: int
+    remember: bool  # "remember me": the long lifetime, kept across rotations
+
+
+@dataclass(frozen=True, slots=True)
+class ResetCode:
+    msisdn: str
+    code_hash: str
+    expires_at: int
+    created_at: int
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Voucher:
+    code_hash: str
+    amount: int  # kuruş
+    created_at: int
+    batch: str = ""
+    used_by: str = ""
+    used_at: int = 0
+
+
+class CredentialStore(Protocol):
+    def register(self, subscriber: SubscriberRecord, credential: Credential) -> None:
+        """The subscriber and their credential in one transaction (raises SubscriberExists)."""
+
+    def credential(self, msisdn: str) -> Credential | None: ...
+
+    def set_password(self, msisdn: str, password_hash: str, changed_at: int) -> None:
+        """New password; failures and lock cleared, every refresh token of the subscriber revoked."""
+
+    def login_failed(self, msisdn: str, now: int, limit: int, lock_seconds: int) -> Credential:
+        """Count a failure; at `limit` consecutive ones, lock until now + lock_seconds (and count
+        afresh). Atomic, so parallel guesses cannot slip past the limit. Returns the new state."""
+
+    def login_succeeded(self, msisdn: str) -> None: ...
+
+    def set_role(self, msisdn: str, role: str) -> bool: ...
+
+    def add_refresh(self, grant: RefreshGrant, created_at: int) -> None: ...
+
+    def take_refresh(self, token_hash: str, now: int) -> RefreshGrant | None:
+        """Revoke a live refresh token and return it (rotation: each can be used once)."""
+
+    def revoke_refresh(self, msisdn: str) -> int:
+        """Revoke all of a subscriber's refresh tokens (logout everywhere, password changed)."""
+
+    def put_reset_code(self, code: ResetCode) -> None:
+        """Replace the subscriber's reset code (only the newest one is valid)."""
+
+    def reset_code(self, msisdn: str) -> ResetCode | None: ...
+
+    def reset_code_failed(self, msisdn: str, max_attempts: int) -> None:
+        """Count a wrong try; at `max_attempts` the code is gone."""
+
+    def take_reset_code(self, msisdn: str, code_hash: str, now: int) -> bool:
+        """Use the code: true once, for the right unexpired code; the code is gone after."""
+
+    def add_vouchers(self, vouchers: list[Voucher]) -> None: ...
+
+    def claim_voucher(self, code_hash: str, msisdn: str, now: int) -> tuple[Voucher | None, bool]:
+        """Mark an unused voucher used by `msisdn`: (the voucher as it is now, whether this call
+        claimed it); (None, False) when there is no such voucher."""
