@@ -216,3 +216,22 @@ async def test_garbage_datagrams_do_not_stop_the_service(ivr: Ivr) -> None:
     result = await sipp(ivr, "call.xml", caller=STRANGER)
     assert result.returncode == 0, result.output
     assert_speech(result.recorder.payload())
+
+
+async def test_two_subscribers_calling_at_once_each_hear_their_own_figures(ivr: Ivr) -> None:
+    other = dataclasses.replace(
+        SUBSCRIBER, msisdn="5337654321", email="b@example.com", created_at=int(time.time())
+    )
+    ivr.components.accounts.open(other)
+    ivr.components.accounts.top_up(other.msisdn, 4250, "test-topup")  # other figures than the first
+    lookup = StoreBalanceLookup(ivr.components.store)
+    first, second = await asyncio.gather(
+        sipp(ivr, "call.xml", caller=SUBSCRIBER.msisdn), sipp(ivr, "call.xml", caller="0" + other.msisdn)
+    )
+    assert first.returncode == 0 and second.returncode == 0, first.output + second.output
+    mine, theirs = await lookup(SUBSCRIBER.msisdn), await lookup(other.msisdn)
+    assert mine is not None and theirs is not None and mine.wallet != theirs.wallet
+    for result, summary in ((first, mine), (second, theirs)):
+        expected = await ivr.audio.ulaw(summary)
+        assert result.recorder.payload()[: len(expected)] == expected
+    assert first.recorder.payload() != second.recorder.payload()

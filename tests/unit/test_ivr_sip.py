@@ -155,6 +155,8 @@ def test_uri_parts_and_comma_lists() -> None:
         (b"From: <sip:905321234567@h>;tag=1\r\n", "5321234567"),
         (b"From: <sip:+905321234567@h>;tag=1\r\n", "5321234567"),
         (b"From: sip:5321234567@h;tag=1\r\n", "5321234567"),
+        (b"From: <sip:05321234567@h>;tag=1\r\n", "5321234567"),
+        (b"From: <sip:005321234567@h>;tag=1\r\n", None),
         (b"From: <sip:anonymous@h>;tag=1\r\nP-Asserted-Identity: <tel:+905331112233>\r\n", "5331112233"),
         (b"From: <sip:5321234567@h>;tag=1\r\nP-Asserted-Identity: <sip:bad@h>\r\n", "5321234567"),
         (b"From: <sip:anonymous@h>;tag=1\r\n", None),

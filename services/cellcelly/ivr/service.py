@@ -59,7 +59,10 @@ def caller_msisdn(invite: SipMessage) -> str | None:
     else From; None when neither holds a subscriber number."""
     for value in [*invite.all("P-Asserted-Identity"), invite.get("From") or ""]:
         try:
-            return normalise_msisdn(uri_user(name_addr(value)[0]))
+            user = uri_user(name_addr(value)[0])
+            if len(user) == 11 and user.startswith("05"):  # national dialling form with trunk prefix 0
+                user = user[1:]
+            return normalise_msisdn(user)
         except (SipError, ValueError):
             continue
     return None
