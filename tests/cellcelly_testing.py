@@ -29,3 +29,7 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+# every listening port of the embedded stack on an ephemeral one (tests run beside `make run`)
+EPHEMERAL_PORTS = {"ocs_port": 0, "ocs_wire_port": 0, "dgw_port": 0, "mw_port": 0, "ivr_port": 0}

@@ -21,6 +21,7 @@ from cellcelly.runtime import tune_gc
 from cellcelly.settings import Settings
 
 if TYPE_CHECKING:
+    from cellcelly.application.selfcare import SelfCare
     from cellcelly.wiring import Components
 
 log = logging.getLogger("cellcelly")
@@ -45,14 +46,34 @@ def seed_demo(components: Components) -> bool:
     return True
 
 
+async def seed_demo_login(selfcare: SelfCare) -> tuple[str, str] | None:
+    """Sign the demo subscriber up on a fresh data directory: (password, security key), else None.
+
+    Both come from CELLCELLY_DEMO_PASSWORD / CELLCELLY_DEMO_SECURITY_KEY, or are made now and shown
+    once: no password is ever written in the code or on disk in the clear."""
+    if (
+        selfcare.store.get(DEMO.msisdn) is not None
+        or selfcare.records.get_subscriber(DEMO.msisdn) is not None
+    ):
+        return None
+    password = os.environ.get("CELLCELLY_DEMO_PASSWORD") or f"Demo-{secrets.token_hex(4)}A"
+    key = os.environ.get("CELLCELLY_DEMO_SECURITY_KEY") or secrets.token_hex(3)
+    await selfcare.register(
+        DEMO.first_name, DEMO.last_name, DEMO.msisdn, DEMO.email, password, key, DEMO.package
+    )
+    return password, key
+
+
 async def _serve(settings: Settings) -> None:
     from cellcelly.stack import EmbeddedStack
     from cellcelly.wiring import build
 
     components = build(settings)
-    created = seed_demo(components)
     stack = EmbeddedStack(components)
     await stack.start()
+    assert stack.selfcare is not None
+    login = await seed_demo_login(stack.selfcare)
+    created = seed_demo(components) or login is not None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stack.request_stop)
@@ -73,6 +94,17 @@ async def _serve(settings: Settings) -> None:
         f"  demo subscriber   {DEMO.msisdn}, package {DEMO.package}, wallet 100.00 TL"
         + (" (created now)" if created else " (already there)")
     )
+    web = f"http://{settings.mw_host}:{stack.mw_port}"
+    _out(f"  self-care web/PWA {web}/   API {web}/api/v1   (docs {web}/api/docs)")
+    if login is not None:
+        _out(f"  demo login        {DEMO.msisdn} / {login[0]}  (security key {login[1]}; shown only now)")
+    if stack.ivr is not None:
+        _out(f"  IVR (SIP/UDP)     sip:{settings.ivr_number}@{settings.ivr_host}:{stack.ivr_port}")
+    if stack.sms is not None:
+        _out(
+            f"  SMS (SMPP)        SMSC {settings.smsc_host}:{settings.smsc_port}, "
+            f"KALAN to {settings.sms_short_code}"
+        )
     _out("  admin token       $CELLCELLY_ADMIN_TOKEN (Authorization: Bearer ...)")
     _out("Stop with Ctrl-C.")
     try:

@@ -43,6 +43,22 @@ class Settings(BaseSettings):
     smtp_port: int = 25
     smtp_sender: str = "bildirim@cellcelly.local"
 
+    # SMS: an SMPP 3.4 transceiver bound to an SMSC; off while no host is set
+    smsc_host: str = ""
+    smsc_port: int = 2775
+    smsc_system_id: str = "cellcelly"
+    smsc_password: SecretStr = SecretStr("")  # SMPP allows at most 8 characters
+    smsc_system_type: str = ""
+    smsc_enquire_link_seconds: float = 30.0
+    sms_short_code: str = "5555"  # where subscribers send KALAN
+    sms_sender: str = "5555"  # source of notices and codes (digits, or a name of at most 11 characters)
+
+    # IVR: a SIP endpoint (UDP) that answers calls to IVR_NUMBER and speaks the balance
+    # (needs espeak-ng and sox; off when they are missing, or with IVR_PORT=-1)
+    ivr_host: str = "127.0.0.1"
+    ivr_port: int = 5060
+    ivr_number: str = "5555"
+
     # MW: the self-care API and web UI (http://MW_HOST:MW_PORT)
     mw_host: str = "127.0.0.1"
     mw_port: int = 8080

@@ -11,15 +11,21 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import uvicorn
 
 from cellcelly.application.relay import OutboxRelay
+from cellcelly.application.selfcare import SelfCare, StoreBalanceLookup
+from cellcelly.catalogue_store import CatalogueHolder
 from cellcelly.dgw.gateway import Gateway
 from cellcelly.dgw.ocs_client import LocalOcs
 from cellcelly.dgw.server import DgwServer
 from cellcelly.diameter.peer import LocalPeer
-from cellcelly.notifier.channels import EmailChannel
+from cellcelly.ivr.prompt import prompt_wav, tools_missing
+from cellcelly.ivr.service import IvrService
+from cellcelly.mw.service import build_app, build_selfcare
+from cellcelly.notifier.channels import Channel, EmailChannel
 from cellcelly.notifier.service import Notifier, SentLog
 from cellcelly.ocs.app import asgi_app
 from cellcelly.ocs.wire import serve_wire
@@ -27,6 +33,7 @@ from cellcelly.ports.cache import SubscriberCache, SubscriberInfo
 from cellcelly.ports.event_bus import EventBus
 from cellcelly.settings import Settings
 from cellcelly.sf.sync import SyncFunction
+from cellcelly.sms.gateway import SmsGateway
 from cellcelly.wiring import Components, build_bus, build_cache
 
 log = logging.getLogger(__name__)
@@ -50,14 +57,18 @@ class EmbeddedStack:
     gateway: Gateway | None = None
     dgw: DgwServer | None = None
     _servers: list[asyncio.Server] = field(default_factory=list)
-    _uvicorn: uvicorn.Server | None = None
-    _uvicorn_task: asyncio.Task[None] | None = None
+    mw_port: int = 0
+    ivr_port: int = 0
+    _http: list[tuple[uvicorn.Server, asyncio.Future[None]]] = field(default_factory=list)
     _background: set[asyncio.Future[list[tuple[str, int | None]]]] = field(default_factory=set)
     bus: EventBus | None = None
     cache: SubscriberCache | None = None
     notifier: Notifier | None = None
     relay: OutboxRelay | None = None
     sf: SyncFunction | None = None
+    sms: SmsGateway | None = None
+    ivr: IvrService | None = None
+    selfcare: SelfCare | None = None
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -68,13 +79,20 @@ class EmbeddedStack:
             account = store.get(msisdn)
             return None if account is None else SubscriberInfo(msisdn, account.status.value)
 
-        # events: outbox -> bus (relay) -> system of record (SF)
+        balances = StoreBalanceLookup(store)
+        if settings.smsc_host:  # binds in the background and keeps retrying
+            self.sms = sms_gateway(settings, balances, self.components.catalogue)
+            await self.sms.start()
+
+        # events: outbox -> bus (relay) -> system of record (SF); notices to the subscriber
         self.bus = build_bus(settings)
         self.relay = OutboxRelay(store, self.bus)
         self.sf = SyncFunction(self.bus, self.components.records, group=settings.sf_group)
         self._workers += [asyncio.ensure_future(self.relay.run()), asyncio.ensure_future(self.sf.run())]
-        if settings.smtp_host:
+        channel: Channel | None = self.sms.channel if self.sms is not None else None
+        if channel is None and settings.smtp_host:
             channel = EmailChannel(settings.smtp_host, settings.smtp_port, settings.smtp_sender)
+        if channel is not None:
             self.notifier = Notifier(
                 self.bus,
                 self.components.records,
@@ -93,22 +111,39 @@ class EmbeddedStack:
         self.wire_port = int(wire.sockets[0].getsockname()[1])
         self.components.accounts.listeners.append(self._on_account_change(cache))
 
-        config = uvicorn.Config(
-            asgi_app(self.components, close_on_shutdown=False),
-            host=settings.ocs_host,
-            port=settings.ocs_port,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            http="httptools",
+        self.ocs_port = await self._serve_http(
+            asgi_app(self.components, close_on_shutdown=False), settings.ocs_host, settings.ocs_port
         )
-        self._uvicorn = uvicorn.Server(config)
-        self._uvicorn_task = asyncio.ensure_future(self._uvicorn.serve())
-        while not self._uvicorn.started:
-            if self._uvicorn_task.done():
-                self._uvicorn_task.result()  # raises what stopped it (e.g. the port is taken)
+        self.selfcare = build_selfcare(
+            self.components, send_sms=self.sms.channel.send_sms if self.sms is not None else None
+        )
+        prompt = None
+        if settings.ivr_port >= 0 and not tools_missing():
+            prompt = prompt_wav
+            self.ivr = IvrService(settings.ivr_host, settings.ivr_port, balances, number=settings.ivr_number)
+            await self.ivr.start()
+            self.ivr_port = self.ivr.port
+        elif settings.ivr_port >= 0:
+            log.warning(
+                "IVR off: %s not installed (apt-get install espeak-ng sox)", " and ".join(tools_missing())
+            )
+        self.mw_port = await self._serve_http(
+            build_app(self.components, self.selfcare, prompt), settings.mw_host, settings.mw_port
+        )
+
+    async def _serve_http(self, app: Any, host: str, port: int) -> int:
+        """Run an ASGI app under uvicorn on this loop; the port it listens on."""
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False, lifespan="on", http="httptools"
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.ensure_future(server.serve())
+        while not server.started:
+            if task.done():
+                task.result()  # raises what stopped it (e.g. the port is taken)
             await asyncio.sleep(0.01)
-        self.ocs_port = int(self._uvicorn.servers[0].sockets[0].getsockname()[1])
+        self._http.append((server, task))
+        return int(server.servers[0].sockets[0].getsockname()[1])
 
     def _on_account_change(self, cache: SubscriberCache) -> Callable[[str, str], None]:
         gateway = self.gateway
@@ -129,23 +164,24 @@ class EmbeddedStack:
 
     def request_stop(self) -> None:
         """Ask the stack to wind down (signal handlers call this)."""
-        if self._uvicorn is not None:
-            self._uvicorn.should_exit = True
+        for server, _ in self._http:
+            server.should_exit = True
 
     async def serve_forever(self) -> None:
-        assert self._uvicorn_task is not None
-        await self._uvicorn_task
+        """Until a stop is asked for, or one of the HTTP servers ends (then the stack ends)."""
+        await asyncio.wait([task for _, task in self._http], return_when=asyncio.FIRST_COMPLETED)
 
     async def stop(self) -> None:
         if self.dgw is not None:
             await self.dgw.stop()
+        if self.ivr is not None:
+            await self.ivr.stop()
         for server in self._servers:
             server.close()
             await server.wait_closed()
-        if self._uvicorn is not None:
-            self._uvicorn.should_exit = True
-        if self._uvicorn_task is not None:
-            await self._uvicorn_task
+        self.request_stop()
+        for _, serving in self._http:
+            await serving
         for task in list(self._background):
             task.cancel()
         if self.notifier is not None:
@@ -157,8 +193,29 @@ class EmbeddedStack:
             await self.sf.close()
         if self.notifier is not None:
             await self.notifier.close()
+        if self.sms is not None:
+            await self.sms.stop()
         if self.bus is not None:
             await self.bus.close()
         close = getattr(self.cache, "close", None)  # Hazelcast holds a client; the embedded one nothing
         if close is not None:
             close()
+
+
+def sms_gateway(settings: Settings, lookup: StoreBalanceLookup, catalogue: CatalogueHolder) -> SmsGateway:
+    def package_name(code: str) -> str:
+        package = catalogue.current.packages.get(code)
+        return package.name if package else code
+
+    return SmsGateway(
+        settings.smsc_host,
+        settings.smsc_port,
+        settings.smsc_system_id,
+        settings.smsc_password.get_secret_value(),
+        lookup,
+        package_name=package_name,
+        short_code=settings.sms_short_code,
+        notice_sender=settings.sms_sender,
+        system_type=settings.smsc_system_type,
+        enquire_link_interval=settings.smsc_enquire_link_seconds,
+    )

@@ -33,6 +33,7 @@ from cellcelly.ports.event_bus import DEAD_LETTER, USAGE, Outgoing, Record
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.settings import DEFAULT_CATALOGUE
 from cellcelly.sf.sync import SyncFunction
+from cellcelly_testing import EPHEMERAL_PORTS
 
 pytestmark = pytest.mark.integration
 
@@ -347,9 +348,7 @@ async def test_the_stack_on_kafka_by_configuration(kafka_bootstrap: str, tmp_pat
 
     settings = Settings(
         data_dir=tmp_path,
-        ocs_port=0,
-        ocs_wire_port=0,
-        dgw_port=0,
+        **EPHEMERAL_PORTS,
         event_bus="kafka",
         kafka_bootstrap=kafka_bootstrap,
     )

@@ -36,6 +36,7 @@ from cellcelly.domain.account import Status
 from cellcelly.settings import Settings
 from cellcelly.stack import EmbeddedStack
 from cellcelly.wiring import build
+from cellcelly_testing import EPHEMERAL_PORTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 CLIENT = LocalPeer("pgw.test.local", "test.local", watchdog_interval=30)
@@ -43,7 +44,7 @@ CLIENT = LocalPeer("pgw.test.local", "test.local", watchdog_interval=30)
 
 @pytest.fixture
 async def stack(data_dir: Path) -> AsyncIterator[EmbeddedStack]:
-    settings = Settings(data_dir=data_dir, ocs_port=0, ocs_wire_port=0, dgw_port=0, admin_token="t")
+    settings = Settings(data_dir=data_dir, **EPHEMERAL_PORTS, admin_token="t")
     components = build(settings)
     seed_demo(components)
     running = EmbeddedStack(components)

@@ -71,7 +71,7 @@ from cellcelly.diameter.peer import LocalPeer, PeerConnection, State, connect
 from cellcelly.settings import Settings
 from cellcelly.stack import EmbeddedStack
 from cellcelly.wiring import build
-from cellcelly_testing import require
+from cellcelly_testing import EPHEMERAL_PORTS, require
 
 pytestmark = [pytest.mark.integration]
 
@@ -310,7 +310,7 @@ class FreeDiameter(External):
 @contextlib.asynccontextmanager
 async def running_stack(data_dir: Path, **settings: Any) -> AsyncIterator[EmbeddedStack]:
     """The stack `make run` starts (as tests/integration/test_dgw.py's fixture), on ephemeral ports."""
-    components = build(Settings(data_dir=data_dir, ocs_port=0, ocs_wire_port=0, dgw_port=0, **settings))
+    components = build(Settings(data_dir=data_dir, **EPHEMERAL_PORTS, **settings))
     try:
         seed_demo(components)
         stack = EmbeddedStack(components)
