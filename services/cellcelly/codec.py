@@ -200,6 +200,30 @@ def event_to_dict(e: UsageEvent | LedgerEvent | NotificationEvent) -> dict[str, 
     }
 
 
+LIFECYCLE_KINDS = {"provisioned": "created", "status": "status"}
+
+
+def lifecycle_event(ledger: dict[str, Any]) -> dict[str, Any] | None:
+    """The subscriber-lifecycle event a ledger event implies (sign-up, suspension, resumption),
+    for the subscriber topic; None for wallet movements. Derived, so it travels in the same
+    outbox entry as the change itself: no lifecycle event without the change, nor the other way."""
+    if ledger.get("type") != "ledger" or ledger.get("kind") not in LIFECYCLE_KINDS:
+        return None
+    kind = LIFECYCLE_KINDS[ledger["kind"]]
+    if kind == "status":
+        kind = "suspended" if ledger.get("status") == "suspended" else "resumed"
+    return {
+        "type": "subscriber",
+        "schema": EVENT_SCHEMA_VERSION,
+        "event_id": f"{ledger['event_id']}#lifecycle",
+        "msisdn": ledger["msisdn"],
+        "kind": kind,
+        "package": ledger.get("package", ""),
+        "occurred_at": ledger["occurred_at"],
+        "revision": ledger.get("revision", 0),
+    }
+
+
 def event_from_dict(d: dict[str, Any]) -> UsageEvent | LedgerEvent | NotificationEvent:
     if d.get("schema") != EVENT_SCHEMA_VERSION:
         raise ValueError(f"unsupported event schema {d.get('schema')!r}")

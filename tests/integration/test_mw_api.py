@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
 import pytest
 from mw_harness import KEY, PASSWORD, Harness, harness
 
@@ -396,3 +397,26 @@ async def test_bad_input_gets_problem_details_and_changes_nothing(mw: Harness):
     ok = await mw.client.get("/healthz")
     assert ok.status_code == 200 and ok.headers["x-content-type-options"] == "nosniff"
     assert (await mw.client.get("/api/v1/packages")).headers["cache-control"] == "no-store"
+
+
+async def test_sign_up_and_suspension_are_subscriber_events_on_the_bus(mw: Harness, tmp_path: Path):
+    from cellcelly.adapters.bus_embedded import EmbeddedBus
+    from cellcelly.application.relay import OutboxRelay
+    from cellcelly.ports.event_bus import SUBSCRIBER
+
+    admin = {"Authorization": "Bearer " + "a" * 40}
+    await mw.register(A)
+    await mw.client.put(f"/api/v1/admin/subscribers/{A}/status", headers=admin, json={"status": "suspended"})
+    await mw.client.put(f"/api/v1/admin/subscribers/{A}/status", headers=admin, json={"status": "active"})
+    bus = EmbeddedBus(tmp_path / "bus")
+    try:
+        relay = OutboxRelay(mw.components.store, bus)
+        while await relay.relay_once():
+            pass
+        reader = bus.consumer("inspector", [SUBSCRIBER])
+        events = [orjson.loads(r.value) for r in await reader.poll(100, timeout=0.5)]
+    finally:
+        await bus.close()
+    assert [(e["msisdn"], e["kind"]) for e in events] == [(A, "created"), (A, "suspended"), (A, "resumed")]
+    assert events[0]["package"] == "ANKARA" and events[0]["schema"] == 1
+    assert len({e["event_id"] for e in events}) == 3

@@ -1,5 +1,8 @@
 """The outbox relay: moves events from the balance store's outbox to the event bus.
 
+Sign-ups, suspensions and resumptions also go to the subscriber topic, as lifecycle events
+derived from their ledger events (`codec.lifecycle_event`), in the same publish.
+
 Events leave the outbox only after the bus has them durably (`publish` returned), so a crash or
 a bus outage loses nothing: the relay retries with exponential backoff and the events wait in
 the outbox, which is itself durable. A crash after publishing and before acknowledging
@@ -15,8 +18,9 @@ from dataclasses import dataclass
 import orjson
 
 from cellcelly.application.worker import run_until_stopped
+from cellcelly.codec import lifecycle_event
 from cellcelly.ports.balance_store import BalanceStore
-from cellcelly.ports.event_bus import LEDGER, NOTIFICATIONS, USAGE, EventBus, Outgoing
+from cellcelly.ports.event_bus import LEDGER, NOTIFICATIONS, SUBSCRIBER, USAGE, EventBus, Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +57,14 @@ class OutboxRelay:
         entries = self.store.outbox(limit=self.batch)
         if not entries:
             return 0
-        batch = [
-            Outgoing(TOPIC_OF.get(e.event["type"], USAGE), e.event["msisdn"], orjson.dumps(e.event))
-            for e in entries
-        ]
+        batch = []
+        for e in entries:
+            batch.append(
+                Outgoing(TOPIC_OF.get(e.event["type"], USAGE), e.event["msisdn"], orjson.dumps(e.event))
+            )
+            lifecycle = lifecycle_event(e.event)
+            if lifecycle is not None:
+                batch.append(Outgoing(SUBSCRIBER, lifecycle["msisdn"], orjson.dumps(lifecycle)))
         await self.bus.publish(batch)
         self.store.ack([e.seq for e in entries])  # exactly these: see BalanceStore.ack
         self.stats.relayed += len(entries)
