@@ -14,7 +14,9 @@ import asyncio
 import hashlib
 import hmac
 import secrets
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import jwt
@@ -42,7 +44,8 @@ class Passwords:
         self, time_cost: int = 3, memory_kib: int = 65536, parallelism: int = 1, concurrent: int = 2
     ):
         self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
-        self._slots = asyncio.Semaphore(concurrent)
+        # taken in the worker thread, not on the loop: any event loop (or none) may call these
+        self._slots = threading.BoundedSemaphore(concurrent)
         # verified against when the MSISDN is unknown, so an unknown number takes as long as a known one
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
 
@@ -52,29 +55,35 @@ class Passwords:
         return f"argon2id t={h.time_cost} m={h.memory_cost} KiB p={h.parallelism}"
 
     async def hash(self, secret: str) -> str:
-        async with self._slots:
-            return await asyncio.to_thread(self._hasher.hash, secret)
+        return await asyncio.to_thread(self._hash, secret)
 
     async def verify(self, stored: str | None, secret: str) -> bool:
-        async with self._slots:
-            return await asyncio.to_thread(self._verify, stored, secret)
+        return await asyncio.to_thread(self._verify, stored, secret)
+
+    def _hash(self, secret: str) -> str:
+        with self._slots:
+            return self._hasher.hash(secret)
 
     def _verify(self, stored: str | None, secret: str) -> bool:
-        try:
-            return self._hasher.verify(stored or self._dummy, secret) and stored is not None
-        except (VerificationError, InvalidHashError):
-            return False
+        with self._slots:
+            try:
+                return self._hasher.verify(stored or self._dummy, secret) and stored is not None
+            except (VerificationError, InvalidHashError):
+                return False
 
 
 class Tokens:
-    def __init__(self, secret: str, access_seconds: int = 900) -> None:
+    def __init__(
+        self, secret: str, access_seconds: int = 900, clock: Callable[[], float] = time.time, leeway: int = 30
+    ) -> None:
         if len(secret) < 32:
             raise ValueError("the token secret must be at least 32 characters")
         self._key = secret.encode()
         self.access_seconds = access_seconds
+        self.clock, self.leeway = clock, leeway
 
     def issue(self, msisdn: str, role: str, now: float | None = None) -> str:
-        issued = int(time.time() if now is None else now)
+        issued = int(self.clock() if now is None else now)
         claims = {
             "sub": msisdn,
             "role": role,
@@ -92,14 +101,25 @@ class Tokens:
                 self._key,
                 algorithms=["HS256"],  # never "none", never one the token names itself
                 audience=ACCESS_AUDIENCE,
-                options={"require": ["sub", "exp", "iat", "aud"]},
+                # times are checked below on our clock (the one that issued them), not PyJWT's
+                options={"require": ["sub", "exp", "iat", "aud"], "verify_exp": False, "verify_iat": False},
             )
         except jwt.PyJWTError as exc:
             raise TokenInvalid(str(exc)) from None
-        sub, role = claims.get("sub"), claims.get("role", "subscriber")
+        sub, role, exp, iat = (
+            claims.get("sub"),
+            claims.get("role", "subscriber"),
+            claims["exp"],
+            claims["iat"],
+        )
         if not isinstance(sub, str) or not isinstance(role, str):
             raise TokenInvalid("bad claims")
-        return AccessClaims(sub, role, int(claims["exp"]))
+        if not isinstance(exp, int) or not isinstance(iat, int):
+            raise TokenInvalid("bad times")
+        now = self.clock()
+        if now >= exp + self.leeway or iat > now + self.leeway:
+            raise TokenInvalid("expired or not yet valid")
+        return AccessClaims(sub, role, exp)
 
     def code_hash(self, msisdn: str, code: str) -> str:
         return hmac.new(self._key, f"reset:{msisdn}:{code}".encode(), hashlib.sha256).hexdigest()

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     ivr_host: str = "127.0.0.1"
     ivr_port: int = 5060
     ivr_number: str = "5555"
+    ivr_voice: str = "tr"  # espeak-ng voice
+    ivr_speed: int = 160  # words per minute
+    ivr_advertise_host: str = ""  # the address put in SDP and Contact when it is not IVR_HOST (NAT)
 
     # MW: the self-care API and web UI (http://MW_HOST:MW_PORT)
     mw_host: str = "127.0.0.1"

@@ -22,7 +22,7 @@ from cellcelly.dgw.gateway import Gateway
 from cellcelly.dgw.ocs_client import LocalOcs
 from cellcelly.dgw.server import DgwServer
 from cellcelly.diameter.peer import LocalPeer
-from cellcelly.ivr.prompt import prompt_wav, tools_missing
+from cellcelly.ivr.prompt import PromptAudio, tools_missing
 from cellcelly.ivr.service import IvrService
 from cellcelly.mw.service import build_app, build_selfcare
 from cellcelly.notifier.channels import Channel, EmailChannel
@@ -119,8 +119,16 @@ class EmbeddedStack:
         )
         prompt = None
         if settings.ivr_port >= 0 and not tools_missing():
-            prompt = prompt_wav
-            self.ivr = IvrService(settings.ivr_host, settings.ivr_port, balances, number=settings.ivr_number)
+            audio = PromptAudio(settings.ivr_voice, settings.ivr_speed)
+            prompt = audio.wav  # the web's WAV is what callers hear (and shares their phrase cache)
+            self.ivr = IvrService(
+                settings.ivr_host,
+                settings.ivr_port,
+                balances,
+                number=settings.ivr_number,
+                audio=audio,
+                advertise_host=settings.ivr_advertise_host or None,
+            )
             await self.ivr.start()
             self.ivr_port = self.ivr.port
         elif settings.ivr_port >= 0:

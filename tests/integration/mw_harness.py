@@ -85,7 +85,8 @@ async def harness(
     clock = FakeClock(time.time())
     outbox = Outbox()
     selfcare = build_selfcare(components)
-    selfcare.clock = components.accounts.clock = clock  # one clock, or a bucket can start "later"
+    # one clock, or a bucket starts "later" than a balance is read, or a token is issued in the future
+    selfcare.clock = components.accounts.clock = selfcare.tokens.clock = clock
     selfcare.send_code = outbox
     app = create_app(selfcare, admin_token=admin_token, webui=None)
     transport = httpx.ASGITransport(app=app)

@@ -179,7 +179,7 @@ async def test_tokens_are_needed_checked_and_short_lived(mw: Harness):
     assert (await mw.client.get("/api/v1/me/balance")).status_code == 401
     bad = await mw.client.get("/api/v1/me/balance", headers={"Authorization": "Bearer abc.def.ghi"})
     assert bad.status_code == 401 and bad.headers["www-authenticate"].startswith("Bearer")
-    expired = mw.selfcare.tokens.issue(A, "subscriber", now=mw.clock() - 901)
+    expired = mw.selfcare.tokens.issue(A, "subscriber", now=mw.clock() - 900 - mw.selfcare.tokens.leeway - 1)
     old = await mw.client.get("/api/v1/me", headers={"Authorization": f"Bearer {expired}"})
     assert old.status_code == 401 and causes(old) == ["TOKEN_INVALID"]
 
@@ -420,3 +420,28 @@ async def test_sign_up_and_suspension_are_subscriber_events_on_the_bus(mw: Harne
     assert [(e["msisdn"], e["kind"]) for e in events] == [(A, "created"), (A, "suspended"), (A, "resumed")]
     assert events[0]["package"] == "ANKARA" and events[0]["schema"] == 1
     assert len({e["event_id"] for e in events}) == 3
+
+
+async def test_the_spoken_balance_as_wav(tmp_path: Path):
+    import io
+    import wave
+
+    from cellcelly.ivr.prompt import prompt_wav, tools_missing
+    from cellcelly.mw.app import create_app
+    from cellcelly_testing import require
+
+    require(
+        not tools_missing(), f"{' and '.join(tools_missing())} not installed: apt-get install espeak-ng sox"
+    )
+    async with harness(tmp_path / "data") as mw:
+        auth = await mw.signed_up(A)
+        app = create_app(mw.selfcare, prompt_wav=prompt_wav, webui=None)
+        import httpx
+
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://mw") as client:
+            assert (await client.get("/api/v1/me/balance/prompt.wav")).status_code == 401
+            response = await client.get("/api/v1/me/balance/prompt.wav", headers=auth)
+    assert response.status_code == 200 and response.headers["content-type"] == "audio/wav"
+    with wave.open(io.BytesIO(response.content)) as wav:
+        assert (wav.getframerate(), wav.getnchannels()) == (8000, 1)
+        assert wav.getnframes() / 8000 > 3  # a few sentences of speech, not an empty file

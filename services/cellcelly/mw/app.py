@@ -328,7 +328,12 @@ def create_app(
         async def balance_prompt(who: Me) -> Response:
             """The balance as the IVR speaks it (Turkish), as a WAV file."""
             summary = summarise(await selfcare.account(who.msisdn), now())
-            return Response(await speak(summary), media_type="audio/wav")
+            try:
+                wav = await speak(summary)
+            except Exception as exc:  # noqa: BLE001 - the speech engine is a separate program
+                log.warning("prompt synthesis failed", extra={"error": str(exc)})
+                raise HttpProblem(503, "Speech unavailable", "the prompt could not be synthesised") from None
+            return Response(wav, media_type="audio/wav")
 
     @app.get(f"{API}/me/usage", tags=["me"])
     async def usage(who: Me, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> Response:
