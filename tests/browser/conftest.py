@@ -21,35 +21,15 @@ from typing import Any
 
 import httpx
 import pytest
-from webui_helpers import Inbox, Stack
+from webui_helpers import CHROMIUM, CHROMIUM_ARGS, DEVICES, Inbox, Stack
 
 from cellcelly_testing import require
 
 log = logging.getLogger(__name__)
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 ADMIN_TOKEN = "browser-tests-admin-token"
-DEVICES: dict[str, dict[str, Any]] = {
-    "desktop": {"viewport": {"width": 1280, "height": 800}},
-    "phone": {
-        "viewport": {"width": 375, "height": 667},
-        "is_mobile": True,
-        "device_scale_factor": 2,
-        "has_touch": True,
-    },
-}
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 90.0) -> None:

@@ -4,10 +4,20 @@ service worker controls the page, the shell loads offline, and no personal API a
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 from typing import Any
 
 import pytest
-from webui_helpers import Stack, fresh_subscriber, login_ui, register_api
+from webui_helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DEVICES,
+    Stack,
+    fresh_subscriber,
+    login_ui,
+    register_api,
+    wait_true,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -45,18 +55,29 @@ def test_manifest_is_reachable_and_valid(stack: Stack, new_page: Any) -> None:
 def wait_controlled(page: Any) -> None:
     page.goto("/")
     page.wait_for_selector("body[data-ready]")
-    page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=20_000)
+    wait_true(page, "navigator.serviceWorker.controller !== null")
 
 
-def test_chromium_finds_the_app_installable(stack: Stack, new_page: Any) -> None:
-    page = new_page("phone")
-    wait_controlled(page)
-    cdp = page.context.new_cdp_session(page)
-    manifest = cdp.send("Page.getAppManifest")
-    assert manifest["errors"] == [], manifest["errors"]
-    assert manifest["url"] == f"{stack.base_url}/manifest.webmanifest"
-    installability = cdp.send("Page.getInstallabilityErrors")
-    assert installability["installabilityErrors"] == [], installability
+def test_chromium_finds_the_app_installable(stack: Stack, browser: Any, tmp_path: Path) -> None:
+    # a persistent profile: Playwright's ordinary contexts are incognito, where nothing installs
+    context = browser.browser_type.launch_persistent_context(
+        str(tmp_path / "profile"),
+        executable_path=CHROMIUM,
+        args=CHROMIUM_ARGS,
+        base_url=stack.base_url,
+        **DEVICES["phone"],
+    )
+    try:
+        page = context.pages[0] if context.pages else context.new_page()
+        wait_controlled(page)
+        cdp = context.new_cdp_session(page)
+        manifest = cdp.send("Page.getAppManifest")
+        assert manifest["errors"] == [], manifest["errors"]
+        assert manifest["url"] == f"{stack.base_url}/manifest.webmanifest"
+        installability = cdp.send("Page.getInstallabilityErrors")
+        assert installability["installabilityErrors"] == [], installability
+    finally:
+        context.close()
 
 
 def test_service_worker_controls_the_page_and_the_shell_loads_offline(

@@ -14,6 +14,27 @@ from typing import Any
 
 import httpx
 
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DEVICES: dict[str, dict[str, Any]] = {
+    "desktop": {"viewport": {"width": 1280, "height": 800}},
+    "phone": {
+        "viewport": {"width": 375, "height": 667},
+        "is_mobile": True,
+        "device_scale_factor": 2,
+        "has_touch": True,
+    },
+}
+
 MB = 1048576
 GB = 1073741824
 PASSWORD = "Güçlü-Şifre1"
@@ -180,3 +201,14 @@ def field_codes(page: Any, name: str) -> list[str]:
 
 def field_errors(page: Any, name: str) -> list[str]:
     return list(page.locator(f"[data-error-for={name}] p").all_inner_texts())
+
+
+def wait_true(page: Any, expression: str, timeout: float = 20.0) -> None:
+    """Poll a JS expression until truthy. (page.wait_for_function evaluates a string with eval,
+    which the MW's Content-Security-Policy, rightly, forbids.)"""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if page.evaluate(expression):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{expression} still false after {timeout}s")
