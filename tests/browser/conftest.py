@@ -95,7 +95,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Itera
     try:
         base = f"http://127.0.0.1:{mw_port}"
         _wait_healthy(f"{base}/healthz", process, log_path)
-        running = Stack(base, f"http://127.0.0.1:{ocs_port}", inbox, log_path, process)
+        running = Stack(base, f"http://127.0.0.1:{ocs_port}", inbox, log_path, process, ADMIN_TOKEN)
         yield running
         running.api.close()
     finally:

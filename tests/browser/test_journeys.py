@@ -219,9 +219,14 @@ def test_turkish_name_round_trips_to_the_dashboard_in_english_too(stack: Stack, 
     assert page.evaluate("localStorage.getItem('cc.refresh')") and not page.evaluate(
         "sessionStorage.getItem('cc.refresh')"
     )
-    page.reload()
+    saved = page.evaluate("localStorage.getItem('cc.refresh')")
+    refreshes: list[str] = []
+    page.on("request", lambda r: refreshes.append(r.url) if r.url.endswith("/api/v1/auth/refresh") else None)
+    page.reload()  # the access token lived in memory only: it is renewed with the refresh token
     page.wait_for_selector(".dash-body[data-loaded]")
     assert page.inner_text("[data-testid=hello]") == "Hello Çağrı Şükrü Öğüt İğdır"
+    assert len(refreshes) == 1, refreshes
+    assert page.evaluate("localStorage.getItem('cc.refresh')") not in (None, saved)  # rotated
 
 
 def _charge_sms(stack: Stack, sub: Subscriber, session: str, destination: str) -> None:
@@ -278,3 +283,36 @@ def test_usage_history_lists_the_newest_first(stack: Stack, new_page: Any, scree
         assert newest["destination"] in first
     assert "Paketten" in rows.nth(1).inner_text()
     screenshot(page, "journey-usage", "desktop")
+
+
+def test_top_up_by_voucher_once(stack: Stack, new_page: Any, screenshot: Any) -> None:
+    sub = fresh_subscriber()
+    register_api(stack.api, sub)
+    made = stack.api.post(
+        "/api/v1/admin/vouchers",
+        json={"amount": "25.50", "count": 1},
+        headers={"Authorization": f"Bearer {stack.admin_token}"},
+    )
+    assert made.status_code == 201, made.text
+    voucher = made.json()["items"][0]["code"]
+    access = token(stack.api, sub.msisdn, sub.password)
+    before = get_json(stack.api, "/api/v1/me/balance", access)["wallet"]["kurus"]
+    page = new_page("phone")
+    login_ui(page, sub.msisdn, sub.password)
+    page.wait_for_selector(".dash-body[data-loaded]")
+    page.click("[data-testid=wallet] a[href='#/topup']")
+    page.fill("input[name=voucher]", "1234-5678")
+    page.click("form button[type=submit]")
+    assert page.locator("[data-error-for=voucher] [data-code]").get_attribute("data-code") == "voucher_format"
+    page.fill("input[name=voucher]", voucher)
+    page.click("form button[type=submit]")
+    page.wait_for_selector("[data-testid=form-message].success")
+    after = get_json(stack.api, "/api/v1/me/balance", access)["wallet"]["kurus"]
+    assert after == before + 2550
+    assert banner_text(page, "success") == f"Yükleme başarılı. Yeni bakiyeniz: {money_tr(after)}"
+    screenshot(page, "journey-topup", "phone")
+    page.fill("input[name=voucher]", voucher)  # a second time: refused, the wallet stays
+    page.click("form button[type=submit]")
+    page.wait_for_selector("[data-testid=form-message].error")
+    assert banner_text(page, "error") == "Bu kupon daha önce kullanılmış."
+    assert get_json(stack.api, "/api/v1/me/balance", access)["wallet"]["kurus"] == after

@@ -82,6 +82,7 @@ class Stack:
     inbox: Inbox
     log_path: Path
     process: subprocess.Popen[bytes]
+    admin_token: str
     api: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:

@@ -25,6 +25,7 @@ export function render({ navigate }) {
   const say = (kind, key, params) => {
     lastMessage = [kind, key, params];
     messages.show(kind, key, params);
+    messages.scrollIntoView({ block: "nearest", behavior: "smooth" }); // on a phone the cards push it off screen
   };
   const sayAgain = () => {
     if (lastMessage) messages.show(...lastMessage);
@@ -83,7 +84,7 @@ export function render({ navigate }) {
     say("error", err.cause === "OFFLINE" ? "common.offline" : "common.unexpected");
   });
 
-  const el = page("packages.title", intro, messages, grid, after);
+  const el = page("packages.title", intro, messages, after, grid);
   return {
     el,
     onLang: () => {
