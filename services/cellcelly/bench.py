@@ -478,7 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
-        "--only", choices=["in-process", "voltdb", "http", "codec", "e2e", "events"], default=None
+        "--only",
+        choices=["in-process", "voltdb", "http", "codec", "e2e", "events", "selfcare"],
+        default=None,
     )
     parser.add_argument("--rates", default="750,2000", help="e2e offered loads, sessions/s")
     parser.add_argument("--output", type=Path, default=Path("bench/results/latest.json"))
@@ -505,6 +507,10 @@ def main(argv: list[str] | None = None) -> int:
         from cellcelly.bench_events import bench_events
 
         results += bench_events(args.seconds)
+    if args.only in (None, "selfcare"):
+        from cellcelly.bench_selfcare import bench_selfcare
+
+        results += bench_selfcare(args.seconds)
     by_name = {r["name"].split(":")[0]: r for r in results}
     ratios = {}
     if "in-process baseline" in by_name:
