@@ -1,0 +1,144 @@
+"""Self-care through the stack `make run` starts, over real sockets: the MW on HTTP, the SMS
+gateway bound to a real SMSC simulator process, charging on the OCS API, usage through the SF."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from test_sms_gateway import reply
+
+from cellcelly.devservers import free_port
+from cellcelly.settings import Settings
+from cellcelly.stack import EmbeddedStack
+from cellcelly.wiring import build
+from cellcelly_testing import EPHEMERAL_PORTS
+from smsc import SmscProcess
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+MSISDN, E164 = "5321112233", "905321112233"
+PASSWORD = "Gizli-Parola1"
+
+
+@dataclass
+class Running:
+    stack: EmbeddedStack
+    smsc: SmscProcess
+    mw: httpx.AsyncClient
+    ocs: httpx.AsyncClient
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[Running]:
+    smsc = SmscProcess(free_port(), "cellcelly", "Sm5c!pw")
+    smsc.start()
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        **{**EPHEMERAL_PORTS, "ivr_port": -1},
+        smsc_host="127.0.0.1",
+        smsc_port=smsc.port,
+        smsc_password="Sm5c!pw",
+        mw_argon2_time_cost=1,
+        mw_argon2_memory_kib=8192,
+        mw_token_secret="k" * 40,
+    )
+    components = build(settings)
+    stack = EmbeddedStack(components)
+    await stack.start()
+    assert stack.sms is not None
+    await stack.sms.wait_bound(10)
+    try:
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.mw_port}") as mw,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.ocs_port}") as ocs,
+        ):
+            yield Running(stack, smsc, mw, ocs)
+    finally:
+        await stack.stop()
+        components.close()
+        smsc.stop()
+
+
+async def sign_up(mw: httpx.AsyncClient) -> dict[str, str]:
+    body = {
+        "firstName": "Gülşen",
+        "lastName": "Çağlar",
+        "msisdn": MSISDN,
+        "email": "gulsen@example.com",
+        "password": PASSWORD,
+        "securityKey": "pamuk",
+        "package": "DIYARBAKIR",
+    }
+    assert (await mw.post("/api/v1/auth/register", json=body)).status_code == 201
+    login = await mw.post("/api/v1/auth/login", json={"msisdn": MSISDN, "password": PASSWORD})
+    return {"Authorization": f"Bearer {login.json()['accessToken']}"}
+
+
+async def test_signed_up_on_the_web_then_kalan_by_sms(running: Running):
+    auth = await sign_up(running.mw)
+    bought = await running.mw.post("/api/v1/me/packages", headers=auth, json={"package": "ANKARA"})
+    assert bought.status_code == 201 and bought.json()["wallet"]["tl"] == "50.00"
+    mark = running.smsc.mark
+    await running.smsc.command(
+        cmd="deliver", source_addr=E164, destination_addr="5555", text="kalan", data_coding=8
+    )
+    said, _ = await reply(running.smsc, E164, mark)
+    assert said.startswith("CellCelly kalan haklarınız:\nBakiye: 50,00 TL\nDakika: 10000 dakika\n")
+    assert "Diyarbakır" in said and "Ankara" in said
+
+
+async def test_forgot_password_by_sms_then_reset(running: Running):
+    await sign_up(running.mw)
+    mark = running.smsc.mark
+    forgot = await running.mw.post("/api/v1/auth/forgot", json={"msisdn": MSISDN, "channel": "sms"})
+    assert forgot.status_code == 202
+    said, _ = await reply(running.smsc, E164, mark)
+    code = next(w.rstrip(".") for w in said.split() if w.rstrip(".").isdigit() and len(w.rstrip(".")) == 6)
+    body = {"msisdn": MSISDN, "code": code, "securityKey": "pamuk", "newPassword": "Yepyeni-Şifre9"}
+    assert (await running.mw.post("/api/v1/auth/reset", json=body)).status_code == 204
+    login = await running.mw.post("/api/v1/auth/login", json={"msisdn": MSISDN, "password": "Yepyeni-Şifre9"})
+    assert login.status_code == 200
+
+
+async def test_a_call_shows_in_balances_at_once_and_in_usage_once_synced(running: Running):
+    auth = await sign_up(running.mw)
+    api = "/nchf-convergedcharging/v3/chargingdata"
+    start = {
+        "subscriberIdentifier": f"msisdn-{MSISDN}",
+        "invocationSequenceNumber": 0,
+        "sessionId": "call-1",
+        "multipleUnitUsage": [
+            {
+                "ratingGroup": 1,
+                "serviceType": "voice",
+                "destination": "905551112233",
+                "requestedUnit": {"time": 120},
+            }
+        ],
+    }
+    assert (await running.ocs.post(api, json=start)).status_code == 201
+    end = {
+        "subscriberIdentifier": f"msisdn-{MSISDN}",
+        "invocationSequenceNumber": 1,
+        "multipleUnitUsage": [
+            {"ratingGroup": 1, "serviceType": "voice", "usedUnitContainer": [{"time": 95}]}
+        ],
+    }
+    assert (await running.ocs.post(f"{api}/call-1/release", json=end)).status_code == 200
+    balance = (await running.mw.get("/api/v1/me/balance", headers=auth)).json()
+    voice = next(a for a in balance["allowances"] if a["service"] == "voice")
+    assert voice["used"] == 95 and voice["remaining"] == 7000 * 60 - 95
+    deadline = time.monotonic() + 20
+    items: list[dict[str, object]] = []
+    while not items and time.monotonic() < deadline:  # the relay and the SF run in the background
+        items = (await running.mw.get("/api/v1/me/usage", headers=auth)).json()["items"]
+        await asyncio.sleep(0.1)
+    assert [(i["service"], i["units"], i["fromPackage"], i["chargedKurus"]) for i in items] == [
+        ("voice", 95, True, 0)
+    ]
