@@ -67,13 +67,14 @@ export function date(epochSeconds) {
   );
 }
 
-export function dateTime(epochSeconds) {
+export function dateTime(epochSeconds, withSeconds = false) {
   return new Intl.DateTimeFormat(locale(), {
     day: "numeric",
     month: "short",
     year: "numeric",
     hour: "2-digit",
     minute: "2-digit",
+    second: withSeconds ? "2-digit" : undefined,
   }).format(new Date(epochSeconds * 1000));
 }
 

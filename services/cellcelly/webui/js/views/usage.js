@@ -10,14 +10,17 @@ const COLUMNS = ["usage.when", "usage.service", "usage.destination", "usage.amou
 function table(items) {
   if (!items.length) return h("p", { class: "empty", "data-testid": "usage-empty" }, t("usage.empty"));
   const rows = [...items].sort((a, b) => b.occurredAt - a.occurredAt);
+  // the column only shows when the records carry a destination
+  const withDestination = rows.some((item) => item.destination);
+  const columns = COLUMNS.filter((key) => withDestination || key !== "usage.destination");
   return h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": t("usage.title") },
     h("table", { class: "usage", "data-testid": "usage-table" },
-      h("thead", {}, h("tr", {}, COLUMNS.map((key) => h("th", { scope: "col" }, t(key))))),
+      h("thead", {}, h("tr", {}, columns.map((key) => h("th", { scope: "col" }, t(key))))),
       h("tbody", {}, rows.map((item) =>
         h("tr", { "data-event": item.eventId, "data-occurred": item.occurredAt },
-          h("td", { "data-label": t("usage.when") }, fmt.dateTime(item.occurredAt)),
+          h("td", { "data-label": t("usage.when") }, fmt.dateTime(item.occurredAt, true)),
           h("td", { "data-label": t("usage.service") }, t(`service.${item.service}`)),
-          h("td", { "data-label": t("usage.destination") }, item.destination || "—"),
+          withDestination ? h("td", { "data-label": t("usage.destination") }, item.destination || "—") : null,
           h("td", { "data-label": t("usage.amount") }, fmt.usageAmount(item.service, item.units)),
           h("td", { "data-label": t("usage.charged") }, fmt.money(item.chargedKurus)),
           h("td", { "data-label": t("usage.source") }, t(item.fromPackage ? "usage.fromPackage" : "usage.fromWallet")))))));
