@@ -70,9 +70,14 @@ async def _serve(settings: Settings) -> None:
 
     components = build(settings)
     stack = EmbeddedStack(components)
-    await stack.start()
-    assert stack.selfcare is not None
-    login = await seed_demo_login(stack.selfcare)
+    login: tuple[str, str] | None = None
+
+    async def seed(running: EmbeddedStack) -> None:
+        nonlocal login
+        assert running.selfcare is not None
+        login = await seed_demo_login(running.selfcare)
+
+    await stack.start(before_serving=seed)
     created = seed_demo(components) or login is not None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,7 +71,7 @@ class EmbeddedStack:
     selfcare: SelfCare | None = None
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
 
-    async def start(self) -> None:
+    async def start(self, before_serving: Callable[[EmbeddedStack], Awaitable[None]] | None = None) -> None:
         settings = self.components.settings
         store = self.components.store
 
@@ -111,11 +111,13 @@ class EmbeddedStack:
         self.wire_port = int(wire.sockets[0].getsockname()[1])
         self.components.accounts.listeners.append(self._on_account_change(cache))
 
-        self.ocs_port = await self._serve_http(
-            asgi_app(self.components, close_on_shutdown=False), settings.ocs_host, settings.ocs_port
-        )
         self.selfcare = build_selfcare(
             self.components, send_sms=self.sms.channel.send_sms if self.sms is not None else None
+        )
+        if before_serving is not None:  # e.g. seeding: done before any HTTP client can be told "ready"
+            await before_serving(self)
+        self.ocs_port = await self._serve_http(
+            asgi_app(self.components, close_on_shutdown=False), settings.ocs_host, settings.ocs_port
         )
         prompt = None
         if settings.ivr_port >= 0 and not tools_missing():

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
@@ -81,3 +82,20 @@ def check_bearer(request: Request, expected: str | None) -> None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
         raise HttpProblem(401, "Unauthorized", "a valid admin bearer token is required")
+
+
+def add_health_routes(app: FastAPI, probe: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+    """/healthz (the process answers) and /readyz (its back ends answer: `probe` returns what to
+    add to the answer, or raises, and then the service is not ready)."""
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> Response:
+        try:
+            extra = await probe()
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            return json_response({"status": "unavailable", "detail": str(exc)}, 503)
+        return json_response({"status": "ready", **extra})

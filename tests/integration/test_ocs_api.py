@@ -270,6 +270,8 @@ def test_real_server_over_tcp(tmp_path: Path) -> None:
         "CELLCELLY_OCS_PORT": str(port),
         "CELLCELLY_DGW_PORT": "0",
         "CELLCELLY_OCS_WIRE_PORT": "0",
+        "CELLCELLY_MW_PORT": "0",
+        "CELLCELLY_IVR_PORT": "0",
         "CELLCELLY_ADMIN_TOKEN": TOKEN,
         "PATH": "/usr/bin:/bin",
     }

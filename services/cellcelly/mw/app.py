@@ -29,7 +29,14 @@ from cellcelly.domain.money import format_tl, parse_tl
 from cellcelly.mw import schemas as s
 from cellcelly.mw.schemas import REASONS
 from cellcelly.security import AccessClaims, TokenInvalid
-from cellcelly.web import PROBLEM, HttpProblem, json_response, problem_payload, problem_response
+from cellcelly.web import (
+    PROBLEM,
+    HttpProblem,
+    add_health_routes,
+    json_response,
+    problem_payload,
+    problem_response,
+)
 
 log = logging.getLogger(__name__)
 
@@ -461,18 +468,12 @@ def create_app(
 
     # --- operations -------------------------------------------------------------------------------
 
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> Response:
-        return json_response({"status": "ok"})
+    async def probe() -> dict[str, Any]:
+        selfcare.store.get("0")
+        await selfcare._db(selfcare.records.latest_catalogue)
+        return {}
 
-    @app.get("/readyz", tags=["operations"])
-    async def readyz() -> Response:
-        try:
-            selfcare.store.get("0")
-            await selfcare._db(selfcare.records.latest_catalogue)
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready
-            return json_response({"status": "unavailable", "detail": str(exc)}, 503)
-        return json_response({"status": "ready"})
+    add_health_routes(app, probe)
 
     if webui is not None and webui.is_dir():
         app.mount("/", StaticFiles(directory=webui, html=True), name="webui")

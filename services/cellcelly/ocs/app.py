@@ -34,6 +34,7 @@ from cellcelly.ocs.schemas import (
 from cellcelly.ports.records import SubscriberExists, SubscriberRecord
 from cellcelly.web import (
     HttpProblem,
+    add_health_routes,
     check_bearer,
     json_response,
     problem_response,
@@ -137,18 +138,12 @@ def create_app(components: Components, *, close_on_shutdown: bool = True) -> Fas
 
     # --- operations -----------------------------------------------------------------------------
 
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> Response:
-        return json_response({"status": "ok"})
+    async def probe() -> dict[str, Any]:
+        components.store.get("0")
+        components.records.latest_catalogue()
+        return {"catalogue": components.catalogue.current.version}
 
-    @app.get("/readyz", tags=["operations"])
-    async def readyz() -> Response:
-        try:
-            components.store.get("0")
-            components.records.latest_catalogue()
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready
-            return json_response({"status": "unavailable", "detail": str(exc)}, 503)
-        return json_response({"status": "ready", "catalogue": components.catalogue.current.version})
+    add_health_routes(app, probe)
 
     @app.get("/metrics", tags=["operations"])
     async def prometheus() -> Response:
