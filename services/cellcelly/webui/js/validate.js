@@ -1,13 +1,13 @@
-// Client-side checks with the same rules and codes as the MW contract (docs: /work/notes/mw_api.md),
-// so a message appears before anything is sent and reads the same as the server's.
+// Client-side checks with the same rules and codes as the MW (cellcelly.domain.selfcare_rules; a
+// browser test checks they agree), so a message appears before anything is sent and reads the same.
 // Each check returns a list of codes (empty = valid).
 
 const LETTER = /\p{L}/u;
 const UPPER = /\p{Lu}/u; // "Ş", "İ", "Ç" count
 const LOWER = /\p{Ll}/u; // "ğ", "ı", "ş" count
-const SPECIAL = /[^\p{L}\p{N}]/u; // anything not a letter or digit
-const NAME = /^[\p{L}\p{M} '\-]{1,50}$/u;
-const EMAIL = /^[^\s@]+@[^\s@.]+(\.[^\s@.]+)+$/u;
+const SPECIAL = /[^\p{L}\p{N}\s]/u; // not a letter, digit or space (a space does not count, as on the server)
+const NAME = /^[\p{L} '\-]{1,50}$/u;
+const EMAIL = /^[^\s@]{1,64}@[^\s@.]+(\.[^\s@.]+)+$/u;
 
 export const PASSWORD_RULES = ["too_short", "needs_upper", "needs_lower", "needs_special"];
 
@@ -38,6 +38,7 @@ export function passwordRules(value) {
 export function name(value) {
   const v = (value || "").trim();
   if (!v) return ["required"];
+  if ([...v].length > 50) return ["too_long"];
   return NAME.test(v) && LETTER.test(v) ? [] : ["name_format"];
 }
 
@@ -58,10 +59,11 @@ export function code(value) {
   return /^\d{6}$/.test(value) ? [] : ["code_format"];
 }
 
+/** Spaces and dashes are what a printed card has between groups; the server drops them too. */
 export function voucher(value) {
-  const v = (value || "").trim();
+  const v = (value || "").replace(/[\s-]/g, "");
   if (!v) return ["required"];
-  return /^\d{4}-\d{4}-\d{4}-\d{4}$/.test(v) || /^\d{16}$/.test(v) ? [] : ["voucher_format"];
+  return /^\d{16}$/.test(v) ? [] : ["voucher_format"];
 }
 
 export function required(value) {
