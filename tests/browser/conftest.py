@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +59,9 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Iterator[Stack]:
+@contextmanager
+def run_stack(data_dir: Path, **extra_env: str) -> Iterator[Stack]:
+    """`cellcelly run` on free ports with its own SMTP server; stopped (TERM, then KILL) on exit."""
     from aiosmtpd.controller import Controller
 
     from cellcelly.devservers import free_port
@@ -69,7 +71,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Itera
         found = shutil.which("cellcelly")
         require(found is not None, "the cellcelly command is not installed (pip install -e .)")
         cli = Path(str(found))
-    data_dir = tmp_path_factory.mktemp("stack")
     inbox = Inbox()
     smtp_port = free_port()
     smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
@@ -86,6 +87,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Itera
         "CELLCELLY_SMTP_HOST": "127.0.0.1",
         "CELLCELLY_SMTP_PORT": str(smtp_port),
         "CELLCELLY_ADMIN_TOKEN": ADMIN_TOKEN,
+        **extra_env,
     }
     log_path = data_dir / "stack.log"
     with log_path.open("wb") as out:
@@ -96,8 +98,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Itera
         base = f"http://127.0.0.1:{mw_port}"
         _wait_healthy(f"{base}/healthz", process, log_path)
         running = Stack(base, f"http://127.0.0.1:{ocs_port}", inbox, log_path, process, ADMIN_TOKEN)
-        yield running
-        running.api.close()
+        try:
+            yield running
+        finally:
+            running.api.close()
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -107,6 +111,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Itera
                 process.kill()
                 process.wait(timeout=10)
         smtp.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Iterator[Stack]:
+    with run_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")
@@ -149,3 +159,10 @@ def screenshot() -> Callable[[Any, str, str], Path]:
         return path
 
     return take
+
+
+@pytest.fixture
+def short_token_stack(tmp_path: Path, chromium_path: str) -> Iterator[Stack]:
+    """A stack of its own whose access tokens live 2 seconds (+ the MW's 30 s leeway), to see them renewed."""
+    with run_stack(tmp_path, CELLCELLY_MW_ACCESS_SECONDS="2") as running:
+        yield running

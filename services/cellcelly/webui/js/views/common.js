@@ -7,7 +7,7 @@ import { t } from "../i18n.js";
 export function sessionOver(err, navigate) {
   if (err && err.status === 401) {
     clearSession();
-    navigate("login", "common.sessionExpired");
+    navigate("login", { key: "common.sessionExpired", kind: "error" });
     return true;
   }
   return false;

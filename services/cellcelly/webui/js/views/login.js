@@ -9,7 +9,8 @@ export function render({ navigate, flash }) {
   const password = field({ name: "password", label: "field.password", type: "password", autocomplete: "current-password" });
   const remember = h("input", { type: "checkbox", id: "remember", name: "rememberMe" });
   const messages = banner();
-  if (flash) messages.show("success", flash);
+  // flash: a message key from the page before (success), or {key, kind}
+  if (flash) messages.show(flash.kind || "success", flash.key || flash);
   const prefill = sessionStorage.getItem("cc.lastMsisdn");
   if (prefill) msisdn.input.value = prefill;
 
