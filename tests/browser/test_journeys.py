@@ -49,9 +49,11 @@ def date_tr(epoch: int) -> str:
     return f"{d.day} {MONTHS_TR[d.month - 1]} {d.year}"
 
 
-def assert_dashboard_shows(page: Any, balance: dict[str, Any]) -> None:
+def assert_dashboard_shows(page: Any, balance: dict[str, Any], names: dict[str, str]) -> None:
     """Every figure on the dashboard equals GET /api/v1/me/balance (formatted for Turkish)."""
     page.wait_for_selector(".dash-body[data-loaded]")
+    owned = page.inner_text("[data-testid=packages]")
+    assert balance["packages"] and all(names[code] in owned for code in balance["packages"]), owned
     kurus = balance["wallet"]["kurus"]
     assert page.get_attribute("[data-testid=wallet]", "data-kurus") == str(kurus)
     assert page.inner_text("[data-testid=wallet-amount]") == money_tr(kurus)
@@ -87,11 +89,12 @@ def test_register_login_see_balances_buy_addon(
     page.wait_for_selector("body[data-view=dashboard]")
     access = token(stack.api, sub.msisdn, sub.password)
     before = get_json(stack.api, "/api/v1/me/balance", access)
-    assert_dashboard_shows(page, before)
+    catalogue = {p["code"]: p for p in stack.api.get("/api/v1/packages").json()["items"]}
+    names = {code: p["name"] for code, p in catalogue.items()}
+    assert_dashboard_shows(page, before, names)
     assert page.inner_text("[data-testid=hello]") == f"Merhaba {sub.first_name} {sub.last_name}"
     screenshot(page, "journey-dashboard", device)
 
-    catalogue = {p["code"]: p for p in stack.api.get("/api/v1/packages").json()["items"]}
     wallet = before["wallet"]["kurus"]
     affordable = min(catalogue.values(), key=lambda p: p["price"]["kurus"])
     assert affordable["price"]["kurus"] <= wallet, "the initial wallet should buy the cheapest add-on"
@@ -121,7 +124,7 @@ def test_register_login_see_balances_buy_addon(
     assert (unchanged["wallet"], unchanged["allowances"]) == (after["wallet"], after["allowances"])
 
     page.click("nav a[href='#/dashboard']")
-    assert_dashboard_shows(page, after)
+    assert_dashboard_shows(page, after, names)
 
 
 def test_forgot_password_by_email_then_login_with_the_new_one(

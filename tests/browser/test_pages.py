@@ -97,3 +97,28 @@ def test_screenshots_of_every_main_page_fully_translated(
         page.goto(f"/#/{name}")
         page.wait_for_selector(ready)
         assert leftovers(page, turkish_only) == [], name
+
+
+def test_login_works_with_the_keyboard_alone(stack: Stack, new_page: Any) -> None:
+    sub = fresh_subscriber()
+    register_api(stack.api, sub)
+    page = new_page("desktop")
+    page.goto("/#/login")
+    page.wait_for_selector("body[data-view=login]")
+    assert page.evaluate("document.activeElement.tagName") == "H1"  # focus moves to the new page's heading
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.name") == "msisdn"
+    page.keyboard.type(sub.msisdn)
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.name") == "password"
+    page.keyboard.type(sub.password)
+    page.keyboard.press("Tab")  # the show-password button
+    page.keyboard.press("Enter")
+    assert page.get_attribute("input[name=password]", "type") == "text"
+    page.keyboard.press("Tab")
+    page.keyboard.press("Space")
+    assert page.is_checked("#remember")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".dash-body[data-loaded]")
+    assert page.evaluate("localStorage.getItem('cc.refresh')")  # remembered

@@ -37,14 +37,21 @@ function walletCard(wallet) {
       h("a", { href: "#/topup", class: "button secondary" }, t("dash.topup"))));
 }
 
-export function balanceView(me, balance) {
+/** "Ankara ×2, Rize": names from the catalogue when known, repeats counted. */
+function ownedList(codes, names) {
+  const counts = new Map();
+  for (const code of codes || []) counts.set(code, (counts.get(code) || 0) + 1);
+  return [...counts].map(([code, n]) => `${names?.[code] || code}${n > 1 ? ` ×${n}` : ""}`).join(", ") || "—";
+}
+
+export function balanceView(me, balance, names = null) {
   const byService = Object.fromEntries((balance.allowances || []).map((a) => [a.service, a]));
   const status = has(`dash.status.${balance.status}`) ? t(`dash.status.${balance.status}`) : balance.status;
   return h("div", { class: "dashboard" },
     h("div", { class: "summary" },
       me ? h("p", { class: "hello", "data-testid": "hello" }, t("dash.hello", { name: `${me.firstName} ${me.lastName}` })) : null,
       h("p", { class: `status ${balance.status}`, "data-testid": "status" }, status),
-      h("p", { class: "owned", "data-testid": "packages" }, t("dash.packages", { list: (balance.packages || []).join(", ") || "—" })),
+      h("p", { class: "owned", "data-testid": "packages" }, t("dash.packages", { list: ownedList(balance.packages, names) })),
       h("p", { class: "asof" }, t("dash.asOf", { time: fmt.dateTime(balance.asOf || Date.now() / 1000) }))),
     h("div", { class: "cards" },
       walletCard(balance.wallet),
@@ -58,13 +65,18 @@ export function render({ navigate }) {
   let state = null;
 
   const draw = () => {
-    if (state) body.replaceChildren(balanceView(state.me, state.balance));
+    if (state) body.replaceChildren(balanceView(state.me, state.balance, state.names));
   };
   const load = async () => {
     messages.clear();
     try {
-      const [me, balance] = await Promise.all([api.me(), api.balance()]);
-      state = { me, balance };
+      const [me, balance, catalogue] = await Promise.all([
+        api.me(),
+        api.balance(),
+        api.packages().catch(() => null), // names only: the dashboard works without them
+      ]);
+      const names = catalogue ? Object.fromEntries(catalogue.items.map((p) => [p.code, p.name])) : null;
+      state = { me, balance, names };
       draw();
       body.dataset.loaded = "true";
     } catch (err) {

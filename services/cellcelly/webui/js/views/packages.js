@@ -18,6 +18,7 @@ export function render({ navigate }) {
   let catalogue = null;
   let balance = null;
   let lastMessage = null;
+  const names = () => (catalogue ? Object.fromEntries(catalogue.map((p) => [p.code, p.name])) : null);
 
   const drawIntro = () => {
     if (balance) intro.textContent = t("packages.intro", { wallet: fmt.money(balance.wallet.kurus) });
@@ -38,7 +39,7 @@ export function render({ navigate }) {
     try {
       balance = await api.buy(item.code, requestId());
       drawIntro();
-      after.replaceChildren(balanceView(null, balance));
+      after.replaceChildren(balanceView(null, balance, names()));
       say("success", "packages.bought", { name: item.name, wallet: fmt.money(balance.wallet.kurus) });
     } catch (err) {
       if (sessionOver(err, navigate)) return;
@@ -90,7 +91,7 @@ export function render({ navigate }) {
     onLang: () => {
       drawIntro();
       drawGrid();
-      if (balance && after.childElementCount) after.replaceChildren(balanceView(null, balance));
+      if (balance && after.childElementCount) after.replaceChildren(balanceView(null, balance, names()));
       sayAgain();
     },
   };
