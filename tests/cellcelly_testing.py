@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import time
+from email import message_from_bytes
+from email.message import Message
+from typing import Any
 
 import pytest
 
@@ -33,3 +37,24 @@ class FakeClock:
 
 # every listening port of the embedded stack on an ephemeral one (tests run beside `make run`)
 EPHEMERAL_PORTS = {"ocs_port": 0, "ocs_wire_port": 0, "dgw_port": 0, "mw_port": 0, "ivr_port": 0}
+
+
+class Inbox:
+    """An aiosmtpd handler keeping every message a real SMTP server receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+    def wait_for(self, to: str, count: int = 1, timeout: float = 20.0) -> Message:
+        """The count-th message to `to` (1-based), waiting for it to arrive."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            mine = [m for m in self.messages if to.lower() in str(m.get("To", "")).lower()]
+            if len(mine) >= count:
+                return mine[count - 1]
+            time.sleep(0.1)
+        raise AssertionError(f"no mail #{count} to {to} within {timeout}s (got {len(self.messages)} in all)")

@@ -26,27 +26,14 @@ from webui_helpers import (
     token,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.timeout(120)]
+from cellcelly.domain.turkish_numbers import MONTHS
 
-MONTHS_TR = [
-    "Ocak",
-    "Şubat",
-    "Mart",
-    "Nisan",
-    "Mayıs",
-    "Haziran",
-    "Temmuz",
-    "Ağustos",
-    "Eylül",
-    "Ekim",
-    "Kasım",
-    "Aralık",
-]
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.timeout(120)]
 
 
 def date_tr(epoch: int) -> str:
     d = datetime.fromtimestamp(epoch)  # the browser runs in the machine's time zone too
-    return f"{d.day} {MONTHS_TR[d.month - 1]} {d.year}"
+    return f"{d.day} {MONTHS[d.month - 1]} {d.year}"
 
 
 def assert_dashboard_shows(page: Any, balance: dict[str, Any], names: dict[str, str]) -> None:

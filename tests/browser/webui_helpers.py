@@ -7,12 +7,13 @@ import secrets
 import subprocess
 import time
 from dataclasses import dataclass, field
-from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from cellcelly_testing import Inbox
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -41,27 +42,6 @@ PASSWORD = "Güçlü-Şifre1"
 SECURITY_KEY = "kırmızı elma"
 TURKISH_FIRST = "Çağrı Şükrü"
 TURKISH_LAST = "Öğüt İğdır"
-
-
-class Inbox:
-    """aiosmtpd handler keeping every message the stack sends."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
-        self.messages.append(message_from_bytes(envelope.content))
-        return "250 OK"
-
-    def wait_for(self, to: str, count: int = 1, timeout: float = 20.0) -> Message:
-        """The count-th message to `to` (1-based), waiting for it to arrive."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            mine = [m for m in self.messages if to.lower() in str(m.get("To", "")).lower()]
-            if len(mine) >= count:
-                return mine[count - 1]
-            time.sleep(0.1)
-        raise AssertionError(f"no mail #{count} to {to} within {timeout}s (got {len(self.messages)} in all)")
 
 
 def body_text(message: Message) -> str:

@@ -14,10 +14,11 @@ PASSWORD_MAX = 128  # argon2 takes any length; this bounds the work one request 
 NAME_MAX = 50
 SECURITY_KEY_MIN, SECURITY_KEY_MAX = 4, 32
 
-_MSISDN = re.compile(r"^5[0-9]{9}$")
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$")
-_CODE = re.compile(r"^[0-9]{6}$")
-_VOUCHER = re.compile(r"^[0-9]{16}$")
+# used with fullmatch: "$" alone would let a trailing newline through
+_MSISDN = re.compile(r"5[0-9]{9}")
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+")
+_CODE = re.compile(r"[0-9]{6}")
+_VOUCHER = re.compile(r"[0-9]{16}")
 
 
 def password_problems(password: str) -> list[str]:
@@ -30,14 +31,14 @@ def password_problems(password: str) -> list[str]:
         problems.append("needs_upper")
     if not any(c.islower() for c in password):
         problems.append("needs_lower")
-    if not any(not c.isalnum() and not c.isspace() for c in password):
+    if not any(not c.isalnum() and not c.isspace() for c in password):  # a space is no special character
         problems.append("needs_special")
     return problems
 
 
 def msisdn_problems(msisdn: str) -> list[str]:
     """Digits only, 10 of them, starting with 5: the national form, as the SRS asks."""
-    return [] if _MSISDN.match(msisdn) else ["msisdn_format"]
+    return [] if _MSISDN.fullmatch(msisdn) else ["msisdn_format"]
 
 
 def name_problems(name: str) -> list[str]:
@@ -52,7 +53,7 @@ def name_problems(name: str) -> list[str]:
 
 
 def email_problems(email: str) -> list[str]:
-    return [] if len(email) <= 254 and _EMAIL.match(email) else ["email_format"]
+    return [] if len(email) <= 254 and _EMAIL.fullmatch(email) else ["email_format"]
 
 
 def security_key_problems(key: str) -> list[str]:
@@ -60,7 +61,7 @@ def security_key_problems(key: str) -> list[str]:
 
 
 def code_problems(code: str) -> list[str]:
-    return [] if _CODE.match(code) else ["code_format"]
+    return [] if _CODE.fullmatch(code) else ["code_format"]
 
 
 def normalise_voucher(text: str) -> str:
@@ -69,4 +70,4 @@ def normalise_voucher(text: str) -> str:
 
 
 def voucher_problems(text: str) -> list[str]:
-    return [] if _VOUCHER.match(normalise_voucher(text)) else ["voucher_format"]
+    return [] if _VOUCHER.fullmatch(normalise_voucher(text)) else ["voucher_format"]
