@@ -168,12 +168,35 @@ async def _serve_sf(settings: Settings) -> None:
     records.migrate()
     bus = build_bus(settings)
     sf = SyncFunction(bus, records, group=settings.sf_group)
+    server = None
+    if settings.sf_metrics_port >= 0:
+        import uvicorn
+
+        from cellcelly.sf.metrics import metrics_app
+
+        config = uvicorn.Config(
+            metrics_app(sf),
+            host=settings.sf_metrics_host,
+            port=settings.sf_metrics_port,
+            log_level="warning",
+            access_log=False,
+        )
+        server = uvicorn.Server(config)
+
+    def stop() -> None:
+        sf.stop()
+        if server is not None:
+            server.should_exit = True
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, sf.stop)
-    _out(f"SF: {settings.event_bus} event bus -> {settings.sor_url_shown()}")
+        loop.add_signal_handler(sig, stop)
+    metrics = (
+        f", metrics http://{settings.sf_metrics_host}:{settings.sf_metrics_port}/metrics" if server else ""
+    )
+    _out(f"SF: {settings.event_bus} event bus -> {settings.sor_url_shown()}{metrics}")
     try:
-        await sf.run()
+        await asyncio.gather(sf.run(), *([server.serve()] if server is not None else []))
     finally:
         await sf.close()
         await bus.close()
@@ -204,6 +227,38 @@ async def _serve_dgw(settings: Settings, noop: bool) -> None:
     finally:
         await server.stop()
         await ocs.close()
+
+
+async def _serve_mw(settings: Settings) -> None:
+    """The self-care API and web UI alone. Its account changes reach the balance store it is
+    configured with: across processes that is VoltDB (the embedded store belongs to one process)."""
+    import uvicorn
+
+    from cellcelly.mw.service import build_app, build_selfcare
+    from cellcelly.wiring import build
+
+    if settings.balance_store == "embedded":
+        log.warning("cellcelly mw on the embedded balance store: no other process sees its accounts")
+    components = build(settings)
+    selfcare = build_selfcare(components)
+    _out(f"MW (self-care API and web UI) on http://{settings.mw_host}:{settings.mw_port}/")
+    config = uvicorn.Config(
+        build_app(components, selfcare),
+        host=settings.mw_host,
+        port=settings.mw_port,
+        log_level="warning",
+        access_log=False,
+        http="httptools",
+    )
+    try:
+        await uvicorn.Server(config).serve()
+    finally:
+        components.close()
+
+
+def cmd_mw(args: argparse.Namespace) -> int:
+    asyncio.run(_serve_mw(Settings()))
+    return 0
 
 
 def cmd_ocs(args: argparse.Namespace) -> int:
@@ -349,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         fn=cmd_ocs
     )
     sub.add_parser("sf", help="run the SF alone (event bus -> system of record)").set_defaults(fn=cmd_sf)
+    sub.add_parser("mw", help="run the self-care API and web UI alone").set_defaults(fn=cmd_mw)
     dgw = sub.add_parser("dgw", help="run the DGW alone (OCS endpoints from CELLCELLY_DGW_OCS_ENDPOINTS)")
     dgw.add_argument("--noop", action="store_true", help="answer without charging (benchmark baseline)")
     dgw.set_defaults(fn=cmd_dgw)

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     # the SF's consumer group: every SF process of one deployment shares it
     sf_group: str = "cellcelly-sf"
+    # a stand-alone SF (`cellcelly sf`) serves its Prometheus metrics (lag...) here; -1: off
+    sf_metrics_host: str = "127.0.0.1"
+    sf_metrics_port: int = 9102
 
     # lookup cache: in process, or Hazelcast members "host:port,host:port"
     cache: Literal["embedded", "hazelcast"] = "embedded"

@@ -32,6 +32,7 @@ from cellcelly.ocs.wire import serve_wire
 from cellcelly.ports.cache import SubscriberCache, SubscriberInfo
 from cellcelly.ports.event_bus import EventBus
 from cellcelly.settings import Settings
+from cellcelly.sf.metrics import SfCollector
 from cellcelly.sf.sync import SyncFunction
 from cellcelly.sms.gateway import SmsGateway
 from cellcelly.wiring import Components, build_bus, build_cache
@@ -116,9 +117,9 @@ class EmbeddedStack:
         )
         if before_serving is not None:  # e.g. seeding: done before any HTTP client can be told "ready"
             await before_serving(self)
-        self.ocs_port = await self._serve_http(
-            asgi_app(self.components, close_on_shutdown=False), settings.ocs_host, settings.ocs_port
-        )
+        # the SF runs in this process: its lag and counts are on the OCS's /metrics
+        ocs = asgi_app(self.components, close_on_shutdown=False, collectors=[SfCollector(self.sf)])
+        self.ocs_port = await self._serve_http(ocs, settings.ocs_host, settings.ocs_port)
         prompt = None
         if settings.ivr_port >= 0 and not tools_missing():
             audio = PromptAudio(settings.ivr_voice, settings.ivr_speed)

@@ -142,3 +142,39 @@ async def test_a_call_shows_in_balances_at_once_and_in_usage_once_synced(running
     assert [(i["service"], i["units"], i["fromPackage"], i["chargedKurus"]) for i in items] == [
         ("voice", 95, True, 0)
     ]
+    # the SF runs in the stack's process: its figures are on the OCS's /metrics
+    metrics = (await running.ocs.get("/metrics")).text
+    assert 'cellcelly_sf_written_total{kind="usage"} 1.0' in metrics
+    assert "cellcelly_sf_lag_records" in metrics
+
+
+async def test_a_low_wallet_notice_goes_out_by_sms(running: Running):
+    await sign_up(running.mw)
+    api = "/nchf-convergedcharging/v3/chargingdata"
+    ident = {"subscriberIdentifier": f"msisdn-{MSISDN}"}
+    # 37 minutes to Germany at 2.50 TL/min, paid from the wallet: 100,00 TL -> 7,50 TL (below 10 TL)
+    start = {
+        **ident,
+        "invocationSequenceNumber": 0,
+        "sessionId": "abroad",
+        "multipleUnitUsage": [
+            {
+                "ratingGroup": 1,
+                "serviceType": "voice",
+                "destination": "4915112345678",
+                "requestedUnit": {"time": 2400},
+            }
+        ],
+    }
+    assert (await running.ocs.post(api, json=start)).status_code == 201
+    end = {
+        **ident,
+        "invocationSequenceNumber": 1,
+        "multipleUnitUsage": [
+            {"ratingGroup": 1, "serviceType": "voice", "usedUnitContainer": [{"time": 37 * 60}]}
+        ],
+    }
+    assert (await running.ocs.post(f"{api}/abroad/release", json=end)).status_code == 200
+    mark = 0  # the notice goes out through the relay, the bus and the notifier, in the background
+    said, _ = await reply(running.smsc, E164, mark)
+    assert said.startswith("Merhaba Gülşen, Bakiyeniz 7,50 TL'ye düştü.")

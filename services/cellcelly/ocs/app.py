@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 from pydantic import ValidationError
 
 from cellcelly.domain.account import Account, Status
@@ -70,14 +71,21 @@ def balance_json(account: Account, now: int) -> dict[str, Any]:
     }
 
 
-def asgi_app(components: Components, *, close_on_shutdown: bool = True) -> FastPath:
-    """What runs: the FastAPI app with the charging fast path in front of it."""
-    app = create_app(components, close_on_shutdown=close_on_shutdown)
+def asgi_app(
+    components: Components, *, close_on_shutdown: bool = True, collectors: Sequence[Collector] = ()
+) -> FastPath:
+    """What runs: the FastAPI app with the charging fast path in front of it. `collectors` join
+    its /metrics (in the embedded stack: the SF's, which runs in the same process)."""
+    app = create_app(components, close_on_shutdown=close_on_shutdown, collectors=collectors)
     return FastPath(app, app.state.handler)
 
 
-def create_app(components: Components, *, close_on_shutdown: bool = True) -> FastAPI:
+def create_app(
+    components: Components, *, close_on_shutdown: bool = True, collectors: Sequence[Collector] = ()
+) -> FastAPI:
     metrics = OcsMetrics()
+    for collector in collectors:
+        metrics.registry.register(collector)
     admin_token = components.settings.admin_token
 
     @asynccontextmanager

@@ -1,0 +1,57 @@
+"""The SF's lag and counts as Prometheus metrics: on a stand-alone SF's own /metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from test_events_flow import SUBSCRIBERS, charge_traffic, world  # noqa: F401 - the fixture is used by name
+
+from cellcelly.adapters.sql import SqlRecords
+from cellcelly.application.relay import OutboxRelay
+from cellcelly.sf.metrics import metrics_app
+from cellcelly.sf.sync import SyncFunction
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def scrape(sf: SyncFunction) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    app = metrics_app(sf)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sf") as client:
+        response = await client.get("/metrics")
+        assert (await client.get("/readyz")).status_code == 200
+    assert response.status_code == 200
+    return samples(response.text)
+
+
+async def test_lag_falls_to_zero_as_the_sf_writes(world, records: SqlRecords, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    store, charging, bus = world
+    charge_traffic(charging, 30)
+    relay = OutboxRelay(store, bus)
+    while await relay.relay_once():
+        pass
+    sf = SyncFunction(bus, records, batch=10, lag_every=0.0)  # measured after every batch
+    assert await sf.sync_once(timeout=0.2) == 10  # one batch of 10; the rest waits on the bus
+    assert sf._lag_task is not None
+    await sf._lag_task  # the lag is measured in the background
+    before = await scrape(sf)
+    assert before[("cellcelly_sf_lag_records", ())] > 0
+    while await sf.sync_once(timeout=0.2):
+        pass
+    after = await scrape(sf)
+    assert after[("cellcelly_sf_lag_records", ())] == 0
+    in_record = sum(len(records.usage_for(m, 1000)) for m in SUBSCRIBERS)
+    assert in_record > 0 and after[("cellcelly_sf_written_total", (("kind", "usage"),))] == in_record
+    assert after[("cellcelly_sf_batches_total", ())] >= 2
+    assert after[("cellcelly_sf_dead_letters_total", ())] == 0
+    await sf.close()
