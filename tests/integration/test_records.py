@@ -295,6 +295,24 @@ def test_a_lost_race_is_replayed_row_by_row(records: SqlRecords, monkeypatch: py
     assert records.wallet_balance(MSISDN) == 150 - sum(e.money for e in events)
 
 
+def test_postgres_copies_a_fresh_batch_without_asking_which_ids_exist(
+    records: SqlRecords, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SF's hot path: on PostgreSQL a new batch is one COPY (no existence query); a batch with
+    ids on record already fails that COPY and is written the careful way, doubling nothing."""
+    counted = _LiesOnce(sql_records._existing)
+    counted.calls = 1  # counts, never lies
+    monkeypatch.setattr(sql_records, "_existing", counted)
+    events = [usage(n, buckets=[("b", 1)]) for n in range(30)]
+    assert records.record_usage(events[:20]) == 20
+    postgres = records.engine.dialect.name == "postgresql"
+    assert (counted.calls == 1) is postgres  # SQLite asks, PostgreSQL does not
+    assert records.record_usage(events[10:]) == 10  # 10 on record already: the careful way
+    assert counted.calls > 1
+    assert sorted(records.usage_for(MSISDN, limit=100), key=lambda e: e.occurred_at) == events
+    assert records.bucket_consumption(MSISDN) == {"b": 30}
+
+
 # -- catalogue --------------------------------------------------------------------------------
 
 

@@ -3,22 +3,26 @@
 The SF writes every usage event of the network, so this is the hottest insert of the system of
 record. Measured here (50k events with their consumed buckets, batches of 2000): executemany
 INSERT ~11k events/s, binary COPY ~38k/s with the usage_buckets foreign key (dropped by migration
-0002) and ~100k/s without. The caller has already left
-out the ids present; a concurrent writer that inserts one of them first makes the COPY fail with a
-unique violation, raised here as SQLAlchemy's `IntegrityError` so the caller replays the batch row
-by row, as on the portable path.
+0002) and ~100k/s without. Rows go to COPY as tuples in column order, straight from the events
+(no dict per row), and the snapshot upsert's arrays are sent in binary (psycopg's text arrays
+cost a regular-expression search per element). `SqlRecords.record_usage` COPYs a batch without
+asking which ids exist; a unique violation (a redelivered batch, or a concurrent writer) is
+raised here as SQLAlchemy's `IntegrityError`, and the caller then writes the batch the careful
+way, leaving out the ids present.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import psycopg
 from sqlalchemy import BigInteger, Connection, Integer, String, Table
 from sqlalchemy.exc import IntegrityError
 
+from cellcelly.adapters.sql.records import usage_bucket_values, usage_values
 from cellcelly.adapters.sql.schema import EpochSeconds, from_epoch, usage_buckets, usage_records
+from cellcelly.domain.charging import UsageEvent
 
 __all__ = ["copy_usage"]
 
@@ -38,46 +42,48 @@ def _pg_type(column_type: Any) -> str:
 
 
 class _Copy:
-    """COPY ... FROM STDIN (FORMAT BINARY) of dict rows into one table."""
+    """COPY ... FROM STDIN (FORMAT BINARY) of rows (tuples in column order) into one table."""
 
     def __init__(self, table: Table) -> None:
         self.columns = [c.name for c in table.columns]
         self.types = [_pg_type(c.type) for c in table.columns]
-        epoch = {c.name for c in table.columns if isinstance(c.type, EpochSeconds)}
-        self.convert: list[Callable[[Any], Any] | None] = [
-            from_epoch if name in epoch else None for name in self.columns
-        ]
+        self.epoch = [i for i, c in enumerate(table.columns) if isinstance(c.type, EpochSeconds)]
         self.sql = f"COPY {table.name} ({', '.join(self.columns)}) FROM STDIN (FORMAT BINARY)"
 
-    def write(self, cursor: psycopg.Cursor[Any], rows: Sequence[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        pairs = list(zip(self.columns, self.convert, strict=True))
+    def write(self, cursor: psycopg.Cursor[Any], rows: Iterable[Sequence[Any]]) -> None:
         with cursor.copy(self.sql) as copy:
             copy.set_types(self.types)
             for row in rows:
-                copy.write_row([row[name] if fn is None else fn(row[name]) for name, fn in pairs])
+                if self.epoch:
+                    row = list(row)
+                    for i in self.epoch:
+                        row[i] = from_epoch(row[i])
+                copy.write_row(row)
 
 
 _USAGE = _Copy(usage_records)
 _BUCKETS = _Copy(usage_buckets)
 
 
-def copy_usage(conn: Connection, usage: Sequence[dict[str, Any]], consumed: Sequence[dict[str, Any]]) -> None:
-    """COPY usage rows and their consumed-bucket rows inside the connection's transaction."""
+def copy_usage(conn: Connection, events: Sequence[UsageEvent]) -> None:
+    """COPY usage records and their consumed-bucket rows inside the connection's transaction."""
+    if not events:
+        return
     dbapi = conn.connection.driver_connection
     assert isinstance(dbapi, psycopg.Connection)
     with dbapi.cursor() as cursor:
         try:
-            _USAGE.write(cursor, usage)
-            _BUCKETS.write(cursor, consumed)
+            _USAGE.write(cursor, map(usage_values, events))
+            consumed = [row for e in events for row in usage_bucket_values(e)]
+            if consumed:
+                _BUCKETS.write(cursor, consumed)
         except psycopg.errors.IntegrityError as exc:
             raise IntegrityError(_USAGE.sql, None, exc) from exc
 
 
 _UPSERT_BALANCES = """
 INSERT INTO balance_snapshots AS s (msisdn, wallet, revision, as_of, event_id)
-SELECT * FROM unnest(%s::text[], %s::int8[], %s::int8[], %s::timestamp[], %s::text[])
+SELECT * FROM unnest(%b::text[], %b::int8[], %b::int8[], %b::timestamp[], %b::text[])
 ON CONFLICT (msisdn) DO UPDATE
 SET wallet = EXCLUDED.wallet, revision = EXCLUDED.revision, as_of = EXCLUDED.as_of,
     event_id = EXCLUDED.event_id

@@ -118,23 +118,31 @@ def _bucket_rows(e: LedgerEvent) -> list[dict[str, Any]]:
     ]
 
 
+USAGE_COLUMNS = tuple(c.name for c in usage_records.columns)
+
+
+def usage_values(e: UsageEvent) -> tuple[Any, ...]:
+    """A usage record's values in `usage_records` column order (the bulk path's rows)."""
+    return (
+        e.event_id,
+        e.msisdn,
+        e.session_id,
+        e.request_number,
+        e.rating_group,
+        str(e.service),
+        e.rule_id,
+        e.units,
+        e.bucket_units,
+        e.wallet_units,
+        e.uncharged_units,
+        e.money,
+        e.wallet_after,
+        e.occurred_at,
+    )
+
+
 def _usage_row(e: UsageEvent) -> dict[str, Any]:
-    return {
-        "event_id": e.event_id,
-        "msisdn": e.msisdn,
-        "session_id": e.session_id,
-        "request_number": e.request_number,
-        "rating_group": e.rating_group,
-        "service": str(e.service),
-        "rule_id": e.rule_id,
-        "units": e.units,
-        "bucket_units": e.bucket_units,
-        "wallet_units": e.wallet_units,
-        "uncharged_units": e.uncharged_units,
-        "money": e.money,
-        "wallet_after": e.wallet_after,
-        "occurred_at": e.occurred_at,
-    }
+    return dict(zip(USAGE_COLUMNS, usage_values(e), strict=True))
 
 
 def _snapshot(e: UsageEvent | LedgerEvent) -> BalanceSnapshot:
@@ -151,10 +159,15 @@ def _snapshot_row(s: BalanceSnapshot) -> dict[str, Any]:
     }
 
 
+def usage_bucket_values(e: UsageEvent) -> list[tuple[str, int, str, int]]:
+    """The buckets one usage event consumed, in `usage_buckets` column order."""
+    return [(e.event_id, i, bucket_id, units) for i, (bucket_id, units) in enumerate(e.buckets)]
+
+
 def _usage_bucket_rows(e: UsageEvent) -> list[dict[str, Any]]:
     return [
-        {"event_id": e.event_id, "ordinal": i, "bucket_id": bucket_id, "units": units}
-        for i, (bucket_id, units) in enumerate(e.buckets)
+        {"event_id": event_id, "ordinal": i, "bucket_id": bucket_id, "units": units}
+        for event_id, i, bucket_id, units in usage_bucket_values(e)
     ]
 
 
@@ -188,7 +201,7 @@ class SqlRecords:
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self._engine: Engine = make_engine(url, **engine_kwargs)
         dialect = self._engine.dialect
-        self._copy_usage: Callable[[Connection, list[dict[str, Any]], list[dict[str, Any]]], None] | None
+        self._copy_usage: Callable[[Connection, Sequence[UsageEvent]], None] | None
         self._copy_usage = None
         self._upsert_balances: Callable[[Connection, list[dict[str, Any]]], None] | None = None
         if dialect.name == "postgresql" and dialect.driver == "psycopg":
@@ -326,22 +339,32 @@ class SqlRecords:
             }
 
     def record_usage(self, events: Sequence[UsageEvent]) -> int:
+        if self._copy_usage is not None:
+            # Optimistic bulk path: a batch is almost always new, so COPY it without asking which
+            # ids exist; one already on record (a redelivery) fails the COPY with a unique
+            # violation, and the batch is then written the careful way, which leaves those out.
+            unique = _unique(events, lambda e: e.event_id)
+            try:
+                with self._write() as conn:
+                    self._copy_usage(conn, unique)
+                    self._save_balances(conn, unique)
+                return len(unique)
+            except IntegrityError:
+                log.debug("usage batch partly on record already: checking each id")
         return self._idempotently(events, self._insert_usage, usage_records.c.event_id)
 
     def _insert_usage(self, conn: Connection, events: Sequence[UsageEvent]) -> int:
         present = _existing(conn, usage_records.c.event_id, [e.event_id for e in events])
         fresh = sorted((e for e in events if e.event_id not in present), key=lambda e: e.event_id)
-        usage = [_usage_row(e) for e in fresh]
-        consumed = [row for e in fresh for row in _usage_bucket_rows(e)]
         if self._copy_usage is not None:
-            self._copy_usage(conn, usage, consumed)
-        else:
-            if usage:
-                conn.execute(q.insert_rows(usage_records), usage)
+            self._copy_usage(conn, fresh)
+        elif fresh:
+            conn.execute(q.insert_rows(usage_records), [_usage_row(e) for e in fresh])
+            consumed = [row for e in fresh for row in _usage_bucket_rows(e)]
             if consumed:
                 conn.execute(q.insert_rows(usage_buckets), consumed)
         self._save_balances(conn, fresh)
-        return len(usage)
+        return len(fresh)
 
     def usage_for(self, msisdn: str, limit: int = 100) -> list[UsageEvent]:
         with self._read() as conn:
