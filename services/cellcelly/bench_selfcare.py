@@ -14,7 +14,7 @@ process on core 1, over keep-alive connections. Rows:
 4. logins: `POST /api/v1/auth/login` (credential read, argon2id verify, refresh token written to
    the system of record, access token signed).
 
-The argon2 cost is in the row names; it is the MW's (`CELLCELLY_MW_ARGON2_*`, default t=3, m=64 MiB,
+The argon2 cost is in the row names; it is the MW's (`CELLCELLY_MW_ARGON2_*`, default t=2, m=19 MiB,
 p=1), which is the point: a login is meant to cost that much.
 """
 

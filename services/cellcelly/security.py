@@ -41,7 +41,7 @@ class Passwords:
     """argon2id hashing with a bound on how many hashes run at once (each takes `memory_kib`)."""
 
     def __init__(
-        self, time_cost: int = 3, memory_kib: int = 65536, parallelism: int = 1, concurrent: int = 2
+        self, time_cost: int = 2, memory_kib: int = 19456, parallelism: int = 1, concurrent: int = 2
     ):
         self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
         # taken in the worker thread, not on the loop: any event loop (or none) may call these
