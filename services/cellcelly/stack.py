@@ -99,6 +99,7 @@ class EmbeddedStack:
                 self.components.records,
                 channel,
                 SentLog(settings.data_dir / "notifier" / "sent.log"),
+                package_name=package_namer(self.components.catalogue),
             )
             self._workers.append(asyncio.ensure_future(self.notifier.run()))
 
@@ -213,18 +214,24 @@ class EmbeddedStack:
             close()
 
 
-def sms_gateway(settings: Settings, lookup: StoreBalanceLookup, catalogue: CatalogueHolder) -> SmsGateway:
+def package_namer(catalogue: CatalogueHolder) -> Callable[[str], str]:
+    """A package's name as subscribers know it ("Diyarbakır"), from its code."""
+
     def package_name(code: str) -> str:
         package = catalogue.current.packages.get(code)
         return package.name if package else code
 
+    return package_name
+
+
+def sms_gateway(settings: Settings, lookup: StoreBalanceLookup, catalogue: CatalogueHolder) -> SmsGateway:
     return SmsGateway(
         settings.smsc_host,
         settings.smsc_port,
         settings.smsc_system_id,
         settings.smsc_password.get_secret_value(),
         lookup,
-        package_name=package_name,
+        package_name=package_namer(catalogue),
         short_code=settings.sms_short_code,
         notice_sender=settings.sms_sender,
         system_type=settings.smsc_system_type,

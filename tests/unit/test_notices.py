@@ -74,3 +74,13 @@ def test_the_package_expiry_message_gives_the_end_in_turkish_time() -> None:
     subject, text = render(event, "Çiğdem")
     assert subject == "RİZE paketiniz yakında sona eriyor"
     assert "RİZE paketiniz 21.09.2026 17:13 tarihinde sona eriyor." in text
+
+
+def test_notices_name_the_package_as_subscribers_know_it():
+    notice = NotificationEvent(
+        "n1", "5321234567", "bucket-100", 0, "data", "DIYARBAKIR", "b1", 0, 7 * 1024**3
+    )
+    subject, text = render(notice, "Gülşen", "Diyarbakır")
+    assert subject == "Diyarbakır paketinizdeki internet hakkınız bitti"
+    assert "Merhaba Gülşen," in text and "DIYARBAKIR" not in text
+    assert render(notice, "Gülşen")[0].startswith("DIYARBAKIR paketinizdeki")  # no name: the code

@@ -23,21 +23,23 @@ def amount_text(service: str, units: int) -> str:
     return f"{mb} MB"
 
 
-def render(event: NotificationEvent, first_name: str) -> tuple[str, str]:
-    """(subject, text) for a notification."""
+def render(event: NotificationEvent, first_name: str, package_name: str = "") -> tuple[str, str]:
+    """(subject, text) for a notification; `package_name` is what subscribers know the package by
+    ("Diyarbakır"), the code ("DIYARBAKIR") when not given."""
     hello = f"Merhaba {first_name}," if first_name else "Merhaba,"
+    package = package_name or event.package
     what = _SERVICE_TR.get(event.service, event.service)
     if event.kind == "bucket-80":
         left = amount_text(event.service, event.remaining)
         return (
-            f"{event.package} paketinizdeki {what} hakkınızın %80'ini kullandınız",
-            f"{hello}\n\n{event.package} paketinizdeki {what} hakkınızın %80'ini kullandınız. "
+            f"{package} paketinizdeki {what} hakkınızın %80'ini kullandınız",
+            f"{hello}\n\n{package} paketinizdeki {what} hakkınızın %80'ini kullandınız. "
             f"Kalan: {left}.\n\nCellCelly",
         )
     if event.kind == "bucket-100":
         return (
-            f"{event.package} paketinizdeki {what} hakkınız bitti",
-            f"{hello}\n\n{event.package} paketinizdeki {what} hakkınızın tamamını kullandınız. "
+            f"{package} paketinizdeki {what} hakkınız bitti",
+            f"{hello}\n\n{package} paketinizdeki {what} hakkınızın tamamını kullandınız. "
             f"Bundan sonraki kullanımınız bakiyenizden ücretlendirilir; ek paket alabilirsiniz.\n\nCellCelly",
         )
     if event.kind == "wallet-low":
@@ -49,8 +51,8 @@ def render(event: NotificationEvent, first_name: str) -> tuple[str, str]:
     if event.kind == "package-expiring":
         ends = time.strftime("%d.%m.%Y %H:%M", time.gmtime(event.valid_until + TURKEY_UTC_OFFSET))
         return (
-            f"{event.package} paketiniz yakında sona eriyor",
-            f"{hello}\n\n{event.package} paketiniz {ends} tarihinde sona eriyor. Kalan haklarınız "
+            f"{package} paketiniz yakında sona eriyor",
+            f"{hello}\n\n{package} paketiniz {ends} tarihinde sona eriyor. Kalan haklarınız "
             f"o zaman silinir; paketinizi yenileyebilirsiniz.\n\nCellCelly",
         )
     return ("CellCelly bildirimi", f"{hello}\n\n{event.kind}\n\nCellCelly")

@@ -75,8 +75,10 @@ class Notifier:
         expiry_horizon: int = 24 * 3600,
         sweep_every: float = 600.0,
         clock: Callable[[], float] = time.time,
+        package_name: Callable[[str], str] = str,
     ) -> None:
         self.records = records
+        self.package_name = package_name
         self.channel = channel
         self.sent = sent
         self.consumer = bus.consumer(GROUP, [NOTIFICATIONS])
@@ -119,7 +121,7 @@ class Notifier:
         if subscriber is None:
             self.stats.skipped += 1
             return
-        subject, text = render(event, subscriber.first_name)
+        subject, text = render(event, subscriber.first_name, self.package_name(event.package))
         await self.channel.send(subscriber, subject, text)
         delivered.append(event.event_id)
         self.stats.sent += 1
