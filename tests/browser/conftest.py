@@ -119,8 +119,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Itera
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path: str) -> Iterator[Any]:
+    """Chromium under Playwright's sync API, per module: while it lives, its event loop counts as
+    running in the main thread, and every asyncio test after the browser tests would fail with
+    "Cannot run the event loop while another loop is running" (a session-wide one outlives them)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
