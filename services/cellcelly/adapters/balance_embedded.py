@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -115,7 +116,9 @@ class EmbeddedBalanceStore:
     # --- writes ---------------------------------------------------------------------------------
 
     def transact(self, msisdn: str, fn: Callable[[Account | None], tuple[T, Commit | None]]) -> T:
-        with self._stripes[hash(msisdn) % _STRIPES]:  # str hashes are cached on the object
+        # crc32, not hash(): str hashes change from process to process (PYTHONHASHSEED), and which
+        # subscribers share a lock should not
+        with self._stripes[zlib.crc32(msisdn.encode()) % _STRIPES]:
             result, commit = fn(self._accounts.get(msisdn))
             if commit is not None:
                 if commit.account.msisdn != msisdn:
