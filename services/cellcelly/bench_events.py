@@ -4,7 +4,7 @@
 
 Starts a throwaway Kafka and a throwaway PostgreSQL (`cellcelly.devservers`), charges real traffic
 (voice, data and SMS sessions) through `ChargingService` into an `EmbeddedBalanceStore` until its
-outbox holds about `events` usage events, then measures four rows of the shape of
+outbox holds about `events` usage events, then measures five rows of the shape of
 `cellcelly.benchstats.summarise` (`ops_per_s` is events/s, `p50_us`/`p99_us` the latency of one
 batch):
 
@@ -15,7 +15,9 @@ batch):
    the same usage rows (and their consumed-bucket rows) into a schema of their own;
 4. `SyncFunction(batch=2000).sync` (the pipelined loop the SF runs) until every event is in
    PostgreSQL: polls are included, the consumer group join is not (the consumer joins before the
-   relay publishes); a batch's latency runs from its poll to its offset commit.
+   relay publishes); a batch's latency runs from its poll to its offset commit;
+5. the SF's database side alone: `SqlRecords.record_usage` of the same events in batches of 2000
+   (bulk COPY + balance snapshots), no Kafka: how much of row 4 the writing is.
 
 The event rows carry `baseline_ops_per_s` and `ratio_to_baseline`. Without Java/Maven or
 PostgreSQL binaries the rows are named "skipped: ..." with zero ops. `seconds_hint` is not used to
@@ -64,6 +66,7 @@ RAW_KAFKA = "events baseline: raw aiokafka producer x500 (acks=all, idempotent)"
 RELAY = "events: outbox → Kafka (OutboxRelay.relay_once x500)"
 RAW_SQL = "events baseline: raw batched inserts into PostgreSQL x2000"
 SF = "events: Kafka → SF → PostgreSQL (SyncFunction.sync x2000, polls included)"
+SF_WRITE = "events: the SF's write alone (SqlRecords.record_usage x2000, no Kafka)"
 
 
 def _skipped(names: Sequence[str], reason: str) -> list[dict[str, Any]]:
@@ -154,6 +157,24 @@ def _raw_inserts(url: str, usage: list[UsageEvent]) -> dict[str, Any]:
     return summarise(RAW_SQL, len(usage), seconds, latencies, abs(len(usage) - written))
 
 
+def _sf_writes(url: str, usage: list[UsageEvent]) -> dict[str, Any]:
+    """What the SF's database side alone does with the same events: where the SF row's time goes."""
+    records = SqlRecords(url)
+    try:
+        records.migrate()
+        latencies: list[int] = []
+        began = time.perf_counter()
+        for start in range(0, len(usage), SF_BATCH):
+            t0 = time.perf_counter_ns()
+            records.record_usage(usage[start : start + SF_BATCH])
+            latencies.append(time.perf_counter_ns() - t0)
+        seconds = time.perf_counter() - began
+        written = _count_usage(records)
+    finally:
+        records.close()
+    return summarise(SF_WRITE, len(usage), seconds, latencies, abs(len(usage) - written))
+
+
 async def _join(sf: SyncFunction) -> None:
     """Have the SF's consumer join its group (on still empty topics) before anything is timed."""
     assignment = getattr(sf.consumer, "assignment", None)
@@ -224,7 +245,9 @@ async def _measure(bootstrap: str, pg_url: str | None, store: EmbeddedBalanceSto
         synced = await _sync(sf, records, len(usage))
         _compare(synced, raw_sql)
         synced["target_ops_per_s"] = 20_000
-        rows += [raw_sql, synced]
+        writes = await asyncio.to_thread(_sf_writes, _schema_url(pg_url, f"bench_write_{run}"), usage)
+        _compare(writes, raw_sql)
+        rows += [raw_sql, synced, writes]
         return rows
     finally:
         if sf is not None:
@@ -241,13 +264,13 @@ def bench_events(seconds_hint: float, events: int = 50_000) -> list[dict[str, An
         try:
             bootstrap = stack.enter_context(kafka_server())
         except (KafkaUnavailable, OSError) as exc:
-            return _skipped([RAW_KAFKA, RELAY, RAW_SQL, SF], str(exc))
+            return _skipped([RAW_KAFKA, RELAY, RAW_SQL, SF, SF_WRITE], str(exc))
         pg_url: str | None = None
         skipped: list[dict[str, Any]] = []
         try:
             pg_url = stack.enter_context(postgres_server())
         except (PostgresUnavailable, RuntimeError, OSError) as exc:
-            skipped = _skipped([RAW_SQL, SF], str(exc))
+            skipped = _skipped([RAW_SQL, SF, SF_WRITE], str(exc))
         store = EmbeddedBalanceStore(Path(tmp) / "balances", fsync="interval")
         stack.callback(store.close)
         held = _fill_outbox(store, events)
