@@ -22,8 +22,8 @@ test: $(STAMP) lint typecheck
 	$(PY) -m pytest -rs
 
 lint: $(STAMP)
-	$(PY) -m ruff check services tests
-	$(PY) -m ruff format --check services tests
+	$(PY) -m ruff check services operator tests e2e
+	$(PY) -m ruff format --check services operator tests e2e
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
