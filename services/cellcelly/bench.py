@@ -349,11 +349,11 @@ def _wait_for(port: int) -> None:
 
 def serve(port: int) -> None:
     """The OCS as `make run` starts it, pinned to core 0 (the load generator gets core 1)."""
-    import uvicorn
 
     from cellcelly.logs import setup_logging
     from cellcelly.ocs.app import asgi_app
     from cellcelly.settings import Settings
+    from cellcelly.web import http_server
     from cellcelly.wiring import build
 
     settings = Settings()
@@ -361,15 +361,7 @@ def serve(port: int) -> None:
     _pin(0)
     app = asgi_app(build(settings))
     tune_gc()
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-    )
+    http_server(app, "127.0.0.1", port, loop="uvloop").run()
 
 
 # --- end to end through the gateway ---------------------------------------------------------------

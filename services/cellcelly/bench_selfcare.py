@@ -48,12 +48,12 @@ def _msisdn(i: int) -> str:
 
 def serve(port: int) -> None:
     """The MW app on `port`, pinned to core 0, after signing SUBSCRIBERS up."""
-    import uvicorn
 
     from cellcelly.logs import setup_logging
     from cellcelly.mw.service import build_app, build_selfcare
     from cellcelly.runtime import tune_gc
     from cellcelly.settings import Settings
+    from cellcelly.web import http_server
     from cellcelly.wiring import build
 
     settings = Settings()
@@ -72,15 +72,7 @@ def serve(port: int) -> None:
 
     asyncio.run(sign_up())
     tune_gc()
-    uvicorn.run(
-        build_app(components, selfcare),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-    )
+    http_server(build_app(components, selfcare), "127.0.0.1", port, loop="uvloop").run()
 
 
 def _request(method: str, path: str, body: bytes = b"", token: str = "") -> bytes:

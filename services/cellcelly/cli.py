@@ -122,11 +122,10 @@ async def _serve(settings: Settings) -> None:
 async def _serve_ocs(settings: Settings) -> None:
     """The OCS alone: its HTTP API, the wire transport gateways use, and the outbox relay (the
     outbox lives in the OCS's balance store, so the relay runs beside it)."""
-    import uvicorn
-
     from cellcelly.application.relay import OutboxRelay
     from cellcelly.ocs.app import asgi_app
     from cellcelly.ocs.wire import serve_wire
+    from cellcelly.web import http_server
     from cellcelly.wiring import build, build_bus
 
     components = build(settings)
@@ -140,16 +139,8 @@ async def _serve_ocs(settings: Settings) -> None:
         f"OCS on http://{host}:{settings.ocs_port}, wire {host}:{settings.ocs_wire_port}, "
         f"relaying the outbox to the {settings.event_bus} event bus"
     )
-    config = uvicorn.Config(
-        asgi_app(components),
-        host=settings.ocs_host,
-        port=settings.ocs_port,
-        log_level="warning",
-        access_log=False,
-        http="httptools",
-    )
     try:
-        await uvicorn.Server(config).serve()
+        await http_server(asgi_app(components), settings.ocs_host, settings.ocs_port).serve()
     finally:
         wire.close()
         relay.stop()
@@ -170,18 +161,10 @@ async def _serve_sf(settings: Settings) -> None:
     sf = SyncFunction(bus, records, group=settings.sf_group)
     server = None
     if settings.sf_metrics_port >= 0:
-        import uvicorn
-
         from cellcelly.sf.metrics import metrics_app
+        from cellcelly.web import http_server
 
-        config = uvicorn.Config(
-            metrics_app(sf),
-            host=settings.sf_metrics_host,
-            port=settings.sf_metrics_port,
-            log_level="warning",
-            access_log=False,
-        )
-        server = uvicorn.Server(config)
+        server = http_server(metrics_app(sf), settings.sf_metrics_host, settings.sf_metrics_port)
 
     def stop() -> None:
         sf.stop()
@@ -232,9 +215,8 @@ async def _serve_dgw(settings: Settings, noop: bool) -> None:
 async def _serve_mw(settings: Settings) -> None:
     """The self-care API and web UI alone. Its account changes reach the balance store it is
     configured with: across processes that is VoltDB (the embedded store belongs to one process)."""
-    import uvicorn
-
     from cellcelly.mw.service import build_app, build_selfcare
+    from cellcelly.web import http_server
     from cellcelly.wiring import build
 
     if settings.balance_store == "embedded":
@@ -242,16 +224,8 @@ async def _serve_mw(settings: Settings) -> None:
     components = build(settings)
     selfcare = build_selfcare(components)
     _out(f"MW (self-care API and web UI) on http://{settings.mw_host}:{settings.mw_port}/")
-    config = uvicorn.Config(
-        build_app(components, selfcare),
-        host=settings.mw_host,
-        port=settings.mw_port,
-        log_level="warning",
-        access_log=False,
-        http="httptools",
-    )
     try:
-        await uvicorn.Server(config).serve()
+        await http_server(build_app(components, selfcare), settings.mw_host, settings.mw_port).serve()
     finally:
         components.close()
 

@@ -35,6 +35,7 @@ from cellcelly.settings import Settings
 from cellcelly.sf.metrics import SfCollector
 from cellcelly.sf.sync import SyncFunction
 from cellcelly.sms.gateway import SmsGateway
+from cellcelly.web import http_server
 from cellcelly.wiring import Components, build_bus, build_cache
 
 log = logging.getLogger(__name__)
@@ -145,10 +146,7 @@ class EmbeddedStack:
 
     async def _serve_http(self, app: Any, host: str, port: int) -> int:
         """Run an ASGI app under uvicorn on this loop; the port it listens on."""
-        config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", access_log=False, lifespan="on", http="httptools"
-        )
-        server = uvicorn.Server(config)
+        server = http_server(app, host, port, lifespan="on")
         task = asyncio.ensure_future(server.serve())
         while not server.started:
             if task.done():

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -82,6 +83,13 @@ def check_bearer(request: Request, expected: str | None) -> None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
         raise HttpProblem(401, "Unauthorized", "a valid admin bearer token is required")
+
+
+def http_server(app: Any, host: str, port: int, **options: Any) -> uvicorn.Server:
+    """How every CellCelly HTTP service runs under uvicorn: warnings only, no access log (a line per
+    request would cost more than many requests do), httptools."""
+    settings: dict[str, Any] = {"log_level": "warning", "access_log": False, "http": "httptools"}
+    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, **(settings | options)))
 
 
 def add_health_routes(app: FastAPI, probe: Callable[[], Awaitable[dict[str, Any]]]) -> None:
