@@ -86,7 +86,9 @@ def _nodes(value: Any, path: tuple[str, ...]) -> Iterator[Any]:
         return
     head, rest = path[0], path[1:]
     if head == "*":
-        children = value if isinstance(value, list) else list(value.values()) if isinstance(value, dict) else []
+        if isinstance(value, dict):
+            value = list(value.values())
+        children = value if isinstance(value, list) else []
         for child in children:
             yield from _nodes(child, rest)
     elif isinstance(value, dict) and head in value:

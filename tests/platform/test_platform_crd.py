@@ -90,7 +90,8 @@ def test_schema_is_structural_and_defaults_are_valid() -> None:
 
 def test_every_spec_section_of_the_agreed_shape_is_there() -> None:
     spec = schema()["properties"]["spec"]["properties"]
-    expected = {"version", "images", "services", "secrets", "selfHealing", "monitoring", "storage", *COMPONENTS}
+    expected = {"version", "images", "services", "secrets", "selfHealing", "monitoring", "storage"}
+    expected |= set(COMPONENTS)
     assert set(spec) == expected
     for component in COMPONENTS:
         assert spec[component]["properties"]["mode"]["enum"] == ["managed", "external"]
@@ -131,7 +132,8 @@ def test_defaults_fill_a_minimal_stack() -> None:
     assert spec["kafka"]["storage"] == {"size": "10Gi", "storageClassName": ""}
     assert spec["kafka"]["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
     assert spec["kafka"]["ui"] == {"enabled": False}
-    assert (spec["voltdb"]["replicas"], spec["voltdb"]["kfactor"], spec["voltdb"]["sitesPerHost"]) == (3, 1, 4)
+    voltdb = spec["voltdb"]
+    assert (voltdb["replicas"], voltdb["kfactor"], voltdb["sitesPerHost"]) == (3, 1, 4)
     assert spec["oracle"]["failover"] == {
         "enabled": False,
         "primaryCheckSeconds": 10,
@@ -204,7 +206,8 @@ def test_condition_needs_the_metav1_fields() -> None:
 
 
 def test_healing_keeps_at_most_20() -> None:
-    entry = {"time": "2026-12-01T09:00:00Z", "component": "ocs", "reason": "CrashLoopBackOff", "action": "deleted"}
+    entry = {"time": "2026-12-01T09:00:00Z", "component": "ocs", "reason": "CrashLoopBackOff"}
+    entry["action"] = "deleted"
     resource = minimal()
     resource["status"] = {"healing": [entry] * 20}
     assert schema_errors(defaulted(resource)) == []
