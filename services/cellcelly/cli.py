@@ -11,7 +11,8 @@ import secrets
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
@@ -201,15 +202,117 @@ async def _serve_dgw(settings: Settings, noop: bool) -> None:
     tune_gc()
     target = "nothing (noop baseline)" if noop else ", ".join(f"{h}:{p}" for h, p in endpoints)
     _out(f"DGW on {settings.dgw_host}:{port}, charging through {target}")
+    try:
+        await _until_signalled()
+    finally:
+        await server.stop()
+        await ocs.close()
+
+
+async def _until_signalled() -> None:
+    """Wait for SIGTERM or SIGINT (what Kubernetes and Ctrl-C send)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def _serve_sms(settings: Settings) -> None:
+    """The SMS gateway alone: KALAN answered from the balance store it is configured with (VoltDB
+    across processes)."""
+    from cellcelly.application.selfcare import StoreBalanceLookup
+    from cellcelly.stack import sms_gateway
+    from cellcelly.wiring import build
+
+    if not settings.smsc_host:
+        raise SystemExit(
+            "cellcelly sms: set CELLCELLY_SMSC_HOST (and SMSC_PORT, SMSC_SYSTEM_ID, SMSC_PASSWORD)"
+        )
+    components = build(settings)
+    gateway = sms_gateway(settings, StoreBalanceLookup(components.store), components.catalogue)
+    await gateway.start()
+    _out(f"SMS gateway: SMSC {settings.smsc_host}:{settings.smsc_port}, KALAN to {settings.sms_short_code}")
     try:
-        await stop.wait()
+        await _until_signalled()
     finally:
-        await server.stop()
-        await ocs.close()
+        await gateway.stop()
+        components.close()
+
+
+async def _serve_ivr(settings: Settings) -> None:
+    """The IVR alone (SIP/UDP), speaking balances from the store it is configured with."""
+    from cellcelly.application.selfcare import StoreBalanceLookup
+    from cellcelly.ivr.prompt import PromptAudio, tools_missing
+    from cellcelly.ivr.service import IvrService
+    from cellcelly.wiring import build
+
+    if missing := tools_missing():
+        raise SystemExit(
+            f"cellcelly ivr: {' and '.join(missing)} not installed (apt-get install espeak-ng sox)"
+        )
+    components = build(settings)
+    ivr = IvrService(
+        settings.ivr_host,
+        settings.ivr_port,
+        StoreBalanceLookup(components.store),
+        number=settings.ivr_number,
+        audio=PromptAudio(settings.ivr_voice, settings.ivr_speed),
+        advertise_host=settings.ivr_advertise_host or None,
+    )
+    await ivr.start()
+    _out(f"IVR on sip:{settings.ivr_number}@{settings.ivr_host}:{ivr.port} (UDP)")
+    try:
+        await _until_signalled()
+    finally:
+        await ivr.stop()
+        components.close()
+
+
+async def _serve_notifier(settings: Settings) -> None:
+    """The notifier alone: notices from the bus to subscribers, by SMS (with an SMSC) or e-mail."""
+    from cellcelly.adapters.sql import SqlRecords
+    from cellcelly.application.selfcare import StoreBalanceLookup
+    from cellcelly.catalogue_store import CatalogueHolder
+    from cellcelly.notifier.channels import Channel, EmailChannel
+    from cellcelly.notifier.service import Notifier, SentLog
+    from cellcelly.stack import package_namer, sms_gateway
+    from cellcelly.wiring import build_bus, build_store
+
+    records = SqlRecords(settings.sor_url())
+    records.migrate()
+    catalogue = CatalogueHolder.from_file(settings.catalogue_path())
+    bus = build_bus(settings)
+    gateway = None
+    channel: Channel
+    if settings.smsc_host:
+        store = build_store(settings)
+        gateway = sms_gateway(settings, StoreBalanceLookup(store), catalogue)
+        await gateway.start()
+        channel = gateway.channel
+    elif settings.smtp_host:
+        channel = EmailChannel(settings.smtp_host, settings.smtp_port, settings.smtp_sender)
+    else:
+        raise SystemExit("cellcelly notifier: set CELLCELLY_SMSC_HOST or CELLCELLY_SMTP_HOST")
+    notifier = Notifier(
+        bus,
+        records,
+        channel,
+        SentLog(settings.data_dir / "notifier" / "sent.log"),
+        package_name=package_namer(catalogue),
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, notifier.stop)
+    _out(f"notifier: {settings.event_bus} event bus -> {'SMS' if gateway else 'e-mail'}")
+    try:
+        await notifier.run()
+    finally:
+        await notifier.close()
+        if gateway is not None:
+            await gateway.stop()
+        await bus.close()
+        records.close()
 
 
 async def _serve_mw(settings: Settings) -> None:
@@ -228,6 +331,14 @@ async def _serve_mw(settings: Settings) -> None:
         await http_server(build_app(components, selfcare), settings.mw_host, settings.mw_port).serve()
     finally:
         components.close()
+
+
+def _runner(serve: Callable[[Settings], Coroutine[Any, Any, None]]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        asyncio.run(serve(Settings()))
+        return 0
+
+    return run
 
 
 def cmd_mw(args: argparse.Namespace) -> int:
@@ -379,6 +490,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub.add_parser("sf", help="run the SF alone (event bus -> system of record)").set_defaults(fn=cmd_sf)
     sub.add_parser("mw", help="run the self-care API and web UI alone").set_defaults(fn=cmd_mw)
+    for name, serve, what in (
+        ("sms", _serve_sms, "the SMS gateway (SMPP ESME, KALAN)"),
+        ("ivr", _serve_ivr, "the IVR (SIP/UDP, Turkish prompts)"),
+        ("notifier", _serve_notifier, "the notifier (bus -> SMS or e-mail)"),
+    ):
+        sub.add_parser(name, help=f"run {what} alone").set_defaults(fn=_runner(serve))
     dgw = sub.add_parser("dgw", help="run the DGW alone (OCS endpoints from CELLCELLY_DGW_OCS_ENDPOINTS)")
     dgw.add_argument("--noop", action="store_true", help="answer without charging (benchmark baseline)")
     dgw.set_defaults(fn=cmd_dgw)
