@@ -184,6 +184,7 @@ BAD_SCHEMA = {
     "window too short": ("spec.selfHealing.windowSeconds", 5),
     "bad ingress host": ("spec.services.mw.ingress.host", "Not A Host"),
     "unknown phase": ("status.phase", "Sleeping"),
+    "env value not text": ("spec.services.ocs.env", {"CELLCELLY_X": 1}),
 }
 
 
@@ -257,10 +258,7 @@ BAD_CEL = {
     ),
     "ingress without host": ({"services": {"mw": {"ingress": {"enabled": True}}}}, "ingress.host"),
     "sms without smsc": ({"services": {"sms": {"replicas": 1}}}, "smsc.host"),
-    "env value and valueFrom": (
-        {"services": {"ocs": {"env": [{"name": "A", "value": "1", "valueFrom": {"secretKeyRef": {}}}]}}},
-        "not both",
-    ),
+    "env name with a space": ({"services": {"ocs": {"env": {"NOT VALID": "1"}}}}, "env: names"),
 }
 
 
