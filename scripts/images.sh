@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Container images of CellCelly: the services' image and the operator's.
+#   scripts/images.sh base         podman only: a local Debian bookworm + Python 3.11 base from debootstrap
+#                                  (for machines that cannot pull python:3.11-slim-bookworm)
+#   scripts/images.sh build        build both images (docker when an engine answers, else podman)
+#   scripts/images.sh kind-load    docker + kind: load both images into the kind cluster $KIND_CLUSTER
+#   scripts/images.sh names        print the two image references
+# Environment: VERSION (tag, default from pyproject), REGISTRY (default ghcr.io/cellcelly),
+#   BASE (build-arg; default: the official slim image with docker, localhost/python-bookworm:3.11 with podman),
+#   ENGINE (docker | podman; default: docker if `docker info` answers), KIND_CLUSTER (default cellcelly-e2e).
+set -euo pipefail
+ME=images.sh
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+VERSION="${VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n1)}"
+REGISTRY="${REGISTRY:-ghcr.io/cellcelly}"
+SERVICES_IMAGE="$REGISTRY/cellcelly:$VERSION"
+OPERATOR_IMAGE="$REGISTRY/cellcelly-operator:$VERSION"
+LOCAL_DEBIAN=localhost/debian-bookworm
+LOCAL_BASE=localhost/python-bookworm:3.11
+WORK="${CELLCELLY_IMAGES_WORK:-/var/tmp/cellcelly-images}"
+# podman here: runc (crun fails), higher ulimits, host networking (see images/podman/containers.conf)
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$PWD/images/podman/containers.conf}"
+
+engine() {
+  if [ -n "${ENGINE:-}" ]; then
+    echo "$ENGINE"
+  elif command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+    echo docker
+  elif command -v podman >/dev/null 2>&1; then
+    echo podman
+  else
+    die "neither a Docker engine nor podman: apt-get install podman buildah runc debootstrap"
+  fi
+}
+
+has_image() { # ENGINE REF
+  "$1" image inspect "$2" >/dev/null 2>&1
+}
+
+cmd_base() {
+  need podman "apt-get install podman buildah runc"
+  need debootstrap "apt-get install debootstrap"
+  if ! has_image podman "$LOCAL_DEBIAN"; then
+    mkdir -p "$WORK"
+    if [ ! -x "$WORK/rootfs/usr/bin/apt-get" ]; then
+      rm -rf "$WORK/rootfs"
+      debootstrap --variant=minbase bookworm "$WORK/rootfs" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" \
+        >"$WORK/debootstrap.log" 2>&1 || die "debootstrap failed (see $WORK/debootstrap.log)"
+    fi
+    rm -rf "$WORK/rootfs/var/cache/apt/archives/"*.deb "$WORK/rootfs/var/lib/apt/lists/"*
+    tar -C "$WORK/rootfs" -c . | podman import - "$LOCAL_DEBIAN"
+  fi
+  if ! has_image podman "$LOCAL_BASE"; then
+    local ctx
+    ctx="$(mktemp -d)"
+    cp images/base/Containerfile "$ctx/"
+    cp "${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}" "$ctx/ca-certificates.crt"
+    podman build --format docker -t "$LOCAL_BASE" --build-arg "DEBIAN=$LOCAL_DEBIAN" "$ctx"
+    rm -rf "$ctx"
+  fi
+  echo "$ME: base $LOCAL_BASE ready"
+}
+
+build_one() { # ENGINE DOCKERFILE REF BASE
+  local eng="$1" file="$2" ref="$3" base="$4" revision
+  revision="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  local args=(-f "$file" -t "$ref" --build-arg "BASE=$base" --build-arg "VERSION=$VERSION"
+    --build-arg "REVISION=$revision")
+  if [ "$eng" = podman ]; then
+    # docker format keeps HEALTHCHECK (OCI has none); buildah 1.28 needs the ignore file named
+    podman build --format docker --ignorefile "$file.dockerignore" "${args[@]}" .
+  else
+    DOCKER_BUILDKIT=1 docker build "${args[@]}" .
+  fi
+}
+
+cmd_build() {
+  local eng base
+  eng="$(engine)"
+  if [ "$eng" = podman ]; then
+    base="${BASE:-$LOCAL_BASE}"
+    [ "$base" != "$LOCAL_BASE" ] || has_image podman "$LOCAL_BASE" || cmd_base
+  else
+    base="${BASE:-python:3.11-slim-bookworm}"
+  fi
+  build_one "$eng" images/cellcelly/Dockerfile "$SERVICES_IMAGE" "$base"
+  build_one "$eng" images/operator/Dockerfile "$OPERATOR_IMAGE" "$base"
+  echo "$ME: built $SERVICES_IMAGE and $OPERATOR_IMAGE with $eng (base $base)"
+}
+
+cmd_kind_load() {
+  need kind "https://kind.sigs.k8s.io"
+  kind load docker-image --name "${KIND_CLUSTER:-cellcelly-e2e}" "$SERVICES_IMAGE" "$OPERATOR_IMAGE"
+}
+
+case "${1:-}" in
+  base) cmd_base ;;
+  build) cmd_build ;;
+  kind-load) cmd_kind_load ;;
+  names) echo "$SERVICES_IMAGE $OPERATOR_IMAGE" ;;
+  *) die "usage: $0 base|build|kind-load|names" ;;
+esac
