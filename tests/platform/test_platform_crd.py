@@ -13,18 +13,13 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
-from platform_crd import CRD_PATH, cel_errors, crd, defaulted, rules, samples, schema
+from platform_crd import CRD_PATH, cel_errors, crd, defaulted, rules, samples, schema, schema_errors
 
 pytestmark = [pytest.mark.platform, pytest.mark.timeout(300)]
 
 K8S_VERSION = "1.31"
 COMPONENTS = ["kafka", "voltdb", "hazelcast", "oracle"]
 SERVICES = ["ocs", "dgw", "mw", "sf", "notifier", "sms", "ivr"]
-
-
-def schema_errors(resource: dict[str, Any]) -> list[str]:
-    validator = jsonschema.Draft202012Validator(schema())
-    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(resource)]
 
 
 def accepted(resource: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
