@@ -1,0 +1,211 @@
+"""The kopf handlers: thin, each one reads the stack, calls reconcile/pure functions, writes status.
+
+Run: `kopf run -A --standalone -m cellcelly_operator.handlers` (or `python -m cellcelly_operator`).
+CELLCELLY_OPERATOR_TICK (seconds, default 10) paces the timer that re-applies children, reads their
+readiness, heals pods and checks the Oracle primary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+import pydantic
+
+from cellcelly_operator import failover, oracle, reconcile, spec, status
+from cellcelly_operator.healing import parse_time
+from cellcelly_operator.kube import ApiError, Kube
+from cellcelly_operator.labels import GROUP, PLURAL, VERSION
+
+log = logging.getLogger(__name__)
+
+TICK = float(os.environ.get("CELLCELLY_OPERATOR_TICK", "10"))
+FINALIZER = "cellcelly.io/finalizer"
+PROBE: failover.Probe = failover.tcp_probe  # swapped in tests that have no primary to unplug
+
+_state: dict[str, Any] = {}
+
+
+def plain(obj: Any) -> Any:
+    """kopf hands out read-only views; the pure functions take plain dicts and lists."""
+    if isinstance(obj, Mapping):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [plain(v) for v in obj]
+    return obj
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
+    # kopf's own events use generateName; ours are named (events.py), and the fake API server needs that
+    settings.posting.enabled = False
+    settings.watching.server_timeout = 300
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    _state["info"] = info
+    return info
+
+
+async def kube() -> Kube:
+    if "kube" not in _state:
+        _state["kube"] = Kube(_state["info"])
+    client: Kube = _state["kube"]
+    return client
+
+
+@kopf.on.cleanup()
+async def close(**_: Any) -> None:
+    client = _state.pop("kube", None)
+    if client is not None:
+        await client.close()
+
+
+def _stack(body: Any) -> tuple[spec.Stack, dict[str, Any]]:
+    raw = plain(body)
+    try:
+        return spec.from_body(raw), dict(raw.get("status") or {})
+    except pydantic.ValidationError as exc:
+        raise kopf.PermanentError(f"invalid spec: {exc.errors()[:3]}") from exc
+
+
+def _pause(stack: spec.Stack, current: dict[str, Any], patch: kopf.Patch) -> None:
+    previous = list(current.get("conditions") or [])
+    cond = status.paused_condition(True, stack.generation, time.time(), previous)
+    patch.status["conditions"] = status.merge_conditions(previous, [cond])
+    patch.status["phase"] = "Paused"
+
+
+def _told_back(stack: spec.Stack, current: dict[str, Any]) -> spec.Stack:
+    """The Oracle side from spec: a user's `active: primary` after a failover brings the services back."""
+    side = stack.spec.oracle.failover.active
+    return dataclasses.replace(stack, oracle_active=side) if oracle.failover_possible(stack) else stack
+
+
+async def _write_status(
+    k: Kube,
+    stack: spec.Stack,
+    current: dict[str, Any],
+    patch: kopf.Patch,
+    exhausted: tuple[str, ...] = (),
+) -> None:
+    comps = await reconcile.observe(k, stack)
+    on_standby = stack.spec.oracle.mode == "external" and stack.oracle_active == "standby"
+    conds, phase = status.conditions(
+        comps,
+        generation=stack.generation,
+        now=time.time(),
+        previous=list(current.get("conditions") or []),
+        exhausted=exhausted,
+        on_standby=on_standby,
+    )
+    patch.status["conditions"] = conds
+    patch.status["phase"] = phase
+    patch.status["observedGeneration"] = stack.generation
+    patch.status["version"] = stack.spec.version
+    patch.status["components"] = {n: {"ready": r.ready, "desired": r.desired} for n, r in comps.items()}
+    patch.status.setdefault("oracle", {})["active"] = stack.oracle_active
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+async def apply_stack(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    stack, current = _stack(body)
+    if stack.paused:
+        _pause(stack, current, patch)
+        return
+    stack = _told_back(stack, current)
+    k = await kube()
+    applied = await reconcile.apply_all(k, stack)
+    log.info(
+        "stack %s/%s: %d created, %d patched, %d unchanged, %d pruned",
+        stack.namespace,
+        stack.name,
+        len(applied.created),
+        len(applied.patched),
+        len(applied.unchanged),
+        len(applied.deleted),
+    )
+    await _write_status(k, stack, current, patch)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def delete_stack(body: kopf.Body, **_: Any) -> None:
+    # deletion is the user's explicit wish: it is carried out even when paused
+    stack, _current = _stack(body)
+    result = await reconcile.cleanup(await kube(), stack)
+    log.info("stack %s/%s deleted: %d children removed", stack.namespace, stack.name, len(result.deleted))
+
+
+async def _check_failover(
+    k: Kube, stack: spec.Stack, current: dict[str, Any], patch: kopf.Patch, now: float
+) -> spec.Stack:
+    if not oracle.failover_possible(stack):
+        return stack
+    ostat = current.get("oracle") or {}
+    status_side: failover.Side = "standby" if ostat.get("active") == "standby" else "primary"
+    spec_side = stack.spec.oracle.failover.active
+    up: bool | None = None
+    if spec_side == "primary" and status_side == "primary":
+        host, port = oracle.host_port(stack.spec.oracle.external.dsn)
+        up = await PROBE(host, port, min(5.0, float(stack.spec.oracle.failover.primary_check_seconds)))
+    decision = failover.decide(
+        spec_active=spec_side,
+        status_active=status_side,
+        primary_up=up,
+        down_since=parse_time(ostat.get("primaryDownSince")),
+        now=now,
+        fail_after=stack.spec.oracle.failover.fail_after_seconds,
+        iso=status.timestamp,
+    )
+    patch.status["oracle"] = failover.status_of(decision)
+    stack = dataclasses.replace(stack, oracle_active=decision.active)
+    if decision.switched and spec_side == "primary":
+        # spec first: a user puts it back to primary to come back (see failover.decide)
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{stack.namespace}/{PLURAL}/{stack.name}"
+        await k.patch(path, {"spec": {"oracle": {"failover": {"active": "standby"}}}})
+        note = (
+            f"Oracle primary unreachable for {stack.spec.oracle.failover.fail_after_seconds}s: now on standby"
+        )
+        await reconcile.post_event(k, stack, "OracleFailover", note, "Warning", "Failover", now)
+    if decision.told_back:
+        await reconcile.post_event(
+            k, stack, "OracleFailback", "back on the primary", "Normal", "Failback", now
+        )
+    return stack
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=TICK, initial_delay=TICK, backoff=TICK)
+async def tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    """Drift, readiness, self-healing, failover: what no watch event tells us about in time."""
+    stack, current = _stack(body)
+    if (body.get("metadata") or {}).get("deletionTimestamp"):
+        return
+    if stack.paused:
+        _pause(stack, current, patch)
+        return
+    now = time.time()
+    k = await kube()
+    stack = await _check_failover(k, stack, current, patch, now)
+    try:
+        await reconcile.apply_all(k, stack)
+    except ApiError as exc:
+        log.warning("stack %s/%s: apply failed: %s", stack.namespace, stack.name, exc)
+    exhausted: tuple[str, ...] = ()
+    if stack.spec.self_healing.enabled:
+        seen: dict[str, int] = memo.setdefault("restart_counts", {})
+        healed = await reconcile.heal(k, stack, current, seen, now)
+        memo["restart_counts"] = healed.seen
+        patch.status["healing"] = healed.history
+        patch.status["restarts"] = healed.restarts
+        exhausted = healed.exhausted
+    await _write_status(k, stack, current, patch, exhausted)

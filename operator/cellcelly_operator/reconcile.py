@@ -1,0 +1,175 @@
+"""What the handlers do with the API: apply the built children, read their state, heal, clean up.
+
+Decisions live in the pure modules (children, status, healing, failover); this module only talks.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from cellcelly_operator import children, events, healing, oracle, status
+from cellcelly_operator.kube import ApiError, Kube
+from cellcelly_operator.labels import Manifest, component_of, is_owned
+from cellcelly_operator.spec import BACKENDS, Stack
+
+log = logging.getLogger(__name__)
+
+
+def contains(live: Any, desired: Any) -> bool:
+    """Is everything we asked for in the live object? (The server adds defaults; those are not a diff.)"""
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(k in live and contains(live[k], v) for k, v in desired.items())
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(desired)
+            and all(contains(a, b) for a, b in zip(live, desired, strict=True))
+        )
+    return bool(live == desired)
+
+
+@dataclass
+class Applied:
+    created: list[str] = field(default_factory=list)
+    patched: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+
+def _ref(manifest: Manifest) -> str:
+    return f"{manifest['kind']}/{manifest['metadata']['name']}"
+
+
+async def apply(kube: Kube, manifest: Manifest, result: Applied, create_only: bool = False) -> None:
+    kind = children.kind_of(manifest)
+    ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+    live = await kube.get(kind.item(ns, name))
+    if live is None:
+        try:
+            await kube.create(kind.collection(ns), manifest)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            result.unchanged.append(_ref(manifest))  # made meanwhile by a concurrent pass: next pass compares
+            return
+        result.created.append(_ref(manifest))
+    elif create_only or contains(live, manifest):
+        result.unchanged.append(_ref(manifest))
+    else:
+        await kube.patch(kind.item(ns, name), manifest)
+        result.patched.append(_ref(manifest))
+
+
+async def apply_all(kube: Kube, stack: Stack) -> Applied:
+    result = Applied()
+    if stack.spec.oracle.mode == "managed":
+        # the managed database's login: made once, never rotated behind the database's back
+        secret = oracle.generated_secret(stack, secrets.token_urlsafe(18))
+        await apply(kube, secret, result, create_only=True)
+    desired = children.build(stack)
+    for manifest in desired:
+        await apply(kube, manifest, result)
+    await prune(kube, stack, {_ref(m) for m in desired}, result)
+    return result
+
+
+async def owned(kube: Kube, stack: Stack, kind_name: str) -> list[Manifest]:
+    kind = children.KINDS[kind_name]
+    selector = f"app.kubernetes.io/instance={stack.name},app.kubernetes.io/part-of=cellcelly"
+    items = await kube.list(kind.collection(stack.namespace), selector)
+    for item in items:
+        item.setdefault("kind", kind_name)  # kmock's lists lack `kind` on items
+    # label selectors are also checked here: the fake API server ignores them
+    return [i for i in items if is_owned(i, stack)]
+
+
+async def prune(kube: Kube, stack: Stack, keep: set[str], result: Applied) -> None:
+    """Delete our children the spec no longer asks for (an Ingress turned off, an external back end)."""
+    for kind_name in children.OWNED_KINDS:
+        for item in await owned(kube, stack, kind_name):
+            ref = f"{kind_name}/{item['metadata']['name']}"
+            if ref not in keep:
+                await kube.delete(children.KINDS[kind_name].item(stack.namespace, item["metadata"]["name"]))
+                result.deleted.append(ref)
+
+
+async def cleanup(kube: Kube, stack: Stack) -> Applied:
+    """Everything the stack made. On a real cluster owner references do it; kmock has no GC."""
+    result = Applied()
+    await prune(kube, stack, set(), result)
+    if stack.spec.storage.deletion_policy == "Delete":
+        for claim in await owned(kube, stack, "PersistentVolumeClaim"):
+            kind = children.KINDS["PersistentVolumeClaim"]
+            await kube.delete(kind.item(stack.namespace, claim["metadata"]["name"]))
+            result.deleted.append(f"PersistentVolumeClaim/{claim['metadata']['name']}")
+    return result
+
+
+async def observe(kube: Kube, stack: Stack) -> dict[str, status.Readiness]:
+    out = status.external_components({b: getattr(stack.spec, b).mode for b in BACKENDS})
+    for component, (kind_name, name) in children.workloads(stack).items():
+        live = await kube.get(children.KINDS[kind_name].item(stack.namespace, name))
+        out[component] = status.readiness(live)
+    return out
+
+
+@dataclass
+class HealResult:
+    restarts: dict[str, dict[str, Any]]
+    history: list[dict[str, Any]]
+    exhausted: tuple[str, ...]
+    seen: dict[str, int]
+
+
+async def heal(
+    kube: Kube,
+    stack: Stack,
+    current: dict[str, Any],
+    seen: dict[str, int],
+    now: float,
+) -> HealResult:
+    """Restart (delete) sick pods of our workloads within budget; record each action and post an Event."""
+    components = set(children.workloads(stack))
+    pods = [p for p in await owned(kube, stack, "Pod") if component_of(p) in components]
+    sick = []
+    new_seen: dict[str, int] = {}
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        new_seen[name] = healing.restart_total(pod)
+        verdict = healing.diagnose(
+            pod, component_of(pod), now, stack.spec.self_healing.not_ready_seconds, seen.get(name)
+        )
+        if verdict is not None:
+            sick.append(verdict)
+    plan = healing.plan(sick, current.get("restarts") or {}, stack.spec.self_healing, now)
+    history = list(current.get("healing") or [])
+    pod_kind = children.KINDS["Pod"]
+    for verdict in plan.restart:
+        await kube.delete(pod_kind.item(stack.namespace, verdict.pod))
+        new_seen.pop(verdict.pod, None)
+        history = healing.record(history, verdict, "deleted", now)
+        note = f"restarted pod {verdict.pod} of {verdict.component}: {verdict.reason}"
+        await post_event(kube, stack, "PodRestarted", note, "Warning", "Restart", now)
+        log.warning("self-healing: %s", note)
+    for verdict in plan.skipped:
+        if not any(h.get("pod") == verdict.pod and h.get("action") == "skipped" for h in history[-5:]):
+            history = healing.record(history, verdict, "skipped", now)
+            note = (
+                f"pod {verdict.pod} of {verdict.component} is sick ({verdict.reason}); restart budget spent"
+            )
+            await post_event(kube, stack, "RestartBudgetSpent", note, "Warning", "Restart", now)
+    return HealResult(plan.restarts, history, plan.exhausted, new_seen)
+
+
+async def post_event(
+    kube: Kube, stack: Stack, reason: str, note: str, kind: Any, action: str, now: float | None = None
+) -> None:
+    manifest = events.event(stack, reason, note, kind, action, time.time() if now is None else now)
+    try:
+        await kube.create(children.KINDS["Event"].collection(stack.namespace), manifest)
+    except Exception:  # an event lost is no reason to fail the reconcile
+        log.exception("could not post event %s", reason)

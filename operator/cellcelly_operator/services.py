@@ -1,0 +1,224 @@
+"""The CellCelly services: one image, one Deployment per service (`cellcelly <svc>`), wired by env vars.
+
+Non-secret configuration is the `<stack>-config` ConfigMap (envFrom); secrets come by secretKeyRef.
+The pod template carries a hash of the configuration, so a change (e.g. an Oracle failover) rolls the pods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cellcelly_operator import hazelcast, kafka, oracle, voltdb
+from cellcelly_operator.labels import CONFIG_HASH, Manifest, metadata, selector
+from cellcelly_operator.spec import SERVICES, App, Stack, short_hash
+from cellcelly_operator.workloads import container_security, http_probe, pdb, pod_security, service, tcp_probe
+
+SERVICES_UID = 10001  # the non-root user of the CellCelly image (images/)
+DATA_DIR = "/var/lib/cellcelly"
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    port: int
+    protocol: str = "TCP"
+
+
+def ports(stack: Stack, svc: str) -> list[Port]:
+    app = stack.spec.services.get(svc)
+    match svc:
+        case "ocs":
+            return [Port("http", 8081), Port("wire", 8082)]
+        case "dgw":
+            return [Port("diameter", app.service.port or 3868)]
+        case "mw":
+            return [Port("http", 8080)]
+        case "sf":
+            return [Port("metrics", 9102)]
+        case "ivr":
+            return [Port("sip", app.service.port or 5060, "UDP")]
+    return []  # notifier and sms only dial out
+
+
+def config_name(stack: Stack) -> str:
+    return f"{stack.name}-config"
+
+
+def config_data(stack: Stack) -> dict[str, str]:
+    spec = stack.spec
+    sms = spec.services.sms.smsc
+    data = {
+        "CELLCELLY_EVENT_BUS": "kafka",
+        "CELLCELLY_KAFKA_BOOTSTRAP": kafka.bootstrap(stack),
+        "CELLCELLY_BALANCE_STORE": "voltdb",
+        "CELLCELLY_VOLTDB_SERVERS": voltdb.servers(stack),
+        "CELLCELLY_CACHE": "hazelcast",
+        "CELLCELLY_HAZELCAST_MEMBERS": hazelcast.members(stack),
+        "CELLCELLY_HAZELCAST_CLUSTER": hazelcast.cluster_name(stack),
+        # for reading only: the pods get this same value as an explicit env var (envFrom does not expand $())
+        "CELLCELLY_DATABASE_URL": oracle.database_url(stack),
+        "CELLCELLY_DATA_DIR": DATA_DIR,
+        "CELLCELLY_LOG_FORMAT": "json",
+        "CELLCELLY_OCS_HOST": "0.0.0.0",
+        "CELLCELLY_OCS_PORT": "8081",
+        "CELLCELLY_OCS_WIRE_PORT": "8082",
+        "CELLCELLY_MW_HOST": "0.0.0.0",
+        "CELLCELLY_MW_PORT": "8080",
+        "CELLCELLY_DGW_HOST": "0.0.0.0",
+        "CELLCELLY_DGW_PORT": str(ports(stack, "dgw")[0].port),
+        "CELLCELLY_DGW_OCS_ENDPOINTS": f"{stack.dns(stack.child('ocs'))}:8082",
+        "CELLCELLY_SF_METRICS_HOST": "0.0.0.0",
+        "CELLCELLY_SF_METRICS_PORT": "9102",
+        "CELLCELLY_IVR_HOST": "0.0.0.0",
+        "CELLCELLY_IVR_PORT": str(ports(stack, "ivr")[0].port),
+    }
+    if sms.host:
+        data["CELLCELLY_SMSC_HOST"] = sms.host
+        data["CELLCELLY_SMSC_PORT"] = str(sms.port)
+    return data
+
+
+def config_map(stack: Stack) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(stack, "config", config_name(stack)),
+        "data": config_data(stack),
+    }
+
+
+def _secret_env(name: str, secret: str, key: str, optional: bool = False) -> dict[str, Any]:
+    ref: dict[str, Any] = {"name": secret, "key": key}
+    if optional:
+        ref["optional"] = True
+    return {"name": name, "valueFrom": {"secretKeyRef": ref}}
+
+
+def env(stack: Stack, svc: str) -> list[dict[str, Any]]:
+    """Explicit env: secrets first, then what refers to them by $(NAME) (order matters to the kubelet)."""
+    secret, user_key, password_key = oracle.credentials_secret(stack)
+    out = [
+        _secret_env(oracle.USER_VAR, secret, user_key),
+        _secret_env(oracle.PASSWORD_VAR, secret, password_key),
+        {"name": "CELLCELLY_DATABASE_URL", "value": oracle.database_url(stack)},
+    ]
+    refs = stack.spec.secrets
+    if svc == "mw":
+        out.append(
+            _secret_env("CELLCELLY_MW_TOKEN_SECRET", refs.token_secret_ref.name, refs.token_secret_ref.key)
+        )
+    if svc == "ocs":
+        # /admin is off without a token: the secret may be absent
+        out.append(
+            _secret_env("CELLCELLY_ADMIN_TOKEN", refs.admin_token_ref.name, refs.admin_token_ref.key, True)
+        )
+    smsc = stack.spec.services.sms.smsc
+    if svc == "sms" and smsc.secret_ref.name:
+        out.append(_secret_env("CELLCELLY_SMSC_SYSTEM_ID", smsc.secret_ref.name, "systemId", optional=True))
+        out.append(_secret_env("CELLCELLY_SMSC_PASSWORD", smsc.secret_ref.name, "password"))
+    app = stack.spec.services.get(svc)
+    out += [{"name": k, "value": v} for k, v in sorted(app.env.items())]
+    return out
+
+
+def config_hash(stack: Stack) -> str:
+    return short_hash((config_data(stack), stack.spec.secrets, stack.spec.services.sms.smsc))
+
+
+def _probes(svc: str, first: Port | None) -> dict[str, Any]:
+    if first is None or first.protocol != "TCP":
+        return {}  # nothing listens (notifier, sms) or UDP only (ivr): the process exiting is the signal
+    if svc in ("ocs", "mw", "sf"):
+        return {
+            "readinessProbe": http_probe("/readyz", first.name, period=5),
+            "livenessProbe": http_probe("/healthz", first.name, period=10, failures=6),
+        }
+    return {
+        "readinessProbe": tcp_probe(first.name, period=5),
+        "livenessProbe": tcp_probe(first.name, failures=6),
+    }
+
+
+def deployment(stack: Stack, svc: str) -> Manifest:
+    app: App = stack.spec.services.get(svc)
+    meta = metadata(stack, svc)
+    svc_ports = ports(stack, svc)
+    container: dict[str, Any] = {
+        "name": svc,
+        "image": stack.spec.services_image,
+        "imagePullPolicy": stack.spec.images.pull_policy,
+        "command": ["cellcelly", svc],
+        "envFrom": [{"configMapRef": {"name": config_name(stack)}}],
+        "env": env(stack, svc),
+        "resources": app.resources.manifest(),
+        "securityContext": container_security(read_only_root=True),
+        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}, {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    if svc_ports:
+        container["ports"] = [
+            {"name": p.name, "containerPort": p.port, "protocol": p.protocol} for p in svc_ports
+        ]
+    container.update(_probes(svc, svc_ports[0] if svc_ports else None))
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {
+            "replicas": app.replicas,
+            "selector": {"matchLabels": selector(stack, svc)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {"labels": meta["labels"], "annotations": {CONFIG_HASH: config_hash(stack)}},
+                "spec": {
+                    "securityContext": pod_security(SERVICES_UID),
+                    "containers": [container],
+                    "volumes": [{"name": "data", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+def ingress(stack: Stack) -> Manifest:
+    ing = stack.spec.services.mw.ingress
+    rule: dict[str, Any] = {
+        "http": {
+            "paths": [
+                {
+                    "path": "/",
+                    "pathType": "Prefix",
+                    "backend": {"service": {"name": stack.child("mw"), "port": {"name": "http"}}},
+                }
+            ]
+        }
+    }
+    if ing.host:
+        rule["host"] = ing.host
+    spec: dict[str, Any] = {"rules": [rule]}
+    if ing.class_name:
+        spec["ingressClassName"] = ing.class_name
+    if ing.tls.secret_name:
+        spec["tls"] = [{"hosts": [ing.host] if ing.host else [], "secretName": ing.tls.secret_name}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": metadata(stack, "mw"),
+        "spec": spec,
+    }
+
+
+def build(stack: Stack) -> list[Manifest]:
+    out: list[Manifest] = [config_map(stack)]
+    for svc in SERVICES:
+        app = stack.spec.services.get(svc)
+        out.append(deployment(stack, svc))
+        svc_ports = ports(stack, svc)
+        if svc_ports:
+            kind = app.service.type if svc in ("dgw", "ivr") else "ClusterIP"
+            out.append(service(stack, svc, [(p.name, p.port, p.protocol) for p in svc_ports], kind=kind))
+        if app.replicas >= 2:
+            out.append(pdb(stack, svc, 1))
+    if stack.spec.services.mw.ingress.enabled:
+        out.append(ingress(stack))
+    return out

@@ -1,0 +1,275 @@
+"""A typed, defaulted view of a CellCellyStack (crd_spec v1alpha1).
+
+The CRD defaults most fields on a real API server, but the fake one (and an old object) may not: the
+builders read the stack only through these models so every default lives in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic.alias_generators import to_camel
+
+Mode = Literal["managed", "external"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+
+class SecretRef(_Model):
+    name: str = ""
+    key: str = ""
+
+
+class Storage(_Model):
+    size: str = "10Gi"
+    storage_class_name: str = ""
+
+
+class Resources(_Model):
+    requests: dict[str, str] = Field(default_factory=dict)
+    limits: dict[str, str] = Field(default_factory=dict)
+
+    def manifest(self) -> dict[str, Any]:
+        return {k: dict(v) for k, v in (("requests", self.requests), ("limits", self.limits)) if v}
+
+
+def _res(cpu: str, memory: str, limit: str) -> Resources:
+    return Resources(requests={"cpu": cpu, "memory": memory}, limits={"memory": limit})
+
+
+class Images(_Model):
+    registry: str = "ghcr.io/cellcelly"
+    pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    services: str = ""
+    kafka: str = "apache/kafka:4.0.0"
+    hazelcast: str = "hazelcast/hazelcast:5.5"
+    voltdb: str = "voltdb/voltdb-community:10.1.1"
+    oracle: str = "gvenzl/oracle-free:23-slim"
+    kafdrop: str = "obsidiandynamics/kafdrop:4.0.2"
+
+
+class KafkaExternal(_Model):
+    bootstrap_servers: str = ""
+    secret_ref: SecretRef = SecretRef()
+
+
+class Toggle(_Model):
+    enabled: bool = False
+
+
+class Kafka(_Model):
+    mode: Mode = "managed"
+    replicas: int = Field(default=3, ge=1, le=9)
+    storage: Storage = Storage()
+    resources: Resources = _res("500m", "1Gi", "2Gi")
+    external: KafkaExternal = KafkaExternal()
+    ui: Toggle = Toggle()
+
+
+class VoltExternal(_Model):
+    servers: str = ""
+    secret_ref: SecretRef = SecretRef()
+
+
+class VoltDB(_Model):
+    mode: Mode = "managed"
+    replicas: int = Field(default=3, ge=1)
+    kfactor: int = Field(default=1, ge=0)
+    sites_per_host: int = Field(default=4, ge=1)
+    storage: Storage = Storage()
+    resources: Resources = _res("500m", "2Gi", "4Gi")
+    external: VoltExternal = VoltExternal()
+
+
+class HazelExternal(_Model):
+    members: str = ""
+    cluster_name: str = "cellcelly"
+    secret_ref: SecretRef = SecretRef()
+
+
+class Hazelcast(_Model):
+    mode: Mode = "managed"
+    replicas: int = Field(default=3, ge=1)
+    resources: Resources = _res("250m", "512Mi", "1Gi")
+    external: HazelExternal = HazelExternal()
+
+
+class OracleExternal(_Model):
+    dsn: str = ""
+    standby_dsn: str = ""
+    secret_ref: SecretRef = SecretRef()
+
+
+class Failover(_Model):
+    enabled: bool = False
+    primary_check_seconds: int = Field(default=10, ge=1)
+    fail_after_seconds: int = Field(default=30, ge=0)
+    active: Literal["primary", "standby"] = "primary"
+
+
+class Oracle(_Model):
+    mode: Mode = "managed"
+    storage: Storage = Storage(size="20Gi")
+    resources: Resources = _res("1", "2Gi", "4Gi")
+    external: OracleExternal = OracleExternal()
+    failover: Failover = Failover()
+
+
+class ServiceExposure(_Model):
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    port: int = 0
+
+
+class Smsc(_Model):
+    host: str = ""
+    port: int = 2775
+    secret_ref: SecretRef = SecretRef()
+
+
+class IngressTls(_Model):
+    secret_name: str = ""
+
+
+class MwIngress(_Model):
+    enabled: bool = False
+    host: str = ""
+    class_name: str = ""
+    tls: IngressTls = IngressTls()
+
+
+class App(_Model):
+    replicas: int = Field(default=1, ge=0, le=100)
+    resources: Resources = _res("100m", "128Mi", "512Mi")
+    env: dict[str, str] = Field(default_factory=dict)
+    service: ServiceExposure = ServiceExposure()
+    ingress: MwIngress = MwIngress()
+    smsc: Smsc = Smsc()
+
+
+def _app(replicas: int) -> App:
+    return App(replicas=replicas)
+
+
+class Services(_Model):
+    ocs: App = _app(2)
+    dgw: App = App(replicas=2, service=ServiceExposure(port=3868))
+    mw: App = _app(2)
+    sf: App = _app(2)
+    notifier: App = _app(1)
+    sms: App = _app(0)  # off until an SMSC is configured
+    ivr: App = App(replicas=1, service=ServiceExposure(port=5060))
+
+    @field_validator("dgw", "ivr", mode="after")
+    @classmethod
+    def _default_port(cls, app: App, info: ValidationInfo) -> App:
+        """The CRD defaults these ports even inside a given `service: {}`; so does the model."""
+        if app.service.port:
+            return app
+        port = 3868 if info.field_name == "dgw" else 5060
+        return app.model_copy(update={"service": app.service.model_copy(update={"port": port})})
+
+    def get(self, name: str) -> App:
+        app: App = getattr(self, name)
+        return app
+
+
+class Secrets(_Model):
+    token_secret_ref: SecretRef = SecretRef(name="cellcelly-mw", key="token-secret")
+    admin_token_ref: SecretRef = SecretRef(name="cellcelly-admin", key="token")
+
+
+class SelfHealing(_Model):
+    enabled: bool = True
+    max_restarts: int = Field(default=3, ge=0)
+    window_seconds: int = Field(default=600, ge=1)
+    not_ready_seconds: int = Field(default=300, ge=0)
+    failover_delay_seconds: int = Field(default=30, ge=0)
+
+
+class Monitoring(_Model):
+    enabled: bool = False
+    grafana_dashboard: bool = True
+
+
+class StackStorage(_Model):
+    deletion_policy: Literal["Retain", "Delete"] = "Retain"
+
+
+class StackSpec(_Model):
+    version: str = "0.1.0"
+    images: Images = Images()
+    kafka: Kafka = Kafka()
+    voltdb: VoltDB = VoltDB()
+    hazelcast: Hazelcast = Hazelcast()
+    oracle: Oracle = Oracle()
+    services: Services = Services()
+    secrets: Secrets = Secrets()
+    self_healing: SelfHealing = SelfHealing()
+    monitoring: Monitoring = Monitoring()
+    storage: StackStorage = StackStorage()
+
+    @property
+    def services_image(self) -> str:
+        return self.images.services or f"{self.images.registry}/cellcelly:{self.version}"
+
+
+SERVICES = ("ocs", "dgw", "mw", "sf", "notifier", "sms", "ivr")
+BACKENDS = ("kafka", "voltdb", "hazelcast", "oracle")
+PAUSE_ANNOTATION = "cellcelly.io/paused"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One CellCellyStack: identity, the defaulted spec, and the Oracle side in force."""
+
+    name: str
+    namespace: str
+    uid: str
+    spec: StackSpec
+    generation: int = 1
+    annotations: dict[str, str] = field(default_factory=dict)
+    oracle_active: Literal["primary", "standby"] = "primary"
+
+    @property
+    def paused(self) -> bool:
+        return self.annotations.get(PAUSE_ANNOTATION, "").lower() == "true"
+
+    def child(self, component: str) -> str:
+        return f"{self.name}-{component}"
+
+    def dns(self, service: str) -> str:
+        return f"{service}.{self.namespace}.svc.cluster.local"
+
+
+def stack_uid(meta: dict[str, Any]) -> str:
+    """The object's uid; kmock (the fake API server) gives none, so a stable one is derived then."""
+    uid = meta.get("uid")
+    if uid:
+        return str(uid)
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"cellcelly.io/{meta.get('namespace')}/{meta.get('name')}"))
+
+
+def from_body(body: dict[str, Any]) -> Stack:
+    meta = body.get("metadata", {}) or {}
+    spec = StackSpec.model_validate(body.get("spec", {}) or {})
+    status = body.get("status", {}) or {}
+    active = (status.get("oracle") or {}).get("active") or spec.oracle.failover.active
+    return Stack(
+        name=meta["name"],
+        namespace=meta.get("namespace") or "default",
+        uid=stack_uid(meta),
+        spec=spec,
+        generation=int(meta.get("generation") or 1),
+        annotations=dict(meta.get("annotations") or {}),
+        oracle_active="standby" if active == "standby" else "primary",
+    )
+
+
+def short_hash(data: object) -> str:
+    return hashlib.sha256(repr(data).encode()).hexdigest()[:16]

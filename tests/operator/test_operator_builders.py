@@ -1,0 +1,323 @@
+"""Builders over a matrix of specs: every manifest valid against real Kubernetes schemas, wired right."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from cellcelly_operator import children, hazelcast, kafka, oracle, services, spec, voltdb
+from cellcelly_operator.labels import CONFIG_HASH
+
+from conftest import SPECS, apply_defaults, crd_schema, stack_body
+
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(120)]
+
+K8S = "1.35"  # a recent release kubernetes-validate has schemas for (it has 1.25 to 1.37)
+CRD_KINDS = {"ServiceMonitor"}  # Prometheus Operator's CRD: no built-in schema exists for it
+
+
+def build(name: str, **meta: Any) -> tuple[spec.Stack, list[dict[str, Any]]]:
+    stack = spec.from_body(stack_body("demo", SPECS[name], **meta))
+    return stack, children.build(stack)
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_every_manifest_is_valid_kubernetes(name: str) -> None:
+    _, manifests = build(name)
+    assert manifests
+    for m in manifests:
+        if m["kind"] in CRD_KINDS:
+            continue  # not a built-in kind: checked by shape in test_monitoring_when_enabled
+        try:
+            kubernetes_validate.validate(m, K8S, strict=True)
+        except kubernetes_validate.SchemaNotFoundError:  # a built-in kind without schema is our mistake
+            pytest.fail(f"no schema for built-in kind {m['apiVersion']}/{m['kind']}")
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_matrix_specs_are_valid_stacks_and_defaults_agree_with_the_crd(name: str) -> None:
+    schema = crd_schema()
+    if schema is None:
+        pytest.skip("crds/cellcellystacks.cellcelly.io.yaml not there yet")
+    body = stack_body("demo", SPECS[name])
+    jsonschema.validate(body, schema)
+    defaulted = apply_defaults(schema["properties"]["spec"], SPECS[name])
+    # the operator's model must read a spec the API server defaulted exactly as one it did not
+    assert spec.StackSpec.model_validate(defaulted) == spec.StackSpec.model_validate(SPECS[name])
+
+
+def test_the_crd_samples_build() -> None:
+    from conftest import ROOT
+
+    samples = sorted((ROOT / "crds" / "samples").glob("*.yaml"))
+    if not samples:
+        pytest.skip("no CRD samples yet")
+    for path in samples:
+        for doc in yaml.safe_load_all(path.read_text()):
+            for m in children.build(spec.from_body(doc)):
+                if m["kind"] not in CRD_KINDS:
+                    kubernetes_validate.validate(m, K8S, strict=True)
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_children_are_owned_labelled_and_uniquely_named(name: str) -> None:
+    stack, manifests = build(name, uid="1b4e28ba-2fa1-11d2-883f-0016d3cca427")
+    seen = set()
+    for m in manifests:
+        meta = m["metadata"]
+        key = (m["kind"], meta["name"])
+        assert key not in seen, key
+        seen.add(key)
+        assert meta["namespace"] == "telco"
+        assert meta["name"].startswith("demo-")
+        (owner,) = meta["ownerReferences"]
+        assert owner == {
+            "apiVersion": "cellcelly.io/v1alpha1",
+            "kind": "CellCellyStack",
+            "name": "demo",
+            "uid": "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+        labels = meta["labels"]
+        assert labels["app.kubernetes.io/instance"] == "demo"
+        assert labels["app.kubernetes.io/part-of"] == "cellcelly"
+        assert labels["app.kubernetes.io/managed-by"] == "cellcelly-operator"
+        assert labels["app.kubernetes.io/version"] == stack.spec.version
+
+
+def test_a_missing_uid_is_derived_stably() -> None:
+    a = spec.from_body(stack_body("demo", {}))
+    b = spec.from_body(stack_body("demo", {}))
+    c = spec.from_body(stack_body("other", {}))
+    assert a.uid == b.uid != c.uid
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_pods_are_hardened_and_have_resources(name: str) -> None:
+    _, manifests = build(name)
+    for m in manifests:
+        if m["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        pod = m["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] > 0
+        for c in pod["containers"]:
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False
+            assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+            assert c["resources"]["requests"]
+        # the selector must select the template (the API server refuses it otherwise)
+        sel = m["spec"]["selector"]["matchLabels"]
+        assert sel.items() <= m["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_kafka_is_kraft_with_a_quorum_of_pod_dns_names() -> None:
+    stack, manifests = build("full")
+    sts = next(m for m in manifests if m["kind"] == "StatefulSet" and m["metadata"]["name"] == "demo-kafka")
+    assert sts["spec"]["replicas"] == 5
+    assert sts["spec"]["serviceName"] == "demo-kafka-headless"
+    env = {e["name"]: e.get("value") for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    voters = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")
+    assert voters == [
+        f"{i}@demo-kafka-{i}.demo-kafka-headless.telco.svc.cluster.local:9093" for i in range(5)
+    ]
+    assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+    assert len(env["CLUSTER_ID"]) == 22  # base64url of 16 bytes, unpadded
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    assert claim["spec"]["storageClassName"] == "fast"
+    headless = next(m for m in manifests if m["metadata"]["name"] == "demo-kafka-headless")
+    assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"]
+    assert any(
+        m["kind"] == "PodDisruptionBudget" and m["metadata"]["name"] == "demo-kafka" for m in manifests
+    )
+    assert any(m["metadata"]["name"] == "demo-kafdrop" and m["kind"] == "Deployment" for m in manifests)
+    assert kafka.bootstrap(stack) == "demo-kafka.telco.svc.cluster.local:9092"
+
+
+def test_hazelcast_joins_by_kubernetes_dns() -> None:
+    stack, manifests = build("minimal")
+    cm = next(m for m in manifests if m["metadata"]["name"] == "demo-hazelcast-config")
+    config = yaml.safe_load(cm["data"]["hazelcast.yaml"])["hazelcast"]
+    assert config["network"]["join"]["multicast"]["enabled"] is False
+    assert config["network"]["join"]["kubernetes"] == {
+        "enabled": True,
+        "service-dns": "demo-hazelcast-headless.telco.svc.cluster.local",
+        "service-port": 5701,
+    }
+    assert hazelcast.members(stack) == "demo-hazelcast.telco.svc.cluster.local:5701"
+
+
+def test_voltdb_kfactor_hostcount_and_start_args() -> None:
+    stack, manifests = build("full")
+    cm = next(m for m in manifests if m["metadata"]["name"] == "demo-voltdb-deployment")
+    assert '<cluster hostcount="5" sitesperhost="8" kfactor="2"/>' in cm["data"]["deployment.xml"]
+    sts = next(m for m in manifests if m["kind"] == "StatefulSet" and m["metadata"]["name"] == "demo-voltdb")
+    script = sts["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+    assert "voltdb init --dir=/var/voltdb --config=/etc/voltdb/deployment.xml" in script
+    assert "voltdb start --dir=/var/voltdb --count=5 --host=demo-voltdb-0.demo-voltdb-headless" in script
+    pdb = next(
+        m for m in manifests if m["kind"] == "PodDisruptionBudget" and m["metadata"]["name"] == "demo-voltdb"
+    )
+    assert pdb["spec"]["maxUnavailable"] == 2  # k-factor 2 survives two lost nodes
+    assert len(voltdb.servers(stack).split(",")) == 5
+
+
+def test_managed_oracle_reads_its_password_from_a_secret() -> None:
+    stack, manifests = build("minimal")
+    sts = next(m for m in manifests if m["kind"] == "StatefulSet" and m["metadata"]["name"] == "demo-oracle")
+    env = sts["spec"]["template"]["spec"]["containers"][0]["env"]
+    password = next(e for e in env if e["name"] == "ORACLE_PASSWORD")
+    assert password["valueFrom"]["secretKeyRef"] == {"name": "demo-oracle", "key": "password"}
+    assert not any("value" in e for e in env)  # nothing secret inline
+    assert oracle.database_url(stack) == (
+        "oracle+oracledb://$(CELLCELLY_DATABASE_USERNAME):$(CELLCELLY_DATABASE_PASSWORD)"
+        "@demo-oracle.telco.svc.cluster.local:1521/?service_name=FREEPDB1"
+    )
+
+
+def test_services_are_wired_to_the_back_ends_by_configuration() -> None:
+    stack, manifests = build("external")
+    cm = next(m for m in manifests if m["metadata"]["name"] == "demo-config")["data"]
+    assert cm["CELLCELLY_EVENT_BUS"] == "kafka"
+    assert cm["CELLCELLY_KAFKA_BOOTSTRAP"] == "k0.example:9092,k1.example:9092"
+    assert cm["CELLCELLY_BALANCE_STORE"] == "voltdb" and cm["CELLCELLY_VOLTDB_SERVERS"] == "v0.example:21212"
+    assert cm["CELLCELLY_CACHE"] == "hazelcast" and cm["CELLCELLY_HAZELCAST_MEMBERS"] == "hz0.example:5701"
+    assert cm["CELLCELLY_HAZELCAST_CLUSTER"] == "prod"
+    assert "@db-primary.example:1521/" in cm["CELLCELLY_DATABASE_URL"]
+    # managed back ends are absent when external
+    assert not any(m["kind"] == "StatefulSet" for m in manifests)
+    deployments = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "Deployment"}
+    assert set(deployments) == {f"demo-{s}" for s in spec.SERVICES}
+    for svc in spec.SERVICES:
+        c = deployments[f"demo-{svc}"]["spec"]["template"]["spec"]["containers"][0]
+        assert c["command"] == ["cellcelly", svc]
+        assert c["envFrom"] == [{"configMapRef": {"name": "demo-config"}}]
+        env = {e["name"]: e for e in c["env"]}
+        assert env["CELLCELLY_DATABASE_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "oracle-creds",
+            "key": "password",
+        }
+        # $(VAR) refers only to variables defined before it
+        names = [e["name"] for e in c["env"]]
+        assert names.index("CELLCELLY_DATABASE_URL") > names.index("CELLCELLY_DATABASE_PASSWORD")
+    mw_env = {
+        e["name"]: e for e in deployments["demo-mw"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert mw_env["CELLCELLY_MW_TOKEN_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "cellcelly-mw",
+        "key": "token-secret",
+    }
+
+
+def test_http_services_probe_healthz_and_readyz() -> None:
+    _, manifests = build("full")
+    for svc in ("ocs", "mw", "sf"):
+        d = next(m for m in manifests if m["kind"] == "Deployment" and m["metadata"]["name"] == f"demo-{svc}")
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    dgw = next(m for m in manifests if m["kind"] == "Service" and m["metadata"]["name"] == "demo-dgw")
+    assert dgw["spec"]["type"] == "LoadBalancer" and dgw["spec"]["ports"][0]["port"] == 3868
+    ivr = next(m for m in manifests if m["kind"] == "Service" and m["metadata"]["name"] == "demo-ivr")
+    assert ivr["spec"]["ports"][0] == {"name": "sip", "port": 5080, "targetPort": "sip", "protocol": "UDP"}
+
+
+def test_ingress_only_when_enabled() -> None:
+    _, full = build("full")
+    (ing,) = [m for m in full if m["kind"] == "Ingress"]
+    assert ing["spec"]["ingressClassName"] == "nginx"
+    assert ing["spec"]["rules"][0]["host"] == "selfcare.example.com"
+    assert ing["spec"]["tls"] == [{"hosts": ["selfcare.example.com"], "secretName": "selfcare-tls"}]
+    _, minimal = build("minimal")
+    assert not [m for m in minimal if m["kind"] == "Ingress"]
+
+
+def test_monitoring_when_enabled() -> None:
+    _, full = build("full")
+    monitors = [m for m in full if m["kind"] == "ServiceMonitor"]
+    assert {m["metadata"]["name"] for m in monitors} == {"demo-ocs", "demo-sf"}
+    for m in monitors:
+        assert m["apiVersion"] == "monitoring.coreos.com/v1"
+        assert m["spec"]["endpoints"][0]["path"] == "/metrics"
+    cm = next(m for m in full if m["metadata"]["name"] == "demo-grafana-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    board = json.loads(cm["data"]["cellcelly-charging.json"])
+    exprs = " ".join(t["expr"] for p in board["panels"] for t in p["targets"])
+    for metric in (
+        "cellcelly_charging_requests_total",
+        "cellcelly_charging_seconds_bucket",
+        "cellcelly_outbox_pending",
+        "cellcelly_sf_lag_records",
+    ):
+        assert metric in exprs
+    _, minimal = build("minimal")
+    assert not [m for m in minimal if m["kind"] == "ServiceMonitor"]
+
+
+def test_dashboard_metrics_exist_in_the_services() -> None:
+    """The dashboard's metric names are the ones the OCS and SF really export."""
+    from prometheus_client import generate_latest
+
+    from cellcelly.ocs.metrics import OcsMetrics
+
+    m = OcsMetrics()
+    m.requests.labels(type="INITIAL", result="2001").inc()
+    m.latency.labels(type="INITIAL").observe(0.001)
+    text = generate_latest(m.registry).decode()
+    for name in (
+        "cellcelly_charging_requests_total",
+        "cellcelly_charging_seconds_bucket",
+        "cellcelly_outbox_pending",
+    ):
+        assert name in text
+
+
+def test_a_configuration_change_rolls_the_deployments() -> None:
+    body = stack_body("demo", SPECS["external"])
+    primary = spec.from_body(body)
+    body["status"] = {"oracle": {"active": "standby"}}
+    standby = spec.from_body(body)
+    a = services.deployment(primary, "ocs")["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH]
+    b = services.deployment(standby, "ocs")["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH]
+    assert a != b
+    assert "db-standby.example:1522" in services.config_data(standby)["CELLCELLY_DATABASE_URL"]
+    # and the same spec renders the same hash (no needless rollouts)
+    assert (
+        a
+        == services.deployment(spec.from_body(stack_body("demo", SPECS["external"])), "ocs")["spec"][
+            "template"
+        ]["metadata"]["annotations"][CONFIG_HASH]
+    )
+
+
+def test_sms_off_by_default_has_no_pdb_and_zero_replicas() -> None:
+    _, manifests = build("minimal")
+    sms = next(m for m in manifests if m["kind"] == "Deployment" and m["metadata"]["name"] == "demo-sms")
+    assert sms["spec"]["replicas"] == 0
+    assert not [
+        m for m in manifests if m["kind"] == "PodDisruptionBudget" and m["metadata"]["name"] == "demo-sms"
+    ]
+
+
+def test_deletion_policy_is_the_statefulsets_own_pvc_policy() -> None:
+    _, small = build("small")
+    _, minimal = build("minimal")
+    for manifests, when in ((small, "Delete"), (minimal, "Retain")):
+        for m in manifests:
+            if m["kind"] == "StatefulSet" and "volumeClaimTemplates" in m["spec"]:
+                assert m["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == when
+
+
+def test_an_invalid_spec_is_refused_clearly() -> None:
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError, match="replicas"):
+        spec.from_body(stack_body("demo", {"kafka": {"replicas": 0}}))
+    with pytest.raises(pydantic.ValidationError, match="mode"):
+        spec.from_body(stack_body("demo", {"voltdb": {"mode": "sideways"}}))

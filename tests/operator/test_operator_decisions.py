@@ -1,0 +1,212 @@
+"""The pure decisions behind the handlers: status conditions, the self-healing budget, Oracle failover."""
+
+from __future__ import annotations
+
+import pytest
+from cellcelly_operator import failover, healing, reconcile, status
+from cellcelly_operator.spec import SelfHealing
+from hypothesis import given
+from hypothesis import strategies as st
+
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
+
+NOW = 1_800_000_000.0
+
+
+def by_type(conds: list[dict[str, object]]) -> dict[object, dict[str, object]]:
+    return {c["type"]: c for c in conds}
+
+
+# ------------------------------------------------------------------------------------------- status
+
+
+def test_ready_when_every_component_is() -> None:
+    comps = {"kafka": status.Readiness(3, 3), "ocs": status.Readiness(2, 2), "sms": status.Readiness(0, 0)}
+    conds, phase = status.conditions(comps, generation=4, now=NOW, previous=[])
+    got = by_type(conds)
+    assert phase == "Ready"
+    assert got["Ready"]["status"] == "True" and got["Progressing"]["status"] == "False"
+    assert got["KafkaReady"]["status"] == "True" and got["SmsReady"]["reason"] == "Disabled"
+    assert got["ReconciliationPaused"]["status"] == "False"
+    assert all(c["observedGeneration"] == 4 for c in conds)
+    assert "VoltDBReady" not in got  # only the components present
+
+
+def test_progressing_names_what_it_waits_for() -> None:
+    comps = {"kafka": status.Readiness(1, 3), "ocs": status.Readiness(2, 2)}
+    conds, phase = status.conditions(comps, generation=1, now=NOW, previous=[])
+    got = by_type(conds)
+    assert phase == "Progressing"
+    assert got["Ready"]["status"] == "False" and "kafka" in str(got["Ready"]["message"])
+    assert got["KafkaReady"]["message"] == "1/3 ready"
+
+
+def test_degraded_when_budget_spent_or_on_standby() -> None:
+    comps = {"ocs": status.Readiness(1, 2)}
+    conds, phase = status.conditions(comps, generation=1, now=NOW, previous=[], exhausted=("ocs",))
+    assert phase == "Degraded" and "ocs" in str(by_type(conds)["Degraded"]["message"])
+    conds, phase = status.conditions(
+        {"ocs": status.Readiness(2, 2)}, generation=1, now=NOW, previous=[], on_standby=True
+    )
+    assert phase == "Degraded" and by_type(conds)["Ready"]["status"] == "True"
+
+
+def test_transition_time_moves_only_on_a_change_of_status() -> None:
+    first, _ = status.conditions({"ocs": status.Readiness(0, 2)}, generation=1, now=NOW, previous=[])
+    same, _ = status.conditions({"ocs": status.Readiness(1, 2)}, generation=1, now=NOW + 60, previous=first)
+    assert by_type(same)["Ready"]["lastTransitionTime"] == by_type(first)["Ready"]["lastTransitionTime"]
+    flipped, _ = status.conditions(
+        {"ocs": status.Readiness(2, 2)}, generation=2, now=NOW + 120, previous=same
+    )
+    assert by_type(flipped)["Ready"]["lastTransitionTime"] == status.timestamp(NOW + 120)
+
+
+def test_paused_phase_and_condition() -> None:
+    conds, phase = status.conditions(
+        {"ocs": status.Readiness(2, 2)}, generation=1, now=NOW, previous=[], paused=True
+    )
+    assert phase == "Paused" and by_type(conds)["ReconciliationPaused"]["status"] == "True"
+
+
+def test_readiness_of_a_workload_without_status() -> None:
+    assert status.readiness({"spec": {"replicas": 3}}) == status.Readiness(0, 3)
+    assert status.readiness({"spec": {"replicas": 3}, "status": {"readyReplicas": 3}}).ok
+    assert not status.readiness(None).ok
+
+
+# ------------------------------------------------------------------------------------------ healing
+
+
+def pod(
+    name: str, *, waiting: str = "", restarts: int = 0, ready: str | None = None, since: float = NOW
+) -> dict:
+    cs = {"name": "c", "restartCount": restarts, "state": {"waiting": {"reason": waiting}} if waiting else {}}
+    conds = (
+        []
+        if ready is None
+        else [{"type": "Ready", "status": ready, "lastTransitionTime": status.timestamp(since)}]
+    )
+    return {"metadata": {"name": name}, "status": {"containerStatuses": [cs], "conditions": conds}}
+
+
+def test_diagnoses() -> None:
+    assert (
+        healing.diagnose(pod("a", waiting="CrashLoopBackOff"), "ocs", NOW, 300, None).reason
+        == "CrashLoopBackOff"
+    )
+    assert healing.diagnose(pod("a", restarts=4), "ocs", NOW, 300, 2).reason == "RestartsGrowing"
+    assert healing.diagnose(pod("a", restarts=4), "ocs", NOW, 300, 4) is None
+    assert healing.diagnose(pod("a", restarts=4), "ocs", NOW, 300, None) is None  # first look: no baseline
+    assert (
+        healing.diagnose(pod("a", ready="False", since=NOW - 301), "ocs", NOW, 300, None).reason == "NotReady"
+    )
+    assert healing.diagnose(pod("a", ready="False", since=NOW - 100), "ocs", NOW, 300, None) is None
+    assert healing.diagnose(pod("a", ready="True", since=NOW - 1000), "ocs", NOW, 300, None) is None
+    going = pod("a", waiting="CrashLoopBackOff")
+    going["metadata"]["deletionTimestamp"] = "2027-01-01T00:00:00Z"
+    assert healing.diagnose(going, "ocs", NOW, 300, None) is None
+
+
+def test_budget_per_component_per_window() -> None:
+    cfg = SelfHealing(max_restarts=2, window_seconds=600)
+    sick = [healing.Verdict(f"ocs-{i}", "ocs", "CrashLoopBackOff") for i in range(3)]
+    sick.append(healing.Verdict("mw-0", "mw", "NotReady"))
+    p = healing.plan(sick, {}, cfg, NOW)
+    assert [v.pod for v in p.restart] == ["ocs-0", "ocs-1", "mw-0"]
+    assert [v.pod for v in p.skipped] == ["ocs-2"] and p.exhausted == ("ocs",)
+    assert p.restarts["ocs"]["count"] == 2 and p.restarts["mw"]["count"] == 1
+    # still inside the window: nothing for ocs
+    again = healing.plan([healing.Verdict("ocs-3", "ocs", "NotReady")], p.restarts, cfg, NOW + 599)
+    assert not again.restart and again.exhausted == ("ocs",)
+    # a new window: budget back
+    later = healing.plan([healing.Verdict("ocs-3", "ocs", "NotReady")], p.restarts, cfg, NOW + 600)
+    assert [v.pod for v in later.restart] == ["ocs-3"] and later.restarts["ocs"]["count"] == 1
+
+
+def test_healing_off_restarts_nothing() -> None:
+    p = healing.plan([healing.Verdict("a", "ocs", "NotReady")], {}, SelfHealing(enabled=False), NOW)
+    assert not p.restart and not p.skipped
+
+
+@given(st.lists(st.sampled_from(["ocs", "mw", "sf"]), max_size=40), st.integers(0, 5))
+def test_budget_is_never_exceeded(components: list[str], budget: int) -> None:
+    sick = [healing.Verdict(f"{c}-{i}", c, "NotReady") for i, c in enumerate(components)]
+    p = healing.plan(sick, {}, SelfHealing(max_restarts=budget), NOW)
+    for c in set(components):
+        assert sum(v.component == c for v in p.restart) == min(budget, components.count(c))
+    assert len(p.restart) + len(p.skipped) == len(sick)
+
+
+def test_history_keeps_the_last_twenty() -> None:
+    history: list[dict[str, object]] = []
+    for i in range(25):
+        history = healing.record(history, healing.Verdict(f"p{i}", "ocs", "NotReady"), "deleted", NOW + i)
+    assert len(history) == 20 and history[-1]["pod"] == "p24" and history[0]["pod"] == "p5"
+
+
+# ----------------------------------------------------------------------------------------- failover
+
+
+def decide(**kw: object) -> failover.Decision:
+    args: dict[str, object] = dict(
+        spec_active="primary",
+        status_active="primary",
+        primary_up=True,
+        down_since=None,
+        now=NOW,
+        fail_after=30,
+        iso=status.timestamp,
+    )
+    args.update(kw)
+    return failover.decide(**args)  # type: ignore[arg-type]
+
+
+def test_failover_waits_fail_after_seconds_then_switches() -> None:
+    first = decide(primary_up=False)
+    assert first.active == "primary" and first.primary_down_since == status.timestamp(NOW)
+    assert decide(primary_up=False, down_since=NOW, now=NOW + 29).active == "primary"
+    switched = decide(primary_up=False, down_since=NOW, now=NOW + 30)
+    assert switched.active == "standby" and switched.switched
+
+
+def test_a_primary_back_in_time_resets_the_clock() -> None:
+    assert decide(primary_up=True, down_since=NOW).primary_down_since is None
+
+
+def test_back_to_primary_only_when_told() -> None:
+    stay = decide(spec_active="standby", status_active="standby", primary_up=None)
+    assert stay.active == "standby" and not stay.switched
+    told = decide(spec_active="primary", status_active="standby", primary_up=None)
+    assert told.active == "primary" and told.told_back
+
+
+def test_dsn_host_port() -> None:
+    from cellcelly_operator import oracle
+
+    assert oracle.host_port("oracle+oracledb://u@db.example:1522/?service_name=X") == ("db.example", 1522)
+    assert oracle.host_port("oracle+oracledb://db.example/?service_name=X") == ("db.example", 1521)
+    with pytest.raises(ValueError):
+        oracle.host_port("not a dsn")
+
+
+# ----------------------------------------------------------------------------------------- applying
+
+
+def test_contains_ignores_server_defaults_but_sees_changes() -> None:
+    desired = {"spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}}
+    live = {
+        "metadata": {"uid": "u"},
+        "spec": {
+            "replicas": 2,
+            "revisionHistoryLimit": 10,
+            "template": {
+                "spec": {"containers": [{"name": "a", "image": "x", "terminationMessagePath": "/t"}]}
+            },
+        },
+    }
+    assert reconcile.contains(live, desired)
+    live["spec"]["replicas"] = 3
+    assert not reconcile.contains(live, desired)
+    live["spec"]["replicas"] = 2
+    live["spec"]["template"]["spec"]["containers"].append({"name": "b"})
+    assert not reconcile.contains(live, desired)
