@@ -18,3 +18,12 @@ def helm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     assert binary is not None
     home: Path = tmp_path_factory.mktemp(f"helm{major}-home")
     return Helm(binary, home)
+
+
+@pytest.fixture
+def helm4(tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    """helm 4 alone, for what helm 3 cannot do offline (an install --dry-run=client needs a cluster)."""
+    binary = helm_path(4)
+    require(binary is not None, "helm 4 not fetched: run scripts/helm.sh fetch")
+    assert binary is not None
+    return Helm(binary, tmp_path_factory.mktemp("helm4-home"))

@@ -111,6 +111,13 @@ def _program(expression: str) -> Any:
     return env.program(env.compile(expression))
 
 
+def compile_rules() -> None:
+    """Compile every rule now: celpy's parser raises the recursion limit the first time it runs, which
+    Hypothesis reports as an error when it happens inside a property test."""
+    for rule in rules():
+        _program(rule.rule)
+
+
 def cel_errors(resource: dict[str, Any], old: dict[str, Any] | None = None) -> list[str]:
     """Messages of the CEL rules the (defaulted) resource breaks; transition rules only when `old` is given
     and holds the same field, as the API server does."""
