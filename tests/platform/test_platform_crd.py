@@ -40,8 +40,9 @@ def minimal() -> dict[str, Any]:
     return copy.deepcopy(samples()["minimal"])
 
 
-def test_crd_is_a_valid_apiextensions_v1_object() -> None:
-    assert kubernetes_validate.validate(crd(), K8S_VERSION, strict=True) == K8S_VERSION
+@pytest.mark.parametrize("version", ["1.25", K8S_VERSION, "1.35"])
+def test_crd_is_a_valid_apiextensions_v1_object(version: str) -> None:
+    assert kubernetes_validate.validate(crd(), version, strict=True) == version
 
 
 def test_crd_names_scope_and_version() -> None:
