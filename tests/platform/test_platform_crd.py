@@ -222,6 +222,13 @@ def test_cel_rules_the_brief_asks_for_exist() -> None:
     assert all(r.message for r in rules())
 
 
+def test_no_cel_rule_iterates() -> None:
+    """The API server refuses a CRD whose rules' estimated cost is too high; a rule looping over map keys
+    (unbounded strings) is the usual way to get there, so none does."""
+    for rule in rules():
+        assert not any(macro in rule.rule for macro in (".all(", ".exists(", ".map(", ".filter(")), rule
+
+
 def test_every_cel_rule_compiles() -> None:
     import celpy
 
@@ -254,7 +261,6 @@ BAD_CEL = {
     ),
     "ingress without host": ({"services": {"mw": {"ingress": {"enabled": True}}}}, "ingress.host"),
     "sms without smsc": ({"services": {"sms": {"replicas": 1}}}, "smsc.host"),
-    "env name with a space": ({"services": {"ocs": {"env": {"NOT VALID": "1"}}}}, "env: names"),
 }
 
 
