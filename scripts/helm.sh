@@ -97,7 +97,9 @@ EOF
 path() { # [MAJOR]
   local dir
   dir="$(dir_for "${1:-4}")"
-  [ -x "$dir/helm" ] && [ -f "$dir/.complete" ] || die "helm ${1:-4} not fetched: run scripts/helm.sh fetch"
+  if [ ! -x "$dir/helm" ] || [ ! -f "$dir/.complete" ]; then
+    die "helm ${1:-4} not fetched: run scripts/helm.sh fetch"
+  fi
   echo "$dir/helm"
 }
 

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from platform_crd import cel_errors, compile_rules, defaulted, samples, schema_errors
 from platform_helm import CHARTS, HELM_SH, NAMESPACE, ROOT, VALUES, Helm
 
+from cellcelly_testing import require
+
 pytestmark = [pytest.mark.platform, pytest.mark.timeout(300)]
 
 compile_rules()  # before any property test runs (see compile_rules)
@@ -138,3 +140,13 @@ def test_defaulting_is_idempotent(ocs: int, kafka: int, paused: bool, monitoring
     assert defaulted(once) == once
     assert once["spec"]["services"]["ocs"]["replicas"] == ocs and once["spec"]["kafka"]["replicas"] == kafka
     assert schema_errors(once) == [] and cel_errors(once) == []
+
+
+def test_script_is_shellcheck_clean() -> None:
+    shellcheck = shutil.which("shellcheck")
+    require(shellcheck is not None, "shellcheck not installed: apt-get install shellcheck")
+    assert shellcheck is not None
+    done = subprocess.run(
+        [shellcheck, "-x", HELM_SH.name], cwd=HELM_SH.parent, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout
