@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit integration bench clean
+.PHONY: run test lint typecheck unit integration bench e2e-local images clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,14 @@ integration: $(STAMP)
 ## charging throughput and latency, in-process and over HTTP, each beside its baseline
 bench: $(STAMP)
 	$(PY) -m cellcelly.bench
+
+## the e2e scenario against the embedded stack (cellcelly run under a supervisor); on kind: e2e/README.md
+e2e-local: $(STAMP)
+	$(PY) -m pytest -rs e2e/test_e2e_local.py
+
+## the service and operator images (docker, or podman from a local debootstrap base)
+images:
+	scripts/images.sh build
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .hypothesis bench/results
