@@ -90,14 +90,14 @@ def _told_back(stack: spec.Stack, current: dict[str, Any]) -> spec.Stack:
     return dataclasses.replace(stack, oracle_active=side) if oracle.failover_possible(stack) else stack
 
 
-async def _write_status(
-    k: Kube,
+def _write_status(
+    live: dict[str, dict[str, Any]],
     stack: spec.Stack,
     current: dict[str, Any],
     patch: kopf.Patch,
     exhausted: tuple[str, ...] = (),
 ) -> None:
-    comps = await reconcile.observe(k, stack)
+    comps = reconcile.observe(stack, live)
     on_standby = stack.spec.oracle.mode == "external" and stack.oracle_active == "standby"
     conds, phase = status.conditions(
         comps,
@@ -127,15 +127,15 @@ async def apply_stack(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     k = await kube()
     applied = await reconcile.apply_all(k, stack)
     log.info(
-        "stack %s/%s: %d created, %d patched, %d unchanged, %d pruned",
+        "stack %s/%s: %d created, %d patched, %d unchanged, pruned %s",
         stack.namespace,
         stack.name,
         len(applied.created),
         len(applied.patched),
         len(applied.unchanged),
-        len(applied.deleted),
+        applied.deleted,
     )
-    await _write_status(k, stack, current, patch)
+    _write_status(applied.live, stack, current, patch)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
@@ -197,9 +197,10 @@ async def tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) ->
     k = await kube()
     stack = await _check_failover(k, stack, current, patch, now)
     try:
-        await reconcile.apply_all(k, stack)
+        live = (await reconcile.apply_all(k, stack)).live
     except ApiError as exc:
         log.warning("stack %s/%s: apply failed: %s", stack.namespace, stack.name, exc)
+        return
     exhausted: tuple[str, ...] = ()
     if stack.spec.self_healing.enabled:
         seen: dict[str, int] = memo.setdefault("restart_counts", {})
@@ -208,4 +209,4 @@ async def tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) ->
         patch.status["healing"] = healed.history
         patch.status["restarts"] = healed.restarts
         exhausted = healed.exhausted
-    await _write_status(k, stack, current, patch, exhausted)
+    _write_status(live, stack, current, patch, exhausted)

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 Mode = Literal["managed", "external"]
@@ -152,6 +152,18 @@ class App(_Model):
     smsc: Smsc = Smsc()
 
 
+# replicas and service port of each service when not given (as the CRD's defaults)
+SERVICE_DEFAULTS = {
+    "ocs": (2, 0),
+    "dgw": (2, 3868),
+    "mw": (2, 0),
+    "sf": (2, 0),
+    "notifier": (1, 0),
+    "sms": (0, 0),  # off until an SMSC is configured
+    "ivr": (1, 5060),
+}
+
+
 def _app(replicas: int) -> App:
     return App(replicas=replicas)
 
@@ -165,14 +177,25 @@ class Services(_Model):
     sms: App = _app(0)  # off until an SMSC is configured
     ivr: App = App(replicas=1, service=ServiceExposure(port=5060))
 
-    @field_validator("dgw", "ivr", mode="after")
+    @model_validator(mode="before")
     @classmethod
-    def _default_port(cls, app: App, info: ValidationInfo) -> App:
-        """The CRD defaults these ports even inside a given `service: {}`; so does the model."""
-        if app.service.port:
-            return app
-        port = 3868 if info.field_name == "dgw" else 5060
-        return app.model_copy(update={"service": app.service.model_copy(update={"port": port})})
+    def _per_service_defaults(cls, data: Any) -> Any:
+        """The CRD defaults replicas and ports inside a given `ocs: {...}`, per service; so does the model."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name, (replicas, port) in SERVICE_DEFAULTS.items():
+            given = out.get(name)
+            if not isinstance(given, dict):
+                continue
+            app = dict(given)
+            app.setdefault("replicas", replicas)
+            if port:
+                exposure = dict(app.get("service") or {})
+                exposure.setdefault("port", port)
+                app["service"] = exposure
+            out[name] = app
+        return out
 
     def get(self, name: str) -> App:
         app: App = getattr(self, name)

@@ -81,6 +81,15 @@ SPECS: dict[str, dict[str, Any]] = {
         },
         "monitoring": {"enabled": True, "grafanaDashboard": True},
     },
+    # services given in part: per-service defaults (replicas, ports) still apply, as the CRD's do
+    "partial": {
+        "version": "0.1.0",
+        "services": {
+            "mw": {"ingress": {"enabled": True}},
+            "dgw": {"service": {"type": "NodePort"}},
+            "sms": {},
+        },
+    },
     "external": {
         "version": "0.1.0",
         "kafka": {"mode": "external", "external": {"bootstrapServers": "k0.example:9092,k1.example:9092"}},
@@ -208,7 +217,7 @@ def operator(api: Api, tmp_path: Path) -> Any:
         )
     )
     log = tmp_path / "operator.log"
-    env = dict(os.environ, KUBECONFIG=str(kubeconfig), CELLCELLY_OPERATOR_TICK="0.5")
+    env = dict(os.environ, KUBECONFIG=str(kubeconfig), CELLCELLY_OPERATOR_TICK="1")
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "kopf", "run", "-A", "--standalone", "-m", "cellcelly_operator.handlers"],

@@ -1,0 +1,320 @@
+"""kopf running the operator (`kopf run -A`, a subprocess) against kmock, a fake API server, over HTTP.
+
+kmock stores what it is sent and nothing more: no uid, resourceVersion or generation, no garbage
+collector, no controllers. So the tests play the controllers: they write workload status and pods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from cellcelly_operator import children, failover, spec
+
+from conftest import SPECS, Api, eventually, stack_body
+
+pytestmark = [pytest.mark.operator, pytest.mark.timeout(120)]
+
+NS = "telco"
+
+
+def expected(name: str, spec_: dict[str, Any]) -> list[tuple[str, str]]:
+    stack = spec.from_body(stack_body(name, spec_))
+    return [(children.kind_of(m).item(NS, m["metadata"]["name"]), m["kind"]) for m in children.build(stack)]
+
+
+async def children_exist(api: Api, name: str, spec_: dict[str, Any]) -> list[dict[str, Any]] | None:
+    got = []
+    for path, _ in expected(name, spec_):
+        obj = await api.get(path)
+        if obj is None:
+            return None
+        got.append(obj)
+    return got
+
+
+async def stack_status(api: Api, name: str) -> dict[str, Any]:
+    return dict(((await api.get(api.stack(name))) or {}).get("status") or {})
+
+
+def condition(st: dict[str, Any], kind: str) -> str | None:
+    return next((c["status"] for c in st.get("conditions") or [] if c["type"] == kind), None)
+
+
+async def make_ready(api: Api, name: str, spec_: dict[str, Any]) -> None:
+    """What the Deployment and StatefulSet controllers would report once every pod is ready."""
+    for path, kind in expected(name, spec_):
+        if kind in ("Deployment", "StatefulSet"):
+            obj = await api.get(path)
+            assert obj is not None
+            replicas = obj["spec"]["replicas"]
+            await api.patch(path, {"status": {"replicas": replicas, "readyReplicas": replicas}})
+
+
+def crashing_pod(name: str, stack: str, component: str, reason: str = "CrashLoopBackOff") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "labels": {
+                "app.kubernetes.io/name": component,
+                "app.kubernetes.io/instance": stack,
+                "app.kubernetes.io/part-of": "cellcelly",
+                "app.kubernetes.io/managed-by": "cellcelly-operator",
+            },
+        },
+        "spec": {"containers": [{"name": component, "image": "cellcelly"}]},
+        "status": {
+            "phase": "Running",
+            "containerStatuses": [
+                {
+                    "name": component,
+                    "restartCount": 7,
+                    "ready": False,
+                    "state": {"waiting": {"reason": reason}},
+                }
+            ],
+        },
+    }
+
+
+async def test_create_makes_owned_children_and_a_status_kubectl_can_wait_on(api: Api, operator: Any) -> None:
+    await api.create(f"/apis/cellcelly.io/v1alpha1/namespaces/{NS}/cellcellystacks", stack_body("demo", {}))
+    objs = await eventually(lambda: children_exist(api, "demo", {}), what="every child")
+    uid = spec.stack_uid({"name": "demo", "namespace": NS})  # kmock gives the stack no uid: derived
+    for obj in objs:
+        (owner,) = obj["metadata"]["ownerReferences"]
+        assert owner["kind"] == "CellCellyStack" and owner["name"] == "demo" and owner["uid"] == uid
+        assert owner["controller"] is True and owner["blockOwnerDeletion"] is True
+    st = await eventually(lambda: stack_status(api, "demo"), what="a status")
+    assert st["observedGeneration"] == 1  # kmock sets no generation; the operator reads 1 then
+    assert condition(st, "Ready") == "False" and condition(st, "Progressing") == "True"
+    assert condition(st, "KafkaReady") == "False" and condition(st, "ReconciliationPaused") == "False"
+    assert st["phase"] == "Progressing"
+    # the managed database's login was generated once, as a Secret
+    secret = await api.get(f"/api/v1/namespaces/{NS}/secrets/demo-oracle")
+    assert secret is not None and len(secret["stringData"]["password"]) >= 20
+
+    await make_ready(api, "demo", {})
+
+    async def ready() -> dict[str, Any] | None:
+        st = await stack_status(api, "demo")
+        return st if condition(st, "Ready") == "True" else None
+
+    st = await eventually(ready, what="Ready=True")
+    assert st["phase"] == "Ready" and condition(st, "Progressing") == "False"
+    assert st["components"]["ocs"] == {"ready": 2, "desired": 2}
+
+
+async def test_update_patches_children_and_prunes_what_is_turned_off(api: Api, operator: Any) -> None:
+    await api.create(f"/apis/cellcelly.io/v1alpha1/namespaces/{NS}/cellcellystacks", stack_body("demo", {}))
+    await eventually(lambda: children_exist(api, "demo", {}), what="every child")
+    ingress = {"enabled": True, "host": "selfcare.example.com"}
+    await api.patch(
+        api.stack("demo"), {"spec": {"services": {"ocs": {"replicas": 5}, "mw": {"ingress": ingress}}}}
+    )
+
+    async def patched() -> bool:
+        ocs = await api.get(f"/apis/apps/v1/namespaces/{NS}/deployments/demo-ocs")
+        ing = await api.get(f"/apis/networking.k8s.io/v1/namespaces/{NS}/ingresses/demo-mw")
+        return bool(ocs and ocs["spec"]["replicas"] == 5 and ing)
+
+    await eventually(patched, what="replicas 5 and an Ingress")
+    await api.patch(api.stack("demo"), {"spec": {"services": {"mw": {"ingress": {"enabled": False}}}}})
+
+    async def pruned() -> bool:
+        return await api.get(f"/apis/networking.k8s.io/v1/namespaces/{NS}/ingresses/demo-mw") is None
+
+    await eventually(pruned, what="the Ingress gone")
+    # a child changed behind the operator's back is put back (drift)
+    await api.patch(f"/apis/apps/v1/namespaces/{NS}/deployments/demo-ocs", {"spec": {"replicas": 1}})
+
+    async def restored() -> bool:
+        ocs = await api.get(f"/apis/apps/v1/namespaces/{NS}/deployments/demo-ocs")
+        return bool(ocs and ocs["spec"]["replicas"] == 5)
+
+    await eventually(restored, what="drift corrected")
+
+
+async def test_a_crash_looping_pod_is_restarted_within_budget_and_recorded(api: Api, operator: Any) -> None:
+    body = stack_body("demo", {"selfHealing": {"maxRestarts": 1, "windowSeconds": 600}})
+    await api.create(f"/apis/cellcelly.io/v1alpha1/namespaces/{NS}/cellcellystacks", body)
+    await eventually(lambda: children_exist(api, "demo", body["spec"]), what="every child")
+    await api.create(f"/api/v1/namespaces/{NS}/pods", crashing_pod("demo-ocs-abc", "demo", "ocs"))
+    # someone else's pod with the same component name is not ours to touch
+    await api.create(f"/api/v1/namespaces/{NS}/pods", crashing_pod("other-ocs-xyz", "other", "ocs"))
+
+    async def restarted() -> bool:
+        return await api.get(f"/api/v1/namespaces/{NS}/pods/demo-ocs-abc") is None
+
+    await eventually(restarted, what="the crash-looping pod deleted")
+    st = await eventually(lambda: _healed(api), what="status.healing")
+    (entry,) = st["healing"]
+    assert entry["pod"] == "demo-ocs-abc" and entry["component"] == "ocs"
+    assert entry["reason"] == "CrashLoopBackOff" and entry["action"] == "deleted"
+    assert st["restarts"]["ocs"]["count"] == 1
+    events = await api.items(f"/apis/events.k8s.io/v1/namespaces/{NS}/events")
+    restarts = [e for e in events if e["reason"] == "PodRestarted"]
+    assert len(restarts) == 1 and "demo-ocs-abc" in restarts[0]["note"]
+    assert restarts[0]["regarding"]["name"] == "demo" and restarts[0]["type"] == "Warning"
+    assert await api.get(f"/api/v1/namespaces/{NS}/pods/other-ocs-xyz") is not None
+
+    # the budget (1 per window) is spent: the next sick pod stays, the stack says Degraded
+    await api.create(f"/api/v1/namespaces/{NS}/pods", crashing_pod("demo-ocs-def", "demo", "ocs"))
+
+    async def degraded() -> dict[str, Any] | None:
+        st = await stack_status(api, "demo")
+        return st if condition(st, "Degraded") == "True" else None
+
+    st = await eventually(degraded, what="Degraded=True")
+    assert await api.get(f"/api/v1/namespaces/{NS}/pods/demo-ocs-def") is not None
+    assert st["healing"][-1]["action"] == "skipped"
+
+
+async def _healed(api: Api) -> dict[str, Any] | None:
+    st = await stack_status(api, "demo")
+    return st if st.get("healing") else None
+
+
+async def test_pause_changes_nothing_until_unpaused(api: Api, operator: Any) -> None:
+    await api.create(f"/apis/cellcelly.io/v1alpha1/namespaces/{NS}/cellcellystacks", stack_body("demo", {}))
+    await eventually(lambda: children_exist(api, "demo", {}), what="every child")
+    await api.patch(api.stack("demo"), {"metadata": {"annotations": {"cellcelly.io/paused": "true"}}})
+
+    async def paused() -> dict[str, Any] | None:
+        st = await stack_status(api, "demo")
+        return st if condition(st, "ReconciliationPaused") == "True" else None
+
+    st = await eventually(paused, what="ReconciliationPaused=True")
+    assert st["phase"] == "Paused"
+    await api.patch(api.stack("demo"), {"spec": {"services": {"ocs": {"replicas": 7}}}})
+    await api.create(f"/api/v1/namespaces/{NS}/pods", crashing_pod("demo-ocs-abc", "demo", "ocs"))
+    await api.delete(f"/api/v1/namespaces/{NS}/services/demo-mw")
+    await asyncio.sleep(3)  # six ticks of the timer
+    ocs = await api.get(f"/apis/apps/v1/namespaces/{NS}/deployments/demo-ocs")
+    assert ocs is not None and ocs["spec"]["replicas"] == 2
+    assert await api.get(f"/api/v1/namespaces/{NS}/pods/demo-ocs-abc") is not None
+    assert await api.get(f"/api/v1/namespaces/{NS}/services/demo-mw") is None
+
+    await api.patch(api.stack("demo"), {"metadata": {"annotations": {"cellcelly.io/paused": None}}})
+
+    async def resumed() -> bool:
+        ocs = await api.get(f"/apis/apps/v1/namespaces/{NS}/deployments/demo-ocs")
+        mw = await api.get(f"/api/v1/namespaces/{NS}/services/demo-mw")
+        st = await stack_status(api, "demo")
+        return bool(
+            ocs and ocs["spec"]["replicas"] == 7 and mw and condition(st, "ReconciliationPaused") == "False"
+        )
+
+    await eventually(resumed, what="reconciled after unpausing")
+
+
+async def test_delete_cleans_up_and_pvcs_follow_the_deletion_policy(api: Api, operator: Any) -> None:
+    keep, drop = {}, {"storage": {"deletionPolicy": "Delete"}}
+    for name, spec_ in (("keep", keep), ("drop", drop)):
+        await api.create(
+            f"/apis/cellcelly.io/v1alpha1/namespaces/{NS}/cellcellystacks", stack_body(name, spec_)
+        )
+    for name, spec_ in (("keep", keep), ("drop", drop)):
+        await eventually(lambda n=name, s=spec_: children_exist(api, n, s), what=f"children of {name}")
+        # what the StatefulSet controller would have made from the claim template
+        claim = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {
+                "name": f"data-{name}-kafka-0",
+                "namespace": NS,
+                "labels": {
+                    "app.kubernetes.io/name": "kafka",
+                    "app.kubernetes.io/instance": name,
+                    "app.kubernetes.io/part-of": "cellcelly",
+                    "app.kubernetes.io/managed-by": "cellcelly-operator",
+                },
+            },
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}},
+        }
+        await api.create(f"/api/v1/namespaces/{NS}/persistentvolumeclaims", claim)
+
+    async def gone(name: str, spec_: dict[str, Any]) -> bool:
+        paths = [api.stack(name)] + [
+            path for path, _ in expected(name, spec_)
+        ]  # the finalizer holds the stack
+        return all([await api.get(p) is None for p in paths])
+
+    for name, spec_ in (("keep", keep), ("drop", drop)):
+        await api.delete(api.stack(name))
+        await eventually(lambda n=name, s=spec_: gone(n, s), what=f"{name} cleaned up")
+    assert await api.get(f"/api/v1/namespaces/{NS}/persistentvolumeclaims/data-keep-kafka-0") is not None
+    assert await api.get(f"/api/v1/namespaces/{NS}/persistentvolumeclaims/data-drop-kafka-0") is None
+
+
+async def test_oracle_failover_to_the_standby_and_back_when_told(api: Api, operator: Any) -> None:
+    primary = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = primary.sockets[0].getsockname()[1]
+    spec_ = {
+        **SPECS["external"],
+        "oracle": {
+            "mode": "external",
+            "external": {
+                "dsn": f"oracle+oracledb://@127.0.0.1:{port}/?service_name=CELLCELLY",
+                "standbyDsn": "oracle+oracledb://@db-standby.example:1522/?service_name=CELLCELLY",
+                "secretRef": {"name": "oracle-creds"},
+            },
+            "failover": {"enabled": True, "primaryCheckSeconds": 1, "failAfterSeconds": 1},
+        },
+    }
+    await api.create(
+        f"/apis/cellcelly.io/v1alpha1/namespaces/{NS}/cellcellystacks", stack_body("demo", spec_)
+    )
+    await eventually(lambda: children_exist(api, "demo", spec_), what="every child")
+
+    async def database_url() -> str:
+        cm = await api.get(f"/api/v1/namespaces/{NS}/configmaps/demo-config")
+        return str((cm or {}).get("data", {}).get("CELLCELLY_DATABASE_URL", ""))
+
+    async def config_hash() -> str:
+        d = await api.get(f"/apis/apps/v1/namespaces/{NS}/deployments/demo-ocs")
+        return str((d or {})["spec"]["template"]["metadata"]["annotations"]["cellcelly.io/config-hash"])
+
+    assert f"127.0.0.1:{port}" in await database_url()
+    await asyncio.sleep(1.5)  # a few checks with the primary up: no switch
+    assert (await stack_status(api, "demo")).get("oracle", {}).get("active") == "primary"
+    before = await config_hash()
+    primary.close()
+    await primary.wait_closed()
+
+    async def on_standby() -> bool:
+        st = await stack_status(api, "demo")
+        return (
+            st.get("oracle", {}).get("active") == "standby"
+            and "db-standby.example:1522" in await database_url()
+        )
+
+    await eventually(on_standby, what="services on the standby")
+    assert await config_hash() != before  # the Deployments roll onto the new URL
+    body = await api.get(api.stack("demo"))
+    assert body is not None and body["spec"]["oracle"]["failover"]["active"] == "standby"
+    events = await api.items(f"/apis/events.k8s.io/v1/namespaces/{NS}/events")
+    assert any(e["reason"] == "OracleFailover" for e in events)
+    assert condition(await stack_status(api, "demo"), "Degraded") == "True"
+
+    await api.patch(api.stack("demo"), {"spec": {"oracle": {"failover": {"active": "primary"}}}})
+
+    async def back() -> bool:
+        st = await stack_status(api, "demo")
+        return st.get("oracle", {}).get("active") == "primary" and f"127.0.0.1:{port}" in await database_url()
+
+    await eventually(back, what="back on the primary when told")
+    assert await config_hash() == before
+
+
+async def test_tcp_probe_sees_a_real_listener_come_and_go() -> None:
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    assert await failover.tcp_probe("127.0.0.1", port, 1.0)
+    server.close()
+    await server.wait_closed()
+    assert not await failover.tcp_probe("127.0.0.1", port, 1.0)
