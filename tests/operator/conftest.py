@@ -1,13 +1,11 @@
-"""Fixtures of the operator tests: stacks over a matrix of specs, the CRD, kmock with the operator on it."""
+"""Fixtures of the operator tests: kmock (the fake API server) with the operator running against it."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,171 +13,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 import yaml
-
-ROOT = Path(__file__).resolve().parents[2]
-CRD = ROOT / "crds" / "cellcellystacks.cellcelly.io.yaml"
-API = "/apis/cellcelly.io/v1alpha1"
-
-
-def crd_schema() -> dict[str, Any] | None:
-    if not CRD.exists():
-        return None
-    doc = yaml.safe_load(CRD.read_text())
-    schema: dict[str, Any] = doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    return schema
-
-
-def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
-    """Structural-schema defaulting as the API server does it (objects only; enough for our specs)."""
-    if schema.get("type") != "object" or not isinstance(value, dict):
-        return value
-    out = dict(value)
-    for key, sub in (schema.get("properties") or {}).items():
-        if key not in out and "default" in sub:
-            out[key] = sub["default"]
-        if key in out:
-            out[key] = apply_defaults(sub, out[key])
-    return out
-
-
-SPECS: dict[str, dict[str, Any]] = {
-    "minimal": {"version": "0.1.0"},
-    "small": {
-        "version": "0.2.0",
-        "kafka": {"replicas": 1},
-        "voltdb": {"replicas": 1, "kfactor": 0},
-        "hazelcast": {"replicas": 1},
-        "services": {n: {"replicas": 1} for n in ("ocs", "dgw", "mw", "sf")},
-        "storage": {"deletionPolicy": "Delete"},
-    },
-    "full": {
-        "version": "0.1.0",
-        "images": {"registry": "registry.example/cc", "pullPolicy": "Always"},
-        "kafka": {
-            "replicas": 5,
-            "ui": {"enabled": True},
-            "storage": {"size": "50Gi", "storageClassName": "fast"},
-        },
-        "voltdb": {"replicas": 5, "kfactor": 2, "sitesPerHost": 8},
-        "services": {
-            "mw": {
-                "replicas": 3,
-                "ingress": {
-                    "enabled": True,
-                    "host": "selfcare.example.com",
-                    "className": "nginx",
-                    "tls": {"secretName": "selfcare-tls"},
-                },
-            },
-            "dgw": {"replicas": 4, "service": {"type": "LoadBalancer", "port": 3868}},
-            "ivr": {"replicas": 2, "service": {"type": "LoadBalancer", "port": 5080}},
-            "sms": {
-                "replicas": 1,
-                "smsc": {"host": "smsc.example", "port": 2775, "secretRef": {"name": "smsc"}},
-            },
-            "ocs": {"replicas": 3, "env": {"CELLCELLY_LOG_LEVEL": "DEBUG"}},
-        },
-        "monitoring": {"enabled": True, "grafanaDashboard": True},
-    },
-    # services given in part: per-service defaults (replicas, ports) still apply, as the CRD's do
-    "partial": {
-        "version": "0.1.0",
-        "services": {
-            "mw": {"ingress": {"enabled": True}},
-            "dgw": {"service": {"type": "NodePort"}},
-            "sms": {},
-        },
-    },
-    "external": {
-        "version": "0.1.0",
-        "kafka": {"mode": "external", "external": {"bootstrapServers": "k0.example:9092,k1.example:9092"}},
-        "voltdb": {"mode": "external", "external": {"servers": "v0.example:21212"}},
-        "hazelcast": {"mode": "external", "external": {"members": "hz0.example:5701", "clusterName": "prod"}},
-        "oracle": {
-            "mode": "external",
-            "external": {
-                "dsn": "oracle+oracledb://@db-primary.example:1521/?service_name=CELLCELLY",
-                "standbyDsn": "oracle+oracledb://@db-standby.example:1522/?service_name=CELLCELLY",
-                "secretRef": {"name": "oracle-creds"},
-            },
-            "failover": {"enabled": True, "failAfterSeconds": 30},
-        },
-    },
-}
-
-
-def stack_body(name: str, spec: dict[str, Any], namespace: str = "telco", **meta: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "cellcelly.io/v1alpha1",
-        "kind": "CellCellyStack",
-        # kmock never sets a resourceVersion, and kopf's JSON patches test it: one that never changes
-        "metadata": {"name": name, "namespace": namespace, "resourceVersion": "1", **meta},
-        "spec": spec,
-    }
-
-
-# ---------------------------------------------------------------------------------------------- kmock
-
-KINDS = {
-    "v1/namespaces": ("Namespace", False),
-    "v1/configmaps": ("ConfigMap", True),
-    "v1/secrets": ("Secret", True),
-    "v1/services": ("Service", True),
-    "v1/pods": ("Pod", True),
-    "v1/persistentvolumeclaims": ("PersistentVolumeClaim", True),
-    "apps/v1/deployments": ("Deployment", True),
-    "apps/v1/statefulsets": ("StatefulSet", True),
-    "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", True),
-    "networking.k8s.io/v1/ingresses": ("Ingress", True),
-    "monitoring.coreos.com/v1/servicemonitors": ("ServiceMonitor", True),
-    "events.k8s.io/v1/events": ("Event", True),
-    "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False),
-}
-VERBS = {"get", "list", "watch", "create", "patch", "delete"}
-
-
-class Api:
-    """The test's own client of the fake API server (over HTTP, as a user with kubectl would be)."""
-
-    def __init__(self, url: str, session: aiohttp.ClientSession) -> None:
-        self.url = url
-        self.session = session
-
-    async def get(self, path: str) -> dict[str, Any] | None:
-        async with self.session.get(self.url + path) as rsp:
-            return None if rsp.status == 404 else await rsp.json()
-
-    async def items(self, path: str) -> list[dict[str, Any]]:
-        got = await self.get(path)
-        return list((got or {}).get("items") or [])
-
-    async def create(self, path: str, body: dict[str, Any]) -> None:
-        async with self.session.post(self.url + path, json=body) as rsp:
-            assert rsp.status < 300, await rsp.text()
-
-    async def patch(self, path: str, body: dict[str, Any]) -> None:
-        headers = {"Content-Type": "application/merge-patch+json"}
-        async with self.session.patch(self.url + path, json=body, headers=headers) as rsp:
-            assert rsp.status < 300, await rsp.text()
-
-    async def delete(self, path: str) -> None:
-        async with self.session.delete(self.url + path) as rsp:
-            assert rsp.status < 300, await rsp.text()
-
-    def stack(self, name: str, namespace: str = "telco") -> str:
-        return f"{API}/namespaces/{namespace}/cellcellystacks/{name}"
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0, what: str = "") -> Any:
-    """Poll until `check` returns something truthy; fail with what it last returned."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what or check}: last {last!r}")
+from operator_kit import KINDS, VERBS, Api
 
 
 @pytest_asyncio.fixture()

@@ -11,8 +11,7 @@ import pytest
 import yaml
 from cellcelly_operator import children, hazelcast, kafka, oracle, services, spec, voltdb
 from cellcelly_operator.labels import CONFIG_HASH
-
-from conftest import SPECS, apply_defaults, crd_schema, stack_body
+from operator_kit import SPECS, apply_defaults, crd_schema, stack_body
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(120)]
 
@@ -51,7 +50,7 @@ def test_matrix_specs_are_valid_stacks_and_defaults_agree_with_the_crd(name: str
 
 
 def test_the_crd_samples_build() -> None:
-    from conftest import ROOT
+    from operator_kit import ROOT
 
     samples = sorted((ROOT / "crds" / "samples").glob("*.yaml"))
     if not samples:
