@@ -432,6 +432,21 @@ class SelfCare:
         log.info("vouchers created", extra={"count": count, "amount": amount, "batch": batch})
         return codes
 
+    async def subscribers(self, limit: int, offset: int) -> list[SubscriberRecord]:
+        return list(await self._db(self.records.list_subscribers, limit, offset))
+
+    async def set_role(self, msisdn: str, role: str) -> bool:
+        """Make a subscriber an administrator or not; False when they have no credential."""
+        changed = bool(await self._db(self.credentials.set_role, msisdn, role))
+        if changed:
+            log.info("role changed", extra={"msisdn": msisdn, "role": role})
+        return changed
+
+    async def ready(self) -> None:
+        """Raises unless both stores answer."""
+        self.store.get("0")
+        await self._db(self.records.latest_catalogue)
+
     async def set_status(self, msisdn: str, status: Status) -> Account:
         await self.account(msisdn)
         return self.accounts.set_status(msisdn, status, f"admin:{uuid.uuid4().hex}")

@@ -395,7 +395,7 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> Response:
-        rows = await selfcare._db(selfcare.records.list_subscribers, limit, offset)
+        rows = await selfcare.subscribers(limit, offset)
         return json_response(
             {
                 "items": [
@@ -421,7 +421,7 @@ def create_app(
 
     @app.put(API + "/admin/subscribers/{msisdn}/role", tags=["admin"])
     async def put_role(msisdn: s.Msisdn, body: s.RoleBody, _: Admin) -> Response:
-        if not await selfcare._db(selfcare.credentials.set_role, msisdn, body.role):
+        if not await selfcare.set_role(msisdn, body.role):
             raise HttpProblem(404, "Not found", f"no credential for {msisdn}", "NOT_FOUND")
         return json_response({"msisdn": msisdn, "role": body.role})
 
@@ -469,8 +469,7 @@ def create_app(
     # --- operations -------------------------------------------------------------------------------
 
     async def probe() -> dict[str, Any]:
-        selfcare.store.get("0")
-        await selfcare._db(selfcare.records.latest_catalogue)
+        await selfcare.ready()
         return {}
 
     add_health_routes(app, probe)
