@@ -21,7 +21,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cellcelly.application.selfcare import Locked, SelfCare, SelfCareError, TokenRejected
+from cellcelly.application.selfcare import Locked, SelfCare, SelfCareError, Session, TokenRejected
 from cellcelly.domain.account import Account, Status
 from cellcelly.domain.balance_summary import summarise
 from cellcelly.domain.errors import CatalogueError
@@ -187,7 +187,7 @@ def balance_json(account: Account, now: int) -> dict[str, Any]:
     }
 
 
-def session_json(session: Any) -> dict[str, Any]:
+def session_json(session: Session) -> dict[str, Any]:
     return {
         "accessToken": session.access_token,
         "tokenType": "bearer",
