@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import yaml
 
-from cellcelly_operator.labels import Manifest, metadata
+from cellcelly_operator.labels import Manifest
 from cellcelly_operator.spec import Stack
 from cellcelly_operator.workloads import (
+    config_map,
     container_security,
     headless_name,
     pdb,
@@ -58,12 +59,7 @@ def build(stack: Stack) -> list[Manifest]:
     if hz.mode != "managed":
         return []
     config_name = f"{stack.child(COMPONENT)}-config"
-    config = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": metadata(stack, COMPONENT, config_name),
-        "data": {"hazelcast.yaml": config_yaml(stack)},
-    }
+    config = config_map(stack, COMPONENT, config_name, {"hazelcast.yaml": config_yaml(stack)})
     container = {
         "name": "hazelcast",
         "image": stack.spec.images.hazelcast,

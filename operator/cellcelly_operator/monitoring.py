@@ -10,6 +10,7 @@ from typing import Any
 
 from cellcelly_operator.labels import Manifest, metadata, selector
 from cellcelly_operator.spec import Stack
+from cellcelly_operator.workloads import config_map
 
 P50 = "histogram_quantile(0.5, sum by (le) (rate(cellcelly_charging_seconds_bucket[5m])))"
 SCRAPED = {"ocs": "http", "sf": "metrics"}
@@ -79,14 +80,13 @@ def dashboard(stack: Stack) -> dict[str, Any]:
 
 
 def dashboard_config_map(stack: Stack) -> Manifest:
-    meta = metadata(stack, "grafana", f"{stack.name}-grafana-dashboard")
-    meta["labels"]["grafana_dashboard"] = "1"  # the Grafana sidecar's default discovery label
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": meta,
-        "data": {"cellcelly-charging.json": json.dumps(dashboard(stack), indent=2, sort_keys=True)},
-    }
+    return config_map(
+        stack,
+        "grafana",
+        f"{stack.name}-grafana-dashboard",
+        {"cellcelly-charging.json": json.dumps(dashboard(stack), indent=2, sort_keys=True)},
+        labels={"grafana_dashboard": "1"},  # the Grafana sidecar's default discovery label
+    )
 
 
 def build(stack: Stack) -> list[Manifest]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cellcelly_operator import hazelcast, kafka, oracle, voltdb
+from cellcelly_operator import hazelcast, kafka, oracle, voltdb, workloads
 from cellcelly_operator.labels import CONFIG_HASH, Manifest, metadata, selector
 from cellcelly_operator.spec import SERVICES, App, Stack, short_hash
 from cellcelly_operator.workloads import container_security, http_probe, pdb, pod_security, service, tcp_probe
@@ -80,12 +80,7 @@ def config_data(stack: Stack) -> dict[str, str]:
 
 
 def config_map(stack: Stack) -> Manifest:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": metadata(stack, "config", config_name(stack)),
-        "data": config_data(stack),
-    }
+    return workloads.config_map(stack, "config", config_name(stack), config_data(stack))
 
 
 def _secret_env(name: str, secret: str, key: str, optional: bool = False) -> dict[str, Any]:

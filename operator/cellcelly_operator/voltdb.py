@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from cellcelly_operator.labels import Manifest, metadata
+from cellcelly_operator.labels import Manifest
 from cellcelly_operator.spec import Stack
 from cellcelly_operator.workloads import (
+    config_map,
     container_security,
     headless_name,
     pdb,
@@ -65,12 +66,7 @@ def build(stack: Stack) -> list[Manifest]:
     if volt.mode != "managed":
         return []
     config_name = f"{stack.child(COMPONENT)}-deployment"
-    config = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": metadata(stack, COMPONENT, config_name),
-        "data": {"deployment.xml": deployment_xml(stack)},
-    }
+    config = config_map(stack, COMPONENT, config_name, {"deployment.xml": deployment_xml(stack)})
     container = {
         "name": "voltdb",
         "image": stack.spec.images.voltdb,

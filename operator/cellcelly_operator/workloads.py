@@ -1,4 +1,5 @@
-"""Pieces every workload shares: hardened pod and container security, probes, Services, PDBs, PVCs."""
+"""Pieces every workload shares: hardened pod and container security, probes, Services, PDBs, PVCs,
+ConfigMaps."""
 
 from __future__ import annotations
 
@@ -47,6 +48,15 @@ def pod_env_identity() -> list[dict[str, Any]]:
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
     ]
+
+
+def config_map(
+    stack: Stack, component: str, name: str, data: dict[str, str], labels: dict[str, str] | None = None
+) -> Manifest:
+    """A ConfigMap owned by the stack; `labels` are added to the standard ones."""
+    meta = metadata(stack, component, name)
+    meta["labels"].update(labels or {})
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
 
 
 def service(
