@@ -11,7 +11,6 @@ same request and encodes an answer the same way, without charging.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -29,6 +28,7 @@ import orjson
 
 from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
 from cellcelly.application.charging import ChargingService
+from cellcelly.benchhttp import drive
 from cellcelly.benchstats import summarise
 from cellcelly.catalogue_store import CatalogueHolder
 from cellcelly.devservers import free_port
@@ -256,40 +256,9 @@ def _http_script(sid: int, subscribers: int, noop: bool) -> Iterator[bytes]:
         number += 1
 
 
-async def _drive(
-    port: int, seconds: float, connections: int, subscribers: int, noop: bool, first_sid: int
-) -> tuple[int, int, list[int], float]:
-    counter = {"sid": first_sid, "ops": 0, "errors": 0}
-    latencies: list[int] = []
-    clock = time.perf_counter_ns
-    deadline = 0
-
-    async def worker() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            while clock() < deadline:
-                sid = counter["sid"]
-                counter["sid"] += 1
-                for raw in _http_script(sid, subscribers, noop):
-                    t0 = clock()
-                    writer.write(raw)
-                    head = await reader.readuntil(b"\r\n\r\n")
-                    length = 0
-                    for line in head.split(b"\r\n"):
-                        if line[:15].lower() == b"content-length:":
-                            length = int(line[15:])
-                    await reader.readexactly(length)
-                    latencies.append(clock() - t0)
-                    counter["ops"] += 1
-                    if head[9:10] != b"2":
-                        counter["errors"] += 1
-        finally:
-            writer.close()
-
-    deadline = clock() + int(seconds * 1e9)
-    start = clock()
-    await asyncio.gather(*(worker() for _ in range(connections)))
-    return counter["ops"], counter["errors"], latencies, (clock() - start) / 1e9
+def _sessions(subscribers: int, noop: bool, first_sid: int) -> Callable[[int], Iterator[bytes]]:
+    """Session i of a run: the requests of charging session first_sid + i."""
+    return lambda i: _http_script(first_sid + i, subscribers, noop)
 
 
 def _pin(cpu: int) -> None:
@@ -324,10 +293,10 @@ def bench_http(seconds: float, subscribers: int, connections: int) -> list[dict[
                 (False, "HTTP charging (Nchf-style JSON API)"),
             ):
                 uvloop.run(
-                    _drive(port, 1.0, connections, subscribers, noop, 10_000_000 * (2 + noop))
+                    drive(port, 1.0, connections, _sessions(subscribers, noop, 10_000_000 * (2 + noop)))
                 )  # warm-up
                 ops, errors, lat, secs = uvloop.run(
-                    _drive(port, seconds, connections, subscribers, noop, 10_000_000 * noop)
+                    drive(port, seconds, connections, _sessions(subscribers, noop, 10_000_000 * noop))
                 )
                 results.append(summarise(name, ops, secs, lat, errors))
             return results

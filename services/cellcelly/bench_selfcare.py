@@ -28,12 +28,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from cellcelly.benchhttp import drive
 from cellcelly.benchstats import summarise
 from cellcelly.devservers import free_port
 
@@ -82,47 +82,6 @@ def _request(method: str, path: str, body: bytes = b"", token: str = "") -> byte
     if body:
         head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
     return (head + "\r\n").encode() + body
-
-
-async def _drive(
-    port: int, seconds: float, connections: int, make: Callable[[int], bytes], keep: list[bytes] | None = None
-) -> tuple[int, int, list[int], float]:
-    """Requests make(0), make(1), ... on `connections` keep-alive connections for `seconds`."""
-    state = {"next": 0, "ops": 0, "errors": 0}
-    latencies: list[int] = []
-    clock = time.perf_counter_ns
-    deadline = clock() + int(seconds * 1e9)
-
-    async def worker() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            while clock() < deadline:
-                i = state["next"]
-                state["next"] += 1
-                t0 = clock()
-                writer.write(make(i))
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(
-                    (
-                        int(line[15:])
-                        for line in head.split(b"\r\n")
-                        if line[:15].lower() == b"content-length:"
-                    ),
-                    0,
-                )
-                body = await reader.readexactly(length)
-                latencies.append(clock() - t0)
-                state["ops"] += 1
-                if head[9:10] != b"2":
-                    state["errors"] += 1
-                elif keep is not None:
-                    keep.append(body)
-        finally:
-            writer.close()
-
-    start = clock()
-    await asyncio.gather(*(worker() for _ in range(connections)))
-    return state["ops"], state["errors"], latencies, (clock() - start) / 1e9
 
 
 def _raw_argon2(seconds: float, threads: int = 1) -> dict[str, Any]:
@@ -197,18 +156,18 @@ def bench_selfcare(seconds: float = 10.0) -> list[dict[str, Any]]:
             sessions: list[bytes] = []
             rows = []
             healthz = _request("GET", "/healthz")
-            uvloop.run(_drive(port, 1.0, CONNECTIONS, lambda i: healthz))  # warm-up
-            ops, errors, lat, secs = uvloop.run(_drive(port, seconds, CONNECTIONS, lambda i: healthz))
+            uvloop.run(drive(port, 1.0, CONNECTIONS, lambda i: [healthz]))  # warm-up
+            ops, errors, lat, secs = uvloop.run(drive(port, seconds, CONNECTIONS, lambda i: [healthz]))
             rows.append(
                 summarise("HTTP baseline: MW GET /healthz (same server, no work)", ops, secs, lat, errors)
             )
             # logins: as many connections as the server verifies at once, so latency is the hash's
-            ops, errors, lat, secs = uvloop.run(_drive(port, seconds, 4, login, sessions))
+            ops, errors, lat, secs = uvloop.run(drive(port, seconds, 4, lambda i: [login(i)], sessions))
             login_row = summarise(f"logins over HTTP ({cost_text()})", ops, secs, lat, errors)
             tokens = [orjson.loads(b)["accessToken"] for b in sessions[:SUBSCRIBERS]]
             balance = [_request("GET", "/api/v1/me/balance", token=t) for t in tokens]
             ops, errors, lat, secs = uvloop.run(
-                _drive(port, seconds, CONNECTIONS, lambda i: balance[i % len(balance)])
+                drive(port, seconds, CONNECTIONS, lambda i: [balance[i % len(balance)]])
             )
             rows.append(
                 summarise("balance queries over HTTP (GET /api/v1/me/balance)", ops, secs, lat, errors)
