@@ -34,9 +34,10 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(PY) -m pytest -rs -m "integration or contract"
 
-## charging throughput and latency, in-process and over HTTP, each beside its baseline
+## charging, events and self-care figures beside their baselines; then the operator on kmock (50 stacks)
 bench: $(STAMP)
 	$(PY) -m cellcelly.bench
+	$(PY) -m cellcelly_operator.bench --stacks 50
 
 ## the e2e scenario against the embedded stack (cellcelly run under a supervisor); on kind: e2e/README.md
 e2e-local: $(STAMP)
