@@ -60,5 +60,9 @@ def decide(
     return Decision("primary", iso(since), switched=False, told_back=False)
 
 
-def status_of(decision: Decision) -> dict[str, Any]:
-    return {"active": decision.active, "primaryDownSince": decision.primary_down_since}
+def status_of(decision: Decision, now_iso: str) -> dict[str, Any]:
+    """status.oracle (merged: lastSwitchTime stays until the next switch)."""
+    out: dict[str, Any] = {"active": decision.active, "primaryDownSince": decision.primary_down_since}
+    if decision.switched or decision.told_back:
+        out["lastSwitchTime"] = now_iso
+    return out

@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 import pydantic
 
-from cellcelly_operator import failover, oracle, reconcile, spec, status
+from cellcelly_operator import failover, healing, oracle, reconcile, spec, status
 from cellcelly_operator.healing import parse_time
 from cellcelly_operator.kube import ApiError, Kube
 from cellcelly_operator.labels import GROUP, PLURAL, VERSION
@@ -167,7 +167,7 @@ async def _check_failover(
         fail_after=stack.spec.oracle.failover.fail_after_seconds,
         iso=status.timestamp,
     )
-    patch.status["oracle"] = failover.status_of(decision)
+    patch.status["oracle"] = failover.status_of(decision, status.timestamp(now))
     stack = dataclasses.replace(stack, oracle_active=decision.active)
     if decision.switched and spec_side == "primary":
         # spec first: a user puts it back to primary to come back (see failover.decide)
@@ -185,7 +185,7 @@ async def _check_failover(
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=TICK, initial_delay=TICK, backoff=TICK)
-async def tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+async def tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Drift, readiness, self-healing, failover: what no watch event tells us about in time."""
     stack, current = _stack(body)
     if (body.get("metadata") or {}).get("deletionTimestamp"):
@@ -203,9 +203,9 @@ async def tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) ->
         return
     exhausted: tuple[str, ...] = ()
     if stack.spec.self_healing.enabled:
-        seen: dict[str, int] = memo.setdefault("restart_counts", {})
-        healed = await reconcile.heal(k, stack, current, seen, now)
-        memo["restart_counts"] = healed.seen
+        # the baseline lives in status, not in memory: an operator restarted still sees restarts growing
+        healed = await reconcile.heal(k, stack, current, healing.baseline_of(current), now)
+        patch.status["restartBaseline"] = healing.baseline_status(healed.seen)
         patch.status["healing"] = healed.history
         patch.status["restarts"] = healed.restarts
         exhausted = healed.exhausted

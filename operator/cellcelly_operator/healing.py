@@ -9,6 +9,7 @@ from typing import Any
 from cellcelly_operator.spec import SelfHealing
 
 HISTORY = 20  # status.healing keeps the last this many actions
+BASELINE = 512  # status.restartBaseline's maxItems in the CRD
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,23 @@ def restart_total(pod: dict[str, Any]) -> int:
     return sum(
         int(c.get("restartCount") or 0) for c in (pod.get("status") or {}).get("containerStatuses") or []
     )
+
+
+def baseline_of(status: dict[str, Any]) -> dict[str, int]:
+    """Pod -> restart total, from status.restartBaseline (a list: a merge patch replaces it whole, so
+    pods gone drop out; a map's keys would linger)."""
+    out: dict[str, int] = {}
+    for entry in status.get("restartBaseline") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("pod"), str):
+            try:
+                out[entry["pod"]] = int(entry.get("restarts") or 0)
+            except (TypeError, ValueError):
+                continue  # hand-edited status: that pod just has no baseline
+    return out
+
+
+def baseline_status(seen: dict[str, int]) -> list[dict[str, Any]]:
+    return [{"pod": pod, "restarts": n} for pod, n in sorted(seen.items())][:BASELINE]
 
 
 def diagnose(

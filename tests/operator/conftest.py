@@ -34,40 +34,65 @@ async def api(kmock: Any) -> AsyncIterator[Api]:
         yield Api(url, session)
 
 
+class Operator:
+    """`kopf run -A --standalone -m cellcelly_operator.handlers` in a subprocess, pointed at kmock;
+    `restart()` stops it and starts a new one (what a rescheduled operator pod is)."""
+
+    def __init__(self, api: Api, tmp_path: Path) -> None:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "kmock", "cluster": {"server": api.url}}],
+                    "users": [{"name": "test", "user": {}}],
+                    "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "test"}}],
+                    "current-context": "kmock",
+                }
+            )
+        )
+        self.log = tmp_path / "operator.log"
+        self.env = dict(os.environ, KUBECONFIG=str(kubeconfig), CELLCELLY_OPERATOR_TICK="1")
+        self.proc = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        with self.log.open("a") as out:
+            return subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "kopf",
+                    "run",
+                    "-A",
+                    "--standalone",
+                    "-m",
+                    "cellcelly_operator.handlers",
+                ],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.proc = self._start()
+
+
 @pytest.fixture()
 def operator(api: Api, tmp_path: Path) -> Any:
-    """`kopf run -A --standalone -m cellcelly_operator.handlers` in a subprocess, pointed at kmock."""
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "kmock", "cluster": {"server": api.url}}],
-                "users": [{"name": "test", "user": {}}],
-                "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "test"}}],
-                "current-context": "kmock",
-            }
-        )
-    )
-    log = tmp_path / "operator.log"
-    env = dict(os.environ, KUBECONFIG=str(kubeconfig), CELLCELLY_OPERATOR_TICK="1")
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "kopf", "run", "-A", "--standalone", "-m", "cellcelly_operator.handlers"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    op = Operator(api, tmp_path)
     try:
-        yield proc
+        yield op
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        text = log.read_text()
+        op.stop()
         # shown by pytest on failure (-rA shows it always)
-        sys.stdout.write(text[-6000:])
+        sys.stdout.write(op.log.read_text()[-6000:])

@@ -25,6 +25,28 @@ def crd_schema() -> dict[str, Any] | None:
     return schema
 
 
+def pruned(schema: dict[str, Any], value: Any, path: str = "") -> list[str]:
+    """Fields a real API server would drop from `value` (a structural schema prunes what it does not
+    declare). kmock keeps everything, so an undeclared status field works here and is lost on a cluster."""
+    if isinstance(value, dict) and schema.get("type") == "object":
+        if schema.get("x-kubernetes-preserve-unknown-fields"):
+            return []
+        props = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        out = []
+        for key, item in value.items():
+            if key in props:
+                out += pruned(props[key], item, f"{path}.{key}")
+            elif isinstance(extra, dict):
+                out += pruned(extra, item, f"{path}.{key}")
+            else:
+                out.append(f"{path}.{key}")
+        return out
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [p for i, item in enumerate(value) for p in pruned(schema["items"], item, f"{path}[{i}]")]
+    return []
+
+
 def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
     """Structural-schema defaulting as the API server does it (objects only; enough for our specs)."""
     if schema.get("type") != "object" or not isinstance(value, dict):

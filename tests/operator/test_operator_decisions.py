@@ -144,6 +144,18 @@ def test_history_keeps_the_last_twenty() -> None:
     assert len(history) == 20 and history[-1]["pod"] == "p24" and history[0]["pod"] == "p5"
 
 
+def test_restart_baseline_round_trips_through_status_and_survives_hand_edits() -> None:
+    seen = {"demo-ocs-b": 3, "demo-ocs-a": 0}
+    listed = healing.baseline_status(seen)
+    assert listed == [{"pod": "demo-ocs-a", "restarts": 0}, {"pod": "demo-ocs-b", "restarts": 3}]
+    assert healing.baseline_of({"restartBaseline": listed}) == seen
+    edited = {"restartBaseline": [*listed, {"pod": "x", "restarts": "many"}, "junk", {"restarts": 1}]}
+    assert healing.baseline_of(edited) == seen
+    assert healing.baseline_of({}) == {}
+    many = {f"p{i:04}": i for i in range(600)}
+    assert len(healing.baseline_status(many)) == healing.BASELINE
+
+
 # ----------------------------------------------------------------------------------------- failover
 
 
@@ -167,6 +179,15 @@ def test_failover_waits_fail_after_seconds_then_switches() -> None:
     assert decide(primary_up=False, down_since=NOW, now=NOW + 29).active == "primary"
     switched = decide(primary_up=False, down_since=NOW, now=NOW + 30)
     assert switched.active == "standby" and switched.switched
+
+
+def test_status_records_when_the_services_last_switched() -> None:
+    waiting = failover.status_of(decide(primary_up=False), "t0")
+    assert waiting == {"active": "primary", "primaryDownSince": status.timestamp(NOW)}
+    switched = failover.status_of(decide(primary_up=False, down_since=NOW, now=NOW + 30), "t1")
+    assert switched == {"active": "standby", "primaryDownSince": None, "lastSwitchTime": "t1"}
+    told = failover.status_of(decide(spec_active="primary", status_active="standby", primary_up=None), "t2")
+    assert told["lastSwitchTime"] == "t2" and told["active"] == "primary"
 
 
 def test_a_primary_back_in_time_resets_the_clock() -> None:

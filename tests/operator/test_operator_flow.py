@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from cellcelly_operator import children, failover, spec
-from operator_kit import SPECS, Api, eventually, stack_body
+from operator_kit import SPECS, Api, crd_schema, eventually, pruned, stack_body
 
 pytestmark = [pytest.mark.operator, pytest.mark.timeout(120)]
 
@@ -34,7 +34,12 @@ async def children_exist(api: Api, name: str, spec_: dict[str, Any]) -> list[dic
 
 
 async def stack_status(api: Api, name: str) -> dict[str, Any]:
-    return dict(((await api.get(api.stack(name))) or {}).get("status") or {})
+    """The stack's status, checked to hold only what the CRD declares (else a cluster would prune it)."""
+    st = dict(((await api.get(api.stack(name))) or {}).get("status") or {})
+    schema = crd_schema()
+    assert schema is not None
+    assert pruned(schema["properties"]["status"], st, "status") == []
+    return st
 
 
 def condition(st: dict[str, Any], kind: str) -> str | None:
@@ -171,6 +176,36 @@ async def test_a_crash_looping_pod_is_restarted_within_budget_and_recorded(api: 
     st = await eventually(degraded, what="Degraded=True")
     assert await api.get(f"/api/v1/namespaces/{NS}/pods/demo-ocs-def") is not None
     assert st["healing"][-1]["action"] == "skipped"
+
+
+async def test_restarts_growing_across_an_operator_restart_are_seen(api: Api, operator: Any) -> None:
+    """The restart baseline lives in status: a new operator pod compares against what the old one saw."""
+    await api.create(f"/apis/cellcelly.io/v1alpha1/namespaces/{NS}/cellcellystacks", stack_body("demo", {}))
+    await eventually(lambda: children_exist(api, "demo", {}), what="every child")
+    pod = crashing_pod("demo-ocs-abc", "demo", "ocs")
+    pod["status"]["containerStatuses"][0].update(ready=True, state={"running": {}})  # up, restarted 7 times
+    await api.create(f"/api/v1/namespaces/{NS}/pods", pod)
+
+    async def baseline() -> list[dict[str, Any]]:
+        return list((await stack_status(api, "demo")).get("restartBaseline") or [])
+
+    assert await eventually(baseline, what="status.restartBaseline") == [
+        {"pod": "demo-ocs-abc", "restarts": 7}
+    ]
+    await asyncio.sleep(2)  # more ticks: the count did not grow, nothing is restarted
+    assert await api.get(f"/api/v1/namespaces/{NS}/pods/demo-ocs-abc") is not None
+    operator.stop()
+    # it crashed again while no operator ran; a baseline kept in memory would start over at 8
+    pod["status"]["containerStatuses"][0]["restartCount"] = 8
+    await api.patch(f"/api/v1/namespaces/{NS}/pods/demo-ocs-abc", {"status": pod["status"]})
+    operator.restart()
+
+    async def restarted() -> bool:
+        return await api.get(f"/api/v1/namespaces/{NS}/pods/demo-ocs-abc") is None
+
+    await eventually(restarted, what="the pod whose restarts grew deleted")
+    st = await eventually(lambda: _healed(api), what="status.healing")
+    assert [(h["pod"], h["reason"]) for h in st["healing"]] == [("demo-ocs-abc", "RestartsGrowing")]
 
 
 async def _healed(api: Api) -> dict[str, Any] | None:

@@ -102,6 +102,7 @@ def test_every_spec_section_of_the_agreed_shape_is_there() -> None:
         "components",
         "healing",
         "restarts",
+        "restartBaseline",
         "oracle",
     }
     condition = status["conditions"]["items"]
