@@ -42,9 +42,11 @@ log = logging.getLogger(__name__)
 
 NS = "bench"
 VERBS = {"get", "list", "watch", "create", "patch", "delete"}
+# what kmock must serve: a kind it does not declare lists as 404, which the operator reads as "CRD absent"
 RESOURCES = {
     "v1/namespaces": ("Namespace", False),
     "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False),
+    **{f"{k.api_version}/{k.plural}": (k.kind, True) for k in children.KINDS.values()},
 }
 
 

@@ -90,29 +90,57 @@ def _told_back(stack: spec.Stack, current: dict[str, Any]) -> spec.Stack:
     return dataclasses.replace(stack, oracle_active=side) if oracle.failover_possible(stack) else stack
 
 
-def _write_status(
-    live: dict[str, dict[str, Any]],
+async def _write_status(
+    k: Kube,
+    applied: reconcile.Applied,
     stack: spec.Stack,
     current: dict[str, Any],
     patch: kopf.Patch,
     exhausted: tuple[str, ...] = (),
 ) -> None:
-    comps = reconcile.observe(stack, live)
+    comps = reconcile.observe(stack, applied.live)
     on_standby = stack.spec.oracle.mode == "external" and stack.oracle_active == "standby"
+    now = time.time()
+    previous = list(current.get("conditions") or [])
     conds, phase = status.conditions(
         comps,
         generation=stack.generation,
-        now=time.time(),
-        previous=list(current.get("conditions") or []),
+        now=now,
+        previous=previous,
         exhausted=exhausted,
         on_standby=on_standby,
     )
+    monitoring = status.monitoring_condition(
+        stack.spec.monitoring.enabled, applied.not_applied, stack.generation, now, previous
+    )
+    if monitoring is not None:
+        conds.append(monitoring)
+        await _tell_once(k, stack, monitoring, previous, now)
     patch.status["conditions"] = conds
     patch.status["phase"] = phase
     patch.status["observedGeneration"] = stack.generation
     patch.status["version"] = stack.spec.version
     patch.status["components"] = {n: {"ready": r.ready, "desired": r.desired} for n, r in comps.items()}
     patch.status.setdefault("oracle", {})["active"] = stack.oracle_active
+
+
+async def _tell_once(
+    k: Kube, stack: spec.Stack, cond: dict[str, Any], previous: list[dict[str, Any]], now: float
+) -> None:
+    """A warning and an Event when a condition turns False, not on every tick it stays so. Status says
+    what was told before this process started; memory covers handlers that ran on a body older than the
+    last status written (kopf re-runs a handler on such a body)."""
+    told: dict[tuple[str, str, str], str] = _state.setdefault("told", {})
+    key = (stack.namespace, stack.name, str(cond["type"]))
+    before = next((c for c in previous if c.get("type") == cond["type"]), None)
+    if cond["status"] == "True":
+        told.pop(key, None)
+        return
+    if told.get(key) == cond["reason"] or (before and before.get("reason") == cond["reason"]):
+        return
+    told[key] = cond["reason"]
+    log.warning("stack %s/%s: %s: %s", stack.namespace, stack.name, cond["reason"], cond["message"])
+    await reconcile.post_event(k, stack, cond["reason"], cond["message"], "Warning", "Reconcile", now)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -135,7 +163,7 @@ async def apply_stack(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         len(applied.unchanged),
         applied.deleted,
     )
-    _write_status(applied.live, stack, current, patch)
+    await _write_status(k, applied, stack, current, patch)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
@@ -143,6 +171,9 @@ async def delete_stack(body: kopf.Body, **_: Any) -> None:
     # deletion is the user's explicit wish: it is carried out even when paused
     stack, _current = _stack(body)
     result = await reconcile.cleanup(await kube(), stack)
+    told = _state.get("told") or {}
+    for key in [k for k in told if k[:2] == (stack.namespace, stack.name)]:
+        del told[key]
     log.info("stack %s/%s deleted: %d children removed", stack.namespace, stack.name, len(result.deleted))
 
 
@@ -197,7 +228,7 @@ async def tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     k = await kube()
     stack = await _check_failover(k, stack, current, patch, now)
     try:
-        live = (await reconcile.apply_all(k, stack)).live
+        applied = await reconcile.apply_all(k, stack)
     except ApiError as exc:
         log.warning("stack %s/%s: apply failed: %s", stack.namespace, stack.name, exc)
         return
@@ -209,4 +240,4 @@ async def tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         patch.status["healing"] = healed.history
         patch.status["restarts"] = healed.restarts
         exhausted = healed.exhausted
-    _write_status(live, stack, current, patch, exhausted)
+    await _write_status(k, applied, stack, current, patch, exhausted)

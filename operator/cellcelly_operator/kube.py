@@ -25,6 +25,14 @@ class ApiError(Exception):
         self.status = status
 
 
+class UnknownCollection(ApiError):
+    """The server does not serve this kind at all (a CRD not installed, e.g. the Prometheus Operator's)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(404, f"no such collection: {path}")
+        self.path = path
+
+
 def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
     if info.insecure:
         return False
@@ -94,10 +102,13 @@ class Kube:
         return await self._call("GET", path)
 
     async def list(self, path: str, label_selector: str = "") -> list[dict[str, Any]]:
-        """Items of a collection; a collection the server has never heard of is empty."""
+        """Items of a collection. A collection the server does not serve raises UnknownCollection: an
+        empty list would invite a create that the server then refuses, on every pass."""
         params = {"labelSelector": label_selector} if label_selector else None
         got = await self._call("GET", path, params=params)
-        return list((got or {}).get("items") or [])
+        if got is None:
+            raise UnknownCollection(path)
+        return list(got.get("items") or [])
 
     async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         got = await self._call("POST", path, body)

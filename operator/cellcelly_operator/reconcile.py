@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cellcelly_operator import children, events, healing, oracle, status
-from cellcelly_operator.kube import ApiError, Kube
+from cellcelly_operator.kube import ApiError, Kube, UnknownCollection
 from cellcelly_operator.labels import Manifest, component_of, is_owned
 from cellcelly_operator.spec import BACKENDS, Stack
 
@@ -39,6 +39,8 @@ class Applied:
     unchanged: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     live: dict[str, dict[str, Manifest]] = field(default_factory=dict)  # kind -> name -> object seen
+    missing: list[str] = field(default_factory=list)  # kinds the server does not serve (CRD absent)
+    not_applied: list[str] = field(default_factory=list)  # children of those kinds, left out
 
 
 def _ref(manifest: Manifest) -> str:
@@ -67,12 +69,17 @@ async def apply(
         result.patched.append(_ref(manifest))
 
 
-async def snapshot(kube: Kube, stack: Stack) -> dict[str, dict[str, Manifest]]:
-    """Our children by kind and name: one list per kind, not one read per child (fewer round trips)."""
+async def snapshot(kube: Kube, stack: Stack) -> tuple[dict[str, dict[str, Manifest]], list[str]]:
+    """Our children by kind and name (one list per kind, not one read per child: fewer round trips),
+    and the kinds the server does not serve at all."""
     out: dict[str, dict[str, Manifest]] = {}
+    missing: list[str] = []
     for kind_name in children.OWNED_KINDS:
-        out[kind_name] = {i["metadata"]["name"]: i for i in await owned(kube, stack, kind_name)}
-    return out
+        try:
+            out[kind_name] = {i["metadata"]["name"]: i for i in await owned(kube, stack, kind_name)}
+        except UnknownCollection:
+            missing.append(kind_name)
+    return out, missing
 
 
 async def apply_all(kube: Kube, stack: Stack) -> Applied:
@@ -82,9 +89,12 @@ async def apply_all(kube: Kube, stack: Stack) -> Applied:
         secret = oracle.generated_secret(stack, secrets.token_urlsafe(18))
         existing = await kube.get(children.kind_of(secret).item(stack.namespace, secret["metadata"]["name"]))
         await apply(kube, secret, existing, result, create_only=True)
-    live = await snapshot(kube, stack)
+    live, result.missing = await snapshot(kube, stack)
     desired = children.build(stack)
     for manifest in desired:
+        if manifest["kind"] in result.missing:
+            result.not_applied.append(_ref(manifest))  # status says so (monitoring.condition)
+            continue
         await apply(kube, manifest, live.get(manifest["kind"], {}).get(manifest["metadata"]["name"]), result)
     await prune(kube, stack, {_ref(m) for m in desired}, result, live)
     result.live = live
@@ -115,7 +125,8 @@ async def prune(
 async def cleanup(kube: Kube, stack: Stack) -> Applied:
     """Everything the stack made. On a real cluster owner references do it; kmock has no GC."""
     result = Applied()
-    await prune(kube, stack, set(), result, await snapshot(kube, stack))
+    live, _missing = await snapshot(kube, stack)  # a kind never served holds nothing of ours
+    await prune(kube, stack, set(), result, live)
     if stack.spec.storage.deletion_policy == "Delete":
         for claim in await owned(kube, stack, "PersistentVolumeClaim"):
             kind = children.KINDS["PersistentVolumeClaim"]

@@ -164,3 +164,23 @@ def merge_conditions(previous: list[dict[str, Any]], updates: list[dict[str, Any
     """Replace conditions by type, keep the others (a merge patch replaces the whole list)."""
     kinds = {c["type"] for c in updates}
     return [c for c in previous if c.get("type") not in kinds] + updates
+
+
+MONITORING_MISSING = "PrometheusOperatorMissing"
+
+
+def monitoring_condition(
+    enabled: bool, not_applied: list[str], generation: int, now: float, previous: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """Monitoring, when asked for: False while the ServiceMonitor CRD is not served. Ready does not wait
+    on it: charging works unscraped, and the Grafana dashboard ConfigMap is made regardless."""
+    if not enabled:
+        return None
+    monitors = [ref for ref in not_applied if ref.startswith("ServiceMonitor/")]
+    if monitors:
+        message = (
+            "the API server does not serve monitoring.coreos.com/v1 ServiceMonitor (is the Prometheus "
+            f"Operator installed?); not created: {', '.join(monitors)}"
+        )
+        return condition("Monitoring", False, MONITORING_MISSING, message, generation, now, previous)
+    return condition("Monitoring", True, "ServiceMonitorsApplied", "scraped", generation, now, previous)

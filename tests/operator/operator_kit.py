@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from cellcelly_operator import bench
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "cellcellystacks.cellcelly.io.yaml"
@@ -138,22 +139,9 @@ def stack_body(name: str, spec: dict[str, Any], namespace: str = "telco", **meta
 
 # ---------------------------------------------------------------------------------------------- kmock
 
-KINDS = {
-    "v1/namespaces": ("Namespace", False),
-    "v1/configmaps": ("ConfigMap", True),
-    "v1/secrets": ("Secret", True),
-    "v1/services": ("Service", True),
-    "v1/pods": ("Pod", True),
-    "v1/persistentvolumeclaims": ("PersistentVolumeClaim", True),
-    "apps/v1/deployments": ("Deployment", True),
-    "apps/v1/statefulsets": ("StatefulSet", True),
-    "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", True),
-    "networking.k8s.io/v1/ingresses": ("Ingress", True),
-    "monitoring.coreos.com/v1/servicemonitors": ("ServiceMonitor", True),
-    "events.k8s.io/v1/events": ("Event", True),
-    "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False),
-}
-VERBS = {"get", "list", "watch", "create", "patch", "delete"}
+# every kind the operator makes or reads, as kmock must declare it (undeclared: a 404, "CRD absent")
+KINDS = bench.RESOURCES
+VERBS = bench.VERBS
 
 
 class Api:

@@ -68,6 +68,17 @@ def test_paused_phase_and_condition() -> None:
     assert phase == "Paused" and by_type(conds)["ReconciliationPaused"]["status"] == "True"
 
 
+def test_monitoring_condition_only_when_asked_for_and_false_while_unserved() -> None:
+    assert status.monitoring_condition(False, ["ServiceMonitor/demo-ocs"], 1, NOW, []) is None
+    ok = status.monitoring_condition(True, [], 1, NOW, [])
+    assert ok is not None and ok["status"] == "True"
+    missing = status.monitoring_condition(
+        True, ["ServiceMonitor/demo-ocs", "ServiceMonitor/demo-sf"], 1, NOW, []
+    )
+    assert missing is not None and missing["status"] == "False"
+    assert missing["reason"] == status.MONITORING_MISSING and "demo-sf" in missing["message"]
+
+
 def test_readiness_of_a_workload_without_status() -> None:
     assert status.readiness({"spec": {"replicas": 3}}) == status.Readiness(0, 3)
     assert status.readiness({"spec": {"replicas": 3}, "status": {"readyReplicas": 3}}).ok

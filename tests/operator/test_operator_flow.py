@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from cellcelly_operator import children, failover, spec
-from operator_kit import SPECS, Api, crd_schema, eventually, pruned, stack_body
+from operator_kit import SPECS, VERBS, Api, crd_schema, eventually, pruned, stack_body
 
 pytestmark = [pytest.mark.operator, pytest.mark.timeout(120)]
 
@@ -141,6 +141,46 @@ async def test_update_patches_children_and_prunes_what_is_turned_off(api: Api, o
         return bool(ocs and ocs["spec"]["replicas"] == 5)
 
     await eventually(restored, what="drift corrected")
+
+
+async def test_monitoring_without_the_prometheus_operator_is_a_condition_not_a_retry(
+    api: Api, operator: Any, kmock: Any
+) -> None:
+    from kmock import ResourceInfo
+
+    monitors = "monitoring.coreos.com/v1/servicemonitors"
+    del kmock.resources[monitors]  # a cluster without the Prometheus Operator's CRDs
+    spec_ = {"monitoring": {"enabled": True, "grafanaDashboard": True}}
+    await api.create(
+        f"/apis/cellcelly.io/v1alpha1/namespaces/{NS}/cellcellystacks", stack_body("demo", spec_)
+    )
+    # the children of a stack without monitoring: all there (only the ServiceMonitors cannot be)
+    await eventually(lambda: children_exist(api, "demo", {}), what="the children")
+    await make_ready(api, "demo", spec_)
+
+    async def missing() -> dict[str, Any] | None:
+        st = await stack_status(api, "demo")
+        return st if condition(st, "Monitoring") == "False" and condition(st, "Ready") == "True" else None
+
+    st = await eventually(missing, what="Monitoring=False, Ready=True")
+    (mon,) = [c for c in st["conditions"] if c["type"] == "Monitoring"]
+    assert mon["reason"] == "PrometheusOperatorMissing" and "demo-ocs" in mon["message"]
+    assert await api.get(f"/api/v1/namespaces/{NS}/configmaps/demo-grafana-dashboard") is not None
+    await asyncio.sleep(2)  # more ticks: told once, not once a tick
+    events = await api.items(f"/apis/events.k8s.io/v1/namespaces/{NS}/events")
+    assert [e["reason"] for e in events].count("PrometheusOperatorMissing") == 1, [
+        (e["eventTime"], e["reason"]) for e in events
+    ]
+
+    # the Prometheus Operator is installed: the next pass makes the ServiceMonitors
+    kmock.resources[monitors] = ResourceInfo(kind="ServiceMonitor", namespaced=True, verbs=VERBS)
+
+    async def scraped() -> bool:
+        st = await stack_status(api, "demo")
+        ocs = await api.get(f"/apis/monitoring.coreos.com/v1/namespaces/{NS}/servicemonitors/demo-ocs")
+        return condition(st, "Monitoring") == "True" and ocs is not None
+
+    await eventually(scraped, what="ServiceMonitors made, Monitoring=True")
 
 
 async def test_a_crash_looping_pod_is_restarted_within_budget_and_recorded(api: Api, operator: Any) -> None:
