@@ -195,7 +195,7 @@ async def _check_failover(
         primary_up=up,
         down_since=parse_time(ostat.get("primaryDownSince")),
         now=now,
-        fail_after=stack.spec.oracle.failover.fail_after_seconds,
+        fail_after=stack.spec.oracle_fail_after,
         iso=status.timestamp,
     )
     patch.status["oracle"] = failover.status_of(decision, status.timestamp(now))
@@ -204,9 +204,7 @@ async def _check_failover(
         # spec first: a user puts it back to primary to come back (see failover.decide)
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{stack.namespace}/{PLURAL}/{stack.name}"
         await k.patch(path, {"spec": {"oracle": {"failover": {"active": "standby"}}}})
-        note = (
-            f"Oracle primary unreachable for {stack.spec.oracle.failover.fail_after_seconds}s: now on standby"
-        )
+        note = f"Oracle primary unreachable for {stack.spec.oracle_fail_after}s: now on standby"
         await reconcile.post_event(k, stack, "OracleFailover", note, "Warning", "Failover", now)
     if decision.told_back:
         await reconcile.post_event(

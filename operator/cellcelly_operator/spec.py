@@ -109,7 +109,7 @@ class OracleExternal(_Model):
 class Failover(_Model):
     enabled: bool = False
     primary_check_seconds: int = Field(default=10, ge=1)
-    fail_after_seconds: int = Field(default=30, ge=0)
+    fail_after_seconds: int | None = Field(default=None, ge=0)  # None: selfHealing.failoverDelaySeconds
     active: Literal["primary", "standby"] = "primary"
 
 
@@ -236,6 +236,12 @@ class StackSpec(_Model):
     self_healing: SelfHealing = SelfHealing()
     monitoring: Monitoring = Monitoring()
     storage: StackStorage = StackStorage()
+
+    @property
+    def oracle_fail_after(self) -> int:
+        """Seconds the Oracle primary must be unreachable: its own setting, else the stack-wide delay."""
+        own = self.oracle.failover.fail_after_seconds
+        return self.self_healing.failover_delay_seconds if own is None else own
 
     @property
     def services_image(self) -> str:

@@ -201,6 +201,19 @@ def test_status_records_when_the_services_last_switched() -> None:
     assert told["lastSwitchTime"] == "t2" and told["active"] == "primary"
 
 
+def test_fail_after_is_the_oracle_setting_else_the_stack_wide_delay() -> None:
+    from cellcelly_operator import spec
+
+    def fail_after(**spec_: object) -> int:
+        body = {"metadata": {"name": "demo", "namespace": "telco"}, "spec": spec_}
+        return spec.from_body(body).spec.oracle_fail_after
+
+    assert fail_after() == 30
+    assert fail_after(selfHealing={"failoverDelaySeconds": 5}) == 5
+    both = {"oracle": {"failover": {"failAfterSeconds": 7}}, "selfHealing": {"failoverDelaySeconds": 5}}
+    assert fail_after(**both) == 7
+
+
 def test_a_primary_back_in_time_resets_the_clock() -> None:
     assert decide(primary_up=True, down_since=NOW).primary_down_since is None
 

@@ -339,8 +339,9 @@ async def test_oracle_failover_to_the_standby_and_back_when_told(api: Api, opera
                 "standbyDsn": "oracle+oracledb://@db-standby.example:1522/?service_name=CELLCELLY",
                 "secretRef": {"name": "oracle-creds"},
             },
-            "failover": {"enabled": True, "primaryCheckSeconds": 1, "failAfterSeconds": 1},
+            "failover": {"enabled": True, "primaryCheckSeconds": 1},  # failAfterSeconds from selfHealing
         },
+        "selfHealing": {"failoverDelaySeconds": 1},
     }
     await api.create(
         f"/apis/cellcelly.io/v1alpha1/namespaces/{NS}/cellcellystacks", stack_body("demo", spec_)

@@ -134,7 +134,6 @@ def test_defaults_fill_a_minimal_stack() -> None:
     assert spec["oracle"]["failover"] == {
         "enabled": False,
         "primaryCheckSeconds": 10,
-        "failAfterSeconds": 30,
         "active": "primary",
     }
     replicas = {name: spec["services"][name]["replicas"] for name in SERVICES}
