@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from cellcelly_operator.labels import Manifest, metadata
 from cellcelly_operator.spec import Stack
@@ -39,14 +39,6 @@ def host_port(dsn: str) -> tuple[str, int]:
     return parts.hostname, parts.port or PORT
 
 
-def with_login(dsn: str) -> str:
-    """The DSN with the login as $(VAR) references, which the kubelet expands from secretKeyRef env."""
-    parts = urlsplit(dsn)
-    host = parts.hostname or ""
-    netloc = f"$({USER_VAR}):$({PASSWORD_VAR})@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 def managed_dsn(stack: Stack) -> str:
     return f"oracle+oracledb://{stack.dns(stack.child(COMPONENT))}:{PORT}/?service_name={SERVICE_NAME}"
 
@@ -62,7 +54,9 @@ def active_dsn(stack: Stack, active: Literal["primary", "standby"] | None = None
 
 
 def database_url(stack: Stack) -> str:
-    return with_login(active_dsn(stack))
+    """The DSN without a login: the services add CELLCELLY_DATABASE_USERNAME/PASSWORD (from the Secret)
+    to it themselves, so a password needs no URL-encoding and never sits in a ConfigMap."""
+    return active_dsn(stack)
 
 
 def failover_possible(stack: Stack) -> bool:

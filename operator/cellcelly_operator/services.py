@@ -56,7 +56,6 @@ def config_data(stack: Stack) -> dict[str, str]:
         "CELLCELLY_CACHE": "hazelcast",
         "CELLCELLY_HAZELCAST_MEMBERS": hazelcast.members(stack),
         "CELLCELLY_HAZELCAST_CLUSTER": hazelcast.cluster_name(stack),
-        # for reading only: the pods get this same value as an explicit env var (envFrom does not expand $())
         "CELLCELLY_DATABASE_URL": oracle.database_url(stack),
         "CELLCELLY_DATA_DIR": DATA_DIR,
         "CELLCELLY_LOG_FORMAT": "json",
@@ -91,12 +90,11 @@ def _secret_env(name: str, secret: str, key: str, optional: bool = False) -> dic
 
 
 def env(stack: Stack, svc: str) -> list[dict[str, Any]]:
-    """Explicit env: secrets first, then what refers to them by $(NAME) (order matters to the kubelet)."""
+    """Explicit env: what comes from Secrets, then the service's own extra variables."""
     secret, user_key, password_key = oracle.credentials_secret(stack)
     out = [
         _secret_env(oracle.USER_VAR, secret, user_key),
         _secret_env(oracle.PASSWORD_VAR, secret, password_key),
-        {"name": "CELLCELLY_DATABASE_URL", "value": oracle.database_url(stack)},
     ]
     refs = stack.spec.secrets
     if svc == "mw":

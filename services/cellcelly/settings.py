@@ -20,6 +20,10 @@ class Settings(BaseSettings):
 
     # system of record: SQLite by default; postgresql+psycopg://... or oracle+oracledb://...
     database_url: str = ""
+    # the login apart from the URL, so no character of a password needs URL-encoding (the operator sets
+    # them from a Secret); when set they replace the URL's own user and password
+    database_username: str = ""
+    database_password: SecretStr = SecretStr("")
 
     # real-time balance store
     balance_store: Literal["embedded", "voltdb"] = "embedded"
@@ -113,7 +117,19 @@ class Settings(BaseSettings):
         return endpoints
 
     def sor_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir / 'cellcelly.db'}"
+        url = self.database_url or f"sqlite:///{self.data_dir / 'cellcelly.db'}"
+        password = self.database_password.get_secret_value()
+        if not (self.database_username or password):
+            return url
+        from sqlalchemy import make_url
+
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            return url  # a file has no login
+        parsed = parsed.set(
+            username=self.database_username or parsed.username, password=password or parsed.password
+        )
+        return parsed.render_as_string(hide_password=False)  # quoted: make_url gives the same password back
 
     def sor_url_shown(self) -> str:
         """`sor_url()` fit for logs and terminals: the password masked."""

@@ -175,9 +175,9 @@ def test_managed_oracle_reads_its_password_from_a_secret() -> None:
     password = next(e for e in env if e["name"] == "ORACLE_PASSWORD")
     assert password["valueFrom"]["secretKeyRef"] == {"name": "demo-oracle", "key": "password"}
     assert not any("value" in e for e in env)  # nothing secret inline
+    # no login in the URL: the services take it from CELLCELLY_DATABASE_USERNAME/PASSWORD (Settings.sor_url)
     assert oracle.database_url(stack) == (
-        "oracle+oracledb://$(CELLCELLY_DATABASE_USERNAME):$(CELLCELLY_DATABASE_PASSWORD)"
-        "@demo-oracle.telco.svc.cluster.local:1521/?service_name=FREEPDB1"
+        "oracle+oracledb://demo-oracle.telco.svc.cluster.local:1521/?service_name=FREEPDB1"
     )
 
 
@@ -203,9 +203,8 @@ def test_services_are_wired_to_the_back_ends_by_configuration() -> None:
             "name": "oracle-creds",
             "key": "password",
         }
-        # $(VAR) refers only to variables defined before it
-        names = [e["name"] for e in c["env"]]
-        assert names.index("CELLCELLY_DATABASE_URL") > names.index("CELLCELLY_DATABASE_PASSWORD")
+        assert env["CELLCELLY_DATABASE_USERNAME"]["valueFrom"]["secretKeyRef"]["key"] == "username"
+        assert "CELLCELLY_DATABASE_URL" not in env  # the ConfigMap's, with no login in it
     mw_env = {
         e["name"]: e for e in deployments["demo-mw"]["spec"]["template"]["spec"]["containers"][0]["env"]
     }
