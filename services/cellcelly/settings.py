@@ -29,11 +29,21 @@ class Settings(BaseSettings):
     balance_store: Literal["embedded", "voltdb"] = "embedded"
     # VoltDB servers "host:port,host:port" (client port), the schema loaded (balance_voltdb.ensure_schema)
     voltdb_servers: str = "127.0.0.1:21212"
+    # a VoltDB with security enabled: the user the services log in as (empty: no login)
+    voltdb_username: str = ""
+    voltdb_password: SecretStr = SecretStr("")
     balance_fsync: Literal["always", "interval", "never"] = "interval"
 
     # event bus: the embedded durable log, or Kafka (bootstrap servers "host:port,host:port")
     event_bus: Literal["embedded", "kafka"] = "embedded"
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # how to reach a secured Kafka: SASL (PLAIN or SCRAM) and/or TLS; a CA bundle in KAFKA_SSL_CAFILE is
+    # trusted besides the system's when the file exists (a Secret's optional key mounted as a file)
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_username: str = ""
+    kafka_password: SecretStr = SecretStr("")
+    kafka_ssl_cafile: Path | None = None
     # the SF's consumer group: every SF process of one deployment shares it
     sf_group: str = "cellcelly-sf"
     # a stand-alone SF (`cellcelly sf`) serves its Prometheus metrics (lag...) here; -1: off
@@ -44,6 +54,9 @@ class Settings(BaseSettings):
     cache: Literal["embedded", "hazelcast"] = "embedded"
     hazelcast_members: str = "127.0.0.1:5701"
     hazelcast_cluster: str = "cellcelly"
+    # username/password credentials, for members that check them (Hazelcast Enterprise security)
+    hazelcast_username: str = ""
+    hazelcast_password: SecretStr = SecretStr("")
 
     # notifier: e-mail over SMTP; off while no host is set
     smtp_host: str = ""

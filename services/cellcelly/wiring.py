@@ -39,15 +39,26 @@ def build_store(settings: Settings) -> BalanceStore:
     if settings.balance_store == "voltdb":
         from cellcelly.adapters.balance_voltdb import VoltBalanceStore
 
-        return VoltBalanceStore(settings.voltdb_servers)
+        return VoltBalanceStore(
+            settings.voltdb_servers,
+            username=settings.voltdb_username,
+            password=settings.voltdb_password.get_secret_value(),
+        )
     raise ValueError(f"unknown balance store {settings.balance_store!r}")
 
 
 def build_bus(settings: Settings) -> EventBus:
     if settings.event_bus == "kafka":
-        from cellcelly.adapters.bus_kafka import KafkaBus
+        from cellcelly.adapters.bus_kafka import KafkaBus, KafkaSecurity
 
-        return KafkaBus(settings.kafka_bootstrap)
+        security = KafkaSecurity(
+            protocol=settings.kafka_security_protocol,
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            username=settings.kafka_username,
+            password=settings.kafka_password.get_secret_value(),
+            cafile=settings.kafka_ssl_cafile,
+        )
+        return KafkaBus(settings.kafka_bootstrap, security=security)
     from cellcelly.adapters.bus_embedded import EmbeddedBus
 
     return EmbeddedBus(settings.data_dir / "bus")
@@ -58,7 +69,13 @@ def build_cache(settings: Settings, loader: Callable[[str], SubscriberInfo | Non
         from cellcelly.adapters.cache_hazelcast import HazelcastCache
 
         members = [m.strip() for m in settings.hazelcast_members.split(",") if m.strip()]
-        return HazelcastCache(loader, members=members, cluster_name=settings.hazelcast_cluster)
+        return HazelcastCache(
+            loader,
+            members=members,
+            cluster_name=settings.hazelcast_cluster,
+            username=settings.hazelcast_username,
+            password=settings.hazelcast_password.get_secret_value(),
+        )
     from cellcelly.adapters.cache_embedded import EmbeddedCache
 
     return EmbeddedCache(loader)

@@ -142,15 +142,21 @@ class Connection(Protocol):
     def close(self) -> None: ...
 
 
-Connect = Callable[[str, int, float], Connection]
+Connect = Callable[..., Connection]  # (host, port, timeout, username=, password=)
 
 
 class VoltConnection:
     """One client socket. voltdbclient's FastSerializer runs one call at a time: one borrower."""
 
-    def __init__(self, host: str, port: int, timeout: float) -> None:
+    def __init__(self, host: str, port: int, timeout: float, username: str = "", password: str = "") -> None:
+        # the login is part of the handshake: a wrong one is refused before any call
         self._client = voltdbclient.FastSerializer(
-            host, port, connect_timeout=timeout, procedure_timeout=timeout
+            host,
+            port,
+            username=username,
+            password=password,
+            connect_timeout=timeout,
+            procedure_timeout=timeout,
         )
         self._procedures = {
             name: voltdbclient.VoltProcedure(self._client, name, types) for name, types in PROCEDURES.items()
@@ -185,9 +191,17 @@ class _Pool:
     """Connections made on demand (one per concurrent caller), kept for reuse; a connection that
     lost its server is closed, never reused (its byte stream may hold a late answer)."""
 
-    def __init__(self, servers: list[tuple[str, int]], connect: Connect, timeout: float, keep: int) -> None:
+    def __init__(
+        self,
+        servers: list[tuple[str, int]],
+        connect: Connect,
+        timeout: float,
+        keep: int,
+        login: dict[str, str],
+    ) -> None:
         self._servers = servers
         self._connect = connect
+        self._login = login
         self._timeout = timeout
         self._keep = keep
         self._idle: list[Connection] = []
@@ -203,7 +217,7 @@ class _Pool:
         for i in range(len(self._servers)):
             host, port = self._servers[(start + i) % len(self._servers)]
             try:
-                return self._connect(host, port, self._timeout)
+                return self._connect(host, port, self._timeout, **self._login)
             except (OSError, RuntimeError) as exc:  # refused, reset, authentication failed
                 problems.append(f"{host}:{port}: {exc}")
         raise VoltUnavailable("cannot connect to VoltDB (" + "; ".join(problems) + ")")
@@ -279,8 +293,11 @@ class VoltBalanceStore:
         max_attempts: int = 100,
         keep_connections: int = 16,
         connect: Connect = VoltConnection,
+        username: str = "",
+        password: str = "",
     ) -> None:
-        self._pool = _Pool(parse_servers(servers), connect, timeout, keep_connections)
+        login = {"username": username, "password": password} if username else {}
+        self._pool = _Pool(parse_servers(servers), connect, timeout, keep_connections, login)
         self._locks = _SubscriberLocks()
         self._max_attempts = max_attempts
         self.conflicts = 0  # optimistic races lost (another process committed in between)

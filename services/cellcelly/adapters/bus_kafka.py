@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
@@ -48,6 +51,38 @@ def _consume(futures: list[asyncio.Future[Any]]) -> None:
             future.exception()
 
 
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """How to reach a secured cluster (SASL PLAIN/SCRAM, TLS); the default is plain TCP, no login."""
+
+    protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    sasl_mechanism: str = "SCRAM-SHA-512"  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    username: str = ""
+    password: str = field(default="", repr=False)
+    cafile: Path | None = None  # trusted besides the system's CAs, when the file exists
+
+    def options(self) -> dict[str, Any]:
+        """The aiokafka keyword arguments: the same for the producer, the consumers and the admin."""
+        if self.protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+            raise KafkaBusError(f"unknown Kafka security protocol {self.protocol!r}")
+        out: dict[str, Any] = {"security_protocol": self.protocol}
+        if self.protocol.startswith("SASL_"):
+            if not self.username:
+                raise KafkaBusError(f"Kafka {self.protocol} needs a username (CELLCELLY_KAFKA_USERNAME)")
+            # aiokafka takes the SCRAM login in the sasl_plain_* arguments too
+            out.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.username,
+                sasl_plain_password=self.password,
+            )
+        if self.protocol in ("SSL", "SASL_SSL"):
+            context = ssl.create_default_context()
+            if self.cafile is not None and self.cafile.is_file():
+                context.load_verify_locations(cafile=str(self.cafile))
+            out["ssl_context"] = context
+        return out
+
+
 class KafkaBus:
     """`EventBus` on a Kafka cluster. `bootstrap` is "host:port[,host:port...]"."""
 
@@ -61,8 +96,10 @@ class KafkaBus:
         publish_timeout: float = 30.0,
         producer_options: dict[str, Any] | None = None,
         consumer_options: dict[str, Any] | None = None,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        self.connection_options = (security or KafkaSecurity()).options()  # a bad setting fails here
         self.client_id = client_id
         self.partitions = partitions
         self.replication_factor = replication_factor
@@ -91,6 +128,7 @@ class KafkaBus:
                 bootstrap_servers=self.bootstrap,
                 client_id=f"{self.client_id}-admin",
                 request_timeout_ms=int(self.publish_timeout * 1000),
+                **self.connection_options,
             )
             try:
                 await asyncio.wait_for(admin.start(), self.publish_timeout)
@@ -125,6 +163,7 @@ class KafkaBus:
                     "acks": "all",
                     "linger_ms": 2,
                     "request_timeout_ms": int(self.publish_timeout * 1000),
+                    **self.connection_options,
                 }
                 options.update(self._producer_options)
                 producer = AIOKafkaProducer(
@@ -250,6 +289,7 @@ class KafkaConsumer:
                     "enable_auto_commit": False,
                     "auto_offset_reset": "earliest",
                     "request_timeout_ms": int(self._bus.publish_timeout * 1000),
+                    **self._bus.connection_options,
                 }
                 options.update(self._options)
                 consumer = AIOKafkaConsumer(

@@ -80,6 +80,8 @@ class HazelcastCache:
         near_cache_max_entries: int = 100_000,
         connect_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
+        username: str = "",
+        password: str = "",
     ) -> None:
         if ttl <= 0 or negative_ttl <= 0:
             raise ValueError("ttl and negative_ttl must be positive")
@@ -92,6 +94,9 @@ class HazelcastCache:
             # fail (HazelcastError) after connect_timeout instead of retrying forever when no member is up
             "cluster_connect_timeout": connect_timeout,
         }
+        if username or password:
+            # checked by members with security on (Enterprise); an open-source member ignores them
+            options["creds_username"], options["creds_password"] = username, password
         if near_cache:
             options["near_caches"] = {
                 map_name: {
