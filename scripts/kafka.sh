@@ -5,6 +5,10 @@
 #   scripts/kafka.sh start DIR PORT   format DIR/data (first time only), start, wait for PORT (90 s)
 #   scripts/kafka.sh stop DIR         stop the broker started in DIR (its data stays)
 #
+# KAFKA_SASL_USERS="name:password[,name:password]" adds a second listener, SASL_PLAINTEXT with PLAIN and
+# SCRAM-SHA-512 for those users, on a port written to DIR/sasl.port (kept across restarts). SCRAM
+# credentials are stored when DIR/data is formatted (first start only). Passwords must not hold
+# '"' ',' '=' ']' or '\'.
 # Cache: ${CELLCELLY_CACHE:-$HOME/.cache/cellcelly}/kafka-4.4.0/lib (override with KAFKA_LIB).
 # Heap: KAFKA_HEAP (default "-Xms128m -Xmx512m").
 # DIR holds server.properties, log4j2.properties, kafka.log, kafka.pid, controller.port and data/.
@@ -105,15 +109,35 @@ start() {
     cport="$(free_port)"
     echo "$cport" >"$dir/controller.port"
   fi
+  local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport" sasl_conf="" scram=()
+  if [ -n "${KAFKA_SASL_USERS:-}" ]; then
+    local sport plain_users="" entry
+    if [ -f "$dir/sasl.port" ]; then
+      sport="$(cat "$dir/sasl.port")"
+    else
+      sport="$(free_port)"
+      echo "$sport" >"$dir/sasl.port"
+    fi
+    listeners="$listeners,SASL_PLAINTEXT://127.0.0.1:$sport"
+    IFS=',' read -ra entries <<<"$KAFKA_SASL_USERS"
+    for entry in "${entries[@]}"; do
+      plain_users="$plain_users user_${entry%%:*}=\"${entry#*:}\""
+      scram+=(--add-scram "SCRAM-SHA-512=[name=${entry%%:*},password=${entry#*:}]")
+    done
+    sasl_conf="sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$plain_users;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+  fi
   cat >"$dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+listeners=$listeners
+advertised.listeners=$listeners
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+$sasl_conf
 log.dirs=$dir/data
 num.partitions=4
 default.replication.factor=1
@@ -156,7 +180,7 @@ EOF
     cluster_id="$(java -cp "$LIB/*" kafka.tools.StorageTool random-uuid 2>>"$dir/kafka.log" | tail -n 1)"
     [ -n "$cluster_id" ] || die "could not make a cluster id (see $dir/kafka.log)"
     if ! java "${java_opts[@]}" -cp "$LIB/*" kafka.tools.StorageTool format --standalone \
-      -t "$cluster_id" -c "$dir/server.properties" >>"$dir/kafka.log" 2>&1; then
+      -t "$cluster_id" -c "$dir/server.properties" "${scram[@]}" >>"$dir/kafka.log" 2>&1; then
       tail -n 30 "$dir/kafka.log" >&2 || true
       die "formatting $dir/data failed (see $dir/kafka.log)"
     fi

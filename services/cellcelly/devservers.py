@@ -178,12 +178,20 @@ class KafkaUnavailable(RuntimeError):
     """No way to run Kafka here (no Java, no Maven, no scripts/kafka.sh, the fetch failed)."""
 
 
-def run_script(script: Path, error: type[Exception], *args: str, timeout: float) -> None:
-    """`bash scripts/X.sh ARGS...`; a failure or a timeout raises `error` with the script's stderr."""
+def run_script(
+    script: Path, error: type[Exception], *args: str, timeout: float, env: dict[str, str] | None = None
+) -> None:
+    """`bash scripts/X.sh ARGS...` (`env`: variables added to ours); a failure or a timeout raises
+    `error` with the script's stderr."""
     name = f"scripts/{script.name} {args[0]}"
     try:
         done = subprocess.run(
-            ["bash", str(script), *args], capture_output=True, text=True, timeout=timeout, check=False
+            ["bash", str(script), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env={**os.environ, **env} if env else None,
         )
     except subprocess.TimeoutExpired as exc:
         raise error(f"{name} took more than {timeout:g} s") from exc

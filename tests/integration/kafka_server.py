@@ -30,6 +30,9 @@ __all__ = ["KafkaServer", "KafkaUnavailable", "fetch", "kafka_server"]
 log = logging.getLogger(__name__)
 
 ENV_BOOTSTRAP = "CELLCELLY_TEST_KAFKA"
+# the broker's second listener (SASL_PLAINTEXT, PLAIN and SCRAM-SHA-512) knows this one user
+SASL_USER = "cellcelly"
+SASL_PASSWORD = "k@fka-p:w/rd 1"
 
 
 def fetch() -> None:
@@ -55,11 +58,26 @@ class KafkaServer:
         began = time.monotonic()
         if not self.port:
             self.port = free_port()
-        run_script(KAFKA_SCRIPT, RuntimeError, "start", str(self.root), str(self.port), timeout=150)
+        run_script(
+            KAFKA_SCRIPT,
+            RuntimeError,
+            "start",
+            str(self.root),
+            str(self.port),
+            timeout=150,
+            env={"KAFKA_SASL_USERS": f"{SASL_USER}:{SASL_PASSWORD}"},
+        )
         self.running = True
         self.bootstrap = f"127.0.0.1:{self.port}"
         log.info("kafka on %s ready in %.2fs", self.bootstrap, time.monotonic() - began)
         return self.bootstrap
+
+    @property
+    def sasl_bootstrap(self) -> str | None:
+        """The SASL listener ("127.0.0.1:PORT"); None on a cluster this module did not start."""
+        if self.external or self.root is None or not (self.root / "sasl.port").exists():
+            return None
+        return f"127.0.0.1:{(self.root / 'sasl.port').read_text().strip()}"
 
     def stop(self) -> None:
         if self.external or self.root is None:
