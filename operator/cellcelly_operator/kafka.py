@@ -54,6 +54,31 @@ def bootstrap(stack: Stack) -> str:
     return f"{stack.dns(stack.child(COMPONENT))}:{CLIENT_PORT}"
 
 
+CA_DIR = "/etc/cellcelly/kafka"  # where the services find the external Kafka's CA (the Secret's ca.crt)
+
+
+def security_protocol(stack: Stack) -> str:
+    """How the services reach Kafka: the managed one is in-cluster plaintext; an external one with a
+    login and no protocol given is taken to want SASL over TLS (what managed Kafka offerings serve)."""
+    if stack.spec.kafka.mode != "external":
+        return "PLAINTEXT"
+    ext = stack.spec.kafka.external
+    if ext.security_protocol is not None:
+        return ext.security_protocol
+    return "SASL_SSL" if ext.secret_ref.name else "PLAINTEXT"
+
+
+def client_config(stack: Stack) -> dict[str, str]:
+    """CELLCELLY_KAFKA_* the services read (the login itself comes from the Secret, as env)."""
+    protocol = security_protocol(stack)
+    out = {"CELLCELLY_KAFKA_BOOTSTRAP": bootstrap(stack), "CELLCELLY_KAFKA_SECURITY_PROTOCOL": protocol}
+    if protocol.startswith("SASL_"):
+        out["CELLCELLY_KAFKA_SASL_MECHANISM"] = stack.spec.kafka.external.sasl_mechanism
+    if protocol.endswith("SSL") and stack.spec.kafka.external.secret_ref.name:
+        out["CELLCELLY_KAFKA_SSL_CAFILE"] = f"{CA_DIR}/ca.crt"
+    return out
+
+
 def build(stack: Stack) -> list[Manifest]:
     kafka = stack.spec.kafka
     out: list[Manifest] = []

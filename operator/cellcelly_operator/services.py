@@ -50,7 +50,7 @@ def config_data(stack: Stack) -> dict[str, str]:
     sms = spec.services.sms.smsc
     data = {
         "CELLCELLY_EVENT_BUS": "kafka",
-        "CELLCELLY_KAFKA_BOOTSTRAP": kafka.bootstrap(stack),
+        **kafka.client_config(stack),
         "CELLCELLY_BALANCE_STORE": "voltdb",
         "CELLCELLY_VOLTDB_SERVERS": voltdb.servers(stack),
         "CELLCELLY_CACHE": "hazelcast",
@@ -96,6 +96,7 @@ def env(stack: Stack, svc: str) -> list[dict[str, Any]]:
         _secret_env(oracle.USER_VAR, secret, user_key),
         _secret_env(oracle.PASSWORD_VAR, secret, password_key),
     ]
+    out += backend_logins(stack)
     refs = stack.spec.secrets
     if svc == "mw":
         out.append(
@@ -113,6 +114,32 @@ def env(stack: Stack, svc: str) -> list[dict[str, Any]]:
     app = stack.spec.services.get(svc)
     out += [{"name": k, "value": v} for k, v in sorted(app.env.items())]
     return out
+
+
+def backend_logins(stack: Stack) -> list[dict[str, Any]]:
+    """The logins of external back ends from their Secrets (keys username, password). Kafka's are
+    optional: its Secret may hold only a CA (TLS without SASL); SASL without a username fails clearly."""
+    out: list[dict[str, Any]] = []
+    for backend in ("kafka", "voltdb", "hazelcast"):
+        part = getattr(stack.spec, backend)
+        ref = part.external.secret_ref.name
+        if part.mode != "external" or not ref:
+            continue
+        optional = backend == "kafka"
+        prefix = f"CELLCELLY_{backend.upper()}"
+        out.append(_secret_env(f"{prefix}_USERNAME", ref, "username", optional))
+        out.append(_secret_env(f"{prefix}_PASSWORD", ref, "password", optional))
+    return out
+
+
+def _kafka_ca(stack: Stack) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, mounts): the external Kafka Secret's optional ca.crt as a file, for TLS."""
+    ref = stack.spec.kafka.external.secret_ref.name
+    if "CELLCELLY_KAFKA_SSL_CAFILE" not in kafka.client_config(stack):
+        return [], []
+    items = [{"key": "ca.crt", "path": "ca.crt"}]
+    volume = {"name": "kafka-ca", "secret": {"secretName": ref, "items": items, "optional": True}}
+    return [volume], [{"name": "kafka-ca", "mountPath": kafka.CA_DIR, "readOnly": True}]
 
 
 def config_hash(stack: Stack) -> str:
@@ -137,6 +164,7 @@ def deployment(stack: Stack, svc: str) -> Manifest:
     app: App = stack.spec.services.get(svc)
     meta = metadata(stack, svc)
     svc_ports = ports(stack, svc)
+    ca_volumes, ca_mounts = _kafka_ca(stack)
     container: dict[str, Any] = {
         "name": svc,
         "image": stack.spec.services_image,
@@ -146,7 +174,11 @@ def deployment(stack: Stack, svc: str) -> Manifest:
         "env": env(stack, svc),
         "resources": app.resources.manifest(),
         "securityContext": container_security(read_only_root=True),
-        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}, {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [
+            {"name": "data", "mountPath": DATA_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+            *ca_mounts,
+        ],
     }
     if svc_ports:
         container["ports"] = [
@@ -166,7 +198,11 @@ def deployment(stack: Stack, svc: str) -> Manifest:
                 "spec": {
                     "securityContext": pod_security(SERVICES_UID),
                     "containers": [container],
-                    "volumes": [{"name": "data", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+                    "volumes": [
+                        {"name": "data", "emptyDir": {}},
+                        {"name": "tmp", "emptyDir": {}},
+                        *ca_volumes,
+                    ],
                 },
             },
         },

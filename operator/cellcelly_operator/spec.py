@@ -54,8 +54,13 @@ class Images(_Model):
     kafdrop: str = "obsidiandynamics/kafdrop:4.0.2"
 
 
+KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+
+
 class KafkaExternal(_Model):
     bootstrap_servers: str = ""
+    security_protocol: KafkaProtocol | None = None  # None: SASL_SSL with a secretRef, else PLAINTEXT
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
     secret_ref: SecretRef = SecretRef()
 
 

@@ -124,6 +124,22 @@ SPECS: dict[str, dict[str, Any]] = {
             "failover": {"enabled": True, "failAfterSeconds": 30},
         },
     },
+    # external back ends that ask for a login: Kafka SASL over TLS (protocol implied by the secretRef)
+    "secured": {
+        "version": "0.1.0",
+        "kafka": {
+            "mode": "external",
+            "external": {"bootstrapServers": "k0.example:9093", "secretRef": {"name": "kafka-creds"}},
+        },
+        "voltdb": {
+            "mode": "external",
+            "external": {"servers": "v0.example:21212", "secretRef": {"name": "voltdb-creds"}},
+        },
+        "hazelcast": {
+            "mode": "external",
+            "external": {"members": "hz0.example:5701", "secretRef": {"name": "hz-creds"}},
+        },
+    },
 }
 
 

@@ -320,3 +320,65 @@ def test_an_invalid_spec_is_refused_clearly() -> None:
         spec.from_body(stack_body("demo", {"kafka": {"replicas": 0}}))
     with pytest.raises(pydantic.ValidationError, match="mode"):
         spec.from_body(stack_body("demo", {"voltdb": {"mode": "sideways"}}))
+
+
+def test_external_back_ends_get_their_logins_from_their_secrets() -> None:
+    _stack, manifests = build("secured")
+    cm = next(m for m in manifests if m["metadata"]["name"] == "demo-config")["data"]
+    assert cm["CELLCELLY_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"  # a login, no protocol given
+    assert cm["CELLCELLY_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert cm["CELLCELLY_KAFKA_SSL_CAFILE"] == "/etc/cellcelly/kafka/ca.crt"
+    ocs = next(m for m in manifests if m["kind"] == "Deployment" and m["metadata"]["name"] == "demo-ocs")
+    pod = ocs["spec"]["template"]["spec"]
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in pod["containers"][0]["env"] if "valueFrom" in e}
+    assert env["CELLCELLY_KAFKA_USERNAME"] == {"name": "kafka-creds", "key": "username", "optional": True}
+    assert env["CELLCELLY_KAFKA_PASSWORD"] == {"name": "kafka-creds", "key": "password", "optional": True}
+    assert env["CELLCELLY_VOLTDB_USERNAME"] == {"name": "voltdb-creds", "key": "username"}
+    assert env["CELLCELLY_VOLTDB_PASSWORD"] == {"name": "voltdb-creds", "key": "password"}
+    assert env["CELLCELLY_HAZELCAST_USERNAME"] == {"name": "hz-creds", "key": "username"}
+    assert env["CELLCELLY_HAZELCAST_PASSWORD"] == {"name": "hz-creds", "key": "password"}
+    (ca,) = [v for v in pod["volumes"] if v["name"] == "kafka-ca"]
+    assert ca["secret"] == {
+        "secretName": "kafka-creds",
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+        "optional": True,
+    }
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "kafka-ca")
+    assert mount["mountPath"] + "/ca.crt" == cm["CELLCELLY_KAFKA_SSL_CAFILE"]
+
+
+def test_settings_the_operator_writes_are_settings_the_services_read() -> None:
+    """Every CELLCELLY_ name in the ConfigMap and env is a field of the services' Settings."""
+    from cellcelly.settings import Settings
+
+    fields = {f"CELLCELLY_{name.upper()}" for name in Settings.model_fields}
+    for name in sorted(SPECS):
+        _stack, manifests = build(name)
+        cm = next(m for m in manifests if m["metadata"]["name"] == "demo-config")["data"]
+        names = set(cm)
+        for m in manifests:
+            if m["kind"] == "Deployment" and m["metadata"]["name"].split("-", 1)[1] in spec.SERVICES:
+                names |= {e["name"] for e in m["spec"]["template"]["spec"]["containers"][0]["env"]}
+        user_env = {k for s in SPECS[name].get("services", {}).values() for k in s.get("env", {})}
+        assert names - user_env <= fields, (name, sorted(names - user_env - fields))
+
+
+@pytest.mark.parametrize(
+    ("external", "protocol", "cafile"),
+    [
+        ({"bootstrapServers": "k:9092"}, "PLAINTEXT", False),
+        ({"bootstrapServers": "k:9092", "securityProtocol": "SSL"}, "SSL", False),
+        (
+            {"bootstrapServers": "k:9092", "securityProtocol": "SASL_PLAINTEXT", "secretRef": {"name": "k"}},
+            "SASL_PLAINTEXT",
+            False,
+        ),
+        ({"bootstrapServers": "k:9092", "securityProtocol": "SSL", "secretRef": {"name": "k"}}, "SSL", True),
+    ],
+)
+def test_kafka_security_protocol_and_ca(external: dict[str, Any], protocol: str, cafile: bool) -> None:
+    body = stack_body("demo", {"kafka": {"mode": "external", "external": external}})
+    config = kafka.client_config(spec.from_body(body))
+    assert config["CELLCELLY_KAFKA_SECURITY_PROTOCOL"] == protocol
+    assert ("CELLCELLY_KAFKA_SSL_CAFILE" in config) is cafile
+    assert ("CELLCELLY_KAFKA_SASL_MECHANISM" in config) is protocol.startswith("SASL_")

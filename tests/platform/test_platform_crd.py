@@ -259,6 +259,25 @@ BAD_CEL = {
         {"oracle": {"failover": {"primaryCheckSeconds": 60, "failAfterSeconds": 30}}},
         "failAfterSeconds",
     ),
+    "kafka sasl without a login": (
+        {
+            "kafka": {
+                "mode": "external",
+                "external": {"bootstrapServers": "k:9092", "securityProtocol": "SASL_SSL"},
+            }
+        },
+        "kafka.external.secretRef",
+    ),
+    "kafdrop over a kafka with a login": (
+        {
+            "kafka": {
+                "mode": "external",
+                "external": {"bootstrapServers": "k:9092", "secretRef": {"name": "k"}},
+                "ui": {"enabled": True},
+            }
+        },
+        "Kafdrop",
+    ),
     "ingress without host": ({"services": {"mw": {"ingress": {"enabled": True}}}}, "ingress.host"),
     "sms without smsc": ({"services": {"sms": {"replicas": 1}}}, "smsc.host"),
 }
