@@ -54,7 +54,8 @@ class Settings(BaseSettings):
     cache: Literal["embedded", "hazelcast"] = "embedded"
     hazelcast_members: str = "127.0.0.1:5701"
     hazelcast_cluster: str = "cellcelly"
-    # username/password credentials, for members that check them (Hazelcast Enterprise security)
+    # username/password credentials, only for members with security on (Hazelcast Enterprise): an
+    # open-source member refuses a client that sends any
     hazelcast_username: str = ""
     hazelcast_password: SecretStr = SecretStr("")
 

@@ -139,6 +139,24 @@ def test_member_is_a_real_hazelcast_member(make_cache: Callable[..., HazelcastCa
     assert cache.client.lifecycle_service.is_running()
 
 
+def test_credentials_are_sent_and_an_open_source_member_refuses_them(
+    hazelcast_member: str, caplog: pytest.LogCaptureFixture
+):
+    """What the operator sets from hazelcast.external.secretRef reaches the member's authentication:
+    an open-source member (no security, that is Hazelcast Enterprise's) refuses any client login, so
+    set them only for a member that checks them. A member that accepts them is not run here."""
+    from hazelcast.errors import IllegalStateError  # imported by the adapter first (asyncore's warning)
+
+    started = time.monotonic()
+    with pytest.raises(IllegalStateError, match="Unable to connect"):
+        HazelcastCache(
+            Loader(), members=[hazelcast_member], connect_timeout=3, username="cellcelly", password="pw"
+        )
+    assert "Authentication failed" in caplog.text
+    assert time.monotonic() - started < 30  # refused within the connect timeout, not hanging
+    HazelcastCache(Loader(), members=[hazelcast_member], connect_timeout=15).close()  # without: fine
+
+
 def test_miss_loads_once_then_hits(make_cache: Callable[..., HazelcastCache], map_name: str):
     loader = Loader({"905321112233": "active"})
     cache = make_cache(loader)

@@ -95,7 +95,7 @@ class HazelcastCache:
             "cluster_connect_timeout": connect_timeout,
         }
         if username or password:
-            # checked by members with security on (Enterprise); an open-source member ignores them
+            # for members with security on (Enterprise); an open-source member refuses any client login
             options["creds_username"], options["creds_password"] = username, password
         if near_cache:
             options["near_caches"] = {
