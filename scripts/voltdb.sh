@@ -13,6 +13,9 @@
 # Heap: VOLTDB_HEAP (default "-Xms128m -Xmx512m"); sites (partitions): VOLTDB_SITES (default 2).
 # No command log and no snapshots (both off in DIR/deployment.xml): a restart starts empty. The
 # database and schema are loaded by the client (cellcelly.adapters.balance_voltdb.ensure_schema).
+# Security: VOLTDB_USERS="name:password[,name:password...]" turns it on (provider "hash"), every
+# user an administrator; unset, no login. A name has no blank, ":" or ","; a password may hold ":"
+# (the first one splits) but no ",". Read by the first start only (`initialize` keeps it in DIR/db).
 set -euo pipefail
 
 VERSION=10.1.1
@@ -83,6 +86,34 @@ build_jar() {
   mv -f "$out.tmp.$$" "$out"
 }
 
+# "$1" as the value of a double-quoted XML attribute. The replacements are quoted: bash 5.2's
+# patsub_replacement would turn an unquoted & in them into the matched text.
+xml_attr() {
+  local s="$1"
+  s="${s//&/"&amp;"}"
+  s="${s//</"&lt;"}"
+  s="${s//>/"&gt;"}"
+  s="${s//\"/"&quot;"}"
+  printf '%s' "$s"
+}
+
+# The <security> and <users> elements of deployment.xml for VOLTDB_USERS; nothing when it is unset.
+security_xml() {
+  [ -n "${VOLTDB_USERS:-}" ] || return 0
+  local entry name password users=()
+  IFS=, read -r -a users <<<"$VOLTDB_USERS"
+  printf '    <security enabled="true" provider="hash"/>\n    <users>\n'
+  for entry in "${users[@]}"; do
+    name="${entry%%:*}" password="${entry#*:}"
+    if [ "$name" = "$entry" ] || [ -z "$name" ] || [ -z "$password" ] || [[ "$name" =~ [[:space:]] ]]; then
+      die "VOLTDB_USERS: \"$name\" is not name:password (a name without blanks, a password not empty)"
+    fi
+    printf '        <user name="%s" password="%s" roles="administrator"/>\n' \
+      "$(xml_attr "$name")" "$(xml_attr "$password")"
+  done
+  printf '    </users>\n'
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
@@ -105,6 +136,8 @@ start() {
   fi
   local admin internal zk replication
   read -r admin internal zk replication <"$dir/ports"
+  local security
+  security="$(security_xml)"
   cat >"$dir/deployment.xml" <<EOF
 <?xml version="1.0"?>
 <deployment>
@@ -112,7 +145,8 @@ start() {
     <commandlog enabled="false"/>
     <snapshot enabled="false"/>
     <httpd enabled="false"/>
-</deployment>
+${security:+$security
+}</deployment>
 EOF
   cat >"$dir/log4j.xml" <<EOF
 <?xml version="1.0" encoding="UTF-8" ?>

@@ -7,6 +7,8 @@ VoltDB on this machine.
         ...
     with voltdb_server() as servers:   # "127.0.0.1:PORT", the CellCelly schema loaded
         ...
+    with voltdb_server(username="u", password="p") as servers:   # the same, security on
+        ...
 
 PostgreSQL uses the server binaries of the machine (`/usr/lib/postgresql/*/bin`, else `initdb` on
 PATH): `initdb` into a temporary directory, `pg_ctl start` on 127.0.0.1 with a free port and a
@@ -22,7 +24,8 @@ raised when that is impossible.
 VoltDB 10.1.1 the same way with `scripts/voltdb.sh` (fetch, jar, start, stop; Java 17+ with javac,
 and Maven); the schema and the stored procedures are loaded by `balance_voltdb.ensure_schema`.
 `VoltDBUnavailable` is raised when that is impossible. `voltdb_truncate` empties the tables, so
-one server can serve many tests.
+one server can serve many tests. Given a username, the server has security on and that one user
+(an administrator: `VOLTDB_USERS` of the script), and the helpers log in as it.
 """
 
 from __future__ import annotations
@@ -200,14 +203,16 @@ def run_script(
 
 
 @contextmanager
-def _scripted_server(script: Path, error: type[Exception]) -> Iterator[tuple[Path, int]]:
-    """(work dir, port) of a server `script start DIR PORT` started on a free port in a fresh
-    temporary directory; `script stop DIR` and the directory deleted on exit."""
+def _scripted_server(
+    script: Path, error: type[Exception], env: dict[str, str] | None = None
+) -> Iterator[tuple[Path, int]]:
+    """(work dir, port) of a server `script start DIR PORT` (`env` added) started on a free port in
+    a fresh temporary directory; `script stop DIR` and the directory deleted on exit."""
     root = Path(tempfile.mkdtemp(prefix=f"cellcelly-{script.stem}-"))
     server = root / "server"
     try:
         port = free_port()
-        run_script(script, error, "start", str(server), str(port), timeout=150)
+        run_script(script, error, "start", str(server), str(port), timeout=150, env=env)
         yield root, port
     finally:
         try:
@@ -269,13 +274,13 @@ def fetch_voltdb() -> None:
     run_script(VOLTDB_SCRIPT, VoltDBUnavailable, "fetch", timeout=600)
 
 
-def _wait_for_ping(port: int, deadline: float) -> None:
+def _wait_for_ping(port: int, deadline: float, username: str = "", password: str = "") -> None:
     from cellcelly.adapters.balance_voltdb import VoltConnection
 
     problem = "no answer"
     while time.monotonic() < deadline:
         try:
-            conn = VoltConnection("127.0.0.1", port, 5.0)
+            conn = VoltConnection("127.0.0.1", port, 5.0, username, password)
         except (OSError, RuntimeError) as exc:
             problem = str(exc)
         else:
@@ -289,29 +294,36 @@ def _wait_for_ping(port: int, deadline: float) -> None:
 
 
 @contextmanager
-def voltdb_server() -> Iterator[str]:
+def voltdb_server(*, username: str = "", password: str = "") -> Iterator[str]:
     """Yield "127.0.0.1:PORT" of a fresh single-node VoltDB with the CellCelly schema and procedures
-    loaded; stopped and deleted on exit."""
+    loaded; stopped and deleted on exit. With `username`, security is on and `username`/`password`
+    is its one user (an administrator)."""
     from cellcelly.adapters.balance_voltdb import ensure_schema
 
+    env = None
+    if username:
+        # VOLTDB_USERS is "name:password,...": a ',' (or a ':' in the name) would split it elsewhere
+        if ":" in username or "," in username or "," in password or not password:
+            raise ValueError("a VoltDB test user needs a name without ':' or ',' and a password without ','")
+        env = {"VOLTDB_USERS": f"{username}:{password}"}
     fetch_voltdb()
     began = time.monotonic()
-    with _scripted_server(VOLTDB_SCRIPT, VoltDBUnavailable) as (root, port):
+    with _scripted_server(VOLTDB_SCRIPT, VoltDBUnavailable, env) as (root, port):
         jar = root / "procedures.jar"
         run_script(VOLTDB_SCRIPT, VoltDBUnavailable, "jar", str(jar), timeout=120)
-        _wait_for_ping(port, time.monotonic() + 60)
+        _wait_for_ping(port, time.monotonic() + 60, username, password)
         servers = f"127.0.0.1:{port}"
-        ensure_schema(servers, jar)
+        ensure_schema(servers, jar, username=username, password=password)
         log.info("voltdb on %s ready in %.2fs", servers, time.monotonic() - began)
         yield servers
 
 
-def voltdb_truncate(servers: str) -> None:
+def voltdb_truncate(servers: str, *, username: str = "", password: str = "") -> None:
     """Empty every CellCelly table (between tests: much cheaper than a new server)."""
     from cellcelly.adapters.balance_voltdb import VoltConnection, parse_servers
 
     host, port = parse_servers(servers)[0]
-    conn = VoltConnection(host, port, 30.0)
+    conn = VoltConnection(host, port, 30.0, username, password)
     try:
         for table in ("account", "account_session", "outbox"):
             response = conn.call("@AdHoc", [f"TRUNCATE TABLE {table};"])

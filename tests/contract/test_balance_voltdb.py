@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,15 +32,22 @@ from cellcelly_testing import require
 pytestmark = pytest.mark.contract
 
 
-@pytest.fixture(scope="session")
-def voltdb() -> Iterator[str]:
+@contextmanager
+def running_voltdb(*, username: str = "", password: str = "") -> Iterator[str]:
+    """`voltdb_server(...)` for a fixture: a skip (a failure when CI=true) where VoltDB cannot run."""
     missing = voltdb_missing()
     require(missing is None, f"VoltDB cannot run here: {missing}")
     with ExitStack() as stack:
         try:
-            servers = stack.enter_context(voltdb_server())
+            servers = stack.enter_context(voltdb_server(username=username, password=password))
         except VoltDBUnavailable as exc:
             require(False, f"VoltDB cannot run here: {exc}")
+        yield servers
+
+
+@pytest.fixture(scope="session")
+def voltdb() -> Iterator[str]:
+    with running_voltdb() as servers:
         yield servers
 
 

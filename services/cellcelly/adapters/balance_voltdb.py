@@ -145,12 +145,25 @@ class Connection(Protocol):
 Connect = Callable[..., Connection]  # (host, port, timeout, username=, password=)
 
 
+class _Client(voltdbclient.FastSerializer):  # type: ignore[misc]
+    """FastSerializer, closing its socket when the login fails: its constructor runs the handshake
+    and raises without closing, and nothing can reach that socket afterwards (an open file until the
+    garbage collector finds it, a ResourceWarning)."""
+
+    def authenticate(self, username: str, password: str) -> None:
+        try:
+            super().authenticate(username, password)
+        except BaseException:
+            self.close()
+            raise
+
+
 class VoltConnection:
     """One client socket. voltdbclient's FastSerializer runs one call at a time: one borrower."""
 
     def __init__(self, host: str, port: int, timeout: float, username: str = "", password: str = "") -> None:
         # the login is part of the handshake: a wrong one is refused before any call
-        self._client = voltdbclient.FastSerializer(
+        self._client = _Client(
             host,
             port,
             username=username,
@@ -471,14 +484,20 @@ def _statements(sql: str) -> list[str]:
 
 
 def ensure_schema(
-    servers: str | Sequence[str], procedures_jar: Path | bytes, *, timeout: float = 60.0
+    servers: str | Sequence[str],
+    procedures_jar: Path | bytes,
+    *,
+    timeout: float = 60.0,
+    username: str = "",
+    password: str = "",
 ) -> bool:
     """Load the tables, the procedure classes (`procedures_jar`, from `scripts/voltdb.sh jar`) and
     the procedures into a database that has none of them. True when it loaded them, False when
-    the schema was there already (it is not compared: a changed schema needs a new database)."""
+    the schema was there already (it is not compared: a changed schema needs a new database).
+    With security on, `username` must be allowed DDL and @UpdateClasses (an administrator)."""
     host, port = parse_servers(servers)[0]
     try:
-        conn = VoltConnection(host, port, timeout)
+        conn = VoltConnection(host, port, timeout, username, password)
     except (OSError, RuntimeError) as exc:
         raise VoltUnavailable(f"cannot connect to VoltDB at {host}:{port}: {exc}") from exc
     try:
