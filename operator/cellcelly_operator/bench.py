@@ -50,6 +50,40 @@ RESOURCES = {
 }
 
 
+def declare(server: Any) -> None:
+    """Declare on kmock (`KubernetesEmulator`) the stack's kind and every kind the operator uses."""
+    from kmock import ResourceInfo
+
+    server.resources["cellcelly.io/v1alpha1/cellcellystacks"] = ResourceInfo(
+        kind="CellCellyStack", namespaced=True, verbs=VERBS, subresources={"status"}
+    )
+    for key, (kind, namespaced) in RESOURCES.items():
+        server.resources[key] = ResourceInfo(kind=kind, namespaced=namespaced, verbs=VERBS)
+
+
+def write_kubeconfig(path: Path, url: str) -> Path:
+    """A kubeconfig for the fake API server at `url` (no credentials: kmock asks for none)."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "kmock", "cluster": {"server": url}}],
+        "users": [{"name": "kmock", "user": {}}],
+        "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "kmock"}}],
+        "current-context": "kmock",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def start_operator(kubeconfig: Path, log: Path, tick: float) -> subprocess.Popen[bytes]:
+    """`kopf run -A --standalone -m cellcelly_operator.handlers` against that kubeconfig, its output
+    appended to `log`."""
+    env = dict(os.environ, KUBECONFIG=str(kubeconfig), CELLCELLY_OPERATOR_TICK=str(tick))
+    command = [sys.executable, "-m", "kopf", "run", "-A", "--standalone", "-m", "cellcelly_operator.handlers"]
+    with log.open("a") as out:
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
 def _body(name: str) -> dict[str, Any]:
     # kmock gives no resourceVersion; kopf's JSON patches test it: one that never changes
     return {
@@ -87,48 +121,16 @@ async def _wait(server: Any, stacks: list[str], timeout: float) -> float:
 
 
 async def run(n_stacks: int, singles: int) -> dict[str, Any]:
-    from kmock import KubernetesEmulator, ResourceInfo, Server
+    from kmock import KubernetesEmulator, Server
 
     async with KubernetesEmulator() as server, Server(server) as srv:
         # a request is matched in the same loop step it is logged in, so a short log is enough
         object.__setattr__(server, "_requests", collections.deque(maxlen=16))
-        server.resources["cellcelly.io/v1alpha1/cellcellystacks"] = ResourceInfo(
-            kind="CellCellyStack", namespaced=True, verbs=VERBS, subresources={"status"}
-        )
-        for key, (kind, namespaced) in RESOURCES.items():
-            server.resources[key] = ResourceInfo(kind=kind, namespaced=namespaced, verbs=VERBS)
+        declare(server)
         url = str(srv.url).rstrip("/")
         tmp = Path(tempfile.mkdtemp(prefix="cellcelly-bench-"))
-        (tmp / "kubeconfig").write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "kmock", "cluster": {"server": url}}],
-                    "users": [{"name": "bench", "user": {}}],
-                    "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "bench"}}],
-                    "current-context": "kmock",
-                }
-            )
-        )
         # the timer stays out of the way: these figures are the create/update handler's
-        env = dict(os.environ, KUBECONFIG=str(tmp / "kubeconfig"), CELLCELLY_OPERATOR_TICK="3600")
-        with (tmp / "operator.log").open("w") as out:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "kopf",
-                    "run",
-                    "-A",
-                    "--standalone",
-                    "-m",
-                    "cellcelly_operator.handlers",
-                ],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        proc = start_operator(write_kubeconfig(tmp / "kubeconfig", url), tmp / "operator.log", tick=3600)
         collection = f"/apis/cellcelly.io/v1alpha1/namespaces/{NS}/cellcellystacks"
         try:
             async with aiohttp.ClientSession() as session:

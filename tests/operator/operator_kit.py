@@ -155,9 +155,7 @@ def stack_body(name: str, spec: dict[str, Any], namespace: str = "telco", **meta
 
 # ---------------------------------------------------------------------------------------------- kmock
 
-# every kind the operator makes or reads, as kmock must declare it (undeclared: a 404, "CRD absent")
-KINDS = bench.RESOURCES
-VERBS = bench.VERBS
+VERBS = bench.VERBS  # what kmock lets clients do with a kind (bench.declare declares them all)
 
 
 class Api:
