@@ -128,8 +128,8 @@ async def _tell_once(
     k: Kube, stack: spec.Stack, cond: dict[str, Any], previous: list[dict[str, Any]], now: float
 ) -> None:
     """A warning and an Event when a condition turns False, not on every tick it stays so. Status says
-    what was told before this process started; memory covers handlers that ran on a body older than the
-    last status written (kopf re-runs a handler on such a body)."""
+    what was told before this process started; memory covers a handler that runs on a body older than
+    the last status written (an event already in flight when that status was patched)."""
     told: dict[tuple[str, str, str], str] = _state.setdefault("told", {})
     key = (stack.namespace, stack.name, str(cond["type"]))
     before = next((c for c in previous if c.get("type") == cond["type"]), None)
