@@ -7,6 +7,7 @@ readiness, heals pods and checks the Oracle primary.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -67,6 +68,17 @@ async def close(**_: Any) -> None:
     client = _state.pop("kube", None)
     if client is not None:
         await client.close()
+
+
+def _lock(stack: spec.Stack) -> asyncio.Lock:
+    """One pass at a time per stack: kopf runs the timer beside the change handlers, and a tick still
+    applying while the pause is acknowledged would change things after ReconciliationPaused=True."""
+    locks: dict[tuple[str, str], asyncio.Lock] = _state.setdefault("locks", {})
+    return locks.setdefault((stack.namespace, stack.name), asyncio.Lock())
+
+
+def _path(stack: spec.Stack) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{stack.namespace}/{PLURAL}/{stack.name}"
 
 
 def _stack(body: Any) -> tuple[spec.Stack, dict[str, Any]]:
@@ -148,6 +160,11 @@ async def _tell_once(
 @kopf.on.update(GROUP, VERSION, PLURAL)
 async def apply_stack(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     stack, current = _stack(body)
+    async with _lock(stack):
+        await _apply_stack(stack, current, patch)
+
+
+async def _apply_stack(stack: spec.Stack, current: dict[str, Any], patch: kopf.Patch) -> None:
     if stack.paused:
         _pause(stack, current, patch)
         return
@@ -170,7 +187,9 @@ async def apply_stack(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
 async def delete_stack(body: kopf.Body, **_: Any) -> None:
     # deletion is the user's explicit wish: it is carried out even when paused
     stack, _current = _stack(body)
-    result = await reconcile.cleanup(await kube(), stack)
+    async with _lock(stack):
+        result = await reconcile.cleanup(await kube(), stack)
+    _state.get("locks", {}).pop((stack.namespace, stack.name), None)
     told = _state.get("told") or {}
     for key in [k for k in told if k[:2] == (stack.namespace, stack.name)]:
         del told[key]
@@ -202,8 +221,7 @@ async def _check_failover(
     stack = dataclasses.replace(stack, oracle_active=decision.active)
     if decision.switched and spec_side == "primary":
         # spec first: a user puts it back to primary to come back (see failover.decide)
-        path = f"/apis/{GROUP}/{VERSION}/namespaces/{stack.namespace}/{PLURAL}/{stack.name}"
-        await k.patch(path, {"spec": {"oracle": {"failover": {"active": "standby"}}}})
+        await k.patch(_path(stack), {"spec": {"oracle": {"failover": {"active": "standby"}}}})
         note = f"Oracle primary unreachable for {stack.spec.oracle_fail_after}s: now on standby"
         await reconcile.post_event(k, stack, "OracleFailover", note, "Warning", "Failover", now)
     if decision.told_back:
@@ -216,14 +234,21 @@ async def _check_failover(
 @kopf.timer(GROUP, VERSION, PLURAL, interval=TICK, initial_delay=TICK, backoff=TICK)
 async def tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Drift, readiness, self-healing, failover: what no watch event tells us about in time."""
-    stack, current = _stack(body)
-    if (body.get("metadata") or {}).get("deletionTimestamp"):
-        return
+    stack, _current = _stack(body)
+    async with _lock(stack):
+        # the stack as it is now: the body kopf gave may predate a pause or a deletion handled meanwhile
+        k = await kube()
+        fresh = await k.get(_path(stack))
+        if fresh is None or (fresh.get("metadata") or {}).get("deletionTimestamp"):
+            return
+        await _tick(k, *_stack(fresh), patch)
+
+
+async def _tick(k: Kube, stack: spec.Stack, current: dict[str, Any], patch: kopf.Patch) -> None:
     if stack.paused:
         _pause(stack, current, patch)
         return
     now = time.time()
-    k = await kube()
     stack = await _check_failover(k, stack, current, patch, now)
     try:
         applied = await reconcile.apply_all(k, stack)
