@@ -171,7 +171,7 @@ schema = {
             "properties": {
                 "mwToken": secret("value"),
                 "adminToken": secret("value"),
-                "kafka": secret("username", "password"),
+                "kafka": secret("username", "password", "caCrt"),
                 "voltdb": secret("username", "password"),
                 "hazelcast": secret("username", "password"),
                 "oracle": secret("username", "password"),

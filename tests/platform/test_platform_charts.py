@@ -305,6 +305,19 @@ def test_stack_chart_external_secrets_match_the_spec(helm: Helm) -> None:
     assert all(s["type"] == "Opaque" for s in by_kind(docs, "Secret"))
 
 
+def test_stack_chart_kafka_secret_carries_a_ca_only_when_given(helm: Helm) -> None:
+    chart, files, _ = MATRIX["stack-external"]
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    with_ca = helm.template(chart, [VALUES / f for f in files], [f"createSecrets.kafka.caCrt={pem}"])
+    ref = the_stack(with_ca)["spec"]["kafka"]["external"]["secretRef"]["name"]
+    kafka = next(s for s in by_kind(with_ca, "Secret") if s["metadata"]["name"] == ref)
+    assert kafka["stringData"]["ca.crt"] == pem
+    without = next(
+        s for s in by_kind(render(helm, "stack-external"), "Secret") if s["metadata"]["name"] == ref
+    )
+    assert "ca.crt" not in without["stringData"]
+
+
 def test_stack_chart_paused_monitoring_ingress(helm: Helm) -> None:
     paused = the_stack(render(helm, "stack-paused"))
     assert paused["metadata"]["name"] == "frozen"
