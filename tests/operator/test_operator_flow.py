@@ -1,8 +1,7 @@
 """kopf running the operator (`kopf run -A`, a subprocess) against kmock, a fake API server, over HTTP.
 
-kmock stores what it is sent and nothing more: no uid (stack_body gives one), resourceVersion or
-generation, no garbage collector, no controllers. So the tests play the controllers: they write
-workload status and pods.
+kmock stores what it is sent and nothing more: no uid, resourceVersion or generation, no garbage
+collector, no controllers. So the tests play the controllers: they write workload status and pods.
 """
 
 from __future__ import annotations
@@ -89,7 +88,7 @@ def crashing_pod(name: str, stack: str, component: str, reason: str = "CrashLoop
 async def test_create_makes_owned_children_and_a_status_kubectl_can_wait_on(api: Api, operator: Any) -> None:
     await api.create(f"/apis/cellcelly.io/v1alpha1/namespaces/{NS}/cellcellystacks", stack_body("demo", {}))
     objs = await eventually(lambda: children_exist(api, "demo", {}), what="every child")
-    uid = spec.stack_uid({"name": "demo", "namespace": NS})  # the uid stack_body gave it (kmock gives none)
+    uid = spec.stack_uid({"name": "demo", "namespace": NS})  # kmock gives the stack no uid: derived
     for obj in objs:
         (owner,) = obj["metadata"]["ownerReferences"]
         assert owner["kind"] == "CellCellyStack" and owner["name"] == "demo" and owner["uid"] == uid
