@@ -68,14 +68,22 @@ def security_protocol(stack: Stack) -> str:
     return "SASL_SSL" if ext.secret_ref.name else "PLAINTEXT"
 
 
+def ca_file(stack: Stack) -> str | None:
+    """Where the services find the CA of an external Kafka over TLS (its Secret's ca.crt, mounted)."""
+    if security_protocol(stack).endswith("SSL") and stack.spec.kafka.external.secret_ref.name:
+        return f"{CA_DIR}/ca.crt"
+    return None
+
+
 def client_config(stack: Stack) -> dict[str, str]:
     """CELLCELLY_KAFKA_* the services read (the login itself comes from the Secret, as env)."""
     protocol = security_protocol(stack)
     out = {"CELLCELLY_KAFKA_BOOTSTRAP": bootstrap(stack), "CELLCELLY_KAFKA_SECURITY_PROTOCOL": protocol}
     if protocol.startswith("SASL_"):
         out["CELLCELLY_KAFKA_SASL_MECHANISM"] = stack.spec.kafka.external.sasl_mechanism
-    if protocol.endswith("SSL") and stack.spec.kafka.external.secret_ref.name:
-        out["CELLCELLY_KAFKA_SSL_CAFILE"] = f"{CA_DIR}/ca.crt"
+    cafile = ca_file(stack)
+    if cafile is not None:
+        out["CELLCELLY_KAFKA_SSL_CAFILE"] = cafile
     return out
 
 

@@ -134,9 +134,9 @@ def backend_logins(stack: Stack) -> list[dict[str, Any]]:
 
 def _kafka_ca(stack: Stack) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(volumes, mounts): the external Kafka Secret's optional ca.crt as a file, for TLS."""
-    ref = stack.spec.kafka.external.secret_ref.name
-    if "CELLCELLY_KAFKA_SSL_CAFILE" not in kafka.client_config(stack):
+    if kafka.ca_file(stack) is None:
         return [], []
+    ref = stack.spec.kafka.external.secret_ref.name
     items = [{"key": "ca.crt", "path": "ca.crt"}]
     volume = {"name": "kafka-ca", "secret": {"secretName": ref, "items": items, "optional": True}}
     return [volume], [{"name": "kafka-ca", "mountPath": kafka.CA_DIR, "readOnly": True}]
