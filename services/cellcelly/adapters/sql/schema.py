@@ -31,8 +31,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
+
+from cellcelly.domain.limits import EVENT_ID_COLUMN, MAX_SESSION_ID
 
 __all__ = [
     "EPOCH",
@@ -142,15 +145,19 @@ wallet_ledger = Table(
     Column("occurred_at", EpochSeconds(), nullable=False),
 )
 
+# Up to 2^32 - 1 (Diameter's Unsigned32; migration 0006). Oracle keeps INTEGER, which is
+# NUMBER(38) there: it already holds it, and narrowing a filled column to NUMBER(19) is refused.
+REQUEST_NUMBER = BigInteger().with_variant(Integer(), "oracle")
+
 usage_records = Table(
     "usage_records",
     metadata,
-    Column("event_id", String(300), primary_key=True),
+    Column("event_id", String(EVENT_ID_COLUMN), primary_key=True),
     # msisdn lookups use the leading column of ix_usage_records_msisdn_time; a separate
     # single-column index would only slow down the hottest insert path.
     Column("msisdn", String(15), nullable=False),
-    Column("session_id", String(256)),
-    Column("request_number", Integer, nullable=False),
+    Column("session_id", String(MAX_SESSION_ID)),
+    Column("request_number", REQUEST_NUMBER, nullable=False),
     Column("rating_group", BigInteger, nullable=False),
     Column("service", String(8), nullable=False),
     Column("rule_id", String(64)),
@@ -169,7 +176,7 @@ usage_records = Table(
 usage_buckets = Table(
     "usage_buckets",
     metadata,
-    Column("event_id", String(300), primary_key=True),
+    Column("event_id", String(EVENT_ID_COLUMN), primary_key=True),
     Column("ordinal", Integer, primary_key=True, autoincrement=False),
     Column("bucket_id", String(200), nullable=False),
     Column("units", BigInteger, nullable=False),
@@ -185,7 +192,7 @@ balance_snapshots = Table(
     Column("wallet", BigInteger, nullable=False),
     Column("revision", BigInteger, nullable=False),
     Column("as_of", EpochSeconds(), nullable=False),
-    Column("event_id", String(300), nullable=False),
+    Column("event_id", String(EVENT_ID_COLUMN), nullable=False),
 )
 
 catalogue_versions = Table(
@@ -208,6 +215,8 @@ credentials = Table(
     Column("failed_logins", Integer, nullable=False),
     Column("locked_until", EpochSeconds(), nullable=False),
     Column("changed_at", EpochSeconds(), nullable=False),
+    # bumped on role and password changes; access tokens carry it and admin routes compare (0008)
+    Column("version", Integer, nullable=False, server_default=text("0")),
 )
 
 refresh_tokens = Table(
@@ -219,6 +228,8 @@ refresh_tokens = Table(
     Column("created_at", EpochSeconds(), nullable=False),
     Column("remember", Integer, nullable=False),  # 0/1 (no BOOLEAN in Oracle before 23)
     Column("revoked", Integer, nullable=False),
+    # the login a rotated token descends from: a used token replayed revokes the family (0008)
+    Column("family", String(64), nullable=False, index=True),
 )
 
 reset_codes = Table(
