@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from cellcelly.diameter.codec import (
     _FIXED,
     DICTIONARY,
+    MAX_DEPTH,
     Avp,
     DecodeError,
     Message,
@@ -54,6 +55,7 @@ def _try_decode(raw: bytes) -> Message | DecodeError:
             Result.INVALID_MESSAGE_LENGTH,
             Result.INVALID_AVP_LENGTH,
             Result.INVALID_HDR_BITS,
+            Result.INVALID_AVP_VALUE,  # Grouped AVPs nested deeper than MAX_DEPTH
         )
         if len(raw) >= 20:
             assert error.header is not None  # a header could be read: the error can be answered
@@ -330,3 +332,37 @@ def test_several_mutations_of_ccrs(which: int, data: st.DataObject) -> None:
     for _ in range(data.draw(st.integers(2, 8))):
         mutated[data.draw(st.integers(0, len(mutated) - 1))] = data.draw(st.integers(0, 255))
     _try_decode(bytes(mutated))
+
+
+# --- (d) nesting ---------------------------------------------------------------------------------
+
+
+def _nested(depth: int, code: int = Code.PROXY_INFO) -> bytes:
+    """A CCR-shaped request whose one AVP is `depth` Grouped AVPs inside each other, a leaf at the
+    bottom: built as bytes, since building it as Avp objects would recurse as deep to encode."""
+    avp = Avp.utf8(Code.PROXY_HOST, "relay.test").encode()
+    for _ in range(depth):
+        avp = struct.pack("!II", code, (0x40 << 24) | (8 + len(avp))) + avp
+    return _header(20 + len(avp), FLAG_R | FLAG_P, 272) + avp
+
+
+@FEWER
+@given(depth=st.integers(0, 40) | st.sampled_from([1000, 5000]))
+def test_grouped_nesting_has_a_limit(depth: int) -> None:
+    """Up to MAX_DEPTH levels decode; deeper is refused with 5004 and the Grouped AVP at the limit in
+    Failed-AVP (1000 levels raised RecursionError, which tore the peer connection down)."""
+    got = _try_decode(_nested(depth))
+    if depth <= MAX_DEPTH:
+        assert isinstance(got, Message)
+        return
+    assert isinstance(got, DecodeError) and got.result is Result.INVALID_AVP_VALUE
+    assert got.header is not None and got.header.hop_by_hop == 0x01020304
+    assert got.failed is not None and got.failed.code == Code.PROXY_INFO and got.failed.children == []
+
+
+def test_nesting_inside_a_failed_avp_is_kept_raw() -> None:
+    """An answer's Failed-AVP reports what a peer found at fault: kept as bytes, never refused."""
+    raw = bytearray(_nested(1000, code=Code.FAILED_AVP))
+    raw[4] = FLAG_P  # an answer
+    msg = decode(bytes(raw))
+    assert msg.avps[0].code == Code.FAILED_AVP and msg.encode() == bytes(raw)

@@ -6,9 +6,10 @@ these cores (PLATFORM.md), which alone would cap the gateway near its target; th
 The tests cross-check it against python-diameter and tshark.
 
 Decoding refuses what RFC 6733 says to refuse, with the Result-Code to answer and the AVP to put
-in Failed-AVP: bad version (5011), bad message length (5015), bad AVP length (5014), and
-reserved header bits (3008). Unknown AVPs are kept as raw bytes; whether an unknown mandatory
-AVP is an error (5001) is the application's decision, not the codec's.
+in Failed-AVP: bad version (5011), bad message length (5015), bad AVP length (5014), reserved
+header bits (3008), and Grouped AVPs nested deeper than MAX_DEPTH (5004). Unknown AVPs are kept as
+raw bytes; whether an unknown mandatory AVP is an error (5001) is the application's decision, not
+the codec's.
 """
 
 from __future__ import annotations
@@ -434,7 +435,15 @@ def _stub(code: int, flags: int, vendor: int) -> Avp:
     return Avp(code, flags & ~AVP_V, vendor, b"\x00" * _FIXED_BY_KEY.get(key, 0))
 
 
-def decode_avps(buf: memoryview, start: int, end: int) -> list[Avp]:
+# How deep Grouped AVPs may nest. The deepest structure we speak is five levels (Service-Information
+# > SMS-Information > Recipient-Info > Recipient-Address > Address-Data, TS 32.299), and the deepest
+# in TS 32.299 as a whole about seven; 16 leaves room for relays and vendors while bounding the
+# recursion (1000 levels raised RecursionError and tore the connection down) and the work a frame
+# can cost. Deeper is refused with 5004 and the Grouped AVP at the limit in Failed-AVP.
+MAX_DEPTH = 16
+
+
+def decode_avps(buf: memoryview, start: int, end: int, depth: int = 0) -> list[Avp]:
     avps: list[Avp] = []
     offset = start
     while offset < end:
@@ -459,7 +468,13 @@ def decode_avps(buf: memoryview, start: int, end: int) -> list[Avp]:
         key = (code, vendor)
         if key in _GROUPED:
             try:
-                avp = Avp(code, flags, vendor, b"", decode_avps(buf, data_start, data_end))
+                if depth >= MAX_DEPTH:
+                    raise DecodeError(
+                        Result.INVALID_AVP_VALUE,
+                        f"Grouped AVPs nested deeper than {MAX_DEPTH}",
+                        _stub(code, flags, vendor),
+                    )
+                avp = Avp(code, flags, vendor, b"", decode_avps(buf, data_start, data_end, depth + 1))
             except DecodeError as exc:
                 if key != _FAILED_AVP:
                     if exc.failed is None:
