@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     ivr_voice: str = "tr"  # espeak-ng voice
     ivr_speed: int = 160  # words per minute
     ivr_advertise_host: str = ""  # the address put in SDP and Contact when it is not IVR_HOST (NAT)
+    # SIP peers (addresses or networks, comma-separated) whose From/P-Asserted-Identity is believed;
+    # INVITEs from elsewhere get 403. Empty: every call refused (`make run` trusts 127.0.0.1)
+    ivr_trusted_peers: str = ""
 
     # MW: the self-care API and web UI (http://MW_HOST:MW_PORT)
     mw_host: str = "127.0.0.1"

@@ -133,6 +133,7 @@ class EmbeddedStack:
                 number=settings.ivr_number,
                 audio=audio,
                 advertise_host=settings.ivr_advertise_host or None,
+                trusted_peers=settings.ivr_trusted_peers,
             )
             await self.ivr.start()
             self.ivr_port = self.ivr.port

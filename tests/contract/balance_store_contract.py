@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from cellcelly.domain.charging import (
     ServiceUsage,
     charge,
 )
+from cellcelly.domain.errors import StoreError
 from cellcelly.domain.provisioning import AccountChange, open_account, top_up
 from cellcelly.domain.units import Service
 from cellcelly.ports.balance_store import BalanceStore, Commit, OutboxEntry
@@ -506,6 +508,14 @@ class DurableBalanceStoreContract(BalanceStoreContract):
         self._opened.append(again)
         return again
 
+    def failing_durable_writes(
+        self, store: BalanceStore, before_failing: Callable[[], None]
+    ) -> AbstractContextManager[None]:
+        """While inside: every write that would make a commit or an acknowledgement durable (the
+        journal write, the procedure call) first calls `before_failing`, then fails as a full disk
+        or a failing server would, so that the store raises a StoreError."""
+        raise NotImplementedError
+
     # --- durability -----------------------------------------------------------------------------------
 
     def test_reopen_shows_the_same_accounts_outbox_and_acks(self, store: BalanceStore) -> None:
@@ -543,6 +553,65 @@ class DurableBalanceStoreContract(BalanceStoreContract):
         expected = state_of(again)  # before `again` is closed
         third = self.reopened(again)
         assert state_of(third) == expected
+
+    def test_a_write_that_cannot_be_made_durable_changes_nothing(self, store: BalanceStore) -> None:
+        """A commit is visible only once it is durable: when its write fails, readers never see it
+        (not even while the write is under way), and the account, its sessions, the outbox and the
+        next seq are as if it had never been tried. The same for an acknowledgement."""
+        busy_history(store)
+        store.ack(e.seq for e in store.outbox()[:3])
+        before = state_of(store)
+        seqs_before = {e.seq for e in store.outbox(limit=1_000_000)}
+        b_wallet = store.get(B).wallet  # type: ignore[union-attr]
+        d = "5320000004"
+
+        def drop_b_done(account: Account | None) -> tuple[None, Commit]:
+            assert account is not None
+            without = account.copy()
+            del without.sessions["b-done"]
+            return None, Commit(without, (), ("b-done",), ())
+
+        attempts: dict[str, Callable[[], object]] = {
+            "a charge with events": lambda: charge_in(
+                store, voice(A, "a-open", RequestType.UPDATE, 1, used=60), NOW + 900
+            ),
+            "a new session": lambda: charge_in(store, voice(C, "c-new", RequestType.INITIAL, 0), NOW + 900),
+            "a top-up": lambda: credit(store, B, 500, "lost-top-up", NOW + 900),
+            "a new subscriber": lambda: provision(store, d, "ANKARA", NOW + 900),
+            "a removed session": lambda: store.transact(B, drop_b_done),
+            "an acknowledgement": lambda: store.ack(e.seq for e in store.outbox()[:2]),
+        }
+        seen_while_writing: list[tuple[str, Any]] = []
+        for name, attempt in attempts.items():
+
+            def look(name: str = name) -> None:
+                # what a reader sees while the write is under way (this thread: the embedded
+                # store's outbox waits for the write, accounts and sessions do not)
+                accounts = {m: normalised(store.get(m)) for m in sorted(store.msisdns())}
+                owners = {sid: store.session_owner(sid) for sid in [*before["owners"], "c-new"]}
+                seen_while_writing.append((name, (accounts, owners)))
+
+            with self.failing_durable_writes(store, look), pytest.raises(StoreError):
+                attempt()
+            assert state_of(store) == before, f"{name}: visible although its write failed"
+            assert store.get(d) is None and store.session_owner("c-new") is None, name
+        expected = (before["accounts"], {**before["owners"], "c-new": None})
+        assert seen_while_writing == [(name, expected) for name in attempts]
+
+        # nothing is left locked or half-done: the same writes now succeed, once each
+        for attempt in attempts.values():
+            attempt()
+        after = state_of(store)
+        assert store.get(B).wallet == b_wallet + 500  # type: ignore[union-attr]
+        assert after["accounts"][d] is not None and after["owners"]["c-new"] == C
+        assert "b-done" not in after["accounts"][B]["sessions"]
+        new = [e for e in store.outbox(limit=1_000_000) if e.seq not in seqs_before]
+        assert [e.event["event_id"] for e in new if e.event["msisdn"] == B] == [f"{B}#topup#lost-top-up"]
+        for e in new:  # fresh seqs, after every earlier one of the same subscriber
+            older = [s for s, ev in before["outbox"] if ev["msisdn"] == e.event["msisdn"]]
+            assert e.seq > max(older, default=0), e
+        again = self.reopened(store)
+        assert state_of(again) == after
 
     def test_reopen_after_acknowledging_everything(self, store: BalanceStore) -> None:
         provision(store, A)

@@ -3,7 +3,11 @@ the embedded store has: its journal file, torn and damaged records, snapshots (c
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,9 +36,30 @@ from cellcelly.ports.balance_store import BalanceStore, Commit
 pytestmark = pytest.mark.contract
 
 
+@contextmanager
+def failing_journal_writes(store: BalanceStore, before_failing: Callable[[], None]) -> Iterator[None]:
+    """The journal write fails as on a full disk (nothing written), after `before_failing`."""
+    assert isinstance(store, EmbeddedBalanceStore)
+
+    def write(fd: int, data: bytes) -> int:
+        before_failing()
+        raise OSError(errno.ENOSPC, "No space left on device (injected)")
+
+    store._os_write = write  # noqa: SLF001 - the seam for this
+    try:
+        yield
+    finally:
+        store._os_write = os.write  # noqa: SLF001
+
+
 class TestEmbeddedJournalled(DurableBalanceStoreContract):
     def make_store(self, tmp_path: Path) -> BalanceStore:
         return EmbeddedBalanceStore(tmp_path / "balances", fsync="always")
+
+    def failing_durable_writes(
+        self, store: BalanceStore, before_failing: Callable[[], None]
+    ) -> AbstractContextManager[None]:
+        return failing_journal_writes(store, before_failing)
 
     def reopen(self, store: BalanceStore, tmp_path: Path) -> BalanceStore:
         store.close()
@@ -55,6 +80,11 @@ class TestEmbeddedSmallSnapshots(DurableBalanceStoreContract):
     def reopen(self, store: BalanceStore, tmp_path: Path) -> BalanceStore:
         store.close()
         return EmbeddedBalanceStore(tmp_path / "balances", fsync="never", compact_bytes=4_096)
+
+    def failing_durable_writes(
+        self, store: BalanceStore, before_failing: Callable[[], None]
+    ) -> AbstractContextManager[None]:
+        return failing_journal_writes(store, before_failing)
 
 
 # --- embedded-only ----------------------------------------------------------------------------------
@@ -225,3 +255,89 @@ def test_acks_in_the_journal_are_short_when_they_take_the_front(directory: Path)
     records = [line for line in _journal(directory).read_bytes().split(b"\n") if line]
     assert records[-2] == f'["a",{entries[4].seq}]'.encode()
     assert records[-1] == f'["k",[{entries[6].seq},{entries[8].seq}]]'.encode()
+
+
+# --- a journal write that fails ---------------------------------------------------------------------
+
+
+def test_a_failed_journal_write_leaves_no_gap_in_the_seqs(directory: Path, tmp_path: Path) -> None:
+    """The seq a failed commit would have used is the next commit's: the store ends as one where
+    the failed commit was never tried."""
+    with EmbeddedBalanceStore(directory, fsync="always") as store:
+        busy_history(store)
+        with failing_journal_writes(store, lambda: None), pytest.raises(StoreError):
+            credit(store, A, 100, "lost")
+        credit(store, A, 100, "kept")
+        got = state_of(store)
+    with EmbeddedBalanceStore(tmp_path / "twin", fsync="always") as twin:
+        busy_history(twin)
+        credit(twin, A, 100, "kept")
+        assert got == state_of(twin)
+
+
+def _short_write(fd: int, data: bytes) -> int:
+    """A write that stops half-way, as on a disk that fills up during it."""
+    return os.write(fd, data[: len(data) // 2])
+
+
+def _fsync_fails(fd: int) -> None:
+    """The write went into the page cache, but the disk refused it."""
+    raise OSError(errno.EIO, "Input/output error (injected)")
+
+
+@pytest.mark.parametrize("fault", ["short write", "fsync"])
+def test_a_record_that_failed_half_way_is_taken_back_out(directory: Path, fault: str) -> None:
+    """A record that reached the journal in part (a short write) or whole but not the disk (fsync
+    failed) belonged to a commit that was refused: it must not tear the journal before the next
+    record (the store would refuse to open) nor come back at recovery (a refused commit applied,
+    its seq given twice)."""
+    with EmbeddedBalanceStore(directory, fsync="always") as store:
+        busy_history(store)
+        before = state_of(store)
+        size = _journal(directory).stat().st_size
+        if fault == "short write":
+            store._os_write = _short_write  # noqa: SLF001 - the seam for this
+        else:
+            store._os_fsync = _fsync_fails  # noqa: SLF001
+        with pytest.raises(StoreError):
+            credit(store, A, 100, "refused")
+        with pytest.raises(StoreError):
+            charge_in(store, voice(A, "a-refused", RequestType.INITIAL, 0), NOW + 900)
+        assert state_of(store) == before
+        assert _journal(directory).stat().st_size == size
+        store._os_write, store._os_fsync = os.write, os.fsync  # noqa: SLF001 - the disk is back
+        credit(store, A, 100, "kept")
+        after = state_of(store)
+    with EmbeddedBalanceStore(directory, fsync="always") as again:
+        assert state_of(again) == after
+        assert again.session_owner("a-refused") is None
+
+
+def test_a_journal_that_cannot_be_cut_back_refuses_every_write(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a torn record cannot be taken back out, whatever came after it would be lost at
+    recovery (a damaged record in the middle refuses to open): the store refuses further writes
+    until it is reopened, rather than answer commits it cannot keep."""
+    with EmbeddedBalanceStore(directory, fsync="always") as store:
+        busy_history(store)
+        before = state_of(store)
+        store._os_write = _short_write  # noqa: SLF001 - the seam for this
+
+        def ftruncate_fails(fd: int, length: int) -> None:
+            raise OSError(errno.EIO, "Input/output error (injected)")
+
+        monkeypatch.setattr(os, "ftruncate", ftruncate_fails)
+        with pytest.raises(StoreError):
+            credit(store, A, 100, "torn")
+        monkeypatch.undo()
+        store._os_write = os.write  # noqa: SLF001 - the disk is back, the torn record is still there
+        with pytest.raises(StoreError, match="reopen"):
+            credit(store, A, 100, "after-the-tear")
+        with pytest.raises(StoreError, match="reopen"):
+            store.ack(e.seq for e in store.outbox()[:1])
+        assert state_of(store) == before
+    # the torn record is the journal's last: recovery cuts it and finds everything else
+    with EmbeddedBalanceStore(directory, fsync="always") as again:
+        assert state_of(again) == before
+        credit(again, A, 100, "after-reopen")

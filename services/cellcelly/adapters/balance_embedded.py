@@ -76,6 +76,11 @@ class EmbeddedBalanceStore:
         self._dir = None if directory is None else Path(directory)
         self._fd = -1
         self._journal_size = 0
+        # the journal's system calls, as attributes so tests can make them fail as a full or broken
+        # disk would (tests/contract/test_balance_embedded.py)
+        self._os_write = os.write
+        self._os_fsync = os.fsync
+        self._torn = False  # a failed record could not be cut back out: no more writes
         if self._dir is not None:
             self._dir.mkdir(parents=True, exist_ok=True)
             self._recover()
@@ -209,17 +214,32 @@ class EmbeddedBalanceStore:
     def _append(self, payload: bytes) -> None:
         if self._fd < 0:
             return
+        if self._torn:
+            raise StoreError(
+                "the balance journal ends in a record that could not be cut back; reopen the store"
+            )
         line = payload + b"\n"
         try:
-            written = os.write(self._fd, line)
+            written = self._os_write(self._fd, line)
             if written != len(line):
                 raise OSError(f"short write to the journal ({written} of {len(line)} bytes)")
             if self._fsync == "always":
-                os.fsync(self._fd)
+                self._os_fsync(self._fd)
         except OSError as exc:
+            self._cut_back()
             raise StoreError(f"cannot write the balance journal: {exc}") from exc
         self._journal_size += len(line)
         self._dirty = True
+
+    def _cut_back(self) -> None:
+        """Take a refused commit's record (or the part of it written) back out of the journal: left
+        there it would come back at recovery, or tear the journal before the next record."""
+        try:
+            os.ftruncate(self._fd, self._journal_size)
+        except OSError:
+            # anything appended now would follow a torn record and be lost at recovery
+            self._torn = True
+            log.exception("cannot cut a failed record out of the balance journal; writes refused")
 
     def _syncer(self, interval: float) -> None:
         while not self._closed.wait(interval):

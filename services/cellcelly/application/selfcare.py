@@ -131,7 +131,6 @@ class Policy:
     reset_code_attempts: int = 5
     reset_resend_seconds: int = 60  # one code per minute per MSISDN: no SMS bombing
     voucher_failures: int = 5  # wrong voucher codes per subscriber per lock window
-    voucher_retry_seconds: int = 3600  # a top-up cut short after its claim is finished within this
 
 
 class Throttle:
@@ -396,29 +395,44 @@ class SelfCare:
             raise Suspended(str(exc)) from None
 
     async def redeem_voucher(self, msisdn: str, text: str) -> Account:
+        """Credit a voucher once, ever, decided from the voucher's row, never from a window.
+
+        1. Claim it (its own committed transaction): from then on it is this subscriber's, whatever
+           happens next. Someone else's, or already credited: 409.
+        2. One transaction of the record: lock the row while it is claimed by us and not credited,
+           top up the balance store holding the reference, mark it credited, commit. A racing
+           redemption waits on the lock, then finds it credited: 409.
+        3. Release the held reference (the credit is durable now).
+        A crash after 1 is finished by the next try (no time limit); after the top-up in 2, the
+        held reference keeps that try from crediting again; after 2, the next try answers 409 and
+        releases the reference left held. The claim must be committed before the top-up: were it
+        rolled back with 2, another subscriber could claim a voucher already credited to this one.
+        """
         now = self._now()
         if wait := self._vouchers.blocked_for(msisdn, now):
             raise Locked("too many wrong voucher codes; try again later", wait)
-        account = await self.account(msisdn)
+        await self.account(msisdn)
         code_hash = sha256_hex(normalise_voucher(text))
         reference = f"voucher:{code_hash[:32]}"
-        voucher, claimed = await self._db(self.credentials.claim_voucher, code_hash, msisdn, now)
+        voucher, _ = await self._db(self.credentials.claim_voucher, code_hash, msisdn, now)
         if voucher is None:
             self._vouchers.failed(msisdn, now)
             raise InvalidVoucher("no such voucher")
-        # Claimed before by this subscriber: a top-up the account has not seen is one cut short by a
-        # crash between the two writes, and a retry soon after finishes it (idempotent by reference).
-        interrupted = (
-            voucher.used_by == msisdn
-            and reference not in account.recent_references
-            and now - voucher.used_at < self.policy.voucher_retry_seconds
-        )
-        if not claimed and not interrupted:
-            self._vouchers.failed(msisdn, now)
-            raise VoucherUsed("this voucher has been used")
-        account = self.accounts.top_up(msisdn, voucher.amount, reference)
-        log.info("voucher redeemed", extra={"msisdn": msisdn, "amount": voucher.amount})
-        return account
+        if voucher.used_by == msisdn and not voucher.credited_at:
+
+            def credit(v: Voucher) -> Account:  # runs in the record's transaction, off the loop
+                return self.accounts.top_up(msisdn, v.amount, reference, hold=True, notify=False)
+
+            credited = await self._db(self.credentials.credit_voucher, code_hash, msisdn, now, credit)
+            if credited is not None:
+                account = self.accounts.release_reference(msisdn, reference)
+                self.accounts.notify("topup", msisdn)
+                log.info("voucher redeemed", extra={"msisdn": msisdn, "amount": voucher.amount})
+                return account
+        elif voucher.used_by == msisdn:  # credited: a reference a crash left held goes now
+            self.accounts.release_reference(msisdn, reference)
+        self._vouchers.failed(msisdn, now)
+        raise VoucherUsed("this voucher has been used")
 
     # --- admin ------------------------------------------------------------------------------------
 

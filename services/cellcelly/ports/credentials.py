@@ -8,10 +8,13 @@ reset code, redeem a voucher) is one conditional write, so two racing requests c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from cellcelly.ports.records import SubscriberRecord
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,7 @@ class Voucher:
     batch: str = ""
     used_by: str = ""
     used_at: int = 0
+    credited_at: int = 0  # when its top-up was made durable; 0: not (yet) credited
 
 
 class CredentialStore(Protocol):
@@ -92,4 +96,13 @@ class CredentialStore(Protocol):
 
     def claim_voucher(self, code_hash: str, msisdn: str, now: int) -> tuple[Voucher | None, bool]:
         """Mark an unused voucher used by `msisdn`: (the voucher as it is now, whether this call
-        claimed it); (None, False) when there is no such voucher."""
+        claimed it); (None, False) when there is no such voucher. Committed on its own: from then on
+        no one else can have it, whatever happens to the top-up."""
+
+    def credit_voucher(
+        self, code_hash: str, msisdn: str, now: int, credit: Callable[[Voucher], T]
+    ) -> T | None:
+        """In one transaction: lock the voucher if `msisdn` claimed it and it is not credited yet,
+        run `credit` (the balance-store top-up, idempotent by its held reference), then mark it
+        credited. None, without calling `credit`, when it is not eligible (credited by a racing
+        call, which the lock made this one wait for). `credit` raising rolls the mark back."""

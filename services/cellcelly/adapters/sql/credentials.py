@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Row
 from sqlalchemy.exc import IntegrityError
@@ -13,6 +14,8 @@ from cellcelly.adapters.sql.records import subscriber_row
 from cellcelly.adapters.sql.schema import credentials, refresh_tokens, reset_codes, subscribers, vouchers
 from cellcelly.ports.credentials import Credential, RefreshGrant, ResetCode, Voucher
 from cellcelly.ports.records import SubscriberExists, SubscriberRecord
+
+T = TypeVar("T")
 
 
 def _credential(row: Row[Any]) -> Credential:
@@ -31,7 +34,13 @@ def _credential(row: Row[Any]) -> Credential:
 def _voucher(row: Row[Any]) -> Voucher:
     m = row._mapping
     return Voucher(
-        m["code_hash"], m["amount"], m["created_at"], m["batch"] or "", m["used_by"] or "", m["used_at"] or 0
+        m["code_hash"],
+        m["amount"],
+        m["created_at"],
+        m["batch"] or "",
+        m["used_by"] or "",
+        m["used_at"] or 0,
+        m["credited_at"] or 0,
     )
 
 
@@ -170,3 +179,16 @@ class SqlCredentials:
             claimed = bool(conn.execute(q.claim_voucher(code_hash, msisdn, now)).rowcount)
             row = conn.execute(q.select_voucher(code_hash)).first()
         return (None, False) if row is None else (_voucher(row), claimed)
+
+    def credit_voucher(
+        self, code_hash: str, msisdn: str, now: int, credit: Callable[[Voucher], T]
+    ) -> T | None:
+        # The transaction spans the balance-store call on purpose: the lock is what makes a racing
+        # redemption wait and then find it credited. The store call is one short atomic commit,
+        # and nothing that holds a balance-store lock waits for this database.
+        with writing(self._engine) as conn:
+            if not conn.execute(q.lock_claimed_voucher(code_hash, msisdn)).rowcount:
+                return None
+            result = credit(_voucher(conn.execute(q.select_voucher(code_hash)).one()))
+            conn.execute(q.mark_voucher_credited(code_hash, now))
+        return result

@@ -288,6 +288,28 @@ def select_voucher(code_hash: str) -> RowSelect:
     return select(vouchers).where(vouchers.c.code_hash == code_hash)
 
 
+def lock_claimed_voucher(code_hash: str, msisdn: str) -> Update:
+    """A no-op write that locks the row while it is claimed by `msisdn` and not yet credited.
+
+    Portable where SELECT ... FOR UPDATE is not (SQLite): a row lock on PostgreSQL and Oracle, the
+    write lock on SQLite. A racer blocks here, then re-reads the row (READ COMMITTED) and matches
+    nothing once the holder has committed credited_at: rowcount 1 = locked and eligible.
+    """
+    return (
+        update(vouchers)
+        .where(
+            vouchers.c.code_hash == code_hash,
+            vouchers.c.used_by == msisdn,
+            vouchers.c.credited_at.is_(None),
+        )
+        .values(used_at=vouchers.c.used_at)
+    )
+
+
+def mark_voucher_credited(code_hash: str, now: int) -> Update:
+    return update(vouchers).where(vouchers.c.code_hash == code_hash).values(credited_at=now)
+
+
 def representative_statements() -> dict[str, Executable]:
     """One instance of every statement shape the adapter runs, with sample values."""
     sample_ids = ["a", "b"]
@@ -339,6 +361,8 @@ def representative_statements() -> dict[str, Executable]:
             "use_reset_code": use_reset_code("5321234567", "0123456789abcdef" * 4, 1_790_000_000),
             "claim_voucher": claim_voucher("0123456789abcdef" * 4, "5321234567", 1_790_000_000),
             "select_voucher": select_voucher("0123456789abcdef" * 4),
+            "lock_claimed_voucher": lock_claimed_voucher("0123456789abcdef" * 4, "5321234567"),
+            "mark_voucher_credited": mark_voucher_credited("0123456789abcdef" * 4, 1_790_000_000),
             "update_older_snapshot": update_older_snapshot(
                 {
                     "msisdn": "905321234567",
