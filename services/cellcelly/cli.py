@@ -259,6 +259,7 @@ async def _serve_ivr(settings: Settings) -> None:
         number=settings.ivr_number,
         audio=PromptAudio(settings.ivr_voice, settings.ivr_speed),
         advertise_host=settings.ivr_advertise_host or None,
+        trusted_peers=settings.ivr_trusted_peers,
     )
     await ivr.start()
     _out(f"IVR on sip:{settings.ivr_number}@{settings.ivr_host}:{ivr.port} (UDP)")

@@ -84,7 +84,7 @@ async def test_baresip_hears_the_balance(data_dir: Path, tmp_path: Path) -> None
     components.accounts.open(dataclasses.replace(SUBSCRIBER, created_at=int(time.time())))
     lookup = StoreBalanceLookup(components.store)
     audio = PromptAudio(speed=190)
-    service = IvrService("127.0.0.1", 0, lookup, audio=audio)
+    service = IvrService("127.0.0.1", 0, lookup, audio=audio, trusted_peers="127.0.0.1")
     await service.start()
     try:
         recording, output = await call_with_baresip(

@@ -1,6 +1,7 @@
 """SIP edge cases against the IVR on 127.0.0.1, driven by a raw UDP client of the test (SIPp cannot
 easily retransmit on purpose, cancel mid-ring or hang up mid-prompt): retransmissions, CANCEL,
-caller's BYE, late offer, missing ACK, re-INVITE, unknown dialogs and methods, a failing lookup."""
+caller's BYE, late offer, missing ACK, re-INVITE, unknown dialogs and methods, a failing lookup,
+and callers whose identity is not to be believed (not from a trusted peer)."""
 
 from __future__ import annotations
 
@@ -152,7 +153,8 @@ async def env(data_dir: Path, request: pytest.FixtureRequest) -> AsyncIterator[E
     lookup = StoreBalanceLookup(components.store)
     options = getattr(request, "param", {})
     audio = PromptAudio(speed=220)
-    service = IvrService("127.0.0.1", 0, options.get("lookup", lookup), audio=audio, **options.get("kw", {}))
+    kw = {"trusted_peers": "127.0.0.1", **options.get("kw", {})}  # the tests' SIP peer is on loopback
+    service = IvrService("127.0.0.1", 0, options.get("lookup", lookup), audio=audio, **kw)
     await service.start()
     caller = Caller(await open_peer(), await open_peer(), service.port)
     try:
@@ -283,3 +285,54 @@ async def test_a_failing_lookup_plays_an_apology(env: Env) -> None:
     payload = b"".join(p[12:] for p in caller.rtp.drain())
     apology = await env.audio.ulaw_for(SERVICE_UNAVAILABLE)
     assert payload[: len(apology)] == apology
+
+
+class _Lookups:
+    """A lookup that records whose balance it was asked for (and answers nothing)."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def __call__(self, msisdn: str) -> BalanceSummary | None:
+        self.asked.append(msisdn)
+        return None
+
+
+SPY = _Lookups()
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"lookup": SPY, "kw": {"trusted_peers": "10.0.0.0/8, 192.0.2.7"}},
+        {"lookup": SPY, "kw": {"trusted_peers": ""}},  # nothing configured: nobody is believed
+    ],
+    indirect=True,
+)
+async def test_an_invite_from_an_untrusted_peer_is_refused_with_403(env: Env) -> None:
+    """Anyone can write From/P-Asserted-Identity: from an address that is not a trusted peer the
+    IVR neither looks the number up nor sends media (the SDP could name a stranger's address)."""
+    SPY.asked.clear()
+    caller = env.caller
+    caller.send(caller.request("INVITE", body=caller.sdp()))
+    refused = await caller.sip.expect(403)
+    assert "not a trusted SIP peer" in (refused.get("Warning") or "")
+    caller.ack(tag_of(refused), branch="z9hG4bK-inv")
+    await asyncio.sleep(0.5)
+    assert SPY.asked == [] and caller.rtp.drain() == []
+    assert env.service.stats["invites"] == 0 and env.service.stats["rejected_403"] == 1
+    assert [parse(d).status for d in caller.sip.drain()] == []  # the ACK ended the transaction
+
+
+@pytest.mark.parametrize(
+    "env", [{"lookup": SPY, "kw": {"trusted_peers": "192.0.2.0/24,127.0.0.0/8"}}], indirect=True
+)
+async def test_a_trusted_peer_asserts_the_caller_and_is_believed(env: Env) -> None:
+    SPY.asked.clear()
+    caller = env.caller
+    invite = caller.request("INVITE", body=caller.sdp()).replace(
+        b"Max-Forwards: 70", b"Max-Forwards: 70\r\nP-Asserted-Identity: <sip:+905339998877@127.0.0.1>"
+    )
+    caller.send(invite)
+    await caller.sip.expect(200, timeout=15)
+    assert SPY.asked == ["5339998877"]  # the asserted identity, not the From (905321234567)

@@ -56,7 +56,9 @@ async def ivr(data_dir: Path, tmp_path: Path) -> AsyncIterator[Ivr]:
     components = build(Settings(data_dir=data_dir))
     components.accounts.open(dataclasses.replace(SUBSCRIBER, created_at=int(time.time())))
     audio = PromptAudio(speed=SPEED)
-    service = IvrService("127.0.0.1", 0, StoreBalanceLookup(components.store), audio=audio)
+    service = IvrService(
+        "127.0.0.1", 0, StoreBalanceLookup(components.store), audio=audio, trusted_peers="127.0.0.1"
+    )
     await service.start()
     try:
         yield Ivr(service, components, audio, tmp_path)

@@ -7,6 +7,13 @@ RTP to the address in the caller's SDP -> BYE (retransmitted until its final res
 response we sent is kept for the transaction's life so a retransmitted request gets the same
 answer again. A datagram that breaks the parser or a handler is logged and answered (400/500)
 where that is possible; it never stops the server.
+
+Who calls is read from P-Asserted-Identity or From, which any SIP client can write: they are
+believed only from the configured trusted peers (the SBC or proxy in front of the IVR, by source
+address). An INVITE from anywhere else is refused with 403 Forbidden before any lookup, synthesis or
+media: answering it would tell a stranger whose balance they named, or (with an apology prompt)
+still send RTP to whatever address the stranger's SDP gives, a reflection a real caller never needs
+since real calls reach the IVR through the trusted network.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import ipaddress
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +59,16 @@ KNOWN_METHODS = {"REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", 
 
 def masked(msisdn: str | None) -> str:
     return "unknown" if not msisdn else msisdn[:3] + "***" + msisdn[-4:]
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def trusted_networks(peers: str | Iterable[str]) -> list[Network]:
+    """Addresses or networks ("10.0.0.5", "10.1.0.0/16", "::1"), comma-separated or a list;
+    a wrong entry raises ValueError (at start, not on the first call)."""
+    items = peers.split(",") if isinstance(peers, str) else peers
+    return [ipaddress.ip_network(item.strip(), strict=False) for item in items if item.strip()]
 
 
 def caller_msisdn(invite: SipMessage) -> str | None:
@@ -112,12 +129,14 @@ class IvrService:
         max_calls: int = 50,
         lookup_timeout: float = 3.0,
         t1: float = 0.5,
+        trusted_peers: str | Iterable[str] = (),
     ) -> None:
         self.host, self.bind_port, self.lookup, self.number = host, port, lookup, number
         self.audio = audio or PromptAudio()
         self.advertise_host = advertise_host or host
         self.ring_seconds, self.max_calls = ring_seconds, max_calls
         self.lookup_timeout, self.t1, self.t2 = lookup_timeout, t1, 8 * t1
+        self.trusted = trusted_networks(trusted_peers)
         self.calls: dict[tuple[str, str], Call] = {}
         self.stats: Counter[str] = Counter()
         self._transport: asyncio.DatagramTransport | None = None
@@ -134,6 +153,8 @@ class IvrService:
         )
         self._transport = transport
         log.info("IVR listening on udp %s:%d for calls to %s", self.host, self.port, self.number)
+        if not self.trusted:
+            log.warning("IVR: no trusted SIP peers (CELLCELLY_IVR_TRUSTED_PEERS): every call is refused")
 
     @property
     def port(self) -> int:
@@ -272,6 +293,10 @@ class IvrService:
             self._reply(msg, source, 481)
             return
         call = Call(key, msg, source)
+        if not self._trusted(source[0]):
+            log.info("INVITE from untrusted %s refused", source[0])
+            self._reject(call, 403, [("Warning", '399 cellcelly "not a trusted SIP peer"')])
+            return
         if uri_user(msg.uri) != self.number:
             self._reject(call, 404)
             return
@@ -300,6 +325,15 @@ class IvrService:
         self.stats["invites"] += 1
         call.last_response = self._reply(msg, source, 100)
         self._spawn(self._set_up(call), call)
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # a dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d
+        return any(ip in network for network in self.trusted)
 
     def _reject(self, call: Call, status: int, headers: list[tuple[str, str]] | None = None) -> None:
         self.stats[f"rejected_{status}"] += 1
