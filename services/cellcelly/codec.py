@@ -124,6 +124,7 @@ def header_to_list(a: Account) -> list[Any]:
         a.next_sweep,
         a.revision,
         a.recent_references,
+        a.held_references,
     ]
 
 
@@ -140,6 +141,7 @@ def header_from_list(d: list[Any], sessions: dict[str, Session] | None = None) -
         d[6],
         d[7],
         tuple(d[8]),
+        tuple(d[9]) if len(d) > 9 else (),  # headers written before held references had none
     )
 
 

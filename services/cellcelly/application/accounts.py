@@ -13,7 +13,14 @@ from collections.abc import Callable
 from cellcelly.catalogue_store import CatalogueHolder
 from cellcelly.domain.account import Account, Status
 from cellcelly.domain.errors import DomainError
-from cellcelly.domain.provisioning import AccountChange, buy_package, open_account, set_status, top_up
+from cellcelly.domain.provisioning import (
+    AccountChange,
+    buy_package,
+    open_account,
+    release_reference,
+    set_status,
+    top_up,
+)
 from cellcelly.ports.balance_store import BalanceStore, Commit
 from cellcelly.ports.records import SubscriberRecord, SystemOfRecord
 
@@ -82,11 +89,26 @@ class AccountService:
 
         return self.store.transact(msisdn, apply)
 
-    def top_up(self, msisdn: str, amount: int, reference: str) -> Account:
+    def top_up(
+        self, msisdn: str, amount: int, reference: str, *, hold: bool = False, notify: bool = True
+    ) -> Account:
+        """Credit the wallet once per reference (see `domain.provisioning.top_up` for `hold`).
+        `notify=False` when called off the event loop: the caller tells the listeners later."""
         policy = self.catalogue.current.policy
-        account = self._change(msisdn, lambda acc, now: top_up(acc, amount, reference, policy, now))
-        self._notify("topup", msisdn)
+        account = self._change(
+            msisdn, lambda acc, now: top_up(acc, amount, reference, policy, now, hold=hold)
+        )
+        if notify:
+            self._notify("topup", msisdn)
         return account
+
+    def release_reference(self, msisdn: str, reference: str) -> Account:
+        """Drop a held top-up reference once its once-only fact is durable elsewhere."""
+        return self._change(msisdn, lambda acc, now: release_reference(acc, reference))
+
+    def notify(self, kind: str, msisdn: str) -> None:
+        """Tell the listeners of a change committed earlier (on the event loop's thread)."""
+        self._notify(kind, msisdn)
 
     def buy_package(self, msisdn: str, package_code: str, reference: str) -> Account:
         catalogue = self.catalogue.current

@@ -76,6 +76,9 @@ def reconcile(
                     return False, None
                 if current is not None:
                     rebuilt.revision = current.revision + 1
+                    # the record cannot know them: a voucher's top-up made here (so in the record
+                    # once the SF caught up) whose credit is not yet durable must stay held
+                    rebuilt.held_references = current.held_references
                 rebuilt.next_sweep = next_sweep(rebuilt, policy, now)
                 return True, Commit(rebuilt, removed_sessions=tuple(current.sessions) if current else ())
 

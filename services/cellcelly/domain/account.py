@@ -144,6 +144,9 @@ class Account:
     next_sweep: int = 0  # earliest time a reservation expires or a session may be forgotten
     revision: int = 0  # bumped by every committed change (optimistic concurrency for remote stores)
     recent_references: tuple[str, ...] = ()  # the last top-ups applied, so a retry is recognised
+    # top-ups applied here whose once-only decision is not yet durable elsewhere (a voucher not yet
+    # marked credited in the record): kept, however many top-ups follow, until released
+    held_references: tuple[str, ...] = ()
 
     def copy(self) -> Account:
         """A copy whose dicts are its own; buckets and sessions are shared until replaced, so
@@ -159,6 +162,7 @@ class Account:
             self.next_sweep,
             self.revision,
             self.recent_references,
+            self.held_references,
         )
 
     # --- what can still be spent --------------------------------------------------------------

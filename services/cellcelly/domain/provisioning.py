@@ -89,19 +89,49 @@ def open_account(msisdn: str, catalogue: Catalogue, package_code: str | None, no
 REFERENCES_KEPT = 32
 
 
-def top_up(account: Account, amount: int, reference: str, policy: ChargingPolicy, now: int) -> AccountChange:
-    """Credit the wallet; a repeat of one of the last 32 references is recognised and changes nothing."""
+def top_up(
+    account: Account,
+    amount: int,
+    reference: str,
+    policy: ChargingPolicy,
+    now: int,
+    *,
+    hold: bool = False,
+) -> AccountChange:
+    """Credit the wallet; a repeat of one of the last 32 references, or of a held one, is
+    recognised and changes nothing.
+
+    The last 32 are for retries that come soon (a lost answer). `hold=True` is for a top-up whose
+    once-only decision lives elsewhere and is not durable yet (a voucher: credited in the record
+    after this commit): its reference is held, never pruned by count, so a retry after a crash
+    between the two commits does not credit it again, until `release_reference` once that other
+    fact is durable.
+    """
     if amount <= 0:
         raise DomainError("a top-up must be a positive amount")
-    if reference in account.recent_references:
+    if reference in account.recent_references or reference in account.held_references:
         return AccountChange(account, [], applied=False)
     acc = account.copy()
     acc.wallet += amount
-    acc.recent_references = (*acc.recent_references, reference)[-REFERENCES_KEPT:]
+    if hold:
+        acc.held_references = (*acc.held_references, reference)
+    else:
+        acc.recent_references = (*acc.recent_references, reference)[-REFERENCES_KEPT:]
     event = LedgerEvent(
         f"{acc.msisdn}#topup#{reference}", acc.msisdn, "topup", amount, acc.wallet, now, reference
     )
     return _finish(acc, policy, now, event)
+
+
+def release_reference(account: Account, reference: str) -> AccountChange:
+    """Forget a held top-up reference (its once-only fact is now durable elsewhere). No money
+    moves, so no ledger event; not applied when the reference is not held."""
+    if reference not in account.held_references:
+        return AccountChange(account, [], applied=False)
+    acc = account.copy()
+    acc.held_references = tuple(r for r in acc.held_references if r != reference)
+    acc.revision += 1
+    return AccountChange(acc, [])
 
 
 def buy_package(

@@ -251,4 +251,7 @@ vouchers = Table(
     Column("created_at", EpochSeconds(), nullable=False),
     Column("used_by", String(15)),
     Column("used_at", EpochSeconds()),
+    # set in the transaction that made its top-up (migration 0007): "used" alone is a claim, and a
+    # claim without a credit is finished by its claimer's retry (application/selfcare.py)
+    Column("credited_at", EpochSeconds()),
 )

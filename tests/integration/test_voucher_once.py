@@ -1,0 +1,279 @@
+"""A voucher credits once, ever (issue 12 §1), on a real system of record (SQLite and PostgreSQL).
+
+The bug: "already applied?" was decided from the account's last 32 top-up references, so a used
+voucher redeemed again after 32 other top-ups was credited a second time in the balance store,
+while the record (the SF drops the replayed ledger event by its id) kept it once. These tests
+check the answer the subscriber gets *and* that the balance store and the record agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from mw_harness import Harness, harness
+from sqlalchemy import select
+
+from cellcelly.adapters.sql.schema import vouchers, wallet_ledger
+from cellcelly.application.selfcare import VoucherUsed
+from cellcelly.codec import event_from_dict
+from cellcelly.domain.provisioning import LedgerEvent
+from cellcelly.domain.selfcare_rules import normalise_voucher
+from cellcelly.ports.records import SubscriberRecord
+from cellcelly.security import sha256_hex
+from cellcelly.wiring import Components
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+A, B = "5321112233", "5339998877"
+
+
+@pytest.fixture
+async def mw(tmp_path: Path, db_url: str) -> AsyncIterator[Harness]:
+    async with harness(tmp_path / "data", db_url, admin_token="a" * 40) as h:
+        yield h
+
+
+def open_subscriber(components: Components, msisdn: str) -> None:
+    components.accounts.open(SubscriberRecord(msisdn, "Ayşe", "Çelik", f"{msisdn}@example.com"))
+
+
+def sync_record(components: Components) -> None:
+    """What the SF does with ledger events: outbox -> system of record (idempotent by event id)."""
+    store = components.store
+    while entries := store.outbox(limit=1000):
+        events = [event_from_dict(orjson.loads(orjson.dumps(x.event))) for x in entries]
+        components.records.apply_ledger([e for e in events if isinstance(e, LedgerEvent)])
+        store.ack(x.seq for x in entries)
+
+
+def wallet(components: Components, msisdn: str) -> int:
+    account = components.store.get(msisdn)
+    assert account is not None
+    return account.wallet
+
+
+def assert_store_agrees_with_record(components: Components, *msisdns: str) -> None:
+    sync_record(components)
+    for msisdn in msisdns:
+        assert wallet(components, msisdn) == components.records.wallet_balance(msisdn), msisdn
+
+
+def voucher_credits(components: Components, code_hash: str) -> list[str]:
+    """Who the record says this voucher was credited to (one ledger row per credit)."""
+    engine = components.records.engine  # type: ignore[attr-defined]
+    reference = f"voucher:{code_hash[:32]}"
+    with engine.connect() as conn:
+        rows = conn.execute(select(wallet_ledger.c.msisdn).where(wallet_ledger.c.reference == reference))
+        return [r[0] for r in rows]
+
+
+def code_hash_of(code: str) -> str:
+    return sha256_hex(normalise_voucher(code))
+
+
+# --- the issue's reproduction -------------------------------------------------------------------
+
+
+async def test_used_voucher_after_32_top_ups_is_refused_through_selfcare(mw: Harness) -> None:
+    selfcare, components = mw.selfcare, mw.components
+    open_subscriber(components, A)
+    [big] = await selfcare.create_vouchers(10_000, 1)
+    small = await selfcare.create_vouchers(1, 32)
+    before = wallet(components, A)
+    await selfcare.redeem_voucher(A, big)
+    for code in small:
+        await selfcare.redeem_voucher(A, code)
+    assert wallet(components, A) == before + 10_000 + 32
+    with pytest.raises(VoucherUsed):
+        await selfcare.redeem_voucher(A, big)
+    assert wallet(components, A) == before + 10_000 + 32
+    assert_store_agrees_with_record(components, A)
+    assert voucher_credits(components, code_hash_of(big)) == [A]
+
+
+async def test_used_voucher_after_32_top_ups_is_refused_through_the_api(mw: Harness) -> None:
+    admin = {"Authorization": "Bearer " + "a" * 40}
+    big = await mw.client.post("/api/v1/admin/vouchers", headers=admin, json={"amount": "100", "count": 1})
+    small = await mw.client.post(
+        "/api/v1/admin/vouchers", headers=admin, json={"amount": "0.01", "count": 32}
+    )
+    assert big.status_code == small.status_code == 201
+    first = big.json()["items"][0]["code"]
+    auth = await mw.signed_up(A)
+    topped = await mw.client.post("/api/v1/me/topup", headers=auth, json={"voucher": first})
+    assert topped.status_code == 200
+    for item in small.json()["items"]:
+        ok = await mw.client.post("/api/v1/me/topup", headers=auth, json={"voucher": item["code"]})
+        assert ok.status_code == 200, ok.text
+    balance = (await mw.client.get("/api/v1/me/balance", headers=auth)).json()["wallet"]["kurus"]
+    again = await mw.client.post("/api/v1/me/topup", headers=auth, json={"voucher": first})
+    assert again.status_code == 409 and again.json()["cause"] == "VOUCHER_USED", again.text
+    assert again.headers["content-type"] == "application/problem+json"
+    after = (await mw.client.get("/api/v1/me/balance", headers=auth)).json()["wallet"]["kurus"]
+    assert after == balance
+    assert_store_agrees_with_record(mw.components, A)
+
+
+async def test_the_voucher_row_says_when_it_was_credited(mw: Harness) -> None:
+    selfcare, components = mw.selfcare, mw.components
+    open_subscriber(components, A)
+    [code] = await selfcare.create_vouchers(500, 1)
+    await selfcare.redeem_voucher(A, code)
+    engine = components.records.engine  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        row = conn.execute(select(vouchers).where(vouchers.c.code_hash == code_hash_of(code))).one()
+    assert row.used_by == A and row.credited_at is not None
+    # the held reference is gone once the credit is durable: nothing is left to grow the account
+    account = components.store.get(A)
+    assert account is not None and account.held_references == ()
+
+
+# --- a crash between the steps ------------------------------------------------------------------
+
+
+class Crash(Exception):
+    """Stands for the process dying at this point (nothing after it runs)."""
+
+
+async def test_crash_after_the_claim_is_finished_by_a_retry_at_any_later_time(mw: Harness) -> None:
+    selfcare, components = mw.selfcare, mw.components
+    open_subscriber(components, A)
+    [code] = await selfcare.create_vouchers(700, 1)
+    others = await selfcare.create_vouchers(1, 40)
+    before = wallet(components, A)
+    credit = selfcare.credentials.credit_voucher
+    selfcare.credentials.credit_voucher = _raise(Crash)  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        await selfcare.redeem_voucher(A, code)
+    selfcare.credentials.credit_voucher = credit  # type: ignore[method-assign]
+    for other in others:  # more top-ups than any window of references
+        await selfcare.redeem_voucher(A, other)
+    mw.clock.advance(30 * 86_400)  # and long after: no time window decides it
+    await selfcare.redeem_voucher(A, code)
+    assert wallet(components, A) == before + 700 + 40
+    with pytest.raises(VoucherUsed):
+        await selfcare.redeem_voucher(A, code)
+    assert_store_agrees_with_record(components, A)
+    assert voucher_credits(components, code_hash_of(code)) == [A]
+
+
+async def test_crash_after_the_top_up_before_the_commit_is_not_credited_twice(mw: Harness) -> None:
+    selfcare, components = mw.selfcare, mw.components
+    open_subscriber(components, A)
+    [code] = await selfcare.create_vouchers(900, 1)
+    others = await selfcare.create_vouchers(1, 40)
+    before = wallet(components, A)
+    top_up = components.accounts.top_up
+
+    def top_up_then_crash(*args: Any, **kw: Any) -> Any:
+        top_up(*args, **kw)
+        raise Crash
+
+    components.accounts.top_up = top_up_then_crash  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        await selfcare.redeem_voucher(A, code)
+    components.accounts.top_up = top_up  # type: ignore[method-assign]
+    assert wallet(components, A) == before + 900  # the store has it; the voucher is not credited
+    assert_store_agrees_with_record(components, A)
+    for other in others:
+        await selfcare.redeem_voucher(A, other)
+    mw.clock.advance(30 * 86_400)
+    await selfcare.redeem_voucher(A, code)  # finishes: marks it credited, credits nothing again
+    assert wallet(components, A) == before + 900 + 40
+    with pytest.raises(VoucherUsed):
+        await selfcare.redeem_voucher(A, code)
+    assert_store_agrees_with_record(components, A)
+    assert voucher_credits(components, code_hash_of(code)) == [A]
+
+
+async def test_crash_after_the_commit_leaves_a_held_reference_that_the_next_try_releases(
+    mw: Harness,
+) -> None:
+    selfcare, components = mw.selfcare, mw.components
+    open_subscriber(components, A)
+    [code] = await selfcare.create_vouchers(300, 1)
+    before = wallet(components, A)
+    release = components.accounts.release_reference
+    components.accounts.release_reference = _raise(Crash)  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        await selfcare.redeem_voucher(A, code)
+    components.accounts.release_reference = release  # type: ignore[method-assign]
+    account = components.store.get(A)
+    assert account is not None and len(account.held_references) == 1
+    with pytest.raises(VoucherUsed):
+        await selfcare.redeem_voucher(A, code)
+    account = components.store.get(A)
+    assert account is not None and account.held_references == ()
+    assert account.wallet == before + 300
+    assert_store_agrees_with_record(components, A)
+
+
+def _raise(exc: type[Exception]) -> Any:
+    def fail(*_: Any, **__: Any) -> Any:
+        raise exc
+
+    return fail
+
+
+# --- concurrency --------------------------------------------------------------------------------
+
+
+def _race(mw: Harness, who: list[str], code: str) -> list[str]:
+    """Redeem `code` once per entry of `who`, each in its own thread and event loop, all at once."""
+    barrier = threading.Barrier(len(who))
+    outcomes: list[str] = [""] * len(who)
+
+    def run(i: int, msisdn: str) -> None:
+        async def go() -> None:
+            barrier.wait()
+            try:
+                await mw.selfcare.redeem_voucher(msisdn, code)
+                outcomes[i] = "ok"
+            except VoucherUsed:
+                outcomes[i] = "used"
+
+        asyncio.run(go())
+
+    threads = [threading.Thread(target=run, args=(i, m)) for i, m in enumerate(who)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return outcomes
+
+
+@pytest.mark.parametrize("rounds", [8])
+async def test_parallel_redemptions_of_one_code_credit_once(mw: Harness, rounds: int) -> None:
+    selfcare, components = mw.selfcare, mw.components
+    open_subscriber(components, A)
+    open_subscriber(components, B)
+    selfcare._vouchers.limit = 10**9  # many 409s on purpose: not a guessing attack
+    codes = await selfcare.create_vouchers(1_000, rounds * 2)
+    start = {A: wallet(components, A), B: wallet(components, B)}
+    credited = {A: 0, B: 0}
+    for i in range(rounds):
+        same = await asyncio.to_thread(_race, mw, [A, A, A, A], codes[2 * i])
+        assert sorted(same) == ["ok", "used", "used", "used"], same
+        credited[A] += 1_000
+        two = await asyncio.to_thread(_race, mw, [A, B, A, B], codes[2 * i + 1])
+        assert sorted(two) == ["ok", "used", "used", "used"], two
+        [winner] = voucher_credits(components, code_hash_of(codes[2 * i + 1])) or _synced(
+            components, codes[2 * i + 1]
+        )
+        credited[winner] += 1_000
+    for msisdn in (A, B):
+        assert wallet(components, msisdn) == start[msisdn] + credited[msisdn]
+    assert_store_agrees_with_record(components, A, B)
+    for code in codes:
+        assert len(voucher_credits(components, code_hash_of(code))) == 1
+
+
+def _synced(components: Components, code: str) -> list[str]:
+    sync_record(components)
+    return voucher_credits(components, code_hash_of(code))
