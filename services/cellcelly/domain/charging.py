@@ -19,6 +19,13 @@ from enum import IntEnum
 
 from cellcelly.domain.account import Account, Bucket, RatedService, Reservation, Session, Status
 from cellcelly.domain.catalogue import HOME_LOCATION, Catalogue, ChargingPolicy
+from cellcelly.domain.limits import (
+    MAX_SESSION_UNITS,
+    rating_group_fits,
+    request_number_fits,
+    session_id_fits,
+    units_fit,
+)
 from cellcelly.domain.units import Service
 
 
@@ -144,6 +151,10 @@ def _answer(req: ChargeRequest, code: ResultCode, services: tuple[ServiceResult,
 
 def charge(account: Account | None, catalogue: Catalogue, req: ChargeRequest, now: int) -> Outcome:
     """Apply one CCR to a subscriber's account."""
+    if not _fits(req):
+        # the edges refuse these with the field at fault; this keeps any other path from storing
+        # what the system of record cannot hold
+        return Outcome(_answer(req, ResultCode.UNABLE_TO_COMPLY), None)
     if account is None:
         return Outcome(_answer(req, ResultCode.USER_UNKNOWN), None)
     known = account.sessions.get(req.session_id)
@@ -152,6 +163,8 @@ def charge(account: Account | None, catalogue: Catalogue, req: ChargeRequest, no
         if stored is not None:
             return Outcome(stored, None)  # a retransmission: the same answer, nothing changes
         if req.request_number <= known.last_request or known.finished_at is not None:
+            return Outcome(_answer(req, ResultCode.UNABLE_TO_COMPLY), None)
+        if not _session_total_fits(known, req):
             return Outcome(_answer(req, ResultCode.UNABLE_TO_COMPLY), None)
     if req.request_type in (RequestType.UPDATE, RequestType.TERMINATE) and known is None:
         return Outcome(_answer(req, ResultCode.UNKNOWN_SESSION_ID), None)
@@ -170,6 +183,27 @@ def charge(account: Account | None, catalogue: Catalogue, req: ChargeRequest, no
     else:
         answer = tx.session_request(req)
     return tx.finish(answer, req)
+
+
+def _fits(req: ChargeRequest) -> bool:
+    """Within `domain/limits.py`: what the system of record can hold."""
+    if not (session_id_fits(req.session_id) and request_number_fits(req.request_number)):
+        return False
+    return all(
+        rating_group_fits(u.rating_group)
+        and units_fit(u.used)
+        and (u.requested is None or units_fit(u.requested))
+        for u in req.services
+    )
+
+
+def _session_total_fits(session: Session, req: ChargeRequest) -> bool:
+    """A rating group's total use stays within MAX_SESSION_UNITS (kept by the balance store)."""
+    for u in req.services:
+        rs = session.services.get(u.rating_group)
+        if rs is not None and rs.used + u.used > MAX_SESSION_UNITS:
+            return False
+    return True
 
 
 class _Transaction:
