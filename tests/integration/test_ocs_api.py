@@ -25,6 +25,8 @@ from cellcelly.wiring import Components, build
 pytestmark = pytest.mark.integration
 TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+KEY = "test-ocs-api-key-0123456789"  # CELLCELLY_OCS_API_KEY: what lets a caller charge
+CHARGER = {"Authorization": f"Bearer {KEY}"}
 
 
 @pytest.fixture(params=["fast-path", "fastapi-routes"])
@@ -32,12 +34,12 @@ async def ocs(
     data_dir: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Components]]:
     """The app as it runs (fast path in front), and the FastAPI routes alone: both must agree."""
-    settings = Settings(data_dir=data_dir, admin_token=TOKEN)
+    settings = Settings(data_dir=data_dir, admin_token=TOKEN, ocs_api_key=KEY)
     components = build(settings)
     seed_demo(components)
     app = asgi_app(components) if request.param == "fast-path" else create_app(components)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://ocs") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://ocs", headers=CHARGER) as client:
         yield client, components
     components.close()
 
@@ -203,19 +205,19 @@ async def test_catalogue_change_at_run_time_applies_to_new_sessions(
 ) -> None:
     client, components = ocs
     text = DEFAULT_CATALOGUE.read_text(encoding="utf-8")
-    new = text.replace('version: "2026-11-25.1"', 'version: "2026-11-25.2"').replace(
+    new = text.replace('version: "2026-12-02.1"', 'version: "2026-12-02.2"').replace(
         'price: "4.00", per: 1 msg', 'price: "5.00", per: 1 msg'
     )
     r = await client.put("/admin/catalogue", content=new, headers=ADMIN)
-    assert r.status_code == 200 and r.json()["version"] == "2026-11-25.2"
+    assert r.status_code == 200 and r.json()["version"] == "2026-12-02.2"
     sms = {"ratingGroup": 2, "serviceType": "sms", "destination": "4915112345678"}
     r = await client.post(f"{API}/chargingdata", json=body(0, sms, session="e-2", oneTimeEvent=True))
     assert r.status_code == 200
     assert (await balance(client))["walletKurus"] == 10_000 - 500
     # the file is the source of truth: it now holds the new version, and the record knows it
-    assert "2026-11-25.2" in components.settings.catalogue_path().read_text(encoding="utf-8")
+    assert "2026-12-02.2" in components.settings.catalogue_path().read_text(encoding="utf-8")
     latest = components.records.latest_catalogue()
-    assert latest is not None and latest.version == "2026-11-25.2"
+    assert latest is not None and latest.version == "2026-12-02.2"
 
 
 async def test_health_readiness_and_metrics(ocs: tuple[httpx.AsyncClient, Components]) -> None:
@@ -261,6 +263,137 @@ async def test_admin_subscriber_top_up_package_and_suspension(
     assert r.status_code == 403 and r.json()["invocationResult"]["diameterResultCode"] == 4010
 
 
+async def charged_nothing(
+    client: httpx.AsyncClient, components: Components, view: dict[str, Any], pending: int
+) -> None:
+    assert await balance(client) == view
+    assert len(components.store.outbox(limit=10**6)) == pending
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # no key
+        {"Authorization": "Bearer wrong-key-0123456789abc"},
+        {"Authorization": f"Bearer {KEY}x"},  # the key and more
+        {"Authorization": f"Bearer {KEY[:-1]}"},  # the key but its last character
+        {"Authorization": f"Basic {KEY}"},  # the key under another scheme
+        {"Authorization": f"Bearer {TOKEN}"},  # the admin token does not charge
+        {"X-CellCelly-Key": KEY},  # not where the key goes
+    ],
+    ids=["none", "wrong", "longer", "shorter", "basic", "admin-token", "other-header"],
+)
+async def test_charging_without_the_key_is_401_and_charges_nothing(
+    ocs: tuple[httpx.AsyncClient, Components], headers: dict[str, str]
+) -> None:
+    client, components = ocs
+    ok = await client.post(f"{API}/chargingdata", json=body(0, voice(requested=60), session="open"))
+    assert ok.status_code == 201, ok.text
+    view, pending = await balance(client), len(components.store.outbox(limit=10**6))
+    sms = {"ratingGroup": 2, "serviceType": "sms", "destination": "4915112345678"}
+    attempts = [
+        (f"{API}/chargingdata", body(0, voice(requested=600), session="x-1")),
+        (f"{API}/chargingdata", body(0, sms, session="x-2", oneTimeEvent=True)),
+        (f"{API}/chargingdata/open/update", body(1, voice(requested=60, used=60), session="open")),
+        (f"{API}/chargingdata/open/release", body(1, voice(requested=None, used=60), session="open")),
+        (f"{API}/noop", body(0, voice(), session="x-3")),
+    ]
+    del client.headers["authorization"]  # this caller has only what the case gives it
+    try:
+        responses = [await client.post(path, json=payload, headers=headers) for path, payload in attempts]
+    finally:
+        client.headers.update(CHARGER)
+    for (path, _), r in zip(attempts, responses, strict=True):
+        assert r.status_code == 401, (path, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        problem = r.json()
+        assert problem["status"] == 401 and problem["cause"] == "UNAUTHORIZED"
+        assert KEY not in r.text
+    await charged_nothing(client, components, view, pending)
+    # the session opened with the key is untouched and still ends with it
+    r = await client.post(
+        f"{API}/chargingdata/open/release", json=body(1, voice(requested=None, used=60), session="open")
+    )
+    assert r.status_code == 200 and r.json()["invocationResult"]["diameterResultCode"] == 2001
+
+
+async def test_an_ocs_without_a_key_charges_nobody(data_dir: Path) -> None:
+    components = build(Settings(data_dir=data_dir, admin_token=TOKEN))
+    seed_demo(components)
+    try:
+        for app in (asgi_app(components), create_app(components)):
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://ocs"
+            ) as client:
+                before = await balance(client)
+                for headers in ({}, CHARGER, {"Authorization": "Bearer "}):
+                    r = await client.post(
+                        f"{API}/chargingdata", json=body(0, voice(), session="k"), headers=headers
+                    )
+                    assert r.status_code == 503, r.text
+                    assert "CELLCELLY_OCS_API_KEY" in r.json()["detail"]
+                assert await balance(client) == before
+    finally:
+        components.close()
+
+
+async def test_a_create_without_session_id_or_idempotency_key_is_refused(
+    ocs: tuple[httpx.AsyncClient, Components],
+) -> None:
+    """Today's bug: the same request without sessionId got a made-up id each time, so a retry was
+    debited again."""
+    client, components = ocs
+    view, pending = await balance(client), len(components.store.outbox(limit=10**6))
+    sms = {"ratingGroup": 2, "serviceType": "sms", "destination": "4915112345678"}
+    unnamed = [
+        {k: v for k, v in body(0, sms, oneTimeEvent=True).items() if k != "sessionId"},
+        {k: v for k, v in body(0, voice(requested=60)).items() if k != "sessionId"},
+    ]
+    for payload in unnamed:
+        for _ in range(2):
+            r = await client.post(f"{API}/chargingdata", json=payload)
+            assert r.status_code == 400, r.text
+            assert r.headers["content-type"].startswith("application/problem+json")
+            assert r.json()["cause"] == "MANDATORY_IE_MISSING"
+            assert "Idempotency-Key" in r.json()["detail"]
+    for bad in ("", "a b", "é".encode("latin-1"), "x" * 257):
+        r = await client.post(f"{API}/chargingdata", json=unnamed[0], headers={"Idempotency-Key": bad})
+        assert r.status_code == 400, (bad, r.text)
+    await charged_nothing(client, components, view, pending)
+
+
+async def test_a_repeated_idempotency_key_gets_the_stored_answer_and_is_charged_once(
+    ocs: tuple[httpx.AsyncClient, Components],
+) -> None:
+    client, components = ocs
+    sms = {"ratingGroup": 2, "serviceType": "sms", "destination": "4915112345678"}
+    event = {
+        k: v for k, v in body(0, sms, oneTimeEvent=True, oneTimeEventType="IEC").items() if k != "sessionId"
+    }
+    first = await client.post(f"{API}/chargingdata", json=event, headers={"Idempotency-Key": "evt-0001"})
+    assert first.status_code == 200, first.text
+    assert first.json()["chargingDataRef"] == "evt-0001"
+    after_first = await balance(client)
+    assert after_first["walletKurus"] == 10_000 - 400
+    pending = len(components.store.outbox(limit=10**6))
+    for _ in range(3):  # the client's retries
+        again = await client.post(f"{API}/chargingdata", json=event, headers={"Idempotency-Key": "evt-0001"})
+        assert again.status_code == first.status_code
+        assert again.json()["multipleUnitInformation"] == first.json()["multipleUnitInformation"]
+        assert again.json()["invocationResult"] == first.json()["invocationResult"]
+    assert await balance(client) == after_first
+    assert len(components.store.outbox(limit=10**6)) == pending  # no second usage event either
+    # another key is another event; sessionId, when given, names the create instead of the key
+    other = await client.post(f"{API}/chargingdata", json=event, headers={"Idempotency-Key": "evt-0002"})
+    assert other.status_code == 200
+    assert (await balance(client))["walletKurus"] == 10_000 - 800
+    named = {**event, "sessionId": "evt-0002"}
+    r = await client.post(f"{API}/chargingdata", json=named, headers={"Idempotency-Key": "evt-0003"})
+    assert r.json()["chargingDataRef"] == "evt-0002"
+    assert (await balance(client))["walletKurus"] == 10_000 - 800
+
+
 @pytest.mark.timeout(60)
 def test_real_server_over_tcp(tmp_path: Path) -> None:
     """`cellcelly run` as a newcomer starts it: a real process on 127.0.0.1, the demo subscriber in."""
@@ -293,7 +426,17 @@ def test_real_server_over_tcp(tmp_path: Path) -> None:
                 pass
             assert time.time() < deadline and proc.poll() is None, "the OCS did not come up"
             time.sleep(0.2)
+        key_file = tmp_path / "ocs-api-key"  # made by `cellcelly run`, owner-only
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        key = key_file.read_text().strip()
         r = httpx.post(f"{base}{API}/chargingdata", json=body(0, voice(), session="tcp"))
+        assert r.status_code == 401, r.text
+        # as the README's curl does: -H "Authorization: Bearer $(cat data/ocs-api-key)"
+        r = httpx.post(
+            f"{base}{API}/chargingdata",
+            json=body(0, voice(), session="tcp"),
+            headers={"Authorization": f"Bearer {key}"},
+        )
         assert r.status_code == 201, r.text
         r = httpx.get(f"{base}/admin/subscribers/{DEMO.msisdn}/balance", headers=ADMIN)
         assert r.json()["walletKurus"] == 10_000
@@ -301,4 +444,6 @@ def test_real_server_over_tcp(tmp_path: Path) -> None:
         proc.terminate()
         out, _ = proc.communicate(timeout=20)
     assert f"demo subscriber   {DEMO.msisdn}" in out
+    assert f"OCS API key       {key_file}" in out
+    assert key not in out  # where it is, never the key itself
     assert f"http://127.0.0.1:{port}" in out

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.unit
 
 MIN = 60
 GIB = 1024**3
+GB1000 = 1000 * 1024**2  # data is priced per 1000 MB (binary MB), as the seed
 
 
 @pytest.fixture(scope="module")
@@ -42,25 +43,27 @@ def raw(text: str) -> dict[str, Any]:
 
 
 def test_default_catalogue_parses(cat: Catalogue, text: str) -> None:
-    assert cat.version == "2026-11-25.1"
+    assert cat.version == "2026-12-02.1"
     assert cat.source == text
     assert cat.initial_wallet == 10_000
-    assert len(cat.tariffs) == 9
-    assert [r.order for r in cat.tariffs] == list(range(9))
+    assert len(cat.tariffs) == 11
+    assert [r.order for r in cat.tariffs] == list(range(11))
 
 
 @pytest.mark.parametrize(
     ("rule_id", "service", "price", "per", "location", "destinations", "rating_group", "bucket"),
     [
-        ("voice-tr-tr", Service.VOICE, 95, 60, "90", ("90",), None, Service.VOICE),
-        ("voice-tr-out", Service.VOICE, 250, 60, "90", (), None, None),
-        ("voice-out-tr", Service.VOICE, 1000, 60, "49", ("90",), None, None),
-        ("sms-tr-tr", Service.SMS, 100, 1, "90", ("90",), None, Service.SMS),
-        ("sms-tr-out", Service.SMS, 400, 1, "90", (), None, None),
-        ("sms-out-tr", Service.SMS, 800, 1, "49", ("90",), None, None),
-        ("data-tr", Service.DATA, 150, 1024**2, "90", (), None, Service.DATA),
-        ("data-abroad", Service.DATA, 2000, 1024**2, "49", (), None, None),
-        ("data-rg10-free", Service.DATA, 0, 1024**2, None, (), 10, None),
+        ("voice-tr-tr", Service.VOICE, 95, 60, "90", ("905X{9}",), None, Service.VOICE),
+        ("voice-tr-fixed", Service.VOICE, 95, 60, "90", ("90X{10}",), None, None),
+        ("voice-tr-out", Service.VOICE, 250, 60, "90", ("X{11,14}", "except 90"), None, None),
+        ("voice-out-tr", Service.VOICE, 1000, 60, "49", ("90X{10}",), None, None),
+        ("sms-tr-tr", Service.SMS, 100, 1, "90", ("905X{9}",), None, Service.SMS),
+        ("sms-tr-out", Service.SMS, 400, 1, "90", ("X{11,14}", "except 90"), None, None),
+        ("sms-out-tr", Service.SMS, 800, 1, "49", ("905X{9}",), None, None),
+        ("data-tr", Service.DATA, 150, GB1000, "90", (), None, Service.DATA),
+        ("data-abroad", Service.DATA, 2000, GB1000, "49", (), None, None),
+        ("data-rg10-free-tr", Service.DATA, 0, GB1000, "90", (), 10, None),
+        ("data-rg10-free-de", Service.DATA, 0, GB1000, "49", (), 10, None),
     ],
 )
 def test_seeded_tariffs(
@@ -76,7 +79,8 @@ def test_seeded_tariffs(
 ) -> None:
     rule = {r.id: r for r in cat.tariffs}[rule_id]
     assert (rule.service, rule.price, rule.per) == (service, price, per)
-    assert (rule.location, rule.destinations, rule.rating_group, rule.bucket) == (
+    patterns = tuple(str(d) for d in rule.destinations) + tuple(f"except {d}" for d in rule.excepted)
+    assert (rule.location, patterns, rule.rating_group, rule.bucket) == (
         location,
         destinations,
         rating_group,
@@ -132,6 +136,7 @@ def test_seeded_policy(cat: Catalogue) -> None:
         (Service.VOICE, "90", "905321234567", 1, "voice-tr-tr"),  # home to Turkey
         (Service.VOICE, "90", "4915112345678", 1, "voice-tr-out"),  # home to abroad
         (Service.VOICE, "90", "12125551234", 1, "voice-tr-out"),
+        (Service.VOICE, "90", "903121234567", 1, "voice-tr-fixed"),  # home to a Turkish landline
         (Service.VOICE, "49", "905321234567", 1, "voice-out-tr"),  # roaming in Germany to Turkey
         (Service.VOICE, "49", "4915112345678", 1, None),  # roaming, local call: no rule
         (Service.VOICE, "33", "905321234567", 1, None),  # unknown location
@@ -142,9 +147,9 @@ def test_seeded_policy(cat: Catalogue) -> None:
         (Service.DATA, "90", "", 1, "data-tr"),  # data at home
         (Service.DATA, "49", "", 1, "data-abroad"),  # data abroad
         (Service.DATA, "33", "", 1, None),
-        (Service.DATA, "90", "", 10, "data-rg10-free"),  # RG 10 is free anywhere
-        (Service.DATA, "49", "", 10, "data-rg10-free"),
-        (Service.DATA, "33", "", 10, "data-rg10-free"),
+        (Service.DATA, "90", "", 10, "data-rg10-free-tr"),  # RG 10 is free at home and in Germany
+        (Service.DATA, "49", "", 10, "data-rg10-free-de"),
+        (Service.DATA, "33", "", 10, None),  # and not rated elsewhere, as in the seed
         (Service.VOICE, "90", "905321234567", 10, "voice-tr-tr"),  # RG 10 is a data rule only
     ],
 )
@@ -263,7 +268,7 @@ def test_the_error_message_names_every_problem(raw: dict[str, Any]) -> None:
         (lambda d: d.update(tariffs=[]), "tariffs"),
         (lambda d: d["tariffs"].append("not a rule"), "must be a mapping"),
         (lambda d: d["tariffs"].append({"service": "voice", "price": "1"}), "needs an id"),
-        (lambda d: d["tariffs"][0].update(destination=["90x"]), "destination prefixes"),
+        (lambda d: d["tariffs"][0].update(destination=["90a"]), "patterns are digits"),
         (lambda d: d["tariffs"][0].update(destination={"a": 1}), "destination must be"),
         (lambda d: d["tariffs"][0].update(location=["90"]), "location"),
         (lambda d: d["tariffs"][0].update(rating_group=-1), "rating_group"),
@@ -338,7 +343,7 @@ def test_holder_replace_keeps_the_old_catalogue_on_error(
     cat: Catalogue, text: str, raw: dict[str, Any]
 ) -> None:
     holder = CatalogueHolder(cat)
-    raw["version"] = "2026-11-26.1"
+    raw["version"] = "2026-12-03.1"
     raw["tariffs"][0]["price"] = "bad"
     raw["packages"]["ANKARA"]["price"] = "-1"
     with pytest.raises(CatalogueError) as info:
@@ -352,11 +357,11 @@ def test_holder_replace_keeps_the_old_catalogue_on_error(
 
 def test_holder_replace_swaps_in_a_new_version(cat: Catalogue, raw: dict[str, Any]) -> None:
     holder = CatalogueHolder(cat)
-    raw["version"] = "2026-11-26.1"
+    raw["version"] = "2026-12-03.1"
     raw["tariffs"][0]["price"] = "0.99"
     new = holder.replace(_dump(raw))
     assert holder.current is new
-    assert new.version == "2026-11-26.1"
+    assert new.version == "2026-12-03.1"
     assert new.rate(Service.VOICE, "90", "905321234567", 1).price == 99  # type: ignore[union-attr]
     assert cat.rate(Service.VOICE, "90", "905321234567", 1).price == 95  # type: ignore[union-attr]
 
@@ -374,22 +379,22 @@ def test_holder_refuses_the_same_version_with_other_content(
     again = holder.replace(text)
     assert again.version == cat.version
     assert again.source == cat.source
-    assert holder.current.rate(Service.VOICE, "90", "90", 1).price == 95  # type: ignore[union-attr]
+    assert holder.current.rate(Service.VOICE, "90", "905321234567", 1).price == 95  # type: ignore[union-attr]
 
 
 def test_holder_from_file_and_reload(tmp_path: Path, text: str, raw: dict[str, Any]) -> None:
     path = tmp_path / "catalogue.yaml"
     path.write_text(text, encoding="utf-8")
     holder = CatalogueHolder.from_file(path)
-    assert holder.current.version == "2026-11-25.1"
+    assert holder.current.version == "2026-12-02.1"
     path.write_text("tariffs: 3\n", encoding="utf-8")
     with pytest.raises(CatalogueError):
         holder.reload()
-    assert holder.current.version == "2026-11-25.1"
-    raw["version"] = "2026-11-26.1"
+    assert holder.current.version == "2026-12-02.1"
+    raw["version"] = "2026-12-03.1"
     path.write_text(_dump(raw), encoding="utf-8")
-    assert holder.reload().version == "2026-11-26.1"
-    assert holder.current.version == "2026-11-26.1"
+    assert holder.reload().version == "2026-12-03.1"
+    assert holder.current.version == "2026-12-03.1"
     with pytest.raises(CatalogueError):
         CatalogueHolder.from_file(tmp_path / "missing.yaml")
     with pytest.raises(CatalogueError):

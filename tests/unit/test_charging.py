@@ -592,7 +592,7 @@ def test_voice_and_free_data_in_one_request(cat: Catalogue) -> None:
     assert (voice_e.rating_group, voice_e.bucket_units, voice_e.money) == (1, 200, 0)
     assert (data_e.rating_group, data_e.rule_id, data_e.wallet_units, data_e.money) == (
         10,
-        "data-rg10-free",
+        "data-rg10-free-tr",
         40 * MIB,
         0,
     )
@@ -612,8 +612,9 @@ def test_a_rating_group_added_in_an_update(cat: Catalogue) -> None:
     o = run(o.account, cat, req("s1", UPDATE, 1, data(rg=1, used=MIB), data(rg=10, requested=MIB)))
     assert [(r.rating_group, r.granted) for r in o.answer.services] == [(1, 10 * MIB), (10, MIB)]
     assert o.account is not None
-    assert o.account.wallet == 10_000 - 150
-    assert o.account.held_money == 1_500  # 10 MiB of data-tr
+    assert o.account.wallet == 10_000 - 1  # 1 MiB of data-tr: 0.15 kuruş, rounded up
+    # 11 MiB in all would cost 2 kuruş (1.65 rounded up): the grant of 10 more MiB holds 1 more
+    assert o.account.held_money == 1
 
 
 # --- expiry of reservations --------------------------------------------------------------------------

@@ -6,6 +6,7 @@ so a charging operation always sees one consistent version.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,61 @@ from cellcelly.domain.money import affordable_units, parse_tl, rated_cost
 from cellcelly.domain.units import Service, parse_quantity
 
 HOME_LOCATION = "90"
+
+# digits, then optionally: X per any digit, X{n} or X{m,n} any digits, or '*' (any continuation)
+_DESTINATION = re.compile(r"([0-9]*)(?:([Xx]+)|[Xx]\{([0-9]+)(?:,([0-9]+))?\}|(\*))?")
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """A called-number pattern: fixed leading digits, then any digits (a count, a range, or any).
+
+    "90" (or "90*") is a bare prefix: every number that starts with 90. "905XXXXXXXXX" (or
+    "905X{9}") is 905 and exactly nine more digits, a Turkish mobile number; "X{11,14}" is any
+    number of 11 to 14 digits. Plain string tests, no regular expression: rating is on the
+    charging hot path.
+    """
+
+    prefix: str
+    min_len: int
+    max_len: int | None  # None: a bare prefix, any number that starts with it
+
+    @classmethod
+    def parse(cls, text: str) -> Destination:
+        m = _DESTINATION.fullmatch(text)
+        if m is None or not text or text == "*":
+            raise ValueError(f"not a destination pattern: {text!r}")
+        prefix, xs, low, high, star = m.groups()
+        if star is not None or (xs is None and low is None):
+            if not prefix:
+                raise ValueError(f"not a destination pattern: {text!r}")
+            return cls(prefix, len(prefix), None)
+        if xs is not None:
+            least = most = len(xs)
+        else:
+            least = int(low)
+            most = least if high is None else int(high)
+        if least > most:
+            raise ValueError(f"{text!r}: X{{m,n}} needs m <= n")
+        return cls(prefix, len(prefix) + least, len(prefix) + most)
+
+    def matches(self, number: str) -> bool:
+        if self.max_len is None:
+            return number.startswith(self.prefix)
+        if not self.min_len <= len(number) <= self.max_len or not number.startswith(self.prefix):
+            return False
+        rest = number[len(self.prefix) :]
+        return not rest or (rest.isascii() and rest.isdigit())
+
+    def specificity(self) -> tuple[int, int]:
+        """More fixed digits win; with as many, a pattern bounded in length beats a bare prefix."""
+        return (len(self.prefix), int(self.max_len is not None))
+
+    def __str__(self) -> str:
+        if self.max_len is None:
+            return self.prefix
+        least, most = self.min_len - len(self.prefix), self.max_len - len(self.prefix)
+        return f"{self.prefix}X{{{least}}}" if least == most else f"{self.prefix}X{{{least},{most}}}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +86,8 @@ class TariffRule:
     price: int  # kuruş per `per` units
     per: int  # units in one priced block (60 s, 1 MiB, 1 message)
     location: str | None = None  # visited country code; None = any
-    destinations: tuple[str, ...] = ()  # E.164 prefixes; empty = any
+    destinations: tuple[Destination, ...] = ()  # called-number patterns; empty = any
+    excepted: tuple[Destination, ...] = ()  # numbers this rule never rates (the seed's (?!90))
     rating_group: int | None = None
     bucket: Service | None = None
     order: int = 0  # position in the file, the last tie-breaker
@@ -45,19 +102,21 @@ class TariffRule:
             raise DomainError("a free rule has no affordable limit")
         return affordable_units(already, money, self.price, self.per)
 
-    def match_score(self, location: str, destination: str, rating_group: int) -> tuple[int, int, int] | None:
+    def match_score(self, location: str, destination: str, rating_group: int) -> tuple[int, ...] | None:
         """How specifically this rule matches (higher wins), or None when it does not."""
         if self.rating_group is not None and self.rating_group != rating_group:
             return None
         if self.location is not None and self.location != location:
             return None
-        prefix_len = 0
+        best = (0, 0)
         if self.destinations:
-            matching = [len(p) for p in self.destinations if destination.startswith(p)]
+            matching = [d.specificity() for d in self.destinations if d.matches(destination)]
             if not matching:
                 return None
-            prefix_len = max(matching)
-        return (int(self.rating_group is not None), int(self.location is not None), prefix_len)
+            best = max(matching)
+        if self.excepted and any(d.matches(destination) for d in self.excepted):
+            return None
+        return (int(self.rating_group is not None), int(self.location is not None), *best)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +162,7 @@ class Catalogue:
     def rate(self, service: Service, location: str, destination: str, rating_group: int) -> TariffRule | None:
         """The most specific rule for this usage; ties go to the rule written first."""
         best: TariffRule | None = None
-        best_key: tuple[tuple[int, int, int], int] | None = None
+        best_key: tuple[tuple[int, ...], int] | None = None
         for rule in self.tariffs:
             if rule.service is not service:
                 continue
@@ -127,6 +186,29 @@ def _service(value: Any, where: str, problems: list[str]) -> Service | None:
         return None
 
 
+def _parse_destinations(
+    raw: Any, where: str, problems: list[str], any_allowed: bool = True
+) -> tuple[Destination, ...] | None:
+    """One pattern or a list of them; '*' (any number) gives the empty tuple."""
+    items = [raw] if isinstance(raw, str | int) else raw
+    if not isinstance(items, list | tuple) or not all(isinstance(d, str | int) for d in items):
+        problems.append(f"{where} must be a pattern, a list of patterns, or '*'")
+        return None
+    if any_allowed and "*" in (str(d) for d in items):
+        return ()
+    patterns: list[Destination] = []
+    for item in items:
+        text = str(item)
+        try:
+            patterns.append(Destination.parse(text))
+        except ValueError:
+            problems.append(
+                f"{where} {text!r}: patterns are digits (a prefix), then X per any digit,"
+                " X{n} or X{m,n} any digits, or '*'"
+            )
+    return tuple(patterns)
+
+
 def _parse_rule(raw: Any, order: int, problems: list[str]) -> TariffRule | None:
     where = f"tariffs[{order}]"
     if not isinstance(raw, Mapping):
@@ -144,6 +226,7 @@ def _parse_rule(raw: Any, order: int, problems: list[str]) -> TariffRule | None:
         "per",
         "location",
         "destination",
+        "except",
         "rating_group",
         "bucket",
     }
@@ -167,14 +250,10 @@ def _parse_rule(raw: Any, order: int, problems: list[str]) -> TariffRule | None:
         problems.append(f"{where}: location must be a country code or '*'")
         return None
     location_s = None if str(location) == "*" else str(location)
-    dest = raw.get("destination", "*")
-    dest_list = [dest] if isinstance(dest, str | int) else dest
-    if not isinstance(dest_list, list) or not all(isinstance(d, str | int) for d in dest_list):
-        problems.append(f"{where}: destination must be a prefix, a list of prefixes, or '*'")
+    destinations = _parse_destinations(raw.get("destination", "*"), f"{where}: destination", problems)
+    excepted = _parse_destinations(raw.get("except", ()), f"{where}: except", problems, any_allowed=False)
+    if destinations is None or excepted is None:
         return None
-    prefixes = tuple(str(d).rstrip("*") for d in dest_list if str(d) != "*")
-    if any(not p.isdigit() for p in prefixes):
-        problems.append(f"{where}: destination prefixes are digits, optionally ending in '*'")
     rating_group = raw.get("rating_group")
     if rating_group is not None and (not isinstance(rating_group, int) or rating_group < 0):
         problems.append(f"{where}: rating_group must be a non-negative integer")
@@ -186,7 +265,8 @@ def _parse_rule(raw: Any, order: int, problems: list[str]) -> TariffRule | None:
         price=price,
         per=per,
         location=location_s,
-        destinations=prefixes,
+        destinations=destinations,
+        excepted=excepted,
         rating_group=rating_group,
         bucket=bucket_s,
         order=order,
@@ -270,8 +350,8 @@ def parse_catalogue(data: Any, source: str = "") -> Catalogue:
         seen[rule.id] = rule
     keys: dict[tuple[object, ...], str] = {}
     for rule in rules:
-        for dest in rule.destinations or ("",):
-            key = (rule.service, rule.location, dest, rule.rating_group)
+        for dest in rule.destinations or (None,):
+            key = (rule.service, rule.location, dest, rule.rating_group, frozenset(rule.excepted))
             if key in keys:
                 problems.append(f"tariff {rule.id!r}: matches exactly the same usage as {keys[key]!r}")
             keys[key] = rule.id
