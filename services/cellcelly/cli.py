@@ -65,7 +65,7 @@ async def seed_demo_login(selfcare: SelfCare) -> tuple[str, str] | None:
     return password, key
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, key_source: str = "$CELLCELLY_OCS_API_KEY") -> None:
     from cellcelly.stack import EmbeddedStack
     from cellcelly.wiring import build
 
@@ -89,6 +89,7 @@ async def _serve(settings: Settings) -> None:
     _out(f"  OCS charging API  {base}/nchf-convergedcharging/v3/chargingdata   (docs {base}/docs)")
     _out(f"  OCS health        {base}/healthz  {base}/readyz  metrics {base}/metrics")
     _out(f"  OCS wire (DGW)    {settings.ocs_host}:{stack.wire_port}")
+    _out(f"  OCS API key       {key_source}  (charging API and wire: Authorization: Bearer <the key>)")
     _out(
         f"  DGW Diameter Gy   {settings.dgw_host}:{stack.dgw_port}  (Origin-Host {settings.dgw_origin_host}, "
         f"realm {settings.diameter_realm})"
@@ -129,11 +130,12 @@ async def _serve_ocs(settings: Settings) -> None:
     from cellcelly.web import http_server
     from cellcelly.wiring import build, build_bus
 
+    key = _required_api_key(settings, "ocs")
     components = build(settings)
     bus = build_bus(settings)
     relay = OutboxRelay(components.store, bus)
     relaying = asyncio.ensure_future(relay.run())
-    wire = await serve_wire(components.charging, settings.ocs_host, settings.ocs_wire_port)
+    wire = await serve_wire(components.charging, settings.ocs_host, settings.ocs_wire_port, api_key=key)
     tune_gc()
     host = settings.ocs_host
     _out(
@@ -148,6 +150,17 @@ async def _serve_ocs(settings: Settings) -> None:
         await relaying
         await bus.close()
         components.close()
+
+
+def _required_api_key(settings: Settings, command: str) -> str:
+    """Across processes the OCS and its gateways must share a key: no start without one (a made-up key
+    would be a DGW that cannot charge, or an OCS nobody can reach)."""
+    if settings.ocs_api_key is None:
+        raise SystemExit(
+            f"cellcelly {command}: set CELLCELLY_OCS_API_KEY (at least 16 characters, the same for the OCS"
+            " and every DGW; e.g. from a Kubernetes Secret). `cellcelly run` makes one itself."
+        )
+    return settings.ocs_api_key.get_secret_value()
 
 
 async def _serve_sf(settings: Settings) -> None:
@@ -195,7 +208,7 @@ async def _serve_dgw(settings: Settings, noop: bool) -> None:
     from cellcelly.stack import dgw_peer
 
     endpoints = settings.ocs_endpoints() or [(settings.ocs_host, settings.ocs_wire_port)]
-    ocs: OcsClient = NoopOcs() if noop else WireOcs(endpoints)
+    ocs: OcsClient = NoopOcs() if noop else WireOcs(endpoints, api_key=_required_api_key(settings, "dgw"))
     local = dgw_peer(settings)
     server = DgwServer(Gateway(local, ocs), local)
     port = await server.start(settings.dgw_host, settings.dgw_port)
@@ -373,8 +386,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.port:
         settings.ocs_port = args.port
     settings.admin_token = SecretStr(os.environ["CELLCELLY_ADMIN_TOKEN"])
+    key_source = "$CELLCELLY_OCS_API_KEY"
+    if settings.ocs_api_key is None:
+        # kept in the data directory (0600) across restarts, so curl and tools can read it
+        from cellcelly.ocs.auth import key_from_file
+
+        key, path, created = key_from_file(settings.data_dir)
+        settings.ocs_api_key = SecretStr(key)
+        key_source = str(path)
+        if created:
+            _out(f"Generated an OCS API key in {path} (mode 0600, kept across restarts)")
     try:
-        asyncio.run(_serve(settings))
+        asyncio.run(_serve(settings, key_source))
     except KeyboardInterrupt:
         pass
     return 0

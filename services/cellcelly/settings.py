@@ -5,14 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_CATALOGUE = Path(__file__).parent / "catalogue" / "default.yaml"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CELLCELLY_", env_file=".env", extra="ignore")
+    # hide_input_in_errors: a refused value may be a secret (a short OCS key, a password)
+    model_config = SettingsConfigDict(
+        env_prefix="CELLCELLY_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     data_dir: Path = Path("data")
     # the catalogue in force; created from the bundled seed catalogue when missing
@@ -106,6 +109,10 @@ class Settings(BaseSettings):
 
     # the OCS's internal charging transport for gateways (length-prefixed orjson frames)
     ocs_wire_port: int = 8082
+    # the shared secret that lets a caller charge: a DGW on the wire (auth frame), a client of the JSON
+    # charging API (Authorization: Bearer). Unset, the OCS charges nobody; `cellcelly ocs`/`dgw` refuse
+    # to start without it and `make run` keeps one in DATA_DIR/ocs-api-key (see ocs/auth.py)
+    ocs_api_key: SecretStr | None = None
 
     # DGW (Diameter Gy/Ro)
     dgw_host: str = "127.0.0.1"
@@ -122,6 +129,21 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
+
+    @field_validator("ocs_api_key", mode="before")
+    @classmethod
+    def _api_key(cls, value: object) -> object:
+        """Surrounding whitespace dropped (a Secret made from a file keeps its newline); empty is unset;
+        a short key is refused rather than trusted."""
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or not isinstance(raw, str):
+            return raw
+        raw = raw.strip()
+        if not raw:
+            return None
+        if len(raw) < 16:
+            raise ValueError("CELLCELLY_OCS_API_KEY needs at least 16 characters")
+        return raw
 
     def catalogue_path(self) -> Path:
         return self.catalogue_file or self.data_dir / "catalogue.yaml"

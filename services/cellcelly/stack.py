@@ -107,9 +107,15 @@ class EmbeddedStack:
         cache = self.cache = build_cache(settings, lookup)
         local = dgw_peer(settings)
         self.gateway = Gateway(local, LocalOcs(self.components.charging), cache)
-        self.dgw = DgwServer(self.gateway, local)
+        self.dgw = DgwServer.from_settings(settings, self.gateway, local)
         self.dgw_port = await self.dgw.start(settings.dgw_host, settings.dgw_port)
-        wire = await serve_wire(self.components.charging, settings.ocs_host, settings.ocs_wire_port)
+        key = settings.ocs_api_key  # None: the wire refuses every gateway (`make run` always sets one)
+        wire = await serve_wire(
+            self.components.charging,
+            settings.ocs_host,
+            settings.ocs_wire_port,
+            api_key=key.get_secret_value() if key else None,
+        )
         self._servers.append(wire)
         self.wire_port = int(wire.sockets[0].getsockname()[1])
         self.components.accounts.listeners.append(self._on_account_change(cache))

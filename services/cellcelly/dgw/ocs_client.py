@@ -6,6 +6,10 @@ endpoint that fails or does not answer within the timeout is taken out of rotati
 the OCS answers a repeated (session, request number) with its stored answer and charges once.
 When no endpoint can answer, `OcsUnavailable` lets the gateway answer 3002 so the network applies
 its credit-control failure handling.
+
+Each connection first shows the shared key (CELLCELLY_OCS_API_KEY, `ocs/wire.py`) and is used only
+once the OCS has accepted it; an OCS that refuses the key is out of rotation like a dead one, and
+says so in the log (a key that differs between DGW and OCS is a configuration error to see at once).
 """
 
 from __future__ import annotations
@@ -22,13 +26,17 @@ from cellcelly.application.charging import ChargingService
 from cellcelly.codec import answer_from_list
 from cellcelly.domain.catalogue import ChargingPolicy
 from cellcelly.domain.charging import ChargeAnswer, ChargeRequest, RequestType, ResultCode, ServiceResult
-from cellcelly.ocs.wire import FrameReader, frame, request_to_list
+from cellcelly.ocs.wire import FrameReader, auth_frame, frame, request_to_list
 
 log = logging.getLogger(__name__)
 
 
 class OcsUnavailable(Exception):
     """No OCS endpoint answered."""
+
+
+class OcsRefused(ConnectionError):
+    """The OCS refused this gateway's key."""
 
 
 class OcsClient(Protocol):
@@ -80,6 +88,9 @@ class _Connection(asyncio.Protocol):
         self.reader = FrameReader()
         self.transport: asyncio.Transport | None = None
         self.pending: dict[int, asyncio.Future[Any]] = {}
+        # the OCS's answer to the key: set when it accepts, failed when it refuses or closes
+        self.accepted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.accepted.add_done_callback(lambda f: f.cancelled() or f.exception())  # always retrieved
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike
@@ -94,11 +105,20 @@ class _Connection(asyncio.Protocol):
             return
         for raw in frames:
             message = orjson.loads(raw)
+            if isinstance(message, dict):  # the OCS's answer to the key
+                if not self.accepted.done():
+                    if message.get("ok") is True:
+                        self.accepted.set_result(None)
+                    else:
+                        self.accepted.set_exception(OcsRefused(str(message.get("detail", "key refused"))))
+                continue
             fut = self.pending.pop(message[0], None)
             if fut is not None and not fut.done():
                 fut.set_result(message)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self.accepted.done():
+            self.accepted.set_exception(ConnectionError("OCS closed the connection before accepting the key"))
         for fut in self.pending.values():
             if not fut.done():
                 fut.set_exception(ConnectionError("OCS connection lost"))
@@ -107,8 +127,9 @@ class _Connection(asyncio.Protocol):
 
 
 class _Endpoint:
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, api_key: str) -> None:
         self.host, self.port = host, port
+        self._api_key = api_key
         self.conn: _Connection | None = None
         self.down_until = 0.0
         self._connecting: asyncio.Future[_Connection] | None = None
@@ -140,6 +161,15 @@ class _Endpoint:
         _, conn = await asyncio.wait_for(
             loop.create_connection(lambda: _Connection(self), self.host, self.port), timeout
         )
+        assert conn.transport is not None
+        conn.transport.write(auth_frame(self._api_key))
+        try:
+            await asyncio.wait_for(asyncio.shield(conn.accepted), timeout)
+        except BaseException as exc:
+            conn.transport.close()
+            if isinstance(exc, OcsRefused):
+                log.error("OCS refused this gateway's key", extra={"endpoint": self.name, "reason": str(exc)})
+            raise
         self.conn = conn
         log.info("connected to OCS", extra={"endpoint": self.name})
         return conn
@@ -151,11 +181,18 @@ class _Endpoint:
 
 class WireOcs:
     def __init__(
-        self, endpoints: list[tuple[str, int]], *, timeout: float = 2.0, retry_after: float = 5.0
+        self,
+        endpoints: list[tuple[str, int]],
+        *,
+        api_key: str,
+        timeout: float = 2.0,
+        retry_after: float = 5.0,
     ) -> None:
         if not endpoints:
             raise ValueError("at least one OCS endpoint is needed")
-        self.endpoints = [_Endpoint(h, p) for h, p in endpoints]
+        if not api_key:
+            raise ValueError("the OCS API key is needed (CELLCELLY_OCS_API_KEY)")
+        self.endpoints = [_Endpoint(h, p, api_key) for h, p in endpoints]
         self.timeout = timeout
         self.retry_after = retry_after
         self._ids = itertools.count(1)

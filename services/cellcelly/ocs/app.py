@@ -23,6 +23,7 @@ from cellcelly.domain.account import Account, Status
 from cellcelly.domain.errors import CatalogueError, DomainError
 from cellcelly.domain.money import format_tl, parse_tl
 from cellcelly.domain.provisioning import InsufficientFunds
+from cellcelly.ocs.auth import ApiKey
 from cellcelly.ocs.handler import API, ChargingHandler, FastPath, Reply
 from cellcelly.ocs.metrics import OcsMetrics
 from cellcelly.ocs.schemas import (
@@ -103,7 +104,10 @@ def create_app(
     )
     app.state.components = components
     app.state.metrics = metrics
-    app.state.handler = handler = ChargingHandler(components.charging, metrics)
+    api_key = components.settings.ocs_api_key
+    app.state.handler = handler = ChargingHandler(
+        components.charging, metrics, ApiKey(api_key.get_secret_value() if api_key else None)
+    )
 
     @app.exception_handler(HttpProblem)
     async def _problem(request: Request, exc: HttpProblem) -> Response:
@@ -119,30 +123,41 @@ def create_app(
         status, payload, media_type, headers = result
         return Response(payload, status_code=status, media_type=media_type, headers=headers)
 
+    async def charge(op: str, ref: str, request: Request) -> Response:
+        """The key first (as the fast path does: a stranger's body is never read), then the request."""
+        refused = handler.refusal(request.headers.get("authorization"))
+        if refused is not None:
+            return reply(refused)
+        key = request.headers.get("idempotency-key")
+        return reply(
+            handler.handle(op, ref, await read_body(request), None if key is None else key.encode("latin-1"))
+        )
+
     # --- charging -------------------------------------------------------------------------------
     # The same handler serves these routes and the fast path in front of FastAPI (see `asgi_app`);
     # the routes are what the OpenAPI document shows and what runs when the fast path is off.
 
     @app.post(f"{API}/chargingdata", status_code=201, tags=["charging"])
     async def create(request: Request) -> Response:
-        """Create a charging session (CCR-I), or charge a one-time event (CCR-E) with oneTimeEvent."""
-        return reply(handler.handle("create", "", await read_body(request)))
+        """Create a charging session (CCR-I), or charge a one-time event (CCR-E) with oneTimeEvent.
+        Needs `Authorization: Bearer <OCS API key>`, and `sessionId` or an `Idempotency-Key` header."""
+        return await charge("create", "", request)
 
     @app.post(API + "/chargingdata/{ref}/update", tags=["charging"])
     async def update(ref: str, request: Request) -> Response:
         """Report usage and ask for more quota (CCR-U)."""
-        return reply(handler.handle("update", ref, await read_body(request)))
+        return await charge("update", ref, request)
 
     @app.post(API + "/chargingdata/{ref}/release", tags=["charging"])
     async def release(ref: str, request: Request) -> Response:
         """Report final usage and end the session (CCR-T). Answers 200 with the final figures
         (Nchf answers 204; the Diameter gateway needs the per-rating-group results)."""
-        return reply(handler.handle("release", ref, await read_body(request)))
+        return await charge("release", ref, request)
 
     @app.post(f"{API}/noop", include_in_schema=False)
     async def noop(request: Request) -> Response:
         """The same parsing and answer encoding without charging: `make bench`'s baseline."""
-        return reply(handler.handle("noop", "", await read_body(request)))
+        return await charge("noop", "", request)
 
     # --- operations -----------------------------------------------------------------------------
 

@@ -1,7 +1,13 @@
 """Charging requests from bytes to bytes: parse, validate, charge, encode.
 
 `ChargingHandler.handle` never raises: every failure becomes a ProblemDetails answer, so the
-FastAPI routes and the ASGI fast path (`FastPath`) behave identically.
+FastAPI routes and the ASGI fast path (`FastPath`) behave identically. Both check the caller's key
+(`Authorization: Bearer <CELLCELLY_OCS_API_KEY>`, see `ocs/auth.py`) before reading the body.
+
+A create must be named, so that a retry is recognised and charged once: by `sessionId` (the
+Diameter Session-Id of a charging session) or, for a client without one, by an `Idempotency-Key`
+header, which then serves as the session's id: the same key again gets the stored answer
+(kept `answer_retention` seconds after the event, like every finished session's answers).
 """
 
 from __future__ import annotations
@@ -9,7 +15,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -18,6 +23,7 @@ from pydantic import ValidationError
 
 from cellcelly.application.charging import ChargingService
 from cellcelly.domain.charging import ChargeAnswer, ChargeRequest, RequestType, ResultCode, ServiceUsage
+from cellcelly.ocs.auth import ApiKey
 from cellcelly.ocs.metrics import OcsMetrics
 from cellcelly.ocs.schemas import HTTP_STATUS, RESULT_NAMES, ChargingDataRequest
 from cellcelly.web import MAX_BODY, PROBLEM, HttpProblem, problem_payload, validation_problem
@@ -29,6 +35,7 @@ JSON = "application/json"
 # (status, body, media type, extra headers)
 Reply = tuple[int, bytes, str, dict[str, str] | None]
 
+_IDEMPOTENCY_KEY = re.compile(rb"^[\x21-\x7e]{1,256}$")  # what a sessionId may be
 _UNIT_FIELD = {"voice": "time", "sms": "serviceSpecificUnits", "data": "totalVolume"}
 
 
@@ -96,18 +103,40 @@ def problem_reply(problem: HttpProblem) -> Reply:
 
 
 class ChargingHandler:
-    def __init__(self, charging: ChargingService, metrics: OcsMetrics) -> None:
+    def __init__(self, charging: ChargingService, metrics: OcsMetrics, api_key: ApiKey) -> None:
         self.charging = charging
         self.metrics = metrics
+        self.api_key = api_key
 
-    def handle(self, op: str, ref: str, raw: bytes) -> Reply:
+    def refusal(self, authorization: bytes | str | None) -> Reply | None:
+        """None when the caller presented the key; else the 401 (or 503: no key configured) to send."""
+        if self.api_key.matches_bearer(authorization):
+            return None
+        if not self.api_key.configured:
+            problem = HttpProblem(
+                503, "Charging API closed", "this OCS has no CELLCELLY_OCS_API_KEY: it charges nobody"
+            )
+            headers = None
+        else:
+            problem = HttpProblem(
+                401,
+                "Unauthorized",
+                "charging needs Authorization: Bearer <the OCS API key>",
+                "UNAUTHORIZED",
+            )
+            headers = {"www-authenticate": 'Bearer realm="cellcelly-ocs"'}
+        self.metrics.rejected.labels(str(problem.status)).inc()
+        return problem.status, problem_payload(problem), PROBLEM, headers
+
+    def handle(self, op: str, ref: str, raw: bytes, idempotency_key: bytes | None = None) -> Reply:
+        """One charging request from a caller already let in (`refusal` returned None)."""
         try:
-            return self._handle(op, ref, raw)
+            return self._handle(op, ref, raw, idempotency_key)
         except HttpProblem as problem:
             self.metrics.rejected.labels(str(problem.status)).inc()
             return problem_reply(problem)
 
-    def _handle(self, op: str, ref: str, raw: bytes) -> Reply:
+    def _handle(self, op: str, ref: str, raw: bytes, idempotency_key: bytes | None) -> Reply:
         try:
             body = ChargingDataRequest.model_validate_json(raw)
         except ValidationError as exc:
@@ -122,7 +151,7 @@ class ChargingHandler:
                     400, "Bad request", "subscriberIdentifier is required", "MANDATORY_IE_MISSING"
                 )
             kind = RequestType.EVENT if body.oneTimeEvent else RequestType.INITIAL
-            ref = body.sessionId or uuid.uuid4().hex
+            ref = body.sessionId or _idempotency_key(idempotency_key)
         else:
             kind = RequestType.UPDATE if op == "update" else RequestType.TERMINATE
         req = to_domain(body, kind, ref)
@@ -136,6 +165,28 @@ class ChargingHandler:
             status = 201
             headers = {"location": f"{API}/chargingdata/{answer.session_id}"}
         return status, orjson.dumps(answer_json(answer, req)), JSON, headers
+
+
+def _idempotency_key(value: bytes | None) -> str:
+    """The session id an unnamed create takes from its Idempotency-Key (a made-up id would charge a
+    retry again)."""
+    if value is None:
+        raise HttpProblem(
+            400,
+            "Bad request",
+            "a create needs sessionId (a charging session) or an Idempotency-Key header (a one-time"
+            " event), so that a retry is answered from the first and not charged again",
+            "MANDATORY_IE_MISSING",
+        )
+    if not _IDEMPOTENCY_KEY.match(value):
+        raise HttpProblem(
+            400,
+            "Bad request",
+            "Idempotency-Key: 1 to 256 visible ASCII characters",
+            "INVALID_MSG_FORMAT",
+            invalidParams=[{"param": "Idempotency-Key", "reason": "1 to 256 visible ASCII characters"}],
+        )
+    return value.decode("ascii")
 
 
 _ROUTE = re.compile(rf"^{re.escape(API)}/(?:(chargingdata)|(noop)|chargingdata/([^/]+)/(update|release))$")
@@ -173,11 +224,19 @@ class FastPath:
             op, ref = "noop", ""
         else:
             op, ref = match[4], match[3]
-        raw = await self._body(scope, receive)
-        if raw is None:
-            result = problem_reply(HttpProblem(413, "Payload too large", f"at most {MAX_BODY} bytes"))
-        else:
-            result = self.handler.handle(op, ref, raw)
+        authorization = idempotency_key = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"idempotency-key":
+                idempotency_key = value
+        result = self.handler.refusal(authorization)  # before the body: a stranger costs no parsing
+        if result is None:
+            raw = await self._body(scope, receive)
+            if raw is None:
+                result = problem_reply(HttpProblem(413, "Payload too large", f"at most {MAX_BODY} bytes"))
+            else:
+                result = self.handler.handle(op, ref, raw, idempotency_key)
         status, payload, media_type, extra = result
         headers = [(b"content-type", media_type.encode()), (b"content-length", str(len(payload)).encode())]
         if extra:

@@ -6,6 +6,11 @@ charging itself. A frame is a 4-byte big-endian length and an orjson array:
 request `[id, [session, type, number, msisdn, [[rg, service, requested, used, dest]...], location]]`,
 answer `[id, <answer as cellcelly.codec.answer_to_list>]` or `[id, null, "error"]`. Requests on one
 connection may be answered out of order; the id matches them.
+
+A connection charges nothing until it has shown the shared key (`ocs/auth.py`): its first frame is
+`{"auth": <CELLCELLY_OCS_API_KEY>}`, answered `{"ok": true}`; a wrong or missing key (or none within
+`AUTH_TIMEOUT` seconds) is answered `{"error": "unauthorized", ...}` and the connection closed, and the
+log names the peer, never the key.
 """
 
 from __future__ import annotations
@@ -21,10 +26,18 @@ from cellcelly.application.charging import ChargingService
 from cellcelly.codec import answer_to_list
 from cellcelly.domain.charging import ChargeRequest, RequestType, ServiceUsage
 from cellcelly.domain.units import Service
+from cellcelly.ocs.auth import ApiKey
 
 log = logging.getLogger(__name__)
 _LEN = struct.Struct("!I")
 MAX_FRAME = 1024 * 1024
+AUTH_TIMEOUT = 5.0  # seconds a new connection has to show the key
+AUTH_MAX_FRAME = 4096  # what a connection may send before it has shown the key
+REFUSED = "unauthorized"
+
+
+def auth_frame(key: str) -> bytes:
+    return frame({"auth": key})
 
 
 def request_to_list(req: ChargeRequest) -> list[Any]:
@@ -57,8 +70,9 @@ def frame(payload: Any) -> bytes:
 class FrameReader:
     """Splits a byte stream into frames."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buf = bytearray()
+        self.max_frame = max_frame
 
     def feed(self, data: bytes) -> list[bytes]:
         buf = self._buf
@@ -66,7 +80,7 @@ class FrameReader:
         frames = []
         while len(buf) >= 4:
             (length,) = _LEN.unpack_from(buf, 0)
-            if length > MAX_FRAME:
+            if length > self.max_frame:
                 raise ValueError(f"frame of {length} bytes")
             if len(buf) < 4 + length:
                 break
@@ -76,23 +90,70 @@ class FrameReader:
 
 
 class WireServerProtocol(asyncio.Protocol):
-    def __init__(self, charging: ChargingService) -> None:
+    def __init__(self, charging: ChargingService, api_key: ApiKey) -> None:
         self.charging = charging
-        self.reader = FrameReader()
+        self.api_key = api_key
+        self.reader = FrameReader(AUTH_MAX_FRAME)  # a stranger cannot make us buffer a megabyte
         self.transport: asyncio.Transport | None = None
+        self.authenticated = False
+        self._auth_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike
         self.transport = cast(asyncio.Transport, transport)
+        self._auth_timer = asyncio.get_running_loop().call_later(
+            AUTH_TIMEOUT, self._refuse, "no key within the time allowed"
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+
+    def _peer(self) -> str:
+        assert self.transport is not None
+        peer = self.transport.get_extra_info("peername")
+        return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+    def _refuse(self, reason: str) -> None:
+        """Say why, then close (after the answer is flushed); the key itself is never logged."""
+        assert self.transport is not None
+        if self.transport.is_closing():
+            return
+        log.warning("OCS wire connection refused", extra={"peer": self._peer(), "reason": reason})
+        self.transport.write(frame({"error": REFUSED, "detail": f"{reason}: send CELLCELLY_OCS_API_KEY"}))
+        self.transport.close()
+
+    def _authenticate(self, raw: bytes) -> bool:
+        try:
+            message = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            message = None
+        key = message.get("auth") if isinstance(message, dict) else None
+        if not isinstance(key, str) or not self.api_key.matches(key):
+            self._refuse("wrong or missing key" if self.api_key.configured else "this OCS has no key set")
+            return False
+        self.authenticated = True
+        self.reader.max_frame = MAX_FRAME
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+        assert self.transport is not None
+        self.transport.write(frame({"ok": True}))
+        return True
 
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None
+        if self.transport.is_closing():
+            return  # refused: what a peer sends after is not read
         try:
             frames = self.reader.feed(data)
         except ValueError as exc:
             log.warning("closing OCS wire connection", extra={"reason": str(exc)})
             self.transport.abort()
             return
+        if frames and not self.authenticated:
+            if not self._authenticate(frames[0]):
+                return
+            frames = frames[1:]
         out = []
         for raw in frames:
             rid: Any = None
@@ -106,6 +167,10 @@ class WireServerProtocol(asyncio.Protocol):
         self.transport.write(b"".join(out))
 
 
-async def serve_wire(charging: ChargingService, host: str, port: int) -> asyncio.Server:
+async def serve_wire(
+    charging: ChargingService, host: str, port: int, *, api_key: str | None
+) -> asyncio.Server:
+    """The wire listener; with no `api_key` it refuses every connection (fail closed)."""
+    key = ApiKey(api_key)
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: WireServerProtocol(charging), host, port)
+    return await loop.create_server(lambda: WireServerProtocol(charging, key), host, port)

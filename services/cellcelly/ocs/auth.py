@@ -1,0 +1,79 @@
+"""The shared secret that lets a caller charge: the DGW on the wire, anyone on the JSON charging API.
+
+Who can reach the OCS must not be enough to charge (issue 12 §5). One key, CELLCELLY_OCS_API_KEY,
+is shared by the OCS and its gateways; the OCS compares what a caller presents in constant time
+(SHA-256 of both sides, so not even the length leaks) and never logs it. It is rotated by restarting
+OCS and DGW with a new Secret. Unset, the OCS refuses every charging caller (fail closed):
+`cellcelly ocs` and `cellcelly dgw` refuse to start without it, and `make run` makes one and keeps
+it in the data directory (`KEY_FILE`, mode 0600) so the README's curl commands can read it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import stat
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+KEY_FILE = "ocs-api-key"
+MIN_LENGTH = 16
+ENV = "CELLCELLY_OCS_API_KEY"
+
+
+class ApiKey:
+    """The expected key, held only as its digest. `ApiKey(None)` matches nothing."""
+
+    __slots__ = ("_digest",)
+
+    def __init__(self, key: str | None) -> None:
+        self._digest = None if not key else hashlib.sha256(key.encode()).digest()
+
+    @property
+    def configured(self) -> bool:
+        return self._digest is not None
+
+    def matches(self, candidate: bytes | str | None) -> bool:
+        if self._digest is None or candidate is None:
+            return False
+        raw = candidate.encode() if isinstance(candidate, str) else candidate
+        return hmac.compare_digest(hashlib.sha256(raw).digest(), self._digest)
+
+    def matches_bearer(self, header: bytes | str | None) -> bool:
+        """`Authorization: Bearer <key>` (the scheme in any case, as RFC 9110 allows)."""
+        if not header:
+            return False
+        raw = header.encode("latin-1") if isinstance(header, str) else header
+        scheme, _, token = raw.strip().partition(b" ")
+        return scheme.lower() == b"bearer" and self.matches(token.strip())
+
+    def __repr__(self) -> str:
+        return f"ApiKey(configured={self.configured})"
+
+
+def key_from_file(data_dir: Path) -> tuple[str, Path, bool]:
+    """The embedded stack's key: read from `data_dir/ocs-api-key`, or made there now (0600, never
+    replaced, so restarts keep it). Returns (key, path, created now)."""
+    path = data_dir / KEY_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            log.warning("OCS API key file readable by others: made 0600", extra={"path": str(path)})
+            path.chmod(0o600)
+        kept = path.read_text(encoding="utf-8").strip()
+        if len(kept) < MIN_LENGTH:
+            raise SystemExit(
+                f"{path}: an OCS API key of at least {MIN_LENGTH} characters is needed"
+            ) from None
+        return kept, path, False
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(key + "\n")
+    return key, path, True
