@@ -7,10 +7,12 @@ Skipped on a machine without Java (with javac) and Maven; a failure under CI=tru
 
 from __future__ import annotations
 
+import errno
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from balance_store_contract import (
@@ -28,6 +30,9 @@ from cellcelly.domain.account import Account
 from cellcelly.domain.provisioning import top_up
 from cellcelly.ports.balance_store import BalanceStore, Commit
 from cellcelly_testing import require
+
+if TYPE_CHECKING:
+    from cellcelly.adapters.balance_voltdb import Connection, Response
 
 pytestmark = pytest.mark.contract
 
@@ -63,6 +68,29 @@ def _store(servers: str) -> BalanceStore:
     return VoltBalanceStore(servers)
 
 
+class FaultyConnection:
+    """A VoltDB connection that, while `fault` is set, calls it and then makes the durable writes
+    fail: a commit runs on the server with one more event than asked, too big for its column, so
+    the procedure fails at its last insert, after it wrote the account and sessions (the server
+    must roll all of it back); an acknowledgement is lost at the transport before it is sent."""
+
+    def __init__(self, conn: Connection, faults: list[Callable[[], None]]) -> None:
+        self._conn = conn
+        self._faults = faults
+
+    def call(self, procedure: str, params: Sequence[Any]) -> Response:
+        if self._faults and procedure in ("BalanceCommit", "BalanceOutboxAck"):
+            self._faults[0]()
+            if procedure == "BalanceOutboxAck":
+                raise OSError(errno.ECONNRESET, "connection reset (injected)")
+            *head, events = params
+            params = [*head, [*events, "x" * 70_000]]  # the outbox body is VARCHAR(65536 BYTES)
+        return self._conn.call(procedure, params)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 class TestVoltDB(DurableBalanceStoreContract):
     """The whole contract. "Reopen" here is a new adapter (new connections) on the same running
     server: it shows that the adapter keeps nothing of its own (versions, seqs, acknowledgements
@@ -74,12 +102,34 @@ class TestVoltDB(DurableBalanceStoreContract):
     def _server(self, empty_voltdb: str) -> None:
         self._servers = empty_voltdb
 
+    _faults: list[Callable[[], None]]
+
     def make_store(self, tmp_path: Path) -> BalanceStore:
-        return _store(self._servers)
+        return self._faulty_store()
 
     def reopen(self, store: BalanceStore, tmp_path: Path) -> BalanceStore:
         store.close()
-        return _store(self._servers)
+        return self._faulty_store()
+
+    def _faulty_store(self) -> BalanceStore:
+        from cellcelly.adapters.balance_voltdb import VoltBalanceStore, VoltConnection
+
+        self._faults = []
+
+        def connect(*args: Any, **kwargs: Any) -> Connection:
+            return FaultyConnection(VoltConnection(*args, **kwargs), self._faults)
+
+        return VoltBalanceStore(self._servers, connect=connect)
+
+    @contextmanager
+    def failing_durable_writes(
+        self, store: BalanceStore, before_failing: Callable[[], None]
+    ) -> Iterator[None]:
+        self._faults.append(before_failing)
+        try:
+            yield
+        finally:
+            self._faults.clear()
 
 
 # --- VoltDB-only ------------------------------------------------------------------------------------
