@@ -94,6 +94,7 @@ async def _serve(settings: Settings, key_source: str = "$CELLCELLY_OCS_API_KEY")
         f"  DGW Diameter Gy   {settings.dgw_host}:{stack.dgw_port}  (Origin-Host {settings.dgw_origin_host}, "
         f"realm {settings.diameter_realm})"
     )
+    _out(f"  DGW peers allowed {settings.dgw_allowed_peers or '(none)'}  ($CELLCELLY_DGW_ALLOWED_PEERS)")
     _out(f"  system of record  {settings.sor_url_shown()}")
     _out(f"  balance store     embedded, journal in {settings.data_dir / 'balances'}")
     _out(f"  catalogue         {settings.catalogue_path()} (version {components.catalogue.current.version})")
@@ -210,7 +211,7 @@ async def _serve_dgw(settings: Settings, noop: bool) -> None:
     endpoints = settings.ocs_endpoints() or [(settings.ocs_host, settings.ocs_wire_port)]
     ocs: OcsClient = NoopOcs() if noop else WireOcs(endpoints, api_key=_required_api_key(settings, "dgw"))
     local = dgw_peer(settings)
-    server = DgwServer(Gateway(local, ocs), local)
+    server = DgwServer.from_settings(settings, Gateway(local, ocs), local)
     port = await server.start(settings.dgw_host, settings.dgw_port)
     tune_gc()
     target = "nothing (noop baseline)" if noop else ", ".join(f"{h}:{p}" for h, p in endpoints)
@@ -386,6 +387,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.port:
         settings.ocs_port = args.port
     settings.admin_token = SecretStr(os.environ["CELLCELLY_ADMIN_TOKEN"])
+    if not settings.dgw_allowed_peers:
+        # `make run` is for `cellcelly traffic`: its identity may connect, nobody else's
+        from cellcelly.traffic.generator import TrafficConfig
+
+        settings.dgw_allowed_peers = f"{TrafficConfig.origin_host}@{TrafficConfig.origin_realm}"
     key_source = "$CELLCELLY_OCS_API_KEY"
     if settings.ocs_api_key is None:
         # kept in the data directory (0600) across restarts, so curl and tools can read it

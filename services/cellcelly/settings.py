@@ -120,6 +120,15 @@ class Settings(BaseSettings):
     dgw_origin_host: str = "dgw.cellcelly.local"
     diameter_realm: str = "cellcelly.local"
     dgw_watchdog_seconds: float = 30.0
+    # Diameter peers that may connect: "host", "host@realm" or "@realm", comma-separated, * and ?
+    # as wildcards, "*" for any. Empty (the default): none. Diameter has no login of its own, so an
+    # open gateway charges whoever reaches it; a closed one fails loudly at the first CER (3010 in
+    # the peer's log, a warning in ours). `cellcelly run` allows its traffic generator.
+    dgw_allowed_peers: str = ""
+    # a connection must send its CER within this (RFC 6733 leaves it to us); then it is closed
+    dgw_cer_timeout_seconds: float = Field(default=10.0, gt=0)
+    # TCP connections to the DGW at most (each a file descriptor and buffers; peers are few)
+    dgw_max_connections: int = Field(default=512, ge=1)
     # OCS endpoints for a stand-alone DGW, "host:port,host:port"; empty: the OCS in this process
     dgw_ocs_endpoints: str = ""
 

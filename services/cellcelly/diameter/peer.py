@@ -6,7 +6,15 @@ gateway), the initiator sends one (the traffic generator, tests). Application re
 handler that returns the answer, either at once or as an awaitable, so a slow back end never
 blocks the other sessions on the connection. Malformed input gets an error answer with
 Failed-AVP where the header could be read; only an unreadable frame length closes the
-connection, because the byte stream cannot be resynchronised after it.
+connection, because the byte stream cannot be resynchronised after it. The error path never
+raises: an answer that cannot be built from the request is built from its header alone.
+
+As the responder (the gateway) a connection must send its CER within `cer_timeout`, and it must
+be the first message (RFC 6733 §5.3, §5.6.1: until the CER names the peer there is no peer to
+answer for; anything else gets 3010 DIAMETER_UNKNOWN_PEER and the connection is closed); a CER
+from a peer `admit` refuses gets a CEA with 3010 and the connection is closed. Reading pauses
+while the transport's write buffer is above its high-water mark, so a peer that pipelines
+requests and never reads the answers cannot make us buffer them.
 """
 
 from __future__ import annotations
@@ -16,16 +24,19 @@ import itertools
 import logging
 import os
 import random
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from fnmatch import fnmatchcase
 from typing import cast
 
 from cellcelly.diameter.codec import Avp, DecodeError, Message, decode, message_length
 from cellcelly.diameter.constants import (
     APP_COMMON,
     APP_CREDIT_CONTROL,
+    FLAG_E,
     FLAG_R,
     FLAG_T,
     HEADER_LENGTH,
@@ -40,6 +51,37 @@ from cellcelly.diameter.constants import (
 log = logging.getLogger(__name__)
 
 Handler = Callable[["PeerConnection", Message], "Message | Awaitable[Message] | None"]
+Admit = Callable[[str, str], bool]  # (Origin-Host, Origin-Realm) of a CER -> may it connect?
+
+# read as UTF-8 by the peer and the gateway on every request: checked before any of it runs, so a
+# bad one is answered 5004 before anything is charged (not found out halfway)
+_IDENTITY_AVPS = (Code.SESSION_ID, Code.ORIGIN_HOST, Code.ORIGIN_REALM)
+_HEADER = struct.Struct("!I I I I I")
+
+
+@dataclass(frozen=True)
+class PeerAllowlist:
+    """The peers that may complete a capabilities exchange, as `host`, `host@realm` or `@realm`
+    entries; `*` and `?` are wildcards (`*.epc.example.net`, `*@example.net`), names compare
+    case-insensitively (DiameterIdentity is an FQDN). `*` alone allows every peer; no entries, none.
+    """
+
+    entries: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, spec: str) -> PeerAllowlist:
+        entries = []
+        for item in filter(None, (p.strip().lower() for p in spec.split(","))):
+            host, _, realm = item.partition("@")
+            entries.append((host or "*", realm or "*"))
+        return cls(tuple(entries))
+
+    def __call__(self, host: str, realm: str) -> bool:
+        host, realm = host.lower(), realm.lower()
+        return any(fnmatchcase(host, h) and fnmatchcase(realm, r) for h, r in self.entries)
+
+    def __str__(self) -> str:
+        return ",".join(f"{h}@{r}" for h, r in self.entries) or "(nobody)"
 
 
 @dataclass(frozen=True)
@@ -98,16 +140,37 @@ def next_end_to_end() -> int:
 def error_answer(
     request: Message, local: LocalPeer, result: int, text: str = "", failed: Avp | None = None
 ) -> Message:
-    """An answer with the E bit for protocol errors (3xxx), or a plain one for 5xxx (RFC 6733 §7)."""
+    """An answer with the E bit for protocol errors (3xxx), or a plain one for 5xxx (RFC 6733 §7).
+
+    Never raises on what the peer sent: a Session-Id that is not UTF-8 is left out (it is optional
+    in the generic error answer, RFC 6733 §7.2) rather than read, and Failed-AVP reports it."""
     avps: list[Avp] = []
-    if request.session_id is not None:
-        avps.append(Avp.utf8(Code.SESSION_ID, request.session_id))
+    session = request.find(Code.SESSION_ID)
+    if session is not None and _utf8(session.data):
+        avps.append(Avp(Code.SESSION_ID, session.flags, 0, session.data))
     avps += [Avp.u32(Code.RESULT_CODE, result), *local.identity()]
     if text:
         avps.append(Avp.utf8(Code.ERROR_MESSAGE, text, mandatory=False))
     if failed is not None:
         avps.append(Avp.grouped(Code.FAILED_AVP, [failed]))
     return request.answer(avps, error=3000 <= result < 4000)
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _bare_header(frame: bytes) -> Message | None:
+    """The frame's header as it stands, unchecked: what an error answer needs (command, application,
+    identifiers) when nothing else of the frame can be trusted."""
+    if len(frame) < HEADER_LENGTH:
+        return None
+    _, word1, app, hbh, e2e = _HEADER.unpack_from(frame, 0)
+    return Message(word1 & 0xFFFFFF, (word1 >> 24) & ~FLAG_E & 0xF0, app, hbh, e2e)
 
 
 class PeerConnection(asyncio.Protocol):
@@ -119,10 +182,16 @@ class PeerConnection(asyncio.Protocol):
         initiator: bool = False,
         on_open: Callable[[PeerConnection], None] | None = None,
         on_close: Callable[[PeerConnection], None] | None = None,
+        admit: Admit | None = None,
+        cer_timeout: float | None = None,
     ) -> None:
         self.local = local
         self.handler = handler
         self.initiator = initiator
+        self.admit = admit  # None: any peer (the initiator, and tests); the gateway always passes one
+        self.cer_timeout = cer_timeout
+        self._cer_timer: asyncio.TimerHandle | None = None
+        self._reading_paused = False
         self.state = State.WAIT_CEA if initiator else State.WAIT_CER
         self.remote_host = ""
         self.remote_realm = ""
@@ -156,12 +225,24 @@ class PeerConnection(asyncio.Protocol):
             fut = self._expect(cer.hop_by_hop)
             fut.add_done_callback(self._on_cea)
             self._write(cer)
+        elif self.cer_timeout is not None:
+            self._cer_timer = asyncio.get_running_loop().call_later(self.cer_timeout, self._no_cer)
         self._watchdog = asyncio.get_running_loop().create_task(self._watch())
+
+    def _no_cer(self) -> None:
+        if self.state is State.WAIT_CER:
+            log.info("closing diameter connection: no CER", extra={"seconds": self.cer_timeout})
+            self.stats["errors"] += 1
+            if self.transport is not None:
+                self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = State.CLOSED
         if self._watchdog is not None:
             self._watchdog.cancel()
+        if self._cer_timer is not None:
+            self._cer_timer.cancel()
+        self._buffer = bytearray()  # the gateway may keep this object (its sessions); not the bytes
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(ConnectionError("peer connection closed"))
@@ -176,12 +257,12 @@ class PeerConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._last_seen = time.monotonic()
+        self._buffer += data
+        self._frames()
+
+    def _frames(self) -> None:
         buf = self._buffer
-        buf += data
-        while len(buf) >= 4:
-            if buf[0] != 1:
-                self._abort(f"version {buf[0]} in the frame header: cannot resynchronise")
-                return
+        while len(buf) >= 4 and not self._reading_paused:
             length = message_length(buf)
             if length < HEADER_LENGTH or length > MAX_MESSAGE:
                 self._abort(f"frame length {length}: cannot resynchronise")
@@ -190,7 +271,21 @@ class PeerConnection(asyncio.Protocol):
                 return
             frame = bytes(buf[:length])
             del buf[:length]
-            self._frame(frame)
+            self._frame(frame)  # another version than 1 is read and answered 5011 (RFC 6733 §7.1.5)
+
+    # --- backpressure: the transport calls these around its write buffer's high-water mark ------
+
+    def pause_writing(self) -> None:
+        # stop reading (and working through what is buffered): answers we cannot send are not made
+        self._reading_paused = True
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._reading_paused = False
+        self._frames()
+        if not self._reading_paused and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     # --- frames -----------------------------------------------------------------------------------
 
@@ -202,11 +297,31 @@ class PeerConnection(asyncio.Protocol):
             header = exc.header
             log.info("malformed diameter message", extra={"peer": self.remote_host, "reason": str(exc)})
             if header is not None and header.is_request:
-                self._write(error_answer(header, self.local, exc.result, str(exc), exc.failed))
+                self._refuse(header, exc.result, str(exc), exc.failed)
+            return
+        except Exception:  # noqa: BLE001 - a codec defect: still an answer, and the connection lives
+            self.stats["errors"] += 1
+            log.exception("diameter message could not be decoded")
+            header = _bare_header(frame)
+            if header is not None and header.is_request:
+                self._refuse(header, Result.UNABLE_TO_COMPLY, "could not decode")
             return
         if msg.is_request:
             self.stats["requests"] += 1
-            self._request(msg)
+            try:
+                for code in _IDENTITY_AVPS:
+                    avp = msg.find(code)
+                    if avp is not None:
+                        avp.as_str()  # DecodeError 5004 with the AVP when it is not UTF-8
+                self._request(msg)
+            except DecodeError as exc:  # an AVP value read on the way
+                self.stats["errors"] += 1
+                log.info("invalid diameter request", extra={"peer": self.remote_host, "reason": str(exc)})
+                self._refuse(msg, exc.result, str(exc), exc.failed)
+            except Exception:  # noqa: BLE001 - one bad request must not take the peer down
+                self.stats["errors"] += 1
+                log.exception("diameter request failed")
+                self._refuse(msg, Result.UNABLE_TO_COMPLY, "internal error")
         else:
             self.stats["answers"] += 1
             fut = self._pending.pop(msg.hop_by_hop, None)
@@ -217,6 +332,12 @@ class PeerConnection(asyncio.Protocol):
 
     def _request(self, msg: Message) -> None:
         code = msg.code
+        if self.state is State.WAIT_CER and code != Cmd.CAPABILITIES_EXCHANGE:
+            # RFC 6733 §5.6.1: the peer is unknown until its CER; §5.3: CER comes first
+            log.info("diameter request before CER", extra={"command": code})
+            self._refuse(msg, Result.UNKNOWN_PEER, "capabilities exchange (CER) first")
+            self._close_transport()
+            return
         if code == Cmd.CAPABILITIES_EXCHANGE:
             self._cer(msg)
         elif code == Cmd.DEVICE_WATCHDOG:
@@ -247,7 +368,7 @@ class PeerConnection(asyncio.Protocol):
                 result = self.handler(self, msg)
             except Exception:  # noqa: BLE001 - one bad request must not take the peer down
                 log.exception("diameter handler failed")
-                self._write(error_answer(msg, self.local, Result.UNABLE_TO_COMPLY, "internal error"))
+                self._refuse(msg, Result.UNABLE_TO_COMPLY, "internal error")
                 return
             if isinstance(result, Message):
                 self._write(result)
@@ -259,18 +380,39 @@ class PeerConnection(asyncio.Protocol):
             answer = await result
         except Exception:  # noqa: BLE001
             log.exception("diameter handler failed")
-            answer = error_answer(msg, self.local, Result.UNABLE_TO_COMPLY, "internal error")
+            self._refuse(msg, Result.UNABLE_TO_COMPLY, "internal error")
+            return
         if self.state is not State.CLOSED:
-            self._write(answer)
+            try:
+                self._write(answer)
+            except Exception:  # noqa: BLE001 - e.g. an answer echoing what could not be encoded
+                log.exception("diameter answer could not be sent")
+                self._refuse(msg, Result.UNABLE_TO_COMPLY, "internal error")
 
     def _cer(self, msg: Message) -> None:
+        # a failed CER closes a connection still waiting for one; an open one stays (RFC 6733 §5.6,
+        # R-Open: R-Rcv-CER is answered and the state kept)
+        opening = self.state is not State.OPEN
         host = msg.find(Code.ORIGIN_HOST)
         realm = msg.find(Code.ORIGIN_REALM)
         if host is None or realm is None:
             missing = Avp.utf8(Code.ORIGIN_HOST if host is None else Code.ORIGIN_REALM, "")
-            self._write(
-                error_answer(msg, self.local, Result.MISSING_AVP, "Origin-Host and Origin-Realm", missing)
+            self._refuse(msg, Result.MISSING_AVP, "Origin-Host and Origin-Realm", missing)
+            if opening:
+                self._close_transport()
+            return
+        host_name, realm_name = host.as_str(), realm.as_str()
+        if self.admit is not None and not self.admit(host_name, realm_name):
+            log.warning(
+                "diameter peer refused: not in the allowed peers",
+                extra={"origin_host": host_name, "origin_realm": realm_name, "address": self._address()},
             )
+            self._refuse(msg, Result.UNKNOWN_PEER, "peer not allowed")
+            if opening:
+                self._close_transport()
+            return
+        if not opening and (host_name, realm_name) != (self.remote_host, self.remote_realm):
+            self._refuse(msg, Result.UNKNOWN_PEER, "another peer on an open connection")
             return
         apps = {a.as_u32() for a in msg.find_all(Code.AUTH_APPLICATION_ID)}
         for vsa in msg.find_all(Code.VENDOR_SPECIFIC_APPLICATION_ID):
@@ -281,12 +423,20 @@ class PeerConnection(asyncio.Protocol):
                 [Avp.u32(Code.RESULT_CODE, Result.NO_COMMON_APPLICATION), *self.local.capabilities()]
             )
             self._write(answer)
-            asyncio.get_running_loop().call_later(0.1, self._close_transport)
+            if opening:
+                self._close_transport()  # after the CEA: close() flushes what is buffered first
             return
-        self.remote_host, self.remote_realm = host.as_str(), realm.as_str()
+        self.remote_host, self.remote_realm = host_name, realm_name
         self.remote_applications = apps
         self._write(msg.answer([Avp.u32(Code.RESULT_CODE, Result.SUCCESS), *self.local.capabilities()]))
-        self._set_open()
+        if opening:
+            if self._cer_timer is not None:
+                self._cer_timer.cancel()
+            self._set_open()
+
+    def _address(self) -> str:
+        peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+        return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else ""
 
     def _on_cea(self, fut: asyncio.Future[Message]) -> None:
         if fut.cancelled() or fut.exception() is not None:
@@ -314,6 +464,20 @@ class PeerConnection(asyncio.Protocol):
     def _write(self, msg: Message) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(msg.encode())
+
+    def _refuse(self, request: Message, result: int, text: str = "", failed: Avp | None = None) -> None:
+        """Send an error answer; never raises. If the full answer cannot be built (whatever of the
+        request it echoes), the answer is made from the request's header alone."""
+        try:
+            self._write(error_answer(request, self.local, result, text, failed))
+            return
+        except Exception:  # noqa: BLE001
+            log.exception("diameter error answer could not be built; answering from the header")
+        try:
+            header = Message(request.code, request.flags, request.app, request.hop_by_hop, request.end_to_end)
+            self._write(error_answer(header, self.local, result))
+        except Exception:  # noqa: BLE001 - nothing left to answer with: give up on this one message
+            log.exception("diameter error answer could not be sent")
 
     def _expect(self, hop_by_hop: int) -> asyncio.Future[Message]:
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
