@@ -25,6 +25,7 @@ from cellcelly.diameter.constants import RequestType as CcRequestType
 from cellcelly.diameter.peer import LocalPeer
 from cellcelly.domain.catalogue import HOME_LOCATION
 from cellcelly.domain.charging import ChargeAnswer, ChargeRequest, RequestType, ServiceUsage
+from cellcelly.domain.limits import MAX_SESSION_ID, MAX_UNITS, session_id_fits, units_fit
 from cellcelly.domain.units import Service
 
 # Mobile Country Code of the visited network -> the country calling code the tariffs use
@@ -111,6 +112,14 @@ def _where(ccr: Message) -> tuple[str, str]:
     return location or HOME_LOCATION, destination or ""
 
 
+def _u64(avp: Avp) -> int:
+    """An Unsigned64 amount, refused (5004) beyond what one usage record holds (`MAX_UNITS`)."""
+    value = avp.as_u64()
+    if not units_fit(value):
+        raise GyError(Result.INVALID_AVP_VALUE, f"{avp.name} above {MAX_UNITS}", avp)
+    return value
+
+
 def _units(group: Avp | None) -> tuple[Service | None, int | None]:
     """(service implied by the unit, amount) of an RSU/USU/GSU; (None, None) when empty."""
     if group is None:
@@ -121,14 +130,21 @@ def _units(group: Avp | None) -> tuple[Service | None, int | None]:
         if child.code == Code.CC_TIME:
             return Service.VOICE, child.as_u32()
         if child.code == Code.CC_SERVICE_SPECIFIC_UNITS:
-            return Service.SMS, child.as_u64()
+            return Service.SMS, _u64(child)
     total = group.find(Code.CC_TOTAL_OCTETS)
     if total is not None:
-        return Service.DATA, total.as_u64()
+        return Service.DATA, _u64(total)
     up, down = group.find(Code.CC_INPUT_OCTETS), group.find(Code.CC_OUTPUT_OCTETS)
     if up is not None or down is not None:
-        return Service.DATA, (up.as_u64() if up else 0) + (down.as_u64() if down else 0)
+        return Service.DATA, _fits(group, (_u64(up) if up else 0) + (_u64(down) if down else 0))
     return None, None
+
+
+def _fits(group: Avp, amount: int) -> int:
+    """A sum of amounts (input + output octets, several Used-Service-Units): the group is at fault."""
+    if not units_fit(amount):
+        raise GyError(Result.INVALID_AVP_VALUE, f"{group.name}: units above {MAX_UNITS} in all", group)
+    return amount
 
 
 def parse_ccr(ccr: Message) -> tuple[ChargeRequest, Service]:
@@ -136,6 +152,10 @@ def parse_ccr(ccr: Message) -> tuple[ChargeRequest, Service]:
     session = ccr.find(Code.SESSION_ID)
     if session is None:
         raise _missing(Code.SESSION_ID)
+    session_id = session.as_str()
+    if not session_id_fits(session_id):
+        # the system of record keeps at most this many characters (usage_records.session_id)
+        raise GyError(Result.INVALID_AVP_VALUE, f"Session-Id: 1 to {MAX_SESSION_ID} characters", session)
     for code in (Code.ORIGIN_HOST, Code.ORIGIN_REALM, Code.DESTINATION_REALM):
         if ccr.find(code) is None:
             raise _missing(code)
@@ -178,7 +198,7 @@ def parse_ccr(ccr: Message) -> tuple[ChargeRequest, Service]:
         for usu in mscc.find_all(Code.USED_SERVICE_UNIT):
             s, amount = _units(usu)
             used_service = used_service or s
-            used += amount or 0
+            used = _fits(usu, used + (amount or 0))
         service = requested_service or used_service or default_service
         if service is None:
             raise GyError(Result.MISSING_AVP, "say the service: Service-Context-Id or units", mscc)
@@ -191,7 +211,7 @@ def parse_ccr(ccr: Message) -> tuple[ChargeRequest, Service]:
         if kind is RequestType.EVENT and wanted is None:
             wanted = 1
         services.append(ServiceUsage(rating_group, service, wanted, used, destination))
-    request = ChargeRequest(session.as_str(), kind, _u32(number_avp), msisdn, tuple(services), location)
+    request = ChargeRequest(session_id, kind, _u32(number_avp), msisdn, tuple(services), location)
     return request, default_service or (services[0].service if services else Service.DATA)
 
 

@@ -3,7 +3,7 @@
 A value that the record cannot store must be refused where it enters (Diameter 5004 with
 Failed-AVP, HTTP 400), not answered 2001 and then fail every batch of the SF that tries to write
 it. `adapters/sql/schema.py` sizes its columns from these constants; the Diameter mapping
-(`dgw/limits.py`), the JSON schemas (`ocs/schemas.py`) and the charging engine check against them.
+(`dgw/gy.py`), the JSON schemas (`ocs/schemas.py`) and the charging engine check against them.
 
 Every integer column is a signed 64-bit BIGINT (Oracle NUMBER(19)); the unit limits are chosen so
 that every sum kept from them stays below 2^63 - 1 with room to spare:
