@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from cellcelly.application.charging import ChargingService
 from cellcelly.domain.charging import ChargeAnswer, ChargeRequest, RequestType, ResultCode, ServiceUsage
+from cellcelly.domain.limits import MAX_SESSION_ID, MAX_UNITS, session_id_fits, units_fit
 from cellcelly.ocs.auth import ApiKey
 from cellcelly.ocs.metrics import OcsMetrics
 from cellcelly.ocs.schemas import HTTP_STATUS, RESULT_NAMES, ChargingDataRequest
@@ -56,7 +57,14 @@ def to_domain(body: ChargingDataRequest, request_type: RequestType, session_id: 
         used = 0
         for container in mu.usedUnitContainer:
             used += container.amount(service) or 0
+        if not (units_fit(used) and (requested is None or units_fit(requested))):
+            # each field is within MAX_UNITS (schemas.py); their sum must be too: one usage record
+            raise _too_large(
+                f"multipleUnitUsage (ratingGroup {mu.ratingGroup})", f"units above {MAX_UNITS} in all"
+            )
         services.append(ServiceUsage(mu.ratingGroup, service, requested, used, mu.destination.lstrip("+")))
+    if not session_id_fits(session_id):  # the path's chargingDataRef is not checked by the schema
+        raise _too_large("chargingDataRef", f"1 to {MAX_SESSION_ID} characters")
     return ChargeRequest(
         session_id,
         request_type,
@@ -64,6 +72,17 @@ def to_domain(body: ChargingDataRequest, request_type: RequestType, session_id: 
         body.subscriberIdentifier or "",
         tuple(services),
         body.location,
+    )
+
+
+def _too_large(param: str, reason: str) -> HttpProblem:
+    """Beyond what the system of record holds (`domain/limits.py`)."""
+    return HttpProblem(
+        400,
+        "Bad request",
+        f"{param}: {reason}",
+        "INVALID_MSG_FORMAT",
+        invalidParams=[{"param": param, "reason": reason}],
     )
 
 

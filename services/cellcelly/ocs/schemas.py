@@ -16,10 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cellcelly.domain.catalogue import HOME_LOCATION
 from cellcelly.domain.charging import ResultCode
+from cellcelly.domain.limits import MAX_RATING_GROUP, MAX_REQUEST_NUMBER, MAX_SESSION_ID, MAX_UNITS
 from cellcelly.domain.units import Service
 
 _MSISDN = re.compile(r"^5\d{9}$")
-MAX_UNITS = 2**53  # beyond anything real, and still exact in every JSON parser
 
 
 def normalise_msisdn(value: str) -> str:
@@ -36,7 +36,7 @@ def normalise_msisdn(value: str) -> str:
     return text
 
 
-Units = Annotated[int, Field(ge=0, le=MAX_UNITS)]
+Units = Annotated[int, Field(ge=0, le=MAX_UNITS)]  # one report: see domain/limits.py
 
 
 class _Model(BaseModel):
@@ -77,7 +77,7 @@ class UsedUnitContainer(ServiceUnit):
 
 
 class MultipleUnitUsage(_Model):
-    ratingGroup: Annotated[int, Field(ge=0, le=2**32 - 1)]
+    ratingGroup: Annotated[int, Field(ge=0, le=MAX_RATING_GROUP)]
     requestedUnit: ServiceUnit | None = None
     usedUnitContainer: list[UsedUnitContainer] = Field(default_factory=list, max_length=32)
     # CellCelly extensions
@@ -97,12 +97,14 @@ class ChargingDataRequest(_Model):
     subscriberIdentifier: str | None = Field(default=None, max_length=40)
     nfConsumerIdentification: dict[str, str] | None = None
     invocationTimeStamp: str | None = Field(default=None, max_length=64)
-    invocationSequenceNumber: Annotated[int, Field(ge=0, le=2**32 - 1)]
+    invocationSequenceNumber: Annotated[int, Field(ge=0, le=MAX_REQUEST_NUMBER)]
     oneTimeEvent: bool = False
     oneTimeEventType: str | None = Field(default=None, pattern=r"^(IEC|PEC)$")
     multipleUnitUsage: list[MultipleUnitUsage] = Field(default_factory=list, max_length=32)
     # CellCelly extensions
-    sessionId: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$")] | None = None
+    sessionId: (
+        Annotated[str, Field(min_length=1, max_length=MAX_SESSION_ID, pattern=r"^[\x21-\x7e]+$")] | None
+    ) = None
     location: Annotated[str, Field(pattern=r"^\d{1,4}$")] = HOME_LOCATION
 
     @field_validator("subscriberIdentifier")
