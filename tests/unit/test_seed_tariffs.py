@@ -185,6 +185,7 @@ def test_an_sms_abroad_is_paid_from_the_wallet_even_with_package_sms_left(cat: C
         ("905x{9}", "905X{9}", [TR_MOBILE], [TR_LANDLINE]),
         ("X{11,14}", "X{11,14}", [US, DE_MOBILE, "9" * 14], ["9" * 10, "9" * 15, "1212555123a"]),
         ("90X{0}", "90X{0}", ["90"], ["901"]),
+        ("X{0,2}", "X{0,2}", ["", "1", "12"], ["123", "a", "\u00b2"]),
     ],
 )
 def test_destination_patterns(text: str, canonical: str, matches: list[str], misses: list[str]) -> None:

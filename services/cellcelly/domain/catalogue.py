@@ -21,6 +21,11 @@ HOME_LOCATION = "90"
 _DESTINATION = re.compile(r"([0-9]*)(?:([Xx]+)|[Xx]\{([0-9]+)(?:,([0-9]+))?\}|(\*))?")
 
 
+def _all_digits(number: str) -> bool:
+    """ASCII digits only (str.isdigit alone takes '²' and Arabic digits); '' has none that are not."""
+    return number.isascii() and (number.isdigit() or not number)
+
+
 @dataclass(frozen=True, slots=True)
 class Destination:
     """A called-number pattern: fixed leading digits, then any digits (a count, a range, or any).
@@ -34,6 +39,11 @@ class Destination:
     prefix: str
     min_len: int
     max_len: int | None  # None: a bare prefix, any number that starts with it
+    # more fixed digits win; with as many, a pattern bounded in length beats a bare prefix
+    specificity: tuple[int, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "specificity", (len(self.prefix), int(self.max_len is not None)))
 
     @classmethod
     def parse(cls, text: str) -> Destination:
@@ -55,22 +65,22 @@ class Destination:
         return cls(prefix, len(prefix) + least, len(prefix) + most)
 
     def matches(self, number: str) -> bool:
+        return self.matches_known(number, len(number), _all_digits(number))
+
+    def matches_known(self, number: str, length: int, all_digits: bool) -> bool:
+        """`matches`, with the number's length and digit-ness worked out once for all rules."""
         if self.max_len is None:
             return number.startswith(self.prefix)
-        if not self.min_len <= len(number) <= self.max_len or not number.startswith(self.prefix):
-            return False
-        rest = number[len(self.prefix) :]
-        return not rest or (rest.isascii() and rest.isdigit())
-
-    def specificity(self) -> tuple[int, int]:
-        """More fixed digits win; with as many, a pattern bounded in length beats a bare prefix."""
-        return (len(self.prefix), int(self.max_len is not None))
+        return all_digits and self.min_len <= length <= self.max_len and number.startswith(self.prefix)
 
     def __str__(self) -> str:
         if self.max_len is None:
             return self.prefix
         least, most = self.min_len - len(self.prefix), self.max_len - len(self.prefix)
         return f"{self.prefix}X{{{least}}}" if least == most else f"{self.prefix}X{{{least},{most}}}"
+
+
+_ANY_NUMBER = (0, 0)  # the specificity of a rule for any destination
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,18 +114,30 @@ class TariffRule:
 
     def match_score(self, location: str, destination: str, rating_group: int) -> tuple[int, ...] | None:
         """How specifically this rule matches (higher wins), or None when it does not."""
+        all_digits = _all_digits(destination)
+        return self._score(location, destination, len(destination), all_digits, rating_group)
+
+    def _score(
+        self, location: str, destination: str, length: int, all_digits: bool, rating_group: int
+    ) -> tuple[int, ...] | None:
         if self.rating_group is not None and self.rating_group != rating_group:
             return None
         if self.location is not None and self.location != location:
             return None
-        best = (0, 0)
+        best = _ANY_NUMBER
         if self.destinations:
-            matching = [d.specificity() for d in self.destinations if d.matches(destination)]
-            if not matching:
+            found = None
+            for d in self.destinations:
+                if d.matches_known(destination, length, all_digits) and (
+                    found is None or d.specificity > found
+                ):
+                    found = d.specificity
+            if found is None:
                 return None
-            best = max(matching)
-        if self.excepted and any(d.matches(destination) for d in self.excepted):
-            return None
+            best = found
+        for d in self.excepted:
+            if d.matches_known(destination, length, all_digits):
+                return None
         return (int(self.rating_group is not None), int(self.location is not None), *best)
 
 
@@ -159,19 +181,25 @@ class Catalogue:
     policy: ChargingPolicy = ChargingPolicy()
     source: str = ""  # the text it was parsed from, kept for the system of record
 
+    # each service's rules in the order written, so rating looks at a few rules, not all
+    _by_service: Mapping[Service, tuple[TariffRule, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_service = {
+            s: tuple(sorted((r for r in self.tariffs if r.service is s), key=lambda r: r.order))
+            for s in Service
+        }
+        object.__setattr__(self, "_by_service", by_service)
+
     def rate(self, service: Service, location: str, destination: str, rating_group: int) -> TariffRule | None:
         """The most specific rule for this usage; ties go to the rule written first."""
         best: TariffRule | None = None
-        best_key: tuple[tuple[int, ...], int] | None = None
-        for rule in self.tariffs:
-            if rule.service is not service:
-                continue
-            score = rule.match_score(location, destination, rating_group)
-            if score is None:
-                continue
-            key = (score, -rule.order)
-            if best_key is None or key > best_key:
-                best, best_key = rule, key
+        best_score: tuple[int, ...] = ()
+        length, all_digits = len(destination), _all_digits(destination)
+        for rule in self._by_service[service]:
+            score = rule._score(location, destination, length, all_digits, rating_group)
+            if score is not None and score > best_score:  # strictly: a tie keeps the earlier rule
+                best, best_score = rule, score
         return best
 
 
