@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -99,6 +99,7 @@ CATALOGUE: Catalogue = parse_catalogue(
 )
 POLICY = CATALOGUE.policy
 RULES = {r.id: r for r in CATALOGUE.tariffs}
+ANSWERS_KEPT = 4  # a session keeps the answers of its last four requests for retransmissions
 LIFETIME = POLICY.validity_time + POLICY.grace
 
 # session kinds: (rating group, service, destination) per rating group
@@ -354,18 +355,23 @@ class ChargingMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.history))
     @rule(data=st.data())
     def retransmit(self, data: st.DataObject) -> None:
-        stored = [
-            (req, answer)
-            for req, answer in self.history
-            if req.session_id in self.acc.sessions
-            and req.request_number in self.acc.sessions[req.session_id].answers
-        ]
-        if not stored:
+        # any earlier request of a session the account still keeps, whether or not its answer is
+        # still stored: which ones are is what this checks, not what it assumes
+        known = [(req, answer) for req, answer in self.history if req.session_id in self.acc.sessions]
+        if not known:
             return
-        req, answer = data.draw(st.sampled_from(stored), "earlier request")
+        req, answer = data.draw(st.sampled_from(known), "earlier request")
+        numbers = sorted(r.request_number for r, _ in self.history if r.session_id == req.session_id)
         before = account_to_dict(self.acc)
         outcome = charge(self.acc, CATALOGUE, req, self.now)
-        assert outcome.answer == answer, "a retransmission gets the stored answer"
+        kept = req.request_number in numbers[-ANSWERS_KEPT:]
+        event("retransmission: " + ("kept" if kept else "older than the last four"))
+        if kept:
+            assert outcome.answer == answer, "a retransmission of one of the last requests gets its answer"
+        else:  # older: refused, not charged again (a client does not retransmit that late)
+            assert outcome.answer == ChargeAnswer(
+                req.session_id, req.request_type, req.request_number, ResultCode.UNABLE_TO_COMPLY
+            )
         assert outcome.account is None and outcome.events == []
         assert outcome.changed_sessions == set() and outcome.removed_sessions == set()
         assert account_to_dict(self.acc) == before
@@ -510,3 +516,32 @@ ChargingMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestCharging = ChargingMachine.TestCase
+
+
+def test_the_last_four_answers_of_a_session_are_replayed() -> None:
+    """After five requests (n = 4), request n-3 retransmitted still gets its stored answer and
+    changes nothing; request n-4 is refused (5012) and changes nothing either."""
+    acc = Account(MSISDN, Status.ACTIVE, 100_000)
+    sid = "five"
+    answers = []
+    now = T0
+    for n in range(5):
+        kind = RequestType.INITIAL if n == 0 else RequestType.UPDATE
+        used = 0 if n == 0 else 60
+        req = ChargeRequest(sid, kind, n, MSISDN, (ServiceUsage(1, Service.VOICE, 60, used, DE),))
+        outcome = charge(acc, CATALOGUE, req, now)
+        assert outcome.answer.result_code is ResultCode.SUCCESS and outcome.account is not None
+        acc = outcome.account
+        answers.append((req, outcome.answer))
+        now += 60
+    wallet = acc.wallet
+    assert wallet == 100_000 - 4 * 250
+    for req, answer in answers[1:]:  # n-3 .. n
+        outcome = charge(acc, CATALOGUE, req, now)
+        assert outcome.answer == answer, f"request {req.request_number} retransmitted"
+        assert outcome.account is None and outcome.events == []
+    oldest, _ = answers[0]  # n-4
+    outcome = charge(acc, CATALOGUE, oldest, now)
+    assert outcome.answer == ChargeAnswer(sid, RequestType.INITIAL, 0, ResultCode.UNABLE_TO_COMPLY)
+    assert outcome.account is None and outcome.events == []
+    assert acc.wallet == wallet
