@@ -370,6 +370,7 @@ def bench_e2e(seconds: float, subscribers: int, rates: tuple[float, ...]) -> lis
             "CELLCELLY_OCS_WIRE_PORT": str(wire),
             "CELLCELLY_DGW_PORT": str(dgw),
             "CELLCELLY_DGW_OCS_ENDPOINTS": f"127.0.0.1:{wire}",
+            "CELLCELLY_DGW_ALLOWED_PEERS": "traffic.cellcelly.local",  # `cellcelly traffic` below
             "CELLCELLY_ADMIN_TOKEN": "bench",
         }
         topologies: list[tuple[str, list[tuple[list[str], list[int]]]]] = [

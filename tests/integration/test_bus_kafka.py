@@ -351,6 +351,7 @@ async def test_the_stack_on_kafka_by_configuration(kafka_bootstrap: str, tmp_pat
         **EPHEMERAL_PORTS,
         event_bus="kafka",
         kafka_bootstrap=kafka_bootstrap,
+        dgw_allowed_peers="pgw.kafka.test",
     )
     components = build(settings)
     seed_demo(components)

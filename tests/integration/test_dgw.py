@@ -31,7 +31,7 @@ from cellcelly.diameter.constants import (
     Code3gpp,
     Result,
 )
-from cellcelly.diameter.peer import LocalPeer, PeerConnection, connect
+from cellcelly.diameter.peer import LocalPeer, PeerAllowlist, PeerConnection, connect
 from cellcelly.domain.account import Status
 from cellcelly.settings import Settings
 from cellcelly.stack import EmbeddedStack
@@ -40,11 +40,12 @@ from cellcelly_testing import EPHEMERAL_PORTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 CLIENT = LocalPeer("pgw.test.local", "test.local", watchdog_interval=30)
+PEERS = PeerAllowlist.parse("@test.local")  # CLIENT's realm may connect
 
 
 @pytest.fixture
 async def stack(data_dir: Path) -> AsyncIterator[EmbeddedStack]:
-    settings = Settings(data_dir=data_dir, **EPHEMERAL_PORTS, admin_token="t")
+    settings = Settings(data_dir=data_dir, **EPHEMERAL_PORTS, admin_token="t", dgw_allowed_peers=str(PEERS))
     components = build(settings)
     seed_demo(components)
     running = EmbeddedStack(components)
@@ -307,7 +308,7 @@ async def test_unreachable_ocs_is_answered_3002_and_failover_uses_the_other(data
     await dead.wait_closed()
     local = LocalPeer("dgw.test", "cellcelly.local")
     ocs = WireOcs([("127.0.0.1", dead_port), ("127.0.0.1", good_port)], timeout=1.0, retry_after=30)
-    server = DgwServer(Gateway(local, ocs), local)
+    server = DgwServer(Gateway(local, ocs), local, allowed=PEERS)
     port = await server.start("127.0.0.1", 0)
     conn = await connect("127.0.0.1", port, CLIENT)
     try:

@@ -310,7 +310,9 @@ class FreeDiameter(External):
 @contextlib.asynccontextmanager
 async def running_stack(data_dir: Path, **settings: Any) -> AsyncIterator[EmbeddedStack]:
     """The stack `make run` starts (as tests/integration/test_dgw.py's fixture), on ephemeral ports."""
-    components = build(Settings(data_dir=data_dir, **EPHEMERAL_PORTS, **settings))
+    # CLIENT, freeDiameter (FD_HOST) and the relay test's Gy client are all in test.local
+    allowed: dict[str, Any] = {"dgw_allowed_peers": f"@{FD_REALM}"}
+    components = build(Settings(data_dir=data_dir, **EPHEMERAL_PORTS, **{**allowed, **settings}))
     try:
         seed_demo(components)
         stack = EmbeddedStack(components)
@@ -790,7 +792,9 @@ async def test_freediameter_as_a_peer_of_the_dgw(
 
             # phase 2, freeDiameter's watchdog: it reconnects (after Tc 1 s, +/- 2 s) to a DGW listener
             # on the same port whose own watchdog (60 s) keeps quiet, and sends a DWR after its Tw
-            second = DgwServer(stack.gateway, dataclasses.replace(dgw.local, watchdog_interval=60))
+            second = DgwServer(
+                stack.gateway, dataclasses.replace(dgw.local, watchdog_interval=60), allowed=dgw.allowed
+            )
             await second.start("127.0.0.1", port)
             listener = second
             await until(lambda: _open_from(listener, FD_HOST) is not None, 12, "freeDiameter to reconnect")
