@@ -15,7 +15,7 @@ import pytest
 
 from cellcelly.cli import DEMO, seed_demo
 from cellcelly.dgw.gateway import Gateway
-from cellcelly.dgw.ocs_client import WireOcs
+from cellcelly.dgw.ocs_client import LocalOcs, WireOcs
 from cellcelly.dgw.server import DgwServer
 from cellcelly.diameter.codec import Avp, Message, decode
 from cellcelly.diameter.constants import (
@@ -34,7 +34,7 @@ from cellcelly.diameter.constants import (
 from cellcelly.diameter.peer import LocalPeer, PeerAllowlist, PeerConnection, connect
 from cellcelly.domain.account import Status
 from cellcelly.settings import Settings
-from cellcelly.stack import EmbeddedStack
+from cellcelly.stack import EmbeddedStack, dgw_peer
 from cellcelly.wiring import build
 from cellcelly_testing import EPHEMERAL_PORTS
 
@@ -164,6 +164,59 @@ async def test_retransmissions_get_the_original_answer_and_charge_once(
     assert [a.avps[1].encode() for a in both][0] == [a.avps[1].encode() for a in both][1]
     assert voice_remaining(stack) == after_first - 30
     assert stack.gateway is not None and stack.gateway.stats.replayed >= 2
+
+
+async def test_a_retransmission_to_another_gateway_gets_the_ocs_answer_charged_once(
+    stack: EmbeddedStack, peer: PeerConnection
+) -> None:
+    """The client fails over to a second DGW in front of the same OCS (RFC 6733 §5.5.4: T flag,
+    same identifiers). That gateway has never seen the request, so the answer must come from
+    the OCS's own replay, not from a gateway's answer cache."""
+    settings = stack.components.settings
+    local = dgw_peer(settings)
+    second = Gateway(local, LocalOcs(stack.components.charging))
+    server = DgwServer.from_settings(settings, second, local)
+    port = await server.start("127.0.0.1", 0)
+    other = await connect("127.0.0.1", port, CLIENT)
+    try:
+        await peer.request(ccr("gw;fo-rt;1", 1, 0))
+        update = ccr("gw;fo-rt;1", 2, 1, time_used=60)
+        first = await peer.request(update)
+        assert first.result_code == Result.SUCCESS
+        charged = voice_remaining(stack)
+        again = await other.retransmit(update)
+        assert again.hop_by_hop == update.hop_by_hop
+        assert [a.encode() for a in again.avps] == [a.encode() for a in first.avps]
+        assert second.stats.replayed == 0 and second.stats.ccr == 1  # the OCS answered it
+        assert voice_remaining(stack) == charged
+        # and the session carries on through the second gateway
+        cca = await other.request(ccr("gw;fo-rt;1", 3, 2, time_requested=None, time_used=30))
+        assert cca.result_code == Result.SUCCESS
+        assert voice_remaining(stack) == charged - 30
+    finally:
+        await other.disconnect()
+        await server.stop()
+
+
+async def test_a_retransmission_after_the_gateway_forgot_its_answer_is_charged_once(
+    stack: EmbeddedStack, peer: PeerConnection
+) -> None:
+    """A retransmission that comes after the gateway's answer cache let the answer go gets the
+    original answer from the OCS, and nothing is charged again."""
+    gateway = stack.gateway
+    assert gateway is not None
+    gateway.retention = 0.2  # seconds the gateway keeps an answer
+    await peer.request(ccr("gw;late-rt;1", 1, 0))
+    update = ccr("gw;late-rt;1", 2, 1, time_used=60)
+    first = await peer.request(update)
+    assert first.result_code == Result.SUCCESS
+    charged = voice_remaining(stack)
+    await asyncio.sleep(0.3)
+    replayed = gateway.stats.replayed
+    again = await peer.retransmit(update)
+    assert gateway.stats.replayed == replayed, "the gateway's cache answered; the OCS was not asked"
+    assert [a.encode() for a in again.avps] == [a.encode() for a in first.avps]
+    assert voice_remaining(stack) == charged
 
 
 async def test_sms_event_and_unknown_subscriber_and_session(
