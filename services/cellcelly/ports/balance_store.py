@@ -50,7 +50,8 @@ class BalanceStore(Protocol):
         """Run `fn` on the subscriber's current account and commit what it returns atomically.
 
         Operations on one subscriber are serialised; `fn` may run more than once when the store
-        retries after losing an optimistic race, so it must be pure. `fn` raising commits nothing.
+        retries after losing an optimistic race, so it must be pure. `fn` raising commits nothing;
+        a commit that cannot be made durable raises StoreError and nothing of it is ever visible.
         """
 
     def msisdns(self) -> Iterator[str]:
