@@ -3,6 +3,7 @@ configuration, never by editing code."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,12 +12,15 @@ from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
 from cellcelly.adapters.sql import SqlRecords
 from cellcelly.application.accounts import AccountService
 from cellcelly.application.charging import ChargingService
-from cellcelly.catalogue_store import CatalogueHolder
+from cellcelly.catalogue_store import CatalogueHolder, parse_catalogue_text
+from cellcelly.domain.errors import CatalogueError
 from cellcelly.ports.balance_store import BalanceStore
 from cellcelly.ports.cache import SubscriberCache, SubscriberInfo
 from cellcelly.ports.event_bus import EventBus
 from cellcelly.ports.records import SystemOfRecord
 from cellcelly.settings import DEFAULT_CATALOGUE, Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -81,12 +85,27 @@ def build_cache(settings: Settings, loader: Callable[[str], SubscriberInfo | Non
     return EmbeddedCache(loader)
 
 
+def _tell_if_not_the_bundled_catalogue(in_force: str) -> None:
+    """The bundled catalogue seeds a fresh data dir only: an existing one keeps its prices, so say so."""
+    try:
+        bundled = parse_catalogue_text(DEFAULT_CATALOGUE.read_text(encoding="utf-8")).version
+    except (OSError, CatalogueError):
+        return
+    if bundled != in_force:
+        log.info(
+            "the catalogue in force is not the bundled one; its prices stay until a new version is put"
+            " in force (PUT the bundled file to /admin/catalogue to take it)",
+            extra={"in_force": in_force, "bundled": bundled, "bundled_file": str(DEFAULT_CATALOGUE)},
+        )
+
+
 def build(settings: Settings) -> Components:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     path = settings.catalogue_path()
     if not path.exists():
         path.write_text(DEFAULT_CATALOGUE.read_text(encoding="utf-8"), encoding="utf-8")
     catalogue = CatalogueHolder.from_file(path)
+    _tell_if_not_the_bundled_catalogue(catalogue.current.version)
     records = SqlRecords(settings.sor_url())
     records.migrate()
     current = catalogue.current
