@@ -310,7 +310,7 @@ async def test_rar_after_top_up_and_asr_after_suspension(stack: EmbeddedStack) -
     try:
         accounts = stack.components.accounts
         # drain the wallet-paid international minutes until the OCS cuts the call off
-        cca = await conn.request(ccr("gw;cut;1", 1, 0, time_requested=3600, called="tel:+4930123456"))
+        cca = await conn.request(ccr("gw;cut;1", 1, 0, time_requested=3600, called="tel:+4930123456789"))
         number = 1
         while (
             not mscc_of(cca).find(Code.FINAL_UNIT_INDICATION)
@@ -323,7 +323,7 @@ async def test_rar_after_top_up_and_asr_after_suspension(stack: EmbeddedStack) -
                     number,
                     time_requested=3600,
                     time_used=granted_time(cca),
-                    called="tel:+4930123456",
+                    called="tel:+4930123456789",
                 )
             )
             number += 1
