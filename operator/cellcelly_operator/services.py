@@ -67,6 +67,7 @@ def config_data(stack: Stack) -> dict[str, str]:
         "CELLCELLY_DGW_HOST": "0.0.0.0",
         "CELLCELLY_DGW_PORT": str(ports(stack, "dgw")[0].port),
         "CELLCELLY_DGW_OCS_ENDPOINTS": f"{stack.dns(stack.child('ocs'))}:8082",
+        "CELLCELLY_DGW_ALLOWED_PEERS": ",".join(spec.services.dgw.allowed_peers),
         "CELLCELLY_SF_METRICS_HOST": "0.0.0.0",
         "CELLCELLY_SF_METRICS_PORT": "9102",
         "CELLCELLY_IVR_HOST": "0.0.0.0",

@@ -157,6 +157,11 @@ class App(_Model):
     smsc: Smsc = Smsc()
 
 
+class Dgw(App):
+    # CELLCELLY_DGW_ALLOWED_PEERS, one entry an item; none by default (the DGW then refuses every peer)
+    allowed_peers: tuple[str, ...] = ()
+
+
 # replicas and service port of each service when not given (as the CRD's defaults)
 SERVICE_DEFAULTS = {
     "ocs": (2, 0),
@@ -175,7 +180,7 @@ def _app(replicas: int) -> App:
 
 class Services(_Model):
     ocs: App = _app(2)
-    dgw: App = App(replicas=2, service=ServiceExposure(port=3868))
+    dgw: Dgw = Dgw(replicas=2, service=ServiceExposure(port=3868))
     mw: App = _app(2)
     sf: App = _app(2)
     notifier: App = _app(1)

@@ -382,3 +382,23 @@ def test_kafka_security_protocol_and_ca(external: dict[str, Any], protocol: str,
     assert config["CELLCELLY_KAFKA_SECURITY_PROTOCOL"] == protocol
     assert ("CELLCELLY_KAFKA_SSL_CAFILE" in config) is cafile
     assert ("CELLCELLY_KAFKA_SASL_MECHANISM" in config) is protocol.startswith("SASL_")
+
+
+def test_the_dgw_allows_the_peers_the_stack_names() -> None:
+    """spec.services.dgw.allowedPeers becomes CELLCELLY_DGW_ALLOWED_PEERS; none by default (the DGW
+    then refuses every CER with 3010), and the CRD refuses an entry that is not a name pattern."""
+    plain = spec.from_body(stack_body("demo", SPECS["external"]))
+    assert services.config_data(plain)["CELLCELLY_DGW_ALLOWED_PEERS"] == ""
+    body = stack_body("demo", SPECS["external"])
+    peers_given = ["pgw1.epc.example.net", "@example.net"]
+    body["spec"].setdefault("services", {})["dgw"] = {"allowedPeers": peers_given}
+    named = spec.from_body(body)
+    assert services.config_data(named)["CELLCELLY_DGW_ALLOWED_PEERS"] == "pgw1.epc.example.net,@example.net"
+    assert named.spec.services.dgw.replicas == 2  # the per-service defaults still apply
+    schema = crd_schema()
+    require(schema is not None, "crds/cellcellystacks.cellcelly.io.yaml missing")
+    assert schema is not None
+    peers = schema["properties"]["spec"]["properties"]["services"]["properties"]["dgw"]["properties"]
+    jsonschema.validate(["traffic.cellcelly.local", "*@realm.test"], peers["allowedPeers"])
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(["a,b"], peers["allowedPeers"])
