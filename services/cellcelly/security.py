@@ -2,8 +2,10 @@
 
 - Passwords and security keys: argon2id (argon2-cffi), cost from the settings; hashing runs in a
   thread so the event loop (which also charges calls in the embedded stack) never waits on it.
-- Access tokens: short-lived JWTs (HS256) naming the subscriber and role. Refresh tokens: 256-bit
-  random strings, stored only as SHA-256, rotated on every use.
+- Access tokens: short-lived JWTs (HS256) naming the subscriber, role and credential version (the
+  admin routes compare it with the stored one, so a demotion or a new password ends admin rights at
+  once). Refresh tokens: 256-bit random strings, stored only as SHA-256, rotated on every use, each
+  in the family of the login it descends from (a used one presented again revokes the family).
 - Reset codes: 6 random digits, stored as HMAC-SHA256 under the token secret (a plain hash of a
   6-digit code is reversed by trying a million values).
 """
@@ -35,6 +37,7 @@ class AccessClaims:
     msisdn: str
     role: str
     expires_at: int
+    version: int | None = None  # the credential's version when issued; None: not from a login
 
 
 class Passwords:
@@ -82,11 +85,12 @@ class Tokens:
         self.access_seconds = access_seconds
         self.clock, self.leeway = clock, leeway
 
-    def issue(self, msisdn: str, role: str, now: float | None = None) -> str:
+    def issue(self, msisdn: str, role: str, now: float | None = None, version: int = 0) -> str:
         issued = int(self.clock() if now is None else now)
         claims = {
             "sub": msisdn,
             "role": role,
+            "ver": version,
             "iat": issued,
             "exp": issued + self.access_seconds,
             "aud": ACCESS_AUDIENCE,
@@ -116,10 +120,13 @@ class Tokens:
             raise TokenInvalid("bad claims")
         if not isinstance(exp, int) or not isinstance(iat, int):
             raise TokenInvalid("bad times")
+        version = claims.get("ver")
+        if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
+            raise TokenInvalid("bad version")
         now = self.clock()
         if now >= exp + self.leeway or iat > now + self.leeway:
             raise TokenInvalid("expired or not yet valid")
-        return AccessClaims(sub, role, exp)
+        return AccessClaims(sub, role, exp, version)
 
     def code_hash(self, msisdn: str, code: str) -> str:
         return hmac.new(self._key, f"reset:{msisdn}:{code}".encode(), hashlib.sha256).hexdigest()
@@ -131,6 +138,10 @@ def sha256_hex(value: str) -> str:
 
 def new_refresh_token() -> str:
     return secrets.token_urlsafe(32)
+
+
+def new_refresh_family() -> str:
+    return secrets.token_hex(16)
 
 
 def new_reset_code() -> str:

@@ -76,3 +76,107 @@ async def test_hashes_are_argon2id_with_the_configured_cost(tmp_path: Path):
         assert credential.security_key_hash.startswith("$argon2id$")
         # salted: the same password twice gives two hashes
         assert await mw.selfcare.passwords.hash(PASSWORD) != await mw.selfcare.passwords.hash(PASSWORD)
+
+
+def _problem(response, status: int, cause: str) -> None:  # type: ignore[no-untyped-def]
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json", response.text
+    body = response.json()
+    assert body["status"] == status and body["cause"] == cause and body["title"], body
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_a_chunked_body_over_the_limit_gets_413_problem_details(tmp_path: Path):
+    async def chunks():  # no Content-Length: the size is only known while reading
+        for _ in range(40):
+            yield b" " * 1024
+
+    async with harness(tmp_path / "data", admin_token="a" * 40) as mw:
+        for path in ("/api/v1/auth/login", "/api/v1/auth/register", "/api/v1/auth/refresh"):
+            response = await mw.client.post(
+                path, content=chunks(), headers={"content-type": "application/json"}
+            )
+            assert "content-length" not in response.request.headers
+            _problem(response, 413, "PAYLOAD_TOO_LARGE")
+        # a route that reads the raw body (the admin catalogue) too
+        response = await mw.client.put(
+            "/api/v1/admin/catalogue", content=chunks(), headers={"authorization": "Bearer " + "a" * 40}
+        )
+        _problem(response, 413, "PAYLOAD_TOO_LARGE")
+
+
+@pytest.mark.parametrize("depth", [1000, 5000])
+async def test_json_nested_deep_gets_400_problem_details(tmp_path: Path, depth: int):
+    async with harness(tmp_path / "data") as mw:
+        for body in (b"[" * depth + b"]" * depth, b'{"msisdn":' * depth + b"1" + b"}" * depth):
+            response = await mw.client.post(
+                "/api/v1/auth/login", content=body[:16_000], headers={"content-type": "application/json"}
+            )
+            _problem(response, 400, "INVALID_INPUT")
+
+
+async def test_every_error_path_answers_problem_details(tmp_path: Path):
+    """The MW's own errors and the ones FastAPI/Starlette make themselves: never a bare {"detail"}."""
+    json_type = {"content-type": "application/json"}
+    async with harness(tmp_path / "data", admin_token="a" * 40) as mw:
+        cases = [
+            (
+                await mw.client.post("/api/v1/auth/login", content=b"{", headers=json_type),
+                400,
+                "INVALID_INPUT",
+            ),
+            (
+                await mw.client.post("/api/v1/auth/login", content=b"\xff\xfe", headers=json_type),
+                400,
+                "INVALID_INPUT",
+            ),
+            (
+                await mw.client.post("/api/v1/auth/login", content=b'"x"', headers=json_type),
+                400,
+                "INVALID_INPUT",
+            ),
+            (await mw.client.post("/api/v1/auth/login", json={"msisdn": A}), 400, "INVALID_INPUT"),
+            (await mw.client.post("/api/v1/auth/login", content=b"x" * 20_000), 413, "PAYLOAD_TOO_LARGE"),
+            (
+                await mw.client.post("/api/v1/auth/login", content=b"{}", headers={"content-length": "x"}),
+                413,
+                "PAYLOAD_TOO_LARGE",
+            ),
+            (await mw.client.get("/api/v1/me"), 401, "TOKEN_INVALID"),
+            (
+                await mw.client.get("/api/v1/me/usage?limit=0", headers={"authorization": "Bearer x"}),
+                401,
+                "TOKEN_INVALID",
+            ),
+            (await mw.client.get("/api/v1/admin/subscribers"), 401, "TOKEN_INVALID"),
+            (
+                await mw.client.get(
+                    "/api/v1/admin/subscribers?limit=-1", headers={"authorization": "Bearer " + "a" * 40}
+                ),
+                400,
+                "INVALID_INPUT",
+            ),
+            (await mw.client.get("/api/v1/nothing"), 404, "NOT_FOUND"),
+            (await mw.client.get("/nothing-either"), 404, "NOT_FOUND"),
+            (await mw.client.patch("/api/v1/auth/login", json={}), 405, "METHOD_NOT_ALLOWED"),
+            (
+                await mw.client.post("/api/v1/auth/refresh", json={"refreshToken": "nope"}),
+                401,
+                "TOKEN_INVALID",
+            ),
+        ]
+        for response, status, cause in cases:
+            _problem(response, status, cause)
+
+
+async def test_a_crash_in_a_route_is_a_500_problem_without_internals(tmp_path: Path):
+    async with harness(tmp_path / "data") as mw:
+
+        async def broken(msisdn: str) -> None:
+            raise RuntimeError("secret internals")
+
+        mw.selfcare.profile = broken  # type: ignore[method-assign,assignment]
+        auth = await mw.signed_up(A)
+        response = await mw.client.get("/api/v1/me", headers=auth)
+        _problem(response, 500, "SYSTEM_FAILURE")
+        assert "secret internals" not in response.text

@@ -2,10 +2,12 @@
 
 Sign-up writes the subscriber and their credential in one transaction of the system of record,
 then provisions the balance store (and tells the cache and the gateways through the account
-listeners). Logins are throttled per MSISDN: after `max_failures` wrong passwords in a row the
-number is locked for `lock_seconds`, and an unknown number is throttled the same way (in memory),
-so the answers never tell which numbers have accounts. Forgot-password always answers the same
-and does its work in the background, for the same reason.
+listeners). Logins are throttled per MSISDN: an attempt is counted *before* its password is
+verified (one conditional write), so parallel guesses get at most `max_failures` verifications;
+after `max_failures` wrong ones in a row the number is locked for `lock_seconds`, and an unknown
+number is throttled the same way (in memory), so the answers never tell which numbers have
+accounts. Forgot-password always answers the same and does its work in the background, for the
+same reason; one code a minute is decided by the store's conditional write, not a read.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from cellcelly.ports.balance_store import BalanceStore
 from cellcelly.ports.credentials import Credential, CredentialStore, RefreshGrant, ResetCode, Voucher
 from cellcelly.ports.records import SubscriberExists, SubscriberRecord, SystemOfRecord
 from cellcelly.security import (
+    AccessClaims,
     Passwords,
     Tokens,
+    new_refresh_family,
     new_refresh_token,
     new_reset_code,
     new_voucher_code,
@@ -114,6 +118,10 @@ class VoucherUsed(SelfCareError):
     status, cause, title = 409, "VOUCHER_USED", "Conflict"
 
 
+class Forbidden(SelfCareError):
+    status, cause, title = 403, "FORBIDDEN", "Forbidden"
+
+
 class NotFound(SelfCareError):
     status, cause, title = 404, "NOT_FOUND", "Not found"
 
@@ -143,6 +151,15 @@ class Throttle:
     def blocked_for(self, key: str, now: int) -> int:
         failures, until = self._seen.get(key, (0, 0))
         return until - now if failures >= self.limit and until > now else 0
+
+    def reserve(self, key: str, now: int) -> bool:
+        """Count an attempt before it is judged (no await between the check and the count, so
+        parallel attempts cannot pass together); false when `limit` are counted in the window."""
+        failures, until = self._seen.get(key, (0, 0))
+        if until > now and failures >= self.limit:
+            return False
+        self.failed(key, now)
+        return True
 
     def failed(self, key: str, now: int) -> None:
         failures, until = self._seen.pop(key, (0, 0))
@@ -234,38 +251,50 @@ class SelfCare:
     async def login(self, msisdn: str, password: str, remember: bool) -> Session:
         now = self._now()
         credential: Credential | None = await self._db(self.credentials.credential, msisdn)
-        if credential is not None and credential.locked_until > now:
-            raise Locked("too many failed logins; try again later", credential.locked_until - now)
-        if credential is None and (wait := self._unknown.blocked_for(msisdn, now)):
-            raise Locked("too many failed logins; try again later", wait)
-        if not await self.passwords.verify(credential.password_hash if credential else None, password):
-            if credential is None:
-                self._unknown.failed(msisdn, now)
-                if wait := self._unknown.blocked_for(msisdn, now):
-                    raise Locked("too many failed logins; try again later", wait)
-            else:
-                state: Credential = await self._db(
-                    self.credentials.login_failed,
-                    msisdn,
-                    now,
-                    self.policy.max_failures,
-                    self.policy.lock_seconds,
+        if credential is None:
+            if not self._unknown.reserve(msisdn, now):
+                raise Locked(
+                    "too many failed logins; try again later", self._unknown.blocked_for(msisdn, now)
                 )
-                if state.locked_until > now:
-                    log.warning("login locked after repeated failures", extra={"msisdn": msisdn})
-                    raise Locked("too many failed logins; try again later", state.locked_until - now)
+            await self.passwords.verify(None, password)  # as long as a known number takes
+            if wait := self._unknown.blocked_for(msisdn, now):
+                raise Locked("too many failed logins; try again later", wait)
             raise InvalidCredentials("wrong MSISDN or password")
-        assert credential is not None
-        if credential.failed_logins:
-            await self._db(self.credentials.login_succeeded, msisdn)
-        return await self._session(msisdn, credential.role, remember, now)
+        await self._check_password(credential, password, now, "wrong MSISDN or password")
+        return await self._session(msisdn, credential.role, credential.version, remember, now)
 
-    async def _session(self, msisdn: str, role: str, remember: bool, now: int) -> Session:
+    async def _check_password(self, credential: Credential, password: str, now: int, wrong: str) -> None:
+        """Raises Locked or InvalidCredentials(wrong) unless `password` is the credential's.
+
+        The attempt is counted before argon2 runs and uncounted by a success, so N parallel
+        guesses cost the attacker N counted attempts and get at most `max_failures` verifications."""
+        msisdn, limit = credential.msisdn, self.policy.max_failures
+        if credential.locked_until > now:
+            raise Locked("too many failed attempts; try again later", credential.locked_until - now)
+        if not await self._db(self.credentials.reserve_attempt, msisdn, now, limit):
+            state: Credential | None = await self._db(self.credentials.credential, msisdn)
+            # locked by a parallel attempt, or `limit` attempts still being verified: a second
+            wait = state.locked_until - now if state is not None and state.locked_until > now else 1
+            raise Locked("too many failed attempts; try again later", wait)
+        if await self.passwords.verify(credential.password_hash, password):
+            await self._db(self.credentials.login_succeeded, msisdn)
+            return
+        state = await self._db(self.credentials.attempt_failed, msisdn, now, limit, self.policy.lock_seconds)
+        if state is not None and state.locked_until > now:
+            log.warning("login locked after repeated failures", extra={"msisdn": msisdn})
+            raise Locked("too many failed attempts; try again later", state.locked_until - now)
+        raise InvalidCredentials(wrong)
+
+    async def _session(
+        self, msisdn: str, role: str, version: int, remember: bool, now: int, family: str | None = None
+    ) -> Session:
         lifetime = self.policy.remember_seconds if remember else self.policy.refresh_seconds
         refresh = new_refresh_token()
-        grant = RefreshGrant(sha256_hex(refresh), msisdn, now + lifetime, remember)
+        grant = RefreshGrant(
+            sha256_hex(refresh), msisdn, now + lifetime, remember, family or new_refresh_family()
+        )
         await self._db(self.credentials.add_refresh, grant, now)
-        access = self.tokens.issue(msisdn, role, now)
+        access = self.tokens.issue(msisdn, role, now, version)
         return Session(access, refresh, self.tokens.access_seconds, lifetime, role)
 
     async def refresh(self, refresh_token: str) -> Session:
@@ -275,10 +304,28 @@ class SelfCare:
         )
         if grant is None:
             raise TokenRejected("the refresh token is unknown, expired or already used")
+        if grant.reused:
+            log.warning(
+                "a used refresh token came back: its session is revoked", extra={"msisdn": grant.msisdn}
+            )
+            raise TokenRejected("the refresh token is unknown, expired or already used")
         credential: Credential | None = await self._db(self.credentials.credential, grant.msisdn)
         if credential is None:
             raise TokenRejected("no such subscriber")
-        return await self._session(grant.msisdn, credential.role, grant.remember, now)
+        return await self._session(
+            grant.msisdn, credential.role, credential.version, grant.remember, now, grant.family
+        )
+
+    async def authorise_admin(self, who: AccessClaims) -> None:
+        """An access token's admin rights hold while its credential is unchanged: one read of the
+        credential per admin request (admin routes are rare; the subscriber routes do none)."""
+        if who.role != "admin":
+            raise Forbidden("administrators only")
+        credential: Credential | None = await self._db(self.credentials.credential, who.msisdn)
+        if credential is None or who.version is None or credential.version != who.version:
+            raise TokenRejected("the account changed since this token was issued; sign in again")
+        if credential.role != "admin":  # (a role change bumps the version: defence in depth)
+            raise Forbidden("administrators only")
 
     async def logout(self, refresh_token: str) -> None:
         await self._db(self.credentials.take_refresh, sha256_hex(refresh_token), self._now())
@@ -297,19 +344,19 @@ class SelfCare:
             subscriber: SubscriberRecord | None = await self._db(self.records.get_subscriber, msisdn)
             if subscriber is None:
                 return
-            previous: ResetCode | None = await self._db(self.credentials.reset_code, msisdn)
-            if previous is not None and now - previous.created_at < self.policy.reset_resend_seconds:
-                log.info("reset code asked again too soon; not sent", extra={"msisdn": msisdn})
-                return
             if self.send_code is None:
                 log.warning("no channel to send reset codes", extra={"msisdn": msisdn})
                 return
             code = new_reset_code()
             expires = now + self.policy.reset_code_seconds
-            await self._db(
+            stored = await self._db(
                 self.credentials.put_reset_code,
                 ResetCode(msisdn, self.tokens.code_hash(msisdn, code), expires, now),
+                self.policy.reset_resend_seconds,
             )
+            if not stored:  # the store decides, so parallel requests cannot each send one
+                log.info("reset code asked again too soon; not sent", extra={"msisdn": msisdn})
+                return
             minutes = self.policy.reset_code_seconds // 60
             text = (
                 f"CellCelly şifre sıfırlama kodunuz: {code}. {minutes} dakika geçerlidir. "
@@ -324,13 +371,16 @@ class SelfCare:
         now = self._now()
         stored: ResetCode | None = await self._db(self.credentials.reset_code, msisdn)
         credential: Credential | None = await self._db(self.credentials.credential, msisdn)
-        key_ok = await self.passwords.verify(
-            credential.security_key_hash if credential else None, security_key
-        )
         if stored is None or credential is None or stored.expires_at <= now:
+            await self.passwords.verify(None, security_key)  # as long as a live code takes
             raise InvalidCode("the code is wrong, expired or already used")
+        # counted before it is judged: parallel guesses get no more than the allowed tries
+        attempts = self.policy.reset_code_attempts
+        if not await self._db(self.credentials.reserve_reset_attempt, msisdn, attempts):
+            raise InvalidCode("the code is wrong, expired or already used")
+        key_ok = await self.passwords.verify(credential.security_key_hash, security_key)
         if not (hmac.compare_digest(stored.code_hash, self.tokens.code_hash(msisdn, code)) and key_ok):
-            await self._db(self.credentials.reset_code_failed, msisdn, self.policy.reset_code_attempts)
+            await self._db(self.credentials.reset_code_failed, msisdn, attempts)
             raise InvalidCode("the code is wrong, expired or already used")
         if not await self._db(self.credentials.take_reset_code, msisdn, stored.code_hash, now):
             raise InvalidCode("the code is wrong, expired or already used")
@@ -342,13 +392,7 @@ class SelfCare:
         credential: Credential | None = await self._db(self.credentials.credential, msisdn)
         if credential is None:
             raise TokenRejected("no such subscriber")
-        if credential.locked_until > now:
-            raise Locked("too many failed attempts; try again later", credential.locked_until - now)
-        if not await self.passwords.verify(credential.password_hash, current):
-            await self._db(
-                self.credentials.login_failed, msisdn, now, self.policy.max_failures, self.policy.lock_seconds
-            )
-            raise InvalidCredentials("the current password is wrong")
+        await self._check_password(credential, current, now, "the current password is wrong")
         if current == new:
             raise InvalidInput(
                 "newPassword", "same_password", "the new password must differ from the current one"

@@ -1,9 +1,11 @@
 """MW: the self-care API (FastAPI) and the web UI's static files, on one origin.
 
-Every answer that is not 2xx is RFC 7807 ProblemDetails with a stable `cause`; bodies are capped
-(413) before they are parsed; every /api answer is `Cache-Control: no-store` (balances and tokens
-must not be kept by browsers or proxies); a subscriber's token reads only their own data, since
-no route takes an MSISDN from the client except the admin ones.
+Every answer that is not 2xx is RFC 7807 ProblemDetails with a stable `cause`, including the ones
+FastAPI and Starlette make themselves (an unparsable or too deeply nested body, a crash); bodies are
+capped (413) before they are parsed, whether declared or streamed in chunks; every /api answer is
+`Cache-Control: no-store` (balances and tokens must not be kept by browsers or proxies); a
+subscriber's token reads only their own data, since no route takes an MSISDN from the client
+except the admin ones; admin tokens hold only while their credential's version is unchanged.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +22,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cellcelly.application.selfcare import Locked, SelfCare, SelfCareError, Session, TokenRejected
@@ -43,6 +47,15 @@ log = logging.getLogger(__name__)
 API = "/api/v1"
 WEBUI = Path(__file__).resolve().parent.parent / "webui"
 MAX_BODY = 16 * 1024
+HTTP_CAUSES = {
+    400: "INVALID_INPUT",
+    401: "TOKEN_INVALID",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
 UNITS = {"voice": "seconds", "sms": "messages", "data": "octets"}
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -75,19 +88,25 @@ class Guard:
                 return
         api = scope["path"].startswith("/api/")
         received = 0
-        started = False
+        started = overflowed = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, overflowed
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
+                    overflowed = True
                     raise _TooLarge
             return message
 
         async def guarded_send(message: Message) -> None:
             nonlocal started
+            if overflowed:  # FastAPI turns our exception into its own 400: answer 413 instead
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await _send_problem(send, too_large)
+                return
             if message["type"] == "http.response.start":
                 started = True
                 headers = list(message.get("headers", [])) + SECURITY_HEADERS
@@ -101,6 +120,13 @@ class Guard:
         except _TooLarge:
             if not started:
                 await _send_problem(send, too_large)
+        except Exception:
+            # answered here rather than by Starlette's ServerErrorMiddleware (outside this one), so
+            # a crash is ProblemDetails with the security headers too; nothing internal is told
+            log.exception("unhandled error on %s %s", scope.get("method"), scope["path"])
+            if started:
+                raise
+            await _send_problem(send, HttpProblem(500, "Internal server error", "", "SYSTEM_FAILURE"))
 
 
 class _TooLarge(Exception):
@@ -145,8 +171,9 @@ def current(request: Request) -> AccessClaims:
         raise TokenRejected("the access token is invalid or expired") from None
 
 
-def administrator(request: Request) -> AccessClaims:
-    """An access token with role admin, or the deployment's admin token (machine access)."""
+async def administrator(request: Request) -> AccessClaims:
+    """An access token with role admin whose credential has not changed since (its version), or the
+    deployment's admin token (machine access)."""
     expected = request.app.state.admin_token
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if (
@@ -156,8 +183,7 @@ def administrator(request: Request) -> AccessClaims:
     ):
         return AccessClaims("admin-token", "admin", 0)
     who = current(request)
-    if who.role != "admin":
-        raise HttpProblem(403, "Forbidden", "administrators only", "FORBIDDEN")
+    await request.app.state.selfcare.authorise_admin(who)
     return who
 
 
@@ -257,6 +283,22 @@ def create_app(
     @app.exception_handler(405)
     async def _not_allowed(request: Request, exc: Exception) -> Response:
         return problem_response(HttpProblem(405, "Method not allowed", "", "METHOD_NOT_ALLOWED"))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """The errors FastAPI raises itself (e.g. 400 for a body json cannot parse, which includes
+        nesting past Python's recursion limit), as ProblemDetails rather than {"detail": ...}."""
+        try:
+            title = HTTPStatus(exc.status_code).phrase.capitalize()
+        except ValueError:
+            title = "Error"
+        cause = HTTP_CAUSES.get(
+            exc.status_code, "INVALID_INPUT" if exc.status_code < 500 else "SYSTEM_FAILURE"
+        )
+        detail = exc.detail if isinstance(exc.detail, str) else ""
+        response = problem_response(HttpProblem(exc.status_code, title, detail, cause))
+        response.headers.update(exc.headers or {})
+        return response
 
     def now() -> int:
         return int(selfcare.clock())

@@ -26,6 +26,7 @@ class Credential:
     failed_logins: int = 0  # consecutive, since the last success or lock
     locked_until: int = 0  # epoch seconds; 0: not locked
     changed_at: int = 0  # when the password was last set
+    version: int = 0  # bumped when the role or password changes: older access tokens lose admin rights
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,8 @@ class RefreshGrant:
     msisdn: str
     expires_at: int
     remember: bool  # "remember me": the long lifetime, kept across rotations
+    family: str  # the login this token descends from (rotation keeps it)
+    reused: bool = False  # from take_refresh: it had been used already, and its family is now revoked
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,31 +66,46 @@ class CredentialStore(Protocol):
     def credential(self, msisdn: str) -> Credential | None: ...
 
     def set_password(self, msisdn: str, password_hash: str, changed_at: int) -> None:
-        """New password; failures and lock cleared, every refresh token of the subscriber revoked."""
+        """New password, version bumped; failures and lock cleared, every refresh token of the
+        subscriber revoked."""
 
-    def login_failed(self, msisdn: str, now: int, limit: int, lock_seconds: int) -> Credential:
-        """Count a failure; at `limit` consecutive ones, lock until now + lock_seconds (and count
-        afresh). Atomic, so parallel guesses cannot slip past the limit. Returns the new state."""
+    def reserve_attempt(self, msisdn: str, now: int, limit: int) -> bool:
+        """Count a password attempt before it is verified: true unless the number is locked or
+        `limit` attempts are already counted. One conditional write, so parallel guesses cannot
+        get more than `limit` verifications."""
 
-    def login_succeeded(self, msisdn: str) -> None: ...
+    def attempt_failed(self, msisdn: str, now: int, limit: int, lock_seconds: int) -> Credential:
+        """A reserved attempt was wrong: at `limit` counted ones, lock until now + lock_seconds
+        (and count afresh). Returns the new state."""
 
-    def set_role(self, msisdn: str, role: str) -> bool: ...
+    def login_succeeded(self, msisdn: str) -> None:
+        """A reserved attempt was right: the count starts again."""
+
+    def set_role(self, msisdn: str, role: str) -> bool:
+        """New role, version bumped; False when there is no such credential."""
 
     def add_refresh(self, grant: RefreshGrant, created_at: int) -> None: ...
 
     def take_refresh(self, token_hash: str, now: int) -> RefreshGrant | None:
-        """Revoke a live refresh token and return it (rotation: each can be used once)."""
+        """Revoke a live refresh token and return it (rotation: each can be used once). A token
+        used before is a stolen copy or a replay: its whole family is revoked and it comes back
+        with `reused` set. None when unknown or expired."""
 
     def revoke_refresh(self, msisdn: str) -> int:
         """Revoke all of a subscriber's refresh tokens (logout everywhere, password changed)."""
 
-    def put_reset_code(self, code: ResetCode) -> None:
-        """Replace the subscriber's reset code (only the newest one is valid)."""
+    def put_reset_code(self, code: ResetCode, resend_seconds: int) -> bool:
+        """Store the subscriber's new reset code (only the newest one is valid) unless one was
+        stored less than `resend_seconds` before `code.created_at`: false then. Decided by single
+        conditional statements, so parallel requests store (and send) one code."""
 
     def reset_code(self, msisdn: str) -> ResetCode | None: ...
 
+    def reserve_reset_attempt(self, msisdn: str, max_attempts: int) -> bool:
+        """Count a try before it is checked: false when the code is gone or its tries are spent."""
+
     def reset_code_failed(self, msisdn: str, max_attempts: int) -> None:
-        """Count a wrong try; at `max_attempts` the code is gone."""
+        """A reserved try was wrong; at `max_attempts` the code is gone."""
 
     def take_reset_code(self, msisdn: str, code_hash: str, now: int) -> bool:
         """Use the code: true once, for the right unexpired code; the code is gone after."""

@@ -28,6 +28,7 @@ def _credential(row: Row[Any]) -> Credential:
         m["failed_logins"],
         m["locked_until"],
         m["changed_at"],
+        m["version"],
     )
 
 
@@ -64,6 +65,7 @@ class SqlCredentials:
                         "failed_logins": credential.failed_logins,
                         "locked_until": credential.locked_until,
                         "changed_at": credential.changed_at,
+                        "version": credential.version,
                     },
                 )
         except IntegrityError as exc:  # a racing registration of the same MSISDN
@@ -77,7 +79,7 @@ class SqlCredentials:
     def set_password(self, msisdn: str, password_hash: str, changed_at: int) -> None:
         with writing(self._engine) as conn:
             conn.execute(
-                q.update_credential(
+                q.bump_credential(
                     msisdn,
                     password_hash=password_hash,
                     changed_at=changed_at,
@@ -87,9 +89,12 @@ class SqlCredentials:
             )
             conn.execute(q.revoke_refresh_of(msisdn))
 
-    def login_failed(self, msisdn: str, now: int, limit: int, lock_seconds: int) -> Credential:
+    def reserve_attempt(self, msisdn: str, now: int, limit: int) -> bool:
         with writing(self._engine) as conn:
-            conn.execute(q.count_login_failure(msisdn))
+            return bool(conn.execute(q.reserve_login_attempt(msisdn, now, limit)).rowcount)
+
+    def attempt_failed(self, msisdn: str, now: int, limit: int, lock_seconds: int) -> Credential:
+        with writing(self._engine) as conn:
             conn.execute(q.lock_credential(msisdn, limit, now + lock_seconds))
             row = conn.execute(q.select_credential(msisdn)).one()
         return _credential(row)
@@ -100,7 +105,7 @@ class SqlCredentials:
 
     def set_role(self, msisdn: str, role: str) -> bool:
         with writing(self._engine) as conn:
-            return bool(conn.execute(q.update_credential(msisdn, role=role)).rowcount)
+            return bool(conn.execute(q.bump_credential(msisdn, role=role)).rowcount)
 
     def add_refresh(self, grant: RefreshGrant, created_at: int) -> None:
         with writing(self._engine) as conn:
@@ -113,33 +118,55 @@ class SqlCredentials:
                     "created_at": created_at,
                     "remember": int(grant.remember),
                     "revoked": 0,
+                    "family": grant.family,
                 },
             )
 
     def take_refresh(self, token_hash: str, now: int) -> RefreshGrant | None:
         with writing(self._engine) as conn:
-            if not conn.execute(q.revoke_refresh_once(token_hash, now)).rowcount:
+            taken = bool(conn.execute(q.revoke_refresh_once(token_hash, now)).rowcount)
+            row = conn.execute(q.select_refresh(token_hash)).first()
+            if row is None:
                 return None
-            m = conn.execute(q.select_refresh(token_hash)).one()._mapping
-        return RefreshGrant(m["token_hash"], m["msisdn"], m["expires_at"], bool(m["remember"]))
+            m = row._mapping
+            reused = not taken and bool(m["revoked"])
+            if reused:  # a used token again: whoever holds the family's live token loses it too
+                conn.execute(q.revoke_refresh_family(m["family"]))
+            elif not taken:  # expired
+                return None
+        return RefreshGrant(
+            m["token_hash"],
+            m["msisdn"],
+            m["expires_at"],
+            bool(m["remember"]),
+            m["family"] or m["token_hash"],
+            reused,
+        )
 
     def revoke_refresh(self, msisdn: str) -> int:
         with writing(self._engine) as conn:
             return int(conn.execute(q.revoke_refresh_of(msisdn)).rowcount)
 
-    def put_reset_code(self, code: ResetCode) -> None:
+    def put_reset_code(self, code: ResetCode, resend_seconds: int) -> bool:
+        row = {
+            "msisdn": code.msisdn,
+            "code_hash": code.code_hash,
+            "expires_at": code.expires_at,
+            "created_at": code.created_at,
+            "attempts": code.attempts,
+        }
+        # each case is one statement that decides alone: an old enough code is replaced by a
+        # conditional UPDATE, a missing one inserted, where the primary key lets one racer win
         with writing(self._engine) as conn:
-            conn.execute(q.delete_reset_code(code.msisdn))
-            conn.execute(
-                q.insert_rows(reset_codes),
-                {
-                    "msisdn": code.msisdn,
-                    "code_hash": code.code_hash,
-                    "expires_at": code.expires_at,
-                    "created_at": code.created_at,
-                    "attempts": code.attempts,
-                },
-            )
+            quiet_since = code.created_at - resend_seconds
+            if conn.execute(q.replace_quiet_reset_code(row, quiet_since)).rowcount:
+                return True
+        try:
+            with writing(self._engine) as conn:
+                conn.execute(q.insert_rows(reset_codes), row)
+        except IntegrityError:  # a code is there, newer than resend_seconds, or a racer's
+            return False
+        return True
 
     def reset_code(self, msisdn: str) -> ResetCode | None:
         with reading(self._engine) as conn:
@@ -149,9 +176,12 @@ class SqlCredentials:
         m = row._mapping
         return ResetCode(m["msisdn"], m["code_hash"], m["expires_at"], m["created_at"], m["attempts"])
 
+    def reserve_reset_attempt(self, msisdn: str, max_attempts: int) -> bool:
+        with writing(self._engine) as conn:
+            return bool(conn.execute(q.reserve_reset_attempt(msisdn, max_attempts)).rowcount)
+
     def reset_code_failed(self, msisdn: str, max_attempts: int) -> None:
         with writing(self._engine) as conn:
-            conn.execute(q.count_reset_failure(msisdn))
             conn.execute(q.delete_spent_reset_code(msisdn, max_attempts))
 
     def take_reset_code(self, msisdn: str, code_hash: str, now: int) -> bool:

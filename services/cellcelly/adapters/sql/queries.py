@@ -203,11 +203,26 @@ def update_credential(msisdn: str, **values: Any) -> Update:
     return update(credentials).where(credentials.c.msisdn == msisdn).values(**values)
 
 
-def count_login_failure(msisdn: str) -> Update:
+def reserve_login_attempt(msisdn: str, now: int, limit: int) -> Update:
+    """Count an attempt before its password is verified: no row changes once `limit` are counted or
+    the number is locked, so parallel guesses cannot all reach argon2."""
+    return (
+        update(credentials)
+        .where(
+            credentials.c.msisdn == msisdn,
+            credentials.c.locked_until <= bindparam("now", now, type_=credentials.c.locked_until.type),
+            credentials.c.failed_logins < bindparam("max_failures", limit),
+        )
+        .values(failed_logins=credentials.c.failed_logins + literal_column("1"))
+    )
+
+
+def bump_credential(msisdn: str, **values: Any) -> Update:
+    """Change a credential and its version (access tokens of older versions lose admin rights)."""
     return (
         update(credentials)
         .where(credentials.c.msisdn == msisdn)
-        .values(failed_logins=credentials.c.failed_logins + literal_column("1"))
+        .values(version=credentials.c.version + literal_column("1"), **values)
     )
 
 
@@ -238,6 +253,14 @@ def select_refresh(token_hash: str) -> RowSelect:
     return select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
 
 
+def revoke_refresh_family(family: str) -> Update:
+    return (
+        update(refresh_tokens)
+        .where(refresh_tokens.c.family == family, refresh_tokens.c.revoked == 0)
+        .values(revoked=1)
+    )
+
+
 def revoke_refresh_of(msisdn: str) -> Update:
     return (
         update(refresh_tokens)
@@ -254,10 +277,22 @@ def select_reset_code(msisdn: str) -> RowSelect:
     return select(reset_codes).where(reset_codes.c.msisdn == msisdn)
 
 
-def count_reset_failure(msisdn: str) -> Update:
+def replace_quiet_reset_code(code: dict[str, Any], quiet_since: int) -> Update:
+    """Replace a reset code stored at or before `quiet_since` (one code a minute, decided here)."""
     return (
         update(reset_codes)
-        .where(reset_codes.c.msisdn == msisdn)
+        .where(reset_codes.c.msisdn == code["msisdn"], reset_codes.c.created_at <= quiet_since)
+        .values({k: v for k, v in code.items() if k != "msisdn"})
+    )
+
+
+def reserve_reset_attempt(msisdn: str, max_attempts: int) -> Update:
+    return (
+        update(reset_codes)
+        .where(
+            reset_codes.c.msisdn == msisdn,
+            reset_codes.c.attempts < bindparam("max_attempts", max_attempts),
+        )
         .values(attempts=reset_codes.c.attempts + literal_column("1"))
     )
 
@@ -349,14 +384,26 @@ def representative_statements() -> dict[str, Executable]:
             "select_balance_snapshot": select_balance_snapshot("905321234567"),
             "select_credential": select_credential("5321234567"),
             "update_credential": update_credential("5321234567", password_hash="h", failed_logins=0),
-            "count_login_failure": count_login_failure("5321234567"),
+            "reserve_login_attempt": reserve_login_attempt("5321234567", 1_790_000_000, 5),
+            "bump_credential": bump_credential("5321234567", role="admin"),
             "lock_credential": lock_credential("5321234567", 5, 1_790_000_900),
             "revoke_refresh_once": revoke_refresh_once("0123456789abcdef" * 4, 1_790_000_000),
             "select_refresh": select_refresh("0123456789abcdef" * 4),
+            "revoke_refresh_family": revoke_refresh_family("0123456789abcdef" * 2),
             "revoke_refresh_of": revoke_refresh_of("5321234567"),
             "delete_reset_code": delete_reset_code("5321234567"),
             "select_reset_code": select_reset_code("5321234567"),
-            "count_reset_failure": count_reset_failure("5321234567"),
+            "replace_quiet_reset_code": replace_quiet_reset_code(
+                {
+                    "msisdn": "5321234567",
+                    "code_hash": "0123456789abcdef" * 4,
+                    "expires_at": 1_790_000_600,
+                    "created_at": 1_790_000_000,
+                    "attempts": 0,
+                },
+                1_789_999_940,
+            ),
+            "reserve_reset_attempt": reserve_reset_attempt("5321234567", 5),
             "delete_spent_reset_code": delete_spent_reset_code("5321234567", 5),
             "use_reset_code": use_reset_code("5321234567", "0123456789abcdef" * 4, 1_790_000_000),
             "claim_voucher": claim_voucher("0123456789abcdef" * 4, "5321234567", 1_790_000_000),

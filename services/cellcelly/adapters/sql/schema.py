@@ -228,8 +228,9 @@ refresh_tokens = Table(
     Column("created_at", EpochSeconds(), nullable=False),
     Column("remember", Integer, nullable=False),  # 0/1 (no BOOLEAN in Oracle before 23)
     Column("revoked", Integer, nullable=False),
-    # the login a rotated token descends from: a used token replayed revokes the family (0008)
-    Column("family", String(64), nullable=False, index=True),
+    # the login a rotated token descends from: a used token replayed revokes the family (0008).
+    # Every insert sets it; NULL-able only so 0008 adds it in place on SQLite, PostgreSQL, Oracle
+    Column("family", String(64), index=True),
 )
 
 reset_codes = Table(
