@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cellcelly.catalogue_store import parse_catalogue_text
@@ -89,6 +89,43 @@ def test_one_gb_of_home_data_from_the_wallet_is_charged_1_54_tl(cat: Catalogue) 
         acc = o.account
     assert acc.wallet == 10_000 - 154
     assert acc.held_money == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    location=st.sampled_from(["90", "49"]),
+    wallet=st.integers(0, 5_000),
+    uses=st.lists(st.floats(0, 1), min_size=1, max_size=8),
+)
+def test_a_data_session_costs_the_seed_price_of_its_total_however_split(
+    cat: Catalogue, location: str, wallet: int, uses: list[float]
+) -> None:
+    """Whatever the updates, the wallet pays ceil(total MB / 1000 x price) to the kuruş, and
+    never more than it had; a wallet too small gets a smaller grant, not a debt."""
+    rule = cat.rate(Service.DATA, location, "", 1)
+    assert rule is not None and rule.per == 1000 * MIB
+    acc = Account(MSISDN, Status.ACTIVE, wallet)
+    begin = ChargeRequest(
+        "d", RequestType.INITIAL, 0, MSISDN, (ServiceUsage(1, Service.DATA, 100 * MIB),), location
+    )
+    o = charge(acc, cat, begin, NOW)
+    total = 0
+    for n, fraction in enumerate(uses, start=1):
+        if o.account is None or o.answer.result_code is not ResultCode.SUCCESS:
+            break  # nothing granted (an empty wallet): the session is over
+        acc = o.account
+        (granted,) = [s.granted for s in o.answer.services]
+        used = int(granted * fraction)
+        total += used
+        kind = RequestType.TERMINATE if n == len(uses) else RequestType.UPDATE
+        step = ChargeRequest(
+            "d", kind, n, MSISDN, (ServiceUsage(1, Service.DATA, 100 * MIB, used),), location
+        )
+        o = charge(acc, cat, step, NOW + n)
+    if o.account is not None:
+        acc = o.account
+    assert wallet - acc.wallet == -(-total * rule.price // (1000 * MIB))
+    assert acc.wallet >= 0 and acc.held_money >= 0
 
 
 # --- destinations: Turkish mobile numbers, landlines, abroad ---------------------------------------
