@@ -35,7 +35,7 @@ from cellcelly.diameter.peer import LocalPeer, PeerAllowlist, PeerConnection, co
 from cellcelly.domain.account import Status
 from cellcelly.settings import Settings
 from cellcelly.stack import EmbeddedStack, dgw_peer
-from cellcelly.wiring import build
+from cellcelly.wiring import Components, build
 from cellcelly_testing import EPHEMERAL_PORTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -353,14 +353,17 @@ async def test_unreachable_ocs_is_answered_3002_and_failover_uses_the_other(data
 
     components = build(Settings(data_dir=data_dir))
     seed_demo(components)
-    good = await serve_wire(components.charging, "127.0.0.1", 0)
+    key = "failover-test-key-0123456789"
+    good = await serve_wire(components.charging, "127.0.0.1", 0, api_key=key)
     good_port = good.sockets[0].getsockname()[1]
-    dead = await serve_wire(components.charging, "127.0.0.1", 0)
+    dead = await serve_wire(components.charging, "127.0.0.1", 0, api_key=key)
     dead_port = dead.sockets[0].getsockname()[1]
     dead.close()
     await dead.wait_closed()
     local = LocalPeer("dgw.test", "cellcelly.local")
-    ocs = WireOcs([("127.0.0.1", dead_port), ("127.0.0.1", good_port)], timeout=1.0, retry_after=30)
+    ocs = WireOcs(
+        [("127.0.0.1", dead_port), ("127.0.0.1", good_port)], api_key=key, timeout=1.0, retry_after=30
+    )
     server = DgwServer(Gateway(local, ocs), local, allowed=PEERS)
     port = await server.start("127.0.0.1", 0)
     conn = await connect("127.0.0.1", port, CLIENT)
@@ -380,6 +383,46 @@ async def test_unreachable_ocs_is_answered_3002_and_failover_uses_the_other(data
         await server.stop()
         await ocs.close()
         components.close()
+
+
+async def test_a_gateway_with_the_wrong_key_cannot_charge(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The OCS wire needs CELLCELLY_OCS_API_KEY: a DGW with another key gets every CCR answered 3002
+    (the network's credit-control failure handling), says why in its log, and nothing is charged."""
+    from cellcelly.ocs.wire import serve_wire
+
+    components = build(Settings(data_dir=data_dir))
+    seed_demo(components)
+    wire = await serve_wire(components.charging, "127.0.0.1", 0, api_key="the-ocs-key-0123456789")
+    before = voice_remaining_of(components)
+    local = LocalPeer("dgw.test", "cellcelly.local")
+    ocs = WireOcs([("127.0.0.1", wire.sockets[0].getsockname()[1])], api_key="another-key-0123456789")
+    server = DgwServer(Gateway(local, ocs), local, allowed=PEERS)
+    port = await server.start("127.0.0.1", 0)
+    conn = await connect("127.0.0.1", port, CLIENT)
+    try:
+        for i in range(3):
+            answer = await conn.request(ccr(f"gw;badkey;{i}", 1, 0, time_requested=120))
+            assert answer.result_code == Result.UNABLE_TO_DELIVER and answer.flags & FLAG_E
+        assert voice_remaining_of(components) == before
+        account = components.store.get(DEMO.msisdn)
+        assert account is not None and not account.sessions
+        assert "OCS refused this gateway's key" in caplog.text
+        assert "another-key" not in caplog.text and "the-ocs-key" not in caplog.text
+    finally:
+        await conn.disconnect()
+        await server.stop()
+        await ocs.close()
+        wire.close()
+        await wire.wait_closed()
+        components.close()
+
+
+def voice_remaining_of(components: Components) -> int:
+    account = components.store.get(DEMO.msisdn)
+    assert account is not None
+    return next(b.remaining for b in account.buckets.values() if b.service.value == "voice")
 
 
 def test_decoding_of_what_the_gateway_sends_is_clean() -> None:
