@@ -173,7 +173,7 @@ async def _serve_sf(settings: Settings) -> None:
     records = SqlRecords(settings.sor_url())
     records.migrate()
     bus = build_bus(settings)
-    sf = SyncFunction(bus, records, group=settings.sf_group)
+    sf = SyncFunction(bus, records, group=settings.sf_group, stall_after=settings.sf_stall_seconds)
     server = None
     if settings.sf_metrics_port >= 0:
         from cellcelly.sf.metrics import metrics_app

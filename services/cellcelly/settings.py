@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     # a stand-alone SF (`cellcelly sf`) serves its Prometheus metrics (lag...) here; -1: off
     sf_metrics_host: str = "127.0.0.1"
     sf_metrics_port: int = 9102
+    # failing this long without writing anything makes the SF stalled: /readyz 503, cellcelly_sf_stalled 1
+    sf_stall_seconds: float = Field(default=30.0, gt=0)
 
     # lookup cache: in process, or Hazelcast members "host:port,host:port"
     cache: Literal["embedded", "hazelcast"] = "embedded"

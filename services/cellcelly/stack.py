@@ -89,7 +89,9 @@ class EmbeddedStack:
         # events: outbox -> bus (relay) -> system of record (SF); notices to the subscriber
         self.bus = build_bus(settings)
         self.relay = OutboxRelay(store, self.bus)
-        self.sf = SyncFunction(self.bus, self.components.records, group=settings.sf_group)
+        self.sf = SyncFunction(
+            self.bus, self.components.records, group=settings.sf_group, stall_after=settings.sf_stall_seconds
+        )
         self._workers += [asyncio.ensure_future(self.relay.run()), asyncio.ensure_future(self.sf.run())]
         channel: Channel | None = self.sms.channel if self.sms is not None else None
         if channel is None and settings.smtp_host:

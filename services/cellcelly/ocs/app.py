@@ -164,6 +164,10 @@ def create_app(
     async def probe() -> dict[str, Any]:
         components.store.get("0")
         components.records.latest_catalogue()
+        for collector in collectors:  # workers in this process (`make run`'s SF) may be unready too
+            check = getattr(collector, "check_ready", None)
+            if check is not None:
+                check()
         return {"catalogue": components.catalogue.current.version}
 
     add_health_routes(app, probe)

@@ -19,6 +19,11 @@ class SfCollector(Collector):
     def __init__(self, sf: SyncFunction) -> None:
         self.sf = sf
 
+    def check_ready(self) -> None:
+        """Raises while the SF is stalled: usage is not reaching the record."""
+        if self.sf.stalled():
+            raise RuntimeError(f"sf stalled for {self.sf.stalled_for():.0f} s: batches fail and are retried")
+
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         stats = self.sf.stats
         yield GaugeMetricFamily(
@@ -42,22 +47,40 @@ class SfCollector(Collector):
         )
         yield CounterMetricFamily(
             "cellcelly_sf_dead_letters",
-            "Undecodable records sent to the dead-letter topic",
+            "Records sent to the dead-letter topic: undecodable, or refused by the database on their own",
             value=stats.dead_lettered,
+        )
+        yield CounterMetricFamily(
+            "cellcelly_sf_failures",
+            "Batches that failed (database or bus unavailable) and are retried whole",
+            value=stats.failures,
+        )
+        yield GaugeMetricFamily(
+            "cellcelly_sf_stalled_seconds",
+            "Seconds the SF has been failing without writing anything (0 when it is not)",
+            value=self.sf.stalled_for(),
+        )
+        yield GaugeMetricFamily(
+            "cellcelly_sf_stalled",
+            "1 while the SF has been failing for its stall threshold (not ready), else 0",
+            value=1 if self.sf.stalled() else 0,
         )
 
 
 def metrics_app(sf: SyncFunction) -> FastAPI:
     """/metrics, /healthz and /readyz of a stand-alone SF (`cellcelly sf`)."""
     registry = CollectorRegistry()
-    registry.register(SfCollector(sf))
     app = FastAPI(title="CellCelly SF", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/metrics")
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    collector = SfCollector(sf)
+    registry.register(collector)
+
     async def probe() -> dict[str, int]:
+        collector.check_ready()  # stalled: usage is not reaching the record
         return {"lag": sf.stats.lag}
 
     add_health_routes(app, probe)
