@@ -210,12 +210,12 @@ def test_parse_quantity_scales_exactly(amount: int, unit: tuple[str, Service, in
 rules = st.builds(
     lambda price, per: TariffRule("r", Service.VOICE, price, per),
     st.integers(min_value=0, max_value=100_000),
-    st.sampled_from([1, 60, 1024, 1024**2, 7, 1000]),
+    st.sampled_from([1, 60, 1024, 1024**2, 7, 1000, 1000 * 1024**2]),  # the last: data per 1000 MB
 )
 priced_rules = st.builds(
     lambda price, per: TariffRule("r", Service.DATA, price, per),
     st.integers(min_value=1, max_value=100_000),
-    st.sampled_from([1, 60, 1024, 1024**2, 7, 1000]),
+    st.sampled_from([1, 60, 1024, 1024**2, 7, 1000, 1000 * 1024**2]),  # the last: data per 1000 MB
 )
 
 
@@ -226,9 +226,11 @@ def test_cost_examples() -> None:
     assert voice.cost(60) == 95
     assert voice.cost(61) == 97
     assert voice.cost(120) == 190
-    data = TariffRule("data-tr", Service.DATA, 150, 1024**2)
+    data = TariffRule("data-tr", Service.DATA, 150, 1000 * 1024**2)  # 1.50 TL per 1000 MB
     assert data.cost(1) == 1
-    assert data.cost(1024**2) == 150
+    assert data.cost(1024**2) == 1
+    assert data.cost(1000 * 1024**2) == 150
+    assert data.cost(1024**3) == 154  # 1.536 TL
     assert TariffRule("free", Service.DATA, 0, 1024**2).cost(10**12) == 0
 
 
@@ -270,9 +272,9 @@ def test_affordable_examples() -> None:
     assert rule.affordable(0, 5) == 1
     # 1 s already paid 5 kuruş, which covers 1.2 s: nothing more fits in 0 kuruş
     assert rule.affordable(1, 0) == 0
-    data = TariffRule("data-tr", Service.DATA, 150, 1024**2)
-    # one octet paid 1 kuruş, enough for 6990 octets in all
-    assert data.affordable(1, 0) == 1024**2 // 150 - 1
+    data = TariffRule("data-tr", Service.DATA, 150, 1000 * 1024**2)
+    # one octet paid 1 kuruş, enough for 6,990,506 octets (6.67 MB) in all
+    assert data.affordable(1, 0) == 1000 * 1024**2 // 150 - 1 == 6_990_505
 
 
 def test_affordable_of_a_free_rule_is_refused() -> None:
