@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import platform
+import secrets
 import socket
 import subprocess
 import sys
@@ -214,11 +215,15 @@ def _loop(name: str, seconds: float, fn: Callable[[int], bool], limit: int | Non
 API = "/nchf-convergedcharging/v3"
 
 
+# the OCS API key of the bench's servers (CELLCELLY_OCS_API_KEY): every charging client shows it
+OCS_KEY = f"bench-{secrets.token_hex(16)}"
+
+
 def _http_request(path: str, body: dict[str, Any]) -> bytes:
     payload = orjson.dumps(body)
     return (
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(payload)}\r\n\r\n"
+        f"Authorization: Bearer {OCS_KEY}\r\nContent-Length: {len(payload)}\r\n\r\n"
     ).encode() + payload
 
 
@@ -276,6 +281,7 @@ def bench_http(seconds: float, subscribers: int, connections: int) -> list[dict[
             "CELLCELLY_DATA_DIR": str(data),
             "CELLCELLY_LOG_LEVEL": "WARNING",
             "CELLCELLY_DATABASE_URL": f"sqlite:///{data / 'sor.db'}",
+            "CELLCELLY_OCS_API_KEY": OCS_KEY,
         }
         server = subprocess.Popen(
             [sys.executable, "-m", "cellcelly.bench", "--serve", str(port)],
@@ -370,6 +376,7 @@ def bench_e2e(seconds: float, subscribers: int, rates: tuple[float, ...]) -> lis
             "CELLCELLY_OCS_WIRE_PORT": str(wire),
             "CELLCELLY_DGW_PORT": str(dgw),
             "CELLCELLY_DGW_OCS_ENDPOINTS": f"127.0.0.1:{wire}",
+            "CELLCELLY_OCS_API_KEY": OCS_KEY,  # the OCS and the DGW share it
             "CELLCELLY_DGW_ALLOWED_PEERS": "traffic.cellcelly.local",  # `cellcelly traffic` below
             "CELLCELLY_ADMIN_TOKEN": "bench",
         }

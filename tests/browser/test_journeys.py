@@ -236,6 +236,8 @@ def _charge_sms(stack: Stack, sub: Subscriber, session: str, destination: str) -
             "oneTimeEvent": True,
             "oneTimeEventType": "IEC",
         },
+        # the key `cellcelly run` keeps in its data directory, as the README's curl reads it
+        headers={"Authorization": f"Bearer {(stack.log_path.parent / 'ocs-api-key').read_text().strip()}"},
         timeout=10,
     )
     assert r.status_code == 200, r.text

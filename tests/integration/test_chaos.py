@@ -177,6 +177,7 @@ async def test_every_debit_yields_exactly_one_usage_record_after_random_kills(
         "CELLCELLY_OCS_WIRE_PORT": str(wire),
         "CELLCELLY_DGW_PORT": str(diameter),
         "CELLCELLY_DGW_OCS_ENDPOINTS": f"127.0.0.1:{wire}",
+        "CELLCELLY_OCS_API_KEY": f"chaos-{uuid.uuid4().hex}",  # the OCS and the DGW share it
         "CELLCELLY_DGW_ALLOWED_PEERS": "traffic.cellcelly.local",  # `cellcelly traffic`
         "CELLCELLY_LOG_LEVEL": "WARNING",
     }

@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 MSISDN, E164 = "5321112233", "905321112233"
 PASSWORD = "Gizli-Parola1"
+OCS_KEY = "selfcare-stack-ocs-key-0123"  # CELLCELLY_OCS_API_KEY: charging on the OCS API needs it
 
 
 @dataclass
@@ -47,6 +48,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
         mw_argon2_time_cost=1,
         mw_argon2_memory_kib=8192,
         mw_token_secret="k" * 40,
+        ocs_api_key=OCS_KEY,
     )
     components = build(settings)
     stack = EmbeddedStack(components)
@@ -56,7 +58,9 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
     try:
         async with (
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.mw_port}") as mw,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.ocs_port}") as ocs,
+            httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{stack.ocs_port}", headers={"Authorization": f"Bearer {OCS_KEY}"}
+            ) as ocs,
         ):
             yield Running(stack, smsc, mw, ocs)
     finally:
