@@ -30,11 +30,13 @@ from cellcelly.application.accounts import AccountService
 from cellcelly.application.charging import ChargingService
 from cellcelly.application.relay import OutboxRelay
 from cellcelly.catalogue_store import CatalogueHolder
+from cellcelly.ocs.app import create_app
 from cellcelly.ports.event_bus import DEAD_LETTER, LEDGER, USAGE, Outgoing
 from cellcelly.ports.records import SubscriberRecord
-from cellcelly.settings import DEFAULT_CATALOGUE
-from cellcelly.sf.metrics import metrics_app
+from cellcelly.settings import DEFAULT_CATALOGUE, Settings
+from cellcelly.sf.metrics import SfCollector, metrics_app
 from cellcelly.sf.sync import SyncFunction
+from cellcelly.wiring import build
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 TOO_BIG = 2**63  # the issue's CC-Total-Octets: one past a signed 64-bit column
@@ -176,3 +178,45 @@ async def test_a_stopped_database_is_waited_for_and_nothing_is_dead_lettered(
         await running
         await sf.close()
         records.close()
+
+
+class DownRecords:
+    """The system of record refusing every connection until `up` is set."""
+
+    def __init__(self, records: SqlRecords) -> None:
+        self.records, self.up = records, False
+
+    def apply_ledger(self, events: object) -> int:
+        if not self.up:
+            raise ConnectionError("database down")
+        return self.records.apply_ledger(events)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.records, name)
+
+
+async def test_make_runs_readyz_says_when_its_sf_is_stalled(data_dir: Path) -> None:
+    """`make run` serves one /readyz (the OCS's) for the whole process, its SF included."""
+    components = build(Settings(data_dir=data_dir))
+    bus = EmbeddedBus(data_dir / "bus")
+    down = DownRecords(components.records)
+    accounts = AccountService(components.store, components.records, components.catalogue)
+    accounts.open(SubscriberRecord(SUBSCRIBERS[0], "Şule", "Güneş", "s@example.com", "active", "ANKARA"))
+    await relay_all(OutboxRelay(components.store, bus))
+    sf = SyncFunction(bus, down, stall_after=0.2)  # type: ignore[arg-type]
+    app = create_app(components, collectors=[SfCollector(sf)])
+    running = asyncio.ensure_future(sf.run())
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ocs") as client:
+            await wait_for(sf.stalled)
+            r = await client.get("/readyz")
+            assert r.status_code == 503 and "sf stalled" in r.json()["detail"]
+            down.up = True
+            await wait_for(lambda: not sf.stalled())
+            assert (await client.get("/readyz")).status_code == 200
+        assert sf.stats.ledger_written == 1 and sf.stats.dead_lettered == 0
+    finally:
+        sf.stop()
+        await running
+        await sf.close()
+        components.close()
