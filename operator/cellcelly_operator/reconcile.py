@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from cellcelly_operator import children, events, healing, oracle, status
+from cellcelly_operator import children, events, healing, oracle, services, status
 from cellcelly_operator.kube import ApiError, Kube, UnknownCollection
 from cellcelly_operator.labels import Manifest, component_of, is_owned
 from cellcelly_operator.spec import BACKENDS, Stack
@@ -89,6 +89,13 @@ async def apply_all(kube: Kube, stack: Stack) -> Applied:
         secret = oracle.generated_secret(stack, secrets.token_urlsafe(18))
         existing = await kube.get(children.kind_of(secret).item(stack.namespace, secret["metadata"]["name"]))
         await apply(kube, secret, existing, result, create_only=True)
+    # the key OCS and DGW share, when the user names no Secret of their own: made once, random per stack
+    key_secret = services.generated_ocs_api_key(stack, secrets.token_urlsafe(32))
+    if key_secret is not None:
+        existing = await kube.get(
+            children.kind_of(key_secret).item(stack.namespace, key_secret["metadata"]["name"])
+        )
+        await apply(kube, key_secret, existing, result, create_only=True)
     live, result.missing = await snapshot(kube, stack)
     desired = children.build(stack)
     for manifest in desired:

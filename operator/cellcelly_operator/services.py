@@ -16,6 +16,8 @@ from cellcelly_operator.workloads import container_security, http_probe, pdb, po
 
 SERVICES_UID = 10001  # the non-root user of the CellCelly image (images/)
 DATA_DIR = "/var/lib/cellcelly"
+OCS_API_KEY_VAR = "CELLCELLY_OCS_API_KEY"
+OCS_API_KEY_COMPONENT = "ocs-api-key"
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,29 @@ def config_map(stack: Stack) -> Manifest:
     return workloads.config_map(stack, "config", config_name(stack), config_data(stack))
 
 
+def ocs_api_key_secret(stack: Stack) -> tuple[str, str]:
+    """(secret name, key) of the key the OCS and its DGWs share: the user's, or the stack's own."""
+    ref = stack.spec.secrets.ocs_api_key_ref
+    if ref.name:
+        return ref.name, ref.key or "key"
+    return stack.child(OCS_API_KEY_COMPONENT), "key"
+
+
+def generated_ocs_api_key(stack: Stack, key: str) -> Manifest | None:
+    """The stack's own OCS API key, made once when the user names none (never overwritten, so running
+    OCS and DGW pods keep agreeing; owned by the stack, so it goes with it)."""
+    if stack.spec.secrets.ocs_api_key_ref.name:
+        return None
+    name, item = ocs_api_key_secret(stack)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(stack, OCS_API_KEY_COMPONENT, name),
+        "type": "Opaque",
+        "stringData": {item: key},
+    }
+
+
 def _secret_env(name: str, secret: str, key: str, optional: bool = False) -> dict[str, Any]:
     ref: dict[str, Any] = {"name": secret, "key": key}
     if optional:
@@ -108,6 +133,10 @@ def env(stack: Stack, svc: str) -> list[dict[str, Any]]:
         out.append(
             _secret_env("CELLCELLY_ADMIN_TOKEN", refs.admin_token_ref.name, refs.admin_token_ref.key, True)
         )
+    if svc in ("ocs", "dgw"):
+        # not optional: without the key the OCS charges nobody and a DGW cannot charge, so a pod
+        # waits (CreateContainerConfigError names the Secret) rather than start useless
+        out.append(_secret_env(OCS_API_KEY_VAR, *ocs_api_key_secret(stack)))
     smsc = stack.spec.services.sms.smsc
     if svc == "sms" and smsc.secret_ref.name:
         out.append(_secret_env("CELLCELLY_SMSC_SYSTEM_ID", smsc.secret_ref.name, "systemId", optional=True))

@@ -215,6 +215,8 @@ class Services(_Model):
 class Secrets(_Model):
     token_secret_ref: SecretRef = SecretRef(name="cellcelly-mw", key="token-secret")
     admin_token_ref: SecretRef = SecretRef(name="cellcelly-admin", key="token")
+    # the OCS API key: the user's Secret, or (no name) one the operator makes per stack
+    ocs_api_key_ref: SecretRef = SecretRef()
 
 
 class SelfHealing(_Model):

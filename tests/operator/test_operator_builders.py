@@ -402,3 +402,52 @@ def test_the_dgw_allows_the_peers_the_stack_names() -> None:
     jsonschema.validate(["traffic.cellcelly.local", "*@realm.test"], peers["allowedPeers"])
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(["a,b"], peers["allowedPeers"])
+
+
+def _env_of(manifests: list[dict[str, Any]], svc: str) -> dict[str, Any]:
+    d = next(m for m in manifests if m["kind"] == "Deployment" and m["metadata"]["name"] == f"demo-{svc}")
+    return {e["name"]: e for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_ocs_and_dgw_share_the_ocs_api_key_from_a_secret_the_operator_makes() -> None:
+    """Charging needs CELLCELLY_OCS_API_KEY (issue 12 §5): OCS and DGW read the same Secret key, never
+    an inline value; no other service gets it; by default the stack's own Secret, made once."""
+    stack, manifests = build("minimal")
+    for svc in ("ocs", "dgw"):
+        ref = _env_of(manifests, svc)["CELLCELLY_OCS_API_KEY"]
+        assert ref == {
+            "name": "CELLCELLY_OCS_API_KEY",
+            "valueFrom": {"secretKeyRef": {"name": "demo-ocs-api-key", "key": "key"}},  # not optional
+        }
+    for svc in set(spec.SERVICES) - {"ocs", "dgw"}:
+        assert "CELLCELLY_OCS_API_KEY" not in _env_of(manifests, svc)
+    secret = services.generated_ocs_api_key(stack, "k" * 43)
+    assert secret is not None
+    kubernetes_validate.validate(secret, K8S, strict=True)
+    assert secret["metadata"]["name"] == "demo-ocs-api-key" and secret["stringData"] == {"key": "k" * 43}
+    (owner,) = secret["metadata"]["ownerReferences"]  # goes with the stack
+    assert owner["kind"] == "CellCellyStack" and owner["name"] == "demo"
+    assert not any(m["kind"] == "Secret" for m in manifests)  # not a child to patch: made once (reconcile)
+
+
+def test_a_users_ocs_api_key_secret_replaces_the_generated_one() -> None:
+    schema = crd_schema()
+    require(schema is not None, "crds/cellcellystacks.cellcelly.io.yaml missing")
+    assert schema is not None
+    for ref, expected in (
+        ({"name": "my-ocs-key"}, {"name": "my-ocs-key", "key": "key"}),
+        ({"name": "my-ocs-key", "key": "shared"}, {"name": "my-ocs-key", "key": "shared"}),
+    ):
+        raw = {"version": "0.1.0", "secrets": {"ocsApiKeyRef": ref}}
+        jsonschema.validate(stack_body("demo", raw), schema)
+        for body in (raw, apply_defaults(schema["properties"]["spec"], raw)):  # as sent, as defaulted
+            stack = spec.from_body(stack_body("demo", body))
+            manifests = children.build(stack)
+            for svc in ("ocs", "dgw"):
+                assert (
+                    _env_of(manifests, svc)["CELLCELLY_OCS_API_KEY"]["valueFrom"]["secretKeyRef"] == expected
+                )
+            assert services.generated_ocs_api_key(stack, "k" * 43) is None
+    with pytest.raises(jsonschema.ValidationError):
+        nameless = {"version": "0.1.0", "secrets": {"ocsApiKeyRef": {"key": "key"}}}
+        jsonschema.validate(stack_body("demo", nameless), schema)

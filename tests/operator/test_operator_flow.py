@@ -101,6 +101,10 @@ async def test_create_makes_owned_children_and_a_status_kubectl_can_wait_on(api:
     # the managed database's login was generated once, as a Secret
     secret = await api.get(f"/api/v1/namespaces/{NS}/secrets/demo-oracle")
     assert secret is not None and len(secret["stringData"]["password"]) >= 20
+    # and the key OCS and DGW share (charging needs it), random for this stack
+    ocs_key = await api.get(f"/api/v1/namespaces/{NS}/secrets/demo-ocs-api-key")
+    assert ocs_key is not None and len(ocs_key["stringData"]["key"]) >= 32
+    assert ocs_key["metadata"]["ownerReferences"][0]["uid"] == uid
 
     await make_ready(api, "demo", {})
 
@@ -111,6 +115,9 @@ async def test_create_makes_owned_children_and_a_status_kubectl_can_wait_on(api:
     st = await eventually(ready, what="Ready=True")
     assert st["phase"] == "Ready" and condition(st, "Progressing") == "False"
     assert st["components"]["ocs"] == {"ready": 2, "desired": 2}
+    # passes since then made it once only: running OCS and DGW pods keep agreeing
+    again = await api.get(f"/api/v1/namespaces/{NS}/secrets/demo-ocs-api-key")
+    assert again is not None and again["stringData"] == ocs_key["stringData"]
 
 
 async def test_update_patches_children_and_prunes_what_is_turned_off(api: Api, operator: Any) -> None:
