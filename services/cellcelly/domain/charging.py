@@ -20,11 +20,11 @@ from enum import IntEnum
 from cellcelly.domain.account import Account, Bucket, RatedService, Reservation, Session, Status
 from cellcelly.domain.catalogue import HOME_LOCATION, Catalogue, ChargingPolicy
 from cellcelly.domain.limits import (
+    MAX_RATING_GROUP,
+    MAX_REQUEST_NUMBER,
+    MAX_SESSION_ID,
     MAX_SESSION_UNITS,
-    rating_group_fits,
-    request_number_fits,
-    session_id_fits,
-    units_fit,
+    MAX_UNITS,
 )
 from cellcelly.domain.units import Service
 
@@ -186,15 +186,16 @@ def charge(account: Account | None, catalogue: Catalogue, req: ChargeRequest, no
 
 
 def _fits(req: ChargeRequest) -> bool:
-    """Within `domain/limits.py`: what the system of record can hold."""
-    if not (session_id_fits(req.session_id) and request_number_fits(req.request_number)):
+    """Within `domain/limits.py`: what the system of record can hold (spelled out, not through the
+    helpers there: this runs on every request, and the calls cost more than the comparisons)."""
+    if not (0 < len(req.session_id) <= MAX_SESSION_ID and 0 <= req.request_number <= MAX_REQUEST_NUMBER):
         return False
-    return all(
-        rating_group_fits(u.rating_group)
-        and units_fit(u.used)
-        and (u.requested is None or units_fit(u.requested))
-        for u in req.services
-    )
+    for u in req.services:
+        if not (0 <= u.rating_group <= MAX_RATING_GROUP and 0 <= u.used <= MAX_UNITS):
+            return False
+        if u.requested is not None and not 0 <= u.requested <= MAX_UNITS:
+            return False
+    return True
 
 
 def _session_total_fits(session: Session, req: ChargeRequest) -> bool:
