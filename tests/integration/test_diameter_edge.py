@@ -97,8 +97,12 @@ class Dgw:
 class Peer:
     """A Diameter peer on a blocking socket: send anything, read frames."""
 
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    def __init__(self, port: int, rcvbuf: int = 0) -> None:
+        self.sock = socket.socket()
+        if rcvbuf:  # before connect, so that the kernel's autotuning does not grow it
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(10)
+        self.sock.connect(("127.0.0.1", port))
         self._buf = b""
         self._hbh = 0x7FFF0000  # far from the CCR's 0x4242, which the mutation test changes
 
@@ -476,3 +480,67 @@ def test_unread_answers_neither_grow_the_dgw_nor_stay_after_close() -> None:
     finally:
         tracemalloc.stop()
         server.close()
+
+
+def test_a_peer_that_reads_late_gets_every_answer() -> None:
+    """Pausing and resuming loses nothing: 100,000 pipelined DWRs, read only after the DGW has had
+    to stop reading, are all answered, in order, on the one connection."""
+    server = Dgw()
+    peer = Peer(server.port, rcvbuf=1 << 16)
+    try:
+        assert peer.cer().result_code == Result.SUCCESS
+        first = peer._hbh + 1
+        burst = b"".join(peer.dwr().encode() for _ in range(100_000))
+        pusher = threading.Thread(target=peer.sock.sendall, args=(burst,))
+        pusher.start()
+        deadline = time.monotonic() + 20  # until the buffers are full and the DGW pauses
+        while not server.call(lambda: [c._reading_paused for c in server.server.connections]) == [True]:
+            assert time.monotonic() < deadline, "the DGW never paused reading"
+            time.sleep(0.05)
+        for i in range(100_000):
+            dwa = peer.read()
+            assert dwa.hop_by_hop == first + i and dwa.result_code == Result.SUCCESS
+        pusher.join(10)
+        assert peer.alive() == []
+    finally:
+        peer.close()
+        server.close()
+
+
+async def test_a_failing_handler_or_answer_is_answered_5012_and_the_connection_lives() -> None:
+    """The error path never raises: a handler that raises (at once or later) and an answer that cannot
+    be encoded each get 5012 DIAMETER_UNABLE_TO_COMPLY, and the next request is served."""
+    from cellcelly.diameter.peer import PeerConnection, connect
+
+    async def later(msg: Message) -> Message:
+        await asyncio.sleep(0)
+        if msg.hop_by_hop % 2:
+            raise RuntimeError("the back end failed")
+        return Message(msg.code, 0, msg.app, 1 << 40, msg.end_to_end)  # no 32-bit hop-by-hop: struct.error
+
+    def handler(conn: PeerConnection, msg: Message) -> Any:
+        kind = msg.find(Code.SESSION_ID).as_str()  # type: ignore[union-attr]
+        if kind == "raise":
+            raise RuntimeError("handler failed")
+        if kind == "unencodable":
+            return Message(msg.code, 0, msg.app, 1 << 40, msg.end_to_end)
+        if kind == "later":
+            return later(msg)
+        return msg.answer([Avp.u32(Code.RESULT_CODE, Result.SUCCESS), *DGW.identity()])
+
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_server(lambda: PeerConnection(DGW, handler, cer_timeout=5), "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    conn = await connect("127.0.0.1", port, LocalPeer(PEER_HOST, PEER_REALM))
+    try:
+        for kind in ("raise", "unencodable", "later", "later", "ok"):
+            request = Message(
+                Cmd.CREDIT_CONTROL, FLAG_R, APP_CREDIT_CONTROL, avps=[Avp.utf8(Code.SESSION_ID, kind)]
+            )
+            answer = await conn.request(request)
+            expected = Result.SUCCESS if kind == "ok" else Result.UNABLE_TO_COMPLY
+            assert answer.result_code == expected, kind
+    finally:
+        await conn.disconnect()
+        listener.close()
+        await listener.wait_closed()
