@@ -11,6 +11,7 @@ import pytest
 from cellcelly.diameter.codec import (
     _FIXED,
     DICTIONARY,
+    MAX_DEPTH,
     NTP_OFFSET,
     Avp,
     DecodeError,
@@ -485,14 +486,19 @@ def test_sms_and_ims_information() -> None:
 
 
 def test_deeply_nested_and_empty_grouped() -> None:
+    """Grouped AVPs decode as deep as the codec's limit (MAX_DEPTH levels of Grouped AVPs, the
+    innermost here empty); one level more is refused (tests/unit/test_diameter_fuzz.py)."""
     inner: Avp = Avp.grouped(Code.SUBSCRIPTION_ID, [])
-    for _ in range(20):
+    for _ in range(MAX_DEPTH - 1):
         inner = Avp.grouped(Code.PROXY_INFO, [inner, Avp.octets(Code.PROXY_STATE, b"st")])
     raw = Message(257, FLAG_R, 0, 1, 1, [inner]).encode()
     back = decode(raw)
     assert back.encode() == raw
-    assert sum(1 for a in back.walk() if a.code == Code.PROXY_INFO) == 20
+    assert sum(1 for a in back.walk() if a.code == Code.PROXY_INFO) == MAX_DEPTH - 1
     assert [a for a in back.walk() if a.code == Code.SUBSCRIPTION_ID][0].children == []
+    with pytest.raises(DecodeError) as refused:
+        decode(Message(257, FLAG_R, 0, 1, 1, [Avp.grouped(Code.PROXY_INFO, [inner])]).encode())
+    assert refused.value.result == Result.INVALID_AVP_VALUE
 
 
 # --- answers ------------------------------------------------------------------------------------
