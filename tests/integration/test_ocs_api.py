@@ -18,6 +18,7 @@ import pytest
 
 from cellcelly.cli import DEMO, seed_demo
 from cellcelly.devservers import free_port
+from cellcelly.domain.limits import MAX_SESSION_ID
 from cellcelly.ocs.app import API, asgi_app, create_app
 from cellcelly.settings import DEFAULT_CATALOGUE, Settings
 from cellcelly.wiring import Components, build
@@ -357,7 +358,7 @@ async def test_a_create_without_session_id_or_idempotency_key_is_refused(
             assert r.headers["content-type"].startswith("application/problem+json")
             assert r.json()["cause"] == "MANDATORY_IE_MISSING"
             assert "Idempotency-Key" in r.json()["detail"]
-    for bad in ("", "a b", "é".encode("latin-1"), "x" * 257):
+    for bad in ("", "a b", "é".encode("latin-1"), "x" * (MAX_SESSION_ID + 1)):
         r = await client.post(f"{API}/chargingdata", json=unnamed[0], headers={"Idempotency-Key": bad})
         assert r.status_code == 400, (bad, r.text)
     await charged_nothing(client, components, view, pending)
@@ -392,6 +393,10 @@ async def test_a_repeated_idempotency_key_gets_the_stored_answer_and_is_charged_
     r = await client.post(f"{API}/chargingdata", json=named, headers={"Idempotency-Key": "evt-0003"})
     assert r.json()["chargingDataRef"] == "evt-0002"
     assert (await balance(client))["walletKurus"] == 10_000 - 800
+    longest = "k" * MAX_SESSION_ID  # as long as a sessionId may be: charged
+    r = await client.post(f"{API}/chargingdata", json=event, headers={"Idempotency-Key": longest})
+    assert r.status_code == 200 and r.json()["chargingDataRef"] == longest
+    assert (await balance(client))["walletKurus"] == 10_000 - 1200
 
 
 @pytest.mark.timeout(60)

@@ -36,7 +36,8 @@ JSON = "application/json"
 # (status, body, media type, extra headers)
 Reply = tuple[int, bytes, str, dict[str, str] | None]
 
-_IDEMPOTENCY_KEY = re.compile(rb"^[\x21-\x7e]{1,256}$")  # what a sessionId may be
+# it becomes the session id, so it may be what a sessionId may be
+_IDEMPOTENCY_KEY = re.compile(rb"^[\x21-\x7e]{1,%d}$" % MAX_SESSION_ID)
 _UNIT_FIELD = {"voice": "time", "sms": "serviceSpecificUnits", "data": "totalVolume"}
 
 
@@ -201,9 +202,11 @@ def _idempotency_key(value: bytes | None) -> str:
         raise HttpProblem(
             400,
             "Bad request",
-            "Idempotency-Key: 1 to 256 visible ASCII characters",
+            f"Idempotency-Key: 1 to {MAX_SESSION_ID} visible ASCII characters",
             "INVALID_MSG_FORMAT",
-            invalidParams=[{"param": "Idempotency-Key", "reason": "1 to 256 visible ASCII characters"}],
+            invalidParams=[
+                {"param": "Idempotency-Key", "reason": f"1 to {MAX_SESSION_ID} visible ASCII characters"}
+            ],
         )
     return value.decode("ascii")
 
