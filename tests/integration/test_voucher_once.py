@@ -277,3 +277,36 @@ async def test_parallel_redemptions_of_one_code_credit_once(mw: Harness, rounds:
 def _synced(components: Components, code: str) -> list[str]:
     sync_record(components)
     return voucher_credits(components, code_hash_of(code))
+
+
+# --- migration 0007 -----------------------------------------------------------------------------
+
+
+def test_migration_0007_counts_vouchers_used_before_it_as_credited(db_url: str) -> None:
+    """Left NULL, a voucher used under the old code would look like a claim cut short, and its
+    claimer's next try would credit it again."""
+    from sqlalchemy import create_engine, insert
+    from sqlalchemy.pool import NullPool
+
+    from cellcelly.adapters.sql import downgrade, migrate
+
+    migrate(db_url, "0006")
+    engine = create_engine(db_url, poolclass=NullPool)
+    try:
+        made = {"amount": 100, "batch": "b", "created_at": 1_800_000_000}
+        with engine.begin() as conn:  # the columns 0006 has (no credited_at yet)
+            conn.execute(
+                insert(vouchers), {"code_hash": "u" * 64, "used_by": A, "used_at": 1_800_000_100} | made
+            )
+            conn.execute(insert(vouchers), {"code_hash": "f" * 64, "used_by": None, "used_at": None} | made)
+        migrate(db_url, "0007")
+        with engine.connect() as conn:
+            rows = {r.code_hash: r for r in conn.execute(select(vouchers))}
+        assert rows["u" * 64].credited_at == 1_800_000_100  # credited when it was used
+        assert rows["f" * 64].credited_at is None and rows["f" * 64].used_by is None
+        downgrade(db_url, "0006")
+        with engine.connect() as conn:
+            columns = conn.exec_driver_sql("SELECT * FROM vouchers").keys()
+        assert "credited_at" not in columns
+    finally:
+        engine.dispose()
