@@ -452,3 +452,21 @@ def test_real_server_over_tcp(tmp_path: Path) -> None:
     assert f"OCS API key       {key_file}" in out
     assert key not in out  # where it is, never the key itself
     assert f"http://127.0.0.1:{port}" in out
+
+
+async def test_the_openapi_document_says_charging_needs_the_key(
+    ocs: tuple[httpx.AsyncClient, Components],
+) -> None:
+    client, _ = ocs
+    doc = (await client.get("/openapi.json")).json()
+    assert doc["components"]["securitySchemes"]["ocsApiKey"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "CELLCELLY_OCS_API_KEY (`make run` keeps it in data/ocs-api-key)",
+    }
+    create = doc["paths"][f"{API}/chargingdata"]["post"]
+    assert create["security"] == [{"ocsApiKey": []}]
+    assert [p["name"] for p in create["parameters"]] == ["Idempotency-Key"]
+    for op in ("update", "release"):
+        assert doc["paths"][f"{API}/chargingdata/{{ref}}/{op}"]["post"]["security"] == [{"ocsApiKey": []}]
+    assert "security" not in doc["paths"]["/admin/catalogue"]["get"]  # admin keeps its own token

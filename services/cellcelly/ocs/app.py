@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from cellcelly.domain.account import Account, Status
 from cellcelly.domain.errors import CatalogueError, DomainError
+from cellcelly.domain.limits import MAX_SESSION_ID
 from cellcelly.domain.money import format_tl, parse_tl
 from cellcelly.domain.provisioning import InsufficientFunds
 from cellcelly.ocs.auth import ApiKey
@@ -137,18 +138,33 @@ def create_app(
     # The same handler serves these routes and the fast path in front of FastAPI (see `asgi_app`);
     # the routes are what the OpenAPI document shows and what runs when the fast path is off.
 
-    @app.post(f"{API}/chargingdata", status_code=201, tags=["charging"])
+    # what /docs shows of the key and the Idempotency-Key (the handler checks them, not FastAPI)
+    keyed: dict[str, Any] = {"security": [{"ocsApiKey": []}]}
+    idempotency = {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_SESSION_ID},
+        "description": "names a create that has no sessionId (a one-time event): a retry is charged once",
+    }
+
+    @app.post(
+        f"{API}/chargingdata",
+        status_code=201,
+        tags=["charging"],
+        openapi_extra={**keyed, "parameters": [idempotency]},
+    )
     async def create(request: Request) -> Response:
         """Create a charging session (CCR-I), or charge a one-time event (CCR-E) with oneTimeEvent.
         Needs `Authorization: Bearer <OCS API key>`, and `sessionId` or an `Idempotency-Key` header."""
         return await charge("create", "", request)
 
-    @app.post(API + "/chargingdata/{ref}/update", tags=["charging"])
+    @app.post(API + "/chargingdata/{ref}/update", tags=["charging"], openapi_extra=keyed)
     async def update(ref: str, request: Request) -> Response:
         """Report usage and ask for more quota (CCR-U)."""
         return await charge("update", ref, request)
 
-    @app.post(API + "/chargingdata/{ref}/release", tags=["charging"])
+    @app.post(API + "/chargingdata/{ref}/release", tags=["charging"], openapi_extra=keyed)
     async def release(ref: str, request: Request) -> Response:
         """Report final usage and end the session (CCR-T). Answers 200 with the final figures
         (Nchf answers 204; the Diameter gateway needs the per-rating-group results)."""
@@ -158,6 +174,20 @@ def create_app(
     async def noop(request: Request) -> Response:
         """The same parsing and answer encoding without charging: `make bench`'s baseline."""
         return await charge("noop", "", request)
+
+    described = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = described()
+        schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes["ocsApiKey"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "CELLCELLY_OCS_API_KEY (`make run` keeps it in data/ocs-api-key)",
+        }
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     # --- operations -----------------------------------------------------------------------------
 
