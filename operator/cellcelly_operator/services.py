@@ -74,6 +74,7 @@ def config_data(stack: Stack) -> dict[str, str]:
         "CELLCELLY_SF_METRICS_PORT": "9102",
         "CELLCELLY_IVR_HOST": "0.0.0.0",
         "CELLCELLY_IVR_PORT": str(ports(stack, "ivr")[0].port),
+        "CELLCELLY_IVR_TRUSTED_PEERS": ",".join(spec.services.ivr.trusted_peers),
     }
     if sms.host:
         data["CELLCELLY_SMSC_HOST"] = sms.host

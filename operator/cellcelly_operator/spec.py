@@ -7,11 +7,12 @@ builders read the stack only through these models so every default lives in one 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 Mode = Literal["managed", "external"]
@@ -162,6 +163,23 @@ class Dgw(App):
     allowed_peers: tuple[str, ...] = ()
 
 
+class Ivr(App):
+    # CELLCELLY_IVR_TRUSTED_PEERS, one address or network an item; none by default (the IVR then
+    # answers every INVITE 403). Checked here as the IVR parses them, so a typo stops the reconcile
+    # with a clear error instead of an IVR pod failing at start.
+    trusted_peers: tuple[str, ...] = ()
+
+    @field_validator("trusted_peers")
+    @classmethod
+    def _addresses_or_networks(cls, peers: tuple[str, ...]) -> tuple[str, ...]:
+        for peer in peers:
+            try:
+                ipaddress.ip_network(peer, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"trustedPeers: {peer!r} is not an IP address or network ({exc})") from exc
+        return peers
+
+
 # replicas and service port of each service when not given (as the CRD's defaults)
 SERVICE_DEFAULTS = {
     "ocs": (2, 0),
@@ -185,7 +203,7 @@ class Services(_Model):
     sf: App = _app(2)
     notifier: App = _app(1)
     sms: App = _app(0)  # off until an SMSC is configured
-    ivr: App = App(replicas=1, service=ServiceExposure(port=5060))
+    ivr: Ivr = Ivr(replicas=1, service=ServiceExposure(port=5060))
 
     @model_validator(mode="before")
     @classmethod

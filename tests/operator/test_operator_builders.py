@@ -451,3 +451,33 @@ def test_a_users_ocs_api_key_secret_replaces_the_generated_one() -> None:
     with pytest.raises(jsonschema.ValidationError):
         nameless = {"version": "0.1.0", "secrets": {"ocsApiKeyRef": {"key": "key"}}}
         jsonschema.validate(stack_body("demo", nameless), schema)
+
+
+def test_the_ivr_trusts_the_peers_the_stack_names() -> None:
+    """spec.services.ivr.trustedPeers becomes CELLCELLY_IVR_TRUSTED_PEERS; none by default (the IVR
+    then answers every INVITE 403), an entry that is no address or network is refused by the model
+    (before the IVR pod would fail to start on it) and, by its characters, by the CRD."""
+    import pydantic
+
+    plain = spec.from_body(stack_body("demo", SPECS["external"]))
+    assert services.config_data(plain)["CELLCELLY_IVR_TRUSTED_PEERS"] == ""
+    body = stack_body("demo", SPECS["external"])
+    peers_given = ["10.20.0.5", "10.30.0.0/16", "fd00::/8"]
+    body["spec"].setdefault("services", {})["ivr"] = {"trustedPeers": peers_given}
+    named = spec.from_body(body)
+    assert services.config_data(named)["CELLCELLY_IVR_TRUSTED_PEERS"] == "10.20.0.5,10.30.0.0/16,fd00::/8"
+    assert named.spec.services.ivr.replicas == 1  # the per-service defaults still apply
+    assert named.spec.services.ivr.service.port == 5060
+    for wrong in ("sbc.example.net", "10.0.0.0/33", "10.0.0.1,10.0.0.2", ""):
+        body["spec"]["services"]["ivr"] = {"trustedPeers": [wrong]}
+        with pytest.raises(pydantic.ValidationError, match="trusted"):
+            spec.from_body(body)
+    schema = crd_schema()
+    require(schema is not None, "crds/cellcellystacks.cellcelly.io.yaml missing")
+    assert schema is not None
+    peers = schema["properties"]["spec"]["properties"]["services"]["properties"]["ivr"]["properties"]
+    good = ["192.0.2.10", "198.51.100.0/24", "2001:db8::1", "2001:db8::/32"]
+    jsonschema.validate(good, peers["trustedPeers"])
+    for wrong in ("sbc.example.net", "10.0.0.1,10.0.0.2", "10.0.0.0/1234", ""):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate([wrong], peers["trustedPeers"])
