@@ -310,3 +310,40 @@ def test_migration_0007_counts_vouchers_used_before_it_as_credited(db_url: str) 
         assert "credited_at" not in columns
     finally:
         engine.dispose()
+
+
+async def test_reconcile_keeps_a_held_reference(mw: Harness) -> None:
+    """An account rebuilt from the record in place keeps what the record cannot know: the voucher
+    top-up it made whose credit is not durable yet, so the retry does not credit it again."""
+    from cellcelly.application.reconcile import reconcile
+    from cellcelly.ports.balance_store import Commit
+
+    selfcare, components = mw.selfcare, mw.components
+    open_subscriber(components, A)
+    [code] = await selfcare.create_vouchers(900, 1)
+    before = wallet(components, A)
+    top_up = components.accounts.top_up
+
+    def top_up_then_crash(*args: Any, **kw: Any) -> Any:
+        top_up(*args, **kw)
+        raise Crash
+
+    components.accounts.top_up = top_up_then_crash  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        await selfcare.redeem_voucher(A, code)
+    components.accounts.top_up = top_up  # type: ignore[method-assign]
+    sync_record(components)
+
+    def drift(account: Any) -> tuple[None, Commit]:  # the store off the record: reconcile rebuilds it
+        changed = account.copy()
+        changed.wallet += 12_345
+        return None, Commit(changed)
+
+    components.store.transact(A, drift)
+    report = reconcile(components.store, components.records, components.catalogue.current.policy)
+    assert report.rebuilt == 1
+    assert wallet(components, A) == before + 900
+    await selfcare.redeem_voucher(A, code)
+    assert wallet(components, A) == before + 900
+    assert_store_agrees_with_record(components, A)
+    assert voucher_credits(components, code_hash_of(code)) == [A]
