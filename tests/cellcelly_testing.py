@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import AsyncIterator
 from email import message_from_bytes
 from email.message import Message
 from typing import Any
@@ -37,6 +39,27 @@ class FakeClock:
 
 # every listening port of the embedded stack on an ephemeral one (tests run beside `make run`)
 EPHEMERAL_PORTS = {"ocs_port": 0, "ocs_wire_port": 0, "dgw_port": 0, "mw_port": 0, "ivr_port": 0}
+
+
+@contextlib.asynccontextmanager
+async def running_stack(data_dir: Any, **settings: Any) -> AsyncIterator[Any]:
+    """The stack `make run` starts (`EmbeddedStack`, with the demo subscriber) on ephemeral ports."""
+    from cellcelly.cli import seed_demo
+    from cellcelly.settings import Settings
+    from cellcelly.stack import EmbeddedStack
+    from cellcelly.wiring import build
+
+    components = build(Settings(data_dir=data_dir, **{**EPHEMERAL_PORTS, **settings}))
+    try:
+        seed_demo(components)
+        stack = EmbeddedStack(components)
+        await stack.start()
+        try:
+            yield stack
+        finally:
+            await stack.stop()
+    finally:
+        components.close()
 
 
 class Inbox:

@@ -36,7 +36,7 @@ from cellcelly.domain.account import Status
 from cellcelly.settings import Settings
 from cellcelly.stack import EmbeddedStack, dgw_peer
 from cellcelly.wiring import Components, build
-from cellcelly_testing import EPHEMERAL_PORTS
+from cellcelly_testing import running_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 CLIENT = LocalPeer("pgw.test.local", "test.local", watchdog_interval=30)
@@ -45,14 +45,8 @@ PEERS = PeerAllowlist.parse("@test.local")  # CLIENT's realm may connect
 
 @pytest.fixture
 async def stack(data_dir: Path) -> AsyncIterator[EmbeddedStack]:
-    settings = Settings(data_dir=data_dir, **EPHEMERAL_PORTS, admin_token="t", dgw_allowed_peers=str(PEERS))
-    components = build(settings)
-    seed_demo(components)
-    running = EmbeddedStack(components)
-    await running.start()
-    yield running
-    await running.stop()
-    components.close()
+    async with running_stack(data_dir, admin_token="t", dgw_allowed_peers=str(PEERS)) as running:
+        yield running
 
 
 @pytest.fixture

@@ -15,29 +15,21 @@ from pathlib import Path
 import pytest
 from test_dgw import CLIENT
 
-from cellcelly.cli import DEMO, seed_demo
+from cellcelly.cli import DEMO
 from cellcelly.diameter.codec import Avp, Message
 from cellcelly.diameter.constants import APP_CREDIT_CONTROL, CONTEXT_PS, FLAG_P, FLAG_R, Cmd, Code, Result
 from cellcelly.diameter.peer import PeerConnection, connect
 from cellcelly.domain.limits import MAX_REQUEST_NUMBER, MAX_SESSION_ID, MAX_UNITS
-from cellcelly.settings import Settings
 from cellcelly.stack import EmbeddedStack
-from cellcelly.wiring import build
-from cellcelly_testing import EPHEMERAL_PORTS
+from cellcelly_testing import running_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
 @pytest.fixture
 async def stack(data_dir: Path) -> AsyncIterator[EmbeddedStack]:
-    settings = Settings(data_dir=data_dir, **EPHEMERAL_PORTS, dgw_allowed_peers="*", ocs_api_key="k" * 32)
-    components = build(settings)
-    seed_demo(components)
-    running = EmbeddedStack(components)
-    await running.start()
-    yield running
-    await running.stop()
-    components.close()
+    async with running_stack(data_dir, dgw_allowed_peers="*", ocs_api_key="k" * 32) as running:
+        yield running
 
 
 @pytest.fixture

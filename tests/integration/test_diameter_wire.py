@@ -42,13 +42,14 @@ import subprocess
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cellcelly.cli import DEMO, seed_demo
+import cellcelly_testing as testing
+from cellcelly.cli import DEMO
 from cellcelly.dgw.server import DgwServer
 from cellcelly.diameter.codec import DICTIONARY, Avp, Message, Type
 from cellcelly.diameter.constants import (
@@ -68,10 +69,8 @@ from cellcelly.diameter.constants import (
     Result,
 )
 from cellcelly.diameter.peer import LocalPeer, PeerConnection, State, connect
-from cellcelly.settings import Settings
 from cellcelly.stack import EmbeddedStack
-from cellcelly.wiring import build
-from cellcelly_testing import EPHEMERAL_PORTS, require
+from cellcelly_testing import require
 
 pytestmark = [pytest.mark.integration]
 
@@ -307,22 +306,10 @@ class FreeDiameter(External):
         return [line for line in self.text().splitlines() if any(m in line for m in markers)]
 
 
-@contextlib.asynccontextmanager
-async def running_stack(data_dir: Path, **settings: Any) -> AsyncIterator[EmbeddedStack]:
-    """The stack `make run` starts (as tests/integration/test_dgw.py's fixture), on ephemeral ports."""
-    # CLIENT, freeDiameter (FD_HOST) and the relay test's Gy client are all in test.local
-    allowed: dict[str, Any] = {"dgw_allowed_peers": f"@{FD_REALM}"}
-    components = build(Settings(data_dir=data_dir, **EPHEMERAL_PORTS, **{**allowed, **settings}))
-    try:
-        seed_demo(components)
-        stack = EmbeddedStack(components)
-        await stack.start()
-        try:
-            yield stack
-        finally:
-            await stack.stop()
-    finally:
-        components.close()
+def running_stack(data_dir: Path, **settings: Any) -> contextlib.AbstractAsyncContextManager[EmbeddedStack]:
+    """The stack `make run` starts; CLIENT, freeDiameter (FD_HOST) and the relay test's Gy client are
+    all in test.local, which it allows."""
+    return testing.running_stack(data_dir, **{"dgw_allowed_peers": f"@{FD_REALM}", **settings})
 
 
 # --- Gy requests (as test_dgw.py builds them) --------------------------------------------------------------

@@ -163,22 +163,30 @@ async def test_crash_after_the_claim_is_finished_by_a_retry_at_any_later_time(mw
     assert voucher_credits(components, code_hash_of(code)) == [A]
 
 
+async def redeem_crashing_after_the_top_up(mw: Harness, msisdn: str, code: str) -> None:
+    """A redemption whose process dies after the balance store's top-up, before the record's commit."""
+    accounts = mw.components.accounts
+    top_up = accounts.top_up
+
+    def top_up_then_crash(*args: Any, **kw: Any) -> Any:
+        top_up(*args, **kw)
+        raise Crash
+
+    accounts.top_up = top_up_then_crash  # type: ignore[method-assign]
+    try:
+        with pytest.raises(Crash):
+            await mw.selfcare.redeem_voucher(msisdn, code)
+    finally:
+        accounts.top_up = top_up  # type: ignore[method-assign]
+
+
 async def test_crash_after_the_top_up_before_the_commit_is_not_credited_twice(mw: Harness) -> None:
     selfcare, components = mw.selfcare, mw.components
     open_subscriber(components, A)
     [code] = await selfcare.create_vouchers(900, 1)
     others = await selfcare.create_vouchers(1, 40)
     before = wallet(components, A)
-    top_up = components.accounts.top_up
-
-    def top_up_then_crash(*args: Any, **kw: Any) -> Any:
-        top_up(*args, **kw)
-        raise Crash
-
-    components.accounts.top_up = top_up_then_crash  # type: ignore[method-assign]
-    with pytest.raises(Crash):
-        await selfcare.redeem_voucher(A, code)
-    components.accounts.top_up = top_up  # type: ignore[method-assign]
+    await redeem_crashing_after_the_top_up(mw, A, code)
     assert wallet(components, A) == before + 900  # the store has it; the voucher is not credited
     assert_store_agrees_with_record(components, A)
     for other in others:
@@ -322,16 +330,7 @@ async def test_reconcile_keeps_a_held_reference(mw: Harness) -> None:
     open_subscriber(components, A)
     [code] = await selfcare.create_vouchers(900, 1)
     before = wallet(components, A)
-    top_up = components.accounts.top_up
-
-    def top_up_then_crash(*args: Any, **kw: Any) -> Any:
-        top_up(*args, **kw)
-        raise Crash
-
-    components.accounts.top_up = top_up_then_crash  # type: ignore[method-assign]
-    with pytest.raises(Crash):
-        await selfcare.redeem_voucher(A, code)
-    components.accounts.top_up = top_up  # type: ignore[method-assign]
+    await redeem_crashing_after_the_top_up(mw, A, code)
     sync_record(components)
 
     def drift(account: Any) -> tuple[None, Commit]:  # the store off the record: reconcile rebuilds it
