@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 ## run the stack on embedded defaults (SQLite, embedded balance store): no Java, no cluster
 run: $(STAMP)
-	CELLCELLY_IVR_TRUSTED_PEERS="$${CELLCELLY_IVR_TRUSTED_PEERS-127.0.0.1}" $(VENV)/bin/cellcelly run
+	$(VENV)/bin/cellcelly run
 
 ## every test tier, with lint and type checks first; under CI=true nothing that can run here may skip
 test: $(STAMP) lint typecheck

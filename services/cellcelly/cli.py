@@ -108,6 +108,7 @@ async def _serve(settings: Settings, key_source: str = "$CELLCELLY_OCS_API_KEY")
         _out(f"  demo login        {DEMO.msisdn} / {login[0]}  (security key {login[1]}; shown only now)")
     if stack.ivr is not None:
         _out(f"  IVR (SIP/UDP)     sip:{settings.ivr_number}@{settings.ivr_host}:{stack.ivr_port}")
+        _out(f"  IVR callers from  {settings.ivr_trusted_peers or '(none)'}  ($CELLCELLY_IVR_TRUSTED_PEERS)")
     if stack.sms is not None:
         _out(
             f"  SMS (SMPP)        SMSC {settings.smsc_host}:{settings.smsc_port}, "
@@ -392,6 +393,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         from cellcelly.traffic.generator import TrafficConfig
 
         settings.dgw_allowed_peers = f"{TrafficConfig.origin_host}@{TrafficConfig.origin_realm}"
+    if not settings.ivr_trusted_peers:
+        # a softphone on this machine calls the IVR directly: its identity headers are believed
+        settings.ivr_trusted_peers = "127.0.0.1"
     key_source = "$CELLCELLY_OCS_API_KEY"
     if settings.ocs_api_key is None:
         # kept in the data directory (0600) across restarts, so curl and tools can read it
