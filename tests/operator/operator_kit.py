@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -153,7 +154,7 @@ def stack_body(name: str, spec: dict[str, Any], namespace: str = "telco", **meta
         # at a time; giving them uids made kopf's deletion on kmock wait now and then for an event that
         # never came (1 run in 8), so they stay as the fake server gives them.
         "metadata": {"name": name, "namespace": namespace, "resourceVersion": "1", **meta},
-        "spec": spec,
+        "spec": copy.deepcopy(spec),  # a test may change its body; SPECS is shared by every test
     }
 
 
