@@ -343,7 +343,9 @@ class SqlRecords:
             # Optimistic bulk path: a batch is almost always new, so COPY it without asking which
             # ids exist; one already on record (a redelivery) fails the COPY with a unique
             # violation, and the batch is then written the careful way, which leaves those out.
-            unique = _unique(events, lambda e: e.event_id)
+            # In key order like the careful way: writers of overlapping batches then wait for each
+            # other instead of deadlocking (seen with four writers of one batch in other orders).
+            unique = sorted(_unique(events, lambda e: e.event_id), key=lambda e: e.event_id)
             try:
                 with self._write() as conn:
                     self._copy_usage(conn, unique)
