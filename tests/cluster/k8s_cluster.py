@@ -1,0 +1,85 @@
+"""A real Kubernetes control plane for tests: scripts/k8s.sh up/down, and kubectl/helm pointed at it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S_SH = ROOT / "scripts" / "k8s.sh"
+HELM_SH = ROOT / "scripts" / "helm.sh"
+
+
+def script(path: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(path), *args], capture_output=True, text=True, check=False, timeout=timeout
+    )
+
+
+def fetched() -> bool:
+    """Whether scripts/k8s.sh fetch has built the binaries (`up` fails fast with a message otherwise)."""
+    cache = Path(os.environ.get("CELLCELLY_CACHE", Path.home() / ".cache" / "cellcelly"))
+    return any(cache.glob("k8s/v*/.complete"))
+
+
+class Cluster:
+    """One control plane started in `directory`; every client gets its kubeconfig explicitly."""
+
+    def __init__(self, directory: Path, kubectl: Path, home: Path) -> None:
+        self.directory = directory
+        self.kubeconfig = directory / "kubeconfig"
+        self.kubectl_binary = kubectl
+        self.home = home
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(home),
+            "KUBECONFIG": str(self.kubeconfig),
+            # helm keeps config, cache and data under these; a test must not touch the user's
+            "HELM_CACHE_HOME": str(home / "cache"),
+            "HELM_CONFIG_HOME": str(home / "config"),
+            "HELM_DATA_HOME": str(home / "data"),
+        }
+
+    def run(self, binary: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(binary), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            check=False,
+            timeout=120,
+        )
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return self.run(self.kubectl_binary, *args, stdin=stdin)
+
+    def ok(self, *args: str, stdin: str | None = None) -> str:
+        done = self.kubectl(*args, stdin=stdin)
+        assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
+        return done.stdout
+
+    def get(self, *args: str) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.ok("get", "-o", "json", *args))
+        return result
+
+    def apply_object(self, obj: dict[str, Any], *flags: str) -> subprocess.CompletedProcess[str]:
+        return self.kubectl("apply", *flags, "-f", "-", stdin=yaml.safe_dump(obj))
+
+    def wait_gone(self, *args: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.kubectl("get", *args).returncode == 0:
+            assert time.monotonic() < deadline, f"{args} still there after {timeout}s"
+            time.sleep(0.3)
+
+
+def helm_binary(major: int) -> Path | None:
+    """The cached binary of helm `major` (scripts/helm.sh fetch), or None."""
+    done = script(HELM_SH, "path", str(major))
+    return Path(done.stdout.strip()) if done.returncode == 0 else None
