@@ -147,3 +147,49 @@ def cel_errors(resource: dict[str, Any], old: dict[str, Any] | None = None) -> l
 
 def samples() -> dict[str, dict[str, Any]]:
     return {p.stem: yaml.safe_load(p.read_text(encoding="utf-8")) for p in sorted(SAMPLES.glob("*.yaml"))}
+
+
+def _below(path: tuple[str, ...], prefix: tuple[str, ...]) -> tuple[str, ...] | None:
+    return path[len(prefix) :] if path[: len(prefix)] == prefix else None
+
+
+def _defaults(node: dict[str, Any], path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every `default` in the schema, with where it sits (as in `rules`)."""
+    if "default" in node:
+        yield path, node["default"]
+    for name, sub in node.get("properties", {}).items():
+        yield from _defaults(sub, (*path, name))
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            yield from _defaults(node[key], (*path, "*"))
+
+
+def default_rule_errors() -> list[str]:
+    """The CRD-creation check the API server makes and cel-python alone never did: each `default` is
+    validated against its own node's schema INCLUDING the CEL rules at or below that node, on the value
+    exactly as written, without the nested defaults structural defaulting would add to an object (the
+    server does not default inside a default). A rule reading a field that the default leaves out then
+    fails with "no such key" and the whole CRD is refused (kube-apiserver's
+    apiextensions/validation: ValidateCustomResourceDefinitionOpenAPISchema → defaulting.validate).
+    Transition rules see the default as both self and oldSelf, as the server passes it twice."""
+    import celpy
+
+    problems = []
+    for where, value in _defaults(schema()):
+        for rule in rules():
+            rel = _below(rule.path, where)
+            if rel is None:
+                continue
+            for node in _nodes(value, rel):
+                activation = {"self": celpy.json_to_cel(node)}
+                if rule.transition:
+                    activation["oldSelf"] = activation["self"]
+                label = ".".join(where) or "<root>"
+                try:
+                    ok = bool(_program(rule.rule).evaluate(activation))
+                except celpy.CELEvalError as exc:
+                    problems.append(f"{label}.default: {rule.rule!r}: {exc}")
+                    continue
+                if not ok:
+                    problems.append(f"{label}.default: {rule.rule!r} is false: {rule.message}")
+    return problems
