@@ -96,12 +96,6 @@ def _pause(stack: spec.Stack, current: dict[str, Any], patch: kopf.Patch) -> Non
     patch.status["phase"] = "Paused"
 
 
-def _told_back(stack: spec.Stack, current: dict[str, Any]) -> spec.Stack:
-    """The Oracle side from spec: a user's `active: primary` after a failover brings the services back."""
-    side = stack.spec.oracle.failover.active
-    return dataclasses.replace(stack, oracle_active=side) if oracle.failover_possible(stack) else stack
-
-
 async def _write_status(
     k: Kube,
     applied: reconcile.Applied,
@@ -168,8 +162,14 @@ async def _apply_stack(stack: spec.Stack, current: dict[str, Any], patch: kopf.P
     if stack.paused:
         _pause(stack, current, patch)
         return
-    stack = _told_back(stack, current)
     k = await kube()
+    if oracle.failover_possible(stack):
+        # a switch-back asked through spec is acted on now, not at the next tick; on the status as it is
+        # now, which a tick may have changed (a failover) after kopf read this body
+        fresh = await k.get(_path(stack))
+        if fresh is not None:
+            stack, current = _stack(fresh)
+        stack = await _check_failover(k, stack, current, patch, time.time())
     applied = await reconcile.apply_all(k, stack)
     log.info(
         "stack %s/%s: %d created, %d patched, %d unchanged, pruned %s",
@@ -199,18 +199,23 @@ async def delete_stack(body: kopf.Body, **_: Any) -> None:
 async def _check_failover(
     k: Kube, stack: spec.Stack, current: dict[str, Any], patch: kopf.Patch, now: float
 ) -> spec.Stack:
+    """The side in force from status (never spec: see failover.py); the primary probed on the primary
+    side, and on the standby only when a new switch-back request asks for it. Only the primary's DSN
+    (host and port, as the stack names it) is ever probed."""
     if not oracle.failover_possible(stack):
         return stack
     ostat = current.get("oracle") or {}
-    status_side: failover.Side = "standby" if ostat.get("active") == "standby" else "primary"
-    spec_side = stack.spec.oracle.failover.active
+    side: failover.Side = stack.oracle_active
+    requested = stack.spec.oracle.failover.switch_back_requested
+    handled = ostat.get("switchBackHandled")
     up: bool | None = None
-    if spec_side == "primary" and status_side == "primary":
+    if side == "primary" or failover.wants_switch_back(side, requested, handled):
         host, port = oracle.host_port(stack.spec.oracle.external.dsn)
         up = await PROBE(host, port, min(5.0, float(stack.spec.oracle.failover.primary_check_seconds)))
     decision = failover.decide(
-        spec_active=spec_side,
-        status_active=status_side,
+        active=side,
+        requested=requested,
+        handled=handled,
         primary_up=up,
         down_since=parse_time(ostat.get("primaryDownSince")),
         now=now,
@@ -219,15 +224,18 @@ async def _check_failover(
     )
     patch.status["oracle"] = failover.status_of(decision, status.timestamp(now))
     stack = dataclasses.replace(stack, oracle_active=decision.active)
-    if decision.switched and spec_side == "primary":
-        # spec first: a user puts it back to primary to come back (see failover.decide)
-        await k.patch(_path(stack), {"spec": {"oracle": {"failover": {"active": "standby"}}}})
+    if decision.switched:
         note = f"Oracle primary unreachable for {stack.spec.oracle_fail_after}s: now on standby"
         await reconcile.post_event(k, stack, "OracleFailover", note, "Warning", "Failover", now)
-    if decision.told_back:
-        await reconcile.post_event(
-            k, stack, "OracleFailback", "back on the primary", "Normal", "Failback", now
+    if decision.switched_back:
+        note = f"back on the primary, as asked (switchBackRequested {requested})"
+        await reconcile.post_event(k, stack, "OracleFailback", note, "Normal", "Failback", now)
+    if decision.refused:
+        note = (
+            f"switchBackRequested {requested} refused: the primary does not answer; staying on the standby "
+            "(set a new value once it is back)"
         )
+        await reconcile.post_event(k, stack, "OracleFailbackRefused", note, "Warning", "Failback", now)
     return stack
 
 

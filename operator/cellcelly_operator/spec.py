@@ -116,7 +116,9 @@ class Failover(_Model):
     enabled: bool = False
     primary_check_seconds: int = Field(default=10, ge=1)
     fail_after_seconds: int | None = Field(default=None, ge=0)  # None: selfHealing.failoverDelaySeconds
-    active: Literal["primary", "standby"] = "primary"
+    switch_back_requested: str | None = Field(default=None, max_length=64)  # a new value: back to the primary
+    # deprecated: the side in force is status.oracle.active; read only to seed it (see from_body)
+    active: Literal["primary", "standby"] | None = None
 
 
 class Oracle(_Model):
@@ -318,6 +320,8 @@ def from_body(body: dict[str, Any]) -> Stack:
     meta = body.get("metadata", {}) or {}
     spec = StackSpec.model_validate(body.get("spec", {}) or {})
     status = body.get("status", {}) or {}
+    # status holds the side in force; spec.oracle.failover.active (written there by operators before
+    # the move to status) only seeds a stack whose status has none yet; once status has it, never read
     active = (status.get("oracle") or {}).get("active") or spec.oracle.failover.active
     return Stack(
         name=meta["name"],

@@ -12,14 +12,15 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from cellcelly_operator import bench
-from operator_kit import Api
+from operator_kit import TEST_AGENT, Api, spec_writes
 
 
 @pytest_asyncio.fixture()
 async def api(kmock: Any) -> AsyncIterator[Api]:
     bench.declare(kmock)
     url = str(kmock.url).rstrip("/")
-    async with aiohttp.ClientSession() as session:
+    # named, so spec_writes can tell the tests' own writes (a user's) from the operator's
+    async with aiohttp.ClientSession(headers={"User-Agent": TEST_AGENT}) as session:
         yield Api(url, session)
 
 
@@ -49,7 +50,7 @@ class Operator:
 
 
 @pytest.fixture()
-def operator(api: Api, tmp_path: Path) -> Any:
+def operator(api: Api, kmock: Any, tmp_path: Path) -> Any:
     op = Operator(api, tmp_path)
     try:
         yield op
@@ -57,3 +58,5 @@ def operator(api: Api, tmp_path: Path) -> Any:
         op.stop()
         # shown by pytest on failure (-rA shows it always)
         sys.stdout.write(op.log.read_text()[-6000:])
+    # every flow: the operator never writes a stack's spec (the user's; a GitOps tool would revert it)
+    assert spec_writes(list(kmock)) == []

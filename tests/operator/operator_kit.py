@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +119,9 @@ SPECS: dict[str, dict[str, Any]] = {
         "oracle": {
             "mode": "external",
             "external": {
-                "dsn": "oracle+oracledb://@db-primary.example:1521/?service_name=CELLCELLY",
-                "standbyDsn": "oracle+oracledb://@db-standby.example:1522/?service_name=CELLCELLY",
+                # on 127.0.0.1: an operator run on this matrix probes the primary and must reach nothing else
+                "dsn": "oracle+oracledb://@127.0.0.1:1521/?service_name=CELLCELLY",
+                "standbyDsn": "oracle+oracledb://@127.0.0.1:1522/?service_name=CELLCELLY",
                 "secretRef": {"name": "oracle-creds"},
             },
             "failover": {"enabled": True, "failAfterSeconds": 30},
@@ -161,6 +163,34 @@ def stack_body(name: str, spec: dict[str, Any], namespace: str = "telco", **meta
 # ---------------------------------------------------------------------------------------------- kmock
 
 VERBS = bench.VERBS  # what kmock lets clients do with a kind (bench.declare declares them all)
+TEST_AGENT = "cellcelly-tests"  # User-Agent of the tests' own requests (Api); all others are the operator's
+
+
+def spec_writes(requests: Iterable[Any], *, agent_excluded: str | None = TEST_AGENT) -> list[str]:
+    """Writes to a CellCellyStack that touch its spec, from kmock's record of every request (what kmock
+    adds here: a real server keeps no such record). The operator must send none: spec is the user's,
+    and what the operator writes there a GitOps tool reverts."""
+    out = []
+    for r in requests:
+        method = str(getattr(r.method, "value", r.method))
+        if method not in ("POST", "PUT", "PATCH"):
+            continue
+        if "/cellcellystacks" not in str(r.url.path):
+            continue
+        if agent_excluded is not None and r.headers.get("User-Agent") == agent_excluded:
+            continue
+        data = r.data
+        if data is None and r.body:
+            try:
+                data = json.loads(r.body)
+            except ValueError:
+                data = None
+        touches = (isinstance(data, dict) and "spec" in data) or (
+            isinstance(data, list) and any(str(op.get("path", "")).startswith("/spec") for op in data)
+        )
+        if touches:
+            out.append(f"{method} {r.url.path} {str(data)[:200]}")
+    return out
 
 
 class Api:

@@ -189,7 +189,7 @@ def test_services_are_wired_to_the_back_ends_by_configuration() -> None:
     assert cm["CELLCELLY_BALANCE_STORE"] == "voltdb" and cm["CELLCELLY_VOLTDB_SERVERS"] == "v0.example:21212"
     assert cm["CELLCELLY_CACHE"] == "hazelcast" and cm["CELLCELLY_HAZELCAST_MEMBERS"] == "hz0.example:5701"
     assert cm["CELLCELLY_HAZELCAST_CLUSTER"] == "prod"
-    assert "@db-primary.example:1521/" in cm["CELLCELLY_DATABASE_URL"]
+    assert "@127.0.0.1:1521/" in cm["CELLCELLY_DATABASE_URL"]
     # managed back ends are absent when external
     assert not any(m["kind"] == "StatefulSet" for m in manifests)
     deployments = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "Deployment"}
@@ -285,7 +285,7 @@ def test_a_configuration_change_rolls_the_deployments() -> None:
     a = services.deployment(primary, "ocs")["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH]
     b = services.deployment(standby, "ocs")["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH]
     assert a != b
-    assert "db-standby.example:1522" in services.config_data(standby)["CELLCELLY_DATABASE_URL"]
+    assert "@127.0.0.1:1522/" in services.config_data(standby)["CELLCELLY_DATABASE_URL"]
     # and the same spec renders the same hash (no needless rollouts)
     assert (
         a

@@ -172,8 +172,9 @@ def test_restart_baseline_round_trips_through_status_and_survives_hand_edits() -
 
 def decide(**kw: object) -> failover.Decision:
     args: dict[str, object] = dict(
-        spec_active="primary",
-        status_active="primary",
+        active="primary",
+        requested=None,
+        handled=None,
         primary_up=True,
         down_since=None,
         now=NOW,
@@ -197,8 +198,13 @@ def test_status_records_when_the_services_last_switched() -> None:
     assert waiting == {"active": "primary", "primaryDownSince": status.timestamp(NOW)}
     switched = failover.status_of(decide(primary_up=False, down_since=NOW, now=NOW + 30), "t1")
     assert switched == {"active": "standby", "primaryDownSince": None, "lastSwitchTime": "t1"}
-    told = failover.status_of(decide(spec_active="primary", status_active="standby", primary_up=None), "t2")
-    assert told["lastSwitchTime"] == "t2" and told["active"] == "primary"
+    back = failover.status_of(decide(active="standby", requested="r1", primary_up=True), "t2")
+    assert back == {
+        "active": "primary",
+        "primaryDownSince": None,
+        "switchBackHandled": "r1",
+        "lastSwitchTime": "t2",
+    }
 
 
 def test_fail_after_is_the_oracle_setting_else_the_stack_wide_delay() -> None:
@@ -218,11 +224,81 @@ def test_a_primary_back_in_time_resets_the_clock() -> None:
     assert decide(primary_up=True, down_since=NOW).primary_down_since is None
 
 
-def test_back_to_primary_only_when_told() -> None:
-    stay = decide(spec_active="standby", status_active="standby", primary_up=None)
-    assert stay.active == "standby" and not stay.switched
-    told = decide(spec_active="primary", status_active="standby", primary_up=None)
-    assert told.active == "primary" and told.told_back
+def test_back_to_primary_only_on_a_new_request_and_only_if_the_primary_answers() -> None:
+    # on the standby with no request, or the one already handled: stay, nothing probed
+    assert not failover.wants_switch_back("standby", None, None)
+    assert not failover.wants_switch_back("standby", "r1", "r1")
+    assert not failover.wants_switch_back("primary", "r2", "r1")
+    assert failover.wants_switch_back("standby", "r2", "r1")
+    stay = decide(active="standby", requested="r1", handled="r1", primary_up=None)
+    assert (stay.active, stay.handled, stay.switched_back) == ("standby", "r1", False)
+    back = decide(active="standby", requested="r2", handled="r1", primary_up=True)
+    assert (back.active, back.handled, back.switched_back) == ("primary", "r2", True)
+    # asked while the primary is still down: refused and handled, never acted on later by itself
+    refused = decide(active="standby", requested="r2", handled="r1", primary_up=False)
+    assert (refused.active, refused.handled, refused.refused) == ("standby", "r2", True)
+    later = decide(active="standby", requested="r2", handled=refused.handled, primary_up=None)
+    assert later.active == "standby" and not later.switched_back
+
+
+def test_a_request_already_there_does_not_undo_a_later_failover() -> None:
+    """A value in Git before any failover is handled on the primary as nothing to do, so the failover
+    that comes later is not undone by it at the next pass (a GitOps re-apply brings the same value)."""
+    on_primary = decide(requested="2026-12-01T00:00:00Z")
+    assert on_primary.handled == "2026-12-01T00:00:00Z"
+    failed = decide(requested="2026-12-01T00:00:00Z", primary_up=False, down_since=NOW - 30)
+    assert failed.switched and failed.handled == "2026-12-01T00:00:00Z"
+    after = decide(
+        active="standby", requested="2026-12-01T00:00:00Z", handled=failed.handled, primary_up=True
+    )
+    assert after.active == "standby"
+
+
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from([None, "a", "b", "c"]), st.sampled_from([None, True, False])),
+        max_size=30,
+    )
+)
+def test_the_standby_is_left_only_for_a_request_not_handled_before(
+    steps: list[tuple[str | None, bool | None]],
+) -> None:
+    """Whatever the spec says over time and whether the primary answers: leaving the standby takes a
+    request value different from the one handled, and the primary answering (what GitOps re-applies,
+    the same value, never counts twice)."""
+    active: failover.Side = "standby"
+    handled: str | None = None
+    for requested, up in steps:
+        probed = (
+            up if (active == "primary" or failover.wants_switch_back(active, requested, handled)) else None
+        )
+        d = decide(
+            active=active, requested=requested, handled=handled, primary_up=probed, down_since=NOW - 60
+        )
+        if active == "standby" and d.active == "primary":
+            assert requested is not None and requested != handled and probed is True and d.switched_back
+        if active == "standby" and not (requested and requested != handled):
+            assert d.active == "standby"
+        active, handled = d.active, d.handled
+
+
+def test_the_side_comes_from_status_and_spec_only_seeds_a_stack_without_one() -> None:
+    """Migration: operators before this wrote spec.oracle.failover.active; status wins whenever it has
+    the side, so a GitOps tool putting `active: primary` back in spec switches nothing."""
+    from cellcelly_operator import spec
+
+    def side(failover_: dict[str, object], status_: dict[str, object] | None) -> str:
+        body = {
+            "metadata": {"name": "demo", "namespace": "telco"},
+            "spec": {"oracle": {"failover": failover_}},
+            "status": status_ or {},
+        }
+        return spec.from_body(body).oracle_active
+
+    assert side({"active": "primary"}, {"oracle": {"active": "standby"}}) == "standby"
+    assert side({"active": "standby"}, {"oracle": {"active": "primary"}}) == "primary"
+    assert side({"active": "standby"}, None) == "standby"  # seeded once; the first status write keeps it
+    assert side({}, None) == "primary"
 
 
 def test_dsn_host_port() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from cellcelly_operator import children, failover, spec
-from operator_kit import SPECS, VERBS, Api, crd_schema, eventually, pruned, stack_body
+from operator_kit import SPECS, VERBS, Api, crd_schema, eventually, pruned, spec_writes, stack_body
 
 pytestmark = [pytest.mark.operator, pytest.mark.timeout(120)]
 
@@ -334,25 +334,53 @@ async def _has_status(api: Api, name: str) -> bool:
     return bool((await stack_status(api, name)).get("conditions"))
 
 
-async def test_oracle_failover_to_the_standby_and_back_when_told(api: Api, operator: Any) -> None:
-    primary = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
-    port = primary.sockets[0].getsockname()[1]
+class Listener:
+    """A TCP listener on 127.0.0.1 that counts the connections it accepts (an Oracle listener, as far
+    as the operator's probe can tell)."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    def _accept(self, _r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        w.close()
+
+    async def start(self) -> Listener:
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def test_oracle_failover_to_the_standby_and_back_only_when_asked(
+    api: Api, operator: Any, kmock: Any
+) -> None:
+    """The side in force lives in status; spec is never written (the operator fixture checks every
+    request kmock recorded); a re-applied spec switches nothing; a switch-back is a new
+    switchBackRequested, refused while the primary is down; only the primary's host:port is probed."""
+    primary = await Listener().start()
+    standby = await Listener().start()
     spec_ = {
         **SPECS["external"],
         "oracle": {
             "mode": "external",
             "external": {
-                "dsn": f"oracle+oracledb://@127.0.0.1:{port}/?service_name=CELLCELLY",
-                "standbyDsn": "oracle+oracledb://@db-standby.example:1522/?service_name=CELLCELLY",
+                "dsn": f"oracle+oracledb://@127.0.0.1:{primary.port}/?service_name=CELLCELLY",
+                "standbyDsn": f"oracle+oracledb://@127.0.0.1:{standby.port}/?service_name=CELLCELLY",
                 "secretRef": {"name": "oracle-creds"},
             },
             "failover": {"enabled": True, "primaryCheckSeconds": 1},  # failAfterSeconds from selfHealing
         },
         "selfHealing": {"failoverDelaySeconds": 1},
     }
-    await api.create(
-        f"/apis/cellcelly.io/v1alpha1/namespaces/{NS}/cellcellystacks", stack_body("demo", spec_)
-    )
+    body = stack_body("demo", spec_)
+    await api.create(f"/apis/cellcelly.io/v1alpha1/namespaces/{NS}/cellcellystacks", body)
     await eventually(lambda: children_exist(api, "demo", spec_), what="every child")
 
     async def database_url() -> str:
@@ -363,36 +391,70 @@ async def test_oracle_failover_to_the_standby_and_back_when_told(api: Api, opera
         d = await api.get(f"/apis/apps/v1/namespaces/{NS}/deployments/demo-ocs")
         return str((d or {})["spec"]["template"]["metadata"]["annotations"]["cellcelly.io/config-hash"])
 
-    assert f"127.0.0.1:{port}" in await database_url()
+    async def oracle_status() -> dict[str, Any]:
+        return dict((await stack_status(api, "demo")).get("oracle") or {})
+
+    async def reasons() -> list[str]:
+        return [e["reason"] for e in await api.items(f"/apis/events.k8s.io/v1/namespaces/{NS}/events")]
+
+    assert f"127.0.0.1:{primary.port}" in await database_url()
     await asyncio.sleep(1.5)  # a few checks with the primary up: no switch
-    assert (await stack_status(api, "demo")).get("oracle", {}).get("active") == "primary"
+    assert (await oracle_status()).get("active") == "primary"
+    assert primary.accepted >= 1  # the probe reached the primary the stack names ...
     before = await config_hash()
-    primary.close()
-    await primary.wait_closed()
+    await primary.stop()
 
     async def on_standby() -> bool:
-        st = await stack_status(api, "demo")
-        return (
-            st.get("oracle", {}).get("active") == "standby"
-            and "db-standby.example:1522" in await database_url()
-        )
+        st = await oracle_status()
+        return st.get("active") == "standby" and f"127.0.0.1:{standby.port}" in await database_url()
 
     await eventually(on_standby, what="services on the standby")
     assert await config_hash() != before  # the Deployments roll onto the new URL
-    body = await api.get(api.stack("demo"))
-    assert body is not None and body["spec"]["oracle"]["failover"]["active"] == "standby"
-    events = await api.items(f"/apis/events.k8s.io/v1/namespaces/{NS}/events")
-    assert any(e["reason"] == "OracleFailover" for e in events)
+    stored = await api.get(api.stack("demo"))
+    assert stored is not None and "active" not in stored["spec"]["oracle"]["failover"]  # spec untouched
+    assert "OracleFailover" in await reasons()
     assert condition(await stack_status(api, "demo"), "Degraded") == "True"
 
-    await api.patch(api.stack("demo"), {"spec": {"oracle": {"failover": {"active": "primary"}}}})
+    # a GitOps tool re-applies the user's manifest (an old one even says `active: primary`): no switch
+    reapplied = {**spec_["oracle"]["failover"], "active": "primary"}
+    await api.patch(api.stack("demo"), {"spec": {"oracle": {"failover": reapplied}}})
+    await asyncio.sleep(2.5)
+    assert (await oracle_status()).get("active") == "standby"
+    assert f"127.0.0.1:{standby.port}" in await database_url()
+
+    # asked back while the primary is still down: refused, handled, still on the standby
+    await api.patch(api.stack("demo"), {"spec": {"oracle": {"failover": {"switchBackRequested": "1"}}}})
+
+    async def refused() -> bool:
+        return (await oracle_status()).get(
+            "switchBackHandled"
+        ) == "1" and "OracleFailbackRefused" in await reasons()
+
+    await eventually(refused, what="the switch-back refused while the primary is down")
+    await asyncio.sleep(1.5)  # the refused request is not taken up again by later passes
+    assert (await oracle_status()).get("active") == "standby"
+
+    # the primary back, then a new request: back on it, the same configuration as before the failover
+    await primary.start()
+    await api.patch(api.stack("demo"), {"spec": {"oracle": {"failover": {"switchBackRequested": "2"}}}})
 
     async def back() -> bool:
-        st = await stack_status(api, "demo")
-        return st.get("oracle", {}).get("active") == "primary" and f"127.0.0.1:{port}" in await database_url()
+        st = await oracle_status()
+        return (
+            st.get("active") == "primary"
+            and st.get("switchBackHandled") == "2"
+            and f"127.0.0.1:{primary.port}" in await database_url()
+        )
 
-    await eventually(back, what="back on the primary when told")
+    await eventually(back, what="back on the primary when asked")
     assert await config_hash() == before
+    assert "OracleFailback" in await reasons()
+    assert standby.accepted == 0  # ... and nothing else: the standby was never probed
+    # the check the operator fixture makes can fail: it sees the spec writes the test made as a user
+    mine = spec_writes(list(kmock), agent_excluded=None)
+    assert any("switchBackRequested" in w for w in mine), mine
+    await standby.stop()
+    await primary.stop()
 
 
 async def test_tcp_probe_sees_a_real_listener_come_and_go() -> None:
