@@ -19,6 +19,7 @@ import kopf
 import pydantic
 
 from cellcelly_operator import failover, healing, oracle, reconcile, spec, status
+from cellcelly_operator import settings as operator_settings
 from cellcelly_operator.healing import parse_time
 from cellcelly_operator.kube import ApiError, Kube
 from cellcelly_operator.labels import GROUP, PLURAL, VERSION
@@ -47,6 +48,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # kopf's own events use generateName; ours are named (events.py), and the fake API server needs that
     settings.posting.enabled = False
     settings.watching.server_timeout = 300
+    operator_settings.tune(settings, os.environ.get(operator_settings.SCOPE_ENV, "cluster"))
 
 
 @kopf.on.login()

@@ -45,48 +45,55 @@ app.kubernetes.io/component: operator
 {{- end -}}
 
 {{/*
-The namespaced rules: exactly what the operator does in a stack's namespace.
-Children are created, patched and deleted; Secrets only read (the user or the stack chart makes them);
-Pods read and deleted (self-healing); PVCs read and deleted (storage.deletionPolicy Delete).
+The namespaced rules: exactly the requests the operator sends in a stack's namespace (list, create,
+merge-patch, delete; never PUT nor watch on children) plus kopf's own (list/watch/patch the stacks, patch
+their status, core Events). tests/platform/test_platform_rbac.py derives them from the operator's calls.
+Secrets: get and create only (the managed Oracle login and the OCS API key it makes once; never changed).
+Pods: list and delete (self-healing); PVCs: list and delete (storage.deletionPolicy Delete).
 */}}
 {{- define "cellcelly-operator.namespacedRules" -}}
 - apiGroups: [cellcelly.io]
   resources: [cellcellystacks]
-  verbs: [get, list, watch, patch, update]
+  verbs: [get, list, watch, patch]
 - apiGroups: [cellcelly.io]
   resources: [cellcellystacks/status]
-  verbs: [get, patch, update]
-# owner references with blockOwnerDeletion need update on the owner's finalizers
+  verbs: [patch]
+# owner references with blockOwnerDeletion need update on the owner's finalizers (where the
+# OwnerReferencesPermissionEnforcement admission plugin runs)
 - apiGroups: [cellcelly.io]
   resources: [cellcellystacks/finalizers]
   verbs: [update]
 - apiGroups: [apps]
   resources: [statefulsets, deployments]
-  verbs: [get, list, watch, create, update, patch, delete]
+  verbs: [list, create, patch, delete]
 - apiGroups: [""]
   resources: [services, configmaps]
-  verbs: [get, list, watch, create, update, patch, delete]
+  verbs: [list, create, patch, delete]
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, list, watch]
+  verbs: [get, create]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch, delete]
+  verbs: [list, delete]
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
-  verbs: [get, list, watch, delete]
-- apiGroups: ["", events.k8s.io]
+  verbs: [list, delete]
+# ours (events.k8s.io) and kopf's (core)
+- apiGroups: [events.k8s.io]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [get, list, watch, create, update, patch, delete]
+  verbs: [list, create, patch, delete]
 - apiGroups: [networking.k8s.io]
   resources: [ingresses]
-  verbs: [get, list, watch, create, update, patch, delete]
+  verbs: [list, create, patch, delete]
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors]
-  verbs: [get, list, watch, create, update, patch, delete]
+  verbs: [list, create, patch, delete]
 # kopf's own: peering of namespace-scoped operators
 - apiGroups: [kopf.dev]
   resources: [kopfpeerings]

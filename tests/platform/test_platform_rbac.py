@@ -1,0 +1,224 @@
+"""The operator chart grants exactly what the operator does: verbs derived from the operator's own calls.
+
+The operator's handlers and reconcile functions run here against a recording client (a subclass of the
+operator's own `Kube` whose transport records each request and answers from a made-up cluster: children
+that drifted, one that is no longer wanted, a crash-looping pod, a claim, a failed-over Oracle primary),
+so every path that sends a request is taken. Each request becomes (API group, resource, verb) as the API
+server's authorizer sees it; with kopf's own needs (listed below, with why) that must equal the rules of
+the chart's Role (namespace scope) and ClusterRole (cluster scope). A verb the operator starts using
+without a grant fails here, and so does a grant nothing uses. (On a real server the issue saw the
+missing one as `secrets is forbidden: ... cannot create resource "secrets"`.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from typing import Any
+
+import kopf
+import pytest
+from cellcelly_operator import children, handlers, spec
+from cellcelly_operator.kube import Kube
+from platform_crd import defaulted, samples
+from platform_helm import Helm
+from test_platform_charts import by_kind, grants, render
+
+pytestmark = [pytest.mark.platform, pytest.mark.timeout(300)]
+
+Grant = tuple[str, str]  # (API group, resource[/subresource])
+
+# What kopf itself sends, not our code: it lists and watches the stacks, patches them (its finalizer and
+# its progress annotations) and their status (the handlers' `patch.status`), and posts core Events
+# (settings.posting). Peering (kopf.dev) only with --peering; the chart grants it in both modes so a
+# values change alone turns it on. The finalizers subresource: an owner reference with
+# blockOwnerDeletion needs `update` on it where the OwnerReferencesPermissionEnforcement admission
+# plugin runs (OpenShift and hardened clusters).
+KOPF_NEEDS: dict[Grant, set[str]] = {
+    ("cellcelly.io", "cellcellystacks"): {"list", "watch", "patch"},
+    ("cellcelly.io", "cellcellystacks/status"): {"patch"},
+    ("cellcelly.io", "cellcellystacks/finalizers"): {"update"},
+    ("", "events"): {"create"},
+    ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"},
+}
+# kopf in cluster scope only: cluster-wide peering, and the scanning of namespaces and CRDs (off in
+# namespace scope: handlers.configure disables it, so no cluster-wide grant is needed there)
+KOPF_CLUSTER_NEEDS: dict[Grant, set[str]] = {
+    ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
+    ("", "namespaces"): {"list", "watch"},
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+}
+
+
+def authz(method: str, path: str, params: dict[str, Any] | None) -> tuple[Grant, str]:
+    """(group, resource, verb) of one request, as the API server's RBAC authorizer names them."""
+    parts = path.strip("/").split("/")
+    if parts[0] == "api":
+        group, rest = "", parts[2:]
+    else:
+        group, rest = parts[1], parts[3:]
+    assert rest[0] == "namespaces", f"the operator sends only namespaced requests: {path}"
+    plural, tail = rest[2], rest[3:]
+    resource = f"{plural}/{tail[1]}" if len(tail) > 1 else plural
+    watching = bool(params and params.get("watch"))
+    verb = {
+        "GET": "watch" if watching else ("get" if tail else "list"),
+        "POST": "create",
+        "PUT": "update",
+        "PATCH": "patch",
+        "DELETE": "delete" if tail else "deletecollection",
+    }[method]
+    return (group, resource), verb
+
+
+class Recording(Kube):
+    """The operator's client with its transport replaced: records, and answers from `world`."""
+
+    def __init__(self, world: dict[str, Any]) -> None:  # no session: nothing leaves the process
+        self.world = world
+        self.calls: list[tuple[Grant, str]] = []
+
+    async def close(self) -> None:
+        return None
+
+    async def _call(self, method: str, path: str, body: Any = None, **kw: Any) -> dict[str, Any] | None:
+        grant, verb = authz(method, path, kw.get("params"))
+        self.calls.append((grant, verb))
+        if method != "GET":
+            return {}
+        if path in self.world:
+            got: dict[str, Any] | None = copy.deepcopy(self.world[path])
+            return got
+        return {"items": []} if verb == "list" else None  # an empty collection; an absent object (404)
+
+
+def _labels(stack: spec.Stack, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": component,
+        "app.kubernetes.io/instance": stack.name,
+        "app.kubernetes.io/part-of": "cellcelly",
+        "app.kubernetes.io/managed-by": "cellcelly-operator",
+    }
+
+
+def world_of(stack: spec.Stack, body: dict[str, Any]) -> dict[str, Any]:
+    """A cluster where every pass has work: each child drifted, one child no longer wanted per kind, a
+    crash-looping pod, a claim, and the stack itself (the timer reads it afresh)."""
+    lists: dict[str, list[dict[str, Any]]] = {}
+    for manifest in children.build(stack):
+        live = copy.deepcopy(manifest)
+        live["metadata"].setdefault("annotations", {})["drift"] = "yes"
+        live.pop("spec", None)  # what the operator wants is gone: a patch puts it back
+        live.pop("data", None)
+        lists.setdefault(manifest["kind"], []).append(live)
+    for kind_name in children.OWNED_KINDS:
+        meta = {
+            "name": f"{stack.name}-unwanted",
+            "namespace": stack.namespace,
+            "labels": _labels(stack, "old"),
+        }
+        lists.setdefault(kind_name, []).append({"kind": kind_name, "metadata": meta})
+    component, _ = next(iter(children.workloads(stack).items()))
+    crashing = {"name": "CrashLoopBackOff"}
+    pod_status = {
+        "containerStatuses": [{"restartCount": 7, "state": {"waiting": {"reason": crashing["name"]}}}]
+    }
+    pod_meta = {"name": f"{stack.name}-{component}-0", "labels": _labels(stack, component)}
+    lists["Pod"] = [{"kind": "Pod", "metadata": pod_meta, "status": pod_status}]
+    claim_meta = {"name": f"data-{stack.name}-kafka-0", "labels": _labels(stack, "kafka")}
+    lists["PersistentVolumeClaim"] = [{"kind": "PersistentVolumeClaim", "metadata": claim_meta}]
+    world: dict[str, Any] = {
+        children.KINDS[k].collection(stack.namespace): {"items": items} for k, items in lists.items()
+    }
+    world[handlers._path(stack)] = body
+    return world
+
+
+def stacks() -> list[dict[str, Any]]:
+    """The samples, one with every optional child (ingress, monitoring) and PVCs deleted with it, and the
+    failover sample after its primary has been unreachable for an hour."""
+    out = [copy.deepcopy(s) for s in samples().values() if s["metadata"].get("annotations") is None]
+    everything = copy.deepcopy(samples()["full-managed"])
+    everything["metadata"]["name"] = "everything"
+    everything["spec"]["monitoring"] = {"enabled": True}
+    everything["spec"]["services"] = {"mw": {"ingress": {"enabled": True, "host": "care.example"}}}
+    everything["spec"]["storage"] = {"deletionPolicy": "Delete"}
+    out.append(everything)
+    down = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+    for body in out:
+        body["metadata"].setdefault("namespace", "telco")
+        body["metadata"]["uid"] = f"uid-{body['metadata']['name']}"
+        body["metadata"]["generation"] = 1
+        body["status"] = {"oracle": {"active": "primary", "primaryDownSince": down}}
+    return [defaulted(b) for b in out]
+
+
+async def _down(host: str, port: int, timeout: float) -> bool:
+    return False
+
+
+def operator_calls(monkeypatch: pytest.MonkeyPatch) -> dict[Grant, set[str]]:
+    """Every request the operator's handlers send over the samples, create to delete."""
+    used: dict[Grant, set[str]] = {}
+    monkeypatch.setattr(handlers, "PROBE", _down)  # the failover sample's primary: unreachable
+
+    async def run() -> None:
+        for body in stacks():
+            stack = spec.from_body(body)
+            # first a cluster without the stack's children (all created), then one where they drifted
+            rec = Recording({handlers._path(stack): body})
+
+            async def client(rec: Recording = rec) -> Kube:
+                return rec
+
+            monkeypatch.setattr(handlers, "kube", client)
+            await handlers.apply_stack(body=body, patch=kopf.Patch())
+            rec.world = world_of(stack, body)
+            await handlers.apply_stack(body=body, patch=kopf.Patch())
+            await handlers.tick(body=body, patch=kopf.Patch())
+            await handlers.delete_stack(body=body)
+            for grant, verb in rec.calls:
+                used.setdefault(grant, set()).add(verb)
+
+    asyncio.run(run())
+    return used
+
+
+def merged(*parts: dict[Grant, set[str]]) -> dict[Grant, set[str]]:
+    out: dict[Grant, set[str]] = {}
+    for part in parts:
+        for grant, verbs in part.items():
+            out.setdefault(grant, set()).update(verbs)
+    return out
+
+
+def test_the_recording_sees_every_kind_of_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The derivation can fail: it must see creates (Secrets among them), patches, prunes, heals."""
+    used = operator_calls(monkeypatch)
+    assert {"get", "create"} <= used[("", "secrets")]
+    for grant in (("apps", "deployments"), ("apps", "statefulsets"), ("", "configmaps")):
+        assert {"list", "create", "patch", "delete"} <= used[grant], grant
+    assert "delete" in used[("", "pods")] and "delete" in used[("", "persistentvolumeclaims")]
+    assert "create" in used[("events.k8s.io", "events")]
+
+
+def test_namespace_scope_grants_exactly_what_the_operator_uses(
+    helm: Helm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    needed = merged(operator_calls(monkeypatch), KOPF_NEEDS)
+    docs = render(helm, "operator-namespaced")
+    roles = by_kind(docs, "Role")
+    assert roles
+    for role in roles:
+        assert grants(role) == needed, role["metadata"]["namespace"]
+    # nothing cluster-wide: kopf's scanning of namespaces and CRDs is off in namespace scope
+    assert by_kind(docs, "ClusterRole") == [] and by_kind(docs, "ClusterRoleBinding") == []
+
+
+def test_cluster_scope_grants_exactly_what_the_operator_uses(
+    helm: Helm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    needed = merged(operator_calls(monkeypatch), KOPF_NEEDS, KOPF_CLUSTER_NEEDS)
+    (role,) = by_kind(render(helm, "operator-cluster"), "ClusterRole")
+    assert grants(role) == needed
