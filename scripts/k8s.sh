@@ -92,7 +92,7 @@ EOF
       k8s.io/kubernetes/cmd/kube-apiserver \
       k8s.io/kubernetes/cmd/kube-controller-manager \
       k8s.io/kubernetes/cmd/kube-scheduler
-    mv "$BIN/v3" "$BIN/etcd" # go names the etcd server binary after its module's last element
+    mv "$BIN/server" "$BIN/etcd" # go names it after the package directory, go.etcd.io/etcd/server
   ) || die "building the control plane failed"
   # kwok has its own module graph (no staging replaces): go install, pinned
   GOBIN="$BIN" go install "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION" || die "building kwok failed"
@@ -214,7 +214,7 @@ up() { # DIR
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
   pid_alive "$dir/kube-apiserver.pid" && die "already running in $dir"
-  mkdir -p "$dir/logs" "$dir/volumes"
+  mkdir -p "$dir/logs"
   touch "$dir/.cellcelly-k8s" # `down` deletes only a directory that `up` made
   local started=$SECONDS etcd_port peer_port api_port
   etcd_port="$(free_port)"
@@ -260,7 +260,7 @@ up() { # DIR
   cat "$CACHE"/stages/*.yaml | sed 's/^apiVersion:/---\napiVersion:/' >"$dir/kwok-stages.yaml"
   spawn "$dir" kwok --kubeconfig="$dir/kubeconfig" --manage-all-nodes=false \
     --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-    --cidr=10.0.1.0/24 --node-ip=127.0.0.1 --config="$dir/kwok-stages.yaml"
+    --node-lease-duration-seconds=40 --cidr=10.0.1.0/24 --node-ip=127.0.0.1 --config="$dir/kwok-stages.yaml"
 
   apply "$dir" /api/v1/nodes <<'EOF'
 apiVersion: v1
