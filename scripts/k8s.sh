@@ -303,6 +303,19 @@ EOF
 down() { # DIR
   local dir="${1:?usage: k8s.sh down DIR}" proc
   [ -d "$dir" ] || return 0
+  # the in-tree provisioner puts every volume under /tmp/hostpath_pv/<uid>, shared by all clusters on
+  # the machine: remove exactly this cluster's, as its API server lists them, while it still answers
+  if [ -f "$dir/.cellcelly-k8s" ] && pid_alive "$dir/kube-apiserver.pid"; then
+    local path
+    for path in $(api "$dir" /api/v1/persistentvolumes | python3 -c '
+import json, re, sys
+for pv in json.load(sys.stdin)["items"]:
+    path = pv["spec"].get("hostPath", {}).get("path", "")
+    if re.fullmatch(r"/tmp/hostpath_pv/[0-9a-f-]+", path):
+        print(path)' || true); do
+      rm -rf "$path"
+    done
+  fi
   for proc in $PROCS; do
     stop_pidfile "$dir/$proc.pid" 20
   done
