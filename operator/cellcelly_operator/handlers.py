@@ -49,6 +49,23 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.enabled = False
     settings.watching.server_timeout = 300
     operator_settings.tune(settings, os.environ.get(operator_settings.SCOPE_ENV, "cluster"))
+    await _require_crd(settings)
+
+
+async def _require_crd(settings: kopf.OperatorSettings) -> None:
+    """With scanning off kopf resolves the stacks' resource once, at start: begun without the CRD it would
+    idle for good (and it exits when the CRD is deleted). So it does not start without it: the pod
+    restarts until the CRD is installed, then serves."""
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+    if info is None:
+        return  # kopf's own login fails next, with its own message
+    client = Kube(info)
+    try:
+        served = await client.get(f"/apis/{GROUP}/{VERSION}")
+    finally:
+        await client.close()
+    if served is None or not any(r.get("name") == PLURAL for r in served.get("resources") or []):
+        raise kopf.PermanentError(f"the CRD {PLURAL}.{GROUP} ({VERSION}) is not installed: install it first")
 
 
 @kopf.on.login()

@@ -151,8 +151,6 @@ NAMESPACED_RULES = {
 }
 CLUSTER_ONLY_RULES = {
     ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
-    ("", "namespaces"): {"list", "watch"},
-    ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
 }
 
 
@@ -189,7 +187,7 @@ def test_namespace_scope_rbac_is_a_role_per_watched_namespace(helm: Helm) -> Non
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["billing", "telco"]
     for binding in bindings:
         assert binding["subjects"][0]["namespace"] == NAMESPACE
-    # nothing cluster-wide: the operator turns kopf's scanning of namespaces and CRDs off in this scope
+    # nothing cluster-wide: the operator turns kopf's scanning of namespaces and CRDs off (settings.tune)
     assert by_kind(docs, "ClusterRole") == [] and by_kind(docs, "ClusterRoleBinding") == []
     (container,) = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"]
     assert {"name": "CELLCELLY_OPERATOR_SCOPE", "value": "namespace"} in container["env"]

@@ -42,12 +42,10 @@ KOPF_NEEDS: dict[Grant, set[str]] = {
     ("", "events"): {"create"},
     ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"},
 }
-# kopf in cluster scope only: cluster-wide peering, and the scanning of namespaces and CRDs (off in
-# namespace scope: handlers.configure disables it, so no cluster-wide grant is needed there)
+# kopf in cluster scope only: cluster-wide peering. No namespaces or CRDs: kopf's scanning is off in both
+# scopes (settings.tune), and the CRD check at start uses discovery, which every account may read.
 KOPF_CLUSTER_NEEDS: dict[Grant, set[str]] = {
     ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
-    ("", "namespaces"): {"list", "watch"},
-    ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
 }
 
 
@@ -212,7 +210,7 @@ def test_namespace_scope_grants_exactly_what_the_operator_uses(
     assert roles
     for role in roles:
         assert grants(role) == needed, role["metadata"]["namespace"]
-    # nothing cluster-wide: kopf's scanning of namespaces and CRDs is off in namespace scope
+    # nothing cluster-wide: kopf's scanning of namespaces and CRDs is off (settings.tune)
     assert by_kind(docs, "ClusterRole") == [] and by_kind(docs, "ClusterRoleBinding") == []
 
 
