@@ -113,7 +113,10 @@ async def owned(kube: Kube, stack: Stack, kind_name: str) -> list[Manifest]:
     selector = f"app.kubernetes.io/instance={stack.name},app.kubernetes.io/part-of=cellcelly"
     items = await kube.list(kind.collection(stack.namespace), selector)
     for item in items:
-        item.setdefault("kind", kind_name)  # kmock's lists lack `kind` on items
+        # a real API server's list items carry neither (kmock's lack `kind`): without them every child
+        # differed from its manifest (contains() compares apiVersion too) and was patched on every pass
+        item.setdefault("kind", kind_name)
+        item.setdefault("apiVersion", kind.api_version)
     # label selectors are also checked here: the fake API server ignores them
     return [i for i in items if is_owned(i, stack)]
 
