@@ -22,7 +22,7 @@ from cellcelly_testing import require
 
 # the bad cases are the offline tests' own lists: one list, checked by both judges
 sys.path.insert(0, str(ROOT / "tests" / "platform"))
-from test_platform_crd import BAD_CEL, BAD_SCHEMA, _set  # noqa: E402
+from test_platform_crd import BAD_CEL, BAD_SCHEMA, _set, bad_schema_resource  # noqa: E402
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
@@ -144,13 +144,7 @@ def test_defaults_are_applied_by_the_server(crd: Cluster) -> None:
 
 @pytest.mark.parametrize("case", sorted(c for c in BAD_SCHEMA if not c.startswith("unknown phase")))
 def test_schema_refused_by_the_server(crd: Cluster, case: str) -> None:
-    path, value = BAD_SCHEMA[case]
-    resource = minimal()
-    if value is None:
-        del resource["spec"]["version"]
-    else:
-        _set(resource, path, value)
-    code, err = create(crd, resource, "--dry-run=server")
+    code, err = create(crd, bad_schema_resource(case), "--dry-run=server")
     # kubectl prints the server's 422: 'The CellCellyStack "demo" is invalid: spec...'
     assert code != 0 and "is invalid" in err, err
 

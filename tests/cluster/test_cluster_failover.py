@@ -24,6 +24,8 @@ import pytest
 import yaml
 from k8s_cluster import ROOT, Cluster
 
+from cellcelly_testing import stop_process
+
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
 CRD_PATH = ROOT / "crds" / "cellcellystacks.cellcelly.io.yaml"
@@ -104,12 +106,7 @@ def operator(cluster: Cluster, tmp_path: Path) -> Iterator[Path]:
         # deleted while the operator runs: it removes its finalizer
         cluster.kubectl("delete", "ccs", NAME, "-n", NS, "--wait=true", "--timeout=60s")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         sys.stdout.write(log.read_text()[-6000:])
         cluster.kubectl("delete", "namespace", NS, "--wait=false")
         cluster.kubectl("delete", "crd", CRD_NAME, "--ignore-not-found", "--wait=true", "--timeout=60s")

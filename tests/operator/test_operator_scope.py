@@ -23,6 +23,8 @@ import pytest
 from cellcelly_operator import bench, children, settings, spec
 from operator_kit import SPECS, Api, eventually, stack_body
 
+from cellcelly_testing import stop_process
+
 pytestmark = [pytest.mark.operator, pytest.mark.timeout(120)]
 
 NS = "telco"
@@ -83,10 +85,5 @@ async def test_namespace_scope_handles_a_stack_at_once_and_lists_no_namespaces(
         assert took < 20, took
         assert [str(r.url.path) for r in list(kmock) if _scanning(r)] == []
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         sys.stdout.write(log.read_text()[-4000:])

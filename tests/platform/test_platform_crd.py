@@ -191,15 +191,20 @@ BAD_SCHEMA = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(BAD_SCHEMA))
-def test_schema_rejects(case: str) -> None:
+def bad_schema_resource(case: str) -> dict[str, Any]:
+    """The minimal stack with BAD_SCHEMA's `case` put into it (also sent to a real API server)."""
     path, value = BAD_SCHEMA[case]
     resource = minimal()
     if value is None:
         del resource["spec"]["version"]
     else:
         _set(resource, path, value)
-    assert schema_errors(defaulted(resource)) != []
+    return resource
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SCHEMA))
+def test_schema_rejects(case: str) -> None:
+    assert schema_errors(defaulted(bad_schema_resource(case))) != []
 
 
 def test_condition_needs_the_metav1_fields() -> None:
