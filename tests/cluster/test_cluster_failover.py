@@ -75,6 +75,7 @@ class Listener:
         self.stop()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        self.loop.close()  # its self-pipe (a socketpair) would otherwise leak into a later test
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
