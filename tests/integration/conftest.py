@@ -13,17 +13,20 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from gy_client import CLIENT
 from kafka_server import KafkaServer, KafkaUnavailable, kafka_server
 from postgres import PostgresUnavailable, postgres_server
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
 from cellcelly.adapters.sql import SqlRecords
+from cellcelly.diameter.peer import PeerConnection, connect
+from cellcelly.stack import EmbeddedStack
 from cellcelly_testing import require
 
 log = logging.getLogger(__name__)
@@ -101,3 +104,11 @@ def records(db_url: str) -> Iterator[SqlRecords]:
         yield store
     finally:
         store.close()
+
+
+@pytest.fixture
+async def peer(stack: EmbeddedStack) -> AsyncIterator[PeerConnection]:
+    """A Gy client connected (CER/CEA done) to the DGW of the test module's own `stack` fixture."""
+    conn = await connect("127.0.0.1", stack.dgw_port, CLIENT)
+    yield conn
+    await conn.disconnect()

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from gy_client import CLIENT, PEERS
 
 from cellcelly.cli import DEMO, seed_demo
 from cellcelly.dgw.gateway import Gateway
@@ -31,7 +32,7 @@ from cellcelly.diameter.constants import (
     Code3gpp,
     Result,
 )
-from cellcelly.diameter.peer import LocalPeer, PeerAllowlist, PeerConnection, connect
+from cellcelly.diameter.peer import LocalPeer, PeerConnection, connect
 from cellcelly.domain.account import Status
 from cellcelly.settings import Settings
 from cellcelly.stack import EmbeddedStack, dgw_peer
@@ -39,21 +40,12 @@ from cellcelly.wiring import Components, build
 from cellcelly_testing import running_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
-CLIENT = LocalPeer("pgw.test.local", "test.local", watchdog_interval=30)
-PEERS = PeerAllowlist.parse("@test.local")  # CLIENT's realm may connect
 
 
 @pytest.fixture
 async def stack(data_dir: Path) -> AsyncIterator[EmbeddedStack]:
     async with running_stack(data_dir, admin_token="t", dgw_allowed_peers=str(PEERS)) as running:
         yield running
-
-
-@pytest.fixture
-async def peer(stack: EmbeddedStack) -> AsyncIterator[PeerConnection]:
-    conn = await connect("127.0.0.1", stack.dgw_port, CLIENT)
-    yield conn
-    await conn.disconnect()
 
 
 def ccr(

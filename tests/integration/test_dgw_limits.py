@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_dgw import CLIENT
+from gy_client import CLIENT
 
 from cellcelly.cli import DEMO
 from cellcelly.diameter.codec import Avp, Message
 from cellcelly.diameter.constants import APP_CREDIT_CONTROL, CONTEXT_PS, FLAG_P, FLAG_R, Cmd, Code, Result
-from cellcelly.diameter.peer import PeerConnection, connect
+from cellcelly.diameter.peer import PeerConnection
 from cellcelly.domain.limits import MAX_REQUEST_NUMBER, MAX_SESSION_ID, MAX_UNITS
 from cellcelly.stack import EmbeddedStack
 from cellcelly_testing import running_stack
@@ -30,13 +30,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 async def stack(data_dir: Path) -> AsyncIterator[EmbeddedStack]:
     async with running_stack(data_dir, dgw_allowed_peers="*", ocs_api_key="k" * 32) as running:
         yield running
-
-
-@pytest.fixture
-async def peer(stack: EmbeddedStack) -> AsyncIterator[PeerConnection]:
-    conn = await connect("127.0.0.1", stack.dgw_port, CLIENT)
-    yield conn
-    await conn.disconnect()
 
 
 def data_ccr(

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gy_client import CLIENT
 
 import cellcelly_testing as testing
 from cellcelly.cli import DEMO
@@ -68,7 +69,7 @@ from cellcelly.diameter.constants import (
     Code3gpp,
     Result,
 )
-from cellcelly.diameter.peer import LocalPeer, PeerConnection, State, connect
+from cellcelly.diameter.peer import PeerConnection, State, connect
 from cellcelly.stack import EmbeddedStack
 from cellcelly_testing import require
 
@@ -78,7 +79,6 @@ TESTS = Path(__file__).resolve().parents[1]
 ARTIFACTS = TESTS.parent / "artifacts"
 FD_EXTENSIONS = Path("/usr/lib/freeDiameter")
 
-CLIENT = LocalPeer("pgw.test.local", "test.local", watchdog_interval=30)
 DGW_HOST = "dgw.cellcelly.local"
 DGW_REALM = "cellcelly.local"
 FD_HOST = "fd.test.local"
