@@ -70,7 +70,8 @@ class KindStack:
 
     # --- install ---
     def install(self) -> None:
-        """CRDs, the operator (cluster-wide), then the stack; waits for Ready (15 minutes at most)."""
+        """CRDs, the operator (the chart's default, namespace scope: its release namespace, the stack's),
+        then the stack; waits for Ready (15 minutes at most)."""
         self.helm(
             "upgrade", "--install", "cellcelly-crds", str(CHARTS / "cellcelly-crds"), "--create-namespace"
         )

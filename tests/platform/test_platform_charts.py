@@ -28,7 +28,8 @@ VALIDATE_VERSIONS = ("1.25", KUBE_VERSION, "1.35")
 MATRIX: dict[str, tuple[str, list[str], list[str]]] = {
     # name: (chart, values files under tests/platform/values, --set items)
     "crds": ("cellcelly-crds", [], []),
-    "operator-cluster": ("cellcelly-operator", [], []),
+    "operator-default": ("cellcelly-operator", [], []),
+    "operator-cluster": ("cellcelly-operator", ["operator-cluster.yaml"], []),
     "operator-namespaced": ("cellcelly-operator", ["operator-namespaced.yaml"], []),
     "operator-namespaced-release": ("cellcelly-operator", ["operator-namespaced-release.yaml"], []),
     "operator-peering": ("cellcelly-operator", ["operator-peering.yaml"], []),
@@ -195,6 +196,17 @@ def test_namespace_scope_rbac_is_a_role_per_watched_namespace(helm: Helm) -> Non
     assert [r["metadata"]["namespace"] for r in by_kind(release_only, "Role")] == [NAMESPACE]
 
 
+def test_operator_defaults_to_the_release_namespace_only(helm: Helm) -> None:
+    """Least privilege by default: no values give a Role in the release namespace and nothing
+    cluster-wide; cluster scope is opt-in (watch.scope=cluster)."""
+    docs = render(helm, "operator-default")
+    assert [r["metadata"]["namespace"] for r in by_kind(docs, "Role")] == [NAMESPACE]
+    assert [b["metadata"]["namespace"] for b in by_kind(docs, "RoleBinding")] == [NAMESPACE]
+    assert by_kind(docs, "ClusterRole") == [] and by_kind(docs, "ClusterRoleBinding") == []
+    args = operator_container(docs)["args"]
+    assert f"--namespace={NAMESPACE}" in args and "--all-namespaces" not in args
+
+
 def operator_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     (deployment,) = by_kind(docs, "Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
@@ -250,7 +262,7 @@ def test_operator_with_an_existing_service_account(helm: Helm) -> None:
     (deployment,) = by_kind(docs, "Deployment")
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "existing-operator"
-    (binding,) = by_kind(docs, "ClusterRoleBinding")
+    (binding,) = by_kind(docs, "RoleBinding")
     assert binding["subjects"][0]["name"] == "existing-operator"
 
 
