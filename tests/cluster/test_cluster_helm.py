@@ -1,0 +1,420 @@
+"""The three charts on a real API server (scripts/k8s.sh: Kubernetes 1.36.3, kwok pods, the
+controller-manager's Deployment controller and garbage collector) with helm 4 and helm 3, as a platform
+engineer runs them: install cellcelly-crds, cellcelly-operator (its default, namespace scope) and
+cellcelly-stack; upgrade, where a changed value rolls the right pods and only them; rollback (the
+revision and the objects back); uninstall (everything gone, but what stays by design: the CRD, helm's
+crds/ semantics, and the PVCs of a stack whose storage.deletionPolicy is Retain). The stack reaches
+`kubectl wait --for=condition=Ready`, `kubectl get ccs` shows the CRD's printer columns with real values,
+and the values the kind e2e installs (e2e/kind-values.yaml) are accepted and go Ready.
+
+kwok runs no container: the operator runs here (`kopf run`) with the installed Deployment's own
+arguments and environment, authenticated as the chart's ServiceAccount (a token minted for it), so the
+chart's RBAC is what it gets: a refused request fails the test."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from k8s_cluster import ROOT, Cluster, helm_binary
+
+from cellcelly_testing import require, stop_process
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(420)]
+
+CHARTS = ROOT / "charts"
+CRD_NAME = "cellcellystacks.cellcelly.io"
+OPERATOR = "op"  # release names: the operator's resources are then op-cellcelly-operator
+STACK = "demo"
+WORKLOADS = "deployments,statefulsets"
+# every kind a stack's uninstall must leave nothing of (PVCs are checked on their own: Retain keeps them)
+STACK_KINDS = "deployments,statefulsets,services,configmaps,secrets,poddisruptionbudgets,ingresses"
+
+
+def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}: last {last!r}")
+
+
+class Helm:
+    """One helm binary pointed at the cluster (its kubeconfig and a home of the test's own)."""
+
+    def __init__(self, cluster: Cluster, major: int) -> None:
+        binary = helm_binary(major)
+        require(binary is not None, f"helm {major} not fetched: run scripts/helm.sh fetch")
+        assert binary is not None
+        self.cluster, self.binary, self.major = cluster, binary, major
+
+    def __call__(self, *args: str) -> str:
+        done = self.cluster.run(self.binary, *args)
+        assert done.returncode == 0, f"helm {self.major} {' '.join(args)}: {done.stderr}"
+        return done.stdout
+
+    def history(self, release: str, ns: str) -> list[dict[str, Any]]:
+        got: list[dict[str, Any]] = yaml.safe_load(self("history", release, "-n", ns, "-o", "yaml"))
+        return got
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalOperator:
+    """What the installed Deployment's pod would run, run here: its command, arguments and environment
+    read from the server, the liveness endpoint on a free local port, and a token of its ServiceAccount."""
+
+    def __init__(self, cluster: Cluster, ns: str, workdir: Path) -> None:
+        self.cluster, self.ns = cluster, ns
+        self.log = workdir / "operator.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        pod = cluster.get("deployment", f"{OPERATOR}-cellcelly-operator", "-n", ns)["spec"]["template"][
+            "spec"
+        ]
+        (container,) = pod["containers"]
+        assert container["command"] == ["kopf"], container["command"]
+        port = _free_port()
+        self.args = [
+            re.sub(r"^--liveness=.*", f"--liveness=http://127.0.0.1:{port}/healthz", a)
+            for a in container["args"]
+        ]
+        token = cluster.ok("create", "token", pod["serviceAccountName"], "-n", ns, "--duration=1h").strip()
+        kubeconfig = workdir / "operator-kubeconfig"
+        cluster_entry = {
+            "server": (cluster.directory / "apiserver.url").read_text().strip(),
+            "certificate-authority": str(cluster.directory / "pki" / "ca.crt"),
+        }
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "k", "cluster": cluster_entry}],
+            "users": [{"name": "operator", "user": {"token": token}}],
+            "contexts": [{"name": "k", "context": {"cluster": "k", "user": "operator"}}],
+            "current-context": "k",
+        }
+        kubeconfig.write_text(yaml.safe_dump(config), encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "CELLCELLY_OPERATOR"))}
+        downward = {"metadata.name": "operator-0", "metadata.namespace": ns}
+        for var in container["env"]:
+            value = var.get("value")
+            env[var["name"]] = (
+                str(value) if value is not None else downward[var["valueFrom"]["fieldRef"]["fieldPath"]]
+            )
+        env.update(KUBECONFIG=str(kubeconfig), CELLCELLY_OPERATOR_TICK="1")
+        self.env = env
+
+    def start(self) -> LocalOperator:
+        with self.log.open("a") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "kopf", *self.args], env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
+
+    def forbidden(self) -> list[str]:
+        text = self.log.read_text(encoding="utf-8") if self.log.exists() else ""
+        return [line for line in text.splitlines() if re.search("forbidden", line, re.IGNORECASE)]
+
+
+def replica_sets(cluster: Cluster, ns: str, selector: str) -> dict[str, int]:
+    """name → replicas of the ReplicaSets a selector picks (the old ones stay, scaled to 0)."""
+    items = cluster.get("replicasets", "-n", ns, "-l", selector)["items"]
+    return {r["metadata"]["name"]: int(r["spec"]["replicas"]) for r in items}
+
+
+def active(sets: dict[str, int]) -> str:
+    (name,) = [n for n, replicas in sets.items() if replicas > 0]
+    return name
+
+
+def running_pods_of(cluster: Cluster, ns: str, selector: str) -> dict[str, str]:
+    """Running pod name → its pod-template-hash (which ReplicaSet made it)."""
+    items = cluster.get("pods", "-n", ns, "-l", selector)["items"]
+    return {
+        p["metadata"]["name"]: p["metadata"]["labels"].get("pod-template-hash", "")
+        for p in items
+        if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+    }
+
+
+def workloads(cluster: Cluster, ns: str, instance: str) -> dict[str, dict[str, Any]]:
+    items = cluster.get(WORKLOADS, "-n", ns, "-l", f"app.kubernetes.io/instance={instance}")["items"]
+    return {f"{o['kind']}/{o['metadata']['name']}": o for o in items}
+
+
+def ready(stack: dict[str, Any]) -> bool:
+    status = stack.get("status") or {}
+    conds = {c["type"]: c["status"] for c in status.get("conditions") or []}
+    return (
+        conds.get("Ready") == "True" and status.get("observedGeneration") == stack["metadata"]["generation"]
+    )
+
+
+def mw_memory_limit(obj: dict[str, Any]) -> str:
+    (container,) = obj["spec"]["template"]["spec"]["containers"]
+    return str(container["resources"]["limits"]["memory"])
+
+
+@pytest.fixture(params=[4, 3], ids=["helm4", "helm3"])
+def helm(request: pytest.FixtureRequest, cluster: Cluster) -> Helm:
+    return Helm(cluster, request.param)
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, helm: Helm) -> Iterator[str]:
+    """A namespace per helm major; afterwards every release, the namespace and the CRD removed (the next
+    test starts without the CRD, as the crds chart's first install expects)."""
+    ns = f"helm{helm.major}"
+    cluster.kubectl("delete", "crd", CRD_NAME, "--ignore-not-found", "--wait=true", "--timeout=60s")
+    try:
+        yield ns
+    finally:
+        for release in (STACK, "e2e", OPERATOR, "cellcelly-crds"):
+            cluster.run(helm.binary, "uninstall", release, "-n", ns, "--ignore-not-found")
+        # a test failed with stacks left and the operator gone: their finalizers would hold the namespace
+        for name in cluster.kubectl("get", "ccs", "-n", ns, "-o", "name").stdout.split():
+            cluster.kubectl("patch", name, "-n", ns, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+        cluster.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", "--timeout=90s")
+        cluster.kubectl("delete", "crd", CRD_NAME, "--ignore-not-found", "--wait=true", "--timeout=60s")
+
+
+def test_three_charts_install_upgrade_rollback_uninstall(
+    cluster: Cluster, helm: Helm, namespace: str, tmp_path: Path
+) -> None:
+    ns = namespace
+    # --- cellcelly-crds: helm installs crds/ and waits for the CRD to be served
+    helm(
+        "install", "cellcelly-crds", str(CHARTS / "cellcelly-crds"), "-n", ns, "--create-namespace", "--wait"
+    )
+    cluster.ok("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=30s")
+
+    # --- cellcelly-operator, its defaults: namespace scope, a Role in the release namespace only
+    op_chart = str(CHARTS / "cellcelly-operator")
+    helm("install", OPERATOR, op_chart, "-n", ns, "--wait", "--timeout=90s")
+    instance = f"app.kubernetes.io/instance={OPERATOR}"
+    assert cluster.get("roles,rolebindings", "-n", ns, "-l", instance)["items"]
+    assert cluster.get("clusterroles,clusterrolebindings", "-l", instance)["items"] == []
+    first_sets = replica_sets(cluster, ns, instance)
+    first_rs = active(first_sets)
+    eventually(
+        lambda: set(running_pods_of(cluster, ns, instance).values()) == {first_rs.rsplit("-", 1)[1]},
+        "the operator pod",
+    )
+
+    # an upgrade that changes the pod template: a new ReplicaSet, its pod Running, the old one scaled to 0
+    helm(
+        "upgrade",
+        OPERATOR,
+        op_chart,
+        "-n",
+        ns,
+        "--reuse-values",
+        "--set",
+        "logLevel=--verbose",
+        "--wait",
+        "--timeout=90s",
+    )
+    deployment = cluster.get("deployment", f"{OPERATOR}-cellcelly-operator", "-n", ns)
+    assert "--verbose" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    second_sets = replica_sets(cluster, ns, instance)
+    second_rs = active(second_sets)
+    assert second_rs != first_rs and second_sets[first_rs] == 0
+    eventually(
+        lambda: set(running_pods_of(cluster, ns, instance).values()) == {second_rs.rsplit("-", 1)[1]},
+        "the new operator pod",
+    )
+    pods_before = running_pods_of(cluster, ns, instance)
+    # an upgrade that leaves the pod template alone (an annotation on the ServiceAccount): no roll
+    generation = deployment["metadata"]["generation"]
+    helm(
+        "upgrade",
+        OPERATOR,
+        op_chart,
+        "-n",
+        ns,
+        "--reuse-values",
+        "--set",
+        "serviceAccount.annotations.team=telco",
+        "--wait",
+    )
+    account = cluster.get("serviceaccount", f"{OPERATOR}-cellcelly-operator", "-n", ns)
+    assert account["metadata"]["annotations"]["team"] == "telco"
+    assert (
+        cluster.get("deployment", f"{OPERATOR}-cellcelly-operator", "-n", ns)["metadata"]["generation"]
+        == generation
+    )
+    assert replica_sets(cluster, ns, instance) == second_sets
+    assert running_pods_of(cluster, ns, instance) == pods_before
+
+    operator = LocalOperator(cluster, ns, tmp_path).start()
+    try:
+        _stack(cluster, helm, ns)
+        _kind_values(cluster, helm, ns)
+        assert operator.forbidden() == []
+    finally:
+        operator.stop()
+        sys.stdout.write(operator.log.read_text(encoding="utf-8")[-4000:] if operator.log.exists() else "")
+
+    # operator rollback to revision 1: the first pod template, so the first ReplicaSet again
+    helm("rollback", OPERATOR, "1", "-n", ns, "--wait", "--timeout=90s")
+    assert [r["revision"] for r in helm.history(OPERATOR, ns)] == [1, 2, 3, 4]
+    assert active(replica_sets(cluster, ns, instance)) == first_rs
+    deployment = cluster.get("deployment", f"{OPERATOR}-cellcelly-operator", "-n", ns)
+    assert "--verbose" not in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+    # uninstall the operator: its Deployment, pods, Service, ServiceAccount, Role and RoleBinding go
+    helm("uninstall", OPERATOR, "-n", ns, "--wait")
+    left = "deployments,replicasets,services,serviceaccounts,roles,rolebindings"
+    eventually(
+        lambda: cluster.get(left, "-n", ns, "-l", instance)["items"] == [], "the operator's objects gone"
+    )
+    eventually(lambda: running_pods_of(cluster, ns, instance) == {}, "the operator's pods gone")
+
+    # uninstall the crds chart: the release goes, the CRD stays (helm never deletes crds/: by design)
+    helm("uninstall", "cellcelly-crds", "-n", ns, "--wait")
+    assert helm("list", "-n", ns, "-q").strip() == ""
+    assert cluster.get("crd", CRD_NAME)["metadata"]["name"] == CRD_NAME
+
+
+def _stack(cluster: Cluster, helm: Helm, ns: str) -> None:
+    """The stack chart with the operator running: Ready, the printer columns, an upgrade of one service
+    rolling its Deployment alone, rollback, uninstall (the PVCs kept: deletionPolicy Retain)."""
+    chart = str(CHARTS / "cellcelly-stack")
+    token = [
+        "--set",
+        "createSecrets.mwToken.enabled=true",
+        "--set",
+        "createSecrets.mwToken.value=helm-test-token",
+    ]
+    helm("install", STACK, chart, "-n", ns, *token)
+    started = time.monotonic()
+    cluster.ok("wait", "--for=condition=Ready", f"ccs/{STACK}", "-n", ns, "--timeout=120s")
+    sys.stdout.write(f"helm {helm.major}: stack Ready {time.monotonic() - started:.1f} s after its install\n")
+    stack = eventually(
+        lambda: ready(got := cluster.get("ccs", STACK, "-n", ns)) and got, "Ready at its generation"
+    )
+    first_spec = stack["spec"]
+
+    # the printer columns, as the server renders its Table for kubectl: the CRD's, with real values
+    columns = cluster.get("crd", CRD_NAME)["spec"]["versions"][0]["additionalPrinterColumns"]
+    header, row = cluster.ok("get", "ccs", STACK, "-n", ns).splitlines()
+    assert header.split() == ["NAME"] + [c["name"].upper() for c in columns]
+    status = stack["status"]
+    name, ready_column, phase, version, age = row.split()
+    assert (name, ready_column, phase, version) == (STACK, "True", status["phase"], status["version"])
+    assert phase == "Ready" and version == first_spec["version"] and re.fullmatch(r"\d+[smh]", age)
+
+    # upgrade: one service's value changes the stack's spec, and only that service's Deployment rolls
+    before = workloads(cluster, ns, STACK)
+    assert len(before) > 5, sorted(before)
+    mw_selector = f"app.kubernetes.io/instance={STACK},app.kubernetes.io/name=mw"
+    mw_sets = replica_sets(cluster, ns, mw_selector)
+    helm(
+        "upgrade",
+        STACK,
+        chart,
+        "-n",
+        ns,
+        "--reuse-values",
+        "--set",
+        "services.mw.resources.limits.memory=600Mi",
+    )
+    stack = cluster.get("ccs", STACK, "-n", ns)
+    assert stack["spec"]["services"]["mw"]["resources"]["limits"]["memory"] == "600Mi"
+    eventually(lambda: ready(cluster.get("ccs", STACK, "-n", ns)), "the upgraded stack reconciled and Ready")
+    mw = f"Deployment/{STACK}-mw"
+    eventually(
+        lambda: mw_memory_limit(workloads(cluster, ns, STACK)[mw]) == "600Mi", "the mw Deployment changed"
+    )
+    time.sleep(3)  # three ticks: a pass that touched another workload would show by now
+    after = workloads(cluster, ns, STACK)
+    changed = sorted(k for k in before if after[k]["spec"]["template"] != before[k]["spec"]["template"])
+    assert changed == [mw], changed
+    assert {k: o["metadata"]["generation"] for k, o in after.items() if k != mw} == {
+        k: o["metadata"]["generation"] for k, o in before.items() if k != mw
+    }
+    new_sets = replica_sets(cluster, ns, mw_selector)
+    new_rs = active(new_sets)
+    assert new_rs not in mw_sets and new_sets[active(mw_sets)] == 0
+    eventually(
+        lambda: set(running_pods_of(cluster, ns, mw_selector).values()) == {new_rs.rsplit("-", 1)[1]},
+        "the mw pods of the new ReplicaSet",
+    )
+
+    # rollback: revision 3 is revision 1 again, in the spec and in the mw Deployment (its first ReplicaSet)
+    helm("rollback", STACK, "1", "-n", ns)
+    history = helm.history(STACK, ns)
+    assert [(r["revision"], r["status"]) for r in history][-1] == (3, "deployed"), history
+    assert cluster.get("ccs", STACK, "-n", ns)["spec"] == first_spec
+    eventually(
+        lambda: mw_memory_limit(workloads(cluster, ns, STACK)[mw]) == "512Mi", "the mw Deployment back"
+    )
+    eventually(
+        lambda: active(replica_sets(cluster, ns, mw_selector)) == active(mw_sets), "mw's first ReplicaSet"
+    )
+    eventually(lambda: ready(cluster.get("ccs", STACK, "-n", ns)), "Ready after the rollback")
+
+    # uninstall: the stack goes (the operator removes its finalizer), the garbage collector takes every
+    # child; the claims of the managed back ends stay (storage.deletionPolicy Retain, the default)
+    claims_before = {c["metadata"]["name"] for c in cluster.get("pvc", "-n", ns)["items"]}
+    assert claims_before and all(c.startswith(f"data-{STACK}-") for c in claims_before), claims_before
+    helm("uninstall", STACK, "-n", ns, "--wait")
+    cluster.wait_gone("ccs", STACK, "-n", ns)
+    mine = f"app.kubernetes.io/instance={STACK}"
+    eventually(lambda: cluster.get(STACK_KINDS, "-n", ns, "-l", mine)["items"] == [], "every child gone")
+    assert cluster.kubectl("get", "secret", "cellcelly-mw", "-n", ns).returncode != 0  # the chart's Secret
+    eventually(lambda: cluster.get("pods", "-n", ns, "-l", mine)["items"] == [], "every pod gone")
+    assert {c["metadata"]["name"] for c in cluster.get("pvc", "-n", ns)["items"]} == claims_before
+
+
+def _kind_values(cluster: Cluster, helm: Helm, ns: str) -> None:
+    """The values the kind e2e installs in GitHub Actions: accepted by the real server and Ready under the
+    operator chart's default scope (the operator in the stack's namespace, as e2e/kind_stack.py installs
+    it); uninstalled with deletionPolicy Delete, its claims go with it."""
+    helm(
+        "install",
+        "e2e",
+        str(CHARTS / "cellcelly-stack"),
+        "-n",
+        ns,
+        "--values",
+        str(ROOT / "e2e" / "kind-values.yaml"),
+    )
+    cluster.ok("wait", "--for=condition=Ready", "ccs/e2e", "-n", ns, "--timeout=120s")
+    assert cluster.get("ingress", "e2e-mw", "-n", ns)["spec"]["rules"][0]["host"] == "localhost"
+    claims = [
+        c for c in cluster.get("pvc", "-n", ns)["items"] if c["metadata"]["name"].startswith("data-e2e-")
+    ]
+    assert claims
+    helm("uninstall", "e2e", "-n", ns, "--wait")
+    cluster.wait_gone("ccs", "e2e", "-n", ns)
+    eventually(
+        lambda: (
+            not [
+                c
+                for c in cluster.get("pvc", "-n", ns)["items"]
+                if c["metadata"]["name"].startswith("data-e2e-")
+            ]
+        ),
+        "the e2e stack's claims deleted (deletionPolicy Delete)",
+    )
