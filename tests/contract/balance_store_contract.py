@@ -8,12 +8,13 @@ codec.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pytest
@@ -43,6 +44,7 @@ DE = "4915112345678"
 
 CATALOGUE: Catalogue = parse_catalogue_text(DEFAULT_CATALOGUE.read_text(encoding="utf-8"))
 POLICY = CATALOGUE.policy
+T = TypeVar("T")
 
 
 # --- helpers (usable by adapter-specific tests too) ---------------------------------------------------
@@ -87,8 +89,8 @@ def credit(store: BalanceStore, msisdn: str, amount: int, reference: str, now: i
     return apply_change(store, msisdn, fn)
 
 
-def charge_in(store: BalanceStore, req: ChargeRequest, now: int) -> ChargeAnswer:
-    """What the charging service does: one charge() committed atomically."""
+def charging(req: ChargeRequest, now: int) -> Callable[[Account | None], tuple[ChargeAnswer, Commit | None]]:
+    """What the charging service gives `transact`: one charge(), its commit."""
 
     def run(account: Account | None) -> tuple[ChargeAnswer, Commit | None]:
         outcome = charge(account, CATALOGUE, req, now)
@@ -98,7 +100,39 @@ def charge_in(store: BalanceStore, req: ChargeRequest, now: int) -> ChargeAnswer
             outcome.account, outcome.changed_sessions, outcome.removed_sessions, outcome.events
         )
 
-    return store.transact(req.msisdn, run)
+    return run
+
+
+def charge_in(store: BalanceStore, req: ChargeRequest, now: int) -> ChargeAnswer:
+    """What the charging service does: one charge() committed atomically."""
+    return store.transact(req.msisdn, charging(req, now))
+
+
+def topping_up(ref: str) -> Callable[[Account | None], tuple[int, Commit]]:
+    """A top-up of 1 kuruş that checks it started from the account as it was (no lost update)."""
+
+    def fn(account: Account | None) -> tuple[int, Commit]:
+        assert account is not None
+        change = top_up(account, 1, ref, POLICY, NOW)
+        assert change.account.wallet == account.wallet + 1
+        return change.account.wallet, Commit(change.account, events=change.events)
+
+    return fn
+
+
+def on_a_loop(store: BalanceStore, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run `main` on a loop of its own, letting go of what the store holds on it before it ends
+    (VoltDB: its connections there, `leave_loop`)."""
+
+    async def run() -> T:
+        try:
+            return await main()
+        finally:
+            leave = getattr(store, "leave_loop", None)
+            if leave is not None:
+                await leave()
+
+    return asyncio.run(run())
 
 
 def voice(
@@ -494,6 +528,71 @@ class BalanceStoreContract:
             thread.join()
         assert not inside.broken
         assert store.get(A).wallet == store.get(B).wallet == 10_001  # type: ignore[union-attr]
+
+    # --- on an event loop: the *_async face -----------------------------------------------------------
+
+    def test_the_async_face_sees_what_the_blocking_one_sees(self, store: BalanceStore) -> None:
+        provision(store, A)
+        provision(store, B)
+
+        async def main() -> None:
+            answer = await store.transact_async(A, charging(voice(A, "s1", RequestType.INITIAL, 0), NOW))
+            assert answer.result_code is ResultCode.SUCCESS
+            assert normalised(await store.get_async(A)) == normalised(store.get(A))
+            assert await store.get_async(C) is None
+            assert await store.session_owner_async("s1") == A
+            assert await store.session_owner_async("nope") is None
+            entries = await store.outbox_async(limit=100)
+            assert [(e.seq, e.event) for e in entries] == [(e.seq, e.event) for e in store.outbox(limit=100)]
+            assert len(entries) == 2  # the two sign-ups
+            assert await store.outbox_async(limit=1, after=entries[0].seq) == entries[1:2]
+            assert await store.outbox_size_async() == 2
+            await store.ack_async([entries[0].seq])
+            assert [e.seq for e in await store.outbox_async()] == [entries[1].seq]
+
+            def refuse(account: Account | None) -> tuple[None, Commit]:
+                raise ValueError("refused")
+
+            before = state_of(store)
+            with pytest.raises(ValueError, match="refused"):
+                await store.transact_async(A, refuse)
+            assert state_of(store) == before
+
+        on_a_loop(store, main)
+
+    def test_coroutines_and_threads_on_one_subscriber_are_serialised(self, store: BalanceStore) -> None:
+        """Tasks on the loop (the OCS) and threads (tools, admin) change one account at once: no
+        update lost, the events in commit order."""
+        provision(store, A, None)
+        tasks, per_task, per_thread = 32, 10, 100
+        errors: list[BaseException] = []
+
+        def work_in_a_thread() -> None:
+            try:
+                for i in range(per_thread):
+                    store.transact(A, topping_up(f"t-{i}"))
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        async def main() -> None:
+            thread = threading.Thread(target=work_in_a_thread)
+            thread.start()
+
+            async def work(t: int) -> None:
+                for i in range(per_task):
+                    await store.transact_async(A, topping_up(f"c{t}-{i}"))
+
+            await asyncio.gather(*(work(t) for t in range(tasks)))
+            await asyncio.to_thread(thread.join)
+
+        on_a_loop(store, main)
+        assert errors == []
+        total = tasks * per_task + per_thread
+        account = store.get(A)
+        assert account is not None
+        assert (account.wallet, account.revision) == (10_000 + total, 1 + total)
+        wallets = [e.event["wallet_after"] for e in store.outbox(limit=total + 10)][1:]
+        assert wallets == list(range(10_001, 10_001 + total))
 
 
 class DurableBalanceStoreContract(BalanceStoreContract):

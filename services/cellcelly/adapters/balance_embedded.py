@@ -93,6 +93,8 @@ class EmbeddedBalanceStore:
 
     # --- reads ----------------------------------------------------------------------------------
 
+    inline = True  # in memory: an event loop calls it directly (the *_async forms only delegate)
+
     def get(self, msisdn: str) -> Account | None:
         return self._accounts.get(msisdn)
 
@@ -351,6 +353,24 @@ class EmbeddedBalanceStore:
                 self._order.append(seq)
                 self._events[seq] = event_from_fields(event)
             self._seq = max(self._seq, seq)
+
+    async def get_async(self, msisdn: str) -> Account | None:
+        return self.get(msisdn)
+
+    async def session_owner_async(self, session_id: str) -> str | None:
+        return self.session_owner(session_id)
+
+    async def transact_async(self, msisdn: str, fn: Callable[[Account | None], tuple[T, Commit | None]]) -> T:
+        return self.transact(msisdn, fn)
+
+    async def outbox_async(self, limit: int = 1000, after: int = 0) -> list[OutboxEntry]:
+        return self.outbox(limit, after)
+
+    async def outbox_size_async(self) -> int:
+        return self.outbox_size()
+
+    async def ack_async(self, seqs: Iterable[int]) -> None:
+        self.ack(seqs)
 
     def close(self) -> None:
         self._closed.set()

@@ -49,12 +49,13 @@ server here has only snapshots), a server crash loses what was committed since t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -62,6 +63,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 import voltdbclient  # type: ignore[import-untyped]
 
+from cellcelly.adapters.voltdb_wire import AsyncVoltClient, CannotConnect, NoAnswer
 from cellcelly.codec import (
     event_to_dict,
     header_from_list,
@@ -288,6 +290,29 @@ class _SubscriberLocks:
                     del self._locks[msisdn]
 
 
+class _AsyncSubscriberLocks:
+    """`_SubscriberLocks` for coroutines: one asyncio lock per subscriber with a transaction on
+    the loop. The threads' locks and these do not exclude each other; the version check still
+    makes such a race safe (one side loses it and runs `fn` again)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    @asynccontextmanager
+    async def hold(self, msisdn: str) -> AsyncIterator[None]:
+        entry = self._locks.get(msisdn)
+        if entry is None:
+            entry = self._locks[msisdn] = (asyncio.Lock(), [0])
+        entry[1][0] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1][0] -= 1
+            if entry[1][0] == 0:
+                del self._locks[msisdn]
+
+
 def _placeholder_first(values: Iterable[str]) -> list[str]:
     """BalanceCommit's arrays start with a skipped element: voltdbclient cannot send an empty array."""
     return ["", *values]
@@ -298,6 +323,12 @@ def _dumps(value: Any) -> str:
 
 
 class VoltBalanceStore:
+    """Two faces on one server: the blocking calls (voltdbclient, a pool of connections, one
+    thread each) for tools and threads, and the `*_async` calls for code on an event loop
+    (`voltdb_wire`: pipelined connections on the loop; a retry's back-off is `asyncio.sleep`)."""
+
+    inline = False  # calls wait on the server: an event loop must use the *_async ones
+
     def __init__(
         self,
         servers: str | Sequence[str] = f"127.0.0.1:{DEFAULT_PORT}",
@@ -305,15 +336,32 @@ class VoltBalanceStore:
         timeout: float = 10.0,
         max_attempts: int = 100,
         keep_connections: int = 16,
+        loop_connections: int = 2,
+        known_accounts: int = 100_000,
         connect: Connect = VoltConnection,
         username: str = "",
         password: str = "",
     ) -> None:
         login = {"username": username, "password": password} if username else {}
-        self._pool = _Pool(parse_servers(servers), connect, timeout, keep_connections, login)
+        parsed = parse_servers(servers)
+        self._pool = _Pool(parsed, connect, timeout, keep_connections, login)
         self._locks = _SubscriberLocks()
+        self._alocks = _AsyncSubscriberLocks()
+        # subscriber -> (account, version) this process last committed from the loop; only ever a
+        # guess, checked by the commit's version (see transact_async)
+        self._known: dict[str, tuple[Account, int]] = {}
+        self._known_max = known_accounts
+
+        def log_in(host: str, port: int) -> Any:
+            client = _Client(host, port, connect_timeout=timeout, procedure_timeout=timeout, **login)
+            return client
+
+        self._async = AsyncVoltClient(
+            parsed, log_in, PROCEDURES, timeout=timeout, connections=loop_connections
+        )
         self._max_attempts = max_attempts
         self.conflicts = 0  # optimistic races lost (another process committed in between)
+        self.stale_guesses = 0  # transact_async's kept account was no longer the stored one
         try:
             self._call("BalanceOutboxSize", [])  # reachable, and the schema is there
         except VoltUnavailable:
@@ -370,7 +418,11 @@ class VoltBalanceStore:
     # --- reads ----------------------------------------------------------------------------------
 
     def _read(self, msisdn: str) -> tuple[Account | None, int]:
-        tables = self._call("BalanceGet", [msisdn]).tables or []
+        return self._account_of(self._call("BalanceGet", [msisdn]))
+
+    @staticmethod
+    def _account_of(response: Response) -> tuple[Account | None, int]:
+        tables = response.tables or []
         rows = tables[0].tuples
         if not rows:
             return None, 0
@@ -402,7 +454,12 @@ class VoltBalanceStore:
     def outbox(self, limit: int = 1000, after: int = 0) -> list[OutboxEntry]:
         if limit <= 0:
             return []
-        tables = self._call("BalanceOutboxRead", [after >> IDX_BITS, after & _IDX_MASK, limit]).tables or []
+        params = [after >> IDX_BITS, after & _IDX_MASK, limit]
+        return self._entries(self._call("BalanceOutboxRead", params), limit)
+
+    @staticmethod
+    def _entries(response: Response, limit: int) -> list[OutboxEntry]:
+        tables = response.tables or []
         rows = [*tables[0].tuples, *tables[1].tuples][:limit]
         return [OutboxEntry((uid << IDX_BITS) | idx, orjson.loads(body)) for uid, idx, body in rows]
 
@@ -420,6 +477,7 @@ class VoltBalanceStore:
                     return result
                 if commit.account.msisdn != msisdn:
                     raise StoreError(f"a commit for {commit.account.msisdn} inside a transaction on {msisdn}")
+                self._known.pop(msisdn, None)  # the loop's guess is about to be stale
                 try:
                     self._commit(version, account, commit)
                 except _Conflict:
@@ -431,6 +489,10 @@ class VoltBalanceStore:
         raise ConflictError(f"{msisdn}: lost {self._max_attempts} optimistic races in a row")
 
     def _commit(self, version: int, before: Account | None, commit: Commit) -> None:
+        self._call("BalanceCommit", self._commit_params(version, before, commit), retry=False)
+
+    @staticmethod
+    def _commit_params(version: int, before: Account | None, commit: Commit) -> list[Any]:
         account = commit.account
         sessions = account.sessions
         old = before.sessions if before is not None else {}
@@ -443,28 +505,125 @@ class VoltBalanceStore:
         if len(commit.events) > MAX_EVENTS_PER_COMMIT:
             raise StoreError(f"{len(commit.events)} events in one commit (at most {MAX_EVENTS_PER_COMMIT})")
         order = sorted(write)
-        self._call(
-            "BalanceCommit",
-            [
-                account.msisdn,
-                version,
-                _dumps(header_to_list(account)),
-                _placeholder_first(order),
-                _placeholder_first(_dumps(session_to_list(sessions[sid])) for sid in order),
-                _placeholder_first(sorted(drop)),
-                _placeholder_first(_dumps(event_to_dict(e)) for e in commit.events),
-            ],
-            retry=False,
-        )
+        return [
+            account.msisdn,
+            version,
+            _dumps(header_to_list(account)),
+            _placeholder_first(order),
+            _placeholder_first(_dumps(session_to_list(sessions[sid])) for sid in order),
+            _placeholder_first(sorted(drop)),
+            _placeholder_first(_dumps(event_to_dict(e)) for e in commit.events),
+        ]
 
     def ack(self, seqs: Iterable[int]) -> None:
         """Delete exactly these events from the outbox (unknown or already deleted ones: nothing)."""
+        for params in self._ack_chunks(seqs):
+            self._call("BalanceOutboxAck", params)
+
+    @staticmethod
+    def _ack_chunks(seqs: Iterable[int]) -> Iterator[list[list[int]]]:
         wanted = sorted(set(seqs))
         for start in range(0, len(wanted), _ARRAY_CHUNK):
             chunk = wanted[start : start + _ARRAY_CHUNK]
-            self._call("BalanceOutboxAck", [[s >> IDX_BITS for s in chunk], [s & _IDX_MASK for s in chunk]])
+            yield [[s >> IDX_BITS for s in chunk], [s & _IDX_MASK for s in chunk]]
+
+    # --- on an event loop -----------------------------------------------------------------------
+    # The same operations as above, never blocking the loop: calls go over `voltdb_wire`'s
+    # connections, waits are awaits. Errors map as in `_call`.
+
+    async def _call_async(self, procedure: str, params: Sequence[Any], *, retry: bool = True) -> Response:
+        for attempt in (1, 2):
+            try:
+                response = await self._async.call(procedure, params)
+            except CannotConnect as exc:  # nothing was sent: not an unknown outcome
+                raise VoltUnavailable(str(exc)) from exc
+            except NoAnswer as exc:
+                problem = str(exc)
+            else:
+                return self._check(procedure, response)
+            if procedure == "BalanceCommit":
+                raise CommitOutcomeUnknown(
+                    f"VoltDB did not answer a commit ({problem}): it may or may not have been applied"
+                )
+            if not retry or attempt == 2:
+                raise VoltUnavailable(f"VoltDB did not answer {procedure} ({problem})")
+            log.warning("VoltDB did not answer, retrying", extra={"procedure": procedure, "problem": problem})
+        raise AssertionError("unreachable")
+
+    async def get_async(self, msisdn: str) -> Account | None:
+        return self._account_of(await self._call_async("BalanceGet", [msisdn]))[0]
+
+    async def session_owner_async(self, session_id: str) -> str | None:
+        rows = ((await self._call_async("BalanceSessionOwner", [session_id])).tables or [])[0].tuples
+        return str(rows[0][0]) if rows else None
+
+    async def transact_async(self, msisdn: str, fn: Callable[[Account | None], tuple[T, Commit | None]]) -> T:
+        """`transact` with one round trip instead of two when this process made the subscriber's
+        last commit: `fn` runs on the account that commit wrote (kept in `_known`, as the embedded
+        store keeps it), and the commit's version check proves it was still the stored one. A guess
+        is trusted only for a commit: when `fn` on it writes nothing or raises, that proves nothing
+        about the stored account, so it runs again on the account read from the server."""
+        async with self._alocks.hold(msisdn):
+            known = self._known.pop(msisdn, None)  # a failure below leaves no entry to trust
+            for attempt in range(self._max_attempts):
+                guess = known is not None
+                if known is not None:
+                    (account, version), known = known, None
+                    try:
+                        result, commit = fn(account)
+                    except Exception:  # noqa: BLE001 - perhaps only because the guess was stale
+                        continue
+                    if commit is None:
+                        continue
+                else:
+                    account, version = self._account_of(await self._call_async("BalanceGet", [msisdn]))
+                    result, commit = fn(account)
+                    if commit is None:
+                        return result
+                if commit.account.msisdn != msisdn:
+                    raise StoreError(f"a commit for {commit.account.msisdn} inside a transaction on {msisdn}")
+                try:
+                    await self._call_async(
+                        "BalanceCommit", self._commit_params(version, account, commit), retry=False
+                    )
+                except _Conflict:
+                    if guess:  # written elsewhere since our last commit: read it, no back-off
+                        self.stale_guesses += 1
+                        continue
+                    self.conflicts += 1
+                    await asyncio.sleep(random.uniform(0, min(0.02, 0.0005 * 2**attempt)))
+                    continue
+                self._remember(msisdn, commit.account, version + 1)
+                return result
+        raise ConflictError(f"{msisdn}: lost {self._max_attempts} optimistic races in a row")
+
+    def _remember(self, msisdn: str, account: Account, version: int) -> None:
+        known = self._known
+        if len(known) >= self._known_max:
+            known.pop(next(iter(known)), None)  # the least recently committed
+        known[msisdn] = (account, version)
+
+    async def outbox_async(self, limit: int = 1000, after: int = 0) -> list[OutboxEntry]:
+        if limit <= 0:
+            return []
+        params = [after >> IDX_BITS, after & _IDX_MASK, limit]
+        return self._entries(await self._call_async("BalanceOutboxRead", params), limit)
+
+    async def outbox_size_async(self) -> int:
+        return int(((await self._call_async("BalanceOutboxSize", [])).tables or [])[0].tuples[0][0])
+
+    async def ack_async(self, seqs: Iterable[int]) -> None:
+        for params in self._ack_chunks(seqs):
+            await self._call_async("BalanceOutboxAck", params)
+
+    async def leave_loop(self) -> None:
+        """Close this store's connections on the running loop before that loop ends (a test's
+        loop; a service's store is closed on its loop by `close`); the store stays usable."""
+        self._async.detach()
+        await asyncio.sleep(0)  # the transports close their sockets in connection_lost
 
     def close(self) -> None:
+        self._async.close()
         self._pool.close()
 
     def __enter__(self) -> VoltBalanceStore:

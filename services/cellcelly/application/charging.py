@@ -19,12 +19,28 @@ class ChargingService:
         self.catalogue = catalogue
         self.clock = clock
 
+    @property
+    def inline(self) -> bool:
+        """True: `charge` never waits on I/O, so an event loop may call it directly (and should:
+        a coroutine per request would only add cost). False: a loop must use `charge_async`."""
+        return self.store.inline
+
     def charge(self, req: ChargeRequest) -> ChargeAnswer:
         msisdn = req.msisdn or self.store.session_owner(req.session_id)
         if not msisdn:
-            return ChargeAnswer(
-                req.session_id, req.request_type, req.request_number, ResultCode.UNKNOWN_SESSION_ID
-            )
+            return _unknown_session(req)
+        return self.store.transact(msisdn, self._apply(req))
+
+    async def charge_async(self, req: ChargeRequest) -> ChargeAnswer:
+        """`charge` for code on an event loop: never blocks it, whatever the store."""
+        if self.store.inline:
+            return self.charge(req)
+        msisdn = req.msisdn or await self.store.session_owner_async(req.session_id)
+        if not msisdn:
+            return _unknown_session(req)
+        return await self.store.transact_async(msisdn, self._apply(req))
+
+    def _apply(self, req: ChargeRequest) -> Callable[[Account | None], tuple[ChargeAnswer, Commit | None]]:
         catalogue = self.catalogue.current  # one version for the whole operation
 
         def apply(account: Account | None) -> tuple[ChargeAnswer, Commit | None]:
@@ -39,4 +55,8 @@ class ChargingService:
                 [*outcome.events, *outcome.notices],
             )
 
-        return self.store.transact(msisdn, apply)
+        return apply
+
+
+def _unknown_session(req: ChargeRequest) -> ChargeAnswer:
+    return ChargeAnswer(req.session_id, req.request_type, req.request_number, ResultCode.UNKNOWN_SESSION_ID)

@@ -54,7 +54,7 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         """Publish one batch and acknowledge it; how many events moved (raises when the bus fails)."""
-        entries = self.store.outbox(limit=self.batch)
+        entries = await self.store.outbox_async(limit=self.batch)
         if not entries:
             return 0
         batch = []
@@ -66,7 +66,7 @@ class OutboxRelay:
             if lifecycle is not None:
                 batch.append(Outgoing(SUBSCRIBER, lifecycle["msisdn"], orjson.dumps(lifecycle)))
         await self.bus.publish(batch)
-        self.store.ack([e.seq for e in entries])  # exactly these: see BalanceStore.ack
+        await self.store.ack_async([e.seq for e in entries])  # exactly these: see BalanceStore.ack
         self.stats.relayed += len(entries)
         self.stats.batches += 1
         return len(entries)

@@ -52,7 +52,7 @@ class LocalOcs:
         self.charging = charging
 
     async def charge(self, req: ChargeRequest) -> ChargeAnswer:
-        return self.charging.charge(req)
+        return await self.charging.charge_async(req)  # inline on the embedded store
 
     async def close(self) -> None:
         return None

@@ -34,6 +34,7 @@ from cellcelly.ocs.schemas import (
     TopUp,
     normalise_msisdn,
 )
+from cellcelly.ports.balance_store import off_loop
 from cellcelly.ports.records import SubscriberExists, SubscriberRecord
 from cellcelly.web import (
     HttpProblem,
@@ -130,9 +131,8 @@ def create_app(
         if refused is not None:
             return reply(refused)
         key = request.headers.get("idempotency-key")
-        return reply(
-            handler.handle(op, ref, await read_body(request), None if key is None else key.encode("latin-1"))
-        )
+        raw = await read_body(request)
+        return reply(await handler.handle(op, ref, raw, None if key is None else key.encode("latin-1")))
 
     # --- charging -------------------------------------------------------------------------------
     # The same handler serves these routes and the fast path in front of FastAPI (see `asgi_app`);
@@ -192,7 +192,7 @@ def create_app(
     # --- operations -----------------------------------------------------------------------------
 
     async def probe() -> dict[str, Any]:
-        components.store.get("0")
+        await components.store.get_async("0")
         components.records.latest_catalogue()
         for collector in collectors:  # workers in this process (`make run`'s SF) may be unready too
             check = getattr(collector, "check_ready", None)
@@ -204,7 +204,7 @@ def create_app(
 
     @app.get("/metrics", tags=["operations"])
     async def prometheus() -> Response:
-        metrics.outbox.set(components.store.outbox_size())
+        metrics.outbox.set(await components.store.outbox_size_async())
         metrics.catalogue.clear()
         metrics.catalogue.labels(components.catalogue.current.version).set(1)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -256,8 +256,8 @@ def create_app(
         except ValueError as exc:
             raise HttpProblem(400, "Bad request", str(exc), "INVALID_MSISDN") from None
 
-    def account_or_404(msisdn: str) -> Account:
-        account = components.store.get(msisdn)
+    async def account_or_404(msisdn: str) -> Account:
+        account = await components.store.get_async(msisdn)
         if account is None:
             raise HttpProblem(404, "Not found", f"no subscriber {msisdn}", "USER_UNKNOWN")
         return account
@@ -270,7 +270,7 @@ def create_app(
             new.msisdn, new.firstName, new.lastName, new.email, "active", new.package, int(time.time())
         )
         try:
-            account = components.accounts.open(record)
+            account = await off_loop(components.store, components.accounts.open, record)
         except SubscriberExists:
             raise HttpProblem(409, "Conflict", f"subscriber {new.msisdn} exists") from None
         except DomainError as exc:
@@ -280,7 +280,7 @@ def create_app(
     @app.get("/admin/subscribers/{msisdn}/balance", tags=["admin"])
     async def get_balance(msisdn: str, request: Request) -> Response:
         admin(request)
-        return json_response(balance_json(account_or_404(msisdn_of(msisdn)), int(time.time())))
+        return json_response(balance_json(await account_or_404(msisdn_of(msisdn)), int(time.time())))
 
     async def change(
         msisdn: str, request: Request, schema: type[Any], fn: Callable[[str, Any], Account]
@@ -289,9 +289,9 @@ def create_app(
         admin(request)
         number = msisdn_of(msisdn)
         body = await model(request, schema)
-        account_or_404(number)
+        await account_or_404(number)
         try:
-            account = fn(number, body)
+            account = await off_loop(components.store, fn, number, body)
         except InsufficientFunds as exc:
             raise HttpProblem(402, "Insufficient funds", str(exc), "QUOTA_LIMIT_REACHED") from None
         except DomainError as exc:

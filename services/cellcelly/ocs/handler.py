@@ -148,15 +148,16 @@ class ChargingHandler:
         self.metrics.rejected.labels(str(problem.status)).inc()
         return problem.status, problem_payload(problem), PROBLEM, headers
 
-    def handle(self, op: str, ref: str, raw: bytes, idempotency_key: bytes | None = None) -> Reply:
-        """One charging request from a caller already let in (`refusal` returned None)."""
+    async def handle(self, op: str, ref: str, raw: bytes, idempotency_key: bytes | None = None) -> Reply:
+        """One charging request from a caller already let in (`refusal` returned None). A
+        coroutine so that a store on a server (VoltDB) is awaited, never waited for on the loop."""
         try:
-            return self._handle(op, ref, raw, idempotency_key)
+            return await self._handle(op, ref, raw, idempotency_key)
         except HttpProblem as problem:
             self.metrics.rejected.labels(str(problem.status)).inc()
             return problem_reply(problem)
 
-    def _handle(self, op: str, ref: str, raw: bytes, idempotency_key: bytes | None) -> Reply:
+    async def _handle(self, op: str, ref: str, raw: bytes, idempotency_key: bytes | None) -> Reply:
         try:
             body = ChargingDataRequest.model_validate_json(raw)
         except ValidationError as exc:
@@ -176,7 +177,7 @@ class ChargingHandler:
             kind = RequestType.UPDATE if op == "update" else RequestType.TERMINATE
         req = to_domain(body, kind, ref)
         started = time.perf_counter()
-        answer = self.charging.charge(req)
+        answer = await self.charging.charge_async(req)
         self.metrics.latency.labels(kind.name).observe(time.perf_counter() - started)
         self.metrics.requests.labels(kind.name, str(int(answer.result_code))).inc()
         status = HTTP_STATUS[answer.result_code]
@@ -258,7 +259,7 @@ class FastPath:
             if raw is None:
                 result = problem_reply(HttpProblem(413, "Payload too large", f"at most {MAX_BODY} bytes"))
             else:
-                result = self.handler.handle(op, ref, raw, idempotency_key)
+                result = await self.handler.handle(op, ref, raw, idempotency_key)
         status, payload, media_type, extra = result
         headers = [(b"content-type", media_type.encode()), (b"content-length", str(len(payload)).encode())]
         if extra:

@@ -97,6 +97,7 @@ class WireServerProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.authenticated = False
         self._auth_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # requests in flight (a task needs a reference)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike
@@ -154,17 +155,42 @@ class WireServerProtocol(asyncio.Protocol):
             if not self._authenticate(frames[0]):
                 return
             frames = frames[1:]
+        if not self.charging.inline:
+            # the store waits on a server: each request its own task, answered when it is done
+            # (out of order; the id matches), so the loop serves others meanwhile
+            loop = asyncio.get_running_loop()
+            for raw in frames:
+                task = loop.create_task(self._answer(raw))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            return
         out = []
-        for raw in frames:
+        for raw in frames:  # an in-memory store: charged right here, one write for the lot
             rid: Any = None
             try:
                 rid, body = orjson.loads(raw)
                 answer = self.charging.charge(request_from_list(body))
                 out.append(frame([rid, answer_to_list(answer)]))
             except Exception as exc:  # noqa: BLE001 - answer the frame, keep the connection
-                log.exception("OCS wire request failed")
-                out.append(frame([rid, None, f"{type(exc).__name__}: {exc}"]))
+                out.append(_failed(rid, exc))
         self.transport.write(b"".join(out))
+
+    async def _answer(self, raw: bytes) -> None:
+        rid: Any = None
+        try:
+            rid, body = orjson.loads(raw)
+            answer = await self.charging.charge_async(request_from_list(body))
+            reply = frame([rid, answer_to_list(answer)])
+        except Exception as exc:  # noqa: BLE001 - answer the frame, keep the connection
+            reply = _failed(rid, exc)
+        assert self.transport is not None
+        if not self.transport.is_closing():
+            self.transport.write(reply)
+
+
+def _failed(rid: Any, exc: Exception) -> bytes:
+    log.exception("OCS wire request failed")
+    return frame([rid, None, f"{type(exc).__name__}: {exc}"])
 
 
 async def serve_wire(

@@ -7,6 +7,7 @@ Adapters: `cellcelly.adapters.balance_embedded` (in-process, journalled to disk)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -40,6 +41,15 @@ class OutboxEntry:
 
 
 class BalanceStore(Protocol):
+    """Blocking calls, and the same operations as `*_async` coroutines for code on an event loop.
+
+    `inline` says which to use on a loop: True when calls never wait on I/O (the embedded store,
+    in memory: a coroutine or a thread hop would only add cost, so callers call it directly);
+    False when they wait on a server (VoltDB): a loop must use the coroutines, which never block
+    it, and the blocking calls are for threads and tools."""
+
+    inline: bool
+
     def get(self, msisdn: str) -> Account | None:
         """The last committed account. Callers must not change it."""
 
@@ -72,4 +82,26 @@ class BalanceStore(Protocol):
         `outbox` read can carry smaller seqs than the ones it returned, and a range would take
         them unpublished. Seqs unknown or already acknowledged are ignored."""
 
+    async def get_async(self, msisdn: str) -> Account | None: ...
+
+    async def session_owner_async(self, session_id: str) -> str | None: ...
+
+    async def transact_async(
+        self, msisdn: str, fn: Callable[[Account | None], tuple[T, Commit | None]]
+    ) -> T: ...
+
+    async def outbox_async(self, limit: int = 1000, after: int = 0) -> list[OutboxEntry]: ...
+
+    async def outbox_size_async(self) -> int: ...
+
+    async def ack_async(self, seqs: Iterable[int]) -> None: ...
+
     def close(self) -> None: ...
+
+
+async def off_loop(store: BalanceStore, fn: Callable[..., T], *args: Any) -> T:
+    """Run a use case that calls the store's blocking methods (admin and self-care paths, rare)
+    from a coroutine: directly on an inline store, else on a worker thread so the loop runs on."""
+    if store.inline:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
