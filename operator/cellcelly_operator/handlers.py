@@ -28,9 +28,41 @@ log = logging.getLogger(__name__)
 
 TICK = float(os.environ.get("CELLCELLY_OPERATOR_TICK", "10"))
 FINALIZER = "cellcelly.io/finalizer"
-PROBE: failover.Probe = failover.tcp_probe  # swapped in tests that have no primary to unplug
 
-_state: dict[str, Any] = {}
+
+@dataclasses.dataclass
+class Runtime:
+    """What the handlers share between calls, kept in kopf's memo (put there at startup, before kopf
+    watches anything: each object's memo is a shallow copy of that one, so all see this same object)."""
+
+    probe: failover.Probe = failover.tcp_probe  # a test with no primary to unplug gives its own
+    info: kopf.ConnectionInfo | None = None
+    client: Kube | None = None
+    locks: dict[tuple[str, str], asyncio.Lock] = dataclasses.field(default_factory=dict)
+    # conditions told (an Event posted) per (namespace, stack, condition type): the reason told
+    told: dict[tuple[str, str, str], str] = dataclasses.field(default_factory=dict)
+
+    def kube(self) -> Kube:
+        if self.client is None:
+            if self.info is None:
+                raise kopf.TemporaryError("not logged in yet", delay=1)
+            self.client = Kube(self.info)
+        return self.client
+
+    def lock(self, stack: spec.Stack) -> asyncio.Lock:
+        """One pass at a time per stack: kopf runs the timer beside the change handlers, and a tick still
+        applying while the pause is acknowledged would change things after ReconciliationPaused=True."""
+        return self.locks.setdefault((stack.namespace, stack.name), asyncio.Lock())
+
+    def forget(self, stack: spec.Stack) -> None:
+        self.locks.pop((stack.namespace, stack.name), None)
+        for key in [k for k in self.told if k[:2] == (stack.namespace, stack.name)]:
+            del self.told[key]
+
+
+def runtime(memo: Any) -> Runtime:
+    rt: Runtime = memo["runtime"]
+    return rt
 
 
 def plain(obj: Any) -> Any:
@@ -43,10 +75,12 @@ def plain(obj: Any) -> Any:
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    memo["runtime"] = Runtime()
     settings.persistence.finalizer = FINALIZER
-    # kopf's own events use generateName; ours are named (events.py), and the fake API server needs that
-    settings.posting.enabled = False
+    # kopf's own Events (core/v1, on the stack) only for warnings and errors (a handler failing, a retry):
+    # at INFO it would post one for every handler that succeeds, a timer tick included
+    settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     operator_settings.tune(settings, os.environ.get(operator_settings.SCOPE_ENV, "cluster"))
     await _require_crd(settings)
@@ -69,31 +103,22 @@ async def _require_crd(settings: kopf.OperatorSettings) -> None:
 
 
 @kopf.on.login()
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
     info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
-    _state["info"] = info
+    rt = runtime(memo)
+    # kopf logs in again when the credentials stop working: our client must take the new ones too
+    old, rt.info, rt.client = rt.client, info, None
+    if old is not None:
+        await old.close()
     return info
 
 
-async def kube() -> Kube:
-    if "kube" not in _state:
-        _state["kube"] = Kube(_state["info"])
-    client: Kube = _state["kube"]
-    return client
-
-
 @kopf.on.cleanup()
-async def close(**_: Any) -> None:
-    client = _state.pop("kube", None)
+async def close(memo: kopf.Memo, **_: Any) -> None:
+    rt = runtime(memo)
+    client, rt.client = rt.client, None
     if client is not None:
         await client.close()
-
-
-def _lock(stack: spec.Stack) -> asyncio.Lock:
-    """One pass at a time per stack: kopf runs the timer beside the change handlers, and a tick still
-    applying while the pause is acknowledged would change things after ReconciliationPaused=True."""
-    locks: dict[tuple[str, str], asyncio.Lock] = _state.setdefault("locks", {})
-    return locks.setdefault((stack.namespace, stack.name), asyncio.Lock())
 
 
 def _path(stack: spec.Stack) -> str:
@@ -116,7 +141,7 @@ def _pause(stack: spec.Stack, current: dict[str, Any], patch: kopf.Patch) -> Non
 
 
 async def _write_status(
-    k: Kube,
+    rt: Runtime,
     applied: reconcile.Applied,
     stack: spec.Stack,
     current: dict[str, Any],
@@ -140,7 +165,7 @@ async def _write_status(
     )
     if monitoring is not None:
         conds.append(monitoring)
-        await _tell_once(k, stack, monitoring, previous, now)
+        await _tell_once(rt, stack, monitoring, previous, now)
     patch.status["conditions"] = conds
     patch.status["phase"] = phase
     patch.status["observedGeneration"] = stack.generation
@@ -150,12 +175,12 @@ async def _write_status(
 
 
 async def _tell_once(
-    k: Kube, stack: spec.Stack, cond: dict[str, Any], previous: list[dict[str, Any]], now: float
+    rt: Runtime, stack: spec.Stack, cond: dict[str, Any], previous: list[dict[str, Any]], now: float
 ) -> None:
     """A warning and an Event when a condition turns False, not on every tick it stays so. Status says
     what was told before this process started; memory covers a handler that runs on a body older than
     the last status written (an event already in flight when that status was patched)."""
-    told: dict[tuple[str, str, str], str] = _state.setdefault("told", {})
+    told = rt.told
     key = (stack.namespace, stack.name, str(cond["type"]))
     before = next((c for c in previous if c.get("type") == cond["type"]), None)
     if cond["status"] == "True":
@@ -165,30 +190,31 @@ async def _tell_once(
         return
     told[key] = cond["reason"]
     log.warning("stack %s/%s: %s: %s", stack.namespace, stack.name, cond["reason"], cond["message"])
-    await reconcile.post_event(k, stack, cond["reason"], cond["message"], "Warning", "Reconcile", now)
+    await reconcile.post_event(rt.kube(), stack, cond["reason"], cond["message"], "Warning", "Reconcile", now)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-async def apply_stack(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+async def apply_stack(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     stack, current = _stack(body)
-    async with _lock(stack):
-        await _apply_stack(stack, current, patch)
+    rt = runtime(memo)
+    async with rt.lock(stack):
+        await _apply_stack(rt, stack, current, patch)
 
 
-async def _apply_stack(stack: spec.Stack, current: dict[str, Any], patch: kopf.Patch) -> None:
+async def _apply_stack(rt: Runtime, stack: spec.Stack, current: dict[str, Any], patch: kopf.Patch) -> None:
     if stack.paused:
         _pause(stack, current, patch)
         return
-    k = await kube()
+    k = rt.kube()
     if oracle.failover_possible(stack):
         # a switch-back asked through spec is acted on now, not at the next tick; on the status as it is
         # now, which a tick may have changed (a failover) after kopf read this body
         fresh = await k.get(_path(stack))
         if fresh is not None:
             stack, current = _stack(fresh)
-        stack = await _check_failover(k, stack, current, patch, time.time())
+        stack = await _check_failover(rt, stack, current, patch, time.time())
     applied = await reconcile.apply_all(k, stack)
     log.info(
         "stack %s/%s: %d created, %d patched, %d unchanged, pruned %s",
@@ -199,24 +225,23 @@ async def _apply_stack(stack: spec.Stack, current: dict[str, Any], patch: kopf.P
         len(applied.unchanged),
         applied.deleted,
     )
-    await _write_status(k, applied, stack, current, patch)
+    await _write_status(rt, applied, stack, current, patch)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
-async def delete_stack(body: kopf.Body, **_: Any) -> None:
-    # deletion is the user's explicit wish: it is carried out even when paused
+async def delete_stack(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    # deletion is the user's explicit wish: it is carried out even when paused. The children go with the
+    # stack (owner references, the garbage collector); only the claims are ours to remove (cleanup)
     stack, _current = _stack(body)
-    async with _lock(stack):
-        result = await reconcile.cleanup(await kube(), stack)
-    _state.get("locks", {}).pop((stack.namespace, stack.name), None)
-    told = _state.get("told") or {}
-    for key in [k for k in told if k[:2] == (stack.namespace, stack.name)]:
-        del told[key]
-    log.info("stack %s/%s deleted: %d children removed", stack.namespace, stack.name, len(result.deleted))
+    rt = runtime(memo)
+    async with rt.lock(stack):
+        result = await reconcile.cleanup(rt.kube(), stack)
+    rt.forget(stack)
+    log.info("stack %s/%s deleted: %d claims removed", stack.namespace, stack.name, len(result.deleted))
 
 
 async def _check_failover(
-    k: Kube, stack: spec.Stack, current: dict[str, Any], patch: kopf.Patch, now: float
+    rt: Runtime, stack: spec.Stack, current: dict[str, Any], patch: kopf.Patch, now: float
 ) -> spec.Stack:
     """The side in force from status (never spec: see failover.py); the primary probed on the primary
     side, and on the standby only when a new switch-back request asks for it. Only the primary's DSN
@@ -230,7 +255,7 @@ async def _check_failover(
     up: bool | None = None
     if side == "primary" or failover.wants_switch_back(side, requested, handled):
         host, port = oracle.host_port(stack.spec.oracle.external.dsn)
-        up = await PROBE(host, port, min(5.0, float(stack.spec.oracle.failover.primary_check_seconds)))
+        up = await rt.probe(host, port, min(5.0, float(stack.spec.oracle.failover.primary_check_seconds)))
     decision = failover.decide(
         active=side,
         requested=requested,
@@ -243,6 +268,7 @@ async def _check_failover(
     )
     patch.status["oracle"] = failover.status_of(decision, status.timestamp(now))
     stack = dataclasses.replace(stack, oracle_active=decision.active)
+    k = rt.kube()
     if decision.switched:
         note = f"Oracle primary unreachable for {stack.spec.oracle_fail_after}s: now on standby"
         await reconcile.post_event(k, stack, "OracleFailover", note, "Warning", "Failover", now)
@@ -259,24 +285,25 @@ async def _check_failover(
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=TICK, initial_delay=TICK, backoff=TICK)
-async def tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+async def tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     """Drift, readiness, self-healing, failover: what no watch event tells us about in time."""
     stack, _current = _stack(body)
-    async with _lock(stack):
+    rt = runtime(memo)
+    async with rt.lock(stack):
         # the stack as it is now: the body kopf gave may predate a pause or a deletion handled meanwhile
-        k = await kube()
-        fresh = await k.get(_path(stack))
+        fresh = await rt.kube().get(_path(stack))
         if fresh is None or (fresh.get("metadata") or {}).get("deletionTimestamp"):
             return
-        await _tick(k, *_stack(fresh), patch)
+        await _tick(rt, *_stack(fresh), patch)
 
 
-async def _tick(k: Kube, stack: spec.Stack, current: dict[str, Any], patch: kopf.Patch) -> None:
+async def _tick(rt: Runtime, stack: spec.Stack, current: dict[str, Any], patch: kopf.Patch) -> None:
     if stack.paused:
         _pause(stack, current, patch)
         return
     now = time.time()
-    stack = await _check_failover(k, stack, current, patch, now)
+    k = rt.kube()
+    stack = await _check_failover(rt, stack, current, patch, now)
     try:
         applied = await reconcile.apply_all(k, stack)
     except ApiError as exc:
@@ -290,4 +317,4 @@ async def _tick(k: Kube, stack: spec.Stack, current: dict[str, Any], patch: kopf
         patch.status["healing"] = healed.history
         patch.status["restarts"] = healed.restarts
         exhausted = healed.exhausted
-    await _write_status(k, applied, stack, current, patch, exhausted)
+    await _write_status(rt, applied, stack, current, patch, exhausted)

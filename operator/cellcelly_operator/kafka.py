@@ -28,19 +28,9 @@ KAFKA_UID = 1000  # appuser in apache/kafka
 
 
 def cluster_id(stack: Stack) -> str:
-    """KRaft wants a base64url UUID; derived from the stack's uid so a re-render never changes it."""
-    raw = (
-        uuid.UUID(stack.uid).bytes if _is_uuid(stack.uid) else uuid.uuid5(uuid.NAMESPACE_OID, stack.uid).bytes
-    )
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
+    """KRaft wants a base64url UUID: the stack's uid (a UUID the API server gave), so a re-render never
+    changes it."""
+    return base64.urlsafe_b64encode(uuid.UUID(stack.uid).bytes).decode().rstrip("=")
 
 
 def quorum_voters(stack: Stack) -> str:

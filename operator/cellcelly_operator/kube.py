@@ -1,7 +1,13 @@
 """A small async Kubernetes API client over aiohttp, on the credentials kopf logged in with.
 
-Only what the operator needs: get, list, create, merge-patch, delete. Never PUT (replace races with
-other writers; the fake API server of the tests has none either).
+Only what the operator needs: get, list, create, server-side apply, delete. Children are written by
+server-side apply (field manager `cellcelly-operator`, forced): the server records which fields are
+ours, so a field a new operator version no longer sets is removed (a merge patch leaves it behind), a
+field a user or another controller owns and we never set is left alone, and no resourceVersion is sent
+(a PUT would need one and fail with 409 on every concurrent write, e.g. the controllers' status). Forced:
+the operator is the controller of its children, a hand edit of a field it sets is drift to undo.
+Create (POST) stays for what is made once and never rewritten (a generated Secret, an Event): a 409
+there means it already exists. A stack's status is written by kopf through the /status subresource.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ import aiohttp
 import kopf
 
 log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "cellcelly-operator"
+APPLY = "application/apply-patch+yaml"  # JSON is YAML: the body goes as JSON
 
 
 class ApiError(Exception):
@@ -81,14 +90,14 @@ class Kube:
     async def close(self) -> None:
         await self._session.close()
 
-    async def _call(self, method: str, path: str, body: Any = None, **kw: Any) -> dict[str, Any] | None:
+    async def _call(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json", **kw: Any
+    ) -> dict[str, Any] | None:
         headers = {}
         data = None
         if body is not None:
             data = json.dumps(body)
-            headers["Content-Type"] = (
-                "application/merge-patch+json" if method == "PATCH" else "application/json"
-            )
+            headers["Content-Type"] = content_type
         async with self._session.request(method, self._base + path, data=data, headers=headers, **kw) as rsp:
             text = await rsp.text()
             if rsp.status == 404:
@@ -114,8 +123,11 @@ class Kube:
         got = await self._call("POST", path, body)
         return got or {}
 
-    async def patch(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        return await self._call("PATCH", path, body)
+    async def apply(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Server-side apply of `body` (the whole object as we want it) at its item path: creates it when
+        absent (the server then checks `create` as well as `patch` in RBAC)."""
+        params = {"fieldManager": FIELD_MANAGER, "force": "true"}
+        return await self._call("PATCH", path, body, content_type=APPLY, params=params)
 
     async def delete(self, path: str) -> bool:
         """True when something was deleted (absent already is fine: deletion is idempotent)."""

@@ -50,19 +50,5 @@ def metadata(stack: Stack, component: str, name: str | None = None) -> dict[str,
     }
 
 
-def is_owned(obj: Manifest, stack: Stack) -> bool:
-    """Ours: labelled for this stack and managed by us (kmock has no label selectors: checked here)."""
-    got = (obj.get("metadata") or {}).get("labels") or {}
-    return (
-        got.get("app.kubernetes.io/instance") == stack.name
-        and got.get("app.kubernetes.io/managed-by")
-        in (
-            MANAGED_BY,
-            None,
-        )
-        and got.get("app.kubernetes.io/part-of") == "cellcelly"
-    )
-
-
 def component_of(obj: Manifest) -> str:
     return str(((obj.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/name", ""))

@@ -5,6 +5,8 @@ Decisions live in the pure modules (children, status, healing, failover); this m
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import secrets
 import time
@@ -13,10 +15,12 @@ from typing import Any
 
 from cellcelly_operator import children, events, healing, oracle, services, status
 from cellcelly_operator.kube import ApiError, Kube, UnknownCollection
-from cellcelly_operator.labels import Manifest, component_of, is_owned
+from cellcelly_operator.labels import MANAGED_BY, Manifest, component_of
 from cellcelly_operator.spec import BACKENDS, Stack
 
 log = logging.getLogger(__name__)
+
+APPLIED = "cellcelly.io/applied-hash"
 
 
 def contains(live: Any, desired: Any) -> bool:
@@ -47,26 +51,44 @@ def _ref(manifest: Manifest) -> str:
     return f"{manifest['kind']}/{manifest['metadata']['name']}"
 
 
+def applied_hash(manifest: Manifest) -> str:
+    """What we last applied, kept on the child: a manifest that changed (a field dropped by a new operator
+    version, which contains() cannot see) is applied again even where the live object still contains it."""
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def with_hash(manifest: Manifest) -> Manifest:
+    meta = {**manifest["metadata"]}
+    meta["annotations"] = {**meta.get("annotations", {}), APPLIED: applied_hash(manifest)}
+    return {**manifest, "metadata": meta}
+
+
 async def apply(
     kube: Kube, manifest: Manifest, live: Manifest | None, result: Applied, create_only: bool = False
 ) -> None:
-    """Create when absent, merge-patch when it differs, else leave it (idempotent)."""
+    """Server-side apply when absent or when it differs from what we want, else leave it (idempotent).
+    `create_only`: made once and never rewritten (a generated Secret), so created by POST."""
     kind = children.kind_of(manifest)
     ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-    if live is None:
+    if create_only:
+        if live is not None:
+            result.unchanged.append(_ref(manifest))
+            return
         try:
             await kube.create(kind.collection(ns), manifest)
         except ApiError as exc:
             if exc.status != 409:
                 raise
-            result.unchanged.append(_ref(manifest))  # made meanwhile by a concurrent pass: next pass compares
+            result.unchanged.append(_ref(manifest))  # made meanwhile by a concurrent pass
             return
         result.created.append(_ref(manifest))
-    elif create_only or contains(live, manifest):
+        return
+    desired = with_hash(manifest)
+    if live is not None and contains(live, desired):
         result.unchanged.append(_ref(manifest))
-    else:
-        await kube.patch(kind.item(ns, name), manifest)
-        result.patched.append(_ref(manifest))
+        return
+    await kube.apply(kind.item(ns, name), desired)
+    (result.created if live is None else result.patched).append(_ref(manifest))
 
 
 async def snapshot(kube: Kube, stack: Stack) -> tuple[dict[str, dict[str, Manifest]], list[str]]:
@@ -109,16 +131,20 @@ async def apply_all(kube: Kube, stack: Stack) -> Applied:
 
 
 async def owned(kube: Kube, stack: Stack, kind_name: str) -> list[Manifest]:
+    """Our children of one kind: labelled for this stack and managed by us (a Helm release of the stack
+    chart with the same name carries the same instance label, and is not ours to prune)."""
     kind = children.KINDS[kind_name]
-    selector = f"app.kubernetes.io/instance={stack.name},app.kubernetes.io/part-of=cellcelly"
+    selector = (
+        f"app.kubernetes.io/instance={stack.name},app.kubernetes.io/part-of=cellcelly,"
+        f"app.kubernetes.io/managed-by={MANAGED_BY}"
+    )
     items = await kube.list(kind.collection(stack.namespace), selector)
     for item in items:
-        # a real API server's list items carry neither (kmock's lack `kind`): without them every child
-        # differed from its manifest (contains() compares apiVersion too) and was patched on every pass
+        # a real API server's list items carry neither: without them every child differed from its
+        # manifest (contains() compares apiVersion too) and was applied again on every pass
         item.setdefault("kind", kind_name)
         item.setdefault("apiVersion", kind.api_version)
-    # label selectors are also checked here: the fake API server ignores them
-    return [i for i in items if is_owned(i, stack)]
+    return items
 
 
 async def prune(
@@ -133,13 +159,13 @@ async def prune(
 
 
 async def cleanup(kube: Kube, stack: Stack) -> Applied:
-    """Everything the stack made. On a real cluster owner references do it; kmock has no GC."""
+    """What owner references do not: the children go with the stack by the garbage collector, but the
+    StatefulSets' claims only where their own retention policy is in force (a cluster before 1.27 has
+    it off; the charts allow 1.25), so claims follow storage.deletionPolicy here."""
     result = Applied()
-    live, _missing = await snapshot(kube, stack)  # a kind never served holds nothing of ours
-    await prune(kube, stack, set(), result, live)
     if stack.spec.storage.deletion_policy == "Delete":
+        kind = children.KINDS["PersistentVolumeClaim"]
         for claim in await owned(kube, stack, "PersistentVolumeClaim"):
-            kind = children.KINDS["PersistentVolumeClaim"]
             await kube.delete(kind.item(stack.namespace, claim["metadata"]["name"]))
             result.deleted.append(f"PersistentVolumeClaim/{claim['metadata']['name']}")
     return result

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -309,11 +308,12 @@ class Stack:
 
 
 def stack_uid(meta: dict[str, Any]) -> str:
-    """The object's uid; kmock (the fake API server) gives none, so a stable one is derived then."""
+    """The object's uid, as the API server gave it: every child's owner reference and the Kafka cluster
+    id hang on it, so a body without one (never served by an API server) is refused, not patched up."""
     uid = meta.get("uid")
-    if uid:
-        return str(uid)
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"cellcelly.io/{meta.get('namespace')}/{meta.get('name')}"))
+    if not uid:
+        raise ValueError(f"stack {meta.get('namespace')}/{meta.get('name')} has no metadata.uid")
+    return str(uid)
 
 
 def from_body(body: dict[str, Any]) -> Stack:

@@ -15,6 +15,13 @@ from cellcelly_operator import bench
 from operator_kit import TEST_AGENT, Api, spec_writes
 
 
+@pytest.fixture()
+def kmock_options(kmock_options: dict[str, Any]) -> dict[str, Any]:
+    """kmock as bench.emulator_class() extends it: uids, generateName, server-side apply creating, label
+    selectors and garbage collection, as a real server does them (the operator does not bend for it)."""
+    return {**kmock_options, "cls": bench.emulator_class()}
+
+
 @pytest_asyncio.fixture()
 async def api(kmock: Any) -> AsyncIterator[Api]:
     bench.declare(kmock)

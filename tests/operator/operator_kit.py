@@ -6,6 +6,7 @@ import asyncio
 import copy
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -147,15 +148,19 @@ SPECS: dict[str, dict[str, Any]] = {
 
 
 def stack_body(name: str, spec: dict[str, Any], namespace: str = "telco", **meta: Any) -> dict[str, Any]:
+    """A stack as the API server serves it (with a uid, stable per name for the pure tests). Sent to the
+    fake server, the uid is replaced by a random one, as a real server gives on create (bench.Emulator)."""
     return {
         "apiVersion": "cellcelly.io/v1alpha1",
         "kind": "CellCellyStack",
         # kmock never sets a resourceVersion, and kopf's JSON patches test it: one that never changes.
-        # No uid either (kmock sets none): kopf then keys every stack to one memory, which the bench
-        # showed mixes stacks up in a burst (bench._body gives uids). These tests make their stacks one
-        # at a time; giving them uids made kopf's deletion on kmock wait now and then for an event that
-        # never came (1 run in 8), so they stay as the fake server gives them.
-        "metadata": {"name": name, "namespace": namespace, "resourceVersion": "1", **meta},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"tests/{namespace}/{name}")),
+            "resourceVersion": "1",
+            **meta,
+        },
         "spec": copy.deepcopy(spec),  # a test may change its body; SPECS is shared by every test
     }
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
 
 NOW = 1_800_000_000.0
+UID = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"  # a stack as served has the server's uid
 
 
 def by_type(conds: list[dict[str, object]]) -> dict[object, dict[str, object]]:
@@ -211,7 +212,7 @@ def test_fail_after_is_the_oracle_setting_else_the_stack_wide_delay() -> None:
     from cellcelly_operator import spec
 
     def fail_after(**spec_: object) -> int:
-        body = {"metadata": {"name": "demo", "namespace": "telco"}, "spec": spec_}
+        body = {"metadata": {"name": "demo", "namespace": "telco", "uid": UID}, "spec": spec_}
         return spec.from_body(body).spec.oracle_fail_after
 
     assert fail_after() == 30
@@ -289,7 +290,7 @@ def test_the_side_comes_from_status_and_spec_only_seeds_a_stack_without_one() ->
 
     def side(failover_: dict[str, object], status_: dict[str, object] | None) -> str:
         body = {
-            "metadata": {"name": "demo", "namespace": "telco"},
+            "metadata": {"name": "demo", "namespace": "telco", "uid": UID},
             "spec": {"oracle": {"failover": failover_}},
             "status": status_ or {},
         }

@@ -88,7 +88,10 @@ def crashing_pod(name: str, stack: str, component: str, reason: str = "CrashLoop
 async def test_create_makes_owned_children_and_a_status_kubectl_can_wait_on(api: Api, operator: Any) -> None:
     await api.create(f"/apis/cellcelly.io/v1alpha1/namespaces/{NS}/cellcellystacks", stack_body("demo", {}))
     objs = await eventually(lambda: children_exist(api, "demo", {}), what="every child")
-    uid = spec.stack_uid({"name": "demo", "namespace": NS})  # kmock gives the stack no uid: derived
+    served = await api.get(api.stack("demo"))
+    assert served is not None
+    uid = served["metadata"]["uid"]  # the server's (a random one, whatever the body sent)
+    assert uid != stack_body("demo", {})["metadata"]["uid"]
     for obj in objs:
         (owner,) = obj["metadata"]["ownerReferences"]
         assert owner["kind"] == "CellCellyStack" and owner["name"] == "demo" and owner["uid"] == uid

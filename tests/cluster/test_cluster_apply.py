@@ -1,0 +1,211 @@
+"""How the operator writes, on the real API server (scripts/k8s.sh): children by server-side apply, so a
+field a new operator version no longer sets is removed from the child (a merge patch leaves it behind), a
+field someone else set is left alone, a hand edit of a field the operator sets is undone, and a converged
+pass writes nothing; uids are the server's; the operator's own Events show on the stack.
+
+The writes run in this process (`reconcile.apply_all`, the operator's own code, through its own client)
+where a test plays two operator versions; Events come from `kopf run`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import kopf
+import pytest
+from cellcelly_operator import children, kafka, reconcile, spec
+from cellcelly_operator.kube import FIELD_MANAGER, Kube
+from k8s_cluster import ROOT, Cluster
+
+from cellcelly_testing import stop_process
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
+
+CRD_PATH = ROOT / "crds" / "cellcellystacks.cellcelly.io.yaml"
+CRD_NAME = "cellcellystacks.cellcelly.io"
+NAME = "apply"
+
+
+def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}: last {last!r}")
+
+
+@pytest.fixture
+def crd(cluster: Cluster) -> Iterator[None]:
+    cluster.ok("apply", "-f", str(CRD_PATH))
+    done = cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    assert done.returncode == 0, done.stderr
+    try:
+        yield
+    finally:
+        cluster.kubectl("delete", "crd", CRD_NAME, "--ignore-not-found", "--wait=true", "--timeout=60s")
+
+
+def make_stack(cluster: Cluster, ns: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    cluster.ok("create", "namespace", ns)
+    body = {
+        "apiVersion": "cellcelly.io/v1alpha1",
+        "kind": "CellCellyStack",
+        "metadata": {"name": NAME, "namespace": ns},
+        "spec": {"version": "0.1.0", **(extra or {})},
+    }
+    done = cluster.apply_object(body)
+    assert done.returncode == 0, done.stderr
+    return cluster.get("ccs", NAME, "-n", ns)
+
+
+def client(cluster: Cluster) -> Kube:
+    """The operator's own client, logged in as kopf logs in from a kubeconfig."""
+    old = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
+    try:
+        info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
+    finally:
+        if old is None:
+            del os.environ["KUBECONFIG"]
+        else:
+            os.environ["KUBECONFIG"] = old
+    assert info is not None
+    return Kube(info)
+
+
+def apply_all(cluster: Cluster, stack: spec.Stack) -> reconcile.Applied:
+    async def go() -> reconcile.Applied:
+        kube = client(cluster)
+        try:
+            return await reconcile.apply_all(kube, stack)
+        finally:
+            await kube.close()
+
+    return asyncio.run(go())
+
+
+def test_children_are_server_side_applied_and_a_dropped_field_is_removed(
+    cluster: Cluster, crd: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ns = "apply-fields"
+    served = make_stack(cluster, ns)
+    stack = spec.from_body(served)
+    assert stack.uid == served["metadata"]["uid"]  # the server's: the operator takes it as it is
+    config = f"{NAME}-config"
+
+    def cm() -> dict[str, Any]:
+        return cluster.get("configmap", config, "-n", ns, "--show-managed-fields")
+
+    # "version 1" of the operator sets one more ConfigMap key and one more label on every child
+    build = children.build
+
+    def build_v1(s: spec.Stack) -> list[dict[str, Any]]:
+        out = build(s)
+        for m in out:
+            m["metadata"]["labels"] = {**m["metadata"]["labels"], "cellcelly.io/v1-only": "yes"}
+            if m["kind"] == "ConfigMap" and m["metadata"]["name"] == config:
+                m["data"] = {**m["data"], "CELLCELLY_V1_ONLY": "yes"}
+        return out
+
+    monkeypatch.setattr(children, "build", build_v1)
+    first = apply_all(cluster, stack)
+    assert first.created and not first.patched, first
+    assert cm()["data"]["CELLCELLY_V1_ONLY"] == "yes"
+    owners = {(e["manager"], e["operation"]) for e in cm()["metadata"]["managedFields"]}
+    assert owners == {(FIELD_MANAGER, "Apply")}, owners
+    # the Kafka cluster id is the server's uid, as KRaft wants it (a base64url UUID)
+    assert kafka.cluster_id(stack).rstrip("=") and len(kafka.cluster_id(stack)) == 22
+
+    # someone else's label (kubectl): not the operator's, so left alone
+    cluster.ok("label", "configmap", config, "-n", ns, "team=billing")
+
+    # "version 2" no longer sets them: the server removes what the operator's apply alone owned
+    monkeypatch.setattr(children, "build", build)
+    second = apply_all(cluster, stack)
+    assert second.patched and not second.created, second
+    got = cm()
+    assert "CELLCELLY_V1_ONLY" not in got["data"], got["data"]
+    assert "cellcelly.io/v1-only" not in got["metadata"]["labels"], got["metadata"]["labels"]
+    assert got["metadata"]["labels"]["team"] == "billing"
+    deploy = cluster.get("deployment", f"{NAME}-ocs", "-n", ns)
+    assert "cellcelly.io/v1-only" not in deploy["metadata"]["labels"]
+
+    # a converged pass writes nothing
+    third = apply_all(cluster, stack)
+    assert not third.created and not third.patched, third
+
+    # a hand edit of a value the operator sets is drift: the next pass puts it back (a forced apply)
+    key = sorted(got["data"])[0]
+    want = got["data"][key]
+    cluster.ok(
+        "patch", "configmap", config, "-n", ns, "--type", "merge", "-p", json.dumps({"data": {key: "x"}})
+    )
+    fourth = apply_all(cluster, stack)
+    assert fourth.patched == [f"ConfigMap/{config}"], fourth
+    assert cm()["data"][key] == want
+    cluster.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def test_the_operators_events_name_the_stack(cluster: Cluster, crd: None, tmp_path: Path) -> None:
+    """Monitoring on without the Prometheus Operator's CRD: the operator's Event (events.k8s.io/v1,
+    `regarding` the stack, named by us) is what `kubectl get events` lists with `involvedObject` the
+    stack, by its uid (the server's)."""
+    ns = "apply-events"
+    cluster.ok("create", "namespace", ns)
+    body = {
+        "apiVersion": "cellcelly.io/v1alpha1",
+        "kind": "CellCellyStack",
+        "metadata": {"name": NAME, "namespace": ns},
+        "spec": {"version": "0.1.0", "monitoring": {"enabled": True}},
+    }
+    log = tmp_path / "operator.log"
+    env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), CELLCELLY_OPERATOR_TICK="1")
+    command = [sys.executable, "-m", "kopf", "run", "-A", "--standalone", "-m", "cellcelly_operator.handlers"]
+    with log.open("a") as out:
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        done = cluster.apply_object(body)
+        assert done.returncode == 0, done.stderr
+        uid = cluster.get("ccs", NAME, "-n", ns)["metadata"]["uid"]
+
+        def ours() -> list[dict[str, Any]]:
+            items = cluster.get("events", "-n", ns)["items"]
+            return [
+                e
+                for e in items
+                if e.get("involvedObject", {}).get("uid") == uid
+                and e.get("reason") == "PrometheusOperatorMissing"
+            ]
+
+        (told,) = eventually(ours, "the operator's Event about the missing Prometheus Operator")
+        assert told["involvedObject"]["kind"] == "CellCellyStack" and told["involvedObject"]["name"] == NAME
+        assert told["type"] == "Warning"
+        time.sleep(3)  # told once, not on every tick
+        assert len(ours()) == 1
+        cluster.kubectl("delete", "ccs", NAME, "-n", ns, "--wait=true", "--timeout=60s")
+    finally:
+        stop_process(proc)
+        sys.stdout.write(log.read_text()[-4000:])
+        cluster.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def test_the_bench_runs_on_a_real_api_server(cluster: Cluster) -> None:
+    """`make bench`'s real-server figures (a control plane of its own, beside the session's): two stacks
+    through `kopf run`, a converged pass that writes nothing, figures that add up."""
+    from cellcelly_operator import bench
+
+    figures = asyncio.run(bench.run_real(2, 1))
+    assert "skipped" not in figures, figures
+    assert figures["single_stack_created_to_children_s"]["runs"] == 1
+    assert 0 < figures["2_stacks_created_to_all_children_s"] < 120
+    assert figures["2_stacks_steady_reconcile_s"] > 0 and figures["2_stacks_same_requests_raw_s"] > 0
