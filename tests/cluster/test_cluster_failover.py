@@ -11,25 +11,20 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import os
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from chart_operator import ChartOperator, eventually, install_crd, remove_crd
 from k8s_cluster import ROOT, Cluster
-
-from cellcelly_testing import stop_process
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
-CRD_PATH = ROOT / "crds" / "cellcellystacks.cellcelly.io.yaml"
-CRD_NAME = "cellcellystacks.cellcelly.io"
 NS = "failover"
 NAME = "prod"
 # the managers kubectl writes spec as (client-side apply, patch): everything else would be the operator
@@ -78,39 +73,23 @@ class Listener:
         self.loop.close()  # its self-pipe (a socketpair) would otherwise leak into a later test
 
 
-def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}: last {last!r}")
-
-
 @pytest.fixture
-def operator(cluster: Cluster, tmp_path: Path) -> Iterator[Path]:
-    """The CRD, a namespace, and `kopf run -A --standalone -m cellcelly_operator.handlers` with the
-    cluster's admin kubeconfig; all removed afterwards (the CRD too: the next test file starts without)."""
-    cluster.ok("apply", "-f", str(CRD_PATH))
-    done = cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
-    assert done.returncode == 0, done.stderr
+def operator(cluster: Cluster, tmp_path: Path) -> Iterator[ChartOperator]:
+    """The CRD, a namespace, and the operator as its chart runs it, under the chart's own ServiceAccount
+    (cluster scope); all removed afterwards (the CRD too: the next test file starts without)."""
+    install_crd(cluster)
     cluster.ok("create", "namespace", NS)
-    log = tmp_path / "operator.log"
-    env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), CELLCELLY_OPERATOR_TICK="1")
-    command = [sys.executable, "-m", "kopf", "run", "-A", "--standalone", "-m", "cellcelly_operator.handlers"]
-    with log.open("a") as out:
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    op = ChartOperator(cluster, tmp_path, "cluster", "cellcelly-system").install().start()
     try:
-        yield log
+        yield op
         # deleted while the operator runs: it removes its finalizer
         cluster.kubectl("delete", "ccs", NAME, "-n", NS, "--wait=true", "--timeout=60s")
+        assert op.forbidden() == []
     finally:
-        stop_process(proc)
-        sys.stdout.write(log.read_text()[-6000:])
+        op.uninstall()
+        sys.stdout.write(op.text()[-6000:])
         cluster.kubectl("delete", "namespace", NS, "--wait=false")
-        cluster.kubectl("delete", "crd", CRD_NAME, "--ignore-not-found", "--wait=true", "--timeout=60s")
+        remove_crd(cluster)
 
 
 def manifest(primary: int, standby: int) -> dict[str, Any]:
@@ -126,10 +105,10 @@ def manifest(primary: int, standby: int) -> dict[str, Any]:
     return body
 
 
-def test_failover_state_in_status_and_back_only_when_asked(cluster: Cluster, operator: Path) -> None:
+def test_failover_state_in_status_and_back_only_when_asked(cluster: Cluster, operator: ChartOperator) -> None:
     primary, standby = Listener().start(), Listener().start()
     try:
-        _flow(cluster, primary, standby, operator)
+        _flow(cluster, primary, standby, operator.log)
     finally:
         primary.close()
         standby.close()

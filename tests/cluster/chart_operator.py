@@ -1,0 +1,165 @@
+"""The operator on the real API server as the cellcelly-operator chart runs it: the chart rendered
+(`helm template`), its RBAC objects applied, a token minted for its own ServiceAccount, and `kopf run`
+started with the Deployment's own command, arguments and environment, authenticated as that account.
+A missing verb then shows in the operator's log as a 403 (`forbidden`), which `forbidden()` returns."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from k8s_cluster import ROOT, Cluster, helm_binary
+
+from cellcelly_testing import require, stop_process
+
+CHART = ROOT / "charts" / "cellcelly-operator"
+CRD_PATH = ROOT / "crds" / "cellcellystacks.cellcelly.io.yaml"
+CRD_NAME = "cellcellystacks.cellcelly.io"
+RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+FORBIDDEN = re.compile(r"forbidden", re.IGNORECASE)
+
+
+def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}: last {last!r}")
+
+
+def install_crd(cluster: Cluster) -> None:
+    cluster.ok("apply", "-f", str(CRD_PATH))
+    done = cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    assert done.returncode == 0, done.stderr
+
+
+def remove_crd(cluster: Cluster) -> None:
+    cluster.kubectl("delete", "crd", CRD_NAME, "--ignore-not-found", "--wait=true", "--timeout=60s")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ChartOperator:
+    """One release of the operator chart: `scope` "cluster" (ClusterRole) or "namespace" (a Role in
+    the release namespace, which it then watches alone)."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        workdir: Path,
+        scope: str,
+        namespace: str,
+        release: str = "ccop",
+        tick: float = 1,
+    ) -> None:
+        self.cluster, self.scope, self.namespace, self.tick = cluster, scope, namespace, tick
+        self.log = workdir / f"operator-{release}.log"
+        self.kubeconfig = workdir / f"kubeconfig-{release}"
+        helm = helm_binary(4) or helm_binary(3)
+        require(helm is not None, "helm not fetched: run scripts/helm.sh fetch")
+        assert helm is not None
+        done = cluster.run(
+            helm, "template", release, str(CHART), "-n", namespace, "--set", f"watch.scope={scope}"
+        )
+        assert done.returncode == 0, done.stderr
+        docs = [d for d in yaml.safe_load_all(done.stdout) if d]
+        self.rbac = [d for d in docs if d["kind"] in RBAC_KINDS]
+        (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+        (self.container,) = deployment["spec"]["template"]["spec"]["containers"]
+        self.account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def install(self) -> ChartOperator:
+        """The chart's RBAC objects and a kubeconfig holding a token of its ServiceAccount."""
+        if self.cluster.kubectl("get", "namespace", self.namespace).returncode != 0:
+            self.cluster.ok("create", "namespace", self.namespace)
+        self.cluster.ok("apply", "-f", "-", stdin=yaml.safe_dump_all(self.rbac))
+        token = self.cluster.ok("create", "token", self.account, "-n", self.namespace, "--duration=2h")
+        server = (self.cluster.directory / "apiserver.url").read_text().strip()
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "k",
+                    "cluster": {
+                        "server": server,
+                        "certificate-authority": str(self.cluster.directory / "pki" / "ca.crt"),
+                    },
+                }
+            ],
+            "users": [{"name": self.account, "user": {"token": token.strip()}}],
+            "contexts": [{"name": "k", "context": {"cluster": "k", "user": self.account}}],
+            "current-context": "k",
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config), encoding="utf-8")
+        return self
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        """The Deployment's command and arguments (its liveness endpoint on a free local port), and its
+        environment (the downward-API values filled in as the kubelet would)."""
+        args = [
+            re.sub(r"^--liveness=.*", f"--liveness=http://127.0.0.1:{_free_port()}/healthz", a)
+            for a in self.container["args"]
+        ]
+        assert self.container["command"] == ["kopf"], self.container["command"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "CELLCELLY_OPERATOR"))}
+        downward = {"metadata.name": "operator-0", "metadata.namespace": self.namespace}
+        for var in self.container["env"]:
+            if "value" in var:
+                env[var["name"]] = str(var["value"])
+            else:
+                env[var["name"]] = downward[var["valueFrom"]["fieldRef"]["fieldPath"]]
+        env.update(KUBECONFIG=str(self.kubeconfig), CELLCELLY_OPERATOR_TICK=str(self.tick))
+        return [sys.executable, "-m", "kopf", *args], env
+
+    def start(self) -> ChartOperator:
+        command, env = self.command()
+        with self.log.open("a") as out:
+            out.write(f"--- start: {' '.join(command[1:])}\n")
+            self.proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no finalizer or status written on the way out (a node lost, OOM)."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def text(self) -> str:
+        return self.log.read_text(encoding="utf-8") if self.log.exists() else ""
+
+    def forbidden(self) -> list[str]:
+        """The log lines telling of a request the chart's RBAC refused."""
+        return [line for line in self.text().splitlines() if FORBIDDEN.search(line)]
+
+    def uninstall(self) -> None:
+        self.stop()
+        self.cluster.kubectl("delete", "-f", "-", "--ignore-not-found", stdin=yaml.safe_dump_all(self.rbac))
