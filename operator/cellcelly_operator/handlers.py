@@ -78,8 +78,10 @@ def plain(obj: Any) -> Any:
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     memo["runtime"] = Runtime()
     settings.persistence.finalizer = FINALIZER
-    # kopf's own Events (core/v1, on the stack) only for warnings and errors (a handler failing, a retry):
-    # at INFO it would post one for every handler that succeeds, a timer tick included
+    # kopf's own Events (core/v1, on the stack) from its log: a handler failing and its retry show in
+    # `kubectl describe`. Off in kopf by default (posting.loggers); warnings and errors only: at INFO it
+    # would post one for every handler that succeeds, each timer tick included
+    settings.posting.loggers = True
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     operator_settings.tune(settings, os.environ.get(operator_settings.SCOPE_ENV, "cluster"))

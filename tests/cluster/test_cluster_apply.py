@@ -1,7 +1,7 @@
 """How the operator writes, on the real API server (scripts/k8s.sh): children by server-side apply, so a
 field a new operator version no longer sets is removed from the child (a merge patch leaves it behind), a
 field someone else set is left alone, a hand edit of a field the operator sets is undone, and a converged
-pass writes nothing; uids are the server's; the operator's own Events show on the stack.
+pass writes nothing; uids are the server's; the operator's own Events and kopf's show on the stack.
 
 The writes run in this process (`reconcile.apply_all`, the operator's own code, through its own client)
 where a test plays two operator versions; Events come from `kopf run`."""
@@ -156,12 +156,24 @@ def test_children_are_server_side_applied_and_a_dropped_field_is_removed(
     cluster.kubectl("delete", "namespace", ns, "--wait=false")
 
 
-def test_the_operators_events_name_the_stack(cluster: Cluster, crd: None, tmp_path: Path) -> None:
-    """Monitoring on without the Prometheus Operator's CRD: the operator's Event (events.k8s.io/v1,
-    `regarding` the stack, named by us) is what `kubectl get events` lists with `involvedObject` the
-    stack, by its uid (the server's)."""
+def test_events_of_the_operator_and_of_kopf_name_the_stack(
+    cluster: Cluster, crd: None, tmp_path: Path
+) -> None:
+    """A ConfigMap in the operator's way, made immutable: applying the stack's fails, and kopf posts its
+    own Event (core/v1, `involvedObject` the stack, from kopf) as it retries. Once it is gone, monitoring
+    on without the Prometheus Operator's CRD: the operator's own Event (events.k8s.io/v1, `regarding` the
+    stack), told once. `kubectl get events` lists both on the stack, by its uid (the server's)."""
     ns = "apply-events"
     cluster.ok("create", "namespace", ns)
+    blocker = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": f"{NAME}-config", "namespace": ns},
+        "immutable": True,
+        "data": {"in": "the way"},
+    }
+    done = cluster.apply_object(blocker)
+    assert done.returncode == 0, done.stderr
     body = {
         "apiVersion": "cellcelly.io/v1alpha1",
         "kind": "CellCellyStack",
@@ -178,20 +190,29 @@ def test_the_operators_events_name_the_stack(cluster: Cluster, crd: None, tmp_pa
         assert done.returncode == 0, done.stderr
         uid = cluster.get("ccs", NAME, "-n", ns)["metadata"]["uid"]
 
-        def ours() -> list[dict[str, Any]]:
+        def on_stack(reason: str | None = None) -> list[dict[str, Any]]:
             items = cluster.get("events", "-n", ns)["items"]
             return [
                 e
                 for e in items
-                if e.get("involvedObject", {}).get("uid") == uid
-                and e.get("reason") == "PrometheusOperatorMissing"
+                if e.get("involvedObject", {}).get("uid") == uid and reason in (None, e.get("reason"))
             ]
 
-        (told,) = eventually(ours, "the operator's Event about the missing Prometheus Operator")
+        def kopfs() -> list[dict[str, Any]]:
+            return [e for e in on_stack() if (e.get("source") or {}).get("component") == "kopf"]
+
+        failed = eventually(kopfs, "kopf's own Event about the failing handler")
+        assert failed[0]["involvedObject"]["kind"] == "CellCellyStack", failed[0]
+        assert failed[0]["type"] == "Error" and "immutable" in failed[0]["message"], failed[0]
+        # out of the way: the next try applies the stack, and tells what monitoring lacks
+        cluster.ok("delete", "configmap", f"{NAME}-config", "-n", ns)
+        (told,) = eventually(
+            lambda: on_stack("PrometheusOperatorMissing"), "the operator's Event about monitoring", timeout=90
+        )
         assert told["involvedObject"]["kind"] == "CellCellyStack" and told["involvedObject"]["name"] == NAME
         assert told["type"] == "Warning"
         time.sleep(3)  # told once, not on every tick
-        assert len(ours()) == 1
+        assert len(on_stack("PrometheusOperatorMissing")) == 1
         cluster.kubectl("delete", "ccs", NAME, "-n", ns, "--wait=true", "--timeout=60s")
     finally:
         stop_process(proc)
