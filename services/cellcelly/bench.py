@@ -11,6 +11,7 @@ same request and encodes an answer the same way, without charging.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,14 +118,22 @@ def bench_in_process(seconds: float, subscribers: int) -> list[dict[str, Any]]:
 
 
 VOLTDB_SUBSCRIBERS = 2_000  # provisioning goes at the server's commit rate: keep it short
+CONCURRENCY = 32  # requests in flight in the VoltDB rows at 32 (a DGW's pipelined connection)
 
 
 def bench_voltdb(seconds: float, subscribers: int) -> list[dict[str, Any]]:
     """The in-process pair on VoltDB: one caller, so each figure is latency-bound (a read and a
-    commit, two round trips, per request), beside the same pair on the embedded store."""
+    commit, two round trips, per request), beside the same pair on the embedded store. Then the
+    same server at 32 requests in flight: the store's raw commit on an event loop, and the OCS
+    (`cellcelly ocs`, its own process) charging over its wire transport, driven like a DGW."""
     from cellcelly.devservers import VoltDBUnavailable, voltdb_server
 
-    names = ("in-process baseline on VoltDB: raw store commit", "in-process charging on VoltDB")
+    names = (
+        "in-process baseline on VoltDB: raw store commit",
+        "in-process charging on VoltDB",
+        f"baseline at {CONCURRENCY} in flight: raw VoltDB commit on the loop",
+        f"OCS on VoltDB over its wire transport, {CONCURRENCY} in flight",
+    )
     try:
         with voltdb_server() as servers:
             from cellcelly.adapters.balance_voltdb import VoltBalanceStore
@@ -150,13 +159,115 @@ def bench_voltdb(seconds: float, subscribers: int) -> list[dict[str, Any]]:
                 def charging(i: int) -> bool:
                     return service.charge(requests[i]).result_code is ResultCode.SUCCESS
 
-                return [
+                results = [
                     _loop(names[0], seconds, baseline),
                     _loop(f"{names[1]} (OCS engine + VoltDB store)", seconds, charging, len(requests)),
                 ]
+
+                async def raw(worker: int, n: int) -> bool:
+                    # each worker its own subscribers: no waiting on another's lock
+                    await store.transact_async(msisdn((worker + n * CONCURRENCY) % subscribers), touch)
+                    return True
+
+                import uvloop
+
+                results.append(uvloop.run(_concurrently(names[2], seconds, raw, store.leave_loop)))
+            results.append(_bench_wire_ocs(names[3], servers, seconds, subscribers))
+            return results
     except VoltDBUnavailable as exc:
         reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else "unavailable"
         return [summarise(f"skipped: {name} ({reason})", 0, 0.0, []) for name in names]
+
+
+async def _concurrently(
+    name: str,
+    seconds: float,
+    fn: Callable[[int, int], Awaitable[bool]],
+    finish: Callable[[], Awaitable[None]] | None = None,
+) -> dict[str, Any]:
+    """CONCURRENCY workers calling fn(worker, 0), fn(worker, 1), ... for `seconds` after a
+    one-second warm-up; fn says if it succeeded."""
+    clock = time.perf_counter_ns
+    latencies: list[int] = []
+    errors = 0
+    counts = [0] * CONCURRENCY
+
+    async def work(worker: int, until: int, record: bool) -> None:
+        nonlocal errors
+        while True:
+            t0 = clock()
+            ok = await fn(worker, counts[worker])
+            t1 = clock()
+            counts[worker] += 1
+            if record:
+                latencies.append(t1 - t0)
+                errors += not ok
+            if t1 >= until:
+                return
+
+    try:
+        await asyncio.gather(*(work(w, clock() + 1_000_000_000, False) for w in range(CONCURRENCY)))
+        start = clock()
+        until = start + int(seconds * 1e9)
+        await asyncio.gather(*(work(w, until, True) for w in range(CONCURRENCY)))
+        return summarise(name, len(latencies), (clock() - start) / 1e9, latencies, errors)
+    finally:
+        if finish is not None:
+            await finish()
+
+
+def _bench_wire_ocs(name: str, servers: str, seconds: float, subscribers: int) -> dict[str, Any]:
+    """`cellcelly ocs` on the VoltDB server, its wire port driven by WireOcs (what a DGW uses) with
+    CONCURRENCY requests in flight, each worker running whole sessions of the traffic mix in order."""
+    import uvloop
+
+    from cellcelly.dgw.ocs_client import WireOcs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        wire, http = free_port(), free_port()
+        env = {
+            **os.environ,
+            "CELLCELLY_DATA_DIR": tmp,
+            "CELLCELLY_LOG_LEVEL": "WARNING",
+            "CELLCELLY_DATABASE_URL": f"sqlite:///{tmp}/sor.db",
+            "CELLCELLY_BALANCE_STORE": "voltdb",
+            "CELLCELLY_VOLTDB_SERVERS": servers,
+            "CELLCELLY_OCS_PORT": str(http),
+            "CELLCELLY_OCS_WIRE_PORT": str(wire),
+            "CELLCELLY_OCS_API_KEY": OCS_KEY,
+        }
+        proc = _start(["ocs"], env, [wire, http])
+        try:
+            # each worker's sessions: sid = worker, worker + CONCURRENCY, ... (a session's
+            # requests in order, as a network sends them), built before timing starts
+            per_worker = int(seconds * 12_000 / CONCURRENCY) + 1_000
+            scripts = [_session_requests(w, per_worker, subscribers) for w in range(CONCURRENCY)]
+
+            async def drive() -> dict[str, Any]:
+                ocs = WireOcs([("127.0.0.1", wire)], api_key=OCS_KEY, timeout=10.0)
+
+                async def charge(worker: int, n: int) -> bool:
+                    answer = await ocs.charge(scripts[worker][n])
+                    return answer.result_code is ResultCode.SUCCESS
+
+                try:
+                    return await _concurrently(name, seconds, charge)
+                finally:
+                    await ocs.close()
+
+            return uvloop.run(drive())
+        finally:
+            _stop(proc)
+
+
+def _session_requests(worker: int, count: int, subscribers: int) -> list[ChargeRequest]:
+    requests: list[ChargeRequest] = []
+    sid = worker
+    while len(requests) < count:
+        for number, (kind, usage) in enumerate(session_script(sid)):
+            requests.append(ChargeRequest(f"v{sid}", kind, number, msisdn(sid % subscribers), usage))
+        sid += CONCURRENCY
+    return requests
 
 
 def interleaved_requests(count: int, subscribers: int, live: int = 64) -> list[ChargeRequest]:
@@ -490,6 +601,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(volt) == 2 and volt[0]["ops_per_s"]:
         ratios["in-process charging on VoltDB / raw VoltDB commit"] = round(
             volt[1]["ops_per_s"] / volt[0]["ops_per_s"], 3
+        )
+    loaded = [r for r in results if f"{CONCURRENCY} in flight" in r["name"] and "skipped" not in r["name"]]
+    if len(loaded) == 2 and loaded[0]["ops_per_s"]:
+        ratios[f"OCS on VoltDB over the wire / raw VoltDB commit, {CONCURRENCY} in flight"] = round(
+            loaded[1]["ops_per_s"] / loaded[0]["ops_per_s"], 3
         )
     http = [r for r in results if r["name"].startswith("HTTP")]
     if len(http) == 2:

@@ -565,6 +565,7 @@ class VoltBalanceStore:
         about the stored account, so it runs again on the account read from the server."""
         async with self._alocks.hold(msisdn):
             known = self._known.pop(msisdn, None)  # a failure below leaves no entry to trust
+            account: Account | None
             for attempt in range(self._max_attempts):
                 guess = known is not None
                 if known is not None:
