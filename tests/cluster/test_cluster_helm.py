@@ -244,7 +244,8 @@ def test_three_charts_install_upgrade_rollback_uninstall(
         "the new operator pod",
     )
     pods_before = running_pods_of(cluster, ns, instance)
-    # an upgrade that leaves the pod template alone (an annotation on the ServiceAccount): no roll
+    # an upgrade that leaves the pod template alone (an annotation on the ServiceAccount, the Role's
+    # Secrets narrowed to the stacks this test makes): no roll
     generation = deployment["metadata"]["generation"]
     helm(
         "upgrade",
@@ -255,6 +256,8 @@ def test_three_charts_install_upgrade_rollback_uninstall(
         "--reuse-values",
         "--set",
         "serviceAccount.annotations.team=telco",
+        "--set",
+        f"rbac.stacks={{{STACK},e2e}}",
         "--wait",
     )
     account = cluster.get("serviceaccount", f"{OPERATOR}-cellcelly-operator", "-n", ns)
@@ -265,6 +268,15 @@ def test_three_charts_install_upgrade_rollback_uninstall(
     )
     assert replica_sets(cluster, ns, instance) == second_sets
     assert running_pods_of(cluster, ns, instance) == pods_before
+    # what the server's authorizer now says of the operator's account: its stacks' Secrets by name only
+    account_name = f"system:serviceaccount:{ns}:{OPERATOR}-cellcelly-operator"
+
+    def can(*what: str) -> bool:
+        return cluster.kubectl("auth", "can-i", *what, "-n", ns, f"--as={account_name}").returncode == 0
+
+    assert can("get", f"secrets/{STACK}-oracle") and can("get", f"secrets/{STACK}-ocs-api-key")
+    assert can("create", "secrets")  # RBAC cannot narrow a create by name
+    assert not can("get", "secrets/cellcelly-mw") and not can("list", "secrets")
 
     operator = LocalOperator(cluster, ns, tmp_path).start()
     try:
@@ -308,7 +320,7 @@ def _stack(cluster: Cluster, helm: Helm, ns: str) -> None:
     ]
     helm("install", STACK, chart, "-n", ns, *token)
     started = time.monotonic()
-    cluster.ok("wait", "--for=condition=Ready", f"ccs/{STACK}", "-n", ns, "--timeout=120s")
+    cluster.ok("wait", "--for=condition=Ready", f"ccs/{STACK}", "-n", ns, "--timeout=90s")
     sys.stdout.write(f"helm {helm.major}: stack Ready {time.monotonic() - started:.1f} s after its install\n")
     stack = eventually(
         lambda: ready(got := cluster.get("ccs", STACK, "-n", ns)) and got, "Ready at its generation"
@@ -400,7 +412,7 @@ def _kind_values(cluster: Cluster, helm: Helm, ns: str) -> None:
         "--values",
         str(ROOT / "e2e" / "kind-values.yaml"),
     )
-    cluster.ok("wait", "--for=condition=Ready", "ccs/e2e", "-n", ns, "--timeout=120s")
+    cluster.ok("wait", "--for=condition=Ready", "ccs/e2e", "-n", ns, "--timeout=90s")
     assert cluster.get("ingress", "e2e-mw", "-n", ns)["spec"]["rules"][0]["host"] == "localhost"
     claims = [
         c for c in cluster.get("pvc", "-n", ns)["items"] if c["metadata"]["name"].startswith("data-e2e-")

@@ -48,7 +48,8 @@ app.kubernetes.io/component: operator
 The namespaced rules: exactly the requests the operator sends in a stack's namespace (list, create,
 merge-patch, delete; never PUT nor watch on children) plus kopf's own (list/watch/patch the stacks, patch
 their status, core Events). tests/platform/test_platform_rbac.py derives them from the operator's calls.
-Secrets: get and create only (the managed Oracle login and the OCS API key it makes once; never changed).
+Secrets: get and create only (the logins and the OCS API key it makes once; never changed), get by
+name when rbac.stacks lists the stacks (charts/README.md, "Least privilege").
 Pods: list and delete (self-healing); PVCs: list and delete (storage.deletionPolicy Delete).
 */}}
 {{- define "cellcelly-operator.namespacedRules" -}}
@@ -69,9 +70,26 @@ Pods: list and delete (self-healing); PVCs: list and delete (storage.deletionPol
 - apiGroups: [""]
   resources: [services, configmaps]
   verbs: [list, create, patch, delete]
+{{- if .Values.rbac.stacks }}
+# rbac.stacks: `get` only of the Secrets the operator makes for those stacks; `create` stays unnamed (RBAC
+# cannot restrict a create by name: the object's name is not known when the request is authorized)
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [create]
+- apiGroups: [""]
+  resources: [secrets]
+  resourceNames:
+    {{- range $stack := .Values.rbac.stacks }}
+    {{- range $made := list "oracle" "ocs-api-key" "kafka-users" "voltdb" }}
+    - {{ printf "%s-%s" $stack $made }}
+    {{- end }}
+    {{- end }}
+  verbs: [get]
+{{- else }}
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, create]
+{{- end }}
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, delete]
