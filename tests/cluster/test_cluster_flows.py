@@ -455,14 +455,23 @@ def test_an_operator_killed_mid_create_converges_after_a_restart(cluster: Cluste
         delete_stacks(cluster, ns)
 
 
+@pytest.fixture
+def alone(cluster_operator: ChartOperator) -> Iterator[None]:
+    """The cluster-scope operator stopped while a test runs one of its own (both would handle a stack)."""
+    cluster_operator.stop()
+    try:
+        yield
+    finally:
+        cluster_operator.start()
+
+
 def test_namespace_scope_creates_and_deletes_under_the_namespaced_role(
-    cluster: Cluster, cluster_operator: ChartOperator, tmp_path: Path
+    cluster: Cluster, alone: None, tmp_path: Path
 ) -> None:
     """The chart in namespace scope: a Role in its release namespace and nothing cluster-wide; it
-    handles the stacks there and leaves another namespace's alone. Last in the module: the garbage
+    handles the stacks there and leaves another namespace's alone. Late in the module: the garbage
     collector learns a new CRD's kind at its next discovery sync (30 s), and the cluster-scope operator
     is stopped meanwhile (it would handle this namespace too)."""
-    cluster_operator.stop()
     ns, other = "flow-scoped", "flow-elsewhere"
     op = ChartOperator(cluster, tmp_path, "namespace", ns, release="ccns").install()
     assert {o["kind"] for o in op.rbac} == {"ServiceAccount", "Role", "RoleBinding"}
@@ -489,4 +498,82 @@ def test_namespace_scope_creates_and_deletes_under_the_namespaced_role(
         op.uninstall()
         cluster.kubectl("delete", "namespace", other, "--wait=false")
         sys.stdout.write(op.text()[-6000:])
-        cluster_operator.start()
+
+
+def test_a_verb_the_chart_lacks_shows_as_forbidden(cluster: Cluster, alone: None, tmp_path: Path) -> None:
+    """The check every flow ends with can fail: the chart's Role without `create` on Secrets (as it was
+    before issue 13) and the operator's log says forbidden."""
+    ns = "flow-missing-verb"
+    op = ChartOperator(cluster, tmp_path, "namespace", ns, release="ccmiss")
+    rules = [r for o in op.rbac if o["kind"] == "Role" for r in o["rules"] if "secrets" in r["resources"]]
+    assert any("create" in r["verbs"] for r in rules)
+    for rule in rules:
+        rule["verbs"] = [v for v in rule["verbs"] if v != "create"]
+    op.install().start()
+    try:
+        assert cluster.apply_object(body("demo", ns)).returncode == 0
+        refused = eventually(op.forbidden, "a 403 in the operator's log", timeout=30)
+        assert any("secrets" in line for line in refused), refused
+    finally:
+        delete_stacks(cluster, ns)
+        op.uninstall()
+
+
+SERVICE_MONITOR_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+    "spec": {
+        "group": "monitoring.coreos.com",
+        "names": {"kind": "ServiceMonitor", "plural": "servicemonitors", "singular": "servicemonitor"},
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                },
+            }
+        ],
+    },
+}
+
+
+def test_monitoring_without_the_prometheus_operator_is_a_condition_until_it_comes(
+    cluster: Cluster, op: ChartOperator
+) -> None:
+    """No ServiceMonitor kind served: Monitoring=False, told once, Ready regardless; the kind installed
+    (the Prometheus Operator's CRD, its schema left open here) while the operator runs: the next pass
+    makes the ServiceMonitors."""
+    ns = "flow-monitoring"
+    cluster.ok("create", "namespace", ns)
+    crd = SERVICE_MONITOR_CRD["metadata"]["name"]
+    try:
+        monitoring = {"monitoring": {"enabled": True, "grafanaDashboard": True}}
+        assert cluster.apply_object(body("demo", ns, monitoring)).returncode == 0
+        done = cluster.kubectl("wait", "--for=condition=Ready", "ccs/demo", "-n", ns, "--timeout=120s")
+        assert done.returncode == 0, done.stderr
+        stack = eventually(
+            lambda: s if condition(s := stack_of(cluster, "demo", ns), "Monitoring") == "False" else None,
+            "Monitoring=False",
+        )
+        (mon,) = [c for c in stack["status"]["conditions"] if c["type"] == "Monitoring"]
+        assert mon["reason"] == "PrometheusOperatorMissing" and "demo-ocs" in mon["message"]
+        assert "ConfigMap/demo-grafana-dashboard" in live(cluster, "demo", ns)
+        time.sleep(2)  # more ticks: told once, not once a tick
+        assert reasons(cluster, ns).count("PrometheusOperatorMissing") == 1
+
+        assert cluster.apply_object(SERVICE_MONITOR_CRD).returncode == 0
+        done = cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+        assert done.returncode == 0, done.stderr
+
+        def scraped() -> bool:
+            made = cluster.kubectl("get", "servicemonitors", "demo-ocs", "-n", ns).returncode == 0
+            return made and condition(stack_of(cluster, "demo", ns), "Monitoring") == "True"
+
+        eventually(scraped, "ServiceMonitors made, Monitoring=True", timeout=30)
+    finally:
+        delete_stacks(cluster, ns)
+        cluster.kubectl("delete", "crd", crd, "--ignore-not-found", "--wait=false")
