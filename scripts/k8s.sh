@@ -232,12 +232,13 @@ up() { # DIR
   wait_started etcd "$dir/etcd.pid" "$dir/logs/etcd.log" "$etcd_port" "$START_TIMEOUT"
 
   # endpoint reconciler off: the "kubernetes" Service would otherwise point at 127.0.0.1, which the
-  # API server refuses as an endpoint address
+  # API server refuses as an endpoint address. Service range /16: a stack has ~10 ClusterIP Services, and
+  # a /24 (254 addresses) ran out at 25 stacks (the operator bench makes 50: "failed to allocate a serviceIP")
   spawn "$dir" kube-apiserver --etcd-servers="http://127.0.0.1:$etcd_port" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
     --endpoint-reconciler-type=none --authorization-mode=Node,RBAC --allow-privileged=true \
     --tls-cert-file="$dir/pki/apiserver.crt" --tls-private-key-file="$dir/pki/apiserver.key" \
-    --client-ca-file="$dir/pki/ca.crt" --service-cluster-ip-range=10.0.0.0/24 \
+    --client-ca-file="$dir/pki/ca.crt" --service-cluster-ip-range=10.0.0.0/16 \
     --service-account-key-file="$dir/pki/sa.pub" --service-account-signing-key-file="$dir/pki/sa.key" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local
   wait_started kube-apiserver "$dir/kube-apiserver.pid" "$dir/logs/kube-apiserver.log" "$api_port" "$START_TIMEOUT"

@@ -1,13 +1,15 @@
-"""Operator figures on kmock (a fake API server, in this process) with `kopf run -A` in a subprocess.
+"""Operator figures with `kopf run -A` in a subprocess, on kmock (a fake API server, in this process) and
+then on a real API server (Kubernetes from scripts/k8s.sh, started in a temporary directory and stopped
+after; kwok runs the pods the controllers make). The same three figures on each:
 
-    python -m cellcelly_operator.bench [--stacks 50] [--json]
+    python -m cellcelly_operator.bench [--stacks 50] [--json] [--no-real]
 
 1. one stack: time from the CR created to every child created (median of a few);
 2. N stacks created at once: time until every child of every stack exists;
 3. reconcile time of N converged stacks (apply_all: one list per kind, compare, nothing to patch),
    in this process against the same server, beside a baseline: the same requests sent raw.
-Needs the dev dependency kmock. These are figures about the operator on a fake server whose own cost
-per request grows with the objects it holds; a real API server answers differently.
+Needs the dev dependency kmock; the real server's figures need scripts/k8s.sh fetch (else "skipped").
+kmock's own cost per request grows with the objects it holds (it filters every list in Python).
 
 kmock keeps every request it has served and, for each new one, scans that whole log against each of its
 reactions: its cost per request grows with the requests served so far (40 stacks took 232 s to create
