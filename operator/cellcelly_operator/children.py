@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cellcelly_operator import hazelcast, kafka, monitoring, oracle, services, voltdb
+from cellcelly_operator import hazelcast, kafka, monitoring, networkpolicy, oracle, services, voltdb
 from cellcelly_operator.labels import Manifest
 from cellcelly_operator.spec import Stack
 
@@ -35,6 +35,7 @@ KINDS = {
         Kind("apps/v1", "Deployment", "deployments"),
         Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
         Kind("networking.k8s.io/v1", "Ingress", "ingresses"),
+        Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
         Kind("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors"),
         Kind("events.k8s.io/v1", "Event", "events"),
     )
@@ -48,6 +49,7 @@ OWNED_KINDS = (
     "ConfigMap",
     "PodDisruptionBudget",
     "Ingress",
+    "NetworkPolicy",
     "ServiceMonitor",
 )
 
@@ -57,8 +59,10 @@ def kind_of(manifest: Manifest) -> Kind:
 
 
 def build(stack: Stack) -> list[Manifest]:
-    """Children in the order they are applied: configuration before what mounts it."""
+    """Children in the order they are applied: the policies first (no pod runs a moment unguarded),
+    configuration before what mounts it."""
     return [
+        *networkpolicy.build(stack),
         *kafka.build(stack),
         *voltdb.build(stack),
         *hazelcast.build(stack),

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from cellcelly_operator.labels import Manifest, metadata, selector
 from cellcelly_operator.spec import Stack
 from cellcelly_operator.workloads import (
+    config_map,
     container_security,
     headless_name,
     http_probe,
@@ -25,6 +28,18 @@ COMPONENT = "kafka"
 CLIENT_PORT = 9092
 CONTROLLER_PORT = 9093
 KAFKA_UID = 1000  # appuser in apache/kafka
+DATA_DIR = "/var/lib/kafka/data"
+CONFIG_DIR = "/etc/kafka/cellcelly"  # server.properties from the ConfigMap
+BIN_DIR = "/opt/kafka/bin"  # the apache/kafka image's scripts
+SASL_MECHANISM = "SCRAM-SHA-512"
+USERS_COMPONENT = "kafka-users"
+# One SCRAM user per client of the managed Kafka: each pod holds only its own password, so a leaked
+# one is revoked alone and the broker's logs name who connected. Without ACLs (they need an admin
+# client run after the broker is up) every user may still read and write every topic.
+CLIENT_USERS = ("ocs", "sf", "notifier", "kafdrop")
+BROKER_USER = "broker"  # inter-broker, SCRAM on the client listener
+CONTROLLER_USER = "controller"  # the controller quorum's PLAIN login
+SCRAM_USERS = (*CLIENT_USERS, BROKER_USER)
 
 
 def cluster_id(stack: Stack) -> str:
@@ -48,10 +63,11 @@ CA_DIR = "/etc/cellcelly/kafka"  # where the services find the external Kafka's 
 
 
 def security_protocol(stack: Stack) -> str:
-    """How the services reach Kafka: the managed one is in-cluster plaintext; an external one with a
-    login and no protocol given is taken to want SASL over TLS (what managed Kafka offerings serve)."""
+    """How the services reach Kafka: the managed one asks for a SCRAM login (no TLS in-cluster); an
+    external one with a login and no protocol given is taken to want SASL over TLS (what managed Kafka
+    offerings serve)."""
     if stack.spec.kafka.mode != "external":
-        return "PLAINTEXT"
+        return "SASL_PLAINTEXT"
     ext = stack.spec.kafka.external
     if ext.security_protocol is not None:
         return ext.security_protocol
@@ -70,7 +86,10 @@ def client_config(stack: Stack) -> dict[str, str]:
     protocol = security_protocol(stack)
     out = {"CELLCELLY_KAFKA_BOOTSTRAP": bootstrap(stack), "CELLCELLY_KAFKA_SECURITY_PROTOCOL": protocol}
     if protocol.startswith("SASL_"):
-        out["CELLCELLY_KAFKA_SASL_MECHANISM"] = stack.spec.kafka.external.sasl_mechanism
+        managed = stack.spec.kafka.mode != "external"
+        out["CELLCELLY_KAFKA_SASL_MECHANISM"] = (
+            SASL_MECHANISM if managed else stack.spec.kafka.external.sasl_mechanism
+        )
     cafile = ca_file(stack)
     if cafile is not None:
         out["CELLCELLY_KAFKA_SSL_CAFILE"] = cafile
@@ -87,37 +106,135 @@ def build(stack: Stack) -> list[Manifest]:
     return out
 
 
+def server_properties(
+    stack: Stack,
+    *,
+    bind_host: str = "",
+    client_port: int = CLIENT_PORT,
+    controller_port: int = CONTROLLER_PORT,
+    voters: str | None = None,
+    log_dirs: str = f"{DATA_DIR}/logs",
+) -> str:
+    """The managed broker's server.properties (a ConfigMap): no secret in it. Node id, advertised host
+    and passwords are `${env:...}`, resolved by Kafka's EnvVarConfigProvider from the pod's env (the
+    passwords by secretKeyRef). Every listener asks for a login: clients and brokers SCRAM-SHA-512 on
+    CLIENT, the controllers PLAIN on CONTROLLER (KRaft controllers cannot use SCRAM: its credentials
+    live in the metadata log they serve). The keyword arguments exist for the test that starts a real
+    Kafka with this same file on 127.0.0.1."""
+    n = stack.spec.kafka.replicas
+    scram_module = "org.apache.kafka.common.security.scram.ScramLoginModule"
+    plain_module = "org.apache.kafka.common.security.plain.PlainLoginModule"
+    controller_pw = "${env:CONTROLLER_PASSWORD}"
+    lines = {
+        "config.providers": "env",
+        "config.providers.env.class": "org.apache.kafka.common.config.provider.EnvVarConfigProvider",
+        "process.roles": "broker,controller",
+        "node.id": "${env:NODE_ID}",
+        "controller.quorum.voters": voters if voters is not None else quorum_voters(stack),
+        "listeners": f"CLIENT://{bind_host}:{client_port},CONTROLLER://{bind_host}:{controller_port}",
+        "advertised.listeners": f"CLIENT://${{env:ADVERTISED_HOST}}:{client_port}",
+        "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "inter.broker.listener.name": "CLIENT",
+        "controller.listener.names": "CONTROLLER",
+        "sasl.enabled.mechanisms": SASL_MECHANISM,
+        "sasl.mechanism.inter.broker.protocol": SASL_MECHANISM,
+        "listener.name.client.scram-sha-512.sasl.jaas.config": (
+            f'{scram_module} required username="{BROKER_USER}"'
+            f' password="${{env:{password_var(BROKER_USER)}}}";'
+        ),
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config": (
+            f'{plain_module} required username="{CONTROLLER_USER}" password="{controller_pw}"'
+            f' user_{CONTROLLER_USER}="{controller_pw}";'
+        ),
+        "log.dirs": log_dirs,
+        "offsets.topic.replication.factor": str(min(3, n)),
+        "transaction.state.log.replication.factor": str(min(3, n)),
+        "transaction.state.log.min.isr": str(min(2, n)),
+        "share.coordinator.state.topic.replication.factor": str(min(3, n)),
+        "share.coordinator.state.topic.min.isr": str(min(2, n)),
+        "min.insync.replicas": str(min(2, n)),
+        "default.replication.factor": str(min(3, n)),
+        "auto.create.topics.enable": "true",
+    }
+    return "".join(f"{k}={v}\n" for k, v in lines.items())
+
+
+def password_var(user: str) -> str:
+    """The broker pod's env var holding a SCRAM user's password (from the users Secret)."""
+    return f"SCRAM_PASSWORD_{user.upper()}"
+
+
+def start_script(
+    stack: Stack, *, bin_dir: str = BIN_DIR, config: str = f"{CONFIG_DIR}/server.properties"
+) -> str:
+    """Format the log dir once with every SCRAM user (KIP-900: credentials exist before the first
+    broker does, so inter-broker SCRAM works from the start), then run the broker. The node id is the
+    pod's ordinal: kafka-2 is voter 2 in the quorum list. A user added to a formatted log later is not
+    created: the Secret is made once and never rotated (reconcile)."""
+    scram = " ".join(
+        f'--add-scram "{SASL_MECHANISM}=[name={u},password=${password_var(u)}]"' for u in SCRAM_USERS
+    )
+    return (
+        'set -e; export NODE_ID="${POD_NAME##*-}"; '
+        f'{bin_dir}/kafka-storage.sh format --cluster-id "$CLUSTER_ID" --config {config}'
+        f" --ignore-formatted {scram}; "
+        f"exec {bin_dir}/kafka-server-start.sh {config}"
+    )
+
+
+def users_secret_name(stack: Stack) -> str:
+    return stack.child(USERS_COMPONENT)
+
+
+def generated_users_secret(stack: Stack, password: Callable[[], str]) -> Manifest:
+    """The managed Kafka's logins, one password per key (the key is the user name), made once when
+    missing and never overwritten: the broker stored them when it formatted its log."""
+    users = (*SCRAM_USERS, CONTROLLER_USER)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(stack, USERS_COMPONENT, users_secret_name(stack)),
+        "type": "Opaque",
+        "stringData": {u: password() for u in users},
+    }
+
+
+def client_login(stack: Stack, user: str) -> list[dict[str, Any]]:
+    """CELLCELLY_KAFKA_USERNAME/PASSWORD of one service on the managed Kafka (the password by
+    secretKeyRef, never in the manifest); nothing for an external Kafka (its Secret: services.py)."""
+    if stack.spec.kafka.mode != "managed" or user not in SCRAM_USERS:
+        return []
+    secret = {"secretKeyRef": {"name": users_secret_name(stack), "key": user}}
+    return [
+        {"name": "CELLCELLY_KAFKA_USERNAME", "value": user},
+        {"name": "CELLCELLY_KAFKA_PASSWORD", "valueFrom": secret},
+    ]
+
+
 def _managed(stack: Stack) -> list[Manifest]:
     kafka = stack.spec.kafka
     n = kafka.replicas
     headless = headless_name(stack, COMPONENT)
+    config_name = f"{stack.child(COMPONENT)}-config"
+    users = users_secret_name(stack)
+
+    def from_users(var: str, user: str) -> dict[str, Any]:
+        return {"name": var, "valueFrom": {"secretKeyRef": {"name": users, "key": user}}}
+
     env = [
         *pod_env_identity(),
         {"name": "CLUSTER_ID", "value": cluster_id(stack)},
-        {"name": "KAFKA_PROCESS_ROLES", "value": "broker,controller"},
-        {"name": "KAFKA_CONTROLLER_QUORUM_VOTERS", "value": quorum_voters(stack)},
-        {"name": "KAFKA_LISTENERS", "value": f"PLAINTEXT://:{CLIENT_PORT},CONTROLLER://:{CONTROLLER_PORT}"},
-        {
-            "name": "KAFKA_ADVERTISED_LISTENERS",
-            "value": f"PLAINTEXT://$(POD_NAME).{headless}.$(POD_NAMESPACE).svc.cluster.local:{CLIENT_PORT}",
-        },
-        {"name": "KAFKA_CONTROLLER_LISTENER_NAMES", "value": "CONTROLLER"},
-        {"name": "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "value": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"},
-        {"name": "KAFKA_INTER_BROKER_LISTENER_NAME", "value": "PLAINTEXT"},
-        {"name": "KAFKA_LOG_DIRS", "value": "/var/lib/kafka/data/logs"},
-        {"name": "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "value": str(min(3, n))},
-        {"name": "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "value": str(min(3, n))},
-        {"name": "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "value": str(min(2, n))},
-        {"name": "KAFKA_MIN_INSYNC_REPLICAS", "value": str(min(2, n))},
-        {"name": "KAFKA_DEFAULT_REPLICATION_FACTOR", "value": str(min(3, n))},
-        {"name": "KAFKA_AUTO_CREATE_TOPICS_ENABLE", "value": "true"},
+        {"name": "ADVERTISED_HOST", "value": f"$(POD_NAME).{headless}.$(POD_NAMESPACE).svc.cluster.local"},
+        *(from_users(password_var(u), u) for u in SCRAM_USERS),
+        from_users("CONTROLLER_PASSWORD", CONTROLLER_USER),
     ]
     container = {
         "name": "kafka",
         "image": stack.spec.images.kafka,
         "imagePullPolicy": stack.spec.images.pull_policy,
-        # the node id is the pod's ordinal: kafka-2 is voter 2 in the quorum list
-        "command": ["sh", "-c", 'export KAFKA_NODE_ID="${POD_NAME##*-}"; exec /etc/kafka/docker/run'],
+        "command": ["sh", "-c", start_script(stack)],
         "env": env,
         "ports": [
             {"name": "client", "containerPort": CLIENT_PORT},
@@ -127,15 +244,20 @@ def _managed(stack: Stack) -> list[Manifest]:
         "livenessProbe": tcp_probe("controller", failures=6, initial=30),
         "resources": kafka.resources.manifest(),
         "securityContext": container_security(),
-        "volumeMounts": [{"name": "data", "mountPath": "/var/lib/kafka/data"}],
+        "volumeMounts": [
+            {"name": "data", "mountPath": DATA_DIR},
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        ],
     }
     pod_spec = {
         "securityContext": pod_security(KAFKA_UID),
         "terminationGracePeriodSeconds": 60,
         "containers": [container],
+        "volumes": [{"name": "config", "configMap": {"name": config_name}}],
     }
     ports = [("client", CLIENT_PORT, "TCP"), ("controller", CONTROLLER_PORT, "TCP")]
     return [
+        config_map(stack, COMPONENT, config_name, {"server.properties": server_properties(stack)}),
         service(stack, COMPONENT, ports, headless=True, name=headless),
         service(stack, COMPONENT, [("client", CLIENT_PORT, "TCP")]),
         statefulset(
@@ -150,10 +272,23 @@ def _managed(stack: Stack) -> list[Manifest]:
     ]
 
 
+def kafdrop_properties() -> str:
+    """Kafdrop's client settings on the managed Kafka: its own SCRAM login, the password resolved from
+    its env (by secretKeyRef) by the Kafka client's EnvVarConfigProvider, so none sits in the ConfigMap."""
+    module = "org.apache.kafka.common.security.scram.ScramLoginModule"
+    return (
+        "security.protocol=SASL_PLAINTEXT\n"
+        f"sasl.mechanism={SASL_MECHANISM}\n"
+        "config.providers=env\n"
+        "config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider\n"
+        f'sasl.jaas.config={module} required username="kafdrop" password="${{env:KAFDROP_KAFKA_PASSWORD}}";\n'
+    )
+
+
 def _kafdrop(stack: Stack) -> list[Manifest]:
     component = "kafdrop"
     meta = metadata(stack, component)
-    container = {
+    container: dict[str, Any] = {
         "name": "kafdrop",
         "image": stack.spec.images.kafdrop,
         "imagePullPolicy": stack.spec.images.pull_policy,
@@ -164,6 +299,18 @@ def _kafdrop(stack: Stack) -> list[Manifest]:
         "resources": {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
         "securityContext": container_security(),
     }
+    pod_spec: dict[str, Any] = {"securityContext": pod_security(1000), "containers": [container]}
+    out: list[Manifest] = []
+    if stack.spec.kafka.mode == "managed":
+        config_name = stack.child(component)
+        out.append(config_map(stack, component, config_name, {"kafka.properties": kafdrop_properties()}))
+        secret = {"secretKeyRef": {"name": users_secret_name(stack), "key": "kafdrop"}}
+        container["env"] += [
+            {"name": "KAFKA_PROPERTIES_FILE", "value": "/etc/kafdrop/kafka.properties"},
+            {"name": "KAFDROP_KAFKA_PASSWORD", "valueFrom": secret},
+        ]
+        container["volumeMounts"] = [{"name": "config", "mountPath": "/etc/kafdrop", "readOnly": True}]
+        pod_spec["volumes"] = [{"name": "config", "configMap": {"name": config_name}}]
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -171,10 +318,7 @@ def _kafdrop(stack: Stack) -> list[Manifest]:
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": selector(stack, component)},
-            "template": {
-                "metadata": {"labels": meta["labels"]},
-                "spec": {"securityContext": pod_security(1000), "containers": [container]},
-            },
+            "template": {"metadata": {"labels": meta["labels"]}, "spec": pod_spec},
         },
     }
-    return [deployment, service(stack, component, [("http", 9000, "TCP")])]
+    return [*out, deployment, service(stack, component, [("http", 9000, "TCP")])]

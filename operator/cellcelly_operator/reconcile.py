@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from cellcelly_operator import children, events, healing, oracle, services, status
+from cellcelly_operator import children, events, healing, kafka, oracle, services, status, voltdb
 from cellcelly_operator.kube import ApiError, Kube, UnknownCollection
 from cellcelly_operator.labels import MANAGED_BY, Manifest, component_of
 from cellcelly_operator.spec import BACKENDS, Stack
@@ -106,9 +106,16 @@ async def snapshot(kube: Kube, stack: Stack) -> tuple[dict[str, dict[str, Manife
 
 async def apply_all(kube: Kube, stack: Stack) -> Applied:
     result = Applied()
+    # the managed back ends' logins: made once, never rotated behind the back end's back (the database,
+    # the formatted Kafka log and the initialised VoltDB root keep the first ones)
+    made: list[Manifest] = []
     if stack.spec.oracle.mode == "managed":
-        # the managed database's login: made once, never rotated behind the database's back
-        secret = oracle.generated_secret(stack, secrets.token_urlsafe(18))
+        made.append(oracle.generated_secret(stack, secrets.token_urlsafe(18)))
+    if stack.spec.kafka.mode == "managed":
+        made.append(kafka.generated_users_secret(stack, lambda: secrets.token_urlsafe(24)))
+    if stack.spec.voltdb.mode == "managed":
+        made.append(voltdb.generated_secret(stack, secrets.token_urlsafe(24)))
+    for secret in made:
         existing = await kube.get(children.kind_of(secret).item(stack.namespace, secret["metadata"]["name"]))
         await apply(kube, secret, existing, result, create_only=True)
     # the key OCS and DGW share, when the user names no Secret of their own: made once, random per stack

@@ -19,6 +19,20 @@ DATA_DIR = "/var/lib/cellcelly"
 OCS_API_KEY_VAR = "CELLCELLY_OCS_API_KEY"
 OCS_API_KEY_COMPONENT = "ocs-api-key"
 
+# The back ends each service dials (cellcelly/cli.py's _serve_*): a service's env carries only those
+# logins, and a back end's NetworkPolicy admits only those services' pods. No service run on its own
+# dials Hazelcast today (only `cellcelly run`'s embedded stack has a cache).
+BACKEND_USERS: dict[str, tuple[str, ...]] = {
+    "kafka": ("ocs", "sf", "notifier"),
+    "voltdb": ("ocs", "mw", "notifier", "sms", "ivr"),
+    "oracle": ("ocs", "mw", "sf", "notifier", "sms", "ivr"),
+    "hazelcast": (),
+}
+
+
+def uses(svc: str, backend: str) -> bool:
+    return svc in BACKEND_USERS[backend]
+
 
 @dataclass(frozen=True)
 class Port:
@@ -118,12 +132,14 @@ def _secret_env(name: str, secret: str, key: str, optional: bool = False) -> dic
 
 def env(stack: Stack, svc: str) -> list[dict[str, Any]]:
     """Explicit env: what comes from Secrets, then the service's own extra variables."""
-    secret, user_key, password_key = oracle.credentials_secret(stack)
-    out = [
-        _secret_env(oracle.USER_VAR, secret, user_key),
-        _secret_env(oracle.PASSWORD_VAR, secret, password_key),
-    ]
-    out += backend_logins(stack)
+    out: list[dict[str, Any]] = []
+    if uses(svc, "oracle"):
+        secret, user_key, password_key = oracle.credentials_secret(stack)
+        out += [
+            _secret_env(oracle.USER_VAR, secret, user_key),
+            _secret_env(oracle.PASSWORD_VAR, secret, password_key),
+        ]
+    out += backend_logins(stack, svc)
     refs = stack.spec.secrets
     if svc == "mw":
         out.append(
@@ -147,14 +163,22 @@ def env(stack: Stack, svc: str) -> list[dict[str, Any]]:
     return out
 
 
-def backend_logins(stack: Stack) -> list[dict[str, Any]]:
-    """The logins of external back ends from their Secrets (keys username, password). Kafka's are
-    optional: its Secret may hold only a CA (TLS without SASL); SASL without a username fails clearly."""
+def backend_logins(stack: Stack, svc: str) -> list[dict[str, Any]]:
+    """The back-end logins of one service, each only to a service that dials it: the managed Kafka's
+    per-service SCRAM user and the managed VoltDB's user (from the Secrets the operator makes), or an
+    external back end's Secret (keys username, password). An external Kafka's are optional: its Secret
+    may hold only a CA (TLS without SASL); SASL without a username fails clearly."""
     out: list[dict[str, Any]] = []
+    if uses(svc, "kafka"):
+        out += kafka.client_login(stack, svc)
+    if uses(svc, "voltdb") and stack.spec.voltdb.mode == "managed":
+        secret, user_key, password_key = voltdb.credentials_secret(stack) or ("", "", "")
+        out.append(_secret_env("CELLCELLY_VOLTDB_USERNAME", secret, user_key))
+        out.append(_secret_env("CELLCELLY_VOLTDB_PASSWORD", secret, password_key))
     for backend in ("kafka", "voltdb", "hazelcast"):
         part = getattr(stack.spec, backend)
         ref = part.external.secret_ref.name
-        if part.mode != "external" or not ref:
+        if part.mode != "external" or not ref or not uses(svc, backend):
             continue
         optional = backend == "kafka"
         prefix = f"CELLCELLY_{backend.upper()}"
@@ -195,7 +219,7 @@ def deployment(stack: Stack, svc: str) -> Manifest:
     app: App = stack.spec.services.get(svc)
     meta = metadata(stack, svc)
     svc_ports = ports(stack, svc)
-    ca_volumes, ca_mounts = _kafka_ca(stack)
+    ca_volumes, ca_mounts = _kafka_ca(stack) if uses(svc, "kafka") else ([], [])
     container: dict[str, Any] = {
         "name": svc,
         "image": stack.spec.services_image,

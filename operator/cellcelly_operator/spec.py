@@ -251,6 +251,11 @@ class Monitoring(_Model):
     grafana_dashboard: bool = True
 
 
+class NetworkPolicies(_Model):
+    # on by default; off for a cluster whose CNI does not enforce them (the objects would only mislead)
+    enabled: bool = True
+
+
 class StackStorage(_Model):
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
 
@@ -266,6 +271,7 @@ class StackSpec(_Model):
     secrets: Secrets = Secrets()
     self_healing: SelfHealing = SelfHealing()
     monitoring: Monitoring = Monitoring()
+    network_policies: NetworkPolicies = NetworkPolicies()
     storage: StackStorage = StackStorage()
 
     @property

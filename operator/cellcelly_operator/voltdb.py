@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cellcelly_operator.labels import Manifest
+from cellcelly_operator.labels import Manifest, metadata
 from cellcelly_operator.spec import Stack
 from cellcelly_operator.workloads import (
     config_map,
@@ -23,6 +23,11 @@ ADMIN_PORT = 21211
 INTERNAL_PORT = 3021
 VOLTDB_UID = 1000
 ROOT = "/var/voltdb"
+# One user for the stack: every service that uses VoltDB loads the schema and calls the same
+# procedures, so per-service users would all need the administrator role and gain nothing.
+USER = "cellcelly"
+PASSWORD_PLACEHOLDER = "@VOLTDB_PASSWORD@"  # replaced from the pod's env before `voltdb init`
+PASSWORD_VAR = "VOLTDB_PASSWORD"
 
 
 def deployment_xml(stack: Stack) -> str:
@@ -35,8 +40,46 @@ def deployment_xml(stack: Stack) -> str:
         '  <commandlog enabled="true" synchronous="false"/>\n'
         '  <snapshot enabled="true" frequency="1h" retain="3"/>\n'
         '  <httpd enabled="true"><jsonapi enabled="true"/></httpd>\n'
+        f"{security_xml()}"
         "</deployment>\n"
     )
+
+
+def security_xml(password: str = PASSWORD_PLACEHOLDER) -> str:
+    """Security on, one administrator (it loads the schema: DDL needs the role). The ConfigMap holds
+    only the placeholder; the start script puts the password from the Secret in before `voltdb init`."""
+    return (
+        '  <security enabled="true" provider="hash"/>\n'
+        f'  <users><user name="{USER}" password="{password}" roles="administrator"/></users>\n'
+    )
+
+
+def credentials_secret(stack: Stack) -> tuple[str, str, str] | None:
+    """(secret name, username key, password key) of the VoltDB login the services read, if any."""
+    volt = stack.spec.voltdb
+    if volt.mode == "managed":
+        return stack.child(COMPONENT), "username", "password"
+    if volt.external.secret_ref.name:
+        return volt.external.secret_ref.name, "username", "password"
+    return None
+
+
+def generated_secret(stack: Stack, password: str) -> Manifest:
+    """The managed VoltDB's login, created once when missing and never overwritten: `voltdb init` wrote
+    it into the database root, which keeps it across restarts."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(stack, COMPONENT),
+        "type": "Opaque",
+        "stringData": {"username": USER, "password": password},
+    }
+
+
+def materialise(config: str, out: str) -> str:
+    """Shell: the deployment.xml with the password put in (generated passwords are URL-safe base64:
+    nothing sed or XML would read specially)."""
+    return f'sed "s|{PASSWORD_PLACEHOLDER}|${PASSWORD_VAR}|" {config} > {out}'
 
 
 def hosts(stack: Stack) -> str:
@@ -56,7 +99,8 @@ def start_script(stack: Stack) -> str:
     volt = stack.spec.voltdb
     return (
         f"set -e; if [ ! -d {ROOT}/voltdbroot ]; then "
-        f"voltdb init --dir={ROOT} --config=/etc/voltdb/deployment.xml; fi; "
+        f"{materialise('/etc/voltdb/deployment.xml', f'{ROOT}/deployment.xml')}; "
+        f"voltdb init --dir={ROOT} --config={ROOT}/deployment.xml; rm -f {ROOT}/deployment.xml; fi; "
         f"exec voltdb start --dir={ROOT} --count={volt.replicas} --host={hosts(stack)}"
     )
 
@@ -72,6 +116,12 @@ def build(stack: Stack) -> list[Manifest]:
         "image": stack.spec.images.voltdb,
         "imagePullPolicy": stack.spec.images.pull_policy,
         "command": ["sh", "-c", start_script(stack)],
+        "env": [
+            {
+                "name": PASSWORD_VAR,
+                "valueFrom": {"secretKeyRef": {"name": stack.child(COMPONENT), "key": "password"}},
+            }
+        ],
         "ports": [
             {"name": "client", "containerPort": CLIENT_PORT},
             {"name": "admin", "containerPort": ADMIN_PORT},

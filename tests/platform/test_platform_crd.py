@@ -97,6 +97,7 @@ def test_schema_is_structural_and_defaults_are_valid() -> None:
 def test_every_spec_section_of_the_agreed_shape_is_there() -> None:
     spec = schema()["properties"]["spec"]["properties"]
     expected = {"version", "images", "services", "secrets", "selfHealing", "monitoring", "storage"}
+    expected |= {"networkPolicies"}
     expected |= set(COMPONENTS)
     assert set(spec) == expected
     for component in COMPONENTS:
@@ -156,6 +157,7 @@ def test_defaults_fill_a_minimal_stack() -> None:
         "failoverDelaySeconds": 30,
     }
     assert spec["monitoring"] == {"enabled": False, "grafanaDashboard": True}
+    assert spec["networkPolicies"] == {"enabled": True}  # least privilege unless the CNI cannot enforce it
     assert spec["storage"] == {"deletionPolicy": "Retain"}
 
 
@@ -172,6 +174,7 @@ BAD_SCHEMA = {
     "no version": ("spec.version", None),
     "bad kafka mode": ("spec.kafka.mode", "embedded"),
     "bad pull policy": ("spec.images.pullPolicy", "Sometimes"),
+    "network policies not a boolean": ("spec.networkPolicies.enabled", "yes"),
     "negative replicas": ("spec.services.ocs.replicas", -1),
     "too many replicas": ("spec.services.ocs.replicas", 101),
     "zero kafka brokers": ("spec.kafka.replicas", 0),
