@@ -14,7 +14,7 @@
 # No command log and no snapshots (both off in DIR/deployment.xml): a restart starts empty. The
 # database and schema are loaded by the client (cellcelly.adapters.balance_voltdb.ensure_schema).
 # Security: VOLTDB_USERS="name:password[,name:password...]" turns it on (provider "hash"), every
-# user an administrator; unset, no login. A name has no blank, ":" or ","; a password may hold ":"
+# user an administrator; unset, no login. VOLTDB_SECURITY_XML: those elements verbatim instead. A name has no blank, ":" or ","; a password may hold ":"
 # (the first one splits) but no ",". Read by the first start only (`initialize` keeps it in DIR/db).
 set -euo pipefail
 
@@ -98,7 +98,12 @@ xml_attr() {
 }
 
 # The <security> and <users> elements of deployment.xml for VOLTDB_USERS; nothing when it is unset.
+# VOLTDB_SECURITY_XML, when set, is used as they are instead (the operator's own, in its test).
 security_xml() {
+  if [ -n "${VOLTDB_SECURITY_XML:-}" ]; then
+    printf '%s\n' "$VOLTDB_SECURITY_XML"
+    return 0
+  fi
   [ -n "${VOLTDB_USERS:-}" ] || return 0
   local entry name password users=()
   IFS=, read -r -a users <<<"$VOLTDB_USERS"

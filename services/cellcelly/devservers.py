@@ -294,14 +294,17 @@ def _wait_for_ping(port: int, deadline: float, username: str = "", password: str
 
 
 @contextmanager
-def voltdb_server(*, username: str = "", password: str = "") -> Iterator[str]:
+def voltdb_server(*, username: str = "", password: str = "", security_xml: str = "") -> Iterator[str]:
     """Yield "127.0.0.1:PORT" of a fresh single-node VoltDB with the CellCelly schema and procedures
     loaded; stopped and deleted on exit. With `username`, security is on and `username`/`password`
-    is its one user (an administrator)."""
+    is its one user (an administrator); `security_xml` (deployment.xml's <security> and <users>, e.g.
+    the operator's) replaces the ones the script would write, and `username`/`password` must be in it."""
     from cellcelly.adapters.balance_voltdb import ensure_schema
 
     env = None
-    if username:
+    if security_xml:
+        env = {"VOLTDB_SECURITY_XML": security_xml}
+    elif username:
         # VOLTDB_USERS is "name:password,...": a ',' (or a ':' in the name) would split it elsewhere
         if ":" in username or "," in username or "," in password or not password:
             raise ValueError("a VoltDB test user needs a name without ':' or ',' and a password without ','")

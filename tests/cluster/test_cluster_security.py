@@ -1,0 +1,170 @@
+"""The managed back ends' logins and the NetworkPolicies on a real API server (scripts/k8s.sh,
+Kubernetes 1.36.3) with the operator (`kopf run`): the Secrets the operator generates and every
+NetworkPolicy it builds are accepted by the server's own validation, owned by the stack (the
+controller-manager's garbage collector removes them with it), every secretKeyRef of every workload names
+a Secret and key that exist, a later pass never rotates a login, and spec.networkPolicies.enabled=false
+or a component turned off prunes its policies.
+
+kwok runs no container and no CNI: nothing here shows a policy enforced (that a pod is refused); what is
+enforced is proven by tests/operator/test_operator_security.py's selectors against the pods' labels and,
+for the logins, by tests/integration/test_operator_backend_logins.py against real Kafka and VoltDB."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cellcelly_operator import children, spec
+from k8s_cluster import ROOT, Cluster
+
+from cellcelly_testing import stop_process
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
+
+CRD_PATH = ROOT / "crds" / "cellcellystacks.cellcelly.io.yaml"
+CRD_NAME = "cellcellystacks.cellcelly.io"
+NS = "security"
+NAME = "demo"
+GENERATED = (f"{NAME}-kafka-users", f"{NAME}-voltdb", f"{NAME}-oracle", f"{NAME}-ocs-api-key")
+
+
+def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}: last {last!r}")
+
+
+@pytest.fixture
+def operator(cluster: Cluster, tmp_path: Path) -> Iterator[Path]:
+    """The CRD, a namespace, and `kopf run` with the admin kubeconfig (the chart's exact RBAC is the
+    flows' and test_platform_rbac's business); all removed afterwards."""
+    cluster.ok("apply", "-f", str(CRD_PATH))
+    done = cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    assert done.returncode == 0, done.stderr
+    cluster.ok("create", "namespace", NS)
+    log = tmp_path / "operator.log"
+    env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), CELLCELLY_OPERATOR_TICK="1")
+    command = [sys.executable, "-m", "kopf", "run", "-A", "--standalone", "-m", "cellcelly_operator.handlers"]
+    with log.open("a") as out:
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield log
+        cluster.kubectl("delete", "ccs", NAME, "-n", NS, "--wait=true", "--timeout=60s")
+    finally:
+        stop_process(proc)
+        sys.stdout.write(log.read_text()[-6000:])
+        cluster.kubectl("delete", "namespace", NS, "--wait=false")
+        cluster.kubectl("delete", "crd", CRD_NAME, "--ignore-not-found", "--wait=true", "--timeout=60s")
+
+
+def manifest(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    body = yaml.safe_load((ROOT / "crds" / "samples" / "minimal.yaml").read_text(encoding="utf-8"))
+    body = copy.deepcopy(body)
+    body["metadata"] = {"name": NAME, "namespace": NS}
+    body["spec"].update({"kafka": {"ui": {"enabled": True}}, **(extra or {})})
+    return body
+
+
+def items(cluster: Cluster, kind: str) -> dict[str, dict[str, Any]]:
+    got = cluster.get(kind, "-n", NS, "-l", f"app.kubernetes.io/instance={NAME}")["items"]
+    return {o["metadata"]["name"]: o for o in got}
+
+
+def policies_wanted(cluster: Cluster) -> set[str]:
+    stack = spec.from_body(cluster.get("ccs", NAME, "-n", NS))
+    return {m["metadata"]["name"] for m in children.build(stack) if m["kind"] == "NetworkPolicy"}
+
+
+def decoded(secret: dict[str, Any]) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()}
+
+
+def test_logins_and_policies_on_the_real_server(cluster: Cluster, operator: Path) -> None:
+    done = cluster.apply_object(manifest())
+    assert done.returncode == 0, done.stderr
+    uid = cluster.get("ccs", NAME, "-n", NS)["metadata"]["uid"]
+    wanted = policies_wanted(cluster)
+    assert f"{NAME}-default-deny" in wanted and f"{NAME}-kafka-ingress" in wanted
+
+    # every policy the builders make, created (so validated) by the server, and owned by the stack
+    def policies_made() -> dict[str, dict[str, Any]] | None:
+        found = items(cluster, "networkpolicies")
+        return found if set(found) == wanted else None
+
+    def secrets_made() -> dict[str, dict[str, Any]] | None:
+        found = items(cluster, "secrets")
+        return found if set(GENERATED) <= set(found) else None
+
+    got = eventually(policies_made, "policies")
+    secrets = eventually(secrets_made, "generated Secrets")
+    for obj in [*got.values(), *(secrets[n] for n in GENERATED)]:
+        (owner,) = obj["metadata"]["ownerReferences"]
+        assert owner["uid"] == uid and owner["controller"] is True, obj["metadata"]["name"]
+    kafka_users = decoded(secrets[f"{NAME}-kafka-users"])
+    assert set(kafka_users) == {"ocs", "sf", "notifier", "kafdrop", "broker", "controller"}
+    assert len(set(kafka_users.values())) == len(kafka_users)  # a password each
+    assert decoded(secrets[f"{NAME}-voltdb"])["username"] == "cellcelly"
+
+    # every secretKeyRef of every workload names a Secret and key that exist (or is optional)
+    def workloads_ready() -> list[dict[str, Any]] | None:
+        found = [*items(cluster, "deployments").values(), *items(cluster, "statefulsets").values()]
+        return found if len(found) >= 10 else None
+
+    all_secrets = {n: decoded(s) for n, s in items(cluster, "secrets").items()}
+    refs = 0
+    for workload in eventually(workloads_ready, "workloads"):
+        for container in workload["spec"]["template"]["spec"]["containers"]:
+            for env in container.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if ref is None or ref.get("optional") or ref["name"].startswith("cellcelly-"):
+                    continue  # the user's own Secrets (the MW token, the admin token) are not ours to make
+                refs += 1
+                assert ref["key"] in all_secrets.get(ref["name"], {}), (workload["metadata"]["name"], env)
+    assert refs >= 20
+
+    # a later pass (the spec changed, every child reconciled) rotates no login
+    before = {n: all_secrets[n] for n in GENERATED}
+    generation = cluster.get("ccs", NAME, "-n", NS)["metadata"]["generation"]
+    assert cluster.apply_object(manifest({"services": {"mw": {"replicas": 3}}})).returncode == 0
+    eventually(
+        lambda: (
+            cluster.get("ccs", NAME, "-n", NS).get("status", {}).get("observedGeneration", 0) > generation
+        ),
+        "the update reconciled",
+    )
+    assert {n: decoded(s) for n, s in items(cluster, "secrets").items() if n in GENERATED} == before
+
+    # a back end made external: its policy goes (its login Secret stays: a formatted log keeps it)
+    external = {"kafka": {"mode": "external", "external": {"bootstrapServers": "127.0.0.1:9092"}}}
+    assert cluster.apply_object(manifest(external)).returncode == 0
+    eventually(
+        lambda: f"{NAME}-kafka-ingress" not in items(cluster, "networkpolicies"), "the kafka policy pruned"
+    )
+    assert f"{NAME}-kafka-users" in items(cluster, "secrets")
+
+    # spec.networkPolicies.enabled=false: every policy pruned; back on: all back
+    assert cluster.apply_object(manifest({"networkPolicies": {"enabled": False}})).returncode == 0
+    eventually(lambda: not items(cluster, "networkpolicies"), "every policy pruned")
+    assert cluster.apply_object(manifest()).returncode == 0
+    eventually(lambda: set(items(cluster, "networkpolicies")) == wanted, "the policies back")
+
+    # the stack deleted: the garbage collector takes the policies and Secrets (owner references)
+    cluster.ok("delete", "ccs", NAME, "-n", NS, "--wait=true", "--timeout=60s")
+    eventually(
+        lambda: not items(cluster, "networkpolicies") and not set(GENERATED) & set(items(cluster, "secrets")),
+        "policies and Secrets collected",
+    )
