@@ -148,6 +148,7 @@ NAMESPACED_RULES = {
     ("events.k8s.io", "events"): {"create"},
     ("policy", "poddisruptionbudgets"): CHILD_VERBS,
     ("networking.k8s.io", "ingresses"): CHILD_VERBS,
+    ("networking.k8s.io", "networkpolicies"): CHILD_VERBS,
     ("monitoring.coreos.com", "servicemonitors"): CHILD_VERBS,
     ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"},
 }

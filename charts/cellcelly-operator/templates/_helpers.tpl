@@ -107,7 +107,7 @@ Pods: list and delete (self-healing); PVCs: list and delete (storage.deletionPol
   resources: [poddisruptionbudgets]
   verbs: [list, create, patch, delete]
 - apiGroups: [networking.k8s.io]
-  resources: [ingresses]
+  resources: [ingresses, networkpolicies]
   verbs: [list, create, patch, delete]
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors]
