@@ -86,11 +86,33 @@ class ChartOperator:
         self.account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @classmethod
+    def installed(
+        cls, cluster: Cluster, workdir: Path, namespace: str, deployment: str, tick: float = 1
+    ) -> ChartOperator:
+        """The operator of a release helm installed: the live Deployment's container and account (helm
+        owns the RBAC objects, so none are applied or deleted here), logged in with a token."""
+        self = cls.__new__(cls)
+        self.cluster, self.namespace, self.tick = cluster, namespace, tick
+        self.log = workdir / f"operator-{deployment}.log"
+        self.kubeconfig = workdir / f"kubeconfig-{deployment}"
+        pod = cluster.get("deployment", deployment, "-n", namespace)["spec"]["template"]["spec"]
+        (self.container,) = pod["containers"]
+        self.account = pod["serviceAccountName"]
+        env = {v["name"]: v.get("value") for v in self.container["env"]}
+        self.scope = str(env["CELLCELLY_OPERATOR_SCOPE"])
+        self.rbac = []
+        self.proc = None
+        return self._login()
+
     def install(self) -> ChartOperator:
         """The chart's RBAC objects and a kubeconfig holding a token of its ServiceAccount."""
         if self.cluster.kubectl("get", "namespace", self.namespace).returncode != 0:
             self.cluster.ok("create", "namespace", self.namespace)
         self.cluster.ok("apply", "-f", "-", stdin=yaml.safe_dump_all(self.rbac))
+        return self._login()
+
+    def _login(self) -> ChartOperator:
         token = self.cluster.ok("create", "token", self.account, "-n", self.namespace, "--duration=2h")
         server = (self.cluster.directory / "apiserver.url").read_text().strip()
         config = {
@@ -162,4 +184,7 @@ class ChartOperator:
 
     def uninstall(self) -> None:
         self.stop()
-        self.cluster.kubectl("delete", "-f", "-", "--ignore-not-found", stdin=yaml.safe_dump_all(self.rbac))
+        if self.rbac:
+            self.cluster.kubectl(
+                "delete", "-f", "-", "--ignore-not-found", stdin=yaml.safe_dump_all(self.rbac)
+            )

@@ -8,26 +8,24 @@ crds/ semantics, and the PVCs of a stack whose storage.deletionPolicy is Retain)
 and the values the kind e2e installs (e2e/kind-values.yaml) are accepted and go Ready.
 
 kwok runs no container: the operator runs here (`kopf run`) with the installed Deployment's own
-arguments and environment, authenticated as the chart's ServiceAccount (a token minted for it), so the
-chart's RBAC is what it gets: a refused request fails the test."""
+arguments and environment, authenticated as the chart's ServiceAccount (chart_operator.py: a token
+minted for it), so the chart's RBAC is what it gets: a refused request fails the test."""
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from chart_operator import ChartOperator, eventually
 from k8s_cluster import ROOT, Cluster, helm_binary
 
-from cellcelly_testing import require, stop_process
+from cellcelly_testing import require
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(420)]
 
@@ -38,17 +36,6 @@ STACK = "demo"
 WORKLOADS = "deployments,statefulsets"
 # every kind a stack's uninstall must leave nothing of (PVCs are checked on their own: Retain keeps them)
 STACK_KINDS = "deployments,statefulsets,services,configmaps,secrets,poddisruptionbudgets,ingresses"
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}: last {last!r}")
 
 
 class Helm:
@@ -68,72 +55,6 @@ class Helm:
     def history(self, release: str, ns: str) -> list[dict[str, Any]]:
         got: list[dict[str, Any]] = yaml.safe_load(self("history", release, "-n", ns, "-o", "yaml"))
         return got
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class LocalOperator:
-    """What the installed Deployment's pod would run, run here: its command, arguments and environment
-    read from the server, the liveness endpoint on a free local port, and a token of its ServiceAccount."""
-
-    def __init__(self, cluster: Cluster, ns: str, workdir: Path) -> None:
-        self.cluster, self.ns = cluster, ns
-        self.log = workdir / "operator.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        pod = cluster.get("deployment", f"{OPERATOR}-cellcelly-operator", "-n", ns)["spec"]["template"][
-            "spec"
-        ]
-        (container,) = pod["containers"]
-        assert container["command"] == ["kopf"], container["command"]
-        port = _free_port()
-        self.args = [
-            re.sub(r"^--liveness=.*", f"--liveness=http://127.0.0.1:{port}/healthz", a)
-            for a in container["args"]
-        ]
-        token = cluster.ok("create", "token", pod["serviceAccountName"], "-n", ns, "--duration=1h").strip()
-        kubeconfig = workdir / "operator-kubeconfig"
-        cluster_entry = {
-            "server": (cluster.directory / "apiserver.url").read_text().strip(),
-            "certificate-authority": str(cluster.directory / "pki" / "ca.crt"),
-        }
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "k", "cluster": cluster_entry}],
-            "users": [{"name": "operator", "user": {"token": token}}],
-            "contexts": [{"name": "k", "context": {"cluster": "k", "user": "operator"}}],
-            "current-context": "k",
-        }
-        kubeconfig.write_text(yaml.safe_dump(config), encoding="utf-8")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "CELLCELLY_OPERATOR"))}
-        downward = {"metadata.name": "operator-0", "metadata.namespace": ns}
-        for var in container["env"]:
-            value = var.get("value")
-            env[var["name"]] = (
-                str(value) if value is not None else downward[var["valueFrom"]["fieldRef"]["fieldPath"]]
-            )
-        env.update(KUBECONFIG=str(kubeconfig), CELLCELLY_OPERATOR_TICK="1")
-        self.env = env
-
-    def start(self) -> LocalOperator:
-        with self.log.open("a") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "kopf", *self.args], env=self.env, stdout=out, stderr=subprocess.STDOUT
-            )
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-            self.proc = None
-
-    def forbidden(self) -> list[str]:
-        text = self.log.read_text(encoding="utf-8") if self.log.exists() else ""
-        return [line for line in text.splitlines() if re.search("forbidden", line, re.IGNORECASE)]
 
 
 def replica_sets(cluster: Cluster, ns: str, selector: str) -> dict[str, int]:
@@ -278,14 +199,14 @@ def test_three_charts_install_upgrade_rollback_uninstall(
     assert can("create", "secrets")  # RBAC cannot narrow a create by name
     assert not can("get", "secrets/cellcelly-mw") and not can("list", "secrets")
 
-    operator = LocalOperator(cluster, ns, tmp_path).start()
+    operator = ChartOperator.installed(cluster, tmp_path, ns, f"{OPERATOR}-cellcelly-operator").start()
     try:
         _stack(cluster, helm, ns)
         _kind_values(cluster, helm, ns)
         assert operator.forbidden() == []
     finally:
         operator.stop()
-        sys.stdout.write(operator.log.read_text(encoding="utf-8")[-4000:] if operator.log.exists() else "")
+        sys.stdout.write(operator.text()[-4000:])
 
     # operator rollback to revision 1: the first pod template, so the first ReplicaSet again
     helm("rollback", OPERATOR, "1", "-n", ns, "--wait", "--timeout=90s")
