@@ -140,9 +140,18 @@ def _flow(cluster: Cluster, primary: Listener, standby: Listener, log: Path) -> 
         got = cluster.get("events.events.k8s.io", "-n", NS)
         return [e.get("reason", "") for e in got.get("items") or []]
 
+    def config_hash() -> str:
+        d = cluster.get("deployment", f"{NAME}-ocs", "-n", NS)
+        return str(d["spec"]["template"]["metadata"]["annotations"]["cellcelly.io/config-hash"])
+
+    def degraded() -> str | None:
+        conds = (stack().get("status") or {}).get("conditions") or []
+        return next((c["status"] for c in conds if c["type"] == "Degraded"), None)
+
     eventually(lambda: oracle().get("active") == "primary", "status.oracle.active primary")
     assert f"127.0.0.1:{primary.port}" in database_url()
     assert primary.accepted >= 1
+    before = eventually(config_hash, "the OCS Deployment")
 
     primary.stop()
     eventually(
@@ -152,6 +161,8 @@ def _flow(cluster: Cluster, primary: Listener, standby: Listener, log: Path) -> 
     assert "active" not in stack()["spec"]["oracle"]["failover"]  # the operator wrote status, not spec
     assert spec_writers() <= USER_MANAGERS, spec_writers()
     assert "OracleFailover" in reasons()
+    assert config_hash() != before  # the Deployments roll onto the new URL
+    eventually(lambda: degraded() == "True", "Degraded while on the standby")
 
     # a GitOps tool re-applies the user's manifest, an old one with `active: primary` in it: no switch
     old = copy.deepcopy(body)
@@ -186,6 +197,8 @@ def _flow(cluster: Cluster, primary: Listener, standby: Listener, log: Path) -> 
         "back on the primary",
     )
     assert standby.accepted == 0  # only the primary's host and port were ever probed
+    assert config_hash() == before  # the configuration of before the failover, exactly
+    assert "OracleFailback" in reasons()
 
     # the server's own record: who wrote spec, who wrote status
     assert spec_writers() <= USER_MANAGERS, spec_writers()

@@ -102,6 +102,27 @@ def gone(cluster: Cluster, pod: str, ns: str) -> bool:
     return got.returncode != 0 or bool(json.loads(got.stdout)["metadata"].get("deletionTimestamp"))
 
 
+# the managers kubectl writes a stack as; managedFields naming any other for a spec field is the operator
+USER_MANAGERS = {
+    "kubectl-client-side-apply",
+    "kubectl-patch",
+    "kubectl",
+    "kubectl-create",
+    "kubectl-annotate",
+}
+
+
+def spec_written_by_users_only(cluster: Cluster, ns: str) -> None:
+    """The server's own record (managedFields) of who wrote each stack's spec in this namespace: the
+    operator never does (a GitOps tool would revert it)."""
+    for stack in cluster.get("ccs", "-n", ns, "--show-managed-fields")["items"]:
+        entries = stack["metadata"]["managedFields"]
+        writers = {e["manager"] for e in entries if "f:spec" in (e.get("fieldsV1") or {})}
+        assert writers <= USER_MANAGERS, (stack["metadata"]["name"], writers)
+        # and the record does see the operator: its status writes
+        assert any(e.get("subresource") == "status" for e in entries), entries
+
+
 def delete_stacks(cluster: Cluster, ns: str) -> None:
     """With the operator still running (it removes the finalizers), then the namespace."""
     cluster.kubectl("delete", "ccs", "--all", "-n", ns, "--wait=true", "--timeout=60s")
@@ -188,6 +209,7 @@ def test_create_makes_owned_children_and_kubectl_wait_returns(cluster: Cluster, 
         before = versions(live(cluster, "demo", ns))
         time.sleep(3)
         assert versions(live(cluster, "demo", ns)) == before
+        spec_written_by_users_only(cluster, ns)
     finally:
         delete_stacks(cluster, ns)
 
@@ -253,6 +275,7 @@ def test_update_patches_the_right_children_prunes_and_restores_drift(
             )
 
         eventually(restored, "drift corrected", timeout=30)
+        spec_written_by_users_only(cluster, ns)
     finally:
         delete_stacks(cluster, ns)
 
@@ -291,6 +314,7 @@ def test_a_crash_looping_pod_is_restarted_within_budget_and_recorded(
         assert not gone(cluster, second["metadata"]["name"], ns)
         assert stack_of(cluster, "demo", ns)["status"]["healing"][-1]["action"] == "skipped"
         assert "RestartBudgetSpent" in reasons(cluster, ns)
+        spec_written_by_users_only(cluster, ns)
     finally:
         delete_stacks(cluster, ns)
 
@@ -317,6 +341,7 @@ def test_restarts_growing_across_an_operator_restart_are_seen(cluster: Cluster, 
         eventually(lambda: gone(cluster, name, ns), "the pod whose restarts grew deleted", 30)
         healing = stack_of(cluster, "demo", ns)["status"]["healing"]
         assert [(h["pod"], h["reason"]) for h in healing] == [(name, "RestartsGrowing")]
+        spec_written_by_users_only(cluster, ns)
     finally:
         delete_stacks(cluster, ns)
 
@@ -360,6 +385,7 @@ def test_pause_changes_nothing_until_unpaused(cluster: Cluster, op: ChartOperato
 
         eventually(resumed, "reconciled after unpausing", 30)
         eventually(lambda: gone(cluster, sick["metadata"]["name"], ns), "the sick pod healed after unpausing")
+        spec_written_by_users_only(cluster, ns)
     finally:
         delete_stacks(cluster, ns)
 
@@ -450,7 +476,8 @@ def test_an_operator_killed_mid_create_converges_after_a_restart(cluster: Cluste
         sets = cluster.get("replicasets", "-n", ns, "-l", "app.kubernetes.io/instance=big")["items"]
         owners = [r["metadata"]["ownerReferences"][0]["name"] for r in sets]
         assert sorted(owners) == sorted(set(owners)), owners
-        cluster.ok("delete", "ccs", "big", "-n", ns, "--timeout=60s")
+        spec_written_by_users_only(cluster, ns)
+        cluster.ok("delete", "ccs", "big", "-n", ns, "--timeout=60s")  # not stuck: the finalizer comes off
     finally:
         delete_stacks(cluster, ns)
 
@@ -574,6 +601,7 @@ def test_monitoring_without_the_prometheus_operator_is_a_condition_until_it_come
             return made and condition(stack_of(cluster, "demo", ns), "Monitoring") == "True"
 
         eventually(scraped, "ServiceMonitors made, Monitoring=True", timeout=30)
+        spec_written_by_users_only(cluster, ns)
     finally:
         delete_stacks(cluster, ns)
         cluster.kubectl("delete", "crd", crd, "--ignore-not-found", "--wait=false")
