@@ -8,6 +8,7 @@ in the one namespace watched). Each test has a namespace of its own; CELLCELLY_O
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import ssl
@@ -196,6 +197,9 @@ def test_create_makes_owned_children_and_kubectl_wait_returns(cluster: Cluster, 
         secrets = {s["metadata"]["name"]: s for s in cluster.get("secrets", "-n", ns)["items"]}
         for name in ("demo-oracle", "demo-ocs-api-key"):
             assert secrets[name]["metadata"]["ownerReferences"][0]["uid"] == stack["metadata"]["uid"]
+        # the managed database's login and the key OCS and DGW share: random, made for this stack
+        assert len(base64.b64decode(secrets["demo-oracle"]["data"]["password"])) >= 20
+        assert len(base64.b64decode(secrets["demo-ocs-api-key"]["data"]["key"])) >= 32
         done = cluster.kubectl("wait", "--for=condition=Ready", "ccs/demo", "-n", ns, "--timeout=120s")
         assert done.returncode == 0, done.stderr
         stack = stack_of(cluster, "demo", ns)
