@@ -426,7 +426,12 @@ def test_delete_collects_the_children_and_claims_follow_the_policy(
         assert kept_claims == claim_names(stack_of(cluster, "kept", ns))
         assert claims(cluster, "dropped", ns) == claim_names(stack_of(cluster, "dropped", ns))
         for name in ("kept", "dropped"):
+            started = time.monotonic()
             cluster.ok("delete", "ccs", name, "-n", ns, "--timeout=60s")  # returns once the finalizer is off
+            # a delete landing in a tick waited kopf's 60 s timer poll before settings.TIMER_EXIT_POLL
+            assert time.monotonic() - started < 15, (
+                f"{name}: finalizer held {time.monotonic() - started:.0f} s"
+            )
         everything = CHILD_KINDS + ",pods,secrets,replicasets.apps"
         for name in ("kept", "dropped"):
             eventually(lambda n=name: live(cluster, n, ns, everything) == {}, f"{name}'s children collected")
@@ -609,3 +614,30 @@ def test_monitoring_without_the_prometheus_operator_is_a_condition_until_it_come
     finally:
         delete_stacks(cluster, ns)
         cluster.kubectl("delete", "crd", crd, "--ignore-not-found", "--wait=false")
+
+
+def test_the_crd_deleted_with_stacks_left_takes_them_and_is_not_stuck(
+    cluster: Cluster, alone: None, tmp_path: Path
+) -> None:
+    """A CRD being deleted is served without `patch`; kopf with scanning on then dropped the stacks and
+    their finalizers stayed. The operator handles them and the CRD goes; the operator then exits (it
+    serves nothing), and the CRD is put back for the tests after."""
+    ns = "flow-crd-gone"
+    op = ChartOperator(cluster, tmp_path, "cluster", OPERATOR_NS, release="cccrd").install().start()
+    cluster.ok("create", "namespace", ns)
+    try:
+        assert cluster.apply_object(body("demo", ns)).returncode == 0
+        eventually(
+            lambda: (stack_of(cluster, "demo", ns).get("status") or {}).get("observedGeneration"), "status"
+        )
+        started = time.monotonic()
+        done = cluster.kubectl("delete", "crd", CRD_NAME, "--timeout=60s")
+        assert done.returncode == 0, done.stderr
+        assert time.monotonic() - started < 30
+        assert cluster.kubectl("get", "crd", CRD_NAME).returncode != 0
+        assert op.forbidden() == []
+    finally:
+        op.uninstall()
+        sys.stdout.write(op.text()[-4000:])
+        cluster.kubectl("delete", "namespace", ns, "--wait=false")
+        install_crd(cluster)
