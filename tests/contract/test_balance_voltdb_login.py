@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from balance_store_contract import A, B, credit, normalised, provision, state_of
+from balance_store_contract import A, B, credit, normalised, on_a_loop, provision, state_of
 from test_balance_voltdb import running_voltdb
 
 from cellcelly.devservers import voltdb_truncate
@@ -45,6 +45,11 @@ def test_the_right_login_reads_and_writes(empty_secured_voltdb: str) -> None:
         assert normalised(store.get(A)) == normalised(topped)
         assert topped.wallet == opened.wallet + 5
         assert list(store.msisdns()) == [A]
+
+        async def on_the_loop() -> None:  # the loop's connections (voltdb_wire) log in the same way
+            assert normalised(await store.get_async(A)) == normalised(topped)
+
+        on_a_loop(store, on_the_loop)
     # a second store (new connections, a new handshake each) sees the same state
     with VoltBalanceStore(empty_secured_voltdb, username=USER, password=PASSWORD) as again:
         assert normalised(again.get(A)) == normalised(topped)

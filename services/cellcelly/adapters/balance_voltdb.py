@@ -620,7 +620,7 @@ class VoltBalanceStore:
     async def leave_loop(self) -> None:
         """Close this store's connections on the running loop before that loop ends (a test's
         loop; a service's store is closed on its loop by `close`); the store stays usable."""
-        self._async.detach()
+        await self._async.detach()
         await asyncio.sleep(0)  # the transports close their sockets in connection_lost
 
     def close(self) -> None:

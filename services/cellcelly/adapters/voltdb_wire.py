@@ -25,7 +25,7 @@ import itertools
 import logging
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -301,6 +301,7 @@ class AsyncVoltClient:
         self._conns: list[VoltProtocol | None] = [None] * connections
         self._opening: list[asyncio.Future[VoltProtocol] | None] = [None] * connections
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._watcher: AsyncGenerator[None, None] | None = None
         self._rr = itertools.count()
         self._next_server = itertools.count()
         self._closed = False
@@ -316,8 +317,13 @@ class AsyncVoltClient:
         if self._closed:
             raise CannotConnect("the VoltDB client is closed")
         if self._loop is not loop:  # connections belong to the loop that made them
-            self._drop()
+            if self._loop is not None and not self._loop.is_closed():
+                self._drop()
+            self._conns = [None] * self._size
+            self._opening = [None] * self._size
             self._loop = loop
+            self._watcher = self._watch(loop)
+            await anext(self._watcher)
         slot = next(self._rr) % self._size
         conn = self._conns[slot]
         if conn is not None and conn.dead is None:
@@ -360,6 +366,17 @@ class AsyncVoltClient:
             return conn
         raise CannotConnect("cannot connect to VoltDB (" + "; ".join(problems) + ")")
 
+    async def _watch(self, loop: asyncio.AbstractEventLoop) -> AsyncGenerator[None, None]:
+        """Lives as long as its loop: asyncio.run and uvloop.run close every async generator
+        before they close the loop, and this one then closes the connections made on it (left
+        open, they would be sockets of a closed loop, never closed)."""
+        try:
+            yield
+        finally:
+            if self._loop is loop:
+                self._drop()
+                self._loop = None
+
     def _drop(self) -> None:
         for conn in self._conns:
             if conn is not None:
@@ -367,11 +384,14 @@ class AsyncVoltClient:
         self._conns = [None] * self._size
         self._opening = [None] * self._size
 
-    def detach(self) -> None:
+    async def detach(self) -> None:
         """Close the connections on the running loop (before it ends); later calls open new ones."""
+        watcher, self._watcher = self._watcher, None
         if self._loop is asyncio.get_running_loop():
             self._drop()
             self._loop = None
+        if watcher is not None:
+            await watcher.aclose()
 
     def close(self) -> None:
         """Fails what is in flight and closes the connections, on their loop: from that loop, from

@@ -28,7 +28,7 @@ from cellcelly.domain.balance_summary import BalanceSummary, summarise
 from cellcelly.domain.errors import CellCellyError, DomainError
 from cellcelly.domain.provisioning import InsufficientFunds
 from cellcelly.domain.selfcare_rules import normalise_voucher
-from cellcelly.ports.balance_store import BalanceStore
+from cellcelly.ports.balance_store import BalanceStore, off_loop
 from cellcelly.ports.credentials import Credential, CredentialStore, RefreshGrant, ResetCode, Voucher
 from cellcelly.ports.records import SubscriberExists, SubscriberRecord, SystemOfRecord
 from cellcelly.security import (
@@ -52,7 +52,7 @@ class StoreBalanceLookup:
         self.store, self.clock = store, clock
 
     async def __call__(self, msisdn: str) -> BalanceSummary | None:
-        account = self.store.get(msisdn)
+        account = await self.store.get_async(msisdn)
         return None if account is None else summarise(account, int(self.clock()))
 
 
@@ -240,8 +240,8 @@ class SelfCare:
             msisdn, first_name.strip(), last_name.strip(), email, "active", package, now
         )
         try:
-            account = self.accounts.open(
-                subscriber, record=lambda s: self.credentials.register(s, credential)
+            account = await off_loop(
+                self.store, self.accounts.open, subscriber, lambda s: self.credentials.register(s, credential)
             )
         except SubscriberExists:
             raise Taken(f"{msisdn} is already registered") from None
@@ -412,7 +412,7 @@ class SelfCare:
     async def account(self, msisdn: str) -> Account:
         """The real-time account; re-provisioned when the record has the subscriber and the store
         does not (a crash between the two writes of sign-up)."""
-        account = self.store.get(msisdn)
+        account = await self.store.get_async(msisdn)
         if account is not None:
             return account
         subscriber: SubscriberRecord | None = await self._db(self.records.get_subscriber, msisdn)
@@ -430,7 +430,7 @@ class SelfCare:
         await self.account(msisdn)
         reference = f"addon:{request_id or uuid.uuid4().hex}"
         try:
-            return self.accounts.buy_package(msisdn, package, reference)
+            return await off_loop(self.store, self.accounts.buy_package, msisdn, package, reference)
         except InsufficientFunds as exc:
             raise Insufficient(str(exc)) from None
         except DomainError as exc:
@@ -469,7 +469,7 @@ class SelfCare:
 
             credited = await self._db(self.credentials.credit_voucher, code_hash, msisdn, now, credit)
             if credited is not None:
-                account = self.accounts.release_reference(msisdn, reference)
+                account = await off_loop(self.store, self.accounts.release_reference, msisdn, reference)
                 self.accounts.notify("topup", msisdn)
                 log.info("voucher redeemed", extra={"msisdn": msisdn, "amount": voucher.amount})
                 return account
@@ -502,9 +502,11 @@ class SelfCare:
 
     async def ready(self) -> None:
         """Raises unless both stores answer."""
-        self.store.get("0")
+        await self.store.get_async("0")
         await self._db(self.records.latest_catalogue)
 
     async def set_status(self, msisdn: str, status: Status) -> Account:
         await self.account(msisdn)
-        return self.accounts.set_status(msisdn, status, f"admin:{uuid.uuid4().hex}")
+        return await off_loop(
+            self.store, self.accounts.set_status, msisdn, status, f"admin:{uuid.uuid4().hex}"
+        )
