@@ -56,6 +56,31 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def token_kubeconfig(cluster: Cluster, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig at `path` authenticated as a ServiceAccount (a token minted for it): what a pod
+    running as that account would be allowed, nothing more."""
+    token = cluster.ok("create", "token", account, "-n", namespace, "--duration=2h")
+    server = (cluster.directory / "apiserver.url").read_text().strip()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "k",
+                "cluster": {
+                    "server": server,
+                    "certificate-authority": str(cluster.directory / "pki" / "ca.crt"),
+                },
+            }
+        ],
+        "users": [{"name": account, "user": {"token": token.strip()}}],
+        "contexts": [{"name": "k", "context": {"cluster": "k", "user": account}}],
+        "current-context": "k",
+    }
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
 class ChartOperator:
     """One release of the operator chart: `scope` "cluster" (ClusterRole) or "namespace" (a Role in
     the release namespace, which it then watches alone)."""
@@ -113,25 +138,7 @@ class ChartOperator:
         return self._login()
 
     def _login(self) -> ChartOperator:
-        token = self.cluster.ok("create", "token", self.account, "-n", self.namespace, "--duration=2h")
-        server = (self.cluster.directory / "apiserver.url").read_text().strip()
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "k",
-                    "cluster": {
-                        "server": server,
-                        "certificate-authority": str(self.cluster.directory / "pki" / "ca.crt"),
-                    },
-                }
-            ],
-            "users": [{"name": self.account, "user": {"token": token.strip()}}],
-            "contexts": [{"name": "k", "context": {"cluster": "k", "user": self.account}}],
-            "current-context": "k",
-        }
-        self.kubeconfig.write_text(yaml.safe_dump(config), encoding="utf-8")
+        token_kubeconfig(self.cluster, self.namespace, self.account, self.kubeconfig)
         return self
 
     def command(self) -> tuple[list[str], dict[str, str]]:

@@ -14,6 +14,7 @@ minted for it), so the chart's RBAC is what it gets: a refused request fails the
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -22,10 +23,10 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_operator import ChartOperator, eventually
+from chart_operator import ChartOperator, eventually, token_kubeconfig
 from k8s_cluster import ROOT, Cluster, helm_binary
 
-from cellcelly_testing import require
+from cellcelly_testing import require, stop_process
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(420)]
 
@@ -96,6 +97,76 @@ def mw_memory_limit(obj: dict[str, Any]) -> str:
     return str(container["resources"]["limits"]["memory"])
 
 
+TEST_HOOK_KINDS = "pods,serviceaccounts,roles,rolebindings,configmaps,clusterroles,clusterrolebindings"
+
+
+def hooks_of(cluster: Cluster, release: str) -> list[dict[str, Any]]:
+    return [
+        o
+        for o in cluster.get(TEST_HOOK_KINDS, "-A", "-l", f"app.kubernetes.io/instance={release}")["items"]
+        if (o["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test"
+    ]
+
+
+def chart_test_as_its_account(cluster: Cluster, helm: Helm, release: str, ns: str, workdir: Path) -> None:
+    """`helm test` creates the chart's test hooks (ServiceAccount, RBAC, ConfigMap, pod) on the server;
+    under kwok the pod never runs. While helm waits for it, the pod's kubectl commands run here, as the
+    pod's ServiceAccount (a token minted for it) with its ConfigMap volumes as files: what the test pod
+    does, with only the rights the chart gives it. Then helm is stopped and the hooks removed (helm 4
+    deletes the succeeded ones after a failed test, helm 3 keeps them)."""
+    proc = subprocess.Popen(
+        [str(helm.binary), "test", release, "-n", ns, "--timeout=120s"],
+        env=cluster.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        (pod,) = eventually(
+            lambda: [o for o in hooks_of(cluster, release) if o["kind"] == "Pod"], f"{release}'s test pod"
+        )
+        _run_test_pod(cluster, release, ns, pod["spec"], workdir)
+        assert proc.poll() is None, "a chart test pod completed under kwok, which runs no container"
+    finally:
+        stop_process(proc)
+        for o in hooks_of(cluster, release):
+            where = ["-n", o["metadata"]["namespace"]] if o["metadata"].get("namespace") else []
+            cluster.kubectl("delete", o["kind"].lower(), o["metadata"]["name"], *where, "--wait=false")
+
+
+def _run_test_pod(cluster: Cluster, release: str, ns: str, spec: dict[str, Any], workdir: Path) -> None:
+    kubeconfig = token_kubeconfig(cluster, ns, spec["serviceAccountName"], workdir / f"test-{release}")
+    files = {}  # mount path -> a local directory holding the ConfigMap's keys
+    containers = spec.get("initContainers", []) + spec["containers"]
+    for volume in spec.get("volumes") or []:
+        if "configMap" in volume:
+            data = cluster.get("configmap", volume["configMap"]["name"], "-n", ns)["data"]
+            local = workdir / f"test-{release}-{volume['name']}"
+            local.mkdir()
+            for key, text in data.items():
+                (local / key).write_text(text, encoding="utf-8")
+            for container in containers:
+                for mount in container.get("volumeMounts") or []:
+                    if mount["name"] == volume["name"]:
+                        files[mount["mountPath"].rstrip("/")] = str(local)
+    for container in containers:
+        assert "kubectl" in container["image"], container["image"]
+        args = list(container.get("command", [])[1:]) + container["args"]
+        for mount, local in files.items():
+            args = [a.replace(mount + "/", local + "/") for a in args]
+        # the chart's wait is long (tests.timeout): here the stack is Ready already, a refusal shows sooner
+        args = [re.sub(r"^--timeout=.*", "--timeout=60s", a) for a in args]
+        env = dict(cluster.env, KUBECONFIG=str(kubeconfig))
+        run = subprocess.run(
+            [str(cluster.kubectl_binary), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=90,
+        )
+        assert run.returncode == 0, f"{release} test, container {container['name']}: {run.stderr}"
+
+
 @pytest.fixture(params=[4, 3], ids=["helm4", "helm3"])
 def helm(request: pytest.FixtureRequest, cluster: Cluster) -> Helm:
     return Helm(cluster, request.param)
@@ -128,6 +199,7 @@ def test_three_charts_install_upgrade_rollback_uninstall(
         "install", "cellcelly-crds", str(CHARTS / "cellcelly-crds"), "-n", ns, "--create-namespace", "--wait"
     )
     cluster.ok("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=30s")
+    chart_test_as_its_account(cluster, helm, "cellcelly-crds", ns, tmp_path)
 
     # --- cellcelly-operator, its defaults: namespace scope, a Role in the release namespace only
     op_chart = str(CHARTS / "cellcelly-operator")
@@ -201,7 +273,7 @@ def test_three_charts_install_upgrade_rollback_uninstall(
 
     operator = ChartOperator.installed(cluster, tmp_path, ns, f"{OPERATOR}-cellcelly-operator").start()
     try:
-        _stack(cluster, helm, ns)
+        _stack(cluster, helm, ns, tmp_path)
         _kind_values(cluster, helm, ns)
         assert operator.forbidden() == []
     finally:
@@ -215,8 +287,20 @@ def test_three_charts_install_upgrade_rollback_uninstall(
     deployment = cluster.get("deployment", f"{OPERATOR}-cellcelly-operator", "-n", ns)
     assert "--verbose" not in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
 
-    # uninstall the operator: its Deployment, pods, Service, ServiceAccount, Role and RoleBinding go
+    # cluster scope, the opt-in: the Role goes, a ClusterRole comes, the pod template (args) rolls
+    helm("upgrade", OPERATOR, op_chart, "-n", ns, "--reuse-values", "--set", "watch.scope=cluster", "--wait")
+    assert cluster.get("roles,rolebindings", "-n", ns, "-l", instance)["items"] == []
+    assert len(cluster.get("clusterroles,clusterrolebindings", "-l", instance)["items"]) == 2
+    deployment = cluster.get("deployment", f"{OPERATOR}-cellcelly-operator", "-n", ns)
+    assert "--all-namespaces" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert active(replica_sets(cluster, ns, instance)) not in {first_rs, second_rs}
+
+    # uninstall the operator: its Deployment, pods, Service, ServiceAccount and RBAC go
     helm("uninstall", OPERATOR, "-n", ns, "--wait")
+    eventually(
+        lambda: cluster.get("clusterroles,clusterrolebindings", "-l", instance)["items"] == [],
+        "the operator's ClusterRole and binding gone",
+    )
     left = "deployments,replicasets,services,serviceaccounts,roles,rolebindings"
     eventually(
         lambda: cluster.get(left, "-n", ns, "-l", instance)["items"] == [], "the operator's objects gone"
@@ -229,7 +313,7 @@ def test_three_charts_install_upgrade_rollback_uninstall(
     assert cluster.get("crd", CRD_NAME)["metadata"]["name"] == CRD_NAME
 
 
-def _stack(cluster: Cluster, helm: Helm, ns: str) -> None:
+def _stack(cluster: Cluster, helm: Helm, ns: str, workdir: Path) -> None:
     """The stack chart with the operator running: Ready, the printer columns, an upgrade of one service
     rolling its Deployment alone, rollback, uninstall (the PVCs kept: deletionPolicy Retain)."""
     chart = str(CHARTS / "cellcelly-stack")
@@ -247,6 +331,7 @@ def _stack(cluster: Cluster, helm: Helm, ns: str) -> None:
         lambda: ready(got := cluster.get("ccs", STACK, "-n", ns)) and got, "Ready at its generation"
     )
     first_spec = stack["spec"]
+    chart_test_as_its_account(cluster, helm, STACK, ns, workdir)  # kubectl wait Ready, as its account
 
     # the printer columns, as the server renders its Table for kubectl: the CRD's, with real values
     columns = cluster.get("crd", CRD_NAME)["spec"]["versions"][0]["additionalPrinterColumns"]
