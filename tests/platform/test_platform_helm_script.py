@@ -89,8 +89,11 @@ def notes(helm: Helm, chart: str, *args: str) -> str:
 def test_notes(helm4: Helm) -> None:
     crds = notes(helm4, "cellcelly-crds")
     assert "cellcellystacks.cellcelly.io" in crds and "never upgrades nor deletes" in crds
-    cluster = notes(helm4, "cellcelly-operator")
-    assert "every namespace" in cluster and "rollout status deployment/demo-cellcelly-operator" in cluster
+    default = notes(helm4, "cellcelly-operator")  # namespace scope: the release namespace only
+    assert "It watches CellCellyStacks in: telco." in default
+    assert "rollout status deployment/demo-cellcelly-operator" in default
+    cluster = notes(helm4, "cellcelly-operator", "--values", str(VALUES / "operator-cluster.yaml"))
+    assert "every namespace" in cluster
     namespaced = notes(helm4, "cellcelly-operator", "--values", str(VALUES / "operator-namespaced.yaml"))
     assert "It watches CellCellyStacks in: telco, billing." in namespaced
     stack = notes(helm4, "cellcelly-stack")
