@@ -106,13 +106,9 @@ def emulator_class() -> type:
                 async with self._lock:
                     if key in self._objects and not self._objects[key].deleted:
                         return
-                    meta["uid"] = str(uuid.uuid4())
-                    if key in self._objects:
-                        self._objects[key].create(data)
-                    else:
-                        self._objects[key] = data
-                    raw = self._objects[key].last.raw
-                    await self._buses[request.resource].put({"type": "ADDED", "object": raw})
+                meta["uid"] = str(uuid.uuid4())
+                # served from here on as the create it is (request is a frozen attrs class)
+                object.__setattr__(request, "action", action.CREATE)
 
         async def _serve_list(self, request: Any) -> Any:
             got: Any = await super()._serve_list(request)
