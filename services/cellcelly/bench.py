@@ -184,6 +184,7 @@ async def _concurrently(
     seconds: float,
     fn: Callable[[int, int], Awaitable[bool]],
     finish: Callable[[], Awaitable[None]] | None = None,
+    cpu_of: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """CONCURRENCY workers calling fn(worker, 0), fn(worker, 1), ... for `seconds` after a
     one-second warm-up; fn says if it succeeded."""
@@ -207,13 +208,39 @@ async def _concurrently(
 
     try:
         await asyncio.gather(*(work(w, clock() + 1_000_000_000, False) for w in range(CONCURRENCY)))
+        cpu = _cpu_seconds(cpu_of)
         start = clock()
         until = start + int(seconds * 1e9)
         await asyncio.gather(*(work(w, until, True) for w in range(CONCURRENCY)))
-        return summarise(name, len(latencies), (clock() - start) / 1e9, latencies, errors)
+        result = summarise(name, len(latencies), (clock() - start) / 1e9, latencies, errors)
+        spent = _cpu_seconds(cpu_of)
+        # where the time goes: CPU per operation of each process (the machine has two cores)
+        result["cpu_us_per_op"] = {
+            who: round((spent[who] - cpu[who]) / max(1, len(latencies)) * 1e6, 1) for who in cpu
+        }
+        return result
     finally:
         if finish is not None:
             await finish()
+
+
+def _cpu_seconds(pids: dict[str, int] | None) -> dict[str, float]:
+    """CPU seconds (user + system) so far of this process, the given ones and the VoltDB server."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def of(pid: int) -> float:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / tick
+        return 0.0
+
+    cpu = {"bench": of(os.getpid()), **{who: of(pid) for who, pid in (pids or {}).items()}}
+    cpu["VoltDB"] = 0.0
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and b"org.voltdb.VoltDB" in (proc / "cmdline").read_bytes():
+                cpu["VoltDB"] += of(int(proc.name))
+    return cpu
 
 
 def _bench_wire_ocs(name: str, servers: str, seconds: float, subscribers: int) -> dict[str, Any]:
@@ -251,7 +278,7 @@ def _bench_wire_ocs(name: str, servers: str, seconds: float, subscribers: int) -
                     return answer.result_code is ResultCode.SUCCESS
 
                 try:
-                    return await _concurrently(name, seconds, charge)
+                    return await _concurrently(name, seconds, charge, cpu_of={"OCS": proc.pid})
                 finally:
                     await ocs.close()
 
@@ -622,6 +649,10 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2))
     sys.stdout.write(_table(results) + "\n")
+    for r in results:
+        if "cpu_us_per_op" in r:
+            spent = ", ".join(f"{who} {us:.0f}" for who, us in r["cpu_us_per_op"].items())
+            sys.stdout.write(f"CPU µs per op, {r['name']}: {spent}\n")
     for k, v in ratios.items():
         sys.stdout.write(f"ratio {k}: {v}\n")
     sys.stdout.write(f"(written to {args.output})\n")
