@@ -213,6 +213,20 @@ def test_three_charts_install_upgrade_rollback_uninstall(
         lambda: set(running_pods_of(cluster, ns, instance).values()) == {first_rs.rsplit("-", 1)[1]},
         "the operator pod",
     )
+    # the Service its chart test asks: it selects the pod and its named port resolves (the endpoints
+    # controller's EndpointSlice); the test itself, a wget from a busybox pod, cannot run under kwok
+    service = f"kubernetes.io/service-name={OPERATOR}-cellcelly-operator"
+
+    def endpoints() -> list[tuple[bool, int]]:
+        slices = cluster.get("endpointslices", "-n", ns, "-l", service)["items"]
+        return [
+            (bool(e["conditions"].get("ready")), int(port["port"]))
+            for s in slices
+            for e in s.get("endpoints") or []
+            for port in s.get("ports") or []
+        ]
+
+    eventually(lambda: endpoints() == [(True, 8080)], "the operator's Service endpoint")
 
     # an upgrade that changes the pod template: a new ReplicaSet, its pod Running, the old one scaled to 0
     helm(
