@@ -77,6 +77,7 @@ class Recording(Kube):
     def __init__(self, world: dict[str, Any]) -> None:  # no session: nothing leaves the process
         self.world = world
         self.calls: list[tuple[Grant, str]] = []
+        self.secrets_got: set[str] = set()  # the names of the Secrets it reads (rbac.stacks narrows to them)
 
     async def close(self) -> None:
         return None
@@ -86,6 +87,8 @@ class Recording(Kube):
     ) -> dict[str, Any] | None:
         grant, verb = authz(method, path, kw.get("params"))
         self.calls.append((grant, verb))
+        if (grant, verb) == (("", "secrets"), "get"):
+            self.secrets_got.add(path.rstrip("/").rsplit("/", 1)[1])
         if content_type == APPLY:
             # server-side apply creates what is absent, and the server then checks `create` as well
             # (seen on Kubernetes 1.36: `cannot create resource "configmaps"` with patch granted alone)
@@ -163,8 +166,11 @@ async def _down(host: str, port: int, timeout: float) -> bool:
     return False
 
 
-def operator_calls(monkeypatch: pytest.MonkeyPatch) -> dict[Grant, set[str]]:
-    """Every request the operator's handlers send over the samples, create to delete."""
+def operator_calls(
+    monkeypatch: pytest.MonkeyPatch, secrets_got: dict[str, set[str]] | None = None
+) -> dict[Grant, set[str]]:
+    """Every request the operator's handlers send over the samples, create to delete (and, into
+    `secrets_got`, the names of the Secrets it reads, by stack)."""
     used: dict[Grant, set[str]] = {}
 
     async def run() -> None:
@@ -181,6 +187,8 @@ def operator_calls(monkeypatch: pytest.MonkeyPatch) -> dict[Grant, set[str]]:
             await handlers.delete_stack(body=body, memo=memo)
             for grant, verb in rec.calls:
                 used.setdefault(grant, set()).add(verb)
+            if secrets_got is not None:
+                secrets_got.setdefault(stack.name, set()).update(rec.secrets_got)
 
     asyncio.run(run())
     return used
@@ -223,3 +231,31 @@ def test_cluster_scope_grants_exactly_what_the_operator_uses(
     needed = merged(operator_calls(monkeypatch), KOPF_NEEDS, KOPF_CLUSTER_NEEDS)
     (role,) = by_kind(render(helm, "operator-cluster"), "ClusterRole")
     assert grants(role) == needed
+
+
+def test_rbac_stacks_names_exactly_the_secrets_the_operator_reads(
+    helm: Helm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rbac.stacks (charts/README.md, *Least privilege*): for each stack named, the chart's resourceNames
+    for Secrets `get` are exactly the Secrets the operator reads for it (its generated logins and key),
+    derived from its calls: a Secret it starts to read under a new name fails here (on a real server it
+    would be `forbidden`), and so does a name the chart lists that no stack ever needs."""
+    got: dict[str, set[str]] = {}
+    operator_calls(monkeypatch, got)
+    assert got and all(got.values())
+    stacks = sorted(got)
+    docs = helm.template("cellcelly-operator", [], ["rbac.stacks={" + ",".join(stacks) + "}"])
+    (role,) = by_kind(docs, "Role")
+    (named,) = [r for r in role["rules"] if r.get("resourceNames")]
+    assert named["resources"] == ["secrets"] and named["verbs"] == ["get"]
+    listed = set(named["resourceNames"])
+    for stack, names in got.items():
+        assert names <= listed, (stack, names - listed)
+
+    # every name listed is one the operator reads for some stack (the suffix after the stack's name)
+    def suffixes(pairs: dict[str, set[str]]) -> set[str]:
+        return {name.removeprefix(f"{stack}-") for stack, names in pairs.items() for name in names}
+
+    one = helm.template("cellcelly-operator", [], ["rbac.stacks={x}"])
+    (only,) = [r for r in by_kind(one, "Role")[0]["rules"] if r.get("resourceNames")]
+    assert suffixes({"x": set(only["resourceNames"])}) == suffixes(got)
