@@ -26,7 +26,9 @@ CHART = ROOT / "charts" / "cellcelly-operator"
 CRD_PATH = ROOT / "crds" / "cellcellystacks.cellcelly.io.yaml"
 CRD_NAME = "cellcellystacks.cellcelly.io"
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
-FORBIDDEN = re.compile(r"forbidden", re.IGNORECASE)
+# a 403 as the API server words it, as the operator's client and kopf log it ("Forbidden: field is
+# immutable" is a 422, not a grant missing)
+FORBIDDEN = re.compile(r"is forbidden: User|HTTP 403\b|APIForbiddenError|\"code\": ?403\b")
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -22,9 +21,8 @@ import kopf
 import pytest
 from cellcelly_operator import children, kafka, reconcile, spec
 from cellcelly_operator.kube import FIELD_MANAGER, Kube
+from chart_operator import ChartOperator
 from k8s_cluster import ROOT, Cluster
-
-from cellcelly_testing import stop_process
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
@@ -180,11 +178,7 @@ def test_events_of_the_operator_and_of_kopf_name_the_stack(
         "metadata": {"name": NAME, "namespace": ns},
         "spec": {"version": "0.1.0", "monitoring": {"enabled": True}},
     }
-    log = tmp_path / "operator.log"
-    env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), CELLCELLY_OPERATOR_TICK="1")
-    command = [sys.executable, "-m", "kopf", "run", "-A", "--standalone", "-m", "cellcelly_operator.handlers"]
-    with log.open("a") as out:
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    op = ChartOperator(cluster, tmp_path, "cluster", "cellcelly-system").install().start()
     try:
         done = cluster.apply_object(body)
         assert done.returncode == 0, done.stderr
@@ -214,9 +208,10 @@ def test_events_of_the_operator_and_of_kopf_name_the_stack(
         time.sleep(3)  # told once, not on every tick
         assert len(on_stack("PrometheusOperatorMissing")) == 1
         cluster.kubectl("delete", "ccs", NAME, "-n", ns, "--wait=true", "--timeout=60s")
+        assert op.forbidden() == []  # under the chart's own ServiceAccount
     finally:
-        stop_process(proc)
-        sys.stdout.write(log.read_text()[-4000:])
+        op.uninstall()
+        sys.stdout.write(op.text()[-4000:])
         cluster.kubectl("delete", "namespace", ns, "--wait=false")
 
 

@@ -474,6 +474,7 @@ def test_an_operator_killed_mid_create_converges_after_a_restart(cluster: Cluste
         op.kill()
         partial = live(cluster, "big", ns)
         assert 0 < len(partial) < len(want), f"killed after {len(partial)} of {len(want)} children"
+        sys.stdout.write(f"SIGKILL after {len(partial)} of {len(want)} children\n")  # -rP shows it
         secrets_before = {s["metadata"]["name"]: s["data"] for s in cluster.get("secrets", "-n", ns)["items"]}
         op.start()
         done = cluster.kubectl("wait", "--for=condition=Ready", "ccs/big", "-n", ns, "--timeout=120s")

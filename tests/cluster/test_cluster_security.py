@@ -13,62 +13,40 @@ from __future__ import annotations
 
 import base64
 import copy
-import os
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from cellcelly_operator import children, spec
+from chart_operator import ChartOperator, eventually, install_crd, remove_crd
 from k8s_cluster import ROOT, Cluster
-
-from cellcelly_testing import stop_process
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
-CRD_PATH = ROOT / "crds" / "cellcellystacks.cellcelly.io.yaml"
-CRD_NAME = "cellcellystacks.cellcelly.io"
 NS = "security"
 NAME = "demo"
 GENERATED = (f"{NAME}-kafka-users", f"{NAME}-voltdb", f"{NAME}-oracle", f"{NAME}-ocs-api-key")
 
 
-def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}: last {last!r}")
-
-
 @pytest.fixture
-def operator(cluster: Cluster, tmp_path: Path) -> Iterator[Path]:
-    """The CRD, a namespace, and `kopf run` with the admin kubeconfig (the chart's exact RBAC is the
-    flows' and test_platform_rbac's business); all removed afterwards."""
-    cluster.ok("apply", "-f", str(CRD_PATH))
-    done = cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
-    assert done.returncode == 0, done.stderr
+def operator(cluster: Cluster, tmp_path: Path) -> Iterator[ChartOperator]:
+    """The CRD, a namespace, and the operator as its chart runs it, under the chart's own ServiceAccount
+    (cluster scope; a refused request fails the test); all removed afterwards."""
+    install_crd(cluster)
     cluster.ok("create", "namespace", NS)
-    log = tmp_path / "operator.log"
-    env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), CELLCELLY_OPERATOR_TICK="1")
-    command = [sys.executable, "-m", "kopf", "run", "-A", "--standalone", "-m", "cellcelly_operator.handlers"]
-    with log.open("a") as out:
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    op = ChartOperator(cluster, tmp_path, "cluster", "cellcelly-system").install().start()
     try:
-        yield log
+        yield op
         cluster.kubectl("delete", "ccs", NAME, "-n", NS, "--wait=true", "--timeout=60s")
+        assert op.forbidden() == []
     finally:
-        stop_process(proc)
-        sys.stdout.write(log.read_text()[-6000:])
+        op.uninstall()
+        sys.stdout.write(op.text()[-6000:])
         cluster.kubectl("delete", "namespace", NS, "--wait=false")
-        cluster.kubectl("delete", "crd", CRD_NAME, "--ignore-not-found", "--wait=true", "--timeout=60s")
+        remove_crd(cluster)
 
 
 def manifest(extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -93,7 +71,7 @@ def decoded(secret: dict[str, Any]) -> dict[str, str]:
     return {k: base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()}
 
 
-def test_logins_and_policies_on_the_real_server(cluster: Cluster, operator: Path) -> None:
+def test_logins_and_policies_on_the_real_server(cluster: Cluster, operator: ChartOperator) -> None:
     done = cluster.apply_object(manifest())
     assert done.returncode == 0, done.stderr
     uid = cluster.get("ccs", NAME, "-n", NS)["metadata"]["uid"]
