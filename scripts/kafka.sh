@@ -2,6 +2,7 @@
 # A throwaway single-node Apache Kafka (KRaft, broker+controller in one JVM) on 127.0.0.1.
 #
 #   scripts/kafka.sh fetch            Kafka 4.4.0 jars + dependencies + log4j2 into the cache (idempotent)
+#   scripts/kafka.sh fetch-tools      kafka-tools 4.4.0 (AclCommand: kafka-acls.sh) beside them, in tools/
 #   scripts/kafka.sh start DIR PORT   format DIR/data (first time only), start, wait for PORT (90 s)
 #   scripts/kafka.sh stop DIR         stop the broker started in DIR (its data stays)
 #
@@ -87,6 +88,35 @@ EOF
     mv "$LIB.tmp.$$" "$LIB"
   fi
   echo "kafka.sh: $(find "$LIB" -name '*.jar' | wc -l) jars in $LIB" >&2
+}
+
+# The command-line tools' jar alone (its other dependencies are the broker's, already in lib/): what
+# the operator's ACL job runs (kafka-acls.sh) in the image, run against a local broker in its test.
+fetch_tools() {
+  local tools
+  tools="$(dirname "$LIB")/tools"
+  if [ -f "$tools/.complete" ]; then
+    return 0
+  fi
+  need mvn "install Maven, e.g. apt-get install maven"
+  local work
+  work="$(mktemp -d)"
+  # shellcheck disable=SC2064
+  trap "rm -rf '$work'" RETURN
+  if ! mvn -q -B -ntp dependency:copy -Dartifact="org.apache.kafka:kafka-tools:$KAFKA_VERSION" \
+    -DoutputDirectory="$work/tools" >"$work/mvn.log" 2>&1; then
+    tail -n 40 "$work/mvn.log" >&2 || true
+    die "Maven could not fetch org.apache.kafka:kafka-tools:$KAFKA_VERSION (see above)"
+  fi
+  touch "$work/tools/.complete"
+  rm -rf "$tools.tmp.$$"
+  mv "$work/tools" "$tools.tmp.$$"
+  if [ -f "$tools/.complete" ]; then
+    rm -rf "$tools.tmp.$$"
+  else
+    rm -rf "$tools"
+    mv "$tools.tmp.$$" "$tools"
+  fi
 }
 
 free_port() {
@@ -200,6 +230,7 @@ stop() {
 
 case "${1:-}" in
 fetch) fetch ;;
+fetch-tools) fetch_tools ;;
 start)
   shift
   start "$@"
@@ -209,7 +240,7 @@ stop)
   stop "$@"
   ;;
 *)
-  echo "usage: $0 fetch | start DIR PORT | stop DIR" >&2
+  echo "usage: $0 fetch | fetch-tools | start DIR PORT | stop DIR" >&2
   exit 2
   ;;
 esac

@@ -33,13 +33,39 @@ CONFIG_DIR = "/etc/kafka/cellcelly"  # server.properties from the ConfigMap
 BIN_DIR = "/opt/kafka/bin"  # the apache/kafka image's scripts
 SASL_MECHANISM = "SCRAM-SHA-512"
 USERS_COMPONENT = "kafka-users"
-# One SCRAM user per client of the managed Kafka: each pod holds only its own password, so a leaked
-# one is revoked alone and the broker's logs name who connected. Without ACLs (they need an admin
-# client run after the broker is up) every user may still read and write every topic.
+# One SCRAM user per client of the managed Kafka, each pod holding only its own password, and ACLs
+# (StandardAuthorizer, nothing allowed without one) giving each only what its service does: see ACLS.
 CLIENT_USERS = ("ocs", "sf", "notifier", "kafdrop")
 BROKER_USER = "broker"  # inter-broker, SCRAM on the client listener
 CONTROLLER_USER = "controller"  # the controller quorum's PLAIN login
 SCRAM_USERS = (*CLIENT_USERS, BROKER_USER)
+# cellcelly.ports.event_bus's topics and the consumer groups of cellcelly.sf.sync and .notifier.service
+# (the operator does not import the services; a test checks they agree)
+USAGE, LEDGER, SUBSCRIBER = "cellcelly.usage.v1", "cellcelly.ledger.v1", "cellcelly.subscriber.v1"
+NOTIFICATIONS, DEAD_LETTER = "cellcelly.notifications.v1", "cellcelly.dead-letter.v1"
+SF_GROUP, NOTIFIER_GROUP = "cellcelly-sf", "cellcelly-notifier"
+
+
+def _topics(*names: str) -> tuple[str, ...]:
+    return tuple(arg for name in names for arg in ("--topic", name))
+
+
+# (user, resources, operations): one `kafka-acls.sh --add` each. The OCS relays its outbox (writes
+# usage, ledger, subscriber and notification events); the SF reads usage and ledger in its group and
+# writes dead letters; the notifier reads notifications in its group; Kafdrop looks at everything.
+# Create: every bus makes the topics it uses (KafkaBus.ensure_topics), producer or consumer.
+ACLS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("ocs", _topics(USAGE, LEDGER, SUBSCRIBER, NOTIFICATIONS), ("Write", "Describe", "Create")),
+    ("sf", _topics(USAGE, LEDGER), ("Read", "Describe", "Create")),
+    ("sf", _topics(DEAD_LETTER), ("Write", "Describe", "Create")),
+    ("sf", ("--group", SF_GROUP), ("Read",)),
+    ("notifier", _topics(NOTIFICATIONS), ("Read", "Describe", "Create")),
+    ("notifier", ("--group", NOTIFIER_GROUP), ("Read",)),
+    ("kafdrop", ("--topic", "*"), ("Read", "Describe", "DescribeConfigs")),
+    ("kafdrop", ("--group", "*"), ("Describe",)),
+    ("kafdrop", ("--cluster",), ("Describe", "DescribeConfigs")),
+)
+ACLS_DONE = "cellcelly: ACLs in place"  # the start script's line once every ACL is added
 
 
 def cluster_id(stack: Stack) -> str:
@@ -142,6 +168,10 @@ def server_properties(
             f'{scram_module} required username="{BROKER_USER}"'
             f' password="${{env:{password_var(BROKER_USER)}}}";'
         ),
+        # nothing without an ACL; the brokers and controllers themselves are super users
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:{BROKER_USER};User:{CONTROLLER_USER}",
+        "allow.everyone.if.no.acl.found": "false",
         "sasl.mechanism.controller.protocol": "PLAIN",
         "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
         "listener.name.controller.plain.sasl.jaas.config": (
@@ -166,20 +196,55 @@ def password_var(user: str) -> str:
     return f"SCRAM_PASSWORD_{user.upper()}"
 
 
+def admin_properties() -> str:
+    """The ACL job's client settings: the broker user (a super user), its password from the pod's env."""
+    module = "org.apache.kafka.common.security.scram.ScramLoginModule"
+    return (
+        "security.protocol=SASL_PLAINTEXT\n"
+        f"sasl.mechanism={SASL_MECHANISM}\n"
+        "config.providers=env\n"
+        "config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider\n"
+        f'sasl.jaas.config={module} required username="{BROKER_USER}"'
+        f' password="${{env:{password_var(BROKER_USER)}}}";\n'
+    )
+
+
+def acl_commands(bin_dir: str, admin_config: str, bootstrap: str) -> list[str]:
+    out = []
+    for user, resources, operations in ACLS:
+        ops = " ".join(f"--operation {op}" for op in operations)
+        target = " ".join(f"'{part}'" if part == "*" else part for part in resources)
+        out.append(
+            f"{bin_dir}/kafka-acls.sh --bootstrap-server {bootstrap} --command-config {admin_config}"
+            f" --add --allow-principal User:{user} {ops} {target}"
+        )
+    return out
+
+
 def start_script(
-    stack: Stack, *, bin_dir: str = BIN_DIR, config: str = f"{CONFIG_DIR}/server.properties"
+    stack: Stack,
+    *,
+    bin_dir: str = BIN_DIR,
+    config_dir: str = CONFIG_DIR,
+    client_port: int = CLIENT_PORT,
 ) -> str:
     """Format the log dir once with every SCRAM user (KIP-900: credentials exist before the first
-    broker does, so inter-broker SCRAM works from the start), then run the broker. The node id is the
-    pod's ordinal: kafka-2 is voter 2 in the quorum list. A user added to a formatted log later is not
-    created: the Secret is made once and never rotated (reconcile)."""
+    broker does, so inter-broker SCRAM works from the start), then run the broker, with a job beside it
+    that adds the ACLs once the broker answers (again on every start: adding one twice changes
+    nothing). The node id is the pod's ordinal: kafka-2 is voter 2 in the quorum list. A user added to
+    a formatted log later is not created: the Secret is made once and never rotated (reconcile)."""
+    config = f"{config_dir}/server.properties"
     scram = " ".join(
         f'--add-scram "{SASL_MECHANISM}=[name={u},password=${password_var(u)}]"' for u in SCRAM_USERS
+    )
+    acls = " && ".join(
+        acl_commands(bin_dir, f"{config_dir}/admin.properties", f"$ADVERTISED_HOST:{client_port}")
     )
     return (
         'set -e; export NODE_ID="${POD_NAME##*-}"; '
         f'{bin_dir}/kafka-storage.sh format --cluster-id "$CLUSTER_ID" --config {config}'
         f" --ignore-formatted {scram}; "
+        f"(until {acls}; do sleep 5; done; echo '{ACLS_DONE}') & "
         f"exec {bin_dir}/kafka-server-start.sh {config}"
     )
 
@@ -257,7 +322,12 @@ def _managed(stack: Stack) -> list[Manifest]:
     }
     ports = [("client", CLIENT_PORT, "TCP"), ("controller", CONTROLLER_PORT, "TCP")]
     return [
-        config_map(stack, COMPONENT, config_name, {"server.properties": server_properties(stack)}),
+        config_map(
+            stack,
+            COMPONENT,
+            config_name,
+            {"server.properties": server_properties(stack), "admin.properties": admin_properties()},
+        ),
         service(stack, COMPONENT, ports, headless=True, name=headless),
         service(stack, COMPONENT, [("client", CLIENT_PORT, "TCP")]),
         statefulset(

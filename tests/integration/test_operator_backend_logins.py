@@ -25,12 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaError
 from cellcelly_operator import children, kafka, services, spec, voltdb
 from test_bus_kafka import drain, events
 
 from cellcelly.adapters.bus_kafka import KafkaBus, KafkaBusError, KafkaSecurity
-from cellcelly.devservers import KafkaUnavailable, fetch_kafka, free_port
+from cellcelly.devservers import KAFKA_SCRIPT, KafkaUnavailable, fetch_kafka, free_port, run_script
+from cellcelly.notifier.service import GROUP as NOTIFIER_GROUP
+from cellcelly.ports.event_bus import DEAD_LETTER, LEDGER, NOTIFICATIONS, USAGE
 from cellcelly.settings import Settings
+from cellcelly.sf.sync import GROUP as SF_GROUP
 from cellcelly.wiring import build_bus
 from cellcelly_testing import require
 
@@ -109,6 +113,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory, users: dict[str, Any]) -> I
     require(shutil.which("java") is not None, "java not found: Kafka needs a JDK 17+")
     try:
         fetch_kafka()
+        run_script(KAFKA_SCRIPT, KafkaUnavailable, "fetch-tools", timeout=600)
     except KafkaUnavailable as exc:
         require(False, f"Kafka cannot run here: {exc}")
     root = tmp_path_factory.mktemp("operator-kafka")
@@ -119,20 +124,24 @@ def broker(tmp_path_factory: pytest.TempPathFactory, users: dict[str, Any]) -> I
         "appender.f.layout.pattern = [%d] %p %m (%c)%n\n"
         "rootLogger.level = INFO\nrootLogger.appenderRef.f.ref = F\n"
     )
-    java = f'java -Xms128m -Xmx512m -Dlog4j2.configurationFile={root}/log4j2.properties -cp "{lib}/*"'
+    classpath = f"{lib}/*:{lib.parent / 'tools'}/*"
+    java = f'java -Xms128m -Xmx512m -Dlog4j2.configurationFile={root}/log4j2.properties -cp "{classpath}"'
     bin_dir = root / "bin"
     bin_dir.mkdir()
-    for script, main in (
+    mains = (
         ("kafka-storage.sh", "kafka.tools.StorageTool"),
         ("kafka-server-start.sh", "kafka.Kafka"),
-    ):
+        ("kafka-acls.sh", "org.apache.kafka.tools.AclCommand"),
+    )
+    for script, main in mains:
         (bin_dir / script).write_text(f'#!/bin/sh\nexec {java} {main} "$@"\n')
         (bin_dir / script).chmod(0o755)
     client, controller = free_port(), free_port()
     the_stack = stack()
     built = children.build(the_stack)
     sts = by_name(built, "StatefulSet", "demo-kafka")
-    config = by_name(built, "ConfigMap", "demo-kafka-config")["data"]["server.properties"]
+    data = by_name(built, "ConfigMap", "demo-kafka-config")["data"]
+    config = data["server.properties"]
     # the operator's file with only the addresses made local
     local = kafka.server_properties(
         the_stack,
@@ -147,9 +156,10 @@ def broker(tmp_path_factory: pytest.TempPathFactory, users: dict[str, Any]) -> I
         k: v for k, v in properties(config).items() if k not in addresses
     }
     (root / "server.properties").write_text(local)
+    (root / "admin.properties").write_text(data["admin.properties"])
     container = sts["spec"]["template"]["spec"]["containers"][0]
     env = resolve_env(container, users, ADVERTISED_HOST="127.0.0.1")
-    script = kafka.start_script(the_stack, bin_dir=str(bin_dir), config=str(root / "server.properties"))
+    script = kafka.start_script(the_stack, bin_dir=str(bin_dir), config_dir=str(root), client_port=client)
     assert container["command"] == ["sh", "-c", kafka.start_script(the_stack)]
     with (root / "stdout.log").open("wb") as out:
         process = subprocess.Popen(
@@ -161,10 +171,11 @@ def broker(tmp_path_factory: pytest.TempPathFactory, users: dict[str, Any]) -> I
         )
     server = Broker(root, client, controller, process)
     try:
-        deadline = time.monotonic() + 120
-        while not port_open(client):
+        deadline = time.monotonic() + 180
+        # up, and the start script's ACL job done (until then each client would be refused)
+        while not port_open(client) or kafka.ACLS_DONE not in (root / "stdout.log").read_text():
             assert process.poll() is None, f"Kafka exited: {(root / 'stdout.log').read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"Kafka not up in 120 s: {server.log()}"
+            assert time.monotonic() < deadline, f"Kafka or its ACLs not ready in 180 s: {server.log()}"
             time.sleep(0.3)
         yield server
     finally:
@@ -190,22 +201,64 @@ def service_settings(svc: str, users: dict[str, Any], bootstrap: str) -> Setting
     )
 
 
-@pytest.mark.parametrize("svc", services.BACKEND_USERS["kafka"])
-async def test_each_kafka_user_publishes_and_consumes_with_its_own_login(
-    broker: Broker, users: dict[str, Any], svc: str
-) -> None:
-    settings = service_settings(svc, users, broker.bootstrap)
+def bus_of(svc: str, users: dict[str, Any], bootstrap: str) -> KafkaBus:
+    settings = service_settings(svc, users, bootstrap)
     assert settings.kafka_security_protocol == "SASL_PLAINTEXT" and settings.kafka_username == svc
     bus = build_bus(settings)
     assert isinstance(bus, KafkaBus)
-    topic = f"test.operator.{svc}.{uuid.uuid4().hex[:8]}"
+    return bus
+
+
+async def test_each_service_does_its_job_with_its_own_login(broker: Broker, users: dict[str, Any]) -> None:
+    """The OCS writes usage and notifications; the SF reads usage in its group and writes dead letters;
+    the notifier reads notifications in its group: each with its own user, under its ACLs."""
+    ocs, sf, notifier = (bus_of(s, users, broker.bootstrap) for s in ("ocs", "sf", "notifier"))
     try:
-        await bus.publish(events(topic, 10))
-        consumer = bus.consumer(f"group-{topic}", [topic])
-        got = await drain(consumer, 10, deadline=60.0)
-        assert sorted(r.key for r in got) == sorted(e.key for e in events(topic, 10))
+        await ocs.publish(events(USAGE, 10) + events(NOTIFICATIONS, 5))
+        usage = sf.consumer(SF_GROUP, [USAGE, LEDGER])
+        got = await drain(usage, 10, deadline=60.0)
+        await usage.commit(got)
+        assert sorted(r.key for r in got) == sorted(e.key for e in events(USAGE, 10))
+        await sf.publish(events(DEAD_LETTER, 1))
+        notices = notifier.consumer(NOTIFIER_GROUP, [NOTIFICATIONS])
+        assert len(await drain(notices, 5, deadline=60.0)) == 5
+    finally:
+        for bus in (ocs, sf, notifier):
+            await bus.close()
+
+
+@pytest.mark.parametrize("svc", ["sf", "notifier"])
+async def test_only_the_ocs_writes_charging_events(broker: Broker, users: dict[str, Any], svc: str) -> None:
+    bus = bus_of(svc, users, broker.bootstrap)
+    try:
+        for topic in (USAGE, NOTIFICATIONS):
+            with pytest.raises(KafkaBusError):
+                await bus.publish(events(topic, 1))
     finally:
         await bus.close()
+
+
+@pytest.mark.parametrize(("svc", "group"), [("ocs", "ocs"), ("notifier", "someone-else"), ("sf", SF_GROUP)])
+async def test_a_service_reads_nothing_outside_its_acls(
+    broker: Broker, users: dict[str, Any], svc: str, group: str
+) -> None:
+    """Notifications are there to read, but not for the OCS (no Read), not in a group that is not the
+    notifier's, not for the SF (usage and ledger only)."""
+    writer = bus_of("ocs", users, broker.bootstrap)
+    bus = bus_of(svc, users, broker.bootstrap)
+    consumer = bus.consumer(group, [NOTIFICATIONS])
+    got: list[Any] = []
+    try:
+        await writer.publish(events(NOTIFICATIONS, 3))
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            got += await consumer.poll(timeout=0.5)
+    except (KafkaBusError, KafkaError) as exc:
+        assert "Authorization" in repr(exc) or "authoriz" in str(exc).lower(), exc
+    finally:
+        await writer.close()
+        await bus.close()
+    assert got == []
 
 
 @pytest.mark.parametrize(

@@ -130,7 +130,11 @@ def test_the_start_script_creates_every_scram_user_at_format_time() -> None:
     script = kafka.start_script(stack_of())
     for user in kafka.SCRAM_USERS:
         assert f'--add-scram "SCRAM-SHA-512=[name={user},password=${kafka.password_var(user)}]"' in script
-    assert "--ignore-formatted" in script and script.rstrip().split("; ")[-1].startswith("exec ")
+    assert "--ignore-formatted" in script
+    # the broker is the container's main process (signals reach it); the ACL job runs beside it
+    assert script.endswith(
+        f"& exec {kafka.BIN_DIR}/kafka-server-start.sh {kafka.CONFIG_DIR}/server.properties"
+    )
 
 
 def test_logins_only_by_reference_and_only_to_the_services_that_use_them() -> None:
@@ -179,3 +183,27 @@ def test_the_voltdb_deployment_turns_security_on_with_a_placeholder_only() -> No
     assert (
         script.index("sed ") < script.index("voltdb init") < script.index("rm -f /var/voltdb/deployment.xml")
     )
+
+
+def test_the_acls_name_the_services_own_topics_and_groups() -> None:
+    """The operator does not import the services: its copies of their topic and group names must agree,
+    and every topic the services use is granted to someone (else that service would be refused)."""
+    from cellcelly.notifier.service import GROUP as NOTIFIER_GROUP
+    from cellcelly.ports import event_bus
+    from cellcelly.sf.sync import GROUP as SF_GROUP
+
+    assert (kafka.USAGE, kafka.LEDGER, kafka.SUBSCRIBER, kafka.NOTIFICATIONS, kafka.DEAD_LETTER) == (
+        event_bus.TOPICS
+    )
+    assert (kafka.SF_GROUP, kafka.NOTIFIER_GROUP) == (SF_GROUP, NOTIFIER_GROUP)
+    granted = {
+        part for _user, resources, _ops in kafka.ACLS for part in resources if part.startswith("cellcelly")
+    }
+    assert set(event_bus.TOPICS) | {SF_GROUP, NOTIFIER_GROUP} <= granted
+    users = {user for user, _resources, _ops in kafka.ACLS}
+    assert users == set(kafka.CLIENT_USERS)  # every client has its grants; the broker is a super user
+    props = dict(line.split("=", 1) for line in kafka.server_properties(stack_of()).splitlines())
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:broker;User:controller"
+    script = kafka.start_script(stack_of())
+    assert script.count("kafka-acls.sh") == len(kafka.ACLS) and kafka.ACLS_DONE in script
