@@ -5,8 +5,9 @@ VoltDB 10.1.1. A service's adapter built from the env the operator gives that se
 plus the Secret values behind its secretKeyRefs) works; a client without the login is refused.
 
 Only the addresses differ from a pod's: 127.0.0.1 and free ports instead of pod DNS and 9092/9093.
-The image's own scripts (kafka-storage.sh, kafka-server-start.sh) are stood in for by two lines each
-running the same Java classes. Skipped where Java/Maven are missing; a failure under CI=true.
+The image's own scripts (kafka-storage.sh, kafka-server-start.sh, kafka-acls.sh) are stood in for by
+a line each running the same Java classes (kafka-tools from `scripts/kafka.sh fetch-tools`). Skipped
+where Java/Maven are missing; a failure under CI=true.
 """
 
 from __future__ import annotations
