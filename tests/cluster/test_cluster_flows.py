@@ -467,7 +467,8 @@ class Direct:
 def test_an_operator_killed_mid_create_converges_after_a_restart(cluster: Cluster, op: ChartOperator) -> None:
     """SIGKILL while the first pass creates the children (no cleanup, nothing written on the way out);
     the next operator finishes the job: every child once, the generated Secrets not made again (a new
-    OCS key would roll the Deployments), Ready, and a delete that is not stuck."""
+    OCS key would roll the Deployments), Ready; then killed again and the stack deleted meanwhile: the
+    next operator lets it go (nothing stuck)."""
     ns = "flow-kill"
     cluster.ok("create", "namespace", ns)
     direct = Direct(cluster)
@@ -494,7 +495,13 @@ def test_an_operator_killed_mid_create_converges_after_a_restart(cluster: Cluste
         owners = [r["metadata"]["ownerReferences"][0]["name"] for r in sets]
         assert sorted(owners) == sorted(set(owners)), owners
         spec_written_by_users_only(cluster, ns)
-        cluster.ok("delete", "ccs", "big", "-n", ns, "--timeout=60s")  # not stuck: the finalizer comes off
+        # deleted while no operator runs: the finalizer holds it, the next operator lets it go
+        op.kill()
+        cluster.ok("delete", "ccs", "big", "-n", ns, "--wait=false")
+        time.sleep(1)
+        assert stack_of(cluster, "big", ns)["metadata"]["deletionTimestamp"]
+        op.start()
+        cluster.wait_gone("ccs", "big", "-n", ns, timeout=30)
     finally:
         delete_stacks(cluster, ns)
 
