@@ -88,6 +88,7 @@ class _Connection(asyncio.Protocol):
         self.reader = FrameReader()
         self.transport: asyncio.Transport | None = None
         self.pending: dict[int, asyncio.Future[Any]] = {}
+        self._out: list[bytes] = []  # requests not yet written
         # the OCS's answer to the key: set when it accepts, failed when it refuses or closes
         self.accepted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.accepted.add_done_callback(lambda f: f.cancelled() or f.exception())  # always retrieved
@@ -95,6 +96,18 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike
         self.transport = cast(asyncio.Transport, transport)
+
+    def send(self, data: bytes) -> None:
+        """Requests made in one loop turn leave in one write: a send per request cost the gateway
+        and the OCS more than framing it (`make bench`, the OCS on VoltDB at 32 in flight)."""
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(data)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(out))
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -218,8 +231,7 @@ class WireOcs:
                 rid = next(self._ids)
                 fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
                 conn.pending[rid] = fut
-                assert conn.transport is not None
-                conn.transport.write(frame([rid, payload]))
+                conn.send(frame([rid, payload]))
                 try:
                     message = await asyncio.wait_for(fut, self.timeout)
                 finally:

@@ -98,6 +98,7 @@ class WireServerProtocol(asyncio.Protocol):
         self.authenticated = False
         self._auth_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # requests in flight (a task needs a reference)
+        self._out: list[bytes] = []  # answers not yet written
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike
@@ -183,9 +184,16 @@ class WireServerProtocol(asyncio.Protocol):
             reply = frame([rid, answer_to_list(answer)])
         except Exception as exc:  # noqa: BLE001 - answer the frame, keep the connection
             reply = _failed(rid, exc)
+        # the answers finished in one loop turn leave in one write (a send per answer cost more)
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(reply)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
         assert self.transport is not None
         if not self.transport.is_closing():
-            self.transport.write(reply)
+            self.transport.write(b"".join(out))
 
 
 def _failed(rid: Any, exc: Exception) -> bytes:
