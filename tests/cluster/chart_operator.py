@@ -5,6 +5,7 @@ A missing verb then shows in the operator's log as a 403 (`forbidden`), which `f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -12,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +198,22 @@ class ChartOperator:
             self.cluster.kubectl(
                 "delete", "-f", "-", "--ignore-not-found", stdin=yaml.safe_dump_all(self.rbac)
             )
+
+
+@contextlib.contextmanager
+def operating(cluster: Cluster, tmp_path: Path, namespace: str, stack: str) -> Iterator[ChartOperator]:
+    """The CRD, `namespace`, and the operator as its chart runs it, under the chart's own ServiceAccount
+    (cluster scope). Afterwards the stack is deleted while the operator runs (it removes its finalizer),
+    no request may have been refused, and all is removed, the CRD too: the next test file starts without."""
+    install_crd(cluster)
+    cluster.ok("create", "namespace", namespace)
+    op = ChartOperator(cluster, tmp_path, "cluster", "cellcelly-system").install().start()
+    try:
+        yield op
+        cluster.kubectl("delete", "ccs", stack, "-n", namespace, "--wait=true", "--timeout=60s")
+        assert op.forbidden() == []
+    finally:
+        op.uninstall()
+        sys.stdout.write(op.text()[-6000:])
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+        remove_crd(cluster)

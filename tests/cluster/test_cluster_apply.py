@@ -10,47 +10,30 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kopf
 import pytest
-from cellcelly_operator import children, kafka, reconcile, spec
+from cellcelly_operator import bench, children, kafka, reconcile, spec
 from cellcelly_operator.kube import FIELD_MANAGER, Kube
-from chart_operator import ChartOperator
-from k8s_cluster import ROOT, Cluster
+from chart_operator import ChartOperator, eventually, install_crd, remove_crd
+from k8s_cluster import Cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
-CRD_PATH = ROOT / "crds" / "cellcellystacks.cellcelly.io.yaml"
-CRD_NAME = "cellcellystacks.cellcelly.io"
 NAME = "apply"
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}: last {last!r}")
 
 
 @pytest.fixture
 def crd(cluster: Cluster) -> Iterator[None]:
-    cluster.ok("apply", "-f", str(CRD_PATH))
-    done = cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
-    assert done.returncode == 0, done.stderr
+    install_crd(cluster)
     try:
         yield
     finally:
-        cluster.kubectl("delete", "crd", CRD_NAME, "--ignore-not-found", "--wait=true", "--timeout=60s")
+        remove_crd(cluster)
 
 
 def make_stack(cluster: Cluster, ns: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -68,17 +51,7 @@ def make_stack(cluster: Cluster, ns: str, extra: dict[str, Any] | None = None) -
 
 def client(cluster: Cluster) -> Kube:
     """The operator's own client, logged in as kopf logs in from a kubeconfig."""
-    old = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
-    try:
-        info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
-    finally:
-        if old is None:
-            del os.environ["KUBECONFIG"]
-        else:
-            os.environ["KUBECONFIG"] = old
-    assert info is not None
-    return Kube(info)
+    return Kube(bench.login(cluster.kubeconfig))
 
 
 def apply_all(cluster: Cluster, stack: spec.Stack) -> reconcile.Applied:

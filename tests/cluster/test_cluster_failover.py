@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_operator import ChartOperator, eventually, install_crd, remove_crd
+from chart_operator import ChartOperator, eventually, operating
 from k8s_cluster import ROOT, Cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
@@ -75,21 +74,8 @@ class Listener:
 
 @pytest.fixture
 def operator(cluster: Cluster, tmp_path: Path) -> Iterator[ChartOperator]:
-    """The CRD, a namespace, and the operator as its chart runs it, under the chart's own ServiceAccount
-    (cluster scope); all removed afterwards (the CRD too: the next test file starts without)."""
-    install_crd(cluster)
-    cluster.ok("create", "namespace", NS)
-    op = ChartOperator(cluster, tmp_path, "cluster", "cellcelly-system").install().start()
-    try:
+    with operating(cluster, tmp_path, NS, NAME) as op:
         yield op
-        # deleted while the operator runs: it removes its finalizer
-        cluster.kubectl("delete", "ccs", NAME, "-n", NS, "--wait=true", "--timeout=60s")
-        assert op.forbidden() == []
-    finally:
-        op.uninstall()
-        sys.stdout.write(op.text()[-6000:])
-        cluster.kubectl("delete", "namespace", NS, "--wait=false")
-        remove_crd(cluster)
 
 
 def manifest(primary: int, standby: int) -> dict[str, Any]:

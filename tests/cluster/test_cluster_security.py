@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from cellcelly_operator import children, spec
-from chart_operator import ChartOperator, eventually, install_crd, remove_crd
+from chart_operator import ChartOperator, eventually, operating
 from k8s_cluster import ROOT, Cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
@@ -33,20 +32,8 @@ GENERATED = (f"{NAME}-kafka-users", f"{NAME}-voltdb", f"{NAME}-oracle", f"{NAME}
 
 @pytest.fixture
 def operator(cluster: Cluster, tmp_path: Path) -> Iterator[ChartOperator]:
-    """The CRD, a namespace, and the operator as its chart runs it, under the chart's own ServiceAccount
-    (cluster scope; a refused request fails the test); all removed afterwards."""
-    install_crd(cluster)
-    cluster.ok("create", "namespace", NS)
-    op = ChartOperator(cluster, tmp_path, "cluster", "cellcelly-system").install().start()
-    try:
+    with operating(cluster, tmp_path, NS, NAME) as op:
         yield op
-        cluster.kubectl("delete", "ccs", NAME, "-n", NS, "--wait=true", "--timeout=60s")
-        assert op.forbidden() == []
-    finally:
-        op.uninstall()
-        sys.stdout.write(op.text()[-6000:])
-        cluster.kubectl("delete", "namespace", NS, "--wait=false")
-        remove_crd(cluster)
 
 
 def manifest(extra: dict[str, Any] | None = None) -> dict[str, Any]:
