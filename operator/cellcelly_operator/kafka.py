@@ -198,14 +198,19 @@ def password_var(user: str) -> str:
 
 def admin_properties() -> str:
     """The ACL job's client settings: the broker user (a super user), its password from the pod's env."""
+    return client_properties(BROKER_USER, password_var(BROKER_USER))
+
+
+def client_properties(user: str, password_env: str) -> str:
+    """A Kafka client's settings for a SCRAM login whose password the client's EnvVarConfigProvider
+    resolves from the env var `password_env` (set by secretKeyRef), so none sits in a ConfigMap."""
     module = "org.apache.kafka.common.security.scram.ScramLoginModule"
     return (
         "security.protocol=SASL_PLAINTEXT\n"
         f"sasl.mechanism={SASL_MECHANISM}\n"
         "config.providers=env\n"
         "config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider\n"
-        f'sasl.jaas.config={module} required username="{BROKER_USER}"'
-        f' password="${{env:{password_var(BROKER_USER)}}}";\n'
+        f'sasl.jaas.config={module} required username="{user}" password="${{env:{password_env}}}";\n'
     )
 
 
@@ -345,14 +350,7 @@ def _managed(stack: Stack) -> list[Manifest]:
 def kafdrop_properties() -> str:
     """Kafdrop's client settings on the managed Kafka: its own SCRAM login, the password resolved from
     its env (by secretKeyRef) by the Kafka client's EnvVarConfigProvider, so none sits in the ConfigMap."""
-    module = "org.apache.kafka.common.security.scram.ScramLoginModule"
-    return (
-        "security.protocol=SASL_PLAINTEXT\n"
-        f"sasl.mechanism={SASL_MECHANISM}\n"
-        "config.providers=env\n"
-        "config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider\n"
-        f'sasl.jaas.config={module} required username="kafdrop" password="${{env:KAFDROP_KAFKA_PASSWORD}}";\n'
-    )
+    return client_properties("kafdrop", "KAFDROP_KAFKA_PASSWORD")
 
 
 def _kafdrop(stack: Stack) -> list[Manifest]:
