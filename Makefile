@@ -22,8 +22,8 @@ test: $(STAMP) lint typecheck
 	$(PY) -m pytest -rs
 
 lint: $(STAMP)
-	$(PY) -m ruff check services operator tests e2e
-	$(PY) -m ruff format --check services operator tests e2e
+	$(PY) -m ruff check services operator tools tests e2e
+	$(PY) -m ruff format --check services operator tools tests e2e
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
@@ -36,7 +36,7 @@ integration: $(STAMP)
 
 ## charging, events and self-care figures beside their baselines; then the operator on kmock (50 stacks)
 bench: $(STAMP)
-	$(PY) -m cellcelly.bench
+	PYTHONPATH=tools $(PY) -m cellcelly_dev.bench
 	$(PY) -m cellcelly_operator.bench --stacks 50
 
 ## the e2e scenario against the embedded stack (cellcelly run under a supervisor); on kind: e2e/README.md

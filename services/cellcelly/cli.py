@@ -468,12 +468,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from cellcelly.bench import main as bench_main
-
-    return bench_main(args.rest)
-
-
 def cmd_traffic(args: argparse.Namespace) -> int:
     import orjson
     import uvloop
@@ -540,9 +534,6 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("reconcile", help="rebuild the balance store from the system of record").set_defaults(
         fn=cmd_reconcile
     )
-    bench = sub.add_parser("bench", help="measure charging throughput and latency")
-    bench.add_argument("rest", nargs=argparse.REMAINDER)
-    bench.set_defaults(fn=cmd_bench)
     traffic = sub.add_parser("traffic", help="drive the Diameter gateway with Gy sessions (CCR I/U/T/E)")
     traffic.add_argument("--host", default="127.0.0.1", help="gateway address (default 127.0.0.1)")
     traffic.add_argument("--port", type=int, default=3868, help="gateway port (default 3868)")

@@ -64,7 +64,7 @@ def run_stack(data_dir: Path, **extra_env: str) -> Iterator[Stack]:
     """`cellcelly run` on free ports with its own SMTP server; stopped (TERM, then KILL) on exit."""
     from aiosmtpd.controller import Controller
 
-    from cellcelly.devservers import free_port
+    from cellcelly_dev.devservers import free_port
 
     cli = Path(sys.executable).parent / "cellcelly"
     if not cli.exists():

@@ -25,10 +25,16 @@ from balance_store_contract import (
     state_of,
 )
 
-from cellcelly.devservers import VoltDBUnavailable, free_port, voltdb_missing, voltdb_server, voltdb_truncate
 from cellcelly.domain.account import Account
 from cellcelly.domain.provisioning import top_up
 from cellcelly.ports.balance_store import BalanceStore, Commit
+from cellcelly_dev.devservers import (
+    VoltDBUnavailable,
+    free_port,
+    voltdb_missing,
+    voltdb_server,
+    voltdb_truncate,
+)
 from cellcelly_testing import require
 
 if TYPE_CHECKING:

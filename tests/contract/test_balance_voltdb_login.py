@@ -13,9 +13,9 @@ import pytest
 from balance_store_contract import A, B, credit, normalised, on_a_loop, provision, state_of
 from test_balance_voltdb import running_voltdb
 
-from cellcelly.devservers import voltdb_truncate
 from cellcelly.settings import Settings
 from cellcelly.wiring import build_store
+from cellcelly_dev.devservers import voltdb_truncate
 
 pytestmark = pytest.mark.contract
 

@@ -18,12 +18,12 @@ import pytest
 
 from cellcelly.application.selfcare import VoucherUsed
 from cellcelly.codec import event_from_dict
-from cellcelly.devservers import VoltDBUnavailable, voltdb_missing, voltdb_server
 from cellcelly.domain.provisioning import REFERENCES_KEPT, LedgerEvent
 from cellcelly.mw.service import build_selfcare
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.settings import Settings
 from cellcelly.wiring import build
+from cellcelly_dev.devservers import VoltDBUnavailable, voltdb_missing, voltdb_server
 from cellcelly_testing import require
 
 pytestmark = [pytest.mark.contract, pytest.mark.timeout(600)]

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cellcelly.devservers import KAFKA_SCRIPT, KafkaUnavailable, fetch_kafka, free_port, run_script
+from cellcelly_dev.devservers import KAFKA_SCRIPT, KafkaUnavailable, fetch_kafka, free_port, run_script
 
 __all__ = ["KafkaServer", "KafkaUnavailable", "fetch", "kafka_server"]
 

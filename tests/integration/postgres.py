@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server for the integration tests (the code lives in `cellcelly.devservers`).
+"""A throwaway PostgreSQL server for the integration tests (the code lives in `cellcelly_dev.devservers`).
 
     with postgres_server() as url:   # postgresql+psycopg://postgres@127.0.0.1:PORT/cellcelly
         ...
@@ -10,7 +10,7 @@ when CI=true).
 
 from __future__ import annotations
 
-from cellcelly.devservers import (
+from cellcelly_dev.devservers import (
     DATABASE,
     ENV_URL,
     OS_USER,

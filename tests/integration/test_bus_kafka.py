@@ -21,7 +21,6 @@ from kafka_server import KafkaServer
 
 from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
 from cellcelly.adapters.bus_kafka import KafkaBus, KafkaConsumer
-from cellcelly.adapters.bus_kafka_bench import bench_kafka
 from cellcelly.adapters.sql import SqlRecords
 from cellcelly.application.accounts import AccountService
 from cellcelly.application.charging import ChargingService
@@ -33,6 +32,7 @@ from cellcelly.ports.event_bus import DEAD_LETTER, USAGE, Outgoing, Record
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.settings import DEFAULT_CATALOGUE
 from cellcelly.sf.sync import SyncFunction
+from cellcelly_dev.bench_kafka import bench_kafka
 from cellcelly_testing import EPHEMERAL_PORTS
 
 pytestmark = pytest.mark.integration

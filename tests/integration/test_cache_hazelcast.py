@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from cellcelly.adapters.cache_hazelcast import HazelcastCache
-from cellcelly.adapters.cache_hazelcast_bench import bench_cache
-from cellcelly.devservers import free_port
 from cellcelly.ports.cache import SubscriberInfo
+from cellcelly_dev.bench_hazelcast import bench_cache
+from cellcelly_dev.devservers import free_port
 from cellcelly_testing import require
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]

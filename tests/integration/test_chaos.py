@@ -36,12 +36,12 @@ from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
 from cellcelly.adapters.bus_kafka import KafkaBus
 from cellcelly.adapters.sql import SqlRecords
 from cellcelly.application.reconcile import account_from_record
-from cellcelly.devservers import free_port
 from cellcelly.domain.account import Account
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.settings import Settings
 from cellcelly.sf.sync import SyncFunction
 from cellcelly.wiring import build
+from cellcelly_dev.devservers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
 

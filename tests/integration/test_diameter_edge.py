@@ -37,7 +37,6 @@ from cellcelly.dgw.gateway import Gateway
 from cellcelly.dgw.ocs_client import NoopOcs
 from cellcelly.dgw.server import DgwServer
 from cellcelly.diameter.codec import MAX_DEPTH, Avp, Message, decode
-from cellcelly.diameter.codec_bench import sample_ccr_update
 from cellcelly.diameter.constants import (
     APP_COMMON,
     APP_CREDIT_CONTROL,
@@ -48,6 +47,7 @@ from cellcelly.diameter.constants import (
     Result,
 )
 from cellcelly.diameter.peer import LocalPeer, PeerAllowlist
+from cellcelly_dev.bench_codec import sample_ccr_update
 
 pytestmark = [pytest.mark.integration]
 

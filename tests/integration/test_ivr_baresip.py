@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from cellcelly.application.selfcare import StoreBalanceLookup
-from cellcelly.devservers import free_port
 from cellcelly.ivr.prompt import PromptAudio
 from cellcelly.ivr.service import IvrService
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.settings import Settings
 from cellcelly.wiring import build
+from cellcelly_dev.devservers import free_port
 from cellcelly_testing import require
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]

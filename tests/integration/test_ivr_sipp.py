@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 
 from cellcelly.application.selfcare import StoreBalanceLookup
-from cellcelly.devservers import free_port
 from cellcelly.ivr.g711 import ULAW_TO_LINEAR
 from cellcelly.ivr.prompt import PromptAudio
 from cellcelly.ivr.service import IvrService
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.settings import Settings
 from cellcelly.wiring import Components, build
+from cellcelly_dev.devservers import free_port
 from cellcelly_testing import require
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]

@@ -20,7 +20,6 @@ from cellcelly.application.accounts import AccountService
 from cellcelly.application.charging import ChargingService
 from cellcelly.application.relay import OutboxRelay
 from cellcelly.catalogue_store import CatalogueHolder
-from cellcelly.devservers import free_port
 from cellcelly.domain.charging import ChargeRequest, RequestType, ServiceUsage
 from cellcelly.domain.units import Service
 from cellcelly.notifier.channels import EmailChannel
@@ -29,6 +28,7 @@ from cellcelly.ports.event_bus import NOTIFICATIONS, Outgoing
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.settings import DEFAULT_CATALOGUE
 from cellcelly.sf.sync import SyncFunction
+from cellcelly_dev.devservers import free_port
 from cellcelly_testing import Inbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

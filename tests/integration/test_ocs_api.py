@@ -17,11 +17,11 @@ import httpx
 import pytest
 
 from cellcelly.cli import DEMO, seed_demo
-from cellcelly.devservers import free_port
 from cellcelly.domain.limits import MAX_SESSION_ID
 from cellcelly.ocs.app import API, asgi_app, create_app
 from cellcelly.settings import DEFAULT_CATALOGUE, Settings
 from cellcelly.wiring import Components, build
+from cellcelly_dev.devservers import free_port
 
 pytestmark = pytest.mark.integration
 TOKEN = "test-admin-token"

@@ -31,12 +31,12 @@ from cellcelly_operator import children, kafka, services, spec, voltdb
 from test_bus_kafka import drain, events
 
 from cellcelly.adapters.bus_kafka import KafkaBus, KafkaBusError, KafkaSecurity
-from cellcelly.devservers import KAFKA_SCRIPT, KafkaUnavailable, fetch_kafka, free_port, run_script
 from cellcelly.notifier.service import GROUP as NOTIFIER_GROUP
 from cellcelly.ports.event_bus import DEAD_LETTER, LEDGER, NOTIFICATIONS, USAGE
 from cellcelly.settings import Settings
 from cellcelly.sf.sync import GROUP as SF_GROUP
 from cellcelly.wiring import build_bus
+from cellcelly_dev.devservers import KAFKA_SCRIPT, KafkaUnavailable, fetch_kafka, free_port, run_script
 from cellcelly_testing import require
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -316,7 +316,7 @@ def volt_login() -> dict[str, Any]:
 def secured_voltdb(tmp_path_factory: pytest.TempPathFactory, volt_login: dict[str, Any]) -> Iterator[str]:
     """VoltDB started with the operator's security section, its placeholder replaced by the start
     script's own command (the same sed the pod runs)."""
-    from cellcelly.devservers import VoltDBUnavailable, voltdb_missing, voltdb_server
+    from cellcelly_dev.devservers import VoltDBUnavailable, voltdb_missing, voltdb_server
 
     missing = voltdb_missing()
     require(missing is None, f"VoltDB cannot run here: {missing}")

@@ -13,10 +13,10 @@ import httpx
 import pytest
 from test_sms_gateway import reply
 
-from cellcelly.devservers import free_port
 from cellcelly.settings import Settings
 from cellcelly.stack import EmbeddedStack
 from cellcelly.wiring import build
+from cellcelly_dev.devservers import free_port
 from cellcelly_testing import EPHEMERAL_PORTS
 from smsc import SmscProcess
 

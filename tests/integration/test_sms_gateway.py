@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from cellcelly.application.selfcare import StoreBalanceLookup
-from cellcelly.devservers import free_port
 from cellcelly.domain.charging import ChargeRequest, NotificationEvent, RequestType, ServiceUsage
 from cellcelly.domain.units import Service
 from cellcelly.notifier.messages import render
@@ -26,6 +25,7 @@ from cellcelly.sms.esme import Esme, NotBound, ResponseTimeout, SubmitRefused
 from cellcelly.sms.gateway import SmsGateway
 from cellcelly.sms.pdu import CommandId, Pdu, ShortMessage, encode
 from cellcelly.wiring import Components, build
+from cellcelly_dev.devservers import free_port
 from smsc import Event, SmscProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from test_sms_gateway import reply
 
-from cellcelly.devservers import free_port
 from cellcelly.ivr.prompt import tools_missing
+from cellcelly_dev.devservers import free_port
 from cellcelly_testing import require
 from smsc import SmscProcess
 

@@ -22,7 +22,6 @@ import uvloop
 from cellcelly.adapters.balance_voltdb import CommitOutcomeUnknown, VoltBalanceStore
 from cellcelly.application.charging import ChargingService
 from cellcelly.catalogue_store import CatalogueHolder
-from cellcelly.devservers import VoltDBUnavailable, voltdb_missing, voltdb_server, voltdb_truncate
 from cellcelly.dgw.ocs_client import WireOcs
 from cellcelly.domain.account import Account
 from cellcelly.domain.charging import ChargeRequest, RequestType, ResultCode, ServiceUsage
@@ -31,6 +30,7 @@ from cellcelly.domain.units import Service
 from cellcelly.ocs.wire import serve_wire
 from cellcelly.ports.balance_store import Commit
 from cellcelly.settings import DEFAULT_CATALOGUE
+from cellcelly_dev.devservers import VoltDBUnavailable, voltdb_missing, voltdb_server, voltdb_truncate
 from cellcelly_testing import require
 
 pytestmark = pytest.mark.integration

@@ -23,7 +23,6 @@ from cellcelly.diameter.codec import (
     Type,
     decode,
 )
-from cellcelly.diameter.codec_bench import sample_ccr_update
 from cellcelly.diameter.constants import (
     AVP_V,
     FLAG_E,
@@ -35,6 +34,7 @@ from cellcelly.diameter.constants import (
     Code3gpp,
     Result,
 )
+from cellcelly_dev.bench_codec import sample_ccr_update
 
 pytestmark = pytest.mark.unit
 

@@ -31,7 +31,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from cellcelly.benchstats import percentile
 from cellcelly.diameter.ccr import CcaResult, ServiceName, build_ccr, parse_cca
 from cellcelly.diameter.codec import DecodeError, Message
 from cellcelly.diameter.constants import RequestType, Result
@@ -119,8 +118,11 @@ class Snapshot:
 
 
 def percentile_ms(sorted_ns: list[int], p: float) -> float:
-    """Nearest-rank percentile of sorted nanoseconds, in milliseconds."""
-    return percentile(sorted_ns, p) / 1000
+    """Nearest-rank percentile of sorted nanoseconds, in milliseconds (the benchmarks' rule)."""
+    if not sorted_ns:
+        return 0.0
+    index = min(len(sorted_ns) - 1, max(0, math.ceil(p / 100 * len(sorted_ns)) - 1))
+    return sorted_ns[index] / 1_000_000
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
     rows = await bench_kafka("127.0.0.1:9092", n=20000)
 
-Rows have the shape of `cellcelly.benchstats.summarise`. Both batched rows send `n` ~200-byte
+Rows have the shape of `cellcelly_dev.benchstats.summarise`. Both batched rows send `n` ~200-byte
 events keyed by 1,000 subscribers in batches of 500 and wait for every acknowledgement (idempotent
 producer, acks=all) before the next batch, so `ops_per_s` is records/s and `p50_us`/`p99_us` are
 the latency of one batch of 500. The last row publishes single events one at a time (the latency
@@ -20,8 +20,8 @@ import orjson
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
 from cellcelly.adapters.bus_kafka import KafkaBus
-from cellcelly.benchstats import summarise
 from cellcelly.ports.event_bus import Outgoing
+from cellcelly_dev.benchstats import summarise
 
 BATCH = 500
 SUBSCRIBERS = 1000

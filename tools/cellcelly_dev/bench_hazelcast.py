@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from cellcelly.adapters.cache_hazelcast import HazelcastCache
-from cellcelly.benchstats import summarise
 from cellcelly.ports.cache import SubscriberInfo
+from cellcelly_dev.benchstats import summarise
 
 
 def bench_cache(

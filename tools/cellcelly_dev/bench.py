@@ -30,10 +30,7 @@ import orjson
 
 from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
 from cellcelly.application.charging import ChargingService
-from cellcelly.benchhttp import drive
-from cellcelly.benchstats import summarise
 from cellcelly.catalogue_store import CatalogueHolder
-from cellcelly.devservers import free_port
 from cellcelly.domain.account import Account
 from cellcelly.domain.charging import ChargeRequest, RequestType, ResultCode, ServiceUsage
 from cellcelly.domain.provisioning import open_account
@@ -41,6 +38,10 @@ from cellcelly.domain.units import Service
 from cellcelly.ports.balance_store import BalanceStore, Commit
 from cellcelly.runtime import tune_gc
 from cellcelly.settings import DEFAULT_CATALOGUE
+from cellcelly_dev import with_tools_path
+from cellcelly_dev.benchhttp import drive
+from cellcelly_dev.benchstats import summarise
+from cellcelly_dev.devservers import free_port
 
 
 def msisdn(i: int) -> str:
@@ -126,7 +127,7 @@ def bench_voltdb(seconds: float, subscribers: int) -> list[dict[str, Any]]:
     commit, two round trips, per request), beside the same pair on the embedded store. Then the
     same server at 32 requests in flight: the store's raw commit on an event loop, and the OCS
     (`cellcelly ocs`, its own process) charging over its wire transport, driven like a DGW."""
-    from cellcelly.devservers import VoltDBUnavailable, voltdb_server
+    from cellcelly_dev.devservers import VoltDBUnavailable, voltdb_server
 
     names = (
         "in-process baseline on VoltDB: raw store commit",
@@ -422,8 +423,8 @@ def bench_http(seconds: float, subscribers: int, connections: int) -> list[dict[
             "CELLCELLY_OCS_API_KEY": OCS_KEY,
         }
         server = subprocess.Popen(
-            [sys.executable, "-m", "cellcelly.bench", "--serve", str(port)],
-            env=env,
+            [sys.executable, "-m", "cellcelly_dev.bench", "--serve", str(port)],
+            env=with_tools_path(env),
             stdout=subprocess.DEVNULL,
         )
         try:
@@ -580,7 +581,7 @@ def _table(results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cellcelly bench")
+    parser = argparse.ArgumentParser(prog="python -m cellcelly_dev.bench")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=32)
@@ -604,18 +605,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "http"):
         results += bench_http(args.seconds, args.subscribers, args.connections)
     if args.only in (None, "codec"):
-        from cellcelly.diameter.codec_bench import bench_codec
+        from cellcelly_dev.bench_codec import bench_codec
 
         results += bench_codec(min(args.seconds, 2.0))
     if args.only in (None, "e2e"):
         rates = tuple(float(r) for r in args.rates.split(","))
         results += bench_e2e(args.seconds, min(args.subscribers, 10_000), rates)
     if args.only in (None, "events"):
-        from cellcelly.bench_events import bench_events
+        from cellcelly_dev.bench_events import bench_events
 
         results += bench_events(args.seconds)
     if args.only in (None, "selfcare"):
-        from cellcelly.bench_selfcare import bench_selfcare
+        from cellcelly_dev.bench_selfcare import bench_selfcare
 
         results += bench_selfcare(args.seconds)
     by_name = {r["name"].split(":")[0]: r for r in results}

@@ -2,10 +2,10 @@
 
     rows = bench_events(seconds_hint=10.0, events=50_000)
 
-Starts a throwaway Kafka and a throwaway PostgreSQL (`cellcelly.devservers`), charges real traffic
+Starts a throwaway Kafka and a throwaway PostgreSQL (`cellcelly_dev.devservers`), charges real traffic
 (voice, data and SMS sessions) through `ChargingService` into an `EmbeddedBalanceStore` until its
 outbox holds about `events` usage events, then measures five rows of the shape of
-`cellcelly.benchstats.summarise` (`ops_per_s` is events/s, `p50_us`/`p99_us` the latency of one
+`cellcelly_dev.benchstats.summarise` (`ops_per_s` is events/s, `p50_us`/`p99_us` the latency of one
 batch):
 
 1. raw aiokafka producer (acks=all, idempotent) sending the relay's own serialized values in
@@ -41,20 +41,20 @@ from sqlalchemy import create_engine, func, insert, make_url, select, text
 from sqlalchemy.pool import NullPool
 
 from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
-from cellcelly.adapters.bus_kafka_bench import raw_producer
 from cellcelly.adapters.sql import SqlRecords
 from cellcelly.adapters.sql.records import _usage_bucket_rows, _usage_row
 from cellcelly.adapters.sql.schema import usage_buckets, usage_records
 from cellcelly.application.charging import ChargingService
 from cellcelly.application.relay import OutboxRelay
-from cellcelly.benchstats import summarise
 from cellcelly.catalogue_store import CatalogueHolder
 from cellcelly.codec import event_from_dict
-from cellcelly.devservers import KafkaUnavailable, PostgresUnavailable, kafka_server, postgres_server
 from cellcelly.domain.charging import UsageEvent
 from cellcelly.ports.event_bus import DEAD_LETTER, LEDGER, NOTIFICATIONS, USAGE, Outgoing
 from cellcelly.settings import DEFAULT_CATALOGUE
 from cellcelly.sf.sync import SyncFunction
+from cellcelly_dev.bench_kafka import raw_producer
+from cellcelly_dev.benchstats import summarise
+from cellcelly_dev.devservers import KafkaUnavailable, PostgresUnavailable, kafka_server, postgres_server
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def _skipped(names: Sequence[str], reason: str) -> list[dict[str, Any]]:
 def _fill_outbox(store: EmbeddedBalanceStore, events: int) -> int:
     """Provision subscribers, drop their provisioning events, charge traffic until the outbox
     holds at least `events` usage events; how many it holds."""
-    from cellcelly.bench import interleaved_requests, provision  # the traffic mix of `make bench`
+    from cellcelly_dev.bench import interleaved_requests, provision  # the traffic mix of `make bench`
 
     catalogue = CatalogueHolder.from_file(DEFAULT_CATALOGUE)
     subscribers = max(1, min(SUBSCRIBERS, events // 4))

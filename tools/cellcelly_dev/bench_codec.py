@@ -7,7 +7,7 @@ bytes, and a second entry that also reads every value). Encode is message object
 (python-diameter: from the attributes of the message it decoded; ours: from the decoded tree, and
 a second entry that also builds the tree from values, as the gateway does for an answer).
 
-`bench_codec()` returns entries shaped like `cellcelly.benchstats.summarise()`; each runs for `seconds`
+`bench_codec()` returns entries shaped like `cellcelly_dev.benchstats.summarise()`; each runs for `seconds`
 after a warm-up, timing every call.
 """
 
@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cellcelly.benchstats import summarise
 from cellcelly.diameter.codec import Avp, Message, decode
 from cellcelly.diameter.constants import (
     APP_CREDIT_CONTROL,
@@ -29,6 +28,7 @@ from cellcelly.diameter.constants import (
     Code,
     Code3gpp,
 )
+from cellcelly_dev.benchstats import summarise
 
 WARM_UP = 500
 

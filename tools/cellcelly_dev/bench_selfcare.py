@@ -33,9 +33,10 @@ from typing import Any
 
 import orjson
 
-from cellcelly.benchhttp import drive
-from cellcelly.benchstats import summarise
-from cellcelly.devservers import free_port
+from cellcelly_dev import with_tools_path
+from cellcelly_dev.benchhttp import drive
+from cellcelly_dev.benchstats import summarise
+from cellcelly_dev.devservers import free_port
 
 SUBSCRIBERS = 64
 PASSWORD = "Bench-Parola1"
@@ -140,7 +141,8 @@ def bench_selfcare(seconds: float = 10.0) -> list[dict[str, Any]]:
             "CELLCELLY_MW_TOKEN_SECRET": "b" * 48,
         }
         server = subprocess.Popen(
-            [sys.executable, "-m", "cellcelly.bench_selfcare", "--serve", str(port)], env=env
+            [sys.executable, "-m", "cellcelly_dev.bench_selfcare", "--serve", str(port)],
+            env=with_tools_path(env),
         )
         allowed = os.sched_getaffinity(0)
         try:
