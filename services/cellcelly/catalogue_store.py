@@ -2,6 +2,10 @@
 
 A replacement is parsed and validated completely before it is swapped in; if anything is
 wrong the old catalogue stays in force and the caller gets every problem found.
+
+With a system of record (wiring.py), the record says which version is in force: `on_change`
+writes it there before this process swaps, and a `CatalogueFollower` makes every other process
+`adopt` it within one poll.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import yaml
 
 from cellcelly.domain.catalogue import Catalogue, parse_catalogue
 from cellcelly.domain.errors import CatalogueError
+from cellcelly.ports.records import SystemOfRecord
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +38,8 @@ class CatalogueHolder:
         self._current = catalogue
         self._path = path
         self._lock = threading.Lock()
-        self.on_change: Callable[[Catalogue], None] | None = None  # e.g. record it in the system of record
+        # called before the swap, so a failure (say, the record refusing it) leaves the old in force
+        self.on_change: Callable[[Catalogue], None] | None = None
 
     @classmethod
     def from_file(cls, path: Path) -> CatalogueHolder:
@@ -63,11 +69,18 @@ class CatalogueHolder:
                 tmp = self._path.with_suffix(".tmp")
                 tmp.write_text(text, encoding="utf-8")
                 os.replace(tmp, self._path)
-            self._current = new
             if self.on_change is not None:
                 self.on_change(new)
+            self._current = new
         log.info("catalogue in force", extra={"version": new.version, "tariffs": len(new.tariffs)})
         return new
+
+    def adopt(self, new: Catalogue) -> None:
+        """Take a catalogue another process put in force: already validated and recorded, so
+        neither `on_change` (it would activate it again) nor the file."""
+        with self._lock:
+            self._current = new
+        log.info("catalogue in force", extra={"version": new.version, "tariffs": len(new.tariffs)})
 
     def reload(self) -> Catalogue:
         """Re-read the file the catalogue came from."""
@@ -78,3 +91,50 @@ class CatalogueHolder:
         except OSError as exc:
             raise CatalogueError([f"cannot read {self._path}: {exc}"]) from exc
         return self.replace(text, persist=False)
+
+
+class CatalogueFollower:
+    """Keeps a holder on the version the system of record has in force: a poll of one one-row
+    query every `interval` seconds, on its own thread so the event loop never waits on it."""
+
+    def __init__(self, holder: CatalogueHolder, records: SystemOfRecord, interval: float = 2.0) -> None:
+        self._holder = holder
+        self._records = records
+        self._interval = interval
+        self._generation = -1
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="catalogue-follower", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self._interval + 5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.poll()
+            except Exception:  # a record briefly away must not end the follower: next poll retries
+                log.warning("catalogue poll failed", exc_info=True)
+
+    def poll(self) -> bool:
+        """Adopt the version in force if it is not this holder's; whether it changed anything."""
+        in_force = self._records.catalogue_in_force()
+        if in_force is None or in_force.generation == self._generation:
+            return False
+        changed = False
+        if in_force.version != self._holder.current.version:
+            record = self._records.catalogue_version(in_force.version)
+            if record is None:  # cannot happen: both rows are written in one transaction
+                return False
+            try:
+                self._holder.adopt(parse_catalogue_text(record.source))
+            except CatalogueError as exc:  # a newer release may reject an old text: keep charging
+                log.error("catalogue in force does not parse here", extra={"problems": exc.problems})
+                return False
+            changed = True
+        self._generation = in_force.generation
+        return changed

@@ -6,21 +6,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
 from cellcelly.adapters.sql import SqlRecords
 from cellcelly.application.accounts import AccountService
 from cellcelly.application.charging import ChargingService
-from cellcelly.catalogue_store import CatalogueHolder, parse_catalogue_text
+from cellcelly.catalogue_store import CatalogueFollower, CatalogueHolder, parse_catalogue_text
+from cellcelly.domain.catalogue import Catalogue
 from cellcelly.domain.errors import CatalogueError
 from cellcelly.ports.balance_store import BalanceStore
 from cellcelly.ports.cache import SubscriberCache, SubscriberInfo
 from cellcelly.ports.event_bus import EventBus
-from cellcelly.ports.records import SystemOfRecord
+from cellcelly.ports.records import CatalogueConflict, SystemOfRecord
 from cellcelly.settings import DEFAULT_CATALOGUE, Settings
 
 log = logging.getLogger(__name__)
+
+CATALOGUE_POLL_SECONDS = 2.0  # how soon every OCS charges with a catalogue put in force elsewhere
 
 
 @dataclass
@@ -31,8 +34,11 @@ class Components:
     catalogue: CatalogueHolder
     charging: ChargingService
     accounts: AccountService
+    follower: CatalogueFollower | None = field(default=None, repr=False)
 
     def close(self) -> None:
+        if self.follower is not None:
+            self.follower.stop()
         self.store.close()
         self.records.close()
 
@@ -99,18 +105,43 @@ def _tell_if_not_the_bundled_catalogue(in_force: str) -> None:
         )
 
 
+def _follow_the_record(catalogue: CatalogueHolder, records: SystemOfRecord) -> CatalogueFollower:
+    """The record says which catalogue is in force; the file only seeds an empty record. A change
+    is written there first (refused whole if the version is on record with other content), and
+    every process follows it within one poll, restarts included."""
+    seed = catalogue.current
+    try:
+        records.put_catalogue_in_force(seed.version, seed.source, int(time.time()), only_if_none=True)
+    except CatalogueConflict:  # the file was edited without a new version: the record wins
+        log.warning(
+            "the catalogue file's version is on record with other content", extra={"version": seed.version}
+        )
+
+    def activate(new: Catalogue) -> None:
+        try:
+            records.put_catalogue_in_force(new.version, new.source, int(time.time()))
+        except CatalogueConflict:
+            raise CatalogueError(
+                [f"version {new.version!r} is on record with other content: bump the version"]
+            ) from None
+
+    follower = CatalogueFollower(catalogue, records, interval=CATALOGUE_POLL_SECONDS)
+    follower.poll()  # start on the version in force, before the first request
+    catalogue.on_change = activate
+    follower.start()
+    return follower
+
+
 def build(settings: Settings) -> Components:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     path = settings.catalogue_path()
     if not path.exists():
         path.write_text(DEFAULT_CATALOGUE.read_text(encoding="utf-8"), encoding="utf-8")
     catalogue = CatalogueHolder.from_file(path)
-    _tell_if_not_the_bundled_catalogue(catalogue.current.version)
     records = SqlRecords(settings.sor_url())
     records.migrate()
-    current = catalogue.current
-    records.save_catalogue(current.version, current.source, int(time.time()))
-    catalogue.on_change = lambda c: records.save_catalogue(c.version, c.source, int(time.time()))
+    follower = _follow_the_record(catalogue, records)
+    _tell_if_not_the_bundled_catalogue(catalogue.current.version)
     store = build_store(settings)
     return Components(
         settings,
@@ -119,4 +150,5 @@ def build(settings: Settings) -> Components:
         catalogue,
         ChargingService(store, catalogue),
         AccountService(store, records, catalogue),
+        follower,
     )

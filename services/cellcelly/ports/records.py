@@ -66,6 +66,19 @@ class CatalogueRecord:
     activated_at: int
 
 
+@dataclass(frozen=True, slots=True)
+class CatalogueInForce:
+    """Which version every OCS is to charge with; `generation` grows on every activation."""
+
+    version: str
+    generation: int
+    activated_at: int
+
+
+class CatalogueConflict(Exception):
+    """This version is on record with other content: a new one needs a new version."""
+
+
 class SubscriberExists(Exception):
     """A subscriber with this MSISDN is already on record."""
 
@@ -111,5 +124,17 @@ class SystemOfRecord(Protocol):
         """Record a catalogue version that was put in force (a repeat of a version is ignored)."""
 
     def latest_catalogue(self) -> CatalogueRecord | None: ...
+
+    def put_catalogue_in_force(
+        self, version: str, source: str, activated_at: int, *, only_if_none: bool = False
+    ) -> CatalogueInForce:
+        """Record the version (raises CatalogueConflict if it is on record with other content) and
+        put it in force, in one transaction; with `only_if_none`, only when nothing is in force yet
+        (the seed of an empty record). Returns what is in force afterwards."""
+
+    def catalogue_in_force(self) -> CatalogueInForce | None:
+        """One one-row query: cheap enough to poll every few seconds."""
+
+    def catalogue_version(self, version: str) -> CatalogueRecord | None: ...
 
     def close(self) -> None: ...

@@ -37,6 +37,7 @@ from sqlalchemy.sql.expression import Executable
 from cellcelly.adapters.sql.schema import (
     balance_snapshots,
     buckets,
+    catalogue_in_force,
     catalogue_versions,
     credentials,
     refresh_tokens,
@@ -189,6 +190,27 @@ def select_latest_catalogue() -> RowSelect:
         select(catalogue_versions)
         .order_by(catalogue_versions.c.activated_at.desc(), catalogue_versions.c.version.desc())
         .limit(1)
+    )
+
+
+IN_FORCE_SLOT = 1
+
+
+def select_catalogue_in_force() -> RowSelect:
+    return select(catalogue_in_force).where(catalogue_in_force.c.slot == IN_FORCE_SLOT)
+
+
+def select_catalogue_version(version: str) -> RowSelect:
+    return select(catalogue_versions).where(catalogue_versions.c.version == version)
+
+
+def update_catalogue_in_force(version: str, activated_at: int) -> Update:
+    """The generation grows in the UPDATE itself, so two concurrent activations both count."""
+    t = catalogue_in_force
+    return (
+        update(t)
+        .where(t.c.slot == IN_FORCE_SLOT)
+        .values(version=version, generation=t.c.generation + 1, activated_at=activated_at)
     )
 
 
@@ -358,6 +380,7 @@ def representative_statements() -> dict[str, Executable]:
             usage_buckets,
             balance_snapshots,
             catalogue_versions,
+            catalogue_in_force,
             credentials,
             refresh_tokens,
             reset_codes,
@@ -380,6 +403,9 @@ def representative_statements() -> dict[str, Executable]:
             "select_wallet_balance": select_wallet_balance("905321234567"),
             "select_bucket_consumption": select_bucket_consumption("905321234567"),
             "select_latest_catalogue": select_latest_catalogue(),
+            "select_catalogue_in_force": select_catalogue_in_force(),
+            "select_catalogue_version": select_catalogue_version("2026.01"),
+            "update_catalogue_in_force": update_catalogue_in_force("2026.01", 1_790_000_000),
             "select_expiring_packages": select_expiring_packages(1_790_000_000, 1_790_086_400),
             "select_balance_snapshot": select_balance_snapshot("905321234567"),
             "select_credential": select_credential("5321234567"),

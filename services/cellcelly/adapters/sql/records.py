@@ -32,6 +32,7 @@ from cellcelly.adapters.sql.migrator import migrate as run_migrations
 from cellcelly.adapters.sql.schema import (
     balance_snapshots,
     buckets,
+    catalogue_in_force,
     catalogue_versions,
     subscribers,
     usage_buckets,
@@ -44,6 +45,8 @@ from cellcelly.domain.units import Service
 from cellcelly.ports.records import (
     BalanceSnapshot,
     BucketRecord,
+    CatalogueConflict,
+    CatalogueInForce,
     CatalogueRecord,
     ExpiringPackage,
     SubscriberExists,
@@ -456,6 +459,49 @@ class SqlRecords:
     def latest_catalogue(self) -> CatalogueRecord | None:
         with self._read() as conn:
             row = conn.execute(q.select_latest_catalogue()).first()
+        if row is None:
+            return None
+        return CatalogueRecord(version=row.version, source=_text(row.source), activated_at=row.activated_at)
+
+    def put_catalogue_in_force(
+        self, version: str, source: str, activated_at: int, *, only_if_none: bool = False
+    ) -> CatalogueInForce:
+        for attempt in (1, 2):  # a concurrent first insert (version or slot) wins: read it and go on
+            try:
+                with self._write() as conn:
+                    self._activate(conn, version, source, activated_at, only_if_none)
+                break
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        in_force = self.catalogue_in_force()
+        assert in_force is not None  # just written in a committed transaction
+        return in_force
+
+    def _activate(self, conn: Connection, version: str, source: str, at: int, only_if_none: bool) -> None:
+        known = conn.execute(q.select_catalogue_version(version)).first()
+        if known is None:
+            conn.execute(
+                q.insert_rows(catalogue_versions), {"version": version, "source": source, "activated_at": at}
+            )
+        elif _text(known.source) != source:
+            raise CatalogueConflict(version)
+        if conn.execute(q.select_catalogue_in_force()).first() is None:
+            row = {"slot": q.IN_FORCE_SLOT, "version": version, "generation": 1, "activated_at": at}
+            conn.execute(q.insert_rows(catalogue_in_force), row)
+        elif not only_if_none:
+            conn.execute(q.update_catalogue_in_force(version, at))
+
+    def catalogue_in_force(self) -> CatalogueInForce | None:
+        with self._read() as conn:
+            row = conn.execute(q.select_catalogue_in_force()).first()
+        if row is None:
+            return None
+        return CatalogueInForce(row.version, int(row.generation), int(row.activated_at))
+
+    def catalogue_version(self, version: str) -> CatalogueRecord | None:
+        with self._read() as conn:
+            row = conn.execute(q.select_catalogue_version(version)).first()
         if row is None:
             return None
         return CatalogueRecord(version=row.version, source=_text(row.source), activated_at=row.activated_at)

@@ -43,6 +43,7 @@ __all__ = [
     "NAMING_CONVENTION",
     "EpochSeconds",
     "buckets",
+    "catalogue_in_force",
     "catalogue_versions",
     "credentials",
     "from_epoch",
@@ -200,6 +201,17 @@ catalogue_versions = Table(
     metadata,
     Column("version", String(64), primary_key=True),
     Column("source", Text),
+    Column("activated_at", EpochSeconds(), nullable=False),
+)
+
+# The version every OCS charges with (migration 0009): one row (slot 1), its `generation` bumped on
+# every activation so a poll of this row alone tells a change, even back to an older version.
+catalogue_in_force = Table(
+    "catalogue_in_force",
+    metadata,
+    Column("slot", Integer, primary_key=True, autoincrement=False),
+    Column("version", String(64), nullable=False),
+    Column("generation", BigInteger, nullable=False),
     Column("activated_at", EpochSeconds(), nullable=False),
 )
 
