@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint typecheck unit integration bench e2e-local images clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml operator/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]' -e ./operator
 	touch $(STAMP)
 
 ## run the stack on embedded defaults (SQLite, embedded balance store): no Java, no cluster
@@ -37,7 +37,7 @@ integration: $(STAMP)
 ## charging, events and self-care figures beside their baselines; then the operator on kmock (50 stacks)
 bench: $(STAMP)
 	PYTHONPATH=tools $(PY) -m cellcelly_dev.bench
-	$(PY) -m cellcelly_operator.bench --stacks 50
+	PYTHONPATH=tools $(PY) -m cellcelly_dev.operator_bench --stacks 50
 
 ## the e2e scenario against the embedded stack (cellcelly run under a supervisor); on kind: e2e/README.md
 e2e-local: $(STAMP)

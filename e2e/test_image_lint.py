@@ -163,4 +163,8 @@ def test_dockerignore_keeps_the_context_small() -> None:
     for path in DOCKERFILES:
         ignore = path.with_name("Dockerfile.dockerignore").read_text(encoding="utf-8").split()
         assert ignore[ignore.index("**")] == "**"  # everything out, then only the sources back in
-        assert {"!pyproject.toml", "!services/", "!operator/"} <= set(ignore)
+    # each image from its own distribution alone: the service stack out of the operator's, and back
+    services = (IMAGES / "cellcelly" / "Dockerfile.dockerignore").read_text(encoding="utf-8").split()
+    assert {"!pyproject.toml", "!services/"} <= set(services) and "!operator/" not in services
+    operator = (IMAGES / "operator" / "Dockerfile.dockerignore").read_text(encoding="utf-8").split()
+    assert "!operator/" in operator and not {"!services/", "!pyproject.toml"} & set(operator)

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cellcelly_operator import bench, children, kafka, reconcile, spec
+from cellcelly_operator import children, kafka, reconcile, spec
 from cellcelly_operator.kube import FIELD_MANAGER, Kube
 from chart_operator import ChartOperator, eventually, install_crd, remove_crd
 from k8s_cluster import Cluster
+
+from cellcelly_dev import operator_bench as bench
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
@@ -191,7 +193,7 @@ def test_events_of_the_operator_and_of_kopf_name_the_stack(
 def test_the_bench_runs_on_a_real_api_server(cluster: Cluster) -> None:
     """`make bench`'s real-server figures (a control plane of its own, beside the session's): two stacks
     through `kopf run`, a converged pass that writes nothing, figures that add up."""
-    from cellcelly_operator import bench
+    from cellcelly_dev import operator_bench as bench
 
     figures = asyncio.run(bench.run_real(2, 1))
     assert "skipped" not in figures, figures

@@ -11,8 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from cellcelly_operator import bench
 from operator_kit import TEST_AGENT, Api, spec_writes
+
+from cellcelly_dev import operator_bench as bench
 
 
 @pytest.fixture()

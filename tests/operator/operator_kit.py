@@ -14,7 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from cellcelly_operator import bench
+
+from cellcelly_dev import operator_bench as bench
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "cellcellystacks.cellcelly.io.yaml"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from cellcelly_operator import bench
+
+from cellcelly_dev import operator_bench as bench
 
 pytestmark = [pytest.mark.operator, pytest.mark.timeout(180)]
 

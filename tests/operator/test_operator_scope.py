@@ -20,9 +20,10 @@ from typing import Any
 
 import kopf
 import pytest
-from cellcelly_operator import bench, children, settings, spec
+from cellcelly_operator import children, settings, spec
 from operator_kit import SPECS, Api, eventually, stack_body
 
+from cellcelly_dev import operator_bench as bench
 from cellcelly_testing import stop_process
 
 pytestmark = [pytest.mark.operator, pytest.mark.timeout(120)]

@@ -2,7 +2,7 @@
 then on a real API server (Kubernetes from scripts/k8s.sh, started in a temporary directory and stopped
 after; kwok runs the pods the controllers make). The same three figures on each:
 
-    python -m cellcelly_operator.bench [--stacks 50] [--json] [--no-real]
+    python -m cellcelly_dev.operator_bench [--stacks 50] [--json] [--no-real]
 
 1. one stack: time from the CR created to every child created (median of a few);
 2. N stacks created at once: time until every child of every stack exists;
@@ -37,7 +37,6 @@ from typing import Any
 import aiohttp
 import kopf
 import yaml
-
 from cellcelly_operator import children, reconcile, spec
 from cellcelly_operator.kube import Kube
 
@@ -464,7 +463,7 @@ def _figures(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cellcelly_operator.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m cellcelly_dev.operator_bench", description=__doc__)
     parser.add_argument("--stacks", type=int, default=50)
     parser.add_argument("--singles", type=int, default=5)
     parser.add_argument("--json", action="store_true")
