@@ -287,11 +287,11 @@ async def _serve_ivr(settings: Settings) -> None:
 
 async def _serve_notifier(settings: Settings) -> None:
     """The notifier alone: notices from the bus to subscribers, by SMS (with an SMSC) or e-mail."""
-    from cellcelly.adapters.sql import SqlRecords
+    from cellcelly.adapters.sql import SqlNoticeLedger, SqlRecords
     from cellcelly.application.selfcare import StoreBalanceLookup
     from cellcelly.catalogue_store import CatalogueHolder
     from cellcelly.notifier.channels import Channel, EmailChannel
-    from cellcelly.notifier.service import Notifier, SentLog
+    from cellcelly.notifier.service import Notifier
     from cellcelly.stack import package_namer, sms_gateway
     from cellcelly.wiring import build_bus, build_store
 
@@ -314,7 +314,7 @@ async def _serve_notifier(settings: Settings) -> None:
         bus,
         records,
         channel,
-        SentLog(settings.data_dir / "notifier" / "sent.log"),
+        SqlNoticeLedger(records.engine),
         package_name=package_namer(catalogue),
     )
     loop = asyncio.get_running_loop()

@@ -15,6 +15,7 @@ from typing import Any
 
 import uvicorn
 
+from cellcelly.adapters.sql import SqlNoticeLedger
 from cellcelly.application.relay import OutboxRelay
 from cellcelly.application.selfcare import SelfCare, StoreBalanceLookup
 from cellcelly.catalogue_store import CatalogueHolder
@@ -26,7 +27,7 @@ from cellcelly.ivr.prompt import PromptAudio, tools_missing
 from cellcelly.ivr.service import IvrService
 from cellcelly.mw.service import build_app, build_selfcare
 from cellcelly.notifier.channels import Channel, EmailChannel
-from cellcelly.notifier.service import Notifier, SentLog
+from cellcelly.notifier.service import Notifier
 from cellcelly.ocs.app import asgi_app
 from cellcelly.ocs.wire import serve_wire
 from cellcelly.ports.cache import SubscriberCache, SubscriberInfo
@@ -101,7 +102,7 @@ class EmbeddedStack:
                 self.bus,
                 self.components.records,
                 channel,
-                SentLog(settings.data_dir / "notifier" / "sent.log"),
+                SqlNoticeLedger.beside(self.components.records),
                 package_name=package_namer(self.components.catalogue),
             )
             self._workers.append(asyncio.ensure_future(self.notifier.run()))

@@ -15,7 +15,7 @@ from aiosmtpd.controller import Controller
 
 from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
 from cellcelly.adapters.bus_embedded import EmbeddedBus
-from cellcelly.adapters.sql import SqlRecords
+from cellcelly.adapters.sql import SqlNoticeLedger, SqlRecords
 from cellcelly.application.accounts import AccountService
 from cellcelly.application.charging import ChargingService
 from cellcelly.application.relay import OutboxRelay
@@ -23,7 +23,7 @@ from cellcelly.catalogue_store import CatalogueHolder
 from cellcelly.domain.charging import ChargeRequest, RequestType, ServiceUsage
 from cellcelly.domain.units import Service
 from cellcelly.notifier.channels import EmailChannel
-from cellcelly.notifier.service import Notifier, SentLog
+from cellcelly.notifier.service import Notifier
 from cellcelly.ports.event_bus import NOTIFICATIONS, Outgoing
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.settings import DEFAULT_CATALOGUE
@@ -72,7 +72,7 @@ async def test_a_bucket_at_80_percent_is_told_once_by_e_mail(
     relay = OutboxRelay(store, bus)
     while await relay.relay_once():
         pass
-    notifier = Notifier(bus, records, EmailChannel("127.0.0.1", port), SentLog(tmp_path / "sent.log"))
+    notifier = Notifier(bus, records, EmailChannel("127.0.0.1", port), SqlNoticeLedger(records.engine))
     while await notifier.notify_once(timeout=0.05):
         pass
     for _ in range(50):
@@ -95,7 +95,7 @@ async def test_a_bucket_at_80_percent_is_told_once_by_e_mail(
     assert len(again) == 1
     await bus.publish(again)
     await notifier.close()
-    restarted = Notifier(bus, records, EmailChannel("127.0.0.1", port), SentLog(tmp_path / "sent.log"))
+    restarted = Notifier(bus, records, EmailChannel("127.0.0.1", port), SqlNoticeLedger(records.engine))
     while await restarted.notify_once(timeout=0.05):
         pass
     await asyncio.sleep(0.1)
@@ -120,11 +120,11 @@ async def test_the_wallet_going_low_is_told_and_smtp_down_retries(
     relay = OutboxRelay(store, bus)
     while await relay.relay_once():
         pass
-    dead = Notifier(bus, records, EmailChannel("127.0.0.1", 1), SentLog(tmp_path / "sent.log"))
+    dead = Notifier(bus, records, EmailChannel("127.0.0.1", 1), SqlNoticeLedger(records.engine))
     with pytest.raises(OSError):
         await dead.notify_once(timeout=0.05)  # SMTP unreachable: nothing committed, nothing logged
     await dead.close()
-    notifier = Notifier(bus, records, EmailChannel("127.0.0.1", port), SentLog(tmp_path / "sent.log"))
+    notifier = Notifier(bus, records, EmailChannel("127.0.0.1", port), SqlNoticeLedger(records.engine))
     while await notifier.notify_once(timeout=0.05):
         pass
     await asyncio.sleep(0.1)
@@ -156,13 +156,13 @@ async def test_a_package_about_to_expire_is_told_once_per_grant(
     ends = opened + 17 * 86400  # CANAKKALE: 17 days; ANKARA: 30
     now = [ends - 20 * 3600]  # 20 hours before
     notifier = Notifier(
-        bus, records, EmailChannel("127.0.0.1", port), SentLog(tmp_path / "sent.log"), clock=lambda: now[0]
+        bus, records, EmailChannel("127.0.0.1", port), SqlNoticeLedger(records.engine), clock=lambda: now[0]
     )
     assert await notifier.sweep_expiring() == 1
     assert await notifier.sweep_expiring() == 0  # the same grant: not again
     now[0] = ends - 3600
     restarted = Notifier(
-        bus, records, EmailChannel("127.0.0.1", port), SentLog(tmp_path / "sent.log"), clock=lambda: now[0]
+        bus, records, EmailChannel("127.0.0.1", port), SqlNoticeLedger(records.engine), clock=lambda: now[0]
     )
     assert await restarted.sweep_expiring() == 0  # not after a restart either
     now[0] = ends + 1  # ended: nothing more to tell; ANKARA is still 13 days off

@@ -341,10 +341,12 @@ TABLES = {
     "usage_buckets",
     "balance_snapshots",
     "catalogue_versions",
+    "catalogue_in_force",
     "credentials",
     "refresh_tokens",
     "reset_codes",
     "vouchers",
+    "notices",
 }
 
 

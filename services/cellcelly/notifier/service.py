@@ -1,8 +1,12 @@
-"""Consumes notification events and tells the subscriber, once per event id.
+"""Consumes notification events and tells the subscriber, once per event id, across replicas.
 
-Order per batch: skip what was already sent, send the rest, write their ids to the sent log
-(fsynced), then commit the offsets. A crash after sending and before the log is written can
-send one message twice; the log makes every later delivery of the same event a no-op.
+Per notice: claim its id in the system of record (`NoticeLedger`), send, mark it told; then the
+batch's offsets are committed. The replica whose claim wins sends, any other skips, so two
+replicas, a replay or a restart on a fresh data dir tell nothing twice. A crash between the claim
+and "told" leaves a claim that another replica takes over once `lease` seconds have passed: that
+notice may be told twice (at-least-once in a window one send wide; a lost warning is worse), and
+the takeover is logged and counted (`stats.retaken`). A notice another replica is still telling
+(a live claim) stops the batch, uncommitted, until that claim is told or expires.
 
 Package expiry is not an event of the charging path (nothing happens when time passes): every
 `sweep_every` seconds the notifier asks the system of record which package grants end within
@@ -14,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import orjson
 
@@ -27,33 +32,15 @@ from cellcelly.domain.charging import NotificationEvent
 from cellcelly.notifier.channels import Channel
 from cellcelly.notifier.messages import render
 from cellcelly.ports.event_bus import NOTIFICATIONS, EventBus, Record
+from cellcelly.ports.notices import Claim, NoticeLedger
 from cellcelly.ports.records import SystemOfRecord
 
 log = logging.getLogger(__name__)
 GROUP = "cellcelly-notifier"
 
 
-class SentLog:
-    """Ids of the notifications already delivered (a durable append-only file)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._ids = set(path.read_text(encoding="utf-8").split()) if path.exists() else set()
-
-    def __contains__(self, event_id: str) -> bool:
-        return event_id in self._ids
-
-    def add(self, event_ids: list[str]) -> None:
-        if not event_ids:
-            return
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, "".join(f"{e}\n" for e in event_ids).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        self._ids.update(event_ids)
+class NoticeHeld(Exception):
+    """Another replica holds a live claim on this notice: the batch is retried, uncommitted."""
 
 
 @dataclass
@@ -62,6 +49,7 @@ class NotifierStats:
     duplicates: int = 0
     failed: int = 0
     skipped: int = 0
+    retaken: int = 0  # claims taken over after their lease: maybe told twice (see the module)
 
 
 class Notifier:
@@ -70,8 +58,9 @@ class Notifier:
         bus: EventBus,
         records: SystemOfRecord,
         channel: Channel,
-        sent: SentLog,
+        ledger: NoticeLedger,
         *,
+        lease: int = 120,
         expiry_horizon: int = 24 * 3600,
         sweep_every: float = 600.0,
         clock: Callable[[], float] = time.time,
@@ -80,7 +69,9 @@ class Notifier:
         self.records = records
         self.package_name = package_name
         self.channel = channel
-        self.sent = sent
+        self.ledger = ledger
+        self.lease = lease  # longer than a send can take (the channels time out well before)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.consumer = bus.consumer(GROUP, [NOTIFICATIONS])
         self.stats = NotifierStats()
         self.expiry_horizon = expiry_horizon
@@ -91,11 +82,11 @@ class Notifier:
 
     async def notify_once(self, timeout: float = 0.5) -> int:
         polled = await self.consumer.poll(200, timeout)
-        delivered: list[str] = []
         try:
-            await self._deliver(polled, delivered)
-        finally:
-            self.sent.add(delivered)  # what went out is never sent again, even if the batch failed
+            await self._deliver(polled, [])
+        except Exception:
+            await self.consumer.rewind()  # else the next commit would skip what was not told
+            raise
         await self.consumer.commit(polled)
         return len(polled)
 
@@ -114,16 +105,33 @@ class Notifier:
 
     async def _tell(self, event: NotificationEvent, delivered: list[str]) -> None:
         """Send one notice unless it went out before; what went out is appended to `delivered`."""
-        if event.event_id in self.sent or event.event_id in delivered:
+        event_id = event.event_id
+        claim = await asyncio.to_thread(
+            self.ledger.claim_notice, event_id, self.owner, int(self.clock()), self.lease
+        )
+        if claim is Claim.DONE:
             self.stats.duplicates += 1
             return
+        if claim is Claim.HELD:
+            raise NoticeHeld(event_id)
+        if claim is Claim.RETAKEN:
+            self.stats.retaken += 1
+            log.warning(
+                "notifier: notice retaken after its lease, may be told twice", extra={"event": event_id}
+            )
         subscriber = await asyncio.to_thread(self.records.get_subscriber, event.msisdn)
-        if subscriber is None:
+        if subscriber is not None:
+            subject, text = render(event, subscriber.first_name, self.package_name(event.package))
+            try:
+                await self.channel.send(subscriber, subject, text)
+            except Exception:  # cancelled mid-send: unknown, so the claim waits out its lease
+                await asyncio.to_thread(self.ledger.release_notice, event_id, self.owner)
+                raise
+        await asyncio.to_thread(self.ledger.notice_done, event_id, int(self.clock()))
+        if subscriber is None:  # nobody to tell, now or later
             self.stats.skipped += 1
             return
-        subject, text = render(event, subscriber.first_name, self.package_name(event.package))
-        await self.channel.send(subscriber, subject, text)
-        delivered.append(event.event_id)
+        delivered.append(event_id)
         self.stats.sent += 1
 
     async def sweep_expiring(self) -> int:
@@ -132,19 +140,16 @@ class Notifier:
         now = int(self.clock())
         expiring = await asyncio.to_thread(self.records.expiring_packages, now, now + self.expiry_horizon)
         delivered: list[str] = []
-        try:
-            for grant in expiring:
-                notice = NotificationEvent(
-                    f"{grant.msisdn}#{grant.package}#{grant.valid_until}#expiring",
-                    grant.msisdn,
-                    "package-expiring",
-                    now,
-                    package=grant.package,
-                    valid_until=grant.valid_until,
-                )
-                await self._tell(notice, delivered)
-        finally:
-            self.sent.add(delivered)
+        for grant in expiring:
+            notice = NotificationEvent(
+                f"{grant.msisdn}#{grant.package}#{grant.valid_until}#expiring",
+                grant.msisdn,
+                "package-expiring",
+                now,
+                package=grant.package,
+                valid_until=grant.valid_until,
+            )
+            await self._tell(notice, delivered)
         self._swept_at = time.monotonic()
         return len(delivered)
 

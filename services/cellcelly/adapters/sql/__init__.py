@@ -7,6 +7,7 @@ records.migrate()                                # same as migrate(records.engin
 """
 
 from cellcelly.adapters.sql.migrator import downgrade, migrate
+from cellcelly.adapters.sql.notices import SqlNoticeLedger
 from cellcelly.adapters.sql.records import SqlRecords
 
-__all__ = ["SqlRecords", "downgrade", "migrate"]
+__all__ = ["SqlNoticeLedger", "SqlRecords", "downgrade", "migrate"]

@@ -1,0 +1,32 @@
+"""The notifier's "told once" fact, kept in the system of record so every replica shares it.
+
+Claim before send: the replica whose claim wins sends, every other one skips. A claim that is never
+finished (its sender crashed between the claim and `notice_done`) can be retaken once its lease has
+passed: the notice may then be told a second time, never zero times (at-least-once in that window,
+exactly once everywhere else). A lost balance warning is worse than a rare repeated one, and the
+window is one send wide.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Protocol
+
+
+class Claim(Enum):
+    NEW = "new"  # nobody claimed it before: send
+    RETAKEN = "retaken"  # claimed by a sender that never finished within the lease: send (maybe again)
+    HELD = "held"  # another sender holds a live claim: it may still be sending, ask again later
+    DONE = "done"  # told (or found nothing to tell) already: skip
+
+
+class NoticeLedger(Protocol):
+    def claim_notice(self, event_id: str, owner: str, now: int, lease: int) -> Claim:
+        """Claim the notice `event_id` for `owner`; a claim older than `lease` seconds and not done
+        is taken over."""
+
+    def notice_done(self, event_id: str, now: int) -> None:
+        """The notice went out (or there was nobody to tell): it is never claimed again."""
+
+    def release_notice(self, event_id: str, owner: str) -> None:
+        """The send failed: drop `owner`'s unfinished claim so the next try may claim it at once."""
