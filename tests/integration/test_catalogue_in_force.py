@@ -85,6 +85,9 @@ def test_a_change_through_one_ocs_is_charged_by_the_other_within_seconds(
     # back to the older version: a generation, not the order of versions, says what is in force
     b.catalogue.replace(SEED)
     until(lambda: a.catalogue.current.version == "2026-12-02.1", WITHIN)
+    latest = a.records.latest_catalogue()
+    assert latest is not None and latest.version == "2026-12-02.1"
+    assert sms_abroad(b, 3) == 400
 
 
 def test_a_restarted_ocs_starts_on_the_version_in_force_not_its_file(tmp_path: Path, db_url: str) -> None:

@@ -123,7 +123,8 @@ class SystemOfRecord(Protocol):
     def save_catalogue(self, version: str, source: str, activated_at: int) -> None:
         """Record a catalogue version that was put in force (a repeat of a version is ignored)."""
 
-    def latest_catalogue(self) -> CatalogueRecord | None: ...
+    def latest_catalogue(self) -> CatalogueRecord | None:
+        """The one in force if any is; else the last recorded."""
 
     def put_catalogue_in_force(
         self, version: str, source: str, activated_at: int, *, only_if_none: bool = False

@@ -457,6 +457,9 @@ class SqlRecords:
                     raise
 
     def latest_catalogue(self) -> CatalogueRecord | None:
+        in_force = self.catalogue_in_force()  # a return to an older version is not the latest row
+        if in_force is not None:
+            return self.catalogue_version(in_force.version)
         with self._read() as conn:
             row = conn.execute(q.select_latest_catalogue()).first()
         if row is None:
