@@ -293,11 +293,12 @@ async def _serve_notifier(settings: Settings) -> None:
     from cellcelly.notifier.channels import Channel, EmailChannel
     from cellcelly.notifier.service import Notifier
     from cellcelly.stack import package_namer, sms_gateway
-    from cellcelly.wiring import build_bus, build_store
+    from cellcelly.wiring import build_bus, build_store, follow_the_record
 
     records = SqlRecords(settings.sor_url())
     records.migrate()
     catalogue = CatalogueHolder.from_file(settings.catalogue_path())
+    follower = follow_the_record(catalogue, records)  # package names as the OCS has them in force
     bus = build_bus(settings)
     gateway = None
     channel: Channel
@@ -328,6 +329,7 @@ async def _serve_notifier(settings: Settings) -> None:
         if gateway is not None:
             await gateway.stop()
         await bus.close()
+        follower.stop()
         records.close()
 
 

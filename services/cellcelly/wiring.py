@@ -105,7 +105,7 @@ def _tell_if_not_the_bundled_catalogue(in_force: str) -> None:
         )
 
 
-def _follow_the_record(catalogue: CatalogueHolder, records: SystemOfRecord) -> CatalogueFollower:
+def follow_the_record(catalogue: CatalogueHolder, records: SystemOfRecord) -> CatalogueFollower:
     """The record says which catalogue is in force; the file only seeds an empty record. A change
     is written there first (refused whole if the version is on record with other content), and
     every process follows it within one poll, restarts included."""
@@ -140,7 +140,7 @@ def build(settings: Settings) -> Components:
     catalogue = CatalogueHolder.from_file(path)
     records = SqlRecords(settings.sor_url())
     records.migrate()
-    follower = _follow_the_record(catalogue, records)
+    follower = follow_the_record(catalogue, records)
     _tell_if_not_the_bundled_catalogue(catalogue.current.version)
     store = build_store(settings)
     return Components(
