@@ -249,20 +249,12 @@ async def run(n_stacks: int, singles: int) -> dict[str, Any]:
             # steady state: every stack converged, a reconcile pass finds nothing to change
             kube = _Recording(kopf.ConnectionInfo(server=url))
             try:
-                per: list[float] = []
                 stacks = [await kube.get(f"{collection}/{name}") for name in names]  # with the server's uids
-                kube.sent.clear()  # the baseline replays the passes' requests only
-                start = time.perf_counter()
-                for body in stacks:
-                    assert body is not None
-                    t = time.perf_counter()
-                    result = await reconcile.apply_all(kube, spec.from_body(body))
-                    per.append(time.perf_counter() - t)
-                    assert not result.created and not result.patched, (result.created, result.patched)
-                steady = time.perf_counter() - start
+                steady, per = await _steady_passes(kube, stacks)
             finally:
                 await kube.close()
-            baseline = await _replay(url, kube.sent)
+            async with aiohttp.ClientSession() as session:
+                baseline = await _replay(session, url, kube.sent)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -289,16 +281,32 @@ class _Recording(Kube):
         return await super()._call(method, path, body, content_type, **kw)
 
 
-async def _replay(url: str, sent: list[tuple[str, str, dict[str, str] | None]]) -> float:
+async def _steady_passes(kube: _Recording, stacks: list[dict[str, Any] | None]) -> tuple[float, list[float]]:
+    """One converged reconcile pass a stack, in turn: the whole time and each pass's. Only those passes'
+    requests stay recorded, for the baseline to replay."""
+    kube.sent.clear()
+    per: list[float] = []
+    start = time.perf_counter()
+    for body in stacks:
+        assert body is not None
+        t = time.perf_counter()
+        result = await reconcile.apply_all(kube, spec.from_body(body))
+        per.append(time.perf_counter() - t)
+        assert not result.created and not result.patched, (result.created, result.patched)
+    return time.perf_counter() - start, per
+
+
+async def _replay(
+    session: aiohttp.ClientSession, base: str, sent: list[tuple[str, str, dict[str, str] | None]]
+) -> float:
     """Baseline: the requests of the reconcile passes (all reads: nothing was patched), sent raw, with
     no decoding and no comparing."""
     assert all(method == "GET" for method, _, _ in sent), "a converged pass only reads"
-    async with aiohttp.ClientSession() as session:
-        start = time.perf_counter()
-        for _, path, params in sent:
-            async with session.get(url + path, params=params) as rsp:
-                await rsp.read()
-        return time.perf_counter() - start
+    start = time.perf_counter()
+    for _, path, params in sent:
+        async with session.get(base + path, params=params) as rsp:
+            await rsp.read()
+    return time.perf_counter() - start
 
 
 # ------------------------------------------------------------------------------------ real API server
@@ -416,22 +424,8 @@ async def _run_real(kubeconfig: Path, kubectl: Path, n_stacks: int, singles: int
         proc.terminate()
         proc.wait(timeout=20)
         stacks = [await kube.get(f"{collection}/{name}") for name in names]
-        kube.sent.clear()
-        per: list[float] = []
-        start = time.perf_counter()
-        for body in stacks:
-            assert body is not None
-            t = time.perf_counter()
-            result = await reconcile.apply_all(kube, spec.from_body(body))
-            per.append(time.perf_counter() - t)
-            assert not result.created and not result.patched, (result.created, result.patched)
-        steady = time.perf_counter() - start
-        assert all(method == "GET" for method, _, _ in kube.sent), "a converged pass only reads"
-        raw_start = time.perf_counter()
-        for _, path, params in kube.sent:
-            async with kube._session.get(kube._base + path, params=params) as rsp:
-                await rsp.read()
-        baseline = time.perf_counter() - raw_start
+        steady, per = await _steady_passes(kube, stacks)
+        baseline = await _replay(kube._session, kube._base, kube.sent)  # the client's own TLS login
     finally:
         await kube.close()
         if proc.poll() is None:
