@@ -322,6 +322,18 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _unanswered(procedure: str, problem: str, *, last: bool) -> None:
+    """A call that got no answer: a commit's outcome is unknown (never repeated: it may have been
+    applied); any other call fails when it was the `last` try, else it is tried again."""
+    if procedure == "BalanceCommit":
+        raise CommitOutcomeUnknown(
+            f"VoltDB did not answer a commit ({problem}): it may or may not have been applied"
+        )
+    if last:
+        raise VoltUnavailable(f"VoltDB did not answer {procedure} ({problem})")
+    log.warning("VoltDB did not answer, retrying", extra={"procedure": procedure, "problem": problem})
+
+
 class VoltBalanceStore:
     """Two faces on one server: the blocking calls (voltdbclient, a pool of connections, one
     thread each) for tools and threads, and the `*_async` calls for code on an event loop
@@ -387,13 +399,7 @@ class VoltBalanceStore:
                 problem = str(exc)
             else:
                 return self._check(procedure, response)
-            if procedure == "BalanceCommit":
-                raise CommitOutcomeUnknown(
-                    f"VoltDB did not answer a commit ({problem}): it may or may not have been applied"
-                )
-            if not retry or attempt == 2:
-                raise VoltUnavailable(f"VoltDB did not answer {procedure} ({problem})")
-            log.warning("VoltDB did not answer, retrying", extra={"procedure": procedure, "problem": problem})
+            _unanswered(procedure, problem, last=not retry or attempt == 2)
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -541,13 +547,7 @@ class VoltBalanceStore:
                 problem = str(exc)
             else:
                 return self._check(procedure, response)
-            if procedure == "BalanceCommit":
-                raise CommitOutcomeUnknown(
-                    f"VoltDB did not answer a commit ({problem}): it may or may not have been applied"
-                )
-            if not retry or attempt == 2:
-                raise VoltUnavailable(f"VoltDB did not answer {procedure} ({problem})")
-            log.warning("VoltDB did not answer, retrying", extra={"procedure": procedure, "problem": problem})
+            _unanswered(procedure, problem, last=not retry or attempt == 2)
         raise AssertionError("unreachable")
 
     async def get_async(self, msisdn: str) -> Account | None:
