@@ -6,7 +6,7 @@ import contextlib
 import os
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from email import message_from_bytes
 from email.message import Message
 from typing import Any
@@ -92,3 +92,18 @@ class Inbox:
                 return mine[count - 1]
             time.sleep(0.1)
         raise AssertionError(f"no mail #{count} to {to} within {timeout}s (got {len(self.messages)} in all)")
+
+
+@contextlib.contextmanager
+def running_voltdb(*, username: str = "", password: str = "") -> Iterator[str]:
+    """`voltdb_server(...)` for a fixture: a skip (a failure when CI=true) where VoltDB cannot run."""
+    from cellcelly_dev.devservers import VoltDBUnavailable, voltdb_missing, voltdb_server
+
+    missing = voltdb_missing()
+    require(missing is None, f"VoltDB cannot run here: {missing}")
+    with contextlib.ExitStack() as stack:
+        try:
+            servers = stack.enter_context(voltdb_server(username=username, password=password))
+        except VoltDBUnavailable as exc:
+            require(False, f"VoltDB cannot run here: {exc}")
+        yield servers

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,31 +29,15 @@ from cellcelly.domain.account import Account
 from cellcelly.domain.provisioning import top_up
 from cellcelly.ports.balance_store import BalanceStore, Commit
 from cellcelly_dev.devservers import (
-    VoltDBUnavailable,
     free_port,
-    voltdb_missing,
-    voltdb_server,
     voltdb_truncate,
 )
-from cellcelly_testing import require
+from cellcelly_testing import running_voltdb
 
 if TYPE_CHECKING:
     from cellcelly.adapters.balance_voltdb import Connection, Response
 
 pytestmark = pytest.mark.contract
-
-
-@contextmanager
-def running_voltdb(*, username: str = "", password: str = "") -> Iterator[str]:
-    """`voltdb_server(...)` for a fixture: a skip (a failure when CI=true) where VoltDB cannot run."""
-    missing = voltdb_missing()
-    require(missing is None, f"VoltDB cannot run here: {missing}")
-    with ExitStack() as stack:
-        try:
-            servers = stack.enter_context(voltdb_server(username=username, password=password))
-        except VoltDBUnavailable as exc:
-            require(False, f"VoltDB cannot run here: {exc}")
-        yield servers
 
 
 @pytest.fixture(scope="session")

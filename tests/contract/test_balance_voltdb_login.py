@@ -11,11 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 from balance_store_contract import A, B, credit, normalised, on_a_loop, provision, state_of
-from test_balance_voltdb import running_voltdb
 
 from cellcelly.settings import Settings
 from cellcelly.wiring import build_store
 from cellcelly_dev.devservers import voltdb_truncate
+from cellcelly_testing import running_voltdb
 
 pytestmark = pytest.mark.contract
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,7 @@ from cellcelly.mw.service import build_selfcare
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.settings import Settings
 from cellcelly.wiring import build
-from cellcelly_dev.devservers import VoltDBUnavailable, voltdb_missing, voltdb_server
-from cellcelly_testing import require
+from cellcelly_testing import running_voltdb
 
 pytestmark = [pytest.mark.contract, pytest.mark.timeout(600)]
 
@@ -37,13 +35,7 @@ class Crash(Exception):
 
 @pytest.fixture(scope="module")
 def voltdb() -> Iterator[str]:
-    missing = voltdb_missing()
-    require(missing is None, f"VoltDB cannot run here: {missing}")
-    with ExitStack() as stack:
-        try:
-            servers = stack.enter_context(voltdb_server())
-        except VoltDBUnavailable as exc:
-            require(False, f"VoltDB cannot run here: {exc}")
+    with running_voltdb() as servers:
         yield servers
 
 

@@ -13,7 +13,7 @@ import gc
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from contextlib import ExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -30,8 +30,8 @@ from cellcelly.domain.units import Service
 from cellcelly.ocs.wire import serve_wire
 from cellcelly.ports.balance_store import Commit
 from cellcelly.settings import DEFAULT_CATALOGUE
-from cellcelly_dev.devservers import VoltDBUnavailable, voltdb_missing, voltdb_server, voltdb_truncate
-from cellcelly_testing import require
+from cellcelly_dev.devservers import voltdb_truncate
+from cellcelly_testing import running_voltdb
 
 pytestmark = pytest.mark.integration
 
@@ -49,13 +49,7 @@ CATALOGUE = CatalogueHolder.from_file(DEFAULT_CATALOGUE)
 
 @pytest.fixture(scope="module")
 def voltdb_servers() -> Iterator[str]:
-    missing = voltdb_missing()
-    require(missing is None, f"VoltDB cannot run here: {missing}")
-    with ExitStack() as stack:
-        try:
-            servers = stack.enter_context(voltdb_server())
-        except VoltDBUnavailable as exc:
-            require(False, f"VoltDB cannot run here: {exc}")
+    with running_voltdb() as servers:
         yield servers
 
 
