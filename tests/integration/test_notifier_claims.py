@@ -148,3 +148,22 @@ async def test_the_crash_window_between_claim_and_send_is_retaken_after_the_leas
     assert len(told) == 2 and notifier.stats.retaken == 1
     assert dead.claim_notice(events[0].event_id, "dead-replica", now[0] + 10_000, 120) is Claim.DONE
     await notifier.close()
+
+
+async def test_the_sweep_forgets_only_notices_told_long_ago(tmp_path: Path, records: SqlRecords) -> None:
+    """Told notices older than `keep_told` are pruned by the sweep; recent ones and unfinished
+    claims stay, so nothing the bus can still deliver is told twice."""
+    ledger = SqlNoticeLedger(records.engine)
+    keep = 30 * 24 * 3600
+    for event_id, told_at in (("old", NOW - keep - 1), ("recent", NOW - keep + 60)):
+        assert ledger.claim_notice(event_id, "r", told_at, 120) is Claim.NEW
+        ledger.notice_done(event_id, told_at)
+    assert ledger.claim_notice("unfinished", "r", NOW - keep - 100, 120) is Claim.NEW
+    notifier = Notifier(
+        await bus_with(tmp_path / "bus", []), records, Recorder([]), ledger, keep_told=keep, clock=lambda: NOW
+    )
+    await notifier.sweep_expiring()
+    assert ledger.claim_notice("old", "r", NOW, 120) is Claim.NEW  # forgotten
+    assert ledger.claim_notice("recent", "r", NOW, 120) is Claim.DONE
+    assert ledger.claim_notice("unfinished", "r", NOW - keep, 10**9) is Claim.HELD  # never pruned
+    await notifier.close()

@@ -11,6 +11,9 @@ the takeover is logged and counted (`stats.retaken`). A notice another replica i
 Package expiry is not an event of the charging path (nothing happens when time passes): every
 `sweep_every` seconds the notifier asks the system of record which package grants end within
 `expiry_horizon` and tells each subscriber once per grant (the id names the grant and its end).
+The same sweep forgets notices told more than `keep_told` seconds ago: longer than the bus keeps a
+record it could deliver again (Kafka's default retention is 7 days) and than an expiry notice can be
+asked for again (a grant is swept only until it ends), so forgetting them tells nothing twice.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class Notifier:
         lease: int = 120,
         expiry_horizon: int = 24 * 3600,
         sweep_every: float = 600.0,
+        keep_told: int = 30 * 24 * 3600,
         clock: Callable[[], float] = time.time,
         package_name: Callable[[str], str] = str,
     ) -> None:
@@ -76,6 +80,7 @@ class Notifier:
         self.stats = NotifierStats()
         self.expiry_horizon = expiry_horizon
         self.sweep_every = sweep_every
+        self.keep_told = keep_told
         self.clock = clock
         self._swept_at = -float("inf")
         self._stop = asyncio.Event()
@@ -150,6 +155,9 @@ class Notifier:
                 valid_until=grant.valid_until,
             )
             await self._tell(notice, delivered)
+        pruned = await asyncio.to_thread(self.ledger.prune_notices, now - self.keep_told)
+        if pruned:
+            log.info("notifier: forgot notices told long ago", extra={"pruned": pruned})
         self._swept_at = time.monotonic()
         return len(delivered)
 

@@ -30,3 +30,6 @@ class NoticeLedger(Protocol):
 
     def release_notice(self, event_id: str, owner: str) -> None:
         """The send failed: drop `owner`'s unfinished claim so the next try may claim it at once."""
+
+    def prune_notices(self, told_before: int) -> int:
+        """Forget notices told before `told_before` (epoch seconds); how many. Unfinished claims stay."""

@@ -9,7 +9,7 @@ IntegrityError; the loser of a concurrent takeover updates no row).
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Engine, String, Table, delete, insert, select, update
+from sqlalchemy import Column, Engine, Index, String, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from cellcelly.adapters.sql.engine import writing
@@ -20,7 +20,7 @@ from cellcelly.ports.notices import Claim
 
 __all__ = ["SqlNoticeLedger", "notices"]
 
-# migration 0010; told_at NULL: claimed by `owner` at `claimed_at` and not (yet) told
+# migration 0010 (0011: the index); told_at NULL: claimed by `owner` at `claimed_at` and not (yet) told
 notices = Table(
     "notices",
     metadata,
@@ -28,6 +28,7 @@ notices = Table(
     Column("owner", String(200), nullable=False),
     Column("claimed_at", EpochSeconds(), nullable=False),
     Column("told_at", EpochSeconds()),
+    Index("ix_notices_told_at", "told_at"),  # migration 0011: pruning what was told long ago
 )
 
 
@@ -74,3 +75,7 @@ class SqlNoticeLedger:
         c = notices.c
         with writing(self._engine) as conn:
             conn.execute(delete(notices).where(c.event_id == event_id, c.owner == owner, c.told_at.is_(None)))
+
+    def prune_notices(self, told_before: int) -> int:
+        with writing(self._engine) as conn:
+            return int(conn.execute(delete(notices).where(notices.c.told_at < told_before)).rowcount)
