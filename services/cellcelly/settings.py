@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from sqlalchemy import URL
 
 DEFAULT_CATALOGUE = Path(__file__).parent / "catalogue" / "default.yaml"
 
@@ -166,23 +170,22 @@ class Settings(BaseSettings):
             endpoints.append((host or "127.0.0.1", int(port)))
         return endpoints
 
-    def sor_url(self) -> str:
-        url = self.database_url or f"sqlite:///{self.data_dir / 'cellcelly.db'}"
-        password = self.database_password.get_secret_value()
-        if not (self.database_username or password):
-            return url
-        from sqlalchemy import make_url
+    @cached_property
+    def _sor(self) -> URL:
+        """The record's URL, parsed once: the login from DATABASE_USERNAME/PASSWORD set in it (SQLite: a
+        file has no login). Every user of the record (engine, migrator, logs) takes this value, so no
+        layer parses or re-renders the text again (a re-render is where a password gets mis-quoted)."""
+        from sqlalchemy import make_url  # lazily: the settings are imported where SQLAlchemy is not
 
-        parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite":
-            return url  # a file has no login
-        parsed = parsed.set(
-            username=self.database_username or parsed.username, password=password or parsed.password
-        )
-        return parsed.render_as_string(hide_password=False)  # quoted: make_url gives the same password back
+        url = make_url(self.database_url or f"sqlite:///{self.data_dir / 'cellcelly.db'}")
+        password = self.database_password.get_secret_value()
+        if url.get_backend_name() == "sqlite" or not (self.database_username or password):
+            return url
+        return url.set(username=self.database_username or url.username, password=password or url.password)
+
+    def sor_url(self) -> URL:
+        return self._sor
 
     def sor_url_shown(self) -> str:
         """`sor_url()` fit for logs and terminals: the password masked."""
-        from sqlalchemy import make_url
-
-        return make_url(self.sor_url()).render_as_string(hide_password=True)
+        return self._sor.render_as_string(hide_password=True)

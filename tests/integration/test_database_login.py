@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import URL, create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
 from cellcelly.adapters.sql import SqlRecords
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout
 PASSWORD = "p@ss:w/rd%#?&+ ş"  # every character a URL would need quoted, and one that is not ASCII
 
 
-def _run(url: str, *statements: str) -> list[object]:
+def _run(url: str | URL, *statements: str) -> list[object]:
     engine = create_engine(url, poolclass=NullPool)
     try:
         with engine.begin() as conn:

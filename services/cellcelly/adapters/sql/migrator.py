@@ -21,7 +21,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, text
+from sqlalchemy import URL, Engine, text
 from sqlalchemy.pool import NullPool
 
 from cellcelly.adapters.sql.engine import SQLITE_WRITE_OPTION, make_engine
@@ -62,7 +62,7 @@ def alembic_config(
 
 
 @contextmanager
-def _engine(engine_or_url: Engine | str) -> Iterator[Engine]:
+def _engine(engine_or_url: Engine | str | URL) -> Iterator[Engine]:
     if isinstance(engine_or_url, Engine):
         yield engine_or_url
         return
@@ -73,7 +73,7 @@ def _engine(engine_or_url: Engine | str) -> Iterator[Engine]:
         engine.dispose()
 
 
-def _run(engine_or_url: Engine | str, upgrade: bool, revision: str) -> None:
+def _run(engine_or_url: Engine | str | URL, upgrade: bool, revision: str) -> None:
     with _ALEMBIC_LOCK, _engine(engine_or_url) as engine:
         with engine.connect() as connection:
             connection.execution_options(**{SQLITE_WRITE_OPTION: True})
@@ -93,7 +93,7 @@ def _run(engine_or_url: Engine | str, upgrade: bool, revision: str) -> None:
         )
 
 
-def migrate(engine_or_url: Engine | str, revision: str = "head") -> None:
+def migrate(engine_or_url: Engine | str | URL, revision: str = "head") -> None:
     """Bring the schema up to `revision` (the newest by default).
 
     One transaction on SQLite and PostgreSQL (Oracle commits each DDL statement by itself), with
@@ -103,12 +103,12 @@ def migrate(engine_or_url: Engine | str, revision: str = "head") -> None:
     _run(engine_or_url, upgrade=True, revision=revision)
 
 
-def downgrade(engine_or_url: Engine | str, revision: str = "base") -> None:
+def downgrade(engine_or_url: Engine | str | URL, revision: str = "base") -> None:
     """Take the schema down to `revision` (`base`: drop every table)."""
     _run(engine_or_url, upgrade=False, revision=revision)
 
 
-def current_revision(engine_or_url: Engine | str) -> str | None:
+def current_revision(engine_or_url: Engine | str | URL) -> str | None:
     """The revision the database is at, None when unmigrated."""
     with _engine(engine_or_url) as engine, engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
-from sqlalchemy import Column, Connection, Engine, Row
+from sqlalchemy import URL, Column, Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 
 from cellcelly.adapters.sql import queries as q
@@ -201,7 +201,7 @@ def _subscriber(row: Row[Any]) -> SubscriberRecord:
 class SqlRecords:
     """The `SystemOfRecord` port on one SQLAlchemy engine; thread-safe (one pool, short transactions)."""
 
-    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+    def __init__(self, url: str | URL, **engine_kwargs: Any) -> None:
         self._engine: Engine = make_engine(url, **engine_kwargs)
         dialect = self._engine.dialect
         self._copy_usage: Callable[[Connection, Sequence[UsageEvent]], None] | None
