@@ -4,7 +4,8 @@ One append-only file per topic partition; a record is `<key length><key><value l
 and its offset is its index. `publish` writes and fsyncs the batch before returning. A group's
 committed offsets live in a small JSON file replaced atomically. Consumers read the files
 themselves, so a consumer in another process sees what a publisher appended; consumers of one
-group in this process share the partitions between them, as Kafka's would.
+group in this process share the partitions between them, as Kafka's would. A tail reads every
+partition from where its files ended when it started, keeping its positions in memory only.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import orjson
 
-from cellcelly.ports.event_bus import EventConsumer, Outgoing, Record
+from cellcelly.ports.event_bus import EventConsumer, EventTail, Outgoing, Record
 
 _LEN = struct.Struct("!I")
 PARTITIONS = 4
@@ -117,6 +118,9 @@ class EmbeddedBus:
         consumer = EmbeddedConsumer(self, group, tuple(topics))
         self._members.setdefault(group, []).append(consumer)
         return consumer
+
+    def tail(self, topics: Sequence[str]) -> EmbeddedTail:
+        return EmbeddedTail(self, tuple(topics))
 
     def _leave(self, consumer: EmbeddedConsumer) -> None:
         members = self._members.get(consumer.group, [])
@@ -219,3 +223,49 @@ class EmbeddedConsumer(EventConsumer):
 
     async def close(self) -> None:
         self.bus._leave(self)
+
+
+class EmbeddedTail(EventTail):
+    def __init__(self, bus: EmbeddedBus, topics: tuple[str, ...]) -> None:
+        self.bus = bus
+        self.topics = topics
+        self._files: dict[tuple[str, int], _Partition] = {}
+        self._positions: dict[tuple[str, int], int] | None = None
+
+    def _partition(self, tp: tuple[str, int]) -> _Partition:
+        if tp not in self._files:
+            self._files[tp] = _Partition(self.bus._file(*tp))
+        part = self._files[tp]
+        part.refresh()
+        return part
+
+    def _every(self) -> list[tuple[str, int]]:
+        return [(t, p) for t in self.topics for p in range(self.bus.partitions)]
+
+    async def start(self) -> None:
+        """Take the current end of every partition as where this tail begins."""
+        if self._positions is None:
+            self._positions = {tp: len(self._partition(tp).positions) for tp in self._every()}
+
+    def _take(self, max_records: int) -> list[Record]:
+        assert self._positions is not None
+        records: list[Record] = []
+        for tp in self._every():
+            room = max_records - len(records)
+            if room <= 0:
+                break
+            for offset, key, value in self._partition(tp).read(self._positions[tp], room):
+                records.append(Record(tp[0], tp[1], offset, key, value))
+                self._positions[tp] = offset + 1
+        return records
+
+    async def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
+        await self.start()
+        records = self._take(max_records)
+        if records or timeout <= 0:
+            return records
+        await self.bus.wait_for_publish(min(timeout, 0.2))
+        return self._take(max_records)
+
+    async def close(self) -> None:
+        self._files.clear()

@@ -15,6 +15,11 @@ Topics are created on first use with `partitions` partitions (an existing topic 
 Consumers never auto-commit: `commit(records)` commits, per partition, the offset after the highest
 record given, so whatever was polled but not committed is delivered again after a crash or a
 rebalance (at least once).
+
+A tail (`bus.tail(topics)`) is an AIOKafkaConsumer with no group (`group_id=None`): it assigns
+itself every partition of its topics, seeks each to its end offset when it starts, and commits
+nothing. Partitions added to a topic later are picked up from their beginning (everything in them
+is newer than the tail) within `partition_check` seconds.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +39,17 @@ from aiokafka.errors import KafkaError, for_code  # type: ignore[import-untyped]
 from aiokafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
 
 from cellcelly.ports.event_bus import Outgoing, Record
+
+
+# what `Record` is made of, for a consumer and a tail alike
+def _records(batches: dict[Any, list[Any]]) -> list[Record]:
+    records: list[Record] = []
+    for tp, items in batches.items():
+        for item in items:
+            key = item.key.decode() if item.key is not None else ""
+            records.append(Record(tp.topic, tp.partition, item.offset, key, item.value or b""))
+    return records
+
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +127,7 @@ class KafkaBus:
         self._producer_lock = asyncio.Lock()
         self._known_topics: set[str] = set()
         self._topics_lock = asyncio.Lock()
-        self._consumers: set[KafkaConsumer] = set()
+        self._consumers: set[KafkaConsumer | KafkaTail] = set()
         self._closed = False
 
     # -- topics ------------------------------------------------------------------------------
@@ -253,7 +270,14 @@ class KafkaBus:
         self._consumers.add(consumer)
         return consumer
 
-    def _forget(self, consumer: KafkaConsumer) -> None:
+    def tail(self, topics: Sequence[str]) -> KafkaTail:
+        if self._closed:
+            raise KafkaBusError("bus is closed")
+        tail = KafkaTail(self, list(topics), self._consumer_options)
+        self._consumers.add(tail)
+        return tail
+
+    def _forget(self, consumer: KafkaConsumer | KafkaTail) -> None:
         self._consumers.discard(consumer)
 
     async def close(self) -> None:
@@ -319,13 +343,7 @@ class KafkaConsumer:
 
     async def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
         consumer = await self._started()
-        batches = await consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records)
-        records: list[Record] = []
-        for tp, items in batches.items():
-            for item in items:
-                key = item.key.decode() if item.key is not None else ""
-                records.append(Record(tp.topic, tp.partition, item.offset, key, item.value or b""))
-        return records
+        return _records(await consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records))
 
     async def commit(self, records: Sequence[Record]) -> None:
         if not records:
@@ -373,6 +391,119 @@ class KafkaConsumer:
             done = committed if committed is not None else starts.get(tp, 0)
             total += max(0, ends.get(tp, 0) - done)
         return total
+
+    async def close(self) -> None:
+        self._closed = True
+        self._bus._forget(self)
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+
+class KafkaTail:
+    """`EventTail`: every partition of the topics from their end when `start` ran (the first poll
+    when nobody called it), with no group and no commits."""
+
+    def __init__(
+        self, bus: KafkaBus, topics: list[str], options: dict[str, Any], *, partition_check: float = 10.0
+    ) -> None:
+        self._bus = bus
+        self.topics = topics
+        self._options = options
+        self.partition_check = partition_check
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+        self._checked = 0.0
+        self._closed = False
+
+    async def start(self) -> None:
+        """Take the current end of every partition as where this tail begins."""
+        await self._started()
+
+    async def _partitions(self, consumer: AIOKafkaConsumer) -> set[TopicPartition]:
+        found: set[TopicPartition] = set()
+        for topic in self.topics:
+            ids = consumer.partitions_for_topic(topic)
+            if not ids:
+                await consumer._client.force_metadata_update()  # noqa: SLF001 - metadata not yet known
+                ids = consumer.partitions_for_topic(topic) or set()
+            found.update(TopicPartition(topic, p) for p in ids)
+        return found
+
+    async def _started(self) -> AIOKafkaConsumer:
+        if self._closed:
+            raise KafkaBusError("tail is closed")
+        if self._consumer is not None:
+            return self._consumer
+        async with self._lock:
+            if self._consumer is None:
+                await self._bus.ensure_topics(self.topics)
+                options: dict[str, Any] = {
+                    "enable_auto_commit": False,
+                    "auto_offset_reset": "latest",
+                    "request_timeout_ms": int(self._bus.publish_timeout * 1000),
+                    **self._bus.connection_options,
+                }
+                options.update(self._options)
+                consumer = AIOKafkaConsumer(
+                    bootstrap_servers=self._bus.bootstrap,
+                    client_id=f"{self._bus.client_id}-tail",
+                    group_id=None,
+                    **options,
+                )
+                try:
+                    await asyncio.wait_for(consumer.start(), self._bus.publish_timeout)
+                    partitions = await self._partitions(consumer)
+                    consumer.assign(list(partitions))
+                    if partitions:
+                        # explicit offsets, not seek_to_end(): where the tail begins is fixed when
+                        # start() returns, not whenever the lookup happens to finish
+                        ends = await consumer.end_offsets(list(partitions))
+                        for tp in partitions:
+                            consumer.seek(tp, ends[tp])
+                except BaseException as exc:
+                    await consumer.stop()
+                    if isinstance(exc, KafkaError | OSError | TimeoutError):
+                        raise KafkaBusError(f"tail cannot connect to {self._bus.bootstrap}: {exc!r}") from exc
+                    raise
+                self._checked = time.monotonic()
+                self._consumer = consumer
+            return self._consumer
+
+    async def _follow_new_partitions(self, consumer: AIOKafkaConsumer) -> None:
+        """Assign partitions added since the last look, from their beginning; keep the others where
+        they are (assign() replaces the whole assignment and forgets positions)."""
+        self._checked = time.monotonic()
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - the cached map is minutes old
+        now = await self._partitions(consumer)
+        held = consumer.assignment()
+        added = now - held
+        if not added:
+            return
+        positions = {tp: await consumer.position(tp) for tp in held}
+        consumer.assign(list(now))
+        for tp, offset in positions.items():
+            consumer.seek(tp, offset)
+        await consumer.seek_to_beginning(*added)
+        log.info("tail follows new partitions", extra={"partitions": sorted(str(tp) for tp in added)})
+
+    def assignment(self) -> set[tuple[str, int]]:
+        if self._consumer is None:
+            return set()
+        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    async def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
+        consumer = await self._started()
+        if not consumer.assignment() or time.monotonic() - self._checked >= self.partition_check:
+            await self._follow_new_partitions(consumer)
+            if not consumer.assignment():  # the topics' metadata is not out yet: nothing to read
+                await asyncio.sleep(timeout)
+                return []
+        try:
+            batches = await consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records)
+        except KafkaError as exc:
+            raise KafkaBusError(f"tail of {self.topics} failed: {exc!r}") from exc
+        return _records(batches)
 
     async def close(self) -> None:
         self._closed = True

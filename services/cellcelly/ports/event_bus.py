@@ -9,6 +9,12 @@ key (the subscriber's MSISDN) picks its partition, so one subscriber's events st
 consumers in a group share the partitions and commit offsets explicitly, after they have done
 their work, so a crash re-delivers what was not committed (at least once; consumers make it
 exactly once in effect by being idempotent on the event id).
+
+A tail (`bus.tail(topics)`) is the other way to read: no group, every partition, from the end as it
+was when the tail started; it sees every record published after that and commits nothing. It is
+for state every process must see whole and may rebuild from nothing (a DGW must hear of every
+top-up, whichever replica holds the session; caches start empty, so what came before does not
+matter): a group would share the partitions out, so each replica would hear only part.
 """
 
 from __future__ import annotations
@@ -58,10 +64,25 @@ class EventConsumer(Protocol):
     async def close(self) -> None: ...
 
 
+class EventTail(Protocol):
+    async def start(self) -> None:
+        """Fix where the tail begins: the end of every partition now (the first poll does it when
+        nobody called this)."""
+
+    async def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
+        """Records published to the topics since the tail started (possibly none after `timeout`
+        seconds); each once, in order within a partition."""
+
+    async def close(self) -> None: ...
+
+
 class EventBus(Protocol):
     async def publish(self, batch: Sequence[Outgoing]) -> None:
         """Append the batch; when this returns, every record is durable on the bus."""
 
     def consumer(self, group: str, topics: Sequence[str]) -> EventConsumer: ...
+
+    def tail(self, topics: Sequence[str]) -> EventTail:
+        """Every partition of `topics`, from their end on `start`, for this reader alone (see above)."""
 
     async def close(self) -> None: ...
