@@ -26,6 +26,7 @@ from cellcelly.diameter.peer import LocalPeer
 from cellcelly.domain.catalogue import HOME_LOCATION
 from cellcelly.domain.charging import ChargeAnswer, ChargeRequest, RequestType, ServiceUsage
 from cellcelly.domain.limits import MAX_SESSION_ID, MAX_UNITS, session_id_fits, units_fit
+from cellcelly.domain.msisdn import InvalidMsisdn, Msisdn
 from cellcelly.domain.units import Service
 
 # Mobile Country Code of the visited network -> the country calling code the tariffs use
@@ -48,7 +49,6 @@ _CONTEXT_SERVICE = {
     CONTEXT_SMS: Service.SMS,
 }
 
-_MSISDN = re.compile(r"^(?:90)?(5\d{9})$")
 _DIGITS = re.compile(r"\d+")
 
 
@@ -81,11 +81,11 @@ def msisdn_of(ccr: Message) -> str:
             raise _missing(Code.SUBSCRIPTION_ID_TYPE if kind is None else Code.SUBSCRIPTION_ID_DATA)
         if kind.as_i32() != SubscriptionIdType.END_USER_E164:
             continue
-        text = data.as_str().strip().removeprefix("+")
-        match = _MSISDN.match(text)
-        if match is None:
-            raise GyError(Result.USER_UNKNOWN, f"not a CellCelly MSISDN: {text!r}", data)
-        return match[1]
+        text = data.as_str()
+        try:
+            return Msisdn.parse(text).national
+        except InvalidMsisdn:
+            raise GyError(Result.USER_UNKNOWN, f"not a CellCelly MSISDN: {text.strip()!r}", data) from None
     return ""
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 
+from cellcelly.domain.msisdn import InvalidMsisdn, Msisdn
+
 PASSWORD_MIN = 8
 PASSWORD_MAX = 128  # argon2 takes any length; this bounds the work one request can ask for
 NAME_MAX = 50
 SECURITY_KEY_MIN, SECURITY_KEY_MAX = 4, 32
 
 # used with fullmatch: "$" alone would let a trailing newline through
-_MSISDN = re.compile(r"5[0-9]{9}")
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+")
 _CODE = re.compile(r"[0-9]{6}")
 _VOUCHER = re.compile(r"[0-9]{16}")
@@ -38,7 +39,11 @@ def password_problems(password: str) -> list[str]:
 
 def msisdn_problems(msisdn: str) -> list[str]:
     """Digits only, 10 of them, starting with 5: the national form, as the SRS asks."""
-    return [] if _MSISDN.fullmatch(msisdn) else ["msisdn_format"]
+    try:
+        Msisdn(msisdn)
+    except InvalidMsisdn:
+        return ["msisdn_format"]
+    return []
 
 
 def name_problems(name: str) -> list[str]:

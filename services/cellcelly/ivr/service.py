@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cellcelly.domain.balance_summary import BalanceSummary
+from cellcelly.domain.msisdn import Msisdn
 from cellcelly.ivr.prompt import SERVICE_UNAVAILABLE, PromptAudio, SynthesisError, prompt_sentences
 from cellcelly.ivr.rtp import MediaPort, RtpSender
 from cellcelly.ivr.sip import (
@@ -47,7 +48,6 @@ from cellcelly.ivr.sip import (
     uri_hostport,
     uri_user,
 )
-from cellcelly.ocs.schemas import normalise_msisdn
 from cellcelly.ports.selfcare import BalanceLookup
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,7 @@ def caller_msisdn(invite: SipMessage) -> str | None:
     else From; None when neither holds a subscriber number."""
     for value in [*invite.all("P-Asserted-Identity"), invite.get("From") or ""]:
         try:
-            user = uri_user(name_addr(value)[0])
-            if len(user) == 11 and user.startswith("05"):  # national dialling form with trunk prefix 0
-                user = user[1:]
-            return normalise_msisdn(user)
+            return Msisdn.parse(uri_user(name_addr(value)[0]), trunk=True).national
         except (SipError, ValueError):
             continue
     return None

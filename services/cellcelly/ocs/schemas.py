@@ -8,7 +8,6 @@ visited country.
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Annotated
 
@@ -17,23 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from cellcelly.domain.catalogue import HOME_LOCATION
 from cellcelly.domain.charging import ResultCode
 from cellcelly.domain.limits import MAX_RATING_GROUP, MAX_REQUEST_NUMBER, MAX_SESSION_ID, MAX_UNITS
+from cellcelly.domain.msisdn import Msisdn
 from cellcelly.domain.units import Service
-
-_MSISDN = re.compile(r"^5\d{9}$")
 
 
 def normalise_msisdn(value: str) -> str:
-    """Accept 'msisdn-5321234567', '905321234567', '+905321234567' or '5321234567'."""
-    text = value.strip()
-    for prefix in ("msisdn-", "tel:"):
-        if text.startswith(prefix):
-            text = text[len(prefix) :]
-    text = text.removeprefix("+")
-    if len(text) == 12 and text.startswith("90"):
-        text = text[2:]
-    if not _MSISDN.match(text):
-        raise ValueError("a subscriber is an MSISDN: 10 digits starting with 5 (optionally 90-prefixed)")
-    return text
+    """The national form of any number the charging API accepts (`Msisdn.parse`)."""
+    return Msisdn.parse(value).national
 
 
 Units = Annotated[int, Field(ge=0, le=MAX_UNITS)]  # one report: see domain/limits.py
@@ -110,7 +99,7 @@ class ChargingDataRequest(_Model):
     @field_validator("subscriberIdentifier")
     @classmethod
     def _msisdn(cls, value: str | None) -> str | None:
-        return None if value is None else normalise_msisdn(value)
+        return None if value is None else Msisdn.parse(value).national
 
 
 class ResultName(StrEnum):
@@ -165,7 +154,7 @@ class NewSubscriber(_Model):
     @field_validator("msisdn")
     @classmethod
     def _msisdn(cls, value: str) -> str:
-        return normalise_msisdn(value)
+        return Msisdn.parse(value).national
 
 
 class StatusChange(_Model):

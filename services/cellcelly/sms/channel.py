@@ -6,7 +6,7 @@ import itertools
 import logging
 import random
 
-from cellcelly.ocs.schemas import normalise_msisdn
+from cellcelly.domain.msisdn import Msisdn
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.sms.encoding import encode_text
 from cellcelly.sms.esme import Esme
@@ -92,11 +92,11 @@ class SmsChannel:
         if not body:
             raise ValueError("nothing to send")
         await self.sender.send(
-            self.source, international(normalise_msisdn(to.msisdn)), shorten(body, self.max_parts)
+            self.source, international(Msisdn.parse(to.msisdn).national), shorten(body, self.max_parts)
         )
 
     async def send_sms(self, msisdn: str, text: str) -> None:
         """A one-time code or any short text to a subscriber; the text is logged nowhere."""
         await self.sender.send(
-            self.source, international(normalise_msisdn(msisdn)), shorten(text, self.max_parts)
+            self.source, international(Msisdn.parse(msisdn).national), shorten(text, self.max_parts)
         )

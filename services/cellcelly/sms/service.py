@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cellcelly.ocs.schemas import normalise_msisdn
+from cellcelly.domain.msisdn import InvalidMsisdn, Msisdn
 from cellcelly.ports.selfcare import BalanceLookup
 from cellcelly.sms import replies
 from cellcelly.sms.keywords import Keyword, match
@@ -38,7 +38,7 @@ class Reply:
 
 def international(msisdn: str) -> Address:
     """A subscriber (national 5XXXXXXXXX) as the E.164 address an SMSC routes: 905XXXXXXXXX."""
-    return Address("90" + msisdn, Ton.INTERNATIONAL, Npi.ISDN)
+    return Address(Msisdn(msisdn).international, Ton.INTERNATIONAL, Npi.ISDN)
 
 
 def subscriber_of(address: Address) -> str | None:
@@ -51,13 +51,11 @@ def subscriber_of(address: Address) -> str | None:
     text = address.digits.strip()
     if address.ton == Ton.INTERNATIONAL and not text.startswith(("90", "+90")):
         return None
-    if address.ton in (Ton.NATIONAL, Ton.UNKNOWN) and len(text) == 11 and text.startswith("05"):
-        text = text[1:]
     if text.startswith("0090"):
         text = text[2:]
     try:
-        return normalise_msisdn(text)
-    except ValueError:
+        return Msisdn.parse(text, trunk=address.ton in (Ton.NATIONAL, Ton.UNKNOWN)).national
+    except InvalidMsisdn:
         return None
 
 
