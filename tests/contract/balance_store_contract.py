@@ -529,6 +529,45 @@ class BalanceStoreContract:
         assert not inside.broken
         assert store.get(A).wallet == store.get(B).wallet == 10_001  # type: ignore[union-attr]
 
+    def test_outbox_parts_split_it_by_subscriber(self, store: BalanceStore) -> None:
+        """What the relay walks: every event in exactly one part, each subscriber's all in one,
+        in seq order there; a part's acknowledgement takes its events and nothing of another."""
+        numbers = [f"53200001{i:02d}" for i in range(12)]
+        for n in numbers:
+            provision(store, n)
+            credit(store, n, 100, f"t{n}")
+        everything = store.outbox(limit=1_000)
+        parts = store.outbox_parts()
+        assert parts and len(set(parts)) == len(parts)
+        reads = {p: store.outbox(limit=1_000, part=p) for p in parts}
+        assert sorted((e for r in reads.values() for e in r), key=lambda e: e.seq) == sorted(
+            everything, key=lambda e: e.seq
+        )
+        home: dict[str, str] = {}
+        for p, entries in reads.items():
+            assert [e.seq for e in entries] == sorted(e.seq for e in entries)
+            for e in entries:
+                assert home.setdefault(e.event["msisdn"], p) == p
+        assert set(home) == set(numbers)
+        first, *others = parts
+        assert store.outbox(limit=1, part=first) == reads[first][:1]
+        for other in others:  # a part's seqs acknowledged as another's: not found there
+            store.ack((e.seq for e in reads[first]), part=other)
+        assert store.outbox(limit=1_000, part=first) == reads[first]
+        store.ack((e.seq for e in reads[first][:3]), part=first)
+        assert store.outbox(limit=1_000, part=first) == reads[first][3:]
+        assert store.outbox_size() == len(everything) - 3
+
+        async def main() -> None:
+            assert await store.outbox_parts_async() == parts
+            for p in parts:
+                assert await store.outbox_async(limit=1_000, part=p) == store.outbox(limit=1_000, part=p)
+                await store.ack_async((e.seq for e in await store.outbox_async(limit=1_000, part=p)), part=p)
+            assert await store.outbox_async() == []
+
+        on_a_loop(store, main)
+        assert store.outbox_size() == 0
+
     # --- on an event loop: the *_async face -----------------------------------------------------------
 
     def test_the_async_face_sees_what_the_blocking_one_sees(self, store: BalanceStore) -> None:

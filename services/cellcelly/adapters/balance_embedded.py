@@ -104,7 +104,10 @@ class EmbeddedBalanceStore:
     def msisdns(self) -> Iterator[str]:
         return iter(list(self._accounts))
 
-    def outbox(self, limit: int = 1000, after: int = 0) -> list[OutboxEntry]:
+    def outbox_parts(self) -> list[str]:
+        return [""]  # one part: the whole outbox
+
+    def outbox(self, limit: int = 1000, after: int = 0, part: str | None = None) -> list[OutboxEntry]:
         with self._write_lock:
             found: list[OutboxEntry] = []
             if limit <= 0:
@@ -133,7 +136,7 @@ class EmbeddedBalanceStore:
                 self._commit(commit)
             return result
 
-    def ack(self, seqs: Iterable[int]) -> None:
+    def ack(self, seqs: Iterable[int], part: str | None = None) -> None:
         with self._write_lock:
             events = self._events
             wanted = sorted({s for s in seqs if s in events})
@@ -363,13 +366,18 @@ class EmbeddedBalanceStore:
     async def transact_async(self, msisdn: str, fn: Callable[[Account | None], tuple[T, Commit | None]]) -> T:
         return self.transact(msisdn, fn)
 
-    async def outbox_async(self, limit: int = 1000, after: int = 0) -> list[OutboxEntry]:
+    async def outbox_parts_async(self) -> list[str]:
+        return self.outbox_parts()
+
+    async def outbox_async(
+        self, limit: int = 1000, after: int = 0, part: str | None = None
+    ) -> list[OutboxEntry]:
         return self.outbox(limit, after)
 
     async def outbox_size_async(self) -> int:
         return self.outbox_size()
 
-    async def ack_async(self, seqs: Iterable[int]) -> None:
+    async def ack_async(self, seqs: Iterable[int], part: str | None = None) -> None:
         self.ack(seqs)
 
     def close(self) -> None:

@@ -7,12 +7,19 @@ Events leave the outbox only after the bus has them durably (`publish` returned)
 a bus outage loses nothing: the relay retries with exponential backoff and the events wait in
 the outbox, which is itself durable. A crash after publishing and before acknowledging
 publishes a batch twice; consumers are idempotent on the event id, which makes that harmless.
+
+It reads and acknowledges the outbox a part at a time (`BalanceStore.outbox_parts`: on VoltDB a
+partition, so each call is a single-partition transaction; whole-outbox calls stop every site), all
+parts read at once and published together. Each subscriber's events live in one part, so their
+order on the bus (keyed by subscriber) is kept. The parts are read again every `parts_every`
+seconds and after any failure.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 import orjson
@@ -43,6 +50,7 @@ class OutboxRelay:
         batch: int = 500,
         idle: float = 0.05,
         backoff: tuple[float, float] = (0.1, 5.0),
+        parts_every: float = 10.0,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -51,29 +59,57 @@ class OutboxRelay:
         self.backoff = backoff
         self.stats = RelayStats()
         self._stop = asyncio.Event()
+        self.parts_every = parts_every
+        self._parts: list[str] = []
+        self._parts_read = 0.0
+        self._full = False  # a part gave a whole batch: more may wait
 
     async def relay_once(self) -> int:
-        """Publish one batch and acknowledge it; how many events moved (raises when the bus fails)."""
-        entries = await self.store.outbox_async(limit=self.batch)
-        if not entries:
-            return 0
+        """Publish one batch of each part and acknowledge them; how many events moved (raises when
+        the bus fails)."""
+        try:
+            return await self._relay_parts()
+        except BaseException:
+            self._parts = []  # perhaps a part that is no more: read them again
+            raise
+
+    async def _relay_parts(self) -> int:
+        store = self.store
+        if not self._parts or time.monotonic() - self._parts_read >= self.parts_every:
+            self._parts = await store.outbox_parts_async()
+            self._parts_read = time.monotonic()
+        parts = self._parts
+        reads = await asyncio.gather(*(store.outbox_async(limit=self.batch, part=p) for p in parts))
+        self._full = any(len(entries) >= self.batch for entries in reads)
         batch = []
-        for e in entries:
-            batch.append(
-                Outgoing(TOPIC_OF.get(e.event["type"], USAGE), e.event["msisdn"], orjson.dumps(e.event))
-            )
-            lifecycle = lifecycle_event(e.event)
-            if lifecycle is not None:
-                batch.append(Outgoing(SUBSCRIBER, lifecycle["msisdn"], orjson.dumps(lifecycle)))
+        for entries in reads:
+            for e in entries:
+                batch.append(
+                    Outgoing(TOPIC_OF.get(e.event["type"], USAGE), e.event["msisdn"], orjson.dumps(e.event))
+                )
+                lifecycle = lifecycle_event(e.event)
+                if lifecycle is not None:
+                    batch.append(Outgoing(SUBSCRIBER, lifecycle["msisdn"], orjson.dumps(lifecycle)))
+        if not batch:
+            return 0
         await self.bus.publish(batch)
-        await self.store.ack_async([e.seq for e in entries])  # exactly these: see BalanceStore.ack
-        self.stats.relayed += len(entries)
+        # exactly these, each in its part: see BalanceStore.ack
+        await asyncio.gather(
+            *(
+                store.ack_async([e.seq for e in entries], part=p)
+                for p, entries in zip(parts, reads, strict=True)
+                if entries
+            )
+        )
+        moved = sum(len(entries) for entries in reads)
+        self.stats.relayed += moved
         self.stats.batches += 1
-        return len(entries)
+        return moved
 
     async def run(self) -> None:
         async def step() -> float:
-            return self.idle if await self.relay_once() < self.batch else 0.0
+            await self.relay_once()
+            return 0.0 if self._full else self.idle
 
         def failed() -> None:
             self.stats.failures += 1

@@ -67,20 +67,28 @@ class BalanceStore(Protocol):
     def msisdns(self) -> Iterator[str]:
         """Every subscriber in the store (for reconciliation and tooling)."""
 
-    def outbox(self, limit: int = 1000, after: int = 0) -> list[OutboxEntry]:
+    def outbox_parts(self) -> list[str]:
+        """The outbox's parts: each subscriber's events all live in one of them, so a relay may
+        read and acknowledge a part at a time and keep each subscriber's order. On VoltDB a part
+        is a partition (its key), and a call on one part stops no other; the embedded store has
+        one part. The list may change (a cluster rebalanced): read it again now and then."""
+
+    def outbox(self, limit: int = 1000, after: int = 0, part: str | None = None) -> list[OutboxEntry]:
         """Events not yet acknowledged in seq order (oldest first for each subscriber), at most
-        `limit`, only those with a seq above `after`. `after` is a filter, not a cursor: an event
-        committed later on another partition may carry a smaller seq than ones already read."""
+        `limit`, only those with a seq above `after`; of one `part` (`outbox_parts`), or of all.
+        `after` is a filter, not a cursor: an event committed later on another partition may
+        carry a smaller seq than ones already read."""
 
     def outbox_size(self) -> int:
         """How many events wait in the outbox (cheap: for metrics and back-pressure)."""
 
-    def ack(self, seqs: Iterable[int]) -> None:
+    def ack(self, seqs: Iterable[int], part: str | None = None) -> None:
         """The relay has published exactly these events (their seqs): they leave the outbox.
 
         Exact seqs, never "everything up to": events committed on another partition after an
         `outbox` read can carry smaller seqs than the ones it returned, and a range would take
-        them unpublished. Seqs unknown or already acknowledged are ignored."""
+        them unpublished. Seqs unknown or already acknowledged are ignored. With a `part`, only
+        the seqs read from that part are sure to be taken (a partitioned store looks nowhere else)."""
 
     async def get_async(self, msisdn: str) -> Account | None: ...
 
@@ -90,11 +98,15 @@ class BalanceStore(Protocol):
         self, msisdn: str, fn: Callable[[Account | None], tuple[T, Commit | None]]
     ) -> T: ...
 
-    async def outbox_async(self, limit: int = 1000, after: int = 0) -> list[OutboxEntry]: ...
+    async def outbox_parts_async(self) -> list[str]: ...
+
+    async def outbox_async(
+        self, limit: int = 1000, after: int = 0, part: str | None = None
+    ) -> list[OutboxEntry]: ...
 
     async def outbox_size_async(self) -> int: ...
 
-    async def ack_async(self, seqs: Iterable[int]) -> None: ...
+    async def ack_async(self, seqs: Iterable[int], part: str | None = None) -> None: ...
 
     def close(self) -> None: ...
 
