@@ -23,6 +23,10 @@ from cellcelly.ports.cache import SubscriberCache
 log = logging.getLogger(__name__)
 
 RAR_AUTHORIZE_ONLY = 0
+# AccountService's change kinds (application/accounts.py, application/changes.py) a gateway acts on:
+# money or allowance added (a voucher is a top-up) may end a cut-off; a suspension ends every session
+REAUTHORIZE_ON = frozenset({"topup", "package"})
+ABORT_ON = frozenset({"suspended"})
 
 
 @dataclass
@@ -64,6 +68,9 @@ class Gateway:
         self._answers: OrderedDict[tuple[str, int], tuple[float, list[Avp], int]] = OrderedDict()
         self._in_flight: dict[tuple[str, int], asyncio.Future[tuple[list[Avp], int]]] = {}
         self.sessions: dict[str, TrackedSession] = {}
+        # every DGW hears of every subscriber's changes: look their sessions up, do not scan them all
+        self._sessions_of: dict[str, set[str]] = {}
+        self._reactions: set[asyncio.Task[list[tuple[str, int | None]]]] = set()
         self.stats = GatewayStats()
 
     # --- the Diameter handler ---------------------------------------------------------------------
@@ -173,7 +180,7 @@ class Gateway:
         if req.request_type in (RequestType.TERMINATE, RequestType.EVENT) or (
             req.request_type is RequestType.INITIAL and answer.result_code is not ResultCode.SUCCESS
         ):
-            self.sessions.pop(sid, None)
+            self._forget(sid)
             return
         cut_off = any(
             r.final_unit or r.result_code is ResultCode.CREDIT_LIMIT_REACHED for r in answer.services
@@ -183,8 +190,24 @@ class Gateway:
             if not req.msisdn:
                 return
             tracked = self.sessions[sid] = TrackedSession(req.msisdn, conn, *origin)
+            self._sessions_of.setdefault(req.msisdn, set()).add(sid)
         tracked.conn = conn
         tracked.cut_off = cut_off
+
+    def _forget(self, sid: str) -> None:
+        tracked = self.sessions.pop(sid, None)
+        if tracked is None:
+            return
+        sids = self._sessions_of.get(tracked.msisdn)
+        if sids is not None:
+            sids.discard(sid)
+            if not sids:
+                del self._sessions_of[tracked.msisdn]
+
+    def _live(self, msisdn: str) -> list[tuple[str, TrackedSession]]:
+        """The sessions of `msisdn` this gateway holds whose peer is still connected."""
+        found = ((sid, self.sessions[sid]) for sid in self._sessions_of.get(msisdn, ()))
+        return [(sid, t) for sid, t in found if t.conn.state is State.OPEN]
 
     # --- server-initiated requests -----------------------------------------------------------------
 
@@ -208,8 +231,8 @@ class Gateway:
 
         Returns (session id, RAA Result-Code or None when the peer did not answer)."""
         sent = []
-        for sid, tracked in list(self.sessions.items()):
-            if tracked.msisdn != msisdn or not tracked.cut_off or tracked.conn.state is not State.OPEN:
+        for sid, tracked in self._live(msisdn):
+            if not tracked.cut_off:
                 continue
             rar = self._server_request(
                 Cmd.RE_AUTH, sid, tracked, [Avp.u32(Code.RE_AUTH_REQUEST_TYPE, RAR_AUTHORIZE_ONLY)]
@@ -221,13 +244,38 @@ class Gateway:
     async def abort(self, msisdn: str, timeout: float = 5.0) -> list[tuple[str, int | None]]:
         """ASR for every live session of `msisdn` (the subscriber was suspended)."""
         sent = []
-        for sid, tracked in list(self.sessions.items()):
-            if tracked.msisdn != msisdn or tracked.conn.state is not State.OPEN:
-                continue
+        for sid, tracked in self._live(msisdn):
             asr = self._server_request(Cmd.ABORT_SESSION, sid, tracked, [])
             self.stats.asr_sent += 1
             sent.append((sid, tracked.conn.request(asr, timeout)))
         return await self._collect(sent)
+
+    def account_changed(self, kind: str, msisdn: str) -> asyncio.Task[list[tuple[str, int | None]]] | None:
+        """React to a committed change of a subscriber, whichever process made it: forget it in the
+        cache, RAR its cut-off sessions after a top-up or a package, ASR all of them after a
+        suspension. The requests go out in the background (a peer may take seconds to answer);
+        the task, or None when there is nothing to send. Acting twice on one change is harmless:
+        a second RAR only makes the client ask again, and a session the ASR ended is gone."""
+        if self.cache is not None:
+            self.cache.invalidate(msisdn)
+        if msisdn not in self._sessions_of:
+            return None
+        if kind in REAUTHORIZE_ON:
+            task = asyncio.ensure_future(self.reauthorize(msisdn))
+        elif kind in ABORT_ON:
+            task = asyncio.ensure_future(self.abort(msisdn))
+        else:
+            return None
+        self._reactions.add(task)
+        task.add_done_callback(self._reactions.discard)
+        return task
+
+    async def close(self) -> None:
+        """Cancel the RARs and ASRs still waiting for an answer."""
+        reactions = list(self._reactions)
+        for task in reactions:
+            task.cancel()
+        await asyncio.gather(*reactions, return_exceptions=True)
 
     @staticmethod
     async def _collect(sent: list[tuple[str, Coroutine[Any, Any, Message]]]) -> list[tuple[str, int | None]]:
