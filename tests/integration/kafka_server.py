@@ -40,8 +40,12 @@ def fetch() -> None:
 
 
 class KafkaServer:
-    def __init__(self, root: Path | None = None, bootstrap: str | None = None) -> None:
+    def __init__(
+        self, root: Path | None = None, bootstrap: str | None = None, sasl_users: dict[str, str] | None = None
+    ) -> None:
         self.external = bootstrap is not None
+        # the SASL listener's users (name -> password); the one test user unless given
+        self.sasl_users = sasl_users or {SASL_USER: SASL_PASSWORD}
         self.root = root
         self.port = 0 if bootstrap is None else int(bootstrap.rsplit(":", 1)[1])
         self.bootstrap = bootstrap or ""
@@ -65,7 +69,7 @@ class KafkaServer:
             str(self.root),
             str(self.port),
             timeout=150,
-            env={"KAFKA_SASL_USERS": f"{SASL_USER}:{SASL_PASSWORD}"},
+            env={"KAFKA_SASL_USERS": ",".join(f"{u}:{p}" for u, p in self.sasl_users.items())},
         )
         self.running = True
         self.bootstrap = f"127.0.0.1:{self.port}"
@@ -87,14 +91,16 @@ class KafkaServer:
 
 
 @contextmanager
-def kafka_server() -> Iterator[KafkaServer]:
+def kafka_server(sasl_users: dict[str, str] | None = None) -> Iterator[KafkaServer]:
+    """A broker of its own; with `sasl_users`, always started here (a cluster named by
+    CELLCELLY_TEST_KAFKA does not know those users)."""
     bootstrap = os.environ.get(ENV_BOOTSTRAP)
-    if bootstrap:
+    if bootstrap and sasl_users is None:
         yield KafkaServer(bootstrap=bootstrap)
         return
     fetch()
     root = Path(tempfile.mkdtemp(prefix="cellcelly-kafka-"))
-    server = KafkaServer(root)
+    server = KafkaServer(root, sasl_users=sasl_users)
     try:
         server.start()
         yield server
