@@ -55,22 +55,25 @@ EPHEMERAL_PORTS = {"ocs_port": 0, "ocs_wire_port": 0, "dgw_port": 0, "mw_port": 
 @contextlib.asynccontextmanager
 async def running_stack(data_dir: Any, **settings: Any) -> AsyncIterator[Any]:
     """The stack `make run` starts (`EmbeddedStack`, with the demo subscriber) on ephemeral ports."""
-    from cellcelly.cli import seed_demo
+    from cellcelly.deploy.backends import open_backends
+    from cellcelly.deploy.embedded import EmbeddedStack, seed_demo
     from cellcelly.settings import Settings
-    from cellcelly.stack import EmbeddedStack
-    from cellcelly.wiring import build
 
-    components = build(Settings(data_dir=data_dir, **{**EPHEMERAL_PORTS, **settings}))
+    components = open_backends(Settings(data_dir=data_dir, **{**EPHEMERAL_PORTS, **settings}))
     try:
         seed_demo(components)
         stack = EmbeddedStack(components)
+        assert not stack.health().ok
         await stack.start()
+        # every deployable in it reports itself ok once started (each was not-ok before: Group)
+        assert stack.deployables and all(d.health().ok for d in stack.deployables), stack.health()
+        assert stack.health().ok
         try:
             yield stack
         finally:
             await stack.stop()
     finally:
-        components.close()
+        await components.aclose()
 
 
 class Inbox:

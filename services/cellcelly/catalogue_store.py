@@ -138,3 +138,13 @@ class CatalogueFollower:
             changed = True
         self._generation = in_force.generation
         return changed
+
+
+def package_namer(catalogue: CatalogueHolder) -> Callable[[str], str]:
+    """A package's name as subscribers know it ("Diyarbakır"), from its code, in the catalogue in force."""
+
+    def package_name(code: str) -> str:
+        package = catalogue.current.packages.get(code)
+        return package.name if package else code
+
+    return package_name

@@ -4,30 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
+import contextlib
 import logging
 import os
 import secrets
-import signal
 import sys
-import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
 from cellcelly.logs import setup_logging
-from cellcelly.ports.records import SubscriberRecord
 from cellcelly.runtime import tune_gc
 from cellcelly.settings import Settings
 
 if TYPE_CHECKING:
-    from cellcelly.application.selfcare import SelfCare
-    from cellcelly.wiring import Components
+    from cellcelly.deploy.backends import Backends
 
 log = logging.getLogger("cellcelly")
-
-DEMO = SubscriberRecord("5321234567", "Ayşe", "Yılmaz", "ayse.yilmaz@example.com", "active", "ANKARA")
 
 
 def _out(text: str) -> None:
@@ -36,41 +30,23 @@ def _out(text: str) -> None:
     sys.stdout.flush()
 
 
-def seed_demo(components: Components) -> bool:
-    """Open the demo subscriber unless it exists; True when it was created now."""
-    if components.store.get(DEMO.msisdn) is not None:
-        return False
-    if components.records.get_subscriber(DEMO.msisdn) is None:
-        components.accounts.open(dataclasses.replace(DEMO, created_at=int(time.time())))
-    else:  # on record, but the balance store was wiped: provision it again
-        components.accounts.provision(DEMO.msisdn, DEMO.package)
-    return True
+@contextlib.asynccontextmanager
+async def _backends(settings: Settings, *, now: bool = False) -> AsyncIterator[Backends]:
+    """The process's backends, closed once when it ends (`now`: record, catalogue and store opened
+    before anything is served)."""
+    from cellcelly.deploy.backends import Backends, open_backends
 
-
-async def seed_demo_login(selfcare: SelfCare) -> tuple[str, str] | None:
-    """Sign the demo subscriber up on a fresh data directory: (password, security key), else None.
-
-    Both come from CELLCELLY_DEMO_PASSWORD / CELLCELLY_DEMO_SECURITY_KEY, or are made now and shown
-    once: no password is ever written in the code or on disk in the clear."""
-    if (
-        selfcare.store.get(DEMO.msisdn) is not None
-        or selfcare.records.get_subscriber(DEMO.msisdn) is not None
-    ):
-        return None
-    password = os.environ.get("CELLCELLY_DEMO_PASSWORD") or f"Demo-{secrets.token_hex(4)}A"
-    key = os.environ.get("CELLCELLY_DEMO_SECURITY_KEY") or secrets.token_hex(3)
-    await selfcare.register(
-        DEMO.first_name, DEMO.last_name, DEMO.msisdn, DEMO.email, password, key, DEMO.package
-    )
-    return password, key
+    backends = open_backends(settings) if now else Backends(settings)
+    try:
+        yield backends
+    finally:
+        await backends.aclose()
 
 
 async def _serve(settings: Settings, key_source: str = "$CELLCELLY_OCS_API_KEY") -> None:
-    from cellcelly.stack import EmbeddedStack
-    from cellcelly.wiring import build
+    from cellcelly.deploy import run
+    from cellcelly.deploy.embedded import DEMO, EmbeddedStack, seed_demo, seed_demo_login
 
-    components = build(settings)
-    stack = EmbeddedStack(components)
     login: tuple[str, str] | None = None
 
     async def seed(running: EmbeddedStack) -> None:
@@ -78,80 +54,79 @@ async def _serve(settings: Settings, key_source: str = "$CELLCELLY_OCS_API_KEY")
         assert running.selfcare is not None
         login = await seed_demo_login(running.selfcare)
 
-    await stack.start(before_serving=seed)
-    created = seed_demo(components) or login is not None
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stack.request_stop)
-    tune_gc()
-    base = f"http://{settings.ocs_host}:{stack.ocs_port}"
-    _out("CellCelly is running on embedded defaults (no Java, no cluster):")
-    _out(f"  OCS charging API  {base}/nchf-convergedcharging/v3/chargingdata   (docs {base}/docs)")
-    _out(f"  OCS health        {base}/healthz  {base}/readyz  metrics {base}/metrics")
-    _out(f"  OCS wire (DGW)    {settings.ocs_host}:{stack.wire_port}")
-    _out(f"  OCS API key       {key_source}  (charging API and wire: Authorization: Bearer <the key>)")
-    _out(
-        f"  DGW Diameter Gy   {settings.dgw_host}:{stack.dgw_port}  (Origin-Host {settings.dgw_origin_host}, "
-        f"realm {settings.diameter_realm})"
-    )
-    _out(f"  DGW peers allowed {settings.dgw_allowed_peers or '(none)'}  ($CELLCELLY_DGW_ALLOWED_PEERS)")
-    _out(f"  system of record  {settings.sor_url_shown()}")
-    _out(f"  balance store     embedded, journal in {settings.data_dir / 'balances'}")
-    _out(f"  catalogue         {settings.catalogue_path()} (version {components.catalogue.current.version})")
-    _out(
-        f"  demo subscriber   {DEMO.msisdn}, package {DEMO.package}, wallet 100.00 TL"
-        + (" (created now)" if created else " (already there)")
-    )
-    web = f"http://{settings.mw_host}:{stack.mw_port}"
-    _out(f"  self-care web/PWA {web}/   API {web}/api/v1   (docs {web}/api/docs)")
-    if login is not None:
-        _out(f"  demo login        {DEMO.msisdn} / {login[0]}  (security key {login[1]}; shown only now)")
-    if stack.ivr is not None:
-        _out(f"  IVR (SIP/UDP)     sip:{settings.ivr_number}@{settings.ivr_host}:{stack.ivr_port}")
-        _out(f"  IVR callers from  {settings.ivr_trusted_peers or '(none)'}  ($CELLCELLY_IVR_TRUSTED_PEERS)")
-    if stack.sms is not None:
-        _out(
-            f"  SMS (SMPP)        SMSC {settings.smsc_host}:{settings.smsc_port}, "
-            f"KALAN to {settings.sms_short_code}"
-        )
-    _out("  admin token       $CELLCELLY_ADMIN_TOKEN (Authorization: Bearer ...)")
-    _out("Stop with Ctrl-C.")
-    try:
-        await stack.serve_forever()
-    finally:
-        await stack.stop()
-        components.close()
+    async with _backends(settings, now=True) as backends:
+        stack = EmbeddedStack(backends, before_serving=seed)
+
+        def banner() -> None:
+            created = seed_demo(backends) or login is not None
+            tune_gc()
+            base = f"http://{settings.ocs_host}:{stack.ocs_port}"
+            _out("CellCelly is running on embedded defaults (no Java, no cluster):")
+            _out(f"  OCS charging API  {base}/nchf-convergedcharging/v3/chargingdata   (docs {base}/docs)")
+            _out(f"  OCS health        {base}/healthz  {base}/readyz  metrics {base}/metrics")
+            _out(f"  OCS wire (DGW)    {settings.ocs_host}:{stack.wire_port}")
+            _out(
+                f"  OCS API key       {key_source}  (charging API and wire: Authorization: Bearer <the key>)"
+            )
+            _out(
+                f"  DGW Diameter Gy   {settings.dgw_host}:{stack.dgw_port}  (Origin-Host "
+                f"{settings.dgw_origin_host}, realm {settings.diameter_realm})"
+            )
+            _out(
+                f"  DGW peers allowed {settings.dgw_allowed_peers or '(none)'}  "
+                "($CELLCELLY_DGW_ALLOWED_PEERS)"
+            )
+            _out(f"  system of record  {settings.sor_url_shown()}")
+            _out(f"  balance store     embedded, journal in {settings.data_dir / 'balances'}")
+            _out(
+                f"  catalogue         {settings.catalogue_path()} "
+                f"(version {backends.catalogue.current.version})"
+            )
+            _out(
+                f"  demo subscriber   {DEMO.msisdn}, package {DEMO.package}, wallet 100.00 TL"
+                + (" (created now)" if created else " (already there)")
+            )
+            web = f"http://{settings.mw_host}:{stack.mw_port}"
+            _out(f"  self-care web/PWA {web}/   API {web}/api/v1   (docs {web}/api/docs)")
+            if login is not None:
+                _out(
+                    f"  demo login        {DEMO.msisdn} / {login[0]}  "
+                    f"(security key {login[1]}; shown only now)"
+                )
+            if stack.ivr is not None:
+                _out(f"  IVR (SIP/UDP)     sip:{settings.ivr_number}@{settings.ivr_host}:{stack.ivr_port}")
+                _out(
+                    f"  IVR callers from  {settings.ivr_trusted_peers or '(none)'}  "
+                    "($CELLCELLY_IVR_TRUSTED_PEERS)"
+                )
+            if stack.sms is not None:
+                _out(
+                    f"  SMS (SMPP)        SMSC {settings.smsc_host}:{settings.smsc_port}, "
+                    f"KALAN to {settings.sms_short_code}"
+                )
+            _out("  admin token       $CELLCELLY_ADMIN_TOKEN (Authorization: Bearer ...)")
+            _out("Stop with Ctrl-C.")
+
+        await run([stack], ready=banner)
 
 
 async def _serve_ocs(settings: Settings) -> None:
-    """The OCS alone: its HTTP API, the wire transport gateways use, and the outbox relay (the
-    outbox lives in the OCS's balance store, so the relay runs beside it)."""
-    from cellcelly.application.relay import OutboxRelay
-    from cellcelly.ocs.app import asgi_app
-    from cellcelly.ocs.wire import serve_wire
-    from cellcelly.web import http_server
-    from cellcelly.wiring import build, build_bus
+    """The OCS alone: its HTTP API, the wire transport gateways use, and the outbox relay."""
+    from cellcelly.deploy import ocs, run
 
-    key = _required_api_key(settings, "ocs")
-    components = build(settings)
-    bus = build_bus(settings)
-    relay = OutboxRelay(components.store, bus)
-    relaying = asyncio.ensure_future(relay.run())
-    wire = await serve_wire(components.charging, settings.ocs_host, settings.ocs_wire_port, api_key=key)
-    tune_gc()
-    host = settings.ocs_host
-    _out(
-        f"OCS on http://{host}:{settings.ocs_port}, wire {host}:{settings.ocs_wire_port}, "
-        f"relaying the outbox to the {settings.event_bus} event bus"
-    )
-    try:
-        await http_server(asgi_app(components), settings.ocs_host, settings.ocs_port).serve()
-    finally:
-        wire.close()
-        relay.stop()
-        await relaying
-        await bus.close()
-        components.close()
+    _required_api_key(settings, "ocs")
+    async with _backends(settings, now=True) as backends:
+        service = ocs.build(settings, backends)
+        host = settings.ocs_host
+
+        def banner() -> None:
+            tune_gc()
+            _out(
+                f"OCS on http://{host}:{service.port}, wire {host}:{service.wire_port}, "
+                f"relaying the outbox to the {settings.event_bus} event bus"
+            )
+
+        await run([service], ready=banner)
 
 
 def _required_api_key(settings: Settings, command: str) -> str:
@@ -167,188 +142,120 @@ def _required_api_key(settings: Settings, command: str) -> str:
 
 async def _serve_sf(settings: Settings) -> None:
     """The SF alone: usage and ledger events from the bus into the system of record."""
-    from cellcelly.adapters.sql import SqlRecords
-    from cellcelly.sf.sync import SyncFunction
-    from cellcelly.wiring import build_bus
+    from cellcelly.deploy import run, sf
 
-    records = SqlRecords(settings.sor_url())
-    records.migrate()
-    bus = build_bus(settings)
-    sf = SyncFunction(bus, records, group=settings.sf_group, stall_after=settings.sf_stall_seconds)
-    server = None
-    if settings.sf_metrics_port >= 0:
-        from cellcelly.sf.metrics import metrics_app
-        from cellcelly.web import http_server
-
-        server = http_server(metrics_app(sf), settings.sf_metrics_host, settings.sf_metrics_port)
-
-    def stop() -> None:
-        sf.stop()
-        if server is not None:
-            server.should_exit = True
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop)
-    metrics = (
-        f", metrics http://{settings.sf_metrics_host}:{settings.sf_metrics_port}/metrics" if server else ""
-    )
-    _out(f"SF: {settings.event_bus} event bus -> {settings.sor_url_shown()}{metrics}")
-    try:
-        await asyncio.gather(sf.run(), *([server.serve()] if server is not None else []))
-    finally:
-        await sf.close()
-        await bus.close()
-        records.close()
+    async with _backends(settings) as backends:
+        service = sf.build(settings, backends.bus, backends.records)
+        metrics = ""
+        if service.metrics is not None:
+            metrics = f", metrics http://{settings.sf_metrics_host}:{settings.sf_metrics_port}/metrics"
+        await run(
+            [service],
+            ready=lambda: _out(f"SF: {settings.event_bus} event bus -> {settings.sor_url_shown()}{metrics}"),
+        )
 
 
 async def _serve_dgw(settings: Settings, noop: bool) -> None:
     """The DGW alone, charging through the OCS endpoints it is given (or nothing, with --noop)."""
-    from cellcelly.dgw.gateway import Gateway
+    from cellcelly.deploy import dgw, run
     from cellcelly.dgw.ocs_client import NoopOcs, OcsClient, WireOcs
-    from cellcelly.dgw.server import DgwServer
-    from cellcelly.stack import dgw_peer
 
     endpoints = settings.ocs_endpoints() or [(settings.ocs_host, settings.ocs_wire_port)]
-    ocs: OcsClient = NoopOcs() if noop else WireOcs(endpoints, api_key=_required_api_key(settings, "dgw"))
-    local = dgw_peer(settings)
-    server = DgwServer.from_settings(settings, Gateway(local, ocs), local)
-    port = await server.start(settings.dgw_host, settings.dgw_port)
-    tune_gc()
+    client: OcsClient = NoopOcs() if noop else WireOcs(endpoints, api_key=_required_api_key(settings, "dgw"))
+    service = dgw.build(settings, client)
     target = "nothing (noop baseline)" if noop else ", ".join(f"{h}:{p}" for h, p in endpoints)
-    _out(f"DGW on {settings.dgw_host}:{port}, charging through {target}")
-    try:
-        await _until_signalled()
-    finally:
-        await server.stop()
-        await ocs.close()
 
+    def banner() -> None:
+        tune_gc()
+        _out(f"DGW on {settings.dgw_host}:{service.port}, charging through {target}")
 
-async def _until_signalled() -> None:
-    """Wait for SIGTERM or SIGINT (what Kubernetes and Ctrl-C send)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await run([service], ready=banner)
 
 
 async def _serve_sms(settings: Settings) -> None:
     """The SMS gateway alone: KALAN answered from the balance store it is configured with (VoltDB
     across processes)."""
     from cellcelly.application.selfcare import StoreBalanceLookup
-    from cellcelly.stack import sms_gateway
-    from cellcelly.wiring import build
+    from cellcelly.deploy import run, sms
 
     if not settings.smsc_host:
         raise SystemExit(
             "cellcelly sms: set CELLCELLY_SMSC_HOST (and SMSC_PORT, SMSC_SYSTEM_ID, SMSC_PASSWORD)"
         )
-    components = build(settings)
-    gateway = sms_gateway(settings, StoreBalanceLookup(components.store), components.catalogue)
-    await gateway.start()
-    _out(f"SMS gateway: SMSC {settings.smsc_host}:{settings.smsc_port}, KALAN to {settings.sms_short_code}")
-    try:
-        await _until_signalled()
-    finally:
-        await gateway.stop()
-        components.close()
+    async with _backends(settings, now=True) as backends:
+        service = sms.build(settings, StoreBalanceLookup(backends.store), backends.catalogue)
+        await run(
+            [service],
+            ready=lambda: _out(
+                f"SMS gateway: SMSC {settings.smsc_host}:{settings.smsc_port}, "
+                f"KALAN to {settings.sms_short_code}"
+            ),
+        )
 
 
 async def _serve_ivr(settings: Settings) -> None:
     """The IVR alone (SIP/UDP), speaking balances from the store it is configured with."""
     from cellcelly.application.selfcare import StoreBalanceLookup
+    from cellcelly.deploy import ivr, run
     from cellcelly.ivr.prompt import PromptAudio, tools_missing
-    from cellcelly.ivr.service import IvrService
-    from cellcelly.wiring import build
 
     if missing := tools_missing():
         raise SystemExit(
             f"cellcelly ivr: {' and '.join(missing)} not installed (apt-get install espeak-ng sox)"
         )
-    components = build(settings)
-    ivr = IvrService(
-        settings.ivr_host,
-        settings.ivr_port,
-        StoreBalanceLookup(components.store),
-        number=settings.ivr_number,
-        audio=PromptAudio(settings.ivr_voice, settings.ivr_speed),
-        advertise_host=settings.ivr_advertise_host or None,
-        trusted_peers=settings.ivr_trusted_peers,
-    )
-    await ivr.start()
-    _out(f"IVR on sip:{settings.ivr_number}@{settings.ivr_host}:{ivr.port} (UDP)")
-    try:
-        await _until_signalled()
-    finally:
-        await ivr.stop()
-        components.close()
+    async with _backends(settings, now=True) as backends:
+        audio = PromptAudio(settings.ivr_voice, settings.ivr_speed)
+        service = ivr.build(settings, StoreBalanceLookup(backends.store), audio)
+        await run(
+            [service],
+            ready=lambda: _out(f"IVR on sip:{settings.ivr_number}@{settings.ivr_host}:{service.port} (UDP)"),
+        )
 
 
 async def _serve_notifier(settings: Settings) -> None:
     """The notifier alone: notices from the bus to subscribers, by SMS (with an SMSC) or e-mail."""
-    from cellcelly.adapters.sql import SqlNoticeLedger, SqlRecords
     from cellcelly.application.selfcare import StoreBalanceLookup
-    from cellcelly.catalogue_store import CatalogueHolder
-    from cellcelly.notifier.channels import Channel, EmailChannel
-    from cellcelly.notifier.service import Notifier
-    from cellcelly.stack import package_namer, sms_gateway
-    from cellcelly.wiring import build_bus, build_store, follow_the_record
+    from cellcelly.deploy import notifier, run, sms
+    from cellcelly.deploy.service import Service
 
-    records = SqlRecords(settings.sor_url())
-    records.migrate()
-    catalogue = CatalogueHolder.from_file(settings.catalogue_path())
-    follower = follow_the_record(catalogue, records)  # package names as the OCS has them in force
-    bus = build_bus(settings)
-    gateway = None
-    channel: Channel
-    if settings.smsc_host:
-        store = build_store(settings)
-        gateway = sms_gateway(settings, StoreBalanceLookup(store), catalogue)
-        await gateway.start()
-        channel = gateway.channel
-    elif settings.smtp_host:
-        channel = EmailChannel(settings.smtp_host, settings.smtp_port, settings.smtp_sender)
-    else:
+    if not settings.smsc_host and not settings.smtp_host:
         raise SystemExit("cellcelly notifier: set CELLCELLY_SMSC_HOST or CELLCELLY_SMTP_HOST")
-    notifier = Notifier(
-        bus,
-        records,
-        channel,
-        SqlNoticeLedger(records.engine),
-        package_name=package_namer(catalogue),
-    )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, notifier.stop)
-    _out(f"notifier: {settings.event_bus} event bus -> {'SMS' if gateway else 'e-mail'}")
-    try:
-        await notifier.run()
-    finally:
-        await notifier.close()
-        if gateway is not None:
-            await gateway.stop()
-        await bus.close()
-        follower.stop()
-        records.close()
+    async with _backends(settings) as backends:
+        services: list[Service] = []
+        gateway = None
+        if settings.smsc_host:  # the SMS channel: its own SMPP bind, KALAN answered too
+            gateway = sms.build(settings, StoreBalanceLookup(backends.store), backends.catalogue)
+            services.append(gateway)
+        channel = notifier.channel(gateway.gateway.channel if gateway else None, backends.email)
+        assert channel is not None  # one of the two is configured (checked above)
+        services.append(
+            notifier.build(
+                backends.bus, backends.records, backends.notice_ledger, channel, backends.catalogue
+            )
+        )
+        await run(
+            services,
+            ready=lambda: _out(
+                f"notifier: {settings.event_bus} event bus -> {'SMS' if gateway else 'e-mail'}"
+            ),
+        )
 
 
 async def _serve_mw(settings: Settings) -> None:
     """The self-care API and web UI alone. Its account changes reach the balance store it is
     configured with: across processes that is VoltDB (the embedded store belongs to one process)."""
-    from cellcelly.mw.service import build_app, build_selfcare
-    from cellcelly.web import http_server
-    from cellcelly.wiring import build
+    from cellcelly.deploy import mw, run
 
     if settings.balance_store == "embedded":
         log.warning("cellcelly mw on the embedded balance store: no other process sees its accounts")
-    components = build(settings)
-    selfcare = build_selfcare(components)
-    _out(f"MW (self-care API and web UI) on http://{settings.mw_host}:{settings.mw_port}/")
-    try:
-        await http_server(build_app(components, selfcare), settings.mw_host, settings.mw_port).serve()
-    finally:
-        components.close()
+    async with _backends(settings, now=True) as backends:
+        selfcare = mw.selfcare(settings, backends.accounts, backends.credentials, email=backends.email)
+        token = settings.admin_token
+        service = mw.build(settings, selfcare, admin_token=token.get_secret_value() if token else None)
+        await run(
+            [service],
+            ready=lambda: _out(f"MW (self-care API and web UI) on http://{settings.mw_host}:{service.port}/"),
+        )
 
 
 def _runner(serve: Callable[[Settings], Coroutine[Any, Any, None]]) -> Callable[[argparse.Namespace], int]:
@@ -416,13 +323,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from cellcelly.wiring import build
+    from cellcelly.deploy.backends import open_backends
+    from cellcelly.deploy.embedded import DEMO, seed_demo
 
-    components = build(Settings())
+    backends = open_backends(Settings())
     try:
-        created = seed_demo(components)
+        created = seed_demo(backends)
     finally:
-        components.close()
+        backends.close()
     _out(f"demo subscriber {DEMO.msisdn}: {'created' if created else 'already there'}")
     return 0
 
@@ -431,22 +339,22 @@ async def _reconcile(settings: Settings) -> str:
     from cellcelly.adapters.bus_embedded import EmbeddedBus
     from cellcelly.application.reconcile import reconcile
     from cellcelly.application.relay import OutboxRelay
+    from cellcelly.deploy.backends import open_backends
     from cellcelly.sf.sync import SyncFunction
-    from cellcelly.wiring import build
 
-    components = build(settings)
+    backends = open_backends(settings)
     try:
         # first bring the record up to date: what is still in the outbox, then what is on the bus
         bus = EmbeddedBus(settings.data_dir / "bus")
-        relay, sf = OutboxRelay(components.store, bus), SyncFunction(bus, components.records)
+        relay, sf = OutboxRelay(backends.store, bus), SyncFunction(bus, backends.records)
         while await relay.relay_once():
             pass
         while await sf.sync_once(timeout=0.1):
             pass
         await sf.close()
-        report = reconcile(components.store, components.records, components.catalogue.current.policy)
+        report = reconcile(backends.store, backends.records, backends.catalogue.current.policy)
     finally:
-        components.close()
+        backends.close()
     done = f"{report.rebuilt} rebuilt, {report.unchanged} already right"
     return f"reconciled {report.subscribers} subscribers: {done}"
 

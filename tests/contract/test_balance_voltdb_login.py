@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 from balance_store_contract import A, B, credit, normalised, on_a_loop, provision, state_of
 
+from cellcelly.deploy.backends import build_store
 from cellcelly.settings import Settings
-from cellcelly.wiring import build_store
 from cellcelly_dev.devservers import voltdb_truncate
 from cellcelly_testing import running_voltdb
 

@@ -17,11 +17,11 @@ import pytest
 
 from cellcelly.application.selfcare import VoucherUsed
 from cellcelly.codec import event_from_dict
+from cellcelly.deploy import mw as mw_deploy
+from cellcelly.deploy.backends import open_backends
 from cellcelly.domain.provisioning import REFERENCES_KEPT, LedgerEvent
-from cellcelly.mw.service import build_selfcare
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.settings import Settings
-from cellcelly.wiring import build
 from cellcelly_testing import running_voltdb
 
 pytestmark = [pytest.mark.contract, pytest.mark.timeout(600)]
@@ -43,9 +43,11 @@ def test_a_crash_after_the_voltdb_top_up_is_finished_without_a_second_credit(
     voltdb: str, tmp_path: Path
 ) -> None:
     values: dict[str, Any] = {"data_dir": tmp_path, "mw_token_secret": "t" * 40}
-    components = build(Settings(**values, balance_store="voltdb", voltdb_servers=voltdb))
+    components = open_backends(Settings(**values, balance_store="voltdb", voltdb_servers=voltdb))
     try:
-        selfcare = build_selfcare(components)
+        selfcare = mw_deploy.selfcare(
+            components.settings, components.accounts, components.credentials, email=components.email
+        )
         accounts = components.accounts
         accounts.open(SubscriberRecord(A, "Ayşe", "Çelik", "a@example.com"))
         [code] = asyncio.run(selfcare.create_vouchers(900, 1))

@@ -25,8 +25,8 @@ from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
 from cellcelly.adapters.sql import SqlRecords
+from cellcelly.deploy.embedded import EmbeddedStack
 from cellcelly.diameter.peer import PeerConnection, connect
-from cellcelly.stack import EmbeddedStack
 from cellcelly_testing import require
 
 log = logging.getLogger(__name__)

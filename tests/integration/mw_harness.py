@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 
 from cellcelly.application.selfcare import SelfCare
+from cellcelly.deploy import mw as mw_deploy
+from cellcelly.deploy.backends import Backends, open_backends
 from cellcelly.mw.app import create_app
-from cellcelly.mw.service import build_selfcare
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.settings import Settings
-from cellcelly.wiring import Components, build
 from cellcelly_testing import FakeClock
 
 PASSWORD = "Gizli-Parola1"
@@ -40,7 +40,7 @@ class Outbox:
 
 @dataclass
 class Harness:
-    components: Components
+    components: Backends
     selfcare: SelfCare
     client: httpx.AsyncClient
     clock: FakeClock
@@ -81,10 +81,12 @@ async def harness(
 ) -> AsyncIterator[Harness]:
     values = {"data_dir": data_dir, "database_url": database_url, "mw_argon2_time_cost": 1}
     values |= {"mw_argon2_memory_kib": 8192, "mw_token_secret": "t" * 40, **settings}
-    components = build(Settings(**values))
+    components = open_backends(Settings(**values))
     clock = FakeClock(time.time())
     outbox = Outbox()
-    selfcare = build_selfcare(components)
+    selfcare = mw_deploy.selfcare(
+        components.settings, components.accounts, components.credentials, email=components.email
+    )
     # one clock, or a bucket starts "later" than a balance is read, or a token is issued in the future
     selfcare.clock = components.accounts.clock = selfcare.tokens.clock = clock
     selfcare.send_code = outbox

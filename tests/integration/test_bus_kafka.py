@@ -338,13 +338,12 @@ async def test_charging_to_kafka_to_sf_to_the_system_of_record(
 async def test_the_stack_on_kafka_by_configuration(kafka_bootstrap: str, tmp_path: Path) -> None:
     """`CELLCELLY_EVENT_BUS=kafka`: the same stack `make run` starts, its events on the real broker;
     Gy traffic through the DGW ends up as usage records in the system of record."""
-    from cellcelly.cli import DEMO, seed_demo
+    from cellcelly.deploy.backends import open_backends
+    from cellcelly.deploy.embedded import DEMO, EmbeddedStack, seed_demo
     from cellcelly.diameter.ccr import build_ccr
     from cellcelly.diameter.constants import RequestType as CcType
     from cellcelly.diameter.peer import LocalPeer, connect
     from cellcelly.settings import Settings
-    from cellcelly.stack import EmbeddedStack
-    from cellcelly.wiring import build
 
     settings = Settings(
         data_dir=tmp_path,
@@ -353,7 +352,7 @@ async def test_the_stack_on_kafka_by_configuration(kafka_bootstrap: str, tmp_pat
         kafka_bootstrap=kafka_bootstrap,
         dgw_allowed_peers="pgw.kafka.test",
     )
-    components = build(settings)
+    components = open_backends(settings)
     seed_demo(components)
     stack = EmbeddedStack(components)
     await stack.start()
@@ -385,7 +384,7 @@ async def test_the_stack_on_kafka_by_configuration(kafka_bootstrap: str, tmp_pat
     finally:
         await conn.disconnect()
         await stack.stop()
-        components.close()
+        await components.aclose()
 
 
 @pytest.mark.timeout(120)

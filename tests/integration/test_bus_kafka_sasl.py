@@ -11,8 +11,8 @@ from kafka_server import SASL_PASSWORD, SASL_USER, KafkaServer
 from test_bus_kafka import CONSUMER_OPTIONS, drain, events
 
 from cellcelly.adapters.bus_kafka import KafkaBus, KafkaBusError, KafkaSecurity
+from cellcelly.deploy.backends import build_bus
 from cellcelly.settings import Settings
-from cellcelly.wiring import build_bus
 from cellcelly_testing import require
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -1,7 +1,7 @@
 """The catalogue in force lives in the system of record: a change through one OCS is charged by
 every other within one poll, a restart keeps it, and a refused catalogue changes nothing anywhere.
 
-Two OCS here are two `build()`s (holder, charging engine, own data dir and balance store, own file)
+Two OCS here are two `open_backends()`s (holder, charging engine, own data dir and balance store, own file)
 on one record, SQLite and PostgreSQL, each with its real polling thread.
 """
 
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from cellcelly.deploy.backends import CATALOGUE_POLL_SECONDS, Backends, open_backends
 from cellcelly.domain.charging import ChargeRequest, RequestType, ResultCode, ServiceUsage
 from cellcelly.domain.errors import CatalogueError
 from cellcelly.domain.units import Service
 from cellcelly.settings import DEFAULT_CATALOGUE, Settings
-from cellcelly.wiring import CATALOGUE_POLL_SECONDS, Components, build
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -30,11 +30,11 @@ MSISDN = "5340000001"
 WITHIN = CATALOGUE_POLL_SECONDS * 3 + 2  # seconds: a poll, with room for a slow machine
 
 
-def ocs(root: Path, name: str, db_url: str) -> Components:
-    return build(Settings(data_dir=root / name, database_url=db_url, balance_fsync="never"))
+def ocs(root: Path, name: str, db_url: str) -> Backends:
+    return open_backends(Settings(data_dir=root / name, database_url=db_url, balance_fsync="never"))
 
 
-def sms_abroad(components: Components, n: int) -> int:
+def sms_abroad(components: Backends, n: int) -> int:
     """Charge one SMS to Germany; what it cost the wallet, in kuruş."""
     before = components.store.get(MSISDN)
     assert before is not None
@@ -59,7 +59,7 @@ def until(condition: object, seconds: float) -> float:
 
 
 @pytest.fixture
-def two(tmp_path: Path, db_url: str) -> Iterator[tuple[Components, Components]]:
+def two(tmp_path: Path, db_url: str) -> Iterator[tuple[Backends, Backends]]:
     a, b = ocs(tmp_path, "a", db_url), ocs(tmp_path, "b", db_url)
     try:
         b.accounts.provision(MSISDN, "")
@@ -71,7 +71,7 @@ def two(tmp_path: Path, db_url: str) -> Iterator[tuple[Components, Components]]:
 
 
 def test_a_change_through_one_ocs_is_charged_by_the_other_within_seconds(
-    two: tuple[Components, Components],
+    two: tuple[Backends, Backends],
 ) -> None:
     a, b = two
     assert sms_abroad(b, 1) == 400
@@ -106,7 +106,7 @@ def test_a_restarted_ocs_starts_on_the_version_in_force_not_its_file(tmp_path: P
             again.close()
 
 
-def test_a_bad_catalogue_changes_nothing_anywhere(two: tuple[Components, Components]) -> None:
+def test_a_bad_catalogue_changes_nothing_anywhere(two: tuple[Backends, Backends]) -> None:
     a, b = two
     a.catalogue.replace(DEARER)
     until(lambda: b.catalogue.current.version == "2026-12-02.2", WITHIN)

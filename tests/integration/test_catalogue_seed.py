@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from cellcelly.deploy.backends import open_backends
 from cellcelly.domain.units import Service
 from cellcelly.settings import DEFAULT_CATALOGUE, Settings
-from cellcelly.wiring import build
 
 pytestmark = pytest.mark.integration
 
@@ -26,8 +26,8 @@ OLD = OLD.replace('version: "2026-12-02.1"', 'version: "2026-11-25.1"').replace(
 def test_a_fresh_data_dir_gets_the_bundled_catalogue(
     data_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="cellcelly.wiring")
-    components = build(Settings(data_dir=data_dir))
+    caplog.set_level(logging.INFO, logger="cellcelly.deploy.backends")
+    components = open_backends(Settings(data_dir=data_dir))
     try:
         assert (data_dir / "catalogue.yaml").read_text(encoding="utf-8") == DEFAULT_CATALOGUE.read_text(
             encoding="utf-8"
@@ -46,8 +46,8 @@ def test_an_existing_data_dir_keeps_its_prices_and_is_told(
 ) -> None:
     assert OLD != DEFAULT_CATALOGUE.read_text(encoding="utf-8")
     (data_dir / "catalogue.yaml").write_text(OLD, encoding="utf-8")
-    caplog.set_level(logging.INFO, logger="cellcelly.wiring")
-    components = build(Settings(data_dir=data_dir))
+    caplog.set_level(logging.INFO, logger="cellcelly.deploy.backends")
+    components = open_backends(Settings(data_dir=data_dir))
     try:
         assert components.catalogue.current.version == "2026-11-25.1"
         rule = components.catalogue.current.rate(Service.DATA, "90", "", 1)

@@ -36,11 +36,11 @@ from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
 from cellcelly.adapters.bus_kafka import KafkaBus
 from cellcelly.adapters.sql import SqlRecords
 from cellcelly.application.reconcile import account_from_record
+from cellcelly.deploy.backends import open_backends
 from cellcelly.domain.account import Account
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.settings import Settings
 from cellcelly.sf.sync import SyncFunction
-from cellcelly.wiring import build
 from cellcelly_dev.devservers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -185,7 +185,7 @@ async def test_every_debit_yields_exactly_one_usage_record_after_random_kills(
         data_dir=tmp_path / "data", database_url=postgres_schema_url, sf_group=f"chaos-sf-{tag}"
     )
     msisdns = [str(FIRST + i) for i in range(SUBSCRIBERS)]
-    components = build(settings)  # provisioned before the storm; the ledger events wait in the outbox
+    components = open_backends(settings)  # provisioned before the storm; the ledger events wait in the outbox
     for i, msisdn in enumerate(msisdns):
         package = PACKAGES[i % len(PACKAGES)]
         components.accounts.open(

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 from gy_client import CLIENT, PEERS
 
-from cellcelly.cli import DEMO, seed_demo
+from cellcelly.deploy.backends import Backends, open_backends
+from cellcelly.deploy.dgw import dgw_peer
+from cellcelly.deploy.embedded import DEMO, EmbeddedStack, seed_demo
 from cellcelly.dgw.gateway import Gateway
 from cellcelly.dgw.ocs_client import LocalOcs, WireOcs
 from cellcelly.dgw.server import DgwServer
@@ -35,8 +37,6 @@ from cellcelly.diameter.constants import (
 from cellcelly.diameter.peer import LocalPeer, PeerConnection, connect
 from cellcelly.domain.account import Status
 from cellcelly.settings import Settings
-from cellcelly.stack import EmbeddedStack, dgw_peer
-from cellcelly.wiring import Components, build
 from cellcelly_testing import running_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -111,7 +111,7 @@ def granted_time(answer: Message) -> int:
 
 
 def voice_remaining(stack: EmbeddedStack) -> int:
-    account = stack.components.store.get(DEMO.msisdn)
+    account = stack.backends.store.get(DEMO.msisdn)
     assert account is not None
     return next(b.remaining for b in account.buckets.values() if b.service.value == "voice")
 
@@ -158,9 +158,9 @@ async def test_a_retransmission_to_another_gateway_gets_the_ocs_answer_charged_o
     """The client fails over to a second DGW in front of the same OCS (RFC 6733 §5.5.4: T flag,
     same identifiers). That gateway has never seen the request, so the answer must come from
     the OCS's own replay, not from a gateway's answer cache."""
-    settings = stack.components.settings
+    settings = stack.backends.settings
     local = dgw_peer(settings)
-    second = Gateway(local, LocalOcs(stack.components.charging))
+    second = Gateway(local, LocalOcs(stack.backends.charging))
     server = DgwServer.from_settings(settings, second, local)
     port = await server.start("127.0.0.1", 0)
     other = await connect("127.0.0.1", port, CLIENT)
@@ -239,10 +239,10 @@ async def test_sms_event_and_unknown_subscriber_and_session(
         ],
         VENDOR_3GPP,
     )
-    wallet = stack.components.store.get(DEMO.msisdn).wallet  # type: ignore[union-attr]
+    wallet = stack.backends.store.get(DEMO.msisdn).wallet  # type: ignore[union-attr]
     cca = await peer.request(sms)
     assert cca.result_code == Result.SUCCESS
-    assert stack.components.store.get(DEMO.msisdn).wallet == wallet - 400  # type: ignore[union-attr]
+    assert stack.backends.store.get(DEMO.msisdn).wallet == wallet - 400  # type: ignore[union-attr]
     cca = await peer.request(ccr("gw;nobody;1", 1, 0, msisdn="5000000001"))
     assert cca.result_code == Result.USER_UNKNOWN
     cca = await peer.request(ccr("gw;never-started", 2, 3))
@@ -294,7 +294,7 @@ async def test_rar_after_top_up_and_asr_after_suspension(stack: EmbeddedStack) -
 
     conn = await connect("127.0.0.1", stack.dgw_port, CLIENT, on_server_request)
     try:
-        accounts = stack.components.accounts
+        accounts = stack.backends.accounts
         # drain the wallet-paid international minutes until the OCS cuts the call off
         cca = await conn.request(ccr("gw;cut;1", 1, 0, time_requested=3600, called="tel:+4930123456789"))
         number = 1
@@ -337,7 +337,7 @@ async def test_rar_after_top_up_and_asr_after_suspension(stack: EmbeddedStack) -
 async def test_unreachable_ocs_is_answered_3002_and_failover_uses_the_other(data_dir: Path) -> None:
     from cellcelly.ocs.wire import serve_wire
 
-    components = build(Settings(data_dir=data_dir))
+    components = open_backends(Settings(data_dir=data_dir))
     seed_demo(components)
     key = "failover-test-key-0123456789"
     good = await serve_wire(components.charging, "127.0.0.1", 0, api_key=key)
@@ -378,7 +378,7 @@ async def test_a_gateway_with_the_wrong_key_cannot_charge(
     (the network's credit-control failure handling), says why in its log, and nothing is charged."""
     from cellcelly.ocs.wire import serve_wire
 
-    components = build(Settings(data_dir=data_dir))
+    components = open_backends(Settings(data_dir=data_dir))
     seed_demo(components)
     wire = await serve_wire(components.charging, "127.0.0.1", 0, api_key="the-ocs-key-0123456789")
     before = voice_remaining_of(components)
@@ -405,7 +405,7 @@ async def test_a_gateway_with_the_wrong_key_cannot_charge(
         components.close()
 
 
-def voice_remaining_of(components: Components) -> int:
+def voice_remaining_of(components: Backends) -> int:
     account = components.store.get(DEMO.msisdn)
     assert account is not None
     return next(b.remaining for b in account.buckets.values() if b.service.value == "voice")

@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 from gy_client import CLIENT
 
-from cellcelly.cli import DEMO
+from cellcelly.deploy.embedded import DEMO, EmbeddedStack
 from cellcelly.diameter.codec import Avp, Message
 from cellcelly.diameter.constants import APP_CREDIT_CONTROL, CONTEXT_PS, FLAG_P, FLAG_R, Cmd, Code, Result
 from cellcelly.diameter.peer import PeerConnection
 from cellcelly.domain.limits import MAX_REQUEST_NUMBER, MAX_SESSION_ID, MAX_UNITS
-from cellcelly.stack import EmbeddedStack
 from cellcelly_testing import running_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -85,10 +84,10 @@ async def test_the_reported_two_to_the_63_octets_is_refused_5004(
     peer: PeerConnection,
 ) -> None:
     await start(peer, "lim;issue")
-    wallet = stack.components.store.get(DEMO.msisdn).wallet  # type: ignore[union-attr]
+    wallet = stack.backends.store.get(DEMO.msisdn).wallet  # type: ignore[union-attr]
     answer = await peer.request(data_ccr("lim;issue", 2, 1, octets(2**63)))
     assert refused(answer, Code.CC_TOTAL_OCTETS).as_u64() == 2**63
-    assert stack.components.store.get(DEMO.msisdn).wallet == wallet  # type: ignore[union-attr]
+    assert stack.backends.store.get(DEMO.msisdn).wallet == wallet  # type: ignore[union-attr]
     # the session goes on: the same request number with a sane report is charged
     assert (await peer.request(data_ccr("lim;issue", 2, 1, octets(1000)))).result_code == Result.SUCCESS
 
@@ -140,7 +139,7 @@ async def test_at_every_limit_the_request_is_charged_and_reaches_the_record(
     assert answer.result_code == Result.SUCCESS, answer
     answer = await peer.request(data_ccr(sid, 3, MAX_REQUEST_NUMBER, octets(MAX_UNITS)))
     assert answer.result_code == Result.SUCCESS, answer
-    records = stack.components.records
+    records = stack.backends.records
     for _ in range(200):  # the stack's own relay and SF carry the usage to the record
         usage = {
             (e.request_number, e.units) for e in records.usage_for(DEMO.msisdn, 100) if e.session_id == sid

@@ -50,7 +50,7 @@ import pytest
 from gy_client import CLIENT
 
 import cellcelly_testing as testing
-from cellcelly.cli import DEMO
+from cellcelly.deploy.embedded import DEMO, EmbeddedStack
 from cellcelly.dgw.server import DgwServer
 from cellcelly.diameter.codec import DICTIONARY, Avp, Message, Type
 from cellcelly.diameter.constants import (
@@ -70,7 +70,6 @@ from cellcelly.diameter.constants import (
     Result,
 )
 from cellcelly.diameter.peer import PeerConnection, State, connect
-from cellcelly.stack import EmbeddedStack
 from cellcelly_testing import require
 
 pytestmark = [pytest.mark.integration]

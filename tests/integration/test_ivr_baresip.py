@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from cellcelly.application.selfcare import StoreBalanceLookup
+from cellcelly.deploy.backends import open_backends
 from cellcelly.ivr.prompt import PromptAudio
 from cellcelly.ivr.service import IvrService
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.settings import Settings
-from cellcelly.wiring import build
 from cellcelly_dev.devservers import free_port
 from cellcelly_testing import require
 
@@ -80,7 +80,7 @@ async def call_with_baresip(workdir: Path, ivr_port: int, caller: str) -> tuple[
 
 
 async def test_baresip_hears_the_balance(data_dir: Path, tmp_path: Path) -> None:
-    components = build(Settings(data_dir=data_dir))
+    components = open_backends(Settings(data_dir=data_dir))
     components.accounts.open(dataclasses.replace(SUBSCRIBER, created_at=int(time.time())))
     lookup = StoreBalanceLookup(components.store)
     audio = PromptAudio(speed=190)

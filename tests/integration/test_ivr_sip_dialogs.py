@@ -17,13 +17,13 @@ from typing import cast
 import pytest
 
 from cellcelly.application.selfcare import StoreBalanceLookup
+from cellcelly.deploy.backends import open_backends
 from cellcelly.domain.balance_summary import BalanceSummary
 from cellcelly.ivr.prompt import SERVICE_UNAVAILABLE, PromptAudio
 from cellcelly.ivr.service import IvrService
 from cellcelly.ivr.sip import SipMessage, parse, parse_sdp
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.settings import Settings
-from cellcelly.wiring import build
 from cellcelly_testing import require
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -148,7 +148,7 @@ class Env:
 
 @pytest.fixture
 async def env(data_dir: Path, request: pytest.FixtureRequest) -> AsyncIterator[Env]:
-    components = build(Settings(data_dir=data_dir))
+    components = open_backends(Settings(data_dir=data_dir))
     components.accounts.open(dataclasses.replace(SUBSCRIBER, created_at=int(time.time())))
     lookup = StoreBalanceLookup(components.store)
     options = getattr(request, "param", {})

@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 
 from cellcelly.application.selfcare import StoreBalanceLookup
+from cellcelly.deploy.backends import Backends, open_backends
 from cellcelly.ivr.g711 import ULAW_TO_LINEAR
 from cellcelly.ivr.prompt import PromptAudio
 from cellcelly.ivr.service import IvrService
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.settings import Settings
-from cellcelly.wiring import Components, build
 from cellcelly_dev.devservers import free_port
 from cellcelly_testing import require
 
@@ -46,14 +46,14 @@ def _tools() -> None:
 @dataclass
 class Ivr:
     service: IvrService
-    components: Components
+    components: Backends
     audio: PromptAudio
     workdir: Path
 
 
 @pytest.fixture
 async def ivr(data_dir: Path, tmp_path: Path) -> AsyncIterator[Ivr]:
-    components = build(Settings(data_dir=data_dir))
+    components = open_backends(Settings(data_dir=data_dir))
     components.accounts.open(dataclasses.replace(SUBSCRIBER, created_at=int(time.time())))
     audio = PromptAudio(speed=SPEED)
     service = IvrService(

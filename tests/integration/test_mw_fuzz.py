@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mw_harness import PASSWORD, Outbox
 
+from cellcelly.deploy import mw as mw_deploy
+from cellcelly.deploy.backends import open_backends
 from cellcelly.mw.app import create_app
-from cellcelly.mw.service import build_selfcare
 from cellcelly.settings import Settings
-from cellcelly.wiring import build
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -35,7 +35,7 @@ class Api:
     """A migrated MW app on SQLite with three subscribers and tokens for each (and an admin)."""
 
     def __init__(self, root: Path) -> None:
-        self.components = build(
+        self.components = open_backends(
             Settings(
                 data_dir=root / "data",
                 mw_argon2_time_cost=1,
@@ -43,7 +43,12 @@ class Api:
                 mw_token_secret="s" * 40,
             )
         )
-        self.selfcare = build_selfcare(self.components)
+        self.selfcare = mw_deploy.selfcare(
+            self.components.settings,
+            self.components.accounts,
+            self.components.credentials,
+            email=self.components.email,
+        )
         self.selfcare.send_code = Outbox()
         self.app = create_app(self.selfcare, admin_token=ADMIN, webui=None)
         self.tokens: dict[str, str] = {}

@@ -16,11 +16,12 @@ from typing import Any
 import httpx
 import pytest
 
-from cellcelly.cli import DEMO, seed_demo
+from cellcelly.deploy.backends import Backends, open_backends
+from cellcelly.deploy.embedded import DEMO, seed_demo
+from cellcelly.deploy.ocs import ocs_app
 from cellcelly.domain.limits import MAX_SESSION_ID
-from cellcelly.ocs.app import API, asgi_app, create_app
+from cellcelly.ocs.app import API
 from cellcelly.settings import DEFAULT_CATALOGUE, Settings
-from cellcelly.wiring import Components, build
 from cellcelly_dev.devservers import free_port
 
 pytestmark = pytest.mark.integration
@@ -33,12 +34,12 @@ CHARGER = {"Authorization": f"Bearer {KEY}"}
 @pytest.fixture(params=["fast-path", "fastapi-routes"])
 async def ocs(
     data_dir: Path, request: pytest.FixtureRequest
-) -> AsyncIterator[tuple[httpx.AsyncClient, Components]]:
+) -> AsyncIterator[tuple[httpx.AsyncClient, Backends]]:
     """The app as it runs (fast path in front), and the FastAPI routes alone: both must agree."""
     settings = Settings(data_dir=data_dir, admin_token=TOKEN, ocs_api_key=KEY)
-    components = build(settings)
+    components = open_backends(settings)
     seed_demo(components)
-    app = asgi_app(components) if request.param == "fast-path" else create_app(components)
+    app = ocs_app(settings, components, fast_path=request.param == "fast-path")
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://ocs", headers=CHARGER) as client:
         yield client, components
@@ -77,7 +78,7 @@ def bucket(view: dict[str, Any], service: str) -> dict[str, Any]:
 
 
 async def test_session_create_update_release_moves_the_balance(
-    ocs: tuple[httpx.AsyncClient, Components],
+    ocs: tuple[httpx.AsyncClient, Backends],
 ) -> None:
     client, _ = ocs
     before = bucket(await balance(client), "voice")["remaining"]
@@ -100,7 +101,7 @@ async def test_session_create_update_release_moves_the_balance(
 
 
 async def test_retransmitted_create_gets_the_same_answer_and_changes_nothing(
-    ocs: tuple[httpx.AsyncClient, Components],
+    ocs: tuple[httpx.AsyncClient, Backends],
 ) -> None:
     client, _ = ocs
     first = await client.post(f"{API}/chargingdata", json=body(0, voice(requested=300), session="rt"))
@@ -111,7 +112,7 @@ async def test_retransmitted_create_gets_the_same_answer_and_changes_nothing(
     assert await balance(client) == view
 
 
-async def test_sms_event_abroad_is_paid_from_the_wallet(ocs: tuple[httpx.AsyncClient, Components]) -> None:
+async def test_sms_event_abroad_is_paid_from_the_wallet(ocs: tuple[httpx.AsyncClient, Backends]) -> None:
     client, _ = ocs
     sms = {
         "ratingGroup": 2,
@@ -127,7 +128,7 @@ async def test_sms_event_abroad_is_paid_from_the_wallet(ocs: tuple[httpx.AsyncCl
     assert (await balance(client))["walletKurus"] == 10_000 - 400  # sms-tr-out 4 TL
 
 
-async def test_unknown_subscriber_session_and_rating(ocs: tuple[httpx.AsyncClient, Components]) -> None:
+async def test_unknown_subscriber_session_and_rating(ocs: tuple[httpx.AsyncClient, Backends]) -> None:
     client, _ = ocs
     unknown = {**body(0, voice()), "subscriberIdentifier": "msisdn-5000000001"}
     r = await client.post(f"{API}/chargingdata", json=unknown)
@@ -161,7 +162,7 @@ async def test_unknown_subscriber_session_and_rating(ocs: tuple[httpx.AsyncClien
     ],
 )
 async def test_bad_requests_get_clear_4xx_and_change_nothing(
-    ocs: tuple[httpx.AsyncClient, Components], payload: bytes, status: int
+    ocs: tuple[httpx.AsyncClient, Backends], payload: bytes, status: int
 ) -> None:
     client, components = ocs
     view = await balance(client)
@@ -178,7 +179,7 @@ async def test_bad_requests_get_clear_4xx_and_change_nothing(
     assert (await client.get("/healthz")).status_code == 200
 
 
-async def test_admin_needs_the_token(ocs: tuple[httpx.AsyncClient, Components]) -> None:
+async def test_admin_needs_the_token(ocs: tuple[httpx.AsyncClient, Backends]) -> None:
     client, _ = ocs
     assert (await client.get("/admin/catalogue")).status_code == 401
     assert (
@@ -188,7 +189,7 @@ async def test_admin_needs_the_token(ocs: tuple[httpx.AsyncClient, Components]) 
 
 
 async def test_bad_catalogue_is_refused_and_the_old_one_stays(
-    ocs: tuple[httpx.AsyncClient, Components],
+    ocs: tuple[httpx.AsyncClient, Backends],
 ) -> None:
     client, components = ocs
     old = components.catalogue.current.version
@@ -202,7 +203,7 @@ async def test_bad_catalogue_is_refused_and_the_old_one_stays(
 
 
 async def test_catalogue_change_at_run_time_applies_to_new_sessions(
-    ocs: tuple[httpx.AsyncClient, Components],
+    ocs: tuple[httpx.AsyncClient, Backends],
 ) -> None:
     client, components = ocs
     text = DEFAULT_CATALOGUE.read_text(encoding="utf-8")
@@ -221,7 +222,7 @@ async def test_catalogue_change_at_run_time_applies_to_new_sessions(
     assert latest is not None and latest.version == "2026-12-02.2"
 
 
-async def test_health_readiness_and_metrics(ocs: tuple[httpx.AsyncClient, Components]) -> None:
+async def test_health_readiness_and_metrics(ocs: tuple[httpx.AsyncClient, Backends]) -> None:
     client, _ = ocs
     await client.post(f"{API}/chargingdata", json=body(0, voice(), session="m-1"))
     assert (await client.get("/healthz")).json() == {"status": "ok"}
@@ -232,7 +233,7 @@ async def test_health_readiness_and_metrics(ocs: tuple[httpx.AsyncClient, Compon
 
 
 async def test_admin_subscriber_top_up_package_and_suspension(
-    ocs: tuple[httpx.AsyncClient, Components],
+    ocs: tuple[httpx.AsyncClient, Backends],
 ) -> None:
     client, _ = ocs
     new = {
@@ -265,7 +266,7 @@ async def test_admin_subscriber_top_up_package_and_suspension(
 
 
 async def charged_nothing(
-    client: httpx.AsyncClient, components: Components, view: dict[str, Any], pending: int
+    client: httpx.AsyncClient, components: Backends, view: dict[str, Any], pending: int
 ) -> None:
     assert await balance(client) == view
     assert len(components.store.outbox(limit=10**6)) == pending
@@ -285,7 +286,7 @@ async def charged_nothing(
     ids=["none", "wrong", "longer", "shorter", "basic", "admin-token", "other-header"],
 )
 async def test_charging_without_the_key_is_401_and_charges_nothing(
-    ocs: tuple[httpx.AsyncClient, Components], headers: dict[str, str]
+    ocs: tuple[httpx.AsyncClient, Backends], headers: dict[str, str]
 ) -> None:
     client, components = ocs
     ok = await client.post(f"{API}/chargingdata", json=body(0, voice(requested=60), session="open"))
@@ -320,10 +321,10 @@ async def test_charging_without_the_key_is_401_and_charges_nothing(
 
 
 async def test_an_ocs_without_a_key_charges_nobody(data_dir: Path) -> None:
-    components = build(Settings(data_dir=data_dir, admin_token=TOKEN))
+    components = open_backends(Settings(data_dir=data_dir, admin_token=TOKEN))
     seed_demo(components)
     try:
-        for app in (asgi_app(components), create_app(components)):
+        for app in (ocs_app(components.settings, components, fast_path=fast) for fast in (True, False)):
             async with httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://ocs"
             ) as client:
@@ -340,7 +341,7 @@ async def test_an_ocs_without_a_key_charges_nobody(data_dir: Path) -> None:
 
 
 async def test_a_create_without_session_id_or_idempotency_key_is_refused(
-    ocs: tuple[httpx.AsyncClient, Components],
+    ocs: tuple[httpx.AsyncClient, Backends],
 ) -> None:
     """Today's bug: the same request without sessionId got a made-up id each time, so a retry was
     debited again."""
@@ -365,7 +366,7 @@ async def test_a_create_without_session_id_or_idempotency_key_is_refused(
 
 
 async def test_a_repeated_idempotency_key_gets_the_stored_answer_and_is_charged_once(
-    ocs: tuple[httpx.AsyncClient, Components],
+    ocs: tuple[httpx.AsyncClient, Backends],
 ) -> None:
     client, components = ocs
     sms = {"ratingGroup": 2, "serviceType": "sms", "destination": "4915112345678"}
@@ -455,7 +456,7 @@ def test_real_server_over_tcp(tmp_path: Path) -> None:
 
 
 async def test_the_openapi_document_says_charging_needs_the_key(
-    ocs: tuple[httpx.AsyncClient, Components],
+    ocs: tuple[httpx.AsyncClient, Backends],
 ) -> None:
     client, _ = ocs
     doc = (await client.get("/openapi.json")).json()

@@ -10,13 +10,13 @@ import httpx
 import pytest
 from test_ocs_api import balance, body, ocs  # noqa: F401 - the fixture is used by name
 
+from cellcelly.deploy.backends import Backends
 from cellcelly.domain.limits import MAX_RATING_GROUP, MAX_REQUEST_NUMBER, MAX_SESSION_ID, MAX_UNITS
 from cellcelly.ocs.app import API
-from cellcelly.wiring import Components
 
 pytestmark = pytest.mark.integration
 
-Client = tuple[httpx.AsyncClient, Components]
+Client = tuple[httpx.AsyncClient, Backends]
 REPORT_ONLY = {"totalVolume": 0}  # no new quota: the wallet pays only for what was used
 
 

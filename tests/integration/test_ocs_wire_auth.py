@@ -16,14 +16,14 @@ from typing import Any
 import orjson
 import pytest
 
-from cellcelly.cli import DEMO, seed_demo
+from cellcelly.deploy.backends import Backends, open_backends
+from cellcelly.deploy.embedded import DEMO, seed_demo
 from cellcelly.dgw.ocs_client import OcsUnavailable, WireOcs
 from cellcelly.domain.charging import ChargeRequest, RequestType, ResultCode, ServiceUsage
 from cellcelly.domain.units import Service
 from cellcelly.ocs import wire
 from cellcelly.ocs.wire import frame, request_to_list, serve_wire
 from cellcelly.settings import Settings
-from cellcelly.wiring import Components, build
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 KEY = "wire-test-key-0123456789abcdef"
@@ -42,8 +42,8 @@ def sms(session: str) -> ChargeRequest:
 
 
 @pytest.fixture
-async def ocs(data_dir: Path) -> AsyncIterator[tuple[Components, int]]:
-    components = build(Settings(data_dir=data_dir))
+async def ocs(data_dir: Path) -> AsyncIterator[tuple[Backends, int]]:
+    components = open_backends(Settings(data_dir=data_dir))
     seed_demo(components)
     server = await serve_wire(components.charging, "127.0.0.1", 0, api_key=KEY)
     yield components, server.sockets[0].getsockname()[1]
@@ -52,7 +52,7 @@ async def ocs(data_dir: Path) -> AsyncIterator[tuple[Components, int]]:
     components.close()
 
 
-def account(components: Components) -> Any:
+def account(components: Backends) -> Any:
     found = components.store.get(DEMO.msisdn)
     assert found is not None
     return found.wallet, {b.id: b.remaining for b in found.buckets.values()}, len(found.sessions)
@@ -86,7 +86,7 @@ async def read_frames(reader: asyncio.StreamReader) -> list[Any]:
     ids=["no-auth-frame", "wrong", "longer", "shorter", "null", "other-field", "string", "garbage"],
 )
 async def test_a_connection_without_the_key_is_refused_and_charges_nothing(
-    ocs: tuple[Components, int], first: bytes, caplog: pytest.LogCaptureFixture
+    ocs: tuple[Backends, int], first: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     components, port = ocs
     before = account(components)
@@ -105,7 +105,7 @@ async def test_a_connection_without_the_key_is_refused_and_charges_nothing(
     assert KEY not in caplog.text and "wrong-key" not in caplog.text  # no key, right or wrong, in the log
 
 
-async def test_the_right_key_charges_on_the_same_connection(ocs: tuple[Components, int]) -> None:
+async def test_the_right_key_charges_on_the_same_connection(ocs: tuple[Backends, int]) -> None:
     components, port = ocs
     wallet = account(components)[0]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -120,7 +120,7 @@ async def test_the_right_key_charges_on_the_same_connection(ocs: tuple[Component
 
 
 async def test_a_silent_connection_is_closed_and_a_flood_before_the_key_is_cut(
-    ocs: tuple[Components, int], monkeypatch: pytest.MonkeyPatch
+    ocs: tuple[Backends, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     components, port = ocs
     before = account(components)
@@ -145,7 +145,7 @@ async def test_a_silent_connection_is_closed_and_a_flood_before_the_key_is_cut(
 
 
 async def test_an_ocs_without_a_key_refuses_every_gateway(data_dir: Path) -> None:
-    components = build(Settings(data_dir=data_dir))
+    components = open_backends(Settings(data_dir=data_dir))
     seed_demo(components)
     before = account(components)
     server = await serve_wire(components.charging, "127.0.0.1", 0, api_key=None)
@@ -162,7 +162,7 @@ async def test_an_ocs_without_a_key_refuses_every_gateway(data_dir: Path) -> Non
 
 
 async def test_the_gateway_client_with_the_right_key_charges_and_with_a_wrong_one_cannot(
-    ocs: tuple[Components, int], caplog: pytest.LogCaptureFixture
+    ocs: tuple[Backends, int], caplog: pytest.LogCaptureFixture
 ) -> None:
     components, port = ocs
     wallet = account(components)[0]

@@ -10,22 +10,22 @@ from typing import Any
 
 import pytest
 
-from cellcelly.cli import DEMO, seed_demo
+from cellcelly.deploy.backends import Backends, open_backends
+from cellcelly.deploy.embedded import DEMO, seed_demo
 from cellcelly.dgw.ocs_client import WireOcs
 from cellcelly.domain.charging import ChargeRequest, RequestType, ResultCode, ServiceUsage
 from cellcelly.domain.limits import MAX_REQUEST_NUMBER, MAX_SESSION_ID, MAX_UNITS
 from cellcelly.domain.units import Service
 from cellcelly.ocs.wire import serve_wire
 from cellcelly.settings import Settings
-from cellcelly.wiring import Components, build
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 KEY = "wire-limits-key-0123456789abcdef"
 
 
 @pytest.fixture
-async def client(data_dir: Path) -> AsyncIterator[tuple[Components, WireOcs]]:
-    components = build(Settings(data_dir=data_dir))
+async def client(data_dir: Path) -> AsyncIterator[tuple[Backends, WireOcs]]:
+    components = open_backends(Settings(data_dir=data_dir))
     seed_demo(components)
     server = await serve_wire(components.charging, "127.0.0.1", 0, api_key=KEY)
     ocs = WireOcs([("127.0.0.1", server.sockets[0].getsockname()[1])], api_key=KEY)
@@ -43,7 +43,7 @@ def data(session: str, kind: RequestType, number: int, used: int = 0) -> ChargeR
     )
 
 
-def account(components: Components) -> Any:
+def account(components: Backends) -> Any:
     found = components.store.get(DEMO.msisdn)
     assert found is not None
     return found.wallet, {b.id: b.remaining for b in found.buckets.values()}, len(components.store.outbox())
@@ -59,7 +59,7 @@ def account(components: Components) -> Any:
     ],
 )
 async def test_past_the_limits_nothing_is_charged(
-    client: tuple[Components, WireOcs], request_: ChargeRequest
+    client: tuple[Backends, WireOcs], request_: ChargeRequest
 ) -> None:
     components, ocs = client
     assert (await ocs.charge(data("w", RequestType.INITIAL, 0))).result_code is ResultCode.SUCCESS
@@ -68,7 +68,7 @@ async def test_past_the_limits_nothing_is_charged(
     assert account(components) == before
 
 
-async def test_at_the_limits_it_is_charged(client: tuple[Components, WireOcs]) -> None:
+async def test_at_the_limits_it_is_charged(client: tuple[Backends, WireOcs]) -> None:
     components, ocs = client
     sid = "w" * MAX_SESSION_ID
     assert (await ocs.charge(data(sid, RequestType.INITIAL, 0))).result_code is ResultCode.SUCCESS

@@ -31,11 +31,11 @@ from cellcelly_operator import children, kafka, services, spec, voltdb
 from test_bus_kafka import drain, events
 
 from cellcelly.adapters.bus_kafka import KafkaBus, KafkaBusError, KafkaSecurity
+from cellcelly.deploy.backends import build_bus
 from cellcelly.notifier.service import GROUP as NOTIFIER_GROUP
 from cellcelly.ports.event_bus import DEAD_LETTER, LEDGER, NOTIFICATIONS, USAGE
 from cellcelly.settings import Settings
 from cellcelly.sf.sync import GROUP as SF_GROUP
-from cellcelly.wiring import build_bus
 from cellcelly_dev.devservers import KAFKA_SCRIPT, KafkaUnavailable, fetch_kafka, free_port, run_script
 from cellcelly_testing import require
 

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from test_sms_gateway import reply
 
+from cellcelly.deploy.backends import open_backends
+from cellcelly.deploy.embedded import EmbeddedStack
 from cellcelly.settings import Settings
-from cellcelly.stack import EmbeddedStack
-from cellcelly.wiring import build
 from cellcelly_dev.devservers import free_port
 from cellcelly_testing import EPHEMERAL_PORTS
 from smsc import SmscProcess
@@ -50,7 +50,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
         mw_token_secret="k" * 40,
         ocs_api_key=OCS_KEY,
     )
-    components = build(settings)
+    components = open_backends(settings)
     stack = EmbeddedStack(components)
     await stack.start()
     assert stack.sms is not None
@@ -65,7 +65,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
             yield Running(stack, smsc, mw, ocs)
     finally:
         await stack.stop()
-        components.close()
+        await components.aclose()
         smsc.stop()
 
 

@@ -30,13 +30,13 @@ from cellcelly.application.accounts import AccountService
 from cellcelly.application.charging import ChargingService
 from cellcelly.application.relay import OutboxRelay
 from cellcelly.catalogue_store import CatalogueHolder
-from cellcelly.ocs.app import create_app
+from cellcelly.deploy.backends import open_backends
+from cellcelly.deploy.ocs import ocs_app
 from cellcelly.ports.event_bus import DEAD_LETTER, LEDGER, USAGE, Outgoing
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.settings import DEFAULT_CATALOGUE, Settings
 from cellcelly.sf.metrics import SfCollector, metrics_app
 from cellcelly.sf.sync import SyncFunction
-from cellcelly.wiring import build
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 TOO_BIG = 2**63  # the issue's CC-Total-Octets: one past a signed 64-bit column
@@ -197,14 +197,14 @@ class DownRecords:
 
 async def test_make_runs_readyz_says_when_its_sf_is_stalled(data_dir: Path) -> None:
     """`make run` serves one /readyz (the OCS's) for the whole process, its SF included."""
-    components = build(Settings(data_dir=data_dir))
+    components = open_backends(Settings(data_dir=data_dir))
     bus = EmbeddedBus(data_dir / "bus")
     down = DownRecords(components.records)
     accounts = AccountService(components.store, components.records, components.catalogue)
     accounts.open(SubscriberRecord(SUBSCRIBERS[0], "Şule", "Güneş", "s@example.com", "active", "ANKARA"))
     await relay_all(OutboxRelay(components.store, bus))
     sf = SyncFunction(bus, down, stall_after=0.2)  # type: ignore[arg-type]
-    app = create_app(components, collectors=[SfCollector(sf)])
+    app = ocs_app(components.settings, components, collectors=[SfCollector(sf)], fast_path=False)
     running = asyncio.ensure_future(sf.run())
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ocs") as client:

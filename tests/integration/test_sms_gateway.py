@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cellcelly.application.selfcare import StoreBalanceLookup
+from cellcelly.deploy.backends import Backends, open_backends
 from cellcelly.domain.charging import ChargeRequest, NotificationEvent, RequestType, ServiceUsage
 from cellcelly.domain.units import Service
 from cellcelly.notifier.messages import render
@@ -24,7 +25,6 @@ from cellcelly.settings import Settings
 from cellcelly.sms.esme import Esme, NotBound, ResponseTimeout, SubmitRefused
 from cellcelly.sms.gateway import SmsGateway
 from cellcelly.sms.pdu import CommandId, Pdu, ShortMessage, encode
-from cellcelly.wiring import Components, build
 from cellcelly_dev.devservers import free_port
 from smsc import Event, SmscProcess
 
@@ -47,8 +47,8 @@ def smsc() -> Iterator[SmscProcess]:
 
 
 @pytest.fixture
-def components(tmp_path: Path) -> Iterator[Components]:
-    built = build(Settings(data_dir=tmp_path, database_url="", balance_store="embedded"))
+def components(tmp_path: Path) -> Iterator[Backends]:
+    built = open_backends(Settings(data_dir=tmp_path, database_url="", balance_store="embedded"))
     built.accounts.open(
         SubscriberRecord(MSISDN, "Gülşen", "Çağlar", "gulsen@example.com", "active", "DIYARBAKIR")
     )
@@ -58,9 +58,7 @@ def components(tmp_path: Path) -> Iterator[Components]:
         built.close()
 
 
-def gateway_for(
-    smsc: SmscProcess, components: Components, password: str = PASSWORD, **kw: float
-) -> SmsGateway:
+def gateway_for(smsc: SmscProcess, components: Backends, password: str = PASSWORD, **kw: float) -> SmsGateway:
     packages = components.catalogue.current.packages
     options: dict[str, float] = {"reconnect_min": 0.1, "reconnect_max": 0.5, "response_timeout": 2.0}
     options.update(kw)
@@ -76,7 +74,7 @@ def gateway_for(
 
 
 @pytest.fixture
-async def gateway(smsc: SmscProcess, components: Components) -> AsyncIterator[SmsGateway]:
+async def gateway(smsc: SmscProcess, components: Backends) -> AsyncIterator[SmsGateway]:
     gw = gateway_for(smsc, components)
     mark = smsc.mark
     await gw.start()
@@ -112,7 +110,7 @@ async def reply(smsc: SmscProcess, to: str, since: int) -> tuple[str, list[Event
     return "".join(p["message"] for p in parts), parts
 
 
-def use_some(components: Components) -> None:
+def use_some(components: Backends) -> None:
     """Real charging on the subscriber: a 125 s call, one SMS, 100 MB; and a 12,50 TL top-up."""
     charge = components.charging.charge
     call = (ServiceUsage(1, Service.VOICE, 60, 0, "905551112233"),)
@@ -134,7 +132,7 @@ def use_some(components: Components) -> None:
     ("text", "coding"), [("KALAN", 0), ("kalan", 8), (" Kalan ", 0), ("kAlAn\n", 8), ("KALAN", 3)]
 )
 async def test_kalan_gets_the_exact_balance_in_ucs2_parts(
-    smsc: SmscProcess, components: Components, gateway: SmsGateway, text: str, coding: int
+    smsc: SmscProcess, components: Backends, gateway: SmsGateway, text: str, coding: int
 ) -> None:
     use_some(components)
     account = components.store.get(MSISDN)
@@ -376,7 +374,7 @@ async def test_an_unbind_from_the_smsc_is_answered_and_bound_again(
     await smsc.wait_for(lambda e: e["event"] == "submit_sm", since=mark)
 
 
-async def test_enquire_link_keeps_the_link(smsc: SmscProcess, components: Components) -> None:
+async def test_enquire_link_keeps_the_link(smsc: SmscProcess, components: Backends) -> None:
     gw = gateway_for(smsc, components, enquire_link_interval=0.2)
     await gw.start()
     try:
@@ -391,7 +389,7 @@ async def test_enquire_link_keeps_the_link(smsc: SmscProcess, components: Compon
 
 
 async def test_bad_password_is_logged_clearly_and_retried_with_backoff(
-    smsc: SmscProcess, components: Components, caplog: pytest.LogCaptureFixture
+    smsc: SmscProcess, components: Backends, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     gw = gateway_for(smsc, components, password="wr0ngpw", reconnect_min=0.2, reconnect_max=0.8)

@@ -27,13 +27,13 @@ from sqlalchemy import select
 from cellcelly.adapters.sql.schema import vouchers, wallet_ledger
 from cellcelly.application.selfcare import VoucherUsed
 from cellcelly.codec import event_from_dict
+from cellcelly.deploy import mw as mw_deploy
+from cellcelly.deploy.backends import open_backends
 from cellcelly.domain.provisioning import REFERENCES_KEPT, LedgerEvent
 from cellcelly.domain.selfcare_rules import normalise_voucher
-from cellcelly.mw.service import build_selfcare
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.security import sha256_hex
 from cellcelly.settings import Settings
-from cellcelly.wiring import build
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -60,8 +60,13 @@ class VoucherMachine(RuleBasedStateMachine):
     def start(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="vouchers-"))
         values: dict[str, Any] = {"data_dir": self.dir, "mw_token_secret": "t" * 40}
-        self.components = build(Settings(**values))
-        self.selfcare = build_selfcare(self.components)
+        self.components = open_backends(Settings(**values))
+        self.selfcare = mw_deploy.selfcare(
+            self.components.settings,
+            self.components.accounts,
+            self.components.credentials,
+            email=self.components.email,
+        )
         self.selfcare._vouchers.limit = 10**9  # 409s on purpose here, not a guessing attack
         self.loop = asyncio.new_event_loop()
         self.model: dict[str, Model] = {}

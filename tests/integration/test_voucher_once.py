@@ -22,11 +22,11 @@ from sqlalchemy import select
 from cellcelly.adapters.sql.schema import vouchers, wallet_ledger
 from cellcelly.application.selfcare import VoucherUsed
 from cellcelly.codec import event_from_dict
+from cellcelly.deploy.backends import Backends
 from cellcelly.domain.provisioning import LedgerEvent
 from cellcelly.domain.selfcare_rules import normalise_voucher
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.security import sha256_hex
-from cellcelly.wiring import Components
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -39,11 +39,11 @@ async def mw(tmp_path: Path, db_url: str) -> AsyncIterator[Harness]:
         yield h
 
 
-def open_subscriber(components: Components, msisdn: str) -> None:
+def open_subscriber(components: Backends, msisdn: str) -> None:
     components.accounts.open(SubscriberRecord(msisdn, "Ayşe", "Çelik", f"{msisdn}@example.com"))
 
 
-def sync_record(components: Components) -> None:
+def sync_record(components: Backends) -> None:
     """What the SF does with ledger events: outbox -> system of record (idempotent by event id)."""
     store = components.store
     while entries := store.outbox(limit=1000):
@@ -52,19 +52,19 @@ def sync_record(components: Components) -> None:
         store.ack(x.seq for x in entries)
 
 
-def wallet(components: Components, msisdn: str) -> int:
+def wallet(components: Backends, msisdn: str) -> int:
     account = components.store.get(msisdn)
     assert account is not None
     return account.wallet
 
 
-def assert_store_agrees_with_record(components: Components, *msisdns: str) -> None:
+def assert_store_agrees_with_record(components: Backends, *msisdns: str) -> None:
     sync_record(components)
     for msisdn in msisdns:
         assert wallet(components, msisdn) == components.records.wallet_balance(msisdn), msisdn
 
 
-def voucher_credits(components: Components, code_hash: str) -> list[str]:
+def voucher_credits(components: Backends, code_hash: str) -> list[str]:
     """Who the record says this voucher was credited to (one ledger row per credit)."""
     engine = components.records.engine  # type: ignore[attr-defined]
     reference = f"voucher:{code_hash[:32]}"
@@ -282,7 +282,7 @@ async def test_parallel_redemptions_of_one_code_credit_once(mw: Harness, rounds:
         assert len(voucher_credits(components, code_hash_of(code))) == 1
 
 
-def _synced(components: Components, code: str) -> list[str]:
+def _synced(components: Backends, code: str) -> list[str]:
     sync_record(components)
     return voucher_credits(components, code_hash_of(code))
 

@@ -460,16 +460,16 @@ def _wait_for(port: int) -> None:
 def serve(port: int) -> None:
     """The OCS as `make run` starts it, pinned to core 0 (the load generator gets core 1)."""
 
+    from cellcelly.deploy.backends import open_backends
+    from cellcelly.deploy.ocs import ocs_app
     from cellcelly.logs import setup_logging
-    from cellcelly.ocs.app import asgi_app
     from cellcelly.settings import Settings
     from cellcelly.web import http_server
-    from cellcelly.wiring import build
 
     settings = Settings()
     setup_logging(settings.log_level, settings.log_format)
     _pin(0)
-    app = asgi_app(build(settings))
+    app = ocs_app(settings, open_backends(settings))
     tune_gc()
     http_server(app, "127.0.0.1", port, loop="uvloop").run()
 

@@ -50,20 +50,20 @@ def _msisdn(i: int) -> str:
 def serve(port: int) -> None:
     """The MW app on `port`, pinned to core 0, after signing SUBSCRIBERS up."""
 
+    from cellcelly.deploy import mw
+    from cellcelly.deploy.backends import open_backends
     from cellcelly.logs import setup_logging
-    from cellcelly.mw.service import build_app, build_selfcare
     from cellcelly.runtime import tune_gc
     from cellcelly.settings import Settings
     from cellcelly.web import http_server
-    from cellcelly.wiring import build
 
     settings = Settings()
     setup_logging(settings.log_level, settings.log_format)
     with contextlib.suppress(AttributeError, OSError):
         if (os.cpu_count() or 1) > 1:
             os.sched_setaffinity(0, {0})
-    components = build(settings)
-    selfcare = build_selfcare(components)
+    components = open_backends(settings)
+    selfcare = mw.selfcare(settings, components.accounts, components.credentials, email=components.email)
 
     async def sign_up() -> None:
         for i in range(SUBSCRIBERS):
@@ -73,7 +73,9 @@ def serve(port: int) -> None:
 
     asyncio.run(sign_up())
     tune_gc()
-    http_server(build_app(components, selfcare), "127.0.0.1", port, loop="uvloop").run()
+    token = settings.admin_token
+    web = mw.build(settings, selfcare, admin_token=token.get_secret_value() if token else None)
+    http_server(web.app, "127.0.0.1", port, loop="uvloop").run()
 
 
 def _request(method: str, path: str, body: bytes = b"", token: str = "") -> bytes:

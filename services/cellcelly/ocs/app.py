@@ -19,6 +19,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 from pydantic import ValidationError
 
+from cellcelly.application.accounts import AccountService
+from cellcelly.application.charging import ChargingService
+from cellcelly.catalogue_store import CatalogueHolder
 from cellcelly.domain.account import Account, Status
 from cellcelly.domain.errors import CatalogueError, DomainError
 from cellcelly.domain.limits import MAX_SESSION_ID
@@ -34,8 +37,8 @@ from cellcelly.ocs.schemas import (
     TopUp,
     normalise_msisdn,
 )
-from cellcelly.ports.balance_store import off_loop
-from cellcelly.ports.records import SubscriberExists, SubscriberRecord
+from cellcelly.ports.balance_store import BalanceStore, off_loop
+from cellcelly.ports.records import SubscriberExists, SubscriberRecord, SystemOfRecord
 from cellcelly.web import (
     HttpProblem,
     add_health_routes,
@@ -45,7 +48,6 @@ from cellcelly.web import (
     read_body,
     validation_problem,
 )
-from cellcelly.wiring import Components
 
 log = logging.getLogger(__name__)
 
@@ -75,28 +77,51 @@ def balance_json(account: Account, now: int) -> dict[str, Any]:
 
 
 def asgi_app(
-    components: Components, *, close_on_shutdown: bool = True, collectors: Sequence[Collector] = ()
+    charging: ChargingService,
+    accounts: AccountService,
+    catalogue: CatalogueHolder,
+    store: BalanceStore,
+    records: SystemOfRecord,
+    *,
+    admin_token: str | None,
+    api_key: str | None,
+    collectors: Sequence[Collector] = (),
 ) -> FastPath:
     """What runs: the FastAPI app with the charging fast path in front of it. `collectors` join
     its /metrics (in the embedded stack: the SF's, which runs in the same process)."""
-    app = create_app(components, close_on_shutdown=close_on_shutdown, collectors=collectors)
+    app = create_app(
+        charging,
+        accounts,
+        catalogue,
+        store,
+        records,
+        admin_token=admin_token,
+        api_key=api_key,
+        collectors=collectors,
+    )
     return FastPath(app, app.state.handler)
 
 
 def create_app(
-    components: Components, *, close_on_shutdown: bool = True, collectors: Sequence[Collector] = ()
+    charging: ChargingService,
+    accounts: AccountService,
+    catalogue: CatalogueHolder,
+    store: BalanceStore,
+    records: SystemOfRecord,
+    *,
+    admin_token: str | None,
+    api_key: str | None,
+    collectors: Sequence[Collector] = (),
 ) -> FastAPI:
+    """The OCS over its collaborators; who opened them closes them (the deployable, not the app)."""
     metrics = OcsMetrics()
     for collector in collectors:
         metrics.registry.register(collector)
-    admin_token = components.settings.admin_token
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        log.info("ocs ready", extra={"catalogue": components.catalogue.current.version})
+        log.info("ocs ready", extra={"catalogue": catalogue.current.version})
         yield
-        if close_on_shutdown:
-            components.close()
 
     app = FastAPI(
         title="CellCelly OCS",
@@ -104,12 +129,8 @@ def create_app(
         summary="Online charging: sessions and events, modelled on 3GPP Nchf_ConvergedCharging",
         lifespan=lifespan,
     )
-    app.state.components = components
     app.state.metrics = metrics
-    api_key = components.settings.ocs_api_key
-    app.state.handler = handler = ChargingHandler(
-        components.charging, metrics, ApiKey(api_key.get_secret_value() if api_key else None)
-    )
+    app.state.handler = handler = ChargingHandler(charging, metrics, ApiKey(api_key))
 
     @app.exception_handler(HttpProblem)
     async def _problem(request: Request, exc: HttpProblem) -> Response:
@@ -192,27 +213,27 @@ def create_app(
     # --- operations -----------------------------------------------------------------------------
 
     async def probe() -> dict[str, Any]:
-        await components.store.get_async("0")
-        components.records.latest_catalogue()
+        await store.get_async("0")
+        records.latest_catalogue()
         for collector in collectors:  # workers in this process (`make run`'s SF) may be unready too
             check = getattr(collector, "check_ready", None)
             if check is not None:
                 check()
-        return {"catalogue": components.catalogue.current.version}
+        return {"catalogue": catalogue.current.version}
 
     add_health_routes(app, probe)
 
     @app.get("/metrics", tags=["operations"])
     async def prometheus() -> Response:
-        metrics.outbox.set(await components.store.outbox_size_async())
+        metrics.outbox.set(await store.outbox_size_async())
         metrics.catalogue.clear()
-        metrics.catalogue.labels(components.catalogue.current.version).set(1)
+        metrics.catalogue.labels(catalogue.current.version).set(1)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # --- admin ----------------------------------------------------------------------------------
 
     def admin(request: Request) -> None:
-        check_bearer(request, admin_token.get_secret_value() if admin_token else None)
+        check_bearer(request, admin_token)
 
     async def model(request: Request, cls: type[Any]) -> Any:
         try:
@@ -223,7 +244,7 @@ def create_app(
     @app.get("/admin/catalogue", tags=["admin"])
     async def get_catalogue(request: Request) -> Response:
         admin(request)
-        current = components.catalogue.current
+        current = catalogue.current
         return json_response({"version": current.version, "source": current.source})
 
     @app.put("/admin/catalogue", tags=["admin"])
@@ -232,7 +253,7 @@ def create_app(
         admin(request)
         text = (await read_body(request, 1024 * 1024)).decode("utf-8", errors="replace")
         try:
-            new = components.catalogue.replace(text)
+            new = catalogue.replace(text)
         except CatalogueError as exc:
             raise HttpProblem(
                 422, "Catalogue refused", "the catalogue in force is unchanged", problems=exc.problems
@@ -243,7 +264,7 @@ def create_app(
     async def reload_catalogue(request: Request) -> Response:
         admin(request)
         try:
-            new = components.catalogue.reload()
+            new = catalogue.reload()
         except CatalogueError as exc:
             raise HttpProblem(
                 422, "Catalogue refused", "the catalogue in force is unchanged", problems=exc.problems
@@ -257,7 +278,7 @@ def create_app(
             raise HttpProblem(400, "Bad request", str(exc), "INVALID_MSISDN") from None
 
     async def account_or_404(msisdn: str) -> Account:
-        account = await components.store.get_async(msisdn)
+        account = await store.get_async(msisdn)
         if account is None:
             raise HttpProblem(404, "Not found", f"no subscriber {msisdn}", "USER_UNKNOWN")
         return account
@@ -270,7 +291,7 @@ def create_app(
             new.msisdn, new.firstName, new.lastName, new.email, "active", new.package, int(time.time())
         )
         try:
-            account = await off_loop(components.store, components.accounts.open, record)
+            account = await off_loop(store, accounts.open, record)
         except SubscriberExists:
             raise HttpProblem(409, "Conflict", f"subscriber {new.msisdn} exists") from None
         except DomainError as exc:
@@ -291,14 +312,12 @@ def create_app(
         body = await model(request, schema)
         await account_or_404(number)
         try:
-            account = await off_loop(components.store, fn, number, body)
+            account = await off_loop(store, fn, number, body)
         except InsufficientFunds as exc:
             raise HttpProblem(402, "Insufficient funds", str(exc), "QUOTA_LIMIT_REACHED") from None
         except DomainError as exc:
             raise HttpProblem(422, "Unprocessable", str(exc)) from None
         return json_response(balance_json(account, int(time.time())))
-
-    accounts = components.accounts
 
     @app.post("/admin/subscribers/{msisdn}/topup", tags=["admin"])
     async def topup(msisdn: str, request: Request) -> Response:

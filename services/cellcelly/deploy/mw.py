@@ -1,4 +1,4 @@
-"""Builds the self-care use cases and the MW app from the settings and the stack's components."""
+"""The MW: the self-care API and web UI, over the self-care use cases it is given."""
 
 from __future__ import annotations
 
@@ -7,30 +7,25 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI
-
-from cellcelly.adapters.sql.credentials import SqlCredentials
+from cellcelly.application.accounts import AccountService
 from cellcelly.application.selfcare import CodeSender, Policy, SelfCare
+from cellcelly.deploy.service import HttpService
 from cellcelly.mw.app import create_app
 from cellcelly.notifier.channels import EmailChannel
+from cellcelly.ports.credentials import CredentialStore
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.security import Passwords, Tokens
 from cellcelly.settings import Settings
-from cellcelly.wiring import Components
 
 log = logging.getLogger(__name__)
 
 SendSms = Callable[[str, str], Awaitable[None]]  # (msisdn, text)
+PromptWav = Callable[[Any], Awaitable[bytes]]
 
 
-def code_sender(settings: Settings, send_sms: SendSms | None) -> CodeSender | None:
+def code_sender(email: EmailChannel | None, send_sms: SendSms | None) -> CodeSender | None:
     """Reset codes by SMS (when an SMSC is configured) or e-mail (when SMTP is); SMS asked for
     with no SMSC falls back to e-mail, and the other way round."""
-    email = (
-        EmailChannel(settings.smtp_host, settings.smtp_port, settings.smtp_sender)
-        if settings.smtp_host
-        else None
-    )
     if email is None and send_sms is None:
         return None
 
@@ -50,25 +45,30 @@ def token_secret(settings: Settings) -> str:
     return secrets.token_urlsafe(48)
 
 
-def build_selfcare(components: Components, send_sms: SendSms | None = None) -> SelfCare:
-    settings = components.settings
-    engine = getattr(components.records, "engine", None)
-    if engine is None:
-        raise RuntimeError("self-care needs the SQL system of record")
+def selfcare(
+    settings: Settings,
+    accounts: AccountService,
+    credentials: CredentialStore,
+    *,
+    email: EmailChannel | None,
+    send_sms: SendSms | None = None,
+) -> SelfCare:
+    """The self-care use cases: accounts and credentials, hashes and tokens as configured."""
     return SelfCare(
-        accounts=components.accounts,
-        credentials=SqlCredentials(engine),
+        accounts=accounts,
+        credentials=credentials,
         passwords=Passwords(
             settings.mw_argon2_time_cost, settings.mw_argon2_memory_kib, settings.mw_argon2_parallelism
         ),
         tokens=Tokens(token_secret(settings), settings.mw_access_seconds),
-        send_code=code_sender(settings, send_sms),
+        send_code=code_sender(email, send_sms),
         policy=Policy(max_failures=settings.mw_login_max_failures, lock_seconds=settings.mw_lockout_seconds),
     )
 
 
-def build_app(components: Components, selfcare: SelfCare, prompt_wav: Any = None) -> FastAPI:
-    token = components.settings.admin_token
-    return create_app(
-        selfcare, admin_token=token.get_secret_value() if token else None, prompt_wav=prompt_wav
-    )
+def build(
+    settings: Settings, selfcare: SelfCare, *, admin_token: str | None, prompt_wav: PromptWav | None = None
+) -> HttpService:
+    """`prompt_wav`: the IVR's spoken balance as a WAV (the embedded stack's IVR, else none)."""
+    app = create_app(selfcare, admin_token=admin_token, prompt_wav=prompt_wav)
+    return HttpService("mw", app, settings.mw_host, settings.mw_port)

@@ -1,0 +1,244 @@
+"""The adapters a process uses, chosen from `Settings` by configuration (never by editing code),
+each built once on first use and closed once.
+
+This is the only module that knows the system of record is SQL (credentials and the notice
+ledger live on its engine); deployables receive ports and application services from here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from functools import cached_property
+
+from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
+from cellcelly.adapters.sql import SqlRecords
+from cellcelly.adapters.sql.credentials import SqlCredentials
+from cellcelly.adapters.sql.notices import SqlNoticeLedger
+from cellcelly.application.accounts import AccountService
+from cellcelly.application.charging import ChargingService
+from cellcelly.catalogue_store import CatalogueFollower, CatalogueHolder, parse_catalogue_text
+from cellcelly.domain.catalogue import Catalogue
+from cellcelly.domain.errors import CatalogueError
+from cellcelly.notifier.channels import EmailChannel
+from cellcelly.ports.balance_store import BalanceStore
+from cellcelly.ports.cache import SubscriberCache, SubscriberInfo
+from cellcelly.ports.event_bus import EventBus
+from cellcelly.ports.records import CatalogueConflict, SystemOfRecord
+from cellcelly.settings import DEFAULT_CATALOGUE, Settings
+
+log = logging.getLogger(__name__)
+
+CATALOGUE_POLL_SECONDS = 2.0  # how soon every OCS charges with a catalogue put in force elsewhere
+
+
+class Backends:
+    """What a process dials, opened lazily: a service that never asks for the bus never dials it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._follower: CatalogueFollower | None = None
+        self._closed = False
+
+    # --- adapters -------------------------------------------------------------------------------
+
+    @cached_property
+    def records(self) -> SqlRecords:
+        """The system of record, at the newest schema."""
+        records = SqlRecords(self.settings.sor_url())
+        records.migrate()
+        return records
+
+    @cached_property
+    def store(self) -> BalanceStore:
+        return build_store(self.settings)
+
+    @cached_property
+    def bus(self) -> EventBus:
+        return build_bus(self.settings)
+
+    @cached_property
+    def catalogue(self) -> CatalogueHolder:
+        """The catalogue in force, following the record (the file only seeds an empty record)."""
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        path = settings.catalogue_path()
+        if not path.exists():
+            path.write_text(DEFAULT_CATALOGUE.read_text(encoding="utf-8"), encoding="utf-8")
+        holder = CatalogueHolder.from_file(path)
+        self._follower = follow_the_record(holder, self.records)
+        _tell_if_not_the_bundled_catalogue(holder.current.version)
+        return holder
+
+    @cached_property
+    def cache(self) -> SubscriberCache:
+        """Who a subscriber is (exists, status), in front of the balance store."""
+        store = self.store
+
+        def lookup(msisdn: str) -> SubscriberInfo | None:
+            account = store.get(msisdn)
+            return None if account is None else SubscriberInfo(msisdn, account.status.value)
+
+        return build_cache(self.settings, lookup)
+
+    @cached_property
+    def credentials(self) -> SqlCredentials:
+        return SqlCredentials(self.records.engine)
+
+    @cached_property
+    def notice_ledger(self) -> SqlNoticeLedger:
+        """Which notices were told: in the record, so replicas and restarts tell each one once."""
+        return SqlNoticeLedger(self.records.engine)
+
+    @cached_property
+    def email(self) -> EmailChannel | None:
+        """E-mail to subscribers, None without CELLCELLY_SMTP_HOST."""
+        s = self.settings
+        return EmailChannel(s.smtp_host, s.smtp_port, s.smtp_sender) if s.smtp_host else None
+
+    # --- application services over them -------------------------------------------------------
+
+    @cached_property
+    def charging(self) -> ChargingService:
+        return ChargingService(self.store, self.catalogue)
+
+    @cached_property
+    def accounts(self) -> AccountService:
+        """Account changes; each one forgets the subscriber in this process's cache, if it has one
+        (Hazelcast passes the invalidation on to every other process)."""
+        accounts = AccountService(self.store, self.records, self.catalogue)
+
+        def forget(kind: str, msisdn: str) -> None:
+            if "cache" in self.__dict__:
+                self.cache.invalidate(msisdn)
+
+        accounts.listeners.append(forget)
+        return accounts
+
+    # --- closing ------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close what was opened; the bus (if any) first, it flushes on the loop."""
+        if "bus" in self.__dict__ and not self._closed:
+            await self.bus.close()
+        self.close()
+
+    def close(self) -> None:
+        """Close what was opened, once (without a bus, or after `aclose` closed it)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._follower is not None:
+            self._follower.stop()
+        opened = self.__dict__
+        if "cache" in opened:
+            close = getattr(opened["cache"], "close", None)  # Hazelcast holds a client
+            if close is not None:
+                close()
+        if "store" in opened:
+            opened["store"].close()
+        if "records" in opened:
+            opened["records"].close()
+
+
+def open_backends(settings: Settings) -> Backends:
+    """Backends with the record, the catalogue and the balance store open now (what the OCS, the
+    seed and reconcile commands, and tests want before the first request)."""
+    backends = Backends(settings)
+    try:
+        backends.catalogue  # noqa: B018 - opens the record and starts following it
+        backends.store  # noqa: B018
+    except BaseException:
+        backends.close()
+        raise
+    return backends
+
+
+def build_store(settings: Settings) -> BalanceStore:
+    if settings.balance_store == "embedded":
+        return EmbeddedBalanceStore(settings.data_dir / "balances", fsync=settings.balance_fsync)
+    if settings.balance_store == "voltdb":
+        from cellcelly.adapters.balance_voltdb import VoltBalanceStore
+
+        return VoltBalanceStore(
+            settings.voltdb_servers,
+            username=settings.voltdb_username,
+            password=settings.voltdb_password.get_secret_value(),
+        )
+    raise ValueError(f"unknown balance store {settings.balance_store!r}")
+
+
+def build_bus(settings: Settings) -> EventBus:
+    if settings.event_bus == "kafka":
+        from cellcelly.adapters.bus_kafka import KafkaBus, KafkaSecurity
+
+        security = KafkaSecurity(
+            protocol=settings.kafka_security_protocol,
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            username=settings.kafka_username,
+            password=settings.kafka_password.get_secret_value(),
+            cafile=settings.kafka_ssl_cafile,
+        )
+        return KafkaBus(settings.kafka_bootstrap, security=security)
+    from cellcelly.adapters.bus_embedded import EmbeddedBus
+
+    return EmbeddedBus(settings.data_dir / "bus")
+
+
+def build_cache(settings: Settings, loader: Callable[[str], SubscriberInfo | None]) -> SubscriberCache:
+    if settings.cache == "hazelcast":
+        from cellcelly.adapters.cache_hazelcast import HazelcastCache
+
+        members = [m.strip() for m in settings.hazelcast_members.split(",") if m.strip()]
+        return HazelcastCache(
+            loader,
+            members=members,
+            cluster_name=settings.hazelcast_cluster,
+            username=settings.hazelcast_username,
+            password=settings.hazelcast_password.get_secret_value(),
+        )
+    from cellcelly.adapters.cache_embedded import EmbeddedCache
+
+    return EmbeddedCache(loader)
+
+
+def _tell_if_not_the_bundled_catalogue(in_force: str) -> None:
+    """The bundled catalogue seeds a fresh data dir only: an existing one keeps its prices, so say so."""
+    try:
+        bundled = parse_catalogue_text(DEFAULT_CATALOGUE.read_text(encoding="utf-8")).version
+    except (OSError, CatalogueError):
+        return
+    if bundled != in_force:
+        log.info(
+            "the catalogue in force is not the bundled one; its prices stay until a new version is put"
+            " in force (PUT the bundled file to /admin/catalogue to take it)",
+            extra={"in_force": in_force, "bundled": bundled, "bundled_file": str(DEFAULT_CATALOGUE)},
+        )
+
+
+def follow_the_record(catalogue: CatalogueHolder, records: SystemOfRecord) -> CatalogueFollower:
+    """The record says which catalogue is in force; the file only seeds an empty record. A change
+    is written there first (refused whole if the version is on record with other content), and
+    every process follows it within one poll, restarts included."""
+    seed = catalogue.current
+    try:
+        records.put_catalogue_in_force(seed.version, seed.source, int(time.time()), only_if_none=True)
+    except CatalogueConflict:  # the file was edited without a new version: the record wins
+        log.warning(
+            "the catalogue file's version is on record with other content", extra={"version": seed.version}
+        )
+
+    def activate(new: Catalogue) -> None:
+        try:
+            records.put_catalogue_in_force(new.version, new.source, int(time.time()))
+        except CatalogueConflict:
+            raise CatalogueError(
+                [f"version {new.version!r} is on record with other content: bump the version"]
+            ) from None
+
+    follower = CatalogueFollower(catalogue, records, interval=CATALOGUE_POLL_SECONDS)
+    follower.poll()  # start on the version in force, before the first request
+    catalogue.on_change = activate
+    follower.start()
+    return follower

@@ -1,0 +1,200 @@
+"""The embedded stack, what `make run` starts and end-to-end tests drive: the same deployables as
+the processes apart, on one event loop, sharing one `Backends`.
+
+Only the joints differ: the DGW charges through the OCS in process (`LocalOcs`), the notifier
+speaks through the SMS gateway's channel, the MW plays the IVR's prompt audio, the SF's figures
+are on the OCS's /metrics, and account changes reach the gateway directly: a top-up or a package
+re-authorises the subscriber's cut-off sessions (RAR), a suspension aborts them (ASR).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cellcelly.application.relay import OutboxRelay
+from cellcelly.application.selfcare import SelfCare, StoreBalanceLookup
+from cellcelly.deploy import dgw, ivr, mw, notifier, ocs, sf, sms
+from cellcelly.deploy.backends import Backends
+from cellcelly.deploy.service import Group, Health, Lifecycle, Service
+from cellcelly.dgw.gateway import Gateway
+from cellcelly.dgw.ocs_client import LocalOcs
+from cellcelly.dgw.server import DgwServer
+from cellcelly.ivr.prompt import PromptAudio, tools_missing
+from cellcelly.ivr.service import IvrService
+from cellcelly.notifier.service import Notifier
+from cellcelly.ports.cache import SubscriberCache
+from cellcelly.ports.event_bus import EventBus
+from cellcelly.ports.records import SubscriberRecord
+from cellcelly.sf.metrics import SfCollector
+from cellcelly.sf.sync import SyncFunction
+from cellcelly.sms.gateway import SmsGateway
+
+log = logging.getLogger(__name__)
+
+DEMO = SubscriberRecord("5321234567", "Ayşe", "Yılmaz", "ayse.yilmaz@example.com", "active", "ANKARA")
+
+
+def account_changes_to(gateway: Gateway, tasks: set[asyncio.Future[Any]]) -> Callable[[str, str], None]:
+    """An AccountService listener: RAR on a top-up or a package, ASR on a suspension, for the
+    sessions this process's gateway holds (the cache is forgotten by `Backends.accounts`)."""
+
+    def changed(kind: str, msisdn: str) -> None:
+        task: asyncio.Future[Any] | None = None
+        if kind in ("topup", "package"):
+            task = asyncio.ensure_future(gateway.reauthorize(msisdn))
+        elif kind == "suspended":
+            task = asyncio.ensure_future(gateway.abort(msisdn))
+        if task is not None:
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    return changed
+
+
+@dataclass
+class EmbeddedStack:
+    """A Service: `start()` builds and starts the deployables in order, `stop()` in reverse."""
+
+    backends: Backends
+    before_serving: Callable[[EmbeddedStack], Awaitable[None]] | None = None  # e.g. seeding
+    name: str = "embedded stack"
+    ocs_port: int = 0
+    wire_port: int = 0
+    dgw_port: int = 0
+    mw_port: int = 0
+    ivr_port: int = 0
+    gateway: Gateway | None = None
+    dgw: DgwServer | None = None
+    bus: EventBus | None = None
+    cache: SubscriberCache | None = None
+    notifier: Notifier | None = None
+    relay: OutboxRelay | None = None
+    sf: SyncFunction | None = None
+    sms: SmsGateway | None = None
+    ivr: IvrService | None = None
+    selfcare: SelfCare | None = None
+    deployables: list[Service] = field(default_factory=list)
+    _group: Group | None = None
+    _changes: set[asyncio.Future[Any]] = field(default_factory=set)
+    _listener: Callable[[str, str], None] | None = None
+
+    async def start(self) -> None:
+        b = self.backends
+        settings = b.settings
+        services: list[Service] = []
+        balances = StoreBalanceLookup(b.store)
+        if settings.smsc_host:
+            sms_gateway = sms.build(settings, balances, b.catalogue)
+            self.sms = sms_gateway.gateway
+            services.append(sms_gateway)
+        # events: outbox -> bus (the OCS's relay) -> system of record (SF); notices to the subscriber
+        self.bus = b.bus
+        sync = sf.build(settings, b.bus, b.records, metrics=False)  # its figures: on the OCS's /metrics
+        self.sf = sync.sf
+        services.append(sync)
+        channel = notifier.channel(self.sms.channel if self.sms is not None else None, b.email)
+        if channel is not None:
+            notices = notifier.build(b.bus, b.records, b.notice_ledger, channel, b.catalogue)
+            self.notifier = notices.notifier
+            services.append(notices)
+        self.cache = b.cache
+        gateway = dgw.build(settings, LocalOcs(b.charging), cache=self.cache)
+        self.gateway, self.dgw = gateway.gateway, gateway.server
+        services.append(gateway)
+        self._listener = account_changes_to(gateway.gateway, self._changes)
+        b.accounts.listeners.append(self._listener)
+        self.selfcare = mw.selfcare(
+            settings,
+            b.accounts,
+            b.credentials,
+            email=b.email,
+            send_sms=self.sms.channel.send_sms if self.sms is not None else None,
+        )
+        if self.before_serving is not None:  # e.g. seeding: done before any HTTP client can be told "ready"
+            hook = self.before_serving
+            services.append(Lifecycle("before serving", lambda: hook(self), _nothing))
+        charging = ocs.build(settings, b, collectors=[SfCollector(sync.sf)])
+        self.relay = charging.relay
+        services.append(charging)
+        prompt = None
+        calls: ivr.Ivr | None = None
+        if settings.ivr_port >= 0 and not tools_missing():
+            audio = PromptAudio(settings.ivr_voice, settings.ivr_speed)
+            prompt = audio.wav  # the web's WAV is what callers hear (and shares their phrase cache)
+            calls = ivr.build(settings, balances, audio)
+            self.ivr = calls.ivr
+            services.append(calls)
+        elif settings.ivr_port >= 0:
+            log.warning(
+                "IVR off: %s not installed (apt-get install espeak-ng sox)", " and ".join(tools_missing())
+            )
+        token = settings.admin_token
+        web = mw.build(
+            settings,
+            self.selfcare,
+            admin_token=token.get_secret_value() if token else None,
+            prompt_wav=prompt,
+        )
+        services.append(web)
+        self.deployables = services
+        self._group = Group(self.name, services)
+        await self._group.start()
+        self.dgw_port, self.wire_port, self.ocs_port = gateway.port, charging.wire_port, charging.port
+        self.mw_port, self.ivr_port = web.port, calls.port if calls is not None else 0
+
+    async def stop(self) -> None:
+        if self._group is not None:
+            await self._group.stop()
+        for task in list(self._changes):
+            task.cancel()
+        if self._listener is not None:
+            self.backends.accounts.listeners.remove(self._listener)
+            self._listener = None
+
+    async def wait(self) -> None:
+        if self._group is not None:
+            await self._group.wait()
+
+    def health(self) -> Health:
+        return self._group.health() if self._group is not None else Health(False, "not started")
+
+
+async def _nothing() -> None:
+    pass
+
+
+def seed_demo(backends: Backends) -> bool:
+    """Open the demo subscriber unless it exists; True when it was created now."""
+    if backends.store.get(DEMO.msisdn) is not None:
+        return False
+    if backends.records.get_subscriber(DEMO.msisdn) is None:
+        backends.accounts.open(dataclasses.replace(DEMO, created_at=int(time.time())))
+    else:  # on record, but the balance store was wiped: provision it again
+        backends.accounts.provision(DEMO.msisdn, DEMO.package)
+    return True
+
+
+async def seed_demo_login(selfcare: SelfCare) -> tuple[str, str] | None:
+    """Sign the demo subscriber up on a fresh data directory: (password, security key), else None.
+
+    Both come from CELLCELLY_DEMO_PASSWORD / CELLCELLY_DEMO_SECURITY_KEY, or are made now and shown
+    once: no password is ever written in the code or on disk in the clear."""
+    if (
+        selfcare.store.get(DEMO.msisdn) is not None
+        or selfcare.records.get_subscriber(DEMO.msisdn) is not None
+    ):
+        return None
+    password = os.environ.get("CELLCELLY_DEMO_PASSWORD") or f"Demo-{secrets.token_hex(4)}A"
+    key = os.environ.get("CELLCELLY_DEMO_SECURITY_KEY") or secrets.token_hex(3)
+    await selfcare.register(
+        DEMO.first_name, DEMO.last_name, DEMO.msisdn, DEMO.email, password, key, DEMO.package
+    )
+    return password, key

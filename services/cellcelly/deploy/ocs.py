@@ -1,0 +1,81 @@
+"""The OCS: its HTTP API, the wire transport gateways charge through, and the outbox relay (the
+outbox lives in the OCS's balance store, so the relay runs beside it)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from prometheus_client.registry import Collector
+
+from cellcelly.application.relay import OutboxRelay
+from cellcelly.deploy.backends import Backends
+from cellcelly.deploy.service import Group, HttpService, Lifecycle, Service, Worker
+from cellcelly.ocs.app import asgi_app, create_app
+from cellcelly.ocs.wire import serve_wire
+from cellcelly.settings import Settings
+
+
+def ocs_app(
+    settings: Settings, backends: Backends, *, collectors: Sequence[Collector] = (), fast_path: bool = True
+) -> Any:
+    """The OCS's ASGI app over the backends (`fast_path=False`: the FastAPI routes alone)."""
+    token, key = settings.admin_token, settings.ocs_api_key
+    make = asgi_app if fast_path else create_app
+    return make(
+        backends.charging,
+        backends.accounts,
+        backends.catalogue,
+        backends.store,
+        backends.records,
+        admin_token=token.get_secret_value() if token else None,
+        api_key=key.get_secret_value() if key else None,
+        collectors=collectors,
+    )
+
+
+class Ocs(Group):
+    def __init__(self, settings: Settings, backends: Backends, collectors: Sequence[Collector]) -> None:
+        key = settings.ocs_api_key  # None: the wire refuses every gateway
+        self.relay = OutboxRelay(backends.store, backends.bus)
+        self.http = HttpService(
+            "ocs http",
+            ocs_app(settings, backends, collectors=collectors),
+            settings.ocs_host,
+            settings.ocs_port,
+        )
+        self.wire_port = 0
+        wire: list[asyncio.Server] = []
+
+        async def open_wire() -> None:
+            server = await serve_wire(
+                backends.charging,
+                settings.ocs_host,
+                settings.ocs_wire_port,
+                api_key=key.get_secret_value() if key else None,
+            )
+            wire.append(server)
+            self.wire_port = int(server.sockets[0].getsockname()[1])
+
+        async def close_wire() -> None:
+            for server in wire:
+                server.close()
+                await server.wait_closed()
+            wire.clear()
+
+        parts: list[Service] = [
+            Worker("outbox relay", self.relay.run, self.relay.stop),
+            Lifecycle("ocs wire", open_wire, close_wire),
+            self.http,
+        ]
+        super().__init__("ocs", parts)
+
+    @property
+    def port(self) -> int:
+        return self.http.port
+
+
+def build(settings: Settings, backends: Backends, *, collectors: Sequence[Collector] = ()) -> Ocs:
+    """`collectors` join its /metrics (the embedded stack's SF, which runs in the same process)."""
+    return Ocs(settings, backends, collectors)
