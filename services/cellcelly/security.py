@@ -25,10 +25,12 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from cellcelly.errors import ProtocolError
+
 ACCESS_AUDIENCE = "cellcelly-selfcare"
 
 
-class TokenInvalid(Exception):
+class TokenInvalid(ProtocolError):
     """Missing, malformed, expired or forged access token."""
 
 

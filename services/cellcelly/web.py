@@ -13,25 +13,39 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from cellcelly.domain.errors import CellCellyError
+from cellcelly.errors import ApiError, CellCellyError, DomainError, ProtocolError
 
 PROBLEM = "application/problem+json"
 MAX_BODY = 64 * 1024
 
 
-class HttpProblem(CellCellyError):
-    """An error with its HTTP status: answered as RFC 7807 / 3GPP ProblemDetails."""
+class HttpProblem(ApiError):
+    """An error with its HTTP status given where it is raised: answered as ProblemDetails."""
 
     def __init__(self, status: int, title: str, detail: str = "", cause: str = "", **extra: Any) -> None:
-        super().__init__(detail or title)
-        self.status, self.title, self.detail, self.cause, self.extra = status, title, detail, cause, extra
+        self.status, self.title, self.cause = status, title, cause
+        super().__init__(detail, **extra)
+
+
+def problem_for(exc: CellCellyError) -> ApiError:
+    """The HTTP boundary of the error tree (cellcelly.errors): an ApiError is its own answer, any
+    other branch gets its standard status and cause, nothing internal told beyond the message of a
+    rule broken."""
+    if isinstance(exc, ApiError):
+        return exc
+    title = _TITLES.get(exc.http_status, "Error")
+    detail = str(exc) if isinstance(exc, DomainError | ProtocolError) else ""
+    return HttpProblem(exc.http_status, title, detail, exc.http_cause)
+
+
+_TITLES = {400: "Bad request", 500: "Internal server error", 503: "Service unavailable"}
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=headers)
 
 
-def problem_payload(problem: HttpProblem) -> bytes:
+def problem_payload(problem: ApiError) -> bytes:
     body: dict[str, Any] = {"status": problem.status, "title": problem.title}
     if problem.detail:
         body["detail"] = problem.detail
@@ -41,8 +55,13 @@ def problem_payload(problem: HttpProblem) -> bytes:
     return orjson.dumps(body)
 
 
-def problem_response(problem: HttpProblem) -> Response:
-    return Response(problem_payload(problem), status_code=problem.status, media_type=PROBLEM)
+def problem_response(problem: ApiError) -> Response:
+    return Response(
+        problem_payload(problem),
+        status_code=problem.status,
+        media_type=PROBLEM,
+        headers=problem.headers() or None,
+    )
 
 
 def validation_problem(exc: ValidationError | RequestValidationError) -> HttpProblem:

@@ -29,8 +29,8 @@ from balance_store_contract import (
 
 from cellcelly.adapters.balance_embedded import JOURNAL, SNAPSHOT, EmbeddedBalanceStore
 from cellcelly.domain.charging import RequestType
-from cellcelly.domain.errors import StoreError
 from cellcelly.domain.provisioning import open_account
+from cellcelly.errors import StoreError
 from cellcelly.ports.balance_store import BalanceStore, Commit
 
 pytestmark = pytest.mark.contract

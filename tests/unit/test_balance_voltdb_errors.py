@@ -21,7 +21,7 @@ from cellcelly.adapters.balance_voltdb import (
 )
 from cellcelly.codec import header_to_list
 from cellcelly.domain.account import Account, Status
-from cellcelly.domain.errors import ConflictError, StoreError
+from cellcelly.errors import ConflictError, StoreError
 from cellcelly.ports.balance_store import Commit
 
 pytestmark = pytest.mark.unit

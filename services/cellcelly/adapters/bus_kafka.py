@@ -38,6 +38,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-
 from aiokafka.errors import KafkaError, for_code  # type: ignore[import-untyped]
 from aiokafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
 
+from cellcelly.errors import BackendError
 from cellcelly.ports.event_bus import Outgoing, Record
 
 
@@ -57,7 +58,7 @@ TOPIC_ALREADY_EXISTS = 36
 DEFAULT_PARTITIONS = 4
 
 
-class KafkaBusError(RuntimeError):
+class KafkaBusError(BackendError, RuntimeError):
     """The bus could not do what was asked (broker unreachable, timed out, refused)."""
 
 

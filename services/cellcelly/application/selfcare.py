@@ -25,9 +25,10 @@ from typing import Any
 from cellcelly.application.accounts import AccountService
 from cellcelly.domain.account import Account, Status
 from cellcelly.domain.balance_summary import BalanceSummary, summarise
-from cellcelly.domain.errors import CellCellyError, DomainError
+from cellcelly.domain.errors import DomainError
 from cellcelly.domain.provisioning import InsufficientFunds
 from cellcelly.domain.selfcare_rules import normalise_voucher
+from cellcelly.errors import ApiError
 from cellcelly.ports.balance_store import BalanceStore, off_loop
 from cellcelly.ports.credentials import Credential, CredentialStore, RefreshGrant, ResetCode, Voucher
 from cellcelly.ports.records import SubscriberExists, SubscriberRecord, SystemOfRecord
@@ -59,14 +60,13 @@ class StoreBalanceLookup:
 # --- errors: each names its HTTP status and the stable `cause` clients switch on ---------------
 
 
-class SelfCareError(CellCellyError):
+class SelfCareError(ApiError):
     status = 400
     cause = "INVALID_INPUT"
     title = "Bad request"
 
     def __init__(self, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
-        self.detail, self.extra = detail, extra
+        super().__init__(detail, **extra)
 
 
 class InvalidInput(SelfCareError):
@@ -81,6 +81,9 @@ class InvalidCredentials(SelfCareError):
 class TokenRejected(SelfCareError):
     status, cause, title = 401, "TOKEN_INVALID", "Unauthorized"
 
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
 
 class Locked(SelfCareError):
     status, cause, title = 429, "LOCKED", "Too many attempts"
@@ -88,6 +91,9 @@ class Locked(SelfCareError):
     def __init__(self, detail: str, retry_after: int) -> None:
         super().__init__(detail, retryAfter=max(1, retry_after))
         self.retry_after = max(1, retry_after)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class Taken(SelfCareError):

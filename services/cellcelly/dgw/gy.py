@@ -28,6 +28,7 @@ from cellcelly.domain.charging import ChargeAnswer, ChargeRequest, RequestType, 
 from cellcelly.domain.limits import MAX_SESSION_ID, MAX_UNITS, session_id_fits, units_fit
 from cellcelly.domain.msisdn import InvalidMsisdn, Msisdn
 from cellcelly.domain.units import Service
+from cellcelly.errors import ProtocolError
 
 # Mobile Country Code of the visited network -> the country calling code the tariffs use
 MCC_TO_COUNTRY = {
@@ -52,10 +53,10 @@ _CONTEXT_SERVICE = {
 _DIGITS = re.compile(r"\d+")
 
 
-class GyError(Exception):
+class GyError(ProtocolError):
     def __init__(self, result: Result, text: str, failed: Avp | None = None) -> None:
         super().__init__(text)
-        self.result = result
+        self.result = self.diameter_result = result
         self.failed = failed
 
 

@@ -26,16 +26,17 @@ from cellcelly.application.charging import ChargingService
 from cellcelly.codec import answer_from_list
 from cellcelly.domain.catalogue import ChargingPolicy
 from cellcelly.domain.charging import ChargeAnswer, ChargeRequest, RequestType, ResultCode, ServiceResult
+from cellcelly.errors import BackendError
 from cellcelly.ocs.wire import FrameReader, auth_frame, frame, request_to_list
 
 log = logging.getLogger(__name__)
 
 
-class OcsUnavailable(Exception):
+class OcsUnavailable(BackendError):
     """No OCS endpoint answered."""
 
 
-class OcsRefused(ConnectionError):
+class OcsRefused(BackendError, ConnectionError):
     """The OCS refused this gateway's key."""
 
 

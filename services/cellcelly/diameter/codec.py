@@ -34,6 +34,7 @@ from cellcelly.diameter.constants import (
     Code3gpp,
     Result,
 )
+from cellcelly.errors import ProtocolError
 
 
 class Type(IntEnum):
@@ -235,12 +236,12 @@ FIXED_SIZES = _FIXED_BY_KEY  # (code, vendor) -> value size, for zero-filled Fai
 _FAILED_AVP = (int(Code.FAILED_AVP), 0)
 
 
-class DecodeError(Exception):
+class DecodeError(ProtocolError):
     """A message that must be answered with `result` (and `failed` in Failed-AVP, if any)."""
 
     def __init__(self, result: Result, reason: str, failed: Avp | None = None, header: Message | None = None):
         super().__init__(reason)
-        self.result = result
+        self.result = self.diameter_result = result
         self.failed = failed
         self.header = header  # the message header, when it could be read (for the error answer)
 

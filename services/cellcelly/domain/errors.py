@@ -1,14 +1,14 @@
-"""The small error hierarchy shared by every layer (adapters and services subclass these)."""
+"""The domain's errors: rule violations (`DomainError`). The whole tree, with the answer each
+boundary gives for each branch, is drawn in `cellcelly.errors`."""
 
 from __future__ import annotations
 
+# Back-end failures are no domain matter: they live in cellcelly.errors. These names stay importable
+# from here only for the modules other work has open (balance_embedded, balance_voltdb, the store
+# contract); new code imports them from cellcelly.errors.
+from cellcelly.errors import CellCellyError, ConflictError, DomainError, StoreError
 
-class CellCellyError(Exception):
-    """Base of every error CellCelly raises on purpose."""
-
-
-class DomainError(CellCellyError, ValueError):
-    """Input that breaks a domain rule (bad amount, bad unit, inconsistent catalogue)."""
+__all__ = ["CatalogueError", "CellCellyError", "ConflictError", "DomainError", "StoreError"]
 
 
 class CatalogueError(DomainError):
@@ -17,11 +17,3 @@ class CatalogueError(DomainError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("invalid catalogue: " + "; ".join(problems))
-
-
-class StoreError(CellCellyError):
-    """A back end failed (I/O, conflict that could not be retried)."""
-
-
-class ConflictError(StoreError):
-    """An optimistic write lost a race; the caller may retry."""

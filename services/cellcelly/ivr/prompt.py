@@ -26,6 +26,7 @@ from cellcelly.domain.turkish_numbers import (
     sms_words,
 )
 from cellcelly.domain.units import Service
+from cellcelly.errors import BackendError
 from cellcelly.ivr.g711 import SAMPLE_RATE, ULAW_SILENCE, pcm16_wav, ulaw_to_pcm16
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def speech_text(sentence: str) -> str:
     return sentence
 
 
-class SynthesisError(RuntimeError):
+class SynthesisError(BackendError, RuntimeError):
     pass
 
 

@@ -11,6 +11,8 @@ import re
 import secrets
 from dataclasses import dataclass, field
 
+from cellcelly.errors import ProtocolError
+
 SIP_VERSION = "SIP/2.0"
 MAX_MESSAGE = 65_535
 # RFC 3261 7.3.3 compact forms
@@ -82,7 +84,7 @@ REASONS = {
 }
 
 
-class SipError(ValueError):
+class SipError(ProtocolError, ValueError):
     pass
 
 

@@ -25,11 +25,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cellcelly.application.selfcare import Locked, SelfCare, SelfCareError, Session, TokenRejected
+from cellcelly.application.selfcare import SelfCare, Session, TokenRejected
 from cellcelly.domain.account import Account, Status
 from cellcelly.domain.balance_summary import summarise
 from cellcelly.domain.errors import CatalogueError
 from cellcelly.domain.money import format_tl, parse_tl
+from cellcelly.errors import BackendError, CellCellyError
 from cellcelly.mw import schemas as s
 from cellcelly.mw.schemas import REASONS
 from cellcelly.security import AccessClaims, TokenInvalid
@@ -38,6 +39,7 @@ from cellcelly.web import (
     HttpProblem,
     add_health_routes,
     json_response,
+    problem_for,
     problem_payload,
     problem_response,
 )
@@ -253,19 +255,13 @@ def create_app(
     app.state.admin_token = admin_token
     catalogue = selfcare.accounts.catalogue
 
-    @app.exception_handler(SelfCareError)
-    async def _selfcare_error(request: Request, exc: SelfCareError) -> Response:
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Locked) else None
-        if isinstance(exc, TokenRejected):
-            headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-        problem = HttpProblem(exc.status, exc.title, exc.detail, exc.cause, **exc.extra)
-        response = problem_response(problem)
-        response.headers.update(headers or {})
-        return response
-
-    @app.exception_handler(HttpProblem)
-    async def _problem(request: Request, exc: HttpProblem) -> Response:
-        return problem_response(exc)
+    @app.exception_handler(CellCellyError)
+    async def _error(request: Request, exc: CellCellyError) -> Response:
+        """The HTTP boundary of the error tree: an ApiError (self-care's, HttpProblem) answers
+        itself with its headers, a rule broken 400, a back end down 503 (see cellcelly.errors)."""
+        if isinstance(exc, BackendError):
+            log.warning("back end failed on %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(problem_for(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -32,6 +32,7 @@ import orjson
 from cellcelly.application.worker import run_until_stopped
 from cellcelly.codec import event_from_dict
 from cellcelly.domain.charging import NotificationEvent
+from cellcelly.errors import ConflictError
 from cellcelly.notifier.channels import Channel
 from cellcelly.notifier.messages import render
 from cellcelly.ports.event_bus import NOTIFICATIONS, EventBus, Record
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 GROUP = "cellcelly-notifier"
 
 
-class NoticeHeld(Exception):
+class NoticeHeld(ConflictError):
     """Another replica holds a live claim on this notice: the batch is retried, uncommitted."""
 
 

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from cellcelly.domain.charging import UsageEvent
 from cellcelly.domain.provisioning import LedgerEvent
+from cellcelly.errors import DomainError
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +76,11 @@ class CatalogueInForce:
     activated_at: int
 
 
-class CatalogueConflict(Exception):
+class CatalogueConflict(DomainError):
     """This version is on record with other content: a new one needs a new version."""
 
 
-class SubscriberExists(Exception):
+class SubscriberExists(DomainError):
     """A subscriber with this MSISDN is already on record."""
 
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cellcelly.errors import DomainError
 from cellcelly.sms.pdu import ESM_UDHI, ShortMessage, Tag
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ _TO_BASIC = {ch: code for code, ch in enumerate(_BASIC) if code != ESCAPE}
 _TO_EXTENSION = {ch: code for code, ch in _EXTENSION.items()}
 
 
-class MessageTooLong(ValueError):
+class MessageTooLong(DomainError):
     """More than 255 parts: no handset could put it back together."""
 
 

@@ -21,6 +21,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cellcelly.errors import ProtocolError
 from cellcelly.sms.pdu import (
     HEADER_SIZE,
     MAX_SEQUENCE,
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 DeliverHandler = Callable[[ShortMessage], None]
 
 
-class SmppError(Exception):
+class SmppError(ProtocolError):
     """Something an SMPP request could not do; the notifier retries what raised."""
 
 

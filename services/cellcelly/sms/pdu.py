@@ -12,6 +12,8 @@ import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from cellcelly.errors import ProtocolError
+
 HEADER = struct.Struct(">IIII")
 HEADER_SIZE = HEADER.size
 # The spec sets no maximum; 64 KiB is far above any real PDU (short_message ≤ 254, payload TLV ≤ 64K)
@@ -153,12 +155,13 @@ MESSAGE_ID_MAX = 65
 SHORT_MESSAGE_MAX = 254
 
 
-class PduError(ValueError):
+class PduError(ProtocolError, ValueError):
     """A PDU we cannot read; `status` is what the peer gets back (in a generic_nack)."""
 
     def __init__(self, message: str, status: Status, command_id: int = 0, sequence: int = 0) -> None:
         super().__init__(message)
         self.status, self.command_id, self.sequence = status, command_id, sequence
+        self.smpp_status = status
 
 
 class FramingError(PduError):
