@@ -309,7 +309,16 @@ class AsyncVoltClient:
     async def call(self, procedure: str, params: Sequence[Any]) -> Answer:
         """Raises NoAnswer when the call got none (the caller decides whether to send it again),
         CannotConnect when it could not be sent."""
-        conn = await self._connection()
+        conns = self._conns
+        conn = conns[next(self._rr) % len(conns)]
+        # the usual case without a coroutine more: a live connection of this loop
+        if (
+            conn is None
+            or conn.dead is not None
+            or self._closed
+            or self._loop is not asyncio.get_running_loop()
+        ):
+            conn = await self._connection()
         return await conn.call(procedure, self._types[procedure], params)
 
     async def _connection(self) -> VoltProtocol:
