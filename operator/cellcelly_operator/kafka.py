@@ -35,7 +35,7 @@ SASL_MECHANISM = "SCRAM-SHA-512"
 USERS_COMPONENT = "kafka-users"
 # One SCRAM user per client of the managed Kafka, each pod holding only its own password, and ACLs
 # (StandardAuthorizer, nothing allowed without one) giving each only what its service does: see ACLS.
-CLIENT_USERS = ("ocs", "sf", "notifier", "kafdrop")
+CLIENT_USERS = ("ocs", "dgw", "sf", "notifier", "kafdrop")
 BROKER_USER = "broker"  # inter-broker, SCRAM on the client listener
 CONTROLLER_USER = "controller"  # the controller quorum's PLAIN login
 SCRAM_USERS = (*CLIENT_USERS, BROKER_USER)
@@ -52,10 +52,12 @@ def _topics(*names: str) -> tuple[str, ...]:
 
 # (user, resources, operations): one `kafka-acls.sh --add` each. The OCS relays its outbox (writes
 # usage, ledger, subscriber and notification events); the SF reads usage and ledger in its group and
-# writes dead letters; the notifier reads notifications in its group; Kafdrop looks at everything.
+# writes dead letters; the notifier reads notifications in its group; the DGW tails the ledger with no
+# group (cellcelly.application.changes: every replica reads it whole); Kafdrop looks at everything.
 # Create: every bus makes the topics it uses (KafkaBus.ensure_topics), producer or consumer.
 ACLS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("ocs", _topics(USAGE, LEDGER, SUBSCRIBER, NOTIFICATIONS), ("Write", "Describe", "Create")),
+    ("dgw", _topics(LEDGER), ("Read", "Describe", "Create")),
     ("sf", _topics(USAGE, LEDGER), ("Read", "Describe", "Create")),
     ("sf", _topics(DEAD_LETTER), ("Write", "Describe", "Create")),
     ("sf", ("--group", SF_GROUP), ("Read",)),

@@ -19,14 +19,15 @@ DATA_DIR = "/var/lib/cellcelly"
 OCS_API_KEY_VAR = "CELLCELLY_OCS_API_KEY"
 OCS_API_KEY_COMPONENT = "ocs-api-key"
 
-# The back ends each service dials (cellcelly/cli.py's _serve_*): a service's env carries only those
-# logins, and a back end's NetworkPolicy admits only those services' pods. No service run on its own
-# dials Hazelcast today (only `cellcelly run`'s embedded stack has a cache).
+# The back ends each service dials (cellcelly/deploy/): a service's env carries only those logins, and
+# a back end's NetworkPolicy admits only those services' pods. The DGW tails the ledger on Kafka (every
+# replica hears every top-up and suspension: RAR/ASR); every service that looks a subscriber up uses
+# the Hazelcast cache.
 BACKEND_USERS: dict[str, tuple[str, ...]] = {
-    "kafka": ("ocs", "sf", "notifier"),
+    "kafka": ("ocs", "dgw", "sf", "notifier"),
     "voltdb": ("ocs", "mw", "notifier", "sms", "ivr"),
     "oracle": ("ocs", "mw", "sf", "notifier", "sms", "ivr"),
-    "hazelcast": (),
+    "hazelcast": ("ocs", "dgw", "mw", "sms", "ivr"),
 }
 
 

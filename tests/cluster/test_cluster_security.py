@@ -80,7 +80,7 @@ def test_logins_and_policies_on_the_real_server(cluster: Cluster, operator: Char
         (owner,) = obj["metadata"]["ownerReferences"]
         assert owner["uid"] == uid and owner["controller"] is True, obj["metadata"]["name"]
     kafka_users = decoded(secrets[f"{NAME}-kafka-users"])
-    assert set(kafka_users) == {"ocs", "sf", "notifier", "kafdrop", "broker", "controller"}
+    assert set(kafka_users) == {"ocs", "dgw", "sf", "notifier", "kafdrop", "broker", "controller"}
     assert len(set(kafka_users.values())) == len(kafka_users)  # a password each
     assert decoded(secrets[f"{NAME}-voltdb"])["username"] == "cellcelly"
 

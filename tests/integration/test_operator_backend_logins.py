@@ -228,7 +228,35 @@ async def test_each_service_does_its_job_with_its_own_login(broker: Broker, user
             await bus.close()
 
 
-@pytest.mark.parametrize("svc", ["sf", "notifier"])
+async def test_the_dgw_tails_the_ledger_with_its_own_login_and_reads_nothing_else(
+    broker: Broker, users: dict[str, Any]
+) -> None:
+    """Every DGW replica reads the whole ledger with no group (cellcelly.application.changes: RAR and
+    ASR after changes made by any process); its login reads notifications in no way."""
+    ocs, dgw = bus_of("ocs", users, broker.bootstrap), bus_of("dgw", users, broker.bootstrap)
+    try:
+        tail = dgw.tail([LEDGER])
+        await tail.start()
+        await ocs.publish(events(LEDGER, 6))
+        got = await drain(tail, 6, deadline=60.0)
+        assert sorted(r.key for r in got) == sorted(e.key for e in events(LEDGER, 6))
+        await ocs.publish(events(NOTIFICATIONS, 3))
+        notices: list[Any] = []
+        try:
+            other = dgw.tail([NOTIFICATIONS])
+            await other.start()
+            end = time.monotonic() + 5
+            while time.monotonic() < end:
+                notices += await other.poll(timeout=0.5)
+        except (KafkaBusError, KafkaError) as exc:
+            assert "Authorization" in repr(exc) or "authoriz" in str(exc).lower(), exc
+        assert notices == []
+    finally:
+        await ocs.close()
+        await dgw.close()
+
+
+@pytest.mark.parametrize("svc", ["sf", "notifier", "dgw"])
 async def test_only_the_ocs_writes_charging_events(broker: Broker, users: dict[str, Any], svc: str) -> None:
     bus = bus_of(svc, users, broker.bootstrap)
     try:

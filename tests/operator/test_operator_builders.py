@@ -344,8 +344,12 @@ def test_external_back_ends_get_their_logins_from_their_secrets() -> None:
     assert env["CELLCELLY_KAFKA_PASSWORD"] == {"name": "kafka-creds", "key": "password", "optional": True}
     assert env["CELLCELLY_VOLTDB_USERNAME"] == {"name": "voltdb-creds", "key": "username"}
     assert env["CELLCELLY_VOLTDB_PASSWORD"] == {"name": "voltdb-creds", "key": "password"}
-    # no service run on its own dials Hazelcast (services.BACKEND_USERS): its login goes nowhere
-    assert "CELLCELLY_HAZELCAST_USERNAME" not in env and "CELLCELLY_HAZELCAST_PASSWORD" not in env
+    assert env["CELLCELLY_HAZELCAST_USERNAME"] == {"name": "hz-creds", "key": "username"}
+    assert env["CELLCELLY_HAZELCAST_PASSWORD"] == {"name": "hz-creds", "key": "password"}
+    # a login only where its back end is dialled (services.BACKEND_USERS): the SF uses no cache
+    sf = next(m for m in manifests if m["kind"] == "Deployment" and m["metadata"]["name"] == "demo-sf")
+    sf_env = {e["name"] for e in sf["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "CELLCELLY_HAZELCAST_PASSWORD" not in sf_env and "CELLCELLY_KAFKA_PASSWORD" in sf_env
     (ca,) = [v for v in pod["volumes"] if v["name"] == "kafka-ca"]
     assert ca["secret"] == {
         "secretName": "kafka-creds",

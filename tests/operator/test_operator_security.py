@@ -75,11 +75,12 @@ def test_back_ends_take_only_the_services_that_dial_them_and_their_peers() -> No
     stack = stack_of(
         {"kafka": {"ui": {"enabled": True}}, "services": {"sms": {"replicas": 1, "smsc": {"host": "s"}}}}
     )
-    assert admitted(stack, "kafka", kafka.CLIENT_PORT) == {"kafka", "ocs", "sf", "notifier", "kafdrop"}
+    assert admitted(stack, "kafka", kafka.CLIENT_PORT) == {"kafka", "ocs", "dgw", "sf", "notifier", "kafdrop"}
     assert admitted(stack, "kafka", kafka.CONTROLLER_PORT) == {"kafka"}  # the quorum: peers only
     assert admitted(stack, "voltdb", voltdb.CLIENT_PORT) == {"voltdb", "ocs", "mw", "notifier", "sms", "ivr"}
     assert admitted(stack, "voltdb", voltdb.INTERNAL_PORT) == {"voltdb"}
-    assert admitted(stack, "hazelcast", 5701) == {"hazelcast"}  # no service dials it on its own
+    # every service that looks a subscriber up shares the cache; the SF and notifier look none up
+    assert admitted(stack, "hazelcast", 5701) == {"hazelcast", "ocs", "dgw", "mw", "sms", "ivr"}
     assert admitted(stack, "oracle", 1521) == {"ocs", "mw", "sf", "notifier", "sms", "ivr"}
     # the services' own ports: the edge from anywhere, the OCS wire from the DGWs only
     assert admitted(stack, "dgw", 3868) == {"*"}
@@ -166,7 +167,8 @@ def test_logins_only_by_reference_and_only_to_the_services_that_use_them() -> No
             assert ("CELLCELLY_DATABASE_PASSWORD" in env) is services.uses(component, "oracle")
     dgw = next(m for m in built if m["metadata"]["name"] == "demo-dgw" and m["kind"] == "Deployment")
     names = {e["name"] for e in dgw["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert names == {"CELLCELLY_OCS_API_KEY"}  # the DGW dials the OCS only
+    # the DGW dials the OCS and tails the ledger (its own Kafka login); no store, no record
+    assert names == {"CELLCELLY_OCS_API_KEY", "CELLCELLY_KAFKA_USERNAME", "CELLCELLY_KAFKA_PASSWORD"}
 
 
 def test_the_voltdb_deployment_turns_security_on_with_a_placeholder_only() -> None:
