@@ -111,15 +111,25 @@ def http_server(app: Any, host: str, port: int, **options: Any) -> uvicorn.Serve
     return uvicorn.Server(uvicorn.Config(app, host=host, port=port, **(settings | options)))
 
 
+def _health(status: str) -> dict[str, Any]:
+    """An answer of /healthz or /readyz in the OpenAPI document (what `probe` adds is open)."""
+    schema = {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"const": status}, "detail": {"type": "string"}},
+    }
+    return {"description": status, "content": {"application/json": {"schema": schema}}}
+
+
 def add_health_routes(app: FastAPI, probe: Callable[[], Awaitable[dict[str, Any]]]) -> None:
     """/healthz (the process answers) and /readyz (its back ends answer: `probe` returns what to
     add to the answer, or raises, and then the service is not ready)."""
 
-    @app.get("/healthz", tags=["operations"])
+    @app.get("/healthz", tags=["operations"], responses={200: _health("ok")})
     async def healthz() -> Response:
         return json_response({"status": "ok"})
 
-    @app.get("/readyz", tags=["operations"])
+    @app.get("/readyz", tags=["operations"], responses={200: _health("ready"), 503: _health("unavailable")})
     async def readyz() -> Response:
         try:
             extra = await probe()

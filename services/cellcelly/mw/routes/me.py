@@ -1,0 +1,115 @@
+"""A subscriber's own data: profile, balance (also spoken, as a WAV), usage, add-on packages,
+voucher top-ups, password. No route here takes an MSISDN: the access token says whose."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from cellcelly.application.selfcare import SelfCare
+from cellcelly.domain.balance_summary import summarise
+from cellcelly.domain.money import format_tl
+from cellcelly.mw import models as m
+from cellcelly.mw import schemas as s
+from cellcelly.mw.routes.common import API, UNITS, Me, balance_json
+from cellcelly.web import HttpProblem, json_response
+
+log = logging.getLogger(__name__)
+
+
+def router(
+    selfcare: SelfCare, now: Callable[[], int], prompt_wav: Callable[[Any], Awaitable[bytes]] | None
+) -> APIRouter:
+    r = APIRouter(prefix=f"{API}/me", tags=["me"])
+
+    @r.get("", response_model=m.Profile, responses=m.problems(401, 404))
+    async def me(who: Me) -> Response:
+        subscriber, credential = await selfcare.profile(who.msisdn)
+        return json_response(
+            {
+                "msisdn": subscriber.msisdn,
+                "firstName": subscriber.first_name,
+                "lastName": subscriber.last_name,
+                "email": subscriber.email,
+                "status": subscriber.status,
+                "package": subscriber.package,
+                "createdAt": subscriber.created_at,
+                "role": credential.role if credential else "subscriber",
+            }
+        )
+
+    @r.get("/balance", response_model=m.Balance, responses=m.problems(401, 404))
+    async def balance(who: Me) -> Response:
+        """Remaining minutes, SMS, data and wallet now (after live reservations), with validity."""
+        return json_response(balance_json(await selfcare.account(who.msisdn), now()))
+
+    if prompt_wav is not None:
+        speak = prompt_wav
+
+        @r.get(
+            "/balance/prompt.wav",
+            response_class=Response,
+            responses={
+                200: {"content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}},
+                **m.problems(401, 404, 503),
+            },
+        )
+        async def balance_prompt(who: Me) -> Response:
+            """The balance as the IVR speaks it (Turkish), as a WAV file."""
+            summary = summarise(await selfcare.account(who.msisdn), now())
+            try:
+                wav = await speak(summary)
+            except Exception as exc:  # noqa: BLE001 - the speech engine is a separate program
+                log.warning("prompt synthesis failed", extra={"error": str(exc)})
+                raise HttpProblem(503, "Speech unavailable", "the prompt could not be synthesised") from None
+            return Response(wav, media_type="audio/wav")
+
+    @r.get("/usage", response_model=m.Usage, responses=m.problems(400, 401))
+    async def usage(who: Me, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> Response:
+        """Usage records from the system of record, newest first (a few seconds behind charging)."""
+        events = await selfcare.usage(who.msisdn, limit)
+        return json_response(
+            {
+                "items": [
+                    {
+                        "eventId": e.event_id,
+                        "service": e.service.value,
+                        "units": e.units,
+                        "unit": UNITS[e.service.value],
+                        "chargedKurus": e.money,
+                        "charged": format_tl(e.money),
+                        "tariff": e.rule_id,
+                        "occurredAt": e.occurred_at,
+                        "fromPackage": e.bucket_units > 0,
+                    }
+                    for e in events
+                ]
+            }
+        )
+
+    @r.post(
+        "/packages",
+        status_code=201,
+        response_model=m.Balance,
+        responses=m.problems(400, 401, 402, 403, 404, 422),
+    )
+    async def buy(body: s.BuyPackage, who: Me) -> Response:
+        """Buy an add-on package, paid from the wallet: both or neither. A repeated requestId is a no-op."""
+        account = await selfcare.buy_package(who.msisdn, body.package, body.requestId)
+        return json_response(balance_json(account, now()), 201)
+
+    @r.post("/topup", response_model=m.Balance, responses=m.problems(400, 401, 404, 409, 429))
+    async def topup(body: s.TopUpVoucher, who: Me) -> Response:
+        account = await selfcare.redeem_voucher(who.msisdn, body.voucher)
+        return json_response(balance_json(account, now()))
+
+    @r.post("/password", status_code=204, response_class=Response, responses=m.problems(400, 401))
+    async def change_password(body: s.ChangePassword, who: Me) -> Response:
+        await selfcare.change_password(who.msisdn, body.currentPassword, body.newPassword)
+        return Response(status_code=204)
+
+    return r
