@@ -146,8 +146,9 @@ def env(stack: Stack, svc: str) -> list[dict[str, Any]]:
         out.append(
             _secret_env("CELLCELLY_MW_TOKEN_SECRET", refs.token_secret_ref.name, refs.token_secret_ref.key)
         )
-    if svc == "ocs":
-        # /admin is off without a token: the secret may be absent
+    if svc in ("ocs", "mw"):
+        # /admin (the OCS's, and the MW's vouchers, roles and catalogue) is off without a token: the
+        # secret may be absent. Without it the MW has no first administrator to promote others
         out.append(
             _secret_env("CELLCELLY_ADMIN_TOKEN", refs.admin_token_ref.name, refs.admin_token_ref.key, True)
         )

@@ -221,6 +221,17 @@ def test_services_are_wired_to_the_back_ends_by_configuration() -> None:
         "name": "cellcelly-mw",
         "key": "token-secret",
     }
+    # the MW's admin routes (vouchers, roles) have no other first administrator than the token
+    for svc in ("ocs", "mw"):
+        admin = {
+            e["name"]: e
+            for e in deployments[f"demo-{svc}"]["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert admin["CELLCELLY_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+            "name": "cellcelly-admin",
+            "key": "token",
+            "optional": True,
+        }
 
 
 def test_http_services_probe_healthz_and_readyz() -> None:
