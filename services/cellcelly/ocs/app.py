@@ -26,7 +26,9 @@ from cellcelly.domain.account import Account, Status
 from cellcelly.domain.errors import CatalogueError, DomainError
 from cellcelly.domain.limits import MAX_SESSION_ID
 from cellcelly.domain.money import format_tl, parse_tl
+from cellcelly.domain.msisdn import InvalidMsisdn, Msisdn
 from cellcelly.domain.provisioning import InsufficientFunds
+from cellcelly.errors import CellCellyError
 from cellcelly.ocs.auth import ApiKey
 from cellcelly.ocs.handler import API, ChargingHandler, FastPath, Reply
 from cellcelly.ocs.metrics import OcsMetrics
@@ -35,7 +37,6 @@ from cellcelly.ocs.schemas import (
     PackagePurchase,
     StatusChange,
     TopUp,
-    normalise_msisdn,
 )
 from cellcelly.ports.balance_store import BalanceStore, off_loop
 from cellcelly.ports.records import SubscriberExists, SubscriberRecord, SystemOfRecord
@@ -44,6 +45,7 @@ from cellcelly.web import (
     add_health_routes,
     check_bearer,
     json_response,
+    problem_for,
     problem_response,
     read_body,
     validation_problem,
@@ -132,10 +134,13 @@ def create_app(
     app.state.metrics = metrics
     app.state.handler = handler = ChargingHandler(charging, metrics, ApiKey(api_key))
 
-    @app.exception_handler(HttpProblem)
-    async def _problem(request: Request, exc: HttpProblem) -> Response:
-        metrics.rejected.labels(str(exc.status)).inc()
-        return problem_response(exc)
+    @app.exception_handler(CellCellyError)
+    async def _problem(request: Request, exc: CellCellyError) -> Response:
+        """The HTTP boundary of the error tree (cellcelly.errors): an HttpProblem answers itself, an
+        error that escaped a route gets its branch's answer (a back end down: 503)."""
+        problem = problem_for(exc)
+        metrics.rejected.labels(str(problem.status)).inc()
+        return problem_response(problem)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -273,8 +278,8 @@ def create_app(
 
     def msisdn_of(value: str) -> str:
         try:
-            return normalise_msisdn(value)
-        except ValueError as exc:
+            return Msisdn.parse(value).national
+        except InvalidMsisdn as exc:
             raise HttpProblem(400, "Bad request", str(exc), "INVALID_MSISDN") from None
 
     async def account_or_404(msisdn: str) -> Account:

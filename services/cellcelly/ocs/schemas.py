@@ -19,12 +19,6 @@ from cellcelly.domain.limits import MAX_RATING_GROUP, MAX_REQUEST_NUMBER, MAX_SE
 from cellcelly.domain.msisdn import Msisdn
 from cellcelly.domain.units import Service
 
-
-def normalise_msisdn(value: str) -> str:
-    """The national form of any number the charging API accepts (`Msisdn.parse`)."""
-    return Msisdn.parse(value).national
-
-
 Units = Annotated[int, Field(ge=0, le=MAX_UNITS)]  # one report: see domain/limits.py
 
 
