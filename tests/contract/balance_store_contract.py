@@ -31,9 +31,9 @@ from cellcelly.domain.charging import (
     ServiceUsage,
     charge,
 )
-from cellcelly.domain.errors import StoreError
 from cellcelly.domain.provisioning import AccountChange, open_account, top_up
 from cellcelly.domain.units import Service
+from cellcelly.errors import StoreError
 from cellcelly.ports.balance_store import BalanceStore, Commit, OutboxEntry
 from cellcelly.settings import DEFAULT_CATALOGUE
 

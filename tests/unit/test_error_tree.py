@@ -76,6 +76,7 @@ def test_the_store_errors_left_the_domain() -> None:
         for name, obj in vars(domain).items()
         if inspect.isclass(obj) and obj.__module__ == domain.__name__
     } == {"CatalogueError"}
+    assert not hasattr(domain, "StoreError") and not hasattr(domain, "ConflictError")
 
 
 @pytest.mark.parametrize("branch", BRANCHES, ids=lambda b: b.__name__)

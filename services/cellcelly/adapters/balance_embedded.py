@@ -37,7 +37,7 @@ from cellcelly.codec import (
     session_to_list,
 )
 from cellcelly.domain.account import Account
-from cellcelly.domain.errors import StoreError
+from cellcelly.errors import StoreError
 from cellcelly.ports.balance_store import Commit, Event, OutboxEntry
 
 log = logging.getLogger(__name__)

@@ -80,7 +80,7 @@ from cellcelly.codec import (
     session_to_list,
 )
 from cellcelly.domain.account import Account
-from cellcelly.domain.errors import ConflictError, StoreError
+from cellcelly.errors import ConflictError, StoreError
 from cellcelly.ports.balance_store import Commit, OutboxEntry
 
 log = logging.getLogger(__name__)

@@ -3,12 +3,9 @@ boundary gives for each branch, is drawn in `cellcelly.errors`."""
 
 from __future__ import annotations
 
-# Back-end failures are no domain matter: they live in cellcelly.errors. These names stay importable
-# from here only for the modules other work has open (balance_embedded, balance_voltdb, the store
-# contract); new code imports them from cellcelly.errors.
-from cellcelly.errors import CellCellyError, ConflictError, DomainError, StoreError
+from cellcelly.errors import CellCellyError, DomainError
 
-__all__ = ["CatalogueError", "CellCellyError", "ConflictError", "DomainError", "StoreError"]
+__all__ = ["CatalogueError", "CellCellyError", "DomainError"]
 
 
 class CatalogueError(DomainError):
