@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cellcelly.domain.balance_summary import BalanceSummary
-from cellcelly.domain.msisdn import Msisdn
+from cellcelly.domain.msisdn import InvalidMsisdn, Msisdn
 from cellcelly.ivr.prompt import SERVICE_UNAVAILABLE, PromptAudio, SynthesisError, prompt_sentences
 from cellcelly.ivr.rtp import MediaPort, RtpSender
 from cellcelly.ivr.sip import (
@@ -77,7 +77,7 @@ def caller_msisdn(invite: SipMessage) -> str | None:
     for value in [*invite.all("P-Asserted-Identity"), invite.get("From") or ""]:
         try:
             return Msisdn.parse(uri_user(name_addr(value)[0]), trunk=True).national
-        except (SipError, ValueError):
+        except (SipError, InvalidMsisdn):  # not a SIP URI; not a subscriber's number
             continue
     return None
 
