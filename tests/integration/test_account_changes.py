@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
@@ -55,7 +57,7 @@ from cellcelly.ports.cache import SubscriberInfo
 from cellcelly.ports.event_bus import LEDGER, EventBus, Outgoing
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.settings import DEFAULT_CATALOGUE
-from cellcelly_dev.devservers import voltdb_truncate
+from cellcelly_dev.devservers import free_port, voltdb_truncate
 from cellcelly_testing import running_voltdb
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -270,36 +272,50 @@ async def start_dgw(stack: AsyncExitStack, name: str, kafka: str, voltdb: str, w
     return Dgw(gateway, follower, port)
 
 
+async def ocs_and_mw(
+    stack: AsyncExitStack, kafka: str, voltdb: str, tmp_path: Path
+) -> tuple[AccountService, int]:
+    """The OCS (its wire on its own store client) and the MW's account path (an AccountService on
+    another client, its outbox relayed to Kafka): (that AccountService, the OCS wire's port)."""
+    from cellcelly.adapters.bus_kafka import KafkaBus
+
+    ocs_store = volt(voltdb)
+    stack.callback(ocs_store.close)
+    wire = await serve_wire(ChargingService(ocs_store, CATALOGUE), "127.0.0.1", 0, api_key=KEY)
+    stack.push_async_callback(wire.wait_closed)
+    stack.callback(wire.close)
+    mw_store = volt(voltdb)
+    stack.callback(mw_store.close)
+    records = SqlRecords(f"sqlite:///{tmp_path / 'records.db'}")
+    stack.callback(records.close)
+    records.migrate()
+    mw_bus = KafkaBus(kafka, client_id="mw")
+    stack.push_async_callback(mw_bus.close)
+    relay = OutboxRelay(mw_store, mw_bus, idle=0.02)
+    relaying = asyncio.ensure_future(relay.run())
+
+    async def stop_relay() -> None:
+        relay.stop()
+        await relaying
+
+    stack.push_async_callback(stop_relay)
+    return AccountService(mw_store, records, CATALOGUE), int(wire.sockets[0].getsockname()[1])
+
+
+async def cut_off_call(client: Client, session: str, answer: Message) -> tuple[Message, int]:
+    """Go on with an answered CCR-I until the OCS cuts the call off: (last answer, next number)."""
+    number = 1
+    while not cut_off(answer):
+        answer = await client.request(ccr(session, 2, number, used=granted(answer)))
+        number += 1
+    return answer, number
+
+
 async def test_changes_by_another_process_reach_only_the_dgw_holding_the_session(
     kafka_bootstrap: str, voltdb: str, tmp_path: Path
 ) -> None:
-    from cellcelly.adapters.bus_kafka import KafkaBus
-
     async with AsyncExitStack() as stack:
-        # the OCS
-        ocs_store = volt(voltdb)
-        stack.callback(ocs_store.close)
-        wire = await serve_wire(ChargingService(ocs_store, CATALOGUE), "127.0.0.1", 0, api_key=KEY)
-        stack.push_async_callback(wire.wait_closed)
-        stack.callback(wire.close)
-        wire_port = int(wire.sockets[0].getsockname()[1])
-        # the MW's account path and the relay of its outbox
-        mw_store = volt(voltdb)
-        stack.callback(mw_store.close)
-        records = SqlRecords(f"sqlite:///{tmp_path / 'records.db'}")
-        stack.callback(records.close)
-        records.migrate()
-        accounts = AccountService(mw_store, records, CATALOGUE)
-        mw_bus = KafkaBus(kafka_bootstrap, client_id="mw")
-        stack.push_async_callback(mw_bus.close)
-        relay = OutboxRelay(mw_store, mw_bus, idle=0.02)
-        relaying = asyncio.ensure_future(relay.run())
-
-        async def stop_relay() -> None:
-            relay.stop()
-            await relaying
-
-        stack.push_async_callback(stop_relay)
+        accounts, wire_port = await ocs_and_mw(stack, kafka_bootstrap, voltdb, tmp_path)
         # two DGWs; the client's sessions are all on the first
         one = await start_dgw(stack, "dgw-1", kafka_bootstrap, voltdb, wire_port)
         two = await start_dgw(stack, "dgw-2", kafka_bootstrap, voltdb, wire_port)
@@ -319,10 +335,7 @@ async def test_changes_by_another_process_reach_only_the_dgw_holding_the_session
             await asyncio.sleep(0.05)
 
         # drain the wallet on the first DGW until the OCS cuts the call off
-        number = 1
-        while not cut_off(answer):
-            answer = await holder.request(ccr("x;cut", 2, number, used=granted(answer)))
-            number += 1
+        answer, number = await cut_off_call(holder, "x;cut", answer)
         assert one.gateway.sessions["x;cut"].cut_off
 
         began = time.monotonic()
@@ -349,3 +362,66 @@ async def test_changes_by_another_process_reach_only_the_dgw_holding_the_session
         assert (two.gateway.stats.rar_sent, two.gateway.stats.asr_sent) == (0, 0)
         assert (one.gateway.stats.rar_sent, one.gateway.stats.asr_sent) == (1, 1)
         log.info("RAR %.0f ms, ASR %.0f ms after the change", rar_latency * 1000, asr_latency * 1000)
+
+
+async def test_a_cellcelly_dgw_process_sends_rar_and_asr_for_changes_made_elsewhere(
+    kafka_bootstrap: str, voltdb: str, tmp_path: Path
+) -> None:
+    """`cellcelly dgw` as its own process, configured as the operator configures it (the bus by
+    CELLCELLY_EVENT_BUS): a top-up and a suspension by the MW's AccountService in this process
+    reach it over Kafka only, and it sends the RAR and the ASR to the client holding the session."""
+    async with AsyncExitStack() as stack:
+        accounts, wire_port = await ocs_and_mw(stack, kafka_bootstrap, voltdb, tmp_path)
+        port, log_path = free_port(), tmp_path / "dgw.log"
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),
+            "CELLCELLY_DATA_DIR": str(tmp_path / "dgw-data"),
+            "CELLCELLY_EVENT_BUS": "kafka",
+            "CELLCELLY_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "CELLCELLY_DGW_HOST": "127.0.0.1",
+            "CELLCELLY_DGW_PORT": str(port),
+            "CELLCELLY_DGW_OCS_ENDPOINTS": f"127.0.0.1:{wire_port}",
+            "CELLCELLY_OCS_API_KEY": KEY,
+            "CELLCELLY_DGW_ALLOWED_PEERS": str(PEERS),
+            "CELLCELLY_LOG_LEVEL": "INFO",
+        }
+        with log_path.open("wb") as out:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "cellcelly.cli", "dgw", env=env, stdout=out, stderr=out
+            )
+
+        async def stop_process() -> None:
+            if process.returncode is None:
+                process.terminate()
+                try:
+                    await asyncio.wait_for(process.wait(), 20)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+
+        stack.push_async_callback(stop_process)
+        # serving, and following the ledger (so every change from now on reaches it)
+        deadline = time.monotonic() + 60
+        while "account changes: following" not in log_path.read_text(errors="replace"):
+            assert process.returncode is None, log_path.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-3000:]
+            await asyncio.sleep(0.1)
+        holder = Client()
+        holder.conn = await connect("127.0.0.1", port, CLIENT, holder.on_request)
+        stack.push_async_callback(holder.conn.disconnect)
+
+        accounts.open(subscriber(MSISDN))
+        answer = await holder.request(ccr("p;cut", 1, 0))
+        assert answer.result_code == Result.SUCCESS
+        answer, number = await cut_off_call(holder, "p;cut", answer)
+
+        began = time.monotonic()
+        accounts.top_up(MSISDN, 5000, "mw-topup-p")
+        assert [m.session_id for m in await holder.asked_for(Cmd.RE_AUTH, began)] == ["p;cut"]
+        answer = await holder.request(ccr("p;cut", 2, number, used=granted(answer)))
+        assert answer.result_code == Result.SUCCESS and granted(answer) > 0
+
+        began = time.monotonic()
+        accounts.set_status(MSISDN, Status.SUSPENDED, "admin-suspend-p")
+        assert [m.session_id for m in await holder.asked_for(Cmd.ABORT_SESSION, began)] == ["p;cut"]

@@ -83,6 +83,7 @@ class ChangeFollower:
         self.tail = bus.tail([LEDGER])
         self.stats = FollowerStats()
         self._stop = asyncio.Event()
+        self._following = False
 
     async def follow_once(self, timeout: float = 1.0) -> int:
         """Tell the handlers of the changes published since the last call; how many records came."""
@@ -115,6 +116,10 @@ class ChangeFollower:
         the first poll; while the bus is away the worker keeps trying) is told."""
 
         async def step() -> float:
+            if not self._following:
+                await self.tail.start()
+                self._following = True
+                log.info("account changes: following the ledger from its end")
             await self.follow_once(timeout=0.5)
             return 0.0  # the poll itself waits for records
 

@@ -1,16 +1,21 @@
 """The DGW: the Diameter Gy server in front of a Gateway that charges through an `OcsClient`
-(WireOcs or NoopOcs on its own, LocalOcs in the embedded stack)."""
+(WireOcs or NoopOcs on its own, LocalOcs in the embedded stack), and a follower of account changes
+made by any process (the ledger topic, read whole: `application/changes.py`), so that whichever
+replica holds a session sends its RAR after a top-up and its ASR after a suspension."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cellcelly.deploy.service import Group, Lifecycle, Service
+from cellcelly.application.changes import ChangeFollower
+from cellcelly.deploy.backends import build_bus
+from cellcelly.deploy.service import Group, Lifecycle, Service, Worker
 from cellcelly.dgw.gateway import Gateway
 from cellcelly.dgw.ocs_client import OcsClient
 from cellcelly.dgw.server import DgwServer
 from cellcelly.diameter.peer import LocalPeer
 from cellcelly.ports.cache import SubscriberCache
+from cellcelly.ports.event_bus import EventBus
 from cellcelly.settings import Settings
 
 
@@ -23,9 +28,29 @@ def dgw_peer(settings: Settings) -> LocalPeer:
     )
 
 
+def follower(bus: EventBus, gateway: Gateway, *, close_bus: bool = False) -> Worker:
+    """Account changes from the bus to the gateway's one reaction (`Gateway.account_changed`:
+    its cache forgotten, RAR or ASR); `close_bus` when the bus was opened for this alone."""
+    changes = ChangeFollower(bus, [gateway.account_changed])
+
+    async def close() -> None:
+        await changes.close()
+        if close_bus:
+            await bus.close()
+
+    return Worker("account changes", changes.run, changes.stop, close)
+
+
 class Dgw(Group):
     def __init__(
-        self, settings: Settings, ocs: OcsClient, cache: SubscriberCache | None, extra: Sequence[Service]
+        self,
+        settings: Settings,
+        ocs: OcsClient,
+        cache: SubscriberCache | None,
+        bus: EventBus | None,
+        extra: Sequence[Service],
+        *,
+        owns_bus: bool = False,
     ) -> None:
         local = dgw_peer(settings)
         self.ocs = ocs
@@ -38,9 +63,13 @@ class Dgw(Group):
 
         async def close() -> None:
             await self.server.stop()
+            await self.gateway.close()
             await ocs.close()
 
-        super().__init__("dgw", [Lifecycle("diameter", listen, close), *extra])
+        # the follower starts after the listener (nothing to tell before a session exists) and
+        # stops before it
+        changes = [] if bus is None else [follower(bus, self.gateway, close_bus=owns_bus)]
+        super().__init__("dgw", [Lifecycle("diameter", listen, close), *changes, *extra])
 
 
 def build(
@@ -48,8 +77,16 @@ def build(
     ocs: OcsClient,
     *,
     cache: SubscriberCache | None = None,
+    bus: EventBus | None = None,
+    follow_changes: bool = True,
     extra: Sequence[Service] = (),
 ) -> Dgw:
-    """`extra`: services that run beside the gateway, started after it and stopped before it
-    (e.g. a follower of account changes that sends RAR/ASR through `Dgw.gateway`)."""
-    return Dgw(settings, ocs, cache, extra)
+    """The DGW; it follows account changes on `bus`, or on a bus of its own opened from the
+    settings (`CELLCELLY_EVENT_BUS`) when none is given. `follow_changes=False`: no follower
+    (the caller tells the gateway itself). `extra`: services that run beside the gateway, started
+    after it and stopped before it."""
+    if not follow_changes:
+        return Dgw(settings, ocs, cache, None, extra)
+    if bus is None:
+        return Dgw(settings, ocs, cache, build_bus(settings), extra, owns_bus=True)
+    return Dgw(settings, ocs, cache, bus, extra)

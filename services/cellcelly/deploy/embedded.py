@@ -3,13 +3,13 @@ the processes apart, on one event loop, sharing one `Backends`.
 
 Only the joints differ: the DGW charges through the OCS in process (`LocalOcs`), the notifier
 speaks through the SMS gateway's channel, the MW plays the IVR's prompt audio, the SF's figures
-are on the OCS's /metrics, and account changes reach the gateway directly: a top-up or a package
-re-authorises the subscriber's cut-off sessions (RAR), a suspension aborts them (ASR).
+are on the OCS's /metrics. Account changes reach the gateway the way they reach a DGW apart, through
+the bus (`deploy/dgw.py`'s follower), so a change is acted on once however it was made: a top-up or
+a package re-authorises the subscriber's cut-off sessions (RAR), a suspension aborts them (ASR).
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import os
@@ -17,7 +17,6 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from cellcelly.application.relay import OutboxRelay
 from cellcelly.application.selfcare import SelfCare, StoreBalanceLookup
@@ -40,23 +39,6 @@ from cellcelly.sms.gateway import SmsGateway
 log = logging.getLogger(__name__)
 
 DEMO = SubscriberRecord("5321234567", "Ayşe", "Yılmaz", "ayse.yilmaz@example.com", "active", "ANKARA")
-
-
-def account_changes_to(gateway: Gateway, tasks: set[asyncio.Future[Any]]) -> Callable[[str, str], None]:
-    """An AccountService listener: RAR on a top-up or a package, ASR on a suspension, for the
-    sessions this process's gateway holds (the cache is forgotten by `Backends.accounts`)."""
-
-    def changed(kind: str, msisdn: str) -> None:
-        task: asyncio.Future[Any] | None = None
-        if kind in ("topup", "package"):
-            task = asyncio.ensure_future(gateway.reauthorize(msisdn))
-        elif kind == "suspended":
-            task = asyncio.ensure_future(gateway.abort(msisdn))
-        if task is not None:
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-
-    return changed
 
 
 @dataclass
@@ -83,8 +65,6 @@ class EmbeddedStack:
     selfcare: SelfCare | None = None
     deployables: list[Service] = field(default_factory=list)
     _group: Group | None = None
-    _changes: set[asyncio.Future[Any]] = field(default_factory=set)
-    _listener: Callable[[str, str], None] | None = None
 
     async def start(self) -> None:
         b = self.backends
@@ -106,11 +86,10 @@ class EmbeddedStack:
             self.notifier = notices.notifier
             services.append(notices)
         self.cache = b.cache
-        gateway = dgw.build(settings, LocalOcs(b.charging), cache=self.cache)
+        # the follower, not an AccountService listener: one path for changes made here or elsewhere
+        gateway = dgw.build(settings, LocalOcs(b.charging), cache=self.cache, bus=b.bus)
         self.gateway, self.dgw = gateway.gateway, gateway.server
         services.append(gateway)
-        self._listener = account_changes_to(gateway.gateway, self._changes)
-        b.accounts.listeners.append(self._listener)
         self.selfcare = mw.selfcare(
             settings,
             b.accounts,
@@ -153,11 +132,6 @@ class EmbeddedStack:
     async def stop(self) -> None:
         if self._group is not None:
             await self._group.stop()
-        for task in list(self._changes):
-            task.cancel()
-        if self._listener is not None:
-            self.backends.accounts.listeners.remove(self._listener)
-            self._listener = None
 
     async def wait(self) -> None:
         if self._group is not None:
