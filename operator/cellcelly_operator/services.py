@@ -21,8 +21,8 @@ OCS_API_KEY_COMPONENT = "ocs-api-key"
 
 # The back ends each service dials (cellcelly/deploy/): a service's env carries only those logins, and
 # a back end's NetworkPolicy admits only those services' pods. The DGW tails the ledger on Kafka (every
-# replica hears every top-up and suspension: RAR/ASR); every service that looks a subscriber up uses
-# the Hazelcast cache.
+# replica hears every top-up and suspension: RAR/ASR); Hazelcast admits every service that looks a
+# subscriber up (the shared lookup cache, issue 14), whether or not it dials it yet.
 BACKEND_USERS: dict[str, tuple[str, ...]] = {
     "kafka": ("ocs", "dgw", "sf", "notifier"),
     "voltdb": ("ocs", "mw", "notifier", "sms", "ivr"),
