@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,16 @@ from cellcelly_operator import services, spec
 from gy_client import CLIENT
 
 from cellcelly.diameter.codec import Avp, Message
-from cellcelly.diameter.constants import APP_CREDIT_CONTROL, CONTEXT_IMS, FLAG_P, FLAG_R, Cmd, Code
+from cellcelly.diameter.constants import (
+    APP_CREDIT_CONTROL,
+    CONTEXT_IMS,
+    FLAG_P,
+    FLAG_R,
+    VENDOR_3GPP,
+    Cmd,
+    Code,
+    Code3gpp,
+)
 from cellcelly.settings import Settings
 
 UID = "9d0c6c52-6b0e-4d55-8f0a-5c1de0f0a5e1"
@@ -90,12 +101,23 @@ def service_env(
 
 
 def free_ports(n: int) -> list[int]:
-    """`n` distinct free ports: each socket held until all are bound, so no two are the same."""
+    """`n` distinct free ports below the ephemeral range: a port the kernel hands out for bind(0) may
+    be taken by any outgoing connection on the machine before the service binds it (seen: the SF's
+    metrics port, with other tests running), one below the range only by a server that asks for it."""
+    low, _ = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    candidates = random.sample(range(max(1024, low - 12000), low), 200)
     with contextlib.ExitStack() as held:
-        socks = [held.enter_context(socket.socket()) for _ in range(n)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
+        ports: list[int] = []
+        for port in candidates:
+            sock = held.enter_context(socket.socket())
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            ports.append(port)
+            if len(ports) == n:
+                return ports
+    raise AssertionError(f"no {n} free ports below {low}")
 
 
 def port_open(port: int) -> bool:
@@ -166,6 +188,13 @@ class Service:
         return "\n".join(text.splitlines()[-lines:])
 
 
+async def until(done: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert time.monotonic() < deadline, f"{what} within {seconds} s"
+        await asyncio.sleep(0.05)
+
+
 def metric(port: int, name: str) -> float:
     """One unlabelled sample of a Prometheus /metrics page."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
@@ -175,22 +204,49 @@ def metric(port: int, name: str) -> float:
     raise AssertionError(f"no {name} on :{port}/metrics")
 
 
-def ccr_initial(session: str, msisdn: str) -> Message:
-    """A voice CCR-I from the tests' Gy client (`gy_client.CLIENT`) for `msisdn`."""
-    mscc = [
-        Avp.u32(Code.RATING_GROUP, 1),
-        Avp.grouped(Code.REQUESTED_SERVICE_UNIT, [Avp.u32(Code.CC_TIME, 60)]),
-    ]
+def gy_ccr(
+    session: str, kind: int, number: int, msisdn: str, *, used: int = 0, called: str = "tel:+905551112233"
+) -> Message:
+    """A voice CCR (kind 1 initial, 2 update, 3 termination) from the tests' Gy client
+    (`gy_client.CLIENT`) for `msisdn`: an hour asked for, `used` seconds reported."""
+    mscc = [Avp.u32(Code.RATING_GROUP, 1)]
+    if kind != 3:
+        mscc.append(Avp.grouped(Code.REQUESTED_SERVICE_UNIT, [Avp.u32(Code.CC_TIME, 3600)]))
+    if used:
+        mscc.append(Avp.grouped(Code.USED_SERVICE_UNIT, [Avp.u32(Code.CC_TIME, used)]))
     subscription = [Avp.i32(Code.SUBSCRIPTION_ID_TYPE, 0), Avp.utf8(Code.SUBSCRIPTION_ID_DATA, "90" + msisdn)]
+    ims = Avp.grouped(
+        Code3gpp.IMS_INFORMATION, [Avp.utf8(Code3gpp.CALLED_PARTY_ADDRESS, called, VENDOR_3GPP)], VENDOR_3GPP
+    )
     avps = [
         Avp.utf8(Code.SESSION_ID, session),
         *CLIENT.identity(),
         Avp.utf8(Code.DESTINATION_REALM, "cellcelly.local"),
         Avp.u32(Code.AUTH_APPLICATION_ID, APP_CREDIT_CONTROL),
         Avp.utf8(Code.SERVICE_CONTEXT_ID, CONTEXT_IMS),
-        Avp.i32(Code.CC_REQUEST_TYPE, 1),
-        Avp.u32(Code.CC_REQUEST_NUMBER, 0),
+        Avp.i32(Code.CC_REQUEST_TYPE, kind),
+        Avp.u32(Code.CC_REQUEST_NUMBER, number),
         Avp.grouped(Code.SUBSCRIPTION_ID, subscription),
         Avp.grouped(Code.MULTIPLE_SERVICES_CREDIT_CONTROL, mscc),
+        Avp.grouped(Code3gpp.SERVICE_INFORMATION, [ims], VENDOR_3GPP),
     ]
     return Message(Cmd.CREDIT_CONTROL, FLAG_R | FLAG_P, APP_CREDIT_CONTROL, avps=avps)
+
+
+def granted_seconds(answer: Message) -> int:
+    """The CC-Time granted in a CCA's MSCC (0 when none)."""
+    mscc = answer.find(Code.MULTIPLE_SERVICES_CREDIT_CONTROL)
+    gsu = None if mscc is None else mscc.find(Code.GRANTED_SERVICE_UNIT)
+    time_avp = None if gsu is None else gsu.find(Code.CC_TIME)
+    return 0 if time_avp is None else time_avp.as_u32()
+
+
+def cut_off(answer: Message) -> bool:
+    """The OCS ended the quota: final units, or the credit limit reached."""
+    mscc = answer.find(Code.MULTIPLE_SERVICES_CREDIT_CONTROL)
+    if mscc is None:
+        return False
+    result = mscc.find(Code.RESULT_CODE)
+    return mscc.find(Code.FINAL_UNIT_INDICATION) is not None or (
+        result is not None and result.as_u32() == 4012
+    )

@@ -11,6 +11,9 @@ Each step is an assertion that can fail:
 - `cellcelly traffic` through BOTH DGWs at once (each DGW lists both OCSs): every answer 2001, no
   timeout, while one OCS is SIGKILLed and started again; an unknown subscriber gets 5030;
 - a catalogue PUT through one OCS's admin API is charged by the other OCS within seconds;
+- a top-up through the MW (a voucher its admin makes, redeemed by the subscriber) reaches the DGW
+  holding the subscriber's cut-off session as a RAR, and a suspension through an OCS's admin API
+  aborts its live one (ASR): every DGW follows the account changes on the bus;
 - every debit exactly once: after the SF has drained, per subscriber the account the record implies
   (ledger minus usage) equals VoltDB's. A lost usage record leaves the record richer; a debit made
   twice (a retried request charged again by the other OCS) leaves VoltDB poorer, since the record
@@ -43,13 +46,15 @@ from cellcelly_operator import kafka, services, voltdb
 from gy_client import CLIENT, PEERS
 from kafka_server import KafkaServer, KafkaUnavailable, kafka_server
 from sqlalchemy import make_url, text
-from stack_apart import Service, ccr_initial, free_ports, service_env, stack_of
+from stack_apart import Service, cut_off, free_ports, granted_seconds, gy_ccr, service_env, stack_of, until
 from test_cache_hazelcast import hazelcast_member  # noqa: F401 - the module's Hazelcast member fixture
 
 from cellcelly.adapters.balance_voltdb import VoltBalanceStore
 from cellcelly.adapters.sql import SqlRecords
 from cellcelly.application.reconcile import account_from_record
-from cellcelly.diameter.peer import connect
+from cellcelly.diameter.codec import Avp, Message
+from cellcelly.diameter.constants import Cmd, Code
+from cellcelly.diameter.peer import PeerConnection, connect
 from cellcelly.domain.account import Account
 from cellcelly.ocs.app import API
 from cellcelly.settings import DEFAULT_CATALOGUE
@@ -67,7 +72,8 @@ TRAFFIC = 20
 PACKAGES = ["ANKARA", "RIZE"]
 NOTICED = [str(5472000000 + i) for i in range(4)]  # wallet-only, drained below 10 TL: told once each
 PROBE = "5473000000"  # wallet-only: charged at the new catalogue's price by the other OCS
-SIGNED_UP = "5474000000"  # through the MW's sign-up API
+SIGNED_UP = "5474000000"  # through the MW's sign-up API; later topped up (RAR) and suspended (ASR)
+PASSWORD = "Kuzey-Yildizi-42"
 UNKNOWN = "5479999999"
 RATE, SECONDS = 25.0, 10.0  # sessions/s per DGW: modest, the machine is shared
 SMS_ABROAD = {"ratingGroup": 2, "serviceType": "sms", "destination": "4915112345678"}
@@ -262,6 +268,69 @@ class Ocs:
         return int(r.json()["walletKurus"])
 
 
+async def top_up_rar_and_suspension_asr(apart: Apart, ocs: Ocs) -> None:
+    """A top-up through the MW reaches the DGW that holds the subscriber's cut-off session (RAR),
+    and a suspension through an OCS's admin API aborts its live one (ASR): neither the MW nor the
+    OCS knows which DGW holds what; every DGW follows the account changes on the bus."""
+    received: list[Message] = []
+
+    def on_server_request(conn: PeerConnection, msg: Message) -> Message:
+        received.append(msg)
+        sid = msg.find(Code.SESSION_ID)
+        assert sid is not None
+        return msg.answer([sid, Avp.u32(Code.RESULT_CODE, 2001), *CLIENT.identity()])
+
+    def got(command: int) -> list[str]:
+        return [str(m.session_id) for m in received if m.code == command]
+
+    client, (http, _) = ocs.client, apart.ocs_ports[0]
+    peer = await connect("127.0.0.1", apart.dgw_ports[1], CLIENT, on_server_request)
+    try:
+        # a call abroad, paid from the wallet, until the OCS cuts it off
+        abroad = "tel:+4930123456789"
+        answer = await peer.request(gy_ccr("apart;cut;1", 1, 0, SIGNED_UP, called=abroad))
+        number = 0
+        while not cut_off(answer):
+            assert answer.result_code == 2001 and number < 100, answer
+            number += 1
+            used = granted_seconds(answer)
+            answer = await peer.request(gy_ccr("apart;cut;1", 2, number, SIGNED_UP, used=used, called=abroad))
+        assert not received
+
+        # a top-up through the MW: a voucher its admin makes, redeemed by the subscriber
+        mw = f"http://127.0.0.1:{apart.mw_port}/api/v1"
+        r = await client.post(f"{mw}/admin/vouchers", headers=ocs.admin, json={"amount": "50.00"})
+        assert r.status_code == 201, r.text
+        voucher = r.json()["items"][0]["code"]
+        r = await client.post(f"{mw}/auth/login", json={"msisdn": SIGNED_UP, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        me = {"Authorization": f"Bearer {r.json()['accessToken']}"}
+        r = await client.post(f"{mw}/me/topup", headers=me, json={"voucher": voucher})
+        assert r.status_code == 200, r.text
+        await until(lambda: bool(got(Cmd.RE_AUTH)), 20, "no RAR after the top-up through the MW")
+        assert got(Cmd.RE_AUTH) == ["apart;cut;1"]
+        number += 1
+        used = granted_seconds(answer)
+        answer = await peer.request(gy_ccr("apart;cut;1", 3, number, SIGNED_UP, used=used, called=abroad))
+        assert answer.result_code == 2001
+
+        # a suspension through an OCS's admin API: ASR for the live session
+        answer = await peer.request(gy_ccr("apart;live;1", 1, 0, SIGNED_UP))
+        assert answer.result_code == 2001 and not cut_off(answer)
+        r = await client.put(
+            f"http://127.0.0.1:{http}/admin/subscribers/{SIGNED_UP}/status",
+            headers=ocs.admin,
+            json={"status": "suspended", "reference": "apart"},
+        )
+        assert r.status_code == 200, r.text
+        await until(lambda: bool(got(Cmd.ABORT_SESSION)), 20, "no ASR after the suspension")
+        assert got(Cmd.ABORT_SESSION) == ["apart;live;1"]
+        answer = await peer.request(gy_ccr("apart;live;1", 3, 1, SIGNED_UP, used=30))  # the client ends it
+        assert answer.result_code == 2001
+    finally:
+        await peer.disconnect()
+
+
 def view(account: Account | None) -> tuple[str, int, dict[str, int]]:
     assert account is not None
     return account.status.value, account.wallet, {b.id: b.remaining for b in account.buckets.values()}
@@ -343,7 +412,7 @@ async def test_the_stack_apart_charges_fails_over_and_tells_once(
                     "lastName": "Yılmaz",
                     "msisdn": SIGNED_UP,
                     "email": f"{SIGNED_UP}@example.com",
-                    "password": "Kuzey-Yildizi-42",
+                    "password": PASSWORD,
                     "securityKey": "731904",
                     "package": "ANKARA",
                 },
@@ -355,7 +424,7 @@ async def test_the_stack_apart_charges_fails_over_and_tells_once(
             # --- an unknown subscriber: 5030 through a DGW
             peer = await connect("127.0.0.1", apart.dgw_ports[1], CLIENT)
             try:
-                answer = await peer.request(ccr_initial("apart;unknown;1", UNKNOWN))
+                answer = await peer.request(gy_ccr("apart;unknown;1", 1, 0, UNKNOWN))
                 assert answer.result_code == 5030
             finally:
                 await peer.disconnect()
@@ -417,6 +486,9 @@ async def test_the_stack_apart_charges_fails_over_and_tells_once(
             await asyncio.gather(*(drain(m) for m in NOTICED), restart_a_notifier())
             for msisdn in NOTICED:
                 await asyncio.to_thread(inbox.wait_for, f"{msisdn}@example.com", 1, 60.0)
+
+            # --- RAR after a top-up through the MW, ASR after a suspension
+            await top_up_rar_and_suspension_asr(apart, ocs)
 
         # --- every debit exactly once: the record the SF wrote against VoltDB, once both are still
         records = SqlRecords(postgres_schema_url)
