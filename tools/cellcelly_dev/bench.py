@@ -168,8 +168,10 @@ def bench_voltdb(seconds: float, subscribers: int) -> list[dict[str, Any]]:
 
                 import uvloop
 
-                results.append(uvloop.run(_concurrently(names[2], seconds, raw, store.leave_loop)))
-            results.append(_bench_wire_ocs(names[3], servers, seconds, subscribers))
+                voltdb = listener_pid(int(servers.rsplit(":", 1)[1]))
+                server = {"VoltDB": voltdb} if voltdb is not None else {}
+                results.append(uvloop.run(_concurrently(names[2], seconds, raw, store.leave_loop, server)))
+            results.append(_bench_wire_ocs(names[3], servers, seconds, subscribers, server))
             return results
     except VoltDBUnavailable as exc:
         reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else "unavailable"
@@ -222,7 +224,7 @@ async def _concurrently(
 
 
 def _cpu_seconds(pids: dict[str, int] | None) -> dict[str, float]:
-    """CPU seconds (user + system) so far of this process, the given ones and the VoltDB server."""
+    """CPU seconds (user + system) so far of this process and the given ones."""
     tick = os.sysconf("SC_CLK_TCK")
 
     def of(pid: int) -> float:
@@ -231,16 +233,33 @@ def _cpu_seconds(pids: dict[str, int] | None) -> dict[str, float]:
             return (int(fields[11]) + int(fields[12])) / tick
         return 0.0
 
-    cpu = {"bench": of(os.getpid()), **{who: of(pid) for who, pid in (pids or {}).items()}}
-    cpu["VoltDB"] = 0.0
-    for proc in Path("/proc").iterdir():
+    return {"bench": of(os.getpid()), **{who: of(pid) for who, pid in (pids or {}).items()}}
+
+
+def listener_pid(port: int) -> int | None:
+    """The process listening on 127.0.0.1:`port` (this bench's VoltDB server, not another one
+    that other tests run on the same machine: their CPU is not this run's)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(OSError):
-            if proc.name.isdigit() and b"org.voltdb.VoltDB" in (proc / "cmdline").read_bytes():
-                cpu["VoltDB"] += of(int(proc.name))
-    return cpu
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # LISTEN
+                    inodes.add(f"socket:[{fields[9]}]")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        return int(proc.name)
+    return None
 
 
-def _bench_wire_ocs(name: str, servers: str, seconds: float, subscribers: int) -> dict[str, Any]:
+def _bench_wire_ocs(
+    name: str, servers: str, seconds: float, subscribers: int, server: dict[str, int] | None = None
+) -> dict[str, Any]:
     """`cellcelly ocs` on the VoltDB server, its wire port driven by WireOcs (what a DGW uses) with
     CONCURRENCY requests in flight, each worker running whole sessions of the traffic mix in order."""
     import uvloop
@@ -275,7 +294,9 @@ def _bench_wire_ocs(name: str, servers: str, seconds: float, subscribers: int) -
                     return answer.result_code is ResultCode.SUCCESS
 
                 try:
-                    return await _concurrently(name, seconds, charge, cpu_of={"OCS": proc.pid})
+                    return await _concurrently(
+                        name, seconds, charge, cpu_of={"OCS": proc.pid, **(server or {})}
+                    )
                 finally:
                     await ocs.close()
 
