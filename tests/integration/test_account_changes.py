@@ -302,6 +302,23 @@ async def ocs_and_mw(
     return AccountService(mw_store, records, CATALOGUE), int(wire.sockets[0].getsockname()[1])
 
 
+async def until_following(kafka: str, *followers: ChangeFollower) -> None:
+    """Until a record published now reaches every follower: the ledger topic's leaders are elected
+    and the tails are reading (a fresh broker takes seconds for a new topic, not part of the bound)."""
+    from cellcelly.adapters.bus_kafka import KafkaBus
+
+    probe = KafkaBus(kafka, client_id="probe")
+    try:
+        before = [f.stats.records for f in followers]
+        await probe.publish([Outgoing(LEDGER, "0", b'{"kind": "probe", "msisdn": "0"}')])
+        deadline = time.monotonic() + 60
+        while any(f.stats.records == n for f, n in zip(followers, before, strict=True)):
+            assert time.monotonic() < deadline, "the followers never read the probe"
+            await asyncio.sleep(0.05)
+    finally:
+        await probe.close()
+
+
 async def cut_off_call(client: Client, session: str, answer: Message) -> tuple[Message, int]:
     """Go on with an answered CCR-I until the OCS cuts the call off: (last answer, next number)."""
     number = 1
@@ -324,6 +341,7 @@ async def test_changes_by_another_process_reach_only_the_dgw_holding_the_session
         stack.push_async_callback(holder.conn.disconnect)
         bystander.conn = await connect("127.0.0.1", two.port, CLIENT, bystander.on_request)
         stack.push_async_callback(bystander.conn.disconnect)
+        await until_following(kafka_bootstrap, one.follower, two.follower)
 
         # not signed up yet: unknown, and the DGW's cache keeps that for 10 minutes ...
         assert (await holder.request(ccr("x;early", 1, 0))).result_code == Result.USER_UNKNOWN

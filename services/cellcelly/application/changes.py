@@ -58,6 +58,7 @@ def change_of(record: Record) -> tuple[str, str] | None:
 
 @dataclass
 class FollowerStats:
+    records: int = 0  # read from the bus
     changes: int = 0  # told to the handlers
     skipped: int = 0  # records that were not events
     handler_failures: int = 0
@@ -88,6 +89,7 @@ class ChangeFollower:
     async def follow_once(self, timeout: float = 1.0) -> int:
         """Tell the handlers of the changes published since the last call; how many records came."""
         records = await self.tail.poll(self.batch, timeout=timeout)
+        self.stats.records += len(records)
         for record in records:
             try:
                 change = change_of(record)
