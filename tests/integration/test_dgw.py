@@ -10,6 +10,7 @@ import contextlib
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gy_client import CLIENT, PEERS
@@ -368,6 +369,61 @@ async def test_unreachable_ocs_is_answered_3002_and_failover_uses_the_other(data
         await conn.disconnect()
         await server.stop()
         await ocs.close()
+        components.close()
+
+
+class LateFor:
+    """The real charging service, answering every request after a pause and chosen sessions later
+    still: an OCS under load."""
+
+    inline = False  # the wire awaits charge_async, one task a request, as on VoltDB
+
+    def __init__(self, charging: Any, late: dict[str, float], pause: float) -> None:
+        self.charging, self.late, self.pause = charging, late, pause
+
+    async def charge_async(self, req: Any) -> Any:
+        await asyncio.sleep(self.late.get(req.session_id, self.pause))
+        return await self.charging.charge_async(req)
+
+
+async def test_one_late_answer_does_not_fail_the_requests_in_flight_beside_it(data_dir: Path) -> None:
+    """Under load one answer may miss the timeout while the others on the same connection come in
+    time: only the late request goes elsewhere. Closing the connection on that timeout failed every
+    request in flight on it over to the other OCS, SIGKILLed at the time in the stack-apart test,
+    and they were answered 3002 (tests/integration/test_stack_apart.py, at load ~10)."""
+    from cellcelly.ocs.wire import serve_wire
+
+    components = open_backends(Settings(data_dir=data_dir))
+    seed_demo(components)
+    key = "late-answer-test-key-0123456789"
+    slow = LateFor(components.charging, {"gw;late": 1.8}, pause=0.3)
+    busy = await serve_wire(slow, "127.0.0.1", 0, api_key=key)  # type: ignore[arg-type]
+    dead = await serve_wire(components.charging, "127.0.0.1", 0, api_key=key)
+    dead_port = dead.sockets[0].getsockname()[1]
+    dead.close()
+    await dead.wait_closed()
+    local = LocalPeer("dgw.test", "cellcelly.local")
+    endpoints = [("127.0.0.1", busy.sockets[0].getsockname()[1]), ("127.0.0.1", dead_port)]
+    ocs = WireOcs(endpoints, api_key=key, timeout=1.0, retry_after=30)
+    server = DgwServer(Gateway(local, ocs), local, allowed=PEERS)
+    port = await server.start("127.0.0.1", 0)
+    conn = await connect("127.0.0.1", port, CLIENT)
+    try:
+        late = asyncio.ensure_future(conn.request(ccr("gw;late", 1, 0)))
+        on_time = []
+        for i in range(20):  # answers keep coming while the late one waits: the connection lives
+            on_time.append(asyncio.ensure_future(conn.request(ccr(f"gw;on-time;{i}", 1, 0))))
+            await asyncio.sleep(0.1)
+        answers = await asyncio.gather(*on_time)
+        assert [a.result_code for a in answers] == [Result.SUCCESS] * 20
+        # the late one timed out, and its only other OCS is down: the network's failure handling
+        assert (await late).result_code == Result.UNABLE_TO_DELIVER
+    finally:
+        await conn.disconnect()
+        await server.stop()
+        await ocs.close()
+        busy.close()
+        await busy.wait_closed()
         components.close()
 
 

@@ -2,8 +2,10 @@
 
 `WireOcs` keeps one connection per endpoint and spreads requests over the healthy ones. An
 endpoint that fails or does not answer within the timeout is taken out of rotation for
-`retry_after` seconds; the requests it held are sent to another endpoint, which is safe because
-the OCS answers a repeated (session, request number) with its stored answer and charges once.
+`retry_after` seconds, and the request is sent to another endpoint, which is safe because the OCS
+answers a repeated (session, request number) with its stored answer and charges once. A connection
+that fails, or has been silent for the timeout, is closed and every request it held goes elsewhere;
+one that still answers (an OCS under load, one answer late) keeps the others in flight on it.
 When no endpoint can answer, `OcsUnavailable` lets the gateway answer 3002 so the network applies
 its credit-control failure handling.
 
@@ -89,6 +91,7 @@ class _Connection(asyncio.Protocol):
         self.reader = FrameReader()
         self.transport: asyncio.Transport | None = None
         self.pending: dict[int, asyncio.Future[Any]] = {}
+        self.answered_at = time.monotonic()  # when a frame last came: a connection that answers lives
         self._out: list[bytes] = []  # requests not yet written
         # the OCS's answer to the key: set when it accepts, failed when it refuses or closes
         self.accepted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -111,6 +114,7 @@ class _Connection(asyncio.Protocol):
             self.transport.write(b"".join(out))
 
     def data_received(self, data: bytes) -> None:
+        self.answered_at = time.monotonic()
         try:
             frames = self.reader.feed(data)
         except ValueError:
@@ -154,6 +158,10 @@ class _Endpoint:
 
     def healthy(self, now: float) -> bool:
         return now >= self.down_until
+
+    def answered_at(self) -> float:
+        """When the current connection last received a frame (-inf without one)."""
+        return self.conn.answered_at if self.conn is not None else float("-inf")
 
     def lost(self, conn: _Connection) -> None:
         if self.conn is conn:
@@ -239,8 +247,12 @@ class WireOcs:
                     conn.pending.pop(rid, None)
             except (OSError, ConnectionError, TimeoutError) as exc:
                 last = exc
-                endpoint.down_until = time.monotonic() + self.retry_after
-                endpoint.close()
+                now = time.monotonic()
+                endpoint.down_until = now + self.retry_after
+                # one slow answer on a connection that still answers (an OCS under load) must not fail
+                # every other request in flight on it: it is closed only when it has been silent
+                if not isinstance(exc, TimeoutError) or now - endpoint.answered_at() >= self.timeout:
+                    endpoint.close()
                 log.warning(
                     "OCS endpoint out of rotation", extra={"endpoint": endpoint.name, "reason": repr(exc)}
                 )
