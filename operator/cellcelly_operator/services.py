@@ -157,7 +157,9 @@ def env(stack: Stack, svc: str) -> list[dict[str, Any]]:
         # waits (CreateContainerConfigError names the Secret) rather than start useless
         out.append(_secret_env(OCS_API_KEY_VAR, *ocs_api_key_secret(stack)))
     smsc = stack.spec.services.sms.smsc
-    if svc == "sms" and smsc.secret_ref.name:
+    # the notifier binds to the SMSC too when one is set (its SMS channel): without the login a
+    # real SMSC refuses it and no notice goes out
+    if svc in ("sms", "notifier") and smsc.secret_ref.name:
         out.append(_secret_env("CELLCELLY_SMSC_SYSTEM_ID", smsc.secret_ref.name, "systemId", optional=True))
         out.append(_secret_env("CELLCELLY_SMSC_PASSWORD", smsc.secret_ref.name, "password"))
     app = stack.spec.services.get(svc)

@@ -222,6 +222,7 @@ def test_services_are_wired_to_the_back_ends_by_configuration() -> None:
         "key": "token-secret",
     }
     # the MW's admin routes (vouchers, roles) have no other first administrator than the token
+
     for svc in ("ocs", "mw"):
         admin = {
             e["name"]: e
@@ -231,6 +232,19 @@ def test_services_are_wired_to_the_back_ends_by_configuration() -> None:
             "name": "cellcelly-admin",
             "key": "token",
             "optional": True,
+        }
+
+
+def test_the_notifier_gets_the_smsc_login_as_the_sms_gateway_does() -> None:
+    """With an SMSC set, the notifier's SMS channel binds to it too: without the login a real SMSC
+    refuses it and no notice goes out."""
+    _, manifests = build("full")
+    for svc in ("sms", "notifier"):
+        d = next(m for m in manifests if m["kind"] == "Deployment" and m["metadata"]["name"] == f"demo-{svc}")
+        env = {e["name"]: e for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["CELLCELLY_SMSC_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "smsc",
+            "key": "password",
         }
 
 
