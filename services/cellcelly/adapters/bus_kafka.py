@@ -128,7 +128,7 @@ class KafkaBus:
         self._producer_lock = asyncio.Lock()
         self._known_topics: set[str] = set()
         self._topics_lock = asyncio.Lock()
-        self._consumers: set[KafkaConsumer | KafkaTail] = set()
+        self._consumers: set[_Reader] = set()
         self._closed = False
 
     # -- topics ------------------------------------------------------------------------------
@@ -278,7 +278,7 @@ class KafkaBus:
         self._consumers.add(tail)
         return tail
 
-    def _forget(self, consumer: KafkaConsumer | KafkaTail) -> None:
+    def _forget(self, consumer: _Reader) -> None:
         self._consumers.discard(consumer)
 
     async def close(self) -> None:
@@ -290,21 +290,31 @@ class KafkaBus:
             await producer.stop()
 
 
-class KafkaConsumer:
-    """`EventConsumer`: one member of a consumer group; started (joins the group) on first use."""
+class _Reader:
+    """What a group member and a tail share: the aiokafka consumer, opened on first use (once, under
+    a lock), and closing."""
 
-    def __init__(self, bus: KafkaBus, group: str, topics: list[str], options: dict[str, Any]) -> None:
+    what = "reader"
+    subscribes = True  # a group member subscribes to the topics; a tail assigns partitions itself
+
+    def __init__(self, bus: KafkaBus, topics: list[str], options: dict[str, Any]) -> None:
         self._bus = bus
-        self.group = group
         self.topics = topics
         self._options = options
         self._consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
         self._closed = False
 
+    def _client_options(self) -> dict[str, Any]:
+        """How this kind of reader differs: its group, where it starts, its client id."""
+        raise NotImplementedError
+
+    async def _ready(self, consumer: AIOKafkaConsumer) -> None:
+        """Run once the consumer has started (a tail assigns its partitions here)."""
+
     async def _started(self) -> AIOKafkaConsumer:
         if self._closed:
-            raise KafkaBusError("consumer is closed")
+            raise KafkaBusError(f"{self.what} is closed")
         if self._consumer is not None:
             return self._consumer
         async with self._lock:
@@ -312,35 +322,65 @@ class KafkaConsumer:
                 await self._bus.ensure_topics(self.topics)
                 options: dict[str, Any] = {
                     "enable_auto_commit": False,
-                    "auto_offset_reset": "earliest",
                     "request_timeout_ms": int(self._bus.publish_timeout * 1000),
                     **self._bus.connection_options,
+                    **self._client_options(),
                 }
                 options.update(self._options)
-                consumer = AIOKafkaConsumer(
-                    *self.topics,
-                    bootstrap_servers=self._bus.bootstrap,
-                    client_id=f"{self._bus.client_id}-{self.group}",
-                    group_id=self.group,
-                    **options,
-                )
+                topics = self.topics if self.subscribes else ()
+                consumer = AIOKafkaConsumer(*topics, bootstrap_servers=self._bus.bootstrap, **options)
                 try:
                     await asyncio.wait_for(consumer.start(), self._bus.publish_timeout)
+                    await self._ready(consumer)
                 except BaseException as exc:
                     await consumer.stop()
                     if isinstance(exc, KafkaError | OSError | TimeoutError):
                         raise KafkaBusError(
-                            f"consumer {self.group} cannot connect to {self._bus.bootstrap}: {exc!r}"
+                            f"{self.what} cannot connect to {self._bus.bootstrap}: {exc!r}"
                         ) from exc
                     raise
                 self._consumer = consumer
             return self._consumer
 
+    async def _partitions(self, consumer: AIOKafkaConsumer) -> set[TopicPartition]:
+        """Every partition of the topics (asking the brokers when the metadata does not know one)."""
+        found: set[TopicPartition] = set()
+        for topic in self.topics:
+            ids = consumer.partitions_for_topic(topic)
+            if not ids:
+                await consumer._client.force_metadata_update()  # noqa: SLF001 - metadata not yet known
+                ids = consumer.partitions_for_topic(topic) or set()
+            found.update(TopicPartition(topic, p) for p in ids)
+        return found
+
     def assignment(self) -> set[tuple[str, int]]:
-        """(topic, partition) pairs this member owns now (empty before it has joined)."""
+        """(topic, partition) pairs read now (empty before the first use)."""
         if self._consumer is None:
             return set()
         return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    async def close(self) -> None:
+        self._closed = True
+        self._bus._forget(self)
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+
+class KafkaConsumer(_Reader):
+    """`EventConsumer`: one member of a consumer group; started (joins the group) on first use."""
+
+    def __init__(self, bus: KafkaBus, group: str, topics: list[str], options: dict[str, Any]) -> None:
+        super().__init__(bus, topics, options)
+        self.group = group
+        self.what = f"consumer {group}"
+
+    def _client_options(self) -> dict[str, Any]:
+        return {
+            "group_id": self.group,
+            "auto_offset_reset": "earliest",
+            "client_id": f"{self._bus.client_id}-{self.group}",
+        }
 
     async def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
         consumer = await self._started()
@@ -375,13 +415,7 @@ class KafkaConsumer:
         (not only this member's): what the whole group still has to do. A partition without a
         commit counts from its beginning (auto_offset_reset=earliest)."""
         consumer = await self._started()
-        partitions: list[TopicPartition] = []
-        for topic in self.topics:
-            ids = consumer.partitions_for_topic(topic)
-            if ids is None:
-                await consumer._client.force_metadata_update()  # noqa: SLF001 - metadata not yet known
-                ids = consumer.partitions_for_topic(topic) or set()
-            partitions.extend(TopicPartition(topic, p) for p in sorted(ids))
+        partitions = sorted(await self._partitions(consumer))
         if not partitions:
             return 0
         ends = await consumer.end_offsets(partitions)
@@ -393,83 +427,38 @@ class KafkaConsumer:
             total += max(0, ends.get(tp, 0) - done)
         return total
 
-    async def close(self) -> None:
-        self._closed = True
-        self._bus._forget(self)
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await consumer.stop()
 
-
-class KafkaTail:
+class KafkaTail(_Reader):
     """`EventTail`: every partition of the topics from their end when `start` ran (the first poll
     when nobody called it), with no group and no commits."""
+
+    what = "tail"
+    subscribes = False
 
     def __init__(
         self, bus: KafkaBus, topics: list[str], options: dict[str, Any], *, partition_check: float = 10.0
     ) -> None:
-        self._bus = bus
-        self.topics = topics
-        self._options = options
+        super().__init__(bus, topics, options)
         self.partition_check = partition_check
-        self._consumer: AIOKafkaConsumer | None = None
-        self._lock = asyncio.Lock()
         self._checked = 0.0
-        self._closed = False
 
     async def start(self) -> None:
         """Take the current end of every partition as where this tail begins."""
         await self._started()
 
-    async def _partitions(self, consumer: AIOKafkaConsumer) -> set[TopicPartition]:
-        found: set[TopicPartition] = set()
-        for topic in self.topics:
-            ids = consumer.partitions_for_topic(topic)
-            if not ids:
-                await consumer._client.force_metadata_update()  # noqa: SLF001 - metadata not yet known
-                ids = consumer.partitions_for_topic(topic) or set()
-            found.update(TopicPartition(topic, p) for p in ids)
-        return found
+    def _client_options(self) -> dict[str, Any]:
+        return {"group_id": None, "auto_offset_reset": "latest", "client_id": f"{self._bus.client_id}-tail"}
 
-    async def _started(self) -> AIOKafkaConsumer:
-        if self._closed:
-            raise KafkaBusError("tail is closed")
-        if self._consumer is not None:
-            return self._consumer
-        async with self._lock:
-            if self._consumer is None:
-                await self._bus.ensure_topics(self.topics)
-                options: dict[str, Any] = {
-                    "enable_auto_commit": False,
-                    "auto_offset_reset": "latest",
-                    "request_timeout_ms": int(self._bus.publish_timeout * 1000),
-                    **self._bus.connection_options,
-                }
-                options.update(self._options)
-                consumer = AIOKafkaConsumer(
-                    bootstrap_servers=self._bus.bootstrap,
-                    client_id=f"{self._bus.client_id}-tail",
-                    group_id=None,
-                    **options,
-                )
-                try:
-                    await asyncio.wait_for(consumer.start(), self._bus.publish_timeout)
-                    partitions = await self._partitions(consumer)
-                    consumer.assign(list(partitions))
-                    if partitions:
-                        # explicit offsets, not seek_to_end(): where the tail begins is fixed when
-                        # start() returns, not whenever the lookup happens to finish
-                        ends = await consumer.end_offsets(list(partitions))
-                        for tp in partitions:
-                            consumer.seek(tp, ends[tp])
-                except BaseException as exc:
-                    await consumer.stop()
-                    if isinstance(exc, KafkaError | OSError | TimeoutError):
-                        raise KafkaBusError(f"tail cannot connect to {self._bus.bootstrap}: {exc!r}") from exc
-                    raise
-                self._checked = time.monotonic()
-                self._consumer = consumer
-            return self._consumer
+    async def _ready(self, consumer: AIOKafkaConsumer) -> None:
+        partitions = await self._partitions(consumer)
+        consumer.assign(list(partitions))
+        if partitions:
+            # explicit offsets, not seek_to_end(): where the tail begins is fixed when start()
+            # returns, not whenever the lookup happens to finish
+            ends = await consumer.end_offsets(list(partitions))
+            for tp in partitions:
+                consumer.seek(tp, ends[tp])
+        self._checked = time.monotonic()
 
     async def _follow_new_partitions(self, consumer: AIOKafkaConsumer) -> None:
         """Assign partitions added since the last look, from their beginning; keep the others where
@@ -488,11 +477,6 @@ class KafkaTail:
         await consumer.seek_to_beginning(*added)
         log.info("tail follows new partitions", extra={"partitions": sorted(str(tp) for tp in added)})
 
-    def assignment(self) -> set[tuple[str, int]]:
-        if self._consumer is None:
-            return set()
-        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
-
     async def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
         consumer = await self._started()
         if not consumer.assignment() or time.monotonic() - self._checked >= self.partition_check:
@@ -505,10 +489,3 @@ class KafkaTail:
         except KafkaError as exc:
             raise KafkaBusError(f"tail of {self.topics} failed: {exc!r}") from exc
         return _records(batches)
-
-    async def close(self) -> None:
-        self._closed = True
-        self._bus._forget(self)
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await consumer.stop()
