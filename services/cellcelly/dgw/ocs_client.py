@@ -151,6 +151,10 @@ class _Endpoint:
         self.conn: _Connection | None = None
         self.down_until = 0.0
         self._connecting: asyncio.Future[_Connection] | None = None
+        # one log line when it goes out and one when it is back, not one per request failed over: a
+        # killed OCS with 300 requests in flight wrote 300 identical warnings
+        self.out = False
+        self.failed_over = 0  # requests that failed on it since it went out
 
     @property
     def name(self) -> str:
@@ -199,6 +203,30 @@ class _Endpoint:
     def close(self) -> None:
         if self.conn is not None and self.conn.transport is not None:
             self.conn.transport.close()
+
+    def failed(self, exc: Exception) -> None:
+        """A request failed on it. The first failure takes it out and reports it on the next loop turn,
+        once the other requests that failed with it (a lost connection fails all of them at once) are
+        counted."""
+        self.failed_over += 1
+        if not self.out:
+            self.out = True
+            asyncio.get_running_loop().call_soon(self._report_out, exc)
+
+    def _report_out(self, exc: Exception) -> None:
+        log.warning(
+            "OCS endpoint out of rotation",
+            extra={"endpoint": self.name, "reason": repr(exc), "failed_over": self.failed_over},
+        )
+
+    def answered(self) -> None:
+        self.down_until = 0.0
+        if self.out:
+            log.info(
+                "OCS endpoint back in rotation",
+                extra={"endpoint": self.name, "failed_over": self.failed_over},
+            )
+            self.out, self.failed_over = False, 0
 
 
 class WireOcs:
@@ -253,13 +281,11 @@ class WireOcs:
                 # every other request in flight on it: it is closed only when it has been silent
                 if not isinstance(exc, TimeoutError) or now - endpoint.answered_at() >= self.timeout:
                     endpoint.close()
-                log.warning(
-                    "OCS endpoint out of rotation", extra={"endpoint": endpoint.name, "reason": repr(exc)}
-                )
+                endpoint.failed(exc)
                 continue
             if message[1] is None:
                 raise OcsUnavailable(f"OCS {endpoint.name} failed: {message[2]}")
-            endpoint.down_until = 0.0
+            endpoint.answered()
             return answer_from_list(message[1])
         raise OcsUnavailable(f"no OCS endpoint answered: {last!r}")
 
