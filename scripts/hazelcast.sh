@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A throwaway Hazelcast 5.7 member on 127.0.0.1 for the tests and local runs (one jar from Maven Central).
 #
-#   scripts/hazelcast.sh fetch            download the jar (idempotent) into $CELLCELLY_CACHE/hazelcast-5.7.0/
+#   scripts/hazelcast.sh fetch            download the jar (idempotent) into $CELLCELLY_DOWNLOADS/hazelcast-5.7.0/
 #   scripts/hazelcast.sh start DIR PORT   write DIR/hazelcast.xml, start a member in the background on PORT,
 #                                         log to DIR/hazelcast.log, pid in DIR/hazelcast.pid, wait (60 s) for PORT
 #   scripts/hazelcast.sh stop DIR         stop the member started in DIR
@@ -11,7 +11,7 @@
 set -euo pipefail
 
 VERSION=5.7.0
-CACHE_DIR="${CELLCELLY_CACHE:-$HOME/.cache/cellcelly}/hazelcast-$VERSION"
+CACHE_DIR="${CELLCELLY_DOWNLOADS:-$HOME/.cache/cellcelly}/hazelcast-$VERSION"
 JAR="$CACHE_DIR/hazelcast-$VERSION.jar"
 START_TIMEOUT=60
 

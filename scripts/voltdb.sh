@@ -9,7 +9,7 @@
 #                                              client port on PORT, wait (90 s) for it to finish starting
 #   scripts/voltdb.sh stop DIR                 stop the server started in DIR
 #
-# Cache: ${CELLCELLY_CACHE:-$HOME/.cache/cellcelly}/voltdb-10.1.1/lib (override with VOLTDB_LIB).
+# Cache: ${CELLCELLY_DOWNLOADS:-$HOME/.cache/cellcelly}/voltdb-10.1.1/lib (override with VOLTDB_LIB).
 # Heap: VOLTDB_HEAP (default "-Xms128m -Xmx512m"); sites (partitions): VOLTDB_SITES (default 2).
 # No command log and no snapshots (both off in DIR/deployment.xml): a restart starts empty. The
 # database and schema are loaded by the client (cellcelly.adapters.balance_voltdb.ensure_schema).
@@ -21,7 +21,7 @@ set -euo pipefail
 VERSION=10.1.1
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(dirname "$HERE")"
-CACHE="${CELLCELLY_CACHE:-$HOME/.cache/cellcelly}"
+CACHE="${CELLCELLY_DOWNLOADS:-$HOME/.cache/cellcelly}"
 LIB="${VOLTDB_LIB:-$CACHE/voltdb-$VERSION/lib}"
 HEAP="${VOLTDB_HEAP:--Xms128m -Xmx512m}"
 SITES="${VOLTDB_SITES:-2}"

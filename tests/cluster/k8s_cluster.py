@@ -24,7 +24,7 @@ def script(path: Path, *args: str, timeout: float = 180) -> subprocess.Completed
 
 def fetched() -> bool:
     """Whether scripts/k8s.sh fetch has built the binaries (`up` fails fast with a message otherwise)."""
-    cache = Path(os.environ.get("CELLCELLY_CACHE", Path.home() / ".cache" / "cellcelly"))
+    cache = Path(os.environ.get("CELLCELLY_DOWNLOADS", Path.home() / ".cache" / "cellcelly"))
     return any(cache.glob("k8s/v*/.complete"))
 
 

@@ -26,7 +26,7 @@ def test_script_is_shellcheck_clean() -> None:
 
 
 def test_up_without_a_build_says_what_to_run(tmp_path: Path) -> None:
-    env = {**os.environ, "CELLCELLY_CACHE": str(tmp_path / "empty-cache")}
+    env = {**os.environ, "CELLCELLY_DOWNLOADS": str(tmp_path / "empty-cache")}
     done = subprocess.run(
         ["bash", str(K8S_SH), "up", str(tmp_path / "cluster")], env=env, capture_output=True, text=True
     )

@@ -80,7 +80,7 @@ def properties(text: str) -> dict[str, str]:
 
 
 def kafka_lib() -> Path:
-    cache = Path(os.environ.get("CELLCELLY_CACHE", Path.home() / ".cache" / "cellcelly"))
+    cache = Path(os.environ.get("CELLCELLY_DOWNLOADS", Path.home() / ".cache" / "cellcelly"))
     return Path(os.environ.get("KAFKA_LIB", cache / "kafka-4.4.0" / "lib"))
 
 

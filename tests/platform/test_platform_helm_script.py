@@ -23,7 +23,7 @@ compile_rules()  # before any property test runs (see compile_rules)
 
 
 def script(*args: str, cache: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, "CELLCELLY_CACHE": str(cache), **env}
+    environ = {**os.environ, "CELLCELLY_DOWNLOADS": str(cache), **env}
     return subprocess.run(
         ["bash", str(HELM_SH), *args], capture_output=True, text=True, env=environ, check=False
     )

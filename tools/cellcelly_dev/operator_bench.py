@@ -316,7 +316,7 @@ CRD = ROOT / "crds" / "cellcellystacks.cellcelly.io.yaml"
 
 
 def _k8s_built() -> bool:
-    cache = Path(os.environ.get("CELLCELLY_CACHE", Path.home() / ".cache" / "cellcelly"))
+    cache = Path(os.environ.get("CELLCELLY_DOWNLOADS", Path.home() / ".cache" / "cellcelly"))
     return any(cache.glob("k8s/v*/.complete"))
 
 
