@@ -15,7 +15,7 @@ import os
 import struct
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import orjson
@@ -162,13 +162,14 @@ class EmbeddedBus:
         self._members.clear()
 
 
-class EmbeddedConsumer(EventConsumer):
-    def __init__(self, bus: EmbeddedBus, group: str, topics: tuple[str, ...]) -> None:
+class _FileReader:
+    """What a group member and a tail share: the partition files they read, and a poll that waits
+    for a publish when nothing is new."""
+
+    def __init__(self, bus: EmbeddedBus, topics: tuple[str, ...]) -> None:
         self.bus = bus
-        self.group = group
         self.topics = topics
         self._files: dict[tuple[str, int], _Partition] = {}
-        self._positions: dict[tuple[str, int], int] = {}
 
     def _partition(self, tp: tuple[str, int]) -> _Partition:
         if tp not in self._files:
@@ -177,24 +178,22 @@ class EmbeddedConsumer(EventConsumer):
         part.refresh()
         return part
 
-    def _position(self, tp: tuple[str, int], committed: dict[str, int]) -> int:
-        if tp not in self._positions:
-            self._positions[tp] = committed.get(f"{tp[0]}:{tp[1]}", 0)
-        return self._positions[tp]
-
-    def _take(self, max_records: int) -> list[Record]:
-        committed = self.bus.committed(self.group)
+    def _read(
+        self, tps: Iterable[tuple[str, int]], starts: dict[tuple[str, int], int], most: int
+    ) -> list[Record]:
+        """Up to `most` records of the partitions from `starts` on, which moves past what is read."""
         records: list[Record] = []
-        for tp in self.bus.assignment(self):
-            room = max_records - len(records)
+        for tp in tps:
+            room = most - len(records)
             if room <= 0:
                 break
-            part = self._partition(tp)
-            start = self._position(tp, committed)
-            for offset, key, value in part.read(start, room):
+            for offset, key, value in self._partition(tp).read(starts[tp], room):
                 records.append(Record(tp[0], tp[1], offset, key, value))
-                self._positions[tp] = offset + 1
+                starts[tp] = offset + 1
         return records
+
+    def _take(self, max_records: int) -> list[Record]:
+        raise NotImplementedError
 
     async def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
         records = self._take(max_records)
@@ -202,6 +201,20 @@ class EmbeddedConsumer(EventConsumer):
             return records
         await self.bus.wait_for_publish(min(timeout, 0.2))
         return self._take(max_records)
+
+
+class EmbeddedConsumer(_FileReader, EventConsumer):
+    def __init__(self, bus: EmbeddedBus, group: str, topics: tuple[str, ...]) -> None:
+        super().__init__(bus, topics)
+        self.group = group
+        self._positions: dict[tuple[str, int], int] = {}
+
+    def _take(self, max_records: int) -> list[Record]:
+        committed = self.bus.committed(self.group)
+        assigned = self.bus.assignment(self)
+        for tp in assigned:
+            self._positions.setdefault(tp, committed.get(f"{tp[0]}:{tp[1]}", 0))
+        return self._read(assigned, self._positions, max_records)
 
     async def commit(self, records: Sequence[Record]) -> None:
         offsets: dict[str, int] = {}
@@ -225,19 +238,10 @@ class EmbeddedConsumer(EventConsumer):
         self.bus._leave(self)
 
 
-class EmbeddedTail(EventTail):
+class EmbeddedTail(_FileReader, EventTail):
     def __init__(self, bus: EmbeddedBus, topics: tuple[str, ...]) -> None:
-        self.bus = bus
-        self.topics = topics
-        self._files: dict[tuple[str, int], _Partition] = {}
+        super().__init__(bus, topics)
         self._positions: dict[tuple[str, int], int] | None = None
-
-    def _partition(self, tp: tuple[str, int]) -> _Partition:
-        if tp not in self._files:
-            self._files[tp] = _Partition(self.bus._file(*tp))
-        part = self._files[tp]
-        part.refresh()
-        return part
 
     def _every(self) -> list[tuple[str, int]]:
         return [(t, p) for t in self.topics for p in range(self.bus.partitions)]
@@ -249,23 +253,11 @@ class EmbeddedTail(EventTail):
 
     def _take(self, max_records: int) -> list[Record]:
         assert self._positions is not None
-        records: list[Record] = []
-        for tp in self._every():
-            room = max_records - len(records)
-            if room <= 0:
-                break
-            for offset, key, value in self._partition(tp).read(self._positions[tp], room):
-                records.append(Record(tp[0], tp[1], offset, key, value))
-                self._positions[tp] = offset + 1
-        return records
+        return self._read(self._every(), self._positions, max_records)
 
     async def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
         await self.start()
-        records = self._take(max_records)
-        if records or timeout <= 0:
-            return records
-        await self.bus.wait_for_publish(min(timeout, 0.2))
-        return self._take(max_records)
+        return await super().poll(max_records, timeout)
 
     async def close(self) -> None:
         self._files.clear()
