@@ -162,14 +162,16 @@ async def _serve_dgw(settings: Settings, noop: bool) -> None:
 
     endpoints = settings.ocs_endpoints() or [(settings.ocs_host, settings.ocs_wire_port)]
     client: OcsClient = NoopOcs() if noop else WireOcs(endpoints, api_key=_required_api_key(settings, "dgw"))
-    service = dgw.build(settings, client)
     target = "nothing (noop baseline)" if noop else ", ".join(f"{h}:{p}" for h, p in endpoints)
+    async with _backends(settings) as backends:
+        service = dgw.build(settings, client, cache=dgw.cache_apart(backends))
 
-    def banner() -> None:
-        tune_gc()
-        _out(f"DGW on {settings.dgw_host}:{service.port}, charging through {target}")
+        def banner() -> None:
+            tune_gc()
+            cache = f", subscriber cache {settings.cache}" if service.gateway.cache is not None else ""
+            _out(f"DGW on {settings.dgw_host}:{service.port}, charging through {target}{cache}")
 
-    await run([service], ready=banner)
+        await run([service], ready=banner)
 
 
 async def _serve_sms(settings: Settings) -> None:

@@ -247,8 +247,12 @@ async def start_dgw(stack: AsyncExitStack, name: str, kafka: str, voltdb: str, w
         account = lookups.get(msisdn)
         return None if account is None else SubscriberInfo(msisdn, account.status.value)
 
+    async def lookup_async(msisdn: str) -> SubscriberInfo | None:  # what the gateway's loop uses
+        account = await lookups.get_async(msisdn)
+        return None if account is None else SubscriberInfo(msisdn, account.status.value)
+
     # unknown MSISDNs cached far longer than the test: only an invalidation makes a sign-up known
-    cache = EmbeddedCache(lookup, negative_ttl=600)
+    cache = EmbeddedCache(lookup, aloader=lookup_async, negative_ttl=600)
     local = LocalPeer(f"{name}.cellcelly.local", "cellcelly.local")
     ocs = WireOcs([("127.0.0.1", wire_port)], api_key=KEY)
     stack.push_async_callback(ocs.close)

@@ -6,28 +6,37 @@ subscriber who has just signed up is found soon even if nobody invalidated the e
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from cellcelly.ports.cache import SubscriberInfo
+
+Loader = Callable[[str], SubscriberInfo | None]
+AsyncLoader = Callable[[str], Awaitable[SubscriberInfo | None]]
 
 
 class EmbeddedCache:
     def __init__(
         self,
-        loader: Callable[[str], SubscriberInfo | None],
+        loader: Loader,
         *,
+        aloader: AsyncLoader | None = None,
         ttl: float = 300.0,
         negative_ttl: float = 5.0,
         max_entries: int = 1_000_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._loader = loader
+        self._aloader = aloader
         self._ttl, self._negative_ttl = ttl, negative_ttl
         self._max = max_entries
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, SubscriberInfo | None]] = OrderedDict()
+        # one load per MSISDN at a time; `invalidate` drops it, so a load it overtook is not stored
+        self._loading: dict[str, asyncio.Future[SubscriberInfo | None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self.hits = self.misses = 0
 
     def get(self, msisdn: str) -> SubscriberInfo | None:
@@ -38,11 +47,58 @@ class EmbeddedCache:
             return entry[1]
         self.misses += 1
         info = self._loader(msisdn)
+        self._store(msisdn, now, info)
+        return info
+
+    def lookup_nowait(self, msisdn: str) -> SubscriberInfo | None | asyncio.Future[SubscriberInfo | None]:
+        entry = self._entries.get(msisdn)
+        if entry is not None and entry[0] > self._clock():
+            self.hits += 1
+            return entry[1]
+        loading = self._loading.get(msisdn)
+        if loading is not None:
+            return loading
+        self.misses += 1
+        loading = self._loading[msisdn] = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(self._load(msisdn, loading))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return loading
+
+    async def lookup(self, msisdn: str) -> SubscriberInfo | None:
+        found = self.lookup_nowait(msisdn)
+        if isinstance(found, asyncio.Future):
+            return await asyncio.shield(found)
+        return found
+
+    async def _load(self, msisdn: str, loading: asyncio.Future[SubscriberInfo | None]) -> None:
+        now = self._clock()
+        try:
+            if self._aloader is not None:
+                info = await self._aloader(msisdn)
+            else:
+                info = self._loader(msisdn)
+        except BaseException as exc:
+            if self._loading.get(msisdn) is loading:
+                del self._loading[msisdn]
+            if not loading.done():
+                loading.set_exception(exc)
+                loading.exception()  # retrieved: a caller may have stopped waiting
+            if not isinstance(exc, Exception):
+                raise
+            return
+        if self._loading.get(msisdn) is loading:  # not invalidated meanwhile
+            del self._loading[msisdn]
+            self._store(msisdn, now, info)
+        if not loading.done():
+            loading.set_result(info)
+
+    def _store(self, msisdn: str, now: float, info: SubscriberInfo | None) -> None:
         self._entries[msisdn] = (now + (self._ttl if info is not None else self._negative_ttl), info)
         self._entries.move_to_end(msisdn)
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
-        return info
 
     def invalidate(self, msisdn: str) -> None:
         self._entries.pop(msisdn, None)
+        self._loading.pop(msisdn, None)

@@ -13,22 +13,31 @@ most `ttl`, and an unknown entry carries the time it was stored, so it is never 
 `negative_ttl` even where invalidations are late (members batch them, up to 10 s by default:
 `scripts/hazelcast.sh` sets `hazelcast.map.invalidation.batch.enabled=false`).
 
+On an event loop (`lookup_nowait`, `lookup`) the client's non-blocking map proxy is used: a
+near-cache hit is an already-done future read there and then, a miss a future the client's reactor
+thread completes, handed to the loop with `call_soon_threadsafe` (no thread per call); the loader
+is then awaited (`BalanceStore.get_async`), and concurrent misses for one MSISDN load once.
+`get` is the blocking form for callers off any loop.
+
 Needs the `hazelcast` extra (PyPI `hazelcast-python-client`; never the PyPI package `hazelcast`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 with warnings.catch_warnings():
     # hazelcast-python-client 5.x imports the stdlib asyncore (deprecated in 3.11, warns on import)
     warnings.filterwarnings("ignore", "The asyncore module is deprecated", DeprecationWarning)
     from hazelcast.client import HazelcastClient
+    from hazelcast.config import InMemoryFormat
+    from hazelcast.future import Future as HzFuture
 
 from cellcelly.ports.cache import SubscriberInfo
 
@@ -64,13 +73,46 @@ def decode(msisdn: str, value: str, now: float, negative_ttl: float) -> Subscrib
         raise _Stale(value) from exc
 
 
+def _on_loop(hz: HzFuture[Any], loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
+    """The client's future as an asyncio future of `loop` (completed on the client's reactor
+    thread, or at once when it is done already)."""
+    out: asyncio.Future[Any] = loop.create_future()
+
+    def copy(done: HzFuture[Any]) -> None:
+        if out.done():
+            return
+        try:
+            out.set_result(done.result())
+        except Exception as exc:  # noqa: BLE001 - the client's error, for the awaiting caller
+            out.set_exception(exc)
+
+    def completed(done: HzFuture[Any]) -> None:
+        try:
+            loop.call_soon_threadsafe(copy, done)
+        except RuntimeError:  # the loop is closed: nobody awaits it any more
+            pass
+
+    hz.add_done_callback(completed)
+    return out
+
+
+def _log_failure(what: str, msisdn: str) -> Callable[[HzFuture[Any]], None]:
+    def check(done: HzFuture[Any]) -> None:
+        if not done.is_success():
+            log.warning("hazelcast %s failed", what, extra={"msisdn": msisdn, "error": str(done.exception())})
+
+    return check
+
+
 class HazelcastCache:
-    """SubscriberCache on a Hazelcast map (synchronous: the client's blocking map proxy)."""
+    """SubscriberCache on a Hazelcast map: `get` on the client's blocking map proxy, `lookup` and
+    `lookup_nowait` on its non-blocking one."""
 
     def __init__(
         self,
         loader: Callable[[str], SubscriberInfo | None],
         *,
+        aloader: Callable[[str], Awaitable[SubscriberInfo | None]] | None = None,
         members: Sequence[str] = ("127.0.0.1:5701",),
         cluster_name: str = "cellcelly",
         map_name: str = "cellcelly-subscribers",
@@ -86,6 +128,7 @@ class HazelcastCache:
         if ttl <= 0 or negative_ttl <= 0:
             raise ValueError("ttl and negative_ttl must be positive")
         self._loader = loader
+        self._aloader = aloader
         self._ttl, self._negative_ttl = float(ttl), float(negative_ttl)
         self._clock = clock
         options: dict[str, Any] = {
@@ -103,14 +146,20 @@ class HazelcastCache:
                     "invalidate_on_change": True,
                     "time_to_live": self._ttl,  # never keep a copy longer than the member does
                     "eviction_max_size": near_cache_max_entries,
+                    # values are immutable strings: a hit need not deserialize a copy
+                    "in_memory_format": InMemoryFormat.OBJECT,
                 }
             }
         self._client = HazelcastClient(**options)
         try:
-            self._map: Any = self._client.get_map(map_name).blocking()
+            self._async_map: Any = self._client.get_map(map_name)
+            self._map: Any = self._async_map.blocking()
         except BaseException:
             self._client.shutdown()
             raise
+        # one load per MSISDN at a time; `invalidate` drops it, so a load it overtook is not stored
+        self._loading: dict[str, asyncio.Future[SubscriberInfo | None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self.hits = self.misses = 0
 
     @property
@@ -135,9 +184,92 @@ class HazelcastCache:
         self._map.set(msisdn, encode(info, now), ttl)
         return info
 
+    def lookup_nowait(self, msisdn: str) -> SubscriberInfo | None | asyncio.Future[SubscriberInfo | None]:
+        loading = self._loading.get(msisdn)
+        if loading is not None:
+            return loading
+        asked = self._async_map.get(msisdn)  # done already when the near cache holds it
+        if asked.done() and asked.is_success():
+            value = asked.result()
+            if value is not None:
+                try:
+                    info = decode(msisdn, value, self._clock(), self._negative_ttl)
+                except _Stale:
+                    pass
+                else:
+                    self.hits += 1
+                    return info
+            asked = None  # not on the member (or stale): load it
+        loop = asyncio.get_running_loop()
+        loading = self._loading[msisdn] = loop.create_future()
+        task = asyncio.ensure_future(self._load(msisdn, asked, loading, loop))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return loading
+
+    async def lookup(self, msisdn: str) -> SubscriberInfo | None:
+        found = self.lookup_nowait(msisdn)
+        if isinstance(found, asyncio.Future):
+            return await asyncio.shield(found)
+        return found
+
+    async def _load(
+        self,
+        msisdn: str,
+        asked: HzFuture[Any] | None,
+        loading: asyncio.Future[SubscriberInfo | None],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        try:
+            if asked is not None:  # the member's answer
+                value = await _on_loop(asked, loop)
+                if value is not None:
+                    try:
+                        info = decode(msisdn, value, self._clock(), self._negative_ttl)
+                    except _Stale:
+                        pass
+                    else:
+                        self.hits += 1
+                        self._done(msisdn, loading, info)
+                        return
+            self.misses += 1
+            if self._aloader is not None:
+                info = await self._aloader(msisdn)
+            else:  # a blocking loader: off the loop
+                info = await asyncio.to_thread(self._loader, msisdn)
+            if self._loading.get(msisdn) is not loading:  # invalidated meanwhile: do not store
+                self._done(msisdn, loading, info)
+                return
+            ttl = self._ttl if info is not None else self._negative_ttl
+            stored = self._async_map.set(msisdn, encode(info, self._clock()), ttl)
+            if not loading.done():
+                loading.set_result(info)  # callers go on; later ones are answered by `loading`
+            await _on_loop(stored, loop)  # until the member holds it, so the next miss finds it
+            self._done(msisdn, loading, info)
+        except BaseException as exc:
+            if self._loading.get(msisdn) is loading:
+                del self._loading[msisdn]
+            if not loading.done():
+                loading.set_exception(exc)
+                loading.exception()  # retrieved: a caller may have stopped waiting
+            if not isinstance(exc, Exception):
+                raise
+            log.warning("subscriber lookup failed", extra={"msisdn": msisdn, "error": str(exc)})
+
+    def _done(
+        self, msisdn: str, loading: asyncio.Future[SubscriberInfo | None], info: SubscriberInfo | None
+    ) -> None:
+        if self._loading.get(msisdn) is loading:
+            del self._loading[msisdn]
+        if not loading.done():
+            loading.set_result(info)
+
     def invalidate(self, msisdn: str) -> None:
+        """Not waiting for the member (this is called on loops): this client's near cache forgets
+        at once, the member's delete follows on the same connection, before any later lookup."""
+        self._loading.pop(msisdn, None)
         # delete = remove without sending the old value back; the member invalidates every near cache
-        self._map.delete(msisdn)
+        self._async_map.delete(msisdn).add_done_callback(_log_failure("delete", msisdn))
 
     def close(self) -> None:
         self._client.shutdown()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import cached_property
 
 from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
@@ -80,7 +80,11 @@ class Backends:
             account = store.get(msisdn)
             return None if account is None else SubscriberInfo(msisdn, account.status.value)
 
-        return build_cache(self.settings, lookup)
+        async def lookup_async(msisdn: str) -> SubscriberInfo | None:  # on loops: never blocks them
+            account = await store.get_async(msisdn)
+            return None if account is None else SubscriberInfo(msisdn, account.status.value)
+
+        return build_cache(self.settings, lookup, lookup_async)
 
     @cached_property
     def credentials(self) -> SqlCredentials:
@@ -186,13 +190,18 @@ def build_bus(settings: Settings) -> EventBus:
     return EmbeddedBus(settings.data_dir / "bus")
 
 
-def build_cache(settings: Settings, loader: Callable[[str], SubscriberInfo | None]) -> SubscriberCache:
+def build_cache(
+    settings: Settings,
+    loader: Callable[[str], SubscriberInfo | None],
+    aloader: Callable[[str], Awaitable[SubscriberInfo | None]] | None = None,
+) -> SubscriberCache:
     if settings.cache == "hazelcast":
         from cellcelly.adapters.cache_hazelcast import HazelcastCache
 
         members = [m.strip() for m in settings.hazelcast_members.split(",") if m.strip()]
         return HazelcastCache(
             loader,
+            aloader=aloader,
             members=members,
             cluster_name=settings.hazelcast_cluster,
             username=settings.hazelcast_username,
@@ -200,7 +209,7 @@ def build_cache(settings: Settings, loader: Callable[[str], SubscriberInfo | Non
         )
     from cellcelly.adapters.cache_embedded import EmbeddedCache
 
-    return EmbeddedCache(loader)
+    return EmbeddedCache(loader, aloader=aloader)
 
 
 def _tell_if_not_the_bundled_catalogue(in_force: str) -> None:

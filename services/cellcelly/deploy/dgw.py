@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cellcelly.application.changes import ChangeFollower
-from cellcelly.deploy.backends import build_bus
+from cellcelly.deploy.backends import Backends, build_bus
 from cellcelly.deploy.service import Group, Lifecycle, Service, Worker
 from cellcelly.dgw.gateway import Gateway
 from cellcelly.dgw.ocs_client import OcsClient
@@ -39,6 +39,15 @@ def follower(bus: EventBus, gateway: Gateway, *, close_bus: bool = False) -> Wor
             await bus.close()
 
     return Worker("account changes", changes.run, changes.stop, close)
+
+
+def cache_apart(backends: Backends) -> SubscriberCache | None:
+    """The configured cache (`CELLCELLY_CACHE`) of a DGW in its own process, loading from the
+    balance store every process reaches (VoltDB). None over the embedded store: its files are the
+    OCS process's own, and the OCS answers an unknown MSISDN itself."""
+    if backends.settings.balance_store == "embedded":
+        return None
+    return backends.cache
 
 
 class Dgw(Group):

@@ -18,7 +18,7 @@ from cellcelly.diameter.codec import DICTIONARY, Avp, Message
 from cellcelly.diameter.constants import APP_CREDIT_CONTROL, FLAG_P, FLAG_R, Cmd, Code, Result
 from cellcelly.diameter.peer import LocalPeer, PeerConnection, State, error_answer
 from cellcelly.domain.charging import ChargeAnswer, ChargeRequest, RequestType, ResultCode
-from cellcelly.ports.cache import SubscriberCache
+from cellcelly.ports.cache import SubscriberCache, SubscriberInfo
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class GatewayStats:
     rejected: int = 0
     rar_sent: int = 0
     asr_sent: int = 0
+    cache_failed: int = 0  # lookups that failed: charged through the OCS anyway
     results: dict[int, int] = field(default_factory=dict)
 
 
@@ -100,14 +101,22 @@ class Gateway:
         if flight is not None:  # a retransmission while the original is still with the OCS
             self.stats.joined_in_flight += 1
             return asyncio.ensure_future(self._join(msg, flight))
-        if self.cache is not None and req.msisdn and self.cache.get(req.msisdn) is None:
-            answer = ChargeAnswer(
-                req.session_id, req.request_type, req.request_number, ResultCode.USER_UNKNOWN
-            )
-            return build_cca(msg, req, answer, self.local)
+        miss = None
+        if self.cache is not None and req.msisdn:
+            # a hit is answered here, without a coroutine; a miss is awaited in `_charge`
+            known = self.cache.lookup_nowait(req.msisdn)
+            if known is None:
+                return self._unknown(msg, req)
+            if isinstance(known, asyncio.Future):
+                miss = known
         fut: asyncio.Future[tuple[list[Avp], int]] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = fut
-        return asyncio.ensure_future(self._charge(conn, msg, req, key, fut))
+        return asyncio.ensure_future(self._charge(conn, msg, req, key, fut, miss))
+
+    def _unknown(self, msg: Message, req: ChargeRequest) -> Message:
+        """5030 without a trip to the OCS: the cache says there is no such subscriber."""
+        answer = ChargeAnswer(req.session_id, req.request_type, req.request_number, ResultCode.USER_UNKNOWN)
+        return build_cca(msg, req, answer, self.local)
 
     def _reject(self, msg: Message, exc: GyError) -> Message:
         self.stats.rejected += 1
@@ -130,8 +139,13 @@ class Gateway:
         req: ChargeRequest,
         key: tuple[str, int],
         fut: asyncio.Future[tuple[list[Avp], int]],
+        known: asyncio.Future[SubscriberInfo | None] | None = None,
     ) -> Message:
         try:
+            if known is not None and await self._is_unknown(req.msisdn, known):
+                reply = self._unknown(msg, req)
+                fut.set_result((reply.avps, reply.flags))
+                return reply
             try:
                 answer = await self.ocs.charge(req)
             except OcsUnavailable as exc:
@@ -159,6 +173,18 @@ class Gateway:
             raise
         finally:
             self._in_flight.pop(key, None)
+
+    async def _is_unknown(self, msisdn: str, known: asyncio.Future[SubscriberInfo | None]) -> bool:
+        """The cache's miss, awaited (shielded: it is shared with other requests for `msisdn`).
+        A cache or store that fails is no answer: the OCS decides, as it would without a cache."""
+        try:
+            return await asyncio.shield(known) is None
+        except Exception as exc:  # noqa: BLE001 - any back-end failure behind the cache
+            self.stats.cache_failed += 1
+            log.warning(
+                "subscriber lookup failed, charging anyway", extra={"msisdn": msisdn, "error": str(exc)}
+            )
+            return False
 
     def _remember(self, key: tuple[str, int], reply: Message) -> None:
         answers = self._answers
