@@ -22,8 +22,7 @@ def ocs_app(
 ) -> Any:
     """The OCS's ASGI app over the backends (`fast_path=False`: the FastAPI routes alone)."""
     token, key = settings.admin_token, settings.ocs_api_key
-    make = asgi_app if fast_path else create_app
-    return make(
+    app = create_app(
         backends.charging,
         backends.accounts,
         backends.catalogue,
@@ -33,6 +32,7 @@ def ocs_app(
         api_key=key.get_secret_value() if key else None,
         collectors=collectors,
     )
+    return asgi_app(app) if fast_path else app
 
 
 class Ocs(Group):

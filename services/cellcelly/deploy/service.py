@@ -123,7 +123,22 @@ class Lifecycle:
         return Health(True) if self._running else NOT_STARTED
 
 
-class Worker:
+class _OnATask:
+    """A service that runs as one task on the loop: it waits on it, and is healthy while it runs."""
+
+    _task: asyncio.Future[None] | None = None
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    def health(self) -> Health:
+        if self._task is None:
+            return NOT_STARTED
+        return Health(False, "ended") if self._task.done() else Health(True)
+
+
+class Worker(_OnATask):
     """A background loop (`run` until `stop` is called), then `close` (e.g. a bus consumer)."""
 
     def __init__(
@@ -149,17 +164,6 @@ class Worker:
         if self._close is not None:
             await self._close()
 
-    async def wait(self) -> None:
-        if self._task is not None:
-            await asyncio.shield(self._task)
-
-    def health(self) -> Health:
-        if self._task is None:
-            return NOT_STARTED
-        if self._task.done():
-            return Health(False, "ended")
-        return Health(True)
-
 
 class _Uvicorn(uvicorn.Server):
     """uvicorn without its own signal handlers: `run()` is the one place that handles them."""
@@ -168,7 +172,7 @@ class _Uvicorn(uvicorn.Server):
         return contextlib.nullcontext()
 
 
-class HttpService:
+class HttpService(_OnATask):
     """An ASGI app under uvicorn on the running loop (never a loop of its own)."""
 
     def __init__(self, name: str, app: Any, host: str, port: int) -> None:
@@ -194,15 +198,6 @@ class HttpService:
         self._server.should_exit = True
         task, self._task = self._task, None
         await task
-
-    async def wait(self) -> None:
-        if self._task is not None:
-            await asyncio.shield(self._task)
-
-    def health(self) -> Health:
-        if self._task is None:
-            return NOT_STARTED
-        return Health(False, "ended") if self._task.done() else Health(True)
 
 
 async def run(services: Sequence[Service], ready: Callable[[], None] | None = None) -> None:

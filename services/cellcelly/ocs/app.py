@@ -78,29 +78,8 @@ def balance_json(account: Account, now: int) -> dict[str, Any]:
     }
 
 
-def asgi_app(
-    charging: ChargingService,
-    accounts: AccountService,
-    catalogue: CatalogueHolder,
-    store: BalanceStore,
-    records: SystemOfRecord,
-    *,
-    admin_token: str | None,
-    api_key: str | None,
-    collectors: Sequence[Collector] = (),
-) -> FastPath:
-    """What runs: the FastAPI app with the charging fast path in front of it. `collectors` join
-    its /metrics (in the embedded stack: the SF's, which runs in the same process)."""
-    app = create_app(
-        charging,
-        accounts,
-        catalogue,
-        store,
-        records,
-        admin_token=admin_token,
-        api_key=api_key,
-        collectors=collectors,
-    )
+def asgi_app(app: FastAPI) -> FastPath:
+    """What runs: the app `create_app` made, with the charging fast path in front of it."""
     return FastPath(app, app.state.handler)
 
 
@@ -115,7 +94,8 @@ def create_app(
     api_key: str | None,
     collectors: Sequence[Collector] = (),
 ) -> FastAPI:
-    """The OCS over its collaborators; who opened them closes them (the deployable, not the app)."""
+    """The OCS over its collaborators; who opened them closes them (the deployable, not the app).
+    `collectors` join its /metrics (in the embedded stack: the SF's, which runs in the same process)."""
     metrics = OcsMetrics()
     for collector in collectors:
         metrics.registry.register(collector)
