@@ -76,15 +76,6 @@ class Accepted(_Answer):
     detail: str
 
 
-class Profile(_Answer):
-    msisdn: str
-    firstName: str
-    lastName: str
-    email: str
-    status: str
-    package: str
-    createdAt: int
-    role: Literal["subscriber", "admin"]
 
 
 class UsageItem(_Answer):
@@ -123,6 +114,12 @@ class Subscriber(_Answer):
     status: str
     package: str
     createdAt: int
+
+
+class Profile(Subscriber):
+    """A subscriber as they see themselves: with the role they signed in with."""
+
+    role: Literal["subscriber", "admin"]
 
 
 class Subscribers(_Answer):
