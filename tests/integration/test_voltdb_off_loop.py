@@ -337,3 +337,14 @@ def test_one_store_on_one_loop_after_another_leaves_no_socket_open(
     finally:
         store.close()
     gc.collect()
+
+
+async def test_calls_on_the_loop_spread_over_every_connection(voltdb: str) -> None:
+    """The client's connections are a pool: calls go round them (a slot once chosen by the caller
+    and again by the opener left every other slot unopened, all calls on one connection)."""
+    provision(voltdb, A)
+    async with store_on(voltdb, loop_connections=3) as store:
+        for _ in range(12):
+            assert await store.get_async(A) is not None
+        conns = store._async._conns
+        assert len(conns) == 3 and all(c is not None and c.dead is None for c in conns)

@@ -309,8 +309,8 @@ class AsyncVoltClient:
     async def call(self, procedure: str, params: Sequence[Any]) -> Answer:
         """Raises NoAnswer when the call got none (the caller decides whether to send it again),
         CannotConnect when it could not be sent."""
-        conns = self._conns
-        conn = conns[next(self._rr) % len(conns)]
+        slot = next(self._rr) % self._size
+        conn = self._conns[slot]
         # the usual case without a coroutine more: a live connection of this loop
         if (
             conn is None
@@ -318,10 +318,11 @@ class AsyncVoltClient:
             or self._closed
             or self._loop is not asyncio.get_running_loop()
         ):
-            conn = await self._connection()
+            conn = await self._connection(slot)
         return await conn.call(procedure, self._types[procedure], params)
 
-    async def _connection(self) -> VoltProtocol:
+    async def _connection(self, slot: int) -> VoltProtocol:
+        """The connection in `slot`, opened (or replaced) first when it is not a live one of this loop."""
         loop = asyncio.get_running_loop()
         if self._closed:
             raise CannotConnect("the VoltDB client is closed")
@@ -333,7 +334,6 @@ class AsyncVoltClient:
             self._loop = loop
             self._watcher = self._watch(loop)
             await anext(self._watcher)
-        slot = next(self._rr) % self._size
         conn = self._conns[slot]
         if conn is not None and conn.dead is None:
             return conn
