@@ -24,19 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cellcelly_operator import services, spec
-from gy_client import CLIENT
 
-from cellcelly.diameter.codec import Avp, Message
-from cellcelly.diameter.constants import (
-    APP_CREDIT_CONTROL,
-    CONTEXT_IMS,
-    FLAG_P,
-    FLAG_R,
-    VENDOR_3GPP,
-    Cmd,
-    Code,
-    Code3gpp,
-)
 from cellcelly.settings import Settings
 
 UID = "9d0c6c52-6b0e-4d55-8f0a-5c1de0f0a5e1"
@@ -202,51 +190,3 @@ def metric(port: int, name: str) -> float:
             if line.startswith(f"{name} "):
                 return float(line.split()[1])
     raise AssertionError(f"no {name} on :{port}/metrics")
-
-
-def gy_ccr(
-    session: str, kind: int, number: int, msisdn: str, *, used: int = 0, called: str = "tel:+905551112233"
-) -> Message:
-    """A voice CCR (kind 1 initial, 2 update, 3 termination) from the tests' Gy client
-    (`gy_client.CLIENT`) for `msisdn`: an hour asked for, `used` seconds reported."""
-    mscc = [Avp.u32(Code.RATING_GROUP, 1)]
-    if kind != 3:
-        mscc.append(Avp.grouped(Code.REQUESTED_SERVICE_UNIT, [Avp.u32(Code.CC_TIME, 3600)]))
-    if used:
-        mscc.append(Avp.grouped(Code.USED_SERVICE_UNIT, [Avp.u32(Code.CC_TIME, used)]))
-    subscription = [Avp.i32(Code.SUBSCRIPTION_ID_TYPE, 0), Avp.utf8(Code.SUBSCRIPTION_ID_DATA, "90" + msisdn)]
-    ims = Avp.grouped(
-        Code3gpp.IMS_INFORMATION, [Avp.utf8(Code3gpp.CALLED_PARTY_ADDRESS, called, VENDOR_3GPP)], VENDOR_3GPP
-    )
-    avps = [
-        Avp.utf8(Code.SESSION_ID, session),
-        *CLIENT.identity(),
-        Avp.utf8(Code.DESTINATION_REALM, "cellcelly.local"),
-        Avp.u32(Code.AUTH_APPLICATION_ID, APP_CREDIT_CONTROL),
-        Avp.utf8(Code.SERVICE_CONTEXT_ID, CONTEXT_IMS),
-        Avp.i32(Code.CC_REQUEST_TYPE, kind),
-        Avp.u32(Code.CC_REQUEST_NUMBER, number),
-        Avp.grouped(Code.SUBSCRIPTION_ID, subscription),
-        Avp.grouped(Code.MULTIPLE_SERVICES_CREDIT_CONTROL, mscc),
-        Avp.grouped(Code3gpp.SERVICE_INFORMATION, [ims], VENDOR_3GPP),
-    ]
-    return Message(Cmd.CREDIT_CONTROL, FLAG_R | FLAG_P, APP_CREDIT_CONTROL, avps=avps)
-
-
-def granted_seconds(answer: Message) -> int:
-    """The CC-Time granted in a CCA's MSCC (0 when none)."""
-    mscc = answer.find(Code.MULTIPLE_SERVICES_CREDIT_CONTROL)
-    gsu = None if mscc is None else mscc.find(Code.GRANTED_SERVICE_UNIT)
-    time_avp = None if gsu is None else gsu.find(Code.CC_TIME)
-    return 0 if time_avp is None else time_avp.as_u32()
-
-
-def cut_off(answer: Message) -> bool:
-    """The OCS ended the quota: final units, or the credit limit reached."""
-    mscc = answer.find(Code.MULTIPLE_SERVICES_CREDIT_CONTROL)
-    if mscc is None:
-        return False
-    result = mscc.find(Code.RESULT_CODE)
-    return mscc.find(Code.FINAL_UNIT_INDICATION) is not None or (
-        result is not None and result.as_u32() == 4012
-    )

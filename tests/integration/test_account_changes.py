@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from gy_client import CLIENT, PEERS
+from gy_client import CLIENT, PEERS, cut_off, granted_seconds, voice_ccr
 
 from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
 from cellcelly.adapters.bus_embedded import EmbeddedBus
@@ -39,14 +39,8 @@ from cellcelly.dgw.ocs_client import WireOcs
 from cellcelly.dgw.server import DgwServer
 from cellcelly.diameter.codec import Avp, Message
 from cellcelly.diameter.constants import (
-    APP_CREDIT_CONTROL,
-    CONTEXT_IMS,
-    FLAG_P,
-    FLAG_R,
-    VENDOR_3GPP,
     Cmd,
     Code,
-    Code3gpp,
     Result,
 )
 from cellcelly.diameter.peer import LocalPeer, PeerConnection, connect
@@ -190,50 +184,9 @@ class Dgw:
 
 def ccr(session: str, kind: int, number: int, *, used: int = 0, requested: int = 3600) -> Message:
     """An international call (paid from the wallet, so a small wallet cuts it off)."""
-    mscc = [Avp.u32(Code.RATING_GROUP, 1)]
-    if requested:
-        mscc.append(Avp.grouped(Code.REQUESTED_SERVICE_UNIT, [Avp.u32(Code.CC_TIME, requested)]))
-    if used:
-        mscc.append(Avp.grouped(Code.USED_SERVICE_UNIT, [Avp.u32(Code.CC_TIME, used)]))
-    called = Avp.utf8(Code3gpp.CALLED_PARTY_ADDRESS, "tel:+4930123456789", VENDOR_3GPP)
-    return Message(
-        Cmd.CREDIT_CONTROL,
-        FLAG_R | FLAG_P,
-        APP_CREDIT_CONTROL,
-        avps=[
-            Avp.utf8(Code.SESSION_ID, session),
-            *CLIENT.identity(),
-            Avp.utf8(Code.DESTINATION_REALM, "cellcelly.local"),
-            Avp.u32(Code.AUTH_APPLICATION_ID, APP_CREDIT_CONTROL),
-            Avp.utf8(Code.SERVICE_CONTEXT_ID, CONTEXT_IMS),
-            Avp.i32(Code.CC_REQUEST_TYPE, kind),
-            Avp.u32(Code.CC_REQUEST_NUMBER, number),
-            Avp.grouped(
-                Code.SUBSCRIPTION_ID,
-                [Avp.i32(Code.SUBSCRIPTION_ID_TYPE, 0), Avp.utf8(Code.SUBSCRIPTION_ID_DATA, "90" + MSISDN)],
-            ),
-            Avp.grouped(Code.MULTIPLE_SERVICES_CREDIT_CONTROL, mscc),
-            Avp.grouped(
-                Code3gpp.SERVICE_INFORMATION,
-                [Avp.grouped(Code3gpp.IMS_INFORMATION, [called], VENDOR_3GPP)],
-                VENDOR_3GPP,
-            ),
-        ],
+    return voice_ccr(
+        session, kind, number, MSISDN, used=used, requested=requested, called="tel:+4930123456789"
     )
-
-
-def cut_off(answer: Message) -> bool:
-    mscc = answer.find(Code.MULTIPLE_SERVICES_CREDIT_CONTROL)
-    assert mscc is not None, answer
-    code = mscc.find(Code.RESULT_CODE)
-    return mscc.find(Code.FINAL_UNIT_INDICATION) is not None or (code is not None and code.as_u32() != 2001)
-
-
-def granted(answer: Message) -> int:
-    mscc = answer.find(Code.MULTIPLE_SERVICES_CREDIT_CONTROL)
-    gsu = mscc.find(Code.GRANTED_SERVICE_UNIT) if mscc else None
-    time_avp = gsu.find(Code.CC_TIME) if gsu else None
-    return time_avp.as_u32() if time_avp else 0
 
 
 async def start_dgw(stack: AsyncExitStack, name: str, kafka: str, voltdb: str, wire_port: int) -> Dgw:
@@ -327,7 +280,7 @@ async def cut_off_call(client: Client, session: str, answer: Message) -> tuple[M
     """Go on with an answered CCR-I until the OCS cuts the call off: (last answer, next number)."""
     number = 1
     while not cut_off(answer):
-        answer = await client.request(ccr(session, 2, number, used=granted(answer)))
+        answer = await client.request(ccr(session, 2, number, used=granted_seconds(answer)))
         number += 1
     return answer, number
 
@@ -366,8 +319,8 @@ async def test_changes_by_another_process_reach_only_the_dgw_holding_the_session
         assert [m.session_id for m in rars] == ["x;cut"], "one RAR, to the client holding the session"
         rar_latency = next(at for at, m in holder.asked if m.code == Cmd.RE_AUTH) - began
         # the client asks again, and is granted what the top-up pays for
-        answer = await holder.request(ccr("x;cut", 2, number, used=granted(answer)))
-        assert answer.result_code == Result.SUCCESS and granted(answer) > 0
+        answer = await holder.request(ccr("x;cut", 2, number, used=granted_seconds(answer)))
+        assert answer.result_code == Result.SUCCESS and granted_seconds(answer) > 0
 
         began = time.monotonic()
         accounts.set_status(MSISDN, Status.SUSPENDED, "admin-suspend")
@@ -441,8 +394,8 @@ async def test_a_cellcelly_dgw_process_sends_rar_and_asr_for_changes_made_elsewh
         began = time.monotonic()
         accounts.top_up(MSISDN, 5000, "mw-topup-p")
         assert [m.session_id for m in await holder.asked_for(Cmd.RE_AUTH, began)] == ["p;cut"]
-        answer = await holder.request(ccr("p;cut", 2, number, used=granted(answer)))
-        assert answer.result_code == Result.SUCCESS and granted(answer) > 0
+        answer = await holder.request(ccr("p;cut", 2, number, used=granted_seconds(answer)))
+        assert answer.result_code == Result.SUCCESS and granted_seconds(answer) > 0
 
         began = time.monotonic()
         accounts.set_status(MSISDN, Status.SUSPENDED, "admin-suspend-p")

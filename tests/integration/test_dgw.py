@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gy_client import CLIENT, PEERS
+from gy_client import CLIENT, PEERS, voice_ccr
 
 from cellcelly.deploy.backends import Backends, open_backends
 from cellcelly.deploy.dgw import dgw_peer
@@ -24,10 +24,8 @@ from cellcelly.dgw.server import DgwServer
 from cellcelly.diameter.codec import Avp, Message, decode
 from cellcelly.diameter.constants import (
     APP_CREDIT_CONTROL,
-    CONTEXT_IMS,
     CONTEXT_SMS,
     FLAG_E,
-    FLAG_P,
     FLAG_R,
     VENDOR_3GPP,
     Cmd,
@@ -55,48 +53,12 @@ def ccr(
     number: int,
     *,
     msisdn: str | None = DEMO.msisdn,
-    rg: int = 1,
     time_requested: int | None = 60,
     time_used: int = 0,
-    called: str = "tel:+905551112233",
-    context: str = CONTEXT_IMS,
+    **more: Any,
 ) -> Message:
-    avps = [
-        Avp.utf8(Code.SESSION_ID, session),
-        *CLIENT.identity(),
-        Avp.utf8(Code.DESTINATION_REALM, "cellcelly.local"),
-        Avp.u32(Code.AUTH_APPLICATION_ID, APP_CREDIT_CONTROL),
-        Avp.utf8(Code.SERVICE_CONTEXT_ID, context),
-        Avp.i32(Code.CC_REQUEST_TYPE, kind),
-        Avp.u32(Code.CC_REQUEST_NUMBER, number),
-    ]
-    if msisdn is not None:
-        avps.append(
-            Avp.grouped(
-                Code.SUBSCRIPTION_ID,
-                [Avp.i32(Code.SUBSCRIPTION_ID_TYPE, 0), Avp.utf8(Code.SUBSCRIPTION_ID_DATA, "90" + msisdn)],
-            )
-        )
-    mscc = [Avp.u32(Code.RATING_GROUP, rg)]
-    if time_requested is not None:
-        mscc.append(Avp.grouped(Code.REQUESTED_SERVICE_UNIT, [Avp.u32(Code.CC_TIME, time_requested)]))
-    if time_used:
-        mscc.append(Avp.grouped(Code.USED_SERVICE_UNIT, [Avp.u32(Code.CC_TIME, time_used)]))
-    avps.append(Avp.grouped(Code.MULTIPLE_SERVICES_CREDIT_CONTROL, mscc))
-    avps.append(
-        Avp.grouped(
-            Code3gpp.SERVICE_INFORMATION,
-            [
-                Avp.grouped(
-                    Code3gpp.IMS_INFORMATION,
-                    [Avp.utf8(Code3gpp.CALLED_PARTY_ADDRESS, called, VENDOR_3GPP)],
-                    VENDOR_3GPP,
-                )
-            ],
-            VENDOR_3GPP,
-        )
-    )
-    return Message(Cmd.CREDIT_CONTROL, FLAG_R | FLAG_P, APP_CREDIT_CONTROL, avps=avps)
+    """A voice CCR for the demo subscriber: a minute asked for."""
+    return voice_ccr(session, kind, number, msisdn, requested=time_requested, used=time_used, **more)
 
 
 def mscc_of(answer: Message) -> Avp:

@@ -43,10 +43,10 @@ import orjson
 import pytest
 from aiosmtpd.controller import Controller
 from cellcelly_operator import kafka, services, voltdb
-from gy_client import CLIENT, PEERS
+from gy_client import CLIENT, PEERS, cut_off, granted_seconds, voice_ccr
 from kafka_server import KafkaServer, KafkaUnavailable, kafka_server
 from sqlalchemy import make_url, text
-from stack_apart import Service, cut_off, free_ports, granted_seconds, gy_ccr, service_env, stack_of, until
+from stack_apart import Service, free_ports, service_env, stack_of, until
 from test_cache_hazelcast import hazelcast_member  # noqa: F401 - the module's Hazelcast member fixture
 
 from cellcelly.adapters.balance_voltdb import VoltBalanceStore
@@ -288,13 +288,15 @@ async def top_up_rar_and_suspension_asr(apart: Apart, ocs: Ocs) -> None:
     try:
         # a call abroad, paid from the wallet, until the OCS cuts it off
         abroad = "tel:+4930123456789"
-        answer = await peer.request(gy_ccr("apart;cut;1", 1, 0, SIGNED_UP, called=abroad))
+        answer = await peer.request(voice_ccr("apart;cut;1", 1, 0, SIGNED_UP, called=abroad))
         number = 0
         while not cut_off(answer):
             assert answer.result_code == 2001 and number < 100, answer
             number += 1
             used = granted_seconds(answer)
-            answer = await peer.request(gy_ccr("apart;cut;1", 2, number, SIGNED_UP, used=used, called=abroad))
+            answer = await peer.request(
+                voice_ccr("apart;cut;1", 2, number, SIGNED_UP, used=used, called=abroad)
+            )
         assert not received
 
         # a top-up through the MW: a voucher its admin makes, redeemed by the subscriber
@@ -311,11 +313,11 @@ async def top_up_rar_and_suspension_asr(apart: Apart, ocs: Ocs) -> None:
         assert got(Cmd.RE_AUTH) == ["apart;cut;1"]
         number += 1
         used = granted_seconds(answer)
-        answer = await peer.request(gy_ccr("apart;cut;1", 3, number, SIGNED_UP, used=used, called=abroad))
+        answer = await peer.request(voice_ccr("apart;cut;1", 3, number, SIGNED_UP, used=used, called=abroad))
         assert answer.result_code == 2001
 
         # a suspension through an OCS's admin API: ASR for the live session
-        answer = await peer.request(gy_ccr("apart;live;1", 1, 0, SIGNED_UP))
+        answer = await peer.request(voice_ccr("apart;live;1", 1, 0, SIGNED_UP))
         assert answer.result_code == 2001 and not cut_off(answer)
         r = await client.put(
             f"http://127.0.0.1:{http}/admin/subscribers/{SIGNED_UP}/status",
@@ -325,7 +327,7 @@ async def top_up_rar_and_suspension_asr(apart: Apart, ocs: Ocs) -> None:
         assert r.status_code == 200, r.text
         await until(lambda: bool(got(Cmd.ABORT_SESSION)), 20, "no ASR after the suspension")
         assert got(Cmd.ABORT_SESSION) == ["apart;live;1"]
-        answer = await peer.request(gy_ccr("apart;live;1", 3, 1, SIGNED_UP, used=30))  # the client ends it
+        answer = await peer.request(voice_ccr("apart;live;1", 3, 1, SIGNED_UP, used=30))  # the client ends it
         assert answer.result_code == 2001
     finally:
         await peer.disconnect()
@@ -424,7 +426,7 @@ async def test_the_stack_apart_charges_fails_over_and_tells_once(
             # --- an unknown subscriber: 5030 through a DGW
             peer = await connect("127.0.0.1", apart.dgw_ports[1], CLIENT)
             try:
-                answer = await peer.request(gy_ccr("apart;unknown;1", 1, 0, UNKNOWN))
+                answer = await peer.request(voice_ccr("apart;unknown;1", 1, 0, UNKNOWN))
                 assert answer.result_code == 5030
             finally:
                 await peer.disconnect()
