@@ -98,6 +98,23 @@ class Inbox:
 
 
 @contextlib.contextmanager
+def smtp_sink() -> Iterator[tuple[Inbox, int]]:
+    """A real SMTP server (aiosmtpd) on a free port of 127.0.0.1 keeping what it receives."""
+    from aiosmtpd.controller import Controller
+
+    from cellcelly_dev.devservers import free_port
+
+    port = free_port()
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
+
+
+@contextlib.contextmanager
 def running_voltdb(*, username: str = "", password: str = "") -> Iterator[str]:
     """`voltdb_server(...)` for a fixture: a skip (a failure when CI=true) where VoltDB cannot run."""
     from cellcelly_dev.devservers import VoltDBUnavailable, voltdb_missing, voltdb_server

@@ -11,7 +11,6 @@ from email.message import Message
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
 from cellcelly.adapters.bus_embedded import EmbeddedBus
@@ -28,8 +27,7 @@ from cellcelly.ports.event_bus import NOTIFICATIONS, Outgoing
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.settings import DEFAULT_CATALOGUE
 from cellcelly.sf.sync import SyncFunction
-from cellcelly_dev.devservers import free_port
-from cellcelly_testing import Inbox
+from cellcelly_testing import Inbox, smtp_sink
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 MSISDN = "5361112233"
@@ -37,14 +35,8 @@ MSISDN = "5361112233"
 
 @pytest.fixture
 def smtp() -> Iterator[tuple[Inbox, int]]:
-    port = free_port()
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
+    with smtp_sink() as sink:
+        yield sink
 
 
 def text_of(message: Message) -> str:

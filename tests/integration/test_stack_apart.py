@@ -41,7 +41,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from aiosmtpd.controller import Controller
 from cellcelly_operator import kafka, services, voltdb
 from gy_client import CLIENT, PEERS, cut_off, granted_seconds, voice_ccr
 from kafka_server import KafkaServer, KafkaUnavailable, kafka_server
@@ -59,8 +58,7 @@ from cellcelly.domain.account import Account
 from cellcelly.ocs.app import API
 from cellcelly.settings import DEFAULT_CATALOGUE
 from cellcelly.traffic.generator import TrafficConfig
-from cellcelly_dev.devservers import free_port
-from cellcelly_testing import Inbox, require, running_voltdb
+from cellcelly_testing import Inbox, require, running_voltdb, smtp_sink
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -100,14 +98,8 @@ def spec_body(smtp_port: int) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def smtp() -> Iterator[tuple[Inbox, int]]:
-    port = free_port()
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
+    with smtp_sink() as sink:
+        yield sink
 
 
 @pytest.fixture(scope="module")
