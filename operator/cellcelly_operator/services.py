@@ -19,13 +19,14 @@ DATA_DIR = "/var/lib/cellcelly"
 OCS_API_KEY_VAR = "CELLCELLY_OCS_API_KEY"
 OCS_API_KEY_COMPONENT = "ocs-api-key"
 
-# The back ends each service dials (cellcelly/deploy/): a service's env carries only those logins, and
-# a back end's NetworkPolicy admits only those services' pods. The DGW tails the ledger on Kafka (every
-# replica hears every top-up and suspension: RAR/ASR); Hazelcast admits every service that looks a
-# subscriber up (the shared lookup cache, issue 14), whether or not it dials it yet.
+# The back ends each service dials (cellcelly/deploy/, built by cellcelly/cli.py's commands): a service's
+# env carries only those logins, and a back end's NetworkPolicy admits only those services' pods. The DGW
+# tails the ledger on Kafka (every replica hears every top-up and suspension: RAR/ASR) and answers an
+# unknown MSISDN from its subscriber cache (Hazelcast), which loads a miss from VoltDB. Hazelcast admits
+# the services that look a subscriber up; of them only the DGW dials it today (docs/architecture.md).
 BACKEND_USERS: dict[str, tuple[str, ...]] = {
     "kafka": ("ocs", "dgw", "sf", "notifier"),
-    "voltdb": ("ocs", "mw", "notifier", "sms", "ivr"),
+    "voltdb": ("ocs", "dgw", "mw", "notifier", "sms", "ivr"),
     "oracle": ("ocs", "mw", "sf", "notifier", "sms", "ivr"),
     "hazelcast": ("ocs", "dgw", "mw", "sms", "ivr"),
 }

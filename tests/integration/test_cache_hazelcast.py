@@ -6,6 +6,7 @@ module by `scripts/hazelcast.sh` (the jar comes from Maven Central; needs Java a
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_voltdb_off_loop import SlowLink, Ticker
 
 from cellcelly.adapters.cache_hazelcast import HazelcastCache
 from cellcelly.ports.cache import SubscriberInfo
@@ -74,16 +76,23 @@ def hazelcast_member(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 class Loader:
-    """A subscriber table that counts how often the cache asks it."""
+    """A subscriber table that counts how often the cache asks it; `load` is its awaitable form
+    (the store's `get_async`), which waits for `gate` (a slow store)."""
 
     def __init__(self, rows: dict[str, str] | None = None) -> None:
         self.rows = dict(rows or {})
         self.calls: list[str] = []
+        self.gate: asyncio.Event | None = None
 
     def __call__(self, msisdn: str) -> SubscriberInfo | None:
         self.calls.append(msisdn)
         status = self.rows.get(msisdn)
         return None if status is None else SubscriberInfo(msisdn, status)
+
+    async def load(self, msisdn: str) -> SubscriberInfo | None:
+        if self.gate is not None:
+            await self.gate.wait()
+        return self(msisdn)
 
 
 @pytest.fixture
@@ -97,7 +106,8 @@ def make_cache(hazelcast_member: str, map_name: str) -> Iterator[Callable[..., H
 
     def make(loader: Loader, **options: Any) -> HazelcastCache:
         options.setdefault("map_name", map_name)
-        cache = HazelcastCache(loader, members=[hazelcast_member], connect_timeout=15, **options)
+        options.setdefault("members", [hazelcast_member])
+        cache = HazelcastCache(loader, connect_timeout=15, **options)
         caches.append(cache)
         return cache
 
@@ -239,3 +249,108 @@ def test_bench_cache_reports_both_modes(hazelcast_member: str):
     rows = bench_cache([hazelcast_member], msisdns=100, gets=2_000)
     assert [row["name"] for row in rows] == ["hazelcast get, near cache on", "hazelcast get, near cache off"]
     assert all(row["ops"] == 2_000 and row["errors"] == 0 and row["ops_per_s"] > 0 for row in rows)
+
+
+# --- on an event loop: the non-blocking proxy (issue 14, item 1) ------------------------------------
+
+A = "905321112233"
+
+
+def on_loop(make_cache: Callable[..., HazelcastCache], loader: Loader, **options: Any) -> HazelcastCache:
+    return make_cache(loader, aloader=loader.load, **options)
+
+
+def _member_holds(cache: HazelcastCache, map_name: str, msisdn: str) -> str | None:
+    value: str | None = cache.client.get_map(map_name).blocking().get(msisdn)
+    return value
+
+
+async def test_lookup_miss_goes_to_the_member_then_the_loader_and_a_hit_needs_no_await(
+    make_cache: Callable[..., HazelcastCache], map_name: str
+):
+    loader = Loader({A: "active"})
+    cache = on_loop(make_cache, loader)
+    first = cache.lookup_nowait(A)
+    assert isinstance(first, asyncio.Future)
+    assert await first == SubscriberInfo(A, "active")
+    assert loader.calls == [A]
+    reader = make_cache(Loader(), near_cache=False)
+    assert await reader.lookup(A) == SubscriberInfo(A, "active")  # from the member, no loader
+    _wait_for_invalidations(cache, map_name, 2)  # the `set`'s own invalidation is in (see above)
+    assert await cache.lookup(A) == SubscriberInfo(A, "active")  # fetched into the near cache
+    before = _near_cache_stats(cache, map_name)["hits"]
+    for _ in range(10):
+        assert cache.lookup_nowait(A) == SubscriberInfo(A, "active")  # the value: no future, no await
+    assert _near_cache_stats(cache, map_name)["hits"] - before == 10
+    assert loader.calls == [A]
+
+
+async def test_lookup_of_an_unknown_msisdn_is_held_on_the_member_for_negative_ttl(
+    make_cache: Callable[..., HazelcastCache], map_name: str
+):
+    loader = Loader()
+    cache = on_loop(make_cache, loader, negative_ttl=1)
+    assert await cache.lookup("905329990000") is None
+    assert (_member_holds(cache, map_name, "905329990000") or "").startswith("?")
+    assert await cache.lookup("905329990000") is None
+    assert loader.calls == ["905329990000"]
+    loader.rows["905329990000"] = "active"
+    await asyncio.sleep(1.2)
+    assert await cache.lookup("905329990000") == SubscriberInfo("905329990000", "active")
+
+
+async def test_concurrent_lookups_load_once(make_cache: Callable[..., HazelcastCache]):
+    loader = Loader({A: "active"})
+    loader.gate = asyncio.Event()
+    cache = on_loop(make_cache, loader)
+    waiting = [asyncio.ensure_future(cache.lookup(A)) for _ in range(50)]
+    await asyncio.sleep(0.2)  # the member has answered "not here" to the one request sent
+    loader.gate.set()
+    assert await asyncio.gather(*waiting) == [SubscriberInfo(A, "active")] * 50
+    assert loader.calls == [A]
+
+
+async def test_invalidate_on_the_loop_reaches_another_client(
+    make_cache: Callable[..., HazelcastCache], map_name: str
+):
+    loader = Loader({A: "active"})
+    writer, reader = on_loop(make_cache, loader), on_loop(make_cache, loader)
+    assert await writer.lookup(A) == SubscriberInfo(A, "active")
+    _wait_for_invalidations(reader, map_name, 1)
+    assert await reader.lookup(A) == SubscriberInfo(A, "active")
+    loader.rows[A] = "suspended"
+    writer.invalidate(A)  # returns at once: the delete goes out behind it
+    assert await writer.lookup(A) == SubscriberInfo(A, "suspended")  # its own near cache forgot at once
+    deadline = time.monotonic() + 2.0
+    while (seen := await reader.lookup(A)) != SubscriberInfo(A, "suspended"):
+        assert time.monotonic() < deadline, seen
+        await asyncio.sleep(0.02)
+
+
+async def test_a_member_that_holds_its_answers_leaves_the_loop_running(
+    make_cache: Callable[..., HazelcastCache], hazelcast_member: str
+):
+    """A member behind a proxy that holds each answer 1 s: the loop ticks on while `lookup` waits
+    for it; the blocking `get` stalls the same ticker (the measure can fail)."""
+    delay = 1.0
+    link = SlowLink(hazelcast_member)
+    try:
+        loader = Loader({A: "active"})
+        cache = make_cache(loader, aloader=loader.load, members=[link.servers], smart_routing=False)
+        link.delay = delay
+        async with Ticker().running() as ticker:
+            began = time.perf_counter()
+            assert await cache.lookup(A) == SubscriberInfo(A, "active")  # get, then set: two answers
+            took = time.perf_counter() - began
+        assert took >= delay  # it waited for the member ...
+        assert ticker.worst < delay / 2, f"the loop stalled {ticker.worst:.3f} s"  # ... off the loop
+
+        cache.invalidate(A)
+        async with Ticker().running() as blocked:
+            await asyncio.sleep(0)
+            assert cache.get(A) == SubscriberInfo(A, "active")
+            await asyncio.sleep(0.01)  # the ticker sees the gap
+        assert blocked.worst >= delay
+    finally:
+        link.delay = 0.0
+        link.close()

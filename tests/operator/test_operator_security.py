@@ -77,7 +77,7 @@ def test_back_ends_take_only_the_services_that_dial_them_and_their_peers() -> No
     )
     assert admitted(stack, "kafka", kafka.CLIENT_PORT) == {"kafka", "ocs", "dgw", "sf", "notifier", "kafdrop"}
     assert admitted(stack, "kafka", kafka.CONTROLLER_PORT) == {"kafka"}  # the quorum: peers only
-    assert admitted(stack, "voltdb", voltdb.CLIENT_PORT) == {"voltdb", "ocs", "mw", "notifier", "sms", "ivr"}
+    assert admitted(stack, "voltdb", voltdb.CLIENT_PORT) == {"voltdb", "ocs", "dgw", "mw", "notifier", "sms", "ivr"}
     assert admitted(stack, "voltdb", voltdb.INTERNAL_PORT) == {"voltdb"}
     # every service that looks a subscriber up shares the cache; the SF and notifier look none up
     assert admitted(stack, "hazelcast", 5701) == {"hazelcast", "ocs", "dgw", "mw", "sms", "ivr"}
@@ -167,8 +167,15 @@ def test_logins_only_by_reference_and_only_to_the_services_that_use_them() -> No
             assert ("CELLCELLY_DATABASE_PASSWORD" in env) is services.uses(component, "oracle")
     dgw = next(m for m in built if m["metadata"]["name"] == "demo-dgw" and m["kind"] == "Deployment")
     names = {e["name"] for e in dgw["spec"]["template"]["spec"]["containers"][0]["env"]}
-    # the DGW dials the OCS and tails the ledger (its own Kafka login); no store, no record
-    assert names == {"CELLCELLY_OCS_API_KEY", "CELLCELLY_KAFKA_USERNAME", "CELLCELLY_KAFKA_PASSWORD"}
+    # the DGW dials the OCS, tails the ledger (its own Kafka login) and loads its cache's misses from
+    # VoltDB (read only: it charges through the OCS); no record
+    assert names == {
+        "CELLCELLY_OCS_API_KEY",
+        "CELLCELLY_KAFKA_USERNAME",
+        "CELLCELLY_KAFKA_PASSWORD",
+        "CELLCELLY_VOLTDB_USERNAME",
+        "CELLCELLY_VOLTDB_PASSWORD",
+    }
 
 
 def test_the_voltdb_deployment_turns_security_on_with_a_placeholder_only() -> None:

@@ -124,6 +124,7 @@ class HazelcastCache:
         clock: Callable[[], float] = time.time,
         username: str = "",
         password: str = "",
+        smart_routing: bool = True,
     ) -> None:
         if ttl <= 0 or negative_ttl <= 0:
             raise ValueError("ttl and negative_ttl must be positive")
@@ -136,6 +137,8 @@ class HazelcastCache:
             "cluster_members": list(members),
             # fail (HazelcastError) after connect_timeout instead of retrying forever when no member is up
             "cluster_connect_timeout": connect_timeout,
+            # False: one connection, to the address given (members behind a proxy or load balancer)
+            "smart_routing": smart_routing,
         }
         if username or password:
             # for members with security on (Enterprise); an open-source member refuses any client login
