@@ -58,6 +58,14 @@ def kind_of(manifest: Manifest) -> Kind:
     return KINDS[manifest["kind"]]
 
 
+def secret_additions(made: Manifest, live: Manifest) -> dict[str, str]:
+    """The entries of a generated Secret (a login, a key) that the live one lacks: those a newer
+    operator version added (the `dgw` Kafka user) go in, and no entry it has is ever rewritten (the
+    back end stored that password when it first started: rotating it locks the services out)."""
+    have = {*(live.get("data") or {}), *(live.get("stringData") or {})}
+    return {k: v for k, v in made.get("stringData", {}).items() if k not in have}
+
+
 def build(stack: Stack) -> list[Manifest]:
     """Children in the order they are applied: the policies first (no pod runs a moment unguarded),
     configuration before what mounts it."""

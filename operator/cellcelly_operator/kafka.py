@@ -67,7 +67,7 @@ ACLS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("kafdrop", ("--group", "*"), ("Describe",)),
     ("kafdrop", ("--cluster",), ("Describe", "DescribeConfigs")),
 )
-ACLS_DONE = "cellcelly: ACLs in place"  # the start script's line once every ACL is added
+ACLS_DONE = "cellcelly: ACLs in place"  # the start script's line once every user and ACL is added
 
 
 def cluster_id(stack: Stack) -> str:
@@ -228,6 +228,21 @@ def acl_commands(bin_dir: str, admin_config: str, bootstrap: str) -> list[str]:
     return out
 
 
+def user_commands(bin_dir: str, admin_config: str, bootstrap: str) -> list[str]:
+    """Each client user's SCRAM credential, added to the running cluster where it has none. A log
+    formatted by an older operator version lacks the users added since (`--ignore-formatted` adds none
+    to it); a user that has one keeps it (its password is never set again: no rotation)."""
+    out = []
+    for user in CLIENT_USERS:
+        base = (
+            f"{bin_dir}/kafka-configs.sh --bootstrap-server {bootstrap} --command-config {admin_config}"
+            f" --entity-type users --entity-name {user}"
+        )
+        add = f'{base} --alter --add-config "{SASL_MECHANISM}=[password=${password_var(user)}]"'
+        out.append(f"{{ {base} --describe | grep -q '{SASL_MECHANISM}=' || {add}; }}")
+    return out
+
+
 def start_script(
     stack: Stack,
     *,
@@ -237,21 +252,20 @@ def start_script(
 ) -> str:
     """Format the log dir once with every SCRAM user (KIP-900: credentials exist before the first
     broker does, so inter-broker SCRAM works from the start), then run the broker, with a job beside it
-    that adds the ACLs once the broker answers (again on every start: adding one twice changes
-    nothing). The node id is the pod's ordinal: kafka-2 is voter 2 in the quorum list. A user added to
-    a formatted log later is not created: the Secret is made once and never rotated (reconcile)."""
+    that, once the broker answers, adds the client users the cluster lacks (a log formatted by an older
+    version: see user_commands) and the ACLs (again on every start: adding one twice changes nothing).
+    The node id is the pod's ordinal: kafka-2 is voter 2 in the quorum list."""
     config = f"{config_dir}/server.properties"
     scram = " ".join(
         f'--add-scram "{SASL_MECHANISM}=[name={u},password=${password_var(u)}]"' for u in SCRAM_USERS
     )
-    acls = " && ".join(
-        acl_commands(bin_dir, f"{config_dir}/admin.properties", f"$ADVERTISED_HOST:{client_port}")
-    )
+    admin, at = f"{config_dir}/admin.properties", f"$ADVERTISED_HOST:{client_port}"
+    job = " && ".join([*user_commands(bin_dir, admin, at), *acl_commands(bin_dir, admin, at)])
     return (
         'set -e; export NODE_ID="${POD_NAME##*-}"; '
         f'{bin_dir}/kafka-storage.sh format --cluster-id "$CLUSTER_ID" --config {config}'
         f" --ignore-formatted {scram}; "
-        f"(until {acls}; do sleep 5; done; echo '{ACLS_DONE}') & "
+        f"(until {job}; do sleep 5; done; echo '{ACLS_DONE}') & "
         f"exec {bin_dir}/kafka-server-start.sh {config}"
     )
 
@@ -262,7 +276,9 @@ def users_secret_name(stack: Stack) -> str:
 
 def generated_users_secret(stack: Stack, password: Callable[[], str]) -> Manifest:
     """The managed Kafka's logins, one password per key (the key is the user name), made once when
-    missing and never overwritten: the broker stored them when it formatted its log."""
+    missing and never overwritten: the broker stored them when it formatted its log. A user a newer
+    version adds gets its key added to the existing Secret (reconcile, children.secret_additions) and
+    its credential by the start script's job (user_commands)."""
     users = (*SCRAM_USERS, CONTROLLER_USER)
     return {
         "apiVersion": "v1",

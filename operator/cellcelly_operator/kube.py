@@ -1,13 +1,15 @@
 """A small async Kubernetes API client over aiohttp, on the credentials kopf logged in with.
 
-Only what the operator needs: get, list, create, server-side apply, delete. Children are written by
-server-side apply (field manager `cellcelly-operator`, forced): the server records which fields are
-ours, so a field a new operator version no longer sets is removed (a merge patch leaves it behind), a
-field a user or another controller owns and we never set is left alone, and no resourceVersion is sent
-(a PUT would need one and fail with 409 on every concurrent write, e.g. the controllers' status). Forced:
-the operator is the controller of its children, a hand edit of a field it sets is drift to undo.
-Create (POST) stays for what is made once and never rewritten (a generated Secret, an Event): a 409
-there means it already exists. A stack's status is written by kopf through the /status subresource.
+Only what the operator needs: get, list, create, server-side apply, merge patch, delete. Children are
+written by server-side apply (field manager `cellcelly-operator`, forced): the server records which
+fields are ours, so a field a new operator version no longer sets is removed (a merge patch leaves it
+behind), a field a user or another controller owns and we never set is left alone, and no
+resourceVersion is sent (a PUT would need one and fail with 409 on every concurrent write, e.g. the
+controllers' status). Forced: the operator is the controller of its children, a hand edit of a field it
+sets is drift to undo. Create (POST) stays for what is made once and never rewritten (a generated
+Secret, an Event): a 409 there means it already exists; entries a newer version adds to such a Secret
+go in by a merge patch (only those keys change). A stack's status is written by kopf through the
+/status subresource.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "cellcelly-operator"
 APPLY = "application/apply-patch+yaml"  # JSON is YAML: the body goes as JSON
+MERGE = "application/merge-patch+json"
 
 
 class ApiError(Exception):
@@ -128,6 +131,14 @@ class Kube:
         absent (the server then checks `create` as well as `patch` in RBAC)."""
         params = {"fieldManager": FIELD_MANAGER, "force": "true"}
         return await self._call("PATCH", path, body, content_type=APPLY, params=params)
+
+    async def merge_patch(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """A JSON merge patch: only the keys in `body` change (entries added to a generated Secret, all
+        the others left as they are); a metadata.resourceVersion in it makes the server refuse (409) a
+        write over a change made meanwhile."""
+        return await self._call(
+            "PATCH", path, body, content_type=MERGE, params={"fieldManager": FIELD_MANAGER}
+        )
 
     async def delete(self, path: str) -> bool:
         """True when something was deleted (absent already is fine: deletion is idempotent)."""

@@ -67,12 +67,29 @@ async def apply(
     kube: Kube, manifest: Manifest, live: Manifest | None, result: Applied, create_only: bool = False
 ) -> None:
     """Server-side apply when absent or when it differs from what we want, else leave it (idempotent).
-    `create_only`: made once and never rewritten (a generated Secret), so created by POST."""
+    `create_only`: made once and never rewritten (a generated Secret), so created by POST; an existing
+    one only gets the entries it lacks (a login a newer version added), never a new value for one."""
     kind = children.kind_of(manifest)
     ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
     if create_only:
         if live is not None:
-            result.unchanged.append(_ref(manifest))
+            added = children.secret_additions(manifest, live)
+            if not added:
+                result.unchanged.append(_ref(manifest))
+                return
+            # the resourceVersion read: a pass adding the same entries meanwhile makes this one a 409,
+            # so two passes never leave two different passwords for one user
+            version = live.get("metadata", {}).get("resourceVersion")
+            body = {"metadata": {"resourceVersion": version} if version else {}, "stringData": added}
+            try:
+                await kube.merge_patch(kind.item(ns, name), body)
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
+                result.unchanged.append(_ref(manifest))  # the next pass sees what was written
+                return
+            log.info("added %s to %s (made by an earlier version)", sorted(added), _ref(manifest))
+            result.patched.append(_ref(manifest))
             return
         try:
             await kube.create(kind.collection(ns), manifest)

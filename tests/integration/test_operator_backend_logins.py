@@ -12,6 +12,7 @@ where Java/Maven are missing; a failure under CI=true.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -111,13 +112,22 @@ def users() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory, users: dict[str, Any]) -> Iterator[Broker]:
+    with running_broker(tmp_path_factory.mktemp("operator-kafka"), users) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_broker(
+    root: Path, users: dict[str, Any], formatted_with: tuple[str, ...] | None = None
+) -> Iterator[Broker]:
+    """The operator's start script run on a local Kafka; `formatted_with`: the log formatted beforehand
+    with only these SCRAM users (as an older operator version left it, before a user was added)."""
     require(shutil.which("java") is not None, "java not found: Kafka needs a JDK 17+")
     try:
         fetch_kafka()
         run_script(KAFKA_SCRIPT, KafkaUnavailable, "fetch-tools", timeout=600)
     except KafkaUnavailable as exc:
         require(False, f"Kafka cannot run here: {exc}")
-    root = tmp_path_factory.mktemp("operator-kafka")
     lib = kafka_lib()
     (root / "log4j2.properties").write_text(
         "status = warn\nappender.f.type = File\nappender.f.name = F\n"
@@ -133,6 +143,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory, users: dict[str, Any]) -> I
         ("kafka-storage.sh", "kafka.tools.StorageTool"),
         ("kafka-server-start.sh", "kafka.Kafka"),
         ("kafka-acls.sh", "org.apache.kafka.tools.AclCommand"),
+        ("kafka-configs.sh", "org.apache.kafka.tools.ConfigCommand"),
     )
     for script, main in mains:
         (bin_dir / script).write_text(f'#!/bin/sh\nexec {java} {main} "$@"\n')
@@ -162,6 +173,23 @@ def broker(tmp_path_factory: pytest.TempPathFactory, users: dict[str, Any]) -> I
     env = resolve_env(container, users, ADVERTISED_HOST="127.0.0.1")
     script = kafka.start_script(the_stack, bin_dir=str(bin_dir), config_dir=str(root), client_port=client)
     assert container["command"] == ["sh", "-c", kafka.start_script(the_stack)]
+    if formatted_with is not None:
+        scram = [
+            arg
+            for u in formatted_with
+            for arg in (
+                "--add-scram",
+                f"{kafka.SASL_MECHANISM}=[name={u},password={env[kafka.password_var(u)]}]",
+            )
+        ]
+        subprocess.run(
+            [str(bin_dir / "kafka-storage.sh"), "format", "--cluster-id", env["CLUSTER_ID"]]
+            + ["--config", str(root / "server.properties"), *scram],
+            env={"PATH": os.environ["PATH"], "HOME": str(root), **env, "NODE_ID": "0"},
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     with (root / "stdout.log").open("wb") as out:
         process = subprocess.Popen(
             ["sh", "-c", script],
@@ -330,6 +358,42 @@ async def test_no_listener_takes_a_client_without_the_right_login(
 def test_the_broker_logged_the_refusals_as_authentication_failures(broker: Broker) -> None:
     """The refusals above were the broker saying no to the login (not a port that was never open)."""
     assert re.search(r"[Ff]ailed authentication", broker.log()), broker.log()
+
+
+def test_a_log_formatted_with_every_user_has_no_password_set_again(broker: Broker) -> None:
+    """The start script's job adds only the users the cluster lacks (it describes each first): on a log
+    formatted with all of them it sets none (kafka-configs prints a line for each one it sets)."""
+    out = (broker.root / "stdout.log").read_text()
+    assert kafka.ACLS_DONE in out and "Completed updating config for user" not in out, out[-3000:]
+
+
+@pytest.fixture(scope="module")
+def upgraded(tmp_path_factory: pytest.TempPathFactory, users: dict[str, Any]) -> Iterator[Broker]:
+    """A broker whose log an operator version before the DGW's login formatted (no `dgw` user), started
+    by this version's start script with the Secret the reconcile completed (the `dgw` entry added)."""
+    before = tuple(u for u in kafka.SCRAM_USERS if u != "dgw")
+    with running_broker(tmp_path_factory.mktemp("operator-kafka-upgrade"), users, before) as server:
+        yield server
+
+
+async def test_a_user_added_by_a_newer_version_reaches_a_formatted_log(
+    upgraded: Broker, users: dict[str, Any]
+) -> None:
+    """`--ignore-formatted` adds no user to a formatted log: the job beside the broker adds `dgw`, whose
+    tail of the ledger then works, and sets no other password (the OCS still logs in with its own)."""
+    out = (upgraded.root / "stdout.log").read_text()
+    set_again = re.findall(r"Completed updating config for user (\S+)\.?", out)
+    assert [u.rstrip(".") for u in set_again] == ["dgw"], out[-3000:]
+    ocs, dgw = bus_of("ocs", users, upgraded.bootstrap), bus_of("dgw", users, upgraded.bootstrap)
+    try:
+        tail = dgw.tail([LEDGER])
+        await tail.start()
+        await ocs.publish(events(LEDGER, 4))
+        got = await drain(tail, 4, deadline=60.0)
+        assert sorted(r.key for r in got) == sorted(e.key for e in events(LEDGER, 4))
+    finally:
+        await ocs.close()
+        await dgw.close()
 
 
 # --- VoltDB ------------------------------------------------------------------------------------------

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+from typing import Any
+
 import pytest
-from cellcelly_operator import failover, healing, reconcile, status
+from cellcelly_operator import children, failover, healing, kafka, reconcile, status
+from cellcelly_operator.kube import MERGE, ApiError, Kube
 from cellcelly_operator.spec import SelfHealing
 from hypothesis import given
 from hypothesis import strategies as st
@@ -332,3 +337,79 @@ def test_contains_ignores_server_defaults_but_sees_changes() -> None:
     live["spec"]["replicas"] = 2
     live["spec"]["template"]["spec"]["containers"].append({"name": "b"})
     assert not reconcile.contains(live, desired)
+
+
+# ---------------------------------------------------------------------- logins a newer version adds
+
+
+def _kafka_stack() -> Any:
+    from cellcelly_operator import spec
+
+    return spec.from_body({"metadata": {"name": "demo", "namespace": "telco", "uid": UID}, "spec": {}})
+
+
+def _as_left_by_an_older_version(made: dict[str, Any], without: str) -> dict[str, Any]:
+    """The Secret as the server serves it: base64 `data` (its own passwords), no `stringData`."""
+    data = {k: base64.b64encode(f"old-{k}".encode()).decode() for k in made["stringData"] if k != without}
+    meta = {**made["metadata"], "resourceVersion": "41"}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque", "data": data}
+
+
+def test_a_generated_secret_gets_only_the_entries_it_lacks() -> None:
+    made = kafka.generated_users_secret(_kafka_stack(), lambda: "new")
+    live = _as_left_by_an_older_version(made, without="dgw")
+    assert children.secret_additions(made, live) == {"dgw": "new"}  # none of the others: never rotated
+    live["data"]["dgw"] = base64.b64encode(b"old-dgw").decode()
+    assert children.secret_additions(made, live) == {}
+    assert children.secret_additions(made, {"metadata": {}}) == made["stringData"]  # an empty Secret
+
+
+class _Calls(Kube):
+    """The operator's client with its transport replaced: records each request, answers `status`."""
+
+    def __init__(self, status: int = 200) -> None:  # no session: nothing leaves the process
+        self.status = status
+        self.sent: list[tuple[str, str, Any, str]] = []
+
+    async def _call(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json", **kw: Any
+    ) -> dict[str, Any] | None:
+        self.sent.append((method, path, body, content_type))
+        if self.status >= 400:
+            raise ApiError(self.status, "conflict")
+        return {}
+
+
+@pytest.mark.parametrize("status", [200, 409])
+def test_an_existing_login_secret_is_patched_with_the_missing_user_only(status: int) -> None:
+    made = kafka.generated_users_secret(_kafka_stack(), lambda: "new")
+    live = _as_left_by_an_older_version(made, without="dgw")
+    kube, result = _Calls(status), reconcile.Applied()
+    asyncio.run(reconcile.apply(kube, made, live, result, create_only=True))
+    ((method, path, body, content_type),) = kube.sent
+    assert (method, content_type) == ("PATCH", MERGE) and path.endswith("/secrets/demo-kafka-users")
+    # only the new entry, and only over the version read (a concurrent pass's write is a 409, not lost)
+    assert body == {"metadata": {"resourceVersion": "41"}, "stringData": {"dgw": "new"}}
+    assert (result.patched, result.unchanged) == (
+        (["Secret/demo-kafka-users"], []) if status == 200 else ([], ["Secret/demo-kafka-users"])
+    )
+    # complete: nothing sent
+    complete = _as_left_by_an_older_version(made, without="none")
+    kube = _Calls()
+    asyncio.run(reconcile.apply(kube, made, complete, reconcile.Applied(), create_only=True))
+    assert kube.sent == []
+
+
+def test_the_start_script_adds_each_client_user_the_cluster_lacks_before_the_acls() -> None:
+    """A log formatted by an older version has no credential for a user added since
+    (`--ignore-formatted` adds none): the job beside the broker adds it, and only where it is missing
+    (describe first), so no existing password is set again."""
+    script = kafka.start_script(_kafka_stack())
+    job = script[script.index("(until ") : script.index("; do sleep")]
+    for user in kafka.CLIENT_USERS:
+        describe = f"--entity-type users --entity-name {user} --describe | grep -q 'SCRAM-SHA-512='"
+        password = f"${kafka.password_var(user)}"
+        add = f'--entity-name {user} --alter --add-config "SCRAM-SHA-512=[password={password}]"'
+        assert describe in job and add in job, user
+        assert job.index(add) < job.index("kafka-acls.sh")
+    assert "--entity-name broker" not in job  # the broker's own login is made at format time, always

@@ -141,7 +141,7 @@ NAMESPACED_RULES = {
     ("apps", "deployments"): CHILD_VERBS,
     ("", "services"): CHILD_VERBS,
     ("", "configmaps"): CHILD_VERBS,
-    ("", "secrets"): {"get", "create"},
+    ("", "secrets"): {"get", "create", "patch"},
     ("", "pods"): {"list", "delete"},
     ("", "persistentvolumeclaims"): {"list", "delete"},
     ("", "events"): {"create"},
@@ -216,8 +216,9 @@ MADE_SECRETS = ("oracle", "ocs-api-key", "kafka-users", "voltdb")
 
 
 def test_secrets_get_is_narrowed_to_the_named_stacks(helm: Helm) -> None:
-    """rbac.stacks: `get` of Secrets by resourceNames only; `create` stays unnamed (RBAC cannot restrict a
-    create by name). Without it (the stacks unknown at install) one rule grants both on any Secret."""
+    """rbac.stacks: `get` and `patch` of Secrets by resourceNames only; `create` stays unnamed (RBAC
+    cannot restrict a create by name). Without it (the stacks unknown at install) one rule grants all three
+    on any Secret."""
 
     def secret_rules(case: str) -> list[dict[str, Any]]:
         (role,) = by_kind(render(helm, case), "Role")
@@ -226,10 +227,10 @@ def test_secrets_get_is_narrowed_to_the_named_stacks(helm: Helm) -> None:
     names = [f"{stack}-{made}" for stack in ("demo", "billing") for made in MADE_SECRETS]
     assert secret_rules("operator-secret-names") == [
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
-        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": names, "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": names, "verbs": ["get", "patch"]},
     ]
     assert secret_rules("operator-default") == [
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create"]}
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]}
     ]
 
 

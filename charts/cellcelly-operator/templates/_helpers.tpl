@@ -71,8 +71,9 @@ Pods: list and delete (self-healing); PVCs: list and delete (storage.deletionPol
   resources: [services, configmaps]
   verbs: [list, create, patch, delete]
 {{- if .Values.rbac.stacks }}
-# rbac.stacks: `get` only of the Secrets the operator makes for those stacks; `create` stays unnamed (RBAC
-# cannot restrict a create by name: the object's name is not known when the request is authorized)
+# rbac.stacks: `get` and `patch` (the entries a newer operator version adds to a login Secret) only of the
+# Secrets the operator makes for those stacks; `create` stays unnamed (RBAC cannot restrict a create by
+# name: the object's name is not known when the request is authorized)
 - apiGroups: [""]
   resources: [secrets]
   verbs: [create]
@@ -84,11 +85,11 @@ Pods: list and delete (self-healing); PVCs: list and delete (storage.deletionPol
     - {{ printf "%s-%s" $stack $made }}
     {{- end }}
     {{- end }}
-  verbs: [get]
+  verbs: [get, patch]
 {{- else }}
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, create]
+  verbs: [get, create, patch]
 {{- end }}
 - apiGroups: [""]
   resources: [pods]
