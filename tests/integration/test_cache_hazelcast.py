@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_voltdb_off_loop import SlowLink, Ticker
+from gy_client import CLIENT, PEERS, voice_ccr
+from stack_apart import Service, free_ports
+from test_voltdb_off_loop import SlowLink, Ticker, provision
 
 from cellcelly.adapters.cache_hazelcast import HazelcastCache
 from cellcelly.ports.cache import SubscriberInfo
 from cellcelly_dev.bench_hazelcast import bench_cache
 from cellcelly_dev.devservers import free_port
-from cellcelly_testing import require
+from cellcelly_testing import require, running_voltdb
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -354,3 +356,70 @@ async def test_a_member_that_holds_its_answers_leaves_the_loop_running(
     finally:
         link.delay = 0.0
         link.close()
+
+
+# --- `cellcelly dgw` apart, configured as the operator configures it ---------------------------------
+
+KNOWN, STRANGER = "5320000001", "5329990001"
+
+
+@pytest.fixture(scope="module")
+def voltdb_servers() -> Iterator[str]:
+    with running_voltdb() as servers:
+        yield servers
+
+
+@pytest.mark.timeout(180)
+async def test_cellcelly_dgw_apart_answers_an_unknown_subscriber_from_the_hazelcast_cache(
+    hazelcast_member: str, voltdb_servers: str, tmp_path: Path
+):
+    """CELLCELLY_CACHE=hazelcast and CELLCELLY_BALANCE_STORE=voltdb (what the operator sets): the DGW
+    process dials the member and, on a miss, VoltDB. Its OCS endpoint has nobody listening, so a
+    5030 can only come from the cache (asking the OCS answers 3002); the member holds both answers."""
+    from cellcelly.diameter.constants import Result
+    from cellcelly.diameter.peer import connect
+
+    provision(voltdb_servers, KNOWN)
+    dgw_port, dead_ocs = free_ports(2)
+    dgw = Service(
+        "dgw",
+        ["dgw"],
+        {
+            "CELLCELLY_DATA_DIR": str(tmp_path / "dgw-data"),
+            "CELLCELLY_BALANCE_STORE": "voltdb",
+            "CELLCELLY_VOLTDB_SERVERS": voltdb_servers,
+            "CELLCELLY_CACHE": "hazelcast",
+            "CELLCELLY_HAZELCAST_MEMBERS": hazelcast_member,
+            "CELLCELLY_DGW_HOST": "127.0.0.1",
+            "CELLCELLY_DGW_PORT": str(dgw_port),
+            "CELLCELLY_DGW_OCS_ENDPOINTS": f"127.0.0.1:{dead_ocs}",
+            "CELLCELLY_OCS_API_KEY": "cache-apart-test-key-0123456789",
+            "CELLCELLY_DGW_ALLOWED_PEERS": str(PEERS),
+        },
+        tmp_path / "dgw.log",
+        ready_port=dgw_port,
+    )
+    watcher = HazelcastCache(Loader(), members=[hazelcast_member], connect_timeout=15, near_cache=False)
+    subscribers = watcher.client.get_map("cellcelly-subscribers").blocking()
+    try:
+        subscribers.clear()
+        await dgw.start(timeout=90)
+        conn = await connect("127.0.0.1", dgw_port, CLIENT)
+        try:
+            unknown = await conn.request(voice_ccr("apart;1", 1, 0, STRANGER))
+            assert unknown.result_code == Result.USER_UNKNOWN, dgw.tail()
+            again = await conn.request(voice_ccr("apart;2", 1, 0, STRANGER))
+            assert again.result_code == Result.USER_UNKNOWN
+            known = await conn.request(voice_ccr("apart;3", 1, 0, KNOWN))
+            assert known.result_code == Result.UNABLE_TO_DELIVER  # let through to the (absent) OCS
+        finally:
+            await conn.disconnect()
+        held = {key: subscribers.get(key) for key in subscribers.key_set()}
+        assert held.keys() == {STRANGER, KNOWN}, held
+        assert held[STRANGER].startswith("?")  # unknown, for the negative ttl
+        assert "active" in held[KNOWN]
+        assert "subscriber cache hazelcast" in dgw.tail(200)
+    finally:
+        await dgw.stop()
+        subscribers.clear()
+        watcher.close()
