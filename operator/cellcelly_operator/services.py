@@ -19,7 +19,7 @@ DATA_DIR = "/var/lib/cellcelly"
 OCS_API_KEY_VAR = "CELLCELLY_OCS_API_KEY"
 OCS_API_KEY_COMPONENT = "ocs-api-key"
 
-# The back ends each service dials (cellcelly/deploy/, built by cellcelly/cli.py's commands): a service's
+# The back ends each service dials (cellcelly/deploy/<service>.py's `alone`): a service's
 # env carries only those logins, and a back end's NetworkPolicy admits only those services' pods. The DGW
 # tails the ledger on Kafka (every replica hears every top-up and suspension: RAR/ASR) and answers an
 # unknown MSISDN from its subscriber cache (Hazelcast), which loads a miss from VoltDB. Hazelcast admits

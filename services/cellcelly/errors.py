@@ -15,8 +15,10 @@ This module imports nothing, so the domain may import it and stay pure.
     ├── ProtocolError                       what a peer sent cannot be read or is refused at an edge
     │     DecodeError (Diameter), GyError (Gy/Ro), PduError (SMPP PDU), SmppError (the SMSC refused
     │     or went away), SipError (ValueError), TokenInvalid (a bearer token)
-    └── ApiError                            an HTTP answer of its own: status, title, cause
-          HttpProblem, SelfCareError (InvalidCredentials, Locked, Taken, ...)
+    ├── ApiError                            an HTTP answer of its own: status, title, cause
+    │     HttpProblem, SelfCareError (InvalidCredentials, Locked, Taken, ...)
+    └── ConfigurationError                  the settings cannot run this deployable (one missing):
+                                            `cellcelly <service>` exits with its message, no traceback
 
 The boundaries, and the standard answer of each branch (class attributes below; an error that knows
 better carries its own: a DecodeError's or GyError's Result-Code, a PduError's command_status, an
@@ -27,6 +29,7 @@ ApiError's HTTP status):
     BackendError    503 SERVICE_UNAVAILABLE 3002 UNABLE_TO_DELIVER    0x08 ESME_RSYSERR     503
     ProtocolError   400 INVALID_INPUT       5004 INVALID_AVP_VALUE    0x02 ESME_RINVCMDLEN  400
     ApiError        its own status          5012 UNABLE_TO_COMPLY     0x08 ESME_RSYSERR     500
+    Configuration.. 500 SYSTEM_FAILURE      5012 UNABLE_TO_COMPLY     0x08 ESME_RSYSERR     500
     anything else   500 SYSTEM_FAILURE      5012 UNABLE_TO_COMPLY     0x08 ESME_RSYSERR     500
 
 HTTP: `cellcelly.web.problem_for` (the MW's and OCS's exception handlers); Diameter: the DGW
@@ -109,4 +112,21 @@ class ApiError(CellCellyError):
         return {}
 
 
-BRANCHES: tuple[type[CellCellyError], ...] = (DomainError, BackendError, ProtocolError, ApiError)
+class ConfigurationError(CellCellyError):
+    """A deployable cannot start with these settings (a required one is missing); raised before
+    anything is served, so no request ever sees it (if one did, it is the server's fault)."""
+
+    http_status = 500
+    http_cause = "SYSTEM_FAILURE"
+    diameter_result = 5012
+    smpp_status = 0x08
+    sip_status = 500
+
+
+BRANCHES: tuple[type[CellCellyError], ...] = (
+    DomainError,
+    BackendError,
+    ProtocolError,
+    ApiError,
+    ConfigurationError,
+)

@@ -21,6 +21,7 @@ from cellcelly.application.charging import ChargingService
 from cellcelly.catalogue_store import CatalogueFollower, CatalogueHolder, parse_catalogue_text
 from cellcelly.domain.catalogue import Catalogue
 from cellcelly.domain.errors import CatalogueError
+from cellcelly.errors import ConfigurationError
 from cellcelly.notifier.channels import EmailChannel
 from cellcelly.ports.balance_store import BalanceStore
 from cellcelly.ports.cache import SubscriberCache, SubscriberInfo
@@ -144,6 +145,17 @@ class Backends:
             opened["store"].close()
         if "records" in opened:
             opened["records"].close()
+
+
+def shared_api_key(settings: Settings) -> str:
+    """The key the OCS and its gateways share across processes: no start without one (a made-up
+    key would be a DGW that cannot charge, or an OCS nobody can reach)."""
+    if settings.ocs_api_key is None:
+        raise ConfigurationError(
+            "set CELLCELLY_OCS_API_KEY (at least 16 characters, the same for the OCS and every DGW; e.g."
+            " from a Kubernetes Secret). `cellcelly run` makes one itself."
+        )
+    return settings.ocs_api_key.get_secret_value()
 
 
 def open_backends(settings: Settings) -> Backends:

@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cellcelly.application.changes import ChangeFollower
-from cellcelly.deploy.backends import Backends, build_bus
-from cellcelly.deploy.service import Group, Lifecycle, Service, Worker
+from cellcelly.deploy.backends import Backends, build_bus, shared_api_key
+from cellcelly.deploy.service import Alone, Group, Lifecycle, Service, Worker
 from cellcelly.dgw.gateway import Gateway
-from cellcelly.dgw.ocs_client import OcsClient
+from cellcelly.dgw.ocs_client import NoopOcs, OcsClient, WireOcs
 from cellcelly.dgw.server import DgwServer
 from cellcelly.diameter.peer import LocalPeer
 from cellcelly.ports.cache import SubscriberCache
@@ -99,3 +99,18 @@ def build(
     if bus is None:
         return Dgw(settings, ocs, cache, build_bus(settings), extra, owns_bus=True)
     return Dgw(settings, ocs, cache, bus, extra)
+
+
+def alone(settings: Settings, backends: Backends, *, noop: bool = False) -> Alone:
+    """`cellcelly dgw`: charging through the OCS endpoints it is given with the shared key (or
+    nothing, `noop`: the benchmark's baseline)."""
+    endpoints = settings.ocs_endpoints() or [(settings.ocs_host, settings.ocs_wire_port)]
+    client: OcsClient = NoopOcs() if noop else WireOcs(endpoints, api_key=shared_api_key(settings))
+    target = "nothing (noop baseline)" if noop else ", ".join(f"{h}:{p}" for h, p in endpoints)
+    service = build(settings, client, cache=cache_apart(backends), bus=backends.bus)
+
+    def describe() -> str:
+        cache = f", subscriber cache {settings.cache}" if service.gateway.cache is not None else ""
+        return f"DGW on {settings.dgw_host}:{service.port}, charging through {target}{cache}"
+
+    return Alone(service, describe)

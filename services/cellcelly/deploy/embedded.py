@@ -17,12 +17,13 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from cellcelly.application.relay import OutboxRelay
 from cellcelly.application.selfcare import SelfCare, StoreBalanceLookup
 from cellcelly.deploy import dgw, ivr, mw, notifier, ocs, sf, sms
 from cellcelly.deploy.backends import Backends
-from cellcelly.deploy.service import Group, Health, Lifecycle, Service
+from cellcelly.deploy.service import Alone, Group, Health, Lifecycle, Service
 from cellcelly.dgw.gateway import Gateway
 from cellcelly.dgw.ocs_client import LocalOcs
 from cellcelly.dgw.server import DgwServer
@@ -32,6 +33,7 @@ from cellcelly.notifier.service import Notifier
 from cellcelly.ports.cache import SubscriberCache
 from cellcelly.ports.event_bus import EventBus
 from cellcelly.ports.records import SubscriberRecord
+from cellcelly.settings import Settings
 from cellcelly.sf.metrics import SfCollector
 from cellcelly.sf.sync import SyncFunction
 from cellcelly.sms.gateway import SmsGateway
@@ -172,3 +174,64 @@ async def seed_demo_login(selfcare: SelfCare) -> tuple[str, str] | None:
         DEMO.first_name, DEMO.last_name, DEMO.msisdn, DEMO.email, password, key, DEMO.package
     )
     return password, key
+
+
+def alone(settings: Settings, backends: Backends, *, key_source: str = "$CELLCELLY_OCS_API_KEY") -> Alone:
+    """`cellcelly run`: the whole stack in this process, the demo subscriber seeded before anything
+    is served (`key_source`: where the OCS API key was taken from, for the banner)."""
+    seeded: dict[str, Any] = {}
+
+    async def seed(running: EmbeddedStack) -> None:
+        assert running.selfcare is not None
+        seeded["login"] = await seed_demo_login(running.selfcare)
+        seeded["created"] = seed_demo(backends) or seeded["login"] is not None
+
+    stack = EmbeddedStack(backends, before_serving=seed)
+    return Alone(stack, lambda: "\n".join(banner(stack, settings, key_source, **seeded)))
+
+
+def banner(
+    stack: EmbeddedStack,
+    settings: Settings,
+    key_source: str,
+    *,
+    created: bool = False,
+    login: tuple[str, str] | None = None,
+) -> list[str]:
+    """What `cellcelly run` tells the person who started it: where everything is."""
+    base = f"http://{settings.ocs_host}:{stack.ocs_port}"
+    web = f"http://{settings.mw_host}:{stack.mw_port}"
+    version = stack.backends.catalogue.current.version
+    lines = [
+        "CellCelly is running on embedded defaults (no Java, no cluster):",
+        f"  OCS charging API  {base}/nchf-convergedcharging/v3/chargingdata   (docs {base}/docs)",
+        f"  OCS health        {base}/healthz  {base}/readyz  metrics {base}/metrics",
+        f"  OCS wire (DGW)    {settings.ocs_host}:{stack.wire_port}",
+        f"  OCS API key       {key_source}  (charging API and wire: Authorization: Bearer <the key>)",
+        f"  DGW Diameter Gy   {settings.dgw_host}:{stack.dgw_port}  (Origin-Host "
+        f"{settings.dgw_origin_host}, realm {settings.diameter_realm})",
+        f"  DGW peers allowed {settings.dgw_allowed_peers or '(none)'}  ($CELLCELLY_DGW_ALLOWED_PEERS)",
+        f"  system of record  {settings.sor_url_shown()}",
+        f"  balance store     embedded, journal in {settings.data_dir / 'balances'}",
+        f"  catalogue         {settings.catalogue_path()} (version {version})",
+        f"  demo subscriber   {DEMO.msisdn}, package {DEMO.package}, wallet 100.00 TL"
+        + (" (created now)" if created else " (already there)"),
+        f"  self-care web/PWA {web}/   API {web}/api/v1   (docs {web}/api/docs)",
+    ]
+    if login is not None:
+        lines.append(
+            f"  demo login        {DEMO.msisdn} / {login[0]}  (security key {login[1]}; shown only now)"
+        )
+    if stack.ivr is not None:
+        lines.append(f"  IVR (SIP/UDP)     sip:{settings.ivr_number}@{settings.ivr_host}:{stack.ivr_port}")
+        lines.append(
+            f"  IVR callers from  {settings.ivr_trusted_peers or '(none)'}  ($CELLCELLY_IVR_TRUSTED_PEERS)"
+        )
+    if stack.sms is not None:
+        lines.append(
+            f"  SMS (SMPP)        SMSC {settings.smsc_host}:{settings.smsc_port}, "
+            f"KALAN to {settings.sms_short_code}"
+        )
+    lines.append("  admin token       $CELLCELLY_ADMIN_TOKEN (Authorization: Bearer ...)")
+    lines.append("Stop with Ctrl-C.")
+    return lines

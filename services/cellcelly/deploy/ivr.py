@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from cellcelly.deploy.service import Lifecycle
-from cellcelly.ivr.prompt import PromptAudio
+from cellcelly.application.selfcare import StoreBalanceLookup
+from cellcelly.deploy.backends import Backends
+from cellcelly.deploy.service import Alone, Lifecycle
+from cellcelly.errors import ConfigurationError
+from cellcelly.ivr.prompt import PromptAudio, tools_missing
 from cellcelly.ivr.service import IvrService
 from cellcelly.ports.selfcare import BalanceLookup
 from cellcelly.settings import Settings
@@ -17,6 +20,17 @@ class Ivr(Lifecycle):
     @property
     def port(self) -> int:
         return self.ivr.port
+
+
+def alone(settings: Settings, backends: Backends) -> Alone:
+    """`cellcelly ivr`: balances spoken from the store it is configured with."""
+    if missing := tools_missing():
+        raise ConfigurationError(f"{' and '.join(missing)} not installed (apt-get install espeak-ng sox)")
+    audio = PromptAudio(settings.ivr_voice, settings.ivr_speed)
+    service = build(settings, StoreBalanceLookup(backends.store), audio)
+    return Alone(
+        service, lambda: f"IVR on sip:{settings.ivr_number}@{settings.ivr_host}:{service.port} (UDP)"
+    )
 
 
 def build(settings: Settings, lookup: BalanceLookup, audio: PromptAudio) -> Ivr:

@@ -9,7 +9,8 @@ from typing import Any
 
 from cellcelly.application.accounts import AccountService
 from cellcelly.application.selfcare import CodeSender, Policy, SelfCare
-from cellcelly.deploy.service import HttpService
+from cellcelly.deploy.backends import Backends
+from cellcelly.deploy.service import Alone, HttpService
 from cellcelly.mw.app import create_app
 from cellcelly.notifier.channels import EmailChannel
 from cellcelly.ports.credentials import CredentialStore
@@ -72,3 +73,16 @@ def build(
     """`prompt_wav`: the IVR's spoken balance as a WAV (the embedded stack's IVR, else none)."""
     app = create_app(selfcare, admin_token=admin_token, prompt_wav=prompt_wav)
     return HttpService("mw", app, settings.mw_host, settings.mw_port)
+
+
+def alone(settings: Settings, backends: Backends) -> Alone:
+    """`cellcelly mw`. Its account changes reach the balance store it is configured with: across
+    processes that is VoltDB (the embedded store belongs to one process)."""
+    if settings.balance_store == "embedded":
+        log.warning("cellcelly mw on the embedded balance store: no other process sees its accounts")
+    care = selfcare(settings, backends.accounts, backends.credentials, email=backends.email)
+    token = settings.admin_token
+    service = build(settings, care, admin_token=token.get_secret_value() if token else None)
+    return Alone(
+        service, lambda: f"MW (self-care API and web UI) on http://{settings.mw_host}:{service.port}/"
+    )

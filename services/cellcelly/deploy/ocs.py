@@ -10,8 +10,8 @@ from typing import Any
 from prometheus_client.registry import Collector
 
 from cellcelly.application.relay import OutboxRelay
-from cellcelly.deploy.backends import Backends
-from cellcelly.deploy.service import Group, HttpService, Lifecycle, Service, Worker
+from cellcelly.deploy.backends import Backends, shared_api_key
+from cellcelly.deploy.service import Alone, Group, HttpService, Lifecycle, Service, Worker
 from cellcelly.ocs.app import asgi_app, create_app
 from cellcelly.ocs.wire import serve_wire
 from cellcelly.settings import Settings
@@ -79,3 +79,17 @@ class Ocs(Group):
 def build(settings: Settings, backends: Backends, *, collectors: Sequence[Collector] = ()) -> Ocs:
     """`collectors` join its /metrics (the embedded stack's SF, which runs in the same process)."""
     return Ocs(settings, backends, collectors)
+
+
+def alone(settings: Settings, backends: Backends) -> Alone:
+    """`cellcelly ocs`: gateways reach its wire with the shared key, so it needs one."""
+    shared_api_key(settings)
+    service = build(settings, backends)
+    host = settings.ocs_host
+    return Alone(
+        service,
+        lambda: (
+            f"OCS on http://{host}:{service.port}, wire {host}:{service.wire_port}, "
+            f"relaying the outbox to the {settings.event_bus} event bus"
+        ),
+    )

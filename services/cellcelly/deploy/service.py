@@ -32,6 +32,15 @@ class Health:
 NOT_STARTED = Health(False, "not started")
 
 
+@dataclass(frozen=True, slots=True)
+class Alone:
+    """A deployable as a process of its own (`cellcelly <service>`): the service, and the line the
+    command prints once it serves (ports are known only then)."""
+
+    service: Service
+    describe: Callable[[], str]
+
+
 class Service(Protocol):
     name: str
 

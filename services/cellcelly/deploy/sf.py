@@ -3,7 +3,8 @@ on an HTTP port of its own when it runs alone."""
 
 from __future__ import annotations
 
-from cellcelly.deploy.service import Group, HttpService, Service, Worker
+from cellcelly.deploy.backends import Backends
+from cellcelly.deploy.service import Alone, Group, HttpService, Service, Worker
 from cellcelly.ports.event_bus import EventBus
 from cellcelly.ports.records import SystemOfRecord
 from cellcelly.settings import Settings
@@ -27,3 +28,14 @@ class Sf(Group):
 def build(settings: Settings, bus: EventBus, records: SystemOfRecord, *, metrics: bool = True) -> Sf:
     """`metrics=False` where another service shows the SF's figures (the embedded OCS's /metrics)."""
     return Sf(settings, bus, records, metrics)
+
+
+def alone(settings: Settings, backends: Backends) -> Alone:
+    """`cellcelly sf`, with its /metrics on a port of its own unless that port is -1."""
+    service = build(settings, backends.bus, backends.records)
+    metrics = ""
+    if service.metrics is not None:
+        metrics = f", metrics http://{settings.sf_metrics_host}:{settings.sf_metrics_port}/metrics"
+    return Alone(
+        service, lambda: f"SF: {settings.event_bus} event bus -> {settings.sor_url_shown()}{metrics}"
+    )
