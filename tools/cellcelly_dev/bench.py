@@ -281,6 +281,7 @@ def _bench_wire_ocs(
         }
         proc = _start(["ocs"], env, [wire, http])
         try:
+            _drained(servers)
             # each worker's sessions: sid = worker, worker + CONCURRENCY, ... (a session's
             # requests in order, as a network sends them), built before timing starts
             per_worker = int(seconds * 12_000 / CONCURRENCY) + 1_000
@@ -303,6 +304,17 @@ def _bench_wire_ocs(
             return uvloop.run(drive())
         finally:
             _stop(proc)
+
+
+def _drained(servers: str, timeout: float = 60.0) -> None:
+    """Wait for the OCS's relay to move the events the rows before left in the outbox (sign-ups,
+    one-caller charges: ~15,000): timed, that backlog was OCS CPU charged to the charges."""
+    from cellcelly.adapters.balance_voltdb import VoltBalanceStore
+
+    with VoltBalanceStore(servers) as store:
+        deadline = time.monotonic() + timeout
+        while store.outbox_size() > 100 and time.monotonic() < deadline:
+            time.sleep(0.2)
 
 
 def _session_requests(worker: int, count: int, subscribers: int) -> list[ChargeRequest]:
