@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cellcelly.application.changes import ChangeFollower
-from cellcelly.deploy.backends import Backends, build_bus, shared_api_key
+from cellcelly.deploy.backends import Backends, shared_api_key
 from cellcelly.deploy.service import Alone, Group, Lifecycle, Service, Worker
 from cellcelly.dgw.gateway import Gateway
 from cellcelly.dgw.ocs_client import NoopOcs, OcsClient, WireOcs
@@ -28,17 +28,11 @@ def dgw_peer(settings: Settings) -> LocalPeer:
     )
 
 
-def follower(bus: EventBus, gateway: Gateway, *, close_bus: bool = False) -> Worker:
+def follower(bus: EventBus, gateway: Gateway) -> Worker:
     """Account changes from the bus to the gateway's one reaction (`Gateway.account_changed`:
-    its cache forgotten, RAR or ASR); `close_bus` when the bus was opened for this alone."""
+    its cache forgotten, RAR or ASR)."""
     changes = ChangeFollower(bus, [gateway.account_changed])
-
-    async def close() -> None:
-        await changes.close()
-        if close_bus:
-            await bus.close()
-
-    return Worker("account changes", changes.run, changes.stop, close)
+    return Worker("account changes", changes.run, changes.stop, changes.close)
 
 
 def cache_apart(backends: Backends) -> SubscriberCache | None:
@@ -55,11 +49,10 @@ class Dgw(Group):
         self,
         settings: Settings,
         ocs: OcsClient,
-        cache: SubscriberCache | None,
-        bus: EventBus | None,
-        extra: Sequence[Service],
+        bus: EventBus,
         *,
-        owns_bus: bool = False,
+        cache: SubscriberCache | None = None,
+        extra: Sequence[Service] = (),
     ) -> None:
         local = dgw_peer(settings)
         self.ocs = ocs
@@ -76,29 +69,12 @@ class Dgw(Group):
             await ocs.close()
 
         # the follower starts after the listener (nothing to tell before a session exists) and
-        # stops before it
-        changes = [] if bus is None else [follower(bus, self.gateway, close_bus=owns_bus)]
-        super().__init__("dgw", [Lifecycle("diameter", listen, close), *changes, *extra])
+        # stops before it; `extra` services run beside the gateway, started after it
+        changes = follower(bus, self.gateway)
+        super().__init__("dgw", [Lifecycle("diameter", listen, close), changes, *extra])
 
 
-def build(
-    settings: Settings,
-    ocs: OcsClient,
-    *,
-    cache: SubscriberCache | None = None,
-    bus: EventBus | None = None,
-    follow_changes: bool = True,
-    extra: Sequence[Service] = (),
-) -> Dgw:
-    """The DGW; it follows account changes on `bus`, or on a bus of its own opened from the
-    settings (`CELLCELLY_EVENT_BUS`) when none is given. `follow_changes=False`: no follower
-    (the caller tells the gateway itself). `extra`: services that run beside the gateway, started
-    after it and stopped before it."""
-    if not follow_changes:
-        return Dgw(settings, ocs, cache, None, extra)
-    if bus is None:
-        return Dgw(settings, ocs, cache, build_bus(settings), extra, owns_bus=True)
-    return Dgw(settings, ocs, cache, bus, extra)
+build = Dgw  # the DGW: its gateway follows account changes on `bus`, whoever made them
 
 
 def alone(settings: Settings, backends: Backends, *, noop: bool = False) -> Alone:
@@ -107,7 +83,7 @@ def alone(settings: Settings, backends: Backends, *, noop: bool = False) -> Alon
     endpoints = settings.ocs_endpoints() or [(settings.ocs_host, settings.ocs_wire_port)]
     client: OcsClient = NoopOcs() if noop else WireOcs(endpoints, api_key=shared_api_key(settings))
     target = "nothing (noop baseline)" if noop else ", ".join(f"{h}:{p}" for h, p in endpoints)
-    service = build(settings, client, cache=cache_apart(backends), bus=backends.bus)
+    service = build(settings, client, backends.bus, cache=cache_apart(backends))
 
     def describe() -> str:
         cache = f", subscriber cache {settings.cache}" if service.gateway.cache is not None else ""

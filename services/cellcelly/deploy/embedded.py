@@ -89,7 +89,7 @@ class EmbeddedStack:
             services.append(notices)
         self.cache = b.cache
         # the follower, not an AccountService listener: one path for changes made here or elsewhere
-        gateway = dgw.build(settings, LocalOcs(b.charging), cache=self.cache, bus=b.bus)
+        gateway = dgw.build(settings, LocalOcs(b.charging), b.bus, cache=self.cache)
         self.gateway, self.dgw = gateway.gateway, gateway.server
         services.append(gateway)
         self.selfcare = mw.selfcare(
