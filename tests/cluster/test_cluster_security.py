@@ -2,8 +2,9 @@
 Kubernetes 1.36.3) with the operator (`kopf run`): the Secrets the operator generates and every
 NetworkPolicy it builds are accepted by the server's own validation, owned by the stack (the
 controller-manager's garbage collector removes them with it), every secretKeyRef of every workload names
-a Secret and key that exist, a later pass never rotates a login, and spec.networkPolicies.enabled=false
-or a component turned off prunes its policies.
+a Secret and key that exist, a later pass never rotates a login (and adds the one a newer version
+brings to a Secret made before it), and spec.networkPolicies.enabled=false or a component turned off
+prunes its policies.
 
 kwok runs no container and no CNI: nothing here shows a policy enforced (that a pod is refused); what is
 enforced is proven by tests/operator/test_operator_security.py's selectors against the pods' labels and,
