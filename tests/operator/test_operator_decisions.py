@@ -402,14 +402,15 @@ def test_an_existing_login_secret_is_patched_with_the_missing_user_only(status: 
 
 def test_the_start_script_adds_each_client_user_the_cluster_lacks_before_the_acls() -> None:
     """A log formatted by an older version has no credential for a user added since
-    (`--ignore-formatted` adds none): the job beside the broker adds it, and only where it is missing
-    (describe first), so no existing password is set again."""
+    (`--ignore-formatted` adds none): the job beside the broker adds it, and only where the describe of
+    every user shows none, so no existing password is set again."""
     script = kafka.start_script(_kafka_stack())
     job = script[script.index("(until ") : script.index("; do sleep")]
+    describe = job.index("--describe --entity-type users)")
     for user in kafka.CLIENT_USERS:
-        describe = f"--entity-type users --entity-name {user} --describe | grep -q 'SCRAM-SHA-512='"
+        found = f"grep -q \"user-principal '{user}' .*SCRAM-SHA-512=\" || "
         password = f"${kafka.password_var(user)}"
-        add = f'--entity-name {user} --alter --add-config "SCRAM-SHA-512=[password={password}]"'
-        assert describe in job and add in job, user
-        assert job.index(add) < job.index("kafka-acls.sh")
-    assert "--entity-name broker" not in job  # the broker's own login is made at format time, always
+        add = f'--entity-name {user} --add-config "SCRAM-SHA-512=[password={password}]"'
+        assert f"{found}{kafka.BIN_DIR}/kafka-configs.sh" in job and add in job, user
+        assert describe < job.index(found) < job.index(add) < job.index("kafka-acls.sh"), user
+    assert job.count("--alter") == len(kafka.CLIENT_USERS) and "--entity-name broker" not in job
