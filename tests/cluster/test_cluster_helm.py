@@ -284,6 +284,8 @@ def test_three_charts_install_upgrade_rollback_uninstall(
     assert can("get", f"secrets/{STACK}-oracle") and can("get", f"secrets/{STACK}-ocs-api-key")
     assert can("create", "secrets")  # RBAC cannot narrow a create by name
     assert not can("get", "secrets/cellcelly-mw") and not can("list", "secrets")
+    # patch (the keys a newer version adds to its logins) by name too: no other Secret can be written
+    assert can("patch", f"secrets/{STACK}-kafka-users") and not can("patch", "secrets/cellcelly-mw")
 
     operator = ChartOperator.installed(cluster, tmp_path, ns, f"{OPERATOR}-cellcelly-operator").start()
     try:
