@@ -39,7 +39,7 @@ async def test_a_killed_endpoint_logs_one_line_out_and_one_back(
     loop = asyncio.get_running_loop()
     # the victim answers after a pause, so requests are in flight on it when it dies; its server-side
     # connections are kept to abort them as a killed process's kernel would (RST)
-    slow = LateFor(components.charging, {}, pause=0.5)
+    slow = LateFor(components.charging, {}, pause=2.0)
     held: list[WireServerProtocol] = []
 
     def victim_protocol() -> WireServerProtocol:
@@ -50,7 +50,7 @@ async def test_a_killed_endpoint_logs_one_line_out_and_one_back(
     victim_port = victim.sockets[0].getsockname()[1]
     good = await serve_wire(components.charging, "127.0.0.1", 0, api_key=KEY)
     endpoints = [("127.0.0.1", victim_port), ("127.0.0.1", good.sockets[0].getsockname()[1])]
-    ocs = WireOcs(endpoints, api_key=KEY, timeout=2.0, retry_after=0.5)
+    ocs = WireOcs(endpoints, api_key=KEY, timeout=4.0, retry_after=0.5)
     caplog.set_level(logging.INFO, logger="cellcelly.dgw.ocs_client")
     try:
         await ocs.charge(initial("warm;0"))
