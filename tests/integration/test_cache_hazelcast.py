@@ -23,7 +23,7 @@ from test_voltdb_off_loop import SlowLink, Ticker, provision
 
 from cellcelly.adapters.cache_hazelcast import HazelcastCache
 from cellcelly.ports.cache import SubscriberInfo
-from cellcelly_dev.bench_hazelcast import bench_cache
+from cellcelly_dev.bench_hazelcast import bench_cache, bench_lookup
 from cellcelly_dev.devservers import free_port
 from cellcelly_testing import require, running_voltdb
 
@@ -253,6 +253,13 @@ def test_bench_cache_reports_both_modes(hazelcast_member: str):
     assert all(row["ops"] == 2_000 and row["errors"] == 0 and row["ops_per_s"] > 0 for row in rows)
 
 
+def test_bench_lookup_reports_front_on_and_off(hazelcast_member: str):
+    rows = bench_lookup([hazelcast_member], msisdns=100, gets=2_000)
+    names = [row["name"] for row in rows]
+    assert names == [f"hazelcast lookup_nowait on a loop, front {front}" for front in ("on", "off")]
+    assert all(row["ops"] == 2_000 and row["errors"] == 0 and row["ops_per_s"] > 0 for row in rows)
+
+
 # --- on an event loop: the non-blocking proxy (issue 14, item 1) ------------------------------------
 
 A = "905321112233"
@@ -271,7 +278,7 @@ async def test_lookup_miss_goes_to_the_member_then_the_loader_and_a_hit_needs_no
     make_cache: Callable[..., HazelcastCache], map_name: str
 ):
     loader = Loader({A: "active"})
-    cache = on_loop(make_cache, loader)
+    cache = on_loop(make_cache, loader, front=False)  # the near cache's own hits
     first = cache.lookup_nowait(A)
     assert isinstance(first, asyncio.Future)
     assert await first == SubscriberInfo(A, "active")
@@ -316,17 +323,47 @@ async def test_invalidate_on_the_loop_reaches_another_client(
     make_cache: Callable[..., HazelcastCache], map_name: str
 ):
     loader = Loader({A: "active"})
-    writer, reader = on_loop(make_cache, loader), on_loop(make_cache, loader)
+    writer, reader = on_loop(make_cache, loader), on_loop(make_cache, loader, front=False)
     assert await writer.lookup(A) == SubscriberInfo(A, "active")
     _wait_for_invalidations(reader, map_name, 1)
     assert await reader.lookup(A) == SubscriberInfo(A, "active")
     loader.rows[A] = "suspended"
     writer.invalidate(A)  # returns at once: the delete goes out behind it
-    assert await writer.lookup(A) == SubscriberInfo(A, "suspended")  # its own near cache forgot at once
+    assert await writer.lookup(A) == SubscriberInfo(A, "suspended")  # its own front forgot at once
     deadline = time.monotonic() + 2.0
-    while (seen := await reader.lookup(A)) != SubscriberInfo(A, "suspended"):
+    while (seen := await reader.lookup(A)) != SubscriberInfo(A, "suspended"):  # its near cache, told
         assert time.monotonic() < deadline, seen
         await asyncio.sleep(0.02)
+
+
+async def test_the_front_answers_without_the_near_cache_until_told_or_expired(
+    make_cache: Callable[..., HazelcastCache], map_name: str
+):
+    """The front is forgotten by `invalidate` (a DGW's ledger follower calls it for every change
+    made anywhere), not by the member: another process's change alone is seen at its ttl."""
+    loader = Loader({A: "active"})
+    now = [time.time()]
+    writer = on_loop(make_cache, loader)
+    reader = on_loop(make_cache, loader, ttl=60, clock=lambda: now[0])
+    assert await writer.lookup(A) == SubscriberInfo(A, "active")
+    await asyncio.sleep(0.2)  # its `set` is on the member (callers are answered before it is)
+    assert await reader.lookup(A) == SubscriberInfo(A, "active")  # from the member, into the front
+    near_hits = _near_cache_stats(reader, map_name)["hits"]
+    for _ in range(10):
+        assert reader.lookup_nowait(A) == SubscriberInfo(A, "active")
+    assert _near_cache_stats(reader, map_name)["hits"] == near_hits  # the front answered
+    loader.rows[A] = "suspended"
+    writer.invalidate(A)
+    await asyncio.sleep(0.5)
+    assert reader.lookup_nowait(A) == SubscriberInfo(A, "active")  # not told yet
+    reader.invalidate(A)  # what the follower does on the change
+    assert await reader.lookup(A) == SubscriberInfo(A, "suspended")
+    loader.rows[A] = "active"
+    writer.invalidate(A)
+    await asyncio.sleep(0.5)  # the writer's delete is on the member
+    now[0] += 61  # or its ttl ends
+    assert await reader.lookup(A) == SubscriberInfo(A, "active")
+    assert loader.calls == [A, A, A]
 
 
 async def test_a_member_that_holds_its_answers_leaves_the_loop_running(
