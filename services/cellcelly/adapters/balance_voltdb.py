@@ -38,9 +38,9 @@ filter, not a cursor that is sure to see every later event.
 The relay reads and acknowledges a partition at a time (`outbox_parts` are the keys
 `@GetPartitionKeys` gives, one per partition; `BalanceOutboxReadPart`, `BalanceOutboxAckPart`):
 single-partition transactions, which stop no other site. The whole-outbox read and acknowledgement
-are multi-partition: each stops every site for its fragments; on the relay's path the server spent
-67-71 µs of CPU a charge with them and 44-49 µs with the per-partition calls (alternated runs,
-docs/architecture.md). They stay for tools and tests.
+are multi-partition: each stops every site for its fragments; with them on the relay's path the
+server spent a third more CPU a charge (alternated runs, docs/architecture.md). They stay for tools
+and tests.
 
 Errors. A server that does not answer (refused, closed, timed out) is `VoltUnavailable`, a
 `StoreError`; reads are retried once on a fresh connection first. A commit whose answer was lost
