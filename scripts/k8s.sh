@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # A real Kubernetes control plane on 127.0.0.1, built from the Go module proxy: no image, no Docker.
 #
-#   scripts/k8s.sh fetch      build etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok
-#                             into the cache, once (idempotent; ~10 min cold on 2 cores, ~0 s when cached)
-#   scripts/k8s.sh up DIR     PKI, kubeconfig, start the five processes, one fake node, a default
-#                             StorageClass; waits for /readyz and the node Ready (DIR/kubeconfig)
-#   scripts/k8s.sh down DIR   stop what `up DIR` started, by its pid files, and delete DIR's state
-#   scripts/k8s.sh env DIR    print `export KUBECONFIG=...` for the cluster in DIR
+#   scripts/k8s.sh fetch            build etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+#                                   kubelet, kube-proxy and kwok into the cache, once (idempotent)
+#   scripts/k8s.sh up DIR           PKI, kubeconfig, start the five processes, one fake node, a default
+#                                   StorageClass; waits for /readyz and the node Ready (DIR/kubeconfig)
+#   scripts/k8s.sh up --node DIR    the same, plus a real node (below); waits for it Ready
+#   scripts/k8s.sh load DIR IMAGE…  podman images into the node's containerd (pods: imagePullPolicy Never)
+#   scripts/k8s.sh down DIR         stop what `up` started, by its pid files, clean what the node left on
+#                                   the machine and delete DIR's state (idempotent; safe on a stale DIR)
+#   scripts/k8s.sh env DIR          print `export KUBECONFIG=...` for the cluster in DIR
 #
 # Versions: Kubernetes v1.36.3 (etcd v3.6.8, the version Kubernetes' go.mod pins), kwok v0.8.0. The
 # version goes into the binaries with -ldflags -X (without it the server says v0.0.0 and a chart's
@@ -15,6 +18,21 @@
 # Under kwok no container runs: pods are scheduled and turned Running by kwok's stages.
 # Cache: ${CELLCELLY_DOWNLOADS:-$HOME/.cache/cellcelly}/k8s/v<version>/ (binaries, kwok stages, src/ module).
 # Needs go (>= 1.26: Kubernetes 1.36's go.mod says go 1.26.0), openssl, curl.
+#
+# The real node (up --node; root): Debian's containerd 1.6 + runc, the bridge/host-local CNI plugins,
+# kubelet and kube-proxy (nftables mode), all state under DIR/node (containerd's root, state, socket and
+# config; kubelet's root dir, certs, kubeconfig and config; CNI config and IPAM; pod logs). Pinned to
+# Kubernetes 1.36 while Debian's containerd is 1.6: kubelet 1.37 needs containerd 2.x.
+# Sandbox quirks: cgroup v1 (failCgroupV1: false, cgroupfs), no CAP_SYS_RESOURCE (containerd's CRI
+# restrict_oom_score_adj), no dummy device (the node IP, 10.255.0.1/32, on an empty bridge). The pause
+# image is ours: a static Go program FROM scratch, built with podman once. Pods get 10.244.0.0/24 on
+# bridge cc-pods0 and a route to the Service range only: nothing leaves the machine; no cluster DNS.
+# The node is tainted cellcelly.io/real-node=true:NoSchedule, so kwok's fake node keeps every pod that
+# does not ask for it (the other cluster tests' pods, which need no containers to run).
+# One node per machine (kube-proxy's table, the bridges and kubepods cgroups have fixed names):
+# /run/cellcelly-k8s-node.lock. `down` removes kube-proxy's nft tables, KUBE-* iptables chains, the pods'
+# netns, the bridges, the mounts under DIR, the kubepods cgroups, and puts back the sysctls it and kubelet
+# changed. Costs: see the "what is proven where" row in docs/architecture.md.
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-1.36.3}"
@@ -24,13 +42,25 @@ BIN="$CACHE/bin"
 START_TIMEOUT="${K8S_START_TIMEOUT:-90}"
 # stop order: the newest first, etcd last (the API server needs it to shut down cleanly)
 PROCS="kwok kube-scheduler kube-controller-manager kube-apiserver etcd"
+SERVICE_CIDR=10.0.0.0/16
+# the real node (up --node): names and addresses it claims on the machine
+NODE_NAME=cellcelly-node
+NODE_IP=10.255.0.1           # on an empty bridge: kubelet refuses loopback and there is no dummy device
+NODE_BRIDGE=cc-node0
+NODE_TAINT=cellcelly.io/real-node
+CNI_BRIDGE=cc-pods0
+CNI_BIN="${CNI_BIN:-/usr/lib/cni}"
+POD_CIDR=10.244.0.0/24
+POD_GATEWAY=10.244.0.1
+PAUSE_IMAGE=localhost/cellcelly-pause:1.0
+NODE_LOCK=/run/cellcelly-k8s-node.lock
 
 # shellcheck source=scripts/lib.sh
 ME=k8s.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-fetched() {
-  [ -f "$CACHE/.complete" ]
+fetched() { # a cache from before the node (no kubelet) builds again; Go's build cache makes that quick
+  [ -f "$CACHE/.complete" ] && [ -x "$BIN/kubelet" ] && [ -x "$BIN/kube-proxy" ]
 }
 
 fetch() {
@@ -65,6 +95,8 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 EOF
     local gomod
@@ -91,7 +123,9 @@ EOF
       go.etcd.io/etcd/server/v3 \
       k8s.io/kubernetes/cmd/kube-apiserver \
       k8s.io/kubernetes/cmd/kube-controller-manager \
-      k8s.io/kubernetes/cmd/kube-scheduler
+      k8s.io/kubernetes/cmd/kube-scheduler \
+      k8s.io/kubernetes/cmd/kubelet \
+      k8s.io/kubernetes/cmd/kube-proxy
     mv "$BIN/server" "$BIN/etcd" # go names it after the package directory, go.etcd.io/etcd/server
   ) || die "building the control plane failed"
   # kwok has its own module graph (no staging replaces): go install, pinned
@@ -106,7 +140,10 @@ EOF
     install -m 0644 "$stages/${stage}" "$CACHE/stages/$(basename "$stage")" ||
       die "kwok stage $stage not in $stages"
   done
-  "$BIN/kube-apiserver" --version | grep -q "v$K8S_VERSION" || die "kube-apiserver does not report v$K8S_VERSION"
+  local b
+  for b in kube-apiserver kubelet kube-proxy; do
+    "$BIN/$b" --version | grep -q "v$K8S_VERSION" || die "$b does not report v$K8S_VERSION"
+  done
   touch "$CACHE/.complete"
   echo "$ME: built in $((SECONDS - started)) s into $BIN" >&2
 }
@@ -199,8 +236,8 @@ wait_for() { # TIMEOUT COMMAND...: until COMMAND succeeds; fails after TIMEOUT s
   done
 }
 
-node_ready() { # DIR
-  api "$1" /api/v1/nodes/kwok-node-0 | python3 -c '
+node_ready() { # DIR [NAME]
+  api "$1" "/api/v1/nodes/${2:-kwok-node-0}" | python3 -c '
 import json, sys
 node = json.load(sys.stdin)
 sys.exit(0 if any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", [])) else 1)'
@@ -238,7 +275,9 @@ up() { # DIR
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
     --endpoint-reconciler-type=none --authorization-mode=Node,RBAC --allow-privileged=true \
     --tls-cert-file="$dir/pki/apiserver.crt" --tls-private-key-file="$dir/pki/apiserver.key" \
-    --client-ca-file="$dir/pki/ca.crt" --service-cluster-ip-range=10.0.0.0/16 \
+    --client-ca-file="$dir/pki/ca.crt" --service-cluster-ip-range="$SERVICE_CIDR" \
+    --kubelet-client-certificate="$dir/pki/admin.crt" --kubelet-client-key="$dir/pki/admin.key" \
+    --kubelet-preferred-address-types=InternalIP,Hostname \
     --service-account-key-file="$dir/pki/sa.pub" --service-account-signing-key-file="$dir/pki/sa.key" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local
   wait_started kube-apiserver "$dir/kube-apiserver.pid" "$dir/logs/kube-apiserver.log" "$api_port" "$START_TIMEOUT"
@@ -304,6 +343,8 @@ EOF
 down() { # DIR
   local dir="${1:?usage: k8s.sh down DIR}" proc
   [ -d "$dir" ] || return 0
+  dir="$(cd "$dir" && pwd)"
+  node_down "$dir"
   # the in-tree provisioner puts every volume under /tmp/hostpath_pv/<uid>, shared by all clusters on
   # the machine: remove exactly this cluster's, as its API server lists them, while it still answers
   if [ -f "$dir/.cellcelly-k8s" ] && pid_alive "$dir/kube-apiserver.pid"; then
@@ -325,17 +366,350 @@ for pv in json.load(sys.stdin)["items"]:
   fi
 }
 
+# ---------------------------------------------------------------------------------------------------
+# The real node (`up --node DIR`): kubelet + containerd + bridge CNI + kube-proxy, state in DIR/node.
+# One per machine: kube-proxy's nftables table, the bridges and the kubepods cgroups are global names,
+# so /run/cellcelly-k8s-node.lock says which DIR owns them and a second `up --node` is refused.
+
+node_fetched() {
+  [ -x "$BIN/kubelet" ] && [ -x "$BIN/kube-proxy" ]
+}
+
+# the sysctls up --node sets (ip_forward, bridge netfilter) and those kubelet sets itself at start
+# (its "kernel defaults"): saved once, before the first change, and put back by `down`
+NODE_SYSCTLS="net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables vm.overcommit_memory vm.panic_on_oom
+kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes"
+
+pause_image() { # the sandbox image: a static Go program that waits for a signal, FROM scratch (built once)
+  has_podman_image "$PAUSE_IMAGE" && return 0
+  local src="$CACHE/pause"
+  mkdir -p "$src"
+  cat >"$src/main.go" <<'EOF'
+// pause: holds a pod's namespaces until the runtime stops the sandbox.
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
+	<-stop
+}
+EOF
+  printf 'module cellcelly.local/pause\n\ngo 1.26.0\n' >"$src/go.mod"
+  (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o pause .) || die "building pause failed"
+  printf 'FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n' >"$src/Containerfile"
+  podman build -q --format docker -t "$PAUSE_IMAGE" "$src" >/dev/null || die "podman build of $PAUSE_IMAGE failed"
+}
+
+has_podman_image() {
+  podman image inspect "$1" >/dev/null 2>&1
+}
+
+ctr_node() { # DIR ARGS...: ctr against the node's containerd, CRI namespace
+  local dir="$1"
+  shift
+  ctr --address "$dir/node/containerd/containerd.sock" -n k8s.io "$@"
+}
+
+load() { # DIR IMAGE...: podman images into the node's containerd (pods use imagePullPolicy: Never)
+  local dir="$1" image
+  shift
+  [ -S "$dir/node/containerd/containerd.sock" ] || die "no node in $dir (scripts/k8s.sh up --node DIR)"
+  for image in "$@"; do
+    has_podman_image "$image" || die "no podman image $image"
+    podman save --format docker-archive "$image" | ctr_node "$dir" images import - >/dev/null ||
+      die "importing $image into containerd failed"
+  done
+}
+
+node_pki() { # DIR: the kubelet's identity (client of the API and server of logs/exec) and the API server's to it
+  local pki="$1/pki"
+  printf 'basicConstraints = CA:FALSE\nkeyUsage = digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth, clientAuth\nsubjectAltName = IP:%s, DNS:%s\n' \
+    "$NODE_IP" "$NODE_NAME" >"$pki/node.ext"
+  cert "$pki" node "/O=system:nodes/CN=system:node:$NODE_NAME" "$pki/node.ext"
+}
+
+save_sysctls() { # FILE: the values before we change anything; kept from the first `up` if it crashed
+  [ -f "$1" ] && return 0
+  local key
+  for key in $NODE_SYSCTLS; do
+    echo "$key=$(sysctl -n "$key")"
+  done >"$1.tmp"
+  mv "$1.tmp" "$1"
+}
+
+node_up() { # DIR (the control plane already up in DIR)
+  local dir="$1" node="$1/node" started=$SECONDS owner
+  node_fetched || die "kubelet/kube-proxy not built: run scripts/k8s.sh fetch"
+  local tool
+  for tool in containerd ctr runc conntrack ip nft iptables-save sysctl podman; do
+    need "$tool" "apt-get install containerd runc containernetworking-plugins conntrack iproute2 nftables iptables podman"
+  done
+  local plugin
+  for plugin in bridge host-local loopback; do
+    [ -x "$CNI_BIN/$plugin" ] || die "CNI plugin $plugin not in $CNI_BIN: apt-get install containernetworking-plugins"
+  done
+  if [ -f "$NODE_LOCK" ]; then
+    owner="$(cat "$NODE_LOCK")"
+    if [ "$owner" != "$dir" ] && [ -d "$owner/node" ]; then
+      die "a node of $owner already runs on this machine (one per machine): scripts/k8s.sh down $owner"
+    fi
+    # a stale lock (its DIR is gone): what it left is ours to clean
+    [ "$owner" = "$dir" ] || node_cleanup_global
+  fi
+  echo "$dir" >"$NODE_LOCK"
+  mkdir -p "$node"/{containerd,cni/net.d,cni/ipam,kubelet,pod-logs,logs}
+  save_sysctls "$node/sysctls.saved"
+  sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 ||
+    die "cannot set the forwarding sysctls (needs root and br_netfilter)"
+
+  # kubelet refuses a loopback node IP and there is no dummy device: an empty bridge holds a /32
+  ip link show "$NODE_BRIDGE" >/dev/null 2>&1 || ip link add "$NODE_BRIDGE" type bridge
+  ip addr replace "$NODE_IP/32" dev "$NODE_BRIDGE"
+  ip link set "$NODE_BRIDGE" up
+
+  # pods: 10.244.0.0/24 on their own bridge, a route to the Service range only: nothing leaves the machine
+  cat >"$node/cni/net.d/10-cellcelly.conflist" <<EOF
+{"cniVersion": "0.4.0", "name": "cellcelly", "plugins": [{"type": "bridge", "bridge": "$CNI_BRIDGE",
+  "isGateway": true, "ipMasq": false, "hairpinMode": true,
+  "ipam": {"type": "host-local", "dataDir": "$node/cni/ipam", "ranges": [[{"subnet": "$POD_CIDR", "gateway": "$POD_GATEWAY"}]],
+           "routes": [{"dst": "$SERVICE_CIDR"}]}}]}
+EOF
+  pause_image
+  cat >"$node/containerd/config.toml" <<EOF
+# every path under $node: never the system's /etc/containerd or /var/lib/containerd
+version = 2
+root = "$node/containerd/root"
+state = "$node/containerd/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "$node/containerd/containerd.sock"
+[ttrpc]
+  address = "$node/containerd/containerd.sock.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$node/containerd/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE_IMAGE"
+  # no CAP_SYS_RESOURCE here: without this every sandbox fails ("can't get final child's PID from pipe")
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        Root = "$node/containerd/runc"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$CNI_BIN"
+    conf_dir = "$node/cni/net.d"
+EOF
+  nohup containerd --config "$node/containerd/config.toml" >"$dir/logs/containerd.log" 2>&1 &
+  echo $! >"$dir/containerd.pid"
+  if ! wait_for "$START_TIMEOUT" ctr_node "$dir" version; then
+    tail -n 30 "$dir/logs/containerd.log" >&2
+    die "containerd did not answer within ${START_TIMEOUT}s"
+  fi
+  load "$dir" "$PAUSE_IMAGE"
+
+  node_pki "$dir"
+  local port api_url
+  api_url="$(cat "$dir/apiserver.url")"
+  port="$(free_port)"
+  cat >"$node/kubelet.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: cellcelly
+  cluster: {server: "$api_url", certificate-authority: "$dir/pki/ca.crt"}
+users:
+- name: node
+  user: {client-certificate: "$dir/pki/node.crt", client-key: "$dir/pki/node.key"}
+contexts:
+- name: node
+  context: {cluster: cellcelly, user: node}
+current-context: node
+EOF
+  echo "nameserver 127.0.0.1" >"$node/resolv.conf" # no cluster DNS: pods resolve nothing
+  cat >"$node/kubelet.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: $NODE_IP
+port: $port
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: $(free_port)
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: "$dir/pki/ca.crt"}
+authorization: {mode: Webhook}
+tlsCertFile: "$dir/pki/node.crt"
+tlsPrivateKeyFile: "$dir/pki/node.key"
+# cgroup v1 here (kubelet 1.35+ refuses it unless told), and no systemd as PID 1
+failCgroupV1: false
+cgroupDriver: cgroupfs
+failSwapOn: false
+containerRuntimeEndpoint: "unix://$node/containerd/containerd.sock"
+podLogsDir: "$node/pod-logs"
+volumePluginDir: "$node/kubelet/volume-plugins"
+resolvConf: "$node/resolv.conf"
+podCIDR: $POD_CIDR
+hairpinMode: hairpin-veth
+maxPods: 30
+serializeImagePulls: false
+# nothing is pulled here: images are imported, so nothing may collect them either
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
+# kwok's fake node keeps the pods of the other cluster tests (64 fake CPUs would outscore 2 real ones);
+# only a pod that tolerates this taint and selects the node runs here
+registerWithTaints: [{key: $NODE_TAINT, value: "true", effect: NoSchedule}]
+EOF
+  spawn "$dir" kubelet --config="$node/kubelet.yaml" --kubeconfig="$node/kubelet.kubeconfig" \
+    --root-dir="$node/kubelet" --node-ip="$NODE_IP" --hostname-override="$NODE_NAME" \
+    --node-labels="$NODE_TAINT=true"
+
+  # kube-proxy, nftables mode: all its rules in one table (ip kube-proxy), so `down` removes them whole
+  cat >"$node/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: nftables
+clientConnection: {kubeconfig: "$dir/kubeconfig"}
+hostnameOverride: $NODE_NAME
+clusterCIDR: $POD_CIDR
+healthzBindAddress: 127.0.0.1:$(free_port)
+metricsBindAddress: 127.0.0.1:$(free_port)
+nodePortAddresses: ["$NODE_IP/32"]
+# leave the machine's conntrack sysctls alone
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+EOF
+  spawn "$dir" kube-proxy --config="$node/kube-proxy.yaml"
+
+  local proc
+  if ! wait_for "$START_TIMEOUT" node_ready "$dir" "$NODE_NAME"; then
+    for proc in kubelet kube-proxy containerd; do
+      echo "--- $proc" >&2
+      tail -n 15 "$dir/logs/$proc.log" >&2
+    done
+    die "the node $NODE_NAME was not Ready within ${START_TIMEOUT}s"
+  fi
+  for proc in kube-proxy containerd; do
+    pid_alive "$dir/$proc.pid" || {
+      tail -n 30 "$dir/logs/$proc.log" >&2
+      die "$proc exited during start (see above)"
+    }
+  done
+  echo "$ME: node $NODE_NAME Ready in $((SECONDS - started)) s (IP $NODE_IP, pods $POD_CIDR, taint $NODE_TAINT)" >&2
+}
+
+# Everything a node leaves outside its DIR, found by our names: kube-proxy's nft tables, iptables
+# chains kubelet/kube-proxy made (KUBE-*), the two bridges, netns holding a pod address, kubepods
+# cgroups, /var/log/containers links into a node dir. Safe when none of it exists.
+node_cleanup_global() {
+  local family ns
+  for family in ip ip6; do
+    nft delete table "$family" kube-proxy 2>/dev/null || true
+  done
+  for family in iptables ip6tables; do
+    command -v "$family-save" >/dev/null || continue
+    if "$family-save" 2>/dev/null | grep -q -- 'KUBE-'; then
+      # the dump without our chains and the rules that jump to them, restored table by table
+      "$family-save" | grep -v -- 'KUBE-' | "$family-restore" || echo "$ME: could not remove $family KUBE-* rules" >&2
+    fi
+  done
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+    case "$ns" in cni-*) ;; *) continue ;; esac
+    if ip -n "$ns" -4 -o addr show 2>/dev/null | grep -q " ${POD_CIDR%.*/*}\."; then
+      ip netns delete "$ns" 2>/dev/null || true
+    fi
+  done
+  ip link delete "$CNI_BRIDGE" 2>/dev/null || true
+  ip link delete "$NODE_BRIDGE" 2>/dev/null || true
+  local ctl
+  for ctl in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
+    [ -d "$ctl" ] && find "$ctl" -depth -type d -exec rmdir {} + 2>/dev/null
+  done
+  if [ -d /var/log/containers ]; then
+    find /var/log/containers -maxdepth 1 -type l -lname '*/node/pod-logs/*' -delete
+    rmdir /var/log/containers 2>/dev/null || true
+  fi
+  return 0
+}
+
+node_down() { # DIR
+  local dir="$1" node="$1/node" pidfile pid
+  [ -d "$node" ] || return 0
+  # kubelet first (it would restart what we stop); a pod's netns and veth, which only CRI's
+  # StopPodSandbox would remove, go in node_cleanup_global by their address
+  for proc in kube-proxy kubelet; do
+    stop_pidfile "$dir/$proc.pid" 20
+  done
+  # every task (container and pause) by containerd's pid files, then the shims by the socket they serve
+  if [ -d "$node/containerd/state" ]; then
+    find "$node/containerd/state" -name init.pid 2>/dev/null | while IFS= read -r pidfile; do
+      pid="$(cat "$pidfile" 2>/dev/null)" || continue
+      if [ -n "$pid" ]; then kill -KILL "$pid" 2>/dev/null || true; fi
+    done
+  fi
+  local cmdline sock="$node/containerd/containerd.sock"
+  for pidfile in /proc/[0-9]*/cmdline; do
+    cmdline="$(tr '\0' ' ' <"$pidfile" 2>/dev/null)" || continue
+    case "$cmdline" in
+    *containerd-shim*" -address $sock "*)
+      pid="${pidfile#/proc/}"
+      kill -KILL "${pid%/cmdline}" 2>/dev/null || true
+      ;;
+    esac
+  done
+  stop_pidfile "$dir/containerd.pid" 20
+  # mounts under DIR (sandbox shm, container rootfs overlays, projected volumes), deepest first
+  local mnt
+  awk -v d="$dir/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r | while IFS= read -r mnt; do
+    umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || echo "$ME: could not unmount $mnt" >&2
+  done
+  node_cleanup_global
+  if [ -f "$node/sysctls.saved" ]; then
+    local line
+    while IFS= read -r line; do
+      [ "$(sysctl -n "${line%%=*}")" = "${line#*=}" ] || sysctl -qw "$line" || echo "$ME: could not restore $line" >&2
+    done <"$node/sysctls.saved"
+  fi
+  [ "$(cat "$NODE_LOCK" 2>/dev/null)" != "$dir" ] || rm -f "$NODE_LOCK"
+}
+
+
 case "${1:-}" in
 fetch) fetch ;;
-up) up "${2:-}" ;;
+up)
+  if [ "${2:-}" = --node ]; then
+    up "${3:-}" && node_up "$(cd "$3" && pwd)"
+  elif [ "${3:-}" = --node ]; then
+    up "${2:-}" && node_up "$(cd "$2" && pwd)"
+  else
+    up "${2:-}"
+  fi
+  ;;
 down) down "${2:?usage: k8s.sh down DIR}" ;;
+load)
+  dir="$(cd "${2:?usage: k8s.sh load DIR IMAGE...}" && pwd)"
+  shift 2
+  load "$dir" "$@"
+  ;;
 env)
   dir="$(cd "${2:?usage: k8s.sh env DIR}" && pwd)"
   [ -f "$dir/kubeconfig" ] || die "no cluster in $dir"
   echo "export KUBECONFIG=$dir/kubeconfig"
   ;;
 *)
-  sed -n '2,9p' "$0" >&2
+  sed -n '2,12p' "$0" >&2
   exit 2
   ;;
 esac
