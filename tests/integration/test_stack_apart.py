@@ -9,11 +9,13 @@ member and PostgreSQL. The notifier's channel is a real SMTP server (aiosmtpd).
 Each step is an assertion that can fail:
 - subscribers provisioned through the OCS's admin API and the MW's sign-up API;
 - `cellcelly traffic` through BOTH DGWs at once (each DGW lists both OCSs): every answer 2001, no
-  timeout, while one OCS is SIGKILLed and started again; an unknown subscriber gets 5030;
+  timeout, while one OCS is SIGKILLed and started again; an unknown subscriber gets 5030; the DGWs
+  look subscribers up in the Hazelcast cache (the member's map holds every traffic subscriber);
 - a catalogue PUT through one OCS's admin API is charged by the other OCS within seconds;
 - a top-up through the MW (a voucher its admin makes, redeemed by the subscriber) reaches the DGW
   holding the subscriber's cut-off session as a RAR, and a suspension through an OCS's admin API
-  aborts its live one (ASR): every DGW follows the account changes on the bus;
+  aborts its live one (ASR): every DGW follows the account changes on the bus; the suspended
+  subscriber's cached entry is gone or says "suspended";
 - every debit exactly once: after the SF has drained, per subscriber the account the record implies
   (ledger minus usage) equals VoltDB's. A lost usage record leaves the record richer; a debit made
   twice (a retried request charged again by the other OCS) leaves VoltDB poorer, since the record
@@ -49,6 +51,7 @@ from stack_apart import Service, free_ports, service_env, stack_of, until
 from test_cache_hazelcast import hazelcast_member  # noqa: F401 - the module's Hazelcast member fixture
 
 from cellcelly.adapters.balance_voltdb import VoltBalanceStore
+from cellcelly.adapters.cache_hazelcast import HazelcastCache
 from cellcelly.adapters.sql import SqlRecords
 from cellcelly.application.reconcile import account_from_record
 from cellcelly.diameter.codec import Avp, Message
@@ -325,6 +328,17 @@ async def top_up_rar_and_suspension_asr(apart: Apart, ocs: Ocs) -> None:
         await peer.disconnect()
 
 
+def cached_subscribers(member: str, msisdns: list[str]) -> dict[str, str]:
+    """What the member's subscriber map (the name the services use) holds for `msisdns`."""
+    watcher = HazelcastCache(lambda m: None, members=[member], connect_timeout=15, near_cache=False)
+    try:
+        subscribers = watcher.client.get_map("cellcelly-subscribers").blocking()
+        held = {m: subscribers.get(m) for m in msisdns}
+        return {m: value for m, value in held.items() if value is not None}
+    finally:
+        watcher.close()
+
+
 def view(account: Account | None) -> tuple[str, int, dict[str, int]]:
     assert account is not None
     return account.status.value, account.wallet, {b.id: b.remaining for b in account.buckets.values()}
@@ -445,6 +459,11 @@ async def test_the_stack_apart_charges_fails_over_and_tells_once(
                 planned = report["sessions_started"] + report["sessions_shed"]
                 assert planned == RATE * SECONDS and report["sessions_started"] >= 0.8 * planned, report
                 assert report["result_counts"] == {"2001": report["answers"]}, report
+            # the DGWs looked every traffic subscriber up through the Hazelcast cache (a miss from VoltDB)
+            traffic_msisdns = [str(FIRST + i) for i in range(TRAFFIC)]
+            cached = await asyncio.to_thread(cached_subscribers, hazelcast_member, traffic_msisdns)
+            assert cached.keys() == set(traffic_msisdns), cached
+            assert all('"active"' in value for value in cached.values()), cached
 
             # --- a catalogue change through one OCS is charged by the other within seconds
             before = await ocs.sms_abroad(ocs_http[1], PROBE)
@@ -486,6 +505,9 @@ async def test_the_stack_apart_charges_fails_over_and_tells_once(
 
             # --- RAR after a top-up through the MW, ASR after a suspension
             await top_up_rar_and_suspension_asr(apart, ocs)
+            # the suspension reached the cache: forgotten, or looked up again as suspended
+            held = await asyncio.to_thread(cached_subscribers, hazelcast_member, [SIGNED_UP])
+            assert SIGNED_UP not in held or '"suspended"' in held[SIGNED_UP], held
 
         # --- every debit exactly once: the record the SF wrote against VoltDB, once both are still
         records = SqlRecords(postgres_schema_url)
