@@ -443,14 +443,14 @@ save_sysctls() { # FILE: the values before we change anything; kept from the fir
   mv "$1.tmp" "$1"
 }
 
-node_up() { # DIR (the control plane already up in DIR)
-  local dir="$1" node="$1/node" started=$SECONDS owner
+node_check() { # DIR: what up --node needs, checked before anything starts
+  local dir owner tool plugin
+  dir="$(realpath -m "$1")"
   node_fetched || die "kubelet/kube-proxy not built: run scripts/k8s.sh fetch"
-  local tool
-  for tool in containerd ctr runc conntrack ip nft iptables-save sysctl podman; do
+  [ "$(id -u)" = 0 ] || die "the node needs root (bridges, netns, mounts, cgroups, sysctls)"
+  for tool in containerd ctr runc conntrack ip nft iptables-save sysctl podman go; do
     need "$tool" "apt-get install containerd runc containernetworking-plugins conntrack iproute2 nftables iptables podman"
   done
-  local plugin
   for plugin in bridge host-local loopback; do
     [ -x "$CNI_BIN/$plugin" ] || die "CNI plugin $plugin not in $CNI_BIN: apt-get install containernetworking-plugins"
   done
@@ -459,6 +459,14 @@ node_up() { # DIR (the control plane already up in DIR)
     if [ "$owner" != "$dir" ] && [ -d "$owner/node" ]; then
       die "a node of $owner already runs on this machine (one per machine): scripts/k8s.sh down $owner"
     fi
+  fi
+}
+
+node_up() { # DIR (the control plane already up in DIR)
+  local dir="$1" node="$1/node" started=$SECONDS owner
+  node_check "$dir"
+  if [ -f "$NODE_LOCK" ]; then
+    owner="$(cat "$NODE_LOCK")"
     # a stale lock (its DIR is gone): what it left is ours to clean
     [ "$owner" = "$dir" ] || node_cleanup_global
   fi
@@ -661,7 +669,7 @@ node_down() { # DIR
   fi
   local cmdline sock="$node/containerd/containerd.sock"
   for pidfile in /proc/[0-9]*/cmdline; do
-    cmdline="$(tr '\0' ' ' <"$pidfile" 2>/dev/null)" || continue
+    cmdline="$({ tr '\0' ' ' <"$pidfile"; } 2>/dev/null)" || continue # gone while we looked
     case "$cmdline" in
     *containerd-shim*" -address $sock "*)
       pid="${pidfile#/proc/}"
@@ -689,10 +697,18 @@ node_down() { # DIR
 case "${1:-}" in
 fetch) fetch ;;
 up)
-  if [ "${2:-}" = --node ]; then
-    up "${3:-}" && node_up "$(cd "$3" && pwd)"
-  elif [ "${3:-}" = --node ]; then
-    up "${2:-}" && node_up "$(cd "$2" && pwd)"
+  if [ "${2:-}" = --node ] || [ "${3:-}" = --node ]; then
+    dir="${2:-}"
+    [ "$dir" != --node ] || dir="${3:-}"
+    [ -n "$dir" ] || die "usage: k8s.sh up --node DIR"
+    node_check "$dir"
+    up "$dir"
+    dir="$(cd "$dir" && pwd)"
+    # a node that fails to come up takes its control plane with it: nothing half-made stays running
+    (node_up "$dir") || {
+      down "$dir"
+      exit 1
+    }
   else
     up "${2:-}"
   fi
