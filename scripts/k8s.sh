@@ -32,7 +32,11 @@
 # One node per machine (kube-proxy's table, the bridges and kubepods cgroups have fixed names):
 # /run/cellcelly-k8s-node.lock. `down` removes kube-proxy's nft tables, KUBE-* iptables chains, the pods'
 # netns, the bridges, the mounts under DIR, the kubepods cgroups, and puts back the sysctls it and kubelet
-# changed. Costs: see the "what is proven where" row in docs/architecture.md.
+# changed.
+# Costs (2026-12-02, shared 2-core machine): kubelet + kube-proxy add ~33 s wall / 48 CPU-s to a cold
+# fetch (after the four control-plane binaries, 763 s wall / 699 CPU-s at nice 19 in a fresh GOCACHE;
+# they share most packages), no extra download; `up --node` warm: 8.5-11 s (node Ready 2-3 s after the
+# control plane; the first run builds the pause image, ~5 s); `load` of a 270 MB image ~11-16 s.
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-1.36.3}"
@@ -54,6 +58,8 @@ POD_CIDR=10.244.0.0/24
 POD_GATEWAY=10.244.0.1
 PAUSE_IMAGE=localhost/cellcelly-pause:1.0
 NODE_LOCK=/run/cellcelly-k8s-node.lock
+# beside the lock, not in DIR: a `down` cut short must not make the next `up` save our values as the machine's
+NODE_SYSCTLS_SAVED=/run/cellcelly-k8s-node.sysctls
 
 # shellcheck source=scripts/lib.sh
 ME=k8s.sh
@@ -434,13 +440,22 @@ node_pki() { # DIR: the kubelet's identity (client of the API and server of logs
   cert "$pki" node "/O=system:nodes/CN=system:node:$NODE_NAME" "$pki/node.ext"
 }
 
-save_sysctls() { # FILE: the values before we change anything; kept from the first `up` if it crashed
-  [ -f "$1" ] && return 0
+save_sysctls() { # the values before we change anything; kept from the first `up` if it crashed
+  [ -f "$NODE_SYSCTLS_SAVED" ] && return 0
   local key
   for key in $NODE_SYSCTLS; do
     echo "$key=$(sysctl -n "$key")"
-  done >"$1.tmp"
-  mv "$1.tmp" "$1"
+  done >"$NODE_SYSCTLS_SAVED.tmp"
+  mv "$NODE_SYSCTLS_SAVED.tmp" "$NODE_SYSCTLS_SAVED"
+}
+
+restore_sysctls() {
+  [ -f "$NODE_SYSCTLS_SAVED" ] || return 0
+  local line
+  while IFS= read -r line; do
+    [ "$(sysctl -n "${line%%=*}")" = "${line#*=}" ] || sysctl -qw "$line" || echo "$ME: could not restore $line" >&2
+  done <"$NODE_SYSCTLS_SAVED"
+  rm -f "$NODE_SYSCTLS_SAVED"
 }
 
 node_check() { # DIR: what up --node needs, checked before anything starts
@@ -468,11 +483,14 @@ node_up() { # DIR (the control plane already up in DIR)
   if [ -f "$NODE_LOCK" ]; then
     owner="$(cat "$NODE_LOCK")"
     # a stale lock (its DIR is gone): what it left is ours to clean
-    [ "$owner" = "$dir" ] || node_cleanup_global
+    if [ "$owner" != "$dir" ]; then
+      node_cleanup_global
+      restore_sysctls
+    fi
   fi
   echo "$dir" >"$NODE_LOCK"
   mkdir -p "$node"/{containerd,cni/net.d,cni/ipam,kubelet,pod-logs,logs}
-  save_sysctls "$node/sysctls.saved"
+  save_sysctls
   sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 ||
     die "cannot set the forwarding sysctls (needs root and br_netfilter)"
 
@@ -683,14 +701,14 @@ node_down() { # DIR
   awk -v d="$dir/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r | while IFS= read -r mnt; do
     umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || echo "$ME: could not unmount $mnt" >&2
   done
-  node_cleanup_global
-  if [ -f "$node/sysctls.saved" ]; then
-    local line
-    while IFS= read -r line; do
-      [ "$(sysctl -n "${line%%=*}")" = "${line#*=}" ] || sysctl -qw "$line" || echo "$ME: could not restore $line" >&2
-    done <"$node/sysctls.saved"
+  # the machine-wide names are another node's while it holds the lock: leave them to its own down
+  local owner
+  owner="$(cat "$NODE_LOCK" 2>/dev/null || true)"
+  if [ -z "$owner" ] || [ "$owner" = "$dir" ] || [ ! -d "$owner/node" ]; then
+    node_cleanup_global
+    restore_sysctls
+    rm -f "$NODE_LOCK"
   fi
-  [ "$(cat "$NODE_LOCK" 2>/dev/null)" != "$dir" ] || rm -f "$NODE_LOCK"
 }
 
 

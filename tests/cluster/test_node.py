@@ -297,8 +297,7 @@ def leftovers(directory: Path) -> list[str]:
         except OSError:
             pass  # gone while we looked
     found += [f"cgroup {path}" for path in Path("/sys/fs/cgroup").glob("*/kubepods")]
-    if Path("/run/cellcelly-k8s-node.lock").exists():
-        found.append("lock /run/cellcelly-k8s-node.lock")
+    found += [f"file {path}" for path in Path("/run").glob("cellcelly-k8s-node.*")]  # lock, saved sysctls
     return found
 
 
