@@ -59,6 +59,25 @@ def test_a_commit_is_framed_as_voltdbclient_frames_it(
     assert encode_call(1, "BalanceCommit", types, params) == voltdbclient_frame("BalanceCommit", params)
 
 
+@given(texts, longs, texts, st.lists(texts, min_size=1, max_size=5), st.lists(texts, min_size=1, max_size=5))
+def test_bodies_given_as_utf8_bytes_are_framed_as_their_text(
+    msisdn: str, version: int, header: str, ids: list[str], events: list[str]
+) -> None:
+    """The loop's commit hands orjson's bytes over as they are (no decode and encode again)."""
+    text = [msisdn, version, header, ids, ids, ids[:1], events]
+    raw = [
+        msisdn,
+        version,
+        header.encode(),
+        ids,
+        [i.encode() for i in ids],
+        ids[:1],
+        [e.encode() for e in events],
+    ]
+    types = PROCEDURES["BalanceCommit"]
+    assert encode_call(1, "BalanceCommit", types, raw) == voltdbclient_frame("BalanceCommit", text)
+
+
 @given(st.lists(longs, min_size=1, max_size=5), st.lists(longs, min_size=1, max_size=5))
 def test_arrays_of_numbers_and_reads_are_framed_alike(uids: list[int], idxs: list[int]) -> None:
     for procedure, params in (

@@ -25,7 +25,7 @@ import itertools
 import logging
 import struct
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -72,34 +72,44 @@ class Answer:
     tables: list[Any] | None  # of Table
 
 
-def _string(value: str | None) -> bytes:
+def _string(value: str | bytes | None) -> bytes:
+    """A STRING; given as bytes, they are its UTF-8 already (orjson's output: no decode and
+    encode again on the charging path)."""
     if value is None:
         return b"\xff\xff\xff\xff"
-    raw = value.encode()
+    raw = value if isinstance(value, bytes) else value.encode()
     return _I32.pack(len(raw)) + raw
 
 
 def _param(kind: int, value: Any) -> bytes:
     """One parameter; a list or tuple is sent as an array of `kind`."""
-    if isinstance(value, list | tuple):
-        head = _I8.pack(ARRAY) + _I8.pack(kind) + _I16.pack(len(value))
+    if type(value) is list or isinstance(value, tuple):  # not `list | tuple`: slower, per parameter
+        head = _ARRAY_OF[kind] + _I16.pack(len(value))
         if kind == STRING:
-            return head + b"".join(_string(v) for v in value)
-        return head + b"".join(_FIXED[kind].pack(v) for v in value)
+            return head + b"".join([_string(v) for v in value])
+        pack = _FIXED[kind].pack
+        return head + b"".join([pack(v) for v in value])
     if kind == STRING:
         return b"\x09" + _string(value)
     if kind == VARBINARY:
         return b"\x19" + _I32.pack(len(value)) + bytes(value)
-    return _I8.pack(kind) + _FIXED[kind].pack(value)
+    return _TYPE[kind] + _FIXED[kind].pack(value)
+
+
+_TYPE = {k: _I8.pack(k) for k in (TINYINT, SMALLINT, INTEGER, BIGINT, FLOAT, STRING, TIMESTAMP, VARBINARY)}
+_ARRAY_OF = {k: _I8.pack(ARRAY) + code for k, code in _TYPE.items()}
+_NAMES: dict[str, bytes] = {}  # a procedure's name as a call frame starts with it
 
 
 def encode_call(handle: int, procedure: str, types: Sequence[int], params: Sequence[Any]) -> bytes:
     if len(types) != len(params):
         raise ValueError(f"{procedure} takes {len(types)} parameters, got {len(params)}")
-    body = b"".join(
-        [b"\x00", _string(procedure), _I64.pack(handle), _I16.pack(len(types))]
-        + [_param(k, v) for k, v in zip(types, params, strict=True)]
-    )
+    name = _NAMES.get(procedure)
+    if name is None:
+        name = _NAMES[procedure] = b"\x00" + _string(procedure)
+    parts = [name, _I64.pack(handle), _I16.pack(len(types))]
+    parts += [_param(k, v) for k, v in zip(types, params, strict=True)]
+    body = b"".join(parts)
     return _I32.pack(len(body)) + body
 
 
@@ -309,16 +319,24 @@ class AsyncVoltClient:
     async def call(self, procedure: str, params: Sequence[Any]) -> Answer:
         """Raises NoAnswer when the call got none (the caller decides whether to send it again),
         CannotConnect when it could not be sent."""
+        return await self.send(procedure, params)
+
+    def send(self, procedure: str, params: Sequence[Any]) -> Awaitable[Answer]:
+        """`call` without its coroutine: in the usual case (a live connection of the running
+        loop) the call is sent here and its answer's future returned, one coroutine less a call."""
         slot = next(self._rr) % self._size
         conn = self._conns[slot]
-        # the usual case without a coroutine more: a live connection of this loop
         if (
             conn is None
             or conn.dead is not None
             or self._closed
             or self._loop is not asyncio.get_running_loop()
         ):
-            conn = await self._connection(slot)
+            return self._call_opening(slot, procedure, params)
+        return conn.call(procedure, self._types[procedure], params)
+
+    async def _call_opening(self, slot: int, procedure: str, params: Sequence[Any]) -> Answer:
+        conn = await self._connection(slot)
         return await conn.call(procedure, self._types[procedure], params)
 
     async def _connection(self, slot: int) -> VoltProtocol:
