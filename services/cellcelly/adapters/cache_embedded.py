@@ -11,6 +11,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
+from cellcelly.adapters.cache_loads import Loading, Loads, awaited
 from cellcelly.ports.cache import SubscriberInfo
 
 Loader = Callable[[str], SubscriberInfo | None]
@@ -34,9 +35,7 @@ class EmbeddedCache:
         self._max = max_entries
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, SubscriberInfo | None]] = OrderedDict()
-        # one load per MSISDN at a time; `invalidate` drops it, so a load it overtook is not stored
-        self._loading: dict[str, asyncio.Future[SubscriberInfo | None]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._loads = Loads()
         self.hits = self.misses = 0
 
     def get(self, msisdn: str) -> SubscriberInfo | None:
@@ -55,43 +54,21 @@ class EmbeddedCache:
         if entry is not None and entry[0] > self._clock():
             self.hits += 1
             return entry[1]
-        loading = self._loading.get(msisdn)
+        loading = self._loads.pending(msisdn)
         if loading is not None:
             return loading
         self.misses += 1
-        loading = self._loading[msisdn] = asyncio.get_running_loop().create_future()
-        task = asyncio.ensure_future(self._load(msisdn, loading))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return loading
+        return self._loads.start(msisdn, lambda loading: self._load(msisdn, loading))
 
     async def lookup(self, msisdn: str) -> SubscriberInfo | None:
-        found = self.lookup_nowait(msisdn)
-        if isinstance(found, asyncio.Future):
-            return await asyncio.shield(found)
-        return found
+        return await awaited(self.lookup_nowait(msisdn))
 
-    async def _load(self, msisdn: str, loading: asyncio.Future[SubscriberInfo | None]) -> None:
+    async def _load(self, msisdn: str, loading: Loading) -> None:
         now = self._clock()
-        try:
-            if self._aloader is not None:
-                info = await self._aloader(msisdn)
-            else:
-                info = self._loader(msisdn)
-        except BaseException as exc:
-            if self._loading.get(msisdn) is loading:
-                del self._loading[msisdn]
-            if not loading.done():
-                loading.set_exception(exc)
-                loading.exception()  # retrieved: a caller may have stopped waiting
-            if not isinstance(exc, Exception):
-                raise
-            return
-        if self._loading.get(msisdn) is loading:  # not invalidated meanwhile
-            del self._loading[msisdn]
+        info = await self._aloader(msisdn) if self._aloader is not None else self._loader(msisdn)
+        if self._loads.current(msisdn, loading):
             self._store(msisdn, now, info)
-        if not loading.done():
-            loading.set_result(info)
+        self._loads.finish(msisdn, loading, info)
 
     def _store(self, msisdn: str, now: float, info: SubscriberInfo | None) -> None:
         self._entries[msisdn] = (now + (self._ttl if info is not None else self._negative_ttl), info)
@@ -101,4 +78,4 @@ class EmbeddedCache:
 
     def invalidate(self, msisdn: str) -> None:
         self._entries.pop(msisdn, None)
-        self._loading.pop(msisdn, None)
+        self._loads.forget(msisdn)

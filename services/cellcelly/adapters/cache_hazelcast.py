@@ -46,6 +46,7 @@ with warnings.catch_warnings():
     from hazelcast.config import InMemoryFormat
     from hazelcast.future import Future as HzFuture
 
+from cellcelly.adapters.cache_loads import Loading, Loads, awaited
 from cellcelly.ports.cache import SubscriberInfo
 
 log = logging.getLogger(__name__)
@@ -168,15 +169,13 @@ class HazelcastCache:
         except BaseException:
             self._client.shutdown()
             raise
-        # one load per MSISDN at a time; `invalidate` drops it, so a load it overtook is not stored
-        self._loading: dict[str, asyncio.Future[SubscriberInfo | None]] = {}
+        self._loads = Loads()
         # what this process read, as objects: a near-cache hit costs ~14 us (the key serialised and
         # hashed in Python, the value decoded), a dict hit ~0.3 us (measured, docs/architecture.md)
         self._front: OrderedDict[str, tuple[float, SubscriberInfo | None]] | None = (
             OrderedDict() if front else None
         )
         self._front_max = near_cache_max_entries
-        self._tasks: set[asyncio.Task[None]] = set()
         self.hits = self.misses = 0
 
     @property
@@ -208,7 +207,7 @@ class HazelcastCache:
             if entry is not None and entry[0] > self._clock():
                 self.hits += 1
                 return entry[1]
-        loading = self._loading.get(msisdn)
+        loading = self._loads.pending(msisdn)
         if loading is not None:
             return loading
         asked = self._async_map.get(msisdn)  # done already when the near cache holds it
@@ -226,72 +225,43 @@ class HazelcastCache:
                     return info
             asked = None  # not on the member (or stale): load it
         loop = asyncio.get_running_loop()
-        loading = self._loading[msisdn] = loop.create_future()
-        task = asyncio.ensure_future(self._load(msisdn, asked, loading, loop))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return loading
+        return self._loads.start(msisdn, lambda loading: self._load(msisdn, asked, loading, loop))
 
     async def lookup(self, msisdn: str) -> SubscriberInfo | None:
-        found = self.lookup_nowait(msisdn)
-        if isinstance(found, asyncio.Future):
-            return await asyncio.shield(found)
-        return found
+        return await awaited(self.lookup_nowait(msisdn))
 
     async def _load(
-        self,
-        msisdn: str,
-        asked: HzFuture[Any] | None,
-        loading: asyncio.Future[SubscriberInfo | None],
-        loop: asyncio.AbstractEventLoop,
+        self, msisdn: str, asked: HzFuture[Any] | None, loading: Loading, loop: asyncio.AbstractEventLoop
     ) -> None:
-        try:
-            if asked is not None:  # the member's answer
-                value = await _on_loop(asked, loop)
-                if value is not None:
-                    try:
-                        info = decode(msisdn, value, self._clock(), self._negative_ttl)
-                    except _Stale:
-                        pass
-                    else:
-                        self.hits += 1
-                        self._keep(msisdn, value, self._clock(), info)
-                        self._done(msisdn, loading, info)
-                        return
-            self.misses += 1
-            if self._aloader is not None:
-                info = await self._aloader(msisdn)
-            else:  # a blocking loader: off the loop
-                info = await asyncio.to_thread(self._loader, msisdn)
-            if self._loading.get(msisdn) is not loading:  # invalidated meanwhile: do not store
-                self._done(msisdn, loading, info)
-                return
-            ttl = self._ttl if info is not None else self._negative_ttl
-            now = self._clock()
-            value = encode(info, now)
-            stored = self._async_map.set(msisdn, value, ttl)
-            self._keep(msisdn, value, now, info)
-            if not loading.done():
-                loading.set_result(info)  # callers go on; later ones are answered by `loading`
-            await _on_loop(stored, loop)  # until the member holds it, so the next miss finds it
-            self._done(msisdn, loading, info)
-        except BaseException as exc:
-            if self._loading.get(msisdn) is loading:
-                del self._loading[msisdn]
-            if not loading.done():
-                loading.set_exception(exc)
-                loading.exception()  # retrieved: a caller may have stopped waiting
-            if not isinstance(exc, Exception):
-                raise
-            log.warning("subscriber lookup failed", extra={"msisdn": msisdn, "error": str(exc)})
-
-    def _done(
-        self, msisdn: str, loading: asyncio.Future[SubscriberInfo | None], info: SubscriberInfo | None
-    ) -> None:
-        if self._loading.get(msisdn) is loading:
-            del self._loading[msisdn]
+        if asked is not None:  # the member's answer
+            value = await _on_loop(asked, loop)
+            if value is not None:
+                try:
+                    info = decode(msisdn, value, self._clock(), self._negative_ttl)
+                except _Stale:
+                    pass
+                else:
+                    self.hits += 1
+                    self._keep(msisdn, value, self._clock(), info)
+                    self._loads.finish(msisdn, loading, info)
+                    return
+        self.misses += 1
+        if self._aloader is not None:
+            info = await self._aloader(msisdn)
+        else:  # a blocking loader: off the loop
+            info = await asyncio.to_thread(self._loader, msisdn)
+        if not self._loads.current(msisdn, loading):  # invalidated meanwhile: do not store
+            self._loads.finish(msisdn, loading, info)
+            return
+        ttl = self._ttl if info is not None else self._negative_ttl
+        now = self._clock()
+        value = encode(info, now)
+        stored = self._async_map.set(msisdn, value, ttl)
+        self._keep(msisdn, value, now, info)
         if not loading.done():
-            loading.set_result(info)
+            loading.set_result(info)  # callers go on; later ones are answered by `loading`
+        await _on_loop(stored, loop)  # until the member holds it, so the next miss finds it
+        self._loads.finish(msisdn, loading, info)
 
     def _keep(self, msisdn: str, value: str, now: float, info: SubscriberInfo | None) -> None:
         """Into the front, for as long as the member keeps `value` (an unknown: from when it was stored)."""
@@ -312,7 +282,7 @@ class HazelcastCache:
     def invalidate(self, msisdn: str) -> None:
         """Not waiting for the member (this is called on loops): this process's front and near cache
         forget at once, the member's delete follows on the same connection, before any later lookup."""
-        self._loading.pop(msisdn, None)
+        self._loads.forget(msisdn)
         if self._front is not None:
             self._front.pop(msisdn, None)
         # delete = remove without sending the old value back; the member invalidates every near cache
