@@ -76,8 +76,6 @@ class Accepted(_Answer):
     detail: str
 
 
-
-
 class UsageItem(_Answer):
     eventId: str
     service: Literal["voice", "sms", "data"]
