@@ -5,6 +5,11 @@
 #   scripts/images.sh build        build both images (docker when an engine answers, else podman)
 #   scripts/images.sh kind-load    docker + kind: load both images into the kind cluster $KIND_CLUSTER
 #   scripts/images.sh names        print the two image references
+#   scripts/images.sh build-backends  podman: localhost/cellcelly-{kafka,voltdb,hazelcast}:<server version> on
+#                                  localhost/cellcelly-jre:17 (the debootstrap base + Debian's headless Java 17),
+#                                  holding the jars scripts/{kafka,voltdb,hazelcast}.sh fetch cached (no download
+#                                  in the build); podman's layer cache rebuilds only what changed
+#   scripts/images.sh backend-names   print the three back-end image references
 # Environment: VERSION (tag, default from pyproject), REGISTRY (default ghcr.io/cellcelly),
 #   BASE (build-arg; default: the official slim image with docker, localhost/python-bookworm:3.11 with podman),
 #   ENGINE (docker | podman; default: docker if `docker info` answers), KIND_CLUSTER (default cellcelly-e2e).
@@ -91,6 +96,41 @@ cmd_build() {
   echo "$ME: built $SERVICES_IMAGE and $OPERATOR_IMAGE with $eng (base $base)"
 }
 
+DOWNLOADS="${CELLCELLY_DOWNLOADS:-$HOME/.cache/cellcelly}"
+LOCAL_JRE=localhost/cellcelly-jre:17
+KAFKA_VERSION=4.4.0
+VOLTDB_VERSION=10.1.1
+HAZELCAST_VERSION=5.7.0
+BACKEND_IMAGES="localhost/cellcelly-kafka:$KAFKA_VERSION localhost/cellcelly-voltdb:$VOLTDB_VERSION localhost/cellcelly-hazelcast:$HAZELCAST_VERSION"
+
+backend_one() { # NAME VERSION DIR:JARS_DIR (a build context: images/NAME's files plus the cached jars)
+  local name="$1" version="$2" jars_to="$3" ctx
+  shift 3
+  ctx="$(mktemp -d)"
+  cp -a "images/$name/." "$ctx/"
+  mkdir -p "$ctx/$jars_to"
+  cp -p "$@" "$ctx/$jars_to/"
+  podman build --format docker -t "localhost/cellcelly-$name:$version" --build-arg "BASE=$LOCAL_JRE" \
+    --build-arg "VERSION=$version" -f "$ctx/Containerfile" "$ctx"
+  rm -rf "$ctx"
+}
+
+cmd_build_backends() {
+  need podman "apt-get install podman buildah runc"
+  local kafka="$DOWNLOADS/kafka-$KAFKA_VERSION" volt="$DOWNLOADS/voltdb-$VOLTDB_VERSION/lib"
+  local hz="$DOWNLOADS/hazelcast-$HAZELCAST_VERSION/hazelcast-$HAZELCAST_VERSION.jar"
+  [ -f "$kafka/lib/.complete" ] && [ -f "$kafka/tools/.complete" ] ||
+    die "Kafka jars not cached: scripts/kafka.sh fetch && scripts/kafka.sh fetch-tools"
+  [ -f "$volt/.complete" ] || die "VoltDB jars not cached: scripts/voltdb.sh fetch"
+  [ -s "$hz" ] || die "Hazelcast jar not cached: scripts/hazelcast.sh fetch"
+  has_image podman "$LOCAL_DEBIAN" || cmd_base
+  podman build --format docker -t "$LOCAL_JRE" --build-arg "DEBIAN=$LOCAL_DEBIAN" -f images/jre/Containerfile images/jre
+  backend_one kafka "$KAFKA_VERSION" libs "$kafka"/lib/*.jar "$kafka"/tools/*.jar
+  backend_one voltdb "$VOLTDB_VERSION" lib "$volt"/*.jar
+  backend_one hazelcast "$HAZELCAST_VERSION" lib "$hz"
+  echo "$ME: built $BACKEND_IMAGES"
+}
+
 cmd_kind_load() {
   need kind "https://kind.sigs.k8s.io"
   kind load docker-image --name "${KIND_CLUSTER:-cellcelly-e2e}" "$SERVICES_IMAGE" "$OPERATOR_IMAGE"
@@ -101,5 +141,7 @@ case "${1:-}" in
   build) cmd_build ;;
   kind-load) cmd_kind_load ;;
   names) echo "$SERVICES_IMAGE $OPERATOR_IMAGE" ;;
-  *) die "usage: $0 base|build|kind-load|names" ;;
+  build-backends) cmd_build_backends ;;
+  backend-names) echo "$BACKEND_IMAGES" ;;
+  *) die "usage: $0 base|build|kind-load|names|build-backends|backend-names" ;;
 esac
