@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cellcelly_operator import hazelcast, kafka, monitoring, networkpolicy, oracle, services, voltdb
+from cellcelly_operator import (
+    hazelcast,
+    kafka,
+    monitoring,
+    networkpolicy,
+    oracle,
+    postgresql,
+    services,
+    voltdb,
+)
 from cellcelly_operator.labels import Manifest
 from cellcelly_operator.spec import Stack
 
@@ -75,6 +84,7 @@ def build(stack: Stack) -> list[Manifest]:
         *voltdb.build(stack),
         *hazelcast.build(stack),
         *oracle.build(stack),
+        *postgresql.build(stack),
         *services.build(stack),
         *monitoring.build(stack),
     ]

@@ -151,7 +151,8 @@ async def _write_status(
     exhausted: tuple[str, ...] = (),
 ) -> None:
     comps = reconcile.observe(stack, applied.live)
-    on_standby = stack.spec.oracle.mode == "external" and stack.oracle_active == "standby"
+    record_oracle = stack.spec.record_component == oracle.COMPONENT  # PostgreSQL has no standby
+    on_standby = record_oracle and stack.spec.oracle.mode == "external" and stack.oracle_active == "standby"
     now = time.time()
     previous = list(current.get("conditions") or [])
     conds, phase = status.conditions(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cellcelly_operator import hazelcast, kafka, oracle, services, voltdb
+from cellcelly_operator import hazelcast, kafka, oracle, postgresql, services, voltdb
 from cellcelly_operator.labels import Manifest, metadata, selector
 from cellcelly_operator.monitoring import SCRAPED
 from cellcelly_operator.spec import SERVICES, Stack
@@ -85,14 +85,10 @@ def _backends(stack: Stack) -> list[Manifest]:
         if clients := users(stack, "hazelcast"):
             rules.append({"from": _pods(stack, *clients), "ports": _ports((hazelcast.PORT, "TCP"))})
         out.append(policy(stack, hazelcast.COMPONENT, rules))
-    if spec.oracle.mode == "managed" and (clients := users(stack, "oracle")):
-        out.append(
-            policy(
-                stack,
-                oracle.COMPONENT,
-                [{"from": _pods(stack, *clients), "ports": _ports((oracle.PORT, "TCP"))}],
-            )
-        )
+    record = spec.record_component
+    if getattr(spec, record).mode == "managed" and (clients := users(stack, record)):
+        port = oracle.PORT if record == oracle.COMPONENT else postgresql.PORT
+        out.append(policy(stack, record, [{"from": _pods(stack, *clients), "ports": _ports((port, "TCP"))}]))
     return out
 
 

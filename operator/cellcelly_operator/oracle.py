@@ -62,7 +62,8 @@ def database_url(stack: Stack) -> str:
 def failover_possible(stack: Stack) -> bool:
     oracle = stack.spec.oracle
     return bool(
-        oracle.mode == "external"
+        stack.spec.record_component == COMPONENT
+        and oracle.mode == "external"
         and oracle.external.standby_dsn
         and oracle.external.dsn
         and oracle.failover.enabled
@@ -71,7 +72,7 @@ def failover_possible(stack: Stack) -> bool:
 
 def build(stack: Stack) -> list[Manifest]:
     oracle = stack.spec.oracle
-    if oracle.mode != "managed":
+    if stack.spec.record_component != COMPONENT or oracle.mode != "managed":
         return []
     secret, user_key, password_key = credentials_secret(stack)
 

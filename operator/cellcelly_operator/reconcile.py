@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from cellcelly_operator import children, events, healing, kafka, oracle, services, status, voltdb
+from cellcelly_operator import children, events, healing, kafka, oracle, postgresql, services, status, voltdb
 from cellcelly_operator.kube import ApiError, Kube, UnknownCollection
 from cellcelly_operator.labels import MANAGED_BY, Manifest, component_of
-from cellcelly_operator.spec import BACKENDS, Stack
+from cellcelly_operator.spec import Stack
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,10 @@ async def apply_all(kube: Kube, stack: Stack) -> Applied:
     # the managed back ends' logins: made once, never rotated behind the back end's back (the database,
     # the formatted Kafka log and the initialised VoltDB root keep the first ones)
     made: list[Manifest] = []
-    if stack.spec.oracle.mode == "managed":
+    if stack.spec.record_component == "oracle" and stack.spec.oracle.mode == "managed":
         made.append(oracle.generated_secret(stack, secrets.token_urlsafe(18)))
+    if stack.spec.record_component == "postgresql" and stack.spec.postgresql.mode == "managed":
+        made.append(postgresql.generated_secret(stack, secrets.token_urlsafe(18)))
     if stack.spec.kafka.mode == "managed":
         made.append(kafka.generated_users_secret(stack, lambda: secrets.token_urlsafe(24)))
     if stack.spec.voltdb.mode == "managed":
@@ -197,7 +199,7 @@ async def cleanup(kube: Kube, stack: Stack) -> Applied:
 
 def observe(stack: Stack, live: dict[str, dict[str, Manifest]]) -> dict[str, status.Readiness]:
     """Readiness of each component from the workloads seen in the snapshot."""
-    out = status.external_components({b: getattr(stack.spec, b).mode for b in BACKENDS})
+    out = status.external_components(dict(stack.spec.backend_modes()))
     for component, (kind_name, name) in children.workloads(stack).items():
         out[component] = status.readiness(live.get(kind_name, {}).get(name))
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cellcelly_operator import hazelcast, kafka, oracle, voltdb, workloads
+from cellcelly_operator import hazelcast, kafka, oracle, postgresql, voltdb, workloads
 from cellcelly_operator.labels import CONFIG_HASH, Manifest, metadata, selector
 from cellcelly_operator.spec import SERVICES, App, Stack, short_hash
 from cellcelly_operator.workloads import container_security, http_probe, pdb, pod_security, service, tcp_probe
@@ -28,12 +28,27 @@ BACKEND_USERS: dict[str, tuple[str, ...]] = {
     "kafka": ("ocs", "dgw", "sf", "notifier"),
     "voltdb": ("ocs", "dgw", "mw", "notifier", "sms", "ivr"),
     "oracle": ("ocs", "mw", "sf", "notifier", "sms", "ivr"),
+    "postgresql": ("ocs", "mw", "sf", "notifier", "sms", "ivr"),  # the record too: the same clients
     "hazelcast": ("ocs", "dgw", "mw", "sms", "ivr"),
 }
 
 
 def uses(svc: str, backend: str) -> bool:
     return svc in BACKEND_USERS[backend]
+
+
+def record_url(stack: Stack) -> str:
+    """CELLCELLY_DATABASE_URL: the chosen record's DSN, without a login (the services join it)."""
+    if stack.spec.record_component == postgresql.COMPONENT:
+        return postgresql.database_url(stack)
+    return oracle.database_url(stack)
+
+
+def record_credentials(stack: Stack) -> tuple[str, str, str]:
+    """(secret, username key, password key) of the chosen record's login."""
+    if stack.spec.record_component == postgresql.COMPONENT:
+        return postgresql.credentials_secret(stack)
+    return oracle.credentials_secret(stack)
 
 
 @dataclass(frozen=True)
@@ -74,7 +89,7 @@ def config_data(stack: Stack) -> dict[str, str]:
         "CELLCELLY_CACHE": "hazelcast",
         "CELLCELLY_HAZELCAST_MEMBERS": hazelcast.members(stack),
         "CELLCELLY_HAZELCAST_CLUSTER": hazelcast.cluster_name(stack),
-        "CELLCELLY_DATABASE_URL": oracle.database_url(stack),
+        "CELLCELLY_DATABASE_URL": record_url(stack),
         "CELLCELLY_DATA_DIR": DATA_DIR,
         "CELLCELLY_LOG_FORMAT": "json",
         "CELLCELLY_OCS_HOST": "0.0.0.0",
@@ -135,8 +150,8 @@ def _secret_env(name: str, secret: str, key: str, optional: bool = False) -> dic
 def env(stack: Stack, svc: str) -> list[dict[str, Any]]:
     """Explicit env: what comes from Secrets, then the service's own extra variables."""
     out: list[dict[str, Any]] = []
-    if uses(svc, "oracle"):
-        secret, user_key, password_key = oracle.credentials_secret(stack)
+    if uses(svc, stack.spec.record_component):
+        secret, user_key, password_key = record_credentials(stack)
         out += [
             _secret_env(oracle.USER_VAR, secret, user_key),
             _secret_env(oracle.PASSWORD_VAR, secret, password_key),

@@ -51,6 +51,7 @@ class Images(_Model):
     hazelcast: str = "hazelcast/hazelcast:5.5"
     voltdb: str = "voltdb/voltdb-community:10.1.1"
     oracle: str = "gvenzl/oracle-free:23-slim"
+    postgresql: str = "postgres:16-bookworm"
     kafdrop: str = "obsidiandynamics/kafdrop:4.0.2"
 
 
@@ -126,6 +127,24 @@ class Oracle(_Model):
     resources: Resources = _res("1", "2Gi", "4Gi")
     external: OracleExternal = OracleExternal()
     failover: Failover = Failover()
+
+
+class PostgresExternal(_Model):
+    dsn: str = ""
+    secret_ref: SecretRef = SecretRef()
+
+
+class PostgreSQL(_Model):
+    """The record on PostgreSQL (spec.record: PostgreSQL): an existing server, or one pod for trials."""
+
+    mode: Mode = "managed"
+    database: str = "cellcelly"
+    storage: Storage = Storage()
+    resources: Resources = _res("250m", "512Mi", "1Gi")
+    external: PostgresExternal = PostgresExternal()
+
+
+Record = Literal["Oracle", "PostgreSQL"]
 
 
 class ServiceExposure(_Model):
@@ -266,7 +285,9 @@ class StackSpec(_Model):
     kafka: Kafka = Kafka()
     voltdb: VoltDB = VoltDB()
     hazelcast: Hazelcast = Hazelcast()
+    record: Record = "Oracle"
     oracle: Oracle = Oracle()
+    postgresql: PostgreSQL = PostgreSQL()
     services: Services = Services()
     secrets: Secrets = Secrets()
     self_healing: SelfHealing = SelfHealing()
@@ -281,12 +302,22 @@ class StackSpec(_Model):
         return self.self_healing.failover_delay_seconds if own is None else own
 
     @property
+    def record_component(self) -> str:
+        """The back end that holds the record: its section is read, the other one's ignored."""
+        return "postgresql" if self.record == "PostgreSQL" else "oracle"
+
+    def backend_modes(self) -> dict[str, Mode]:
+        """Mode of each back end the stack uses (the record not chosen is no back end of it)."""
+        names = ("kafka", "voltdb", "hazelcast", self.record_component)
+        return {name: getattr(self, name).mode for name in names}
+
+    @property
     def services_image(self) -> str:
         return self.images.services or f"{self.images.registry}/cellcelly:{self.version}"
 
 
 SERVICES = ("ocs", "dgw", "mw", "sf", "notifier", "sms", "ivr")
-BACKENDS = ("kafka", "voltdb", "hazelcast", "oracle")
+BACKENDS = ("kafka", "voltdb", "hazelcast", "oracle", "postgresql")
 PAUSE_ANNOTATION = "cellcelly.io/paused"
 
 

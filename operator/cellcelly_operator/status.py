@@ -14,6 +14,7 @@ COMPONENT_CONDITIONS = {
     "voltdb": "VoltDBReady",
     "hazelcast": "HazelcastReady",
     "oracle": "OracleReady",
+    "postgresql": "PostgreSQLReady",
     "ocs": "OcsReady",
     "dgw": "DgwReady",
     "mw": "MwReady",

@@ -129,6 +129,19 @@ SPECS: dict[str, dict[str, Any]] = {
             "failover": {"enabled": True, "failAfterSeconds": 30},
         },
     },
+    # the record on PostgreSQL: one managed pod, or an existing server's DSN and login Secret
+    "postgresql": {"version": "0.1.0", "record": "PostgreSQL", "postgresql": {"storage": {"size": "5Gi"}}},
+    "postgresql-external": {
+        "version": "0.1.0",
+        "record": "PostgreSQL",
+        "postgresql": {
+            "mode": "external",
+            "external": {
+                "dsn": "postgresql+psycopg://pg.example:5432/prod",
+                "secretRef": {"name": "pg-creds"},
+            },
+        },
+    },
     # external back ends that ask for a login: Kafka SASL over TLS (protocol implied by the secretRef)
     "secured": {
         "version": "0.1.0",

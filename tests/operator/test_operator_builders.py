@@ -9,7 +9,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from cellcelly_operator import children, hazelcast, kafka, oracle, services, spec, voltdb
+from cellcelly_operator import children, hazelcast, kafka, oracle, postgresql, services, spec, voltdb
 from cellcelly_operator.labels import CONFIG_HASH
 from operator_kit import SPECS, apply_defaults, crd_schema, stack_body
 
@@ -185,6 +185,73 @@ def test_managed_oracle_reads_its_password_from_a_secret() -> None:
     assert oracle.database_url(stack) == (
         "oracle+oracledb://demo-oracle.telco.svc.cluster.local:1521/?service_name=FREEPDB1"
     )
+
+
+def test_managed_postgresql_is_the_record_with_its_login_from_a_secret() -> None:
+    stack, manifests = build("postgresql")
+    made = {(m["kind"], m["metadata"]["name"]) for m in manifests}
+    # the record chosen is the only one built: no Oracle beside it
+    assert not any("oracle" in name for _, name in made)
+    assert {("StatefulSet", "demo-postgresql"), ("Service", "demo-postgresql")} <= made
+    sts = next(
+        m for m in manifests if m["kind"] == "StatefulSet" and m["metadata"]["name"] == "demo-postgresql"
+    )
+    pod = sts["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "postgres:16-bookworm"
+    env = {e["name"]: e for e in container["env"]}
+    for var, key in (("POSTGRES_USER", "username"), ("POSTGRES_PASSWORD", "password")):
+        assert env[var]["valueFrom"]["secretKeyRef"] == {"name": "demo-postgresql", "key": key}
+    assert env["POSTGRES_DB"]["value"] == "cellcelly"
+    # initdb refuses a volume's root with lost+found in it: the data in a subdirectory of the mount
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert env["PGDATA"]["value"].startswith(mounts["data"] + "/")
+    assert (
+        "$POSTGRES_USER" in container["readinessProbe"]["exec"]["command"][-1]
+    )  # through sh: no $(VAR) there
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
+    cm = next(m for m in manifests if m["metadata"]["name"] == "demo-config")["data"]
+    assert (
+        cm["CELLCELLY_DATABASE_URL"]
+        == "postgresql+psycopg://demo-postgresql.telco.svc.cluster.local:5432/cellcelly"
+    )
+    for svc in services.BACKEND_USERS["postgresql"]:
+        dep = next(
+            m for m in manifests if m["kind"] == "Deployment" and m["metadata"]["name"] == f"demo-{svc}"
+        )
+        svc_env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert (
+            svc_env["CELLCELLY_DATABASE_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "demo-postgresql"
+        )
+    # the login made once per stack, as the other managed back ends'
+    secret = postgresql.generated_secret(stack, "pw")
+    assert secret["metadata"]["name"] == "demo-postgresql" and secret["stringData"]["password"] == "pw"
+    assert not oracle.failover_possible(stack)
+    assert children.workloads(stack)["postgresql"] == ("StatefulSet", "demo-postgresql")
+
+
+def test_external_postgresql_is_the_dsn_and_the_users_secret() -> None:
+    stack, manifests = build("postgresql-external")
+    assert not any(m["kind"] == "StatefulSet" and "postgresql" in m["metadata"]["name"] for m in manifests)
+    assert not any("oracle" in m["metadata"]["name"] for m in manifests)
+    cm = next(m for m in manifests if m["metadata"]["name"] == "demo-config")["data"]
+    assert cm["CELLCELLY_DATABASE_URL"] == "postgresql+psycopg://pg.example:5432/prod"
+    assert services.record_credentials(stack) == ("pg-creds", "username", "password")
+    # an external record is ready as far as the operator is concerned; Oracle is no component of the stack
+    from cellcelly_operator import reconcile
+
+    observed = reconcile.observe(stack, {})
+    assert observed["postgresql"].ok and "oracle" not in observed
+
+
+def test_an_oracle_stack_keeps_its_record_unchanged() -> None:
+    stack, manifests = build("minimal")
+    assert stack.spec.record == "Oracle" and stack.spec.record_component == "oracle"
+    assert not any("postgresql" in m["metadata"]["name"] for m in manifests)
+    assert postgresql.build(stack) == []
 
 
 def test_services_are_wired_to_the_back_ends_by_configuration() -> None:

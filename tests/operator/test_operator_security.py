@@ -11,7 +11,7 @@ import secrets
 from typing import Any
 
 import pytest
-from cellcelly_operator import children, kafka, networkpolicy, services, spec, voltdb
+from cellcelly_operator import children, kafka, networkpolicy, postgresql, services, spec, voltdb
 from operator_kit import SPECS, stack_body
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
@@ -92,6 +92,15 @@ def test_back_ends_take_only_the_services_that_dial_them_and_their_peers() -> No
     assert admitted(stack, "sf", 9102) == set()
     for quiet in ("notifier", "sms", "kafdrop"):
         assert admitted(stack, quiet, 9000) == set()
+
+
+def test_a_managed_postgresql_record_takes_only_the_services_that_dial_the_record() -> None:
+    stack = stack_of({"services": {"sms": {"replicas": 1, "smsc": {"host": "s"}}}}, base="postgresql")
+    assert admitted(stack, "postgresql", postgresql.PORT) == {"ocs", "mw", "sf", "notifier", "sms", "ivr"}
+    assert admitted(stack, "postgresql", 9000) == set()
+    assert "oracle" not in pods(stack)
+    names = {m["metadata"]["name"] for m in networkpolicy.build(stack_of(base="postgresql-external"))}
+    assert "demo-postgresql-ingress" not in names and "demo-default-deny" in names
 
 
 def test_monitoring_opens_the_scraped_ports_from_any_namespace() -> None:

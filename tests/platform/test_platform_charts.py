@@ -212,7 +212,7 @@ def test_operator_defaults_to_the_release_namespace_only(helm: Helm) -> None:
 # the Secrets the operator makes per stack (the managed back ends' logins, the OCS API key); the real-server
 # test runs the operator under the narrowed Role (tests/cluster/test_cluster_helm.py): a name missing here
 # shows there as `forbidden`
-MADE_SECRETS = ("oracle", "ocs-api-key", "kafka-users", "voltdb")
+MADE_SECRETS = ("oracle", "postgresql", "ocs-api-key", "kafka-users", "voltdb")
 
 
 def test_secrets_get_is_narrowed_to_the_named_stacks(helm: Helm) -> None:

@@ -28,7 +28,7 @@ from platform_crd import (
 pytestmark = [pytest.mark.platform, pytest.mark.timeout(300)]
 
 K8S_VERSION = "1.31"
-COMPONENTS = ["kafka", "voltdb", "hazelcast", "oracle"]
+COMPONENTS = ["kafka", "voltdb", "hazelcast", "oracle", "postgresql"]
 SERVICES = ["ocs", "dgw", "mw", "sf", "notifier", "sms", "ivr"]
 
 
@@ -68,6 +68,7 @@ def test_crd_names_scope_and_version() -> None:
     assert columns == {
         "Ready": '.status.conditions[?(@.type=="Ready")].status',
         "Phase": ".status.phase",
+        "Record": ".spec.record",
         "Version": ".status.version",
         "Age": ".metadata.creationTimestamp",
     }
@@ -97,7 +98,7 @@ def test_schema_is_structural_and_defaults_are_valid() -> None:
 def test_every_spec_section_of_the_agreed_shape_is_there() -> None:
     spec = schema()["properties"]["spec"]["properties"]
     expected = {"version", "images", "services", "secrets", "selfHealing", "monitoring", "storage"}
-    expected |= {"networkPolicies"}
+    expected |= {"networkPolicies", "record"}
     expected |= set(COMPONENTS)
     assert set(spec) == expected
     for component in COMPONENTS:
@@ -121,7 +122,10 @@ def test_every_spec_section_of_the_agreed_shape_is_there() -> None:
     assert status["conditions"]["x-kubernetes-list-map-keys"] == ["type"]
 
 
-@pytest.mark.parametrize("name", ["minimal", "full-managed", "external-failover", "paused"])
+@pytest.mark.parametrize(
+    "name",
+    ["minimal", "full-managed", "external-failover", "paused", "postgresql-managed", "postgresql-external"],
+)
 def test_samples_are_accepted(name: str) -> None:
     accepted(samples()[name])
 
@@ -144,6 +148,10 @@ def test_defaults_fill_a_minimal_stack() -> None:
     assert (voltdb["replicas"], voltdb["kfactor"], voltdb["sitesPerHost"]) == (3, 1, 4)
     # no `active`: the side in force lives in status.oracle, which nothing re-applying the spec can revert
     assert spec["oracle"]["failover"] == {"enabled": False, "primaryCheckSeconds": 10}
+    # the record is Oracle unless chosen: a stack written before PostgreSQL existed keeps its meaning
+    assert spec["record"] == "Oracle"
+    assert spec["postgresql"]["mode"] == "managed" and spec["postgresql"]["database"] == "cellcelly"
+    assert spec["images"]["postgresql"] == "postgres:16-bookworm"
     replicas = {name: spec["services"][name]["replicas"] for name in SERVICES}
     assert replicas == {"ocs": 2, "dgw": 2, "mw": 2, "sf": 2, "notifier": 1, "sms": 0, "ivr": 1}
     assert spec["services"]["dgw"]["service"] == {"type": "ClusterIP", "port": 3868}
@@ -187,6 +195,9 @@ BAD_SCHEMA = {
     "bad service type": ("spec.services.dgw.service.type", "ExternalName"),
     "port out of range": ("spec.services.ivr.service.port", 70000),
     "bad failover side": ("spec.oracle.failover.active", "tertiary"),
+    "unknown record": ("spec.record", "MySQL"),
+    "postgresql dsn of another database": ("spec.postgresql.external.dsn", "oracle+oracledb://@p:1521/"),
+    "bad postgresql database name": ("spec.postgresql.database", "Cell-Celly"),
     "window too short": ("spec.selfHealing.windowSeconds", 5),
     "bad ingress host": ("spec.services.mw.ingress.host", "Not A Host"),
     "unknown phase": ("status.phase", "Sleeping"),
@@ -290,6 +301,33 @@ BAD_CEL = {
             }
         },
         "oracle.failover needs",
+    ),
+    "external postgresql without dsn": (
+        {"record": "PostgreSQL", "postgresql": {"mode": "external"}},
+        "postgresql.external",
+    ),
+    "postgresql set while the record is oracle": (
+        {
+            "postgresql": {
+                "mode": "external",
+                "external": {"dsn": "postgresql+psycopg://db:5432/c", "secretRef": {"name": "pg"}},
+            }
+        },
+        "only with record PostgreSQL",
+    ),
+    "oracle external beside a postgresql record": (
+        {
+            "record": "PostgreSQL",
+            "oracle": {
+                "mode": "external",
+                "external": {"dsn": "oracle+oracledb://@p:1521/", "secretRef": {"name": "o"}},
+            },
+        },
+        "is for record Oracle",
+    ),
+    "failover of a postgresql record": (
+        {"record": "PostgreSQL", "oracle": {"failover": {"enabled": True}}},
+        "is for record Oracle",
     ),
     "failover of a managed oracle": ({"oracle": {"failover": {"enabled": True}}}, "oracle.failover needs"),
     "fail before the first check": (

@@ -81,7 +81,7 @@ Pods: list and delete (self-healing); PVCs: list and delete (storage.deletionPol
   resources: [secrets]
   resourceNames:
     {{- range $stack := .Values.rbac.stacks }}
-    {{- range $made := list "oracle" "ocs-api-key" "kafka-users" "voltdb" }}
+    {{- range $made := list "oracle" "postgresql" "ocs-api-key" "kafka-users" "voltdb" }}
     - {{ printf "%s-%s" $stack $made }}
     {{- end }}
     {{- end }}
