@@ -163,6 +163,8 @@ def test_voltdb_kfactor_hostcount_and_start_args() -> None:
     stack, manifests = build("full")
     cm = next(m for m in manifests if m["metadata"]["name"] == "demo-voltdb-deployment")
     assert '<cluster hostcount="5" sitesperhost="8" kfactor="2"/>' in cm["data"]["deployment.xml"]
+    # the community server's init refuses a command log (seen on the real node: the pod looped)
+    assert '<commandlog enabled="false"/>' in cm["data"]["deployment.xml"]
     sts = next(m for m in manifests if m["kind"] == "StatefulSet" and m["metadata"]["name"] == "demo-voltdb")
     script = sts["spec"]["template"]["spec"]["containers"][0]["command"][-1]
     assert "voltdb init --dir=/var/voltdb --config=/var/voltdb/deployment.xml" in script
