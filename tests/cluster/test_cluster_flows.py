@@ -222,6 +222,39 @@ def test_create_makes_owned_children_and_kubectl_wait_returns(cluster: Cluster, 
         delete_stacks(cluster, ns)
 
 
+def test_a_managed_postgresql_record_gets_its_children_and_no_oracle(
+    cluster: Cluster, op: ChartOperator
+) -> None:
+    ns = "flow-postgresql"
+    cluster.ok("create", "namespace", ns)
+    try:
+        extra = {**SMALL, "record": "PostgreSQL", "postgresql": {"storage": {"size": "1Gi"}}}
+        assert cluster.apply_object(body("demo", ns, extra)).returncode == 0
+        stack = stack_of(cluster, "demo", ns)
+        want = desired(stack)
+        assert "StatefulSet/demo-postgresql" in want and not any("oracle" in ref for ref in want)
+        eventually(
+            lambda: g if set(g := live(cluster, "demo", ns)) == set(want) else None, "every child", timeout=90
+        )
+        secrets = {s["metadata"]["name"]: s for s in cluster.get("secrets", "-n", ns)["items"]}
+        assert "demo-oracle" not in secrets
+        assert secrets["demo-postgresql"]["metadata"]["ownerReferences"][0]["uid"] == stack["metadata"]["uid"]
+        assert len(base64.b64decode(secrets["demo-postgresql"]["data"]["password"])) >= 20
+        done = cluster.kubectl("wait", "--for=condition=Ready", "ccs/demo", "-n", ns, "--timeout=120s")
+        assert done.returncode == 0, done.stderr
+        stack = stack_of(cluster, "demo", ns)
+        assert condition(stack, "PostgreSQLReady") == "True" and condition(stack, "OracleReady") is None
+        assert stack["status"]["components"]["postgresql"] == {"ready": 1, "desired": 1}
+        # the printer column says which record the stack runs on
+        shown = cluster.kubectl("get", "ccs", "demo", "-n", ns)
+        assert shown.returncode == 0 and "RECORD" in shown.stdout and "PostgreSQL" in shown.stdout, (
+            shown.stdout
+        )
+        spec_written_by_users_only(cluster, ns)
+    finally:
+        delete_stacks(cluster, ns)
+
+
 def versions(objs: dict[str, dict[str, Any]]) -> dict[str, str]:
     """What changes only when something writes an object's spec: the generation where the kind keeps
     one (workloads and PDBs; their status moves resourceVersion), else the resourceVersion."""
