@@ -175,6 +175,7 @@ schema = {
                 "voltdb": secret("username", "password"),
                 "hazelcast": secret("username", "password"),
                 "oracle": secret("username", "password"),
+                "postgresql": secret("username", "password"),
                 "smsc": secret("systemId", "password"),
             },
         },

@@ -39,6 +39,7 @@ MATRIX: dict[str, tuple[str, list[str], list[str]]] = {
     "stack-monitoring": ("cellcelly-stack", ["stack-monitoring.yaml"], []),
     "stack-ingress": ("cellcelly-stack", ["stack-ingress.yaml"], []),
     "stack-paused": ("cellcelly-stack", ["stack-paused.yaml"], []),
+    "stack-postgresql": ("cellcelly-stack", ["stack-postgresql.yaml"], []),
     "stack-everything": (
         "cellcelly-stack",
         ["stack-external.yaml", "stack-monitoring.yaml", "stack-ingress.yaml", "stack-paused.yaml"],
@@ -335,6 +336,16 @@ def test_stack_chart_external_secrets_match_the_spec(helm: Helm) -> None:
     assert set(secrets[stack["services"]["sms"]["smsc"]["secretRef"]["name"]]) == {"systemId", "password"}
     assert stack["oracle"]["failover"]["enabled"] is True
     assert all(s["type"] == "Opaque" for s in by_kind(docs, "Secret"))
+
+
+def test_stack_chart_postgresql_record_and_its_login(helm: Helm) -> None:
+    docs = render(helm, "stack-postgresql")
+    stack = the_stack(docs)["spec"]
+    assert stack["record"] == "PostgreSQL" and stack["postgresql"]["mode"] == "external"
+    secrets = {s["metadata"]["name"]: s["stringData"] for s in by_kind(docs, "Secret")}
+    assert secrets == {"cellcelly-pg": {"username": "cellcelly", "password": "test-only-pg-password"}}
+    # the chart's oracle defaults stay as the CRD's: a PostgreSQL stack passes the one-record rule
+    assert cel_errors(defaulted(the_stack(docs))) == []
 
 
 def test_stack_chart_kafka_secret_carries_a_ca_only_when_given(helm: Helm) -> None:
