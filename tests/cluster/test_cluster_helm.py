@@ -354,8 +354,9 @@ def _stack(cluster: Cluster, helm: Helm, ns: str, workdir: Path) -> None:
     header, row = cluster.ok("get", "ccs", STACK, "-n", ns).splitlines()
     assert header.split() == ["NAME"] + [c["name"].upper() for c in columns]
     status = stack["status"]
-    name, ready_column, phase, version, age = row.split()
+    name, ready_column, phase, version, record, age = row.split()
     assert (name, ready_column, phase, version) == (STACK, "True", status["phase"], status["version"])
+    assert record == first_spec.get("record", "Oracle")
     assert phase == "Ready" and version == first_spec["version"] and re.fullmatch(r"\d+[smh]", age)
 
     # upgrade: one service's value changes the stack's spec, and only that service's Deployment rolls
