@@ -22,6 +22,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 import pytest
 from gy_client import CLIENT, PEERS, cut_off, granted_seconds, voice_ccr
 
@@ -124,6 +125,32 @@ async def test_the_follower_tells_what_account_service_listeners_hear(tmp_path: 
         await bus.close()
         records.close()
         store.close()
+
+
+async def test_an_event_delivered_twice_is_told_once(tmp_path: Path) -> None:
+    """Two OCS replicas' relays may both publish a batch before either acknowledges it: the
+    repeat tells the handlers nothing (else a suspension would send a second ASR)."""
+    bus = EmbeddedBus(tmp_path / "bus")
+    told: list[tuple[str, str]] = []
+    follower = ChangeFollower(bus, [lambda k, m: told.append((k, m))], remember=2)
+    await follower.tail.start()
+
+    def status(event_id: str, to: str) -> Outgoing:
+        event = {"type": "ledger", "event_id": event_id, "kind": "status", "msisdn": MSISDN, "status": to}
+        return Outgoing(LEDGER, MSISDN, orjson.dumps(event))
+
+    try:
+        await bus.publish([status("e1", "suspended"), status("e1", "suspended"), status("e2", "active")])
+        await bus.publish([status("e2", "active"), status("e3", "suspended"), status("e4", "active")])
+        await bus.publish([status("e1", "suspended")])  # forgotten by now (remember=2): told again
+        deadline = time.monotonic() + 10
+        while follower.stats.records < 7 and time.monotonic() < deadline:
+            await follower.follow_once(timeout=0.2)
+        assert told == [(s, MSISDN) for s in ("suspended", "active", "suspended", "active", "suspended")]
+        assert follower.stats.duplicates == 2
+    finally:
+        await follower.close()
+        await bus.close()
 
 
 # --- across processes, on Kafka and VoltDB -------------------------------------------------------------

@@ -13,12 +13,17 @@ subscriber's top-up whichever replica holds the session, and a cache in every pr
 the subscriber. It starts at the end and commits nothing: caches and gateways start empty, so what
 changed before does not matter. A record that cannot be read is logged and skipped; a handler that
 fails is logged and the others are still told.
+
+The bus is at-least-once (two OCS replicas' relays may both publish a batch before either
+acknowledges it): the follower remembers the last `remember` event ids it told and tells a repeat
+of one nothing, so a duplicate never becomes a second ASR or RAR.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,8 +41,8 @@ FROM_LEDGER = {"provisioned": "opened", "topup": "topup", "package": "package", 
 Handler = Callable[[str, str], Any]
 
 
-def change_of(record: Record) -> tuple[str, str] | None:
-    """(kind, msisdn) of a ledger record, None for a kind no listener is told of. Raises
+def change_of(record: Record) -> tuple[str, str, str] | None:
+    """(kind, msisdn, event id) of a ledger record, None for a kind no listener is told of. Raises
     ValueError on a record that is not an event."""
     try:
         event = orjson.loads(record.value)
@@ -53,13 +58,15 @@ def change_of(record: Record) -> tuple[str, str] | None:
         mapped = event.get("status")
         if not isinstance(mapped, str) or not mapped:
             raise ValueError("a status event without its status")
-    return None if mapped is None else (mapped, msisdn)
+    event_id = event.get("event_id")
+    return None if mapped is None else (mapped, msisdn, event_id if isinstance(event_id, str) else "")
 
 
 @dataclass
 class FollowerStats:
     records: int = 0  # read from the bus
     changes: int = 0  # told to the handlers
+    duplicates: int = 0  # an event told before (the bus delivers at least once)
     skipped: int = 0  # records that were not events
     handler_failures: int = 0
     failures: int = 0  # polls that failed (the bus was away)
@@ -76,6 +83,7 @@ class ChangeFollower:
         *,
         batch: int = 500,
         backoff: tuple[float, float] = (0.1, 5.0),
+        remember: int = 100_000,
     ) -> None:
         self.bus = bus
         self.handlers = list(handlers)
@@ -83,6 +91,8 @@ class ChangeFollower:
         self.backoff = backoff
         self.tail = bus.tail([LEDGER])
         self.stats = FollowerStats()
+        self._told: OrderedDict[str, None] = OrderedDict()
+        self._remember = remember
         self._stop = asyncio.Event()
         self._following = False
 
@@ -100,9 +110,20 @@ class ChangeFollower:
                     "account changes: unreadable record skipped", extra={"at": where, "error": str(exc)}
                 )
                 continue
-            if change is not None:
-                self._tell(*change)
+            if change is not None and self._first_time(change[2]):
+                self._tell(change[0], change[1])
         return len(records)
+
+    def _first_time(self, event_id: str) -> bool:
+        if not event_id:
+            return True
+        if event_id in self._told:
+            self.stats.duplicates += 1
+            return False
+        self._told[event_id] = None
+        if len(self._told) > self._remember:
+            self._told.popitem(last=False)
+        return True
 
     def _tell(self, kind: str, msisdn: str) -> None:
         self.stats.changes += 1
