@@ -5,16 +5,9 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit
 
-from cellcelly_operator.labels import Manifest, metadata
+from cellcelly_operator.labels import Manifest
 from cellcelly_operator.spec import Stack
-from cellcelly_operator.workloads import (
-    container_security,
-    headless_name,
-    pod_security,
-    pvc_template,
-    service,
-    statefulset,
-)
+from cellcelly_operator.workloads import container_security, login_secret, pod_security, single_database
 
 COMPONENT = "oracle"
 PORT = 1521
@@ -106,26 +99,9 @@ def build(stack: Stack) -> list[Manifest]:
         "volumeMounts": [{"name": "data", "mountPath": "/opt/oracle/oradata"}],
     }
     pod_spec = {"securityContext": pod_security(ORACLE_UID), "containers": [container]}
-    ports = [("sql", PORT, "TCP")]
-    return [
-        service(stack, COMPONENT, ports, headless=True, name=headless_name(stack, COMPONENT)),
-        service(stack, COMPONENT, ports),
-        statefulset(
-            stack,
-            COMPONENT,
-            replicas=1,
-            pod_spec=pod_spec,
-            claims=[pvc_template(stack, COMPONENT, oracle.storage)],
-        ),
-    ]
+    return single_database(stack, COMPONENT, PORT, pod_spec, oracle.storage)
 
 
 def generated_secret(stack: Stack, password: str) -> Manifest:
     """The managed database's login, created once when missing (never overwritten: see reconcile)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": metadata(stack, COMPONENT),
-        "type": "Opaque",
-        "stringData": {"username": "cellcelly", "password": password},
-    }
+    return login_secret(stack, COMPONENT, password)

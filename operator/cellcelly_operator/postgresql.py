@@ -4,16 +4,9 @@ own e2e). No failover: that is Oracle's (Data Guard) alone."""
 
 from __future__ import annotations
 
-from cellcelly_operator.labels import Manifest, metadata
+from cellcelly_operator.labels import Manifest
 from cellcelly_operator.spec import Stack
-from cellcelly_operator.workloads import (
-    container_security,
-    headless_name,
-    pod_security,
-    pvc_template,
-    service,
-    statefulset,
-)
+from cellcelly_operator.workloads import container_security, login_secret, pod_security, single_database
 
 COMPONENT = "postgresql"
 PORT = 5432
@@ -78,26 +71,9 @@ def build(stack: Stack) -> list[Manifest]:
         "containers": [container],
         "volumes": [{"name": "run", "emptyDir": {}}],
     }
-    ports = [("sql", PORT, "TCP")]
-    return [
-        service(stack, COMPONENT, ports, headless=True, name=headless_name(stack, COMPONENT)),
-        service(stack, COMPONENT, ports),
-        statefulset(
-            stack,
-            COMPONENT,
-            replicas=1,
-            pod_spec=pod_spec,
-            claims=[pvc_template(stack, COMPONENT, pg.storage)],
-        ),
-    ]
+    return single_database(stack, COMPONENT, PORT, pod_spec, pg.storage)
 
 
 def generated_secret(stack: Stack, password: str) -> Manifest:
     """The managed server's login, created once when missing (never overwritten: initdb stored it)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": metadata(stack, COMPONENT),
-        "type": "Opaque",
-        "stringData": {"username": "cellcelly", "password": password},
-    }
+    return login_secret(stack, COMPONENT, password)

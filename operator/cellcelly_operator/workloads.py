@@ -138,5 +138,32 @@ def statefulset(
     return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta, "spec": spec}
 
 
+def single_database(
+    stack: Stack, component: str, port: int, pod_spec: dict[str, Any], storage: Storage
+) -> list[Manifest]:
+    """A managed database for trials (Oracle Free, PostgreSQL): one pod with its claim, a headless
+    Service for its stable name and a Service the services dial, port named "sql"."""
+    ports = [("sql", port, "TCP")]
+    return [
+        service(stack, component, ports, headless=True, name=headless_name(stack, component)),
+        service(stack, component, ports),
+        statefulset(
+            stack, component, replicas=1, pod_spec=pod_spec, claims=[pvc_template(stack, component, storage)]
+        ),
+    ]
+
+
+def login_secret(stack: Stack, component: str, password: str) -> Manifest:
+    """A managed database's login, created once when missing (never overwritten: the database
+    stored it at its first start)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(stack, component),
+        "type": "Opaque",
+        "stringData": {"username": "cellcelly", "password": password},
+    }
+
+
 def pod_dns(stack: Stack, component: str, ordinal: int) -> str:
     return f"{stack.child(component)}-{ordinal}.{stack.dns(headless_name(stack, component))}"
