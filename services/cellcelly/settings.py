@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     smtp_host: str = ""
     smtp_port: int = 25
     smtp_sender: str = "bildirim@cellcelly.local"
+    # a notice claimed by a notifier that died before telling it waits this long for another replica:
+    # longer than a send can take (each SMTP/SMPP step times out within 10 s)
+    notice_lease_seconds: int = Field(default=120, gt=0)
 
     # SMS: an SMPP 3.4 transceiver bound to an SMSC; off while no host is set
     smsc_host: str = ""

@@ -93,7 +93,12 @@ def spec_body(smtp_port: int) -> dict[str, Any]:
             "dgw": {"replicas": 2, "allowedPeers": [traffic, str(PEERS)]},
             "notifier": {
                 "replicas": 2,
-                "env": {"CELLCELLY_SMTP_HOST": "127.0.0.1", "CELLCELLY_SMTP_PORT": str(smtp_port)},
+                "env": {
+                    "CELLCELLY_SMTP_HOST": "127.0.0.1",
+                    "CELLCELLY_SMTP_PORT": str(smtp_port),
+                    # a notice claimed by the SIGKILLed notifier is told by another after this
+                    "CELLCELLY_NOTICE_LEASE_SECONDS": "10",
+                },
             },
         },
     }

@@ -84,7 +84,7 @@ class EmbeddedStack:
         services.append(sync)
         channel = notifier.channel(self.sms.channel if self.sms is not None else None, b.email)
         if channel is not None:
-            notices = notifier.build(b.bus, b.records, b.notice_ledger, channel, b.catalogue)
+            notices = notifier.build(settings, b.bus, b.records, b.notice_ledger, channel, b.catalogue)
             self.notifier = notices.notifier
             services.append(notices)
         self.cache = b.cache

@@ -29,6 +29,7 @@ def channel(sms: Channel | None, email: Channel | None) -> Channel | None:
 
 
 def build(
+    settings: Settings,
     bus: EventBus,
     records: SystemOfRecord,
     ledger: NoticeLedger,
@@ -36,7 +37,14 @@ def build(
     catalogue: CatalogueHolder,
 ) -> NotifierService:
     """`catalogue`: package names as the OCS has them in force."""
-    notifier = Notifier(bus, records, channel, ledger, package_name=package_namer(catalogue))
+    notifier = Notifier(
+        bus,
+        records,
+        channel,
+        ledger,
+        lease=settings.notice_lease_seconds,
+        package_name=package_namer(catalogue),
+    )
     return NotifierService(notifier)
 
 
@@ -52,6 +60,8 @@ def alone(settings: Settings, backends: Backends) -> Alone:
         services.append(gateway)
     told = channel(gateway.gateway.channel if gateway else None, backends.email)
     assert told is not None  # one of the two is configured (checked above)
-    services.append(build(backends.bus, backends.records, backends.notice_ledger, told, backends.catalogue))
+    services.append(
+        build(settings, backends.bus, backends.records, backends.notice_ledger, told, backends.catalogue)
+    )
     by = "SMS" if gateway else "e-mail"
     return Alone(Group("notifier", services), lambda: f"notifier: {settings.event_bus} event bus -> {by}")
