@@ -17,9 +17,9 @@ pytestmark = [pytest.mark.platform, pytest.mark.timeout(60)]
 
 IMAGES = Path(__file__).resolve().parents[1] / "images"
 DOCKERFILES = [IMAGES / "cellcelly" / "Dockerfile", IMAGES / "operator" / "Dockerfile"]
-# the JVM back ends' images (scripts/images.sh build-backends): hadolint only, the structural rules are
-# the services' (multi-stage, HEALTHCHECK: the operator's probes check these servers)
-BACKENDS = [IMAGES / name / "Containerfile" for name in ("jre", "kafka", "voltdb", "hazelcast")]
+# the back ends' images (scripts/images.sh build-backends: the JVM ones and PostgreSQL): hadolint only,
+# the structural rules are the services' (multi-stage, HEALTHCHECK: the operator's probes check these servers)
+BACKENDS = [IMAGES / name / "Containerfile" for name in ("jre", "kafka", "voltdb", "hazelcast", "postgresql")]
 ALL_FILES = [*DOCKERFILES, IMAGES / "base" / "Containerfile", *BACKENDS]
 
 

@@ -9,7 +9,9 @@
 #                                  localhost/cellcelly-jre:17 (the debootstrap base + Debian's headless Java 17),
 #                                  holding the jars scripts/{kafka,voltdb,hazelcast}.sh fetch cached (no download
 #                                  in the build); podman's layer cache rebuilds only what changed
-#   scripts/images.sh backend-names   print the three back-end image references
+#   scripts/images.sh build-postgresql  podman: localhost/cellcelly-postgresql:15 (the debootstrap base + Debian's
+#                                  postgresql-15, the official postgres image's env contract); build-backends makes it too
+#   scripts/images.sh backend-names   print the back-end image references (the three JVM ones and PostgreSQL)
 # Environment: VERSION (tag, default from pyproject), REGISTRY (default ghcr.io/cellcelly),
 #   BASE (build-arg; default: the official slim image with docker, localhost/python-bookworm:3.11 with podman),
 #   ENGINE (docker | podman; default: docker if `docker info` answers), KIND_CLUSTER (default cellcelly-e2e).
@@ -101,7 +103,8 @@ LOCAL_JRE=localhost/cellcelly-jre:17
 KAFKA_VERSION=4.4.0
 VOLTDB_VERSION=10.1.1
 HAZELCAST_VERSION=5.7.0
-BACKEND_IMAGES="localhost/cellcelly-kafka:$KAFKA_VERSION localhost/cellcelly-voltdb:$VOLTDB_VERSION localhost/cellcelly-hazelcast:$HAZELCAST_VERSION"
+POSTGRESQL_IMAGE=localhost/cellcelly-postgresql:15
+BACKEND_IMAGES="localhost/cellcelly-kafka:$KAFKA_VERSION localhost/cellcelly-voltdb:$VOLTDB_VERSION localhost/cellcelly-hazelcast:$HAZELCAST_VERSION $POSTGRESQL_IMAGE"
 
 backend_one() { # NAME VERSION DIR:JARS_DIR (a build context: images/NAME's files plus the cached jars)
   local name="$1" version="$2" jars_to="$3" ctx
@@ -128,7 +131,15 @@ cmd_build_backends() {
   backend_one kafka "$KAFKA_VERSION" libs "$kafka"/lib/*.jar "$kafka"/tools/*.jar
   backend_one voltdb "$VOLTDB_VERSION" lib "$volt"/*.jar
   backend_one hazelcast "$HAZELCAST_VERSION" lib "$hz"
+  cmd_build_postgresql
   echo "$ME: built $BACKEND_IMAGES"
+}
+
+cmd_build_postgresql() { # no jars: Debian's own server on the debootstrap base, not on the JRE
+  need podman "apt-get install podman buildah runc"
+  has_image podman "$LOCAL_DEBIAN" || cmd_base
+  podman build --format docker -t "$POSTGRESQL_IMAGE" --build-arg "DEBIAN=$LOCAL_DEBIAN" \
+    -f images/postgresql/Containerfile images/postgresql
 }
 
 cmd_kind_load() {
@@ -142,6 +153,7 @@ case "${1:-}" in
   kind-load) cmd_kind_load ;;
   names) echo "$SERVICES_IMAGE $OPERATOR_IMAGE" ;;
   build-backends) cmd_build_backends ;;
+  build-postgresql) cmd_build_postgresql ;;
   backend-names) echo "$BACKEND_IMAGES" ;;
-  *) die "usage: $0 base|build|kind-load|names|build-backends|backend-names" ;;
+  *) die "usage: $0 base|build|kind-load|names|build-backends|build-postgresql|backend-names" ;;
 esac
