@@ -16,6 +16,7 @@ from cellcelly_operator import (
 )
 from cellcelly_operator.labels import Manifest
 from cellcelly_operator.spec import Stack
+from cellcelly_operator.workloads import placed
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,8 @@ def secret_additions(made: Manifest, live: Manifest) -> dict[str, str]:
 
 def build(stack: Stack) -> list[Manifest]:
     """Children in the order they are applied: the policies first (no pod runs a moment unguarded),
-    configuration before what mounts it."""
-    return [
+    configuration before what mounts it. Every pod goes where `spec.placement` says."""
+    made = [
         *networkpolicy.build(stack),
         *kafka.build(stack),
         *voltdb.build(stack),
@@ -88,6 +89,7 @@ def build(stack: Stack) -> list[Manifest]:
         *services.build(stack),
         *monitoring.build(stack),
     ]
+    return placed(made, stack.spec.placement)
 
 
 def workloads(stack: Stack) -> dict[str, tuple[str, str]]:

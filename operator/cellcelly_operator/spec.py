@@ -275,6 +275,13 @@ class NetworkPolicies(_Model):
     enabled: bool = True
 
 
+class Placement(_Model):
+    """Where every pod of the stack may run (the core/v1 fields, passed through as written)."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = ()
+
+
 class StackStorage(_Model):
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
 
@@ -294,6 +301,7 @@ class StackSpec(_Model):
     monitoring: Monitoring = Monitoring()
     network_policies: NetworkPolicies = NetworkPolicies()
     storage: StackStorage = StackStorage()
+    placement: Placement = Placement()
 
     @property
     def oracle_fail_after(self) -> int:

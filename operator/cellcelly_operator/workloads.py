@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from cellcelly_operator.labels import Manifest, metadata, selector
-from cellcelly_operator.spec import Stack, Storage
+from cellcelly_operator.spec import Placement, Stack, Storage
 
 
 def pod_security(uid: int) -> dict[str, Any]:
@@ -167,3 +167,18 @@ def login_secret(stack: Stack, component: str, password: str) -> Manifest:
 
 def pod_dns(stack: Stack, component: str, ordinal: int) -> str:
     return f"{stack.child(component)}-{ordinal}.{stack.dns(headless_name(stack, component))}"
+
+
+def placed(manifests: list[Manifest], placement: Placement) -> list[Manifest]:
+    """`manifests` with the stack's nodeSelector and tolerations on every pod template: one pass over
+    the children, so no builder can forget them (a pod left off the dedicated nodes, or unscheduled)."""
+    if not placement.node_selector and not placement.tolerations:
+        return manifests
+    for manifest in manifests:
+        if manifest["kind"] in ("Deployment", "StatefulSet"):
+            pod = manifest["spec"]["template"]["spec"]
+            if placement.node_selector:
+                pod["nodeSelector"] = {**pod.get("nodeSelector", {}), **placement.node_selector}
+            if placement.tolerations:
+                pod["tolerations"] = [*pod.get("tolerations", []), *map(dict, placement.tolerations)]
+    return manifests

@@ -103,6 +103,12 @@ SPECS: dict[str, dict[str, Any]] = {
             "ocs": {"replicas": 3, "env": {"CELLCELLY_LOG_LEVEL": "DEBUG"}},
         },
         "monitoring": {"enabled": True, "grafanaDashboard": True},
+        "placement": {
+            "nodeSelector": {"cellcelly.io/telco": "true"},
+            "tolerations": [
+                {"key": "dedicated", "operator": "Equal", "value": "telco", "effect": "NoSchedule"}
+            ],
+        },
     },
     # services given in part: per-service defaults (replicas, ports) still apply, as the CRD's do
     "partial": {

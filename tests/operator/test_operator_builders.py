@@ -416,6 +416,21 @@ def test_deletion_policy_is_the_statefulsets_own_pvc_policy() -> None:
                 assert m["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == when
 
 
+def test_every_pod_goes_where_the_placement_says() -> None:
+    stack, manifests = build("full")
+    placement = stack.spec.placement
+    pods = [m for m in manifests if m["kind"] in ("Deployment", "StatefulSet")]
+    assert len(pods) >= 10  # every back end and service of the full stack
+    for m in pods:
+        pod = m["spec"]["template"]["spec"]
+        assert pod["nodeSelector"] == placement.node_selector, m["metadata"]["name"]
+        assert pod["tolerations"] == list(placement.tolerations), m["metadata"]["name"]
+    _, unplaced = build("small")
+    assert not [
+        m for m in unplaced if "nodeSelector" in m.get("spec", {}).get("template", {}).get("spec", {})
+    ]
+
+
 def test_an_invalid_spec_is_refused_clearly() -> None:
     import pydantic
 

@@ -98,7 +98,7 @@ def test_schema_is_structural_and_defaults_are_valid() -> None:
 def test_every_spec_section_of_the_agreed_shape_is_there() -> None:
     spec = schema()["properties"]["spec"]["properties"]
     expected = {"version", "images", "services", "secrets", "selfHealing", "monitoring", "storage"}
-    expected |= {"networkPolicies", "record"}
+    expected |= {"networkPolicies", "record", "placement"}
     expected |= set(COMPONENTS)
     assert set(spec) == expected
     for component in COMPONENTS:
