@@ -5,6 +5,8 @@
 (a fresh schema, selected through the connection's search_path, dropped afterwards);
 `records` is a migrated `SqlRecords` on it. `kafka` is one real Kafka broker per session
 (`kafka_server.py`), shared by every test that asks for it: tests use topics or groups of their own.
+`voltdb_servers` is one real VoltDB per session (a start costs 10 s or more), with the
+CellCelly schema and procedures; `voltdb` is that server emptied for the test that asks for it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from sqlalchemy.pool import NullPool
 from cellcelly.adapters.sql import SqlRecords
 from cellcelly.deploy.embedded import EmbeddedStack
 from cellcelly.diameter.peer import PeerConnection, connect
-from cellcelly_testing import require
+from cellcelly_dev.devservers import voltdb_truncate
+from cellcelly_testing import require, running_voltdb
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,22 @@ def kafka() -> Iterator[KafkaServer]:
 @pytest.fixture(scope="session")
 def kafka_bootstrap(kafka: KafkaServer) -> str:
     return kafka.bootstrap
+
+
+@pytest.fixture(scope="session")
+def voltdb_servers() -> Iterator[str]:
+    """The session's VoltDB ("127.0.0.1:PORT") as earlier tests left it, rows included; a skip where
+    VoltDB cannot run, a failure under CI=true. For tests that leave its schema and procedures as
+    they are: one that changes them, or needs security on, starts a server of its own."""
+    with running_voltdb() as servers:
+        yield servers
+
+
+@pytest.fixture
+def voltdb(voltdb_servers: str) -> str:
+    """The session's VoltDB with every CellCelly table empty (much cheaper than a new server)."""
+    voltdb_truncate(voltdb_servers)
+    return voltdb_servers
 
 
 def _admin(url: str, statement: str) -> None:

@@ -17,7 +17,6 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,8 +51,7 @@ from cellcelly.ports.cache import SubscriberInfo
 from cellcelly.ports.event_bus import LEDGER, EventBus, Outgoing
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.settings import DEFAULT_CATALOGUE
-from cellcelly_dev.devservers import free_port, voltdb_truncate
-from cellcelly_testing import running_voltdb
+from cellcelly_dev.devservers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -154,18 +152,6 @@ async def test_an_event_delivered_twice_is_told_once(tmp_path: Path) -> None:
 
 
 # --- across processes, on Kafka and VoltDB -------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def voltdb_servers() -> Iterator[str]:
-    with running_voltdb() as servers:
-        yield servers
-
-
-@pytest.fixture
-def voltdb(voltdb_servers: str) -> str:
-    voltdb_truncate(voltdb_servers)
-    return voltdb_servers
 
 
 def volt(servers: str) -> BalanceStore:

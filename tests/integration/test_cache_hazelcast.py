@@ -25,7 +25,7 @@ from cellcelly.adapters.cache_hazelcast import HazelcastCache
 from cellcelly.ports.cache import SubscriberInfo
 from cellcelly_dev.bench_hazelcast import bench_cache, bench_lookup
 from cellcelly_dev.devservers import free_port
-from cellcelly_testing import require, running_voltdb
+from cellcelly_testing import require
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -402,12 +402,6 @@ async def test_a_member_that_holds_its_answers_leaves_the_loop_running(
 # --- `cellcelly dgw` apart, configured as the operator configures it ---------------------------------
 
 KNOWN, STRANGER = "5320000001", "5329990001"
-
-
-@pytest.fixture(scope="module")
-def voltdb_servers() -> Iterator[str]:
-    with running_voltdb() as servers:
-        yield servers
 
 
 @pytest.mark.timeout(180)

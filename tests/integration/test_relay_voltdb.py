@@ -7,7 +7,7 @@ and Maven; a failure under CI=true.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
@@ -23,8 +23,6 @@ from cellcelly.domain.provisioning import open_account, top_up
 from cellcelly.ports.balance_store import Commit
 from cellcelly.ports.event_bus import LEDGER, SUBSCRIBER, Outgoing
 from cellcelly.settings import DEFAULT_CATALOGUE
-from cellcelly_dev.devservers import voltdb_truncate
-from cellcelly_testing import running_voltdb
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -32,18 +30,6 @@ NOW = 1_800_000_000
 SUBSCRIBERS = [f"53400000{i:02d}" for i in range(24)]
 TOP_UPS = 15  # per subscriber, committed while the relay runs
 CATALOGUE = CatalogueHolder.from_file(DEFAULT_CATALOGUE)
-
-
-@pytest.fixture(scope="module")
-def voltdb_servers() -> Iterator[str]:
-    with running_voltdb() as servers:
-        yield servers
-
-
-@pytest.fixture()
-def voltdb(voltdb_servers: str) -> str:
-    voltdb_truncate(voltdb_servers)
-    return voltdb_servers
 
 
 def opened(acc: Account | None, msisdn: str) -> tuple[None, Commit]:

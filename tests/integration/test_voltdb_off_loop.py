@@ -30,8 +30,6 @@ from cellcelly.domain.units import Service
 from cellcelly.ocs.wire import serve_wire
 from cellcelly.ports.balance_store import Commit
 from cellcelly.settings import DEFAULT_CATALOGUE
-from cellcelly_dev.devservers import voltdb_truncate
-from cellcelly_testing import running_voltdb
 
 pytestmark = pytest.mark.integration
 
@@ -45,18 +43,6 @@ DELAY = 1.0  # how long the slow server holds each answer
 STALL = DELAY / 2
 MANY = [f"53300000{i:02d}" for i in range(32)]
 CATALOGUE = CatalogueHolder.from_file(DEFAULT_CATALOGUE)
-
-
-@pytest.fixture(scope="module")
-def voltdb_servers() -> Iterator[str]:
-    with running_voltdb() as servers:
-        yield servers
-
-
-@pytest.fixture()
-def voltdb(voltdb_servers: str) -> str:
-    voltdb_truncate(voltdb_servers)
-    return voltdb_servers
 
 
 class SlowLink:
