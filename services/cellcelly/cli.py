@@ -130,7 +130,6 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 async def _reconcile(settings: Settings) -> str:
-    from cellcelly.adapters.bus_embedded import EmbeddedBus
     from cellcelly.application.reconcile import reconcile
     from cellcelly.application.relay import OutboxRelay
     from cellcelly.deploy.backends import open_backends
@@ -138,9 +137,12 @@ async def _reconcile(settings: Settings) -> str:
 
     backends = open_backends(settings)
     try:
-        # first bring the record up to date: what is still in the outbox, then what is on the bus
-        bus = EmbeddedBus(settings.data_dir / "bus")
-        relay, sf = OutboxRelay(backends.store, bus), SyncFunction(bus, backends.records)
+        # first bring the record up to date: what is still in the outbox, then what is on the bus.
+        # The configured bus and the SF's own group: a relay into any other bus would take events
+        # out of the outbox that no SF ever writes to the record, and the rebuild would erase them.
+        bus = backends.bus
+        relay = OutboxRelay(backends.store, bus)
+        sf = SyncFunction(bus, backends.records, group=settings.sf_group)
         while await relay.relay_once():
             pass
         while await sf.sync_once(timeout=0.1):
@@ -153,8 +155,28 @@ async def _reconcile(settings: Settings) -> str:
     return f"reconciled {report.subscribers} subscribers: {done}"
 
 
+def _audit(settings: Settings) -> int:
+    import orjson
+
+    from cellcelly.application.reconcile import audit
+    from cellcelly.deploy.backends import open_backends
+
+    backends = open_backends(settings)
+    try:
+        found = audit(backends.store, backends.records)
+    finally:
+        backends.close()
+    differ = [{"msisdn": m, "record": r, "store": s} for m, (r, s) in sorted(found.differ.items())]
+    report = {"subscribers": found.subscribers, "outbox": found.outbox, "differ": differ}
+    _out(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    return 0 if found.settled_and_equal else 1
+
+
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    """Rebuild the balance store from the system of record (with the stack stopped)."""
+    """Rebuild the balance store from the system of record (with the stack stopped); with --check,
+    compare them only (safe while it runs): exit 1 while a balance differs or events wait."""
+    if args.check:
+        return _audit(Settings())
     _out(asyncio.run(_reconcile(Settings())))
     return 0
 
@@ -228,9 +250,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="bring the system of record to the newest schema").set_defaults(
         fn=cmd_migrate
     )
-    sub.add_parser("reconcile", help="rebuild the balance store from the system of record").set_defaults(
-        fn=cmd_reconcile
+    rec = sub.add_parser("reconcile", help="rebuild the balance store from the system of record")
+    rec.add_argument(
+        "--check",
+        action="store_true",
+        help="only compare every balance in the record with the store's (JSON; exit 1 on a difference)",
     )
+    rec.set_defaults(fn=cmd_reconcile)
     traffic = sub.add_parser("traffic", help="drive the Diameter gateway with Gy sessions (CCR I/U/T/E)")
     traffic.add_argument("--host", default="127.0.0.1", help="gateway address (default 127.0.0.1)")
     traffic.add_argument("--port", type=int, default=3868, help="gateway port (default 3868)")

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 from cellcelly.domain.account import Account, Bucket, Status
 from cellcelly.domain.catalogue import ChargingPolicy
 from cellcelly.domain.charging import next_sweep
 from cellcelly.domain.units import Service
 from cellcelly.ports.balance_store import BalanceStore, Commit
-from cellcelly.ports.records import SystemOfRecord
+from cellcelly.ports.records import SubscriberRecord, SystemOfRecord
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,50 @@ class ReconcileReport:
     subscribers: int = 0
     rebuilt: int = 0
     unchanged: int = 0
+
+
+Balances = tuple[str, int, dict[str, int]]  # status, wallet (kuruş), bucket id -> remaining
+
+
+@dataclass
+class Audit:
+    """What `audit` found: every subscriber's balances in the record against the store's."""
+
+    subscribers: int = 0
+    outbox: int = 0  # events not yet relayed: while any wait, a difference may be one in flight
+    differ: dict[str, tuple[Balances, Balances | None]] = field(default_factory=dict)  # record, store
+
+    @property
+    def settled_and_equal(self) -> bool:
+        return self.outbox == 0 and not self.differ
+
+
+def balances(account: Account) -> Balances:
+    return account.status.value, account.wallet, {k: b.remaining for k, b in account.buckets.items()}
+
+
+def _every_subscriber(records: SystemOfRecord, page: int) -> Iterator[SubscriberRecord]:
+    offset = 0
+    while subscribers := records.list_subscribers(limit=page, offset=offset):
+        offset += len(subscribers)
+        yield from subscribers
+
+
+def audit(
+    store: BalanceStore, records: SystemOfRecord, clock: Callable[[], float] = time.time, page: int = 500
+) -> Audit:
+    """Compare, change nothing: safe while the stack runs. Equal balances with an empty outbox mean
+    every debit reached the record exactly once (a lost one leaves the record richer, a doubled one
+    poorer than the store)."""
+    found = Audit(outbox=store.outbox_size())
+    for sub in _every_subscriber(records, page):
+        found.subscribers += 1
+        want = balances(account_from_record(records, sub.msisdn, sub.status, int(clock())))
+        current = store.get(sub.msisdn)
+        have = balances(current) if current is not None else None
+        if have != want:
+            found.differ[sub.msisdn] = (want, have)
+    return found
 
 
 def account_from_record(records: SystemOfRecord, msisdn: str, status: str, now: int) -> Account:
@@ -58,41 +102,27 @@ def reconcile(
     page: int = 500,
 ) -> ReconcileReport:
     report = ReconcileReport()
-    offset = 0
-    while True:
-        subscribers = records.list_subscribers(limit=page, offset=offset)
-        if not subscribers:
-            break
-        offset += len(subscribers)
-        for sub in subscribers:
-            report.subscribers += 1
-            now = int(clock())
-            rebuilt = account_from_record(records, sub.msisdn, sub.status, now)
+    for sub in _every_subscriber(records, page):
+        report.subscribers += 1
+        now = int(clock())
+        rebuilt = account_from_record(records, sub.msisdn, sub.status, now)
 
-            def apply(
-                current: Account | None, rebuilt: Account = rebuilt, now: int = now
-            ) -> tuple[bool, Commit | None]:
-                if current is not None and _same_balances(current, rebuilt):
-                    return False, None
-                if current is not None:
-                    rebuilt.revision = current.revision + 1
-                    # the record cannot know them: a voucher's top-up made here (so in the record
-                    # once the SF caught up) whose credit is not yet durable must stay held
-                    rebuilt.held_references = current.held_references
-                rebuilt.next_sweep = next_sweep(rebuilt, policy, now)
-                return True, Commit(rebuilt, removed_sessions=tuple(current.sessions) if current else ())
+        def apply(
+            current: Account | None, rebuilt: Account = rebuilt, now: int = now
+        ) -> tuple[bool, Commit | None]:
+            if current is not None and balances(current) == balances(rebuilt):
+                return False, None
+            if current is not None:
+                rebuilt.revision = current.revision + 1
+                # the record cannot know them: a voucher's top-up made here (so in the record
+                # once the SF caught up) whose credit is not yet durable must stay held
+                rebuilt.held_references = current.held_references
+            rebuilt.next_sweep = next_sweep(rebuilt, policy, now)
+            return True, Commit(rebuilt, removed_sessions=tuple(current.sessions) if current else ())
 
-            if store.transact(sub.msisdn, apply):
-                report.rebuilt += 1
-            else:
-                report.unchanged += 1
+        if store.transact(sub.msisdn, apply):
+            report.rebuilt += 1
+        else:
+            report.unchanged += 1
     log.info("reconciled", extra={"subscribers": report.subscribers, "rebuilt": report.rebuilt})
     return report
-
-
-def _same_balances(a: Account, b: Account) -> bool:
-    return (
-        a.wallet == b.wallet
-        and a.status == b.status
-        and {k: v.remaining for k, v in a.buckets.items()} == {k: v.remaining for k, v in b.buckets.items()}
-    )
