@@ -1,5 +1,5 @@
 """The Diameter client the integration tests connect as (one identity, so an allowlist names it once),
-and the voice CCRs it sends."""
+and the CCRs it sends."""
 
 from __future__ import annotations
 
@@ -20,20 +20,9 @@ CLIENT = LocalPeer("pgw.test.local", "test.local", watchdog_interval=30)
 PEERS = PeerAllowlist.parse("@test.local")  # CLIENT's realm may connect
 
 
-def voice_ccr(
-    session: str,
-    kind: int,
-    number: int,
-    msisdn: str | None,
-    *,
-    rg: int = 1,
-    requested: int | None = 3600,
-    used: int = 0,
-    called: str = "tel:+905551112233",
-    context: str = CONTEXT_IMS,
-) -> Message:
-    """A voice CCR from CLIENT (kind 1 initial, 2 update, 3 termination) for `msisdn` (None: no
-    Subscription-Id): `requested` seconds asked for (never in a termination), `used` reported."""
+def ccr_head(session: str, kind: int, number: int, msisdn: str | None, context: str) -> list[Avp]:
+    """What every CCR from CLIENT to the DGW starts with, up to its Subscription-Id (none when
+    `msisdn` is None); the caller appends the MSCC and any Service-Information."""
     avps = [
         Avp.utf8(Code.SESSION_ID, session),
         *CLIENT.identity(),
@@ -49,6 +38,24 @@ def voice_ccr(
             Avp.utf8(Code.SUBSCRIPTION_ID_DATA, "90" + msisdn),
         ]
         avps.append(Avp.grouped(Code.SUBSCRIPTION_ID, subscription))
+    return avps
+
+
+def voice_ccr(
+    session: str,
+    kind: int,
+    number: int,
+    msisdn: str | None,
+    *,
+    rg: int = 1,
+    requested: int | None = 3600,
+    used: int = 0,
+    called: str = "tel:+905551112233",
+    context: str = CONTEXT_IMS,
+) -> Message:
+    """A voice CCR from CLIENT (kind 1 initial, 2 update, 3 termination) for `msisdn` (None: no
+    Subscription-Id): `requested` seconds asked for (never in a termination), `used` reported."""
+    avps = ccr_head(session, kind, number, msisdn, context)
     mscc = [Avp.u32(Code.RATING_GROUP, rg)]
     if requested is not None and kind != 3:
         mscc.append(Avp.grouped(Code.REQUESTED_SERVICE_UNIT, [Avp.u32(Code.CC_TIME, requested)]))

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from gy_client import CLIENT
+from gy_client import ccr_head
 
 from cellcelly.deploy.embedded import DEMO, EmbeddedStack
 from cellcelly.diameter.codec import Avp, Message
@@ -40,17 +40,7 @@ def data_ccr(
         mscc.append(Avp.grouped(Code.REQUESTED_SERVICE_UNIT, rsu))
     mscc += [Avp.grouped(Code.USED_SERVICE_UNIT, children) for children in units]
     avps = [
-        Avp.utf8(Code.SESSION_ID, session),
-        *CLIENT.identity(),
-        Avp.utf8(Code.DESTINATION_REALM, "cellcelly.local"),
-        Avp.u32(Code.AUTH_APPLICATION_ID, APP_CREDIT_CONTROL),
-        Avp.utf8(Code.SERVICE_CONTEXT_ID, CONTEXT_PS),
-        Avp.i32(Code.CC_REQUEST_TYPE, kind),
-        Avp.u32(Code.CC_REQUEST_NUMBER, number),
-        Avp.grouped(
-            Code.SUBSCRIPTION_ID,
-            [Avp.i32(Code.SUBSCRIPTION_ID_TYPE, 0), Avp.utf8(Code.SUBSCRIPTION_ID_DATA, "90" + DEMO.msisdn)],
-        ),
+        *ccr_head(session, kind, number, DEMO.msisdn, CONTEXT_PS),
         Avp.grouped(Code.MULTIPLE_SERVICES_CREDIT_CONTROL, mscc),
     ]
     return Message(Cmd.CREDIT_CONTROL, FLAG_R | FLAG_P, APP_CREDIT_CONTROL, avps=avps)

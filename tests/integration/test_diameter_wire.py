@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gy_client import CLIENT
+from gy_client import CLIENT, voice_ccr
 
 import cellcelly_testing as testing
 from cellcelly.deploy.embedded import DEMO, EmbeddedStack
@@ -57,7 +57,6 @@ from cellcelly.diameter.constants import (
     APP_COMMON,
     APP_CREDIT_CONTROL,
     APP_RELAY,
-    CONTEXT_IMS,
     CONTEXT_SMS,
     FLAG_E,
     FLAG_P,
@@ -323,29 +322,8 @@ def ccr(
     time_requested: int | None = 60,
     time_used: int = 0,
 ) -> Message:
-    avps = [
-        Avp.utf8(Code.SESSION_ID, session),
-        *CLIENT.identity(),
-        Avp.utf8(Code.DESTINATION_REALM, DGW_REALM),
-        Avp.u32(Code.AUTH_APPLICATION_ID, APP_CREDIT_CONTROL),
-        Avp.utf8(Code.SERVICE_CONTEXT_ID, CONTEXT_IMS),
-        Avp.i32(Code.CC_REQUEST_TYPE, kind),
-        Avp.u32(Code.CC_REQUEST_NUMBER, number),
-        Avp.grouped(
-            Code.SUBSCRIPTION_ID,
-            [Avp.i32(Code.SUBSCRIPTION_ID_TYPE, 0), Avp.utf8(Code.SUBSCRIPTION_ID_DATA, "90" + DEMO.msisdn)],
-        ),
-    ]
-    mscc = [Avp.u32(Code.RATING_GROUP, rg)]
-    if time_requested is not None:
-        mscc.append(Avp.grouped(Code.REQUESTED_SERVICE_UNIT, [Avp.u32(Code.CC_TIME, time_requested)]))
-    if time_used:
-        mscc.append(Avp.grouped(Code.USED_SERVICE_UNIT, [Avp.u32(Code.CC_TIME, time_used)]))
-    avps.append(Avp.grouped(Code.MULTIPLE_SERVICES_CREDIT_CONTROL, mscc))
-    called = Avp.utf8(Code3gpp.CALLED_PARTY_ADDRESS, "tel:+905551112233", VENDOR_3GPP)
-    ims = Avp.grouped(Code3gpp.IMS_INFORMATION, [called], VENDOR_3GPP)
-    avps.append(Avp.grouped(Code3gpp.SERVICE_INFORMATION, [ims], VENDOR_3GPP))
-    return Message(Cmd.CREDIT_CONTROL, FLAG_R | FLAG_P, APP_CREDIT_CONTROL, avps=avps)
+    """A voice CCR for DEMO's subscriber (`voice_ccr`), asking 60 s unless told."""
+    return voice_ccr(session, kind, number, DEMO.msisdn, rg=rg, requested=time_requested, used=time_used)
 
 
 def sms_event(session: str) -> Message:
