@@ -6,5 +6,8 @@ import sys
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
-if str(TESTS) not in sys.path:  # pytest puts tests/ on sys.path only when it collects from there
-    sys.path.insert(0, str(TESTS))
+# pytest puts tests/ (and its folders) on sys.path only when it collects from there; the real node's
+# e2e uses the cluster tier's node fixture and the integration tier's Gy client
+for folder in (TESTS, TESTS / "cluster", TESTS / "integration"):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))

@@ -39,6 +39,9 @@ def port_open(port: int) -> bool:
 class KindStack:
     """One CellCellyStack from charts/cellcelly-stack, on the cluster `kubeconfig` points at."""
 
+    values = HERE / "kind-values.yaml"  # the stack chart's values
+    operator_values: tuple[str, ...] = ("--set", "image.pullPolicy=IfNotPresent")
+
     def __init__(self, kubeconfig: Path, namespace: str = "telco", name: str = "e2e") -> None:
         self.kubeconfig = kubeconfig
         self.namespace = namespace
@@ -77,11 +80,11 @@ class KindStack:
         )
         self.helm(
             "upgrade", "--install", "cellcelly-operator", str(CHARTS / "cellcelly-operator"),
-            "--set", "image.pullPolicy=IfNotPresent", "--wait", "--timeout", "5m",
+            *self.operator_values, "--wait", "--timeout", "5m",
         )  # fmt: skip
         self.helm(
             "upgrade", "--install", self.name, str(CHARTS / "cellcelly-stack"),
-            "--values", str(HERE / "kind-values.yaml"), "--set", f"name={self.name}",
+            "--values", str(self.values), "--set", f"name={self.name}",
         )  # fmt: skip
         self.wait_stack_ready()
 
@@ -127,17 +130,25 @@ class KindStack:
         self.forwards[component] = (process, local)
         return local
 
+    def address(self, component: str, port_name: str) -> tuple[str, int]:
+        """Where this machine reaches the component's Service port: a port-forward on kind."""
+        return "127.0.0.1", self.forward(component, port_name)
+
+    def url(self, component: str) -> str:
+        host, port = self.address(component, "http")
+        return f"http://{host}:{port}"
+
     @property
     def mw_url(self) -> str:
-        return self.ingress_url.rstrip("/") or f"http://127.0.0.1:{self.forward('mw', 'http')}"
+        return self.ingress_url.rstrip("/") or self.url("mw")
 
     @property
     def ocs_url(self) -> str:
-        return f"http://127.0.0.1:{self.forward('ocs', 'http')}"
+        return self.url("ocs")
 
     @property
     def diameter(self) -> tuple[str, int]:
-        return "127.0.0.1", self.forward("dgw", "diameter")
+        return self.address("dgw", "diameter")
 
     def pods(self, component: str) -> list[str]:
         selector = f"app.kubernetes.io/name={component},app.kubernetes.io/instance={self.name}"

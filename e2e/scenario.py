@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -246,8 +247,14 @@ class Outcome:
     reports: list[dict[str, Any]]
 
 
-def run_scenario(endpoint: StackEndpoint, rate: int = 20, duration: int = 5) -> Outcome:
-    """Sign up, charge, kill and heal, charge again, delete. Raises AssertionError on any failure."""
+def run_scenario(
+    endpoint: StackEndpoint,
+    rate: int = 20,
+    duration: int = 5,
+    before_delete: Callable[[Subscriber], None] | None = None,
+) -> Outcome:
+    """Sign up, charge, kill and heal, charge again, delete. Raises AssertionError on any failure.
+    `before_delete`: what only some platforms can show, run with the signed-up subscriber last."""
     wait_ready(f"{endpoint.mw_url}/readyz")
     wait_ready(f"{endpoint.ocs_url}/readyz")
     sub = Subscriber.fresh()
@@ -279,6 +286,8 @@ def run_scenario(endpoint: StackEndpoint, rate: int = 20, duration: int = 5) -> 
         second = run_traffic(endpoint, sub.msisdn, rate, duration)
         after_more = wait_moved(care, after_heal)
         log.info("after %s: traffic charged again; balance %s", healed, after_more)
+        if before_delete is not None:
+            before_delete(sub)
     finally:
         care.close()
     endpoint.delete()
