@@ -1,5 +1,6 @@
 """The real node of `scripts/k8s.sh up --node`: kubelet, containerd, bridge CNI and kube-proxy run real
-pods from a local image beside kwok's fake node, and `down` leaves none of what it made on the machine.
+pods from a local image beside kwok's fake node, CoreDNS on the host answers their cluster names (and
+nothing else), and `down` leaves none of what it made on the machine.
 
 One control plane with its node for the whole file (its own, not the session's kwok-only cluster: only
 one node can run per machine, and the other cluster tests need none). Needs root, containerd, runc,
@@ -73,7 +74,8 @@ def missing_tools() -> list[str]:
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     require(fetched(), "the Kubernetes control plane is not built: run scripts/k8s.sh fetch (~10 min cold)")
     cache = Path(os.environ.get("CELLCELLY_DOWNLOADS", Path.home() / ".cache" / "cellcelly"))
-    require(any(cache.glob("k8s/v*/bin/kubelet")), "kubelet not built: run scripts/k8s.sh fetch")
+    for binary in ("kubelet", "coredns"):
+        require(any(cache.glob(f"k8s/v*/bin/{binary}")), f"{binary} not built: run scripts/k8s.sh fetch")
     require(os.geteuid() == 0, "the real node needs root (bridges, netns, mounts, cgroups)")
     missing = missing_tools()
     require(
@@ -210,13 +212,18 @@ def test_a_clusterip_service_answers_from_the_host_through_kube_proxy(
     wait_until(f"both replicas behind {address}", both_answered, timeout=60)
 
 
+def python_in(cluster: Cluster, pod: str, code: str) -> str:
+    """What `code`, run by the pod's python3, prints."""
+    return cluster.ok("exec", pod, "--", "python3", "-c", code)
+
+
 def test_a_clusterip_service_answers_from_a_pod(node: Node, service: tuple[str, list[str]]) -> None:
     address, pods = service
     fetch = (
         "import urllib.request as u\n"
         f"for _ in range(20): print(u.urlopen('http://{address}/', timeout=3).read().decode())"
     )
-    answers = node.cluster.ok("exec", pods[0], "--", "python3", "-c", fetch).split()
+    answers = python_in(node.cluster, pods[0], fetch).split()
     assert set(answers) == set(pods)  # its own replica too: hairpin through the bridge
 
 
@@ -236,7 +243,117 @@ def test_a_pod_has_no_route_off_the_machine(node: Node, service: tuple[str, list
         "import socket\ns = socket.socket(); s.settimeout(3)\n"
         "try:\n    s.connect(('1.1.1.1', 80)); print('connected')\nexcept OSError as e:\n    print(e.errno)\n"
     )
-    assert node.cluster.ok("exec", pods[0], "--", "python3", "-c", probe).strip() == "101"  # ENETUNREACH
+    assert python_in(node.cluster, pods[0], probe).strip() == "101"  # ENETUNREACH
+
+
+def test_a_pod_resolves_and_reaches_services_by_name_through_the_search_path(
+    node: Node, service: tuple[str, list[str]]
+) -> None:
+    address, pods = service
+    lookup = (
+        "import json, socket, urllib.request as u\n"
+        "names = ('kubernetes.default.svc.cluster.local', 'web', 'web.default', 'web.default.svc')\n"
+        "out = {n: socket.gethostbyname(n) for n in names}\n"
+        "get = [u.urlopen(f'http://{n}/', timeout=3) for n in ('web', 'web.default')]\n"
+        "out['get'] = [answer.read().decode() for answer in get]\n"
+        "out['reverse'] = socket.gethostbyaddr(out['web'])[0]\n"
+        "out['resolv.conf'] = open('/etc/resolv.conf').read()\n"
+        "print(json.dumps(out))\n"
+    )
+    found = json.loads(python_in(node.cluster, pods[0], lookup))
+    assert "nameserver 10.244.0.1" in found["resolv.conf"]
+    assert "search default.svc.cluster.local svc.cluster.local cluster.local" in found["resolv.conf"]
+    assert found["kubernetes.default.svc.cluster.local"] == "10.0.0.1"
+    assert found["web"] == found["web.default"] == found["web.default.svc"] == address
+    assert set(found["get"]) <= set(pods)
+    assert found["reverse"] == "web.default.svc.cluster.local"
+
+
+def peer_set(name: str, publish_not_ready: bool) -> tuple[dict[str, object], dict[str, object]]:
+    """A one-pod StatefulSet that never gets ready, and its headless Service."""
+    labels = {"app": name}
+    statefulset = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": name},
+        "spec": {
+            "serviceName": name,
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    **ON_NODE,
+                    "terminationGracePeriodSeconds": 0,
+                    "containers": [
+                        {
+                            "name": "c",
+                            "image": IMAGE,
+                            "imagePullPolicy": "Never",
+                            "command": ["sleep", "infinity"],
+                            "readinessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    headless = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": publish_not_ready,
+            "selector": labels,
+            "ports": [{"name": "peer", "port": 9093}],
+        },
+    }
+    return statefulset, headless
+
+
+def test_a_statefulset_pod_not_yet_ready_resolves_by_its_headless_name(
+    node: Node, service: tuple[str, list[str]]
+) -> None:
+    """As a Kafka voter or VoltDB host needs before it is ready: only with publishNotReadyAddresses."""
+    cluster = node.cluster
+    _, pods = service
+    apply(cluster, *peer_set("peer", publish_not_ready=True), *peer_set("shy", publish_not_ready=False))
+    for pod in ("peer-0", "shy-0"):
+        wait_until(f"{pod} running", lambda pod=pod: bool(cluster.get("pod", pod)["status"].get("podIP")))
+    peer = cluster.get("pod", "peer-0")["status"]
+    assert {c["type"]: c["status"] for c in peer["conditions"]}["Ready"] == "False"
+    resolve = (
+        "import socket, sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    try:\n        print(socket.gethostbyname(name))\n"
+        "    except OSError:\n        print('-')\n"
+    )
+
+    def lookup(*names: str) -> list[str]:
+        return cluster.ok("exec", pods[0], "--", "python3", "-c", resolve, *names).split()
+
+    fqdn = "peer-0.peer.default.svc.cluster.local"
+    wait_until(f"{fqdn} resolving", lambda: lookup(fqdn) == [peer["podIP"]], timeout=30)
+    assert lookup("peer-0.peer", "shy-0.shy.default.svc.cluster.local") == [peer["podIP"], "-"]
+
+
+def test_a_name_outside_the_cluster_is_refused_in_the_machine(
+    node: Node, service: tuple[str, list[str]]
+) -> None:
+    """No forwarder: CoreDNS answers REFUSED itself (a forwarded query would come back NOERROR/NXDOMAIN)."""
+    _, pods = service
+    ask = (
+        "import socket, struct\n"
+        "for name in ('example.com', '1.1.1.1.in-addr.arpa'):\n"
+        "    query = struct.pack('>HHHHHH', 7, 0x100, 1, 0, 0, 0)\n"
+        "    query += b''.join(bytes([len(p)]) + p.encode() for p in name.split('.')) + b'\\0\\0\\1\\0\\1'\n"
+        "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)\n"
+        "    s.sendto(query, ('10.244.0.1', 53))\n"
+        "    print(s.recv(512)[3] & 0xF)\n"
+        "try:\n    print(socket.gethostbyname('example.com'))\nexcept OSError:\n    print('unresolved')\n"
+    )
+    assert python_in(node.cluster, pods[0], ask).split() == ["5", "5", "unresolved"]  # 5: REFUSED
 
 
 def test_a_failing_liveness_probe_restarts_the_container(node: Node) -> None:
