@@ -272,7 +272,7 @@ def test_a_pod_resolves_and_reaches_services_by_name_through_the_search_path(
 def peer_set(name: str, publish_not_ready: bool) -> tuple[dict[str, object], dict[str, object]]:
     """A one-pod StatefulSet that never gets ready, and its headless Service."""
     labels = {"app": name}
-    statefulset = {
+    statefulset: dict[str, object] = {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
         "metadata": {"name": name},
@@ -298,7 +298,7 @@ def peer_set(name: str, publish_not_ready: bool) -> tuple[dict[str, object], dic
             },
         },
     }
-    headless = {
+    headless: dict[str, object] = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name},
@@ -319,8 +319,12 @@ def test_a_statefulset_pod_not_yet_ready_resolves_by_its_headless_name(
     cluster = node.cluster
     _, pods = service
     apply(cluster, *peer_set("peer", publish_not_ready=True), *peer_set("shy", publish_not_ready=False))
-    for pod in ("peer-0", "shy-0"):
-        wait_until(f"{pod} running", lambda pod=pod: bool(cluster.get("pod", pod)["status"].get("podIP")))
+
+    def running() -> bool:  # the StatefulSet controller makes the pods a moment after the apply
+        ips = cluster.kubectl("get", "pod", "peer-0", "shy-0", "-o", "jsonpath={.items[*].status.podIP}")
+        return len(ips.stdout.split()) == 2
+
+    wait_until("peer-0 and shy-0 running", running)
     peer = cluster.get("pod", "peer-0")["status"]
     assert {c["type"]: c["status"] for c in peer["conditions"]}["Ready"] == "False"
     resolve = (
