@@ -74,11 +74,6 @@ def on_node(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if manifest["kind"] == "StatefulSet":
             pod = manifest["spec"]["template"]["spec"]
             pod.update(copy.deepcopy(ON_NODE))
-            # no cluster DNS on this node: the one pod's own name (VoltDB's --host, Kafka's quorum
-            # voter) resolves to itself
-            name, headless = manifest["metadata"]["name"], manifest["spec"]["serviceName"]
-            own = f"{name}-0.{headless}.default.svc.cluster.local"
-            pod["hostAliases"] = [{"ip": "127.0.0.1", "hostnames": [own]}]
             for claim in manifest["spec"].pop("volumeClaimTemplates", []):
                 pod["volumes"].append({"name": claim["metadata"]["name"], "emptyDir": {}})
             manifest["spec"].pop("persistentVolumeClaimRetentionPolicy", None)
@@ -194,8 +189,8 @@ def test_kafka_image_answers_produce_and_consume_through_its_service(
     users = {u: PASSWORD for u in (*kafka_builder.SCRAM_USERS, kafka_builder.CONTROLLER_USER)}
     deployed += [secret(kafka_builder.users_secret_name(stack), users)]
     manifests = on_node(kafka_builder.build(stack))
-    # The Service first: the broker advertises its ClusterIP instead of the pod's DNS name (no cluster
-    # DNS on this node, and the host must reach the advertised address).
+    # The Service first: the broker advertises its ClusterIP instead of the pod's DNS name (the test's
+    # client runs on the host, which does not use the cluster's DNS, and must reach the advertised address).
     services = [m for m in manifests if m["kind"] == "Service"]
     apply(node.cluster, *services)
     address = cluster_ip(node, "demo-kafka")
