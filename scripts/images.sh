@@ -93,6 +93,11 @@ cmd_build() {
   else
     base="${BASE:-python:3.11-slim-bookworm}"
   fi
+  # the stored procedures, compiled, go into the package: a service loads them into a VoltDB that has
+  # no schema yet (the operator's managed VoltDB starts empty)
+  bash scripts/voltdb.sh fetch >&2 || die "the VoltDB jars (scripts/voltdb.sh fetch: java, javac, mvn) are needed"
+  bash scripts/voltdb.sh jar services/cellcelly/adapters/voltdb/procedures.jar >&2 ||
+    die "compiling the VoltDB procedures failed"
   build_one "$eng" images/cellcelly/Dockerfile "$SERVICES_IMAGE" "$base"
   build_one "$eng" images/operator/Dockerfile "$OPERATOR_IMAGE" "$base"
   echo "$ME: built $SERVICES_IMAGE and $OPERATOR_IMAGE with $eng (base $base)"

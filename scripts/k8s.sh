@@ -340,7 +340,7 @@ up() { # DIR
   # API server refuses as an endpoint address. Service range /16: a stack has ~10 ClusterIP Services, and
   # a /24 (254 addresses) ran out at 25 stacks (the operator bench makes 50: "failed to allocate a serviceIP")
   spawn "$dir" kube-apiserver --etcd-servers="http://127.0.0.1:$etcd_port" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
+    --bind-address="${API_BIND:-127.0.0.1}" --advertise-address=127.0.0.1 --secure-port="$api_port" \
     --endpoint-reconciler-type=none --authorization-mode=Node,RBAC --allow-privileged=true \
     --tls-cert-file="$dir/pki/apiserver.crt" --tls-private-key-file="$dir/pki/apiserver.key" \
     --client-ca-file="$dir/pki/ca.crt" --service-cluster-ip-range="$SERVICE_CIDR" \
@@ -560,6 +560,17 @@ node_up() { # DIR (the control plane already up in DIR)
   ip link show "$NODE_BRIDGE" >/dev/null 2>&1 || ip link add "$NODE_BRIDGE" type bridge
   ip addr replace "$NODE_IP/32" dev "$NODE_BRIDGE"
   ip link set "$NODE_BRIDGE" up
+  # the "kubernetes" Service's endpoint (the API server's reconciler is off: it would name 127.0.0.1)
+  local api_port
+  api_port="$(sed 's/.*://' "$dir/apiserver.url")"
+  apply "$dir" /apis/discovery.k8s.io/v1/namespaces/default/endpointslices <<EOF
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: kubernetes-node, labels: {kubernetes.io/service-name: kubernetes}}
+addressType: IPv4
+endpoints: [{addresses: ["$NODE_IP"], conditions: {ready: true}}]
+ports: [{name: https, port: $api_port, protocol: TCP}]
+EOF
 
   # pods: 10.244.0.0/24 on their own bridge, a route to the Service range only: nothing leaves the machine.
   # The bridge made here with the gateway address (the CNI plugin keeps a bridge that has it), so CoreDNS
@@ -823,7 +834,9 @@ up)
     [ "$dir" != --node ] || dir="${3:-}"
     [ -n "$dir" ] || die "usage: k8s.sh up --node DIR"
     node_check "$dir"
-    up "$dir"
+    # pods reach the API server (in-cluster clients: the operator) through the "kubernetes" Service at
+    # the node IP, so it listens beyond loopback (client certificates or tokens only, as ever)
+    API_BIND=0.0.0.0 up "$dir"
     dir="$(cd "$dir" && pwd)"
     # a node that fails to come up takes its control plane with it: nothing half-made stays running
     (node_up "$dir") || {

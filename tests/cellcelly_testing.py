@@ -115,7 +115,7 @@ def smtp_sink() -> Iterator[tuple[Inbox, int]]:
 
 
 @contextlib.contextmanager
-def running_voltdb(*, username: str = "", password: str = "") -> Iterator[str]:
+def running_voltdb(*, username: str = "", password: str = "", schema: bool = True) -> Iterator[str]:
     """`voltdb_server(...)` for a fixture: a skip (a failure when CI=true) where VoltDB cannot run."""
     from cellcelly_dev.devservers import VoltDBUnavailable, voltdb_missing, voltdb_server
 
@@ -123,7 +123,7 @@ def running_voltdb(*, username: str = "", password: str = "") -> Iterator[str]:
     require(missing is None, f"VoltDB cannot run here: {missing}")
     with contextlib.ExitStack() as stack:
         try:
-            servers = stack.enter_context(voltdb_server(username=username, password=password))
+            servers = stack.enter_context(voltdb_server(username=username, password=password, schema=schema))
         except VoltDBUnavailable as exc:
             require(False, f"VoltDB cannot run here: {exc}")
         yield servers

@@ -78,6 +78,9 @@ def config_name(stack: Stack) -> str:
     return f"{stack.name}-config"
 
 
+STARTUP_WAIT_SECONDS = 300  # how long a service waits for its back ends when the stack starts
+
+
 def config_data(stack: Stack) -> dict[str, str]:
     spec = stack.spec
     sms = spec.services.sms.smsc
@@ -92,6 +95,9 @@ def config_data(stack: Stack) -> dict[str, str]:
         "CELLCELLY_DATABASE_URL": record_url(stack),
         "CELLCELLY_DATA_DIR": DATA_DIR,
         "CELLCELLY_LOG_FORMAT": "json",
+        # pods start together: each waits for its back ends (and loads VoltDB's schema if none has)
+        # instead of crash-looping until they answer
+        "CELLCELLY_STARTUP_WAIT_SECONDS": str(STARTUP_WAIT_SECONDS),
         "CELLCELLY_OCS_HOST": "0.0.0.0",
         "CELLCELLY_OCS_PORT": "8081",
         "CELLCELLY_OCS_WIRE_PORT": "8082",
@@ -222,14 +228,19 @@ def config_hash(stack: Stack) -> str:
 
 
 def _probes(svc: str, first: Port | None) -> dict[str, Any]:
+    """Readiness, liveness, and a startup probe as long as the start-up wait: liveness begins only
+    once the service listens, so a pod waiting for its back ends is not killed for it."""
     if first is None or first.protocol != "TCP":
         return {}  # nothing listens (notifier, sms) or UDP only (ivr): the process exiting is the signal
+    starting = STARTUP_WAIT_SECONDS // 5 + 6
     if svc in ("ocs", "mw", "sf"):
         return {
+            "startupProbe": http_probe("/healthz", first.name, period=5, failures=starting),
             "readinessProbe": http_probe("/readyz", first.name, period=5),
             "livenessProbe": http_probe("/healthz", first.name, period=10, failures=6),
         }
     return {
+        "startupProbe": tcp_probe(first.name, period=5, failures=starting),
         "readinessProbe": tcp_probe(first.name, period=5),
         "livenessProbe": tcp_probe(first.name, failures=6),
     }

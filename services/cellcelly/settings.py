@@ -34,8 +34,14 @@ class Settings(BaseSettings):
 
     # real-time balance store
     balance_store: Literal["embedded", "voltdb"] = "embedded"
+    # how long a starting service waits for VoltDB and the record to answer (0: fail at once);
+    # the operator sets it, since a stack's pods all start together
+    startup_wait_seconds: float = Field(default=0.0, ge=0)
     # VoltDB servers "host:port,host:port" (client port), the schema loaded (balance_voltdb.ensure_schema)
     voltdb_servers: str = "127.0.0.1:21212"
+    # the compiled stored procedures loaded into a VoltDB that has no schema yet; empty: the jar
+    # packaged beside the DDL (images carry it: scripts/images.sh build), none: no loading
+    voltdb_procedures_jar: str = ""
     # a VoltDB with security enabled: the user the services log in as (empty: no login)
     voltdb_username: str = ""
     voltdb_password: SecretStr = SecretStr("")

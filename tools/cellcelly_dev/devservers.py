@@ -294,11 +294,14 @@ def _wait_for_ping(port: int, deadline: float, username: str = "", password: str
 
 
 @contextmanager
-def voltdb_server(*, username: str = "", password: str = "", security_xml: str = "") -> Iterator[str]:
+def voltdb_server(
+    *, username: str = "", password: str = "", security_xml: str = "", schema: bool = True
+) -> Iterator[str]:
     """Yield "127.0.0.1:PORT" of a fresh single-node VoltDB with the CellCelly schema and procedures
     loaded; stopped and deleted on exit. With `username`, security is on and `username`/`password`
     is its one user (an administrator); `security_xml` (deployment.xml's <security> and <users>, e.g.
-    the operator's) replaces the ones the script would write, and `username`/`password` must be in it."""
+    the operator's) replaces the ones the script would write, and `username`/`password` must be in it.
+    `schema=False`: an empty database, as the operator's managed VoltDB starts."""
     from cellcelly.adapters.balance_voltdb import ensure_schema
 
     env = None
@@ -316,7 +319,8 @@ def voltdb_server(*, username: str = "", password: str = "", security_xml: str =
         run_script(VOLTDB_SCRIPT, VoltDBUnavailable, "jar", str(jar), timeout=120)
         _wait_for_ping(port, time.monotonic() + 60, username, password)
         servers = f"127.0.0.1:{port}"
-        ensure_schema(servers, jar, username=username, password=password)
+        if schema:
+            ensure_schema(servers, jar, username=username, password=password)
         log.info("voltdb on %s ready in %.2fs", servers, time.monotonic() - began)
         yield servers
 

@@ -126,6 +126,11 @@ class VoltUnavailable(StoreError):
     """No answer from VoltDB: refused, connection lost, or timed out."""
 
 
+class VoltSchemaMissing(StoreError):
+    """The database answers but has no CellCelly schema: load it (`ensure_schema`), or wait for the
+    process that is loading it."""
+
+
 class CommitOutcomeUnknown(VoltUnavailable):
     """A commit was sent and its answer lost: it may or may not have been applied."""
 
@@ -409,7 +414,7 @@ class VoltBalanceStore:
             raise
         except StoreError as exc:
             self._pool.close()
-            raise StoreError(
+            raise VoltSchemaMissing(
                 f"VoltDB at {servers} has no CellCelly schema ({exc}); load it with "
                 "cellcelly.adapters.balance_voltdb.ensure_schema"
             ) from exc

@@ -11,6 +11,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from functools import cached_property
+from pathlib import Path
+from typing import TypeVar
 
 from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
 from cellcelly.adapters.sql import SqlRecords
@@ -21,7 +23,7 @@ from cellcelly.application.charging import ChargingService
 from cellcelly.catalogue_store import CatalogueFollower, CatalogueHolder, parse_catalogue_text
 from cellcelly.domain.catalogue import Catalogue
 from cellcelly.domain.errors import CatalogueError
-from cellcelly.errors import ConfigurationError
+from cellcelly.errors import ConfigurationError, StoreError
 from cellcelly.notifier.channels import EmailChannel
 from cellcelly.ports.balance_store import BalanceStore
 from cellcelly.ports.cache import SubscriberCache, SubscriberInfo
@@ -30,6 +32,7 @@ from cellcelly.ports.records import CatalogueConflict, SystemOfRecord
 from cellcelly.settings import DEFAULT_CATALOGUE, Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CATALOGUE_POLL_SECONDS = 2.0  # how soon every OCS charges with a catalogue put in force elsewhere
 
@@ -46,10 +49,21 @@ class Backends:
 
     @cached_property
     def records(self) -> SqlRecords:
-        """The system of record, at the newest schema."""
-        records = SqlRecords(self.settings.sor_url())
-        records.migrate()
-        return records
+        """The system of record, at the newest schema (waiting for it to answer, at start-up)."""
+        from sqlalchemy.exc import OperationalError
+
+        def migrated() -> SqlRecords:
+            records = SqlRecords(self.settings.sor_url())
+            try:
+                records.migrate()
+            except BaseException:
+                records.close()
+                raise
+            return records
+
+        return patiently(
+            "the system of record", migrated, self.settings.startup_wait_seconds, OperationalError
+        )
 
     @cached_property
     def store(self) -> BalanceStore:
@@ -175,14 +189,63 @@ def build_store(settings: Settings) -> BalanceStore:
     if settings.balance_store == "embedded":
         return EmbeddedBalanceStore(settings.data_dir / "balances", fsync=settings.balance_fsync)
     if settings.balance_store == "voltdb":
-        from cellcelly.adapters.balance_voltdb import VoltBalanceStore
-
-        return VoltBalanceStore(
-            settings.voltdb_servers,
-            username=settings.voltdb_username,
-            password=settings.voltdb_password.get_secret_value(),
-        )
+        return _voltdb_store(settings)
     raise ValueError(f"unknown balance store {settings.balance_store!r}")
+
+
+def patiently(what: str, open_: Callable[[], T], wait: float, *retry_on: type[BaseException]) -> T:
+    """`open_()`, tried again every 2 s for `wait` seconds while it raises one of `retry_on`: a
+    stack's pods start together, and a back end not answering yet is no reason to crash-loop."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return open_()
+        except retry_on as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("waiting for %s", what, extra={"error": str(exc)[:300]})
+            time.sleep(2.0)
+
+
+def procedures_jar(settings: Settings) -> Path | None:
+    """The stored procedures to load into a VoltDB without the schema: the configured jar, else the
+    one packaged beside the DDL (scripts/images.sh build puts it there), else none."""
+    if settings.voltdb_procedures_jar:
+        jar = Path(settings.voltdb_procedures_jar)
+        if not jar.is_file():
+            raise ConfigurationError(f"CELLCELLY_VOLTDB_PROCEDURES_JAR: no file {jar}")
+        return jar
+    from cellcelly.adapters.balance_voltdb import SCHEMA_DIR
+
+    packaged = Path(str(SCHEMA_DIR / "procedures.jar"))
+    return packaged if packaged.is_file() else None
+
+
+def _voltdb_store(settings: Settings) -> BalanceStore:
+    from cellcelly.adapters.balance_voltdb import (
+        VoltBalanceStore,
+        VoltSchemaMissing,
+        VoltUnavailable,
+        ensure_schema,
+    )
+
+    servers, user = settings.voltdb_servers, settings.voltdb_username
+    password = settings.voltdb_password.get_secret_value()
+    jar = procedures_jar(settings)
+
+    def opened() -> VoltBalanceStore:
+        try:
+            return VoltBalanceStore(servers, username=user, password=password)
+        except VoltSchemaMissing:
+            if jar is None:
+                raise
+            try:  # every starting process may try; one loads it, the others see it there or wait
+                ensure_schema(servers, jar, username=user, password=password)
+            except StoreError as exc:
+                log.warning("VoltDB schema: another process may be loading it", extra={"error": str(exc)})
+            return VoltBalanceStore(servers, username=user, password=password)
+
+    return patiently("VoltDB", opened, settings.startup_wait_seconds, VoltUnavailable, VoltSchemaMissing)
 
 
 def build_bus(settings: Settings) -> EventBus:
