@@ -1,0 +1,292 @@
+"""The e2e scenario on real pods here: the project's own node (`scripts/k8s.sh up --node`), the three
+charts installed with helm, one CellCellyStack with every component on images built here, the record
+on PostgreSQL (Oracle cannot run here).
+
+First chaos: Gy traffic while OCS, SF and DGW pods are deleted at random (Kubernetes and the operator
+bring them back); every debit must reach the record exactly once (`cellcelly reconcile --check` in an
+OCS pod: the record's balances equal VoltDB's, nothing waits in the outbox). Then the scenario kind
+runs (`scenario.run_scenario`: sign-up through the MW, traffic, an unknown subscriber refused, an OCS
+pod deleted and replaced with nothing lost or doubled, traffic again), and before the stack is
+deleted: a top-up through the MW → RAR at the Diameter client holding the cut-off session, a pod
+that restarts healed by the operator within its budget, every debit once in the record; then
+`kubectl delete ccs` and every child gone.
+
+Needs root, the control plane and node of scripts/k8s.sh (`fetch`), podman with the debootstrap base,
+and the Maven jars of the back ends; under CI=true a missing part fails (test_node's fixture).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from gy_client import CLIENT, cut_off, granted_seconds, voice_ccr
+from k8s_cluster import HELM_SH, K8S_SH, ROOT, script
+from node_stack import NodeStack
+from scenario import SERVICES, Subscriber, cellcelly_command, run_scenario
+from test_node import Node, node, run  # noqa: F401 (node: the module's fixture)
+
+from cellcelly.diameter.codec import Avp, Message
+from cellcelly.diameter.constants import Cmd, Code
+from cellcelly.diameter.peer import PeerConnection, connect
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3000)]
+
+log = logging.getLogger(__name__)
+
+ADMIN = {"Authorization": "Bearer e2e-admin-token-not-for-production"}  # node-values.yaml's adminToken
+CHAOS_FIRST = 5481000000  # chaos subscribers: CHAOS_FIRST .. + CHAOS_SUBSCRIBERS - 1
+CHAOS_SUBSCRIBERS = 20
+VOLUMES = 6  # the node-local class's volumes: Kafka, VoltDB, PostgreSQL, and room for a second try
+
+
+def images_sh(*args: str, timeout: float = 1800) -> list[str]:
+    done = run("bash", str(ROOT / "scripts" / "images.sh"), *args, timeout=timeout)
+    assert done.returncode == 0, f"images.sh {' '.join(args)}: {done.stderr.decode()[-3000:]}"
+    return done.stdout.decode().split()
+
+
+@pytest.fixture(scope="module")
+def images(node: Node) -> dict[str, str]:  # noqa: F811 (test_node's fixture)
+    """Every image the stack runs, built here with podman and imported into the node's containerd."""
+    started = time.monotonic()
+    images_sh("build", timeout=2400)
+    images_sh("build-backends", timeout=2400)
+    services, operator = images_sh("names")
+    refs = [services, operator, *images_sh("backend-names")]
+    built = time.monotonic() - started
+    loaded = script(K8S_SH, "load", str(node.directory), *refs)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    log.warning(
+        "images built in %.0f s, loaded in %.0f s: %s", built, time.monotonic() - started - built, refs
+    )
+    return {"services": services, "operator": operator}
+
+
+def local_volumes(node: Node) -> None:  # noqa: F811
+    """A static local class (`node-local`) with hostPath volumes an administrator would make: the
+    in-tree hostPath provisioner makes its directories root-only (0750), which the stack's non-root
+    pods cannot write."""
+    root = node.directory / "volumes"
+    items: list[dict[str, Any]] = [
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": "node-local"},
+            "provisioner": "kubernetes.io/no-provisioner",
+            "volumeBindingMode": "WaitForFirstConsumer",
+        }
+    ]
+    for i in range(VOLUMES):
+        path = root / f"pv-{i}"
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o1777)
+        items.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": f"node-local-{i}"},
+                "spec": {
+                    "capacity": {"storage": "2Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": "node-local",
+                    "hostPath": {"path": str(path), "type": "Directory"},
+                },
+            }
+        )
+    done = node.cluster.kubectl(
+        "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def dump(stack: NodeStack) -> str:
+    """What a failing run needs to be read: the stack, its pods and events, the last logs of each pod."""
+    parts = [stack.kubectl("get", "ccs,pods,pvc,events", "-o", "wide", check=False).stdout]
+    for pod in stack.kubectl("get", "pods", "-o", "name", check=False).stdout.split():
+        logs = stack.kubectl("logs", pod, "--all-containers", "--tail=30", check=False)
+        parts.append(f"--- {pod}\n{logs.stdout}{logs.stderr}")
+    return "\n".join(parts)
+
+
+@pytest.fixture(scope="module")
+def stack(node: Node, images: dict[str, str]) -> Iterator[NodeStack]:  # noqa: F811
+    local_volumes(node)
+    kubectl = Path(script(HELM_SH, "kubectl").stdout.strip())
+    helm = Path(script(HELM_SH, "path", "4").stdout.strip())
+    endpoint = NodeStack(node.cluster.kubeconfig, [kubectl, helm], images["operator"])
+    started = time.monotonic()
+    try:
+        endpoint.install()
+    except AssertionError:
+        log.error("install failed:\n%s", dump(endpoint))
+        raise
+    log.warning("the stack was Ready %.0f s after helm install began", time.monotonic() - started)
+    yield endpoint
+    if endpoint.kubectl("get", f"ccs/{endpoint.name}", check=False).returncode == 0:
+        log.warning("left behind by a failing test:\n%s", dump(endpoint))
+
+
+def settled_audit(stack: NodeStack, timeout: float = 240) -> dict[str, Any]:
+    """`reconcile --check` until the record has caught up with the store (outbox empty, balances
+    equal); fails with the last report when it does not within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        report = stack.audit()
+        if report["outbox"] == 0 and not report["differ"]:
+            return report
+        assert time.monotonic() < deadline, f"the record does not match VoltDB: {report}"
+        time.sleep(3)
+
+
+def provision(stack: NodeStack, first: int, count: int) -> None:
+    """Subscribers with a package and 500 TL, through an OCS's admin API (as an operator would)."""
+    with httpx.Client(base_url=stack.ocs_url, headers=ADMIN, timeout=30) as http:
+        for i in range(count):
+            msisdn = str(first + i)
+            body = {
+                "msisdn": msisdn,
+                "firstName": "Deniz",
+                "lastName": "Kaya",
+                "email": f"{msisdn}@example.com",
+            }
+            r = http.post("/admin/subscribers", json={**body, "package": "ANKARA"})
+            assert r.status_code == 201, r.text
+            r = http.post(
+                f"/admin/subscribers/{msisdn}/topup", json={"amount": "500.00", "reference": f"e2e-{i}"}
+            )
+            assert r.status_code == 200, r.text
+
+
+def traffic(stack: NodeStack, seconds: int, rate: int) -> subprocess.Popen[str]:
+    """`cellcelly traffic` over the chaos subscribers, through the DGWs' Service, in the background."""
+    host, port = stack.diameter
+    command = [
+        *cellcelly_command(),
+        *("traffic", "--json", "--host", host, "--port", str(port)),
+        *("--rate", str(rate), "--duration", str(seconds), "--connections", "2"),
+        *("--subscribers", str(CHAOS_SUBSCRIBERS), "--first-msisdn", str(CHAOS_FIRST)),
+    ]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_chaos_on_the_cluster_every_debit_once(stack: NodeStack) -> None:
+    """Pods of the OCS, SF and DGW deleted at random during traffic (Kubernetes recreates them, the
+    operator keeps the stack's children): every debit lands in the record exactly once."""
+    provision(stack, CHAOS_FIRST, CHAOS_SUBSCRIBERS)
+    seed = random.randrange(2**32)
+    rnd = random.Random(seed)
+    seconds = 40
+    load = traffic(stack, seconds, rate=15)
+    deleted: list[str] = []
+    stop = threading.Event()
+
+    def storm() -> None:
+        while not stop.wait(rnd.uniform(4, 8)):
+            component = rnd.choice(("ocs", "sf", "dgw"))
+            pods = stack.pods(component)
+            if pods:
+                victim = rnd.choice(pods)
+                stack.kubectl("delete", victim, "--wait=false", "--grace-period=0", "--force", check=False)
+                deleted.append(victim)
+
+    killer = threading.Thread(target=storm, daemon=True)
+    killer.start()
+    out, err = load.communicate(timeout=seconds + 180)
+    stop.set()
+    killer.join(30)
+    log.warning("chaos (seed %d): deleted %s; traffic exited %d", seed, deleted, load.returncode)
+    report = json.loads(out) if out.strip() else {}
+    assert report.get("answers", 0) > 0, f"no answer at all: {err[-2000:]}"
+    assert deleted, "nothing was deleted: no chaos"
+    for component in ("ocs", "sf", "dgw"):
+        stack.kubectl(
+            "rollout", "status", f"deployment/{stack.name}-{component}", "--timeout=5m", timeout=330
+        )
+    stack.wait_stack_ready("5m")
+    audit = settled_audit(stack)
+    assert audit["subscribers"] >= CHAOS_SUBSCRIBERS, audit
+    log.warning(
+        "chaos: %s answers %s, record == VoltDB for %d subscribers",
+        report.get("result_counts"),
+        report.get("answers"),
+        audit["subscribers"],
+    )
+
+
+async def top_up_brings_a_rar(stack: NodeStack, sub: Subscriber) -> None:
+    """A call abroad from the wallet until the OCS cuts it off, then a voucher redeemed through the
+    MW: the DGW holding that session (whichever of the two) sends RAR to this client."""
+    received: list[Message] = []
+
+    def on_server_request(conn: PeerConnection, msg: Message) -> Message:
+        received.append(msg)
+        sid = msg.find(Code.SESSION_ID)
+        assert sid is not None
+        return msg.answer([sid, Avp.u32(Code.RESULT_CODE, 2001), *CLIENT.identity()])
+
+    host, port = stack.diameter
+    peer = await connect(host, port, CLIENT, on_server_request)
+    session, abroad = f"e2e;cut;{sub.msisdn}", "tel:+4930123456789"
+    try:
+        answer = await peer.request(voice_ccr(session, 1, 0, sub.msisdn, called=abroad))
+        number = 0
+        while not cut_off(answer):
+            assert answer.result_code == 2001 and number < 200, answer
+            number += 1
+            used = granted_seconds(answer)
+            answer = await peer.request(voice_ccr(session, 2, number, sub.msisdn, used=used, called=abroad))
+        async with httpx.AsyncClient(base_url=stack.mw_url, timeout=30) as mw:
+            r = await mw.post("/api/v1/admin/vouchers", headers=ADMIN, json={"amount": "50.00"})
+            assert r.status_code == 201, r.text
+            voucher = r.json()["items"][0]["code"]
+            r = await mw.post("/api/v1/auth/login", json={"msisdn": sub.msisdn, "password": sub.password})
+            assert r.status_code == 200, r.text
+            me = {"Authorization": f"Bearer {r.json()['accessToken']}"}
+            r = await mw.post("/api/v1/me/topup", headers=me, json={"voucher": voucher})
+            assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 30
+        while not [m for m in received if m.code == Cmd.RE_AUTH]:
+            assert time.monotonic() < deadline, "no RAR within 30 s of the top-up"
+            await asyncio.sleep(0.1)
+        assert [str(m.session_id) for m in received if m.code == Cmd.RE_AUTH] == [session]
+        answer = await peer.request(
+            voice_ccr(session, 3, number + 1, sub.msisdn, used=granted_seconds(answer), called=abroad)
+        )
+        assert answer.result_code == 2001, answer
+    finally:
+        await peer.disconnect()
+
+
+def test_scenario_on_the_real_node(stack: NodeStack) -> None:
+    seen: dict[str, Any] = {}
+
+    def before_delete(sub: Subscriber) -> None:
+        asyncio.run(top_up_brings_a_rar(stack, sub))
+        seen["healed"] = stack.crash_and_heal("sf")
+        seen["audit"] = settled_audit(stack)
+
+    outcome = run_scenario(stack, before_delete=before_delete)
+    assert all(outcome.signed_up.used[s] == 0 for s in SERVICES)
+    assert outcome.after_traffic.moved_from(outcome.signed_up)
+    assert outcome.after_heal == outcome.after_traffic, outcome.healed
+    assert outcome.after_more_traffic.moved_from(outcome.after_heal)
+    assert seen["audit"]["subscribers"] >= CHAOS_SUBSCRIBERS + 1, seen
+    assert stack.children() == []
+    log.warning(
+        "real node: %s; %s; audit %s subscribers equal",
+        outcome.healed,
+        seen["healed"],
+        seen["audit"]["subscribers"],
+    )
