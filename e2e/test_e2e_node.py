@@ -30,15 +30,15 @@ from typing import Any
 
 import httpx
 import pytest
-from gy_client import CLIENT, cut_off, granted_seconds, voice_ccr
+from gy_client import CLIENT, answering, cut_off, granted_seconds, voice_ccr
 from k8s_cluster import HELM_SH, K8S_SH, ROOT, script
 from node_stack import NodeStack
 from scenario import SERVICES, Subscriber, cellcelly_command, run_scenario
 from test_node import Node, node, run  # noqa: F401 (node: the module's fixture)
 
-from cellcelly.diameter.codec import Avp, Message
-from cellcelly.diameter.constants import Cmd, Code
-from cellcelly.diameter.peer import PeerConnection, connect
+from cellcelly.diameter.codec import Message
+from cellcelly.diameter.constants import Cmd
+from cellcelly.diameter.peer import connect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3000)]
 
@@ -132,10 +132,26 @@ def stack(node: Node, images: dict[str, str]) -> Iterator[NodeStack]:  # noqa: F
     except AssertionError:
         log.error("install failed:\n%s", dump(endpoint))
         raise
-    log.warning("the stack was Ready %.0f s after helm install began", time.monotonic() - started)
+    log.warning(
+        "the stack was Ready %.0f s after helm install began; %s",
+        time.monotonic() - started,
+        kubepods_usage(),
+    )
     yield endpoint
     if endpoint.kubectl("get", f"ccs/{endpoint.name}", check=False).returncode == 0:
         log.warning("left behind by a failing test:\n%s", dump(endpoint))
+
+
+def kubepods_usage() -> str:
+    """What the stack's pods use now, from kubelet's cgroups (v1 here): memory and CPU seconds so far."""
+    root = Path("/sys/fs/cgroup")
+    try:
+        memory = int((root / "memory" / "kubepods" / "memory.usage_in_bytes").read_text())
+        cpu = int((root / "cpuacct" / "kubepods" / "cpuacct.usage").read_text())
+    except (OSError, ValueError):
+        return "kubepods cgroups not readable here"
+    used = f"{memory / 2**30:.2f} GiB of memory (page cache included)"
+    return f"pods use {used}, {cpu / 1e9:.0f} CPU-s since their start"
 
 
 def settled_audit(stack: NodeStack, timeout: float = 240) -> dict[str, Any]:
@@ -218,10 +234,11 @@ def test_chaos_on_the_cluster_every_debit_once(stack: NodeStack) -> None:
     audit = settled_audit(stack)
     assert audit["subscribers"] >= CHAOS_SUBSCRIBERS, audit
     log.warning(
-        "chaos: %s answers %s, record == VoltDB for %d subscribers",
+        "chaos: %s answers %s, record == VoltDB for %d subscribers; %s",
         report.get("result_counts"),
         report.get("answers"),
         audit["subscribers"],
+        kubepods_usage(),
     )
 
 
@@ -230,11 +247,7 @@ async def top_up_brings_a_rar(stack: NodeStack, sub: Subscriber) -> None:
     MW: the DGW holding that session (whichever of the two) sends RAR to this client."""
     received: list[Message] = []
 
-    def on_server_request(conn: PeerConnection, msg: Message) -> Message:
-        received.append(msg)
-        sid = msg.find(Code.SESSION_ID)
-        assert sid is not None
-        return msg.answer([sid, Avp.u32(Code.RESULT_CODE, 2001), *CLIENT.identity()])
+    on_server_request = answering(received)
 
     host, port = stack.diameter
     peer = await connect(host, port, CLIENT, on_server_request)

@@ -49,19 +49,23 @@ def backends(node: Node) -> dict[str, str]:  # noqa: F811 (the imported fixture)
     return refs
 
 
+def demo_stack(body: dict[str, Any]) -> spec.Stack:
+    """The stack `demo` in `default` with `body` as its spec, as the API server would serve it."""
+    meta = {"name": "demo", "namespace": "default", "uid": "00000000-0000-0000-0000-000000000001"}
+    return spec.from_body(
+        {"apiVersion": "cellcelly.io/v1alpha1", "kind": "CellCellyStack", "metadata": meta, "spec": body}
+    )
+
+
 def stack_for(refs: dict[str, str]) -> spec.Stack:
-    body = {
-        "apiVersion": "cellcelly.io/v1alpha1",
-        "kind": "CellCellyStack",
-        "metadata": {"name": "demo", "namespace": "default", "uid": "00000000-0000-0000-0000-000000000001"},
-        "spec": {
+    return demo_stack(
+        {
             "images": {**refs, "pullPolicy": "Never"},
             "kafka": {"replicas": 1},
             "voltdb": {"replicas": 1, "kfactor": 0, "sitesPerHost": 2},
             "hazelcast": {"replicas": 1},
-        },
-    }
-    return spec.from_body(body)
+        }
+    )
 
 
 def on_node(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ from cellcelly_operator.workloads import container_security, pod_security
 from k8s_cluster import ROOT
 from sqlalchemy import make_url
 from test_node import ON_NODE, Node, apply, node, run, wait_until  # noqa: F401 (node: the fixture)
-from test_node_images import cluster_ip, deployed, images, on_node, ready  # noqa: F401 (deployed: a fixture)
+from test_node_images import cluster_ip, demo_stack, deployed, images, on_node, ready  # noqa: F401 (deployed: a fixture)
 
 from cellcelly.adapters.sql.migrator import current_revision, head_revision
 from cellcelly_testing import require
@@ -63,16 +63,8 @@ def refs(node: Node) -> dict[str, str]:  # noqa: F811 (the imported fixture)
 
 
 def stack_for(refs: dict[str, str]) -> spec.Stack:
-    body = {
-        "apiVersion": "cellcelly.io/v1alpha1",
-        "kind": "CellCellyStack",
-        "metadata": {"name": "demo", "namespace": "default", "uid": "00000000-0000-0000-0000-000000000001"},
-        "spec": {
-            "record": "PostgreSQL",
-            "images": {"postgresql": refs["postgresql"], "services": refs["services"], "pullPolicy": "Never"},
-        },
-    }
-    return spec.from_body(body)
+    images = {"postgresql": refs["postgresql"], "services": refs["services"], "pullPolicy": "Never"}
+    return demo_stack({"record": "PostgreSQL", "images": images})
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@ and the CCRs it sends."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from cellcelly.diameter.codec import Avp, Message
 from cellcelly.diameter.constants import (
     APP_CREDIT_CONTROL,
@@ -14,7 +16,7 @@ from cellcelly.diameter.constants import (
     Code,
     Code3gpp,
 )
-from cellcelly.diameter.peer import LocalPeer, PeerAllowlist
+from cellcelly.diameter.peer import LocalPeer, PeerAllowlist, PeerConnection
 
 CLIENT = LocalPeer("pgw.test.local", "test.local", watchdog_interval=30)
 PEERS = PeerAllowlist.parse("@test.local")  # CLIENT's realm may connect
@@ -86,3 +88,14 @@ def cut_off(answer: Message) -> bool:
     return mscc.find(Code.FINAL_UNIT_INDICATION) is not None or (
         result is not None and result.as_u32() == 4012
     )
+
+
+def answering(received: list[Message]) -> Callable[[PeerConnection, Message], Message]:
+    """A client's handler for what the server asks (RAR, ASR): kept in `received`, answered 2001."""
+
+    def on_server_request(conn: PeerConnection, msg: Message) -> Message:
+        received.append(msg)
+        sid = Avp.utf8(Code.SESSION_ID, msg.session_id or "")
+        return msg.answer([sid, Avp.u32(Code.RESULT_CODE, 2001), *CLIENT.identity()])
+
+    return on_server_request

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gy_client import CLIENT, PEERS, voice_ccr
+from gy_client import CLIENT, PEERS, answering, voice_ccr
 
 from cellcelly.deploy.backends import Backends, open_backends
 from cellcelly.deploy.dgw import dgw_peer
@@ -251,9 +251,7 @@ async def test_malformed_requests_are_answered_and_the_connection_stays(
 async def test_rar_after_top_up_and_asr_after_suspension(stack: EmbeddedStack) -> None:
     received: list[Message] = []
 
-    def on_server_request(conn: PeerConnection, msg: Message) -> Message:
-        received.append(msg)
-        return msg.answer([msg.find(Code.SESSION_ID), Avp.u32(Code.RESULT_CODE, 2001), *CLIENT.identity()])  # type: ignore[list-item]
+    on_server_request = answering(received)
 
     conn = await connect("127.0.0.1", stack.dgw_port, CLIENT, on_server_request)
     try:

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gy_client import CLIENT, voice_ccr
+from gy_client import CLIENT, answering, voice_ccr
 
 import cellcelly_testing as testing
 from cellcelly.deploy.embedded import DEMO, EmbeddedStack
@@ -946,15 +946,7 @@ async def test_asr_reaches_a_client_behind_a_relay(
     sid = "pgw.test.local;relay;asr"
     received: list[Message] = []
 
-    def on_server_request(conn: PeerConnection, msg: Message) -> Message:
-        received.append(msg)
-        return msg.answer(
-            [
-                Avp.utf8(Code.SESSION_ID, msg.session_id or ""),
-                Avp.u32(Code.RESULT_CODE, 2001),
-                *CLIENT.identity(),
-            ]
-        )
+    on_server_request = answering(received)
 
     async with running_stack(data_dir) as stack:
         assert stack.dgw is not None and stack.gateway is not None

@@ -68,14 +68,22 @@ def traffic(charging: ChargingService, start: int, count: int) -> None:
         )
 
 
-async def test_balances_come_back_exactly_after_the_store_is_wiped_mid_traffic(
+def opened(
     tmp_path: Path, records: SqlRecords
-) -> None:
+) -> tuple[CatalogueHolder, EmbeddedBalanceStore, AccountService]:
+    """Every subscriber of SUBSCRIBERS open on the ANKARA package, in a store of its own."""
     catalogue = CatalogueHolder.from_file(DEFAULT_CATALOGUE)
     store = EmbeddedBalanceStore(tmp_path / "balances", fsync="never")
     accounts = AccountService(store, records, catalogue)
     for msisdn in SUBSCRIBERS:
         accounts.open(SubscriberRecord(msisdn, "İpek", "Çelik", f"{msisdn}@example.com", "active", "ANKARA"))
+    return catalogue, store, accounts
+
+
+async def test_balances_come_back_exactly_after_the_store_is_wiped_mid_traffic(
+    tmp_path: Path, records: SqlRecords
+) -> None:
+    catalogue, store, accounts = opened(tmp_path, records)
     accounts.top_up(SUBSCRIBERS[0], 2_500, "v-1")
     accounts.buy_package(SUBSCRIBERS[1], "BURSA", "p-1")
     accounts.set_status(SUBSCRIBERS[2], Status.SUSPENDED, "s-1")
@@ -123,11 +131,7 @@ async def test_balances_come_back_exactly_after_the_store_is_wiped_mid_traffic(
 async def test_the_audit_tells_equal_balances_from_events_in_flight_and_from_a_store_gone_wrong(
     tmp_path: Path, records: SqlRecords
 ) -> None:
-    catalogue = CatalogueHolder.from_file(DEFAULT_CATALOGUE)
-    store = EmbeddedBalanceStore(tmp_path / "balances", fsync="never")
-    accounts = AccountService(store, records, catalogue)
-    for msisdn in SUBSCRIBERS:
-        accounts.open(SubscriberRecord(msisdn, "Ayşe", "Şahin", f"{msisdn}@example.com", "active", "ANKARA"))
+    catalogue, store, accounts = opened(tmp_path, records)
     bus = EmbeddedBus(tmp_path / "bus")
     relay, sf = OutboxRelay(store, bus), SyncFunction(bus, records)
 

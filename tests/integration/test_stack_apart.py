@@ -44,7 +44,7 @@ import httpx
 import orjson
 import pytest
 from cellcelly_operator import kafka, services, voltdb
-from gy_client import CLIENT, PEERS, cut_off, granted_seconds, voice_ccr
+from gy_client import CLIENT, PEERS, answering, cut_off, granted_seconds, voice_ccr
 from kafka_server import KafkaServer, KafkaUnavailable, kafka_server
 from sqlalchemy import make_url, text
 from stack_apart import Service, free_ports, service_env, stack_of, until
@@ -54,9 +54,9 @@ from cellcelly.adapters.balance_voltdb import VoltBalanceStore
 from cellcelly.adapters.cache_hazelcast import HazelcastCache
 from cellcelly.adapters.sql import SqlRecords
 from cellcelly.application.reconcile import account_from_record
-from cellcelly.diameter.codec import Avp, Message
-from cellcelly.diameter.constants import Cmd, Code
-from cellcelly.diameter.peer import PeerConnection, connect
+from cellcelly.diameter.codec import Message
+from cellcelly.diameter.constants import Cmd
+from cellcelly.diameter.peer import connect
 from cellcelly.domain.account import Account
 from cellcelly.ocs.app import API
 from cellcelly.settings import DEFAULT_CATALOGUE
@@ -274,11 +274,7 @@ async def top_up_rar_and_suspension_asr(apart: Apart, ocs: Ocs) -> None:
     OCS knows which DGW holds what; every DGW follows the account changes on the bus."""
     received: list[Message] = []
 
-    def on_server_request(conn: PeerConnection, msg: Message) -> Message:
-        received.append(msg)
-        sid = msg.find(Code.SESSION_ID)
-        assert sid is not None
-        return msg.answer([sid, Avp.u32(Code.RESULT_CODE, 2001), *CLIENT.identity()])
+    on_server_request = answering(received)
 
     def got(command: int) -> list[str]:
         return [str(m.session_id) for m in received if m.code == command]
