@@ -44,8 +44,8 @@ def ensure_simulator() -> None:
 
 
 class SmscProcess:
-    def __init__(self, port: int, system_id: str, password: str) -> None:
-        self.port, self.system_id, self.password = port, system_id, password
+    def __init__(self, port: int, system_id: str, password: str, host: str = "127.0.0.1") -> None:
+        self.port, self.system_id, self.password, self.host = port, system_id, password, host
         self.events: list[Event] = []
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[str] | None = None
@@ -58,6 +58,8 @@ class SmscProcess:
             [
                 "node",
                 str(SMSC_DIR / "smsc.js"),
+                "--host",
+                self.host,
                 "--port",
                 str(self.port),
                 "--system-id",
