@@ -17,9 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kind_stack import HERE, KindStack
-
-NODE = "cellcelly-node"
-TAINT = "cellcelly.io/real-node"
+from test_node import NODE, TAINT  # the node's name and taint, as scripts/k8s.sh makes them
 
 
 def _set_json(key: str, value: object) -> tuple[str, str]:
@@ -54,12 +52,7 @@ class NodeStack(KindStack):
     def drop_forwards(self) -> None:
         """No port-forwards here."""
 
-    # --- what a pod can be asked ---
-    def exec(self, component: str, *command: str, timeout: float = 120) -> str:
-        return self.kubectl(
-            "exec", f"deployment/{self.name}-{component}", "--", *command, timeout=timeout
-        ).stdout
-
+    # --- what the stack's pods and status tell ---
     def audit(self) -> dict[str, Any]:
         """`cellcelly reconcile --check` in an OCS pod (its VoltDB and record logins): the record's
         balances against the store's, and what waits in the outbox."""
