@@ -53,11 +53,10 @@ from test_cache_hazelcast import hazelcast_member  # noqa: F401 - the module's H
 from cellcelly.adapters.balance_voltdb import VoltBalanceStore
 from cellcelly.adapters.cache_hazelcast import HazelcastCache
 from cellcelly.adapters.sql import SqlRecords
-from cellcelly.application.reconcile import account_from_record
+from cellcelly.application.reconcile import audit
 from cellcelly.diameter.codec import Message
 from cellcelly.diameter.constants import Cmd
 from cellcelly.diameter.peer import connect
-from cellcelly.domain.account import Account
 from cellcelly.ocs.app import API
 from cellcelly.settings import DEFAULT_CATALOGUE
 from cellcelly.traffic.generator import TrafficConfig
@@ -340,11 +339,6 @@ def cached_subscribers(member: str, msisdns: list[str]) -> dict[str, str]:
         watcher.close()
 
 
-def view(account: Account | None) -> tuple[str, int, dict[str, int]]:
-    assert account is not None
-    return account.status.value, account.wallet, {b.id: b.remaining for b in account.buckets.values()}
-
-
 async def test_the_stack_apart_charges_fails_over_and_tells_once(
     broker: KafkaServer,
     kafka_users: dict[str, str],
@@ -515,21 +509,13 @@ async def test_the_stack_apart_charges_fails_over_and_tells_once(
         store = VoltBalanceStore(volt, username=volt_login["username"], password=volt_login["password"])
         try:
             everyone = [m for m, _ in people] + [SIGNED_UP]
+            for msisdn in everyone:
+                assert records.get_subscriber(msisdn) is not None, msisdn
             deadline = time.monotonic() + 90
-            while True:
-                now = int(time.time())
-                differ = {}
-                for msisdn in everyone:
-                    subscriber = records.get_subscriber(msisdn)
-                    assert subscriber is not None, msisdn
-                    got = view(account_from_record(records, msisdn, subscriber.status, now))
-                    want = view(store.get(msisdn))
-                    if got != want:
-                        differ[msisdn] = (got, want)
-                if not differ and store.outbox_size() == 0:
-                    break
-                assert time.monotonic() < deadline, f"record != VoltDB (record, store): {differ}"
+            while not (found := audit(store, records)).settled_and_equal:
+                assert time.monotonic() < deadline, f"record != VoltDB (record, store): {found}"
                 await asyncio.sleep(1.0)
+            assert found.subscribers == len(everyone), found
             with records.engine.connect() as conn:
                 usage = conn.execute(
                     text("SELECT count(*) FROM usage_records WHERE msisdn >= :a AND msisdn < :b"),
