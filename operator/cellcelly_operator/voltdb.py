@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from cellcelly_operator.labels import Manifest, metadata
 from cellcelly_operator.spec import Stack
 from cellcelly_operator.workloads import (
@@ -28,6 +30,8 @@ ROOT = "/var/voltdb"
 USER = "cellcelly"
 PASSWORD_PLACEHOLDER = "@VOLTDB_PASSWORD@"  # replaced from the pod's env before `voltdb init`
 PASSWORD_VAR = "VOLTDB_PASSWORD"
+# what a k-factor 0 pod has to pause the database and write its snapshot before it stops
+DRAIN_GRACE_SECONDS = 120
 
 
 def deployment_xml(stack: Stack) -> str:
@@ -107,6 +111,15 @@ def start_script(stack: Stack) -> str:
     )
 
 
+def drained_on_stop(stack: Stack) -> bool:
+    """Without k-safety a stopped node takes the database with it, and the community edition has no
+    command log: what changed since the last periodic snapshot would be lost. So such a pod's
+    preStop pauses the database and saves a snapshot where `voltdb start` recovers from, and a drain
+    (or a rolling update) loses no balance. With k >= 1 the others go on serving: a pause would stop
+    them all, so nothing is done."""
+    return stack.spec.voltdb.kfactor == 0
+
+
 def build(stack: Stack) -> list[Manifest]:
     volt = stack.spec.voltdb
     if volt.mode != "managed":
@@ -139,11 +152,15 @@ def build(stack: Stack) -> list[Manifest]:
             {"name": "config", "mountPath": "/etc/voltdb", "readOnly": True},
         ],
     }
-    pod_spec = {
+    pod_spec: dict[str, Any] = {
         "securityContext": pod_security(VOLTDB_UID),
         "containers": [container],
         "volumes": [{"name": "config", "configMap": {"name": config_name}}],
     }
+    if drained_on_stop(stack):
+        drain = ["voltdb", "drain", f"--dir={ROOT}", f"--user={USER}"]
+        container["lifecycle"] = {"preStop": {"exec": {"command": drain}}}
+        pod_spec["terminationGracePeriodSeconds"] = DRAIN_GRACE_SECONDS
     ports = [
         ("client", CLIENT_PORT, "TCP"),
         ("admin", ADMIN_PORT, "TCP"),
@@ -161,6 +178,7 @@ def build(stack: Stack) -> list[Manifest]:
             pod_spec=pod_spec,
             claims=[pvc_template(stack, COMPONENT, volt.storage)],
         ),
-        # k-factor k survives k lost nodes, so exactly that many may be disrupted at once
-        pdb(stack, COMPONENT, volt.kfactor),
+        # k-factor k survives k lost nodes, so that many may be disrupted at once; with k = 0 one
+        # may go (its preStop saves the data first), or a one-node drain could never finish
+        pdb(stack, COMPONENT, max(volt.kfactor, 1)),
     ]

@@ -174,6 +174,30 @@ def test_voltdb_kfactor_hostcount_and_start_args() -> None:
     )
     assert pdb["spec"]["maxUnavailable"] == 2  # k-factor 2 survives two lost nodes
     assert len(voltdb.servers(stack).split(",")) == 5
+    # k-safe: the other nodes serve while one stops, so its stop must not pause them all
+    assert "lifecycle" not in sts["spec"]["template"]["spec"]["containers"][0]
+
+
+def voltdb_parts(manifests: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    sts = next(m for m in manifests if m["kind"] == "StatefulSet" and m["metadata"]["name"] == "demo-voltdb")
+    pdb = next(
+        m for m in manifests if m["kind"] == "PodDisruptionBudget" and m["metadata"]["name"] == "demo-voltdb"
+    )
+    return sts["spec"]["template"]["spec"], pdb["spec"]
+
+
+def test_voltdb_without_k_safety_saves_a_snapshot_before_it_stops_and_may_be_drained() -> None:
+    """k-factor 0 (the small stack, one node): a drain evicts the pod, so the PDB allows one, and
+    the pod's preStop pauses the database and writes the snapshot `voltdb start` recovers from."""
+    _, manifests = build("small")
+    pod, pdb = voltdb_parts(manifests)
+    assert pdb["maxUnavailable"] == 1  # was 0: `kubectl drain` of the one node waited forever
+    (container,) = pod["containers"]
+    drain = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert drain == ["voltdb", "drain", "--dir=/var/voltdb", "--user=cellcelly"]
+    assert pod["terminationGracePeriodSeconds"] >= 60  # the pause and the snapshot, not 30 s
+    # the wrapper reads the password the start script uses, from the same Secret
+    assert any(e["name"] == "VOLTDB_PASSWORD" for e in container["env"])
 
 
 def test_managed_oracle_reads_its_password_from_a_secret() -> None:
