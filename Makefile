@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit integration bench e2e-local images clean
+.PHONY: run test lint typecheck unit integration bench bench-check e2e-local images clean
 
 $(STAMP): pyproject.toml operator/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ integration: $(STAMP)
 bench: $(STAMP)
 	PYTHONPATH=tools $(PY) -m cellcelly_dev.bench
 	PYTHONPATH=tools $(PY) -m cellcelly_dev.operator_bench --stacks 50
+
+## `make bench`'s rows against this machine's bench/reference.json: fails on a row > 25% below (ratios to baselines first)
+bench-check: $(STAMP)
+	PYTHONPATH=tools $(PY) -m cellcelly_dev.bench --check
 
 ## the e2e scenario against the embedded stack (cellcelly run under a supervisor); on kind: e2e/README.md
 e2e-local: $(STAMP)

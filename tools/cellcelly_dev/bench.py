@@ -38,7 +38,8 @@ from cellcelly.domain.units import Service
 from cellcelly.ports.balance_store import BalanceStore, Commit
 from cellcelly.runtime import tune_gc
 from cellcelly.settings import DEFAULT_CATALOGUE
-from cellcelly_dev import with_tools_path
+from cellcelly_dev import benchcheck, benchplot, with_tools_path
+from cellcelly_dev.benchcheck import link_baseline
 from cellcelly_dev.benchhttp import drive
 from cellcelly_dev.benchstats import summarise
 from cellcelly_dev.devservers import free_port
@@ -116,6 +117,7 @@ def bench_in_process(seconds: float, subscribers: int) -> list[dict[str, Any]]:
         results.append(
             _loop("in-process charging (OCS engine + embedded store)", seconds, charging, len(requests))
         )
+        link_baseline(results[1], results[0])
         store.close()
     return results
 
@@ -172,6 +174,8 @@ def bench_voltdb(seconds: float, subscribers: int) -> list[dict[str, Any]]:
                 server = {"VoltDB": voltdb} if voltdb is not None else {}
                 results.append(uvloop.run(_concurrently(names[2], seconds, raw, store.leave_loop, server)))
             results.append(_bench_wire_ocs(names[3], servers, seconds, subscribers, server))
+            link_baseline(results[1], results[0])
+            link_baseline(results[3], results[2])
             return results
     except VoltDBUnavailable as exc:
         reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else "unavailable"
@@ -473,6 +477,7 @@ def bench_http(seconds: float, subscribers: int, connections: int) -> list[dict[
                     drive(port, seconds, connections, _sessions(subscribers, noop, 10_000_000 * noop))
                 )
                 results.append(summarise(name, ops, secs, lat, errors))
+            link_baseline(results[1], results[0])
             return results
         finally:
             with contextlib.suppress(OSError):
@@ -593,11 +598,28 @@ def bench_e2e(seconds: float, subscribers: int, rates: tuple[float, ...]) -> lis
                             "errors": report["timeouts"] + report["errors"],
                             "shed_sessions": report["sessions_shed"],
                             "result_counts": report["result_counts"],
+                            "offered_sessions_per_s": rate,
+                            "sessions_started": report["sessions_started"],
                         }
                     )
             finally:
                 _stop(*procs)
+    # each path beside the `dgw --noop` baseline at the same offered load (the check's figure)
+    baseline = {r["offered_sessions_per_s"]: r for r in results[: len(rates)]}
+    for row in results[len(rates) :]:
+        link_baseline(row, baseline.get(row["offered_sessions_per_s"]))
     return results
+
+
+def ccrs_per_session() -> float:
+    """CCRs a session of `cellcelly traffic`'s default mix, which the e2e rows run: voice and data
+    send an initial, 2-4 updates and a terminate, SMS one event (4.2 with 40:40:20)."""
+    from cellcelly.traffic.generator import SERVICES, TrafficConfig
+
+    config = TrafficConfig()
+    low, high = config.updates
+    each = {service: 1.0 if service == "sms" else 2 + (low + high) / 2 for service in SERVICES}
+    return round(sum(w * each[s] for s, w in zip(SERVICES, config.mix, strict=True)) / sum(config.mix), 3)
 
 
 def _table(results: list[dict[str, Any]]) -> str:
@@ -619,13 +641,31 @@ def main(argv: list[str] | None = None) -> int:
         choices=["in-process", "voltdb", "http", "codec", "e2e", "events", "selfcare"],
         default=None,
     )
-    parser.add_argument("--rates", default="750,2000", help="e2e offered loads, sessions/s")
+    parser.add_argument(
+        "--rates",
+        default="500,750,1000,1500,2000",
+        help="e2e offered loads, sessions/s (~4.2 CCRs a session): the knee lies between 750 and 1500 here",
+    )
+    parser.add_argument(
+        "--e2e-seconds",
+        type=float,
+        default=None,
+        help="seconds of each e2e load (default: --seconds, at most 6, as the reference was measured)",
+    )
     parser.add_argument("--output", type=Path, default=Path("bench/results/latest.json"))
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="after the run, exit non-zero if a row fell more than 25%% below the reference",
+    )
+    parser.add_argument("--reference", type=Path, default=Path("bench/reference.json"))
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         serve(args.serve)
         return 0
+    # read before the run: a missing or broken reference should not cost a whole run
+    reference = json.loads(args.reference.read_text()) if args.check else None
     results: list[dict[str, Any]] = []
     if args.only in (None, "in-process"):
         results += bench_in_process(args.seconds, args.subscribers)
@@ -636,10 +676,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "codec"):
         from cellcelly_dev.bench_codec import bench_codec
 
-        results += bench_codec(min(args.seconds, 2.0))
+        codec = bench_codec(min(args.seconds, 2.0))
+        _link_codec(codec)
+        results += codec
     if args.only in (None, "e2e"):
         rates = tuple(float(r) for r in args.rates.split(","))
-        results += bench_e2e(args.seconds, min(args.subscribers, 10_000), rates)
+        e2e_seconds = args.e2e_seconds if args.e2e_seconds is not None else min(args.seconds, 6.0)
+        results += bench_e2e(e2e_seconds, min(args.subscribers, 10_000), rates)
     if args.only in (None, "events"):
         from cellcelly_dev.bench_events import bench_events
 
@@ -667,7 +710,8 @@ def main(argv: list[str] | None = None) -> int:
     http = [r for r in results if r["name"].startswith("HTTP")]
     if len(http) == 2:
         ratios["HTTP charging / HTTP baseline"] = round(http[1]["ops_per_s"] / http[0]["ops_per_s"], 3)
-    report = {
+    report: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -676,8 +720,11 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "ratios": ratios,
     }
+    if any(r["name"].startswith("Diameter e2e") for r in results):
+        report["e2e"] = {"ccrs_per_session": ccrs_per_session()}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2))
+    picture = benchplot.page(report)
     sys.stdout.write(_table(results) + "\n")
     for r in results:
         if "cpu_us_per_op" in r:
@@ -686,7 +733,27 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in ratios.items():
         sys.stdout.write(f"ratio {k}: {v}\n")
     sys.stdout.write(f"(written to {args.output})\n")
+    if picture is not None:
+        html = args.output.with_name("latency.html")
+        html.write_text(picture)
+        sys.stdout.write(f"latency picture: {html}\n")
+    if reference is not None:
+        findings = benchcheck.compare(report, reference)
+        sys.stdout.write(f"\nagainst {args.reference}:\n{benchcheck.render(findings)}\n")
+        return 1 if any(f.failed for f in findings) else 0
     return 0
+
+
+def _link_codec(rows: list[dict[str, Any]]) -> None:
+    """Each of our codec rows beside python-diameter's decode or encode of the same bytes."""
+
+    def kind(row: dict[str, Any]) -> str:
+        return "decode" if "decode" in row["name"] else "encode"
+
+    theirs = {kind(r): r for r in rows if r["name"].startswith("codec baseline")}
+    for row in rows:
+        if row["name"].startswith("codec: "):
+            link_baseline(row, theirs.get(kind(row)))
 
 
 if __name__ == "__main__":
