@@ -114,11 +114,18 @@ class CatalogueFollower:
             self._thread.join(timeout=self._interval + 5)
 
     def _run(self) -> None:
+        failing = False
         while not self._stop.wait(self._interval):
             try:
                 self.poll()
-            except Exception:  # a record briefly away must not end the follower: next poll retries
-                log.warning("catalogue poll failed", exc_info=True)
+            except Exception as exc:  # a record briefly away must not end the follower: next poll retries
+                # the traceback once a streak: a record away for minutes would fill the log with copies
+                log.warning("catalogue poll failed", extra={"error": repr(exc)}, exc_info=not failing)
+                failing = True
+            else:
+                if failing:
+                    log.info("catalogue poll works again")
+                failing = False
 
     def poll(self) -> bool:
         """Adopt the version in force if it is not this holder's; whether it changed anything."""

@@ -29,18 +29,26 @@ async def run_until_stopped(
     """Run `step` until `stop` is set. A step returns how long to idle before the next (0: at once);
     a step that raises is retried after `backoff[0]` seconds, doubling up to `backoff[1]`."""
     delay = backoff[0]
+    failing = False
     while not stop.is_set():
         try:
             idle = await step()
         except Exception as exc:  # noqa: BLE001 - a back end is down: wait and retry, nothing is lost
             if on_failure is not None:
                 on_failure()
+            # the traceback once a streak: a back end away for minutes would fill the log with copies
             log.warning(
-                f"{name}: step failed, retrying", extra={"in": delay, "error": repr(exc)}, exc_info=True
+                f"{name}: step failed, retrying",
+                extra={"in": delay, "error": repr(exc)},
+                exc_info=not failing,
             )
+            failing = True
             await wait_or_stop(stop, delay)
             delay = min(delay * 2, backoff[1])
             continue
+        if failing:
+            log.info(f"{name}: steps work again")
+        failing = False
         delay = backoff[0]
         if idle > 0:
             await wait_or_stop(stop, idle)
