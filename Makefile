@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit integration bench bench-check e2e-local images clean
+.PHONY: run test lint typecheck unit integration bench bench-check profile e2e-local images clean
 
 $(STAMP): pyproject.toml operator/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ bench: $(STAMP)
 ## `make bench`'s rows against this machine's bench/reference.json: fails on a row > 25% below (ratios to baselines first)
 bench-check: $(STAMP)
 	PYTHONPATH=tools $(PY) -m cellcelly_dev.bench --check
+
+## where a CCR's CPU goes in the DGW and the OCS (py-spy on the two-process path) into docs/profile-ccr.md
+profile: $(STAMP)
+	PYTHONPATH=tools $(PY) -m cellcelly_dev.profile_ccr
 
 ## the e2e scenario against the embedded stack (cellcelly run under a supervisor); on kind: e2e/README.md
 e2e-local: $(STAMP)

@@ -535,24 +535,46 @@ def _stop(*procs: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def e2e_env(data: Path, dgw: int, wire: int, http: int) -> dict[str, str]:
+    """The environment of the e2e servers (and the generator) on the provisioned `data`: the DGW on
+    `dgw` charging through the OCS's wire transport on `wire`, the OCS's HTTP API on `http`."""
+    return {
+        **os.environ,
+        "CELLCELLY_DATA_DIR": str(data),
+        "CELLCELLY_LOG_LEVEL": "WARNING",
+        "CELLCELLY_OCS_PORT": str(http),
+        "CELLCELLY_OCS_WIRE_PORT": str(wire),
+        "CELLCELLY_DGW_PORT": str(dgw),
+        "CELLCELLY_DGW_OCS_ENDPOINTS": f"127.0.0.1:{wire}",
+        "CELLCELLY_OCS_API_KEY": OCS_KEY,  # the OCS and the DGW share it
+        "CELLCELLY_DGW_ALLOWED_PEERS": "traffic.cellcelly.local",  # `cellcelly traffic`
+        "CELLCELLY_ADMIN_TOKEN": "bench",
+    }
+
+
+def traffic_command(dgw: int, rate: float, seconds: float, subscribers: int) -> list[str]:
+    """`cellcelly traffic` at a fixed offered load (sessions/s) on the provisioned subscribers,
+    printing its report as JSON."""
+    args = ["traffic", "--port", str(dgw), "--rate", str(rate), "--duration", str(seconds)]
+    args += [
+        "--subscribers",
+        str(subscribers),
+        "--first-msisdn",
+        "5000000000",
+        "--connections",
+        "4",
+        "--json",
+    ]
+    return [sys.executable, "-m", "cellcelly.cli", *args]
+
+
 def bench_e2e(seconds: float, subscribers: int, rates: tuple[float, ...]) -> list[dict[str, Any]]:
     """CCRs through DGW → OCS → store with `cellcelly traffic`'s generator (this process) as the
     network, at fixed offered loads (sessions/s; about 4.2 CCRs a session with the default mix)."""
     results: list[dict[str, Any]] = []
     with provisioned_data_dir(subscribers) as data:
         dgw, wire, http = free_port(), free_port(), free_port()
-        env = {
-            **os.environ,
-            "CELLCELLY_DATA_DIR": str(data),
-            "CELLCELLY_LOG_LEVEL": "WARNING",
-            "CELLCELLY_OCS_PORT": str(http),
-            "CELLCELLY_OCS_WIRE_PORT": str(wire),
-            "CELLCELLY_DGW_PORT": str(dgw),
-            "CELLCELLY_DGW_OCS_ENDPOINTS": f"127.0.0.1:{wire}",
-            "CELLCELLY_OCS_API_KEY": OCS_KEY,  # the OCS and the DGW share it
-            "CELLCELLY_DGW_ALLOWED_PEERS": "traffic.cellcelly.local",  # `cellcelly traffic` below
-            "CELLCELLY_ADMIN_TOKEN": "bench",
-        }
+        env = e2e_env(data, dgw, wire, http)
         topologies: list[tuple[str, list[tuple[list[str], list[int]]]]] = [
             ("baseline: the same DGW answering without charging (dgw --noop)", [(["dgw", "--noop"], [dgw])]),
             ("DGW -> OCS (wire) -> store, two processes", [(["ocs"], [wire, http]), (["dgw"], [dgw])]),
@@ -563,24 +585,8 @@ def bench_e2e(seconds: float, subscribers: int, rates: tuple[float, ...]) -> lis
             try:
                 for rate in rates:
                     # the generator in a process of its own, as the network would be
-                    args = [
-                        "traffic",
-                        "--port",
-                        str(dgw),
-                        "--rate",
-                        str(rate),
-                        "--duration",
-                        str(seconds),
-                        "--subscribers",
-                        str(subscribers),
-                        "--first-msisdn",
-                        "5000000000",
-                        "--connections",
-                        "4",
-                        "--json",
-                    ]
                     done = subprocess.run(
-                        [sys.executable, "-m", "cellcelly.cli", *args],
+                        traffic_command(dgw, rate, seconds, subscribers),
                         env=env,
                         capture_output=True,
                         check=True,

@@ -1,0 +1,106 @@
+"""The profile of one CCR (issue 16): py-spy's collapsed stacks to categories and µs per CCR, each
+sample decided by its leaf-most categorised frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cellcelly_dev import profile_ccr
+from cellcelly_dev.stackprofile import (
+    DECODE,
+    ENCODE,
+    ENGINE,
+    LOGGING,
+    LOOP,
+    MAPPING,
+    OTHER,
+    STORE,
+    WIRE,
+    category_of,
+    parse_frame,
+    profile,
+    render,
+)
+
+pytestmark = pytest.mark.unit
+
+ROOT = "<module> (cellcelly/cli.py:10);run (asyncio/runners.py:118)"
+CODEC = "cellcelly/diameter/codec.py"
+# 100 samples: 11 lines of stacks, py-spy's raw format (root first, the count last)
+STACKS = f"""\
+{ROOT};_frame (cellcelly/diameter/peer.py:300);decode ({CODEC}:610);decode_avps ({CODEC}:460) 30
+{ROOT};decode_avps ({CODEC}:470);__init__ ({CODEC}:265) 10
+{ROOT};build_cca (cellcelly/dgw/gy.py:230);u32 ({CODEC}:279);__init__ ({CODEC}:265) 8
+{ROOT};build_cca (cellcelly/dgw/gy.py:240) 7
+{ROOT};data_received (cellcelly/ocs/wire.py:120);charge (cellcelly/domain/charging.py:50) 15
+{ROOT};charge (cellcelly/domain/charging.py:50);warning (logging/__init__.py:1500) 5
+{ROOT};transact (cellcelly/adapters/balance_embedded.py:130);__init__ (<string>:2) 10
+{ROOT};_flush (cellcelly/dgw/ocs_client.py:140);write (asyncio/selector_events.py:1000) 4
+{ROOT};_flush (cellcelly/dgw/ocs_client.py:141) 3
+{ROOT} 6
+<module> (cellcelly/cli.py:10);main (somewhere/else.py:1) 2
+not a stack line
+"""
+
+
+def test_each_sample_goes_to_its_leaf_most_categorised_frame() -> None:
+    prof = profile(STACKS)
+    assert prof.samples == 100
+    assert prof.by_category == {
+        DECODE: 40,  # an AVP's constructor is passed over: decode_avps called it
+        ENCODE: 8,  # called from build_cca through Avp.u32: encoding
+        MAPPING: 7,
+        ENGINE: 15,  # the engine inside the wire server: the engine
+        LOGGING: 5,  # logging inside the engine: logging
+        STORE: 10,  # a dataclass __init__ (no category) counts for the store that called it
+        WIRE: 3,
+        LOOP: 4 + 6,  # the loop's own C code shows as asyncio's frame being the leaf
+        OTHER: 2,
+    }
+    assert prof.share(DECODE) == pytest.approx(0.40)
+
+
+def test_self_samples_count_the_leaf_function() -> None:
+    prof = profile(STACKS)
+    assert prof.self_samples.most_common(2) == [
+        ("decode_avps (cellcelly/diameter/codec.py)", 30),
+        ("__init__ (cellcelly/diameter/codec.py)", 10 + 8),  # by function, whatever called it
+    ]
+    assert prof.self_samples["charge (cellcelly/domain/charging.py)"] == 15
+
+
+def test_frames_with_and_without_line_numbers_and_full_paths() -> None:
+    assert parse_frame("Gateway.__call__ (cellcelly/dgw/gateway.py:88)") == (
+        "Gateway.__call__",
+        "cellcelly/dgw/gateway.py",
+    )
+    assert parse_frame("wait_for (asyncio/tasks.py)") == ("wait_for", "asyncio/tasks.py")
+    full = "/usr/lib/python3.11/asyncio/tasks.py"
+    assert category_of([("x", "cellcelly/cli.py"), ("wait_for", full)]) == LOOP
+    # a "/" boundary: pytest_asyncio is not asyncio, a codec.py elsewhere not the Diameter codec
+    assert category_of([("f", "pytest_asyncio/plugin.py"), ("g", "other/diameter/codec.py")]) == OTHER
+
+
+def test_render_gives_shares_and_microseconds_per_ccr() -> None:
+    table = render(profile(STACKS), cpu_us_per_ccr=200.0, top=3)
+    lines = table.splitlines()
+    # largest category first, its µs per CCR its share of the process's 200 µs
+    assert lines[2] == f"| {DECODE} | 40.0% | 80.0 |"
+    assert f"| {ENGINE} | 15.0% | 30.0 |" in lines
+    assert "| **all** (100 samples) | 100% | 200.0 |" in lines
+    assert "| `decode_avps (cellcelly/diameter/codec.py)` | 30 | 30.0% | 60.0 |" in lines
+    assert len([line for line in lines if line.startswith("| `")]) == 3
+
+
+def test_the_doc_keeps_what_is_above_the_marker(tmp_path: Path) -> None:
+    doc = tmp_path / "profile.md"
+    profile_ccr.write_doc(doc, "first run\n")
+    assert doc.read_text().startswith(profile_ccr.INTRO)
+    doc.write_text(doc.read_text().replace("Where the CPU", "Hand-written. Where the CPU"))
+    profile_ccr.write_doc(doc, "second run\n")
+    text = doc.read_text()
+    assert "Hand-written. Where the CPU" in text
+    assert text.endswith(f"{profile_ccr.MARKER}\n\nsecond run\n")
+    assert "first run" not in text

@@ -1,0 +1,236 @@
+"""`make profile`: where a CCR's CPU goes in the DGW and in the OCS (issue 16), into docs/profile-ccr.md.
+
+The two-process path exactly as `make bench`'s e2e row runs it (`cellcelly ocs`, `cellcelly dgw`
+on a provisioned embedded store, `cellcelly traffic` in a process of its own at a fixed offered
+load), with py-spy recording each server meanwhile. py-spy runs `--nonblocking`: it reads the
+stacks without stopping the process, 500 times a second; stopping it for each sample would add
+pauses to the very latencies and CPU we measure, and an occasional torn stack (py-spy counts them
+as errors) costs a statistical profile nothing. Each process's CPU seconds over the run
+(/proc/PID/stat) divided by the CCRs answered gives its µs per CCR, which the categories' shares
+of the samples split (`stackprofile`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import resource
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cellcelly_dev.bench import (
+    _cpu_seconds,
+    _start,
+    _stop,
+    ccrs_per_session,
+    e2e_env,
+    provisioned_data_dir,
+    traffic_command,
+)
+from cellcelly_dev.devservers import free_port
+from cellcelly_dev.stackprofile import profile, render
+
+log = logging.getLogger(__name__)
+
+# the doc above this line is kept (hand-written), below it rewritten by each run
+MARKER = "<!-- make profile (tools/cellcelly_dev/profile_ccr.py) rewrites the doc below this line. -->"
+INTRO = """# Profile of one CCR (issue 16)
+
+Where the CPU of a CCR goes in the DGW and in the OCS on the two-process Diameter path. Made again
+with `make profile`, which rewrites everything below the marker line.
+"""
+RATE_HZ = 500
+WARM_UP_S = 2.0  # a short load first: imports, caches and the store's first touches are not a CCR's
+
+
+@dataclass
+class Recording:
+    """One server's run: its CPU seconds over the run, the raw stacks file and py-spy's counts."""
+
+    cpu_s: float
+    stacks: Path
+    spy_summary: str
+
+
+def py_spy() -> str:
+    """The venv's py-spy (beside this interpreter), else one on PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    found = str(beside) if beside.exists() else shutil.which("py-spy")
+    if found is None:
+        raise SystemExit("py-spy not found: pip install py-spy (it is in the dev extras)")
+    return found
+
+
+def spy_command(pid: int, seconds: int, out: Path) -> list[str]:
+    return [
+        py_spy(),
+        "record",
+        "--format",
+        "raw",
+        "--rate",
+        str(RATE_HZ),
+        "--nonblocking",
+        "-d",
+        str(seconds),
+        "-p",
+        str(pid),
+        "-o",
+        str(out),
+    ]
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's children reaped so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def record(
+    rate: float, seconds: int, subscribers: int, out_dir: Path
+) -> tuple[dict[str, Any], dict[str, Recording], dict[str, float]]:
+    """The generator's JSON report, each server's recording of one run, and the CPU seconds the
+    generator and the two py-spy took meanwhile (they share the two cores with the servers)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with provisioned_data_dir(subscribers) as data:
+        dgw_port, wire, http = free_port(), free_port(), free_port()
+        env = e2e_env(data, dgw_port, wire, http)
+        ocs = _start(["ocs"], env, [wire, http])
+        dgw = _start(["dgw"], env, [dgw_port])
+        try:
+            warm = traffic_command(dgw_port, rate, WARM_UP_S, subscribers)
+            subprocess.run(warm, env=env, capture_output=True, check=True)
+            pids = {"DGW": dgw.pid, "OCS": ocs.pid}
+            files = {who: out_dir / f"profile-{who.lower()}.txt" for who in pids}
+            for file in files.values():
+                file.unlink(missing_ok=True)  # a failed py-spy must not leave the last run's stacks
+            before, reaped = _cpu_seconds(pids), _children_cpu()
+            generator = subprocess.Popen(
+                traffic_command(dgw_port, rate, seconds, subscribers),
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            spies = {
+                who: subprocess.Popen(
+                    spy_command(pid, seconds, files[who]), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                )
+                for who, pid in pids.items()
+            }
+            out, err = generator.communicate(timeout=seconds + 120)
+            after, generated = _cpu_seconds(pids), _children_cpu()
+            if generator.returncode != 0:
+                raise RuntimeError(f"cellcelly traffic failed: {err.decode()[-2000:]}")
+            said = {who: spy.communicate(timeout=60)[0].decode() for who, spy in spies.items()}
+            others = {
+                "the generator (with its start-up)": generated - reaped,
+                "the two py-spy": _children_cpu() - generated,
+            }
+        finally:
+            _stop(dgw, ocs)
+    recordings = {
+        who: Recording(after[who] - before[who], files[who], _spy_summary(said[who])) for who in pids
+    }
+    return json.loads(out), recordings, others
+
+
+def _spy_summary(output: str) -> str:
+    """py-spy's "Samples: N Errors: M", or its last line when it failed."""
+    m = re.search(r"Samples: \d+ Errors: \d+", output)
+    if m:
+        return m[0]
+    lines = output.strip().splitlines()
+    return f"py-spy failed: {lines[-1] if lines else 'no output'}"
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
+def section(
+    command: str,
+    rate: float,
+    report: dict[str, Any],
+    recordings: dict[str, Recording],
+    others: dict[str, float],
+    loads: tuple[str, str],
+) -> str:
+    """The markdown of one run, below the marker."""
+    answers = report["answers"]
+    lat = report["latency_ms"]
+    lines = [
+        f"## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        "",
+        f"- command: `{command}`",
+        f"- machine: {os.cpu_count()} CPUs; load average (1, 5, 15 min) {loads[0]} at the start, "
+        f"{loads[1]} at the end",
+        f"- offered: {rate:.0f} sessions/s (~{rate * ccrs_per_session():,.0f} CCR/s at "
+        f"{ccrs_per_session()} CCRs a session) for {report['duration_s']:.1f} s; achieved "
+        f"{report['ccr_per_s']:,.0f} CCR/s ({answers:,} answered, {report['timeouts']} timeouts, "
+        f"{report['errors']} errors, {report['sessions_shed']} sessions shed), "
+        f"p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms",
+        f"- sampler: `py-spy record --format raw --rate {RATE_HZ} --nonblocking -d SECONDS -p PID` on each "
+        "server (non-idle samples only)",
+        "- CPU-s over the run beside the servers': "
+        + ", ".join(f"{who} {cpu:.2f}" for who, cpu in others.items()),
+    ]
+    for who, rec in recordings.items():
+        per_ccr = rec.cpu_s / answers * 1e6 if answers else None
+        stacks = rec.stacks.read_text() if rec.stacks.exists() else ""
+        cost = f"{per_ccr:.1f} µs of CPU per CCR" if per_ccr is not None else "no CCR answered"
+        lines += [
+            "",
+            f"### {who} (`cellcelly {who.lower()}`): {cost} ({rec.cpu_s:.2f} CPU-s; {rec.spy_summary})",
+            "",
+            render(profile(stacks), per_ccr),
+            "",
+            f"Raw stacks: `{rec.stacks}` (flamegraph.pl or speedscope read them).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_doc(doc: Path, body: str) -> None:
+    """Everything up to and with the marker line kept (or the default intro), `body` below it."""
+    kept = doc.read_text() if doc.exists() else ""
+    head = kept.split(MARKER, 1)[0] if MARKER in kept else INTRO + "\n"
+    doc.write_text(f"{head}{MARKER}\n\n{body}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cellcelly_dev.profile_ccr", description=__doc__)
+    parser.add_argument("--rate", type=float, default=600.0, help="offered sessions/s (~4.2 CCRs a session)")
+    parser.add_argument("--seconds", type=int, default=15, help="seconds of load recorded")
+    parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--doc", type=Path, default=Path("docs/profile-ccr.md"))
+    parser.add_argument("--stacks-dir", type=Path, default=Path("bench/results"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    command = "PYTHONPATH=tools .venv/bin/python -m cellcelly_dev.profile_ccr " + shlex.join(
+        ["--rate", f"{args.rate:g}", "--seconds", str(args.seconds)]
+    )
+    start_load = _load()
+    log.info(
+        "profiling the two-process path at %g sessions/s for %d s (load %s)",
+        args.rate,
+        args.seconds,
+        start_load,
+    )
+    report, recordings, others = record(args.rate, args.seconds, args.subscribers, args.stacks_dir)
+    body = section(command, args.rate, report, recordings, others, (start_load, _load()))
+    write_doc(args.doc, body)
+    sys.stdout.write(body)
+    log.info("written to %s", args.doc)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

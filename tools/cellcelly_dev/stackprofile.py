@@ -1,0 +1,181 @@
+"""Where a process's CPU goes, from py-spy's collapsed stacks (`--format raw`): a pure function.
+
+Each sample is put in one category by its leaf-most frame that belongs to one: a sample in
+`logging` called from the charging engine counts as logging, one in the engine called from the
+wire server as the engine. Frames of no category (the CLI, the event loop's callers) are passed
+over, and a sample with no categorised frame at all is "other". A category's share of the samples
+times the process's CPU µs per CCR gives its µs per CCR (the samples are py-spy's non-idle ones,
+so the shares are shares of CPU time).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+DECODE = "Diameter decode"
+ENCODE = "Diameter encode (AVPs and bytes of the answer)"
+MAPPING = "CCR ↔ charging mapping (dgw/gy.py, diameter/ccr.py)"
+PEER = "Diameter peer and gateway (peer.py, dgw/gateway.py, dgw/server.py)"
+ENGINE = "charging engine (domain, application/charging.py, catalogue)"
+STORE = "balance store (embedded store, its journal records)"
+WIRE = "DGW ↔ OCS wire (ocs/wire.py, dgw/ocs_client.py)"
+EVENTS = "events, outbox, relay, bus"
+LOGGING = "logging"
+LOOP = "asyncio/uvloop, threads and sockets"
+OTHER = "other"
+
+# the codec's AVP-building calls (an answer's AVPs) and its byte encoding; the rest of it is decoding
+_ENCODING = frozenset(
+    {"encode", "u32", "u64", "i32", "i64", "utf8", "octets", "address", "time", "grouped", "answer"}
+)
+# the balance store's outbox side, which the relay drives
+_OUTBOX = frozenset(
+    {
+        "outbox",
+        "outbox_parts",
+        "outbox_size",
+        "ack",
+        "_ack_upto",
+        "_ack_exact",
+        "_trim",
+        "outbox_async",
+        "outbox_parts_async",
+        "outbox_size_async",
+        "ack_async",
+    }
+)
+_EVENT_FORMS = frozenset({"event_to_dict", "lifecycle_event", "event_from_dict", "event_from_fields"})
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Frames of `path` (a file, or a package ending in "/", matched at a "/" boundary), of the
+    given functions only when some are given, are of `category`; None: passed over, so that a
+    helper both sides call (an AVP's constructor) counts for its caller."""
+
+    category: str | None
+    path: str
+    functions: frozenset[str] = field(default_factory=frozenset)
+
+    def matches(self, function: str, file: str) -> bool:
+        if self.functions and function not in self.functions:
+            return False
+        return f"/{self.path}" in f"/{file}"
+
+
+# the first rule that matches a frame decides it: the function-specific ones before their file's
+RULES: tuple[Rule, ...] = (
+    Rule(None, "cellcelly/diameter/codec.py", frozenset({"__init__", "__eq__", "__repr__", "mandatory"})),
+    Rule(ENCODE, "cellcelly/diameter/codec.py", _ENCODING),
+    Rule(DECODE, "cellcelly/diameter/codec.py"),
+    Rule(DECODE, "cellcelly/diameter/constants.py"),
+    Rule(MAPPING, "cellcelly/dgw/gy.py"),
+    Rule(MAPPING, "cellcelly/diameter/ccr.py"),
+    Rule(PEER, "cellcelly/diameter/peer.py"),
+    Rule(PEER, "cellcelly/dgw/gateway.py"),
+    Rule(PEER, "cellcelly/dgw/server.py"),
+    Rule(ENGINE, "cellcelly/domain/"),
+    Rule(ENGINE, "cellcelly/application/charging.py"),
+    Rule(ENGINE, "cellcelly/catalogue_store.py"),
+    Rule(ENGINE, "cellcelly/catalogue/"),
+    Rule(EVENTS, "cellcelly/adapters/balance_embedded.py", _OUTBOX),
+    Rule(EVENTS, "cellcelly/codec.py", _EVENT_FORMS),
+    Rule(EVENTS, "cellcelly/application/relay.py"),
+    Rule(EVENTS, "cellcelly/adapters/bus_embedded.py"),
+    Rule(EVENTS, "cellcelly/adapters/bus_kafka.py"),
+    Rule(EVENTS, "cellcelly/ports/event_bus.py"),
+    Rule(STORE, "cellcelly/adapters/balance_embedded.py"),
+    Rule(STORE, "cellcelly/adapters/balance_voltdb.py"),
+    Rule(STORE, "cellcelly/adapters/voltdb/"),
+    Rule(STORE, "cellcelly/adapters/voltdb_wire.py"),
+    Rule(STORE, "cellcelly/ports/balance_store.py"),
+    Rule(STORE, "cellcelly/codec.py"),
+    Rule(WIRE, "cellcelly/ocs/wire.py"),
+    Rule(WIRE, "cellcelly/dgw/ocs_client.py"),
+    Rule(LOGGING, "logging/"),
+    Rule(LOGGING, "cellcelly/logs.py"),
+    Rule(LOOP, "asyncio/"),
+    Rule(LOOP, "uvloop/"),
+    Rule(LOOP, "socket.py"),
+    Rule(LOOP, "selectors.py"),
+    Rule(LOOP, "ssl.py"),
+    Rule(LOOP, "threading.py"),
+    Rule(LOOP, "queue.py"),
+    Rule(LOOP, "concurrent/futures/"),
+)
+CATEGORIES = (DECODE, ENCODE, MAPPING, PEER, ENGINE, STORE, WIRE, EVENTS, LOGGING, LOOP, OTHER)
+
+# "function (file:line)" or, with py-spy's --nolineno, "function (file)"
+_FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
+
+
+def parse_frame(text: str) -> tuple[str, str]:
+    """(function, file) of one collapsed-stack frame; a frame of another shape is all function."""
+    m = _FRAME.match(text.strip())
+    return (m["function"], m["file"]) if m else (text.strip(), "")
+
+
+def category_of(frames: list[tuple[str, str]]) -> str:
+    """The category of a sample whose frames run from the root to the leaf."""
+    for function, file in reversed(frames):
+        for rule in RULES:
+            if rule.matches(function, file):
+                if rule.category is not None:
+                    return rule.category
+                break  # passed over: its caller decides
+    return OTHER
+
+
+@dataclass
+class Profile:
+    """One process's samples: how many, a count per category, and a count per leaf function."""
+
+    samples: int = 0
+    by_category: Counter[str] = field(default_factory=Counter)
+    self_samples: Counter[str] = field(default_factory=Counter)
+
+    def share(self, category: str) -> float:
+        return self.by_category[category] / self.samples if self.samples else 0.0
+
+
+def profile(collapsed: str) -> Profile:
+    """The Profile of py-spy's collapsed stacks: a line a distinct stack, its frames separated by
+    ";" from the root to the leaf, then a space and its number of samples. Other lines are skipped."""
+    result = Profile()
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = [parse_frame(f) for f in stack.split(";")]
+        result.samples += n
+        result.by_category[category_of(frames)] += n
+        function, file = frames[-1]
+        result.self_samples[f"{function} ({file})" if file else function] += n
+    return result
+
+
+def render(prof: Profile, cpu_us_per_ccr: float | None, top: int = 15) -> str:
+    """Markdown: each category's share of the samples and µs per CCR (largest first), then the
+    `top` functions by samples in the function itself (the stack's leaf)."""
+
+    def us(share: float) -> str:
+        return f"{share * cpu_us_per_ccr:.1f}" if cpu_us_per_ccr is not None else "—"
+
+    lines = ["| category | share of samples | µs per CCR |", "|---|---:|---:|"]
+    ranked = sorted(CATEGORIES, key=lambda c: (-prof.by_category[c], CATEGORIES.index(c)))
+    for category in ranked:
+        if prof.by_category[category]:
+            share = prof.share(category)
+            lines.append(f"| {category} | {share:.1%} | {us(share)} |")
+    total = f"{cpu_us_per_ccr:.1f}" if cpu_us_per_ccr is not None else "—"
+    lines.append(f"| **all** ({prof.samples} samples) | 100% | {total} |")
+    lines += ["", f"Top {top} functions by self samples:", ""]
+    lines += ["| function (file) | self samples | share | µs per CCR |", "|---|---:|---:|---:|"]
+    for function, n in prof.self_samples.most_common(top):
+        share = n / prof.samples
+        shown = function.replace("|", "\\|")  # a table cell
+        lines.append(f"| `{shown}` | {n} | {share:.1%} | {us(share)} |")
+    return "\n".join(lines)
