@@ -17,6 +17,7 @@ from cellcelly_dev.stackprofile import (
     MAPPING,
     OTHER,
     STORE,
+    WAITING,
     WIRE,
     category_of,
     parse_frame,
@@ -26,28 +27,31 @@ from cellcelly_dev.stackprofile import (
 
 pytestmark = pytest.mark.unit
 
-ROOT = "<module> (cellcelly/cli.py:10);run (asyncio/runners.py:118)"
+ROOT = "<module> (cellcelly/cli.py:10);Runner.run (asyncio/runners.py:118)"
 CODEC = "cellcelly/diameter/codec.py"
-# 100 samples: 11 lines of stacks, py-spy's raw format (root first, the count last)
+SYNCER = "EmbeddedBalanceStore._syncer (cellcelly/adapters/balance_embedded.py:250)"
+# 125 samples, 25 of them waiting: py-spy's raw format (root first, the count last, qualified names)
 STACKS = f"""\
-{ROOT};_frame (cellcelly/diameter/peer.py:300);decode ({CODEC}:610);decode_avps ({CODEC}:460) 30
-{ROOT};decode_avps ({CODEC}:470);__init__ ({CODEC}:265) 10
-{ROOT};build_cca (cellcelly/dgw/gy.py:230);u32 ({CODEC}:279);__init__ ({CODEC}:265) 8
+{ROOT};PeerConnection._frame (cellcelly/diameter/peer.py:3);decode ({CODEC}:610);decode_avps ({CODEC}:460) 30
+{ROOT};decode_avps ({CODEC}:470);Avp.__init__ ({CODEC}:265) 10
+{ROOT};build_cca (cellcelly/dgw/gy.py:230);Avp.u32 ({CODEC}:279);Avp.__init__ ({CODEC}:265) 8
 {ROOT};build_cca (cellcelly/dgw/gy.py:240) 7
-{ROOT};data_received (cellcelly/ocs/wire.py:120);charge (cellcelly/domain/charging.py:50) 15
-{ROOT};charge (cellcelly/domain/charging.py:50);warning (logging/__init__.py:1500) 5
-{ROOT};transact (cellcelly/adapters/balance_embedded.py:130);__init__ (<string>:2) 10
-{ROOT};_flush (cellcelly/dgw/ocs_client.py:140);write (asyncio/selector_events.py:1000) 4
-{ROOT};_flush (cellcelly/dgw/ocs_client.py:141) 3
+{ROOT};WireServerProtocol.data_received (cellcelly/ocs/wire.py:1);charge (cellcelly/domain/charging.py:50) 15
+{ROOT};charge (cellcelly/domain/charging.py:50);Logger.warning (logging/__init__.py:1500) 5
+{ROOT};EmbeddedBalanceStore.transact (cellcelly/adapters/balance_embedded.py:130);__init__ (<string>:2) 10
+{ROOT};_Connection._flush (cellcelly/dgw/ocs_client.py:140);Transport.write (asyncio/selector_events.py:1) 4
+{ROOT};_Connection._flush (cellcelly/dgw/ocs_client.py:141) 3
 {ROOT} 6
 <module> (cellcelly/cli.py:10);main (somewhere/else.py:1) 2
+Thread.run (threading.py:982);{SYNCER};Event.wait (threading.py:629);Condition.wait (threading.py:331) 25
 not a stack line
 """
 
 
 def test_each_sample_goes_to_its_leaf_most_categorised_frame() -> None:
     prof = profile(STACKS)
-    assert prof.samples == 100
+    assert prof.samples == 125
+    assert prof.cpu_samples == 100
     assert prof.by_category == {
         DECODE: 40,  # an AVP's constructor is passed over: decode_avps called it
         ENCODE: 8,  # called from build_cca through Avp.u32: encoding
@@ -58,15 +62,19 @@ def test_each_sample_goes_to_its_leaf_most_categorised_frame() -> None:
         WIRE: 3,
         LOOP: 4 + 6,  # the loop's own C code shows as asyncio's frame being the leaf
         OTHER: 2,
+        WAITING: 25,  # a worker blocked in a timed wait uses no core, whatever py-spy thought
     }
+    # shares of the CPU samples, the waits' of all
     assert prof.share(DECODE) == pytest.approx(0.40)
+    assert prof.share(WAITING) == pytest.approx(0.20)
+    assert category_of([("Thread.run", "threading.py")]) == LOOP
 
 
 def test_self_samples_count_the_leaf_function() -> None:
     prof = profile(STACKS)
     assert prof.self_samples.most_common(2) == [
         ("decode_avps (cellcelly/diameter/codec.py)", 30),
-        ("__init__ (cellcelly/diameter/codec.py)", 10 + 8),  # by function, whatever called it
+        ("Avp.__init__ (cellcelly/diameter/codec.py)", 10 + 8),  # by function, whatever called it
     ]
     assert prof.self_samples["charge (cellcelly/domain/charging.py)"] == 15
 
@@ -90,8 +98,11 @@ def test_render_gives_shares_and_microseconds_per_ccr() -> None:
     assert lines[2] == f"| {DECODE} | 40.0% | 80.0 |"
     assert f"| {ENGINE} | 15.0% | 30.0 |" in lines
     assert "| **all** (100 samples) | 100% | 200.0 |" in lines
+    assert f"| *{WAITING}* | *20.0% of all 125* | |" in lines
     assert "| `decode_avps (cellcelly/diameter/codec.py)` | 30 | 30.0% | 60.0 |" in lines
-    assert len([line for line in lines if line.startswith("| `")]) == 3
+    functions = [line for line in lines if line.startswith("| `")]
+    assert len(functions) == 3
+    assert not any("wait" in line for line in functions)  # waits are no function's CPU
 
 
 def test_the_doc_keeps_what_is_above_the_marker(tmp_path: Path) -> None:

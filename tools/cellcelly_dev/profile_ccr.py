@@ -5,7 +5,9 @@ on a provisioned embedded store, `cellcelly traffic` in a process of its own at 
 load), with py-spy recording each server meanwhile. py-spy runs `--nonblocking`: it reads the
 stacks without stopping the process, 500 times a second; stopping it for each sample would add
 pauses to the very latencies and CPU we measure, and an occasional torn stack (py-spy counts them
-as errors) costs a statistical profile nothing. Each process's CPU seconds over the run
+as errors) costs a statistical profile nothing. Not `--gil`: uvloop runs libuv (socket reads and
+writes) with the GIL released, real CPU that would go missing (a quarter of the OCS's samples in a
+trial); it does cost py-spy less (about a third of its CPU). Each process's CPU seconds over the run
 (/proc/PID/stat) divided by the CCRs answered gives its µs per CCR, which the categories' shares
 of the samples split (`stackprofile`).
 """

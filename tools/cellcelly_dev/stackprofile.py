@@ -5,7 +5,10 @@ Each sample is put in one category by its leaf-most frame that belongs to one: a
 wire server as the engine. Frames of no category (the CLI, the event loop's callers) are passed
 over, and a sample with no categorised frame at all is "other". A category's share of the samples
 times the process's CPU µs per CCR gives its µs per CCR (the samples are py-spy's non-idle ones,
-so the shares are shares of CPU time).
+so the shares are shares of CPU time). Except one: a thread whose leaf is a blocking wait (a
+worker's `Event.wait(timeout)`, a queue's get) is not using a core, yet on a loaded machine py-spy
+sees it runnable, waiting for one, and counts it; those samples are shown as "waiting" and left out
+of the CPU split.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ EVENTS = "events, outbox, relay, bus"
 LOGGING = "logging"
 LOOP = "asyncio/uvloop, threads and sockets"
 OTHER = "other"
+WAITING = "waiting in a blocking call (not CPU: left out of the split)"
 
 # the codec's AVP-building calls (an answer's AVPs) and its byte encoding; the rest of it is decoding
 _ENCODING = frozenset(
@@ -52,15 +56,16 @@ _EVENT_FORMS = frozenset({"event_to_dict", "lifecycle_event", "event_from_dict",
 @dataclass(frozen=True)
 class Rule:
     """Frames of `path` (a file, or a package ending in "/", matched at a "/" boundary), of the
-    given functions only when some are given, are of `category`; None: passed over, so that a
-    helper both sides call (an AVP's constructor) counts for its caller."""
+    given functions only when some are given (by the last part of py-spy's qualified name:
+    `Avp.u32` is `u32`), are of `category`; None: passed over, so that a helper both sides call
+    (an AVP's constructor) counts for its caller."""
 
     category: str | None
     path: str
     functions: frozenset[str] = field(default_factory=frozenset)
 
     def matches(self, function: str, file: str) -> bool:
-        if self.functions and function not in self.functions:
+        if self.functions and function.rsplit(".", 1)[-1] not in self.functions:
             return False
         return f"/{self.path}" in f"/{file}"
 
@@ -96,6 +101,10 @@ RULES: tuple[Rule, ...] = (
     Rule(WIRE, "cellcelly/dgw/ocs_client.py"),
     Rule(LOGGING, "logging/"),
     Rule(LOGGING, "cellcelly/logs.py"),
+    # only ever a leaf: a thread blocked in C below it
+    Rule(WAITING, "threading.py", frozenset({"wait", "acquire", "join"})),
+    Rule(WAITING, "queue.py", frozenset({"get"})),
+    Rule(WAITING, "selectors.py", frozenset({"select"})),
     Rule(LOOP, "asyncio/"),
     Rule(LOOP, "uvloop/"),
     Rule(LOOP, "socket.py"),
@@ -105,7 +114,7 @@ RULES: tuple[Rule, ...] = (
     Rule(LOOP, "queue.py"),
     Rule(LOOP, "concurrent/futures/"),
 )
-CATEGORIES = (DECODE, ENCODE, MAPPING, PEER, ENGINE, STORE, WIRE, EVENTS, LOGGING, LOOP, OTHER)
+CATEGORIES = (DECODE, ENCODE, MAPPING, PEER, ENGINE, STORE, WIRE, EVENTS, LOGGING, LOOP, OTHER, WAITING)
 
 # "function (file:line)" or, with py-spy's --nolineno, "function (file)"
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
@@ -130,14 +139,22 @@ def category_of(frames: list[tuple[str, str]]) -> str:
 
 @dataclass
 class Profile:
-    """One process's samples: how many, a count per category, and a count per leaf function."""
+    """One process's samples: how many, a count per category, and a count per leaf function (of
+    the CPU samples)."""
 
     samples: int = 0
     by_category: Counter[str] = field(default_factory=Counter)
     self_samples: Counter[str] = field(default_factory=Counter)
 
+    @property
+    def cpu_samples(self) -> int:
+        """The samples that stand for CPU time: all but the waiting ones."""
+        return self.samples - self.by_category[WAITING]
+
     def share(self, category: str) -> float:
-        return self.by_category[category] / self.samples if self.samples else 0.0
+        """Of the CPU samples (of all the samples for "waiting")."""
+        whole = self.samples if category == WAITING else self.cpu_samples
+        return self.by_category[category] / whole if whole else 0.0
 
 
 def profile(collapsed: str) -> Profile:
@@ -150,32 +167,37 @@ def profile(collapsed: str) -> Profile:
             continue
         n = int(count)
         frames = [parse_frame(f) for f in stack.split(";")]
+        category = category_of(frames)
         result.samples += n
-        result.by_category[category_of(frames)] += n
-        function, file = frames[-1]
-        result.self_samples[f"{function} ({file})" if file else function] += n
+        result.by_category[category] += n
+        if category != WAITING:
+            function, file = frames[-1]
+            result.self_samples[f"{function} ({file})" if file else function] += n
     return result
 
 
 def render(prof: Profile, cpu_us_per_ccr: float | None, top: int = 15) -> str:
-    """Markdown: each category's share of the samples and µs per CCR (largest first), then the
-    `top` functions by samples in the function itself (the stack's leaf)."""
+    """Markdown: each category's share of the CPU samples and µs per CCR (largest first), the
+    waiting samples' share of all, then the `top` functions by samples in the function itself (the
+    stack's leaf), waits left out."""
 
     def us(share: float) -> str:
         return f"{share * cpu_us_per_ccr:.1f}" if cpu_us_per_ccr is not None else "—"
 
-    lines = ["| category | share of samples | µs per CCR |", "|---|---:|---:|"]
-    ranked = sorted(CATEGORIES, key=lambda c: (-prof.by_category[c], CATEGORIES.index(c)))
+    lines = ["| category | share of CPU samples | µs per CCR |", "|---|---:|---:|"]
+    ranked = sorted(CATEGORIES[:-1], key=lambda c: (-prof.by_category[c], CATEGORIES.index(c)))
     for category in ranked:
         if prof.by_category[category]:
             share = prof.share(category)
             lines.append(f"| {category} | {share:.1%} | {us(share)} |")
     total = f"{cpu_us_per_ccr:.1f}" if cpu_us_per_ccr is not None else "—"
-    lines.append(f"| **all** ({prof.samples} samples) | 100% | {total} |")
+    lines.append(f"| **all** ({prof.cpu_samples} samples) | 100% | {total} |")
+    if prof.by_category[WAITING]:
+        lines.append(f"| *{WAITING}* | *{prof.share(WAITING):.1%} of all {prof.samples}* | |")
     lines += ["", f"Top {top} functions by self samples:", ""]
     lines += ["| function (file) | self samples | share | µs per CCR |", "|---|---:|---:|---:|"]
     for function, n in prof.self_samples.most_common(top):
-        share = n / prof.samples
+        share = n / prof.cpu_samples
         shown = function.replace("|", "\\|")  # a table cell
         lines.append(f"| `{shown}` | {n} | {share:.1%} | {us(share)} |")
     return "\n".join(lines)
