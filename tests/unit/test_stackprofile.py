@@ -68,6 +68,7 @@ def test_each_sample_goes_to_its_leaf_most_categorised_frame() -> None:
     assert prof.share(DECODE) == pytest.approx(0.40)
     assert prof.share(WAITING) == pytest.approx(0.20)
     assert category_of([("Thread.run", "threading.py")]) == LOOP
+    assert category_of([("Message.answer.<locals>.<listcomp>", CODEC)]) == ENCODE
 
 
 def test_self_samples_count_the_leaf_function() -> None:

@@ -50,7 +50,7 @@ INTRO = """# Profile of one CCR (issue 16)
 Where the CPU of a CCR goes in the DGW and in the OCS on the two-process Diameter path. Made again
 with `make profile`, which rewrites everything below the marker line.
 """
-RATE_HZ = 500
+RATE_HZ = 500  # py-spy's samples a second (--spy-rate): each costs it ~0.4 ms of CPU on this machine
 WARM_UP_S = 2.0  # a short load first: imports, caches and the store's first touches are not a CCR's
 
 
@@ -72,14 +72,14 @@ def py_spy() -> str:
     return found
 
 
-def spy_command(pid: int, seconds: int, out: Path) -> list[str]:
+def spy_command(pid: int, seconds: int, out: Path, rate_hz: int = RATE_HZ) -> list[str]:
     return [
         py_spy(),
         "record",
         "--format",
         "raw",
         "--rate",
-        str(RATE_HZ),
+        str(rate_hz),
         "--nonblocking",
         "-d",
         str(seconds),
@@ -97,7 +97,7 @@ def _children_cpu() -> float:
 
 
 def record(
-    rate: float, seconds: int, subscribers: int, out_dir: Path
+    rate: float, seconds: int, subscribers: int, out_dir: Path, spy_rate: int = RATE_HZ
 ) -> tuple[dict[str, Any], dict[str, Recording], dict[str, float]]:
     """The generator's JSON report, each server's recording of one run, and the CPU seconds the
     generator and the two py-spy took meanwhile (they share the two cores with the servers)."""
@@ -123,7 +123,9 @@ def record(
             )
             spies = {
                 who: subprocess.Popen(
-                    spy_command(pid, seconds, files[who]), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                    spy_command(pid, seconds, files[who], spy_rate),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
                 )
                 for who, pid in pids.items()
             }
@@ -165,6 +167,7 @@ def section(
     recordings: dict[str, Recording],
     others: dict[str, float],
     loads: tuple[str, str],
+    spy_rate: int = RATE_HZ,
 ) -> str:
     """The markdown of one run, below the marker."""
     answers = report["answers"]
@@ -180,7 +183,7 @@ def section(
         f"{report['ccr_per_s']:,.0f} CCR/s ({answers:,} answered, {report['timeouts']} timeouts, "
         f"{report['errors']} errors, {report['sessions_shed']} sessions shed), "
         f"p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms",
-        f"- sampler: `py-spy record --format raw --rate {RATE_HZ} --nonblocking -d SECONDS -p PID` on each "
+        f"- sampler: `py-spy record --format raw --rate {spy_rate} --nonblocking -d SECONDS -p PID` on each "
         "server (non-idle samples only)",
         "- CPU-s over the run beside the servers': "
         + ", ".join(f"{who} {cpu:.2f}" for who, cpu in others.items()),
@@ -212,12 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=600.0, help="offered sessions/s (~4.2 CCRs a session)")
     parser.add_argument("--seconds", type=int, default=15, help="seconds of load recorded")
     parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--spy-rate", type=int, default=RATE_HZ, help="py-spy's samples a second")
     parser.add_argument("--doc", type=Path, default=Path("docs/profile-ccr.md"))
     parser.add_argument("--stacks-dir", type=Path, default=Path("bench/results"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     command = "PYTHONPATH=tools .venv/bin/python -m cellcelly_dev.profile_ccr " + shlex.join(
-        ["--rate", f"{args.rate:g}", "--seconds", str(args.seconds)]
+        ["--rate", f"{args.rate:g}", "--seconds", str(args.seconds), "--spy-rate", str(args.spy_rate)]
     )
     start_load = _load()
     log.info(
@@ -226,8 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         args.seconds,
         start_load,
     )
-    report, recordings, others = record(args.rate, args.seconds, args.subscribers, args.stacks_dir)
-    body = section(command, args.rate, report, recordings, others, (start_load, _load()))
+    report, recordings, others = record(
+        args.rate, args.seconds, args.subscribers, args.stacks_dir, args.spy_rate
+    )
+    body = section(command, args.rate, report, recordings, others, (start_load, _load()), args.spy_rate)
     write_doc(args.doc, body)
     sys.stdout.write(body)
     log.info("written to %s", args.doc)

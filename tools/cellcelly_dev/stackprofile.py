@@ -53,19 +53,25 @@ _OUTBOX = frozenset(
 _EVENT_FORMS = frozenset({"event_to_dict", "lifecycle_event", "event_from_dict", "event_from_fields"})
 
 
+def _innermost(qualified: str) -> str:
+    named = [part for part in qualified.split(".") if not part.startswith("<")]
+    return named[-1] if named else qualified
+
+
 @dataclass(frozen=True)
 class Rule:
     """Frames of `path` (a file, or a package ending in "/", matched at a "/" boundary), of the
-    given functions only when some are given (by the last part of py-spy's qualified name:
-    `Avp.u32` is `u32`), are of `category`; None: passed over, so that a helper both sides call
-    (an AVP's constructor) counts for its caller."""
+    given functions only when some are given (by the innermost name of py-spy's qualified one:
+    `Avp.u32` is `u32`, `Message.answer.<locals>.<listcomp>` is `answer`), are of `category`;
+    None: passed over, so that a helper both sides call (an AVP's constructor) counts for its
+    caller."""
 
     category: str | None
     path: str
     functions: frozenset[str] = field(default_factory=frozenset)
 
     def matches(self, function: str, file: str) -> bool:
-        if self.functions and function.rsplit(".", 1)[-1] not in self.functions:
+        if self.functions and _innermost(function) not in self.functions:
             return False
         return f"/{self.path}" in f"/{file}"
 
