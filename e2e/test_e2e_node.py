@@ -4,7 +4,9 @@ on PostgreSQL (Oracle cannot run here).
 
 First chaos: Gy traffic while OCS, SF and DGW pods are deleted at random (Kubernetes and the operator
 bring them back); every debit must reach the record exactly once (`cellcelly reconcile --check` in an
-OCS pod: the record's balances equal VoltDB's, nothing waits in the outbox). Then the scenario kind
+OCS pod: the record's balances equal VoltDB's, nothing waits in the outbox). Then the node drained
+and uncordoned: every pod evicted and back on its volume, VoltDB (one copy, no command log) started
+from the snapshot its preStop saved, the record still equal to it. Then the scenario kind
 runs (`scenario.run_scenario`: sign-up through the MW, traffic, an unknown subscriber refused, an OCS
 pod deleted and replaced with nothing lost or doubled, traffic again), and before the stack is
 deleted: a top-up through the MW → RAR at the Diameter client holding the cut-off session, a pod
@@ -35,7 +37,7 @@ from gy_client import CLIENT, answering, cut_off, granted_seconds, voice_ccr
 from k8s_cluster import HELM_SH, K8S_SH, ROOT, script
 from node_stack import NodeStack
 from scenario import SERVICES, Subscriber, cellcelly_command, run_scenario
-from test_node import Node, node, run  # noqa: F401 (node: the module's fixture)
+from test_node import NODE, Node, node, run  # noqa: F401 (node: the module's fixture)
 
 from cellcelly.diameter.codec import Message
 from cellcelly.diameter.constants import Cmd
@@ -258,6 +260,59 @@ def test_chaos_on_the_cluster_every_debit_once(stack: NodeStack) -> None:
         audit["subscribers"],
         kubepods_usage(),
     )
+
+
+def charged(stack: NodeStack, seconds: int) -> Counter[str]:
+    """The chaos subscribers' traffic for `seconds`, in the foreground: its answers by result."""
+    out, err = traffic(stack, seconds, rate=15).communicate(timeout=seconds + 180)
+    assert out.strip(), f"the traffic generator answered nothing: {err[-2000:]}"
+    return Counter(json.loads(out)["result_counts"])
+
+
+def back_on_the_node(stack: NodeStack) -> None:
+    """Every pod of the namespace running and ready again (the uncordoned node took them back)."""
+    for kind in ("statefulset", "deployment"):
+        for name in stack.kubectl("get", kind, "-o", "name").stdout.split():
+            stack.kubectl("rollout", "status", name, "--timeout=5m", timeout=330)
+    stack.wait_stack_ready("5m")
+
+
+def test_draining_the_node_loses_no_money(stack: NodeStack) -> None:
+    """`kubectl drain` of the one node evicts every pod (no PodDisruptionBudget may block it) and
+    `uncordon` brings them back on their volumes. VoltDB (k-factor 0, the community edition: no
+    command log) keeps only what its preStop saved: the charges just made must still be in it, equal
+    to the record, and charging must go on after."""
+    before = charged(stack, 8)
+    assert before.get("2001", 0) > 0, before
+    started = time.monotonic()
+    drained = stack.kubectl(
+        "drain", NODE, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=5m",
+        timeout=330, check=False,
+    )  # fmt: skip
+    try:
+        assert drained.returncode == 0, f"drain: {drained.stderr[-3000:]}"
+        for component in ("voltdb", "ocs", "kafka"):
+            running = stack.kubectl(
+                "get", "pods", "-l", f"app.kubernetes.io/name={component}",
+                "--field-selector=status.phase=Running", "-o", "name",
+            ).stdout.split()  # fmt: skip
+            assert running == [], f"{component} still running after the drain: {running}"
+    finally:
+        stack.kubectl("uncordon", NODE, timeout=60)
+    took = time.monotonic() - started
+    back_on_the_node(stack)
+    back = time.monotonic() - started - took
+    audit = settled_audit(stack)
+    assert audit["subscribers"] >= CHAOS_SUBSCRIBERS, audit
+    restored = stack.kubectl("logs", f"statefulset/{stack.name}-voltdb", check=False).stdout
+    assert "Restoring from path" in restored, "VoltDB did not start from the drain's snapshot"
+    after = charged(stack, 8)
+    assert after.get("2001", 0) > 0, after
+    log.warning(
+        "drain: %.0f s, every pod back and the stack Ready %.0f s after uncordon; answers %s before,"
+        " %s after; record == VoltDB for %d subscribers",
+        took, back, dict(before), dict(after), audit["subscribers"],
+    )  # fmt: skip
 
 
 async def top_up_brings_a_rar(stack: NodeStack, sub: Subscriber) -> None:

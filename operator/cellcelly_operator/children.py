@@ -89,6 +89,8 @@ def build(stack: Stack) -> list[Manifest]:
         *services.build(stack),
         *monitoring.build(stack),
     ]
+    if not stack.spec.pod_disruption_budgets.enabled:
+        made = [m for m in made if m["kind"] != "PodDisruptionBudget"]
     return placed(made, stack.spec.placement)
 
 

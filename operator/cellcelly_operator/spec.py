@@ -275,6 +275,11 @@ class NetworkPolicies(_Model):
     enabled: bool = True
 
 
+class PodDisruptionBudgets(_Model):
+    # on by default; off on a one-node cluster (a drain there evicts everything: a budget only blocks it)
+    enabled: bool = True
+
+
 class Placement(_Model):
     """Where every pod of the stack may run (the core/v1 fields, passed through as written)."""
 
@@ -300,6 +305,7 @@ class StackSpec(_Model):
     self_healing: SelfHealing = SelfHealing()
     monitoring: Monitoring = Monitoring()
     network_policies: NetworkPolicies = NetworkPolicies()
+    pod_disruption_budgets: PodDisruptionBudgets = PodDisruptionBudgets()
     storage: StackStorage = StackStorage()
     placement: Placement = Placement()
 

@@ -627,3 +627,17 @@ def test_the_ivr_trusts_the_peers_the_stack_names() -> None:
     for wrong in ("sbc.example.net", "10.0.0.1,10.0.0.2", "10.0.0.0/1234", ""):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate([wrong], peers["trustedPeers"])
+
+
+def test_pod_disruption_budgets_can_be_turned_off_for_a_one_node_cluster() -> None:
+    """On by default (one pod of a component at a time); off, no budget at all: on one node a
+    budget keeping one of two OCS pods up would make `kubectl drain` wait forever."""
+    two = {**SPECS["small"], "services": {"ocs": {"replicas": 2}, "dgw": {"replicas": 2}}}
+    manifests = children.build(spec.from_body(stack_body("demo", two)))
+    budgets = {m["metadata"]["name"] for m in manifests if m["kind"] == "PodDisruptionBudget"}
+    assert {"demo-voltdb", "demo-kafka", "demo-ocs", "demo-dgw"} <= budgets
+    off = children.build(
+        spec.from_body(stack_body("demo", {**two, "podDisruptionBudgets": {"enabled": False}}))
+    )
+    assert [m for m in off if m["kind"] == "PodDisruptionBudget"] == []
+    assert len(off) == len(manifests) - len(budgets)  # nothing else changes

@@ -98,7 +98,7 @@ def test_schema_is_structural_and_defaults_are_valid() -> None:
 def test_every_spec_section_of_the_agreed_shape_is_there() -> None:
     spec = schema()["properties"]["spec"]["properties"]
     expected = {"version", "images", "services", "secrets", "selfHealing", "monitoring", "storage"}
-    expected |= {"networkPolicies", "record", "placement"}
+    expected |= {"networkPolicies", "podDisruptionBudgets", "record", "placement"}
     expected |= set(COMPONENTS)
     assert set(spec) == expected
     for component in COMPONENTS:
@@ -166,6 +166,7 @@ def test_defaults_fill_a_minimal_stack() -> None:
     }
     assert spec["monitoring"] == {"enabled": False, "grafanaDashboard": True}
     assert spec["networkPolicies"] == {"enabled": True}  # least privilege unless the CNI cannot enforce it
+    assert spec["podDisruptionBudgets"] == {"enabled": True}  # off only where a drain stops everything
     assert spec["storage"] == {"deletionPolicy": "Retain"}
 
 
