@@ -19,7 +19,7 @@ run: $(STAMP)
 
 ## every test tier, with lint and type checks first; under CI=true nothing that can run here may skip
 test: $(STAMP) lint typecheck
-	$(PY) -m pytest -rs
+	$(PY) -m pytest -rs --durations=25
 
 lint: $(STAMP)
 	$(PY) -m ruff check services operator tools tests e2e
