@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cellcelly.dgw.gy import build_cca, parse_ccr
 from cellcelly.diameter.codec import Avp, Message, decode
 from cellcelly.diameter.constants import (
     APP_CREDIT_CONTROL,
@@ -28,6 +29,8 @@ from cellcelly.diameter.constants import (
     Code,
     Code3gpp,
 )
+from cellcelly.diameter.peer import LocalPeer
+from cellcelly.domain.charging import ChargeAnswer, ResultCode, ServiceResult
 from cellcelly_dev.benchstats import summarise
 
 WARM_UP = 500
@@ -114,6 +117,18 @@ def _read_everything(raw: bytes) -> None:
             avp.value()
 
 
+def gateway_round(raw: bytes, local: LocalPeer) -> bytes:
+    """What the gateway does to a CCR besides charging it: decode, read the charging request,
+    build the CCA from an answer granting what was asked, encode."""
+    msg = decode(raw)
+    req, _ = parse_ccr(msg)
+    granted = tuple(
+        ServiceResult(u.rating_group, ResultCode.SUCCESS, u.requested or 1, 3600) for u in req.services
+    )
+    answer = ChargeAnswer(req.session_id, req.request_type, req.request_number, ResultCode.SUCCESS, granted)
+    return build_cca(msg, req, answer, local).encode()
+
+
 def bench_codec(seconds: float = 2.0) -> list[dict[str, Any]]:
     """Decode and encode of a 2-MSCC CCR-U: python-diameter (baseline) first, then ours."""
     message = sample_ccr_update()
@@ -156,6 +171,14 @@ def bench_codec(seconds: float = 2.0) -> list[dict[str, Any]]:
             f"codec: cellcelly build + encode ({what}){note}",
             seconds,
             lambda: sample_ccr_update().encode(),
+        )
+    )
+    local = LocalPeer("dgw.cellcelly.local", "cellcelly.local")
+    results.append(
+        _loop(
+            f"codec: the gateway's round, decode + parse_ccr + build_cca + encode ({what}){note}",
+            seconds,
+            lambda: gateway_round(raw, local),
         )
     )
     return results

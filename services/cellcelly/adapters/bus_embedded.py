@@ -98,16 +98,21 @@ class EmbeddedBus:
         self._published = asyncio.Event()
 
     def _append(self, batch: Sequence[Outgoing]) -> None:
-        grouped: dict[Path, list[bytes]] = {}
+        # grouped by (topic, partition): a Path made per event cost the charging process ~10 µs each
+        grouped: dict[tuple[str, int], list[bytes]] = {}
+        pack = _LEN.pack
         for item in batch:
             key = item.key.encode()
-            frame = _LEN.pack(len(key)) + key + _LEN.pack(len(item.value)) + item.value
-            grouped.setdefault(self._file(item.topic, partition_of(item.key, self.partitions)), []).append(
-                frame
-            )
+            frame = pack(len(key)) + key + pack(len(item.value)) + item.value
+            where = (item.topic, zlib.crc32(key) % self.partitions)  # partition_of, key encoded once
+            frames = grouped.get(where)
+            if frames is None:
+                grouped[where] = [frame]
+            else:
+                frames.append(frame)
         with self._lock:
-            for path, frames in grouped.items():
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            for (topic, partition), frames in grouped.items():
+                fd = os.open(self._file(topic, partition), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 try:
                     os.write(fd, b"".join(frames))
                     os.fsync(fd)

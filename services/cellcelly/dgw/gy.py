@@ -91,26 +91,37 @@ def msisdn_of(ccr: Message) -> str:
 
 
 def _where(ccr: Message) -> tuple[str, str]:
-    """(visited country, called number) from the service information, in one walk of the CCR."""
-    location = destination = None
-    for avp in ccr.walk():
-        if location is None and avp.vendor == VENDOR_3GPP:
-            if avp.code == Code3gpp.SGSN_MCC_MNC:
-                mcc = avp.as_str()[:3]
-                location = MCC_TO_COUNTRY.get(mcc, f"mcc{mcc}")
-            elif avp.code == Code3gpp.USER_LOCATION_INFO and len(avp.data) >= 4:
-                # TS 29.061: type octet, then MCC/MNC in BCD (MCC digit 2|1, MNC3|MCC3, ...)
-                b1, b2 = avp.data[1], avp.data[2]
-                mcc = f"{b1 & 0x0F}{b1 >> 4}{b2 & 0x0F}"
-                location = MCC_TO_COUNTRY.get(mcc, f"mcc{mcc}")
-        if destination is None and (
-            (avp.vendor == VENDOR_3GPP and avp.code in (Code3gpp.CALLED_PARTY_ADDRESS, Code3gpp.ADDRESS_DATA))
-            or (avp.vendor == 0 and avp.code == Code.CALLED_STATION_ID)
-        ):
-            destination = "".join(_DIGITS.findall(avp.as_str()))[:32]
-        if location is not None and destination is not None:
-            break
-    return location or HOME_LOCATION, destination or ""
+    """(visited country, called number) from the service information: the first of each in one
+    depth-first pass over the CCR (as `Message.walk` orders it), stopping once both are found."""
+    found: list[str | None] = [None, None]  # location, destination
+    _look(ccr.avps, found)
+    return found[0] or HOME_LOCATION, found[1] or ""
+
+
+def _look(avps: list[Avp], found: list[str | None]) -> bool:
+    """`_where`'s pass over one level (a recursion rather than `walk()`'s generator: this runs for
+    every CCR); whether both were found."""
+    for avp in avps:
+        code = avp.code
+        if avp.vendor == VENDOR_3GPP:
+            if found[0] is None:
+                if code == Code3gpp.SGSN_MCC_MNC:
+                    mcc = avp.as_str()[:3]
+                    found[0] = MCC_TO_COUNTRY.get(mcc, f"mcc{mcc}")
+                elif code == Code3gpp.USER_LOCATION_INFO and len(avp.data) >= 4:
+                    # TS 29.061: type octet, then MCC/MNC in BCD (MCC digit 2|1, MNC3|MCC3, ...)
+                    b1, b2 = avp.data[1], avp.data[2]
+                    mcc = f"{b1 & 0x0F}{b1 >> 4}{b2 & 0x0F}"
+                    found[0] = MCC_TO_COUNTRY.get(mcc, f"mcc{mcc}")
+            if found[1] is None and code in (Code3gpp.CALLED_PARTY_ADDRESS, Code3gpp.ADDRESS_DATA):
+                found[1] = "".join(_DIGITS.findall(avp.as_str()))[:32]
+        elif found[1] is None and code == Code.CALLED_STATION_ID and avp.vendor == 0:
+            found[1] = "".join(_DIGITS.findall(avp.as_str()))[:32]
+        if found[0] is not None and found[1] is not None:
+            return True
+        if avp.children and _look(avp.children, found):
+            return True
+    return False
 
 
 def _u64(avp: Avp) -> int:

@@ -144,6 +144,11 @@ class _Connection(asyncio.Protocol):
         self.endpoint.lost(self)
 
 
+def _time_out(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError("no answer from the OCS in time"))
+
+
 class _Endpoint:
     def __init__(self, host: str, port: int, api_key: str) -> None:
         self.host, self.port = host, port
@@ -266,12 +271,17 @@ class WireOcs:
             try:
                 conn = await endpoint.connection(self.timeout)
                 rid = next(self._ids)
-                fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                loop = asyncio.get_running_loop()
+                fut: asyncio.Future[Any] = loop.create_future()
                 conn.pending[rid] = fut
                 conn.send(frame([rid, payload]))
+                # a timer on the future itself: asyncio.wait_for wraps it in a second future and
+                # callbacks, a cost every CCR paid
+                timer = loop.call_later(self.timeout, _time_out, fut)
                 try:
-                    message = await asyncio.wait_for(fut, self.timeout)
+                    message = await fut
                 finally:
+                    timer.cancel()
                     conn.pending.pop(rid, None)
             except (OSError, ConnectionError, TimeoutError) as exc:
                 last = exc
