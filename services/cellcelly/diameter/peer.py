@@ -20,6 +20,7 @@ requests and never reads the answers cannot make us buffer them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import os
@@ -373,15 +374,21 @@ class PeerConnection(asyncio.Protocol):
             if isinstance(result, Message):
                 self._write(result)
             elif result is not None:
-                asyncio.ensure_future(self._answer_later(msg, result))
+                # the handler's task (or a coroutine made one) answers when done: a callback, not a
+                # second task awaiting the first, which every CCR paid for
+                asyncio.ensure_future(result).add_done_callback(functools.partial(self._answer_later, msg))
 
-    async def _answer_later(self, msg: Message, result: Awaitable[Message]) -> None:
-        try:
-            answer = await result
-        except Exception:  # noqa: BLE001
-            log.exception("diameter handler failed")
+    def _answer_later(self, msg: Message, done: asyncio.Future[Message]) -> None:
+        if done.cancelled():  # the gateway is stopping: nothing to answer with
+            return
+        exc = done.exception()
+        if isinstance(exc, Exception):
+            log.error("diameter handler failed", exc_info=exc)
             self._refuse(msg, Result.UNABLE_TO_COMPLY, "internal error")
             return
+        if exc is not None:
+            return
+        answer = done.result()
         if self.state is not State.CLOSED:
             try:
                 self._write(answer)
