@@ -165,17 +165,14 @@ def test_voltdb_kfactor_hostcount_and_start_args() -> None:
     assert '<cluster hostcount="5" sitesperhost="8" kfactor="2"/>' in cm["data"]["deployment.xml"]
     # the community server's init refuses a command log (seen on the real node: the pod looped)
     assert '<commandlog enabled="false"/>' in cm["data"]["deployment.xml"]
-    sts = next(m for m in manifests if m["kind"] == "StatefulSet" and m["metadata"]["name"] == "demo-voltdb")
-    script = sts["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+    pod, pdb = voltdb_parts(manifests)
+    script = pod["containers"][0]["command"][-1]
     assert "voltdb init --dir=/var/voltdb --config=/var/voltdb/deployment.xml" in script
     assert "voltdb start --dir=/var/voltdb --count=5 --host=demo-voltdb-0.demo-voltdb-headless" in script
-    pdb = next(
-        m for m in manifests if m["kind"] == "PodDisruptionBudget" and m["metadata"]["name"] == "demo-voltdb"
-    )
-    assert pdb["spec"]["maxUnavailable"] == 2  # k-factor 2 survives two lost nodes
+    assert pdb["maxUnavailable"] == 2  # k-factor 2 survives two lost nodes
     assert len(voltdb.servers(stack).split(",")) == 5
     # k-safe: the other nodes serve while one stops, so its stop must not pause them all
-    assert "lifecycle" not in sts["spec"]["template"]["spec"]["containers"][0]
+    assert "lifecycle" not in pod["containers"][0]
 
 
 def voltdb_parts(manifests: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -104,7 +104,7 @@ class EmbeddedBus:
         for item in batch:
             key = item.key.encode()
             frame = pack(len(key)) + key + pack(len(item.value)) + item.value
-            where = (item.topic, zlib.crc32(key) % self.partitions)  # partition_of, key encoded once
+            where = (item.topic, partition_of(item.key, self.partitions))
             frames = grouped.get(where)
             if frames is None:
                 grouped[where] = [frame]

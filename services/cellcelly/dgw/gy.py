@@ -114,14 +114,19 @@ def _look(avps: list[Avp], found: list[str | None]) -> bool:
                     mcc = f"{b1 & 0x0F}{b1 >> 4}{b2 & 0x0F}"
                     found[0] = MCC_TO_COUNTRY.get(mcc, f"mcc{mcc}")
             if found[1] is None and code in (Code3gpp.CALLED_PARTY_ADDRESS, Code3gpp.ADDRESS_DATA):
-                found[1] = "".join(_DIGITS.findall(avp.as_str()))[:32]
+                found[1] = _called_number(avp)
         elif found[1] is None and code == Code.CALLED_STATION_ID and avp.vendor == 0:
-            found[1] = "".join(_DIGITS.findall(avp.as_str()))[:32]
+            found[1] = _called_number(avp)
         if found[0] is not None and found[1] is not None:
             return True
         if avp.children and _look(avp.children, found):
             return True
     return False
+
+
+def _called_number(avp: Avp) -> str:
+    """The digits of a called address (tel:+49..., sip:..., or bare), at most what a record keeps."""
+    return "".join(_DIGITS.findall(avp.as_str()))[:32]
 
 
 def _u64(avp: Avp) -> int:
