@@ -94,7 +94,26 @@ class KindStack:
         )
         if done.returncode != 0:
             state = self.kubectl("get", "ccs,pods,events", "-o", "wide", check=False)
-            raise AssertionError(f"stack {self.name} not Ready: {done.stderr}\n{state.stdout}")
+            raise AssertionError(
+                f"stack {self.name} not Ready: {done.stderr}\n{state.stdout}\n{self.sick_logs()}"
+            )
+
+    def sick_logs(self, lines: int = 40) -> str:
+        """The last lines of each not-ready pod's containers, this run's and the one before (a crash
+        loop's cause is in the previous run's log): what a failed wait needs to be read."""
+        names = self.kubectl(
+            "get", "pods", "-o",
+            "jsonpath={range .items[?(@.status.containerStatuses[0].ready==false)]}{.metadata.name}{'\\n'}{end}",
+            check=False,
+        ).stdout.split()  # fmt: skip
+        out = []
+        for name in names:
+            for previous in ("--previous=false", "--previous=true"):
+                got = self.kubectl(
+                    "logs", name, "--all-containers", previous, f"--tail={lines}", check=False
+                )
+                out.append(f"--- {name} {previous}:\n{got.stdout}{got.stderr}")
+        return "\n".join(out)
 
     # --- StackEndpoint ---
     def forward(self, component: str, port_name: str) -> int:
