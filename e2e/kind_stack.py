@@ -101,17 +101,12 @@ class KindStack:
     def sick_logs(self, lines: int = 40) -> str:
         """The last lines of each not-ready pod's containers, this run's and the one before (a crash
         loop's cause is in the previous run's log): what a failed wait needs to be read."""
-        names = self.kubectl(
-            "get", "pods", "-o",
-            "jsonpath={range .items[?(@.status.containerStatuses[0].ready==false)]}{.metadata.name}{'\\n'}{end}",
-            check=False,
-        ).stdout.split()  # fmt: skip
+        not_ready = "{range .items[?(@.status.containerStatuses[0].ready==false)]}{.metadata.name}{' '}{end}"
+        names = self.kubectl("get", "pods", "-o", f"jsonpath={not_ready}", check=False).stdout.split()
         out = []
         for name in names:
             for previous in ("--previous=false", "--previous=true"):
-                got = self.kubectl(
-                    "logs", name, "--all-containers", previous, f"--tail={lines}", check=False
-                )
+                got = self.kubectl("logs", name, "--all-containers", previous, f"--tail={lines}", check=False)
                 out.append(f"--- {name} {previous}:\n{got.stdout}{got.stderr}")
         return "\n".join(out)
 

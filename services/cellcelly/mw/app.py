@@ -24,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cellcelly.api_docs import add_api_docs
 from cellcelly.application.selfcare import SelfCare
 from cellcelly.errors import BackendError, CellCellyError
 from cellcelly.mw.models import problem_media_type
@@ -175,7 +176,7 @@ def create_app(
         title="CellCelly self-care (MW)",
         version="1.0.0",
         summary="Sign-up, login, balances, usage, add-on packages and top-ups for prepaid subscribers",
-        docs_url="/api/docs",
+        docs_url=None,  # add_api_docs: served from the package, allowed by the CSP
         openapi_url="/api/openapi.json",
         redoc_url=None,
         lifespan=lifespan,
@@ -240,6 +241,7 @@ def create_app(
         return {}
 
     add_health_routes(app, probe)
+    add_api_docs(app, "/api/docs")
 
     if webui is not None and webui.is_dir():
         app.mount("/", StaticFiles(directory=webui, html=True), name="webui")

@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 from pydantic import ValidationError
 
+from cellcelly.api_docs import add_api_docs
 from cellcelly.application.accounts import AccountService
 from cellcelly.application.charging import ChargingService
 from cellcelly.catalogue_store import CatalogueHolder
@@ -109,8 +110,11 @@ def create_app(
         title="CellCelly OCS",
         version="0.1.0",
         summary="Online charging: sessions and events, modelled on 3GPP Nchf_ConvergedCharging",
+        docs_url=None,  # add_api_docs: served from the package, not a CDN (works offline)
+        redoc_url=None,
         lifespan=lifespan,
     )
+    add_api_docs(app, "/docs")
     app.state.metrics = metrics
     app.state.handler = handler = ChargingHandler(charging, metrics, ApiKey(api_key))
 
