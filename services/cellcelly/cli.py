@@ -7,8 +7,6 @@ import argparse
 import asyncio
 import importlib
 import logging
-import os
-import secrets
 import sys
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -81,14 +79,20 @@ def cmd_service(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if not os.environ.get("CELLCELLY_ADMIN_TOKEN"):
-        # a fresh secret for this run only; it lives in the environment, never on disk
-        os.environ["CELLCELLY_ADMIN_TOKEN"] = secrets.token_urlsafe(24)
-        _out(f"Generated an admin token for this run: {os.environ['CELLCELLY_ADMIN_TOKEN']}")
+    from cellcelly.kept_secrets import ADMIN_TOKEN_FILE, kept_secret
+
     settings = Settings()
     if args.port:
         settings.ocs_port = args.port
-    settings.admin_token = SecretStr(os.environ["CELLCELLY_ADMIN_TOKEN"])
+    token_source = "$CELLCELLY_ADMIN_TOKEN"
+    if settings.admin_token is None:
+        # kept in the data directory (0600) across restarts, like the OCS API key below, so the
+        # README's admin commands read it in another terminal: $(cat data/admin-token)
+        token, path, created = kept_secret(settings.data_dir, ADMIN_TOKEN_FILE, 16)
+        settings.admin_token = SecretStr(token)
+        token_source = str(path)
+        if created:
+            _out(f"Generated an admin token in {path} (mode 0600, kept across restarts)")
     if not settings.dgw_allowed_peers:
         # `make run` is for `cellcelly traffic`: its identity may connect, nobody else's
         from cellcelly.traffic.generator import TrafficConfig
@@ -110,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from cellcelly.deploy import embedded
 
     try:
-        _loop(_serve(embedded.alone, settings, key_source=key_source))
+        _loop(_serve(embedded.alone, settings, key_source=key_source, token_source=token_source))
     except KeyboardInterrupt:
         pass
     return 0

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Path("data")
+    # `cellcelly run` only: subscribers opened on a fresh data directory for `cellcelly traffic`
+    # (its default range, 5320000000 on), so load never touches the demo subscriber; 0: none
+    traffic_subscribers: int = Field(default=1000, ge=0, le=100_000)
     # the catalogue in force; created from the bundled seed catalogue when missing
     catalogue_file: Path | None = None
 

@@ -549,6 +549,7 @@ def e2e_env(data: Path, dgw: int, wire: int, http: int) -> dict[str, str]:
         "CELLCELLY_OCS_API_KEY": OCS_KEY,  # the OCS and the DGW share it
         "CELLCELLY_DGW_ALLOWED_PEERS": "traffic.cellcelly.local",  # `cellcelly traffic`
         "CELLCELLY_ADMIN_TOKEN": "bench",
+        "CELLCELLY_TRAFFIC_SUBSCRIBERS": "0",  # the store is provisioned above; nothing else at start
     }
 
 

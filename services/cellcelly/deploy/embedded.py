@@ -27,6 +27,7 @@ from cellcelly.deploy.service import Alone, Group, Health, Lifecycle, Service
 from cellcelly.dgw.gateway import Gateway
 from cellcelly.dgw.ocs_client import LocalOcs
 from cellcelly.dgw.server import DgwServer
+from cellcelly.domain.money import format_tl
 from cellcelly.ivr.prompt import PromptAudio, tools_missing
 from cellcelly.ivr.service import IvrService
 from cellcelly.notifier.service import Notifier
@@ -37,6 +38,7 @@ from cellcelly.settings import Settings
 from cellcelly.sf.metrics import SfCollector
 from cellcelly.sf.sync import SyncFunction
 from cellcelly.sms.gateway import SmsGateway
+from cellcelly.traffic.generator import TrafficConfig
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +160,24 @@ def seed_demo(backends: Backends) -> bool:
     return True
 
 
+def seed_traffic(backends: Backends, count: int) -> int:
+    """Open `count` subscribers for `cellcelly traffic`'s default range unless its first one exists
+    (a fresh data directory): load has numbers of its own and the demo subscriber stays the human's.
+    Returns how many were opened now."""
+    first = TrafficConfig.first_msisdn
+    if count == 0 or backends.records.get_subscriber(str(first)) is not None:
+        return 0
+    now = int(time.time())
+    package = DEMO.package
+    for i in range(count):
+        msisdn = str(first + i)
+        record = SubscriberRecord(
+            msisdn, "Trafik", f"{i:04d}", f"traffic-{msisdn}@example.com", "active", package, now
+        )
+        backends.accounts.open(record)
+    return count
+
+
 async def seed_demo_login(selfcare: SelfCare) -> tuple[str, str] | None:
     """Sign the demo subscriber up on a fresh data directory: (password, security key), else None.
 
@@ -176,7 +196,13 @@ async def seed_demo_login(selfcare: SelfCare) -> tuple[str, str] | None:
     return password, key
 
 
-def alone(settings: Settings, backends: Backends, *, key_source: str = "$CELLCELLY_OCS_API_KEY") -> Alone:
+def alone(
+    settings: Settings,
+    backends: Backends,
+    *,
+    key_source: str = "$CELLCELLY_OCS_API_KEY",
+    token_source: str = "$CELLCELLY_ADMIN_TOKEN",
+) -> Alone:
     """`cellcelly run`: the whole stack in this process, the demo subscriber seeded before anything
     is served (`key_source`: where the OCS API key was taken from, for the banner)."""
     seeded: dict[str, Any] = {}
@@ -185,15 +211,17 @@ def alone(settings: Settings, backends: Backends, *, key_source: str = "$CELLCEL
         assert running.selfcare is not None
         seeded["login"] = await seed_demo_login(running.selfcare)
         seeded["created"] = seed_demo(backends) or seeded["login"] is not None
+        seed_traffic(backends, settings.traffic_subscribers)
 
     stack = EmbeddedStack(backends, before_serving=seed)
-    return Alone(stack, lambda: "\n".join(banner(stack, settings, key_source, **seeded)))
+    return Alone(stack, lambda: "\n".join(banner(stack, settings, key_source, token_source, **seeded)))
 
 
 def banner(
     stack: EmbeddedStack,
     settings: Settings,
     key_source: str,
+    token_source: str,
     *,
     created: bool = False,
     login: tuple[str, str] | None = None,
@@ -214,10 +242,16 @@ def banner(
         f"  system of record  {settings.sor_url_shown()}",
         f"  balance store     embedded, journal in {settings.data_dir / 'balances'}",
         f"  catalogue         {settings.catalogue_path()} (version {version})",
-        f"  demo subscriber   {DEMO.msisdn}, package {DEMO.package}, wallet 100.00 TL"
+        f"  demo subscriber   {DEMO.msisdn}, package {DEMO.package}, {_wallet(stack, DEMO.msisdn)}"
         + (" (created now)" if created else " (already there)"),
         f"  self-care web/PWA {web}/   API {web}/api/v1   (docs {web}/api/docs)",
     ]
+    if settings.traffic_subscribers:
+        first = TrafficConfig.first_msisdn
+        lines.append(
+            f"  load subscribers  {first}-{first + settings.traffic_subscribers - 1}, package {DEMO.package}"
+            "  (`cellcelly traffic` charges these by default; $CELLCELLY_TRAFFIC_SUBSCRIBERS)"
+        )
     if login is not None:
         lines.append(
             f"  demo login        {DEMO.msisdn} / {login[0]}  (security key {login[1]}; shown only now)"
@@ -232,6 +266,12 @@ def banner(
             f"  SMS (SMPP)        SMSC {settings.smsc_host}:{settings.smsc_port}, "
             f"KALAN to {settings.sms_short_code}"
         )
-    lines.append("  admin token       $CELLCELLY_ADMIN_TOKEN (Authorization: Bearer ...)")
+    lines.append(f"  admin token       {token_source}  (admin APIs: Authorization: Bearer <the token>)")
     lines.append("Stop with Ctrl-C.")
     return lines
+
+
+def _wallet(stack: EmbeddedStack, msisdn: str) -> str:
+    """The subscriber's wallet as it is now (a restart after traffic shows what is left)."""
+    account = stack.backends.store.get(msisdn)
+    return "no balance" if account is None else f"wallet {format_tl(account.available_money())} TL"

@@ -13,10 +13,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
-import secrets
-import stat
 from pathlib import Path
+
+from cellcelly.kept_secrets import kept_secret
 
 log = logging.getLogger(__name__)
 
@@ -58,22 +57,4 @@ class ApiKey:
 def key_from_file(data_dir: Path) -> tuple[str, Path, bool]:
     """The embedded stack's key: read from `data_dir/ocs-api-key`, or made there now (0600, never
     replaced, so restarts keep it). Returns (key, path, created now)."""
-    path = data_dir / KEY_FILE
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(32)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            log.warning("OCS API key file readable by others: made 0600", extra={"path": str(path)})
-            path.chmod(0o600)
-        kept = path.read_text(encoding="utf-8").strip()
-        if len(kept) < MIN_LENGTH:
-            raise SystemExit(
-                f"{path}: an OCS API key of at least {MIN_LENGTH} characters is needed"
-            ) from None
-        return kept, path, False
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(key + "\n")
-    return key, path, True
+    return kept_secret(data_dir, KEY_FILE, MIN_LENGTH)

@@ -1,0 +1,171 @@
+"""The README's "Try it" commands, pasted as a newcomer would: `cellcelly run` in one directory,
+the README's shell blocks run by bash in that directory ("another terminal"), with nothing set in
+the environment. Only the ports are rewritten (the stack runs on free ones, not 8080/8081/3868)
+and the README's two placeholders filled (the demo password, the access token)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cellcelly_dev.devservers import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+PASSWORD = "Readme-Demo1"
+DEMO = "5321234567"
+
+
+def sh_blocks(section: str) -> list[str]:
+    """The ```sh blocks of one `## ` section of the README, in order."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index(f"\n## {section}\n")
+    end = text.find("\n## ", start + 1)
+    return re.findall(r"```sh\n(.*?)```", text[start : end if end > 0 else None], re.S)
+
+
+def documents(output: str) -> list[Any]:
+    """The JSON answers curl printed back to back."""
+    decoder, found, at = json.JSONDecoder(), [], 0
+    output = output.strip()
+    while at < len(output):
+        value, at = decoder.raw_decode(output, at)
+        found.append(value)
+        while at < len(output) and output[at].isspace():
+            at += 1
+    return found
+
+
+@dataclass
+class Terminal:
+    """The second terminal: bash in the stack's directory, the README's ports mapped to ours."""
+
+    cwd: Path
+    ports: dict[str, int]
+
+    def run(self, script: str, **fill: str) -> str:
+        for old, new in self.ports.items():
+            script = script.replace(f"127.0.0.1:{old}", f"127.0.0.1:{new}")
+        script = script.replace("cellcelly traffic ", f"cellcelly traffic --port {self.ports['3868']} ")
+        for placeholder, value in fill.items():
+            script = script.replace(f"<{placeholder}>", value)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CELLCELLY_")}
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=self.cwd, env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{script}\nexited {done.returncode}: {done.stdout}\n{done.stderr}"
+        return done.stdout
+
+
+def start(cwd: Path, ports: dict[str, int]) -> tuple[subprocess.Popen[bytes], Path]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CELLCELLY_")}
+    env |= {
+        "CELLCELLY_MW_PORT": str(ports["8080"]),
+        "CELLCELLY_OCS_PORT": str(ports["8081"]),
+        "CELLCELLY_OCS_WIRE_PORT": str(ports["8082"]),
+        "CELLCELLY_DGW_PORT": str(ports["3868"]),
+        "CELLCELLY_IVR_PORT": str(free_port()),
+        "CELLCELLY_DEMO_PASSWORD": PASSWORD,
+    }
+    out = cwd / f"run-{time.monotonic_ns()}.log"
+    with out.open("wb") as log:
+        process = subprocess.Popen(
+            [str(cwd / ".venv" / "bin" / "cellcelly"), "run"],
+            cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, out.read_text()[-3000:]
+        try:
+            if httpx.get(f"http://127.0.0.1:{ports['8080']}/healthz", timeout=1).status_code == 200:
+                if "Stop with Ctrl-C." in out.read_text():
+                    return process, out
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"cellcelly run not up in 60 s:\n{out.read_text()[-3000:]}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> Iterator[Path]:
+    """A directory like the clone's: `.venv` is this interpreter's environment (the README's
+    `.venv/bin/cellcelly`), `data/` made by the stack."""
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    yield tmp_path
+
+
+def test_the_try_it_commands_work_as_pasted_and_keep_their_secrets_across_a_restart(directory: Path) -> None:
+    ports = {name: free_port() for name in ("8080", "8081", "8082", "3868")}
+    terminal = Terminal(directory, ports)
+    charging, traffic = sh_blocks("Try it")[:2]
+    process, out = start(directory, ports)
+    try:
+        answers = documents(terminal.run(charging))
+        assert len(answers) == 4, answers
+        call, release, sms, balance = answers
+        assert call["multipleUnitInformation"][0]["grantedUnit"]["time"] == 120
+        assert release["multipleUnitInformation"][0]["resultCode"] == "SUCCESS"
+        assert sms["multipleUnitInformation"][0]["resultCode"] == "SUCCESS"
+        assert balance["msisdn"] == DEMO and balance["wallet"] == "96.00"  # the SMS to Germany: 4 TL
+
+        report = terminal.run(traffic)
+        codes = dict(re.findall(r"(\d{4}): (\d+)", report.split("Result-Code", 1)[1].splitlines()[0]))
+        assert set(codes) == {"2001"} and int(codes["2001"]) > 100, report  # no 5030: the range is open
+        again = httpx.get(
+            f"http://127.0.0.1:{ports['8081']}/admin/subscribers/{DEMO}/balance",
+            headers={"Authorization": f"Bearer {(directory / 'data' / 'admin-token').read_text().strip()}"},
+        ).json()
+        assert again["wallet"] == "96.00" and again["buckets"] == balance["buckets"]  # load left it alone
+    finally:
+        stop(process)
+    banner = out.read_text()
+    assert "admin token       data/admin-token" in banner and "wallet 100.00 TL (created now)" in banner
+    token = (directory / "data" / "admin-token").read_text()
+    assert (directory / "data" / "admin-token").stat().st_mode & 0o777 == 0o600
+
+    process, out = start(directory, ports)  # a restart: the same token, the wallet as it is now
+    try:
+        assert (directory / "data" / "admin-token").read_text() == token
+        assert "wallet 96.00 TL (already there)" in out.read_text()
+        balance = documents(terminal.run(charging.split("# the balance (admin API)")[1]))[0]
+        assert balance["wallet"] == "96.00"
+    finally:
+        stop(process)
+
+
+def test_the_self_care_login_commands_work_as_pasted(directory: Path) -> None:
+    ports = {name: free_port() for name in ("8080", "8081", "8082", "3868")}
+    terminal = Terminal(directory, ports)
+    (block,) = sh_blocks("Self-care: web, phone, SMS, IVR")[:1]
+    login, balance = block.strip().split("\ncurl ", 1)
+    process, _ = start(directory, ports)
+    try:
+        tokens = documents(terminal.run(login, **{"the demo password make run printed": PASSWORD}))[0]
+        answer = documents(terminal.run("curl " + balance, accessToken=tokens["accessToken"]))[0]
+        assert answer["msisdn"] == DEMO and answer["wallet"] == {"kurus": 10_000, "tl": "100.00"}
+    finally:
+        stop(process)
