@@ -8,6 +8,7 @@ import asyncio
 import importlib
 import logging
 import sys
+import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +85,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = Settings()
     if args.port:
         settings.ocs_port = args.port
+    if not settings.smtp_host:
+        settings.mail_catcher = True  # reset codes and notices readable at the MW's /dev/mailbox
     token_source = "$CELLCELLY_ADMIN_TOKEN"
     if settings.admin_token is None:
         # kept in the data directory (0600) across restarts, like the OCS API key below, so the
@@ -198,6 +201,37 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_vouchers(args: argparse.Namespace) -> int:
+    """Make vouchers straight in the system of record (the stack may run: the MW reads them there),
+    one code a line, or JSON; the codes are shown only now."""
+    import orjson
+
+    from cellcelly.application.selfcare import create_vouchers
+    from cellcelly.deploy.backends import Backends
+    from cellcelly.domain.errors import DomainError
+    from cellcelly.domain.money import format_tl, parse_tl
+
+    try:
+        amount = parse_tl(args.amount)
+    except DomainError as exc:
+        sys.stderr.write(f"cellcelly vouchers: {exc}\n")
+        return 2
+    if amount <= 0 or not 1 <= args.count <= 10_000:
+        sys.stderr.write("cellcelly vouchers: the amount must be positive and the count 1-10000\n")
+        return 2
+    backends = Backends(Settings())
+    try:
+        codes = create_vouchers(backends.credentials, amount, args.count, args.batch, int(time.time()))
+    finally:
+        backends.close()
+    if args.json:
+        items = [{"code": code, "amount": format_tl(amount)} for code in codes]
+        _out(orjson.dumps({"items": items}, option=orjson.OPT_INDENT_2).decode())
+    else:
+        _out("\n".join(codes))
+    return 0
+
+
 def cmd_traffic(args: argparse.Namespace) -> int:
     import orjson
     import uvloop
@@ -251,6 +285,12 @@ def main(argv: list[str] | None = None) -> int:
                 "--noop", action="store_true", help="answer without charging (benchmark baseline)"
             )
     sub.add_parser("seed", help="create the demo subscriber").set_defaults(fn=cmd_seed)
+    vouchers = sub.add_parser("vouchers", help="make top-up vouchers (the codes are shown only now)")
+    vouchers.add_argument("--amount", required=True, help="TL a voucher adds, e.g. 50 or 12.50")
+    vouchers.add_argument("--count", type=int, default=1, help="how many (default 1)")
+    vouchers.add_argument("--batch", default="", help="a name for the lot (default: made from the time)")
+    vouchers.add_argument("--json", action="store_true", help="print the codes as JSON")
+    vouchers.set_defaults(fn=cmd_vouchers)
     sub.add_parser("migrate", help="bring the system of record to the newest schema").set_defaults(
         fn=cmd_migrate
     )

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     smtp_host: str = ""
     smtp_port: int = 25
     smtp_sender: str = "bildirim@cellcelly.local"
+    # with no SMTP host: what would be e-mailed is kept in data_dir/mailbox.jsonl and listed by the MW
+    # at /dev/mailbox (reset codes included), so `make run` (which turns it on) works on a laptop;
+    # never for a deployment (the operator does not set it)
+    mail_catcher: bool = False
     # a notice claimed by a notifier that died before telling it waits this long for another replica:
     # longer than a send can take (each SMTP/SMPP step times out within 10 s)
     notice_lease_seconds: int = Field(default=120, gt=0)

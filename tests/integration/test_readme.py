@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 PASSWORD = "Readme-Demo1"
+SECURITY_KEY = "a1b2c3"
 DEMO = "5321234567"
 
 
@@ -80,6 +81,7 @@ def start(cwd: Path, ports: dict[str, int]) -> tuple[subprocess.Popen[bytes], Pa
         "CELLCELLY_DGW_PORT": str(ports["3868"]),
         "CELLCELLY_IVR_PORT": str(free_port()),
         "CELLCELLY_DEMO_PASSWORD": PASSWORD,
+        "CELLCELLY_DEMO_SECURITY_KEY": SECURITY_KEY,
     }
     out = cwd / f"run-{time.monotonic_ns()}.log"
     with out.open("wb") as log:
@@ -157,15 +159,61 @@ def test_the_try_it_commands_work_as_pasted_and_keep_their_secrets_across_a_rest
         stop(process)
 
 
-def test_the_self_care_login_commands_work_as_pasted(directory: Path) -> None:
+def test_the_self_care_commands_work_as_pasted_and_forgot_password_works_on_a_laptop(
+    directory: Path,
+) -> None:
     ports = {name: free_port() for name in ("8080", "8081", "8082", "3868")}
     terminal = Terminal(directory, ports)
-    (block,) = sh_blocks("Self-care: web, phone, SMS, IVR")[:1]
+    block, vouchers = sh_blocks("Self-care: web, phone, SMS, IVR")[:2]
     login, balance = block.strip().split("\ncurl ", 1)
+    mw = f"http://127.0.0.1:{ports['8080']}"
     process, _ = start(directory, ports)
     try:
         tokens = documents(terminal.run(login, **{"the demo password make run printed": PASSWORD}))[0]
         answer = documents(terminal.run("curl " + balance, accessToken=tokens["accessToken"]))[0]
         assert answer["msisdn"] == DEMO and answer["wallet"] == {"kurus": 10_000, "tl": "100.00"}
+
+        # vouchers made by the command while the stack runs are redeemed through the MW, once
+        codes = terminal.run(vouchers).split()
+        assert len(codes) == 3 and len(set(codes)) == 3
+        bearer = {"Authorization": f"Bearer {tokens['accessToken']}"}
+        topped = httpx.post(f"{mw}/api/v1/me/topup", json={"voucher": codes[0]}, headers=bearer)
+        assert topped.status_code == 200, topped.text
+        assert topped.json()["wallet"]["tl"] == "150.00"
+        again = httpx.post(f"{mw}/api/v1/me/topup", json={"voucher": codes[0]}, headers=bearer)
+        assert again.status_code == 409, again.text
+
+        # forgot password with no SMTP server and no SMSC: the code is on the mailbox page
+        assert "Nothing sent yet" in httpx.get(f"{mw}/dev/mailbox").text
+        forgot = httpx.post(f"{mw}/api/v1/auth/forgot", json={"msisdn": DEMO, "channel": "sms"})
+        assert forgot.status_code in (200, 202), forgot.text
+        deadline = time.monotonic() + 10
+        while not (mail := httpx.get(f"{mw}/dev/mailbox.json").json()["items"]):
+            assert time.monotonic() < deadline, "no reset code in the mailbox within 10 s"
+            time.sleep(0.2)
+        assert mail[0]["msisdn"] == DEMO
+        (code,) = re.findall(r"\b(\d{6})\b", mail[0]["text"])
+        assert code in httpx.get(f"{mw}/dev/mailbox").text  # the page a person reads shows it
+        reset = httpx.post(
+            f"{mw}/api/v1/auth/reset",
+            json={"msisdn": DEMO, "code": code, "securityKey": SECURITY_KEY, "newPassword": "Yeni-Parola9"},
+        )
+        assert reset.status_code in (200, 204), reset.text
+        relogin = httpx.post(f"{mw}/api/v1/auth/login", json={"msisdn": DEMO, "password": "Yeni-Parola9"})
+        assert relogin.status_code == 200, relogin.text
+        assert "/dev/mailbox" not in httpx.get(f"{mw}/api/openapi.json").text  # not part of the API
     finally:
         stop(process)
+
+
+def test_only_make_run_has_the_mail_catcher(tmp_path: Path) -> None:
+    """A deployed service (no CELLCELLY_MAIL_CATCHER) has no e-mail without SMTP and no mailbox page;
+    with an SMTP host even the catcher's setting gives real e-mail."""
+    from cellcelly.deploy.backends import Backends
+    from cellcelly.notifier.channels import EmailChannel, Mailbox
+    from cellcelly.settings import Settings
+
+    assert Backends(Settings(data_dir=tmp_path)).email is None
+    assert isinstance(Backends(Settings(data_dir=tmp_path, mail_catcher=True)).email, Mailbox)
+    smtp = Settings(data_dir=tmp_path, mail_catcher=True, smtp_host="127.0.0.1")
+    assert isinstance(Backends(smtp).email, EmailChannel)

@@ -487,13 +487,9 @@ class SelfCare:
     # --- admin ------------------------------------------------------------------------------------
 
     async def create_vouchers(self, amount: int, count: int, batch: str = "") -> list[str]:
-        now = self._now()
-        batch = batch or f"batch-{now}-{uuid.uuid4().hex[:6]}"
-        codes = [new_voucher_code() for _ in range(count)]
-        await self._db(
-            self.credentials.add_vouchers, [Voucher(sha256_hex(c), amount, now, batch) for c in codes]
+        codes: list[str] = await self._db(
+            create_vouchers, self.credentials, amount, count, batch, self._now()
         )
-        log.info("vouchers created", extra={"count": count, "amount": amount, "batch": batch})
         return codes
 
     async def subscribers(self, limit: int, offset: int) -> list[SubscriberRecord]:
@@ -516,3 +512,15 @@ class SelfCare:
         return await off_loop(
             self.store, self.accounts.set_status, msisdn, status, f"admin:{uuid.uuid4().hex}"
         )
+
+
+def create_vouchers(credentials: CredentialStore, amount: int, count: int, batch: str, now: int) -> list[str]:
+    """Make `count` vouchers of `amount` kuruş: only their hashes are kept, the codes are returned
+    to be shown once (the MW's admin API and `cellcelly vouchers` both make them here)."""
+    if amount <= 0 or count <= 0:
+        raise DomainError("a voucher needs a positive amount and count")
+    batch = batch or f"batch-{now}-{uuid.uuid4().hex[:6]}"
+    codes = [new_voucher_code() for _ in range(count)]
+    credentials.add_vouchers([Voucher(sha256_hex(c), amount, now, batch) for c in codes])
+    log.info("vouchers created", extra={"count": count, "amount": amount, "batch": batch})
+    return codes

@@ -24,7 +24,7 @@ from cellcelly.catalogue_store import CatalogueFollower, CatalogueHolder, parse_
 from cellcelly.domain.catalogue import Catalogue
 from cellcelly.domain.errors import CatalogueError
 from cellcelly.errors import ConfigurationError, StoreError
-from cellcelly.notifier.channels import EmailChannel
+from cellcelly.notifier.channels import EmailChannel, Mailbox
 from cellcelly.ports.balance_store import BalanceStore
 from cellcelly.ports.cache import SubscriberCache, SubscriberInfo
 from cellcelly.ports.event_bus import EventBus
@@ -111,10 +111,16 @@ class Backends:
         return SqlNoticeLedger(self.records.engine)
 
     @cached_property
-    def email(self) -> EmailChannel | None:
-        """E-mail to subscribers, None without CELLCELLY_SMTP_HOST."""
+    def email(self) -> EmailChannel | Mailbox | None:
+        """E-mail to subscribers; without CELLCELLY_SMTP_HOST the mail catcher when it is on
+        (`make run`), else None."""
         s = self.settings
-        return EmailChannel(s.smtp_host, s.smtp_port, s.smtp_sender) if s.smtp_host else None
+        if s.smtp_host:
+            return EmailChannel(s.smtp_host, s.smtp_port, s.smtp_sender)
+        if s.mail_catcher:
+            s.data_dir.mkdir(parents=True, exist_ok=True)
+            return Mailbox(s.data_dir / "mailbox.jsonl")
+        return None
 
     # --- application services over them -------------------------------------------------------
 

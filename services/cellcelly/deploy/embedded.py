@@ -125,6 +125,7 @@ class EmbeddedStack:
             self.selfcare,
             admin_token=token.get_secret_value() if token else None,
             prompt_wav=prompt,
+            email=b.email,
         )
         services.append(web)
         self.deployables = services

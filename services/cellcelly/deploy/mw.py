@@ -12,7 +12,7 @@ from cellcelly.application.selfcare import CodeSender, Policy, SelfCare
 from cellcelly.deploy.backends import Backends
 from cellcelly.deploy.service import Alone, HttpService
 from cellcelly.mw.app import create_app
-from cellcelly.notifier.channels import EmailChannel
+from cellcelly.notifier.channels import Channel, Mailbox
 from cellcelly.ports.credentials import CredentialStore
 from cellcelly.ports.records import SubscriberRecord
 from cellcelly.security import Passwords, Tokens
@@ -24,7 +24,7 @@ SendSms = Callable[[str, str], Awaitable[None]]  # (msisdn, text)
 PromptWav = Callable[[Any], Awaitable[bytes]]
 
 
-def code_sender(email: EmailChannel | None, send_sms: SendSms | None) -> CodeSender | None:
+def code_sender(email: Channel | None, send_sms: SendSms | None) -> CodeSender | None:
     """Reset codes by SMS (when an SMSC is configured) or e-mail (when SMTP is); SMS asked for
     with no SMSC falls back to e-mail, and the other way round."""
     if email is None and send_sms is None:
@@ -51,7 +51,7 @@ def selfcare(
     accounts: AccountService,
     credentials: CredentialStore,
     *,
-    email: EmailChannel | None,
+    email: Channel | None,
     send_sms: SendSms | None = None,
 ) -> SelfCare:
     """The self-care use cases: accounts and credentials, hashes and tokens as configured."""
@@ -68,10 +68,17 @@ def selfcare(
 
 
 def build(
-    settings: Settings, selfcare: SelfCare, *, admin_token: str | None, prompt_wav: PromptWav | None = None
+    settings: Settings,
+    selfcare: SelfCare,
+    *,
+    admin_token: str | None,
+    prompt_wav: PromptWav | None = None,
+    email: Channel | None = None,
 ) -> HttpService:
-    """`prompt_wav`: the IVR's spoken balance as a WAV (the embedded stack's IVR, else none)."""
-    app = create_app(selfcare, admin_token=admin_token, prompt_wav=prompt_wav)
+    """`prompt_wav`: the IVR's spoken balance as a WAV (the embedded stack's IVR, else none);
+    `email`: the mail catcher's messages are listed at /dev/mailbox when it is one."""
+    mailbox = email if isinstance(email, Mailbox) else None
+    app = create_app(selfcare, admin_token=admin_token, prompt_wav=prompt_wav, mailbox=mailbox)
     return HttpService("mw", app, settings.mw_host, settings.mw_port)
 
 
@@ -82,7 +89,9 @@ def alone(settings: Settings, backends: Backends) -> Alone:
         log.warning("cellcelly mw on the embedded balance store: no other process sees its accounts")
     care = selfcare(settings, backends.accounts, backends.credentials, email=backends.email)
     token = settings.admin_token
-    service = build(settings, care, admin_token=token.get_secret_value() if token else None)
+    service = build(
+        settings, care, admin_token=token.get_secret_value() if token else None, email=backends.email
+    )
     return Alone(
         service, lambda: f"MW (self-care API and web UI) on http://{settings.mw_host}:{service.port}/"
     )

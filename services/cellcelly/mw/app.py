@@ -30,7 +30,9 @@ from cellcelly.errors import BackendError, CellCellyError
 from cellcelly.mw.models import problem_media_type
 from cellcelly.mw.routes import admin, auth, me
 from cellcelly.mw.routes import catalogue as catalogue_routes
+from cellcelly.mw.routes import mailbox as mailbox_routes
 from cellcelly.mw.schemas import REASONS
+from cellcelly.notifier.channels import Mailbox
 from cellcelly.web import (
     PROBLEM,
     HttpProblem,
@@ -161,6 +163,7 @@ def create_app(
     *,
     admin_token: str | None = None,
     prompt_wav: Callable[[Any], Awaitable[bytes]] | None = None,
+    mailbox: Mailbox | None = None,
     on_shutdown: Callable[[], Awaitable[None]] | None = None,
     webui: Path | None = WEBUI,
 ) -> FastAPI:
@@ -231,6 +234,8 @@ def create_app(
 
     app.include_router(auth.router(selfcare))
     app.include_router(me.router(selfcare, now, prompt_wav))
+    if mailbox is not None:
+        app.include_router(mailbox_routes.router(mailbox))
     app.include_router(catalogue_routes.router(catalogue))
     app.include_router(admin.router(selfcare, catalogue, now))
 

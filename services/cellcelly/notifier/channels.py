@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+import threading
+import time
 from email.message import EmailMessage
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
 
 from cellcelly.ports.records import SubscriberRecord
 
@@ -34,3 +39,35 @@ class EmailChannel:
     def _deliver(self, message: EmailMessage) -> None:
         with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
             smtp.send_message(message)
+
+
+class Mailbox:
+    """`make run`'s mail catcher: what would have been e-mailed, appended to a file of the data
+    directory (one JSON object a line) instead; the MW lists it at /dev/mailbox. A laptop has no
+    SMTP server, and without one neither a reset code nor a notice would reach anybody."""
+
+    def __init__(self, path: Path, shown: int = 100) -> None:
+        self.path, self.shown = path, shown
+        self._lock = threading.Lock()
+
+    async def send(self, to: SubscriberRecord, subject: str, text: str) -> None:
+        entry = {
+            "at": int(time.time()),
+            "to": to.email,
+            "msisdn": to.msisdn,
+            "subject": subject,
+            "text": text,
+        }
+        await asyncio.to_thread(self._append, orjson.dumps(entry) + b"\n")
+
+    def _append(self, line: bytes) -> None:
+        with self._lock, self.path.open("ab") as out:
+            out.write(line)
+
+    def messages(self) -> list[dict[str, Any]]:
+        """The newest `shown` messages, newest first."""
+        try:
+            lines = self.path.read_bytes().splitlines()
+        except FileNotFoundError:
+            return []
+        return [orjson.loads(line) for line in reversed(lines[-self.shown :]) if line.strip()]
