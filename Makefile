@@ -3,18 +3,27 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
 .PHONY: run test lint typecheck unit integration bench bench-check profile e2e-local images clean
 
-$(STAMP): pyproject.toml operator/pyproject.toml
+# what running needs (`make run`), then what testing adds (`make test`): a first `make run` installs
+# only the former, with pip's progress shown
+$(RUN_STAMP): pyproject.toml
+	@echo "make run: installing the stack's Python packages into $(VENV) (once; about a minute)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]' -e ./operator
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP) pyproject.toml operator/pyproject.toml
+	@echo "make: installing the development and test tools into $(VENV) (once)"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]' -e ./operator
 	touch $(STAMP)
 
 ## run the stack on embedded defaults (SQLite, embedded balance store): no Java, no cluster
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(VENV)/bin/cellcelly run
 
 ## every test tier, with lint and type checks first; under CI=true nothing that can run here may skip

@@ -85,6 +85,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = Settings()
     if args.port:
         settings.ocs_port = args.port
+    if settings.mw_token_secret is None:  # logins and reset codes outlive a restart of the stack
+        settings.mw_token_secret = SecretStr(kept_secret(settings.data_dir, "mw-token-secret", 32)[0])
     if not settings.smtp_host:
         settings.mail_catcher = True  # reset codes and notices readable at the MW's /dev/mailbox
     token_source = "$CELLCELLY_ADMIN_TOKEN"

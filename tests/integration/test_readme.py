@@ -142,6 +142,8 @@ def test_the_try_it_commands_work_as_pasted_and_keep_their_secrets_across_a_rest
             headers={"Authorization": f"Bearer {(directory / 'data' / 'admin-token').read_text().strip()}"},
         ).json()
         assert again["wallet"] == "96.00" and again["buckets"] == balance["buckets"]  # load left it alone
+        login = {"msisdn": DEMO, "password": PASSWORD}
+        access = httpx.post(f"http://127.0.0.1:{ports['8080']}/api/v1/auth/login", json=login).json()
     finally:
         stop(process)
     banner = out.read_text()
@@ -155,6 +157,11 @@ def test_the_try_it_commands_work_as_pasted_and_keep_their_secrets_across_a_rest
         assert "wallet 96.00 TL (already there)" in out.read_text()
         balance = documents(terminal.run(charging.split("# the balance (admin API)")[1]))[0]
         assert balance["wallet"] == "96.00"
+        mine = httpx.get(
+            f"http://127.0.0.1:{ports['8080']}/api/v1/me/balance",
+            headers={"Authorization": f"Bearer {access['accessToken']}"},
+        )
+        assert mine.status_code == 200, mine.text  # a login outlives the restart (the kept token secret)
     finally:
         stop(process)
 
