@@ -234,6 +234,31 @@ def cmd_vouchers(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cdr_export(args: argparse.Namespace) -> int:
+    """The usage of the UTC days --from .. --to (both included) as CDRs, from the system of record
+    (safe while the stack runs: one read)."""
+    from cellcelly.adapters.sql import SqlRecords
+    from cellcelly.application.cdr import day_range, write
+
+    try:
+        start, end = day_range(args.first, args.last)
+    except ValueError as exc:
+        sys.stderr.write(f"cellcelly cdr export: {exc}\n")
+        return 2
+    records = SqlRecords(Settings().sor_url())
+    try:
+        events = records.usage_between(start, end)
+        if args.out == "-":
+            count = write(events, sys.stdout, args.format)
+        else:
+            with open(args.out, "w", encoding="utf-8", newline="") as out:
+                count = write(events, out, args.format)
+    finally:
+        records.close()
+    sys.stderr.write(f"cellcelly cdr export: {count} records\n")
+    return 0
+
+
 def cmd_traffic(args: argparse.Namespace) -> int:
     import orjson
     import uvloop
@@ -293,6 +318,17 @@ def main(argv: list[str] | None = None) -> int:
     vouchers.add_argument("--batch", default="", help="a name for the lot (default: made from the time)")
     vouchers.add_argument("--json", action="store_true", help="print the codes as JSON")
     vouchers.set_defaults(fn=cmd_vouchers)
+    cdr = sub.add_parser("cdr", help="charging data records from the system of record")
+    export = cdr.add_subparsers(dest="cdr_command", required=True).add_parser(
+        "export", help="the usage of whole UTC days as CSV or JSON lines"
+    )
+    export.add_argument("--from", dest="first", required=True, help="the first UTC day, e.g. 2026-12-01")
+    export.add_argument(
+        "--to", dest="last", default=None, help="the last UTC day, included (default: --from)"
+    )
+    export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    export.add_argument("--out", default="-", help="a file to write (default: standard output)")
+    export.set_defaults(fn=cmd_cdr_export)
     sub.add_parser("migrate", help="bring the system of record to the newest schema").set_defaults(
         fn=cmd_migrate
     )

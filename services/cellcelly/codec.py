@@ -64,6 +64,7 @@ def _rated_to_list(rs: RatedService) -> list[Any]:
         rs.money,
         rs.used,
         res,
+        rs.catalogue_version,
     ]
 
 
@@ -80,6 +81,7 @@ def _rated_from_list(d: list[Any]) -> RatedService:
         d[7],
         d[8],
         None if r is None else Reservation(dict(r[0]), r[1], r[2], r[3]),
+        d[10] if len(d) > 10 else "",  # absent from sessions written before it existed
     )
 
 
@@ -184,6 +186,9 @@ def event_to_dict(e: UsageEvent | LedgerEvent | NotificationEvent) -> dict[str, 
             "occurred_at": e.occurred_at,
             "buckets": [list(b) for b in e.buckets],
             "revision": e.revision,
+            "destination": e.destination,
+            "location": e.location,
+            "catalogue_version": e.catalogue_version,
         }
     return {
         "type": "ledger",
@@ -249,7 +254,10 @@ def event_from_dict(d: dict[str, Any]) -> UsageEvent | LedgerEvent | Notificatio
             d["wallet_after"],
             d["occurred_at"],
             tuple((b[0], b[1]) for b in d["buckets"]),
-            d.get("revision", 0),  # absent from events written before it existed
+            d.get("revision", 0),  # absent from events written before it existed, like those below
+            d.get("destination", ""),
+            d.get("location", ""),
+            d.get("catalogue_version", ""),
         )
     if d["type"] == "ledger":
         return LedgerEvent(

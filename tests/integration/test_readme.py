@@ -5,6 +5,8 @@ and the README's two placeholders filled (the demo password, the access token)."
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -123,7 +125,7 @@ def directory(tmp_path: Path) -> Iterator[Path]:
 def test_the_try_it_commands_work_as_pasted_and_keep_their_secrets_across_a_restart(directory: Path) -> None:
     ports = {name: free_port() for name in ("8080", "8081", "8082", "3868")}
     terminal = Terminal(directory, ports)
-    charging, traffic = sh_blocks("Try it")[:2]
+    charging, traffic, cdrs = sh_blocks("Try it")[:3]
     process, out = start(directory, ports)
     try:
         answers = documents(terminal.run(charging))
@@ -142,6 +144,14 @@ def test_the_try_it_commands_work_as_pasted_and_keep_their_secrets_across_a_rest
             headers={"Authorization": f"Bearer {(directory / 'data' / 'admin-token').read_text().strip()}"},
         ).json()
         assert again["wallet"] == "96.00" and again["buckets"] == balance["buckets"]  # load left it alone
+        deadline = time.monotonic() + 20  # the records follow the charges through the outbox, bus, SF
+        while "call-1#1#1" not in (csv_text := terminal.run(cdrs)):
+            assert time.monotonic() < deadline, csv_text[-2000:]
+            time.sleep(0.5)
+        rows = {row["event_id"]: row for row in csv.DictReader(io.StringIO(csv_text))}
+        call = rows["call-1#1#1"]
+        assert (call["msisdn"], call["destination"], call["units"]) == (DEMO, "905551112233", "95")
+        assert rows["sms-1#0#2"]["money_tl"] == "4.00" and rows["sms-1#0#2"]["destination"] == "4915112345678"
         login = {"msisdn": DEMO, "password": PASSWORD}
         access = httpx.post(f"http://127.0.0.1:{ports['8080']}/api/v1/auth/login", json=login).json()
     finally:

@@ -146,6 +146,20 @@ async def test_a_call_shows_in_balances_at_once_and_in_usage_once_synced(running
     assert [(i["service"], i["units"], i["fromPackage"], i["chargedKurus"]) for i in items] == [
         ("voice", 95, True, 0)
     ]
+    assert (items[0]["destination"], items[0]["packageUnits"], items[0]["walletUnits"]) == (
+        "905551112233",
+        95,
+        0,
+    )
+    # a page at a time: `next` continues after the page's last record, null once there is no more
+    first = (await running.mw.get("/api/v1/me/usage?limit=1", headers=auth)).json()
+    assert first["items"] == items and first["next"]
+    rest = (
+        await running.mw.get("/api/v1/me/usage", params={"limit": 1, "before": first["next"]}, headers=auth)
+    ).json()
+    assert rest == {"items": [], "next": None}
+    wrong = await running.mw.get("/api/v1/me/usage?before=yesterday", headers=auth)
+    assert wrong.status_code == 400 and wrong.json()["cause"] == "INVALID_INPUT"
     # the SF runs in the stack's process: its figures are on the OCS's /metrics
     metrics = (await running.ocs.get("/metrics")).text
     assert 'cellcelly_sf_written_total{kind="usage"} 1.0' in metrics

@@ -429,8 +429,8 @@ class SelfCare:
         )
         return self.accounts.provision(msisdn, subscriber.package)
 
-    async def usage(self, msisdn: str, limit: int) -> list[Any]:
-        return list(await self._db(self.records.usage_for, msisdn, limit))
+    async def usage(self, msisdn: str, limit: int, before: tuple[int, int, str] | None = None) -> list[Any]:
+        return list(await self._db(self.records.usage_for, msisdn, limit, before))
 
     async def buy_package(self, msisdn: str, package: str, request_id: str | None) -> Account:
         await self.account(msisdn)

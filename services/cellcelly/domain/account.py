@@ -75,6 +75,7 @@ class RatedService:
     money: int = 0  # cumulative kuruş debited
     used: int = 0  # cumulative units reported
     reservation: Reservation | None = None
+    catalogue_version: str = ""  # the catalogue the rule (and so the price) came from
 
     def cost(self, units: int) -> int:
         return rated_cost(units, self.price, self.per)
@@ -98,6 +99,7 @@ class RatedService:
             None
             if r is None
             else Reservation(dict(r.bucket_units), r.wallet_units, r.wallet_money, r.expires_at),
+            self.catalogue_version,
         )
 
 

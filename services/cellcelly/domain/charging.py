@@ -107,6 +107,10 @@ class UsageEvent:
     occurred_at: int
     buckets: tuple[tuple[str, int], ...] = ()  # (bucket id, units) consumed
     revision: int = 0  # the account's revision before the commit: orders one subscriber's events
+    # what a CDR and a rerating need beside the rule: where it went, from where, under which prices
+    destination: str = ""
+    location: str = ""
+    catalogue_version: str = ""
 
 
 @dataclass(slots=True)
@@ -379,6 +383,9 @@ class _Transaction:
                 occurred_at=now,
                 buckets=tuple(consumed),
                 revision=acc.revision,
+                destination=rs.destination,
+                location=session.location,
+                catalogue_version=rs.catalogue_version,
             )
         )
         self._notices(consumed, wallet_before)
@@ -429,6 +436,7 @@ class _Transaction:
         if rule is None:
             return None
         rs = RatedService(usage.service, rule.id, rule.price, rule.per, rule.bucket, usage.destination)
+        rs.catalogue_version = self.catalogue.version
         session.services[usage.rating_group] = rs
         return rs
 

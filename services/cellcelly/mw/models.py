@@ -86,10 +86,16 @@ class UsageItem(_Answer):
     tariff: str
     occurredAt: int
     fromPackage: bool
+    destination: str = Field(description="the number or network called; empty for data")
+    packageUnits: int = Field(description="of `units`, taken from package buckets")
+    walletUnits: int = Field(description="of `units`, paid from the wallet (`charged`)")
 
 
 class Usage(_Answer):
     items: list[UsageItem]
+    next: str | None = Field(
+        default=None, description="`before` for the next (older) page; null on the last page"
+    )
 
 
 class Package(_Answer):

@@ -5,7 +5,7 @@ One SQLAlchemy Core adapter (`cellcelly.adapters.sql`) serves all three dialects
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -105,8 +105,14 @@ class SystemOfRecord(Protocol):
         """Write usage records, and keep the balance snapshot in the same transaction; idempotent
         by event id (a repeat is ignored). Returns rows new."""
 
-    def usage_for(self, msisdn: str, limit: int = 100) -> list[UsageEvent]:
-        """Newest first."""
+    def usage_for(
+        self, msisdn: str, limit: int = 100, before: tuple[int, int, str] | None = None
+    ) -> list[UsageEvent]:
+        """Newest first; `before` (occurred_at, request_number, event_id) of the last event of the
+        page before continues after it."""
+
+    def usage_between(self, start: int, end: int, batch: int = 2_000) -> Iterator[UsageEvent]:
+        """Every subscriber's usage of [start, end) in epoch seconds, oldest first, streamed."""
 
     def buckets_for(self, msisdn: str) -> list[BucketRecord]: ...
 

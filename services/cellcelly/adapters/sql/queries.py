@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.expression import Executable
 
 from cellcelly.adapters.sql.schema import (
+    EpochSeconds,
     balance_snapshots,
     buckets,
     catalogue_in_force,
@@ -93,17 +94,48 @@ def select_buckets(msisdn: str) -> RowSelect:
     )
 
 
-def select_usage(msisdn: str, limit: int) -> RowSelect:
-    """Newest first; events of the same second by request number, then id, descending."""
+def select_usage(msisdn: str, limit: int, before: tuple[int, int, str] | None = None) -> RowSelect:
+    """Newest first; events of the same second by request number, then id, descending. `before`:
+    (occurred_at, request_number, event_id) of the last row of the page before (keyset paging on
+    the (msisdn, occurred_at) index; spelled out, as Oracle compares no row values)."""
+    u = usage_records.c
+    where = u.msisdn == msisdn
+    if before is not None:
+        # named binds (an anonymous one's name is too long for Oracle); EpochSeconds binds the int
+        # as the column's datetime
+        at = bindparam("before_at", before[0], type_=EpochSeconds())
+        number = bindparam("before_number", before[1], type_=BigInteger())
+        event_id = bindparam("before_id", before[2], type_=String())
+        older = or_(
+            u.occurred_at < at,
+            and_(
+                u.occurred_at == at,
+                or_(u.request_number < number, and_(u.request_number == number, u.event_id < event_id)),
+            ),
+        )
+        where = and_(where, older)
     return (
         select(usage_records)
-        .where(usage_records.c.msisdn == msisdn)
+        .where(where)
         .order_by(
             usage_records.c.occurred_at.desc(),
             usage_records.c.request_number.desc(),
             usage_records.c.event_id.desc(),
         )
         .limit(limit)
+    )
+
+
+def select_usage_between(start: int, end: int) -> RowSelect:
+    """Every usage record that occurred in [start, end), oldest first: a CDR export's one scan."""
+    u = usage_records.c
+    return (
+        select(usage_records)
+        .where(
+            u.occurred_at >= bindparam("from_at", start, type_=EpochSeconds()),
+            u.occurred_at < bindparam("to_at", end, type_=EpochSeconds()),
+        )
+        .order_by(u.occurred_at, u.event_id)
     )
 
 
@@ -399,6 +431,8 @@ def representative_statements() -> dict[str, Executable]:
             "update_status": update_status("905321234567", "suspended"),
             "select_buckets": select_buckets("905321234567"),
             "select_usage": select_usage("905321234567", 100),
+            "select_usage_page": select_usage("905321234567", 100, (1_790_000_000, 3, "s#3#1")),
+            "select_usage_between": select_usage_between(1_790_000_000, 1_790_086_400),
             "select_usage_buckets": select_usage_buckets(sample_ids),
             "select_wallet_balance": select_wallet_balance("905321234567"),
             "select_bucket_consumption": select_bucket_consumption("905321234567"),

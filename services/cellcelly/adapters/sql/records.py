@@ -30,6 +30,7 @@ from cellcelly.adapters.sql import queries as q
 from cellcelly.adapters.sql.engine import make_engine, reading, writing
 from cellcelly.adapters.sql.migrator import migrate as run_migrations
 from cellcelly.adapters.sql.schema import (
+    TEXT_COLUMN,
     balance_snapshots,
     buckets,
     catalogue_in_force,
@@ -141,6 +142,9 @@ def usage_values(e: UsageEvent) -> tuple[Any, ...]:
         e.money,
         e.wallet_after,
         e.occurred_at,
+        e.destination[:TEXT_COLUMN],
+        e.location[:TEXT_COLUMN],
+        e.catalogue_version[:TEXT_COLUMN],
     )
 
 
@@ -371,33 +375,22 @@ class SqlRecords:
         self._save_balances(conn, fresh)
         return len(fresh)
 
-    def usage_for(self, msisdn: str, limit: int = 100) -> list[UsageEvent]:
+    def usage_for(
+        self, msisdn: str, limit: int = 100, before: tuple[int, int, str] | None = None
+    ) -> list[UsageEvent]:
         with self._read() as conn:
-            rows = conn.execute(q.select_usage(msisdn, limit)).all()
-            consumed: dict[str, list[tuple[str, int]]] = {}
-            for chunk in _chunks([row.event_id for row in rows]):
-                for b in conn.execute(q.select_usage_buckets(chunk)):
-                    consumed.setdefault(b.event_id, []).append((b.bucket_id, int(b.units)))
-        return [
-            UsageEvent(
-                event_id=row.event_id,
-                msisdn=row.msisdn,
-                session_id=_text(row.session_id),
-                request_number=int(row.request_number),
-                rating_group=int(row.rating_group),
-                service=Service(row.service),
-                rule_id=_text(row.rule_id),
-                units=int(row.units),
-                bucket_units=int(row.bucket_units),
-                wallet_units=int(row.wallet_units),
-                uncharged_units=int(row.uncharged_units),
-                money=int(row.money),
-                wallet_after=int(row.wallet_after),
-                occurred_at=row.occurred_at,
-                buckets=tuple(consumed.get(row.event_id, ())),
+            rows = conn.execute(q.select_usage(msisdn, limit, before)).all()
+            return _usage_events(conn, rows)
+
+    def usage_between(self, start: int, end: int, batch: int = 2_000) -> Iterator[UsageEvent]:
+        """Every usage record of [start, end), oldest first, read as one streamed query (a server-side
+        cursor where the driver has one): one scan whatever the size, `batch` rows in memory."""
+        with self._read() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch).execute(
+                q.select_usage_between(start, end)
             )
-            for row in rows
-        ]
+            for rows in result.partitions(batch):
+                yield from _usage_events(conn, rows)
 
     # -- balance snapshots --------------------------------------------------------------------
 
@@ -508,3 +501,34 @@ class SqlRecords:
         if row is None:
             return None
         return CatalogueRecord(version=row.version, source=_text(row.source), activated_at=row.activated_at)
+
+
+def _usage_events(conn: Connection, rows: Sequence[Any]) -> list[UsageEvent]:
+    """Usage rows with the buckets each consumed, as events."""
+    consumed: dict[str, list[tuple[str, int]]] = {}
+    for chunk in _chunks([row.event_id for row in rows]):
+        for b in conn.execute(q.select_usage_buckets(chunk)):
+            consumed.setdefault(b.event_id, []).append((b.bucket_id, int(b.units)))
+    return [
+        UsageEvent(
+            event_id=row.event_id,
+            msisdn=row.msisdn,
+            session_id=_text(row.session_id),
+            request_number=int(row.request_number),
+            rating_group=int(row.rating_group),
+            service=Service(row.service),
+            rule_id=_text(row.rule_id),
+            units=int(row.units),
+            bucket_units=int(row.bucket_units),
+            wallet_units=int(row.wallet_units),
+            uncharged_units=int(row.uncharged_units),
+            money=int(row.money),
+            wallet_after=int(row.wallet_after),
+            occurred_at=row.occurred_at,
+            buckets=tuple(consumed.get(row.event_id, ())),
+            destination=_text(row.destination),
+            location=_text(row.location),
+            catalogue_version=_text(row.catalogue_version),
+        )
+        for row in rows
+    ]

@@ -58,6 +58,7 @@ __all__ = [
     "wallet_ledger",
 ]
 
+TEXT_COLUMN = 128  # a usage record's destination, location and catalogue version (an APN is <= 100)
 MAX_IDENTIFIER_LENGTH = 30  # Oracle before 12.2; newer allow 128 but we keep to 30
 
 NAMING_CONVENTION: dict[str, str] = {
@@ -169,6 +170,11 @@ usage_records = Table(
     Column("money", BigInteger, nullable=False),
     Column("wallet_after", BigInteger, nullable=False),
     Column("occurred_at", EpochSeconds(), nullable=False),
+    # for CDRs and rerating (migration 0012): the event's own values, cut to the column (the bus
+    # carries them whole); empty on records written before
+    Column("destination", String(TEXT_COLUMN)),
+    Column("location", String(TEXT_COLUMN)),
+    Column("catalogue_version", String(TEXT_COLUMN)),
     Index("ix_usage_records_msisdn_time", "msisdn", "occurred_at"),
 )
 

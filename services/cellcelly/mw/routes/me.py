@@ -69,11 +69,18 @@ def router(
             return Response(wav, media_type="audio/wav")
 
     @r.get("/usage", response_model=m.Usage, responses=m.problems(400, 401))
-    async def usage(who: Me, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> Response:
-        """Usage records from the system of record, newest first (a few seconds behind charging)."""
-        events = await selfcare.usage(who.msisdn, limit)
+    async def usage(
+        who: Me,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        before: Annotated[str | None, Query(max_length=400, description="the `next` of a page")] = None,
+    ) -> Response:
+        """Usage records from the system of record, newest first (a few seconds behind charging),
+        a page at a time: `next` is the `before` of the following page."""
+        events = await selfcare.usage(who.msisdn, limit, None if before is None else _cursor(before))
+        last = events[-1] if len(events) == limit else None
         return json_response(
             {
+                "next": None if last is None else f"{last.occurred_at}:{last.request_number}:{last.event_id}",
                 "items": [
                     {
                         "eventId": e.event_id,
@@ -85,9 +92,12 @@ def router(
                         "tariff": e.rule_id,
                         "occurredAt": e.occurred_at,
                         "fromPackage": e.bucket_units > 0,
+                        "destination": e.destination,
+                        "packageUnits": e.bucket_units,
+                        "walletUnits": e.wallet_units,
                     }
                     for e in events
-                ]
+                ],
             }
         )
 
@@ -113,3 +123,12 @@ def router(
         return Response(status_code=204)
 
     return r
+
+
+def _cursor(text: str) -> tuple[int, int, str]:
+    """A page's `next` read back: "occurredAt:requestNumber:eventId" (the id may hold colons)."""
+    at, _, rest = text.partition(":")
+    number, _, event_id = rest.partition(":")
+    if not (at.isdigit() and number.isdigit() and event_id):
+        raise HttpProblem(400, "Bad request", "`before` is not a page's `next`", "INVALID_INPUT")
+    return int(at), int(number), event_id
