@@ -54,8 +54,6 @@ function renderNav(name) {
         "aria-current": route === name ? "page" : false,
       }, t(key))))),
   );
-  // on a phone the menu scrolls sideways: keep the current page's tab in sight
-  nav.querySelector("[aria-current=page]")?.scrollIntoView({ inline: "center", block: "nearest" });
 }
 
 function show() {

@@ -100,6 +100,18 @@ export function banner() {
   return el;
 }
 
+/**
+ * The lockout's wait as a message key and its number: whole minutes rounded up ("15 minutes", not
+ * "888 seconds"), seconds only under a minute. The number stays a plain {n} so a language switch
+ * re-translates the banner; one and many are separate keys for English's plural.
+ */
+export function lockedMessage(retryAfterSeconds) {
+  const seconds = Math.max(1, Math.ceil(Number(retryAfterSeconds) || 0));
+  if (seconds < 60) return [seconds === 1 ? "cause.LOCKED.second" : "cause.LOCKED.seconds", { n: seconds }];
+  const minutes = Math.ceil(seconds / 60);
+  return [minutes === 1 ? "cause.LOCKED.minute" : "cause.LOCKED.minutes", { n: minutes }];
+}
+
 /** The contract's param names are camelCase field names; FastAPI's own may be "body.x". */
 function paramName(param) {
   return String(param || "").replace(/^body\./, "");
@@ -130,7 +142,7 @@ export function showProblem(err, fields, messages) {
     return;
   }
   if (err.cause === "LOCKED") {
-    messages.show("error", "cause.LOCKED", { seconds: err.retryAfter ?? 60 });
+    messages.show("error", ...lockedMessage(err.retryAfter ?? 60));
   } else if (err.cause && has(`cause.${err.cause}`)) {
     messages.show("error", `cause.${err.cause}`);
   } else {

@@ -8,6 +8,11 @@ import { page, sessionOver } from "./common.js";
 
 const SERVICES = ["voice", "sms", "data"];
 
+// Below this the wallet is shown as low. It matches the notifier's low-wallet notice (the charging
+// policy's low_wallet, 1,000 kuruş = 10 TL, in cellcelly.domain.catalogue.ChargingPolicy): the
+// balance answer does not carry the threshold, so the page and the SMS/e-mail notice agree by hand.
+export const LOW_WALLET_KURUS = 1000;
+
 function allowanceCard(a) {
   const label = t(`dash.${a.service}`);
   const remaining = fmt.amount(a.service, a.remaining);
@@ -28,10 +33,13 @@ function allowanceCard(a) {
 function walletCard(wallet) {
   // The bar shows the wallet against 200 TL (or the wallet itself when above): a sense of size.
   const scale = Math.max(20000, wallet.kurus);
-  return h("article", { class: "card wallet", "data-testid": "wallet", "data-kurus": wallet.kurus },
+  const low = wallet.kurus < LOW_WALLET_KURUS;
+  return h("article", { class: `card wallet${low ? " low" : ""}`, "data-testid": "wallet", "data-kurus": wallet.kurus, "data-low": String(low) },
     h("h2", {}, t("dash.wallet")),
     h("p", { class: "wallet-figure", "data-testid": "wallet-amount" }, fmt.money(wallet.kurus)),
     bar({ fraction: wallet.kurus / scale, kind: "wallet", label: `${t("dash.wallet")}: ${fmt.money(wallet.kurus)}` }),
+    low ? h("p", { class: "wallet-low", role: "status", "data-testid": "wallet-low" },
+      t("dash.walletLow", { threshold: fmt.money(LOW_WALLET_KURUS) })) : null,
     h("div", { class: "actions" },
       h("a", { href: "#/packages", class: "button" }, t("dash.buy")),
       h("a", { href: "#/topup", class: "button secondary" }, t("dash.topup"))));

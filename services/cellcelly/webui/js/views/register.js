@@ -12,7 +12,8 @@ function packageCard(item, checked) {
     h("input", { type: "radio", name: "package", id, value: item.code, checked, class: "visually-hidden-radio" }),
     h("label", { for: id, class: "pkg-card", "data-package": item.code },
       h("span", { class: "pkg-name" }, item.name),
-      h("span", { class: "pkg-price", "data-money": item.price.kurus }, fmt.money(item.price.kurus)),
+      h("span", { class: "pkg-included", "data-i18n": "register.included" }, t("register.included")),
+      h("span", { class: "pkg-price included", "data-money": item.price.kurus }, fmt.money(item.price.kurus)),
       h("span", { class: "pkg-allowances" },
         h("span", { "data-amount": `voice:${a.voice || 0}` }, fmt.minutes(a.voice || 0)), " · ",
         h("span", { "data-amount": `data:${a.data || 0}` }, fmt.data(a.data || 0)), " · ",
@@ -45,8 +46,12 @@ export function render({ navigate }) {
   const packagesBox = h("div", { class: "pkg-grid", role: "radiogroup", "aria-labelledby": "pkg-legend" },
     h("p", { "data-i18n": "common.loading" }, t("common.loading")));
   const packageError = h("div", { class: "error", "aria-live": "polite", "data-error-for": "package" });
-  const packageField = h("fieldset", { class: "field packages", "data-field": "package" },
-    h("legend", { id: "pkg-legend", "data-i18n": "field.package" }, t("field.package")), packagesBox, packageError);
+  // The first package comes with the sign-up (the wallet keeps its full opening amount): the
+  // prices are shown as what it is worth, and this line says it is not taken from the wallet.
+  const packageField = h("fieldset", { class: "field packages", "data-field": "package", "aria-describedby": "pkg-included" },
+    h("legend", { id: "pkg-legend", "data-i18n": "field.package" }, t("field.package")),
+    h("p", { class: "hint", id: "pkg-included", "data-testid": "package-included", "data-i18n": "register.includedNote" }, t("register.includedNote")),
+    packagesBox, packageError);
   // setErrors expects wrapper.input; the radio group reports through its first radio
   packageField.input = { value: "", setAttribute() {}, focus: () => packagesBox.querySelector("input")?.focus() };
   Object.defineProperty(packageField.input, "value", { get: () => packagesBox.querySelector("input:checked")?.value || "" });
