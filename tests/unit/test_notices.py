@@ -6,6 +6,7 @@ import pytest
 
 from cellcelly.catalogue_store import parse_catalogue_text
 from cellcelly.domain.charging import ChargeRequest, NotificationEvent, RequestType, ServiceUsage, charge
+from cellcelly.domain.errors import CatalogueError
 from cellcelly.domain.provisioning import open_account, top_up
 from cellcelly.domain.units import Service
 from cellcelly.notifier.messages import amount_text, render
@@ -84,3 +85,64 @@ def test_notices_name_the_package_as_subscribers_know_it():
     assert subject == "Diyarbakır paketinizdeki internet hakkınız bitti"
     assert "Merhaba Gülşen," in text and "DIYARBAKIR" not in text
     assert render(notice, "Gülşen")[0].startswith("DIYARBAKIR paketinizdeki")  # no name: the code
+
+
+# --- thresholds are the catalogue's -------------------------------------------------------------------
+
+OWN = parse_catalogue_text(
+    DEFAULT_CATALOGUE.read_text(encoding="utf-8")
+    .replace("bucket_thresholds: [80, 100]", "bucket_thresholds: [100, 50, 90]")
+    .replace('low_wallet: "10.00"', 'low_wallet: "95.00"')
+)
+
+
+def test_the_catalogues_own_bucket_thresholds_are_told_in_order() -> None:
+    assert OWN.policy.bucket_thresholds == (50, 90, 100) and CAT.policy.bucket_thresholds == (80, 100)
+    acc = open_account(M, OWN, "ANKARA", NOW).account  # 3000 SMS: 50% is 1500, 90% is 2700
+    kinds = []
+    for i, units in enumerate((1499, 1, 1199, 1, 300)):
+        req = ChargeRequest(
+            f"t{i}", RequestType.EVENT, 0, M, (ServiceUsage(1, Service.SMS, units, 0, "905551112233"),)
+        )
+        out = charge(acc, OWN, req, NOW)
+        assert out.account is not None
+        acc = out.account
+        kinds.append([n.kind for n in out.notices])
+    assert kinds == [[], ["bucket-50"], [], ["bucket-90"], ["bucket-100"]]
+
+
+def test_the_catalogues_low_wallet_line() -> None:
+    assert OWN.policy.low_wallet == 9_500 and CAT.policy.low_wallet == 1_000
+    acc = open_account(M, OWN, None, NOW).account  # 100 TL; an SMS abroad costs 4 TL
+    falls = []
+    for i in range(3):
+        out = charge(acc, OWN, sms_abroad(f"w{i}"), NOW)
+        assert out.account is not None
+        acc = out.account
+        falls.append([n.wallet for n in out.notices if n.kind == "wallet-low"])
+    assert falls == [[], [9_200], []]  # 96 TL, then 92 TL (below 95: told once), then 88 TL
+    never = parse_catalogue_text(DEFAULT_CATALOGUE.read_text(encoding="utf-8").replace('"10.00"', '"0"'))
+    acc = open_account(M, never, None, NOW).account
+    for i in range(26):  # down to 0 TL: never told
+        out = charge(acc, never, sms_abroad(f"n{i}"), NOW)
+        assert out.account is not None and not [n for n in out.notices if n.kind == "wallet-low"]
+        acc = out.account
+
+
+@pytest.mark.parametrize(
+    ("percent", "said"),
+    [(50, "%50'sini"), (90, "%90'ını"), (80, "%80'ini"), (75, "%75'ini"), (33, "%33'ünü"), (60, "%60'ını")],
+)
+def test_a_threshold_notice_says_its_percent_in_turkish(percent: int, said: str) -> None:
+    event = NotificationEvent("x", M, f"bucket-{percent}", NOW, "voice", "ANKARA", "b", 600, 3000, 0)
+    subject, text = render(event, "Ali")
+    assert subject == f"ANKARA paketinizdeki dakika hakkınızın {said} kullandınız"
+    assert "Kalan: 10 dakika." in text
+
+
+@pytest.mark.parametrize("thresholds", ["[0, 100]", "[80, 80]", "[101]", "80", "[true]", '["80"]'])
+def test_bad_thresholds_are_refused_with_the_field_named(thresholds: str) -> None:
+    text = DEFAULT_CATALOGUE.read_text(encoding="utf-8").replace("[80, 100]", thresholds)
+    with pytest.raises(CatalogueError) as info:
+        parse_catalogue_text(text)
+    assert any("charging.bucket_thresholds" in p for p in info.value.problems)

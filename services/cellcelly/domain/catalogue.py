@@ -163,6 +163,7 @@ class ChargingPolicy:
     answer_retention: int = 300  # seconds a finished session's answers stay for retransmissions
     idle_session_timeout: int = 86_400  # a session with nothing reserved is forgotten after this
     low_wallet: int = 1_000  # kuruş: the wallet falling below this is told to the subscriber
+    bucket_thresholds: tuple[int, ...] = (80, 100)  # percent of a package allowance used, told once each
     quotas: Mapping[Service, Quota] = field(
         default_factory=lambda: {
             Service.VOICE: Quota(300, 3600),
@@ -338,6 +339,22 @@ def _parse_policy(raw: Any, problems: list[str]) -> ChargingPolicy:
             problems.append(f"charging.{name}: must be a positive number of seconds")
             value = getattr(defaults, name)
         values[name] = value
+    low_wallet = defaults.low_wallet
+    if "low_wallet" in raw:
+        try:
+            low_wallet = parse_tl(raw["low_wallet"])
+        except DomainError as exc:
+            problems.append(f"charging.low_wallet: {exc}")
+        if low_wallet < 0:
+            problems.append("charging.low_wallet: must not be negative (0: never told)")
+    thresholds = raw.get("bucket_thresholds", list(defaults.bucket_thresholds))
+    if (
+        not isinstance(thresholds, list)
+        or not all(isinstance(t, int) and not isinstance(t, bool) and 0 < t <= 100 for t in thresholds)
+        or len(set(thresholds)) != len(thresholds)
+    ):
+        problems.append("charging.bucket_thresholds: must be a list of distinct percents in 1..100")
+        thresholds = list(defaults.bucket_thresholds)
     quotas = dict(defaults.quotas)
     raw_quotas = raw.get("quotas") or {}
     if not isinstance(raw_quotas, Mapping):
@@ -355,7 +372,9 @@ def _parse_policy(raw: Any, problems: list[str]) -> ChargingPolicy:
         if not 0 < quota.default <= quota.maximum:
             problems.append(f"charging.quotas.{name}: need 0 < default <= max")
         quotas[service] = quota
-    return ChargingPolicy(quotas=quotas, **values)
+    return ChargingPolicy(
+        quotas=quotas, low_wallet=low_wallet, bucket_thresholds=tuple(sorted(thresholds)), **values
+    )
 
 
 def parse_catalogue(data: Any, source: str = "") -> Catalogue:

@@ -123,7 +123,7 @@ class NotificationEvent:
 
     event_id: str
     msisdn: str
-    kind: str  # "bucket-80" | "bucket-100" | "wallet-low" | "package-expiring"
+    kind: str  # "bucket-<percent>" (the catalogue's thresholds) | "wallet-low" | "package-expiring"
     occurred_at: int
     service: str = ""
     package: str = ""
@@ -132,9 +132,6 @@ class NotificationEvent:
     total: int = 0
     wallet: int = 0  # kuruş, after the debit
     valid_until: int = 0  # package-expiring: when the package ends (epoch seconds)
-
-
-BUCKET_THRESHOLDS = (80, 100)  # percent used
 
 
 @dataclass(slots=True)
@@ -397,7 +394,7 @@ class _Transaction:
             bucket = acc.buckets[bucket_id]
             used_after = bucket.total - bucket.remaining
             used_before = used_after - taken
-            for percent in BUCKET_THRESHOLDS:
+            for percent in self.policy.bucket_thresholds:
                 if used_before * 100 < percent * bucket.total <= used_after * 100:
                     self.notices.append(
                         NotificationEvent(

@@ -29,11 +29,13 @@ def render(event: NotificationEvent, first_name: str, package_name: str = "") ->
     hello = f"Merhaba {first_name}," if first_name else "Merhaba,"
     package = package_name or event.package
     what = _SERVICE_TR.get(event.service, event.service)
-    if event.kind == "bucket-80":
+    percent = _bucket_percent(event.kind)
+    if percent is not None and percent < 100:  # the catalogue's thresholds (charging.bucket_thresholds)
         left = amount_text(event.service, event.remaining)
+        used = f"%{percent}'{_TURKISH_SUFFIX[percent % 10 if percent % 10 else percent // 10 % 10 * 10]}"
         return (
-            f"{package} paketinizdeki {what} hakkınızın %80'ini kullandınız",
-            f"{hello}\n\n{package} paketinizdeki {what} hakkınızın %80'ini kullandınız. "
+            f"{package} paketinizdeki {what} hakkınızın {used} kullandınız",
+            f"{hello}\n\n{package} paketinizdeki {what} hakkınızın {used} kullandınız. "
             f"Kalan: {left}.\n\nCellCelly",
         )
     if event.kind == "bucket-100":
@@ -56,3 +58,17 @@ def render(event: NotificationEvent, first_name: str, package_name: str = "") ->
             f"o zaman silinir; paketinizi yenileyebilirsiniz.\n\nCellCelly",
         )
     return ("CellCelly bildirimi", f"{hello}\n\n{event.kind}\n\nCellCelly")
+
+
+def _bucket_percent(kind: str) -> int | None:
+    number = kind.removeprefix("bucket-")
+    return int(number) if number != kind and number.isdigit() else None
+
+
+# the accusative suffix after a percent read aloud ("yüzde seksen" -> %80'ini, "yüzde elli" -> %50'sini):
+# vowel harmony on the last word's last vowel, "s" after a vowel; keyed by the last non-zero digit
+# (units, else tens x 10)
+_TURKISH_SUFFIX = {
+    1: "ini", 2: "sini", 3: "ünü", 4: "ünü", 5: "ini", 6: "sını", 7: "sini", 8: "ini", 9: "unu",
+    10: "unu", 20: "sini", 30: "unu", 40: "ını", 50: "sini", 60: "ını", 70: "ini", 80: "ini", 90: "ını",
+}  # fmt: skip
