@@ -57,6 +57,10 @@ class Balance(_Answer):
     allowances: list[Allowance]
     packages: list[str]
     asOf: int
+    lowWallet: Money | None = Field(
+        default=None,
+        description="GET /me/balance only: the catalogue's low-wallet line (a wallet below it is told)",
+    )
 
 
 class SessionTokens(_Answer):

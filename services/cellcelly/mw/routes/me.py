@@ -45,7 +45,9 @@ def router(
     @r.get("/balance", response_model=m.Balance, responses=m.problems(401, 404))
     async def balance(who: Me) -> Response:
         """Remaining minutes, SMS, data and wallet now (after live reservations), with validity."""
-        return json_response(balance_json(await selfcare.account(who.msisdn), now()))
+        answer = balance_json(await selfcare.account(who.msisdn), now())
+        low = selfcare.accounts.catalogue.current.policy.low_wallet  # what the UI warns below
+        return json_response({**answer, "lowWallet": {"kurus": low, "tl": format_tl(low)}})
 
     if prompt_wav is not None:
         speak = prompt_wav
