@@ -33,7 +33,7 @@ def answer_to_list(a: ChargeAnswer) -> list[Any]:
         int(a.request_type),
         a.request_number,
         int(a.result_code),
-        [[r.rating_group, int(r.result_code), r.granted, r.validity_time, r.final_unit] for r in a.services],
+        [_result_to_list(r) for r in a.services],
     ]
 
 
@@ -43,8 +43,15 @@ def answer_from_list(d: list[Any]) -> ChargeAnswer:
         RequestType(d[1]),
         d[2],
         ResultCode(d[3]),
-        tuple(ServiceResult(r[0], ResultCode(r[1]), r[2], r[3], r[4]) for r in d[4]),
+        tuple(ServiceResult(r[0], ResultCode(r[1]), r[2], r[3], *r[4:7]) for r in d[4]),
     )
+
+
+def _result_to_list(r: ServiceResult) -> list[Any]:
+    head = [r.rating_group, int(r.result_code), r.granted, r.validity_time, r.final_unit]
+    if r.redirect_url or r.quota_holding_time:  # only when set: most answers carry neither
+        return [*head, r.redirect_url, r.quota_holding_time]
+    return head
 
 
 # --- sessions and accounts --------------------------------------------------------------------

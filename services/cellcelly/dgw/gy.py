@@ -239,6 +239,28 @@ _GRANT_CODE = {
 }
 
 
+FINAL_UNIT_TERMINATE, FINAL_UNIT_REDIRECT = 0, 1  # Final-Unit-Action (RFC 4006 §8.35)
+REDIRECT_ADDRESS_URL = 2  # Redirect-Address-Type (§8.38)
+
+
+def _final_unit(redirect_url: str) -> Avp:
+    """Final-Unit-Indication: TERMINATE, or REDIRECT to the top-up page (Redirect-Server, §8.37)."""
+    if not redirect_url:
+        return Avp.grouped(
+            Code.FINAL_UNIT_INDICATION, [Avp.i32(Code.FINAL_UNIT_ACTION, FINAL_UNIT_TERMINATE)]
+        )
+    server = Avp.grouped(
+        Code.REDIRECT_SERVER,
+        [
+            Avp.i32(Code.REDIRECT_ADDRESS_TYPE, REDIRECT_ADDRESS_URL),
+            Avp.utf8(Code.REDIRECT_SERVER_ADDRESS, redirect_url),
+        ],
+    )
+    return Avp.grouped(
+        Code.FINAL_UNIT_INDICATION, [Avp.i32(Code.FINAL_UNIT_ACTION, FINAL_UNIT_REDIRECT), server]
+    )
+
+
 def build_cca(ccr: Message, req: ChargeRequest, answer: ChargeAnswer, local: LocalPeer) -> Message:
     services = {u.rating_group: u.service for u in req.services}
     avps = [
@@ -260,6 +282,8 @@ def build_cca(ccr: Message, req: ChargeRequest, answer: ChargeAnswer, local: Loc
             children.append(Avp.u32(Code.VALIDITY_TIME, r.validity_time))
         children.append(Avp.u32(Code.RESULT_CODE, int(r.result_code)))
         if r.final_unit:
-            children.append(Avp.grouped(Code.FINAL_UNIT_INDICATION, [Avp.i32(Code.FINAL_UNIT_ACTION, 0)]))
+            children.append(_final_unit(r.redirect_url))
+        if r.quota_holding_time:
+            children.append(Avp.u32(Code3gpp.QUOTA_HOLDING_TIME, r.quota_holding_time, VENDOR_3GPP))
         avps.append(Avp.grouped(Code.MULTIPLE_SERVICES_CREDIT_CONTROL, children))
     return ccr.answer(avps)

@@ -190,6 +190,8 @@ class MsccResult:
     granted: int | None  # Granted-Service-Unit in whichever unit it came; None when absent
     validity_time: int | None  # seconds
     final_unit: bool  # Final-Unit-Indication present
+    redirect_url: str = ""  # its Redirect-Server-Address when the action is REDIRECT
+    quota_holding_time: int | None = None  # 3GPP Quota-Holding-Time, seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +237,16 @@ def _result_code(holder: Message | Avp) -> int | None:
     return None
 
 
+def _redirect(fui: Avp | None) -> str:
+    """The top-up page a REDIRECT Final-Unit-Indication names (RFC 4006 §5.6.2), else ""."""
+    action = fui.find(Code.FINAL_UNIT_ACTION) if fui is not None else None
+    server = fui.find(Code.REDIRECT_SERVER) if fui is not None else None
+    address = server.find(Code.REDIRECT_SERVER_ADDRESS) if server is not None else None
+    if action is None or action.as_i32() != 1 or address is None:
+        return ""
+    return address.as_str()
+
+
 def parse_cca(msg: Message) -> CcaResult:
     """The parts of a Credit-Control-Answer a client acts on."""
     command = _result_code(msg) or 0
@@ -245,13 +257,17 @@ def parse_cca(msg: Message) -> CcaResult:
         rg = mscc.find(Code.RATING_GROUP)
         validity = mscc.find(Code.VALIDITY_TIME)
         code = _result_code(mscc)
+        fui = mscc.find(Code.FINAL_UNIT_INDICATION)
+        holding = mscc.find(Code3gpp.QUOTA_HOLDING_TIME, VENDOR_3GPP)
         services.append(
             MsccResult(
                 rating_group=rg.as_u32() if rg is not None else None,
                 result_code=command if code is None else code,
                 granted=_granted(mscc.find(Code.GRANTED_SERVICE_UNIT)),
                 validity_time=validity.as_u32() if validity is not None else None,
-                final_unit=mscc.find(Code.FINAL_UNIT_INDICATION) is not None,
+                final_unit=fui is not None,
+                redirect_url=_redirect(fui),
+                quota_holding_time=holding.as_u32() if holding is not None else None,
             )
         )
     return CcaResult(

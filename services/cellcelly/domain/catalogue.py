@@ -15,6 +15,8 @@ from cellcelly.domain.errors import CatalogueError, DomainError
 from cellcelly.domain.money import affordable_units, parse_tl, rated_cost
 from cellcelly.domain.units import Service, parse_quantity
 
+MAX_U32 = 2**32 - 1  # a Diameter Unsigned32: rating groups, seconds
+
 HOME_LOCATION = "90"
 
 # digits, then optionally: X per any digit, X{n} or X{m,n} any digits, or '*' (any continuation)
@@ -164,6 +166,11 @@ class ChargingPolicy:
     idle_session_timeout: int = 86_400  # a session with nothing reserved is forgotten after this
     low_wallet: int = 1_000  # kuruş: the wallet falling below this is told to the subscriber
     bucket_thresholds: tuple[int, ...] = (80, 100)  # percent of a package allowance used, told once each
+    quota_holding_time: int = 0  # seconds (3GPP Quota-Holding-Time); 0: not sent
+    # rating groups whose last grant says REDIRECT to `redirect_url` (a top-up page) when the money
+    # runs out; the others (and all while no URL is set) say TERMINATE
+    redirect_url: str = ""
+    redirect_rating_groups: frozenset[int] = frozenset()
     quotas: Mapping[Service, Quota] = field(
         default_factory=lambda: {
             Service.VOICE: Quota(300, 3600),
@@ -355,6 +362,11 @@ def _parse_policy(raw: Any, problems: list[str]) -> ChargingPolicy:
     ):
         problems.append("charging.bucket_thresholds: must be a list of distinct percents in 1..100")
         thresholds = list(defaults.bucket_thresholds)
+    holding = raw.get("quota_holding_time", defaults.quota_holding_time)
+    if not isinstance(holding, int) or isinstance(holding, bool) or not 0 <= holding <= MAX_U32:
+        problems.append("charging.quota_holding_time: must be a number of seconds (0: not sent)")
+        holding = defaults.quota_holding_time
+    url, groups = _parse_final_unit(raw.get("final_unit"), problems)
     quotas = dict(defaults.quotas)
     raw_quotas = raw.get("quotas") or {}
     if not isinstance(raw_quotas, Mapping):
@@ -373,8 +385,37 @@ def _parse_policy(raw: Any, problems: list[str]) -> ChargingPolicy:
             problems.append(f"charging.quotas.{name}: need 0 < default <= max")
         quotas[service] = quota
     return ChargingPolicy(
-        quotas=quotas, low_wallet=low_wallet, bucket_thresholds=tuple(sorted(thresholds)), **values
+        quotas=quotas,
+        low_wallet=low_wallet,
+        bucket_thresholds=tuple(sorted(thresholds)),
+        quota_holding_time=holding,
+        redirect_url=url,
+        redirect_rating_groups=groups,
+        **values,
     )
+
+
+def _parse_final_unit(raw: Any, problems: list[str]) -> tuple[str, frozenset[int]]:
+    """charging.final_unit: {redirect_url, redirect_rating_groups}: which rating groups are sent to
+    the top-up page (Final-Unit-Action REDIRECT, RFC 4006 §5.6.2) when their money runs out."""
+    if raw is None:
+        return "", frozenset()
+    if not isinstance(raw, Mapping):
+        problems.append("charging.final_unit: must be a mapping with redirect_url and redirect_rating_groups")
+        return "", frozenset()
+    url = raw.get("redirect_url", "")
+    groups = raw.get("redirect_rating_groups", [])
+    if not isinstance(url, str) or len(url) > 512 or (url and not url.startswith(("http://", "https://"))):
+        problems.append("charging.final_unit.redirect_url: must be an http(s) URL of at most 512 characters")
+        url = ""
+    if not isinstance(groups, list) or not all(
+        isinstance(g, int) and not isinstance(g, bool) and 0 <= g <= MAX_U32 for g in groups
+    ):
+        problems.append("charging.final_unit.redirect_rating_groups: must be a list of rating groups")
+        groups = []
+    if groups and not url:
+        problems.append("charging.final_unit: redirect_rating_groups need a redirect_url")
+    return url, frozenset(groups)
 
 
 def parse_catalogue(data: Any, source: str = "") -> Catalogue:

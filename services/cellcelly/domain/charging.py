@@ -75,7 +75,11 @@ class ServiceResult:
     result_code: ResultCode
     granted: int = 0
     validity_time: int | None = None
-    final_unit: bool = False  # Final-Unit-Indication (action TERMINATE): no more quota after this
+    final_unit: bool = False  # Final-Unit-Indication: no more quota after this
+    redirect_url: str = (
+        ""  # with final_unit: Final-Unit-Action REDIRECT to this (top-up) page, else TERMINATE
+    )
+    quota_holding_time: int | None = None  # seconds idle after which the client gives the quota back
 
 
 @dataclass(slots=True)
@@ -472,9 +476,21 @@ class _Transaction:
             if granted == 0:
                 results.append(ServiceResult(usage.rating_group, ResultCode.CREDIT_LIMIT_REACHED))
             else:
+                policy = self.policy
+                redirect = (
+                    policy.redirect_url
+                    if final and usage.rating_group in policy.redirect_rating_groups
+                    else ""
+                )
                 results.append(
                     ServiceResult(
-                        usage.rating_group, ResultCode.SUCCESS, granted, self.policy.validity_time, final
+                        usage.rating_group,
+                        ResultCode.SUCCESS,
+                        granted,
+                        policy.validity_time,
+                        final,
+                        redirect,
+                        policy.quota_holding_time or None,
                     )
                 )
         code = _command_code(results)

@@ -103,8 +103,15 @@ def answer_json(answer: ChargeAnswer, req: ChargeRequest) -> dict[str, Any]:
             }
         if r.validity_time is not None:
             info["validityTime"] = r.validity_time
-        if r.final_unit:
+        if r.final_unit and r.redirect_url:  # TS 32.291's FinalUnitIndication with its RedirectServer
+            info["finalUnitIndication"] = {
+                "finalUnitAction": "REDIRECT",
+                "redirectServer": {"redirectAddressType": "URL", "redirectServerAddress": r.redirect_url},
+            }
+        elif r.final_unit:
             info["finalUnitIndication"] = {"finalUnitAction": "TERMINATE"}
+        if r.quota_holding_time:
+            info["quotaHoldingTime"] = r.quota_holding_time
         infos.append(info)
     return {
         "chargingDataRef": answer.session_id,
