@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     # at /dev/mailbox (reset codes included), so `make run` (which turns it on) works on a laptop;
     # never for a deployment (the operator does not set it)
     mail_catcher: bool = False
+    # how often the MW renews the packages subscribers chose to renew (their period ended)
+    renewal_every_seconds: float = Field(default=60.0, gt=0)
     # a notice claimed by a notifier that died before telling it waits this long for another replica:
     # longer than a send can take (each SMTP/SMPP step times out within 10 s)
     notice_lease_seconds: int = Field(default=120, gt=0)

@@ -142,6 +142,10 @@ async def test_every_answer_matches_the_document(mw: Harness) -> None:
     packages = (await c.get(f"{v1}/packages")).json()["items"]
     bought = await c.post(f"{v1}/me/packages", headers=me, json={"package": packages[0]["code"]})
     assert bought.status_code == 201
+    renewal = f"{v1}/me/renewals/{packages[0]['code']}"
+    assert (await c.put(renewal, headers=me, json={"renew": True})).status_code == 200
+    assert (await c.get(f"{v1}/me/renewals", headers=me)).status_code == 200
+    assert (await c.put(f"{v1}/me/renewals/NOPE", headers=me, json={"renew": True})).status_code == 422
     status = f"{v1}/admin/subscribers/{A}/status"
     assert (await c.put(status, headers=ADMIN, json={"status": "active"})).status_code == 200
     assert (

@@ -190,6 +190,16 @@ def test_the_self_care_commands_work_as_pasted_and_forgot_password_works_on_a_la
         answer = documents(terminal.run("curl " + balance, accessToken=tokens["accessToken"]))[0]
         assert answer["msisdn"] == DEMO and answer["wallet"] == {"kurus": 10_000, "tl": "100.00"}
 
+        # a package renewed from the wallet when it ends: chosen, listed, refused for a package not sold
+        bearer = {"Authorization": f"Bearer {tokens['accessToken']}"}
+        chosen = httpx.put(f"{mw}/api/v1/me/renewals/ANKARA", json={"renew": True}, headers=bearer)
+        assert chosen.status_code == 200 and chosen.json() == {"package": "ANKARA", "renew": True}
+        assert httpx.get(f"{mw}/api/v1/me/renewals", headers=bearer).json() == {"items": ["ANKARA"]}
+        unknown = httpx.put(f"{mw}/api/v1/me/renewals/NOPE", json={"renew": True}, headers=bearer)
+        assert unknown.status_code == 422 and unknown.json()["cause"] == "UNKNOWN_PACKAGE"
+        httpx.put(f"{mw}/api/v1/me/renewals/ANKARA", json={"renew": False}, headers=bearer)
+        assert httpx.get(f"{mw}/api/v1/me/renewals", headers=bearer).json() == {"items": []}
+
         # vouchers made by the command while the stack runs are redeemed through the MW, once
         codes = terminal.run(vouchers).split()
         assert len(codes) == 3 and len(set(codes)) == 3

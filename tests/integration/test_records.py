@@ -347,6 +347,7 @@ TABLES = {
     "reset_codes",
     "vouchers",
     "notices",
+    "package_renewals",
 }
 
 

@@ -18,6 +18,7 @@ from cellcelly.domain.provisioning import (
     buy_package,
     open_account,
     release_reference,
+    renew_package,
     set_status,
     top_up,
 )
@@ -117,6 +118,19 @@ class AccountService:
             raise DomainError(f"unknown package {package_code!r}")
         account = self._change(
             msisdn, lambda acc, now: buy_package(acc, package, reference, catalogue.policy, now)
+        )
+        self._notify("package", msisdn)
+        return account
+
+    def renew_package(self, msisdn: str, package_code: str, ended_at: int) -> Account:
+        """The subscriber's chosen renewal of the period that ended at `ended_at` (see
+        `domain.provisioning.renew_package`); a package no longer sold is a DomainError."""
+        catalogue = self.catalogue.current
+        package = catalogue.packages.get(package_code)
+        if package is None:
+            raise DomainError(f"unknown package {package_code!r}")
+        account = self._change(
+            msisdn, lambda acc, now: renew_package(acc, package, ended_at, catalogue.policy, now)
         )
         self._notify("package", msisdn)
         return account

@@ -444,6 +444,15 @@ class SelfCare:
                 raise UnknownPackage(str(exc)) from None
             raise Suspended(str(exc)) from None
 
+    async def renewals(self, msisdn: str) -> list[str]:
+        return list(await self._db(self.records.renewals_of, msisdn))
+
+    async def set_renewal(self, msisdn: str, package: str, renew: bool) -> None:
+        if renew and package not in self.accounts.catalogue.current.packages:
+            raise UnknownPackage(f"no package {package!r} is sold")
+        await self._db(self.records.set_renewal, msisdn, package, renew, self._now())
+        log.info("package renewal chosen", extra={"msisdn": msisdn, "package": package, "renew": renew})
+
     async def redeem_voucher(self, msisdn: str, text: str) -> Account:
         """Credit a voucher once, ever, decided from the voucher's row, never from a window.
 

@@ -128,6 +128,7 @@ class EmbeddedStack:
             email=b.email,
         )
         services.append(web)
+        services.append(mw.renewer(settings, b.accounts, b.records))
         self.deployables = services
         self._group = Group(self.name, services)
         await self._group.start()

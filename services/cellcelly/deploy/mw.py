@@ -8,13 +8,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cellcelly.application.accounts import AccountService
+from cellcelly.application.renewal import PackageRenewer
 from cellcelly.application.selfcare import CodeSender, Policy, SelfCare
 from cellcelly.deploy.backends import Backends
-from cellcelly.deploy.service import Alone, HttpService
+from cellcelly.deploy.service import Alone, Group, HttpService, Worker
 from cellcelly.mw.app import create_app
 from cellcelly.notifier.channels import Channel, Mailbox
 from cellcelly.ports.credentials import CredentialStore
-from cellcelly.ports.records import SubscriberRecord
+from cellcelly.ports.records import SubscriberRecord, SystemOfRecord
 from cellcelly.security import Passwords, Tokens
 from cellcelly.settings import Settings
 
@@ -92,6 +93,11 @@ def alone(settings: Settings, backends: Backends) -> Alone:
     service = build(
         settings, care, admin_token=token.get_secret_value() if token else None, email=backends.email
     )
-    return Alone(
-        service, lambda: f"MW (self-care API and web UI) on http://{settings.mw_host}:{service.port}/"
-    )
+    both = Group("mw", [service, renewer(settings, backends.accounts, backends.records)])
+    return Alone(both, lambda: f"MW (self-care API and web UI) on http://{settings.mw_host}:{service.port}/")
+
+
+def renewer(settings: Settings, accounts: AccountService, records: SystemOfRecord) -> Worker:
+    """The package renewer beside the self-care API (every replica may run it: once per period)."""
+    renewals = PackageRenewer(accounts, records, every=settings.renewal_every_seconds)
+    return Worker("package renewer", renewals.run, renewals.stop)

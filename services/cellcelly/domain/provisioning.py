@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 from cellcelly.domain.account import DAY, Account, Bucket, Status
 from cellcelly.domain.catalogue import Catalogue, ChargingPolicy, Package
-from cellcelly.domain.charging import next_sweep
+from cellcelly.domain.charging import NotificationEvent, next_sweep
 from cellcelly.domain.errors import DomainError
 
 
@@ -38,7 +38,7 @@ class LedgerEvent:
 @dataclass(slots=True)
 class AccountChange:
     account: Account
-    events: list[LedgerEvent] = field(default_factory=list)
+    events: list[LedgerEvent | NotificationEvent] = field(default_factory=list)
     applied: bool = True  # False when the reference was already applied (idempotent repeat)
 
 
@@ -162,6 +162,36 @@ def buy_package(
         _bucket_tuples(buckets),
     )
     return _finish(acc, policy, now, event)
+
+
+def renew_package(
+    account: Account, package: Package, ended_at: int, policy: ChargingPolicy, now: int
+) -> AccountChange:
+    """The package whose period ended at `ended_at` bought again from the wallet, as the subscriber
+    chose, with a notice either way in the same commit: "package-renewed", or, when the wallet
+    cannot pay (or the subscriber is suspended), "package-renewal-failed" and nothing else changes.
+    Once per period: the reference names the period, so a repeat is a no-op and the notices' ids
+    are the same (told once)."""
+    reference = f"renew:{package.code}:{ended_at}"
+    notice_id = f"{account.msisdn}#{reference}"
+    try:
+        change = buy_package(account, package, reference, policy, now)
+    except DomainError:  # no money, or suspended: say so, change nothing else
+        acc = account.copy()
+        acc.revision += 1
+        failed = NotificationEvent(
+            f"{notice_id}#failed", acc.msisdn, "package-renewal-failed", now,
+            package=package.code, wallet=acc.wallet, valid_until=ended_at,
+        )  # fmt: skip
+        return AccountChange(acc, [failed])
+    if not change.applied:
+        return change
+    ends = now + package.validity_days * DAY
+    renewed = NotificationEvent(
+        f"{notice_id}#renewed", change.account.msisdn, "package-renewed", now,
+        package=package.code, wallet=change.account.wallet, valid_until=ends,
+    )  # fmt: skip
+    return AccountChange(change.account, [*change.events, renewed])
 
 
 def set_status(

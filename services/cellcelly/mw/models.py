@@ -110,6 +110,15 @@ class Package(_Answer):
     validityDays: int
 
 
+class Renewals(_Answer):
+    items: list[str] = Field(description="codes of the packages renewed from the wallet when they end")
+
+
+class RenewalSet(_Answer):
+    package: str
+    renew: bool
+
+
 class Packages(_Answer):
     items: list[Package]
 

@@ -100,6 +100,10 @@ class BuyPackage(_Body):
     requestId: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")] | None = None
 
 
+class Renewal(_Body):
+    renew: bool
+
+
 class TopUpVoucher(_Body):
     voucher: VoucherCode
 

@@ -50,6 +50,20 @@ def render(event: NotificationEvent, first_name: str, package_name: str = "") ->
             f"{hello}\n\nBakiyeniz {format_tl(event.wallet).replace('.', ',')} TL'ye düştü. "
             f"Kesintisiz iletişim için yükleme yapabilirsiniz.\n\nCellCelly",
         )
+    if event.kind == "package-renewed":
+        ends = time.strftime("%d.%m.%Y", time.gmtime(event.valid_until + TURKEY_UTC_OFFSET))
+        return (
+            f"{package} paketiniz yenilendi",
+            f"{hello}\n\n{package} paketiniz bakiyenizden yenilendi; yeni dönem {ends} tarihine kadar "
+            f"geçerli. Kalan bakiyeniz {format_tl(event.wallet).replace('.', ',')} TL.\n\nCellCelly",
+        )
+    if event.kind == "package-renewal-failed":
+        return (
+            f"{package} paketiniz yenilenemedi",
+            f"{hello}\n\n{package} paketiniz bakiyeniz yetmediği için yenilenemedi "
+            f"(bakiye {format_tl(event.wallet).replace('.', ',')} TL). TL yükleyip paketi yeniden "
+            f"alabilirsiniz.\n\nCellCelly",
+        )
     if event.kind == "package-expiring":
         ends = time.strftime("%d.%m.%Y %H:%M", time.gmtime(event.valid_until + TURKEY_UTC_OFFSET))
         return (

@@ -124,6 +124,19 @@ class SystemOfRecord(Protocol):
 
     def balance_snapshot(self, msisdn: str) -> BalanceSnapshot | None: ...
 
+    def set_renewal(self, msisdn: str, package: str, renew: bool, now: int) -> None:
+        """Renew `package` from the wallet when it ends (or stop doing so)."""
+
+    def renewals_of(self, msisdn: str) -> list[str]:
+        """The packages the subscriber renews, by code."""
+
+    def renewals_due(self, start: int, end: int) -> list[ExpiringPackage]:
+        """Chosen renewals whose package's latest grant ended in (start, end] and whose period was
+        not tried yet."""
+
+    def renewal_tried(self, msisdn: str, package: str, valid_until: int) -> None:
+        """The period ending at `valid_until` was renewed (or tried): never again."""
+
     def expiring_packages(self, start: int, end: int) -> list[ExpiringPackage]:
         """Package grants whose buckets end in (start, end], every subscriber, soonest first."""
 

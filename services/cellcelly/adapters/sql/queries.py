@@ -41,6 +41,7 @@ from cellcelly.adapters.sql.schema import (
     catalogue_in_force,
     catalogue_versions,
     credentials,
+    package_renewals,
     refresh_tokens,
     reset_codes,
     subscribers,
@@ -186,6 +187,45 @@ def select_expiring_packages(start: int, end: int) -> RowSelect:
         )
         .group_by(buckets.c.msisdn, buckets.c.package, buckets.c.valid_until)
         .order_by(buckets.c.valid_until, buckets.c.msisdn)
+    )
+
+
+def select_renewals_due(start: int, end: int) -> RowSelect:
+    """(msisdn, package, valid_until) of chosen renewals whose package's latest grant ended in
+    (start, end] and whose period was not tried yet."""
+    r, b = package_renewals.c, buckets.c
+    ended = func.max(b.valid_until)
+    return (
+        select(r.msisdn, r.package, ended.label("valid_until"))
+        .join_from(package_renewals, buckets, and_(b.msisdn == r.msisdn, b.package == r.package))
+        .group_by(r.msisdn, r.package, r.tried_until)
+        .having(
+            and_(
+                ended > bindparam("from_time", start, type_=EpochSeconds()),
+                ended <= bindparam("to_time", end, type_=EpochSeconds()),
+                or_(r.tried_until.is_(None), r.tried_until < ended),
+            )
+        )
+        .order_by(ended, r.msisdn)
+    )
+
+
+def select_renewals_of(msisdn: str) -> RowSelect:
+    r = package_renewals.c
+    return select(r.package).where(r.msisdn == msisdn).order_by(r.package)
+
+
+def delete_renewal(msisdn: str, package: str) -> Delete:
+    r = package_renewals.c
+    return delete(package_renewals).where(r.msisdn == msisdn, r.package == package)
+
+
+def update_renewal_tried(msisdn: str, package: str, valid_until: int) -> Update:
+    r = package_renewals.c
+    return (
+        update(package_renewals)
+        .where(r.msisdn == msisdn, r.package == package)
+        .values(tried_until=bindparam("tried", valid_until, type_=EpochSeconds()))
     )
 
 
@@ -442,6 +482,10 @@ def representative_statements() -> dict[str, Executable]:
             "update_catalogue_in_force": update_catalogue_in_force("2026.01", 1_790_000_000),
             "select_expiring_packages": select_expiring_packages(1_790_000_000, 1_790_086_400),
             "select_balance_snapshot": select_balance_snapshot("905321234567"),
+            "select_renewals_due": select_renewals_due(1_790_000_000, 1_790_086_400),
+            "select_renewals_of": select_renewals_of("905321234567"),
+            "delete_renewal": delete_renewal("905321234567", "ANKARA"),
+            "update_renewal_tried": update_renewal_tried("905321234567", "ANKARA", 1_790_000_000),
             "select_credential": select_credential("5321234567"),
             "update_credential": update_credential("5321234567", password_hash="h", failed_logins=0),
             "reserve_login_attempt": reserve_login_attempt("5321234567", 1_790_000_000, 5),

@@ -35,6 +35,7 @@ from cellcelly.adapters.sql.schema import (
     buckets,
     catalogue_in_force,
     catalogue_versions,
+    package_renewals,
     subscribers,
     usage_buckets,
     usage_records,
@@ -430,6 +431,38 @@ class SqlRecords:
         if row is None:
             return None
         return BalanceSnapshot(row.msisdn, int(row.wallet), int(row.revision), int(row.as_of), row.event_id)
+
+    def set_renewal(self, msisdn: str, package: str, renew: bool, now: int) -> None:
+        if not renew:
+            with self._write() as conn:
+                conn.execute(q.delete_renewal(msisdn, package))
+            return
+        row = {"msisdn": msisdn, "package": package, "chosen_at": now, "tried_until": None}
+        try:
+            with self._write() as conn:
+                if package not in self._renewals(conn, msisdn):
+                    conn.execute(q.insert_rows(package_renewals), row)
+        except IntegrityError:  # chosen at the same time elsewhere: chosen
+            if package not in self.renewals_of(msisdn):
+                raise
+
+    def renewals_of(self, msisdn: str) -> list[str]:
+        with self._read() as conn:
+            return self._renewals(conn, msisdn)
+
+    @staticmethod
+    def _renewals(conn: Connection, msisdn: str) -> list[str]:
+        return [row.package for row in conn.execute(q.select_renewals_of(msisdn))]
+
+    def renewals_due(self, start: int, end: int) -> list[ExpiringPackage]:
+        with self._read() as conn:
+            rows = conn.execute(q.select_renewals_due(start, end)).all()
+        # MAX() keeps the column's type: valid_until comes back as epoch seconds
+        return [ExpiringPackage(row.msisdn, row.package, int(row.valid_until)) for row in rows]
+
+    def renewal_tried(self, msisdn: str, package: str, valid_until: int) -> None:
+        with self._write() as conn:
+            conn.execute(q.update_renewal_tried(msisdn, package, valid_until))
 
     def expiring_packages(self, start: int, end: int) -> list[ExpiringPackage]:
         with self._read() as conn:

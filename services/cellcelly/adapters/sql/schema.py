@@ -48,6 +48,7 @@ __all__ = [
     "credentials",
     "from_epoch",
     "metadata",
+    "package_renewals",
     "refresh_tokens",
     "reset_codes",
     "subscribers",
@@ -273,4 +274,15 @@ vouchers = Table(
     # set in the transaction that made its top-up (migration 0007): "used" alone is a claim, and a
     # claim without a credit is finished by its claimer's retry (application/selfcare.py)
     Column("credited_at", EpochSeconds()),
+)
+
+# A subscriber's choice to renew a package from the wallet when it ends (migration 0013), and the
+# end of the last period a renewal was tried for, so each period's end is tried once.
+package_renewals = Table(
+    "package_renewals",
+    metadata,
+    Column("msisdn", String(15), primary_key=True),
+    Column("package", String(32), primary_key=True),
+    Column("chosen_at", EpochSeconds(), nullable=False),
+    Column("tried_until", EpochSeconds()),  # the valid_until of the period last renewed (or tried)
 )

@@ -114,6 +114,18 @@ def router(
         account = await selfcare.buy_package(who.msisdn, body.package, body.requestId)
         return json_response(balance_json(account, now()), 201)
 
+    @r.get("/renewals", response_model=m.Renewals, responses=m.problems(401))
+    async def renewals(who: Me) -> Response:
+        """The packages renewed from the wallet when their period ends."""
+        return json_response({"items": await selfcare.renewals(who.msisdn)})
+
+    @r.put("/renewals/{package}", response_model=m.RenewalSet, responses=m.problems(400, 401, 422))
+    async def set_renewal(package: s.PackageCode, body: s.Renewal, who: Me) -> Response:
+        """Renew `package` from the wallet when it ends (the price then in force; a notice after,
+        or one saying the wallet could not pay), or stop."""
+        await selfcare.set_renewal(who.msisdn, package, body.renew)
+        return json_response({"package": package, "renew": body.renew})
+
     @r.post("/topup", response_model=m.Balance, responses=m.problems(400, 401, 404, 409, 429))
     async def topup(body: s.TopUpVoucher, who: Me) -> Response:
         account = await selfcare.redeem_voucher(who.msisdn, body.voucher)

@@ -8,9 +8,9 @@ import { page, sessionOver } from "./common.js";
 
 const SERVICES = ["voice", "sms", "data"];
 
-// Below this the wallet is shown as low. It matches the notifier's low-wallet notice (the charging
-// policy's low_wallet, 1,000 kuruş = 10 TL, in cellcelly.domain.catalogue.ChargingPolicy): the
-// balance answer does not carry the threshold, so the page and the SMS/e-mail notice agree by hand.
+// Below this the wallet is shown as low. GET /me/balance carries the catalogue's line (lowWallet,
+// the one the notifier's low-wallet notice uses), so the page follows a catalogue change; this is
+// the charging policy's default (10 TL), only for an answer without the field (an older MW).
 export const LOW_WALLET_KURUS = 1000;
 
 function allowanceCard(a) {
@@ -30,16 +30,17 @@ function allowanceCard(a) {
           a.validUntil ? t("dash.validUntil", { date: fmt.date(a.validUntil) }) : (a.total ? t("dash.noValidity") : t("dash.none"))))));
 }
 
-function walletCard(wallet) {
+function walletCard(wallet, lowKurus) {
   // The bar shows the wallet against 200 TL (or the wallet itself when above): a sense of size.
   const scale = Math.max(20000, wallet.kurus);
-  const low = wallet.kurus < LOW_WALLET_KURUS;
-  return h("article", { class: `card wallet${low ? " low" : ""}`, "data-testid": "wallet", "data-kurus": wallet.kurus, "data-low": String(low) },
+  const low = wallet.kurus < lowKurus; // a line of 0 is "never told": no wallet is below it
+  return h("article", { class: `card wallet${low ? " low" : ""}`, "data-testid": "wallet", "data-kurus": wallet.kurus,
+    "data-low": String(low), "data-low-line": lowKurus },
     h("h2", {}, t("dash.wallet")),
     h("p", { class: "wallet-figure", "data-testid": "wallet-amount" }, fmt.money(wallet.kurus)),
     bar({ fraction: wallet.kurus / scale, kind: "wallet", label: `${t("dash.wallet")}: ${fmt.money(wallet.kurus)}` }),
     low ? h("p", { class: "wallet-low", role: "status", "data-testid": "wallet-low" },
-      t("dash.walletLow", { threshold: fmt.money(LOW_WALLET_KURUS) })) : null,
+      t("dash.walletLow", { threshold: fmt.money(lowKurus) })) : null,
     h("div", { class: "actions" },
       h("a", { href: "#/packages", class: "button" }, t("dash.buy")),
       h("a", { href: "#/topup", class: "button secondary" }, t("dash.topup"))));
@@ -62,7 +63,7 @@ export function balanceView(me, balance, names = null) {
       h("p", { class: "owned", "data-testid": "packages" }, t("dash.packages", { list: ownedList(balance.packages, names) })),
       h("p", { class: "asof" }, t("dash.asOf", { time: fmt.dateTime(balance.asOf || Date.now() / 1000) }))),
     h("div", { class: "cards" },
-      walletCard(balance.wallet),
+      walletCard(balance.wallet, balance.lowWallet?.kurus ?? LOW_WALLET_KURUS),
       SERVICES.filter((s) => byService[s]).map((s) => allowanceCard(byService[s]))));
 }
 
