@@ -86,6 +86,17 @@ def test_the_renewer_renews_each_chosen_package_once_when_its_period_ends(
         records.set_renewal("5371234568", "ANKARA", False, T0)  # changed their mind
         assert records.renewals_of(M) == ["ANKARA"] and records.renewals_of("5371234568") == []
         renewer = PackageRenewer(accounts, records, clock=lambda: now[0])
+        # the notice before: the notifier's expiry sweep reads who renews
+        expiring = records.expiring_packages(T0, T0 + 31 * DAY)
+        assert {(e.msisdn, e.renews) for e in expiring} == {
+            (M, True),
+            ("5371234568", False),
+            ("5371234569", False),
+        }
+        before = NotificationEvent(
+            "x", M, "package-renewing", T0, package="ANKARA", valid_until=T0 + 30 * DAY
+        )
+        assert render(before, "Ayşe", "Ankara")[0] == "Ankara paketiniz yakında yenileniyor"
 
         now[0] = T0 + 30 * DAY - 60  # not yet ended
         assert renewer.sweep() == 0

@@ -64,6 +64,13 @@ def render(event: NotificationEvent, first_name: str, package_name: str = "") ->
             f"(bakiye {format_tl(event.wallet).replace('.', ',')} TL). TL yükleyip paketi yeniden "
             f"alabilirsiniz.\n\nCellCelly",
         )
+    if event.kind == "package-renewing":
+        ends = time.strftime("%d.%m.%Y %H:%M", time.gmtime(event.valid_until + TURKEY_UTC_OFFSET))
+        return (
+            f"{package} paketiniz yakında yenileniyor",
+            f"{hello}\n\n{package} paketiniz {ends} tarihinde sona eriyor ve seçiminiz üzerine "
+            f"bakiyenizden yenilenecek. Bakiyeniz yetmezse yenilenemez.\n\nCellCelly",
+        )
     if event.kind == "package-expiring":
         ends = time.strftime("%d.%m.%Y %H:%M", time.gmtime(event.valid_until + TURKEY_UTC_OFFSET))
         return (

@@ -150,7 +150,7 @@ class Notifier:
             notice = NotificationEvent(
                 f"{grant.msisdn}#{grant.package}#{grant.valid_until}#expiring",
                 grant.msisdn,
-                "package-expiring",
+                "package-renewing" if grant.renews else "package-expiring",  # one id: told once either way
                 now,
                 package=grant.package,
                 valid_until=grant.valid_until,

@@ -58,6 +58,7 @@ class ExpiringPackage:
     msisdn: str
     package: str
     valid_until: int
+    renews: bool = False  # the subscriber chose to renew it from the wallet
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,8 +176,13 @@ def select_bucket_consumption(msisdn: str) -> RowSelect:
 
 def select_expiring_packages(start: int, end: int) -> RowSelect:
     """Package grants (subscriber, package, end) whose buckets end in (start, end]."""
+    r = package_renewals.c
+    renews = and_(r.msisdn == buckets.c.msisdn, r.package == buckets.c.package)
     return (
-        select(buckets.c.msisdn, buckets.c.package, buckets.c.valid_until)
+        select(
+            buckets.c.msisdn, buckets.c.package, buckets.c.valid_until, func.count(r.msisdn).label("renews")
+        )
+        .outerjoin_from(buckets, package_renewals, renews)
         .where(
             # named binds: anonymous ones on one column get names too long for Oracle
             buckets.c.valid_until > bindparam("from_time", start, type_=buckets.c.valid_until.type),

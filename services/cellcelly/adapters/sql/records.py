@@ -467,7 +467,10 @@ class SqlRecords:
     def expiring_packages(self, start: int, end: int) -> list[ExpiringPackage]:
         with self._read() as conn:
             rows = conn.execute(q.select_expiring_packages(start, end)).all()
-        return [ExpiringPackage(row.msisdn, _text(row.package), int(row.valid_until)) for row in rows]
+        return [
+            ExpiringPackage(row.msisdn, _text(row.package), int(row.valid_until), bool(row.renews))
+            for row in rows
+        ]
 
     # -- catalogue ----------------------------------------------------------------------------
 
