@@ -10,7 +10,6 @@ import io
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import httpx
 import pytest
 
 from cellcelly_dev.devservers import free_port
+from cellcelly_testing import stop_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -104,16 +104,6 @@ def start(cwd: Path, ports: dict[str, int]) -> tuple[subprocess.Popen[bytes], Pa
     raise AssertionError(f"cellcelly run not up in 60 s:\n{out.read_text()[-3000:]}")
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
 @pytest.fixture
 def directory(tmp_path: Path) -> Iterator[Path]:
     """A directory like the clone's: `.venv` is this interpreter's environment (the README's
@@ -155,7 +145,7 @@ def test_the_try_it_commands_work_as_pasted_and_keep_their_secrets_across_a_rest
         login = {"msisdn": DEMO, "password": PASSWORD}
         access = httpx.post(f"http://127.0.0.1:{ports['8080']}/api/v1/auth/login", json=login).json()
     finally:
-        stop(process)
+        stop_process(process, timeout=20)
     banner = out.read_text()
     assert "admin token       data/admin-token" in banner and "wallet 100.00 TL (created now)" in banner
     token = (directory / "data" / "admin-token").read_text()
@@ -173,7 +163,7 @@ def test_the_try_it_commands_work_as_pasted_and_keep_their_secrets_across_a_rest
         )
         assert mine.status_code == 200, mine.text  # a login outlives the restart (the kept token secret)
     finally:
-        stop(process)
+        stop_process(process, timeout=20)
 
 
 def test_the_self_care_commands_work_as_pasted_and_forgot_password_works_on_a_laptop(
@@ -230,7 +220,7 @@ def test_the_self_care_commands_work_as_pasted_and_forgot_password_works_on_a_la
         assert relogin.status_code == 200, relogin.text
         assert "/dev/mailbox" not in httpx.get(f"{mw}/api/openapi.json").text  # not part of the API
     finally:
-        stop(process)
+        stop_process(process, timeout=20)
 
 
 def test_only_make_run_has_the_mail_catcher(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from cellcelly.catalogue_store import CatalogueHolder
 from cellcelly.domain.account import Account, Status
+from cellcelly.domain.catalogue import ChargingPolicy, Package
 from cellcelly.domain.errors import DomainError
 from cellcelly.domain.provisioning import (
     AccountChange,
@@ -112,26 +113,33 @@ class AccountService:
         self._notify(kind, msisdn)
 
     def buy_package(self, msisdn: str, package_code: str, reference: str) -> Account:
-        catalogue = self.catalogue.current
-        package = catalogue.packages.get(package_code)
-        if package is None:
-            raise DomainError(f"unknown package {package_code!r}")
-        account = self._change(
-            msisdn, lambda acc, now: buy_package(acc, package, reference, catalogue.policy, now)
+        return self._package_change(
+            msisdn,
+            package_code,
+            lambda acc, package, policy, now: buy_package(acc, package, reference, policy, now),
         )
-        self._notify("package", msisdn)
-        return account
 
     def renew_package(self, msisdn: str, package_code: str, ended_at: int) -> Account:
         """The subscriber's chosen renewal of the period that ended at `ended_at` (see
-        `domain.provisioning.renew_package`); a package no longer sold is a DomainError."""
+        `domain.provisioning.renew_package`)."""
+        return self._package_change(
+            msisdn,
+            package_code,
+            lambda acc, package, policy, now: renew_package(acc, package, ended_at, policy, now),
+        )
+
+    def _package_change(
+        self,
+        msisdn: str,
+        package_code: str,
+        fn: Callable[[Account, Package, ChargingPolicy, int], AccountChange],
+    ) -> Account:
+        """`fn` on a package sold in the catalogue in force (a DomainError if none is)."""
         catalogue = self.catalogue.current
         package = catalogue.packages.get(package_code)
         if package is None:
             raise DomainError(f"unknown package {package_code!r}")
-        account = self._change(
-            msisdn, lambda acc, now: renew_package(acc, package, ended_at, catalogue.policy, now)
-        )
+        account = self._change(msisdn, lambda acc, now: fn(acc, package, catalogue.policy, now))
         self._notify("package", msisdn)
         return account
 
