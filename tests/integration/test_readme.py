@@ -234,3 +234,19 @@ def test_only_make_run_has_the_mail_catcher(tmp_path: Path) -> None:
     assert isinstance(Backends(Settings(data_dir=tmp_path, mail_catcher=True)).email, Mailbox)
     smtp = Settings(data_dir=tmp_path, mail_catcher=True, smtp_host="127.0.0.1")
     assert isinstance(Backends(smtp).email, EmailChannel)
+
+
+async def test_the_mailbox_page_reads_only_the_files_tail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Load on the load subscribers mails their notices too: the page reads the newest, not the file."""
+    from cellcelly.notifier import channels
+    from cellcelly.ports.records import SubscriberRecord
+
+    monkeypatch.setattr(channels, "TAIL_BYTES", 600)
+    mailbox = channels.Mailbox(tmp_path / "mailbox.jsonl", shown=5)
+    who = SubscriberRecord("5320000001", "Trafik", "0001", "t@example.com")
+    for i in range(50):
+        await mailbox.send(who, f"notice {i}", "x" * 20)
+    assert (tmp_path / "mailbox.jsonl").stat().st_size > 600 * 4
+    assert [m["subject"] for m in mailbox.messages()] == [f"notice {i}" for i in range(49, 44, -1)]

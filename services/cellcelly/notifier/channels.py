@@ -41,6 +41,9 @@ class EmailChannel:
             smtp.send_message(message)
 
 
+TAIL_BYTES = 1 << 20  # what the mailbox page reads of the file: far more than `shown` messages
+
+
 class Mailbox:
     """`make run`'s mail catcher: what would have been e-mailed, appended to a file of the data
     directory (one JSON object a line) instead; the MW lists it at /dev/mailbox. A laptop has no
@@ -65,9 +68,15 @@ class Mailbox:
             out.write(line)
 
     def messages(self) -> list[dict[str, Any]]:
-        """The newest `shown` messages, newest first."""
+        """The newest `shown` messages, newest first, read from the file's tail only (load on the
+        load subscribers mails their notices here too: the file grows)."""
         try:
-            lines = self.path.read_bytes().splitlines()
+            with self.path.open("rb") as data:
+                size = data.seek(0, 2)
+                data.seek(max(0, size - TAIL_BYTES))
+                lines = data.read().splitlines()
         except FileNotFoundError:
             return []
+        if size > TAIL_BYTES:
+            lines = lines[1:]  # the first may be cut
         return [orjson.loads(line) for line in reversed(lines[-self.shown :]) if line.strip()]
