@@ -158,8 +158,9 @@ async def test_a_call_shows_in_balances_at_once_and_in_usage_once_synced(running
         await running.mw.get("/api/v1/me/usage", params={"limit": 1, "before": first["next"]}, headers=auth)
     ).json()
     assert rest == {"items": [], "next": None}
-    wrong = await running.mw.get("/api/v1/me/usage?before=yesterday", headers=auth)
-    assert wrong.status_code == 400 and wrong.json()["cause"] == "INVALID_INPUT"
+    for wrong_cursor in ("yesterday", "9" * 30 + ":1:x", "1:" + "9" * 30 + ":x", "1:1:"):
+        wrong = await running.mw.get("/api/v1/me/usage", params={"before": wrong_cursor}, headers=auth)
+        assert wrong.status_code == 400 and wrong.json()["cause"] == "INVALID_INPUT", wrong_cursor
     # the SF runs in the stack's process: its figures are on the OCS's /metrics
     metrics = (await running.ocs.get("/metrics")).text
     assert 'cellcelly_sf_written_total{kind="usage"} 1.0' in metrics

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 
 from cellcelly.application.selfcare import SelfCare
 from cellcelly.domain.balance_summary import summarise
+from cellcelly.domain.limits import MAX_REQUEST_NUMBER
 from cellcelly.domain.money import format_tl
 from cellcelly.mw import models as m
 from cellcelly.mw import schemas as s
@@ -143,6 +144,9 @@ def _cursor(text: str) -> tuple[int, int, str]:
     """A page's `next` read back: "occurredAt:requestNumber:eventId" (the id may hold colons)."""
     at, _, rest = text.partition(":")
     number, _, event_id = rest.partition(":")
-    if not (at.isdigit() and number.isdigit() and event_id):
+    # bounded as the columns are: a number past them is no page's `next`, not a database error
+    if not (
+        at.isdigit() and number.isdigit() and event_id and len(at) <= 11 and int(number) <= MAX_REQUEST_NUMBER
+    ):
         raise HttpProblem(400, "Bad request", "`before` is not a page's `next`", "INVALID_INPUT")
     return int(at), int(number), event_id
