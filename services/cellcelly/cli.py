@@ -10,6 +10,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
@@ -79,25 +80,43 @@ def cmd_service(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kept(
+    current: SecretStr | None, env: str, data_dir: Path, name: str, min_length: int, what: str = ""
+) -> tuple[SecretStr, str]:
+    """`current` when the environment set it (CELLCELLY_`env`), else the secret kept in
+    `data_dir/name` (a new one said so when it has a `what`); with where it came from."""
+    from cellcelly.kept_secrets import kept_secret
+
+    if current is not None:
+        return current, f"$CELLCELLY_{env}"
+    value, path, created = kept_secret(data_dir, name, min_length)
+    if created and what:
+        _out(f"Generated {what} in {path} (mode 0600, kept across restarts)")
+    return SecretStr(value), str(path)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from cellcelly.kept_secrets import ADMIN_TOKEN_FILE, kept_secret
+    from cellcelly.kept_secrets import ADMIN_TOKEN_FILE
+    from cellcelly.ocs.auth import KEY_FILE, MIN_LENGTH
 
     settings = Settings()
     if args.port:
         settings.ocs_port = args.port
-    if settings.mw_token_secret is None:  # logins and reset codes outlive a restart of the stack
-        settings.mw_token_secret = SecretStr(kept_secret(settings.data_dir, "mw-token-secret", 32)[0])
+    # secrets the environment does not set are kept in the data directory (0600) across restarts,
+    # so the README's commands read them in another terminal ($(cat data/admin-token)) and logins
+    # and reset codes outlive a restart; the banner says where each came from
+    data = settings.data_dir
+    settings.mw_token_secret, _ = _kept(
+        settings.mw_token_secret, "MW_TOKEN_SECRET", data, "mw-token-secret", 32
+    )
+    settings.admin_token, token_source = _kept(
+        settings.admin_token, "ADMIN_TOKEN", data, ADMIN_TOKEN_FILE, 16, "an admin token"
+    )
+    settings.ocs_api_key, key_source = _kept(
+        settings.ocs_api_key, "OCS_API_KEY", data, KEY_FILE, MIN_LENGTH, "an OCS API key"
+    )
     if not settings.smtp_host:
         settings.mail_catcher = True  # reset codes and notices readable at the MW's /dev/mailbox
-    token_source = "$CELLCELLY_ADMIN_TOKEN"
-    if settings.admin_token is None:
-        # kept in the data directory (0600) across restarts, like the OCS API key below, so the
-        # README's admin commands read it in another terminal: $(cat data/admin-token)
-        token, path, created = kept_secret(settings.data_dir, ADMIN_TOKEN_FILE, 16)
-        settings.admin_token = SecretStr(token)
-        token_source = str(path)
-        if created:
-            _out(f"Generated an admin token in {path} (mode 0600, kept across restarts)")
     if not settings.dgw_allowed_peers:
         # `make run` is for `cellcelly traffic`: its identity may connect, nobody else's
         from cellcelly.traffic.generator import TrafficConfig
@@ -106,16 +125,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not settings.ivr_trusted_peers:
         # a softphone on this machine calls the IVR directly: its identity headers are believed
         settings.ivr_trusted_peers = "127.0.0.1"
-    key_source = "$CELLCELLY_OCS_API_KEY"
-    if settings.ocs_api_key is None:
-        # kept in the data directory (0600) across restarts, so curl and tools can read it
-        from cellcelly.ocs.auth import key_from_file
-
-        key, path, created = key_from_file(settings.data_dir)
-        settings.ocs_api_key = SecretStr(key)
-        key_source = str(path)
-        if created:
-            _out(f"Generated an OCS API key in {path} (mode 0600, kept across restarts)")
     from cellcelly.deploy import embedded
 
     try:

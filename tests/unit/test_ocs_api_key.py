@@ -11,7 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from cellcelly import cli
-from cellcelly.ocs.auth import KEY_FILE, ApiKey, key_from_file
+from cellcelly.kept_secrets import kept_secret
+from cellcelly.ocs.auth import KEY_FILE, MIN_LENGTH, ApiKey
 from cellcelly.settings import Settings
 
 KEY = "unit-test-key-0123456789"
@@ -44,19 +45,19 @@ def test_the_key_matches_only_itself() -> None:
 
 
 def test_make_run_keeps_its_key_in_the_data_dir_owner_only_across_restarts(tmp_path: Path) -> None:
-    key, path, created = key_from_file(tmp_path / "data")
+    key, path, created = kept_secret(tmp_path / "data", KEY_FILE, MIN_LENGTH)
     assert created and path == tmp_path / "data" / KEY_FILE
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert len(key) >= 32 and path.read_text().strip() == key
-    again, _, created_again = key_from_file(tmp_path / "data")
+    again, _, created_again = kept_secret(tmp_path / "data", KEY_FILE, MIN_LENGTH)
     assert again == key and not created_again  # a restart keeps it: curl's $(cat ...) still works
     path.chmod(0o644)
-    assert key_from_file(tmp_path / "data")[0] == key
+    assert kept_secret(tmp_path / "data", KEY_FILE, MIN_LENGTH)[0] == key
     assert stat.S_IMODE(path.stat().st_mode) == 0o600  # tightened, not trusted as it was
     path.write_text("tiny\n")
     with pytest.raises(SystemExit, match="at least 16"):
-        key_from_file(tmp_path / "data")
-    assert key_from_file(tmp_path / "other")[0] != key  # every data directory its own
+        kept_secret(tmp_path / "data", KEY_FILE, MIN_LENGTH)
+    assert kept_secret(tmp_path / "other", KEY_FILE, MIN_LENGTH)[0] != key  # every data directory its own
 
 
 @pytest.mark.parametrize("command", ["ocs", "dgw"])

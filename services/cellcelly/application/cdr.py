@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import datetime
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 import orjson
@@ -72,16 +72,15 @@ def write(events: Iterable[UsageEvent], out: TextIO, fmt: str = "csv") -> int:
     """Write the events' CDRs to `out` in `fmt`; returns how many."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown CDR format {fmt!r}: one of {', '.join(FORMATS)}")
-    count = 0
     if fmt == "csv":
         writer = csv.DictWriter(out, FIELDS, lineterminator="\n")
         writer.writeheader()
-        for e in events:
-            writer.writerow(record(e))
-            count += 1
-        return count
+        put: Callable[[dict[str, Any]], object] = writer.writerow
+    else:
+        put = lambda cdr: out.write(orjson.dumps(cdr).decode() + "\n")  # noqa: E731
+    count = 0
     for e in events:
-        out.write(orjson.dumps(record(e)).decode() + "\n")
+        put(record(e))
         count += 1
     return count
 

@@ -18,6 +18,8 @@ from cellcelly.diameter.constants import (
     VENDOR_3GPP,
     Code,
     Code3gpp,
+    FinalUnitAction,
+    RedirectAddressType,
     Result,
     SubscriptionIdType,
 )
@@ -239,25 +241,21 @@ _GRANT_CODE = {
 }
 
 
-FINAL_UNIT_TERMINATE, FINAL_UNIT_REDIRECT = 0, 1  # Final-Unit-Action (RFC 4006 §8.35)
-REDIRECT_ADDRESS_URL = 2  # Redirect-Address-Type (§8.38)
-
-
 def _final_unit(redirect_url: str) -> Avp:
     """Final-Unit-Indication: TERMINATE, or REDIRECT to the top-up page (Redirect-Server, §8.37)."""
     if not redirect_url:
         return Avp.grouped(
-            Code.FINAL_UNIT_INDICATION, [Avp.i32(Code.FINAL_UNIT_ACTION, FINAL_UNIT_TERMINATE)]
+            Code.FINAL_UNIT_INDICATION, [Avp.i32(Code.FINAL_UNIT_ACTION, FinalUnitAction.TERMINATE)]
         )
     server = Avp.grouped(
         Code.REDIRECT_SERVER,
         [
-            Avp.i32(Code.REDIRECT_ADDRESS_TYPE, REDIRECT_ADDRESS_URL),
+            Avp.i32(Code.REDIRECT_ADDRESS_TYPE, RedirectAddressType.URL),
             Avp.utf8(Code.REDIRECT_SERVER_ADDRESS, redirect_url),
         ],
     )
     return Avp.grouped(
-        Code.FINAL_UNIT_INDICATION, [Avp.i32(Code.FINAL_UNIT_ACTION, FINAL_UNIT_REDIRECT), server]
+        Code.FINAL_UNIT_INDICATION, [Avp.i32(Code.FINAL_UNIT_ACTION, FinalUnitAction.REDIRECT), server]
     )
 
 

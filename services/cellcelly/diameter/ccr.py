@@ -31,6 +31,7 @@ from cellcelly.diameter.constants import (
     Cmd,
     Code,
     Code3gpp,
+    FinalUnitAction,
     RequestType,
     Result,
     SubscriptionIdType,
@@ -239,10 +240,11 @@ def _result_code(holder: Message | Avp) -> int | None:
 
 def _redirect(fui: Avp | None) -> str:
     """The top-up page a REDIRECT Final-Unit-Indication names (RFC 4006 §5.6.2), else ""."""
-    action = fui.find(Code.FINAL_UNIT_ACTION) if fui is not None else None
-    server = fui.find(Code.REDIRECT_SERVER) if fui is not None else None
+    if fui is None:
+        return ""
+    action, server = fui.find(Code.FINAL_UNIT_ACTION), fui.find(Code.REDIRECT_SERVER)
     address = server.find(Code.REDIRECT_SERVER_ADDRESS) if server is not None else None
-    if action is None or action.as_i32() != 1 or address is None:
+    if action is None or action.as_i32() != FinalUnitAction.REDIRECT or address is None:
         return ""
     return address.as_str()
 

@@ -202,6 +202,19 @@ class SubscriptionIdType(IntEnum):
     END_USER_PRIVATE = 4
 
 
+class FinalUnitAction(IntEnum):  # RFC 4006 §8.35
+    TERMINATE = 0
+    REDIRECT = 1
+    RESTRICT_ACCESS = 2
+
+
+class RedirectAddressType(IntEnum):  # RFC 4006 §8.38
+    IPV4_ADDRESS = 0
+    IPV6_ADDRESS = 1
+    URL = 2
+    SIP_URI = 3
+
+
 class DisconnectCause(IntEnum):
     REBOOTING = 0
     BUSY = 1

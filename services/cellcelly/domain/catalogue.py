@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cellcelly.domain.errors import CatalogueError, DomainError
+from cellcelly.domain.limits import MAX_RATING_GROUP, MAX_U32
 from cellcelly.domain.money import affordable_units, parse_tl, rated_cost
 from cellcelly.domain.units import Service, parse_quantity
-
-MAX_U32 = 2**32 - 1  # a Diameter Unsigned32: rating groups, seconds
 
 HOME_LOCATION = "90"
 
@@ -409,7 +408,7 @@ def _parse_final_unit(raw: Any, problems: list[str]) -> tuple[str, frozenset[int
         problems.append("charging.final_unit.redirect_url: must be an http(s) URL of at most 512 characters")
         url = ""
     if not isinstance(groups, list) or not all(
-        isinstance(g, int) and not isinstance(g, bool) and 0 <= g <= MAX_U32 for g in groups
+        isinstance(g, int) and not isinstance(g, bool) and 0 <= g <= MAX_RATING_GROUP for g in groups
     ):
         problems.append("charging.final_unit.redirect_rating_groups: must be a list of rating groups")
         groups = []

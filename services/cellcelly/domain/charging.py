@@ -76,9 +76,8 @@ class ServiceResult:
     granted: int = 0
     validity_time: int | None = None
     final_unit: bool = False  # Final-Unit-Indication: no more quota after this
-    redirect_url: str = (
-        ""  # with final_unit: Final-Unit-Action REDIRECT to this (top-up) page, else TERMINATE
-    )
+    # with final_unit: Final-Unit-Action REDIRECT to this (top-up) page; "" TERMINATE
+    redirect_url: str = ""
     quota_holding_time: int | None = None  # seconds idle after which the client gives the quota back
 
 
@@ -127,7 +126,9 @@ class NotificationEvent:
 
     event_id: str
     msisdn: str
-    kind: str  # "bucket-<percent>" (the catalogue's thresholds) | "wallet-low" | "package-expiring"
+    # "bucket-<percent>" (the catalogue's thresholds) | "wallet-low" | "package-expiring" |
+    # "package-renewing" (the same, renewal chosen) | "package-renewed" | "package-renewal-failed"
+    kind: str
     occurred_at: int
     service: str = ""
     package: str = ""
@@ -135,7 +136,7 @@ class NotificationEvent:
     remaining: int = 0  # units left in the bucket
     total: int = 0
     wallet: int = 0  # kuruş, after the debit
-    valid_until: int = 0  # package-expiring: when the package ends (epoch seconds)
+    valid_until: int = 0  # package-*: when the package (or its renewed period) ends, epoch seconds
 
 
 @dataclass(slots=True)
@@ -436,8 +437,10 @@ class _Transaction:
         rule = self.catalogue.rate(usage.service, session.location, usage.destination, usage.rating_group)
         if rule is None:
             return None
-        rs = RatedService(usage.service, rule.id, rule.price, rule.per, rule.bucket, usage.destination)
-        rs.catalogue_version = self.catalogue.version
+        rs = RatedService(
+            usage.service, rule.id, rule.price, rule.per, rule.bucket, usage.destination,
+            catalogue_version=self.catalogue.version,
+        )  # fmt: skip
         session.services[usage.rating_group] = rs
         return rs
 

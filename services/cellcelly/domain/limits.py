@@ -27,8 +27,9 @@ from typing import Final
 INT64_MAX: Final = 2**63 - 1
 
 # Diameter's CC-Request-Number and Rating-Group are Unsigned32; the JSON API takes the same range.
-MAX_REQUEST_NUMBER: Final = 2**32 - 1
-MAX_RATING_GROUP: Final = 2**32 - 1
+MAX_U32: Final = 2**32 - 1
+MAX_REQUEST_NUMBER: Final = MAX_U32
+MAX_RATING_GROUP: Final = MAX_U32
 
 # A Session-Id in characters. The balance store keeps it in 1024 bytes (VoltDB VARCHAR(1024 BYTES)),
 # which holds 256 characters of UTF-8 at 4 bytes each at most.

@@ -6,9 +6,21 @@ import time
 
 from cellcelly.domain.charging import NotificationEvent
 from cellcelly.domain.money import format_tl
+from cellcelly.domain.turkish_numbers import TURKEY_UTC_OFFSET
 
-TURKEY_UTC_OFFSET = 3 * 3600  # Türkiye keeps UTC+3 all year (no daylight saving since 2016)
 _SERVICE_TR = {"voice": "dakika", "sms": "SMS", "data": "internet"}
+
+
+def tl_text(kurus: int) -> str:
+    """12,50 TL: Turkish writes the decimals after a comma."""
+    return f"{format_tl(kurus).replace('.', ',')} TL"
+
+
+def date_text(epoch: int, with_time: bool = False) -> str:
+    """dd.mm.yyyy (and HH:MM) in Türkiye time (UTC+3 all year)."""
+    return time.strftime(
+        "%d.%m.%Y %H:%M" if with_time else "%d.%m.%Y", time.gmtime(epoch + TURKEY_UTC_OFFSET)
+    )
 
 
 def amount_text(service: str, units: int) -> str:
@@ -47,32 +59,32 @@ def render(event: NotificationEvent, first_name: str, package_name: str = "") ->
     if event.kind == "wallet-low":
         return (
             "Bakiyeniz azaldı",
-            f"{hello}\n\nBakiyeniz {format_tl(event.wallet).replace('.', ',')} TL'ye düştü. "
+            f"{hello}\n\nBakiyeniz {tl_text(event.wallet)}'ye düştü. "
             f"Kesintisiz iletişim için yükleme yapabilirsiniz.\n\nCellCelly",
         )
     if event.kind == "package-renewed":
-        ends = time.strftime("%d.%m.%Y", time.gmtime(event.valid_until + TURKEY_UTC_OFFSET))
         return (
             f"{package} paketiniz yenilendi",
-            f"{hello}\n\n{package} paketiniz bakiyenizden yenilendi; yeni dönem {ends} tarihine kadar "
-            f"geçerli. Kalan bakiyeniz {format_tl(event.wallet).replace('.', ',')} TL.\n\nCellCelly",
+            f"{hello}\n\n{package} paketiniz bakiyenizden yenilendi; yeni dönem "
+            f"{date_text(event.valid_until)} tarihine kadar geçerli. Kalan bakiyeniz "
+            f"{tl_text(event.wallet)}.\n\nCellCelly",
         )
     if event.kind == "package-renewal-failed":
         return (
             f"{package} paketiniz yenilenemedi",
             f"{hello}\n\n{package} paketiniz bakiyeniz yetmediği için yenilenemedi "
-            f"(bakiye {format_tl(event.wallet).replace('.', ',')} TL). TL yükleyip paketi yeniden "
+            f"(bakiye {tl_text(event.wallet)}). TL yükleyip paketi yeniden "
             f"alabilirsiniz.\n\nCellCelly",
         )
     if event.kind == "package-renewing":
-        ends = time.strftime("%d.%m.%Y %H:%M", time.gmtime(event.valid_until + TURKEY_UTC_OFFSET))
+        ends = date_text(event.valid_until, with_time=True)
         return (
             f"{package} paketiniz yakında yenileniyor",
             f"{hello}\n\n{package} paketiniz {ends} tarihinde sona eriyor ve seçiminiz üzerine "
             f"bakiyenizden yenilenecek. Bakiyeniz yetmezse yenilenemez.\n\nCellCelly",
         )
     if event.kind == "package-expiring":
-        ends = time.strftime("%d.%m.%Y %H:%M", time.gmtime(event.valid_until + TURKEY_UTC_OFFSET))
+        ends = date_text(event.valid_until, with_time=True)
         return (
             f"{package} paketiniz yakında sona eriyor",
             f"{hello}\n\n{package} paketiniz {ends} tarihinde sona eriyor. Kalan haklarınız "

@@ -13,9 +13,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from pathlib import Path
-
-from cellcelly.kept_secrets import kept_secret
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +49,3 @@ class ApiKey:
 
     def __repr__(self) -> str:
         return f"ApiKey(configured={self.configured})"
-
-
-def key_from_file(data_dir: Path) -> tuple[str, Path, bool]:
-    """The embedded stack's key: read from `data_dir/ocs-api-key`, or made there now (0600, never
-    replaced, so restarts keep it). Returns (key, path, created now)."""
-    return kept_secret(data_dir, KEY_FILE, MIN_LENGTH)

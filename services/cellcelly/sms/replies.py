@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from cellcelly.domain.balance_summary import BalanceSummary
-from cellcelly.domain.money import format_tl
 from cellcelly.domain.units import Service
-from cellcelly.notifier.messages import TURKEY_UTC_OFFSET, amount_text
+from cellcelly.notifier.messages import amount_text, date_text, tl_text
 from cellcelly.sms.keywords import SHOWN
 
 _LABELS = {Service.VOICE: "Dakika", Service.SMS: "SMS", Service.DATA: "İnternet"}
 _STATUS = {"suspended": "Hattınız askıya alınmıştır.", "closed": "Hattınız kapatılmıştır."}
-
-
-def tl_text(kurus: int) -> str:
-    """12,50 TL: Turkish writes the decimals after a comma."""
-    return f"{format_tl(kurus).replace('.', ',')} TL"
-
-
-def date_text(epoch: int) -> str:
-    """dd.mm.yyyy in Türkiye time (UTC+3 all year)."""
-    return time.strftime("%d.%m.%Y", time.gmtime(epoch + TURKEY_UTC_OFFSET))
 
 
 def keyword_list() -> str:
