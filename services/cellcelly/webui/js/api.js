@@ -132,9 +132,13 @@ export const api = {
   reset: (data) => send("POST", "/auth/reset", data),
   me: () => authed("GET", "/me"),
   balance: () => authed("GET", "/me/balance"),
-  usage: (limit = 50) => authed("GET", `/me/usage?limit=${limit}`),
+  // a page of usage: `before` is the `next` of the page before it
+  usage: (limit = 50, before = null) =>
+    authed("GET", `/me/usage?limit=${limit}${before ? `&before=${encodeURIComponent(before)}` : ""}`),
   buy: (pkg, requestId) => authed("POST", "/me/packages", { package: pkg, requestId }),
   topup: (voucher) => authed("POST", "/me/topup", { voucher }),
+  renewals: () => authed("GET", "/me/renewals"),
+  setRenewal: (code, renew) => authed("PUT", `/me/renewals/${encodeURIComponent(code)}`, { renew }),
   changePassword: (currentPassword, newPassword) =>
     authed("POST", "/me/password", { currentPassword, newPassword }),
 };

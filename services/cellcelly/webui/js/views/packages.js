@@ -1,17 +1,10 @@
-import { api, authed } from "../api.js";
+import { api } from "../api.js";
 import { h } from "../dom.js";
 import { banner } from "../forms.js";
 import { t } from "../i18n.js";
 import * as fmt from "../format.js";
 import { page, sessionOver } from "./common.js";
 import { balanceView } from "./dashboard.js";
-
-// Package renewal (GET /me/renewals, PUT /me/renewals/{code}): the calls live here, beside the
-// only view that uses them.
-const renewalsApi = {
-  list: () => authed("GET", "/me/renewals"),
-  set: (code, renew) => authed("PUT", `/me/renewals/${encodeURIComponent(code)}`, { renew }),
-};
 
 function requestId() {
   return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(16).slice(2)}`;
@@ -88,7 +81,7 @@ export function render({ navigate }) {
     notes.delete(item.code);
     syncRenewals();
     try {
-      await renewalsApi.set(item.code, want);
+      await api.setRenewal(item.code, want);
       if (want) renewing.add(item.code);
       else renewing.delete(item.code);
       notes.set(item.code, ["success", want ? "renew.on" : "renew.off", { name: item.name }]);
@@ -163,7 +156,7 @@ export function render({ navigate }) {
   };
 
   // The shop works without the renewal list: then no switch, and a line saying why.
-  const loadRenewals = renewalsApi.list().then(
+  const loadRenewals = api.renewals().then(
     (data) => new Set(data.items || []),
     (err) => (err && err.status === 401 ? Promise.reject(err) : null),
   );

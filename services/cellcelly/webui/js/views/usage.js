@@ -1,4 +1,4 @@
-import { authed } from "../api.js";
+import { api } from "../api.js";
 import { h } from "../dom.js";
 import { banner } from "../forms.js";
 import { t } from "../i18n.js";
@@ -84,9 +84,8 @@ export function render({ navigate }) {
     if (busy) return;
     busy = true;
     more.setAttribute("aria-busy", "true");
-    const query = `limit=${PAGE_SIZE}${next ? `&before=${encodeURIComponent(next)}` : ""}`;
     try {
-      const data = await authed("GET", `/me/usage?${query}`);
+      const data = await api.usage(PAGE_SIZE, next);
       const seen = new Set((items || []).map((item) => item.eventId));
       items = [...(items || []), ...(data.items || []).filter((item) => !seen.has(item.eventId))];
       next = data.next || null;
