@@ -28,7 +28,7 @@ run: $(RUN_STAMP)
 
 ## every test tier, with lint and type checks first; under CI=true nothing that can run here may skip
 test: $(STAMP) lint typecheck
-	$(PY) -m pytest -rs --durations=25
+	$(PY) -m pytest -rsfE --durations=25
 
 lint: $(STAMP)
 	$(PY) -m ruff check services operator tools tests e2e
