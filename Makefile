@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit integration bench bench-check profile e2e-local images clean
+.PHONY: run test lint typecheck unit integration bench bench-check profile compile e2e-local images clean
 
 # what running needs (`make run`), then what testing adds (`make test`): a first `make run` installs
 # only the former, with pip's progress shown
@@ -48,6 +48,11 @@ bench: $(STAMP)
 	PYTHONPATH=tools $(PY) -m cellcelly_dev.bench
 	PYTHONPATH=tools $(PY) -m cellcelly_dev.operator_bench --stacks 50
 
+## the package as the services image ships it (the charging path compiled by mypyc, setup.py) in
+## build/compiled: `PYTHONPATH=build/compiled make bench` measures it
+compile: $(STAMP)
+	PYTHONPATH=tools $(PY) -m cellcelly_dev.compiled build/compiled
+
 ## `make bench`'s rows against this machine's bench/reference.json: fails on a row > 25% below (ratios to baselines first)
 bench-check: $(STAMP)
 	PYTHONPATH=tools $(PY) -m cellcelly_dev.bench --check
@@ -65,4 +70,4 @@ images:
 	scripts/images.sh build
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .hypothesis bench/results
+	rm -rf $(VENV) data build .pytest_cache .mypy_cache .ruff_cache .hypothesis bench/results

@@ -7,6 +7,7 @@ the process and outlive code versions.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 from cellcelly.domain.account import Account, Bucket, RatedService, Reservation, Session, Status
@@ -22,7 +23,8 @@ from cellcelly.domain.provisioning import LedgerEvent
 from cellcelly.domain.units import Service
 
 EVENT_SCHEMA_VERSION = 1
-_NOTICE_FIELDS = NotificationEvent.__slots__
+# the dataclass's fields, not __slots__: a class compiled by mypyc (setup.py) has no __slots__
+_NOTICE_FIELDS = tuple(f.name for f in fields(NotificationEvent))
 
 # --- answers ----------------------------------------------------------------------------------
 

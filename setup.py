@@ -1,0 +1,44 @@
+"""The charging path compiled with mypyc, when asked (`CELLCELLY_COMPILE=1`); pure Python otherwise.
+
+Why: on two cores the Diameter codec and the charging engine are most of a CCR's CPU, and pure
+Python could not reach the gateway's and the OCS's targets (docs/architecture.md, "Compiled hot
+path"). mypyc compiles these typed modules unchanged; where the extension is absent (no compiler,
+an install without CELLCELLY_COMPILE) the same `.py` files run, and the tests run on both
+(`tests/integration/test_compiled.py`). Everything else is in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import os
+
+from setuptools import setup
+
+# the modules a CCR passes through in the DGW and the OCS; pure, typed (mypy strict), no I/O
+COMPILED = [
+    "cellcelly/diameter/constants.py",
+    "cellcelly/diameter/codec.py",
+    "cellcelly/diameter/ccr.py",
+    "cellcelly/domain/errors.py",
+    "cellcelly/domain/limits.py",
+    "cellcelly/domain/money.py",
+    "cellcelly/domain/units.py",
+    "cellcelly/domain/account.py",
+    "cellcelly/domain/catalogue.py",
+    "cellcelly/domain/charging.py",
+    "cellcelly/codec.py",
+    "cellcelly/dgw/gy.py",
+]
+
+
+def extensions() -> list[object]:
+    if os.environ.get("CELLCELLY_COMPILE") != "1":
+        return []
+    from mypyc.build import mypycify  # only a compiling build needs mypy (--no-build-isolation)
+
+    paths = [f"services/{module}" for module in COMPILED]  # named from their packages' __init__.py
+    # the project's mypy settings, less the check of sections for modules not compiled here
+    options = ["--no-warn-unused-configs"]
+    return list(mypycify([*options, *paths], opt_level="3", group_name="cellcelly_compiled"))
+
+
+setup(ext_modules=extensions())
