@@ -5,6 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
+# the dev tools, then whatever PYTHONPATH the caller gave (`PYTHONPATH=build/compiled make bench`)
+DEVPATH := tools$(if $(PYTHONPATH),:$(PYTHONPATH))
 
 .PHONY: run test lint typecheck unit integration bench bench-check profile compile e2e-local images clean
 
@@ -45,8 +47,8 @@ integration: $(STAMP)
 
 ## charging, events and self-care figures beside their baselines; then the operator on kmock (50 stacks)
 bench: $(STAMP)
-	PYTHONPATH=tools $(PY) -m cellcelly_dev.bench
-	PYTHONPATH=tools $(PY) -m cellcelly_dev.operator_bench --stacks 50
+	PYTHONPATH=$(DEVPATH) $(PY) -m cellcelly_dev.bench
+	PYTHONPATH=$(DEVPATH) $(PY) -m cellcelly_dev.operator_bench --stacks 50
 
 ## the package as the services image ships it (the charging path compiled by mypyc, setup.py) in
 ## build/compiled: `PYTHONPATH=build/compiled make bench` measures it
@@ -55,11 +57,11 @@ compile: $(STAMP)
 
 ## `make bench`'s rows against this machine's bench/reference.json: fails on a row > 25% below (ratios to baselines first)
 bench-check: $(STAMP)
-	PYTHONPATH=tools $(PY) -m cellcelly_dev.bench --check
+	PYTHONPATH=$(DEVPATH) $(PY) -m cellcelly_dev.bench --check
 
 ## where a CCR's CPU goes in the DGW and the OCS (py-spy on the two-process path) into docs/profile-ccr.md
 profile: $(STAMP)
-	PYTHONPATH=tools $(PY) -m cellcelly_dev.profile_ccr
+	PYTHONPATH=$(DEVPATH) $(PY) -m cellcelly_dev.profile_ccr
 
 ## the e2e scenario against the embedded stack (cellcelly run under a supervisor); on kind: e2e/README.md
 e2e-local: $(STAMP)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from cellcelly.dgw.ocs_client import NoopOcs
 from cellcelly.diameter.ccr import build_ccr
 from cellcelly.diameter.codec import Message
 from cellcelly.diameter.constants import RequestType, Result
-from cellcelly.diameter.peer import LocalPeer
+from cellcelly.diameter.peer import LocalPeer, PeerConnection
 from cellcelly.domain.charging import ChargeAnswer, ChargeRequest
 from cellcelly.ports.cache import SubscriberInfo
 
@@ -177,7 +176,13 @@ async def test_a_slow_store_leaves_the_loop_running():
 
 LOCAL = LocalPeer("dgw.test", "cellcelly.local")
 CLIENT = LocalPeer("pgw.test", "client.realm")
-CONN = SimpleNamespace(remote_host="pgw.test", remote_realm="client.realm")
+
+
+def peer_conn() -> PeerConnection:
+    """The client's connection as the gateway sees it after the capabilities exchange."""
+    conn = PeerConnection(LOCAL)
+    conn.remote_host, conn.remote_realm = CLIENT.origin_host, CLIENT.origin_realm
+    return conn
 
 
 class CountingOcs(NoopOcs):
@@ -205,7 +210,7 @@ def ccr(session: str, msisdn: str) -> Message:
 
 
 async def answer_of(gateway: Gateway, msg: Message) -> Message:
-    answer = gateway(CONN, msg)  # type: ignore[arg-type]
+    answer = gateway(peer_conn(), msg)
     return answer if isinstance(answer, Message) else await answer
 
 
@@ -215,7 +220,7 @@ async def test_gateway_answers_an_unknown_subscriber_5030_without_the_ocs():
     gateway = Gateway(LOCAL, ocs, cache_over(loader))
     first = await answer_of(gateway, ccr("s;1", A))  # a miss: awaited
     assert first.result_code == Result.USER_UNKNOWN
-    second = gateway(CONN, ccr("s;2", A))  # type: ignore[arg-type]
+    second = gateway(peer_conn(), ccr("s;2", A))
     assert isinstance(second, Message), "an unknown held in the cache is answered at once"
     assert second.result_code == Result.USER_UNKNOWN
     assert ocs.asked == []

@@ -535,6 +535,12 @@ def _stop(*procs: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def _compiled() -> bool:
+    import cellcelly.diameter.codec
+
+    return (cellcelly.diameter.codec.__file__ or "").endswith(".so")
+
+
 def e2e_env(data: Path, dgw: int, wire: int, http: int) -> dict[str, str]:
     """The environment of the e2e servers (and the generator) on the provisioned `data`: the DGW on
     `dgw` charging through the OCS's wire transport on `wire`, the OCS's HTTP API on `http`."""
@@ -724,6 +730,8 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
+        # which build ran: the mypyc-compiled charging path (`make compile`) or the pure-Python tree
+        "compiled": _compiled(),
         "results": results,
         "ratios": ratios,
     }
@@ -732,6 +740,7 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2))
     picture = benchplot.page(report)
+    sys.stdout.write(f"the charging path: {'compiled (mypyc)' if report['compiled'] else 'pure Python'}\n")
     sys.stdout.write(_table(results) + "\n")
     for r in results:
         if "cpu_us_per_op" in r:
