@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+from collections.abc import AsyncGenerator, Callable
 
 
 def tune_gc() -> None:
@@ -20,3 +21,14 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(threshold, 20, 20)
+
+
+async def until_loop_ends(on_end: Callable[[], None]) -> AsyncGenerator[None, None]:
+    """An async generator that calls `on_end` when its loop finishes: asyncio.run and uvloop.run
+    close every async generator before they close the loop. Started with `anext`, it ties
+    resources made on a loop (sockets) to that loop's end. Here, not beside its users: mypyc
+    compiles those, and it cannot compile an async generator."""
+    try:
+        yield
+    finally:
+        on_end()

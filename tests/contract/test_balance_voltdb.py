@@ -35,7 +35,7 @@ from cellcelly_dev.devservers import (
 from cellcelly_testing import running_voltdb
 
 if TYPE_CHECKING:
-    from cellcelly.adapters.balance_voltdb import Connection, Response
+    from cellcelly.adapters.voltdb_blocking import Connection, Response
 
 pytestmark = pytest.mark.contract
 
@@ -102,7 +102,8 @@ class TestVoltDB(DurableBalanceStoreContract):
         return self._faulty_store()
 
     def _faulty_store(self) -> BalanceStore:
-        from cellcelly.adapters.balance_voltdb import VoltBalanceStore, VoltConnection
+        from cellcelly.adapters.balance_voltdb import VoltBalanceStore
+        from cellcelly.adapters.voltdb_blocking import VoltConnection
 
         self._faults = []
 

@@ -1,10 +1,14 @@
-"""The compiled charging path (setup.py, mypyc) passes every unit test the pure one passes.
+"""The compiled charging path (setup.py, mypyc) passes every test the pure one passes.
 
 The services image ships the compiled build; the rest of the suite runs the source tree as pure
 Python. So here the whole unit tier runs again, in a child pytest, on the build `make compile`
 makes: the codec's cross-checks (python-diameter, tshark), its fuzz and property tests, and the
-charging engine's money invariants, each on the compiled modules. The first test is what makes the
-second mean anything: the child really imports the compiled modules, not the source tree's.
+charging engine's money invariants, each on the compiled modules. Then the integration files that
+drive the compiled I/O modules (the OCS's wire server, the VoltDB store and its client) against
+real servers: a compiled function checks its arguments' declared types at run time, which pure
+Python never does, so a stand-in or a library's object of another type than declared fails only
+here (a test's slower charging service did, until the wire server took an interface). The first
+test is what makes the others mean anything: the child really imports the compiled modules.
 """
 
 from __future__ import annotations
@@ -22,7 +26,25 @@ from cellcelly_testing import require
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 ROOT = Path(__file__).resolve().parents[2]
-HOT = ["cellcelly.diameter.codec", "cellcelly.domain.charging", "cellcelly.dgw.gy", "cellcelly.codec"]
+HOT = [
+    "cellcelly.diameter.codec",
+    "cellcelly.domain.charging",
+    "cellcelly.dgw.gy",
+    "cellcelly.codec",
+    "cellcelly.ocs.wire",
+    "cellcelly.adapters.balance_voltdb",
+    "cellcelly.adapters.voltdb_wire",
+]
+# the integration files through the compiled I/O modules (real VoltDB; the DGW's client and server)
+ON_SERVERS = [
+    "tests/contract/test_balance_voltdb.py",
+    "tests/integration/test_voltdb_off_loop.py",
+    "tests/integration/test_relay_voltdb.py",
+    "tests/integration/test_ocs_wire_auth.py",
+    "tests/integration/test_ocs_wire_limits.py",
+    "tests/integration/test_ocs_failover_log.py",
+    "tests/integration/test_dgw.py",
+]
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +69,10 @@ def test_the_child_imports_the_compiled_modules(compiled: Path) -> None:
     assert all(f.startswith(str(compiled)) and f.endswith(".so") for f in files), files
 
 
-def test_the_unit_tier_passes_on_the_compiled_modules(compiled: Path) -> None:
+def run_tests(compiled: Path, *paths: str) -> None:
+    """The child pytest (its environment ours: under CI=true a missing server fails it too)."""
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", "tests/unit"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rsfE", "-x", *paths],
         cwd=ROOT,
         env=child_env(compiled),
         capture_output=True,
@@ -59,3 +82,11 @@ def test_the_unit_tier_passes_on_the_compiled_modules(compiled: Path) -> None:
     tail = done.stdout[-4000:]
     assert done.returncode == 0, tail
     assert " passed" in tail and "failed" not in tail, tail
+
+
+def test_the_unit_tier_passes_on_the_compiled_modules(compiled: Path) -> None:
+    run_tests(compiled, "tests/unit")
+
+
+def test_the_compiled_io_modules_pass_their_integration_tests(compiled: Path) -> None:
+    run_tests(compiled, *ON_SERVERS)

@@ -13,7 +13,8 @@ import orjson
 import pytest
 from test_voltdb_off_loop import provision
 
-from cellcelly.adapters.balance_voltdb import IDX_BITS, VoltConnection, parse_servers
+from cellcelly.adapters.balance_voltdb import IDX_BITS, parse_servers
+from cellcelly.adapters.voltdb_blocking import VoltConnection
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -14,7 +14,7 @@ import voltdbclient  # type: ignore[import-untyped]
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cellcelly.adapters.balance_voltdb import PROCEDURES
+from cellcelly.adapters.voltdb_blocking import PROCEDURES
 from cellcelly.adapters.voltdb_wire import BIGINT, STRING, decode_answer, encode_call
 
 pytestmark = pytest.mark.unit

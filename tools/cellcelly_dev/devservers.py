@@ -275,7 +275,7 @@ def fetch_voltdb() -> None:
 
 
 def _wait_for_ping(port: int, deadline: float, username: str = "", password: str = "") -> None:
-    from cellcelly.adapters.balance_voltdb import VoltConnection
+    from cellcelly.adapters.voltdb_blocking import VoltConnection
 
     problem = "no answer"
     while time.monotonic() < deadline:
@@ -327,7 +327,8 @@ def voltdb_server(
 
 def voltdb_truncate(servers: str, *, username: str = "", password: str = "") -> None:
     """Empty every CellCelly table (between tests: much cheaper than a new server)."""
-    from cellcelly.adapters.balance_voltdb import VoltConnection, parse_servers
+    from cellcelly.adapters.balance_voltdb import parse_servers
+    from cellcelly.adapters.voltdb_blocking import VoltConnection
 
     host, port = parse_servers(servers)[0]
     conn = VoltConnection(host, port, 30.0, username, password)

@@ -66,11 +66,18 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import orjson
-import voltdbclient  # type: ignore[import-untyped]
 
+from cellcelly.adapters.voltdb_blocking import (
+    PROCEDURES,
+    Client,
+    Connect,
+    Connection,
+    Response,
+    VoltConnection,
+)
 from cellcelly.adapters.voltdb_wire import AsyncVoltClient, CannotConnect, NoAnswer
 from cellcelly.codec import (
     event_to_dict,
@@ -86,9 +93,6 @@ from cellcelly.ports.balance_store import Commit, OutboxEntry
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# voltdbclient prints its errors to stdout unless given a logger
-voltdbclient.logger = logging.getLogger("voltdbclient")
-
 DEFAULT_PORT = 21212
 IDX_BITS = 10
 MAX_EVENTS_PER_COMMIT = 1 << IDX_BITS
@@ -101,24 +105,6 @@ SUCCESS = 1
 USER_ABORT = -1
 VERSION_CONFLICT = 1
 
-_FS = voltdbclient.FastSerializer
-_S, _L, _B = _FS.VOLTTYPE_STRING, _FS.VOLTTYPE_BIGINT, _FS.VOLTTYPE_VARBINARY
-PROCEDURES: dict[str, list[int]] = {
-    "BalanceGet": [_S],
-    "BalanceCommit": [_S, _L, _S, _S, _S, _S, _S],
-    "BalanceSessionOwner": [_S],
-    "BalanceOutboxRead": [_L, _L, _L],
-    "BalanceOutboxAck": [_L, _L],
-    "BalanceOutboxReadPart": [_S, _L, _L, _L],
-    "BalanceOutboxAckPart": [_S, _L, _L],
-    "@GetPartitionKeys": [_S],
-    "BalanceOutboxSize": [],
-    "BalanceMsisdns": [_S, _L],
-    "@AdHoc": [_S],
-    "@UpdateClasses": [_B, _S],
-    "@SystemCatalog": [_S],
-    "@Ping": [],
-}
 SCHEMA_DIR = resources.files("cellcelly.adapters") / "voltdb"
 
 
@@ -141,67 +127,6 @@ class _Conflict(Exception):
 
 class _NoAnswer(Exception):
     """The call got no answer; its connection is not to be used again."""
-
-
-class Response(Protocol):
-    """What a procedure call answers (voltdbclient.VoltResponse)."""
-
-    version: int  # -1: made up by the client because the server never answered
-    status: int
-    statusString: str | None  # noqa: N815 - the client's names
-    appStatus: int
-    appStatusString: str | None  # noqa: N815
-    tables: list[Any] | None
-
-
-class Connection(Protocol):
-    def call(self, procedure: str, params: Sequence[Any]) -> Response: ...
-
-    def close(self) -> None: ...
-
-
-Connect = Callable[..., Connection]  # (host, port, timeout, username=, password=)
-
-
-class _Client(voltdbclient.FastSerializer):  # type: ignore[misc]
-    """FastSerializer, closing its socket when the login fails: its constructor runs the handshake
-    and raises without closing, and nothing can reach that socket afterwards (an open file until the
-    garbage collector finds it, a ResourceWarning)."""
-
-    def authenticate(self, username: str, password: str) -> None:
-        try:
-            super().authenticate(username, password)
-        except BaseException:
-            self.close()
-            raise
-
-
-class VoltConnection:
-    """One client socket. voltdbclient's FastSerializer runs one call at a time: one borrower."""
-
-    def __init__(self, host: str, port: int, timeout: float, username: str = "", password: str = "") -> None:
-        # the login is part of the handshake: a wrong one is refused before any call
-        self._client = _Client(
-            host,
-            port,
-            username=username,
-            password=password,
-            connect_timeout=timeout,
-            procedure_timeout=timeout,
-        )
-        self._procedures = {
-            name: voltdbclient.VoltProcedure(self._client, name, types) for name, types in PROCEDURES.items()
-        }
-
-    def call(self, procedure: str, params: Sequence[Any]) -> Response:
-        response: Response = self._procedures[procedure].call(list(params))
-        return response
-
-    def close(self) -> None:
-        try:
-            self._client.close()
-        except OSError:
-            pass
 
 
 def parse_servers(servers: str | Sequence[str]) -> list[tuple[str, int]]:
@@ -398,7 +323,7 @@ class VoltBalanceStore:
         self._known_max = known_accounts
 
         def log_in(host: str, port: int) -> Any:
-            client = _Client(host, port, connect_timeout=timeout, procedure_timeout=timeout, **login)
+            client = Client(host, port, connect_timeout=timeout, procedure_timeout=timeout, **login)
             return client
 
         self._async = AsyncVoltClient(
@@ -593,10 +518,10 @@ class VoltBalanceStore:
         for attempt in (1, 2):
             try:
                 response = await self._async.send(procedure, params)
-            except CannotConnect as exc:  # nothing was sent: not an unknown outcome
-                raise VoltUnavailable(str(exc)) from exc
-            except NoAnswer as exc:
-                problem = str(exc)
+            except CannotConnect as refused:  # nothing was sent: not an unknown outcome
+                raise VoltUnavailable(str(refused)) from refused
+            except NoAnswer as lost:  # its own name: mypyc types a name once per function
+                problem = str(lost)
             else:
                 return self._check(procedure, response)
             _unanswered(procedure, problem, last=not retry or attempt == 2)

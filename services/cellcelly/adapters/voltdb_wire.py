@@ -29,6 +29,8 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+from cellcelly.runtime import until_loop_ends
+
 log = logging.getLogger(__name__)
 
 # VoltType codes (voltdbclient.FastSerializer's VOLTTYPE_*)
@@ -350,7 +352,7 @@ class AsyncVoltClient:
             self._conns = [None] * self._size
             self._opening = [None] * self._size
             self._loop = loop
-            self._watcher = self._watch(loop)
+            self._watcher = until_loop_ends(lambda: self._loop_ended(loop))
             await anext(self._watcher)
         conn = self._conns[slot]
         if conn is not None and conn.dead is None:
@@ -393,16 +395,12 @@ class AsyncVoltClient:
             return conn
         raise CannotConnect("cannot connect to VoltDB (" + "; ".join(problems) + ")")
 
-    async def _watch(self, loop: asyncio.AbstractEventLoop) -> AsyncGenerator[None, None]:
-        """Lives as long as its loop: asyncio.run and uvloop.run close every async generator
-        before they close the loop, and this one then closes the connections made on it (left
-        open, they would be sockets of a closed loop, never closed)."""
-        try:
-            yield
-        finally:
-            if self._loop is loop:
-                self._drop()
-                self._loop = None
+    def _loop_ended(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Its loop is ending: close the connections made on it (left open, they would be sockets
+        of a closed loop, never closed)."""
+        if self._loop is loop:
+            self._drop()
+            self._loop = None
 
     def _drop(self) -> None:
         for conn in self._conns:

@@ -18,13 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import orjson
 
-from cellcelly.application.charging import ChargingService
 from cellcelly.codec import answer_to_list
-from cellcelly.domain.charging import ChargeRequest, RequestType, ServiceUsage
+from cellcelly.domain.charging import ChargeAnswer, ChargeRequest, RequestType, ServiceUsage
 from cellcelly.domain.units import Service
 from cellcelly.ocs.auth import ApiKey
 
@@ -34,6 +33,18 @@ MAX_FRAME = 1024 * 1024
 AUTH_TIMEOUT = 5.0  # seconds a new connection has to show the key
 AUTH_MAX_FRAME = 4096  # what a connection may send before it has shown the key
 REFUSED = "unauthorized"
+
+
+class Charging(Protocol):
+    """What the wire server charges through: `ChargingService`, or a stand-in that wraps it (an
+    interface, not the class: compiled by mypyc, a parameter typed with a class accepts only it)."""
+
+    @property
+    def inline(self) -> bool: ...
+
+    def charge(self, req: ChargeRequest) -> ChargeAnswer: ...
+
+    async def charge_async(self, req: ChargeRequest) -> ChargeAnswer: ...
 
 
 def auth_frame(key: str) -> bytes:
@@ -90,7 +101,7 @@ class FrameReader:
 
 
 class WireServerProtocol(asyncio.Protocol):
-    def __init__(self, charging: ChargingService, api_key: ApiKey) -> None:
+    def __init__(self, charging: Charging, api_key: ApiKey) -> None:
         self.charging = charging
         self.api_key = api_key
         self.reader = FrameReader(AUTH_MAX_FRAME)  # a stranger cannot make us buffer a megabyte
@@ -201,9 +212,7 @@ def _failed(rid: Any, exc: Exception) -> bytes:
     return frame([rid, None, f"{type(exc).__name__}: {exc}"])
 
 
-async def serve_wire(
-    charging: ChargingService, host: str, port: int, *, api_key: str | None
-) -> asyncio.Server:
+async def serve_wire(charging: Charging, host: str, port: int, *, api_key: str | None) -> asyncio.Server:
     """The wire listener; with no `api_key` it refuses every connection (fail closed)."""
     key = ApiKey(api_key)
     loop = asyncio.get_running_loop()
