@@ -14,8 +14,8 @@ import os
 from setuptools import setup
 
 # the modules a CCR passes through in the DGW and the OCS: the pure ones (typed, mypy strict, no
-# I/O), then the OCS's I/O on VoltDB (its wire server, the store, its loop client; their
-# integration files run on the build too). Not the DGW's peer and server: not yet tried on it.
+# I/O), then the I/O ones: the OCS's wire server, the VoltDB store and its loop client, the DGW's
+# peer, gateway, server and OCS client (their integration files run on the build too)
 COMPILED = [
     "cellcelly/diameter/constants.py",
     "cellcelly/diameter/codec.py",
@@ -34,6 +34,10 @@ COMPILED = [
     "cellcelly/adapters/voltdb_wire.py",
     "cellcelly/ports/balance_store.py",
     "cellcelly/adapters/balance_voltdb.py",
+    "cellcelly/diameter/peer.py",
+    "cellcelly/dgw/gateway.py",
+    "cellcelly/dgw/server.py",
+    "cellcelly/dgw/ocs_client.py",
 ]
 
 

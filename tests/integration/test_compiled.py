@@ -4,11 +4,12 @@ The services image ships the compiled build; the rest of the suite runs the sour
 Python. So here the whole unit tier runs again, in a child pytest, on the build `make compile`
 makes: the codec's cross-checks (python-diameter, tshark), its fuzz and property tests, and the
 charging engine's money invariants, each on the compiled modules. Then the integration files that
-drive the compiled I/O modules (the OCS's wire server, the VoltDB store and its client) against
-real servers: a compiled function checks its arguments' declared types at run time, which pure
-Python never does, so a stand-in or a library's object of another type than declared fails only
-here (a test's slower charging service did, until the wire server took an interface). The first
-test is what makes the others mean anything: the child really imports the compiled modules.
+drive the compiled I/O modules (the OCS's wire server, the VoltDB store and its client, the DGW's
+peer, server and OCS client) against real servers: a compiled function checks its arguments'
+declared types at run time, which pure Python never does, so a stand-in or a library's object of
+another type than declared fails only here (a test's slower charging service did, until the wire
+server took an interface; uvloop's server gives a list where typeshed says tuple). The first test
+is what makes the others mean anything: the child really imports the compiled modules.
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ HOT = [
     "cellcelly.ocs.wire",
     "cellcelly.adapters.balance_voltdb",
     "cellcelly.adapters.voltdb_wire",
+    "cellcelly.diameter.peer",
+    "cellcelly.dgw.server",
+    "cellcelly.dgw.ocs_client",
 ]
-# the integration files through the compiled I/O modules (real VoltDB; the DGW's client and server)
+# the integration files through the compiled I/O modules (real VoltDB; Diameter peers; the wire)
 ON_SERVERS = [
     "tests/contract/test_balance_voltdb.py",
     "tests/integration/test_voltdb_off_loop.py",
@@ -44,6 +48,9 @@ ON_SERVERS = [
     "tests/integration/test_ocs_wire_limits.py",
     "tests/integration/test_ocs_failover_log.py",
     "tests/integration/test_dgw.py",
+    "tests/integration/test_dgw_limits.py",
+    "tests/integration/test_diameter_wire.py",
+    "tests/integration/test_diameter_edge.py",
 ]
 
 

@@ -38,7 +38,7 @@ class OcsUnavailable(BackendError):
     """No OCS endpoint answered."""
 
 
-class OcsRefused(BackendError, ConnectionError):
+class OcsRefused(BackendError):
     """The OCS refused this gateway's key."""
 
 
@@ -283,7 +283,7 @@ class WireOcs:
                 finally:
                     timer.cancel()
                     conn.pending.pop(rid, None)
-            except (OSError, ConnectionError, TimeoutError) as exc:
+            except (OSError, OcsRefused, TimeoutError) as exc:  # ConnectionError is an OSError
                 last = exc
                 now = time.monotonic()
                 endpoint.down_until = now + self.retry_after

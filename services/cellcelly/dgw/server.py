@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from cellcelly.dgw.gateway import Gateway
 from cellcelly.diameter.peer import LocalPeer, PeerAllowlist, PeerConnection
@@ -87,7 +87,10 @@ class DgwServer:
     async def start(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(self._track, host, port, reuse_address=True)
-        bound = self.server.sockets[0].getsockname()[1]
+        # uvloop's `sockets` is a list where typeshed says tuple: read untyped, since compiled code
+        # checks the declared type at run time (mypyc)
+        sockets: Any = getattr(self.server, "sockets")  # noqa: B009
+        bound = sockets[0].getsockname()[1]
         log.info("dgw listening", extra={"host": host, "port": bound, "allowed_peers": str(self.allowed)})
         if not self.allowed.entries:
             log.warning(
