@@ -272,18 +272,7 @@ def _bench_wire_ocs(
 
     with tempfile.TemporaryDirectory() as tmp:
         wire, http = free_port(), free_port()
-        env = {
-            **os.environ,
-            "CELLCELLY_DATA_DIR": tmp,
-            "CELLCELLY_LOG_LEVEL": "WARNING",
-            "CELLCELLY_DATABASE_URL": f"sqlite:///{tmp}/sor.db",
-            "CELLCELLY_BALANCE_STORE": "voltdb",
-            "CELLCELLY_VOLTDB_SERVERS": servers,
-            "CELLCELLY_OCS_PORT": str(http),
-            "CELLCELLY_OCS_WIRE_PORT": str(wire),
-            "CELLCELLY_OCS_API_KEY": OCS_KEY,
-        }
-        proc = _start(["ocs"], env, [wire, http])
+        proc = _start(["ocs"], voltdb_ocs_env(tmp, servers, wire, http), [wire, http])
         try:
             _drained(servers)
             # each worker's sessions: sid = worker, worker + CONCURRENCY, ... (a session's
@@ -308,6 +297,21 @@ def _bench_wire_ocs(
             return uvloop.run(drive())
         finally:
             _stop(proc)
+
+
+def voltdb_ocs_env(data: str, servers: str, wire: int, http: int) -> dict[str, str]:
+    """The environment of a `cellcelly ocs` on the VoltDB `servers`, its wire on `wire`."""
+    return {
+        **os.environ,
+        "CELLCELLY_DATA_DIR": data,
+        "CELLCELLY_LOG_LEVEL": "WARNING",
+        "CELLCELLY_DATABASE_URL": f"sqlite:///{data}/sor.db",
+        "CELLCELLY_BALANCE_STORE": "voltdb",
+        "CELLCELLY_VOLTDB_SERVERS": servers,
+        "CELLCELLY_OCS_PORT": str(http),
+        "CELLCELLY_OCS_WIRE_PORT": str(wire),
+        "CELLCELLY_OCS_API_KEY": OCS_KEY,
+    }
 
 
 def _drained(servers: str, timeout: float = 60.0) -> None:

@@ -72,17 +72,7 @@ def ab_voltdb(variants: dict[str, str], rounds: int, seconds: float) -> None:
         for name in names:
             tmp = stack.enter_context(tempfile.TemporaryDirectory())
             wire, http = free_port(), free_port()
-            env = {
-                **_variant_env(variants[name]),
-                "CELLCELLY_DATA_DIR": tmp,
-                "CELLCELLY_LOG_LEVEL": "WARNING",
-                "CELLCELLY_DATABASE_URL": f"sqlite:///{tmp}/sor.db",
-                "CELLCELLY_BALANCE_STORE": "voltdb",
-                "CELLCELLY_VOLTDB_SERVERS": servers,
-                "CELLCELLY_OCS_PORT": str(http),
-                "CELLCELLY_OCS_WIRE_PORT": str(wire),
-                "CELLCELLY_OCS_API_KEY": OCS_KEY,
-            }
+            env = {**bench.voltdb_ocs_env(tmp, servers, wire, http), **_variant_env(variants[name])}
             ocs[name] = (bench._start(["ocs"], env, [wire, http]), wire)
             stack.callback(bench._stop, ocs[name][0])
         bench._drained(servers)
