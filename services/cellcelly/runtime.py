@@ -1,4 +1,4 @@
-"""Process-level tuning shared by every long-running CellCelly service."""
+"""Process-level tuning and event-loop helpers shared by every long-running CellCelly service."""
 
 from __future__ import annotations
 
