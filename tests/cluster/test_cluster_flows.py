@@ -81,7 +81,16 @@ def pods(cluster: Cluster, name: str, ns: str, component: str) -> list[dict[str,
 
 def kubelet_reports(cluster: Cluster, pod: dict[str, Any], restarts: int, crash_looping: bool) -> None:
     """What a kubelet writes through the /status subresource for a container that restarts. kwok
-    leaves it be: its pod stages match only Pending pods (pod-ready) and pods being deleted."""
+    leaves it be: its pod stages match only Pending pods (pod-ready) and pods being deleted. So the
+    pod is Running first: a report on a Pending pod was written over by kwok's pod-ready stage on a
+    loaded machine (the operator then never saw the restarts)."""
+    meta = pod["metadata"]
+
+    def running() -> bool:
+        got = cluster.kubectl("get", "pod", meta["name"], "-n", meta["namespace"], "-o", "json")
+        return got.returncode == 0 and json.loads(got.stdout)["status"].get("phase") == "Running"
+
+    eventually(running, f"pod {meta['name']} Running")
     (container,) = pod["spec"]["containers"]
     state = {"waiting": {"reason": "CrashLoopBackOff"}} if crash_looping else {"running": {}}
     status = {
@@ -95,7 +104,6 @@ def kubelet_reports(cluster: Cluster, pod: dict[str, Any], restarts: int, crash_
             }
         ]
     }
-    meta = pod["metadata"]
     cluster.ok(
         "patch", "pod", meta["name"], "-n", meta["namespace"], "--subresource=status", "--type=merge",
         "-p", json.dumps({"status": status}),
