@@ -82,8 +82,15 @@ build_jar() {
   javac --release 8 -nowarn -Xlint:none -cp "$LIB/voltdb-$VERSION.jar" -d "$work" \
     $(find "$PROCEDURES" -name '*.java') || die "compiling $PROCEDURES failed"
   mkdir -p "$(dirname "$out")"
-  jar cf "$out.tmp.$$" -C "$work" .
-  mv -f "$out.tmp.$$" "$out"
+  # the same sources give the same bytes (fixed entry dates), and an unchanged jar is left as it is:
+  # a new one each time made the services image's `COPY services/` miss the cache, and the
+  # compiled build after it ran again on every image build
+  jar --create --file "$out.tmp.$$" --date=2000-01-01T00:00:02Z -C "$work" .
+  if cmp -s "$out.tmp.$$" "$out"; then
+    rm -f "$out.tmp.$$"
+  else
+    mv -f "$out.tmp.$$" "$out"
+  fi
 }
 
 # "$1" as the value of a double-quoted XML attribute. The replacements are quoted: bash 5.2's
