@@ -28,7 +28,6 @@ import logging
 import os
 import subprocess
 import tempfile
-from pathlib import Path
 from typing import Any
 
 from cellcelly.settings import DEFAULT_CATALOGUE
@@ -40,15 +39,10 @@ log = logging.getLogger(__name__)
 SUBSCRIBERS = 2_000
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def per_request(before: dict[str, float], pids: dict[str, int], requests: int) -> dict[str, float]:
-    return {
-        who: round((cpu_seconds(pid) - before[who]) / max(1, requests) * 1e6, 1) for who, pid in pids.items()
-    }
+    """CPU µs per request of each process since `before` (bench._cpu_seconds of the same pids)."""
+    spent = bench._cpu_seconds(pids)
+    return {who: round((spent[who] - before[who]) / max(1, requests) * 1e6, 1) for who in pids}
 
 
 def _variant_env(path: str) -> dict[str, str]:
@@ -127,15 +121,18 @@ def ab_diameter(mode: str, variants: dict[str, str], rounds: int, seconds: float
             dgw, wire, http = free_port(), free_port(), free_port()
             generator_env = bench.e2e_env(data, dgw, wire, http)
             env = {**generator_env, **_variant_env(variants[name])}
-            processes = {"dgw": (["dgw", "--noop"], [dgw])} if mode == "noop" else {}
-            if mode == "wire":
-                processes = {"ocs": (["ocs"], [wire, http]), "dgw": (["dgw"], [dgw])}
+            processes = {
+                "noop": {"dgw": (["dgw", "--noop"], [dgw])},
+                "wire": {"ocs": (["ocs"], [wire, http]), "dgw": (["dgw"], [dgw])},
+            }[mode]
             procs = {who: bench._start(args, env, ports) for who, (args, ports) in processes.items()}
             stack.callback(bench._stop, *procs.values())
             setups[name] = (procs, dgw, generator_env)  # the generator: the source tree, the same for all
         for round_ in range(rounds):
             order = names[round_ % len(names) :] + names[: round_ % len(names)]
-            before = {name: {w: cpu_seconds(p.pid) for w, p in setups[name][0].items()} for name in names}
+            before = {
+                name: bench._cpu_seconds({w: p.pid for w, p in setups[name][0].items()}) for name in names
+            }
             generators = {
                 name: subprocess.Popen(
                     bench.traffic_command(setups[name][1], rate, seconds, SUBSCRIBERS),
