@@ -59,9 +59,11 @@ compile: $(STAMP)
 bench-check: $(STAMP)
 	PYTHONPATH=$(DEVPATH) $(PY) -m cellcelly_dev.bench --check
 
-## where a CCR's CPU goes in the DGW and the OCS (py-spy on the two-process path) into docs/profile-ccr.md
-profile: $(STAMP)
-	PYTHONPATH=$(DEVPATH) $(PY) -m cellcelly_dev.profile_ccr
+## where a CCR's CPU goes in the DGW and the OCS (py-spy on the two-process path) into docs/profile-ccr.md,
+## pure Python and the compiled build (before and after compiling)
+profile: compile
+	PYTHONPATH=tools $(PY) -m cellcelly_dev.profile_ccr
+	PYTHONPATH=build/compiled:tools $(PY) -m cellcelly_dev.profile_ccr
 
 ## the e2e scenario against the embedded stack (cellcelly run under a supervisor); on kind: e2e/README.md
 e2e-local: $(STAMP)

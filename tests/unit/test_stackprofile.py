@@ -20,8 +20,10 @@ from cellcelly_dev.stackprofile import (
     WAITING,
     WIRE,
     category_of,
+    mypyc_names,
     parse_frame,
     profile,
+    python_frames,
     render,
 )
 
@@ -106,13 +108,74 @@ def test_render_gives_shares_and_microseconds_per_ccr() -> None:
     assert not any("wait" in line for line in functions)  # waits are no function's CPU
 
 
-def test_the_doc_keeps_what_is_above_the_marker(tmp_path: Path) -> None:
+MODULES = mypyc_names(
+    ["cellcelly.codec", "cellcelly.diameter.codec", "cellcelly.dgw.gy", "cellcelly.adapters.balance_voltdb"]
+    + ["cellcelly.domain.charging", "cellcelly.application.charging"]
+)
+NATIVE = "__native_cellcelly_compiled.c"
+# a compiled build's stacks as `py-spy --native` records them: C helpers, libc and libuv among them
+NATIVE_STACKS = f"""\
+0x7f2d (libc.so.6);{ROOT};CPyPy_diameter___codec___decode ({NATIVE}:140101);\
+CPyDef_diameter___codec___decode ({NATIVE}:139963);CPyTagged_DECREF (CPy.h:238);\
+CPyDef_diameter___codec___decode_avps ({NATIVE}:134831);Py_DECREF (object.h:537) 30
+0x7f2d (libc.so.6);{ROOT};CPyDef_gy___build_cca ({NATIVE}:1);\
+CPyDef_diameter___codec___Avp___u32 ({NATIVE}:2) 8
+0x7f2d (libc.so.6);{ROOT};CPyDef_gy___parse_ccr ({NATIVE}:1);\
+CPyDef_domain___charging___ChargeRequest ({NATIVE}:2) 4
+0x7f2d (libc.so.6);{ROOT};CPyDef_cellcelly___codec___answer_from_list ({NATIVE}:1) 2
+0x7f2d (libc.so.6);{ROOT};uv__write (libuv/src/unix/stream.c:1);write (libc.so.6) 6
+0x7f2d (libc.so.6);{ROOT};CPyDef_balance_voltdb___VoltBalanceStore____transact_held ({NATIVE}:9) 5
+0x7f2d (libc.so.6);clone (libc.so.6) 3
+0x7f2d (libc.so.6);{ROOT};uv__io_poll (libuv/src/unix/epoll.c:1);epoll_pwait (libc.so.6) 20
+Thread.run (threading.py:982);_worker (concurrent/futures/thread.py:81);_queue_SimpleQueue_get (q.c:1);\
+PyThread_acquire_lock_timed (libpython3.11.so.1.0);0x7fab (libc.so.6) 40
+"""
+
+
+def test_mypyc_names_a_module_by_its_shortest_unique_suffix() -> None:
+    assert MODULES == {
+        "cellcelly.codec": "cellcelly/codec.py",  # "codec" is also the Diameter codec's
+        "diameter.codec": "cellcelly/diameter/codec.py",
+        "gy": "cellcelly/dgw/gy.py",
+        "balance_voltdb": "cellcelly/adapters/balance_voltdb.py",
+        "domain.charging": "cellcelly/domain/charging.py",
+        "application.charging": "cellcelly/application/charging.py",
+    }
+
+
+def test_a_compiled_builds_native_stacks_read_as_the_pure_trees() -> None:
+    frames = [parse_frame(f) for f in NATIVE_STACKS.splitlines()[0].split(" 30")[0].split(";")]
+    assert python_frames(frames, MODULES) == [
+        ("<module>", "cellcelly/cli.py"),
+        ("Runner.run", "asyncio/runners.py"),
+        ("decode", CODEC),  # the wrapper and the native function: both the function
+        ("decode", CODEC),
+        ("decode_avps", CODEC),  # C helpers and libc dropped
+    ]
+    prof = profile(NATIVE_STACKS, MODULES)
+    assert prof.samples == 115  # the stack with no Python on it is no sample
+    # a domain class built by the mapping counts for the mapping, as its dataclass __init__ does;
+    # the loop in epoll and a worker on its queue are waits (py-spy --native counts them)
+    assert prof.by_category == {DECODE: 30, ENCODE: 8, LOOP: 6, STORE: 2 + 5, MAPPING: 4, WAITING: 20 + 40}
+    assert prof.self_samples["ChargeRequest.__init__ (<string>)"] == 4
+    assert prof.self_samples["decode_avps (cellcelly/diameter/codec.py)"] == 30
+    assert prof.self_samples["Avp.u32 (cellcelly/diameter/codec.py)"] == 8  # classes in the name
+    # a private method: the name's "____" is the separator then its underscore
+    assert prof.self_samples["VoltBalanceStore._transact_held (cellcelly/adapters/balance_voltdb.py)"] == 5
+    # without the build's modules the compiled frames are only C: nothing of ours is seen
+    assert profile(NATIVE_STACKS).by_category[DECODE] == 0
+
+
+def test_the_doc_keeps_what_is_above_the_marker_and_the_other_builds_run(tmp_path: Path) -> None:
     doc = tmp_path / "profile.md"
-    profile_ccr.write_doc(doc, "first run\n")
+    pure, compiled = (f"## {profile_ccr.BUILDS[native]}, 2026-12-03 10:00 UTC\n" for native in (False, True))
+    profile_ccr.write_doc(doc, pure + "first run\n")
     assert doc.read_text().startswith(profile_ccr.INTRO)
     doc.write_text(doc.read_text().replace("Where the CPU", "Hand-written. Where the CPU"))
-    profile_ccr.write_doc(doc, "second run\n")
+    profile_ccr.write_doc(doc, compiled + "compiled run\n")
+    profile_ccr.write_doc(doc, pure + "second run\n")
     text = doc.read_text()
     assert "Hand-written. Where the CPU" in text
-    assert text.endswith(f"{profile_ccr.MARKER}\n\nsecond run\n")
+    # the pure tree first (before), the compiled build after, each its own last run
+    assert text.endswith(f"{profile_ccr.MARKER}\n\n{pure}second run\n\n{compiled}compiled run\n")
     assert "first run" not in text

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from cellcelly_dev.bench import (
+    _compiled,
     _cpu_seconds,
     _start,
     _stop,
@@ -39,7 +40,7 @@ from cellcelly_dev.bench import (
     traffic_command,
 )
 from cellcelly_dev.devservers import free_port
-from cellcelly_dev.stackprofile import profile, render
+from cellcelly_dev.stackprofile import mypyc_names, profile, render
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ INTRO = """# Profile of one CCR (issue 16)
 Where the CPU of a CCR goes in the DGW and in the OCS on the two-process Diameter path. Made again
 with `make profile`, which rewrites everything below the marker line.
 """
+BUILDS = {False: "pure Python", True: "compiled by mypyc (`make compile`, on PYTHONPATH)"}
 RATE_HZ = 500  # py-spy's samples a second (--spy-rate): each costs it ~0.4 ms of CPU on this machine
 WARM_UP_S = 2.0  # a short load first: imports, caches and the store's first touches are not a CCR's
 
@@ -72,7 +74,10 @@ def py_spy() -> str:
     return found
 
 
-def spy_command(pid: int, seconds: int, out: Path, rate_hz: int = RATE_HZ) -> list[str]:
+def spy_command(pid: int, seconds: int, out: Path, rate_hz: int = RATE_HZ, native: bool = False) -> list[str]:
+    """py-spy on one server. `native`: a compiled build's functions are C, seen only with
+    `--native`, which py-spy cannot do without stopping the process for each sample."""
+    mode = ["--native"] if native else ["--nonblocking"]
     return [
         py_spy(),
         "record",
@@ -80,7 +85,7 @@ def spy_command(pid: int, seconds: int, out: Path, rate_hz: int = RATE_HZ) -> li
         "raw",
         "--rate",
         str(rate_hz),
-        "--nonblocking",
+        *mode,
         "-d",
         str(seconds),
         "-p",
@@ -90,6 +95,20 @@ def spy_command(pid: int, seconds: int, out: Path, rate_hz: int = RATE_HZ) -> li
     ]
 
 
+def compiled_modules() -> dict[str, str] | None:
+    """When this is a compiled build (`make compile`; the servers inherit PYTHONPATH), its compiled
+    modules by their mypyc names (`stackprofile.mypyc_names`), else None."""
+    import cellcelly
+
+    if not _compiled():
+        return None
+    root = Path(cellcelly.__file__).parent
+    return mypyc_names(
+        ".".join(("cellcelly", *so.relative_to(root).parts[:-1], so.name.split(".")[0]))
+        for so in root.rglob("*.so")
+    )
+
+
 def _children_cpu() -> float:
     """CPU seconds of this process's children reaped so far."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -97,7 +116,7 @@ def _children_cpu() -> float:
 
 
 def record(
-    rate: float, seconds: int, subscribers: int, out_dir: Path, spy_rate: int = RATE_HZ
+    rate: float, seconds: int, subscribers: int, out_dir: Path, spy_rate: int = RATE_HZ, native: bool = False
 ) -> tuple[dict[str, Any], dict[str, Recording], dict[str, float]]:
     """The generator's JSON report, each server's recording of one run, and the CPU seconds the
     generator and the two py-spy took meanwhile (they share the two cores with the servers)."""
@@ -111,7 +130,8 @@ def record(
             warm = traffic_command(dgw_port, rate, WARM_UP_S, subscribers)
             subprocess.run(warm, env=env, capture_output=True, check=True)
             pids = {"DGW": dgw.pid, "OCS": ocs.pid}
-            files = {who: out_dir / f"profile-{who.lower()}.txt" for who in pids}
+            build = "-compiled" if native else ""
+            files = {who: out_dir / f"profile-{who.lower()}{build}.txt" for who in pids}
             for file in files.values():
                 file.unlink(missing_ok=True)  # a failed py-spy must not leave the last run's stacks
             before, reaped = _cpu_seconds(pids), _children_cpu()
@@ -123,7 +143,7 @@ def record(
             )
             spies = {
                 who: subprocess.Popen(
-                    spy_command(pid, seconds, files[who], spy_rate),
+                    spy_command(pid, seconds, files[who], spy_rate, native),
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                 )
@@ -168,12 +188,15 @@ def section(
     others: dict[str, float],
     loads: tuple[str, str],
     spy_rate: int = RATE_HZ,
+    compiled: dict[str, str] | None = None,
 ) -> str:
-    """The markdown of one run, below the marker."""
+    """The markdown of one run, below the marker, headed by its build (`BUILDS`)."""
     answers = report["answers"]
     lat = report["latency_ms"]
+    native = compiled is not None
+    mode = "--native" if native else "--nonblocking"
     lines = [
-        f"## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"## {BUILDS[native]}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         "",
         f"- command: `{command}`",
         f"- machine: {os.cpu_count()} CPUs; load average (1, 5, 15 min) {loads[0]} at the start, "
@@ -183,7 +206,7 @@ def section(
         f"{report['ccr_per_s']:,.0f} CCR/s ({answers:,} answered, {report['timeouts']} timeouts, "
         f"{report['errors']} errors, {report['sessions_shed']} sessions shed), "
         f"p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms",
-        f"- sampler: `py-spy record --format raw --rate {spy_rate} --nonblocking -d SECONDS -p PID` on each "
+        f"- sampler: `py-spy record --format raw --rate {spy_rate} {mode} -d SECONDS -p PID` on each "
         "server (non-idle samples only)",
         "- CPU-s over the run beside the servers': "
         + ", ".join(f"{who} {cpu:.2f}" for who, cpu in others.items()),
@@ -196,7 +219,7 @@ def section(
             "",
             f"### {who} (`cellcelly {who.lower()}`): {cost} ({rec.cpu_s:.2f} CPU-s; {rec.spy_summary})",
             "",
-            render(profile(stacks), per_ccr),
+            render(profile(stacks, compiled), per_ccr),
             "",
             f"Raw stacks: `{rec.stacks}` (flamegraph.pl or speedscope read them).",
         ]
@@ -204,10 +227,19 @@ def section(
 
 
 def write_doc(doc: Path, body: str) -> None:
-    """Everything up to and with the marker line kept (or the default intro), `body` below it."""
+    """Everything up to and with the marker line kept (or the default intro), and below it `body`
+    beside the last run of the other build: the pure tree and the compiled one are the before and
+    after of compiling, each rewritten only by a run of its own."""
     kept = doc.read_text() if doc.exists() else ""
-    head = kept.split(MARKER, 1)[0] if MARKER in kept else INTRO + "\n"
-    doc.write_text(f"{head}{MARKER}\n\n{body}")
+    head, _, below = kept.partition(MARKER) if MARKER in kept else (INTRO + "\n", "", "")
+    mine = next((label for label in BUILDS.values() if body.startswith(f"## {label},")), None)
+    others = [
+        section
+        for section in re.split(r"(?m)^(?=## )", below)
+        if section.startswith("## ") and mine is not None and not section.startswith(f"## {mine},")
+    ]
+    sections = sorted([body, *others], key=lambda text: not text.startswith(f"## {BUILDS[False]},"))
+    doc.write_text(f"{head}{MARKER}\n\n" + "\n".join(section.rstrip("\n") + "\n" for section in sections))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stacks-dir", type=Path, default=Path("bench/results"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    command = "PYTHONPATH=tools .venv/bin/python -m cellcelly_dev.profile_ccr " + shlex.join(
+    modules = compiled_modules()
+    path = "build/compiled:tools" if modules is not None else "tools"
+    command = f"PYTHONPATH={path} .venv/bin/python -m cellcelly_dev.profile_ccr " + shlex.join(
         ["--rate", f"{args.rate:g}", "--seconds", str(args.seconds), "--spy-rate", str(args.spy_rate)]
     )
     start_load = _load()
@@ -231,9 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         start_load,
     )
     report, recordings, others = record(
-        args.rate, args.seconds, args.subscribers, args.stacks_dir, args.spy_rate
+        args.rate, args.seconds, args.subscribers, args.stacks_dir, args.spy_rate, modules is not None
     )
-    body = section(command, args.rate, report, recordings, others, (start_load, _load()), args.spy_rate)
+    loads = (start_load, _load())
+    body = section(command, args.rate, report, recordings, others, loads, args.spy_rate, modules)
     write_doc(args.doc, body)
     sys.stdout.write(body)
     log.info("written to %s", args.doc)

@@ -9,12 +9,18 @@ so the shares are shares of CPU time). Except one: a thread whose leaf is a bloc
 worker's `Event.wait(timeout)`, a queue's get) is not using a core, yet on a loaded machine py-spy
 sees it runnable, waiting for one, and counts it; those samples are shown as "waiting" and left out
 of the CPU split.
+
+A build compiled by mypyc (`make compile`) runs its functions as C, which py-spy sees only with
+`--native`; `python_frames` then turns such a stack back into the one the pure tree would give
+(each compiled function named as its Python one, in its module's file; C helpers, libuv and libc
+dropped), so that both builds are split by the same rules.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 DECODE = "Diameter decode"
@@ -132,6 +138,90 @@ def parse_frame(text: str) -> tuple[str, str]:
     return (m["function"], m["file"]) if m else (text.strip(), "")
 
 
+# a mypyc function as `py-spy --native` names it: CPyDef_ (native) or CPyPy_ (its Python-callable
+# wrapper), then its module's short name (`mypyc_names`) and its qualified name, "___" for each "."
+_MYPYC = re.compile(r"^CPy(?:Def|Py)_(?P<name>\w+)$")
+
+
+def mypyc_names(modules: Iterable[str]) -> dict[str, str]:
+    """The compiled `modules` (dotted: "cellcelly.diameter.codec") by the short name mypyc gives
+    each in its C names, the shortest dotted suffix no other of them has ("peer", "cellcelly.codec"
+    beside "diameter.codec"), each to its file ("cellcelly/diameter/peer.py")."""
+    full = sorted(set(modules))
+    suffixes = Counter(".".join(m.split(".")[i:]) for m in full for i in range(m.count(".") + 1))
+    names = {}
+    for module in full:
+        parts = module.split(".")
+        short = next(
+            (s for i in range(len(parts) - 1, -1, -1) if suffixes[s := ".".join(parts[i:])] == 1), module
+        )
+        names[short] = module.replace(".", "/") + ".py"
+    return names
+
+
+# C calls that block: in `--native` mode py-spy stops the process to sample it and then counts a
+# thread blocked in one of these (the loop in epoll, a worker on its queue, a journal's fsync) as
+# running, so the stack's C tail says which samples are waits
+_C_WAITS = frozenset(
+    {
+        "epoll_wait",
+        "epoll_pwait",
+        "select",
+        "poll",
+        "PyThread_acquire_lock_timed",
+        "pthread_cond_wait",
+        "pthread_cond_timedwait",
+        "pthread_cond_clockwait",
+        "sem_wait",
+        "sem_timedwait",
+        "sem_clockwait",
+        "nanosleep",
+        "clock_nanosleep",
+        "fsync",
+        "fdatasync",
+    }
+)
+
+
+def waits_in_c(frames: list[tuple[str, str]]) -> bool:
+    """Whether a `--native` stack's leaf-most C frames, below its last Python or compiled one,
+    include a blocking call (`_C_WAITS`)."""
+    for function, file in reversed(frames):
+        if file.endswith(".py") or _MYPYC.match(function):
+            return False
+        if function in _C_WAITS:
+            return True
+    return False
+
+
+def python_frames(frames: list[tuple[str, str]], compiled: Mapping[str, str]) -> list[tuple[str, str]]:
+    """A `--native` stack as a Python one: a function of a compiled module (`compiled`, from
+    `mypyc_names`) becomes (its qualified name, its module's file), a class called (a constructor;
+    a dataclass's `__init__` in the pure tree) ("<class>.__init__", "<string>"), which no rule has; every
+    other native frame (a file that is not Python source: C helpers, libuv, libc) is dropped, so
+    that its time counts for the Python or compiled function that called it."""
+    out = []
+    for function, file in frames:
+        m = _MYPYC.match(function)
+        if m is not None:
+            parts = m["name"].split("___")
+            for cut in range(len(parts) - 1, 0, -1):  # the longest module name that is one
+                source = compiled.get(".".join(parts[:cut]))
+                if source is not None:
+                    rest = parts[cut:]
+                    if len(rest) == 1 and rest[0][:1].isupper():  # a class called, or freed
+                        cls, _, freeing = rest[0].partition("_")
+                        out.append((f"{cls}.__init__" if not freeing else rest[0], "<string>"))
+                    elif rest[0].startswith("__mypyc"):  # its set-up ("__mypyc__Avp_setup"): passed over too
+                        out.append((rest[0], "<string>"))
+                    else:
+                        out.append((".".join(rest), source))
+                    break
+        elif file.endswith(".py"):
+            out.append((function, file))
+    return out
+
+
 def category_of(frames: list[tuple[str, str]]) -> str:
     """The category of a sample whose frames run from the root to the leaf."""
     for function, file in reversed(frames):
@@ -163,9 +253,10 @@ class Profile:
         return self.by_category[category] / whole if whole else 0.0
 
 
-def profile(collapsed: str) -> Profile:
+def profile(collapsed: str, compiled: Mapping[str, str] | None = None) -> Profile:
     """The Profile of py-spy's collapsed stacks: a line a distinct stack, its frames separated by
-    ";" from the root to the leaf, then a space and its number of samples. Other lines are skipped."""
+    ";" from the root to the leaf, then a space and its number of samples. Other lines are skipped.
+    `compiled`: the stacks are `--native` ones of a build that compiled these (`python_frames`)."""
     result = Profile()
     for line in collapsed.splitlines():
         stack, _, count = line.rpartition(" ")
@@ -173,7 +264,14 @@ def profile(collapsed: str) -> Profile:
             continue
         n = int(count)
         frames = [parse_frame(f) for f in stack.split(";")]
-        category = category_of(frames)
+        if compiled is not None:
+            waiting = waits_in_c(frames)
+            frames = python_frames(frames, compiled)
+            if not frames:
+                continue  # only C (py-spy's view of a thread with no Python on it)
+            category = WAITING if waiting else category_of(frames)
+        else:
+            category = category_of(frames)
         result.samples += n
         result.by_category[category] += n
         if category != WAITING:
