@@ -15,7 +15,8 @@ from setuptools import setup
 
 # the modules a CCR passes through in the DGW and the OCS: the pure ones (typed, mypy strict, no
 # I/O), then the I/O ones: the OCS's wire server, the VoltDB store and its loop client, the DGW's
-# peer, gateway, server and OCS client (their integration files run on the build too)
+# peer, gateway, server and OCS client, the embedded store, its event bus and the outbox relay
+# (their integration files run on the build too)
 COMPILED = [
     "cellcelly/diameter/constants.py",
     "cellcelly/diameter/codec.py",
@@ -38,6 +39,10 @@ COMPILED = [
     "cellcelly/dgw/gateway.py",
     "cellcelly/dgw/server.py",
     "cellcelly/dgw/ocs_client.py",
+    "cellcelly/domain/msisdn.py",
+    "cellcelly/adapters/balance_embedded.py",
+    "cellcelly/adapters/bus_embedded.py",
+    "cellcelly/application/relay.py",
 ]
 
 

@@ -4,8 +4,9 @@ The services image ships the compiled build; the rest of the suite runs the sour
 Python. So here the whole unit tier runs again, in a child pytest, on the build `make compile`
 makes: the codec's cross-checks (python-diameter, tshark), its fuzz and property tests, and the
 charging engine's money invariants, each on the compiled modules. Then the integration files that
-drive the compiled I/O modules (the OCS's wire server, the VoltDB store and its client, the DGW's
-peer, server and OCS client) against real servers: a compiled function checks its arguments'
+drive the compiled I/O modules (the OCS's wire server, the VoltDB store and its client, the
+embedded store, its bus and the outbox relay, the DGW's peer, server and OCS client) against real
+servers: a compiled function checks its arguments'
 declared types at run time, which pure Python never does, so a stand-in or a library's object of
 another type than declared fails only here (a test's slower charging service did, until the wire
 server took an interface; uvloop's server gives a list where typeshed says tuple). The first test
@@ -38,9 +39,14 @@ HOT = [
     "cellcelly.diameter.peer",
     "cellcelly.dgw.server",
     "cellcelly.dgw.ocs_client",
+    "cellcelly.adapters.balance_embedded",
+    "cellcelly.application.relay",
 ]
 # the integration files through the compiled I/O modules (real VoltDB; Diameter peers; the wire)
 ON_SERVERS = [
+    "tests/contract/test_balance_embedded.py",
+    "tests/contract/test_bus_embedded.py",
+    "tests/integration/test_events_flow.py",
     "tests/contract/test_balance_voltdb.py",
     "tests/integration/test_voltdb_off_loop.py",
     "tests/integration/test_relay_voltdb.py",

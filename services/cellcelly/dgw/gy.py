@@ -7,6 +7,7 @@ Failed-AVP to answer; `build_cca` turns the OCS's answer into the CCA.
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from cellcelly.diameter.codec import FIXED_SIZES, Avp, Message
 from cellcelly.diameter.constants import (
@@ -53,6 +54,9 @@ _CONTEXT_SERVICE = {
 }
 
 _DIGITS = re.compile(r"\d+")
+
+# CC-Request-Type to the engine's request type by a dict lookup: calling an Enum costs ~1 µs
+_KINDS: Final = {int(t): RequestType(int(t)) for t in CcRequestType}
 
 
 class GyError(ProtocolError):
@@ -189,10 +193,9 @@ def parse_ccr(ccr: Message) -> tuple[ChargeRequest, Service]:
         raise _missing(Code.CC_REQUEST_TYPE)
     if number_avp is None:
         raise _missing(Code.CC_REQUEST_NUMBER)
-    try:
-        kind = RequestType(CcRequestType(kind_avp.as_i32()).value)
-    except ValueError:
-        raise GyError(Result.INVALID_AVP_VALUE, "unknown CC-Request-Type", kind_avp) from None
+    kind = _KINDS.get(kind_avp.as_i32())
+    if kind is None:
+        raise GyError(Result.INVALID_AVP_VALUE, "unknown CC-Request-Type", kind_avp)
     if kind is RequestType.EVENT:
         action = ccr.find(Code.REQUESTED_ACTION)
         if action is not None and action.as_i32() != 0:

@@ -18,7 +18,7 @@ import socket
 import struct
 from collections.abc import Iterable, Iterator
 from enum import IntEnum
-from typing import Any
+from typing import Any, Final
 
 from cellcelly.diameter.constants import (
     AVP_M,
@@ -246,6 +246,10 @@ class DecodeError(ProtocolError):
         self.header = header  # the message header, when it could be read (for the error answer)
 
 
+# True where mypyc compiled this module (`make compile`, the services image): there reading bytes
+# one at a time is C, cheaper than a struct call (the compiled decode of a CCR-U took half the time);
+# interpreted, the struct call is cheaper
+NATIVE: Final = not __file__.endswith(".py")
 _HDR = struct.Struct("!I I I I I")
 _AVP = struct.Struct("!I I")
 _U32 = struct.Struct("!I")
@@ -455,6 +459,7 @@ def decode_avps(buf: bytes, start: int, end: int, depth: int = 0) -> list[Avp]:
     unpack_u32 = _U32.unpack_from
     grouped = _GROUPED
     fixed_of = _FIXED_BY_KEY
+    native = NATIVE
     offset = start
     while offset < end:
         left = end - offset
@@ -464,12 +469,23 @@ def decode_avps(buf: bytes, start: int, end: int, depth: int = 0) -> list[Avp]:
                 raise DecodeError(Result.INVALID_AVP_LENGTH, reason)
             flags = buf[offset + 4] if left > 4 else 0
             raise DecodeError(Result.INVALID_AVP_LENGTH, reason, _stub(unpack_u32(buf, offset)[0], flags, 0))
-        code, word = unpack_avp(buf, offset)
-        flags = word >> 24
-        length = word & 0xFFFFFF
+        if native:  # compiled: a byte is a C array read, where a struct call makes a tuple of ints
+            code = (buf[offset] << 24) | (buf[offset + 1] << 16) | (buf[offset + 2] << 8) | buf[offset + 3]
+            flags = buf[offset + 4]
+            length = (buf[offset + 5] << 16) | (buf[offset + 6] << 8) | buf[offset + 7]
+        else:  # interpreted: one struct call costs less than eight indexings
+            code, word = unpack_avp(buf, offset)
+            flags = word >> 24
+            length = word & 0xFFFFFF
         if flags & AVP_V:
             header = 12
-            vendor = unpack_u32(buf, offset + 8)[0] if left >= 12 else 0
+            if left < 12:
+                vendor = 0  # the length check below refuses it
+            elif native:
+                at = offset + 8
+                vendor = (buf[at] << 24) | (buf[at + 1] << 16) | (buf[at + 2] << 8) | buf[at + 3]
+            else:
+                vendor = unpack_u32(buf, offset + 8)[0]
         else:
             header = 8
             vendor = 0
