@@ -255,12 +255,19 @@ class WireOcs:
         self.failovers = 0
 
     def _order(self) -> list[_Endpoint]:
-        """Healthy endpoints first, round robin among them; the others last, as a last resort."""
-        now = time.monotonic()
-        n = len(self.endpoints)
+        """Healthy endpoints first, round robin among them; the others last, as a last resort.
+        (Every CCR asks: one endpoint, or all of them healthy, costs no list sorted out.)"""
+        endpoints = self.endpoints
+        n = len(endpoints)
+        if n == 1:
+            return endpoints
         start = next(self._rr) % n
-        rotated = self.endpoints[start:] + self.endpoints[:start]
-        return [e for e in rotated if e.healthy(now)] + [e for e in rotated if not e.healthy(now)]
+        rotated = endpoints[start:] + endpoints[:start]
+        now = time.monotonic()
+        healthy = [e for e in rotated if e.healthy(now)]
+        if len(healthy) == n:
+            return rotated
+        return healthy + [e for e in rotated if not e.healthy(now)]
 
     async def charge(self, req: ChargeRequest) -> ChargeAnswer:
         payload = request_to_list(req)
