@@ -53,6 +53,7 @@ with `make profile`, which rewrites everything below the marker line.
 """
 BUILDS = {False: "pure Python", True: "compiled by mypyc (`make compile`, on PYTHONPATH)"}
 RATE_HZ = 500  # py-spy's samples a second (--spy-rate): each costs it ~0.4 ms of CPU on this machine
+NATIVE_RATE_HZ = 100  # with --native each sample stops the process: fewer (500 took 8.6 CPU-s in 10 s)
 WARM_UP_S = 2.0  # a short load first: imports, caches and the store's first touches are not a CCR's
 
 
@@ -247,12 +248,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=600.0, help="offered sessions/s (~4.2 CCRs a session)")
     parser.add_argument("--seconds", type=int, default=15, help="seconds of load recorded")
     parser.add_argument("--subscribers", type=int, default=10_000)
-    parser.add_argument("--spy-rate", type=int, default=RATE_HZ, help="py-spy's samples a second")
+    parser.add_argument(
+        "--spy-rate",
+        type=int,
+        default=None,
+        help=f"py-spy's samples a second ({RATE_HZ}; {NATIVE_RATE_HZ} on a compiled build)",
+    )
     parser.add_argument("--doc", type=Path, default=Path("docs/profile-ccr.md"))
     parser.add_argument("--stacks-dir", type=Path, default=Path("bench/results"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     modules = compiled_modules()
+    if args.spy_rate is None:
+        args.spy_rate = RATE_HZ if modules is None else NATIVE_RATE_HZ
     path = "build/compiled:tools" if modules is not None else "tools"
     command = f"PYTHONPATH={path} .venv/bin/python -m cellcelly_dev.profile_ccr " + shlex.join(
         ["--rate", f"{args.rate:g}", "--seconds", str(args.seconds), "--spy-rate", str(args.spy_rate)]
