@@ -12,9 +12,9 @@ from typing import Any, Final
 
 from cellcelly.domain.account import Account, Bucket, RatedService, Reservation, Session, Status
 from cellcelly.domain.charging import (
+    REQUEST_TYPES,
     ChargeAnswer,
     NotificationEvent,
-    RequestType,
     ResultCode,
     ServiceResult,
     UsageEvent,
@@ -39,8 +39,7 @@ def answer_to_list(a: ChargeAnswer) -> list[Any]:
     ]
 
 
-# the enums by value, looked up per answer: calling an Enum costs ~1 µs, several a CCR
-_REQUEST_TYPES: Final = {t.value: t for t in RequestType}
+# the result codes by value, looked up per answer: calling an Enum costs ~1 µs, several a CCR
 _RESULT_CODES: Final = {c.value: c for c in ResultCode}
 
 
@@ -49,7 +48,7 @@ def answer_from_list(d: list[Any]) -> ChargeAnswer:
     codes = _RESULT_CODES
     return ChargeAnswer(
         d[0],
-        _REQUEST_TYPES[d[1]],
+        REQUEST_TYPES[d[1]],
         d[2],
         codes[d[3]],
         tuple(ServiceResult(r[0], codes[r[1]], r[2], r[3], *r[4:7]) for r in d[4]),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Final
 
 from cellcelly.domain.account import Account, Bucket, RatedService, Reservation, Session, Status
 from cellcelly.domain.catalogue import HOME_LOCATION, Catalogue, ChargingPolicy
@@ -36,6 +37,10 @@ class RequestType(IntEnum):
     UPDATE = 2
     TERMINATE = 3
     EVENT = 4
+
+
+# the request types by value, for the readers of a CCR and of the wire: calling an Enum costs ~1 µs
+REQUEST_TYPES: Final = {t.value: t for t in RequestType}
 
 
 class ResultCode(IntEnum):
