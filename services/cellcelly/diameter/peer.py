@@ -338,7 +338,7 @@ class PeerConnection(asyncio.Protocol):
             # RFC 6733 §5.6.1: the peer is unknown until its CER; §5.3: CER comes first
             log.info("diameter request before CER", extra={"command": code})
             self._refuse(msg, Result.UNKNOWN_PEER, "capabilities exchange (CER) first")
-            self._close_transport()
+            self.close()
             return
         if code == Cmd.CAPABILITIES_EXCHANGE:
             self._cer(msg)
@@ -356,7 +356,7 @@ class PeerConnection(asyncio.Protocol):
             self._write(msg.answer([Avp.u32(Code.RESULT_CODE, Result.SUCCESS), *self.local.identity()]))
             self.state = State.CLOSING
             # the initiator of DPR closes; close our side too once the DPA is out
-            asyncio.get_running_loop().call_later(0.5, self._close_transport)
+            asyncio.get_running_loop().call_later(0.5, self.close)
         elif self.state is not State.OPEN:
             self._write(error_answer(msg, self.local, Result.UNKNOWN_PEER, "no capabilities exchange yet"))
         elif msg.app not in self.local.auth_applications:
@@ -407,7 +407,7 @@ class PeerConnection(asyncio.Protocol):
             missing = Avp.utf8(Code.ORIGIN_HOST if host is None else Code.ORIGIN_REALM, "")
             self._refuse(msg, Result.MISSING_AVP, "Origin-Host and Origin-Realm", missing)
             if opening:
-                self._close_transport()
+                self.close()
             return
         host_name, realm_name = host.as_str(), realm.as_str()
         if self.admit is not None and not self.admit(host_name, realm_name):
@@ -417,7 +417,7 @@ class PeerConnection(asyncio.Protocol):
             )
             self._refuse(msg, Result.UNKNOWN_PEER, "peer not allowed")
             if opening:
-                self._close_transport()
+                self.close()
             return
         if not opening and (host_name, realm_name) != (self.remote_host, self.remote_realm):
             self._refuse(msg, Result.UNKNOWN_PEER, "another peer on an open connection")
@@ -432,7 +432,7 @@ class PeerConnection(asyncio.Protocol):
             )
             self._write(answer)
             if opening:
-                self._close_transport()  # after the CEA: close() flushes what is buffered first
+                self.close()  # after the CEA: close() flushes what is buffered first
             return
         self.remote_host, self.remote_realm = host_name, realm_name
         self.remote_applications = apps
@@ -453,7 +453,7 @@ class PeerConnection(asyncio.Protocol):
         if cea.result_code != Result.SUCCESS:
             if not self.opened.done():
                 self.opened.set_exception(ConnectionError(f"CEA result {cea.result_code}"))
-            self._close_transport()
+            self.close()
             return
         host, realm = cea.find(Code.ORIGIN_HOST), cea.find(Code.ORIGIN_REALM)
         self.remote_host = host.as_str() if host else ""
@@ -549,12 +549,13 @@ class PeerConnection(asyncio.Protocol):
                 await self.request(dpr, timeout)
             except (TimeoutError, ConnectionError):
                 pass
-        self._close_transport()
+        self.close()
         await self.closed
 
-    def _close_transport(self) -> None:
+    def close(self) -> None:
+        """Close now, without a DPR (a refused peer, a reboot); what was answered goes out first."""
         if self.transport is not None and not self.transport.is_closing():
-            self._flush()  # what was answered goes out first (an error answer, a DPA)
+            self._flush()  # an error answer, a DPA
             self.transport.close()
 
     def _abort(self, reason: str) -> None:
