@@ -11,3 +11,9 @@ TESTS = Path(__file__).resolve().parents[1] / "tests"
 for folder in (TESTS, TESTS / "cluster", TESTS / "integration"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
+
+import pytest  # noqa: E402 (after the path above)
+from k8s_cluster import wait_for_build_hook  # noqa: E402
+
+# the real node's e2e waits for a Kubernetes build in progress outside its time-out (k8s_cluster.py)
+pytest_runtest_protocol = pytest.hookimpl(wrapper=True, tryfirst=True)(wait_for_build_hook)

@@ -86,6 +86,11 @@ fetched() { # a cache from before the node (no kubelet) builds again; Go's build
 }
 
 fetch() {
+  # one build at a time: a second fetch waits for the first, then finds the binaries (CI starts one
+  # in the background beside the first test tiers; the cluster tier waits on this lock, k8s_cluster.py)
+  mkdir -p "$CACHE"
+  exec 9>"$CACHE/.fetch.lock"
+  flock 9
   if fetched && [ -x "$BIN/coredns" ]; then
     return 0
   fi

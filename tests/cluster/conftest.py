@@ -6,9 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from k8s_cluster import HELM_SH, K8S_SH, Cluster, fetched, script
+from k8s_cluster import HELM_SH, K8S_SH, Cluster, fetched, script, wait_for_build_hook
 
 from cellcelly_testing import require
+
+# tryfirst: outside pytest-timeout's wrapper, so the wait for a build is not the test's time
+pytest_runtest_protocol = pytest.hookimpl(wrapper=True, tryfirst=True)(wait_for_build_hook)
 
 
 @pytest.fixture(scope="session")

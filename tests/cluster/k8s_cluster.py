@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import time
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,10 +25,42 @@ def script(path: Path, *args: str, timeout: float = 180) -> subprocess.Completed
     )
 
 
-def fetched() -> bool:
+CACHE = Path(os.environ.get("CELLCELLY_DOWNLOADS", Path.home() / ".cache" / "cellcelly"))
+# the longest a test waits for a build in progress: a cold one at nice 19 beside the other tiers
+BUILD_WAIT = 2400.0
+
+
+def fetched(cache: Path = CACHE) -> bool:
     """Whether scripts/k8s.sh fetch has built the binaries (`up` fails fast with a message otherwise)."""
-    cache = Path(os.environ.get("CELLCELLY_DOWNLOADS", Path.home() / ".cache" / "cellcelly"))
     return any(cache.glob("k8s/v*/.complete"))
+
+
+def wait_for_build(timeout: float = BUILD_WAIT, poll: float = 5.0, cache: Path = CACHE) -> bool:
+    """Whether the binaries are built, after waiting for a `k8s.sh fetch` that holds its lock.
+
+    CI starts the cold build in the background and runs the tiers that need no cluster meanwhile;
+    the first test that needs one waits here (outside its time-out: the hook in conftest.py).
+    """
+    deadline = time.monotonic() + timeout
+    for lock in cache.glob("k8s/v*/.fetch.lock"):
+        with lock.open("rb") as held:
+            while True:
+                try:
+                    fcntl.flock(held, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    break  # no build in progress (or it has ended)
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        return False
+                    time.sleep(poll)
+    return fetched(cache)
+
+
+def wait_for_build_hook(item: pytest.Item) -> Generator[None, object, object]:
+    """A conftest's `pytest_runtest_protocol` wrapper, outside pytest-timeout's: a test on a
+    cluster or the real node waits for a build in progress before its time-out starts."""
+    if {"cluster", "node"} & set(getattr(item, "fixturenames", ())):
+        wait_for_build()
+    return (yield)
 
 
 class Cluster:

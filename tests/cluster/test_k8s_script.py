@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from k8s_cluster import K8S_SH
+from k8s_cluster import K8S_SH, wait_for_build
 
 from cellcelly_testing import require
 
@@ -40,3 +42,28 @@ def test_down_of_a_directory_it_did_not_make_deletes_nothing(tmp_path: Path) -> 
     done = subprocess.run(["bash", str(K8S_SH), "down", str(tmp_path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert keep.read_text() == "x"
+
+
+def test_a_second_fetch_and_the_tests_wait_for_the_build_in_progress(tmp_path: Path) -> None:
+    """CI builds Kubernetes in the background while the first tiers run: a second `fetch` and
+    the cluster tier's wait both block on the build's lock, then find the binaries."""
+    version = tmp_path / "k8s" / "v1.36.3"
+    (version / "bin").mkdir(parents=True)
+    lock = (version / ".fetch.lock").open("wb")
+    fcntl.flock(lock, fcntl.LOCK_EX)  # a build in progress
+    assert not wait_for_build(timeout=0.3, poll=0.05, cache=tmp_path)
+    env = {**os.environ, "CELLCELLY_DOWNLOADS": str(tmp_path), "K8S_VERSION": "1.36.3"}
+    second = subprocess.Popen(["bash", str(K8S_SH), "fetch"], env=env, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    if second.poll() is not None:
+        second.communicate()
+        pytest.fail("a second fetch did not wait for the first")
+    for binary in ("kubelet", "kube-proxy", "coredns"):  # what the first build leaves
+        (version / "bin" / binary).write_text("#!/bin/sh\n")
+        (version / "bin" / binary).chmod(0o755)
+    (version / ".complete").touch()
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    lock.close()
+    _, stderr = second.communicate(timeout=10)
+    assert second.returncode == 0, stderr
+    assert wait_for_build(timeout=1, poll=0.05, cache=tmp_path)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from k8s_cluster import HELM_SH, K8S_SH, ROOT, Cluster, fetched, script
+from k8s_cluster import CACHE, HELM_SH, K8S_SH, ROOT, Cluster, fetched, script
 
 from cellcelly_testing import require
 
@@ -73,9 +73,8 @@ def missing_tools() -> list[str]:
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     require(fetched(), "the Kubernetes control plane is not built: run scripts/k8s.sh fetch (~10 min cold)")
-    cache = Path(os.environ.get("CELLCELLY_DOWNLOADS", Path.home() / ".cache" / "cellcelly"))
     for binary in ("kubelet", "coredns"):
-        require(any(cache.glob(f"k8s/v*/bin/{binary}")), f"{binary} not built: run scripts/k8s.sh fetch")
+        require(any(CACHE.glob(f"k8s/v*/bin/{binary}")), f"{binary} not built: run scripts/k8s.sh fetch")
     require(os.geteuid() == 0, "the real node needs root (bridges, netns, mounts, cgroups)")
     missing = missing_tools()
     require(
