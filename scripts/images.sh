@@ -153,6 +153,15 @@ cmd_kind_load() {
 }
 
 case "${1:-}" in
+  base | build | build-backends | build-postgresql)
+    # one build at a time on this machine: a second waits, then finds the first's layers cached (CI
+    # builds the images in the background beside the first test tiers; the tests' own calls wait here)
+    mkdir -p "$WORK"
+    exec 8>"$WORK/.lock"
+    flock 8
+    ;;
+esac
+case "${1:-}" in
   base) cmd_base ;;
   build) cmd_build ;;
   kind-load) cmd_kind_load ;;

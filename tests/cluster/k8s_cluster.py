@@ -28,6 +28,8 @@ def script(path: Path, *args: str, timeout: float = 180) -> subprocess.Completed
 CACHE = Path(os.environ.get("CELLCELLY_DOWNLOADS", Path.home() / ".cache" / "cellcelly"))
 # the longest a test waits for a build in progress: a cold one at nice 19 beside the other tiers
 BUILD_WAIT = 2400.0
+# scripts/images.sh's lock: CI builds the images in the background too
+IMAGES_LOCK = Path(os.environ.get("CELLCELLY_IMAGES_WORK", "/var/tmp/cellcelly-images")) / ".lock"
 
 
 def fetched(cache: Path = CACHE) -> bool:
@@ -42,24 +44,34 @@ def wait_for_build(timeout: float = BUILD_WAIT, poll: float = 5.0, cache: Path =
     the first test that needs one waits here (outside its time-out: the hook in conftest.py).
     """
     deadline = time.monotonic() + timeout
-    for lock in cache.glob("k8s/v*/.fetch.lock"):
-        with lock.open("rb") as held:
-            while True:
-                try:
-                    fcntl.flock(held, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                    break  # no build in progress (or it has ended)
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        return False
-                    time.sleep(poll)
-    return fetched(cache)
+    locks = cache.glob("k8s/v*/.fetch.lock")
+    return all(wait_for_lock(lock, deadline, poll) for lock in locks) and fetched(cache)
+
+
+def wait_for_lock(lock: Path, deadline: float, poll: float = 5.0) -> bool:
+    """Whether the build holding `lock` (flock, from a script) has ended by `deadline`."""
+    if not lock.exists():
+        return True
+    with lock.open("rb") as held:
+        while True:
+            try:
+                fcntl.flock(held, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(poll)
 
 
 def wait_for_build_hook(item: pytest.Item) -> Generator[None, object, object]:
     """A conftest's `pytest_runtest_protocol` wrapper, outside pytest-timeout's: a test on a
-    cluster or the real node waits for a build in progress before its time-out starts."""
-    if {"cluster", "node"} & set(getattr(item, "fixturenames", ())):
+    cluster or the real node waits for the builds in progress (Kubernetes; the images, which only
+    the node runs) before its time-out starts."""
+    needs = set(getattr(item, "fixturenames", ()))
+    if {"cluster", "node"} & needs:
         wait_for_build()
+    if "node" in needs:
+        wait_for_lock(IMAGES_LOCK, time.monotonic() + BUILD_WAIT)
     return (yield)
 
 

@@ -10,6 +10,7 @@ kept under the directory by the hash of what it was made from, so an unchanged t
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import logging
 import os
@@ -40,7 +41,18 @@ def _shipped(path: Path) -> bool:
 
 
 def build(directory: Path) -> Path:
-    """The compiled package unpacked into `directory` (made again only when the sources changed)."""
+    """The compiled package unpacked into `directory` (made again only when the sources changed).
+
+    One build at a time a directory: a second caller (the compiled tier's fixture, while CI builds
+    in the background beside the first tiers) waits for the first and then finds it done.
+    """
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with (directory.parent / f".{directory.name}.lock").open("wb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build(directory)
+
+
+def _build(directory: Path) -> Path:
     stamp = directory / ".source-hash"
     wanted = source_hash()
     if stamp.is_file() and stamp.read_text() == wanted:
