@@ -352,6 +352,16 @@ def sms_event(session: str) -> Message:
 # --- tshark's dissection ----------------------------------------------------------------------------------
 
 PI_WARN = 0x00600000  # epan/proto.h severities: chat 0x200000, note 0x400000, warn 0x600000, error 0x800000
+# TCP's own loss recovery on a loaded loopback (the kernel resends; the application reads each byte
+# once, in order): warnings about TCP, not about what we sent. A reset is not one of them.
+TCP_RECOVERY = {
+    "tcp.analysis.retransmission",
+    "tcp.analysis.fast_retransmission",
+    "tcp.analysis.spurious_retransmission",
+    "tcp.analysis.duplicate_ack",
+    "tcp.analysis.out_of_order",
+    "tcp.options.sack.dsack",
+}
 _AVP_META = {
     "diameter.avp.code",
     "diameter.avp.flags",
@@ -504,7 +514,8 @@ async def dissect(pcap: Path, ports: list[int]) -> Dissection:
                 problems.append(f"frame {frame}: {el.get('showname') or name}")
             if name == "_ws.expert":
                 severity = _field(el, "_ws.expert.severity")
-                if severity is not None and int(severity.get("show", "0")) >= PI_WARN:
+                recovery = any(f.get("name") in TCP_RECOVERY for f in el)
+                if severity is not None and int(severity.get("show", "0")) >= PI_WARN and not recovery:
                     problems.append(f"frame {frame}: {el.get('showname')}")
         if "tcp.stream" not in fields:
             continue
