@@ -43,6 +43,7 @@ COMPILED = [
     "cellcelly/adapters/balance_embedded.py",
     "cellcelly/adapters/bus_embedded.py",
     "cellcelly/application/relay.py",
+    "cellcelly/turn_writer.py",
 ]
 
 

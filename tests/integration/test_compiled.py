@@ -41,6 +41,7 @@ HOT = [
     "cellcelly.dgw.ocs_client",
     "cellcelly.adapters.balance_embedded",
     "cellcelly.application.relay",
+    "cellcelly.turn_writer",
 ]
 # the integration files through the compiled I/O modules (real VoltDB; Diameter peers; the wire)
 ON_SERVERS = [

@@ -48,6 +48,7 @@ from cellcelly.diameter.constants import (
     DisconnectCause,
     Result,
 )
+from cellcelly.turn_writer import TurnWriter
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ class PeerConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._pending: dict[int, asyncio.Future[Message]] = {}
-        self._out: list[bytes] = []  # messages encoded this loop turn, not yet written
+        self._writer = TurnWriter()
         self._last_seen = time.monotonic()
         self._watchdog: asyncio.Task[None] | None = None
         self._dwr_outstanding = False
@@ -214,7 +215,7 @@ class PeerConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike
-        self.transport = cast(asyncio.Transport, transport)
+        self.transport = self._writer.transport = cast(asyncio.Transport, transport)
         if self.initiator:
             cer = Message(
                 Cmd.CAPABILITIES_EXCHANGE,
@@ -470,20 +471,11 @@ class PeerConnection(asyncio.Protocol):
     # --- sending ----------------------------------------------------------------------------------
 
     def _write(self, msg: Message) -> None:
-        """Encoded now (an answer that cannot be encoded raises to its caller), written with the
-        others of this loop turn in one send: under load several answers finish in one turn, and a
-        send each cost the gateway more than encoding them (the OCS wire does the same)."""
+        """Encoded now (an answer that cannot be encoded raises to its caller), sent with the
+        others of this loop turn (turn_writer.py)."""
         if self.transport is None or self.transport.is_closing():
             return
-        data = msg.encode()
-        if not self._out:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._out.append(data)
-
-    def _flush(self) -> None:
-        out, self._out = self._out, []
-        if out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(out))
+        self._writer.write(msg.encode())
 
     def _refuse(self, request: Message, result: int, text: str = "", failed: Avp | None = None) -> None:
         """Send an error answer; never raises. If the full answer cannot be built (whatever of the
@@ -555,7 +547,7 @@ class PeerConnection(asyncio.Protocol):
     def close(self) -> None:
         """Close now, without a DPR (a refused peer, a reboot); what was answered goes out first."""
         if self.transport is not None and not self.transport.is_closing():
-            self._flush()  # an error answer, a DPA
+            self._writer.flush()  # an error answer, a DPA
             self.transport.close()
 
     def _abort(self, reason: str) -> None:

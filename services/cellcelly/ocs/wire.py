@@ -26,6 +26,7 @@ from cellcelly.codec import answer_to_list
 from cellcelly.domain.charging import REQUEST_TYPES, ChargeAnswer, ChargeRequest, ServiceUsage
 from cellcelly.domain.units import Service
 from cellcelly.ocs.auth import ApiKey
+from cellcelly.turn_writer import TurnWriter
 
 log = logging.getLogger(__name__)
 _LEN = struct.Struct("!I")
@@ -118,11 +119,11 @@ class WireServerProtocol(asyncio.Protocol):
         self.authenticated = False
         self._auth_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # requests in flight (a task needs a reference)
-        self._out: list[bytes] = []  # answers not yet written
+        self._writer = TurnWriter()  # the answers of one loop turn leave in one send
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike
-        self.transport = cast(asyncio.Transport, transport)
+        self.transport = self._writer.transport = cast(asyncio.Transport, transport)
         self._auth_timer = asyncio.get_running_loop().call_later(
             AUTH_TIMEOUT, self._refuse, "no key within the time allowed"
         )
@@ -204,16 +205,7 @@ class WireServerProtocol(asyncio.Protocol):
             reply = frame([rid, answer_to_list(answer)])
         except Exception as exc:  # noqa: BLE001 - answer the frame, keep the connection
             reply = _failed(rid, exc)
-        # the answers finished in one loop turn leave in one write (a send per answer cost more)
-        if not self._out:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._out.append(reply)
-
-    def _flush(self) -> None:
-        out, self._out = self._out, []
-        assert self.transport is not None
-        if not self.transport.is_closing():
-            self.transport.write(b"".join(out))
+        self._writer.write(reply)
 
 
 def _failed(rid: Any, exc: Exception) -> bytes:
