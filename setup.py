@@ -4,7 +4,7 @@ Why: on two cores the Diameter codec and the charging engine are most of a CCR's
 Python could not reach the gateway's and the OCS's targets (docs/architecture.md, "Compiled hot
 path"). mypyc compiles these typed modules unchanged; where the extension is absent (no compiler,
 an install without CELLCELLY_COMPILE) the same `.py` files run, and the tests run on both
-(`tests/integration/test_compiled.py`). Everything else is in pyproject.toml.
+(`tests/compiled/test_compiled.py`). Everything else is in pyproject.toml.
 """
 
 from __future__ import annotations
