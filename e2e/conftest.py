@@ -15,5 +15,5 @@ for folder in (TESTS, TESTS / "cluster", TESTS / "integration"):
 import pytest  # noqa: E402 (after the path above)
 from k8s_cluster import wait_for_build_hook  # noqa: E402
 
-# the real node's e2e waits for a Kubernetes build in progress outside its time-out (k8s_cluster.py)
+# the real node's e2e waits for the builds in progress (Kubernetes, the images) outside its time-out
 pytest_runtest_protocol = pytest.hookimpl(wrapper=True, tryfirst=True)(wait_for_build_hook)
