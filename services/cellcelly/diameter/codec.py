@@ -233,7 +233,11 @@ _define(
 _GROUPED = frozenset(key for key, (_, kind) in DICTIONARY.items() if kind is Type.GROUPED)
 _FIXED_BY_KEY = {key: _FIXED[kind] for key, (_, kind) in DICTIONARY.items() if kind in _FIXED}
 FIXED_SIZES = _FIXED_BY_KEY  # (code, vendor) -> value size, for zero-filled Failed-AVP examples
-_FAILED_AVP = (int(Code.FAILED_AVP), 0)
+# decode_avps' keys: one int per AVP (vendor << 32 | code), cheaper than a tuple to build and hash
+# (a compiled CCR-U decodes ~22% faster: 9.1-9.4 -> 7.1 us)
+_GROUPED_INT = frozenset((vendor << 32) | code for code, vendor in _GROUPED)
+_FIXED_BY_INT = {(vendor << 32) | code: size for (code, vendor), size in _FIXED_BY_KEY.items()}
+_FAILED_AVP_INT = int(Code.FAILED_AVP)  # vendor 0
 
 
 class DecodeError(ProtocolError):
@@ -457,8 +461,8 @@ def decode_avps(buf: bytes, start: int, end: int, depth: int = 0) -> list[Avp]:
     append = avps.append
     unpack_avp = _AVP.unpack_from
     unpack_u32 = _U32.unpack_from
-    grouped = _GROUPED
-    fixed_of = _FIXED_BY_KEY
+    grouped = _GROUPED_INT
+    fixed_of = _FIXED_BY_INT
     native = NATIVE
     offset = start
     while offset < end:
@@ -494,7 +498,7 @@ def decode_avps(buf: bytes, start: int, end: int, depth: int = 0) -> list[Avp]:
             raise DecodeError(
                 Result.INVALID_AVP_LENGTH, f"AVP {code} claims {length} bytes", _stub(code, flags, vendor)
             )
-        key = (code, vendor)
+        key = (vendor << 32) | code
         if key in grouped:
             try:
                 if depth >= MAX_DEPTH:
@@ -505,7 +509,7 @@ def decode_avps(buf: bytes, start: int, end: int, depth: int = 0) -> list[Avp]:
                     )
                 avp = Avp(code, flags, vendor, b"", decode_avps(buf, offset + header, data_end, depth + 1))
             except DecodeError as exc:
-                if key != _FAILED_AVP:
+                if key != _FAILED_AVP_INT:
                     if exc.failed is None:
                         exc.failed = _stub(code, flags, vendor)
                     raise
