@@ -9,11 +9,14 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from email import message_from_bytes
 from email.message import Message
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# where the scripts cache what they fetch and build (jars, Kubernetes, the compiled package)
+DOWNLOADS = Path(os.environ.get("CELLCELLY_DOWNLOADS", Path.home() / ".cache" / "cellcelly"))
 
 
 def require(condition: bool, reason: str) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from cellcelly_testing import DOWNLOADS
+
 ROOT = Path(__file__).resolve().parents[2]
 K8S_SH = ROOT / "scripts" / "k8s.sh"
 HELM_SH = ROOT / "scripts" / "helm.sh"
@@ -25,19 +27,18 @@ def script(path: Path, *args: str, timeout: float = 180) -> subprocess.Completed
     )
 
 
-CACHE = Path(os.environ.get("CELLCELLY_DOWNLOADS", Path.home() / ".cache" / "cellcelly"))
 # the longest a test waits for a build in progress: a cold one at nice 19 beside the other tiers
 BUILD_WAIT = 2400.0
 # scripts/images.sh's lock: CI builds the images in the background too
 IMAGES_LOCK = Path(os.environ.get("CELLCELLY_IMAGES_WORK", "/var/tmp/cellcelly-images")) / ".lock"
 
 
-def fetched(cache: Path = CACHE) -> bool:
+def fetched(cache: Path = DOWNLOADS) -> bool:
     """Whether scripts/k8s.sh fetch has built the binaries (`up` fails fast with a message otherwise)."""
     return any(cache.glob("k8s/v*/.complete"))
 
 
-def wait_for_build(timeout: float = BUILD_WAIT, poll: float = 5.0, cache: Path = CACHE) -> bool:
+def wait_for_build(timeout: float = BUILD_WAIT, poll: float = 5.0, cache: Path = DOWNLOADS) -> bool:
     """Whether the binaries are built, after waiting for a `k8s.sh fetch` that holds its lock.
 
     CI starts the cold build in the background and runs the tiers that need no cluster meanwhile;

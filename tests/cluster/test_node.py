@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from k8s_cluster import CACHE, HELM_SH, K8S_SH, ROOT, Cluster, fetched, script
+from k8s_cluster import HELM_SH, K8S_SH, ROOT, Cluster, fetched, script
 
-from cellcelly_testing import require
+from cellcelly_testing import DOWNLOADS, require
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
@@ -74,7 +74,7 @@ def missing_tools() -> list[str]:
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     require(fetched(), "the Kubernetes control plane is not built: run scripts/k8s.sh fetch (~10 min cold)")
     for binary in ("kubelet", "coredns"):
-        require(any(CACHE.glob(f"k8s/v*/bin/{binary}")), f"{binary} not built: run scripts/k8s.sh fetch")
+        require(any(DOWNLOADS.glob(f"k8s/v*/bin/{binary}")), f"{binary} not built: run scripts/k8s.sh fetch")
     require(os.geteuid() == 0, "the real node needs root (bridges, netns, mounts, cgroups)")
     missing = missing_tools()
     require(

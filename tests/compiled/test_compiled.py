@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from cellcelly_dev.compiled import build
-from cellcelly_testing import require
+from cellcelly_testing import DOWNLOADS, require
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,8 +64,7 @@ ON_SERVERS = [
 @pytest.fixture(scope="module")
 def compiled() -> Path:
     require(shutil.which("gcc") is not None, "no C compiler (gcc) for the mypyc build: apt-get install gcc")
-    directory = Path(os.environ.get("CELLCELLY_DOWNLOADS", Path.home() / ".cache" / "cellcelly"))
-    return build(directory / "compiled")
+    return build(DOWNLOADS / "compiled")
 
 
 def child_env(compiled: Path) -> dict[str, str]:

@@ -38,7 +38,7 @@ from cellcelly.ports.event_bus import DEAD_LETTER, LEDGER, NOTIFICATIONS, USAGE
 from cellcelly.settings import Settings
 from cellcelly.sf.sync import GROUP as SF_GROUP
 from cellcelly_dev.devservers import KAFKA_SCRIPT, KafkaUnavailable, fetch_kafka, free_port, run_script
-from cellcelly_testing import require
+from cellcelly_testing import DOWNLOADS, require
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -81,8 +81,7 @@ def properties(text: str) -> dict[str, str]:
 
 
 def kafka_lib() -> Path:
-    cache = Path(os.environ.get("CELLCELLY_DOWNLOADS", Path.home() / ".cache" / "cellcelly"))
-    return Path(os.environ.get("KAFKA_LIB", cache / "kafka-4.4.0" / "lib"))
+    return Path(os.environ.get("KAFKA_LIB", DOWNLOADS / "kafka-4.4.0" / "lib"))
 
 
 def port_open(port: int) -> bool:
