@@ -79,3 +79,37 @@ def test_the_reads_stay_read_only_and_the_acknowledgements_write(conn: VoltConne
         "BalanceOutboxAck": (False, False),
         "BalanceOutboxAckPart": (False, True),
     }
+
+
+def test_an_acknowledgement_with_gaps_deletes_only_the_given(voltdb: str, conn: VoltConnection) -> None:
+    """The range delete is taken only when nothing but the given events lies in the range: every
+    other event of a part acknowledged leaves the rest, then the rest goes (the relay's case)."""
+    provision(voltdb, *(f"53600{i:05d}" for i in range(40)))
+    parts = sorted(str(key) for _, key in (conn.call("@GetPartitionKeys", ["STRING"]).tables or [])[0].tuples)
+    part = parts[0]
+    in_part = outbox(conn, "BalanceOutboxReadPart", [part])
+    assert len(in_part) > 4
+    assert deleted(conn, "BalanceOutboxAckPart", [part], in_part[1::2]) == len(in_part[1::2])
+    assert outbox(conn, "BalanceOutboxReadPart", [part]) == in_part[0::2]
+    assert deleted(conn, "BalanceOutboxAckPart", [part], in_part[0::2]) == len(in_part[0::2])
+    assert outbox(conn, "BalanceOutboxReadPart", [part]) == []
+
+
+def test_a_stale_commit_writes_nothing_of_its_batch(voltdb: str, conn: VoltConnection) -> None:
+    """BalanceCommit checks the version in the header's update, in one batch with the session and
+    outbox writes: when the check fails, the abort takes those writes back too."""
+    msisdn = "5370000001"
+    provision(voltdb, msisdn)
+    version, header = (conn.call("BalanceGet", [msisdn]).tables or [])[0].tuples[0][:2]
+    assert conn.call("BalanceCommit", [msisdn, version, header, [""], [""], [""], [""]]).status == 1
+    version += 1  # a stale version then is not 0, which takes another path (the account is new)
+    before = outbox(conn, "BalanceOutboxRead", [])
+    stale = [msisdn, version - 1, header, ["", "s1"], ["", "{}"], [""], ["", '{"type": "usage"}']]
+    response = conn.call("BalanceCommit", stale)
+    assert response.status == -1 and response.appStatus == 1  # USER_ABORT, VERSION_CONFLICT
+    assert f"at version {version}, expected {version - 1}" in response.appStatusString
+    assert outbox(conn, "BalanceOutboxRead", []) == before
+    assert (conn.call("BalanceSessionOwner", ["s1"]).tables or [])[0].tuples == []
+    fresh = [msisdn, version, header, ["", "s1"], ["", "{}"], [""], ["", '{"type": "usage"}']]
+    assert conn.call("BalanceCommit", fresh).status == 1
+    assert (conn.call("BalanceSessionOwner", ["s1"]).tables or [])[0].tuples == [[msisdn]]

@@ -2,6 +2,7 @@ package cellcelly.voltdb;
 
 import org.voltdb.SQLStmt;
 import org.voltdb.VoltProcedure;
+import org.voltdb.VoltTable;
 
 /**
  * One charging commit, atomically, in the subscriber's partition: the account header, the sessions
@@ -11,6 +12,11 @@ import org.voltdb.VoltProcedure;
  *
  * Every array starts with a placeholder element that is skipped: the Python client cannot send an
  * empty array (it writes no length for one), so a commit without sessions or events would be garbled.
+ *
+ * An existing account is written in one batch: the header's update carries the version check, and
+ * when it changed no row the procedure aborts, which takes the batch's other writes back. A read
+ * of the version first, then the writes, was two batches (two trips into the execution engine):
+ * ~39 us a commit on the server (PROCEDUREPROFILE), for a check that almost always passes.
  */
 public class BalanceCommit extends VoltProcedure {
     public static final byte VERSION_CONFLICT = 1;
@@ -20,6 +26,8 @@ public class BalanceCommit extends VoltProcedure {
     public final SQLStmt version = new SQLStmt("SELECT version FROM account WHERE msisdn = ?;");
     public final SQLStmt upsertAccount = new SQLStmt(
         "UPSERT INTO account (msisdn, version, header) VALUES (?, ?, ?);");
+    public final SQLStmt updateAccount = new SQLStmt(
+        "UPDATE account SET version = ?, header = ? WHERE msisdn = ? AND version = ?;");
     public final SQLStmt upsertSession = new SQLStmt(
         "UPSERT INTO account_session (msisdn, session_id, body) VALUES (?, ?, ?);");
     public final SQLStmt deleteSession = new SQLStmt(
@@ -28,6 +36,7 @@ public class BalanceCommit extends VoltProcedure {
         "INSERT INTO outbox (msisdn, uid, idx, body) VALUES (?, ?, ?, ?);");
 
     private int queued;
+    private VoltTable header0; // the answer to the header's write: how many rows it changed
 
     public long run(String msisdn, long expectedVersion, String header, String[] sessionIds,
                     String[] sessionBodies, String[] removedIds, String[] events) {
@@ -35,17 +44,19 @@ public class BalanceCommit extends VoltProcedure {
             setAppStatusCode(BAD_REQUEST);
             throw new VoltAbortException("session ids and bodies differ in length");
         }
-        voltQueueSQL(version, msisdn);
-        org.voltdb.VoltTable current = voltExecuteSQL()[0];
-        long found = current.advanceRow() ? current.getLong(0) : 0L;
-        if (found != expectedVersion) {
-            setAppStatusCode(VERSION_CONFLICT);
-            setAppStatusString("at version " + found + ", expected " + expectedVersion);
-            throw new VoltAbortException("version conflict on " + msisdn);
-        }
-        long next = found + 1;
+        long next = expectedVersion + 1;
         queued = 0;
-        queue(upsertAccount, msisdn, next, header);
+        header0 = null;
+        if (expectedVersion == 0) {
+            // a new account: nothing to update, so read that there is none yet
+            long found = currentVersion(msisdn);
+            if (found != 0) {
+                conflict(msisdn, found, expectedVersion);
+            }
+            queue(upsertAccount, msisdn, next, header);
+        } else {
+            queue(updateAccount, next, header, msisdn, expectedVersion);
+        }
         for (int i = 1; i < removedIds.length; i++) {
             queue(deleteSession, msisdn, removedIds[i]);
         }
@@ -57,14 +68,36 @@ public class BalanceCommit extends VoltProcedure {
         for (int i = 1; i < events.length; i++) {
             queue(insertEvent, msisdn, uid, i - 1, events[i]);
         }
-        voltExecuteSQL(true);
+        execute(); // not the final batch: a failed check must still be able to abort it
+        if (expectedVersion != 0 && header0.asScalarLong() == 0) {
+            conflict(msisdn, currentVersion(msisdn), expectedVersion);
+        }
         return next;
+    }
+
+    private long currentVersion(String msisdn) {
+        voltQueueSQL(version, msisdn);
+        VoltTable current = voltExecuteSQL()[0];
+        return current.advanceRow() ? current.getLong(0) : 0L;
+    }
+
+    private void conflict(String msisdn, long found, long expectedVersion) {
+        setAppStatusCode(VERSION_CONFLICT);
+        setAppStatusString("at version " + found + ", expected " + expectedVersion);
+        throw new VoltAbortException("version conflict on " + msisdn);
+    }
+
+    private void execute() {
+        VoltTable[] done = voltExecuteSQL();
+        if (header0 == null) {
+            header0 = done[0]; // the header is queued first
+        }
+        queued = 0;
     }
 
     private void queue(SQLStmt stmt, Object... args) {
         if (queued == MAX_BATCH) {
-            voltExecuteSQL();
-            queued = 0;
+            execute();
         }
         voltQueueSQL(stmt, args);
         queued++;
