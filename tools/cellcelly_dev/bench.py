@@ -41,7 +41,7 @@ from cellcelly.settings import DEFAULT_CATALOGUE
 from cellcelly_dev import benchcheck, benchplot, with_tools_path
 from cellcelly_dev.benchcheck import link_baseline
 from cellcelly_dev.benchhttp import drive
-from cellcelly_dev.benchstats import summarise
+from cellcelly_dev.benchstats import host_ticks, machine_pace, steal_pct, summarise
 from cellcelly_dev.devservers import free_port
 
 
@@ -294,9 +294,36 @@ def _bench_wire_ocs(
                 finally:
                     await ocs.close()
 
-            return uvloop.run(drive())
+            procedure_profile(servers)  # from here: the profile since the last call
+            result = uvloop.run(drive())
+            result["server_us_per_call"] = procedure_profile(servers)
+            return result
         finally:
             _stop(proc)
+
+
+def procedure_profile(servers: str) -> dict[str, dict[str, float]]:
+    """VoltDB's own time in each procedure since the last call (`@Statistics PROCEDUREPROFILE`,
+    delta): calls and mean µs a call, inside the server, which says which procedure a charge's
+    server time goes to. Like every figure here they stretch when the host takes the CPU away
+    (`steal` beside the row)."""
+    from cellcelly.adapters.balance_voltdb import parse_servers
+    from cellcelly.adapters.voltdb_blocking import VoltConnection
+
+    host, port = parse_servers(servers)[0]
+    conn = VoltConnection(host, port, 30.0)
+    try:
+        tables = conn.call("@Statistics", ["PROCEDUREPROFILE", 1]).tables or []
+    finally:
+        conn.close()
+    profile = {}
+    for row in tables[0].tuples if tables else []:
+        columns = dict(zip((c.name for c in tables[0].columns), row, strict=True))
+        profile[str(columns["PROCEDURE"]).rsplit(".", 1)[-1]] = {
+            "calls": int(columns["INVOCATIONS"]),
+            "mean_us": round(int(columns["AVG"]) / 1000, 1),
+        }
+    return profile
 
 
 def voltdb_ocs_env(data: str, servers: str, wire: int, http: int) -> dict[str, str]:
@@ -641,11 +668,33 @@ def ccrs_per_session() -> float:
 
 def _table(results: list[dict[str, Any]]) -> str:
     width = max(58, *(len(r["name"]) for r in results))
-    lines = [f"{'benchmark':{width}} {'ops/s':>10} {'p50 µs':>9} {'p99 µs':>9} {'errors':>7}"]
+    head = f"{'benchmark':{width}} {'ops/s':>10} {'p50 µs':>9} {'p99 µs':>9} {'errors':>7}"
+    lines = [f"{head} {'steal %':>7} {'pace µs':>7}"]
     for r in results:
         figures = f"{r['ops_per_s']:>10.0f} {r['p50_us']:>9.1f} {r['p99_us']:>9.1f} {r['errors']:>7}"
+        figures += f" {r.get('host_steal_pct', 0.0):>7.1f} {r.get('machine_pace_us', 0.0):>7.0f}"
         lines.append(f"{r['name']:{width}} {figures}")
     return "\n".join(lines)
+
+
+def _codec(seconds: float) -> list[dict[str, Any]]:
+    from cellcelly_dev.bench_codec import bench_codec
+
+    codec = bench_codec(min(seconds, 2.0))
+    _link_codec(codec)
+    return codec
+
+
+def _events(seconds: float) -> list[dict[str, Any]]:
+    from cellcelly_dev.bench_events import bench_events
+
+    return bench_events(seconds)
+
+
+def _selfcare(seconds: float) -> list[dict[str, Any]]:
+    from cellcelly_dev.bench_selfcare import bench_selfcare
+
+    return bench_selfcare(seconds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -684,30 +733,29 @@ def main(argv: list[str] | None = None) -> int:
     # read before the run: a missing or broken reference should not cost a whole run
     reference = json.loads(args.reference.read_text()) if args.check else None
     results: list[dict[str, Any]] = []
-    if args.only in (None, "in-process"):
-        results += bench_in_process(args.seconds, args.subscribers)
-    if args.only in (None, "voltdb"):
-        results += bench_voltdb(args.seconds, args.subscribers)
-    if args.only in (None, "http"):
-        results += bench_http(args.seconds, args.subscribers, args.connections)
-    if args.only in (None, "codec"):
-        from cellcelly_dev.bench_codec import bench_codec
 
-        codec = bench_codec(min(args.seconds, 2.0))
-        _link_codec(codec)
-        results += codec
-    if args.only in (None, "e2e"):
-        rates = tuple(float(r) for r in args.rates.split(","))
-        e2e_seconds = args.e2e_seconds if args.e2e_seconds is not None else min(args.seconds, 6.0)
-        results += bench_e2e(e2e_seconds, min(args.subscribers, 10_000), rates)
-    if args.only in (None, "events"):
-        from cellcelly_dev.bench_events import bench_events
+    def run(group: str, rows: Callable[[], list[dict[str, Any]]]) -> None:
+        # how the host treated each group of rows, kept beside them: its steal, and the slower of the
+        # paces measured before and after
+        if args.only not in (None, group):
+            return
+        before, pace = host_ticks(), machine_pace()
+        measured = rows()
+        steal, pace = steal_pct(before, host_ticks()), max(pace, machine_pace())
+        for row in measured:
+            row["host_steal_pct"] = steal
+            row["machine_pace_us"] = pace
+        results.extend(measured)
 
-        results += bench_events(args.seconds)
-    if args.only in (None, "selfcare"):
-        from cellcelly_dev.bench_selfcare import bench_selfcare
-
-        results += bench_selfcare(args.seconds)
+    run("in-process", lambda: bench_in_process(args.seconds, args.subscribers))
+    run("voltdb", lambda: bench_voltdb(args.seconds, args.subscribers))
+    run("http", lambda: bench_http(args.seconds, args.subscribers, args.connections))
+    run("codec", lambda: _codec(args.seconds))
+    rates = tuple(float(r) for r in args.rates.split(","))
+    e2e_seconds = args.e2e_seconds if args.e2e_seconds is not None else min(args.seconds, 6.0)
+    run("e2e", lambda: bench_e2e(e2e_seconds, min(args.subscribers, 10_000), rates))
+    run("events", lambda: _events(args.seconds))
+    run("selfcare", lambda: _selfcare(args.seconds))
     by_name = {r["name"].split(":")[0]: r for r in results}
     ratios = {}
     if "in-process baseline" in by_name:
@@ -750,6 +798,11 @@ def main(argv: list[str] | None = None) -> int:
         if "cpu_us_per_op" in r:
             spent = ", ".join(f"{who} {us:.0f}" for who, us in r["cpu_us_per_op"].items())
             sys.stdout.write(f"CPU µs per op, {r['name']}: {spent}\n")
+        if r.get("server_us_per_call"):
+            inside = ", ".join(
+                f"{p} {v['mean_us']:.1f} µs x {v['calls']}" for p, v in r["server_us_per_call"].items()
+            )
+            sys.stdout.write(f"inside VoltDB, a call, {r['name']}: {inside}\n")
     for k, v in ratios.items():
         sys.stdout.write(f"ratio {k}: {v}\n")
     sys.stdout.write(f"(written to {args.output})\n")
