@@ -61,6 +61,10 @@ class CannotConnect(Exception):
 class Table:
     tuples: list[list[Any]]
 
+    # written out: mypyc compiles this one, while a dataclass's own runs as interpreted Python
+    def __init__(self, tuples: list[list[Any]]) -> None:
+        self.tuples = tuples
+
 
 @dataclass(slots=True)
 class Answer:
@@ -72,6 +76,23 @@ class Answer:
     appStatus: int  # noqa: N815
     appStatusString: str | None  # noqa: N815
     tables: list[Any] | None  # of Table
+
+    # written out: mypyc compiles this one, while a dataclass's own runs as interpreted Python
+    def __init__(
+        self,
+        version: int,
+        status: int,
+        statusString: str | None,
+        appStatus: int,
+        appStatusString: str | None,
+        tables: list[Any] | None,
+    ) -> None:
+        self.version = version
+        self.status = status
+        self.statusString = statusString
+        self.appStatus = appStatus
+        self.appStatusString = appStatusString
+        self.tables = tables
 
 
 def _string(value: str | bytes | None) -> bytes:

@@ -68,6 +68,21 @@ class ServiceRequest:
     used: int = 0
     destination: str = ""
 
+    # written out: mypyc compiles this one, while a dataclass's own runs as interpreted Python
+    def __init__(
+        self,
+        service: ServiceName,
+        rating_group: int,
+        requested: int | None = None,
+        used: int = 0,
+        destination: str = "",
+    ) -> None:
+        object.__setattr__(self, "service", service)
+        object.__setattr__(self, "rating_group", rating_group)
+        object.__setattr__(self, "requested", requested)
+        object.__setattr__(self, "used", used)
+        object.__setattr__(self, "destination", destination)
+
 
 def _unit(service: str, amount: int) -> Avp:
     code = UNIT_CODE[service]
@@ -194,6 +209,25 @@ class MsccResult:
     redirect_url: str = ""  # its Redirect-Server-Address when the action is REDIRECT
     quota_holding_time: int | None = None  # 3GPP Quota-Holding-Time, seconds
 
+    # written out: mypyc compiles this one, while a dataclass's own runs as interpreted Python
+    def __init__(
+        self,
+        rating_group: int | None,
+        result_code: int,
+        granted: int | None,
+        validity_time: int | None,
+        final_unit: bool,
+        redirect_url: str = "",
+        quota_holding_time: int | None = None,
+    ) -> None:
+        object.__setattr__(self, "rating_group", rating_group)
+        object.__setattr__(self, "result_code", result_code)
+        object.__setattr__(self, "granted", granted)
+        object.__setattr__(self, "validity_time", validity_time)
+        object.__setattr__(self, "final_unit", final_unit)
+        object.__setattr__(self, "redirect_url", redirect_url)
+        object.__setattr__(self, "quota_holding_time", quota_holding_time)
+
 
 @dataclass(frozen=True, slots=True)
 class CcaResult:
@@ -202,6 +236,21 @@ class CcaResult:
     request_type: int | None
     request_number: int | None
     services: list[MsccResult] = field(default_factory=list)
+
+    # written out: mypyc compiles this one, while a dataclass's own runs as interpreted Python
+    def __init__(
+        self,
+        session_id: str | None,
+        result_code: int,
+        request_type: int | None,
+        request_number: int | None,
+        services: list[MsccResult] | None = None,
+    ) -> None:
+        object.__setattr__(self, "session_id", session_id)
+        object.__setattr__(self, "result_code", result_code)
+        object.__setattr__(self, "request_type", request_type)
+        object.__setattr__(self, "request_number", request_number)
+        object.__setattr__(self, "services", [] if services is None else services)
 
     @property
     def ok(self) -> bool:

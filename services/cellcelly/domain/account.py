@@ -34,6 +34,25 @@ class Bucket:
     valid_from: int
     valid_until: int
 
+    # written out: mypyc compiles this one, while a dataclass's own runs as interpreted Python
+    def __init__(
+        self,
+        id: str,
+        service: Service,
+        package: str,
+        total: int,
+        remaining: int,
+        valid_from: int,
+        valid_until: int,
+    ) -> None:
+        self.id = id
+        self.service = service
+        self.package = package
+        self.total = total
+        self.remaining = remaining
+        self.valid_from = valid_from
+        self.valid_until = valid_until
+
     def usable(self, now: int) -> bool:
         return self.valid_from <= now < self.valid_until
 
@@ -51,6 +70,19 @@ class Reservation:
     wallet_units: int
     wallet_money: int  # kuruş held for the wallet units
     expires_at: int
+
+    # written out: mypyc compiles this one, while a dataclass's own runs as interpreted Python
+    def __init__(
+        self,
+        bucket_units: dict[str, int],
+        wallet_units: int,
+        wallet_money: int,
+        expires_at: int,
+    ) -> None:
+        self.bucket_units = bucket_units
+        self.wallet_units = wallet_units
+        self.wallet_money = wallet_money
+        self.expires_at = expires_at
 
     @property
     def units(self) -> int:
@@ -76,6 +108,33 @@ class RatedService:
     used: int = 0  # cumulative units reported
     reservation: Reservation | None = None
     catalogue_version: str = ""  # the catalogue the rule (and so the price) came from
+
+    # written out: mypyc compiles this one, while a dataclass's own runs as interpreted Python
+    def __init__(
+        self,
+        service: Service,
+        rule_id: str,
+        price: int,
+        per: int,
+        bucket: Service | None,
+        destination: str,
+        wallet_units: int = 0,
+        money: int = 0,
+        used: int = 0,
+        reservation: Reservation | None = None,
+        catalogue_version: str = "",
+    ) -> None:
+        self.service = service
+        self.rule_id = rule_id
+        self.price = price
+        self.per = per
+        self.bucket = bucket
+        self.destination = destination
+        self.wallet_units = wallet_units
+        self.money = money
+        self.used = used
+        self.reservation = reservation
+        self.catalogue_version = catalogue_version
 
     def cost(self, units: int) -> int:
         return rated_cost(units, self.price, self.per)
@@ -113,6 +172,25 @@ class Session:
     answers: dict[int, Any] = field(default_factory=dict)  # request number -> ChargeAnswer
     finished_at: int | None = None  # TERMINATE or EVENT answered
 
+    # written out: mypyc compiles this one, while a dataclass's own runs as interpreted Python
+    def __init__(
+        self,
+        id: str,
+        last_request: int,
+        updated_at: int,
+        location: str,
+        services: dict[int, RatedService] | None = None,
+        answers: dict[int, Any] | None = None,
+        finished_at: int | None = None,
+    ) -> None:
+        self.id = id
+        self.last_request = last_request
+        self.updated_at = updated_at
+        self.location = location
+        self.services = {} if services is None else services
+        self.answers = {} if answers is None else answers
+        self.finished_at = finished_at
+
     def copy(self) -> Session:
         return Session(
             self.id,
@@ -149,6 +227,33 @@ class Account:
     # top-ups applied here whose once-only decision is not yet durable elsewhere (a voucher not yet
     # marked credited in the record): kept, however many top-ups follow, until released
     held_references: tuple[str, ...] = ()
+
+    # written out: mypyc compiles this one, while a dataclass's own runs as interpreted Python
+    def __init__(
+        self,
+        msisdn: str,
+        status: Status,
+        wallet: int,
+        buckets: dict[str, Bucket] | None = None,
+        held_money: int = 0,
+        held_units: dict[str, int] | None = None,
+        sessions: dict[str, Session] | None = None,
+        next_sweep: int = 0,
+        revision: int = 0,
+        recent_references: tuple[str, ...] = (),
+        held_references: tuple[str, ...] = (),
+    ) -> None:
+        self.msisdn = msisdn
+        self.status = status
+        self.wallet = wallet
+        self.buckets = {} if buckets is None else buckets
+        self.held_money = held_money
+        self.held_units = {} if held_units is None else held_units
+        self.sessions = {} if sessions is None else sessions
+        self.next_sweep = next_sweep
+        self.revision = revision
+        self.recent_references = recent_references
+        self.held_references = held_references
 
     def copy(self) -> Account:
         """A copy whose dicts are its own; buckets and sessions are shared until replaced, so

@@ -63,6 +63,21 @@ class ServiceUsage:
     used: int = 0
     destination: str = ""
 
+    # written out: mypyc compiles this one, while a dataclass's own runs as interpreted Python
+    def __init__(
+        self,
+        rating_group: int,
+        service: Service,
+        requested: int | None = None,
+        used: int = 0,
+        destination: str = "",
+    ) -> None:
+        object.__setattr__(self, "rating_group", rating_group)
+        object.__setattr__(self, "service", service)
+        object.__setattr__(self, "requested", requested)
+        object.__setattr__(self, "used", used)
+        object.__setattr__(self, "destination", destination)
+
 
 @dataclass(frozen=True, slots=True)
 class ChargeRequest:
@@ -72,6 +87,23 @@ class ChargeRequest:
     msisdn: str
     services: tuple[ServiceUsage, ...] = ()
     location: str = HOME_LOCATION
+
+    # written out: mypyc compiles this one, while a dataclass's own runs as interpreted Python
+    def __init__(
+        self,
+        session_id: str,
+        request_type: RequestType,
+        request_number: int,
+        msisdn: str,
+        services: tuple[ServiceUsage, ...] = (),
+        location: str = HOME_LOCATION,
+    ) -> None:
+        object.__setattr__(self, "session_id", session_id)
+        object.__setattr__(self, "request_type", request_type)
+        object.__setattr__(self, "request_number", request_number)
+        object.__setattr__(self, "msisdn", msisdn)
+        object.__setattr__(self, "services", services)
+        object.__setattr__(self, "location", location)
 
 
 @dataclass(slots=True)
@@ -85,6 +117,25 @@ class ServiceResult:
     redirect_url: str = ""
     quota_holding_time: int | None = None  # seconds idle after which the client gives the quota back
 
+    # written out: mypyc compiles this one, while a dataclass's own runs as interpreted Python
+    def __init__(
+        self,
+        rating_group: int,
+        result_code: ResultCode,
+        granted: int = 0,
+        validity_time: int | None = None,
+        final_unit: bool = False,
+        redirect_url: str = "",
+        quota_holding_time: int | None = None,
+    ) -> None:
+        self.rating_group = rating_group
+        self.result_code = result_code
+        self.granted = granted
+        self.validity_time = validity_time
+        self.final_unit = final_unit
+        self.redirect_url = redirect_url
+        self.quota_holding_time = quota_holding_time
+
 
 @dataclass(slots=True)
 class ChargeAnswer:
@@ -93,6 +144,21 @@ class ChargeAnswer:
     request_number: int
     result_code: ResultCode
     services: tuple[ServiceResult, ...] = ()
+
+    # written out: mypyc compiles this one, while a dataclass's own runs as interpreted Python
+    def __init__(
+        self,
+        session_id: str,
+        request_type: RequestType,
+        request_number: int,
+        result_code: ResultCode,
+        services: tuple[ServiceResult, ...] = (),
+    ) -> None:
+        self.session_id = session_id
+        self.request_type = request_type
+        self.request_number = request_number
+        self.result_code = result_code
+        self.services = services
 
 
 @dataclass(slots=True)
@@ -120,6 +186,49 @@ class UsageEvent:
     location: str = ""
     catalogue_version: str = ""
 
+    # written out: mypyc compiles this one, while a dataclass's own runs as interpreted Python
+    def __init__(
+        self,
+        event_id: str,
+        msisdn: str,
+        session_id: str,
+        request_number: int,
+        rating_group: int,
+        service: Service,
+        rule_id: str,
+        units: int,
+        bucket_units: int,
+        wallet_units: int,
+        uncharged_units: int,
+        money: int,
+        wallet_after: int,
+        occurred_at: int,
+        buckets: tuple[tuple[str, int], ...] = (),
+        revision: int = 0,
+        destination: str = "",
+        location: str = "",
+        catalogue_version: str = "",
+    ) -> None:
+        self.event_id = event_id
+        self.msisdn = msisdn
+        self.session_id = session_id
+        self.request_number = request_number
+        self.rating_group = rating_group
+        self.service = service
+        self.rule_id = rule_id
+        self.units = units
+        self.bucket_units = bucket_units
+        self.wallet_units = wallet_units
+        self.uncharged_units = uncharged_units
+        self.money = money
+        self.wallet_after = wallet_after
+        self.occurred_at = occurred_at
+        self.buckets = buckets
+        self.revision = revision
+        self.destination = destination
+        self.location = location
+        self.catalogue_version = catalogue_version
+
 
 @dataclass(slots=True)
 class NotificationEvent:
@@ -143,6 +252,33 @@ class NotificationEvent:
     wallet: int = 0  # kuruş, after the debit
     valid_until: int = 0  # package-*: when the package (or its renewed period) ends, epoch seconds
 
+    # written out: mypyc compiles this one, while a dataclass's own runs as interpreted Python
+    def __init__(
+        self,
+        event_id: str,
+        msisdn: str,
+        kind: str,
+        occurred_at: int,
+        service: str = "",
+        package: str = "",
+        bucket_id: str = "",
+        remaining: int = 0,
+        total: int = 0,
+        wallet: int = 0,
+        valid_until: int = 0,
+    ) -> None:
+        self.event_id = event_id
+        self.msisdn = msisdn
+        self.kind = kind
+        self.occurred_at = occurred_at
+        self.service = service
+        self.package = package
+        self.bucket_id = bucket_id
+        self.remaining = remaining
+        self.total = total
+        self.wallet = wallet
+        self.valid_until = valid_until
+
 
 @dataclass(slots=True)
 class Outcome:
@@ -154,6 +290,23 @@ class Outcome:
     removed_sessions: set[str] = field(default_factory=set)
     events: list[UsageEvent] = field(default_factory=list)
     notices: list[NotificationEvent] = field(default_factory=list)  # for the outbox too, after the usage
+
+    # written out: mypyc compiles this one, while a dataclass's own runs as interpreted Python
+    def __init__(
+        self,
+        answer: ChargeAnswer,
+        account: Account | None,
+        changed_sessions: set[str] | None = None,
+        removed_sessions: set[str] | None = None,
+        events: list[UsageEvent] | None = None,
+        notices: list[NotificationEvent] | None = None,
+    ) -> None:
+        self.answer = answer
+        self.account = account
+        self.changed_sessions = set() if changed_sessions is None else changed_sessions
+        self.removed_sessions = set() if removed_sessions is None else removed_sessions
+        self.events = [] if events is None else events
+        self.notices = [] if notices is None else notices
 
 
 def _answer(req: ChargeRequest, code: ResultCode, services: tuple[ServiceResult, ...] = ()) -> ChargeAnswer:

@@ -30,6 +30,19 @@ class Commit:
     removed_sessions: Collection[str] = ()
     events: Sequence[Event] = field(default_factory=tuple)
 
+    # written out: mypyc compiles this one, while a dataclass's own runs as interpreted Python
+    def __init__(
+        self,
+        account: Account,
+        changed_sessions: Collection[str] = (),
+        removed_sessions: Collection[str] = (),
+        events: Sequence[Event] = (),
+    ) -> None:
+        self.account = account
+        self.changed_sessions = changed_sessions
+        self.removed_sessions = removed_sessions
+        self.events = events
+
 
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
@@ -38,6 +51,11 @@ class OutboxEntry:
     # is why `ack` takes exact seqs
     seq: int
     event: dict[str, Any]  # the event as it goes on the bus (see cellcelly.codec)
+
+    # written out: mypyc compiles this one, while a dataclass's own runs as interpreted Python
+    def __init__(self, seq: int, event: dict[str, Any]) -> None:
+        object.__setattr__(self, "seq", seq)
+        object.__setattr__(self, "event", event)
 
 
 class BalanceStore(Protocol):
