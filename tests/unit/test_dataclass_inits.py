@@ -49,7 +49,7 @@ WRITTEN_OUT = sorted(
 HOT = {
     "ServiceUsage", "ChargeRequest", "ServiceResult", "ChargeAnswer", "UsageEvent", "Outcome",
     "Bucket", "Reservation", "RatedService", "Session", "Account", "Commit", "OutboxEntry",
-    "Table", "Answer", "ServiceRequest", "MsccResult", "CcaResult",
+    "Table", "Answer", "ServiceRequest", "MsccResult", "CcaResult", "Msisdn", "TrackedSession",
 }  # fmt: skip
 
 
@@ -67,7 +67,8 @@ def values(obj: object) -> dict[str, Any]:
     return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}  # type: ignore[arg-type]
 
 
-SOURCE = [c for c in WRITTEN_OUT if inspect.isfunction(c.__init__)]  # none on the compiled build
+# none on the compiled build; Msisdn's init also checks its value (tests/unit/test_msisdn.py)
+SOURCE = [c for c in WRITTEN_OUT if inspect.isfunction(c.__init__) and c.__name__ != "Msisdn"]
 
 
 def test_the_hot_classes_have_their_init_written_out() -> None:

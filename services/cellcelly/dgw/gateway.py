@@ -37,6 +37,16 @@ class TrackedSession:
     client_realm: str
     cut_off: bool = False  # the last answer ended its quota (4012 or final units)
 
+    # written out: mypyc compiles this one, while a dataclass's own runs as interpreted Python
+    def __init__(
+        self, msisdn: str, conn: PeerConnection, client_host: str, client_realm: str, cut_off: bool = False
+    ) -> None:
+        self.msisdn = msisdn
+        self.conn = conn
+        self.client_host = client_host
+        self.client_realm = client_realm
+        self.cut_off = cut_off
+
 
 @dataclass
 class GatewayStats:
@@ -109,9 +119,11 @@ class Gateway:
                 return self._unknown(msg, req)
             if isinstance(known, asyncio.Future):
                 miss = known
-        fut: asyncio.Future[tuple[list[Avp], int]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[list[Avp], int]] = loop.create_future()
         self._in_flight[key] = fut
-        return asyncio.ensure_future(self._charge(conn, msg, req, key, fut, miss))
+        # the loop's own create_task: asyncio.ensure_future is Python, a few µs a CCR
+        return loop.create_task(self._charge(conn, msg, req, key, fut, miss))
 
     def _unknown(self, msg: Message, req: ChargeRequest) -> Message:
         """5030 without a trip to the OCS: the cache says there is no such subscriber."""

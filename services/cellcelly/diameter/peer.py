@@ -378,7 +378,9 @@ class PeerConnection(asyncio.Protocol):
             elif result is not None:
                 # the handler's task (or a coroutine made one) answers when done: a callback, not a
                 # second task awaiting the first, which every CCR paid for
-                asyncio.ensure_future(result).add_done_callback(functools.partial(self._answer_later, msg))
+                # (the gateway gives a task: asyncio.ensure_future, Python, is only for the others)
+                task = result if isinstance(result, asyncio.Future) else asyncio.ensure_future(result)
+                task.add_done_callback(functools.partial(self._answer_later, msg))
 
     def _answer_later(self, msg: Message, done: asyncio.Future[Message]) -> None:
         if done.cancelled():  # the gateway is stopping: nothing to answer with
