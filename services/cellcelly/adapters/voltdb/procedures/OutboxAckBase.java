@@ -8,7 +8,7 @@ import org.voltdb.VoltTable;
 /**
  * What BalanceOutboxAck and BalanceOutboxAckPart share: deleting exactly the given outbox events
  * (uids[i], idxs[i]) - never "everything up to": events of other partitions have no common order
- * with these, so a range could take one nobody published. Not a procedure (no run, no CREATE
+ * with these, so an unchecked range could take one nobody published. Not a procedure (no run, no CREATE
  * PROCEDURE); VoltDB takes the statements from this superclass, as they are public and final.
  *
  * The relay acknowledges what one read returned: in a partition, an unbroken run of the outbox in
