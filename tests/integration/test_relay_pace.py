@@ -11,12 +11,15 @@ import pytest
 
 from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
 from cellcelly.adapters.bus_embedded import EmbeddedBus
-from cellcelly.application.relay import OutboxRelay
+from cellcelly.application.relay import BUSY, OutboxRelay
 from cellcelly.catalogue_store import CatalogueHolder
+from cellcelly.deploy import ocs
+from cellcelly.deploy.backends import open_backends
 from cellcelly.domain.account import Account
 from cellcelly.domain.provisioning import open_account, top_up
 from cellcelly.ports.balance_store import Commit
-from cellcelly.settings import DEFAULT_CATALOGUE
+from cellcelly.settings import DEFAULT_CATALOGUE, Settings
+from cellcelly_testing import EPHEMERAL_PORTS, running_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -66,3 +69,17 @@ async def test_soon_again_after_moving_events_and_idle_after_none(tmp_path: Path
         await task
         await bus.close()
         store.close()
+
+
+async def test_the_stand_alone_ocs_comes_back_soon_and_the_embedded_stack_waits_idle(tmp_path: Path) -> None:
+    """`relay.BUSY` where it was measured (`cellcelly ocs`, the deployed shape); the embedded stack,
+    whose SF writes the record in the same process a batch at a time, keeps its `idle` pace."""
+    settings = Settings(data_dir=tmp_path / "alone", **EPHEMERAL_PORTS)
+    backends = open_backends(settings)
+    try:
+        relay = ocs.build(settings, backends).relay
+        assert relay.busy == BUSY < relay.idle
+    finally:
+        await backends.aclose()
+    async with running_stack(tmp_path / "stack") as stack:
+        assert stack.relay is not None and stack.relay.busy == stack.relay.idle

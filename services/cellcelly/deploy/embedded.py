@@ -104,7 +104,7 @@ class EmbeddedStack:
         if self.before_serving is not None:  # e.g. seeding: done before any HTTP client can be told "ready"
             hook = self.before_serving
             services.append(Lifecycle("before serving", lambda: hook(self), _nothing))
-        charging = ocs.build(settings, b, collectors=[SfCollector(sync.sf)])
+        charging = ocs.build(settings, b, collectors=[SfCollector(sync.sf)], relay_busy=None)
         self.relay = charging.relay
         services.append(charging)
         prompt = None

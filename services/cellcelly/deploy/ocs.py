@@ -9,7 +9,7 @@ from typing import Any
 
 from prometheus_client.registry import Collector
 
-from cellcelly.application.relay import OutboxRelay
+from cellcelly.application.relay import BUSY, OutboxRelay
 from cellcelly.deploy.backends import Backends, shared_api_key
 from cellcelly.deploy.service import Alone, Group, HttpService, Lifecycle, Service, Worker
 from cellcelly.ocs.app import asgi_app, create_app
@@ -36,9 +36,15 @@ def ocs_app(
 
 
 class Ocs(Group):
-    def __init__(self, settings: Settings, backends: Backends, collectors: Sequence[Collector]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        backends: Backends,
+        collectors: Sequence[Collector],
+        relay_busy: float | None,
+    ) -> None:
         key = settings.ocs_api_key  # None: the wire refuses every gateway
-        self.relay = OutboxRelay(backends.store, backends.bus)
+        self.relay = OutboxRelay(backends.store, backends.bus, busy=relay_busy)
         self.http = HttpService(
             "ocs http",
             ocs_app(settings, backends, collectors=collectors),
@@ -76,9 +82,16 @@ class Ocs(Group):
         return self.http.port
 
 
-def build(settings: Settings, backends: Backends, *, collectors: Sequence[Collector] = ()) -> Ocs:
-    """`collectors` join its /metrics (the embedded stack's SF, which runs in the same process)."""
-    return Ocs(settings, backends, collectors)
+def build(
+    settings: Settings,
+    backends: Backends,
+    *,
+    collectors: Sequence[Collector] = (),
+    relay_busy: float | None = BUSY,
+) -> Ocs:
+    """`collectors` join its /metrics (the embedded stack's SF, which runs in the same process);
+    `relay_busy`: see `relay.BUSY` (None: the relay waits `idle` after every batch)."""
+    return Ocs(settings, backends, collectors, relay_busy)
 
 
 def alone(settings: Settings, backends: Backends) -> Alone:
