@@ -270,9 +270,10 @@ class _AsyncSubscriberLocks:
 
 # What this process last committed for a subscriber: (version, header body, ((session id, body),
 # ...)), the bodies exactly as the store holds them, not the Account they decode to. Kept as
-# objects, 100,000 accounts and their sessions were millions of objects the cyclic GC walked again
-# and again: on the OCS over VoltDB its young collections took 5-25 ms and an older one 100-400 ms,
-# each a stall of every charge in flight (the bench row's p99). Strings, bytes and tuples of them
+# objects, every kept account with its sessions and their answers was walked by the cyclic GC again
+# and again (385,000 objects 10 s into the bench row, growing with the cache's up to 100,000
+# accounts): its young collections took 5-25 ms and an older one 100-400 ms, each a stall of every
+# charge in flight on the OCS over VoltDB (the bench row's p99). Strings, bytes and tuples of them
 # are not tracked by the GC (a dict would be: a tuple holding one is never untracked), so a
 # charge's Account now dies young and what is kept costs the collector nothing.
 _Kept = tuple[int, str | bytes | None, tuple[tuple[str, str | bytes], ...]]
