@@ -756,10 +756,12 @@ EOF
 }
 
 # Everything a node leaves outside its DIR, found by our names: kube-proxy's nft tables, iptables
-# chains kubelet/kube-proxy made (KUBE-*), the two bridges, netns holding a pod address, kubepods
-# cgroups, /var/log/containers links into a node dir. Safe when none of it exists.
+# chains kubelet/kube-proxy made (KUBE-*), the two bridges, CRI's netns (holding a pod address, or
+# nothing but a loopback: a sandbox whose network never came up before the node stopped, seen once
+# left by an e2e run), kubepods cgroups, /var/log/containers links into a node dir. Safe when none
+# of it exists.
 node_cleanup_global() {
-  local family ns
+  local family ns links
   for family in ip ip6; do
     nft delete table "$family" kube-proxy 2>/dev/null || true
   done
@@ -772,7 +774,8 @@ node_cleanup_global() {
   done
   for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
     case "$ns" in cni-*) ;; *) continue ;; esac
-    if ip -n "$ns" -4 -o addr show 2>/dev/null | grep -q " ${POD_CIDR%.*/*}\."; then
+    links=$(ip -n "$ns" -o link show 2>/dev/null | grep -v ': lo:' || true)
+    if [ -z "$links" ] || ip -n "$ns" -4 -o addr show 2>/dev/null | grep -q " ${POD_CIDR%.*/*}\."; then
       ip netns delete "$ns" 2>/dev/null || true
     fi
   done
@@ -793,7 +796,7 @@ node_down() { # DIR
   local dir="$1" node="$1/node" pidfile pid
   [ -d "$node" ] || return 0
   # kubelet first (it would restart what we stop); a pod's netns and veth, which only CRI's
-  # StopPodSandbox would remove, go in node_cleanup_global by their address
+  # StopPodSandbox would remove, go in node_cleanup_global by their address (or their emptiness)
   for proc in kube-proxy kubelet coredns; do
     stop_pidfile "$dir/$proc.pid" 20
   done
