@@ -121,11 +121,15 @@ def keep(path: Path, name: str) -> None:
         shutil.copyfile(path, ARTIFACTS / name)
 
 
-async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+async def until(
+    condition: Callable[[], bool], timeout: float, what: str, seen: Callable[[], str] = str
+) -> None:
+    """Wait for `condition`; on timeout, say what `seen` shows (a peer's log: a CI failure is read
+    from its output alone)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{seen()}")
         await asyncio.sleep(0.02)
 
 
@@ -744,25 +748,29 @@ async def test_freediameter_as_a_peer_of_the_dgw(
         fd = FreeDiameter(tmp_path, port)
         reaper += [capture, fd]
         second: DgwServer | None = None
+
+        def told() -> str:
+            return f"freeDiameter's log ends:\n{fd.text()[-4000:]}"
+
         try:
             await capture.begin(pytestconfig)
             await fd.begin()
             # CER/CEA: freeDiameter connects to the DGW; both sides call the connection open
-            await until(lambda: _open_from(dgw, FD_HOST) is not None, 10, "freeDiameter's CER")
+            await until(lambda: _open_from(dgw, FD_HOST) is not None, 10, "freeDiameter's CER", told)
             first = _open_from(dgw, FD_HOST)
             assert first is not None and first.remote_realm == FD_REALM
-            await until(lambda: fd.open_to(DGW_HOST) == 1, 5, "freeDiameter to call the DGW open")
+            await until(lambda: fd.open_to(DGW_HOST) == 1, 5, "freeDiameter to call the DGW open", told)
 
             # phase 1, our watchdog (Tw 1 s): the DGW sends DWRs, freeDiameter answers each. Its own
             # Tw restarts on every message it receives, so it sends none meanwhile.
-            await until(lambda: first.stats["answers"] >= 3, 10, "three DWAs from freeDiameter")
+            await until(lambda: first.stats["answers"] >= 3, 10, "three DWAs from freeDiameter", told)
             assert first.state is State.OPEN and first.stats["errors"] == 0
 
             # we stop: DPR from the DGW, DPA from freeDiameter, then the connection closes
             await dgw.stop()
             assert first.closed.done() and first not in dgw.connections
             await until(
-                lambda: f"Peer '{DGW_HOST}' sent a DPR" in fd.text(), 5, "freeDiameter to get the DPR"
+                lambda: f"Peer '{DGW_HOST}' sent a DPR" in fd.text(), 5, "freeDiameter to get the DPR", told
             )
 
             # phase 2, freeDiameter's watchdog: it reconnects (after Tc 1 s, +/- 2 s) to a DGW listener
@@ -772,11 +780,13 @@ async def test_freediameter_as_a_peer_of_the_dgw(
             )
             await second.start("127.0.0.1", port)
             listener = second
-            await until(lambda: _open_from(listener, FD_HOST) is not None, 12, "freeDiameter to reconnect")
+            await until(
+                lambda: _open_from(listener, FD_HOST) is not None, 12, "freeDiameter to reconnect", told
+            )
             again = _open_from(listener, FD_HOST)
             assert again is not None
             # its CER, then its first DWR (Tw 6 s: 4..8 s after the last message it received)
-            await until(lambda: again.stats["requests"] >= 2, 15, "a DWR from freeDiameter")
+            await until(lambda: again.stats["requests"] >= 2, 15, "a DWR from freeDiameter", told)
             assert _state(again) is State.OPEN and again.stats["errors"] == 0
 
             # freeDiameterd stops on SIGTERM: DPR to us, our DPA, and the connection closes cleanly
