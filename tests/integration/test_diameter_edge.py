@@ -18,6 +18,7 @@ surviving: a DWR sent after the bad frame is answered on the same connection.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import socket
@@ -61,12 +62,12 @@ ALLOWED = f"{PEER_HOST}@{PEER_REALM},*.relay.test@relays.test"
 class Dgw:
     """A DgwServer on an event loop in its own thread (its own loop: the tests block on sockets)."""
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, local: LocalPeer = DGW, **options: Any) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         options.setdefault("allowed", PeerAllowlist.parse(ALLOWED))
-        self.server: DgwServer = self.call(lambda: DgwServer(Gateway(DGW, NoopOcs()), DGW, **options))
+        self.server: DgwServer = self.call(lambda: DgwServer(Gateway(local, NoopOcs()), local, **options))
         self.port: int = self.run(self.server.start("127.0.0.1", 0))
 
     def run(self, coro: Any) -> Any:
@@ -140,6 +141,21 @@ class Peer:
             )
         )
         return self.read()
+
+    def answer(self, request: Message) -> Message:
+        """A success answer to the DGW's `request` (a DWR), with our identity."""
+        return Message(
+            request.code,
+            0,
+            request.app,
+            request.hop_by_hop,
+            request.end_to_end,
+            [
+                Avp.u32(Code.RESULT_CODE, Result.SUCCESS),
+                Avp.utf8(Code.ORIGIN_HOST, PEER_HOST),
+                Avp.utf8(Code.ORIGIN_REALM, PEER_REALM),
+            ],
+        )
 
     def dwr(self) -> Message:
         return self.request(Cmd.DEVICE_WATCHDOG, [Avp.utf8(Code.ORIGIN_HOST, PEER_HOST)])
@@ -396,6 +412,30 @@ def test_silent_connections_are_closed_after_the_cer_timeout() -> None:
     finally:
         for p in peers:
             p.close()
+        server.close()
+
+
+def test_a_peer_that_stops_answering_dwrs_is_suspect_after_tw_and_closed_after_two() -> None:
+    """RFC 3539 §3.4.1: a DWR unanswered for Tw makes the peer SUSPECT, and any message from it
+    then makes it OKAY again; only a second Tw without one closes the connection. (It closed after
+    one Tw before: a peer slow for a second lost its connection.)"""
+    tw = 1.0
+    server = Dgw(local=dataclasses.replace(DGW, watchdog_interval=tw))
+    late, silent = Peer(server.port), Peer(server.port)
+    try:
+        assert late.cer().result_code == silent.cer().result_code == Result.SUCCESS
+        first, dwr = late.read(), silent.read()  # each is sent a DWR after Tw of quiet
+        assert first.code == dwr.code == Cmd.DEVICE_WATCHDOG and first.is_request and dwr.is_request
+        assert not silent.closed(within=1.5 * tw)  # past Tw unanswered: suspect, not closed
+        late.send(late.answer(first))  # the late peer answers now, in its SUSPECT time
+        assert silent.closed(within=2 * tw)  # the silent one is closed after its second Tw
+        again = late.read()  # the late one is OKAY: its next DWR comes after another Tw of quiet
+        assert again.code == Cmd.DEVICE_WATCHDOG and again.is_request
+        late.send(late.answer(again))
+        assert late.alive() == []
+    finally:
+        late.close()
+        silent.close()
         server.close()
 
 

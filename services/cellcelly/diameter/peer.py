@@ -564,17 +564,24 @@ class PeerConnection(asyncio.Protocol):
         tw = self.local.watchdog_interval
         jitter = min(2.0, tw / 10)  # RFC 3539 §3.4.1: Tw is jittered so peers do not tick together
         dwr_sent = 0.0
+        suspect = False
         while self.state is not State.CLOSED:
             await asyncio.sleep(tw / 4)
             if self.state is not State.OPEN:
                 continue
             now = time.monotonic()
             if self._dwr_outstanding:
-                if now - dwr_sent >= tw and self._last_seen < dwr_sent:
-                    self._abort("watchdog: no answer to DWR")
-                    return
                 if self._last_seen >= dwr_sent:
-                    self._dwr_outstanding = False  # any traffic proves the peer alive
+                    self._dwr_outstanding = suspect = False  # any traffic proves the peer alive
+                    continue
+                # RFC 3539 §3.4.1: no answer in Tw makes the peer SUSPECT; only a second Tw
+                # without one closes the connection (one slow moment of the peer's is not a failure)
+                if now - dwr_sent >= 2 * tw:
+                    self._abort("watchdog: no answer to DWR in 2 Tw")
+                    return
+                if now - dwr_sent >= tw and not suspect:
+                    suspect = True
+                    log.warning("diameter peer suspect: no answer to DWR", extra={"peer": self.remote_host})
                 continue
             if now - self._last_seen >= tw + random.uniform(-jitter, jitter):
                 self._dwr_outstanding = True
