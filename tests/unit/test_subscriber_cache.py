@@ -17,7 +17,7 @@ from cellcelly.adapters.cache_embedded import EmbeddedCache
 from cellcelly.dgw.gateway import Gateway
 from cellcelly.dgw.ocs_client import NoopOcs
 from cellcelly.diameter.ccr import build_ccr
-from cellcelly.diameter.codec import Message
+from cellcelly.diameter.codec import Message, decode
 from cellcelly.diameter.constants import RequestType, Result
 from cellcelly.diameter.peer import LocalPeer, PeerConnection
 from cellcelly.domain.charging import ChargeAnswer, ChargeRequest
@@ -217,7 +217,9 @@ def ccr(session: str, msisdn: str) -> Message:
 
 async def answer_of(gateway: Gateway, msg: Message) -> Message:
     answer = gateway(peer_conn(), msg)
-    return answer if isinstance(answer, Message) else await answer
+    if not isinstance(answer, Message):
+        answer = await answer
+    return answer if isinstance(answer, Message) else decode(answer)  # as sent: encoded
 
 
 async def test_gateway_answers_an_unknown_subscriber_5030_without_the_ocs():

@@ -52,7 +52,9 @@ from cellcelly.turn_writer import TurnWriter
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[["PeerConnection", Message], "Message | Awaitable[Message] | None"]
+# a handler answers with a Message, or with one already encoded (the gateway keeps its answers as
+# bytes for retransmissions, and so encodes each once)
+Handler = Callable[["PeerConnection", Message], "Message | bytes | Awaitable[Message | bytes] | None"]
 Admit = Callable[[str, str], bool]  # (Origin-Host, Origin-Realm) of a CER -> may it connect?
 
 # read as UTF-8 by the peer and the gateway on every request: checked before any of it runs, so a
@@ -373,7 +375,7 @@ class PeerConnection(asyncio.Protocol):
                 log.exception("diameter handler failed")
                 self._refuse(msg, Result.UNABLE_TO_COMPLY, "internal error")
                 return
-            if isinstance(result, Message):
+            if isinstance(result, (Message, bytes)):
                 self._write(result)
             elif result is not None:
                 # the handler's task (or a coroutine made one) answers when done: a callback, not a
@@ -382,7 +384,7 @@ class PeerConnection(asyncio.Protocol):
                 task = result if isinstance(result, asyncio.Future) else asyncio.ensure_future(result)
                 task.add_done_callback(functools.partial(self._answer_later, msg))
 
-    def _answer_later(self, msg: Message, done: asyncio.Future[Message]) -> None:
+    def _answer_later(self, msg: Message, done: asyncio.Future[Message | bytes]) -> None:
         if done.cancelled():  # the gateway is stopping: nothing to answer with
             return
         exc = done.exception()
@@ -472,12 +474,12 @@ class PeerConnection(asyncio.Protocol):
 
     # --- sending ----------------------------------------------------------------------------------
 
-    def _write(self, msg: Message) -> None:
+    def _write(self, msg: Message | bytes) -> None:
         """Encoded now (an answer that cannot be encoded raises to its caller), sent with the
         others of this loop turn (turn_writer.py)."""
         if self.transport is None or self.transport.is_closing():
             return
-        self._writer.write(msg.encode())
+        self._writer.write(msg if isinstance(msg, bytes) else msg.encode())
 
     def _refuse(self, request: Message, result: int, text: str = "", failed: Avp | None = None) -> None:
         """Send an error answer; never raises. If the full answer cannot be built (whatever of the
