@@ -30,6 +30,7 @@ from cellcelly.domain.catalogue import ChargingPolicy
 from cellcelly.domain.charging import ChargeAnswer, ChargeRequest, RequestType, ResultCode, ServiceResult
 from cellcelly.errors import BackendError
 from cellcelly.ocs.wire import FrameReader, auth_frame, frame, request_to_list
+from cellcelly.timeouts import expire
 from cellcelly.turn_writer import TurnWriter
 
 log = logging.getLogger(__name__)
@@ -133,11 +134,6 @@ class _Connection(asyncio.Protocol):
                 fut.set_exception(ConnectionError("OCS connection lost"))
         self.pending.clear()
         self.endpoint.lost(self)
-
-
-def _time_out(fut: asyncio.Future[Any]) -> None:
-    if not fut.done():
-        fut.set_exception(TimeoutError("no answer from the OCS in time"))
 
 
 class _Endpoint:
@@ -273,9 +269,7 @@ class WireOcs:
                 fut: asyncio.Future[Any] = loop.create_future()
                 conn.pending[rid] = fut
                 conn.writer.write(frame([rid, payload]))
-                # a timer on the future itself: asyncio.wait_for wraps it in a second future and
-                # callbacks, a cost every CCR paid
-                timer = loop.call_later(self.timeout, _time_out, fut)
+                timer = loop.call_later(self.timeout, expire, fut, "no answer from the OCS in time")
                 try:
                     message = await fut
                 finally:

@@ -48,6 +48,7 @@ from cellcelly.diameter.constants import (
     DisconnectCause,
     Result,
 )
+from cellcelly.timeouts import expire
 from cellcelly.turn_writer import TurnWriter
 
 log = logging.getLogger(__name__)
@@ -515,9 +516,11 @@ class PeerConnection(asyncio.Protocol):
 
     async def request(self, msg: Message, timeout: float = 5.0) -> Message:
         fut = self.send_request(msg)
+        timer = asyncio.get_running_loop().call_later(timeout, expire, fut)
         try:
-            return await asyncio.wait_for(fut, timeout)
+            return await fut
         finally:
+            timer.cancel()
             self._pending.pop(msg.hop_by_hop, None)
 
     def retransmit(self, msg: Message) -> asyncio.Future[Message]:
