@@ -714,8 +714,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--rates",
-        default="500,750,1000,1500,2000",
-        help="e2e offered loads, sessions/s (~4.2 CCRs a session): the knee lies between 750 and 1500 here",
+        default="500,750,1000,1500,2000,2500,3000,4000",
+        help="e2e offered loads, sessions/s (~4.2 CCRs a session): the charging paths' knee lies near "
+        "2000 here, the noop baseline's near 4000 (where the generator's own limit is close)",
     )
     parser.add_argument(
         "--e2e-seconds",
