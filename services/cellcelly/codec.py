@@ -8,16 +8,18 @@ the process and outlive code versions.
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any, Final
+from typing import Any
 
 from cellcelly.domain.account import Account, Bucket, RatedService, Reservation, Session, Status
 from cellcelly.domain.charging import (
     REQUEST_TYPES,
+    RESULT_CODES,
     ChargeAnswer,
+    KeptAnswer,
     NotificationEvent,
-    ResultCode,
     ServiceResult,
     UsageEvent,
+    kept_results,
 )
 from cellcelly.domain.provisioning import LedgerEvent
 from cellcelly.domain.units import Service
@@ -39,13 +41,9 @@ def answer_to_list(a: ChargeAnswer) -> list[Any]:
     ]
 
 
-# the result codes by value, looked up per answer: calling an Enum costs ~1 µs, several a CCR
-_RESULT_CODES: Final = {c.value: c for c in ResultCode}
-
-
 def answer_from_list(d: list[Any]) -> ChargeAnswer:
     """Raises KeyError for a request type or result code it does not know."""
-    codes = _RESULT_CODES
+    codes = RESULT_CODES
     return ChargeAnswer(
         d[0],
         REQUEST_TYPES[d[1]],
@@ -60,6 +58,25 @@ def _result_to_list(r: ServiceResult) -> list[Any]:
     if r.redirect_url or r.quota_holding_time:  # only when set: most answers carry neither
         return [*head, r.redirect_url, r.quota_holding_time]
     return head
+
+
+def kept_to_list(k: KeptAnswer) -> list[Any]:
+    """A session's kept answer (`charging.kept_answer`) in `answer_to_list`'s form, for a journal or
+    a store."""
+    results = []
+    for r in kept_results(k):
+        results.append(list(r) if r[5] or r[6] else list(r[:5]))
+    return [k[0], k[1], k[2], k[3], results]
+
+
+def kept_from_list(d: list[Any]) -> KeptAnswer:
+    """`answer_to_list`'s form read back as a session keeps it: one flat tuple."""
+    kept = [d[0], d[1], d[2], d[3]]
+    for r in d[4]:
+        kept += r
+        if len(r) == 5:
+            kept += ("", None)
+    return tuple(kept)
 
 
 # --- sessions and accounts --------------------------------------------------------------------
@@ -108,20 +125,19 @@ def session_to_list(s: Session, answers: list[Any] | None = None) -> list[Any]:
         s.updated_at,
         s.location,
         [[rg, _rated_to_list(rs)] for rg, rs in s.services.items()],
-        [answer_to_list(a) for a in s.answers.values()] if answers is None else answers,
+        [kept_to_list(a) for a in s.answers.values()] if answers is None else answers,
         s.finished_at,
     ]
 
 
 def session_from_list(d: list[Any]) -> Session:
-    answers = [answer_from_list(a) for a in d[5]]
     return Session(
         d[0],
         d[1],
         d[2],
         d[3],
         {rg: _rated_from_list(rs) for rg, rs in d[4]},
-        {a.request_number: a for a in answers},
+        {a[2]: kept_from_list(a) for a in d[5]},
         d[6],
     )
 

@@ -27,12 +27,12 @@ import orjson
 from cellcelly.codec import (
     account_from_dict,
     account_to_dict,
-    answer_to_list,
     event_from_dict,
     event_from_fields,
     event_to_dict,
     header_from_list,
     header_to_list,
+    kept_to_list,
     session_from_list,
     session_to_list,
 )
@@ -190,7 +190,7 @@ class EmbeddedBalanceStore:
             # only answers new in this commit are written, with the request numbers still kept
             old = old_sessions.get(sid)
             old_answers = old.answers if old is not None else {}
-            new = [answer_to_list(a) for n, a in session.answers.items() if n not in old_answers]
+            new = [kept_to_list(a) for n, a in session.answers.items() if n not in old_answers]
             changed.append([session_to_list(session, new), list(session.answers)])
         removed = list(commit.removed_sessions)
         with self._write_lock:

@@ -169,7 +169,7 @@ class Session:
     updated_at: int
     location: str
     services: dict[int, RatedService] = field(default_factory=dict)  # by rating group
-    answers: dict[int, Any] = field(default_factory=dict)  # request number -> ChargeAnswer
+    answers: dict[int, Any] = field(default_factory=dict)  # request number -> charging.KeptAnswer
     finished_at: int | None = None  # TERMINATE or EVENT answered
 
     # written out: mypyc compiles this one, while a dataclass's own runs as interpreted Python

@@ -1,0 +1,107 @@
+"""The answers a session keeps for retransmissions: plain tuples the cyclic GC does not walk.
+
+A store keeps every finished session for the answer retention (300 s); its answers as ChargeAnswer
+objects were most of the OCS's objects, and full collections walking them were its p99.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cellcelly.catalogue_store import parse_catalogue_text
+from cellcelly.codec import (
+    account_from_dict,
+    account_to_dict,
+    answer_from_list,
+    answer_to_list,
+    kept_from_list,
+    kept_to_list,
+    session_from_list,
+    session_to_list,
+)
+from cellcelly.domain.account import Account, Status
+from cellcelly.domain.charging import (
+    ChargeAnswer,
+    ChargeRequest,
+    RequestType,
+    ResultCode,
+    ServiceResult,
+    ServiceUsage,
+    answer_of,
+    charge,
+    kept_answer,
+)
+from cellcelly.domain.units import Service
+from cellcelly.settings import DEFAULT_CATALOGUE
+
+pytestmark = pytest.mark.unit
+
+NOW = 1_800_000_000
+MSISDN = "5321234567"
+
+results = st.builds(
+    ServiceResult,
+    rating_group=st.integers(0, 2**32 - 1),
+    result_code=st.sampled_from(ResultCode),
+    granted=st.integers(0, 2**63 - 1),
+    validity_time=st.none() | st.integers(0, 2**32 - 1),
+    final_unit=st.booleans(),
+    redirect_url=st.sampled_from(["", "https://topup.example/tr"]),
+    quota_holding_time=st.none() | st.integers(1, 2**32 - 1),
+)
+answers = st.builds(
+    ChargeAnswer,
+    session_id=st.text(min_size=1, max_size=40),
+    request_type=st.sampled_from(RequestType),
+    request_number=st.integers(0, 2**32 - 1),
+    result_code=st.sampled_from(ResultCode),
+    services=st.lists(results, max_size=3).map(tuple),
+)
+
+
+@given(answers)
+def test_a_kept_answer_is_the_answer_and_reads_back_from_what_a_store_writes(answer: ChargeAnswer) -> None:
+    kept = kept_answer(answer)
+    assert answer_of(kept) == answer
+    written = orjson.loads(orjson.dumps(kept_to_list(kept)))  # what a journal or VoltDB holds
+    assert written == orjson.loads(orjson.dumps(answer_to_list(answer)))  # the form it always had
+    assert kept_from_list(written) == kept
+    assert answer_from_list(written) == answer
+
+
+@given(st.lists(answers, min_size=1, max_size=20))
+@settings(max_examples=10)  # a full collection each
+def test_kept_answers_are_untracked_by_the_first_collection(some: list[ChargeAnswer]) -> None:
+    kept = [kept_answer(a) for a in some]
+    gc.collect()
+    assert not any(gc.is_tracked(k) for k in kept)
+
+
+def test_a_finished_session_keeps_its_answers_untracked_and_replays_them() -> None:
+    cat = parse_catalogue_text(DEFAULT_CATALOGUE.read_text(encoding="utf-8"))
+    acc = Account(MSISDN, Status.ACTIVE, 10_000)
+    first = ChargeRequest(
+        "s;1", RequestType.EVENT, 0, MSISDN, (ServiceUsage(2, Service.SMS, 1, 0, "905551112233"),)
+    )
+    done = charge(acc, cat, first, NOW)
+    assert done.answer.result_code is ResultCode.SUCCESS and done.account is not None
+    session = done.account.sessions["s;1"]
+    gc.collect()
+    assert not gc.is_tracked(session.answers[0])
+    assert not gc.is_tracked(session.answers)  # a dict of untracked values is untracked too
+
+    again = charge(done.account, cat, first, NOW + 1)  # a retransmission: the stored answer, no change
+    assert again.answer == done.answer and again.account is None
+
+    # what a journal or VoltDB writes and reads back is the same session, answers untracked again
+    back = session_from_list(orjson.loads(orjson.dumps(session_to_list(session))))
+    assert back == session
+    whole = account_from_dict(orjson.loads(orjson.dumps(account_to_dict(done.account))))
+    assert whole.sessions["s;1"] == session
+    gc.collect()
+    assert not gc.is_tracked(back.answers[0]) and not gc.is_tracked(back.answers)
