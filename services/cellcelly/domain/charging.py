@@ -193,10 +193,7 @@ def kept_answer(a: ChargeAnswer) -> KeptAnswer:
 def answer_of(kept: KeptAnswer) -> ChargeAnswer:
     """The answer `kept_answer` holds. KeyError for a request type or result code it does not know."""
     codes = RESULT_CODES
-    results = tuple(
-        ServiceResult(kept[i], codes[kept[i + 1]], *kept[i + 2 : i + _RESULT_FIELDS])
-        for i in range(_HEAD, len(kept), _RESULT_FIELDS)
-    )
+    results = tuple(ServiceResult(r[0], codes[r[1]], *r[2:]) for r in kept_results(kept))
     return ChargeAnswer(kept[0], REQUEST_TYPES[kept[1]], kept[2], codes[kept[3]], results)
 
 
