@@ -85,6 +85,7 @@ class EmbeddedBalanceStore:
         # disk would (tests/contract/test_balance_embedded.py)
         self._os_write = os.write
         self._os_fsync = os.fsync
+        self._os_replace = os.replace  # the snapshot's rename: tests hold it back or make it fail
         self._torn = False  # a failed record could not be cut back out: no more writes
         self._compactor: threading.Thread | None = None  # writing a snapshot from a copy
         self._next_compaction = 0.0  # after a failed snapshot, not before this (monotonic)
@@ -330,7 +331,7 @@ class EmbeddedBalanceStore:
             fh.write(b"}")
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, self._dir / SNAPSHOT)
+        self._os_replace(tmp, self._dir / SNAPSHOT)
 
     def settle(self) -> None:
         """Wait for a snapshot being written in the background (`close` does)."""
