@@ -285,13 +285,20 @@ def cmd_traffic(args: argparse.Namespace) -> int:
             connections=args.connections,
             mix=parse_mix(args.mix),
         )
+        if args.processes < 1:
+            raise ValueError("--processes must be >= 1")
     except ValueError as exc:
         sys.stderr.write(f"cellcelly traffic: {exc}\n")
         return 2
     printer = ProgressPrinter(sys.stderr)
     tune_gc()  # thousands of sessions in flight: the default GC thresholds halve the rate
     try:
-        report = uvloop.run(run_traffic(config, printer))
+        if args.processes > 1:
+            from cellcelly.traffic.processes import run_processes
+
+            report = run_processes(config, args.processes, printer)
+        else:
+            report = uvloop.run(run_traffic(config, printer))
     except (OSError, TimeoutError) as exc:
         printer.close()
         sys.stderr.write(f"cellcelly traffic: cannot open Diameter to {args.host}:{args.port}: {exc!r}\n")
@@ -357,6 +364,13 @@ def main(argv: list[str] | None = None) -> int:
     traffic.add_argument("--first-msisdn", type=int, default=5320000000, help="the first subscriber")
     traffic.add_argument("--connections", type=int, default=4, help="Diameter connections to open")
     traffic.add_argument("--mix", default="40:40:20", help="weights voice:data:sms (default 40:40:20)")
+    traffic.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="split the load over this many processes (one offers ~20,000 CCR/s; the report says"
+        " when the generator, not the server, was the limit)",
+    )
     traffic.add_argument("--json", action="store_true", help="print the report as JSON")
     traffic.set_defaults(fn=cmd_traffic)
     args = parser.parse_args(argv)

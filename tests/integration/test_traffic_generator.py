@@ -16,6 +16,7 @@ import json
 import math
 import socket
 import sys
+import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from cellcelly.diameter.codec import Avp, Message
 from cellcelly.diameter.constants import Cmd, Code, Code3gpp, RequestType, Result
 from cellcelly.diameter.peer import LocalPeer, PeerConnection
 from cellcelly.traffic.generator import (
+    BEHIND_LIMIT_MS,
     ProgressPrinter,
     Snapshot,
     TrafficConfig,
@@ -33,6 +35,7 @@ from cellcelly.traffic.generator import (
     parse_mix,
     run_traffic,
 )
+from cellcelly.traffic.processes import run_processes
 
 pytestmark = pytest.mark.integration
 
@@ -325,6 +328,59 @@ async def test_losing_the_server_mid_run_ends_the_run() -> None:
     assert report.sessions_started == report.sessions_completed + report.sessions_aborted
 
 
+async def test_two_processes_offer_the_rate_together_and_report_as_one(gy: FakeGy) -> None:
+    config = _config(gy.port, duration=1.5, rate=300.0, connections=4)
+    report = await asyncio.wait_for(asyncio.to_thread(run_processes, config, 2), 120)
+
+    # nothing lost, the whole rate offered, over every connection, each dialogue valid
+    assert report.processes == 2 and report.connections == 4 and len(gy.conns) == 4
+    assert report.requests == report.answers == gy.ccrs == sum(len(x) for x in gy.sessions.values())
+    assert report.sessions_started == len(gy.sessions) == 450 and report.sessions_completed == 450
+    for sid, seen in gy.sessions.items():
+        check_session(sid, seen)
+    assert report.result_counts == dict(Counter(s.result for x in gy.sessions.values() for s in x))
+    # two processes (two Session-Id prefixes), two seeds, one schedule: both start at once
+    by_process: dict[str, list[Seen]] = defaultdict(list)
+    for sid, seen in gy.sessions.items():
+        by_process[sid.rsplit(";", 1)[0]].append(seen[0])
+    assert sorted(len(firsts) for firsts in by_process.values()) == [225, 225]
+    firsts = [sorted(s.at for s in x) for x in by_process.values()]
+    assert abs(firsts[0][0] - firsts[1][0]) < 0.5, "the processes did not start together"
+    assert all(1.2 <= x[-1] - x[0] <= 3.0 for x in firsts)
+    draws = [Counter(s.msisdn for s in x) for x in by_process.values()]
+    assert draws[0] != draws[1]
+    assert 0 < report.p50_ms <= report.p99_ms <= report.max_ms < config.timeout * 1000
+    assert not report.generator_bound
+
+
+async def test_a_process_that_cannot_connect_fails_the_run() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConnectionError, match="cannot open Diameter"):
+        await asyncio.wait_for(asyncio.to_thread(run_processes, _config(port, duration=0.5), 2), 120)
+
+
+async def test_a_generator_too_busy_to_keep_its_schedule_says_so(gy: FakeGy) -> None:
+    """The ticker's lateness is measured: a loop kept busy 20 ms of every 40 makes the run
+    `generator_bound`, and its report says the figures are the generator's; a free one does not."""
+    free = await run_traffic(_config(gy.port, duration=1.0, rate=300.0))
+    assert free.behind_p99_ms < BEHIND_LIMIT_MS and not free.generator_bound
+
+    async def hog() -> None:
+        while True:
+            time.sleep(0.02)  # the loop itself is busy: nothing else runs meanwhile
+            await asyncio.sleep(0.02)
+
+    hogging = asyncio.create_task(hog())
+    try:
+        busy = await run_traffic(_config(gy.port, duration=1.0, rate=300.0))
+    finally:
+        hogging.cancel()
+    assert busy.behind_p99_ms > BEHIND_LIMIT_MS and busy.generator_bound
+    assert "the generator's" in busy.render()
+
+
 async def test_usage_is_reported_before_the_validity_time_ends() -> None:
     """With time_scale, a session uses its grant in (scaled) real time: a 300 s voice grant
     valid for 1 s is reported before that second is over, with only what was used by then."""
@@ -386,6 +442,27 @@ async def test_the_command_line(gy: FakeGy) -> None:
     lines = err.decode().splitlines()
     assert any("CCA/s" in line and "p99" in line for line in lines)  # progress, a line each (no TTY)
     assert "\r" not in err.decode()
+
+
+async def test_the_command_line_with_two_processes(gy: FakeGy) -> None:
+    args = ["traffic", "--port", str(gy.port), "--rate", "100", "--duration", "1.2", "--processes", "2"]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cellcelly.cli", *args, "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()
+    report = json.loads(out)
+    assert report["processes"] == 2 and report["sessions_started"] == 120 == len(gy.sessions)
+    assert report["answers"] == report["requests"] == gy.ccrs
+    assert report["generator_bound"] is False and report["behind_p99_ms"] < BEHIND_LIMIT_MS
+    last = [line for line in err.decode().splitlines() if "CCA/s" in line][-1]
+    assert f"sent {gy.ccrs:>9}" in last  # the progress of both processes, summed
+    bad = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cellcelly.cli", "traffic", "--processes", "0", stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(bad.communicate(), 60)
+    assert bad.returncode == 2 and b"--processes" in err
 
 
 def test_mix_and_config_validation() -> None:

@@ -27,7 +27,7 @@ import random
 import struct
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -42,6 +42,9 @@ SERVICES: tuple[ServiceName, ServiceName, ServiceName] = ("voice", "data", "sms"
 RATING_GROUPS: dict[str, int] = {"voice": 1, "data": 2, "sms": 3}
 DATA_OCTETS_PER_SECOND = 1024 * 1024  # the pace a simulated data session uses its quota at
 LONGEST_GRANT_SECONDS = 3600.0  # the catalogue's largest voice quota (for the auto drain time)
+# the ticker's lateness (p99) past which a run measured the generator, not the server: its loop was
+# too busy to start sessions on time, so the offered load was lower and burstier than asked
+BEHIND_LIMIT_MS = 10.0
 _OK = (int(Result.SUCCESS), int(Result.LIMITED_SUCCESS))
 
 
@@ -147,6 +150,13 @@ class TrafficReport:
     connections: int = 0
     behind_ms: float = 0.0  # how late the ticker started its latest session (generator overload)
     service_counts: dict[str, int] = field(default_factory=dict)  # sessions started per service
+    behind_p99_ms: float = 0.0  # the ticker's lateness at its wake-ups, 99th percentile
+    processes: int = 1
+
+    @property
+    def generator_bound(self) -> bool:
+        """The generator fell behind its own schedule: the figures are its limit, not the server's."""
+        return self.behind_p99_ms > BEHIND_LIMIT_MS
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -171,6 +181,9 @@ class TrafficReport:
             "target_rate": self.target_rate,
             "connections": self.connections,
             "behind_ms": round(self.behind_ms, 3),
+            "behind_p99_ms": round(self.behind_p99_ms, 3),
+            "generator_bound": self.generator_bound,
+            "processes": self.processes,
             "service_counts": dict(self.service_counts),
         }
 
@@ -179,9 +192,14 @@ class TrafficReport:
             return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "-"
 
         services = ", ".join(f"{k} {v}" for k, v in self.service_counts.items()) or "-"
+        behind = f"p99 {self.behind_p99_ms:.1f} ms, {self.behind_ms:.1f} ms at most"
+        if self.generator_bound:
+            behind += f" (over {BEHIND_LIMIT_MS:g} ms: the figures are the generator's, not the server's)"
+        processes = f" from {self.processes} processes" if self.processes > 1 else ""
         return "\n".join(
             [
-                f"Gy traffic: {self.target_rate:g} sessions/s offered on {self.connections} connection(s)",
+                f"Gy traffic: {self.target_rate:g} sessions/s offered on {self.connections} connection(s)"
+                + processes,
                 f"  duration        {self.duration:.2f} s",
                 f"  CCRs            {self.requests} sent, {self.answers} answered"
                 f"  ({self.ccr_per_s:.0f} CCR/s)",
@@ -194,7 +212,7 @@ class TrafficReport:
                 f"  MSCC results    {codes(self.mscc_result_counts)}",
                 f"  timeouts        {self.timeouts}",
                 f"  errors          {self.errors}",
-                f"  ticker behind   {self.behind_ms:.1f} ms at most",
+                f"  ticker behind   {behind}",
             ]
         )
 
@@ -270,6 +288,7 @@ class _Run:
         self.requests = self.answers = self.timeouts = self.errors = 0
         self.started = self.completed = self.aborted = self.shed = 0
         self.behind = 0.0
+        self.lateness: list[int] = []  # ns, at each wake-up of the ticker that found sessions due
         self.t0 = 0.0
         self.stopped = False
 
@@ -455,7 +474,10 @@ class _Run:
             now = self.loop.time()
             due = min(total, int((now - start) * c.rate) + 1)
             if due > launched:  # the earliest session due now is the latest one
-                self.behind = max(self.behind, now - (start + launched * interval))
+                late = now - (start + launched * interval)
+                self.lateness.append(int(late * 1e9))
+                if late > self.behind:
+                    self.behind = late
             while launched < due:
                 plan = self.plan(launched)  # drawn even when shed: the seed fixes every session
                 launched += 1
@@ -500,10 +522,12 @@ class _Run:
             errors=self.errors,
         )
 
-    async def run(self) -> TrafficReport:
+    async def run(self, ready: Callable[[], Awaitable[None]] | None = None) -> TrafficReport:
         await self.open()
         reporter: asyncio.Task[None] | None = None
         try:
+            if ready is not None:  # connected: wait for the other processes of the run (`processes`)
+                await ready()
             self.t0 = self.loop.time()
             if self.progress is not None:
                 reporter = self.loop.create_task(self.reporter())
@@ -530,6 +554,7 @@ class _Run:
 
     def report(self, elapsed: float) -> TrafficReport:
         lat = sorted(self.latencies)
+        late = sorted(self.lateness)
         return TrafficReport(
             requests=self.requests,
             answers=self.answers,
@@ -551,16 +576,27 @@ class _Run:
             connections=len(self.conns),
             behind_ms=self.behind * 1000,
             service_counts=dict(self.service_counts),
+            behind_p99_ms=percentile_ms(late, 99),
         )
 
 
 async def run_traffic(
-    config: TrafficConfig, progress: Callable[[Snapshot], None] | None = None
+    config: TrafficConfig,
+    progress: Callable[[Snapshot], None] | None = None,
+    *,
+    ready: Callable[[], Awaitable[None]] | None = None,
+    latencies: list[int] | None = None,
 ) -> TrafficReport:
     """Open `config.connections` Diameter connections (CER/CEA), run the sessions, disconnect
     (DPR/DPA) and report. `progress` gets a Snapshot about every second and once at the end.
+    `ready` is awaited once connected, before the first session (the processes of one run start
+    together); `latencies` gets every answer's latency in ns (to merge runs' percentiles).
     Raises OSError/ConnectionError/TimeoutError when the connections cannot be opened."""
-    return await _Run(config, progress).run()
+    run = _Run(config, progress)
+    report = await run.run(ready)
+    if latencies is not None:
+        latencies.extend(run.latencies)
+    return report
 
 
 def parse_mix(text: str) -> tuple[float, float, float]:
@@ -602,6 +638,7 @@ class ProgressPrinter:
 
 
 __all__ = [
+    "BEHIND_LIMIT_MS",
     "ProgressPrinter",
     "Snapshot",
     "TrafficConfig",
