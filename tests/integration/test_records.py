@@ -6,11 +6,14 @@ Oracle has no server here; its DDL and statements are checked in tests/unit/test
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -21,7 +24,7 @@ from sqlalchemy.pool import NullPool
 from cellcelly.adapters.sql import SqlRecords, downgrade, migrate
 from cellcelly.adapters.sql import records as sql_records
 from cellcelly.adapters.sql.migrator import PG_MIGRATION_LOCK, current_revision, head_revision
-from cellcelly.adapters.sql.schema import catalogue_versions, metadata
+from cellcelly.adapters.sql.schema import catalogue_versions, metadata, usage_records
 from cellcelly.domain.charging import UsageEvent
 from cellcelly.domain.provisioning import LedgerEvent
 from cellcelly.domain.units import Service
@@ -295,22 +298,64 @@ def test_a_lost_race_is_replayed_row_by_row(records: SqlRecords, monkeypatch: py
     assert records.wallet_balance(MSISDN) == 150 - sum(e.money for e in events)
 
 
-def test_postgres_copies_a_fresh_batch_without_asking_which_ids_exist(
+def test_a_fresh_batch_is_written_without_asking_which_ids_exist(
     records: SqlRecords, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The SF's hot path: on PostgreSQL a new batch is one COPY (no existence query); a batch with
-    ids on record already fails that COPY and is written the careful way, doubling nothing."""
-    counted = _LiesOnce(sql_records._existing)
-    counted.calls = 1  # counts, never lies
-    monkeypatch.setattr(sql_records, "_existing", counted)
+    """The SF's hot path: a new batch is one bulk write (PostgreSQL's COPY, SQLite's executemany of
+    tuples) with no existence query; a batch with ids on record already fails it and is written the
+    careful way, doubling nothing."""
+    asked: list[int] = []
+    real = sql_records._existing
+
+    def existing(conn: object, column: object, keys: Sequence[str]) -> set[str]:
+        if column is usage_records.c.event_id:
+            asked.append(len(keys))
+        return real(conn, column, keys)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sql_records, "_existing", existing)
     events = [usage(n, buckets=[("b", 1)]) for n in range(30)]
     assert records.record_usage(events[:20]) == 20
-    postgres = records.engine.dialect.name == "postgresql"
-    assert (counted.calls == 1) is postgres  # SQLite asks, PostgreSQL does not
+    assert asked == []
     assert records.record_usage(events[10:]) == 10  # 10 on record already: the careful way
-    assert counted.calls > 1
+    assert asked == [20]
     assert sorted(records.usage_for(MSISDN, limit=100), key=lambda e: e.occurred_at) == events
     assert records.bucket_consumption(MSISDN) == {"b": 30}
+
+
+def test_sqlites_bulk_rows_are_the_ones_sqlalchemy_writes(tmp_path: Path) -> None:
+    """What SQLite's bulk path stores (the raw values and their SQLite types) is what SQLAlchemy's
+    executemany stores for the same events: the timestamps through the column's own processor."""
+    odd = [
+        usage(1, buckets=[("b-1", 5), ("b-2", 7)]),
+        usage(2, at=0),
+        usage(3, at=4_102_444_800),  # 2100-01-01
+        replace(usage(4), session_id=None, rule_id=None, destination="905551112233", location="28601-1"),
+        replace(usage(5), destination="ş" * 1000, catalogue_version="v" * 300),  # cut to the column
+    ]
+    stored = []
+    for bulk in (True, False):
+        path = tmp_path / f"bulk-{bulk}.db"
+        records = SqlRecords(f"sqlite:///{path}")
+        records.migrate()
+        if not bulk:
+            records._copy_usage = None  # SQLAlchemy's executemany of dicts
+        assert records.record_usage(odd) == len(odd)
+        # a snapshot replaced by a newer event, kept against an older one, and a new subscriber's
+        assert records.record_usage([usage(6, at=T0 + 100), usage(7, at=5), usage(8, msisdn=OTHER)]) == 3
+        records.close()
+        with sqlite3.connect(path) as db:
+            stored.append(
+                [
+                    db.execute(f"SELECT *, {types} FROM {table} ORDER BY 1, 2").fetchall()
+                    for table, types in (
+                        ("usage_records", "typeof(occurred_at), typeof(units)"),
+                        ("usage_buckets", "typeof(ordinal), typeof(units)"),
+                        ("balance_snapshots", "typeof(as_of)"),
+                    )
+                ]
+            )
+    assert stored[0] == stored[1]
+    assert len(stored[0][0]) == 8 and len(stored[0][1]) == 2 and len(stored[0][2]) == 2
 
 
 # -- catalogue --------------------------------------------------------------------------------

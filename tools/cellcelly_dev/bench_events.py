@@ -17,7 +17,8 @@ batch):
    PostgreSQL: polls are included, the consumer group join is not (the consumer joins before the
    relay publishes); a batch's latency runs from its poll to its offset commit;
 5. the SF's database side alone: `SqlRecords.record_usage` of the same events in batches of 2000
-   (bulk COPY + balance snapshots), no Kafka: how much of row 4 the writing is.
+   (bulk COPY + balance snapshots), no Kafka: how much of row 4 the writing is;
+6. and 7. rows 3 and 5 into SQLite (`make run`'s record; its own bulk path, `sqlite_bulk.py`).
 
 The event rows carry `baseline_ops_per_s` and `ratio_to_baseline`. Without Java/Maven or
 PostgreSQL binaries the rows are named "skipped: ..." with zero ops. `seconds_hint` is not used to
@@ -67,6 +68,8 @@ RELAY = "events: outbox → Kafka (OutboxRelay.relay_once x500)"
 RAW_SQL = "events baseline: raw batched inserts into PostgreSQL x2000"
 SF = "events: Kafka → SF → PostgreSQL (SyncFunction.sync x2000, polls included)"
 SF_WRITE = "events: the SF's write alone (SqlRecords.record_usage x2000, no Kafka)"
+RAW_SQLITE = "events baseline: raw batched inserts into SQLite x2000 (SQLAlchemy executemany)"
+SF_WRITE_SQLITE = "events: the SF's write into SQLite alone (make run's record; record_usage x2000)"
 
 
 def _skipped(names: Sequence[str], reason: str) -> list[dict[str, Any]]:
@@ -128,7 +131,7 @@ def _count_usage(records: SqlRecords) -> int:
         return int(conn.execute(select(func.count()).select_from(usage_records)).scalar_one())
 
 
-def _raw_inserts(url: str, usage: list[UsageEvent]) -> dict[str, Any]:
+def _raw_inserts(url: str, usage: list[UsageEvent], name: str = RAW_SQL) -> dict[str, Any]:
     records = SqlRecords(url)  # the same engine settings as the SF's
     try:
         records.migrate()
@@ -154,10 +157,10 @@ def _raw_inserts(url: str, usage: list[UsageEvent]) -> dict[str, Any]:
         written = _count_usage(records)
     finally:
         records.close()
-    return summarise(RAW_SQL, len(usage), seconds, latencies, abs(len(usage) - written))
+    return summarise(name, len(usage), seconds, latencies, abs(len(usage) - written))
 
 
-def _sf_writes(url: str, usage: list[UsageEvent]) -> dict[str, Any]:
+def _sf_writes(url: str, usage: list[UsageEvent], name: str = SF_WRITE) -> dict[str, Any]:
     """What the SF's database side alone does with the same events: where the SF row's time goes."""
     records = SqlRecords(url)
     try:
@@ -172,7 +175,7 @@ def _sf_writes(url: str, usage: list[UsageEvent]) -> dict[str, Any]:
         written = _count_usage(records)
     finally:
         records.close()
-    return summarise(SF_WRITE, len(usage), seconds, latencies, abs(len(usage) - written))
+    return summarise(name, len(usage), seconds, latencies, abs(len(usage) - written))
 
 
 async def _join(sf: SyncFunction) -> None:
@@ -238,6 +241,12 @@ async def _measure(bootstrap: str, pg_url: str | None, store: EmbeddedBalanceSto
         relayed = await _relay(store, bus, len(entries))
         _compare(relayed, raw)
         rows += [raw, relayed]
+        # `make run`'s record: SQLite, written by the SF in the charging process (its bulk path)
+        with tempfile.TemporaryDirectory(prefix="cellcelly-bench-sqlite-") as lite:
+            raw_lite = await asyncio.to_thread(_raw_inserts, f"sqlite:///{lite}/raw.db", usage, RAW_SQLITE)
+            sf_lite = await asyncio.to_thread(_sf_writes, f"sqlite:///{lite}/sf.db", usage, SF_WRITE_SQLITE)
+        _compare(sf_lite, raw_lite)
+        rows += [raw_lite, sf_lite]
 
         if pg_url is None or sf is None or records is None:
             return rows
@@ -264,7 +273,7 @@ def bench_events(seconds_hint: float, events: int = 50_000) -> list[dict[str, An
         try:
             bootstrap = stack.enter_context(kafka_server())
         except (KafkaUnavailable, OSError) as exc:
-            return _skipped([RAW_KAFKA, RELAY, RAW_SQL, SF, SF_WRITE], str(exc))
+            return _skipped([RAW_KAFKA, RELAY, RAW_SQLITE, SF_WRITE_SQLITE, RAW_SQL, SF, SF_WRITE], str(exc))
         pg_url: str | None = None
         skipped: list[dict[str, Any]] = []
         try:

@@ -217,6 +217,11 @@ class SqlRecords:
 
             self._copy_usage = copy_usage
             self._upsert_balances = upsert_balances
+        elif dialect.name == "sqlite":
+            from cellcelly.adapters.sql import sqlite_bulk
+
+            self._copy_usage = sqlite_bulk.insert_usage
+            self._upsert_balances = sqlite_bulk.upsert_balances
 
     @property
     def engine(self) -> Engine:
