@@ -368,8 +368,8 @@ def main(argv: list[str] | None = None) -> int:
         "--processes",
         type=int,
         default=1,
-        help="split the load over this many processes (one offers ~20,000 CCR/s; the report says"
-        " when the generator, not the server, was the limit)",
+        help="split the load over this many processes (one offered ~25,000 CCR/s on 2 cores; the"
+        " report says when the generator, not the server, was the limit)",
     )
     traffic.add_argument("--json", action="store_true", help="print the report as JSON")
     traffic.set_defaults(fn=cmd_traffic)

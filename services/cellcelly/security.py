@@ -88,8 +88,9 @@ class Tokens:
         self.access_seconds = access_seconds
         self.clock, self.leeway = clock, leeway
         # tokens whose signature and claims were verified, with their times (checked again on each
-        # use): PyJWT's decode was a sixth of a balance query's CPU, and a client sends its token
-        # with every request for 15 minutes. Only verified tokens enter; the oldest go first.
+        # use): PyJWT's decode was ~40% of a balance query's CPU (4,871 -> 7,947 queries/s without
+        # it), and a client sends one token with every request for 15 minutes. Only verified tokens
+        # enter; the oldest go first.
         self._verified: dict[str, tuple[AccessClaims, int]] = {}
 
     def issue(self, msisdn: str, role: str, now: float | None = None, version: int = 0) -> str:

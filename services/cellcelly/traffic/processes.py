@@ -1,7 +1,9 @@
 """The generator over several processes, started together, their reports merged into one.
 
-One process's loop offers about 20,000 CCR/s on this project's 2-core machine before its ticker
-falls behind (`TrafficReport.generator_bound`); past that, the figures would be the generator's.
+One process's loop offered 25,000–28,000 CCR/s on this project's 2-core machine before its ticker
+fell behind (`TrafficReport.generator_bound`); past that, the figures would be the generator's.
+There, one process offered more than two (a third busy process takes the server's core); the split
+is for machines with cores to spare.
 `run_processes` splits the offered rate, the connections and the in-flight bound over N processes
 (spawned: no event loop or socket is inherited), each with a seed of its own. They open their
 connections, meet at a barrier, then start their schedules at once; the report's percentiles are
