@@ -338,7 +338,8 @@ def test_sqlites_bulk_rows_are_the_ones_sqlalchemy_writes(tmp_path: Path) -> Non
         records = SqlRecords(f"sqlite:///{path}")
         records.migrate()
         if not bulk:
-            records._copy_usage = None  # SQLAlchemy's executemany of dicts
+            records._bulk_usage = None  # SQLAlchemy's executemany of dicts
+            records._upsert_balances = None  # and its select, insert and update of the snapshots
         assert records.record_usage(odd) == len(odd)
         # a snapshot replaced by a newer event, kept against an older one, and a new subscriber's
         assert records.record_usage([usage(6, at=T0 + 100), usage(7, at=5), usage(8, msisdn=OTHER)]) == 3

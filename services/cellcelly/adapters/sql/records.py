@@ -209,18 +209,18 @@ class SqlRecords:
     def __init__(self, url: str | URL, **engine_kwargs: Any) -> None:
         self._engine: Engine = make_engine(url, **engine_kwargs)
         dialect = self._engine.dialect
-        self._copy_usage: Callable[[Connection, Sequence[UsageEvent]], None] | None
-        self._copy_usage = None
+        self._bulk_usage: Callable[[Connection, Sequence[UsageEvent]], None] | None
+        self._bulk_usage = None
         self._upsert_balances: Callable[[Connection, list[dict[str, Any]]], None] | None = None
         if dialect.name == "postgresql" and dialect.driver == "psycopg":
             from cellcelly.adapters.sql.pg_copy import copy_usage, upsert_balances  # psycopg: only in use
 
-            self._copy_usage = copy_usage
+            self._bulk_usage = copy_usage
             self._upsert_balances = upsert_balances
         elif dialect.name == "sqlite":
             from cellcelly.adapters.sql import sqlite_bulk
 
-            self._copy_usage = sqlite_bulk.insert_usage
+            self._bulk_usage = sqlite_bulk.insert_usage
             self._upsert_balances = sqlite_bulk.upsert_balances
 
     @property
@@ -352,16 +352,17 @@ class SqlRecords:
             }
 
     def record_usage(self, events: Sequence[UsageEvent]) -> int:
-        if self._copy_usage is not None:
-            # Optimistic bulk path: a batch is almost always new, so COPY it without asking which
-            # ids exist; one already on record (a redelivery) fails the COPY with a unique
-            # violation, and the batch is then written the careful way, which leaves those out.
+        if self._bulk_usage is not None:
+            # Optimistic bulk path (PostgreSQL's COPY, SQLite's executemany of tuples): a batch is
+            # almost always new, so write it without asking which ids exist; one already on record
+            # (a redelivery) fails the write with a unique violation, and the batch is then written
+            # the careful way, which leaves those out.
             # In key order like the careful way: writers of overlapping batches then wait for each
             # other instead of deadlocking (seen with four writers of one batch in other orders).
             unique = sorted(_unique(events, lambda e: e.event_id), key=lambda e: e.event_id)
             try:
                 with self._write() as conn:
-                    self._copy_usage(conn, unique)
+                    self._bulk_usage(conn, unique)
                     self._save_balances(conn, unique)
                 return len(unique)
             except IntegrityError:
@@ -371,8 +372,8 @@ class SqlRecords:
     def _insert_usage(self, conn: Connection, events: Sequence[UsageEvent]) -> int:
         present = _existing(conn, usage_records.c.event_id, [e.event_id for e in events])
         fresh = sorted((e for e in events if e.event_id not in present), key=lambda e: e.event_id)
-        if self._copy_usage is not None:
-            self._copy_usage(conn, fresh)
+        if self._bulk_usage is not None:
+            self._bulk_usage(conn, fresh)
         elif fresh:
             conn.execute(q.insert_rows(usage_records), [_usage_row(e) for e in fresh])
             consumed = [row for e in fresh for row in _usage_bucket_rows(e)]

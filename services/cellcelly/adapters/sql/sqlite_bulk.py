@@ -28,9 +28,9 @@ class BulkInsert:
 
     def __init__(self, table: Table, dialect: Dialect) -> None:
         columns = list(table.columns)
-        self.names = tuple(c.name for c in columns)
+        names = ", ".join(c.name for c in columns)
         marks = ", ".join("?" for _ in columns)
-        self.sql = f"INSERT INTO {table.name} ({', '.join(self.names)}) VALUES ({marks})"
+        self.sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
         self.processors: list[tuple[int, Callable[[Any], Any]]] = []
         for i, column in enumerate(columns):
             process = column.type.dialect_impl(dialect).bind_processor(dialect)
