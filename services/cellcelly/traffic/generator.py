@@ -128,6 +128,13 @@ def percentile_ms(sorted_ns: list[int], p: float) -> float:
     return sorted_ns[index] / 1_000_000
 
 
+def latency_fields(sorted_ns: list[int]) -> tuple[float, float, float, float]:
+    """A report's p50, p95, p99 and max (ms) from every answer's latency, sorted (one run's or the
+    merged runs' of several processes)."""
+    top = sorted_ns[-1] / 1e6 if sorted_ns else 0.0
+    return percentile_ms(sorted_ns, 50), percentile_ms(sorted_ns, 95), percentile_ms(sorted_ns, 99), top
+
+
 @dataclass
 class TrafficReport:
     requests: int
@@ -553,7 +560,7 @@ class _Run:
         return self.report(elapsed)
 
     def report(self, elapsed: float) -> TrafficReport:
-        lat = sorted(self.latencies)
+        p50, p95, p99, top = latency_fields(sorted(self.latencies))
         late = sorted(self.lateness)
         return TrafficReport(
             requests=self.requests,
@@ -564,10 +571,10 @@ class _Run:
             sessions_shed=self.shed,
             duration=elapsed,
             ccr_per_s=self.answers / elapsed if elapsed > 0 else 0.0,
-            p50_ms=percentile_ms(lat, 50),
-            p95_ms=percentile_ms(lat, 95),
-            p99_ms=percentile_ms(lat, 99),
-            max_ms=lat[-1] / 1e6 if lat else 0.0,
+            p50_ms=p50,
+            p95_ms=p95,
+            p99_ms=p99,
+            max_ms=top,
             result_counts=dict(self.result_counts),
             mscc_result_counts=dict(self.mscc_result_counts),
             timeouts=self.timeouts,
@@ -643,6 +650,7 @@ __all__ = [
     "Snapshot",
     "TrafficConfig",
     "TrafficReport",
+    "latency_fields",
     "parse_mix",
     "percentile_ms",
     "run_traffic",

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from cellcelly.traffic.generator import Snapshot, TrafficConfig, TrafficReport, percentile_ms, run_traffic
+from cellcelly.traffic.generator import Snapshot, TrafficConfig, TrafficReport, latency_fields, run_traffic
 
 READY_SECONDS = 60.0  # for every process to start and connect (a compiled import under load takes seconds)
 _SNAPSHOT = (
@@ -62,7 +62,7 @@ def shares(config: TrafficConfig, processes: int) -> list[TrafficConfig]:
 def merge(parts: list[tuple[TrafficReport, list[int]]], rate: float) -> TrafficReport:
     """One report of processes that ran at once: counts summed, percentiles from every latency,
     the duration and the ticker's lateness the longest process's."""
-    latencies = sorted(ns for _, lat in parts for ns in lat)
+    p50, p95, p99, top = latency_fields(sorted(ns for _, lat in parts for ns in lat))
     reports = [r for r, _ in parts]
 
     def total(name: str) -> int:
@@ -85,10 +85,10 @@ def merge(parts: list[tuple[TrafficReport, list[int]]], rate: float) -> TrafficR
         sessions_shed=total("sessions_shed"),
         duration=duration,
         ccr_per_s=answers / duration if duration > 0 else 0.0,
-        p50_ms=percentile_ms(latencies, 50),
-        p95_ms=percentile_ms(latencies, 95),
-        p99_ms=percentile_ms(latencies, 99),
-        max_ms=latencies[-1] / 1e6 if latencies else 0.0,
+        p50_ms=p50,
+        p95_ms=p95,
+        p99_ms=p99,
+        max_ms=top,
         result_counts=counts("result_counts"),
         mscc_result_counts=counts("mscc_result_counts"),
         timeouts=total("timeouts"),
