@@ -329,7 +329,7 @@ def test_sqlites_bulk_rows_are_the_ones_sqlalchemy_writes(tmp_path: Path) -> Non
         usage(1, buckets=[("b-1", 5), ("b-2", 7)]),
         usage(2, at=0),
         usage(3, at=4_102_444_800),  # 2100-01-01
-        replace(usage(4), session_id=None, rule_id=None, destination="905551112233", location="28601-1"),
+        replace(usage(4), session_id="", rule_id="", destination="905551112233", location="28601-1"),
         replace(usage(5), destination="ş" * 1000, catalogue_version="v" * 300),  # cut to the column
     ]
     stored = []
