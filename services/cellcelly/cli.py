@@ -48,7 +48,9 @@ async def _serve(alone: Callable[..., Alone], settings: Settings, **options: Any
     """Build the deployable over this process's backends, run it until a signal, close the backends."""
     from cellcelly.deploy import run
     from cellcelly.deploy.backends import Backends
+    from cellcelly.deploy.child import exit_with_parent
 
+    exit_with_parent()  # a child of `cellcelly run` ends with it
     backends = Backends(settings)
     try:
         deployable = alone(settings, backends, **options)

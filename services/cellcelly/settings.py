@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     # `cellcelly run` only: subscribers opened on a fresh data directory for `cellcelly traffic`
     # (its default range, 5320000000 on), so load never touches the demo subscriber; 0: none
     traffic_subscribers: int = Field(default=1000, ge=0, le=100_000)
+    # `cellcelly run` only: the DGW and the SF as child processes (the charging path then has two
+    # cores, as the operator deploys it: `deploy/child.py`); false: everything on one event loop
+    run_split: bool = True
     # the catalogue in force; created from the bundled seed catalogue when missing
     catalogue_file: Path | None = None
 

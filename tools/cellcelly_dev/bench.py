@@ -627,7 +627,10 @@ def bench_e2e(
         topologies: list[tuple[str, list[tuple[list[str], list[int]]]]] = [
             ("baseline: the same DGW answering without charging (dgw --noop)", [(["dgw", "--noop"], [dgw])]),
             ("DGW -> OCS (wire) -> store, two processes", [(["ocs"], [wire, http]), (["dgw"], [dgw])]),
-            ("embedded stack (make run): DGW + OCS in one process", [(["run"], [dgw, http])]),
+            (
+                "embedded stack (make run): OCS + self-care, its DGW and SF child processes",
+                [(["run"], [dgw, http])],
+            ),
         ]
         for name, processes in topologies:
             procs = [_start(args, env, ports) for args, ports in processes]

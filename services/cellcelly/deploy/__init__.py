@@ -8,7 +8,9 @@
       notifier.py   notifier: bus -> SMS or e-mail, "told once" in the record
       sms.py        SMS gateway: SMPP client, KALAN
       ivr.py        IVR: SIP/UDP, balance spoken in Turkish
-      embedded.py   `make run`: the deployables above on one loop, one Backends
+      embedded.py   `make run`: the deployables above on one loop, one Backends (by default the
+                    DGW and the SF as child processes instead)
+      child.py      a deployable as a child process of `cellcelly run` (`cellcelly <command>`)
       backends.py   Backends: the adapters chosen from Settings, each opened once, closed once
       service.py    Service (start/stop/wait/health), HTTP and worker services, run()
 

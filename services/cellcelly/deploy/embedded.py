@@ -3,9 +3,12 @@ the processes apart, on one event loop, sharing one `Backends`.
 
 Only the joints differ: the DGW charges through the OCS in process (`LocalOcs`), the notifier
 speaks through the SMS gateway's channel, the MW plays the IVR's prompt audio, the SF's figures
-are on the OCS's /metrics. Account changes reach the gateway the way they reach a DGW apart, through
-the bus (`deploy/dgw.py`'s follower), so a change is acted on once however it was made: a top-up or
-a package re-authorises the subscriber's cut-off sessions (RAR), a suspension aborts them (ASR).
+are on the OCS's /metrics. With `split` (what `cellcelly run` does unless CELLCELLY_RUN_SPLIT=false)
+the DGW and the SF are child processes instead (`deploy/child.py` says why): the DGW charges over
+the OCS's wire, the SF serves its own /metrics. Account changes reach the gateway the way they
+reach a DGW apart, through the bus (`deploy/dgw.py`'s follower), so a change is acted on once
+however it was made: a top-up or a package re-authorises the subscriber's cut-off sessions (RAR),
+a suspension aborts them (ASR).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from cellcelly.application.relay import OutboxRelay
 from cellcelly.application.selfcare import SelfCare, StoreBalanceLookup
 from cellcelly.deploy import dgw, ivr, mw, notifier, ocs, sf, sms
 from cellcelly.deploy.backends import Backends
+from cellcelly.deploy.child import Child, free_port
 from cellcelly.deploy.service import Alone, Group, Health, Lifecycle, Service
 from cellcelly.dgw.gateway import Gateway
 from cellcelly.dgw.ocs_client import LocalOcs
@@ -52,11 +56,13 @@ class EmbeddedStack:
     backends: Backends
     before_serving: Callable[[EmbeddedStack], Awaitable[None]] | None = None  # e.g. seeding
     name: str = "embedded stack"
+    split: bool = False  # the DGW and the SF as child processes (`cellcelly run`'s default)
     ocs_port: int = 0
     wire_port: int = 0
     dgw_port: int = 0
     mw_port: int = 0
     ivr_port: int = 0
+    sf_metrics_port: int = 0  # split: where the SF child serves its /metrics
     gateway: Gateway | None = None
     dgw: DgwServer | None = None
     bus: EventBus | None = None
@@ -81,9 +87,14 @@ class EmbeddedStack:
             services.append(sms_gateway)
         # events: outbox -> bus (the OCS's relay) -> system of record (SF); notices to the subscriber
         self.bus = b.bus
-        sync = sf.build(settings, b.bus, b.records, metrics=False)  # its figures: on the OCS's /metrics
-        self.sf = sync.sf
-        services.append(sync)
+        collectors: list[SfCollector] = []
+        if self.split:
+            services.append(self._sf_child(settings))
+        else:
+            sync = sf.build(settings, b.bus, b.records, metrics=False)  # its figures: on the OCS's /metrics
+            self.sf = sync.sf
+            collectors.append(SfCollector(sync.sf))
+            services.append(sync)
         channel = notifier.channel(self.sms.channel if self.sms is not None else None, b.email)
         if channel is not None:
             notices = notifier.build(settings, b.bus, b.records, b.notice_ledger, channel, b.catalogue)
@@ -91,9 +102,11 @@ class EmbeddedStack:
             services.append(notices)
         self.cache = b.cache
         # the follower, not an AccountService listener: one path for changes made here or elsewhere
-        gateway = dgw.build(settings, LocalOcs(b.charging), b.bus, cache=self.cache)
-        self.gateway, self.dgw = gateway.gateway, gateway.server
-        services.append(gateway)
+        gateway = None
+        if not self.split:
+            gateway = dgw.build(settings, LocalOcs(b.charging), b.bus, cache=self.cache)
+            self.gateway, self.dgw = gateway.gateway, gateway.server
+            services.append(gateway)
         self.selfcare = mw.selfcare(
             settings,
             b.accounts,
@@ -104,9 +117,11 @@ class EmbeddedStack:
         if self.before_serving is not None:  # e.g. seeding: done before any HTTP client can be told "ready"
             hook = self.before_serving
             services.append(Lifecycle("before serving", lambda: hook(self), _nothing))
-        charging = ocs.build(settings, b, collectors=[SfCollector(sync.sf)], relay_busy=None)
+        charging = ocs.build(settings, b, collectors=collectors, relay_busy=None)
         self.relay = charging.relay
         services.append(charging)
+        if self.split:  # after the OCS: it charges over the OCS's wire, on the port bound now
+            services.append(self._dgw_child(settings, lambda: charging.wire_port))
         prompt = None
         calls: ivr.Ivr | None = None
         if settings.ivr_port >= 0 and not tools_missing():
@@ -132,8 +147,33 @@ class EmbeddedStack:
         self.deployables = services
         self._group = Group(self.name, services)
         await self._group.start()
-        self.dgw_port, self.wire_port, self.ocs_port = gateway.port, charging.wire_port, charging.port
+        self.wire_port, self.ocs_port = charging.wire_port, charging.port
+        if gateway is not None:
+            self.dgw_port = gateway.port
         self.mw_port, self.ivr_port = web.port, calls.port if calls is not None else 0
+
+    def _sf_child(self, settings: Settings) -> Child:
+        # a port of its own unless CELLCELLY_SF_METRICS_PORT names one (two stacks on one machine)
+        chosen = "sf_metrics_port" in settings.model_fields_set and settings.sf_metrics_port >= 0
+        self.sf_metrics_port = settings.sf_metrics_port if chosen else free_port(settings.sf_metrics_host)
+        env = {**_child_env(settings), "CELLCELLY_SF_METRICS_PORT": str(self.sf_metrics_port)}
+        return Child("sf", ["sf"], lambda: env)
+
+    def _dgw_child(self, settings: Settings, wire_port: Callable[[], int]) -> Child:
+        self.dgw_port = settings.dgw_port or free_port(settings.dgw_host)
+        ocs_host = "127.0.0.1" if settings.ocs_host in ("0.0.0.0", "::", "") else settings.ocs_host
+        key = settings.ocs_api_key.get_secret_value() if settings.ocs_api_key is not None else ""
+
+        def env() -> dict[str, str]:
+            return {
+                **_child_env(settings),
+                "CELLCELLY_DGW_PORT": str(self.dgw_port),
+                "CELLCELLY_DGW_OCS_ENDPOINTS": f"{ocs_host}:{wire_port()}",
+                "CELLCELLY_DGW_ALLOWED_PEERS": settings.dgw_allowed_peers,
+                "CELLCELLY_OCS_API_KEY": key,  # the one `cellcelly run` kept or was given
+            }
+
+        return Child("dgw", ["dgw"], env)
 
     async def stop(self) -> None:
         if self._group is not None:
@@ -149,6 +189,12 @@ class EmbeddedStack:
 
 async def _nothing() -> None:
     pass
+
+
+def _child_env(settings: Settings) -> dict[str, str]:
+    """What a child of `cellcelly run` must see as its parent does (it inherits the rest of the
+    environment): the data directory, absolute (the bus and the record are there)."""
+    return {"CELLCELLY_DATA_DIR": str(settings.data_dir.resolve())}
 
 
 def seed_demo(backends: Backends) -> bool:
@@ -215,7 +261,7 @@ def alone(
         seeded["created"] = seed_demo(backends) or seeded["login"] is not None
         seed_traffic(backends, settings.traffic_subscribers)
 
-    stack = EmbeddedStack(backends, before_serving=seed)
+    stack = EmbeddedStack(backends, before_serving=seed, split=settings.run_split)
     return Alone(stack, lambda: "\n".join(banner(stack, settings, key_source, token_source, **seeded)))
 
 
@@ -242,6 +288,12 @@ def banner(
         f"{settings.dgw_origin_host}, realm {settings.diameter_realm})",
         f"  DGW peers allowed {settings.dgw_allowed_peers or '(none)'}  ($CELLCELLY_DGW_ALLOWED_PEERS)",
         f"  system of record  {settings.sor_url_shown()}",
+        (
+            f"  processes         DGW and SF apart (SF metrics http://{settings.sf_metrics_host}:"
+            f"{stack.sf_metrics_port}/metrics); CELLCELLY_RUN_SPLIT=false: one process"
+            if stack.split
+            else "  processes         one (CELLCELLY_RUN_SPLIT=false)"
+        ),
         f"  balance store     embedded, journal in {settings.data_dir / 'balances'}",
         f"  catalogue         {settings.catalogue_path()} (version {version})",
         f"  demo subscriber   {DEMO.msisdn}, package {DEMO.package}, {_wallet(stack, DEMO.msisdn)}"

@@ -1,0 +1,123 @@
+"""A deployable run as a child process of `cellcelly run` (`cellcelly <command>`), as a `Service`.
+
+Why: one Python process has one core's worth of interpreter. The DGW and the OCS each take about
+half of it at 10,000 CCR/s, and the SF's writes to the record compete with both; on one loop the
+embedded stack saturated at about a third of what the same code does as two processes. So
+`make run` runs the DGW and the SF as children (`CELLCELLY_RUN_SPLIT`, on by default) and the rest,
+which owns the embedded store's files, in the parent: the charging path is then the same two
+processes the operator deploys, and self-care requests no longer wait behind CCRs.
+
+A child is ready when it prints its line (`cellcelly <command>` prints where it serves once it
+does); it dies with the parent (`CELLCELLY_PARENT_PID`, see `exit_with_parent`), and a child that
+exits unasked ends the stack, as any other service ending does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Mapping
+
+from cellcelly.deploy.service import NOT_STARTED, Health
+
+log = logging.getLogger(__name__)
+
+PARENT_PID = "CELLCELLY_PARENT_PID"
+_PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on now, for a child whose port the parent must name (banner, DGW)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def exit_with_parent() -> None:
+    """In a child: SIGTERM when the parent `cellcelly run` dies, even by SIGKILL (Linux's
+    PR_SET_PDEATHSIG), so no orphan keeps the ports and the data directory; elsewhere nothing."""
+    expected = os.environ.get(PARENT_PID)
+    if not expected or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        log.warning("could not ask to end with the parent (prctl errno %d)", ctypes.get_errno())
+    if str(os.getppid()) != expected:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class Child:
+    """`python -m cellcelly.cli <command>` with the parent's environment plus `env()` (called at
+    start, so it may name ports known only once earlier services serve)."""
+
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        env: Callable[[], Mapping[str, str]],
+        *,
+        start_timeout: float = 60.0,
+    ) -> None:
+        self.name, self.command, self._env = name, command, env
+        self.start_timeout = start_timeout
+        self.ready_line = ""  # what the child printed once it served
+        self._proc: asyncio.subprocess.Process | None = None
+        self._stdout: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        env = {**os.environ, **self._env(), PARENT_PID: str(os.getpid())}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cellcelly.cli", *self.command, env=env, stdout=asyncio.subprocess.PIPE
+        )  # its logs go to our stderr as they are; its stdout is the ready line, then nothing
+        self._proc = proc
+        assert proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), self.start_timeout)
+        except TimeoutError:
+            await self.stop()
+            raise OSError(f"{self.name}: not serving after {self.start_timeout:g} s") from None
+        if not line:
+            code = await proc.wait()
+            raise OSError(f"{self.name} (cellcelly {' '.join(self.command)}) exited with {code}")
+        self.ready_line = line.decode(errors="replace").strip()
+        self._stdout = asyncio.ensure_future(self._relay(proc.stdout))
+
+    async def _relay(self, stdout: asyncio.StreamReader) -> None:
+        while line := await stdout.readline():
+            log.info("%s: %s", self.name, line.decode(errors="replace").rstrip())
+
+    async def stop(self) -> None:
+        proc, self._stopping = self._proc, True
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 20)
+        except TimeoutError:
+            log.warning("%s did not stop within 20 s of SIGTERM: killed", self.name)
+            proc.kill()
+            await proc.wait()
+        if self._stdout is not None:
+            await asyncio.gather(self._stdout, return_exceptions=True)
+
+    async def wait(self) -> None:
+        if self._proc is None:
+            await asyncio.Event().wait()
+            return
+        code = await self._proc.wait()
+        if not self._stopping:
+            raise RuntimeError(f"{self.name} (cellcelly {' '.join(self.command)}) exited with {code}")
+
+    def health(self) -> Health:
+        if self._proc is None:
+            return NOT_STARTED
+        code = self._proc.returncode
+        return Health(True) if code is None else Health(False, f"exited with {code}")

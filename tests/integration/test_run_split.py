@@ -1,0 +1,218 @@
+"""`cellcelly run` as it starts by default: the DGW and the SF as child processes of the stack
+(`deploy/child.py`), on the embedded store, the file bus and SQLite (issue 16: the embedded stack
+no slower than the two processes the operator deploys).
+
+Real processes on 127.0.0.1, a real Diameter client, nothing faked: CCRs through the DGW child
+over the OCS's wire, usage into the record by the SF child (its own /metrics), an ASR from the DGW
+child after a suspension made in the parent, the children gone with a SIGKILLed parent, and a
+child that dies ending the stack rather than leaving it half up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from gy_client import CLIENT, answering, cut_off, voice_ccr
+from stack_apart import until
+
+from cellcelly.deploy.embedded import DEMO
+from cellcelly.diameter.codec import Message
+from cellcelly.diameter.constants import Cmd
+from cellcelly.diameter.peer import connect
+from cellcelly_dev.devservers import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+ADMIN = "run-split-admin-token-0123456789"
+
+
+@dataclass
+class Run:
+    proc: subprocess.Popen[str]
+    data: Path
+    dgw_port: int
+    ocs_port: int
+    banner: str
+
+    def stop(self) -> int:
+        """SIGTERM, then SIGKILL after 30 s; the exit code."""
+        self.proc.terminate()
+        try:
+            code = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+        return code
+
+    def children(self) -> dict[str, int]:
+        """{command: pid} of this run's children, from /proc (their command lines)."""
+        found: dict[str, int] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == self.proc.pid and b"cellcelly.cli" in argv:
+                found[argv[argv.index(b"cellcelly.cli") + 1].decode()] = int(entry.name)
+        return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def start_run(tmp_path: Path, **extra: str) -> Run:
+    dgw_port, ocs_port = free_port(), free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CELLCELLY_")},
+        "CELLCELLY_DATA_DIR": str(tmp_path / "data"),
+        "CELLCELLY_OCS_PORT": str(ocs_port),
+        "CELLCELLY_OCS_WIRE_PORT": "0",
+        "CELLCELLY_DGW_PORT": str(dgw_port),
+        "CELLCELLY_MW_PORT": "0",
+        "CELLCELLY_IVR_PORT": "-1",
+        "CELLCELLY_ADMIN_TOKEN": ADMIN,
+        "CELLCELLY_DGW_ALLOWED_PEERS": f"@{CLIENT.origin_realm},traffic.cellcelly.local",
+        "CELLCELLY_TRAFFIC_SUBSCRIBERS": "50",
+        **extra,
+    }
+    with (tmp_path / "run.log").open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cellcelly.cli", "run"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 60
+    while not lines or lines[-1] != "Stop with Ctrl-C.":
+        line = proc.stdout.readline()
+        assert line, f"cellcelly run exited with {proc.wait()}:\n{(tmp_path / 'run.log').read_text()[-3000:]}"
+        lines.append(line.rstrip("\n"))
+        assert time.monotonic() < deadline, lines
+    return Run(proc, tmp_path / "data", dgw_port, ocs_port, "\n".join(lines))
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Iterator[Run]:
+    started = start_run(tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def traffic(dgw_port: int, sessions_per_s: int, seconds: float) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-m", "cellcelly.cli", "traffic", "--port", str(dgw_port), "--rate",
+         str(sessions_per_s), "--duration", str(seconds), "--subscribers", "50", "--json"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    report: dict[str, object] = json.loads(done.stdout)
+    return report
+
+
+def usage_rows(data: Path) -> int:
+    with sqlite3.connect(data / "cellcelly.db", timeout=10) as db:
+        return int(db.execute("SELECT count(*) FROM usage_records").fetchone()[0])
+
+
+async def test_the_dgw_and_the_sf_are_children_that_charge_record_and_abort(run: Run) -> None:
+    children = run.children()
+    assert sorted(children) == ["dgw", "sf"], children
+    assert "processes         DGW and SF apart" in run.banner
+
+    # CCRs through the DGW child, charged over the OCS's wire in the parent
+    report = traffic(run.dgw_port, 100, 2.0)
+    assert report["timeouts"] == 0 and report["errors"] == 0, report
+    assert report["result_counts"] == {"2001": report["answers"]}, report
+    assert int(str(report["answers"])) >= 400, report
+
+    # the SF child writes that usage into the record and says so on its own /metrics
+    metrics = next(line for line in run.banner.splitlines() if "SF metrics" in line)
+    url = metrics.split("SF metrics ", 1)[1].split(")", 1)[0]
+    await until(lambda: usage_rows(run.data) > 0, 20, "no usage in the record from the SF child")
+    async with httpx.AsyncClient() as client:
+        written = 0.0
+        deadline = time.monotonic() + 20
+        while written == 0.0:
+            assert time.monotonic() < deadline, "the SF child's /metrics never counted a write"
+            text = (await client.get(url)).text
+            written = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith('cellcelly_sf_written_total{kind="usage"}')
+            )
+            await asyncio.sleep(0.3)
+
+        # a suspension made in the parent (the OCS's admin API) aborts the session the DGW child
+        # holds: the change travels the file bus to the child's follower
+        received: list[Message] = []
+        peer = await connect("127.0.0.1", run.dgw_port, CLIENT, answering(received))
+        try:
+            answer = await peer.request(voice_ccr("split;live;1", 1, 0, DEMO.msisdn))
+            assert answer.result_code == 2001 and not cut_off(answer), answer
+            r = await client.put(
+                f"http://127.0.0.1:{run.ocs_port}/admin/subscribers/{DEMO.msisdn}/status",
+                headers={"Authorization": f"Bearer {ADMIN}"},
+                json={"status": "suspended", "reference": "split"},
+            )
+            assert r.status_code == 200, r.text
+            await until(
+                lambda: any(m.code == Cmd.ABORT_SESSION for m in received), 20, "no ASR from the DGW child"
+            )
+            assert [str(m.session_id) for m in received] == ["split;live;1"]
+        finally:
+            await peer.disconnect()
+
+    # a parent killed outright takes its children with it (nothing keeps the ports or the data)
+    run.proc.kill()
+    run.proc.wait(10)
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in children.values()):
+        assert time.monotonic() < deadline, f"children outlived a SIGKILLed parent: {children}"
+        await asyncio.sleep(0.1)
+
+
+def test_a_child_that_dies_ends_the_stack(run: Run) -> None:
+    children = run.children()
+    os.kill(children["dgw"], signal.SIGKILL)
+    code = run.proc.wait(40)  # the parent stops everything it started, then says what ended it
+    assert code != 0
+    assert not alive(children["sf"])
+    assert "dgw (cellcelly dgw) exited with -9" in Path(run.data.parent / "run.log").read_text()
+
+
+def test_one_process_when_split_is_off(tmp_path: Path) -> None:
+    started = start_run(tmp_path, CELLCELLY_RUN_SPLIT="false")
+    try:
+        assert started.children() == {}
+        assert "processes         one" in started.banner
+        report = traffic(started.dgw_port, 50, 1.0)
+        assert report["timeouts"] == 0 and report["result_counts"] == {"2001": report["answers"]}, report
+    finally:
+        assert started.stop() == 0
