@@ -123,7 +123,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # `make run` is for `cellcelly traffic`: its identity may connect, nobody else's
         from cellcelly.traffic.generator import TrafficConfig
 
-        settings.dgw_allowed_peers = f"{TrafficConfig.origin_host}@{TrafficConfig.origin_realm}"
+        settings.dgw_allowed_peers = f"{(traffic := TrafficConfig()).origin_host}@{traffic.origin_realm}"
     if not settings.ivr_trusted_peers:
         # a softphone on this machine calls the IVR directly: its identity headers are believed
         settings.ivr_trusted_peers = "127.0.0.1"

@@ -60,6 +60,7 @@ ON_SERVERS = [
     "tests/integration/test_diameter_wire.py",
     "tests/integration/test_diameter_edge.py",
     "tests/integration/test_traffic_generator.py",
+    "tests/integration/test_run_split.py",  # `cellcelly run` and its children on the compiled build
 ]
 
 

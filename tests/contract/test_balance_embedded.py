@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -28,7 +28,13 @@ from balance_store_contract import (
     voice,
 )
 
-from cellcelly.adapters.balance_embedded import JOURNAL, ROTATED, SNAPSHOT, EmbeddedBalanceStore
+from cellcelly.adapters.balance_embedded import (
+    JOURNAL,
+    ROTATED,
+    SNAPSHOT,
+    EmbeddedBalanceStore,
+    SnapshotIn,
+)
 from cellcelly.domain.charging import RequestType
 from cellcelly.domain.provisioning import open_account
 from cellcelly.errors import StoreError
@@ -244,27 +250,38 @@ def test_a_crash_after_the_snapshot_before_the_rotated_journal_is_removed(direct
         assert state_of(again) == before
 
 
-def test_commits_do_not_wait_for_the_snapshot(directory: Path) -> None:
+@pytest.mark.parametrize("snapshot_in", ["process", "thread"])
+def test_commits_do_not_wait_for_the_snapshot(directory: Path, snapshot_in: SnapshotIn) -> None:
     """Only the copy and the rotation happen under the write lock; the snapshot is written from the
-    copy in a thread of its own (written under the lock, charging waited 1.4-1.8 s for it). The
-    snapshot's rename is held back here (an attribute of the store, as its other system calls, so
-    that the compiled build can be made to wait too)."""
-    release = threading.Event()
-    started = threading.Event()
+    copy by a forked child or a thread (written under the lock, charging waited 1.4-1.8 s for it).
+    The snapshot's rename is held back here (an attribute of the store, as its other system calls,
+    so that the compiled build can be made to wait too) by files, which a forked writer sees too."""
+    started, release = directory.parent / "started", directory.parent / "release"
 
     def slow(src: Path, dst: Path) -> None:
-        started.set()
-        assert release.wait(10)
+        started.touch()
+        deadline = time.monotonic() + 10
+        while not release.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         os.replace(src, dst)
 
-    with EmbeddedBalanceStore(directory, fsync="always", compact_bytes=2_048) as store:
+    def until(path: Path) -> bool:
+        deadline = time.monotonic() + 10
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return path.exists()
+
+    with EmbeddedBalanceStore(
+        directory, fsync="always", compact_bytes=2_048, snapshot_in=snapshot_in
+    ) as store:
         store._os_replace = slow
         busy_history(store)
-        assert started.wait(10), "no compaction started"
+        assert until(started), "no compaction started"
         for i in range(30):  # while the snapshot is held back, commits go on (one thread here)
             credit(store, B, i + 1, f"meanwhile-{i}")
         assert (directory / ROTATED).exists() and not (directory / SNAPSHOT).exists()
-        release.set()
+        release.touch()
         store.settle()
         assert (directory / SNAPSHOT).exists() and not (directory / ROTATED).exists()
         before = state_of(store)
@@ -272,11 +289,36 @@ def test_commits_do_not_wait_for_the_snapshot(directory: Path) -> None:
         assert state_of(again) == before
 
 
-def test_a_snapshot_that_fails_keeps_the_rotated_journal_and_the_next_one_covers_it(directory: Path) -> None:
+def test_a_background_snapshot_is_written_by_another_process(directory: Path) -> None:
+    """By default the serialisation runs in a forked child, off this process's GIL."""
+    writers = directory.parent / "writers"
+
+    def noted(src: Path, dst: Path) -> None:
+        with writers.open("a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        os.replace(src, dst)
+
+    with EmbeddedBalanceStore(directory, fsync="never", compact_bytes=2_048) as store:
+        store._os_replace = noted
+        busy_history(store)
+        store.settle()
+        before = state_of(store)
+    pids = {int(line) for line in writers.read_text().split()}
+    assert pids and os.getpid() not in pids, pids
+    with EmbeddedBalanceStore(directory, fsync="never") as again:
+        assert state_of(again) == before
+
+
+@pytest.mark.parametrize("snapshot_in", ["process", "thread"])
+def test_a_snapshot_that_fails_keeps_the_rotated_journal_and_the_next_one_covers_it(
+    directory: Path, snapshot_in: SnapshotIn
+) -> None:
     def broken(src: Path, dst: Path) -> None:
         raise OSError(errno.ENOSPC, "no space left on device")
 
-    with EmbeddedBalanceStore(directory, fsync="always", compact_bytes=2_048) as store:
+    with EmbeddedBalanceStore(
+        directory, fsync="always", compact_bytes=2_048, snapshot_in=snapshot_in
+    ) as store:
         store._os_replace = broken
         busy_history(store)
         store.settle()

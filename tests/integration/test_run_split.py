@@ -109,11 +109,19 @@ def start_run(tmp_path: Path, **extra: str) -> Run:
     assert proc.stdout is not None
     lines: list[str] = []
     deadline = time.monotonic() + 60
-    while not lines or lines[-1] != "Stop with Ctrl-C.":
-        line = proc.stdout.readline()
-        assert line, f"cellcelly run exited with {proc.wait()}:\n{(tmp_path / 'run.log').read_text()[-3000:]}"
-        lines.append(line.rstrip("\n"))
-        assert time.monotonic() < deadline, lines
+    try:
+        while not lines or lines[-1] != "Stop with Ctrl-C.":
+            line = proc.stdout.readline()
+            assert line, (
+                f"cellcelly run exited with {proc.wait()}:\n{(tmp_path / 'run.log').read_text()[-3000:]}"
+            )
+            lines.append(line.rstrip("\n"))
+            assert time.monotonic() < deadline, lines
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        raise
     return Run(proc, tmp_path / "data", dgw_port, ocs_port, "\n".join(lines))
 
 

@@ -82,7 +82,8 @@ SMS_ABROAD = {"ratingGroup": 2, "serviceType": "sms", "destination": "4915112345
 def spec_body(smtp_port: int) -> dict[str, Any]:
     """A CellCellyStack spec with two of each service that can be two (the notifier's channel is a
     user's env: the CRD has no SMTP field)."""
-    traffic = f"{TrafficConfig.origin_host}@{TrafficConfig.origin_realm}"
+    defaults = TrafficConfig()
+    traffic = f"{defaults.origin_host}@{defaults.origin_realm}"
     return {
         "kafka": {"replicas": 1},
         "voltdb": {"replicas": 1, "kfactor": 0},

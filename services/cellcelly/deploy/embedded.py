@@ -212,7 +212,7 @@ def seed_traffic(backends: Backends, count: int) -> int:
     """Open `count` subscribers for `cellcelly traffic`'s default range unless its first one exists
     (a fresh data directory): load has numbers of its own and the demo subscriber stays the human's.
     Returns how many were opened now."""
-    first = TrafficConfig.first_msisdn
+    first = TrafficConfig().first_msisdn  # an instance: a compiled class holds descriptors
     if count == 0 or backends.records.get_subscriber(str(first)) is not None:
         return 0
     now = int(time.time())
@@ -301,7 +301,7 @@ def banner(
         f"  self-care web/PWA {web}/   API {web}/api/v1   (docs {web}/api/docs)",
     ]
     if settings.traffic_subscribers:
-        first = TrafficConfig.first_msisdn
+        first = TrafficConfig().first_msisdn  # an instance: a compiled class holds descriptors
         lines.append(
             f"  load subscribers  {first}-{first + settings.traffic_subscribers - 1}, package {DEMO.package}"
             "  (`cellcelly traffic` charges these by default; $CELLCELLY_TRAFFIC_SUBSCRIBERS)"
