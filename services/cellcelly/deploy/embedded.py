@@ -38,6 +38,7 @@ from cellcelly.notifier.service import Notifier
 from cellcelly.ports.cache import SubscriberCache
 from cellcelly.ports.event_bus import EventBus
 from cellcelly.ports.records import SubscriberRecord
+from cellcelly.runtime import tune_gc
 from cellcelly.settings import Settings
 from cellcelly.sf.metrics import SfCollector
 from cellcelly.sf.sync import SyncFunction
@@ -120,8 +121,6 @@ class EmbeddedStack:
         charging = ocs.build(settings, b, collectors=collectors, relay_busy=None)
         self.relay = charging.relay
         services.append(charging)
-        if self.split:  # after the OCS: it charges over the OCS's wire, on the port bound now
-            services.append(self._dgw_child(settings, lambda: charging.wire_port))
         prompt = None
         calls: ivr.Ivr | None = None
         if settings.ivr_port >= 0 and not tools_missing():
@@ -144,6 +143,12 @@ class EmbeddedStack:
         )
         services.append(web)
         services.append(mw.renewer(settings, b.accounts, b.records))
+        if self.split:
+            # the Diameter port opens last, once everything else serves and start-up's heap is
+            # frozen (`tune_gc`): opened first, the first CCRs waited behind the MW's start and the
+            # full collection before the banner (p99 105 ms in the first 6 s at 2,000 CCR/s)
+            services.append(Lifecycle("start-up heap frozen", _frozen, _nothing))
+            services.append(self._dgw_child(settings, lambda: charging.wire_port))
         self.deployables = services
         self._group = Group(self.name, services)
         await self._group.start()
@@ -189,6 +194,10 @@ class EmbeddedStack:
 
 async def _nothing() -> None:
     pass
+
+
+async def _frozen() -> None:
+    tune_gc()
 
 
 def _child_env(settings: Settings) -> dict[str, str]:
