@@ -224,3 +224,12 @@ def test_one_process_when_split_is_off(tmp_path: Path) -> None:
         assert report["timeouts"] == 0 and report["result_counts"] == {"2001": report["answers"]}, report
     finally:
         assert started.stop() == 0
+
+
+def test_a_child_that_stops_cleanly_stops_the_stack_cleanly(run: Run) -> None:
+    """Ctrl-C reaches the whole process group, and a child may stop before the parent hears it:
+    a child's clean exit ends the stack without an error."""
+    children = run.children()
+    os.kill(children["sf"], signal.SIGTERM)
+    assert run.proc.wait(40) == 0
+    assert not alive(children["dgw"])

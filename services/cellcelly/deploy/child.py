@@ -113,7 +113,9 @@ class Child:
             await asyncio.Event().wait()
             return
         code = await self._proc.wait()
-        if not self._stopping:
+        # 0: it stopped cleanly (Ctrl-C reaches the whole process group, the children first at
+        # times): the stack ends without an error; anything else unasked is one
+        if code != 0 and not self._stopping:
             raise RuntimeError(f"{self.name} (cellcelly {' '.join(self.command)}) exited with {code}")
 
     def health(self) -> Health:
