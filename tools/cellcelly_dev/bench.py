@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -621,9 +622,8 @@ def bench_e2e(
     the default mix). A row where the generator fell behind its schedule is marked: its figures
     are the generator's, not the path's."""
     results: list[dict[str, Any]] = []
-    with provisioned_data_dir(subscribers) as data:
+    with provisioned_data_dir(subscribers) as provisioned:
         dgw, wire, http = free_port(), free_port(), free_port()
-        env = e2e_env(data, dgw, wire, http)
         topologies: list[tuple[str, list[tuple[list[str], list[int]]]]] = [
             ("baseline: the same DGW answering without charging (dgw --noop)", [(["dgw", "--noop"], [dgw])]),
             ("DGW -> OCS (wire) -> store, two processes", [(["ocs"], [wire, http]), (["dgw"], [dgw])]),
@@ -633,6 +633,11 @@ def bench_e2e(
             ),
         ]
         for name, processes in topologies:
+            # each path from the same provisioned state: on one directory the embedded stack's SF
+            # began by writing every event the two processes had put on the bus (no SF ran there)
+            data = Path(tempfile.mkdtemp(prefix="cellcelly-e2e-"))
+            shutil.copytree(provisioned, data, dirs_exist_ok=True)
+            env = e2e_env(data, dgw, wire, http)
             procs = [_start(args, env, ports) for args, ports in processes]
             try:
                 for rate in rates:
@@ -665,6 +670,7 @@ def bench_e2e(
                     )
             finally:
                 _stop(*procs)
+                shutil.rmtree(data, ignore_errors=True)
     # each path beside the `dgw --noop` baseline at the same offered load (the check's figure)
     baseline = {r["offered_sessions_per_s"]: r for r in results[: len(rates)]}
     for row in results[len(rates) :]:
