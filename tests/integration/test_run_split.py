@@ -154,6 +154,13 @@ async def test_the_dgw_and_the_sf_are_children_that_charge_record_and_abort(run:
     assert sorted(children) == ["dgw", "sf"], children
     assert "processes         DGW and SF apart" in run.banner
 
+    # the parent's /readyz and /metrics speak for its children
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(f"http://127.0.0.1:{run.ocs_port}/readyz")).status_code == 200
+        text = (await client.get(f"http://127.0.0.1:{run.ocs_port}/metrics")).text
+    for child in ("dgw", "sf"):
+        assert f'cellcelly_run_child_up{{child="{child}"}} 1.0' in text, text
+
     # CCRs through the DGW child, charged over the OCS's wire in the parent
     report = traffic(run.dgw_port, 100, 2.0)
     assert report["timeouts"] == 0 and report["errors"] == 0, report

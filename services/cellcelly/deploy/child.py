@@ -23,7 +23,10 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from cellcelly.deploy.service import NOT_STARTED, Health
 
@@ -87,7 +90,7 @@ class Child:
         if not line:
             code = await proc.wait()
             raise OSError(f"{self.name} (cellcelly {' '.join(self.command)}) exited with {code}")
-        self.ready_line = line.decode(errors="replace").strip()
+        self.ready_line = line.decode(errors="replace").strip()  # and so it serves: healthy from now
         self._stdout = asyncio.ensure_future(self._relay(proc.stdout))
 
     async def _relay(self, stdout: asyncio.StreamReader) -> None:
@@ -120,7 +123,28 @@ class Child:
             raise RuntimeError(f"{self.name} (cellcelly {' '.join(self.command)}) exited with {code}")
 
     def health(self) -> Health:
-        if self._proc is None:
+        if self._proc is None or not self.ready_line:
             return NOT_STARTED
         code = self._proc.returncode
         return Health(True) if code is None else Health(False, f"exited with {code}")
+
+
+class ChildrenUp(Collector):
+    """The children on the parent's /metrics (`cellcelly_run_child_up`) and in its /readyz: the
+    stack is ready once each of them serves, as it is in one process once its last part does."""
+
+    def __init__(self, children: Sequence[Child]) -> None:
+        self.children = list(children)
+
+    def check_ready(self) -> None:
+        down = [f"{c.name} ({c.health().detail})" for c in self.children if not c.health().ok]
+        if down:
+            raise RuntimeError(f"not serving: {', '.join(down)}")
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        up = GaugeMetricFamily(
+            "cellcelly_run_child_up", "1 while a child process of `cellcelly run` serves", labels=["child"]
+        )
+        for child in self.children:
+            up.add_metric([child.name], 1.0 if child.health().ok else 0.0)
+        yield up

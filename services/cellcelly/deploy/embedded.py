@@ -22,11 +22,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client.registry import Collector
+
 from cellcelly.application.relay import OutboxRelay
 from cellcelly.application.selfcare import SelfCare, StoreBalanceLookup
 from cellcelly.deploy import dgw, ivr, mw, notifier, ocs, sf, sms
 from cellcelly.deploy.backends import Backends
-from cellcelly.deploy.child import Child, free_port
+from cellcelly.deploy.child import Child, ChildrenUp, free_port
 from cellcelly.deploy.service import Alone, Group, Health, Lifecycle, Service
 from cellcelly.dgw.gateway import Gateway
 from cellcelly.dgw.ocs_client import LocalOcs
@@ -88,9 +90,14 @@ class EmbeddedStack:
             services.append(sms_gateway)
         # events: outbox -> bus (the OCS's relay) -> system of record (SF); notices to the subscriber
         self.bus = b.bus
-        collectors: list[SfCollector] = []
+        collectors: list[Collector] = []
+        dgw_child: Child | None = None
         if self.split:
-            services.append(self._sf_child(settings))
+            sf_child = self._sf_child(settings)
+            services.append(sf_child)
+            # it charges over the OCS's wire, on the port bound once the OCS (below) has started
+            dgw_child = self._dgw_child(settings, lambda: charging.wire_port)
+            collectors.append(ChildrenUp([sf_child, dgw_child]))  # /readyz: the whole stack serves
         else:
             sync = sf.build(settings, b.bus, b.records, metrics=False)  # its figures: on the OCS's /metrics
             self.sf = sync.sf
@@ -143,12 +150,12 @@ class EmbeddedStack:
         )
         services.append(web)
         services.append(mw.renewer(settings, b.accounts, b.records))
-        if self.split:
+        if dgw_child is not None:
             # the Diameter port opens last, once everything else serves and start-up's heap is
             # frozen (`tune_gc`): opened first, the first CCRs waited behind the MW's start and the
             # full collection before the banner (p99 105 ms in the first 6 s at 2,000 CCR/s)
             services.append(Lifecycle("start-up heap frozen", _frozen, _nothing))
-            services.append(self._dgw_child(settings, lambda: charging.wire_port))
+            services.append(dgw_child)
         self.deployables = services
         self._group = Group(self.name, services)
         await self._group.start()

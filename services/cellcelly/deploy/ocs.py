@@ -89,8 +89,9 @@ def build(
     collectors: Sequence[Collector] = (),
     relay_busy: float | None = BUSY,
 ) -> Ocs:
-    """`collectors` join its /metrics (the embedded stack's SF, which runs in the same process);
-    `relay_busy`: see `relay.BUSY` (None: the relay waits `idle` after every batch)."""
+    """`collectors` join its /metrics and /readyz (the embedded stack's SF in the same process, or
+    `make run`'s children); `relay_busy`: see `relay.BUSY` (None: the relay waits `idle` after
+    every batch)."""
     return Ocs(settings, backends, collectors, relay_busy)
 
 
