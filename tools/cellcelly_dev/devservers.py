@@ -35,7 +35,6 @@ import logging
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -45,6 +44,9 @@ from pathlib import Path
 
 import psycopg
 
+# re-exported: tests and the bench take it from here; one implementation, the one `make run` uses
+from cellcelly.deploy.child import free_port as free_port
+
 log = logging.getLogger(__name__)
 
 ENV_URL = "CELLCELLY_TEST_POSTGRES_URL"
@@ -52,12 +54,6 @@ DATABASE = "cellcelly"
 OS_USER = "postgres"
 KAFKA_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "kafka.sh"
 VOLTDB_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "voltdb.sh"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
