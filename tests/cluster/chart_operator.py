@@ -45,8 +45,7 @@ def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
 
 def install_crd(cluster: Cluster) -> None:
     cluster.ok("apply", "-f", str(CRD_PATH))
-    done = cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
-    assert done.returncode == 0, done.stderr
+    cluster.wait_established(CRD_NAME)
 
 
 def remove_crd(cluster: Cluster) -> None:

@@ -120,6 +120,19 @@ class Cluster:
     def apply_object(self, obj: dict[str, Any], *flags: str) -> subprocess.CompletedProcess[str]:
         return self.kubectl("apply", *flags, "-f", "-", stdin=yaml.safe_dump(obj))
 
+    def wait_established(self, crd: str, timeout: float = 60) -> None:
+        """Until the CRD is served. Not `kubectl wait --for=condition=Established`: on a CRD the
+        server has just created, `.status.conditions` is still null and kubectl fails at once
+        ("accessor error: <nil> is of the type <nil>") instead of waiting (seen in CI)."""
+        deadline = time.monotonic() + timeout
+        jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+        while True:
+            done = self.kubectl("get", f"crd/{crd}", "-o", f"jsonpath={jsonpath}")
+            if done.returncode == 0 and done.stdout.strip() == "True":
+                return
+            assert time.monotonic() < deadline, f"crd/{crd} not Established after {timeout}s: {done.stderr}"
+            time.sleep(0.3)
+
     def wait_gone(self, *args: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while self.kubectl("get", *args).returncode == 0:

@@ -52,8 +52,7 @@ def remove_crd(cluster: Cluster) -> None:
 
 
 def assert_established(cluster: Cluster) -> None:
-    done = cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
-    assert done.returncode == 0, done.stderr
+    cluster.wait_established(CRD_NAME)
     served = cluster.get("crd", CRD_NAME)["status"]["acceptedNames"]
     assert served["kind"] == "CellCellyStack" and "ccs" in served.get("shortNames", [])
 

@@ -658,8 +658,7 @@ def test_monitoring_without_the_prometheus_operator_is_a_condition_until_it_come
         assert reasons(cluster, ns).count("PrometheusOperatorMissing") == 1
 
         assert cluster.apply_object(SERVICE_MONITOR_CRD).returncode == 0
-        done = cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
-        assert done.returncode == 0, done.stderr
+        cluster.wait_established(crd)
 
         def scraped() -> bool:
             made = cluster.kubectl("get", "servicemonitors", "demo-ocs", "-n", ns).returncode == 0

@@ -198,7 +198,7 @@ def test_three_charts_install_upgrade_rollback_uninstall(
     helm(
         "install", "cellcelly-crds", str(CHARTS / "cellcelly-crds"), "-n", ns, "--create-namespace", "--wait"
     )
-    cluster.ok("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=30s")
+    cluster.wait_established(CRD_NAME, timeout=30)
     chart_test_as_its_account(cluster, helm, "cellcelly-crds", ns, tmp_path)
 
     # --- cellcelly-operator, its defaults: namespace scope, a Role in the release namespace only

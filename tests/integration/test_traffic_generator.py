@@ -455,7 +455,10 @@ async def test_the_command_line_with_two_processes(gy: FakeGy) -> None:
     report = json.loads(out)
     assert report["processes"] == 2 and report["sessions_started"] == 120 == len(gy.sessions)
     assert report["answers"] == report["requests"] == gy.ccrs
-    assert report["generator_bound"] is False and report["behind_p99_ms"] < BEHIND_LIMIT_MS
+    # the merged lateness is reported and judged; whether it stays under the limit is the machine's
+    # (a busy CI runner's 60 ticks a process once had a p99 over it), tested apart with a hogged loop
+    assert report["behind_p99_ms"] >= 0
+    assert report["generator_bound"] is (report["behind_p99_ms"] > BEHIND_LIMIT_MS)
     last = [line for line in err.decode().splitlines() if "CCA/s" in line][-1]
     assert f"sent {gy.ccrs:>9}" in last  # the progress of both processes, summed
     bad = await asyncio.create_subprocess_exec(
