@@ -27,7 +27,7 @@ import pytest
 from gy_client import CLIENT, answering, cut_off, voice_ccr
 from stack_apart import until
 
-from cellcelly.deploy.embedded import DEMO
+from cellcelly.deploy.embedded import DEMO, SF_NICE
 from cellcelly.diameter.codec import Message
 from cellcelly.diameter.constants import Cmd
 from cellcelly.diameter.peer import connect
@@ -153,6 +153,10 @@ async def test_the_dgw_and_the_sf_are_children_that_charge_record_and_abort(run:
     children = run.children()
     assert sorted(children) == ["dgw", "sf"], children
     assert "processes         DGW and SF apart" in run.banner
+    # the SF's deferred work yields the cores to charging; the DGW charges at the parent's priority
+    niceness = {name: os.getpriority(os.PRIO_PROCESS, pid) for name, pid in children.items()}
+    parent = os.getpriority(os.PRIO_PROCESS, run.proc.pid)
+    assert niceness == {"dgw": parent, "sf": min(parent + SF_NICE, 19)}, niceness
 
     # the parent's /readyz and /metrics speak for its children
     async with httpx.AsyncClient() as client:

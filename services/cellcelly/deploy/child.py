@@ -67,9 +67,11 @@ class Child:
         env: Callable[[], Mapping[str, str]],
         *,
         start_timeout: float = 60.0,
+        nice: int = 0,
     ) -> None:
         self.name, self.command, self._env = name, command, env
         self.start_timeout = start_timeout
+        self.nice = nice  # added to the parent's niceness: the scheduler's share of a busy CPU
         self.ready_line = ""  # what the child printed once it served
         self._proc: asyncio.subprocess.Process | None = None
         self._stdout: asyncio.Task[None] | None = None
@@ -81,6 +83,9 @@ class Child:
             sys.executable, "-m", "cellcelly.cli", *self.command, env=env, stdout=asyncio.subprocess.PIPE
         )  # its logs go to our stderr as they are; its stdout is the ready line, then nothing
         self._proc = proc
+        if self.nice:
+            # set from outside (no preexec_fn: the parent has threads); its imports just began
+            os.setpriority(os.PRIO_PROCESS, proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + self.nice)
         assert proc.stdout is not None
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), self.start_timeout)
