@@ -34,6 +34,7 @@ from cellcelly.mw.routes import mailbox as mailbox_routes
 from cellcelly.mw.schemas import REASONS
 from cellcelly.notifier.channels import Mailbox
 from cellcelly.web import (
+    NO_TELEMETRY,
     PROBLEM,
     HttpProblem,
     add_health_routes,
@@ -79,10 +80,9 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = HttpProblem(413, "Payload too large", f"at most {self.limit} bytes", "PAYLOAD_TOO_LARGE")
         for name, value in scope["headers"]:
             if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
-                await _send_problem(send, too_large)
+                await _send_problem(send, self._too_large())
                 return
         api = scope["path"].startswith("/api/")
         received = 0
@@ -103,7 +103,7 @@ class Guard:
             if overflowed:  # FastAPI turns our exception into its own 400: answer 413 instead
                 if message["type"] == "http.response.start" and not started:
                     started = True
-                    await _send_problem(send, too_large)
+                    await _send_problem(send, self._too_large())
                 return
             if message["type"] == "http.response.start":
                 started = True
@@ -117,7 +117,7 @@ class Guard:
             await self.app(scope, limited_receive, guarded_send)
         except _TooLarge:
             if not started:
-                await _send_problem(send, too_large)
+                await _send_problem(send, self._too_large())
         except Exception:
             # answered here rather than by Starlette's ServerErrorMiddleware (outside this one), so
             # a crash is ProblemDetails with the security headers too; nothing internal is told
@@ -125,6 +125,9 @@ class Guard:
             if started:
                 raise
             await _send_problem(send, HttpProblem(500, "Internal server error", "", "SYSTEM_FAILURE"))
+
+    def _too_large(self) -> HttpProblem:
+        return HttpProblem(413, "Payload too large", f"at most {self.limit} bytes", "PAYLOAD_TOO_LARGE")
 
 
 class _TooLarge(Exception):
@@ -183,6 +186,7 @@ def create_app(
         openapi_url="/api/openapi.json",
         redoc_url=None,
         lifespan=lifespan,
+        telemetry=NO_TELEMETRY,
     )
     app.state.selfcare = selfcare
     app.state.admin_token = admin_token
@@ -232,8 +236,10 @@ def create_app(
     def now() -> int:
         return int(selfcare.clock())
 
-    app.include_router(auth.router(selfcare))
+    # FastAPI tries the routers in order, each route's pattern in turn: a subscriber's own data,
+    # the requests that come most, is tried first
     app.include_router(me.router(selfcare, now, prompt_wav))
+    app.include_router(auth.router(selfcare))
     if mailbox is not None:
         app.include_router(mailbox_routes.router(mailbox))
     app.include_router(catalogue_routes.router(catalogue))

@@ -42,6 +42,7 @@ from cellcelly.ocs.schemas import (
 from cellcelly.ports.balance_store import BalanceStore, off_loop
 from cellcelly.ports.records import SubscriberExists, SubscriberRecord, SystemOfRecord
 from cellcelly.web import (
+    NO_TELEMETRY,
     HttpProblem,
     add_health_routes,
     check_bearer,
@@ -113,6 +114,7 @@ def create_app(
         docs_url=None,  # add_api_docs: served from the package, not a CDN (works offline)
         redoc_url=None,
         lifespan=lifespan,
+        telemetry=NO_TELEMETRY,
     )
     add_api_docs(app, "/docs")
     app.state.metrics = metrics

@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from cellcelly.sf.sync import SyncFunction
-from cellcelly.web import add_health_routes
+from cellcelly.web import NO_TELEMETRY, add_health_routes
 
 
 class SfCollector(Collector):
@@ -70,7 +70,9 @@ class SfCollector(Collector):
 def metrics_app(sf: SyncFunction) -> FastAPI:
     """/metrics, /healthz and /readyz of a stand-alone SF (`cellcelly sf`)."""
     registry = CollectorRegistry()
-    app = FastAPI(title="CellCelly SF", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="CellCelly SF", docs_url=None, redoc_url=None, openapi_url=None, telemetry=NO_TELEMETRY
+    )
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from cellcelly.application.selfcare import SelfCare
@@ -16,7 +16,7 @@ from cellcelly.domain.limits import MAX_REQUEST_NUMBER
 from cellcelly.domain.money import format_tl
 from cellcelly.mw import models as m
 from cellcelly.mw import schemas as s
-from cellcelly.mw.routes.common import API, UNITS, Me, balance_json
+from cellcelly.mw.routes.common import API, UNITS, Me, balance_json, current
 from cellcelly.web import HttpProblem, json_response
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,11 @@ def router(
         )
 
     @r.get("/balance", response_model=m.Balance, responses=m.problems(401, 404))
-    async def balance(who: Me) -> Response:
+    async def balance(request: Request) -> Response:
         """Remaining minutes, SMS, data and wallet now (after live reservations), with validity."""
+        # the request a subscriber makes most: its token is checked here rather than through
+        # `Me`, whose resolution by FastAPI took 8 µs of the 66 it spent on one (same check)
+        who = await current(request)
         answer = balance_json(await selfcare.account(who.msisdn), now())
         low = selfcare.accounts.catalogue.current.policy.low_wallet  # what the UI warns below
         return json_response({**answer, "lowWallet": {"kurus": low, "tl": format_tl(low)}})
