@@ -11,6 +11,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.telemetry import TelemetryConfig
 from pydantic import ValidationError
 
 from cellcelly.errors import ApiError, CellCellyError, DomainError, ProtocolError
@@ -20,7 +21,7 @@ MAX_BODY = 64 * 1024
 # every FastAPI app of the stack is built with this: its metrics are Prometheus's (/metrics), and
 # FastAPI's own OpenTelemetry looked up the global providers on every request even when none was
 # set, 6 µs of a balance query's 82 (`cellcelly_dev.bench --only selfcare`)
-NO_TELEMETRY: Any = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 
 
 class HttpProblem(ApiError):
