@@ -26,6 +26,7 @@ COMPILED = [
     "cellcelly/domain/money.py",
     "cellcelly/domain/units.py",
     "cellcelly/domain/account.py",
+    "cellcelly/domain/balance_summary.py",  # every balance query (web, SMS, IVR) summarises
     "cellcelly/domain/catalogue.py",
     "cellcelly/domain/charging.py",
     "cellcelly/codec.py",
