@@ -27,6 +27,7 @@ import pytest
 from gy_client import CLIENT, answering, cut_off, voice_ccr
 from stack_apart import until
 
+from cellcelly.deploy.child import Child
 from cellcelly.deploy.embedded import DEMO, SF_NICE
 from cellcelly.diameter.codec import Message
 from cellcelly.diameter.constants import Cmd
@@ -244,3 +245,16 @@ def test_a_child_that_stops_cleanly_stops_the_stack_cleanly(run: Run) -> None:
     os.kill(children["sf"], signal.SIGTERM)
     assert run.proc.wait(40) == 0
     assert not alive(children["dgw"])
+
+
+async def test_a_niced_child_that_cannot_start_says_how_it_exited(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child gone before its niceness is set (reaped at once) is told as any child that cannot
+    start: by its exit code, not by the setpriority error."""
+
+    def gone(*args: int) -> None:
+        raise ProcessLookupError(3, "No such process")
+
+    monkeypatch.setattr(os, "setpriority", gone)
+    child = Child("sf", ["--no-such-option"], dict, nice=SF_NICE)
+    with pytest.raises(OSError, match=r"sf \(cellcelly --no-such-option\) exited with 2"):
+        await child.start()

@@ -84,8 +84,10 @@ class Child:
         )  # its logs go to our stderr as they are; its stdout is the ready line, then nothing
         self._proc = proc
         if self.nice:
-            # set from outside (no preexec_fn: the parent has threads); its imports just began
-            os.setpriority(os.PRIO_PROCESS, proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + self.nice)
+            # set from outside (no preexec_fn: the parent has threads); its imports just began. One
+            # already gone is told by its empty stdout below, as any child that cannot start
+            with contextlib.suppress(ProcessLookupError):
+                os.setpriority(os.PRIO_PROCESS, proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + self.nice)
         assert proc.stdout is not None
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), self.start_timeout)
