@@ -144,7 +144,8 @@ class ChildrenUp(Collector):
         self.children = list(children)
 
     def check_ready(self) -> None:
-        down = [f"{c.name} ({c.health().detail})" for c in self.children if not c.health().ok]
+        states = [(c.name, c.health()) for c in self.children]
+        down = [f"{name} ({health.detail})" for name, health in states if not health.ok]
         if down:
             raise RuntimeError(f"not serving: {', '.join(down)}")
 
