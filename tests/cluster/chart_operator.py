@@ -9,7 +9,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 import yaml
 from k8s_cluster import ROOT, Cluster, helm_binary
 
+from cellcelly_dev.devservers import free_port
 from cellcelly_testing import require, stop_process
 
 CHART = ROOT / "charts" / "cellcelly-operator"
@@ -50,12 +50,6 @@ def install_crd(cluster: Cluster) -> None:
 
 def remove_crd(cluster: Cluster) -> None:
     cluster.kubectl("delete", "crd", CRD_NAME, "--ignore-not-found", "--wait=true", "--timeout=60s")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def token_kubeconfig(cluster: Cluster, namespace: str, account: str, path: Path) -> Path:
@@ -147,7 +141,7 @@ class ChartOperator:
         """The Deployment's command and arguments (its liveness endpoint on a free local port), and its
         environment (the downward-API values filled in as the kubelet would)."""
         args = [
-            re.sub(r"^--liveness=.*", f"--liveness=http://127.0.0.1:{_free_port()}/healthz", a)
+            re.sub(r"^--liveness=.*", f"--liveness=http://127.0.0.1:{free_port()}/healthz", a)
             for a in self.container["args"]
         ]
         assert self.container["command"] == ["kopf"], self.container["command"]

@@ -50,6 +50,7 @@ import pytest
 from gy_client import CLIENT, answering, voice_ccr
 
 import cellcelly_testing as testing
+from cellcelly.deploy.child import free_port as any_free_port
 from cellcelly.deploy.embedded import DEMO, EmbeddedStack
 from cellcelly.dgw.server import DgwServer
 from cellcelly.diameter.codec import DICTIONARY, Avp, Message, Type
@@ -109,9 +110,7 @@ def require_freediameter(config: pytest.Config) -> None:
 
 def free_port() -> int:
     """A TCP port free on every address (freeDiameterd binds 0.0.0.0, see the module docstring)."""
-    with socket.socket() as sock:
-        sock.bind(("0.0.0.0", 0))
-        return int(sock.getsockname()[1])
+    return any_free_port("0.0.0.0")
 
 
 def keep(path: Path, name: str) -> None:
