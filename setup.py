@@ -37,6 +37,7 @@ COMPILED = [
     "cellcelly/ports/balance_store.py",
     "cellcelly/adapters/balance_voltdb.py",
     "cellcelly/diameter/peer.py",
+    "cellcelly/dgw/overload.py",
     "cellcelly/dgw/gateway.py",
     "cellcelly/dgw/server.py",
     "cellcelly/dgw/ocs_client.py",

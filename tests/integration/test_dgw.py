@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import struct
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -385,6 +387,90 @@ async def test_one_late_answer_does_not_fail_the_requests_in_flight_beside_it(da
         await ocs.close()
         busy.close()
         await busy.wait_closed()
+        components.close()
+
+
+@contextlib.asynccontextmanager
+async def gateway_before(
+    late: LateFor, key: str, overload_delay: float
+) -> AsyncIterator[tuple[PeerConnection, Gateway]]:
+    """A client connected to a gateway (overload at `overload_delay` s) whose one OCS is `late`."""
+    from cellcelly.ocs.wire import serve_wire
+
+    wire = await serve_wire(late, "127.0.0.1", 0, api_key=key)  # type: ignore[arg-type]
+    local = LocalPeer("dgw.test", "cellcelly.local")
+    ocs = WireOcs([("127.0.0.1", wire.sockets[0].getsockname()[1])], api_key=key, timeout=5.0)
+    gateway = Gateway(local, ocs, overload_delay=overload_delay)
+    server = DgwServer(gateway, local, allowed=PEERS)
+    conn = await connect("127.0.0.1", await server.start("127.0.0.1", 0), CLIENT)
+    try:
+        yield conn, gateway
+    finally:
+        await conn.disconnect()
+        await server.stop()
+        await ocs.close()
+        wire.close()
+        await wire.wait_closed()
+
+
+async def test_behind_a_standing_queue_new_sessions_get_3004_and_sessions_under_way_go_on(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Overload (`dgw/overload.py`): an OCS answering everything 0.3 s late is a standing queue for
+    a gateway whose limit is 0.1 s. New sessions and events are then answered 3004 at once, while
+    the session under way is charged; once answers are quick again, new sessions are admitted, the
+    refused one too when it is sent again (a 3004 is not kept as its answer)."""
+    components = open_backends(Settings(data_dir=data_dir))
+    seed_demo(components)
+    caplog.set_level(logging.INFO, "cellcelly.dgw.overload")
+    slow = LateFor(components.charging, {}, pause=0.3)
+    try:
+        async with gateway_before(slow, "overload-test-key-0123456789", 0.1) as (conn, gateway):
+            assert (await conn.request(ccr("gw;busy;a", 1, 0))).result_code == Result.SUCCESS
+            assert (await conn.request(ccr("gw;busy;a", 2, 1, time_used=10))).result_code == Result.SUCCESS
+            for session, kind in (("gw;busy;b", 1), ("gw;busy;e", 4)):
+                started = time.monotonic()
+                refused = await conn.request(ccr(session, kind, 0))
+                assert refused.result_code == Result.TOO_BUSY and refused.flags & FLAG_E
+                assert refused.session_id == session
+                assert time.monotonic() - started < 0.25  # at once: it did not wait for the OCS
+            assert gateway.stats.too_busy == 2
+            # the session under way is charged, late as the OCS is
+            assert (await conn.request(ccr("gw;busy;a", 2, 2, time_used=10))).result_code == Result.SUCCESS
+            slow.pause = 0.0
+            number, until = 3, time.monotonic() + 0.5  # two windows of quick answers
+            while time.monotonic() < until:
+                answer = await conn.request(ccr("gw;busy;a", 2, number, time_used=1))
+                assert answer.result_code == Result.SUCCESS
+                number += 1
+            assert (await conn.request(ccr("gw;busy;b", 1, 0))).result_code == Result.SUCCESS
+            for session, n in (("gw;busy;a", number), ("gw;busy;b", 1)):
+                assert (await conn.request(ccr(session, 3, n, time_used=1))).result_code == Result.SUCCESS
+            assert gateway.stats.too_busy == 2
+    finally:
+        components.close()
+    assert [r.getMessage() for r in caplog.records if r.name == "cellcelly.dgw.overload"] == [
+        "overloaded: new sessions refused with 3004 DIAMETER_TOO_BUSY",
+        "overload over: new sessions admitted",
+    ]
+
+
+async def test_one_stuck_request_does_not_make_the_gateway_refuse_new_sessions(data_dir: Path) -> None:
+    """A request the OCS holds for 1.5 s while it answers the others at once is no queue: every
+    new session meanwhile is admitted (CoDel's rule: the fastest answer of a window counts)."""
+    components = open_backends(Settings(data_dir=data_dir))
+    seed_demo(components)
+    slow = LateFor(components.charging, {"gw;stuck": 1.5}, pause=0.0)
+    try:
+        async with gateway_before(slow, "overload-test-key-0123456789", 0.1) as (conn, gateway):
+            stuck = asyncio.ensure_future(conn.request(ccr("gw;stuck", 1, 0)))
+            for i in range(25):  # over a second: five windows while the stuck one waits
+                answer = await conn.request(ccr(f"gw;free;{i}", 1, 0))
+                assert answer.result_code == Result.SUCCESS
+                await asyncio.sleep(0.04)
+            assert (await stuck).result_code == Result.SUCCESS
+            assert gateway.stats.too_busy == 0 and not gateway.overload.overloaded
+    finally:
         components.close()
 
 

@@ -56,7 +56,7 @@ class Dgw(Group):
     ) -> None:
         local = dgw_peer(settings)
         self.ocs = ocs
-        self.gateway = Gateway(local, ocs, cache)
+        self.gateway = Gateway(local, ocs, cache, overload_delay=settings.dgw_overload_delay_ms / 1000)
         self.server = DgwServer.from_settings(settings, self.gateway, local)
         self.port = 0
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from cellcelly.dgw.gy import GyError, build_cca, parse_ccr
 from cellcelly.dgw.ocs_client import OcsClient, OcsUnavailable
+from cellcelly.dgw.overload import Overload
 from cellcelly.diameter.codec import DICTIONARY, Avp, Message, decode
 from cellcelly.diameter.constants import APP_CREDIT_CONTROL, FLAG_P, FLAG_R, Cmd, Code, Result
 from cellcelly.diameter.peer import LocalPeer, PeerConnection, State, error_answer
@@ -27,6 +28,9 @@ RAR_AUTHORIZE_ONLY = 0
 # money or allowance added (a voucher is a top-up) may end a cut-off; a suspension ends every session
 REAUTHORIZE_ON = frozenset({"topup", "package"})
 ABORT_ON = frozenset({"suspended"})
+# what an overloaded gateway refuses (`dgw/overload.py`): what starts a session or is one event;
+# a session under way keeps its updates and terminate, whose usage is money
+NEW_SESSIONS = frozenset({RequestType.INITIAL, RequestType.EVENT})
 
 
 @dataclass
@@ -58,6 +62,7 @@ class GatewayStats:
     rar_sent: int = 0
     asr_sent: int = 0
     cache_failed: int = 0  # lookups that failed: charged through the OCS anyway
+    too_busy: int = 0  # new sessions refused with 3004 while overloaded
     results: dict[int, int] = field(default_factory=dict)
 
 
@@ -70,10 +75,12 @@ class Gateway:
         *,
         answer_retention: float = 60.0,
         max_answers: int = 200_000,
+        overload_delay: float = 0.0,
     ) -> None:
         self.local = local
         self.ocs = ocs
         self.cache = cache
+        self.overload = Overload(overload_delay)
         self.retention = answer_retention
         self.max_answers = max_answers
         # each answer as it went out, for a retransmission: bytes, not its AVPs, since ~10 objects an
@@ -114,6 +121,11 @@ class Gateway:
         if flight is not None:  # a retransmission while the original is still with the OCS
             self.stats.joined_in_flight += 1
             return asyncio.ensure_future(self._join(msg, flight))
+        now = time.monotonic()
+        if req.request_type in NEW_SESSIONS and not self.overload.admits(now):
+            self.stats.too_busy += 1
+            # not stored: a retry once the queue is gone is charged as any new request
+            return error_answer(msg, self.local, Result.TOO_BUSY, "overloaded: no new sessions for now")
         miss = None
         if self.cache is not None and req.msisdn:
             # a hit is answered here, without a coroutine; a miss is awaited in `_charge`
@@ -126,7 +138,7 @@ class Gateway:
         fut: asyncio.Future[bytes] = loop.create_future()
         self._in_flight[key] = fut
         # the loop's own create_task: asyncio.ensure_future is Python, a few µs a CCR
-        return loop.create_task(self._charge(conn, msg, req, key, fut, miss))
+        return loop.create_task(self._charge(conn, msg, req, key, fut, now, miss))
 
     def _unknown(self, msg: Message, req: ChargeRequest) -> Message:
         """5030 without a trip to the OCS: the cache says there is no such subscriber."""
@@ -156,6 +168,7 @@ class Gateway:
         req: ChargeRequest,
         key: tuple[str, int],
         fut: asyncio.Future[bytes],
+        started: float,
         known: asyncio.Future[SubscriberInfo | None] | None = None,
     ) -> bytes:
         try:
@@ -172,8 +185,10 @@ class Gateway:
                 sent = reply.encode()
                 fut.set_result(sent)
                 return sent
+            now = time.monotonic()
+            self.overload.answered(now - started, now)
             sent = build_cca(msg, req, answer, self.local).encode()
-            self._remember(key, sent)
+            self._remember(key, sent, now)
             host, realm = msg.find(Code.ORIGIN_HOST), msg.find(Code.ORIGIN_REALM)
             origin = (
                 host.as_str() if host else conn.remote_host,
@@ -204,13 +219,12 @@ class Gateway:
             )
             return False
 
-    def _remember(self, key: tuple[str, int], sent: bytes) -> None:
+    def _remember(self, key: tuple[str, int], sent: bytes, now: float) -> None:
         answers = self._answers
-        answers[key] = (time.monotonic() + self.retention, sent)
+        answers[key] = (now + self.retention, sent)
         while len(answers) > self.max_answers:
             answers.popitem(last=False)
         # drop what has aged out at the old end
-        now = time.monotonic()
         while answers:
             oldest = next(iter(answers.values()))
             if oldest[0] > now:
