@@ -660,6 +660,8 @@ def bench_e2e(
                             # 4012 and the like are charging outcomes, not failures of the path
                             "errors": report["timeouts"] + report["errors"],
                             "shed_sessions": report["sessions_shed"],
+                            # new sessions the overloaded gateway refused (dgw/overload.py)
+                            "too_busy": report["result_counts"].get("3004", 0),
                             "result_counts": report["result_counts"],
                             "offered_sessions_per_s": rate,
                             "sessions_started": report["sessions_started"],
@@ -689,15 +691,20 @@ def ccrs_per_session() -> float:
     return round(sum(w * each[s] for s, w in zip(SERVICES, config.mix, strict=True)) / sum(config.mix), 3)
 
 
+def _shown_name(r: dict[str, Any]) -> str:
+    """A row's name with what qualifies its figures: sessions the gateway refused, a generator behind."""
+    name = r["name"] + (f" ({r['too_busy']} x 3004)" if r.get("too_busy") else "")
+    return name + (" *" if r.get("generator_bound") else "")
+
+
 def _table(results: list[dict[str, Any]]) -> str:
-    width = max(58, *(len(r["name"]) for r in results)) + 2
+    width = max(58, *(len(_shown_name(r)) for r in results)) + 2
     head = f"{'benchmark':{width}} {'ops/s':>10} {'p50 µs':>9} {'p99 µs':>9} {'errors':>7}"
     lines = [f"{head} {'steal %':>7} {'pace µs':>7}"]
     for r in results:
         figures = f"{r['ops_per_s']:>10.0f} {r['p50_us']:>9.1f} {r['p99_us']:>9.1f} {r['errors']:>7}"
         figures += f" {r.get('host_steal_pct', 0.0):>7.1f} {r.get('machine_pace_us', 0.0):>7.0f}"
-        name = r["name"] + (" *" if r.get("generator_bound") else "")
-        lines.append(f"{name:{width}} {figures}")
+        lines.append(f"{_shown_name(r):{width}} {figures}")
     if any(r.get("generator_bound") for r in results):
         lines.append(
             "* the generator fell behind its schedule (its lateness p99 over "
