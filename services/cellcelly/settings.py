@@ -158,9 +158,9 @@ class Settings(BaseSettings):
     dgw_max_connections: int = Field(default=512, ge=1)
     # OCS endpoints for a stand-alone DGW, "host:port,host:port"; empty: the OCS in this process
     dgw_ocs_endpoints: str = ""
-    # overload: when even the fastest charge of a 0.2 s window took longer than this, new sessions
-    # (CCR-I, CCR-E) are answered 3004 DIAMETER_TOO_BUSY while sessions under way go on
-    # (`dgw/overload.py`); 0: never. Far above a healthy path's p99 (~10 ms at its knee)
+    # overload: when even the luckiest request of a 0.2 s window waited longer than this (its loop's
+    # lateness and its charge), new sessions (CCR-I, CCR-E) are answered 3004 DIAMETER_TOO_BUSY while
+    # sessions under way go on (`dgw/overload.py`); 0: never. Far above a healthy path's p99 (~10 ms)
     dgw_overload_delay_ms: float = Field(default=100.0, ge=0)
 
     admin_token: SecretStr | None = Field(

@@ -28,7 +28,7 @@ def answers(rule: Overload, start: float, took: float, every: float, until: floa
 def test_fast_answers_admit_every_new_session() -> None:
     rule = Overload(DELAY, WINDOW)
     now = answers(rule, 0.0, 0.002, 0.001, 1.0)
-    assert rule.admits(now) and not rule.overloaded and rule.refused == 0
+    assert rule.admits(now) and not rule.overloaded
 
 
 def test_a_standing_queue_refuses_new_sessions_until_it_is_gone(caplog: pytest.LogCaptureFixture) -> None:
@@ -39,7 +39,6 @@ def test_a_standing_queue_refuses_new_sessions_until_it_is_gone(caplog: pytest.L
     now = answers(rule, now, 0.3, 0.001, now + 2 * WINDOW + 0.01)  # every answer 300 ms late
     assert rule.overloaded
     assert not rule.admits(now) and not rule.admits(now)
-    assert rule.refused == 2
     now = answers(rule, now, 0.001, 0.001, now + 2 * WINDOW + 0.01)  # the queue drained
     assert rule.admits(now) and not rule.overloaded
     assert [r.getMessage() for r in caplog.records] == [
@@ -71,6 +70,20 @@ def test_without_answers_the_verdict_lapses() -> None:
     assert not rule.overloaded
 
 
+def test_a_loop_late_every_tick_refuses_though_each_answer_is_quick() -> None:
+    """A gateway short of CPU: requests wait unread in their sockets, which no answer's time shows,
+    but the loop's timer does. Late by less than the delay (with quick answers), it admits."""
+    rule = Overload(DELAY, WINDOW)
+    now = 0.0
+    for lag, expected in ((0.08, True), (0.03, False), (0.001, False)):
+        until = now + 3 * WINDOW
+        while now < until:
+            rule.lagged(lag)
+            rule.answered(0.01, now)
+            now += 0.01
+        assert rule.overloaded is expected, lag
+
+
 def test_a_delay_of_zero_never_refuses() -> None:
     rule = Overload(0.0, WINDOW)
     now = answers(rule, 0.0, 5.0, 0.001, 1.0)
@@ -94,7 +107,6 @@ def test_answers_within_the_delay_never_refuse(events: list[tuple[float, float]]
         rule.answered(took, now)
         assert rule.admits(now)
         now += gap
-    assert rule.refused == 0
 
 
 @given(st.lists(st.tuples(st.floats(0.0, 1.0), gaps), max_size=300), st.floats(0.0, DELAY), gaps)

@@ -693,7 +693,7 @@ def ccrs_per_session() -> float:
 
 def _shown_name(r: dict[str, Any]) -> str:
     """A row's name with what qualifies its figures: sessions the gateway refused, a generator behind."""
-    name = r["name"] + (f" ({r['too_busy']} x 3004)" if r.get("too_busy") else "")
+    name = str(r["name"]) + (f" ({r['too_busy']} x 3004)" if r.get("too_busy") else "")
     return name + (" *" if r.get("generator_bound") else "")
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from cellcelly.dgw.gy import GyError, build_cca, parse_ccr
 from cellcelly.dgw.ocs_client import OcsClient, OcsUnavailable
-from cellcelly.dgw.overload import Overload
+from cellcelly.dgw.overload import TICK, Overload
 from cellcelly.diameter.codec import DICTIONARY, Avp, Message, decode
 from cellcelly.diameter.constants import APP_CREDIT_CONTROL, FLAG_P, FLAG_R, Cmd, Code, Result
 from cellcelly.diameter.peer import LocalPeer, PeerConnection, State, error_answer
@@ -81,6 +81,7 @@ class Gateway:
         self.ocs = ocs
         self.cache = cache
         self.overload = Overload(overload_delay)
+        self._ticker: asyncio.TimerHandle | None = None
         self.retention = answer_retention
         self.max_answers = max_answers
         # each answer as it went out, for a retransmission: bytes, not its AVPs, since ~10 objects an
@@ -328,8 +329,24 @@ class Gateway:
         task.add_done_callback(self._reactions.discard)
         return task
 
+    def watch(self) -> None:
+        """Look at the loop's lateness every `TICK` for the overload rule, while a server listens."""
+        if self.overload.delay and self._ticker is None:
+            self._ticker = asyncio.get_running_loop().call_later(TICK, self._tick, time.monotonic() + TICK)
+
+    def unwatch(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+
+    def _tick(self, due: float) -> None:
+        now = time.monotonic()
+        self.overload.lagged(max(0.0, now - due))
+        self._ticker = asyncio.get_running_loop().call_later(TICK, self._tick, now + TICK)
+
     async def close(self) -> None:
-        """Cancel the RARs and ASRs still waiting for an answer."""
+        """Stop watching the loop; cancel the RARs and ASRs still waiting for an answer."""
+        self.unwatch()
         reactions = list(self._reactions)
         for task in reactions:
             task.cancel()

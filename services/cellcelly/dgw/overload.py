@@ -21,13 +21,18 @@ import math
 log = logging.getLogger(__name__)
 
 WINDOW = 0.2  # seconds: how often the verdict is taken again (CoDel's interval is 100 ms)
+TICK = 0.05  # seconds between the gateway's looks at its own loop's lateness
 
 
 class Overload:
-    """Decides, from how long each charge took, whether new sessions are admitted.
+    """Decides whether new sessions are admitted, from how long each charge took and how late the
+    gateway's own loop ran.
 
-    `delay` seconds is the standing delay past which they are not (0: always admitted). Time is
-    the caller's (`time.monotonic()`), passed in, so the rule is tested without a clock.
+    A request waits twice: unread in its socket while the loop is busy with others (the loop's
+    lateness, seen by a timer every `TICK`), then for its answer (from its CCR to its CCA). The
+    least of each over a window, added, is what even the luckiest request waited; past `delay`
+    seconds (0: never) new sessions are refused. Time is the caller's (`time.monotonic()`), passed
+    in, so the rule is tested without a clock.
     """
 
     def __init__(self, delay: float, window: float = WINDOW) -> None:
@@ -36,10 +41,10 @@ class Overload:
         self.delay = delay
         self.window = window
         self.overloaded = False
-        self.refused = 0  # new sessions refused, in all
-        self._fastest = math.inf  # of the current window
+        self._fastest = math.inf  # the fastest answer of the current window
+        self._least_lag = math.inf  # the loop's least lateness in it
         self._window_end = -math.inf
-        self._refused_here = 0  # in the current overload, for its log line
+        self._refused = 0  # in the current overload, for its log line
 
     def answered(self, took: float, now: float) -> None:
         """A charge took `took` seconds, from its CCR to its answer, and ended at `now`."""
@@ -52,29 +57,39 @@ class Overload:
         if self._window_end == -math.inf:  # the first answer: it opens the first window
             self._window_end = now + self.window
             return
-        self._verdict(self._fastest > self.delay)
-        self._fastest = math.inf
+        lag = 0.0 if self._least_lag == math.inf else self._least_lag
+        self._verdict(self._fastest + lag > self.delay, lag)
+        self._fastest = self._least_lag = math.inf
         self._window_end = now + self.window
 
+    def lagged(self, late: float) -> None:
+        """The loop ran a timer `late` seconds after it was due: a request that came then waited
+        about that long before it was even read."""
+        if late < self._least_lag:
+            self._least_lag = late
+
     def admits(self, now: float) -> bool:
-        """Whether a new session may start now; counts the ones that may not."""
+        """Whether a new session may start now."""
         if not self.overloaded:
             return True
         if now >= self._window_end + self.window:
             # nothing answered for a whole window: no measure any more, so no reason to refuse
-            self._verdict(False)
+            self._verdict(False, 0.0)
             return True
-        self.refused += 1
-        self._refused_here += 1
+        self._refused += 1
         return False
 
-    def _verdict(self, overloaded: bool) -> None:
+    def _verdict(self, overloaded: bool, lag: float) -> None:
         if overloaded and not self.overloaded:
             log.warning(
                 "overloaded: new sessions refused with 3004 DIAMETER_TOO_BUSY",
-                extra={"fastest_answer_ms": round(self._fastest * 1000, 1), "delay_ms": self.delay * 1000},
+                extra={
+                    "fastest_answer_ms": round(self._fastest * 1000, 1),
+                    "loop_lag_ms": round(lag * 1000, 1),
+                    "delay_ms": self.delay * 1000,
+                },
             )
         elif self.overloaded and not overloaded:
-            log.info("overload over: new sessions admitted", extra={"refused": self._refused_here})
-            self._refused_here = 0
+            log.info("overload over: new sessions admitted", extra={"refused": self._refused})
+            self._refused = 0
         self.overloaded = overloaded

@@ -87,6 +87,7 @@ class DgwServer:
     async def start(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(self._track, host, port, reuse_address=True)
+        self.gateway.watch()
         # uvloop's `sockets` is a list where typeshed says tuple: read untyped, since compiled code
         # checks the declared type at run time (mypyc)
         sockets: Any = getattr(self.server, "sockets")  # noqa: B009
@@ -100,6 +101,7 @@ class DgwServer:
 
     async def stop(self) -> None:
         """Disconnect every peer politely (DPR), then stop listening."""
+        self.gateway.unwatch()
         if self.server is not None:
             self.server.close()
         await asyncio.gather(*(c.disconnect() for c in list(self.connections)), return_exceptions=True)
