@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import secrets
 import shutil
 import socket
@@ -244,6 +245,30 @@ def _cpu_seconds(pids: dict[str, int] | None) -> dict[str, float]:
         return 0.0
 
     return {"bench": of(os.getpid()), **{who: of(pid) for who, pid in (pids or {}).items()}}
+
+
+def _served_by(pids: list[int]) -> dict[str, int]:
+    """The processes of a topology and their children (`make run`'s DGW and SF), each named by its
+    `cellcelly` command: whose CPU a CCR costs."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if proc.name.isdigit():
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(proc.name))
+    named: dict[str, int] = {}
+    for pid in pids + [c for p in pids for c in children.get(p, [])]:
+        with contextlib.suppress(OSError):
+            args = (Path(f"/proc/{pid}") / "cmdline").read_bytes().split(b"\0")
+            if b"cellcelly.cli" in args:
+                named[args[args.index(b"cellcelly.cli") + 1].decode()] = pid
+    return named
+
+
+def _generator_cpu() -> float:
+    """CPU seconds of this process's waited-for children so far: the generators, once they ended."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def listener_pid(port: int) -> int | None:
@@ -640,7 +665,9 @@ def bench_e2e(
             env = e2e_env(data, dgw, wire, http)
             procs = [_start(args, env, ports) for args, ports in processes]
             try:
+                served = _served_by([p.pid for p in procs])
                 for rate in rates:
+                    cpu, generator = _cpu_seconds(served), _generator_cpu()
                     # the generator in a process of its own, as the network would be
                     done = subprocess.run(
                         traffic_command(dgw, rate, seconds, subscribers, generators),
@@ -649,6 +676,11 @@ def bench_e2e(
                         check=True,
                     )
                     report = json.loads(done.stdout)
+                    spent, answers = _cpu_seconds(served), max(1, report["answers"])
+                    # where a CCR's time goes, process by process (the generator's share too: the
+                    # two cores are all of theirs)
+                    cpu_us = {who: (spent[who] - cpu[who]) / answers * 1e6 for who in served}
+                    cpu_us["generator"] = (_generator_cpu() - generator) / answers * 1e6
                     results.append(
                         {
                             "name": f"Diameter e2e, {name}, offered {rate:.0f} sessions/s",
@@ -668,6 +700,7 @@ def bench_e2e(
                             "generator_processes": report["processes"],
                             "generator_behind_p99_ms": report["behind_p99_ms"],
                             "generator_bound": report["generator_bound"],
+                            "cpu_us_per_op": {who: round(us, 1) for who, us in cpu_us.items()},
                         }
                     )
             finally:
