@@ -46,6 +46,7 @@ COMPILED = [
     "cellcelly/adapters/bus_embedded.py",
     "cellcelly/application/relay.py",
     "cellcelly/turn_writer.py",
+    "cellcelly/timeouts.py",
     "cellcelly/traffic/generator.py",  # the bench's network: its CPU shares the two cores
 ]
 

@@ -30,7 +30,7 @@ from cellcelly.domain.catalogue import ChargingPolicy
 from cellcelly.domain.charging import ChargeAnswer, ChargeRequest, RequestType, ResultCode, ServiceResult
 from cellcelly.errors import BackendError
 from cellcelly.ocs.wire import FrameReader, auth_frame, frame, request_to_list
-from cellcelly.timeouts import expire
+from cellcelly.timeouts import Deadlines
 from cellcelly.turn_writer import TurnWriter
 
 log = logging.getLogger(__name__)
@@ -239,6 +239,7 @@ class WireOcs:
         self.retry_after = retry_after
         self._ids = itertools.count(1)
         self._rr = itertools.count()
+        self._deadlines = Deadlines()
         self.failovers = 0
 
     def _order(self) -> list[_Endpoint]:
@@ -265,15 +266,13 @@ class WireOcs:
             try:
                 conn = await endpoint.connection(self.timeout)
                 rid = next(self._ids)
-                loop = asyncio.get_running_loop()
-                fut: asyncio.Future[Any] = loop.create_future()
+                fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
                 conn.pending[rid] = fut
                 conn.writer.write(frame([rid, payload]))
-                timer = loop.call_later(self.timeout, expire, fut, "no answer from the OCS in time")
+                self._deadlines.add(fut, self.timeout, "no answer from the OCS in time")
                 try:
                     message = await fut
                 finally:
-                    timer.cancel()
                     conn.pending.pop(rid, None)
             except (OSError, OcsRefused, TimeoutError) as exc:  # ConnectionError is an OSError
                 last = exc
@@ -292,5 +291,6 @@ class WireOcs:
         raise OcsUnavailable(f"no OCS endpoint answered: {last!r}")
 
     async def close(self) -> None:
+        self._deadlines.close()
         for endpoint in self.endpoints:
             endpoint.close()

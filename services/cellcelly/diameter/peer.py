@@ -48,7 +48,7 @@ from cellcelly.diameter.constants import (
     DisconnectCause,
     Result,
 )
-from cellcelly.timeouts import expire
+from cellcelly.timeouts import Deadlines
 from cellcelly.turn_writer import TurnWriter
 
 log = logging.getLogger(__name__)
@@ -204,6 +204,7 @@ class PeerConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._pending: dict[int, asyncio.Future[Message]] = {}
+        self._deadlines = Deadlines()  # of the requests sent with `request`
         self._writer = TurnWriter()
         self._last_seen = time.monotonic()
         self._watchdog: asyncio.Task[None] | None = None
@@ -249,6 +250,7 @@ class PeerConnection(asyncio.Protocol):
         if self._cer_timer is not None:
             self._cer_timer.cancel()
         self._buffer = bytearray()  # the gateway may keep this object (its sessions); not the bytes
+        self._deadlines.close()
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(ConnectionError("peer connection closed"))
@@ -516,11 +518,10 @@ class PeerConnection(asyncio.Protocol):
 
     async def request(self, msg: Message, timeout: float = 5.0) -> Message:
         fut = self.send_request(msg)
-        timer = asyncio.get_running_loop().call_later(timeout, expire, fut)
+        self._deadlines.add(fut, timeout)
         try:
             return await fut
         finally:
-            timer.cancel()
             self._pending.pop(msg.hop_by_hop, None)
 
     def retransmit(self, msg: Message) -> asyncio.Future[Message]:
