@@ -15,17 +15,13 @@ import subprocess
 import time
 from pathlib import Path
 
+from cellcelly.deploy.child import free_port
+
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHARTS = ROOT / "charts"
 HERE = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def port_open(port: int) -> bool:

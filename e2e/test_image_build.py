@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -18,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cellcelly.deploy.child import free_port
 from cellcelly_testing import require
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -37,12 +37,6 @@ def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.C
     if check and done.returncode != 0:
         raise AssertionError(f"podman {' '.join(args)} exited {done.returncode}: {done.stderr[-3000:]}")
     return done
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
