@@ -22,7 +22,7 @@ from cellcelly.domain.charging import (
     kept_results,
 )
 from cellcelly.domain.provisioning import LedgerEvent
-from cellcelly.domain.units import Service
+from cellcelly.domain.units import service_of
 
 EVENT_SCHEMA_VERSION = 1
 # the dataclass's fields, not __slots__: a class compiled by mypyc (setup.py) has no __slots__
@@ -103,11 +103,11 @@ def _rated_to_list(rs: RatedService) -> list[Any]:
 def _rated_from_list(d: list[Any]) -> RatedService:
     r = d[9]
     return RatedService(
-        Service(d[0]),
+        service_of(d[0]),
         d[1],
         d[2],
         d[3],
-        None if d[4] is None else Service(d[4]),
+        None if d[4] is None else service_of(d[4]),
         d[5],
         d[6],
         d[7],
@@ -162,7 +162,7 @@ def header_to_list(a: Account) -> list[Any]:
 
 
 def header_from_list(d: list[Any], sessions: dict[str, Session] | None = None) -> Account:
-    buckets = [Bucket(b[0], Service(b[1]), b[2], b[3], b[4], b[5], b[6]) for b in d[3]]
+    buckets = [Bucket(b[0], service_of(b[1]), b[2], b[3], b[4], b[5], b[6]) for b in d[3]]
     return Account(
         d[0],
         Status(d[1]),
@@ -275,7 +275,7 @@ def event_from_dict(d: dict[str, Any]) -> UsageEvent | LedgerEvent | Notificatio
             d["session_id"],
             d["request_number"],
             d["rating_group"],
-            Service(d["service"]),
+            service_of(d["service"]),
             d["rule_id"],
             d["units"],
             d["bucket_units"],
@@ -313,6 +313,6 @@ def event_from_fields(d: dict[str, Any]) -> UsageEvent | LedgerEvent | Notificat
         return NotificationEvent(**d)
     if "session_id" in d:
         return UsageEvent(
-            **{**d, "service": Service(d["service"]), "buckets": tuple(map(tuple, d["buckets"]))}
+            **{**d, "service": service_of(d["service"]), "buckets": tuple(map(tuple, d["buckets"]))}
         )
     return LedgerEvent(**{**d, "buckets": tuple(map(tuple, d["buckets"]))})

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from cellcelly.domain.catalogue import TariffRule
 from cellcelly.domain.errors import DomainError
 from cellcelly.domain.money import ceil_div, format_tl, parse_tl
-from cellcelly.domain.units import Service, parse_quantity
+from cellcelly.domain.units import Service, parse_quantity, service_of
 
 pytestmark = pytest.mark.unit
 
@@ -280,3 +280,14 @@ def test_affordable_examples() -> None:
 def test_affordable_of_a_free_rule_is_refused() -> None:
     with pytest.raises(DomainError):
         TariffRule("free", Service.DATA, 0, 1024**2).affordable(0, 100)
+
+
+@pytest.mark.parametrize("service", list(Service))
+def test_service_of_is_the_enum_by_value(service: Service) -> None:
+    assert service_of(service.value) is service is Service(service.value)
+
+
+@pytest.mark.parametrize("value", ["Voice", "video", "", "data "])
+def test_service_of_refuses_what_is_not_a_service(value: str) -> None:
+    with pytest.raises(ValueError, match="is not a service"):
+        service_of(value)

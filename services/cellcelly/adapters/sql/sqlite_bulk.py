@@ -38,14 +38,25 @@ class BulkInsert:
                 self.processors.append((i, process))
 
     def rows(self, rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
-        """The rows as the driver gets them: tuples (SQLAlchemy takes no other sequence), processed."""
+        """The rows as the driver gets them: tuples (SQLAlchemy takes no other sequence), processed.
+
+        Each distinct value is processed once a call: a batch's timestamps repeat (the records of a
+        second share theirs), and turning epoch seconds into SQLite's text took a tenth of the SF's
+        time in `make run` (py-spy at 2,500 sessions/s)."""
         if not self.processors:
             return [tuple(row) for row in rows]
+        seen: list[dict[Any, Any]] = [{} for _ in self.processors]
         processed = []
         for row in rows:
             values = list(row)
-            for i, process in self.processors:
-                values[i] = process(values[i])
+            for (i, process), done in zip(self.processors, seen, strict=True):
+                value = values[i]
+                try:
+                    values[i] = done[value]
+                except KeyError:
+                    values[i] = done[value] = process(value)
+                except TypeError:  # unhashable: processed every time
+                    values[i] = process(value)
             processed.append(tuple(values))
         return processed
 
