@@ -348,6 +348,39 @@ class LateFor:
         return await self.charging.charge_async(req)
 
 
+@contextlib.asynccontextmanager
+async def gateway_before(
+    charging: Any,
+    key: str,
+    *,
+    gateway_key: str | None = None,
+    overload_delay: float = 0.0,
+    also: tuple[tuple[str, int], ...] = (),
+    timeout: float = 5.0,
+    retry_after: float = 30.0,
+) -> AsyncIterator[tuple[PeerConnection, Gateway]]:
+    """A client connected to a gateway (overload at `overload_delay` s, 0 off) whose OCS wire
+    charges through `charging` (with `key`; the gateway shows `gateway_key`, the same by default),
+    then the endpoints `also`."""
+    from cellcelly.ocs.wire import serve_wire
+
+    wire = await serve_wire(charging, "127.0.0.1", 0, api_key=key)
+    local = LocalPeer("dgw.test", "cellcelly.local")
+    endpoints = [("127.0.0.1", wire.sockets[0].getsockname()[1]), *also]
+    ocs = WireOcs(endpoints, api_key=gateway_key or key, timeout=timeout, retry_after=retry_after)
+    gateway = Gateway(local, ocs, overload_delay=overload_delay)
+    server = DgwServer(gateway, local, allowed=PEERS)
+    conn = await connect("127.0.0.1", await server.start("127.0.0.1", 0), CLIENT)
+    try:
+        yield conn, gateway
+    finally:
+        await conn.disconnect()
+        await server.stop()
+        await ocs.close()
+        wire.close()
+        await wire.wait_closed()
+
+
 async def test_one_late_answer_does_not_fail_the_requests_in_flight_beside_it(data_dir: Path) -> None:
     """Under load one answer may miss the timeout while the others on the same connection come in
     time: only the late request goes elsewhere. Closing the connection on that timeout failed every
@@ -360,57 +393,26 @@ async def test_one_late_answer_does_not_fail_the_requests_in_flight_beside_it(da
     key = "late-answer-test-key-0123456789"
     # 1.7 s of slack for each on-time answer: on a loaded CI machine one came more than 0.7 s late
     slow = LateFor(components.charging, {"gw;late": 3.5}, pause=0.3)
-    busy = await serve_wire(slow, "127.0.0.1", 0, api_key=key)  # type: ignore[arg-type]
     dead = await serve_wire(components.charging, "127.0.0.1", 0, api_key=key)
     dead_port = dead.sockets[0].getsockname()[1]
     dead.close()
     await dead.wait_closed()
-    local = LocalPeer("dgw.test", "cellcelly.local")
-    endpoints = [("127.0.0.1", busy.sockets[0].getsockname()[1]), ("127.0.0.1", dead_port)]
-    ocs = WireOcs(endpoints, api_key=key, timeout=2.0, retry_after=30)
-    server = DgwServer(Gateway(local, ocs), local, allowed=PEERS)
-    port = await server.start("127.0.0.1", 0)
-    conn = await connect("127.0.0.1", port, CLIENT)
     try:
-        late = asyncio.ensure_future(conn.request(ccr("gw;late", 1, 0)))
-        on_time = []
-        for i in range(30):  # answers keep coming while the late one waits: the connection lives
-            on_time.append(asyncio.ensure_future(conn.request(ccr(f"gw;on-time;{i}", 1, 0))))
-            await asyncio.sleep(0.1)
-        answers = await asyncio.gather(*on_time)
-        assert [a.result_code for a in answers] == [Result.SUCCESS] * 30
-        # the late one timed out, and its only other OCS is down: the network's failure handling
-        assert (await late).result_code == Result.UNABLE_TO_DELIVER
+        async with gateway_before(slow, key, also=(("127.0.0.1", dead_port),), timeout=2.0) as (conn, _):
+            late = asyncio.ensure_future(conn.request(ccr("gw;late", 1, 0)))
+            on_time = []
+            for i in range(30):  # answers keep coming while the late one waits: the connection lives
+                on_time.append(asyncio.ensure_future(conn.request(ccr(f"gw;on-time;{i}", 1, 0))))
+                await asyncio.sleep(0.1)
+            answers = await asyncio.gather(*on_time)
+            assert [a.result_code for a in answers] == [Result.SUCCESS] * 30
+            # the late one timed out, and its only other OCS is down: the network's failure handling
+            assert (await late).result_code == Result.UNABLE_TO_DELIVER
     finally:
-        await conn.disconnect()
-        await server.stop()
-        await ocs.close()
-        busy.close()
-        await busy.wait_closed()
         components.close()
 
 
-@contextlib.asynccontextmanager
-async def gateway_before(
-    late: LateFor, key: str, overload_delay: float
-) -> AsyncIterator[tuple[PeerConnection, Gateway]]:
-    """A client connected to a gateway (overload at `overload_delay` s) whose one OCS is `late`."""
-    from cellcelly.ocs.wire import serve_wire
-
-    wire = await serve_wire(late, "127.0.0.1", 0, api_key=key)  # type: ignore[arg-type]
-    local = LocalPeer("dgw.test", "cellcelly.local")
-    ocs = WireOcs([("127.0.0.1", wire.sockets[0].getsockname()[1])], api_key=key, timeout=5.0)
-    gateway = Gateway(local, ocs, overload_delay=overload_delay)
-    server = DgwServer(gateway, local, allowed=PEERS)
-    conn = await connect("127.0.0.1", await server.start("127.0.0.1", 0), CLIENT)
-    try:
-        yield conn, gateway
-    finally:
-        await conn.disconnect()
-        await server.stop()
-        await ocs.close()
-        wire.close()
-        await wire.wait_closed()
+OVERLOAD_KEY = "overload-test-key-0123456789"
 
 
 async def test_behind_a_standing_queue_new_sessions_get_3004_and_sessions_under_way_go_on(
@@ -425,7 +427,10 @@ async def test_behind_a_standing_queue_new_sessions_get_3004_and_sessions_under_
     caplog.set_level(logging.INFO, "cellcelly.dgw.overload")
     slow = LateFor(components.charging, {}, pause=0.3)
     try:
-        async with gateway_before(slow, "overload-test-key-0123456789", 0.1) as (conn, gateway):
+        async with gateway_before(slow, OVERLOAD_KEY, overload_delay=0.1) as (
+            conn,
+            gateway,
+        ):
             assert (await conn.request(ccr("gw;busy;a", 1, 0))).result_code == Result.SUCCESS
             assert (await conn.request(ccr("gw;busy;a", 2, 1, time_used=10))).result_code == Result.SUCCESS
             for session, kind in (("gw;busy;b", 1), ("gw;busy;e", 4)):
@@ -462,7 +467,10 @@ async def test_one_stuck_request_does_not_make_the_gateway_refuse_new_sessions(d
     seed_demo(components)
     slow = LateFor(components.charging, {"gw;stuck": 1.5}, pause=0.0)
     try:
-        async with gateway_before(slow, "overload-test-key-0123456789", 0.1) as (conn, gateway):
+        async with gateway_before(slow, OVERLOAD_KEY, overload_delay=0.1) as (
+            conn,
+            gateway,
+        ):
             stuck = asyncio.ensure_future(conn.request(ccr("gw;stuck", 1, 0)))
             for i in range(25):  # over a second: five windows while the stuck one waits
                 answer = await conn.request(ccr(f"gw;free;{i}", 1, 0))
@@ -479,32 +487,22 @@ async def test_a_gateway_with_the_wrong_key_cannot_charge(
 ) -> None:
     """The OCS wire needs CELLCELLY_OCS_API_KEY: a DGW with another key gets every CCR answered 3002
     (the network's credit-control failure handling), says why in its log, and nothing is charged."""
-    from cellcelly.ocs.wire import serve_wire
-
     components = open_backends(Settings(data_dir=data_dir))
     seed_demo(components)
-    wire = await serve_wire(components.charging, "127.0.0.1", 0, api_key="the-ocs-key-0123456789")
     before = voice_remaining_of(components)
-    local = LocalPeer("dgw.test", "cellcelly.local")
-    ocs = WireOcs([("127.0.0.1", wire.sockets[0].getsockname()[1])], api_key="another-key-0123456789")
-    server = DgwServer(Gateway(local, ocs), local, allowed=PEERS)
-    port = await server.start("127.0.0.1", 0)
-    conn = await connect("127.0.0.1", port, CLIENT)
     try:
-        for i in range(3):
-            answer = await conn.request(ccr(f"gw;badkey;{i}", 1, 0, time_requested=120))
-            assert answer.result_code == Result.UNABLE_TO_DELIVER and answer.flags & FLAG_E
+        async with gateway_before(
+            components.charging, "the-ocs-key-0123456789", gateway_key="another-key-0123456789"
+        ) as (conn, _):
+            for i in range(3):
+                answer = await conn.request(ccr(f"gw;badkey;{i}", 1, 0, time_requested=120))
+                assert answer.result_code == Result.UNABLE_TO_DELIVER and answer.flags & FLAG_E
         assert voice_remaining_of(components) == before
         account = components.store.get(DEMO.msisdn)
         assert account is not None and not account.sessions
         assert "OCS refused this gateway's key" in caplog.text
         assert "another-key" not in caplog.text and "the-ocs-key" not in caplog.text
     finally:
-        await conn.disconnect()
-        await server.stop()
-        await ocs.close()
-        wire.close()
-        await wire.wait_closed()
         components.close()
 
 
