@@ -7,10 +7,10 @@ bounds the delay of the sessions already under way: their updates and terminates
 usage that is money, are always forwarded. A client on 3004 tries another peer (RFC 6733 §7.1.3)
 or applies its Credit-Control-Failure-Handling (RFC 8506 §5.7).
 
-The signal is the *fastest* answer of a window (RFC 8289's rule): one stuck request, say on an OCS
-that hangs until its timeout while another serves, is no queue, while a standing queue delays
-every request, the fastest too. It includes the gateway's own loop: a DGW short of CPU answers late
-and sheds as well.
+The signal is the *fastest* answer of a window (RFC 8289's rule), plus the least lateness of the
+gateway's own loop in it: one stuck request, say on an OCS that hangs until its timeout while
+another serves, is no queue, while a standing queue delays every request, the fastest too; and a
+DGW short of CPU leaves requests unread in their sockets, which only its loop's lateness shows.
 """
 
 from __future__ import annotations
