@@ -185,8 +185,7 @@ class ChargingHandler:
         req = to_domain(body, kind, ref)
         started = time.perf_counter()
         answer = await self.charging.charge_async(req)
-        self.metrics.latency.labels(kind.name).observe(time.perf_counter() - started)
-        self.metrics.requests.labels(kind.name, str(int(answer.result_code))).inc()
+        self.metrics.charged(kind.name, int(answer.result_code), time.perf_counter() - started)
         status = HTTP_STATUS[answer.result_code]
         headers = None
         if kind is RequestType.INITIAL and answer.result_code is ResultCode.SUCCESS:

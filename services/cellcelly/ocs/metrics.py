@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -35,3 +37,17 @@ class OcsMetrics:
         self.catalogue = Gauge(
             "cellcelly_catalogue_info", "The catalogue version in force", ["version"], registry=self.registry
         )
+        # each (type, result)'s children, looked up once: `labels()` took 2.5 µs of every charge
+        # answered over HTTP, the children alone 0.9
+        self._charged: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    def charged(self, kind: str, result: int, seconds: float) -> None:
+        """One charging request of type `kind` answered `result` after `seconds` inside the OCS."""
+        children = self._charged.get((kind, result))
+        if children is None:
+            children = self._charged[(kind, result)] = (
+                self.latency.labels(kind),
+                self.requests.labels(kind, str(result)),
+            )
+        children[0].observe(seconds)
+        children[1].inc()
