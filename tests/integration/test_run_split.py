@@ -33,6 +33,7 @@ from cellcelly.diameter.codec import Message
 from cellcelly.diameter.constants import Cmd
 from cellcelly.diameter.peer import connect
 from cellcelly_dev.devservers import free_port
+from cellcelly_dev.procs import cellcelly_children
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -61,18 +62,7 @@ class Run:
 
     def children(self) -> dict[str, int]:
         """{command: pid} of this run's children, from /proc (their command lines)."""
-        found: dict[str, int] = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == self.proc.pid and b"cellcelly.cli" in argv:
-                found[argv[argv.index(b"cellcelly.cli") + 1].decode()] = int(entry.name)
-        return found
+        return cellcelly_children(self.proc.pid)
 
 
 def alive(pid: int) -> bool:

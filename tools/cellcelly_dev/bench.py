@@ -46,6 +46,7 @@ from cellcelly_dev.benchcheck import link_baseline
 from cellcelly_dev.benchhttp import drive
 from cellcelly_dev.benchstats import host_ticks, machine_pace, steal_pct, summarise
 from cellcelly_dev.devservers import free_port
+from cellcelly_dev.procs import cellcelly_children, command_of
 
 
 def msisdn(i: int) -> str:
@@ -250,18 +251,9 @@ def _cpu_seconds(pids: dict[str, int] | None) -> dict[str, float]:
 def _served_by(pids: list[int]) -> dict[str, int]:
     """The processes of a topology and their children (`make run`'s DGW and SF), each named by its
     `cellcelly` command: whose CPU a CCR costs."""
-    children: dict[int, list[int]] = {}
-    for proc in Path("/proc").iterdir():
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            if proc.name.isdigit():
-                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(proc.name))
-    named: dict[str, int] = {}
-    for pid in pids + [c for p in pids for c in children.get(p, [])]:
-        with contextlib.suppress(OSError):
-            args = (Path(f"/proc/{pid}") / "cmdline").read_bytes().split(b"\0")
-            if b"cellcelly.cli" in args:
-                named[args[args.index(b"cellcelly.cli") + 1].decode()] = pid
+    named = {command: pid for pid in pids if (command := command_of(pid)) is not None}
+    for pid in pids:
+        named.update(cellcelly_children(pid))
     return named
 
 
