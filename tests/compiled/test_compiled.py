@@ -57,6 +57,7 @@ ON_SERVERS = [
     "tests/integration/test_ocs_failover_log.py",
     "tests/integration/test_dgw.py",
     "tests/integration/test_dgw_limits.py",
+    "tests/integration/test_no_cycles.py",
     "tests/integration/test_diameter_wire.py",
     "tests/integration/test_diameter_edge.py",
     "tests/integration/test_traffic_generator.py",

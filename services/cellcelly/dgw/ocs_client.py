@@ -275,7 +275,9 @@ class WireOcs:
                 finally:
                     conn.pending.pop(rid, None)
             except (OSError, OcsRefused, TimeoutError) as exc:  # ConnectionError is an OSError
-                last = exc
+                # its traceback holds this frame, which holds it and the future holding it: a cycle,
+                # which only a full collection frees (runtime.tune_gc: what lives long is frozen)
+                last = exc.with_traceback(None)
                 now = time.monotonic()
                 endpoint.down_until = now + self.retry_after
                 # one slow answer on a connection that still answers (an OCS under load) must not fail

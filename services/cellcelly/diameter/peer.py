@@ -521,6 +521,11 @@ class PeerConnection(asyncio.Protocol):
         self._deadlines.add(fut, timeout)
         try:
             return await fut
+        except BaseException:
+            # the future holds the exception, whose traceback holds this frame: without the
+            # future the frame makes no cycle, which only a full collection frees (runtime.tune_gc)
+            del fut
+            raise
         finally:
             self._pending.pop(msg.hop_by_hop, None)
 

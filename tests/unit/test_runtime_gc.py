@@ -1,0 +1,102 @@
+"""`runtime.tune_gc`: young collections' survivors frozen, the full collection's valve.
+
+Each check runs in a process of its own: the policy is the whole process's collector.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
+
+SURVIVORS_FROZEN = """
+import gc, weakref
+from cellcelly.runtime import tune_gc
+tune_gc()
+
+class Node:
+    def __init__(self): self.other = None
+
+kept = [Node() for _ in range(5000)]  # outlive a young collection
+alive = [Node() for _ in range(5000)]
+junk = [[] for _ in range(20000)]  # net allocations: young collections happen
+del junk
+ids = {id(n) for n in kept}
+walked = {id(o) for o in gc.get_objects()}  # every generation the collector walks
+print("frozen" if not ids & walked else "walked")
+
+# a cycle dropped before any collection saw it: the next young one frees it
+a, b = Node(), Node()
+a.other, b.other = b, a
+gone = weakref.ref(a)
+del a, b
+junk = [[] for _ in range(20000)]
+print("young cycle freed" if gone() is None else "young cycle kept")
+
+# a cycle that outlived a young collection: frozen, freed only by the full collection
+a, b = Node(), Node()
+a.other, b.other = b, a
+late = weakref.ref(a)
+junk = [[] for _ in range(20000)]
+del a, b, junk
+junk = [[] for _ in range(20000)]
+print("old cycle kept" if late() is not None else "old cycle freed")
+from cellcelly.runtime import full_collection
+found = full_collection()
+print("valve freed it" if late() is None and found >= 2 else f"valve missed it ({found})")
+print("thresholds", gc.get_threshold())
+"""
+
+
+def run(script: str, **env: str) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=True,
+    )
+    return done.stdout.splitlines()
+
+
+def test_survivors_of_a_young_collection_are_frozen_and_the_valve_frees_their_cycles() -> None:
+    assert run(SURVIVORS_FROZEN) == [
+        "frozen",
+        "young cycle freed",
+        "old cycle kept",
+        "valve freed it",
+        "thresholds (2000, 20, 20)",
+    ]
+
+
+def test_threshold_zero_leaves_cpythons_collector_as_it_is() -> None:
+    out = run(SURVIVORS_FROZEN, CELLCELLY_GC_THRESHOLD="0")
+    assert out[0] == "walked"
+    assert out[2] == "old cycle freed"  # CPython's own generations found it
+
+
+def test_the_valve_runs_on_its_own_every_interval() -> None:
+    script = """
+    import gc, time, weakref
+    from cellcelly.runtime import tune_gc
+    tune_gc()
+    class Node:
+        def __init__(self): self.other = None
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    late = weakref.ref(a)
+    junk = [[] for _ in range(20000)]
+    del a, b, junk
+    deadline = time.monotonic() + 5
+    while late() is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    print("freed" if late() is None else "kept")
+    """
+    assert run(script, CELLCELLY_GC_FULL_EVERY_S="0.5") == ["freed"]
+    assert run(script, CELLCELLY_GC_FULL_EVERY_S="0") == ["kept"]
