@@ -293,7 +293,7 @@ def cmd_traffic(args: argparse.Namespace) -> int:
         sys.stderr.write(f"cellcelly traffic: {exc}\n")
         return 2
     printer = ProgressPrinter(sys.stderr)
-    tune_gc()  # thousands of sessions in flight: the default GC thresholds halve the rate
+    tune_gc(young=False)  # the network: its collector's pauses would count as the path's latency
     try:
         if args.processes > 1:
             from cellcelly.traffic.processes import run_processes

@@ -20,7 +20,7 @@ _tuned = threading.Lock()
 _started: list[threading.Thread] = []
 
 
-def tune_gc() -> None:
+def tune_gc(*, young: bool = True) -> None:
     """Keep the cyclic garbage collector's pauses short, and off what lives long.
 
     Charging allocates many short-lived objects (requests, copies, answers, events) while its
@@ -35,6 +35,9 @@ def tune_gc() -> None:
 
     The cost: a cycle among objects that outlived a young collection is only found by the full
     collection every `CELLCELLY_GC_FULL_EVERY_S` (one pause; logged with what it freed).
+
+    `young=False`: no young collections at all, only that full one (the traffic generator: it is
+    the network, and its pauses would be counted as the path's latency).
     """
     threshold = int(os.environ.get("CELLCELLY_GC_THRESHOLD", "2000"))
     if threshold <= 0:
@@ -42,6 +45,8 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(threshold, 20, 20)
+    if not young:
+        gc.disable()  # gc.collect() still runs: the valve's full collections
     with _tuned:
         if _freeze_survivors not in gc.callbacks:
             gc.callbacks.append(_freeze_survivors)

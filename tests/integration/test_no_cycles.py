@@ -116,3 +116,42 @@ async def garbled(conn: PeerConnection) -> None:
     assert conn.transport is not None
     conn.transport.write(bytes(raw))
     assert (await asyncio.wait_for(answered, 5)).result_code == Result.INVALID_AVP_LENGTH
+
+
+async def test_charging_over_http_makes_no_cycles(data_dir: Path) -> None:
+    """The OCS's JSON API as it serves (the fast path in front of FastAPI): charges, and the
+    refusals of a wrong key, bad JSON and an oversize body."""
+    import httpx
+    from test_ocs_api import CHARGER, KEY, body, voice
+
+    from cellcelly.deploy.ocs import ocs_app
+    from cellcelly.ocs.app import API
+    from cellcelly.web import MAX_BODY
+
+    settings = Settings(data_dir=data_dir, admin_token="t", ocs_api_key=KEY)
+    components = open_backends(settings)
+    seed_demo(components)
+    transport = httpx.ASGITransport(app=ocs_app(settings, components))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://ocs", headers=CHARGER) as client:
+            warm = await client.post(f"{API}/chargingdata", json=body(0, voice(), session="warm"))
+            assert warm.status_code == 201
+
+            async def traffic() -> None:
+                created = await client.post(f"{API}/chargingdata", json=body(0, voice(), session="h1"))
+                assert created.status_code == 201
+                update = body(1, voice(used=30), session="h1")
+                assert (await client.post(f"{API}/chargingdata/h1/update", json=update)).status_code == 200
+                end = body(2, voice(requested=None, used=10), session="h1")
+                assert (await client.post(f"{API}/chargingdata/h1/release", json=end)).status_code == 200
+                stranger = {"Authorization": "Bearer wrong"}
+                refused = await client.post(f"{API}/chargingdata", json=body(0, voice()), headers=stranger)
+                assert refused.status_code == 401
+                bad = await client.post(f"{API}/chargingdata", content=b"{not json")
+                assert bad.status_code == 400
+                huge = await client.post(f"{API}/chargingdata", content=b" " * (MAX_BODY + 1))
+                assert huge.status_code == 413
+
+            assert await cycles_made_by(traffic) == []
+    finally:
+        components.close()

@@ -100,3 +100,22 @@ def test_the_valve_runs_on_its_own_every_interval() -> None:
     """
     assert run(script, CELLCELLY_GC_FULL_EVERY_S="0.5") == ["freed"]
     assert run(script, CELLCELLY_GC_FULL_EVERY_S="0") == ["kept"]
+
+
+def test_without_young_collections_only_the_valve_frees_a_cycle() -> None:
+    script = """
+    import gc, weakref
+    from cellcelly.runtime import full_collection, tune_gc
+    tune_gc(young=False)
+    class Node:
+        def __init__(self): self.other = None
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    gone = weakref.ref(a)
+    del a, b
+    junk = [[] for _ in range(100000)]
+    print("enabled" if gc.isenabled() else "disabled", "kept" if gone() is not None else "freed")
+    full_collection()
+    print("freed" if gone() is None else "kept")
+    """
+    assert run(script) == ["disabled kept", "freed"]

@@ -179,7 +179,7 @@ def _child(
 
     from cellcelly.runtime import tune_gc
 
-    tune_gc()
+    tune_gc(young=False)
 
     async def ready() -> None:
         await asyncio.get_running_loop().run_in_executor(None, barrier.wait, READY_SECONDS)
