@@ -5,16 +5,21 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable
 
 log = logging.getLogger(__name__)
 
-# How often a process returns its frozen objects to the collector for one full collection
-# (`CELLCELLY_GC_FULL_EVERY_S`; 0: never): what bounds a leak through a reference cycle that the
-# freezing below would otherwise keep for good.
-DEFAULT_FULL_EVERY_S = 3600.0
+# When a process returns its frozen objects to the collector for one full collection: when its
+# live small objects (`sys.getallocatedblocks`, checked every `CELLCELLY_GC_CHECK_S`) reach
+# `CELLCELLY_GC_FULL_GROWTH` times what they were after the last one (0: never). It bounds a leak
+# through a reference cycle that the freezing below would otherwise keep for good, and costs no
+# pause while the process's memory stays flat: not a timer (a full collection of an OCS keeping
+# 200,000 sessions took 1.7 s).
+DEFAULT_FULL_GROWTH = 4.0
+DEFAULT_CHECK_S = 10.0
 _full_due = threading.Event()  # set while a full collection is under way: survivors stay unfrozen
 _tuned = threading.Lock()
 _started: list[threading.Thread] = []
@@ -30,11 +35,14 @@ def tune_gc(*, young: bool = True) -> None:
     session. The charging paths make no reference cycles (the tests check), so each young
     collection's survivors are frozen instead (`gc.freeze`): never walked again, still freed by
     their reference counts. Young collections come every 2,000 net allocations
-    (`CELLCELLY_GC_THRESHOLD`; 0 leaves CPython's defaults, and freezes nothing): ~1-4 ms each,
-    where 20,000 paused 10-45 ms. What start-up built is frozen at once.
+    (`CELLCELLY_GC_THRESHOLD`; 0 leaves CPython's defaults, and freezes nothing): in `make bench`'s
+    e2e rows the longest took 3-11 ms in a gateway and 7-24 ms in an OCS, where 20,000 and the
+    older generations paused them 28-87 and 44-68 ms (a slow phase of the machine: 2-3x its usual
+    CPU a CCR). What start-up built is frozen at once.
 
-    The cost: a cycle among objects that outlived a young collection is only found by the full
-    collection every `CELLCELLY_GC_FULL_EVERY_S` (one pause; logged with what it freed).
+    The cost: a cycle among objects that outlived a young collection is only found by a full
+    collection, made when the process's live objects have grown `CELLCELLY_GC_FULL_GROWTH`-fold
+    since the last one (one pause; logged with what it found).
 
     `young=False`: no young collections at all, only that full one (the traffic generator: it is
     the network, and its pauses would be counted as the path's latency).
@@ -46,13 +54,16 @@ def tune_gc(*, young: bool = True) -> None:
     gc.freeze()
     gc.set_threshold(threshold, 20, 20)
     if not young:
-        gc.disable()  # gc.collect() still runs: the valve's full collections
+        gc.disable()  # gc.collect() still runs: the full collections on growth
     with _tuned:
         if _freeze_survivors not in gc.callbacks:
             gc.callbacks.append(_freeze_survivors)
-        every = float(os.environ.get("CELLCELLY_GC_FULL_EVERY_S", str(DEFAULT_FULL_EVERY_S)))
-        if every > 0 and not _started:
-            thread = threading.Thread(target=_full_collections, args=(every,), name="gc-full", daemon=True)
+        growth = float(os.environ.get("CELLCELLY_GC_FULL_GROWTH", str(DEFAULT_FULL_GROWTH)))
+        every = float(os.environ.get("CELLCELLY_GC_CHECK_S", str(DEFAULT_CHECK_S)))
+        if growth > 0 and not _started:
+            thread = threading.Thread(
+                target=_full_collections, args=(growth, every), name="gc-full", daemon=True
+            )
             _started.append(thread)
             thread.start()
 
@@ -81,10 +92,13 @@ def full_collection() -> int:
     return found
 
 
-def _full_collections(every: float) -> None:
+def _full_collections(growth: float, every: float) -> None:
+    baseline = sys.getallocatedblocks()
     while True:
         time.sleep(every)
-        full_collection()
+        if sys.getallocatedblocks() >= growth * baseline:
+            full_collection()
+            baseline = sys.getallocatedblocks()
 
 
 async def until_loop_ends(on_end: Callable[[], None]) -> AsyncGenerator[None, None]:

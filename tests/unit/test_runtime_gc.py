@@ -1,4 +1,4 @@
-"""`runtime.tune_gc`: young collections' survivors frozen, the full collection's valve.
+"""`runtime.tune_gc`: young collections' survivors frozen; a full collection when memory grows.
 
 Each check runs in a process of its own: the policy is the whole process's collector.
 """
@@ -48,7 +48,7 @@ junk = [[] for _ in range(20000)]
 print("old cycle kept" if late() is not None else "old cycle freed")
 from cellcelly.runtime import full_collection
 found = full_collection()
-print("valve freed it" if late() is None and found >= 2 else f"valve missed it ({found})")
+print("full freed it" if late() is None and found >= 2 else f"full missed it ({found})")
 print("thresholds", gc.get_threshold())
 """
 
@@ -65,12 +65,12 @@ def run(script: str, **env: str) -> list[str]:
     return done.stdout.splitlines()
 
 
-def test_survivors_of_a_young_collection_are_frozen_and_the_valve_frees_their_cycles() -> None:
+def test_survivors_of_a_young_collection_are_frozen_and_a_full_collection_frees_their_cycles() -> None:
     assert run(SURVIVORS_FROZEN) == [
         "frozen",
         "young cycle freed",
         "old cycle kept",
-        "valve freed it",
+        "full freed it",
         "thresholds (2000, 20, 20)",
     ]
 
@@ -81,7 +81,7 @@ def test_threshold_zero_leaves_cpythons_collector_as_it_is() -> None:
     assert out[2] == "old cycle freed"  # CPython's own generations found it
 
 
-def test_the_valve_runs_on_its_own_every_interval() -> None:
+def test_a_full_collection_comes_when_live_objects_grow_and_not_while_they_stay() -> None:
     script = """
     import gc, time, weakref
     from cellcelly.runtime import tune_gc
@@ -93,16 +93,20 @@ def test_the_valve_runs_on_its_own_every_interval() -> None:
     late = weakref.ref(a)
     junk = [[] for _ in range(20000)]
     del a, b, junk
-    deadline = time.monotonic() + 5
+    time.sleep(1.0)  # checked several times: no growth, no full collection
+    print("kept" if late() is not None else "freed")
+    grown = [[] for _ in range(2_000_000)]  # live objects doubled and more
+    deadline = time.monotonic() + 10
     while late() is not None and time.monotonic() < deadline:
         time.sleep(0.05)
     print("freed" if late() is None else "kept")
     """
-    assert run(script, CELLCELLY_GC_FULL_EVERY_S="0.5") == ["freed"]
-    assert run(script, CELLCELLY_GC_FULL_EVERY_S="0") == ["kept"]
+    growing = {"CELLCELLY_GC_FULL_GROWTH": "2", "CELLCELLY_GC_CHECK_S": "0.2"}
+    assert run(script, **growing) == ["kept", "freed"]
+    assert run(script, **{**growing, "CELLCELLY_GC_FULL_GROWTH": "0"}) == ["kept", "kept"]
 
 
-def test_without_young_collections_only_the_valve_frees_a_cycle() -> None:
+def test_without_young_collections_only_a_full_collection_frees_a_cycle() -> None:
     script = """
     import gc, weakref
     from cellcelly.runtime import full_collection, tune_gc
