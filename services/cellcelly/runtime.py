@@ -36,8 +36,8 @@ def tune_gc(*, young: bool = True) -> None:
     collection's survivors are frozen instead (`gc.freeze`): never walked again, still freed by
     their reference counts. Young collections come every 2,000 net allocations
     (`CELLCELLY_GC_THRESHOLD`; 0 leaves CPython's defaults, and freezes nothing): in `make bench`'s
-    e2e rows the longest took 3-11 ms in a gateway and 7-24 ms in an OCS, where 20,000 and the
-    older generations paused them 28-87 and 44-68 ms (a slow phase of the machine: 2-3x its usual
+    e2e rows the longest took 3-15 ms in a gateway and 7-24 ms in an OCS, where 20,000 and the
+    older generations paused them 16-87 and 44-68 ms (a slow phase of the machine: 2-3x its usual
     CPU a CCR). What start-up built is frozen at once.
 
     The cost: a cycle among objects that outlived a young collection is only found by a full
