@@ -22,7 +22,7 @@ DEFAULT_FULL_GROWTH = 4.0
 DEFAULT_CHECK_S = 10.0
 _full_due = threading.Event()  # set while a full collection is under way: survivors stay unfrozen
 _tuned = threading.Lock()
-_started: list[threading.Thread] = []
+_started: dict[int, threading.Thread] = {}  # by process: a forked child inherits this, not the thread
 
 
 def tune_gc(*, young: bool = True) -> None:
@@ -60,11 +60,11 @@ def tune_gc(*, young: bool = True) -> None:
             gc.callbacks.append(_freeze_survivors)
         growth = float(os.environ.get("CELLCELLY_GC_FULL_GROWTH", str(DEFAULT_FULL_GROWTH)))
         every = float(os.environ.get("CELLCELLY_GC_CHECK_S", str(DEFAULT_CHECK_S)))
-        if growth > 0 and not _started:
+        if growth > 0 and os.getpid() not in _started:
             thread = threading.Thread(
                 target=_full_collections, args=(growth, every), name="gc-full", daemon=True
             )
-            _started.append(thread)
+            _started[os.getpid()] = thread
             thread.start()
 
 
