@@ -1,6 +1,8 @@
-"""ServiceMonitors (Prometheus Operator) for the OCS and SF, and a Grafana dashboard of the charging figures.
+"""ServiceMonitors (Prometheus Operator) for the OCS, SF and DGW, and a Grafana dashboard of the
+charging figures.
 
-Metric names are those of cellcelly.ocs.metrics and cellcelly.sf.metrics (counters get `_total`).
+Metric names are those of cellcelly.ocs.metrics, cellcelly.sf.metrics and cellcelly.dgw.metrics
+(counters get `_total`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from cellcelly_operator.spec import Stack
 from cellcelly_operator.workloads import config_map
 
 P50 = "histogram_quantile(0.5, sum by (le) (rate(cellcelly_charging_seconds_bucket[5m])))"
-SCRAPED = {"ocs": "http", "sf": "metrics"}
+SCRAPED = {"ocs": "http", "sf": "metrics", "dgw": "metrics"}
 
 PANELS: list[tuple[str, str, str]] = [
     (
@@ -28,6 +30,11 @@ PANELS: list[tuple[str, str, str]] = [
     ),
     ("Outbox pending events", "sum(cellcelly_outbox_pending)", "short"),
     ("SF lag (records)", "sum(cellcelly_sf_lag_records)", "short"),
+    (
+        "Gateway: new sessions refused while overloaded (3004 DIAMETER_TOO_BUSY)",
+        "sum(rate(cellcelly_dgw_too_busy_total[1m]))",
+        "reqps",
+    ),
     (
         "Requests refused before charging",
         "sum by (status) (rate(cellcelly_http_rejected_total[5m]))",

@@ -58,13 +58,19 @@ class Port:
     protocol: str = "TCP"
 
 
+DGW_METRICS_PORT = 9103
+# the ports the network reaches, in the Service of the service's `service.type` (a LoadBalancer,
+# say); its other ports (the DGW's metrics) go in a ClusterIP Service of their own
+EDGE_PORTS = {"dgw": ("diameter",), "ivr": ("sip",)}
+
+
 def ports(stack: Stack, svc: str) -> list[Port]:
     app = stack.spec.services.get(svc)
     match svc:
         case "ocs":
             return [Port("http", 8081), Port("wire", 8082)]
         case "dgw":
-            return [Port("diameter", app.service.port or 3868)]
+            return [Port("diameter", app.service.port or 3868), Port("metrics", DGW_METRICS_PORT)]
         case "mw":
             return [Port("http", 8080)]
         case "sf":
@@ -109,6 +115,8 @@ def config_data(stack: Stack) -> dict[str, str]:
         "CELLCELLY_DGW_ALLOWED_PEERS": ",".join(spec.services.dgw.allowed_peers),
         "CELLCELLY_SF_METRICS_HOST": "0.0.0.0",
         "CELLCELLY_SF_METRICS_PORT": "9102",
+        "CELLCELLY_DGW_METRICS_HOST": "0.0.0.0",
+        "CELLCELLY_DGW_METRICS_PORT": str(DGW_METRICS_PORT),
         "CELLCELLY_IVR_HOST": "0.0.0.0",
         "CELLCELLY_IVR_PORT": str(ports(stack, "ivr")[0].port),
         "CELLCELLY_IVR_TRUSTED_PEERS": ",".join(spec.services.ivr.trusted_peers),
@@ -329,9 +337,14 @@ def build(stack: Stack) -> list[Manifest]:
         app = stack.spec.services.get(svc)
         out.append(deployment(stack, svc))
         svc_ports = ports(stack, svc)
-        if svc_ports:
-            kind = app.service.type if svc in ("dgw", "ivr") else "ClusterIP"
-            out.append(service(stack, svc, [(p.name, p.port, p.protocol) for p in svc_ports], kind=kind))
+        if svc in EDGE_PORTS:
+            edge = [(p.name, p.port, p.protocol) for p in svc_ports if p.name in EDGE_PORTS[svc]]
+            inner = [(p.name, p.port, p.protocol) for p in svc_ports if p.name not in EDGE_PORTS[svc]]
+            out.append(service(stack, svc, edge, kind=app.service.type))
+            if inner:
+                out.append(service(stack, svc, inner, name=f"{stack.child(svc)}-metrics"))
+        elif svc_ports:
+            out.append(service(stack, svc, [(p.name, p.port, p.protocol) for p in svc_ports]))
         if app.replicas >= 2:
             out.append(pdb(stack, svc, 1))
     if stack.spec.services.mw.ingress.enabled:

@@ -162,6 +162,12 @@ class Settings(BaseSettings):
     # lateness and its charge), new sessions (CCR-I, CCR-E) are answered 3004 DIAMETER_TOO_BUSY while
     # sessions under way go on (`dgw/overload.py`); 0: never. Far above a healthy path's p99 (~10 ms)
     dgw_overload_delay_ms: float = Field(default=100.0, ge=0)
+    # a stand-alone DGW's /metrics (`dgw/metrics.py`), on an HTTP port of its own, never the
+    # Diameter one's Service (which the network reaches). -1 (the default): none, so that DGWs
+    # started side by side on one machine need no port each; the operator's pods serve 9103,
+    # `cellcelly run`'s DGW child a free port it prints
+    dgw_metrics_host: str = "127.0.0.1"
+    dgw_metrics_port: int = -1
 
     admin_token: SecretStr | None = Field(
         default=None, description="bearer token for /admin; admin is off without it"

@@ -162,6 +162,14 @@ async def test_the_dgw_and_the_sf_are_children_that_charge_record_and_abort(run:
     assert report["result_counts"] == {"2001": report["answers"]}, report
     assert int(str(report["answers"])) >= 400, report
 
+    # the DGW child counts them on its own /metrics (its port in the banner)
+    shown = next(line for line in run.banner.splitlines() if "DGW metrics" in line)
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(shown.split("DGW metrics ", 1)[1].split(",", 1)[0])).text
+    assert f"cellcelly_dgw_ccr_total {float(report['answers'])}" in text, text
+    assert f'cellcelly_dgw_answers_total{{result_code="2001"}} {float(report["answers"])}' in text, text
+    assert "cellcelly_dgw_overloaded 0.0" in text and "process_cpu_seconds_total" in text, text
+
     # the SF child writes that usage into the record and says so on its own /metrics
     metrics = next(line for line in run.banner.splitlines() if "SF metrics" in line)
     url = metrics.split("SF metrics ", 1)[1].split(")", 1)[0]

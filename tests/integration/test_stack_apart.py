@@ -154,10 +154,11 @@ class Apart:
         self.stack = stack_of(spec_body(smtp_port))
         self.secrets = secrets_
         self.backends = backends
-        ports = free_ports(8)
+        ports = free_ports(10)
         self.ocs_ports = [(ports[0], ports[1]), (ports[2], ports[3])]  # (http, wire)
         self.dgw_ports = ports[4:6]
         self.mw_port, self.sf_port = ports[6:8]
+        self.dgw_metrics_ports = ports[8:10]
         self.dirs = 0
         self.ocs = [self.service("ocs", f"ocs-{i}") for i in range(2)]
         self.dgw = [self.service("dgw", f"dgw-{i}") for i in range(2)]
@@ -178,6 +179,7 @@ class Apart:
             "CELLCELLY_MW_HOST": "127.0.0.1",
             "CELLCELLY_DGW_HOST": "127.0.0.1",
             "CELLCELLY_SF_METRICS_HOST": "127.0.0.1",
+            "CELLCELLY_DGW_METRICS_HOST": "127.0.0.1",
             "CELLCELLY_IVR_HOST": "127.0.0.1",
             "CELLCELLY_DGW_OCS_ENDPOINTS": ",".join(f"127.0.0.1:{wire}" for _, wire in self.ocs_ports),
             "CELLCELLY_MW_PORT": str(self.mw_port),
@@ -191,6 +193,7 @@ class Apart:
         elif svc == "dgw":
             ready = self.dgw_ports[int(name[-1])]
             addresses["CELLCELLY_DGW_PORT"] = str(ready)
+            addresses["CELLCELLY_DGW_METRICS_PORT"] = str(self.dgw_metrics_ports[int(name[-1])])
         elif svc == "mw":
             ready = self.mw_port
         elif svc == "sf":
@@ -455,6 +458,15 @@ async def test_the_stack_apart_charges_fails_over_and_tells_once(
                 planned = report["sessions_started"] + report["sessions_shed"]
                 assert planned == RATE * SECONDS and report["sessions_started"] >= 0.8 * planned, report
                 assert report["result_counts"] == {"2001": report["answers"]}, report
+            # each DGW's /metrics (what the operator's ServiceMonitor scrapes) counted what it charged
+            for report, port in zip(reports[:2], apart.dgw_metrics_ports, strict=True):
+                scraped = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+                line = next(
+                    x
+                    for x in scraped.splitlines()
+                    if x.startswith('cellcelly_dgw_answers_total{result_code="2001"}')
+                )
+                assert float(line.rsplit(" ", 1)[1]) >= report["answers"], (line, report)
             # the DGWs looked every traffic subscriber up through the Hazelcast cache (a miss from VoltDB)
             traffic_msisdns = [str(FIRST + i) for i in range(TRAFFIC)]
             cached = await asyncio.to_thread(cached_subscribers, hazelcast_member, traffic_msisdns)

@@ -347,6 +347,13 @@ def test_http_services_probe_healthz_and_readyz() -> None:
         assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     dgw = next(m for m in manifests if m["kind"] == "Service" and m["metadata"]["name"] == "demo-dgw")
     assert dgw["spec"]["type"] == "LoadBalancer" and dgw["spec"]["ports"][0]["port"] == 3868
+    # the network reaches Diameter only: the DGW's /metrics is in a ClusterIP Service of its own
+    assert [p["name"] for p in dgw["spec"]["ports"]] == ["diameter"]
+    inner = next(
+        m for m in manifests if m["kind"] == "Service" and m["metadata"]["name"] == "demo-dgw-metrics"
+    )
+    assert inner["spec"]["type"] == "ClusterIP" and inner["spec"]["selector"] == dgw["spec"]["selector"]
+    assert [(p["name"], p["port"]) for p in inner["spec"]["ports"]] == [("metrics", 9103)]
     ivr = next(m for m in manifests if m["kind"] == "Service" and m["metadata"]["name"] == "demo-ivr")
     assert ivr["spec"]["ports"][0] == {"name": "sip", "port": 5080, "targetPort": "sip", "protocol": "UDP"}
 
@@ -364,7 +371,7 @@ def test_ingress_only_when_enabled() -> None:
 def test_monitoring_when_enabled() -> None:
     _, full = build("full")
     monitors = [m for m in full if m["kind"] == "ServiceMonitor"]
-    assert {m["metadata"]["name"] for m in monitors} == {"demo-ocs", "demo-sf"}
+    assert {m["metadata"]["name"] for m in monitors} == {"demo-ocs", "demo-sf", "demo-dgw"}
     for m in monitors:
         assert m["apiVersion"] == "monitoring.coreos.com/v1"
         assert m["spec"]["endpoints"][0]["path"] == "/metrics"
@@ -377,6 +384,7 @@ def test_monitoring_when_enabled() -> None:
         "cellcelly_charging_seconds_bucket",
         "cellcelly_outbox_pending",
         "cellcelly_sf_lag_records",
+        "cellcelly_dgw_too_busy_total",
     ):
         assert metric in exprs
     _, minimal = build("minimal")

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 
 from cellcelly.application.changes import ChangeFollower
 from cellcelly.deploy.backends import Backends, shared_api_key
-from cellcelly.deploy.service import Alone, Group, Lifecycle, Service, Worker
+from cellcelly.deploy.service import Alone, Group, HttpService, Lifecycle, Service, Worker
 from cellcelly.dgw.gateway import Gateway
+from cellcelly.dgw.metrics import metrics_app
 from cellcelly.dgw.ocs_client import NoopOcs, OcsClient, WireOcs
 from cellcelly.dgw.server import DgwServer
 from cellcelly.diameter.peer import LocalPeer
@@ -53,6 +54,7 @@ class Dgw(Group):
         *,
         cache: SubscriberCache | None = None,
         extra: Sequence[Service] = (),
+        metrics: tuple[str, int] | None = None,
     ) -> None:
         local = dgw_peer(settings)
         self.ocs = ocs
@@ -71,7 +73,13 @@ class Dgw(Group):
         # the follower starts after the listener (nothing to tell before a session exists) and
         # stops before it; `extra` services run beside the gateway, started after it
         changes = follower(bus, self.gateway)
-        super().__init__("dgw", [Lifecycle("diameter", listen, close), changes, *extra])
+        parts: list[Service] = [Lifecycle("diameter", listen, close), changes, *extra]
+        # its /metrics on a port of its own (`metrics`: host, port), never the Diameter one's
+        self.metrics: HttpService | None = None
+        if metrics is not None:
+            self.metrics = HttpService("dgw metrics", metrics_app(self.gateway), *metrics)
+            parts.append(self.metrics)
+        super().__init__("dgw", parts)
 
 
 build = Dgw  # the DGW: its gateway follows account changes on `bus`, whoever made them
@@ -83,10 +91,16 @@ def alone(settings: Settings, backends: Backends, *, noop: bool = False) -> Alon
     endpoints = settings.ocs_endpoints() or [(settings.ocs_host, settings.ocs_wire_port)]
     client: OcsClient = NoopOcs() if noop else WireOcs(endpoints, api_key=shared_api_key(settings))
     target = "nothing (noop baseline)" if noop else ", ".join(f"{h}:{p}" for h, p in endpoints)
-    service = build(settings, client, backends.bus, cache=cache_apart(backends))
+    metrics = (
+        (settings.dgw_metrics_host, settings.dgw_metrics_port) if settings.dgw_metrics_port >= 0 else None
+    )
+    service = build(settings, client, backends.bus, cache=cache_apart(backends), metrics=metrics)
 
     def describe() -> str:
         cache = f", subscriber cache {settings.cache}" if service.gateway.cache is not None else ""
-        return f"DGW on {settings.dgw_host}:{service.port}, charging through {target}{cache}"
+        shown = ""
+        if service.metrics is not None:
+            shown = f", metrics http://{settings.dgw_metrics_host}:{service.metrics.port}/metrics"
+        return f"DGW on {settings.dgw_host}:{service.port}, charging through {target}{cache}{shown}"
 
     return Alone(service, describe)

@@ -67,6 +67,7 @@ class EmbeddedStack:
     mw_port: int = 0
     ivr_port: int = 0
     sf_metrics_port: int = 0  # split: where the SF child serves its /metrics
+    dgw_metrics_port: int = 0  # split: where the DGW child serves its /metrics
     gateway: Gateway | None = None
     dgw: DgwServer | None = None
     bus: EventBus | None = None
@@ -176,6 +177,9 @@ class EmbeddedStack:
 
     def _dgw_child(self, settings: Settings, wire_port: Callable[[], int]) -> Child:
         self.dgw_port = settings.dgw_port or free_port(settings.dgw_host)
+        # its /metrics: the port asked for (CELLCELLY_DGW_METRICS_PORT, -1: none), else a free one
+        chosen = "dgw_metrics_port" in settings.model_fields_set
+        self.dgw_metrics_port = settings.dgw_metrics_port if chosen else free_port(settings.dgw_metrics_host)
         ocs_host = "127.0.0.1" if settings.ocs_host in ("0.0.0.0", "::", "") else settings.ocs_host
         key = settings.ocs_api_key.get_secret_value() if settings.ocs_api_key is not None else ""
 
@@ -185,6 +189,7 @@ class EmbeddedStack:
                 "CELLCELLY_DGW_PORT": str(self.dgw_port),
                 "CELLCELLY_DGW_OCS_ENDPOINTS": f"{ocs_host}:{wire_port()}",
                 "CELLCELLY_DGW_ALLOWED_PEERS": settings.dgw_allowed_peers,
+                "CELLCELLY_DGW_METRICS_PORT": str(self.dgw_metrics_port),
                 "CELLCELLY_OCS_API_KEY": key,  # the one `cellcelly run` kept or was given
             }
 
@@ -200,6 +205,10 @@ class EmbeddedStack:
 
     def health(self) -> Health:
         return self._group.health() if self._group is not None else Health(False, "not started")
+
+
+def _metrics_url(host: str, port: int) -> str:
+    return f"http://{host}:{port}/metrics" if port >= 0 else "off"
 
 
 async def _nothing() -> None:
@@ -297,6 +306,8 @@ def banner(
     base = f"http://{settings.ocs_host}:{stack.ocs_port}"
     web = f"http://{settings.mw_host}:{stack.mw_port}"
     version = stack.backends.catalogue.current.version
+    dgw_metrics = _metrics_url(settings.dgw_metrics_host, stack.dgw_metrics_port)
+    sf_metrics = _metrics_url(settings.sf_metrics_host, stack.sf_metrics_port)
     lines = [
         "CellCelly is running on embedded defaults (no Java, no cluster):",
         f"  OCS charging API  {base}/nchf-convergedcharging/v3/chargingdata   (docs {base}/docs)",
@@ -308,8 +319,8 @@ def banner(
         f"  DGW peers allowed {settings.dgw_allowed_peers or '(none)'}  ($CELLCELLY_DGW_ALLOWED_PEERS)",
         f"  system of record  {settings.sor_url_shown()}",
         (
-            f"  processes         DGW and SF apart (SF metrics http://{settings.sf_metrics_host}:"
-            f"{stack.sf_metrics_port}/metrics); CELLCELLY_RUN_SPLIT=false: one process"
+            f"  processes         DGW and SF apart (DGW metrics {dgw_metrics}, SF metrics {sf_metrics});"
+            " CELLCELLY_RUN_SPLIT=false: one process"
             if stack.split
             else "  processes         one (CELLCELLY_RUN_SPLIT=false)"
         ),

@@ -141,6 +141,11 @@ class Gateway:
         # the loop's own create_task: asyncio.ensure_future is Python, a few µs a CCR
         return loop.create_task(self._charge(conn, msg, req, key, fut, now, miss))
 
+    @property
+    def in_flight(self) -> int:
+        """CCRs sent to the OCS and not answered yet."""
+        return len(self._in_flight)
+
     def _unknown(self, msg: Message, req: ChargeRequest) -> Message:
         """5030 without a trip to the OCS: the cache says there is no such subscriber."""
         answer = ChargeAnswer(req.session_id, req.request_type, req.request_number, ResultCode.USER_UNKNOWN)
