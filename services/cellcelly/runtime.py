@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 # 200,000 sessions took 1.7 s).
 DEFAULT_FULL_GROWTH = 4.0
 DEFAULT_CHECK_S = 10.0
+# ... and never below this many blocks (~100 MB): a process's first minutes grow its heap from its
+# start-up size, and a full collection then paused its charging (a 3004 in the stack-apart test)
+FULL_FLOOR_BLOCKS = 1_000_000
 _full_due = threading.Event()  # set while a full collection is under way: survivors stay unfrozen
 _tuned = threading.Lock()
 _started: dict[int, threading.Thread] = {}  # by process: a forked child inherits this, not the thread
@@ -42,7 +45,7 @@ def tune_gc(*, young: bool = True) -> None:
 
     The cost: a cycle among objects that outlived a young collection is only found by a full
     collection, made when the process's live objects have grown `CELLCELLY_GC_FULL_GROWTH`-fold
-    since the last one (one pause; logged with what it found).
+    since the last one, and from at least a million blocks (one pause; logged with what it found).
 
     `young=False`: no young collections at all, only that full one (the traffic generator: it is
     the network, and its pauses would be counted as the path's latency).
@@ -93,12 +96,12 @@ def full_collection() -> int:
 
 
 def _full_collections(growth: float, every: float) -> None:
-    baseline = sys.getallocatedblocks()
+    baseline = max(sys.getallocatedblocks(), FULL_FLOOR_BLOCKS)
     while True:
         time.sleep(every)
         if sys.getallocatedblocks() >= growth * baseline:
             full_collection()
-            baseline = sys.getallocatedblocks()
+            baseline = max(sys.getallocatedblocks(), FULL_FLOOR_BLOCKS)
 
 
 async def until_loop_ends(on_end: Callable[[], None]) -> AsyncGenerator[None, None]:

@@ -418,10 +418,11 @@ OVERLOAD_KEY = "overload-test-key-0123456789"
 async def test_behind_a_standing_queue_new_sessions_get_3004_and_sessions_under_way_go_on(
     data_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Overload (`dgw/overload.py`): an OCS answering everything 0.3 s late is a standing queue for
-    a gateway whose limit is 0.1 s. New sessions and events are then answered 3004 at once, while
-    the session under way is charged; once answers are quick again, new sessions are admitted, the
-    refused one too when it is sent again (a 3004 is not kept as its answer)."""
+    """Overload (`dgw/overload.py`): an OCS answering everything 0.3 s late, six requests at a time,
+    is a standing queue for a gateway whose limit is 0.1 s. New sessions and events are then
+    answered 3004 at once, while the session under way is charged; once answers are quick again,
+    new sessions are admitted, the refused one too when it is sent again (a 3004 is not kept as
+    its answer)."""
     components = open_backends(Settings(data_dir=data_dir))
     seed_demo(components)
     caplog.set_level(logging.INFO, "cellcelly.dgw.overload")
@@ -431,8 +432,12 @@ async def test_behind_a_standing_queue_new_sessions_get_3004_and_sessions_under_
             conn,
             gateway,
         ):
-            assert (await conn.request(ccr("gw;busy;a", 1, 0))).result_code == Result.SUCCESS
-            assert (await conn.request(ccr("gw;busy;a", 2, 1, time_used=10))).result_code == Result.SUCCESS
+            # a queue: sessions under way, their requests all waiting at once, round after round
+            under_way = [f"gw;busy;{c}" for c in "acdfgh"]
+            for number in range(3):
+                kind = 1 if number == 0 else 2
+                sent = [conn.request(ccr(sid, kind, number, time_used=10 * number)) for sid in under_way]
+                assert {a.result_code for a in await asyncio.gather(*sent)} == {Result.SUCCESS}
             for session, kind in (("gw;busy;b", 1), ("gw;busy;e", 4)):
                 started = time.monotonic()
                 refused = await conn.request(ccr(session, kind, 0))
@@ -441,9 +446,9 @@ async def test_behind_a_standing_queue_new_sessions_get_3004_and_sessions_under_
                 assert time.monotonic() - started < 0.25  # at once: it did not wait for the OCS
             assert gateway.stats.too_busy == 2
             # the session under way is charged, late as the OCS is
-            assert (await conn.request(ccr("gw;busy;a", 2, 2, time_used=10))).result_code == Result.SUCCESS
+            assert (await conn.request(ccr("gw;busy;a", 2, 3, time_used=10))).result_code == Result.SUCCESS
             slow.pause = 0.0
-            number, until = 3, time.monotonic() + 0.5  # two windows of quick answers
+            number, until = 4, time.monotonic() + 0.5  # two windows of quick answers
             while time.monotonic() < until:
                 answer = await conn.request(ccr("gw;busy;a", 2, number, time_used=1))
                 assert answer.result_code == Result.SUCCESS

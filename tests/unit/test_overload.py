@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cellcelly.dgw.overload import Overload
+from cellcelly.dgw.overload import MIN_ANSWERS, Overload
 
 pytestmark = pytest.mark.unit
 
@@ -58,6 +58,16 @@ def test_one_stuck_request_is_no_queue() -> None:
             rule.answered(2.0, now)  # the stuck ones, as they time out
         now += 0.001
     assert rule.admits(now) and not rule.overloaded
+
+
+def test_a_few_slow_answers_at_a_quiet_time_are_no_queue() -> None:
+    """One request at a time, each 300 ms late (a stalled commit at night): no queue holds them,
+    and new sessions are admitted."""
+    rule = Overload(DELAY, WINDOW)
+    now = answers(rule, 0.0, 0.3, WINDOW / (MIN_ANSWERS - 1) + 0.001, 3.0)
+    assert rule.admits(now) and not rule.overloaded
+    now = answers(rule, now, 0.3, WINDOW / (MIN_ANSWERS + 1), now + 3 * WINDOW)  # enough to be one
+    assert rule.overloaded
 
 
 def test_without_answers_the_verdict_lapses() -> None:

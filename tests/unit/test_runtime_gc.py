@@ -95,7 +95,7 @@ def test_a_full_collection_comes_when_live_objects_grow_and_not_while_they_stay(
     del a, b, junk
     time.sleep(1.0)  # checked several times: no growth, no full collection
     print("kept" if late() is not None else "freed")
-    grown = [[] for _ in range(2_000_000)]  # live objects doubled and more
+    grown = [[] for _ in range(2_200_000)]  # twice the floor of a million blocks, and more
     deadline = time.monotonic() + 10
     while late() is not None and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -21,6 +21,10 @@ import math
 log = logging.getLogger(__name__)
 
 WINDOW = 0.2  # seconds: how often the verdict is taken again (CoDel's interval is 100 ms)
+# answers a window needs before it can show a queue: a few requests, however late, are none (as
+# CoDel leaves a queue under one packet alone); one slow answer at a quiet time, a commit that
+# stalled, refused the next new session (`tests/integration/test_stack_apart.py`, once in CI)
+MIN_ANSWERS = 4
 TICK = 0.05  # seconds between the gateway's looks at its own loop's lateness
 
 
@@ -43,6 +47,7 @@ class Overload:
         self.overloaded = False
         self._fastest = math.inf  # the fastest answer of the current window
         self._least_lag = math.inf  # the loop's least lateness in it
+        self._answers = 0  # in it
         self._window_end = -math.inf
         self._refused = 0  # in the current overload, for its log line
 
@@ -52,14 +57,16 @@ class Overload:
             return
         if took < self._fastest:
             self._fastest = took
+        self._answers += 1
         if now < self._window_end:
             return
         if self._window_end == -math.inf:  # the first answer: it opens the first window
             self._window_end = now + self.window
             return
         lag = 0.0 if self._least_lag == math.inf else self._least_lag
-        self._verdict(self._fastest + lag > self.delay, lag)
+        self._verdict(self._fastest + lag > self.delay and self._answers >= MIN_ANSWERS, lag)
         self._fastest = self._least_lag = math.inf
+        self._answers = 0
         self._window_end = now + self.window
 
     def lagged(self, late: float) -> None:
