@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 DEFAULT_FULL_GROWTH = 4.0
 DEFAULT_CHECK_S = 10.0
 # ... and never below this many blocks (~100 MB): a process's first minutes grow its heap from its
-# start-up size, and a full collection then paused its charging (a 3004 in the stack-apart test)
+# start-up size, and a full collection then would pause charging under load (the likely stall
+# behind a 3004 in one CI run of the stack-apart test)
 FULL_FLOOR_BLOCKS = 1_000_000
 _full_due = threading.Event()  # set while a full collection is under way: survivors stay unfrozen
 _tuned = threading.Lock()
