@@ -1,11 +1,11 @@
 """The charging path makes no reference cycles, on success and on its failures.
 
 `runtime.tune_gc` freezes what outlives a young collection: a cycle among such objects is freed
-only by the hourly full collection. This checks the premise over the real wire (a Diameter
-client → DGW → OCS wire → embedded store): with the collector off, every object the path made
-and dropped must have been freed by its reference count; what a collection then finds
-unreachable and is ours (a `cellcelly` class, an asyncio task or future, a frame of our code)
-is a cycle the path made.
+only by a full collection, which comes when the process's memory has grown fourfold. This checks
+the premise over the real wire (a Diameter client → DGW → OCS wire → embedded store) and over
+HTTP: with the collector off, every object the path made and dropped must have been freed by its
+reference count; what a collection then finds unreachable and is ours (a `cellcelly` class, an
+asyncio task or future, a frame or coroutine of our code) is a cycle the path made.
 """
 
 from __future__ import annotations
@@ -36,8 +36,10 @@ def _ours(obj: object) -> bool:
         return True
     if isinstance(obj, types.FrameType):
         return "/cellcelly/" in obj.f_code.co_filename
-    if isinstance(obj, (types.CoroutineType, types.GeneratorType)):
-        return "/cellcelly/" in obj.__qualname__ or "cellcelly" in getattr(obj, "__module__", "")
+    if isinstance(obj, types.CoroutineType):
+        return "/cellcelly/" in obj.cr_code.co_filename
+    if isinstance(obj, types.GeneratorType):
+        return "/cellcelly/" in obj.gi_code.co_filename
     return type(obj).__module__.startswith("cellcelly")
 
 
