@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.telemetry import TelemetryConfig
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
 from cellcelly.errors import ApiError, CellCellyError, DomainError, ProtocolError
@@ -142,3 +143,19 @@ def add_health_routes(app: FastAPI, probe: Callable[[], Awaitable[dict[str, Any]
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             return json_response({"status": "unavailable", "detail": str(exc)}, 503)
         return json_response({"status": "ready", **extra})
+
+
+def metrics_app(title: str, collectors: list[Any], probe: Callable[[], Awaitable[dict[str, Any]]]) -> FastAPI:
+    """/metrics (the `collectors` in a registry of their own), /healthz and /readyz: the app of a
+    service that serves nothing else over HTTP (a stand-alone SF or DGW)."""
+    registry = CollectorRegistry()
+    for collector in collectors:
+        registry.register(collector)
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None, telemetry=NO_TELEMETRY)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    add_health_routes(app, probe)
+    return app

@@ -9,14 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from fastapi import FastAPI
-from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client import ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from cellcelly.dgw.gateway import Gateway
 from cellcelly.dgw.ocs_client import WireOcs
-from cellcelly.web import NO_TELEMETRY, add_health_routes
+from cellcelly.web import metrics_app as serving
 
 Family = CounterMetricFamily | GaugeMetricFamily
 
@@ -75,19 +74,8 @@ class DgwCollector(Collector):
 
 def metrics_app(gateway: Gateway) -> FastAPI:
     """/metrics (with the process's CPU and memory), /healthz and /readyz of a stand-alone DGW."""
-    registry = CollectorRegistry()
-    registry.register(DgwCollector(gateway))
-    ProcessCollector(registry=registry)
-    app = FastAPI(
-        title="CellCelly DGW", docs_url=None, redoc_url=None, openapi_url=None, telemetry=NO_TELEMETRY
-    )
-
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     async def probe() -> dict[str, int]:
         return {"sessions": len(gateway.sessions), "in_flight": gateway.in_flight}
 
-    add_health_routes(app, probe)
-    return app
+    return serving("CellCelly DGW", [DgwCollector(gateway), ProcessCollector(registry=None)], probe)

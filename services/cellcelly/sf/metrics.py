@@ -6,13 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from fastapi import FastAPI
-from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from cellcelly.sf.sync import SyncFunction
-from cellcelly.web import NO_TELEMETRY, add_health_routes
+from cellcelly.web import metrics_app as serving
 
 
 class SfCollector(Collector):
@@ -69,21 +67,10 @@ class SfCollector(Collector):
 
 def metrics_app(sf: SyncFunction) -> FastAPI:
     """/metrics, /healthz and /readyz of a stand-alone SF (`cellcelly sf`)."""
-    registry = CollectorRegistry()
-    app = FastAPI(
-        title="CellCelly SF", docs_url=None, redoc_url=None, openapi_url=None, telemetry=NO_TELEMETRY
-    )
-
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
     collector = SfCollector(sf)
-    registry.register(collector)
 
     async def probe() -> dict[str, int]:
         collector.check_ready()  # stalled: usage is not reaching the record
         return {"lag": sf.stats.lag}
 
-    add_health_routes(app, probe)
-    return app
+    return serving("CellCelly SF", [collector], probe)
