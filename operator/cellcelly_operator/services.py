@@ -336,15 +336,15 @@ def build(stack: Stack) -> list[Manifest]:
     for svc in SERVICES:
         app = stack.spec.services.get(svc)
         out.append(deployment(stack, svc))
-        svc_ports = ports(stack, svc)
-        if svc in EDGE_PORTS:
-            edge = [(p.name, p.port, p.protocol) for p in svc_ports if p.name in EDGE_PORTS[svc]]
-            inner = [(p.name, p.port, p.protocol) for p in svc_ports if p.name not in EDGE_PORTS[svc]]
-            out.append(service(stack, svc, edge, kind=app.service.type))
-            if inner:
-                out.append(service(stack, svc, inner, name=f"{stack.child(svc)}-metrics"))
-        elif svc_ports:
-            out.append(service(stack, svc, [(p.name, p.port, p.protocol) for p in svc_ports]))
+        edge = EDGE_PORTS.get(svc)
+        outer: list[tuple[str, int, str]] = []
+        inner: list[tuple[str, int, str]] = []
+        for p in ports(stack, svc):
+            (inner if edge is not None and p.name not in edge else outer).append((p.name, p.port, p.protocol))
+        if outer:
+            out.append(service(stack, svc, outer, kind=app.service.type if edge else "ClusterIP"))
+        if inner:
+            out.append(service(stack, svc, inner, name=f"{stack.child(svc)}-metrics"))
         if app.replicas >= 2:
             out.append(pdb(stack, svc, 1))
     if stack.spec.services.mw.ingress.enabled:
