@@ -24,7 +24,8 @@ DEFAULT_CHECK_S = 10.0
 # start-up size, and a full collection then would pause charging under load (the likely stall
 # behind a 3004 in one CI run of the stack-apart test)
 FULL_FLOOR_BLOCKS = 1_000_000
-_full_due = threading.Event()  # set while a full collection is under way: survivors stay unfrozen
+# held while a full collection is under way: young collections' survivors stay unfrozen
+_full_under_way = threading.Lock()
 _tuned = threading.Lock()
 _started: dict[int, threading.Thread] = {}  # by process: a forked child inherits this, not the thread
 
@@ -73,27 +74,42 @@ def tune_gc(*, young: bool = True) -> None:
 
 
 def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
-    # called by the collector itself: after a young collection its lists are consistent
-    if phase == "stop" and info["generation"] == 0 and not _full_due.is_set():
-        gc.freeze()
+    # called by the collector itself: after a young collection its lists are consistent. The
+    # lock, not a flag: a flag checked here could be set by the full collection's thread between
+    # the check and the freeze, and freeze back what it had just unfrozen
+    if phase == "stop" and info["generation"] == 0 and _full_under_way.acquire(blocking=False):
+        try:
+            gc.freeze()
+        finally:
+            _full_under_way.release()
 
 
 def full_collection() -> int:
     """Everything frozen back to the collector, one full collection, frozen again: the number of
     unreachable objects it found (a reference cycle that outlived a young collection)."""
-    _full_due.set()
-    try:
+    with _full_under_way:
         started = time.perf_counter()
         gc.unfreeze()
-        found = gc.collect()
+        found = _collect_oldest()
         gc.freeze()
-    finally:
-        _full_due.clear()
     log.info(
         "full garbage collection",
         extra={"took_ms": round((time.perf_counter() - started) * 1000, 1), "unreachable": found},
     )
     return found
+
+
+def _collect_oldest() -> int:
+    # gc.collect() returns 0 at once, collecting nothing, while another thread's collection is
+    # under way (its callbacks run Python code and let the GIL go): so a full collection is
+    # known by the oldest generation's count, and tried again until it has happened
+    oldest = gc.get_stats()[-1]
+    while True:
+        found = gc.collect()
+        now = gc.get_stats()[-1]
+        if now["collections"] > oldest["collections"]:
+            return max(found, int(now["collected"]) - int(oldest["collected"]))
+        time.sleep(0.001)
 
 
 def _full_collections(growth: float, every: float) -> None:

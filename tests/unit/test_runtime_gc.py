@@ -123,3 +123,38 @@ def test_without_young_collections_only_a_full_collection_frees_a_cycle() -> Non
     print("freed" if gone() is None else "kept")
     """
     assert run(script) == ["disabled kept", "freed"]
+
+
+def test_a_full_collection_is_made_even_while_another_threads_collection_is_under_way() -> None:
+    # gc.collect() collects nothing while another thread's collection runs its callbacks (they let
+    # the GIL go): the full collection from the watcher's thread must still happen, and the young
+    # collection's freeze must not take back what it unfroze. CI once kept a cycle so.
+    script = """
+    import gc, threading, time, weakref
+    from cellcelly.runtime import full_collection, tune_gc
+    tune_gc()
+    class Node:
+        def __init__(self): self.other = None
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    late = weakref.ref(a)
+    junk = [[] for _ in range(20000)]  # the cycle outlives young collections: frozen
+    del a, b, junk
+    inside = threading.Event()
+    def slow(phase, info):  # the main thread's young collection, paused in a callback
+        if phase == "start" and info["generation"] == 0 and not inside.is_set():
+            inside.set()
+            time.sleep(0.3)
+    gc.callbacks.insert(0, slow)
+    found = []
+    def full():
+        inside.wait()
+        found.append(full_collection())
+    worker = threading.Thread(target=full)
+    worker.start()
+    junk = [[] for _ in range(5000)]  # a young collection: `slow` lets the worker in
+    worker.join()
+    gc.callbacks.remove(slow)
+    print("freed" if late() is None and found[0] >= 2 else f"kept ({found})")
+    """
+    assert run(script) == ["freed"]
