@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from gy_client import CLIENT, PEERS, answering, voice_ccr
 
@@ -94,6 +95,12 @@ async def test_a_call_is_charged_through_the_gateway(stack: EmbeddedStack, peer:
     cca = await peer.request(ccr("gw;call;1", 3, 2, time_requested=None, time_used=40))
     assert cca.result_code == Result.SUCCESS
     assert voice_remaining(stack) == before - 140
+    # the gateway runs in the stack's process (CELLCELLY_RUN_SPLIT=false): its figures are on the OCS's
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.ocs_port}") as ocs:
+        metrics = (await ocs.get("/metrics")).text
+    assert "cellcelly_dgw_ccr_total 3.0" in metrics, metrics
+    assert 'cellcelly_dgw_answers_total{result_code="2001"} 3.0' in metrics, metrics
+    assert "cellcelly_dgw_sessions 0.0" in metrics, metrics  # the call ended
 
 
 async def test_retransmissions_get_the_original_answer_and_charge_once(

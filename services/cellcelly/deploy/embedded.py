@@ -2,13 +2,13 @@
 the processes apart, on one event loop, sharing one `Backends`.
 
 Only the joints differ: the DGW charges through the OCS in process (`LocalOcs`), the notifier
-speaks through the SMS gateway's channel, the MW plays the IVR's prompt audio, the SF's figures
-are on the OCS's /metrics. With `split` (what `cellcelly run` does unless CELLCELLY_RUN_SPLIT=false)
-the DGW and the SF are child processes instead (`deploy/child.py` says why): the DGW charges over
-the OCS's wire, the SF serves its own /metrics. Account changes reach the gateway the way they
-reach a DGW apart, through the bus (`deploy/dgw.py`'s follower), so a change is acted on once
-however it was made: a top-up or a package re-authorises the subscriber's cut-off sessions (RAR),
-a suspension aborts them (ASR).
+speaks through the SMS gateway's channel, the MW plays the IVR's prompt audio, the SF's and the
+DGW's figures are on the OCS's /metrics. With `split` (what `cellcelly run` does unless
+CELLCELLY_RUN_SPLIT=false) the DGW and the SF are child processes instead (`deploy/child.py` says
+why): the DGW charges over the OCS's wire, and each serves its own /metrics. Account changes
+reach the gateway the way they reach a DGW apart, through the bus (`deploy/dgw.py`'s follower), so
+a change is acted on once however it was made: a top-up or a package re-authorises the
+subscriber's cut-off sessions (RAR), a suspension aborts them (ASR).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from cellcelly.deploy.backends import Backends
 from cellcelly.deploy.child import Child, ChildrenUp, free_port
 from cellcelly.deploy.service import Alone, Group, Health, Lifecycle, Service
 from cellcelly.dgw.gateway import Gateway
+from cellcelly.dgw.metrics import DgwCollector
 from cellcelly.dgw.ocs_client import LocalOcs
 from cellcelly.dgw.server import DgwServer
 from cellcelly.domain.money import format_tl
@@ -116,6 +117,7 @@ class EmbeddedStack:
         if not self.split:
             gateway = dgw.build(settings, LocalOcs(b.charging), b.bus, cache=self.cache)
             self.gateway, self.dgw = gateway.gateway, gateway.server
+            collectors.append(DgwCollector(gateway.gateway))  # as the SF's: on the OCS's /metrics
             services.append(gateway)
         self.selfcare = mw.selfcare(
             settings,
