@@ -21,6 +21,7 @@ COMPILED = [
     "cellcelly/diameter/constants.py",
     "cellcelly/diameter/codec.py",
     "cellcelly/diameter/ccr.py",
+    "cellcelly/diameter/doic.py",
     "cellcelly/domain/errors.py",
     "cellcelly/domain/limits.py",
     "cellcelly/domain/money.py",

@@ -286,6 +286,7 @@ def cmd_traffic(args: argparse.Namespace) -> int:
             first_msisdn=args.first_msisdn,
             connections=args.connections,
             mix=parse_mix(args.mix),
+            doic=not args.no_doic,
         )
         if args.processes < 1:
             raise ValueError("--processes must be >= 1")
@@ -372,6 +373,12 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="split the load over this many processes (one offered ~25,000 CCR/s on 2 cores; the"
         " report says when the generator, not the server, was the limit)",
+    )
+    traffic.add_argument(
+        "--no-doic",
+        action="store_true",
+        help="neither say OC-Supported-Features nor hold back new sessions when a gateway reports"
+        " an overload (RFC 7683; by default both)",
     )
     traffic.add_argument("--json", action="store_true", help="print the report as JSON")
     traffic.set_defaults(fn=cmd_traffic)

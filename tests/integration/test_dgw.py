@@ -24,6 +24,7 @@ from cellcelly.deploy.embedded import DEMO, EmbeddedStack, seed_demo
 from cellcelly.dgw.gateway import Gateway
 from cellcelly.dgw.ocs_client import LocalOcs, WireOcs
 from cellcelly.dgw.server import DgwServer
+from cellcelly.diameter import doic
 from cellcelly.diameter.codec import Avp, Message, decode
 from cellcelly.diameter.constants import (
     APP_CREDIT_CONTROL,
@@ -422,6 +423,13 @@ async def test_one_late_answer_does_not_fail_the_requests_in_flight_beside_it(da
 OVERLOAD_KEY = "overload-test-key-0123456789"
 
 
+def with_doic(msg: Message, understood: bool = True) -> Message:
+    """The request as a client that understands DOIC's overload reports sends it."""
+    if understood:
+        msg.avps.append(doic.supported())
+    return msg
+
+
 async def test_behind_a_standing_queue_new_sessions_get_3004_and_sessions_under_way_go_on(
     data_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -445,21 +453,34 @@ async def test_behind_a_standing_queue_new_sessions_get_3004_and_sessions_under_
                 kind = 1 if number == 0 else 2
                 sent = [conn.request(ccr(sid, kind, number, time_used=10 * number)) for sid in under_way]
                 assert {a.result_code for a in await asyncio.gather(*sent)} == {Result.SUCCESS}
-            for session, kind in (("gw;busy;b", 1), ("gw;busy;e", 4)):
+            reports = []
+            for session, kind, doic_client in (("gw;busy;b", 1, True), ("gw;busy;e", 4, False)):
                 started = time.monotonic()
-                refused = await conn.request(ccr(session, kind, 0))
+                refused = await conn.request(with_doic(ccr(session, kind, 0), doic_client))
                 assert refused.result_code == Result.TOO_BUSY and refused.flags & FLAG_E
                 assert refused.session_id == session
                 assert time.monotonic() - started < 0.25  # at once: it did not wait for the OCS
+                # DOIC (RFC 7683): a client that understands reports is told how much less to send
+                assert (refused.find(Code.OC_SUPPORTED_FEATURES) is not None) is doic_client
+                reports.append(doic.read_report(refused))
+            assert reports[0] is not None and reports[0].reduction >= 10 and reports[0].validity == 10
+            assert reports[1] is None  # nothing DOIC for a client that did not say it understands it
             assert gateway.stats.too_busy == 2
             # the session under way is charged, late as the OCS is
             assert (await conn.request(ccr("gw;busy;a", 2, 3, time_used=10))).result_code == Result.SUCCESS
             slow.pause = 0.0
             number, until = 4, time.monotonic() + 0.5  # two windows of quick answers
+            easing = []
             while time.monotonic() < until:
-                answer = await conn.request(ccr("gw;busy;a", 2, number, time_used=1))
+                answer = await conn.request(with_doic(ccr("gw;busy;a", 2, number, time_used=1)))
                 assert answer.result_code == Result.SUCCESS
+                easing.append(doic.read_report(answer))
                 number += 1
+            # the queue is gone: each report asks for less than the last, under a newer sequence number
+            assert all(r is not None for r in easing), easing
+            told = [(r.sequence, r.reduction) for r in easing if r is not None]
+            assert [n for _, n in told] == sorted((n for _, n in told), reverse=True)
+            assert told[-1][1] < told[0][1] and told[-1][0] > told[0][0] >= reports[0].sequence
             assert (await conn.request(ccr("gw;busy;b", 1, 0))).result_code == Result.SUCCESS
             for session, n in (("gw;busy;a", number), ("gw;busy;b", 1)):
                 assert (await conn.request(ccr(session, 3, n, time_used=1))).result_code == Result.SUCCESS

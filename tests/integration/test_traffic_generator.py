@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from cellcelly.diameter import doic
 from cellcelly.diameter.codec import Avp, Message
 from cellcelly.diameter.constants import Cmd, Code, Code3gpp, RequestType, Result
 from cellcelly.diameter.peer import LocalPeer, PeerConnection
@@ -91,6 +92,8 @@ class FakeGy:
         self.conns: list[PeerConnection] = []
         self.ccrs = self.updates = 0
         self.port = 0
+        self.report: doic.OverloadReport | None = None  # DOIC: told to the clients that understand it
+        self.understood = 0  # CCRs that said OC-Supported-Features
         self.server: asyncio.Server | None = None
 
     def protocol(self) -> PeerConnection:
@@ -175,6 +178,11 @@ class FakeGy:
             if final:
                 children.append(Avp.grouped(Code.FINAL_UNIT_INDICATION, [Avp.i32(Code.FINAL_UNIT_ACTION, 0)]))
             avps.append(Avp.grouped(Code.MULTIPLE_SERVICES_CREDIT_CONTROL, children))
+        if doic.understands(ccr):
+            self.understood += 1
+            avps.append(doic.supported())
+            if self.report is not None:
+                avps.append(doic.olr(self.report))
         return ccr.answer(avps)
 
 
@@ -330,8 +338,34 @@ async def test_losing_the_server_mid_run_ends_the_run() -> None:
     assert report.sessions_started == report.sessions_completed + report.sessions_aborted
 
 
+async def test_an_overload_report_holds_back_new_sessions_and_never_their_updates(gy: FakeGy) -> None:
+    """DOIC (RFC 7683), the loss algorithm: a server reporting 60% less has about 60% of the new
+    sessions after its first answer held back; the sessions started run to their end."""
+    gy.report = doic.OverloadReport(5, 60, 30)
+    config = _config(gy.port, duration=1.5, rate=300.0, connections=4, max_in_flight=450)
+    report = await run_traffic(config)
+    assert report.requests == report.answers == gy.ccrs == gy.understood  # each CCR said it understands
+    assert report.sessions_started + report.sessions_abated == 450
+    assert 0.5 * 450 < report.sessions_abated < 0.7 * 450  # 60% of 449 draws: mean 269, sd 10
+    assert report.sessions_started == len(gy.sessions) == report.sessions_completed
+    for sid, seen in gy.sessions.items():
+        check_session(sid, seen)  # every update and terminate of a started session went out
+    assert "abated (DOIC)" in report.render() and report.as_dict()["sessions_abated"] > 0
+
+
+async def test_without_doic_or_once_a_report_ends_nothing_is_held_back(gy: FakeGy) -> None:
+    gy.report = doic.OverloadReport(5, 60, 30)
+    config = _config(gy.port, duration=0.5, rate=300.0, max_in_flight=150, doic=False)
+    report = await run_traffic(config)
+    assert report.sessions_abated == 0 and report.sessions_started == 150 and gy.understood == 0
+    gy.report = doic.OverloadReport(6, 0, 0)  # ended
+    report = await run_traffic(_config(gy.port, duration=0.5, rate=300.0, max_in_flight=150, seed=2))
+    assert report.sessions_abated == 0 and report.sessions_started == 150 and gy.understood > 0
+
+
 async def test_two_processes_offer_the_rate_together_and_report_as_one(gy: FakeGy) -> None:
-    config = _config(gy.port, duration=1.5, rate=300.0, connections=4)
+    # no shedding, as in the one-process test: a stalled runner must not change the counts
+    config = _config(gy.port, duration=1.5, rate=300.0, connections=4, max_in_flight=450)
     report = await asyncio.wait_for(asyncio.to_thread(run_processes, config, 2), 120)
 
     # nothing lost, the whole rate offered, over every connection, each dialogue valid

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from cellcelly.diameter import doic
 from cellcelly.diameter.codec import Avp, DecodeError, Message, decode
 from cellcelly.diameter.constants import (
     APP_COMMON,
@@ -163,6 +164,7 @@ CCR_U = ccr(
         _mscc(20, (300, 1_073_741_824), (0, 5_000_000_000)),
         _mscc(30, None, (12, 4096)),
         _ps_information(),
+        doic.supported(),  # RFC 7683: this client takes overload reports
     ],
 )
 CCR_T = ccr(
@@ -228,6 +230,8 @@ CCA = CCR_U.answer(
             ],  # DIAMETER_CREDIT_LIMIT_REACHED
         ),
         Avp.i32(Code.CREDIT_CONTROL_FAILURE_HANDLING, 1),
+        doic.supported(),
+        doic.olr(doic.OverloadReport(1_733_000_000_123, 40, 10)),  # what an overloaded gateway adds
     ]
 )
 
@@ -454,6 +458,17 @@ def test_cca_values(dissected: tuple[list[Dissected], str]) -> None:
     assert seen.one("Redirect-Server-Address") == "http://topup.example.net/"
     assert seen.one("Quota-Holding-Time") == "900"
     assert seen.one("Credit-Control-Failure-Handling") == "1"
+
+
+def test_doic_values(dissected: tuple[list[Dissected], str]) -> None:
+    seen = _by_name(dissected)
+    assert seen["CCR-U"].one("OC-Feature-Vector") == "1"  # OLR_DEFAULT_ALGO, the loss algorithm
+    cca = seen["CCA"]
+    assert cca.one("OC-Feature-Vector") == "1"
+    assert cca.one("OC-Sequence-Number") == "1733000000123"
+    assert cca.one("OC-Report-Type") == "0"  # HOST_REPORT
+    assert cca.one("OC-Reduction-Percentage") == "40"
+    assert cca.one("OC-Validity-Duration") == "10"
 
 
 def test_base_protocol_values(dissected: tuple[list[Dissected], str]) -> None:

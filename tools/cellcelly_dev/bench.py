@@ -686,6 +686,8 @@ def bench_e2e(
                             "shed_sessions": report["sessions_shed"],
                             # new sessions the overloaded gateway refused (dgw/overload.py)
                             "too_busy": report["result_counts"].get("3004", 0),
+                            # and those the generator held back, told to by its DOIC reports
+                            "abated": report.get("sessions_abated", 0),
                             "result_counts": report["result_counts"],
                             "offered_sessions_per_s": rate,
                             "sessions_started": report["sessions_started"],
@@ -717,8 +719,10 @@ def ccrs_per_session() -> float:
 
 
 def _shown_name(r: dict[str, Any]) -> str:
-    """A row's name with what qualifies its figures: sessions the gateway refused, a generator behind."""
+    """A row's name with what qualifies its figures: sessions the gateway refused, those the
+    generator held back on its overload reports (DOIC), a generator behind."""
     name = str(r["name"]) + (f" ({r['too_busy']} x 3004)" if r.get("too_busy") else "")
+    name += f" ({r['abated']} abated)" if r.get("abated") else ""
     return name + (" *" if r.get("generator_bound") else "")
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from cellcelly.dgw.gy import GyError, build_cca, parse_ccr
 from cellcelly.dgw.ocs_client import OcsClient, OcsUnavailable
 from cellcelly.dgw.overload import TICK, Overload
+from cellcelly.diameter import doic
 from cellcelly.diameter.codec import DICTIONARY, Avp, Message, decode
 from cellcelly.diameter.constants import APP_CREDIT_CONTROL, FLAG_P, FLAG_R, Cmd, Code, Result
 from cellcelly.diameter.peer import LocalPeer, PeerConnection, State, error_answer
@@ -81,6 +82,8 @@ class Gateway:
         self.ocs = ocs
         self.cache = cache
         self.overload = Overload(overload_delay)
+        # the last DOIC report and its OC-OLR, built once for every answer that carries it
+        self._olr: tuple[doic.OverloadReport | None, Avp] = (None, Avp.grouped(Code.OC_OLR, []))
         self._ticker: asyncio.TimerHandle | None = None
         self.retention = answer_retention
         self.max_answers = max_answers
@@ -126,7 +129,8 @@ class Gateway:
         if req.request_type in NEW_SESSIONS and not self.overload.admits(now):
             self.stats.too_busy += 1
             # not stored: a retry once the queue is gone is charged as any new request
-            return error_answer(msg, self.local, Result.TOO_BUSY, "overloaded: no new sessions for now")
+            busy = error_answer(msg, self.local, Result.TOO_BUSY, "overloaded: no new sessions for now")
+            return self._told(msg, busy, now)
         miss = None
         if self.cache is not None and req.msisdn:
             # a hit is answered here, without a coroutine; a miss is awaited in `_charge`
@@ -149,7 +153,19 @@ class Gateway:
     def _unknown(self, msg: Message, req: ChargeRequest) -> Message:
         """5030 without a trip to the OCS: the cache says there is no such subscriber."""
         answer = ChargeAnswer(req.session_id, req.request_type, req.request_number, ResultCode.USER_UNKNOWN)
-        return build_cca(msg, req, answer, self.local)
+        return self._told(msg, build_cca(msg, req, answer, self.local), time.monotonic())
+
+    def _told(self, request: Message, answer: Message, now: float) -> Message:
+        """The answer, with DOIC's AVPs when the request's sender understands them (RFC 7683): the
+        algorithm chosen, and the overload report if there is one."""
+        if doic.understands(request):
+            answer.avps.append(doic.supported())
+            report = self.overload.report(now)
+            if report is not None:
+                if report != self._olr[0]:
+                    self._olr = (report, doic.olr(report))
+                answer.avps.append(self._olr[1])
+        return answer
 
     def _reject(self, msg: Message, exc: GyError) -> Message:
         self.stats.rejected += 1
@@ -188,12 +204,12 @@ class Gateway:
                 self.stats.ocs_unavailable += 1
                 # not stored: a retry may find the OCS back; the OCS itself keeps charging idempotent
                 reply = error_answer(msg, self.local, Result.UNABLE_TO_DELIVER, f"OCS unavailable: {exc}")
-                sent = reply.encode()
+                sent = self._told(msg, reply, time.monotonic()).encode()
                 fut.set_result(sent)
                 return sent
             now = time.monotonic()
             self.overload.answered(now - started, now)
-            sent = build_cca(msg, req, answer, self.local).encode()
+            sent = self._told(msg, build_cca(msg, req, answer, self.local), now).encode()
             self._remember(key, sent, now)
             host, realm = msg.find(Code.ORIGIN_HOST), msg.find(Code.ORIGIN_REALM)
             origin = (

@@ -7,6 +7,12 @@ bounds the delay of the sessions already under way: their updates and terminates
 usage that is money, are always forwarded. A client on 3004 tries another peer (RFC 6733 §7.1.3)
 or applies its Credit-Control-Failure-Handling (RFC 8506 §5.7).
 
+With DOIC (RFC 7683, `diameter/doic.py`) the clients that understand it are also told how much
+less to send: an overload report in each answer to them, its reduction 10 points higher for each
+window still overloaded (to 90%: some new sessions must come to show the queue is gone) and 5 lower
+for each window without a queue, then ended (validity 0) and said so for a report's validity. They
+then hold back new sessions before sending them, and the 3004s are for the rest.
+
 The signal is the *fastest* answer of a window (RFC 8289's rule), plus the least lateness of the
 gateway's own loop in it: one stuck request, say on an OCS that hangs until its timeout while
 another serves, is no queue, while a standing queue delays every request, the fastest too; and a
@@ -17,6 +23,9 @@ from __future__ import annotations
 
 import logging
 import math
+import time
+
+from cellcelly.diameter.doic import OverloadReport
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +35,10 @@ WINDOW = 0.2  # seconds: how often the verdict is taken again (CoDel's interval 
 # stalled, refused the next new session (`tests/integration/test_stack_apart.py`, once in CI)
 MIN_ANSWERS = 4
 TICK = 0.05  # seconds between the gateway's looks at its own loop's lateness
+REDUCTION_STEP = 10  # percentage points more a window still overloaded (DOIC's OC-Reduction-Percentage)
+REDUCTION_EASE = 5  # points less a window without a queue: back up more slowly than down
+MAX_REDUCTION = 90
+REPORT_VALIDITY = 10  # seconds a report holds unless renewed (OC-Validity-Duration); every answer renews it
 
 
 class Overload:
@@ -39,12 +52,17 @@ class Overload:
     in, so the rule is tested without a clock.
     """
 
-    def __init__(self, delay: float, window: float = WINDOW) -> None:
+    def __init__(self, delay: float, window: float = WINDOW, sequence: int | None = None) -> None:
         if delay < 0 or window <= 0:
             raise ValueError("the overload delay must be >= 0 and its window > 0")
         self.delay = delay
         self.window = window
         self.overloaded = False
+        self.reduction = 0  # percent, in the DOIC report; 0: none
+        # OC-Sequence-Number: from the wall clock in ms, so a restarted gateway's reports are newer
+        # than its last ones (a few changes a second never catch up with the clock)
+        self.sequence = int(time.time() * 1000) if sequence is None else sequence
+        self._ended_until = -math.inf  # an ended report is told until then
         self._fastest = math.inf  # the fastest answer of the current window
         self._least_lag = math.inf  # the loop's least lateness in it
         self._answers = 0  # in it
@@ -64,7 +82,7 @@ class Overload:
             self._window_end = now + self.window
             return
         lag = 0.0 if self._least_lag == math.inf else self._least_lag
-        self._verdict(self._fastest + lag > self.delay and self._answers >= MIN_ANSWERS, lag)
+        self._verdict(self._fastest + lag > self.delay and self._answers >= MIN_ANSWERS, lag, now)
         self._fastest = self._least_lag = math.inf
         self._answers = 0
         self._window_end = now + self.window
@@ -81,12 +99,29 @@ class Overload:
             return True
         if now >= self._window_end + self.window:
             # nothing answered for a whole window: no measure any more, so no reason to refuse
-            self._verdict(False, 0.0)
+            self._verdict(False, 0.0, now)
             return True
         self._refused += 1
         return False
 
-    def _verdict(self, overloaded: bool, lag: float) -> None:
+    def report(self, now: float) -> OverloadReport | None:
+        """The DOIC report for answers now: a reduction, an ended one (validity 0), or none."""
+        if self.reduction:
+            return OverloadReport(self.sequence, self.reduction, REPORT_VALIDITY)
+        if now < self._ended_until:
+            return OverloadReport(self.sequence, 0, 0)
+        return None
+
+    def _verdict(self, overloaded: bool, lag: float, now: float) -> None:
+        before = self.reduction
+        if overloaded:
+            self.reduction = min(MAX_REDUCTION, self.reduction + REDUCTION_STEP)
+        elif self.reduction:
+            self.reduction = max(0, self.reduction - REDUCTION_EASE)
+            if not self.reduction:
+                self._ended_until = now + REPORT_VALIDITY
+        if self.reduction != before:
+            self.sequence += 1
         if overloaded and not self.overloaded:
             log.warning(
                 "overloaded: new sessions refused with 3004 DIAMETER_TOO_BUSY",

@@ -87,6 +87,8 @@ _UPPER = {
     "U",
     "ID",
     "AVP",
+    "OC",
+    "OLR",
 }
 
 
@@ -192,6 +194,13 @@ _define(
         (Code.USER_EQUIPMENT_INFO_TYPE, T.ENUM),
         (Code.USER_EQUIPMENT_INFO_VALUE, T.OCTETS),
         (Code.SERVICE_CONTEXT_ID, T.UTF8),
+        (Code.OC_SUPPORTED_FEATURES, T.GROUPED),
+        (Code.OC_FEATURE_VECTOR, T.U64),
+        (Code.OC_OLR, T.GROUPED),
+        (Code.OC_SEQUENCE_NUMBER, T.U64),
+        (Code.OC_VALIDITY_DURATION, T.U32),
+        (Code.OC_REPORT_TYPE, T.ENUM),
+        (Code.OC_REDUCTION_PERCENTAGE, T.U32),
     ],
 )
 _define(

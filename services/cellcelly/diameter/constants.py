@@ -150,6 +150,14 @@ class Code(IntEnum):
     USER_EQUIPMENT_INFO_TYPE = 459
     USER_EQUIPMENT_INFO_VALUE = 460
     SERVICE_CONTEXT_ID = 461
+    # RFC 7683 (DOIC): overload reports from a server to the clients that said they understand them
+    OC_SUPPORTED_FEATURES = 621
+    OC_FEATURE_VECTOR = 622
+    OC_OLR = 623
+    OC_SEQUENCE_NUMBER = 624
+    OC_VALIDITY_DURATION = 625
+    OC_REPORT_TYPE = 626
+    OC_REDUCTION_PERCENTAGE = 627
 
 
 class Code3gpp(IntEnum):
@@ -213,6 +221,15 @@ class RedirectAddressType(IntEnum):  # RFC 4006 §8.38
     IPV6_ADDRESS = 1
     URL = 2
     SIP_URI = 3
+
+
+class OcReportType(IntEnum):  # RFC 7683 §7.6
+    HOST_REPORT = 0  # requests to the host that sent it
+    REALM_REPORT = 1  # requests routed to the realm without a Destination-Host
+
+
+# RFC 7683 §7.2: OC-Feature-Vector's one bit of the base spec, the loss algorithm (§5.5.1)
+OLR_DEFAULT_ALGO = 1
 
 
 class DisconnectCause(IntEnum):

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from cellcelly.diameter import doic
 from cellcelly.diameter.ccr import CcaResult, ServiceName, build_ccr, parse_cca
 from cellcelly.diameter.codec import DecodeError, Message
 from cellcelly.diameter.constants import RequestType, Result
@@ -71,6 +72,9 @@ class TrafficConfig:
     abroad: float = 0.1  # share of voice/SMS destinations abroad (49151...), the rest 90555...
     mcc_mnc: str = "28601"  # the visited network of data sessions (Turkey)
     drain: float | None = None  # seconds to let sessions finish after the last start; None = auto
+    # RFC 7683 (DOIC): say OC-Supported-Features in every CCR and hold back the share of new
+    # sessions a server's overload report asks for (counted as abated, never sent)
+    doic: bool = True
 
     def __post_init__(self) -> None:
         if self.rate <= 0 or self.duration < 0 or self.timeout <= 0 or self.time_scale < 0:
@@ -159,6 +163,7 @@ class TrafficReport:
     service_counts: dict[str, int] = field(default_factory=dict)  # sessions started per service
     behind_p99_ms: float = 0.0  # the ticker's lateness at its wake-ups, 99th percentile
     processes: int = 1
+    sessions_abated: int = 0  # not started: a server's DOIC overload report asked for less
 
     @property
     def generator_bound(self) -> bool:
@@ -173,6 +178,7 @@ class TrafficReport:
             "sessions_completed": self.sessions_completed,
             "sessions_aborted": self.sessions_aborted,
             "sessions_shed": self.sessions_shed,
+            "sessions_abated": self.sessions_abated,
             "duration_s": round(self.duration, 3),
             "ccr_per_s": round(self.ccr_per_s, 1),
             "latency_ms": {
@@ -214,7 +220,7 @@ class TrafficReport:
                 f"  p99 {self.p99_ms:.2f} ms  max {self.max_ms:.2f} ms",
                 f"  sessions        {self.sessions_started} started ({services}),"
                 f" {self.sessions_completed} completed, {self.sessions_aborted} aborted,"
-                f" {self.sessions_shed} shed",
+                f" {self.sessions_shed} shed, {self.sessions_abated} abated (DOIC)",
                 f"  Result-Code     {codes(self.result_counts)}",
                 f"  MSCC results    {codes(self.mscc_result_counts)}",
                 f"  timeouts        {self.timeouts}",
@@ -293,7 +299,9 @@ class _Run:
         self.mscc_result_counts: Counter[int] = Counter()
         self.service_counts: Counter[str] = Counter()
         self.requests = self.answers = self.timeouts = self.errors = 0
-        self.started = self.completed = self.aborted = self.shed = 0
+        self.started = self.completed = self.aborted = self.shed = self.abated = 0
+        self.abatement = doic.Abatement()  # the servers' overload reports (RFC 7683)
+        self.abate_draws = random.Random(config.seed + 1)  # apart: the seed still fixes every plan
         self.behind = 0.0
         self.lateness: list[int] = []  # ns, at each wake-up of the ticker that found sessions due
         self.t0 = 0.0
@@ -343,6 +351,10 @@ class _Run:
             return None
         elapsed = time.perf_counter_ns() - began
         self.answers += 1
+        if self.config.doic:
+            report = doic.read_report(answer)
+            if report is not None:
+                self.abatement.heard(conn.remote_host, report, self.loop.time())
         self.latencies.append(elapsed)
         self.histogram.add(elapsed // 1000)
         try:
@@ -414,7 +426,7 @@ class _Run:
         rg = RATING_GROUPS[plan.service]
 
         def ccr(kind: RequestType, number: int, requested: int | None, used: int) -> Message:
-            return build_ccr(
+            msg = build_ccr(
                 session_id=sid,
                 origin=self.local,
                 destination_realm=c.destination_realm,
@@ -429,6 +441,9 @@ class _Run:
                 mcc_mnc=c.mcc_mnc,
                 event_timestamp=int(time.time()),
             )
+            if c.doic:
+                msg.avps.append(doic.supported())
+            return msg
 
         if plan.service == "sms":
             return await self.ccr(conn, ccr(RequestType.EVENT, 0, 1, 0)) is not None
@@ -496,6 +511,9 @@ class _Run:
                     log.error("no open Diameter connection left: stopping")
                     self.shed += total - launched + 1
                     return
+                if self.abatement.throttles(conn.remote_host, now, self.abate_draws.random()):
+                    self.abated += 1  # the loss algorithm: new sessions held back, never their updates
+                    continue
                 self.started += 1
                 self.service_counts[plan.service] += 1
                 task = self.loop.create_task(self._guarded(plan, conn))
@@ -584,6 +602,7 @@ class _Run:
             behind_ms=self.behind * 1000,
             service_counts=dict(self.service_counts),
             behind_p99_ms=percentile_ms(late, 99),
+            sessions_abated=self.abated,
         )
 
 

@@ -36,7 +36,7 @@ _REPORT = (
     "requests", "answers", "sessions_started", "sessions_completed", "sessions_aborted",
     "sessions_shed", "duration", "ccr_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms",
     "result_counts", "mscc_result_counts", "timeouts", "errors", "target_rate", "connections",
-    "behind_ms", "service_counts", "behind_p99_ms",
+    "behind_ms", "service_counts", "behind_p99_ms", "sessions_abated",
 )  # fmt: skip
 
 
@@ -99,6 +99,7 @@ def merge(parts: list[tuple[TrafficReport, list[int]]], rate: float) -> TrafficR
         service_counts=counts("service_counts"),
         behind_p99_ms=max(r.behind_p99_ms for r in reports),
         processes=len(reports),
+        sessions_abated=total("sessions_abated"),
     )
 
 
