@@ -493,6 +493,40 @@ async def test_behind_a_standing_queue_new_sessions_get_3004_and_sessions_under_
     ]
 
 
+async def test_the_traffic_generator_holds_back_what_an_overloaded_gateway_reports(data_dir: Path) -> None:
+    """DOIC (RFC 7683) end to end over the wire: behind an OCS answering 0.3 s late, the gateway
+    reports its overload to `cellcelly traffic`'s generator, which then holds back new sessions
+    (abated) beside those the gateway refuses with 3004; every session started runs to its end."""
+    from cellcelly.traffic.generator import TrafficConfig, run_traffic
+
+    components = open_backends(Settings(data_dir=data_dir))
+    seed_demo(components)
+    slow = LateFor(components.charging, {}, pause=0.3)
+    try:
+        async with gateway_before(slow, OVERLOAD_KEY, overload_delay=0.1) as (conn, gateway):
+            assert conn.transport is not None
+            port = conn.transport.get_extra_info("peername")[1]
+            config = TrafficConfig(
+                port=port,
+                rate=100.0,
+                duration=2.5,
+                connections=1,
+                subscribers=1,
+                first_msisdn=int(DEMO.msisdn),
+                origin_host="traffic.test.local",
+                origin_realm="test.local",
+                max_in_flight=10_000,  # nothing shed: what is not sent is the gateway's doing
+            )
+            report = await run_traffic(config)
+    finally:
+        components.close()
+    assert (report.timeouts, report.errors, report.sessions_aborted) == (0, 0, 0)
+    assert report.sessions_abated > 0, report.render()
+    assert report.sessions_started + report.sessions_abated == 250
+    assert report.result_counts.get(Result.TOO_BUSY, 0) == gateway.stats.too_busy
+    assert report.sessions_completed == report.sessions_started
+
+
 async def test_one_stuck_request_does_not_make_the_gateway_refuse_new_sessions(data_dir: Path) -> None:
     """A request the OCS holds for 1.5 s while it answers the others at once is no queue: every
     new session meanwhile is admitted (CoDel's rule: the fastest answer of a window counts)."""
