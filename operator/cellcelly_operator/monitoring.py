@@ -36,6 +36,11 @@ PANELS: list[tuple[str, str, str]] = [
         "reqps",
     ),
     (
+        "Gateway: reduction asked of DOIC clients (%)",
+        "max(cellcelly_dgw_doic_reduction_percent)",
+        "percent",
+    ),
+    (
         "Requests refused before charging",
         "sum by (status) (rate(cellcelly_http_rejected_total[5m]))",
         "reqps",

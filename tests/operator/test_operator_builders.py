@@ -385,6 +385,7 @@ def test_monitoring_when_enabled() -> None:
         "cellcelly_outbox_pending",
         "cellcelly_sf_lag_records",
         "cellcelly_dgw_too_busy_total",
+        "cellcelly_dgw_doic_reduction_percent",
     ):
         assert metric in exprs
     _, minimal = build("minimal")
@@ -392,7 +393,7 @@ def test_monitoring_when_enabled() -> None:
 
 
 def test_dashboard_metrics_exist_in_the_services() -> None:
-    """The dashboard's metric names are the ones the OCS and SF really export."""
+    """The dashboard's metric names are the ones the OCS and the DGW really export."""
     from prometheus_client import generate_latest
 
     from cellcelly.ocs.metrics import OcsMetrics
@@ -406,6 +407,18 @@ def test_dashboard_metrics_exist_in_the_services() -> None:
         "cellcelly_charging_seconds_bucket",
         "cellcelly_outbox_pending",
     ):
+        assert name in text
+    from prometheus_client import CollectorRegistry
+
+    from cellcelly.dgw.gateway import Gateway
+    from cellcelly.dgw.metrics import DgwCollector
+    from cellcelly.dgw.ocs_client import NoopOcs
+    from cellcelly.diameter.peer import LocalPeer
+
+    dgw = CollectorRegistry()
+    dgw.register(DgwCollector(Gateway(LocalPeer("dgw.test", "cellcelly.local"), NoopOcs())))
+    text = generate_latest(dgw).decode()
+    for name in ("cellcelly_dgw_too_busy_total", "cellcelly_dgw_doic_reduction_percent"):
         assert name in text
 
 

@@ -29,7 +29,7 @@ async def test_the_gateways_figures_are_what_prometheus_reads() -> None:
     stats.ccr, stats.too_busy, stats.ocs_unavailable, stats.replayed = 41, 3, 2, 5
     stats.rar_sent, stats.asr_sent = 7, 1
     stats.results = {2001: 30, 4012: 4}
-    gateway.overload.overloaded = True
+    gateway.overload.overloaded, gateway.overload.reduction = True, 30
     text = await scrape(gateway)
     for line in (
         "cellcelly_dgw_ccr_total 41.0",
@@ -41,6 +41,7 @@ async def test_the_gateways_figures_are_what_prometheus_reads() -> None:
         'cellcelly_dgw_server_initiated_total{command="RAR"} 7.0',
         'cellcelly_dgw_server_initiated_total{command="ASR"} 1.0',
         "cellcelly_dgw_overloaded 1.0",
+        "cellcelly_dgw_doic_reduction_percent 30.0",
         "cellcelly_dgw_in_flight 0.0",
         "cellcelly_dgw_sessions 0.0",
     ):

@@ -63,6 +63,11 @@ class DgwCollector(Collector):
             value=1 if gateway.overload.overloaded else 0,
         )
         yield GaugeMetricFamily(
+            "cellcelly_dgw_doic_reduction_percent",
+            "The reduction the gateway's DOIC overload report asks of the clients that take it (RFC 7683)",
+            value=gateway.overload.reduction,
+        )
+        yield GaugeMetricFamily(
             "cellcelly_dgw_in_flight", "CCRs sent to the OCS and not answered yet", value=gateway.in_flight
         )
         yield GaugeMetricFamily(
