@@ -379,12 +379,13 @@ def test_restarts_growing_across_an_operator_restart_are_seen(cluster: Cluster, 
         assert cluster.apply_object(body("demo", ns, SMALL)).returncode == 0
         pod = eventually(lambda: (p := pods(cluster, "demo", ns, "ocs")) and p[0], "an ocs pod")
         name = pod["metadata"]["name"]
-        kubelet_reports(cluster, pod, restarts=7, crash_looping=False)  # up again, restarted 7 times
 
         def baseline() -> list[dict[str, Any]]:
             return list((stack_of(cluster, "demo", ns).get("status") or {}).get("restartBaseline") or [])
 
-        eventually(lambda: {"pod": name, "restarts": 7} in baseline(), "status.restartBaseline")
+        # the pod as it started, never restarted: a count reported before the operator's first look
+        # raced it (seen at 0 first, 7 was growth, and the pod was restarted: CI, twice)
+        eventually(lambda: {"pod": name, "restarts": 0} in baseline(), "status.restartBaseline")
         time.sleep(2)  # more ticks: the count did not grow, nothing is restarted
         assert not gone(cluster, name, ns)
         op.stop()
