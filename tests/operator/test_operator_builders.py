@@ -399,8 +399,7 @@ def test_dashboard_metrics_exist_in_the_services() -> None:
     from cellcelly.ocs.metrics import OcsMetrics
 
     m = OcsMetrics()
-    m.requests.labels(type="INITIAL", result="2001").inc()
-    m.latency.labels(type="INITIAL").observe(0.001)
+    m.charged("INITIAL", 2001, 0.001)
     text = generate_latest(m.registry).decode()
     for name in (
         "cellcelly_charging_requests_total",
