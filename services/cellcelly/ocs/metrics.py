@@ -57,18 +57,22 @@ class _ChargingCollector(Collector):
         self.metrics = metrics
 
     def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
+        # copies first (each one step under the GIL): a scrape served from another thread must not
+        # iterate a dict a charge is adding to
+        counts = self.metrics.counts.copy()
+        latencies = {kind: list(values) for kind, values in self.metrics.latencies.copy().items()}
         requests = CounterMetricFamily(
             "cellcelly_charging_requests",
             "Charging requests answered, by request type and command-level result code",
             labels=["type", "result"],
         )
-        for (kind, result), count in sorted(self.metrics.counts.items()):
+        for (kind, result), count in sorted(counts.items()):
             requests.add_metric([kind, str(result)], count)
         yield requests
         latency = HistogramMetricFamily(
             "cellcelly_charging_seconds", "Time to charge one request inside the OCS", labels=["type"]
         )
-        for kind, values in sorted(self.metrics.latencies.items()):
+        for kind, values in sorted(latencies.items()):
             cumulative, buckets = 0.0, []
             for bound, count in zip([*map(str, BUCKETS), "+Inf"], values[:-1], strict=True):
                 cumulative += count
