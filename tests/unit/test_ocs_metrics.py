@@ -24,9 +24,7 @@ charges = st.lists(
 
 def lines(registry: CollectorRegistry, prefix: str) -> list[str]:
     text = generate_latest(registry).decode()
-    return sorted(
-        line for line in text.splitlines() if line.startswith(prefix) and "_created" not in line
-    )
+    return sorted(line for line in text.splitlines() if line.startswith(prefix) and "_created" not in line)
 
 
 @given(charges)

@@ -74,8 +74,8 @@ class _ChargingCollector(Collector):
         )
         for kind, values in sorted(latencies.items()):
             cumulative, buckets = 0.0, []
-            for bound, count in zip([*map(str, BUCKETS), "+Inf"], values[:-1], strict=True):
-                cumulative += count
+            for bound, in_bucket in zip([*map(str, BUCKETS), "+Inf"], values[:-1], strict=True):
+                cumulative += in_bucket
                 buckets.append((bound, cumulative))
             latency.add_metric([kind], buckets, sum_value=values[-1])
         yield latency
