@@ -91,6 +91,7 @@ def _too_large(param: str, reason: str) -> HttpProblem:
 _RESULTS: dict[ResultCode, tuple[str, int]] = {
     code: (name.value, int(code)) for code, name in RESULT_NAMES.items()
 }
+_KIND_NAMES = {kind: kind.name for kind in RequestType}  # an enum's .name is a descriptor: ~1 µs
 _stamp: list[Any] = [0, ""]  # the second and its invocationTimeStamp: formatted once a second
 
 
@@ -197,7 +198,9 @@ class ChargingHandler:
         req = to_domain(body, kind, ref)
         started = time.perf_counter()
         answer = await self.charging.charge_async(req)
-        self.metrics.charged(kind.name, int(answer.result_code), time.perf_counter() - started)
+        self.metrics.charged(
+            _KIND_NAMES[kind], _RESULTS[answer.result_code][1], time.perf_counter() - started
+        )
         status = HTTP_STATUS[answer.result_code]
         headers = None
         if kind is RequestType.INITIAL and answer.result_code is ResultCode.SUCCESS:
