@@ -81,10 +81,11 @@ def test_threshold_zero_leaves_cpythons_collector_as_it_is() -> None:
     assert out[2] == "old cycle freed"  # CPython's own generations found it
 
 
-def test_a_full_collection_comes_when_live_objects_grow_and_not_while_they_stay() -> None:
-    script = """
-    import gc, time, weakref
-    from cellcelly.runtime import tune_gc
+# the policy on, and a cycle that outlived young collections (so frozen), watched by `late`
+OLD_CYCLE = textwrap.dedent(
+    """
+    import gc, threading, time, weakref
+    from cellcelly.runtime import full_collection, tune_gc
     tune_gc()
     class Node:
         def __init__(self): self.other = None
@@ -93,6 +94,13 @@ def test_a_full_collection_comes_when_live_objects_grow_and_not_while_they_stay(
     late = weakref.ref(a)
     junk = [[] for _ in range(20000)]
     del a, b, junk
+    """
+)
+
+
+def test_a_full_collection_comes_when_live_objects_grow_and_not_while_they_stay() -> None:
+    script = OLD_CYCLE + textwrap.dedent(
+        """
     time.sleep(1.0)  # checked several times: no growth, no full collection
     print("kept" if late() is not None else "freed")
     grown = [[] for _ in range(2_200_000)]  # twice the floor of a million blocks, and more
@@ -101,6 +109,7 @@ def test_a_full_collection_comes_when_live_objects_grow_and_not_while_they_stay(
         time.sleep(0.05)
     print("freed" if late() is None else "kept")
     """
+    )
     growing = {"CELLCELLY_GC_FULL_GROWTH": "2", "CELLCELLY_GC_CHECK_S": "0.2"}
     assert run(script, **growing) == ["kept", "freed"]
     assert run(script, **{**growing, "CELLCELLY_GC_FULL_GROWTH": "0"}) == ["kept", "kept"]
@@ -129,17 +138,8 @@ def test_a_full_collection_is_made_even_while_another_threads_collection_is_unde
     # gc.collect() collects nothing while another thread's collection runs its callbacks (they let
     # the GIL go): the full collection from the watcher's thread must still happen, and the young
     # collection's freeze must not take back what it unfroze. CI once kept a cycle so.
-    script = """
-    import gc, threading, time, weakref
-    from cellcelly.runtime import full_collection, tune_gc
-    tune_gc()
-    class Node:
-        def __init__(self): self.other = None
-    a, b = Node(), Node()
-    a.other, b.other = b, a
-    late = weakref.ref(a)
-    junk = [[] for _ in range(20000)]  # the cycle outlives young collections: frozen
-    del a, b, junk
+    script = OLD_CYCLE + textwrap.dedent(
+        """
     inside = threading.Event()
     def slow(phase, info):  # the main thread's young collection, paused in a callback
         if phase == "start" and info["generation"] == 0 and not inside.is_set():
@@ -157,4 +157,5 @@ def test_a_full_collection_is_made_even_while_another_threads_collection_is_unde
     gc.callbacks.remove(slow)
     print("freed" if late() is None and found[0] >= 2 else f"kept ({found})")
     """
+    )
     assert run(script) == ["freed"]
