@@ -130,7 +130,6 @@ class Abatement:
             known.until = now + report.validity  # the same report again: it still holds
             return
         if report.ends:
-            self._reports.pop(host, None)
             # remembered as ended, so an older report still in flight cannot start it again
             self._reports[host] = _Heard(report.sequence, 0, now + MAX_VALIDITY)
             return
