@@ -104,12 +104,14 @@ def _collect_oldest() -> int:
     # under way (its callbacks run Python code and let the GIL go): so a full collection is
     # known by the oldest generation's count, and tried again until it has happened
     oldest = gc.get_stats()[-1]
-    while True:
+    for _ in range(1000):  # a collection takes ms; a second of them is no longer a race
         found = gc.collect()
         now = gc.get_stats()[-1]
         if now["collections"] > oldest["collections"]:
             return max(found, int(now["collected"]) - int(oldest["collected"]))
         time.sleep(0.001)
+    log.warning("no full garbage collection: another one stayed under way (called from a collection?)")
+    return 0
 
 
 def _full_collections(growth: float, every: float) -> None:
