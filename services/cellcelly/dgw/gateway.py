@@ -83,7 +83,7 @@ class Gateway:
         self.cache = cache
         self.overload = Overload(overload_delay)
         # the last DOIC report and its OC-OLR, built once for every answer that carries it
-        self._olr: tuple[doic.OverloadReport | None, Avp] = (None, Avp.grouped(Code.OC_OLR, []))
+        self._olr: tuple[doic.OverloadReport, Avp] | None = None
         self._ticker: asyncio.TimerHandle | None = None
         self.retention = answer_retention
         self.max_answers = max_answers
@@ -162,7 +162,7 @@ class Gateway:
             answer.avps.append(doic.supported())
             report = self.overload.report(now)
             if report is not None:
-                if report != self._olr[0]:
+                if self._olr is None or report != self._olr[0]:
                     self._olr = (report, doic.olr(report))
                 answer.avps.append(self._olr[1])
         return answer

@@ -92,14 +92,15 @@ _RESULTS: dict[ResultCode, tuple[str, int]] = {
     code: (name.value, int(code)) for code, name in RESULT_NAMES.items()
 }
 _KIND_NAMES = {kind: kind.name for kind in RequestType}  # an enum's .name is a descriptor: ~1 µs
-_stamp: list[Any] = [0, ""]  # the second and its invocationTimeStamp: formatted once a second
+_stamp = (0, "")  # the second and its invocationTimeStamp: formatted once a second
 
 
 def _timestamp() -> str:
+    global _stamp
     now = int(time.time())
     if now != _stamp[0]:
-        _stamp[:] = [now, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))]
-    return str(_stamp[1])
+        _stamp = (now, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)))
+    return _stamp[1]
 
 
 def answer_json(answer: ChargeAnswer, req: ChargeRequest) -> dict[str, Any]:
@@ -198,9 +199,7 @@ class ChargingHandler:
         req = to_domain(body, kind, ref)
         started = time.perf_counter()
         answer = await self.charging.charge_async(req)
-        self.metrics.charged(
-            _KIND_NAMES[kind], _RESULTS[answer.result_code][1], time.perf_counter() - started
-        )
+        self.metrics.charged(_KIND_NAMES[kind], int(answer.result_code), time.perf_counter() - started)
         status = HTTP_STATUS[answer.result_code]
         headers = None
         if kind is RequestType.INITIAL and answer.result_code is ResultCode.SUCCESS:
