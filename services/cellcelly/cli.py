@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from cellcelly.errors import ConfigurationError
 from cellcelly.logs import setup_logging
-from cellcelly.runtime import tune_gc
+from cellcelly.runtime import ask_for_slice, tune_gc
 from cellcelly.settings import Settings
 
 if TYPE_CHECKING:
@@ -72,11 +72,18 @@ def _loop(main: Coroutine[Any, Any, None]) -> None:
     uvloop.run(main)
 
 
+# the services on the charging path: a short scheduler slice (Settings.sched_slice_us); every other
+# one asks for the kernel's default, which also undoes the slice a child of `cellcelly run` inherits
+CHARGING = ("ocs", "dgw")
+
+
 def cmd_service(args: argparse.Namespace) -> int:
     module = importlib.import_module(f"cellcelly.deploy.{args.command}")
     options = {"noop": args.noop} if args.command == "dgw" else {}
+    settings = Settings()
+    ask_for_slice(settings.sched_slice_us if args.command in CHARGING else 0)
     try:
-        _loop(_serve(module.alone, Settings(), **options))
+        _loop(_serve(module.alone, settings, **options))
     except ConfigurationError as exc:
         raise SystemExit(f"cellcelly {args.command}: {exc}") from None
     return 0
@@ -102,6 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from cellcelly.ocs.auth import KEY_FILE, MIN_LENGTH
 
     settings = Settings()
+    ask_for_slice(settings.sched_slice_us)  # the OCS's process, before it starts a thread
     if args.port:
         settings.ocs_port = args.port
     # secrets the environment does not set are kept in the data directory (0600) across restarts,

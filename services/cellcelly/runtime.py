@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import os
+import platform
+import re
 import sys
 import threading
 import time
@@ -24,6 +27,27 @@ DEFAULT_CHECK_S = 10.0
 # start-up size, and a full collection then would pause charging under load (the likely stall
 # behind a 3004 in one CI run of the stack-apart test)
 FULL_FLOOR_BLOCKS = 1_000_000
+# sched_setattr and sched_getattr (Linux); elsewhere a slice is not asked for
+_SCHED_ATTR_CALLS = {"x86_64": (314, 315), "aarch64": (274, 275)}
+
+
+class _SchedAttr(ctypes.Structure):
+    """`struct sched_attr` (linux/sched/types.h), up to `sched_util_max`."""
+
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("policy", ctypes.c_uint32),
+        ("flags", ctypes.c_uint64),
+        ("nice", ctypes.c_int32),
+        ("priority", ctypes.c_uint32),
+        ("runtime", ctypes.c_uint64),  # for a SCHED_OTHER task (Linux 6.12+): its slice, in ns
+        ("deadline", ctypes.c_uint64),
+        ("period", ctypes.c_uint64),
+        ("util_min", ctypes.c_uint32),
+        ("util_max", ctypes.c_uint32),
+    ]
+
+
 # held while a full collection is under way: young collections' survivors stay unfrozen
 _full_under_way = threading.Lock()
 _tuned = threading.Lock()
@@ -121,6 +145,66 @@ def _full_collections(growth: float, every: float) -> None:
         if sys.getallocatedblocks() >= growth * baseline:
             full_collection()
             baseline = max(sys.getallocatedblocks(), FULL_FLOOR_BLOCKS)
+
+
+def _sched_attr_calls() -> tuple[int, int] | None:
+    """(sched_setattr, sched_getattr) here, or None."""
+    return _SCHED_ATTR_CALLS.get(platform.machine()) if sys.platform.startswith("linux") else None
+
+
+def slices_supported() -> bool:
+    """Whether this kernel gives a SCHED_OTHER thread the slice it asks for (Linux 6.12+)."""
+    version = re.match(r"(\d+)\.(\d+)", platform.release())
+    return (
+        _sched_attr_calls() is not None
+        and version is not None
+        and (int(version[1]), int(version[2])) >= (6, 12)
+    )
+
+
+def _sched_attr(pid: int) -> _SchedAttr | None:
+    calls = _sched_attr_calls()
+    attr = _SchedAttr()
+    if calls is None or _libc().syscall(calls[1], pid, ctypes.byref(attr), ctypes.sizeof(attr), 0):
+        return None
+    return attr
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def sched_slice_ns(pid: int = 0) -> int | None:
+    """The CPU slice the kernel gives `pid`'s main thread (0: this thread), in ns; None where it
+    cannot be read (not Linux, or a kernel without sched_getattr)."""
+    attr = _sched_attr(pid)
+    return None if attr is None else int(attr.runtime)
+
+
+def ask_for_slice(microseconds: int) -> bool:
+    """Ask the scheduler (Linux 6.12+, EEVDF) to run this thread, and the threads and processes it
+    starts after, in slices of `microseconds` (0: the kernel's default, 0.7-3 ms). True when the
+    kernel now says so.
+
+    A short slice is an early virtual deadline: when a charging process wakes with a request, the
+    scheduler picks it over a task in the middle of a longer slice, instead of letting that task
+    run the slice out first (1.4 ms on this 2-core machine). In `make run` that task is the SF
+    child writing the record: its niceness lowers its share of the cores, not that wait. Measured
+    in `docs/architecture.md`. Called before the process starts its threads: a slice is per
+    thread, and inherited.
+    """
+    calls, attr = _sched_attr_calls(), _sched_attr(0)
+    if calls is None or attr is None:
+        return False
+    attr.size = ctypes.sizeof(_SchedAttr)
+    attr.runtime = microseconds * 1000  # the policy and the niceness stay as they are
+    if _libc().syscall(calls[0], 0, ctypes.byref(attr), 0):
+        log.debug("no scheduler slice asked for", extra={"errno": ctypes.get_errno()})
+        return False
+    # an older kernel takes the call and ignores the runtime of a SCHED_OTHER task; 6.12+ clamps
+    # it to 0.1-100 ms
+    wanted = min(max(microseconds * 1000, 100_000), 100_000_000)
+    return (now := sched_slice_ns()) is not None and (microseconds == 0 or now == wanted)
 
 
 async def until_loop_ends(on_end: Callable[[], None]) -> AsyncGenerator[None, None]:

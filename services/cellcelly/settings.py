@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     # `cellcelly run` only: the DGW and the SF as child processes (the charging path then has two
     # cores, as the operator deploys it: `deploy/child.py`); false: everything on one event loop
     run_split: bool = True
+    # the CPU slice (µs) the charging processes ask Linux's scheduler for (6.12+; `cellcelly ocs`,
+    # `dgw`, `run` and its DGW child): woken by a request, they wait less for a longer-sliced task
+    # (the SF) to give a core up (`runtime.ask_for_slice`); the other services keep the kernel's
+    # default. 0: the default for every process
+    sched_slice_us: int = Field(default=200, ge=0, le=100_000)
     # the catalogue in force; created from the bundled seed catalogue when missing
     catalogue_file: Path | None = None
 

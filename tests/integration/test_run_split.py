@@ -32,6 +32,7 @@ from cellcelly.deploy.embedded import DEMO, SF_NICE
 from cellcelly.diameter.codec import Message
 from cellcelly.diameter.constants import Cmd
 from cellcelly.diameter.peer import connect
+from cellcelly.runtime import sched_slice_ns, slices_supported
 from cellcelly_dev.devservers import free_port
 from cellcelly_dev.procs import cellcelly_children
 
@@ -148,6 +149,10 @@ async def test_the_dgw_and_the_sf_are_children_that_charge_record_and_abort(run:
     niceness = {name: os.getpriority(os.PRIO_PROCESS, pid) for name, pid in children.items()}
     parent = os.getpriority(os.PRIO_PROCESS, run.proc.pid)
     assert niceness == {"dgw": parent, "sf": min(parent + SF_NICE, 19)}, niceness
+    # charging asks for short scheduler slices (Settings.sched_slice_us); the SF, the kernel's default
+    if slices_supported():
+        slices = {name: sched_slice_ns(pid) for name, pid in {**children, "run": run.proc.pid}.items()}
+        assert slices["run"] == slices["dgw"] == 200_000 and slices["sf"] != 200_000, slices
 
     # the parent's /readyz and /metrics speak for its children
     async with httpx.AsyncClient() as client:
