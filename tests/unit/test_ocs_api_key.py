@@ -69,6 +69,7 @@ def test_the_distributed_services_refuse_to_start_without_a_key(
     monkeypatch.setenv("CELLCELLY_OCS_PORT", "0")
     monkeypatch.setenv("CELLCELLY_OCS_WIRE_PORT", "0")
     monkeypatch.setenv("CELLCELLY_DGW_PORT", "0")
+    monkeypatch.setattr(cli, "ask_for_slice", lambda microseconds: False)  # the test process's own
     with pytest.raises(SystemExit, match="CELLCELLY_OCS_API_KEY"):
         cli.cmd_service(argparse.Namespace(command=command, noop=False))  # `cellcelly ocs`, `cellcelly dgw`
     assert not (tmp_path / KEY_FILE).exists()  # only `cellcelly run` makes one

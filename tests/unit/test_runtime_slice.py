@@ -30,6 +30,7 @@ ASK = """
 import os, threading
 from cellcelly.runtime import ask_for_slice, sched_slice_ns
 
+ask_for_slice(0)  # the kernel's default: a slice this process inherited is not
 default = sched_slice_ns()
 print("asked", ask_for_slice(300), sched_slice_ns())
 seen = []
