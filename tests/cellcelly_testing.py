@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import AsyncIterator, Iterator
 from email import message_from_bytes
@@ -26,6 +28,20 @@ def require(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"CI=true and {reason}")
     pytest.skip(reason)
+
+
+def python_lines(script: str, **env: str) -> list[str]:
+    """What `script` (dedented) prints, run by this interpreter in a process of its own: for what is
+    the whole process's (its collector, its scheduler slice)."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=True,
+    )
+    return done.stdout.splitlines()
 
 
 def stop_process(proc: subprocess.Popen[Any], timeout: float = 15) -> None:

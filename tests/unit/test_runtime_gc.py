@@ -5,12 +5,11 @@ Each check runs in a process of its own: the policy is the whole process's colle
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from cellcelly_testing import python_lines
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
 
@@ -53,20 +52,8 @@ print("thresholds", gc.get_threshold())
 """
 
 
-def run(script: str, **env: str) -> list[str]:
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=50,
-        check=True,
-    )
-    return done.stdout.splitlines()
-
-
 def test_survivors_of_a_young_collection_are_frozen_and_a_full_collection_frees_their_cycles() -> None:
-    assert run(SURVIVORS_FROZEN) == [
+    assert python_lines(SURVIVORS_FROZEN) == [
         "frozen",
         "young cycle freed",
         "old cycle kept",
@@ -76,7 +63,7 @@ def test_survivors_of_a_young_collection_are_frozen_and_a_full_collection_frees_
 
 
 def test_threshold_zero_leaves_cpythons_collector_as_it_is() -> None:
-    out = run(SURVIVORS_FROZEN, CELLCELLY_GC_THRESHOLD="0")
+    out = python_lines(SURVIVORS_FROZEN, CELLCELLY_GC_THRESHOLD="0")
     assert out[0] == "walked"
     assert out[2] == "old cycle freed"  # CPython's own generations found it
 
@@ -111,8 +98,8 @@ def test_a_full_collection_comes_when_live_objects_grow_and_not_while_they_stay(
     """
     )
     growing = {"CELLCELLY_GC_FULL_GROWTH": "2", "CELLCELLY_GC_CHECK_S": "0.2"}
-    assert run(script, **growing) == ["kept", "freed"]
-    assert run(script, **{**growing, "CELLCELLY_GC_FULL_GROWTH": "0"}) == ["kept", "kept"]
+    assert python_lines(script, **growing) == ["kept", "freed"]
+    assert python_lines(script, **{**growing, "CELLCELLY_GC_FULL_GROWTH": "0"}) == ["kept", "kept"]
 
 
 def test_without_young_collections_only_a_full_collection_frees_a_cycle() -> None:
@@ -131,7 +118,7 @@ def test_without_young_collections_only_a_full_collection_frees_a_cycle() -> Non
     full_collection()
     print("freed" if gone() is None else "kept")
     """
-    assert run(script) == ["disabled kept", "freed"]
+    assert python_lines(script) == ["disabled kept", "freed"]
 
 
 def test_a_full_collection_is_made_even_while_another_threads_collection_is_under_way() -> None:
@@ -158,4 +145,4 @@ def test_a_full_collection_is_made_even_while_another_threads_collection_is_unde
     print("freed" if late() is None and found[0] >= 2 else f"kept ({found})")
     """
     )
-    assert run(script) == ["freed"]
+    assert python_lines(script) == ["freed"]

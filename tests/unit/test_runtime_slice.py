@@ -5,15 +5,12 @@ Each check runs in a process of its own: a slice stays with the thread that aske
 
 from __future__ import annotations
 
-import os
 import platform
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
 from cellcelly.runtime import slices_supported
+from cellcelly_testing import python_lines
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
 
@@ -49,17 +46,9 @@ print("default", ask_for_slice(0), sched_slice_ns() == default, os.getpriority(o
 """
 
 
-def _run(code: str) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, check=True
-    )
-    return dict(line.split(" ", 1) for line in done.stdout.splitlines())  # {key: the rest}
-
-
 @needs_slices
 def test_a_slice_asked_for_is_the_threads_its_threads_and_its_childrens() -> None:
-    out = _run(ASK)
+    out = dict(line.split(" ", 1) for line in python_lines(ASK))  # {key: the rest}
     assert out["asked"] == "True 300000"
     assert out["thread"] == "300000"  # a thread started after inherits it
     assert out["child"] == "300000"  # and a process forked after (the run's children)
