@@ -27,27 +27,6 @@ DEFAULT_CHECK_S = 10.0
 # start-up size, and a full collection then would pause charging under load (the likely stall
 # behind a 3004 in one CI run of the stack-apart test)
 FULL_FLOOR_BLOCKS = 1_000_000
-# sched_setattr and sched_getattr (Linux); elsewhere a slice is not asked for
-_SCHED_ATTR_CALLS = {"x86_64": (314, 315), "aarch64": (274, 275)}
-
-
-class _SchedAttr(ctypes.Structure):
-    """`struct sched_attr` (linux/sched/types.h), up to `sched_util_max`."""
-
-    _fields_ = [
-        ("size", ctypes.c_uint32),
-        ("policy", ctypes.c_uint32),
-        ("flags", ctypes.c_uint64),
-        ("nice", ctypes.c_int32),
-        ("priority", ctypes.c_uint32),
-        ("runtime", ctypes.c_uint64),  # for a SCHED_OTHER task (Linux 6.12+): its slice, in ns
-        ("deadline", ctypes.c_uint64),
-        ("period", ctypes.c_uint64),
-        ("util_min", ctypes.c_uint32),
-        ("util_max", ctypes.c_uint32),
-    ]
-
-
 # held while a full collection is under way: young collections' survivors stay unfrozen
 _full_under_way = threading.Lock()
 _tuned = threading.Lock()
@@ -145,6 +124,27 @@ def _full_collections(growth: float, every: float) -> None:
         if sys.getallocatedblocks() >= growth * baseline:
             full_collection()
             baseline = max(sys.getallocatedblocks(), FULL_FLOOR_BLOCKS)
+
+
+# sched_setattr and sched_getattr (Linux); elsewhere a slice is not asked for
+_SCHED_ATTR_CALLS = {"x86_64": (314, 315), "aarch64": (274, 275)}
+
+
+class _SchedAttr(ctypes.Structure):
+    """`struct sched_attr` (linux/sched/types.h), up to `sched_util_max`."""
+
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("policy", ctypes.c_uint32),
+        ("flags", ctypes.c_uint64),
+        ("nice", ctypes.c_int32),
+        ("priority", ctypes.c_uint32),
+        ("runtime", ctypes.c_uint64),  # for a SCHED_OTHER task (Linux 6.12+): its slice, in ns
+        ("deadline", ctypes.c_uint64),
+        ("period", ctypes.c_uint64),
+        ("util_min", ctypes.c_uint32),
+        ("util_max", ctypes.c_uint32),
+    ]
 
 
 def _sched_attr_calls() -> tuple[int, int] | None:
