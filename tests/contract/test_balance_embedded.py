@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+import orjson
 import pytest
 from balance_store_contract import (
     CATALOGUE,
@@ -35,6 +36,7 @@ from cellcelly.adapters.balance_embedded import (
     EmbeddedBalanceStore,
     SnapshotIn,
 )
+from cellcelly.codec import usage_from_list
 from cellcelly.domain.charging import RequestType
 from cellcelly.domain.provisioning import open_account
 from cellcelly.errors import StoreError
@@ -370,6 +372,28 @@ def test_acks_in_the_journal_are_short_when_they_take_the_front(directory: Path)
     records = [line for line in _journal(directory).read_bytes().split(b"\n") if line]
     assert records[-2] == f'["a",{entries[4].seq}]'.encode()
     assert records[-1] == f'["k",[{entries[6].seq},{entries[8].seq}]]'.encode()
+
+
+def test_usage_events_are_lists_in_the_journal_and_old_journals_still_open(directory: Path) -> None:
+    """A usage event is written as a list (`codec.usage_to_list`: cheaper than orjson's form of the
+    dataclass); a journal from before, with every event a dict of its fields, opens the same."""
+    with EmbeddedBalanceStore(directory, fsync="always") as store:
+        busy_history(store)
+        before = state_of(store)
+    records = [orjson.loads(line) for line in _journal(directory).read_bytes().split(b"\n") if line]
+    events = [event for record in records if record[0] == "c" for _, event in record[4]]
+    assert sum(isinstance(e, list) for e in events) >= 10  # the usage events
+    assert any(isinstance(e, dict) for e in events)  # the ledger events (provisioning, a top-up)
+    old = [
+        [*record[:4], [[seq, usage_from_list(e) if isinstance(e, list) else e] for seq, e in record[4]]]
+        if record[0] == "c"
+        else record
+        for record in records
+    ]
+    _journal(directory).write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in old))
+    assert b'"session_id"' in _journal(directory).read_bytes()  # the usage events as dicts now
+    with EmbeddedBalanceStore(directory, fsync="always") as again:
+        assert state_of(again) == before
 
 
 # --- a journal write that fails ---------------------------------------------------------------------

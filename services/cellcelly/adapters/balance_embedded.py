@@ -42,8 +42,11 @@ from cellcelly.codec import (
     kept_to_list,
     session_from_list,
     session_to_list,
+    usage_from_list,
+    usage_to_list,
 )
 from cellcelly.domain.account import Account
+from cellcelly.domain.charging import UsageEvent
 from cellcelly.errors import StoreError
 from cellcelly.ports.balance_store import Commit, Event, OutboxEntry
 
@@ -213,11 +216,14 @@ class EmbeddedBalanceStore:
         removed = list(commit.removed_sessions)
         with self._write_lock:
             entries = []
+            written: list[tuple[int, Any]] = []
             for event in commit.events:
                 self._seq += 1
                 entries.append((self._seq, event))
-            # orjson writes the event dataclasses natively; they become dicts only when read
-            record = ["c", header_to_list(account), changed, removed, entries]
+                # a usage event (nearly every one) as a list; the rarer ones in orjson's own form
+                # of their dataclass, a dict of their fields
+                written.append((self._seq, usage_to_list(event) if isinstance(event, UsageEvent) else event))
+            record = ["c", header_to_list(account), changed, removed, written]
             try:
                 self._append(orjson.dumps(record))
             except BaseException:
@@ -459,7 +465,9 @@ class EmbeddedBalanceStore:
             # their events are in the snapshot's outbox already
             if seq > self._acked and seq > self._snapshot_seq:
                 self._order.append(seq)
-                self._events[seq] = event_from_fields(event)
+                self._events[seq] = (
+                    event_from_fields(event) if isinstance(event, dict) else usage_from_list(event)
+                )
             self._seq = max(self._seq, seq)
 
     async def get_async(self, msisdn: str) -> Account | None:
