@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -36,8 +37,8 @@ from cellcelly.adapters.balance_embedded import (
     EmbeddedBalanceStore,
     SnapshotIn,
 )
-from cellcelly.codec import usage_from_list
-from cellcelly.domain.charging import RequestType
+from cellcelly.codec import answer_to_list, usage_from_list
+from cellcelly.domain.charging import RequestType, answer_of
 from cellcelly.domain.provisioning import open_account
 from cellcelly.errors import StoreError
 from cellcelly.ports.balance_store import BalanceStore, Commit
@@ -374,9 +375,27 @@ def test_acks_in_the_journal_are_short_when_they_take_the_front(directory: Path)
     assert records[-1] == f'["k",[{entries[6].seq},{entries[8].seq}]]'.encode()
 
 
-def test_usage_events_are_lists_in_the_journal_and_old_journals_still_open(directory: Path) -> None:
-    """A usage event is written as a list (`codec.usage_to_list`: cheaper than orjson's form of the
-    dataclass); a journal from before, with every event a dict of its fields, opens the same."""
+def _as_before(record: list[Any]) -> list[Any]:
+    """A journal record as the store wrote it before usage events were lists and kept answers flat:
+    every event in orjson's form of its dataclass, every answer nested (the wire's form)."""
+    if record[0] != "c":
+        return record
+    tag, header, changed, removed, events = record
+    for session, _ in changed:
+        session[5] = [answer_to_list(answer_of(tuple(kept))) for kept in session[5]]
+    return [
+        tag,
+        header,
+        changed,
+        removed,
+        [[n, usage_from_list(e) if isinstance(e, list) else e] for n, e in events],
+    ]
+
+
+def test_the_journal_writes_usage_events_and_answers_flat_and_reads_its_older_form(directory: Path) -> None:
+    """Usage events as lists (`codec.usage_to_list`) and kept answers as their flat tuples: cheaper
+    than orjson's form of a compiled dataclass and than nesting. A journal written before, with
+    every event a dict of its fields and every answer nested, opens to the same state."""
     with EmbeddedBalanceStore(directory, fsync="always") as store:
         busy_history(store)
         before = state_of(store)
@@ -384,12 +403,10 @@ def test_usage_events_are_lists_in_the_journal_and_old_journals_still_open(direc
     events = [event for record in records if record[0] == "c" for _, event in record[4]]
     assert sum(isinstance(e, list) for e in events) >= 10  # the usage events
     assert any(isinstance(e, dict) for e in events)  # the ledger events (provisioning, a top-up)
-    old = [
-        [*record[:4], [[seq, usage_from_list(e) if isinstance(e, list) else e] for seq, e in record[4]]]
-        if record[0] == "c"
-        else record
-        for record in records
-    ]
+    answers = [a for r in records if r[0] == "c" for session, _ in r[2] for a in session[5]]
+    assert len(answers) >= 10
+    assert all(len(a) >= 4 and not any(isinstance(f, list) for f in a) for a in answers)
+    old = [_as_before(r) for r in records]
     _journal(directory).write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in old))
     assert b'"session_id"' in _journal(directory).read_bytes()  # the usage events as dicts now
     with EmbeddedBalanceStore(directory, fsync="always") as again:

@@ -166,10 +166,10 @@ class ChargeAnswer:
 # level by level, over several collections). A ChargeAnswer and its ServiceResults stay tracked:
 # kept for every session for the answer retention (300 s), they were most of a store's objects,
 # and the full collections walking them were the OCS's p99 (`make bench`'s e2e rows). Layout: session
-# id, request type, request number, result code, then `_RESULT_FIELDS` values a service result.
+# id, request type, request number, result code, then `KEPT_RESULT_FIELDS` values a service result.
 KeptAnswer = tuple[Any, ...]
-_HEAD = 4
-_RESULT_FIELDS = 7  # rating group, result code, granted, validity time, final unit, redirect, holding
+KEPT_HEAD: Final = 4
+KEPT_RESULT_FIELDS: Final = 7  # rating group, result code, granted, validity, final unit, redirect, holding
 
 # the result codes by value, looked up per answer: calling an Enum costs ~1 µs, several a CCR
 RESULT_CODES: Final = {c.value: c for c in ResultCode}
@@ -198,8 +198,8 @@ def answer_of(kept: KeptAnswer) -> ChargeAnswer:
 
 
 def kept_results(kept: KeptAnswer) -> list[tuple[Any, ...]]:
-    """Each service result's fields, in order (the codec's nested form writes them)."""
-    return [kept[i : i + _RESULT_FIELDS] for i in range(_HEAD, len(kept), _RESULT_FIELDS)]
+    """Each service result's fields, in order."""
+    return [kept[i : i + KEPT_RESULT_FIELDS] for i in range(KEPT_HEAD, len(kept), KEPT_RESULT_FIELDS)]
 
 
 @dataclass(slots=True)
