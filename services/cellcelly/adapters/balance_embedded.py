@@ -465,6 +465,8 @@ class EmbeddedBalanceStore:
             # their events are in the snapshot's outbox already
             if seq > self._acked and seq > self._snapshot_seq:
                 self._order.append(seq)
+                # a list is a usage event (`_commit`); a dict, an event in orjson's form of its
+                # dataclass (every event, in journals written before usage events were lists)
                 self._events[seq] = (
                     event_from_fields(event) if isinstance(event, dict) else usage_from_list(event)
                 )
