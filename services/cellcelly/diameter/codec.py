@@ -291,48 +291,50 @@ class Avp:
         self.children = children
 
     # --- construction -----------------------------------------------------------------------------
+    # static, building `Avp` itself: compiled by mypyc, `cls(...)` is a generic call that parses its
+    # arguments (0.43 µs an AVP against 0.27; a CCR has ~20 AVPs, a CCA ~10)
 
-    @classmethod
-    def u32(cls, code: int, value: int, vendor: int = 0, mandatory: bool = True) -> Avp:
-        return cls(code, AVP_M if mandatory else 0, vendor, _U32.pack(value))
+    @staticmethod
+    def u32(code: int, value: int, vendor: int = 0, mandatory: bool = True) -> Avp:
+        return Avp(code, AVP_M if mandatory else 0, vendor, _U32.pack(value))
 
-    @classmethod
-    def u64(cls, code: int, value: int, vendor: int = 0, mandatory: bool = True) -> Avp:
-        return cls(code, AVP_M if mandatory else 0, vendor, _U64.pack(value))
+    @staticmethod
+    def u64(code: int, value: int, vendor: int = 0, mandatory: bool = True) -> Avp:
+        return Avp(code, AVP_M if mandatory else 0, vendor, _U64.pack(value))
 
-    @classmethod
-    def i32(cls, code: int, value: int, vendor: int = 0, mandatory: bool = True) -> Avp:
-        return cls(code, AVP_M if mandatory else 0, vendor, _I32.pack(value))
+    @staticmethod
+    def i32(code: int, value: int, vendor: int = 0, mandatory: bool = True) -> Avp:
+        return Avp(code, AVP_M if mandatory else 0, vendor, _I32.pack(value))
 
-    @classmethod
-    def i64(cls, code: int, value: int, vendor: int = 0, mandatory: bool = True) -> Avp:
-        return cls(code, AVP_M if mandatory else 0, vendor, _I64.pack(value))
+    @staticmethod
+    def i64(code: int, value: int, vendor: int = 0, mandatory: bool = True) -> Avp:
+        return Avp(code, AVP_M if mandatory else 0, vendor, _I64.pack(value))
 
-    @classmethod
-    def utf8(cls, code: int, value: str, vendor: int = 0, mandatory: bool = True) -> Avp:
-        return cls(code, AVP_M if mandatory else 0, vendor, value.encode("utf-8"))
+    @staticmethod
+    def utf8(code: int, value: str, vendor: int = 0, mandatory: bool = True) -> Avp:
+        return Avp(code, AVP_M if mandatory else 0, vendor, value.encode("utf-8"))
 
-    @classmethod
-    def octets(cls, code: int, value: bytes, vendor: int = 0, mandatory: bool = True) -> Avp:
-        return cls(code, AVP_M if mandatory else 0, vendor, bytes(value))
+    @staticmethod
+    def octets(code: int, value: bytes, vendor: int = 0, mandatory: bool = True) -> Avp:
+        return Avp(code, AVP_M if mandatory else 0, vendor, bytes(value))
 
-    @classmethod
-    def address(cls, code: int, value: str, vendor: int = 0, mandatory: bool = True) -> Avp:
+    @staticmethod
+    def address(code: int, value: str, vendor: int = 0, mandatory: bool = True) -> Avp:
         if ":" in value:
             data = b"\x00\x02" + socket.inet_pton(socket.AF_INET6, value)
         else:
             data = b"\x00\x01" + socket.inet_aton(value)
-        return cls(code, AVP_M if mandatory else 0, vendor, data)
+        return Avp(code, AVP_M if mandatory else 0, vendor, data)
 
-    @classmethod
-    def time(cls, code: int, unix_seconds: int, vendor: int = 0, mandatory: bool = True) -> Avp:
-        return cls(
+    @staticmethod
+    def time(code: int, unix_seconds: int, vendor: int = 0, mandatory: bool = True) -> Avp:
+        return Avp(
             code, AVP_M if mandatory else 0, vendor, _U32.pack((unix_seconds + NTP_OFFSET) & 0xFFFFFFFF)
         )
 
-    @classmethod
-    def grouped(cls, code: int, children: list[Avp], vendor: int = 0, mandatory: bool = True) -> Avp:
-        return cls(code, AVP_M if mandatory else 0, vendor, b"", children)
+    @staticmethod
+    def grouped(code: int, children: list[Avp], vendor: int = 0, mandatory: bool = True) -> Avp:
+        return Avp(code, AVP_M if mandatory else 0, vendor, b"", children)
 
     # --- reading ----------------------------------------------------------------------------------
 
