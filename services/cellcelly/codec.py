@@ -360,6 +360,18 @@ def usage_from_list(d: list[Any]) -> UsageEvent:
     )
 
 
+def journal_event(e: UsageEvent | LedgerEvent | NotificationEvent) -> Any:
+    """An event as a journal record holds it: a usage event (nearly every one) as its list; the
+    rarer ones as they are, which orjson writes as a dict of their fields."""
+    return usage_to_list(e) if isinstance(e, UsageEvent) else e
+
+
+def event_from_journal(d: list[Any] | dict[str, Any]) -> UsageEvent | LedgerEvent | NotificationEvent:
+    """`journal_event`'s form read back; a dict is also every event of journals written before usage
+    events were lists."""
+    return event_from_fields(d) if isinstance(d, dict) else usage_from_list(d)
+
+
 def event_from_fields(d: dict[str, Any]) -> UsageEvent | LedgerEvent | NotificationEvent:
     """An event from orjson's own dataclass form (field names only; journals use it)."""
     if "kind" in d and "bucket_id" in d:

@@ -35,18 +35,16 @@ from cellcelly.codec import (
     account_from_dict,
     account_to_dict,
     event_from_dict,
-    event_from_fields,
+    event_from_journal,
     event_to_dict,
     header_from_list,
     header_to_list,
+    journal_event,
     kept_to_list,
     session_from_list,
     session_to_list,
-    usage_from_list,
-    usage_to_list,
 )
 from cellcelly.domain.account import Account
-from cellcelly.domain.charging import UsageEvent
 from cellcelly.errors import StoreError
 from cellcelly.ports.balance_store import Commit, Event, OutboxEntry
 
@@ -220,9 +218,7 @@ class EmbeddedBalanceStore:
             for event in commit.events:
                 self._seq += 1
                 entries.append((self._seq, event))
-                # a usage event (nearly every one) as a list; the rarer ones in orjson's own form
-                # of their dataclass, a dict of their fields
-                written.append((self._seq, usage_to_list(event) if isinstance(event, UsageEvent) else event))
+                written.append((self._seq, journal_event(event)))
             record = ["c", header_to_list(account), changed, removed, written]
             try:
                 self._append(orjson.dumps(record))
@@ -465,11 +461,7 @@ class EmbeddedBalanceStore:
             # their events are in the snapshot's outbox already
             if seq > self._acked and seq > self._snapshot_seq:
                 self._order.append(seq)
-                # a list is a usage event (`_commit`); a dict, an event in orjson's form of its
-                # dataclass (every event, in journals written before usage events were lists)
-                self._events[seq] = (
-                    event_from_fields(event) if isinstance(event, dict) else usage_from_list(event)
-                )
+                self._events[seq] = event_from_journal(event)
             self._seq = max(self._seq, seq)
 
     async def get_async(self, msisdn: str) -> Account | None:
