@@ -1,12 +1,16 @@
-"""Client-side Gy helpers: `build_ccr` through the codec's bytes and back, and `parse_cca`."""
+"""Client-side Gy helpers: `build_ccr` through the codec's bytes and back, the encoded-once
+`CcrTemplate` byte for byte against it, and `parse_cca`."""
 
 from __future__ import annotations
+
+import struct
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cellcelly.diameter.ccr import ServiceRequest, build_ccr, parse_cca
+from cellcelly.diameter import doic
+from cellcelly.diameter.ccr import CcrTemplate, ServiceRequest, build_ccr, parse_cca
 from cellcelly.diameter.codec import Avp, Message, decode
 from cellcelly.diameter.constants import (
     APP_CREDIT_CONTROL,
@@ -223,6 +227,81 @@ def test_units_round_trip(
         assert usu is not None and amount(usu) == used
     else:
         assert usu is None
+
+
+# --- CcrTemplate ---------------------------------------------------------------------------------
+
+_LARGEST = {"voice": 2**32 - 1, "data": 2**64 - 1, "sms": 2**64 - 1}  # CC-Time is Unsigned32
+
+
+@given(
+    data=st.data(),
+    service=st.sampled_from(["voice", "data", "sms"]),
+    kind=st.sampled_from(list(RequestType)),
+    number=st.integers(0, 2**32 - 1),
+    rating_group=st.integers(0, 2**32 - 1),
+    msisdn=st.from_regex(r"5[0-9]{9}", fullmatch=True),
+    destination=st.from_regex(r"(9[0-9]{0,14})?", fullmatch=True),
+    session_id=st.text(min_size=1, max_size=80),
+    stamp=st.none() | st.integers(0, 2**32 - 1 - 2_208_988_800),
+    with_doic=st.booleans(),
+    ids=st.tuples(st.integers(1, 2**32 - 1), st.integers(1, 2**32 - 1)),
+)
+def test_a_template_request_is_build_ccr_byte_for_byte(
+    data: st.DataObject,
+    service: str,
+    kind: RequestType,
+    number: int,
+    rating_group: int,
+    msisdn: str,
+    destination: str,
+    session_id: str,
+    stamp: int | None,
+    with_doic: bool,
+    ids: tuple[int, int],
+) -> None:
+    requested = data.draw(st.none() | st.integers(0, _LARGEST[service]))
+    used = data.draw(st.integers(0, _LARGEST[service]))
+    trailing = [doic.supported()] if with_doic else []
+    expected = _ccr(
+        session_id=session_id,
+        request_type=kind,
+        request_number=number,
+        msisdn=msisdn,
+        service=service,
+        rating_group=rating_group,
+        requested=requested,
+        used=used,
+        destination=destination,
+        mcc_mnc="26201",
+        event_timestamp=stamp,
+    )
+    expected.avps += trailing
+    ccrs = CcrTemplate(ORIGIN, "ocs.realm", trailing).session(
+        session_id,
+        msisdn,
+        service,
+        rating_group,
+        destination,
+        "26201",  # type: ignore[arg-type]
+    )
+    got = ccrs.request(kind, number, requested, used, stamp)
+    assert got.avps == []  # its AVPs are bytes: `encode` is the message
+    got.hop_by_hop, got.end_to_end = expected.hop_by_hop, expected.end_to_end = ids
+    assert got.encode() == expected.encode()
+    assert _wire(got).avps == _wire(expected).avps
+
+
+def test_a_template_refuses_what_build_ccr_refuses() -> None:
+    template = CcrTemplate(ORIGIN, "ocs.realm")
+    with pytest.raises(ValueError, match="unknown service"):
+        template.session("s;1", "5321234567", "fax", 1)  # type: ignore[arg-type]
+    voice = template.session("s;1", "5321234567", "voice", 1)
+    for requested, used in ((2**32, 0), (None, 2**32)):  # CC-Time is Unsigned32: not sent
+        with pytest.raises(struct.error):
+            voice.request(RequestType.UPDATE, 1, requested, used)
+        with pytest.raises(struct.error):
+            _ccr(request_type=RequestType.UPDATE, request_number=1, requested=requested, used=used).encode()
 
 
 # --- CCA ------------------------------------------------------------------------------------------

@@ -609,22 +609,23 @@ class Message:
 
     def encode(self) -> bytes:
         body = b"".join(a.encode() for a in self.avps)
-        length = HEADER_LENGTH + len(body)
-        return (
-            _HDR.pack(
-                (VERSION << 24) | length,
-                (self.flags << 24) | self.code,
-                self.app,
-                self.hop_by_hop,
-                self.end_to_end,
-            )
-            + body
-        )
+        return encode_header(self, len(body)) + body
 
     def __repr__(self) -> str:
         kind = "Request" if self.is_request else "Answer"
         avps = [(a.name, a._shown()) for a in self.avps]
         return f"<{kind} {self.code} app={self.app} hbh={self.hop_by_hop} avps={avps}>"
+
+
+def encode_header(msg: Message, body_length: int) -> bytes:
+    """The 20-byte header of `msg` before `body_length` bytes of AVPs."""
+    return _HDR.pack(
+        (VERSION << 24) | (HEADER_LENGTH + body_length),
+        (msg.flags << 24) | msg.code,
+        msg.app,
+        msg.hop_by_hop,
+        msg.end_to_end,
+    )
 
 
 def decode_header(data: bytes | bytearray | memoryview) -> Message:
