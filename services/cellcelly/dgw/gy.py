@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import re
 
-from cellcelly.diameter.codec import FIXED_SIZES, Avp, Message
+from cellcelly.diameter.codec import (
+    FIXED_SIZES,
+    Avp,
+    Message,
+    packed_grouped,
+    packed_i32,
+    packed_u32,
+    packed_u64,
+    packed_utf8,
+)
 from cellcelly.diameter.constants import (
     APP_CREDIT_CONTROL,
     CONTEXT_IMS,
@@ -257,29 +266,42 @@ def _final_unit(redirect_url: str) -> Avp:
     )
 
 
+def _identity(local: LocalPeer) -> bytes:
+    """Origin-Host, Origin-Realm and Auth-Application-Id of a CCA, packed once for each gateway."""
+    key = (local.origin_host, local.origin_realm)
+    packed = _IDENTITIES.get(key)
+    if packed is None:
+        avps = [*local.identity(), Avp.u32(Code.AUTH_APPLICATION_ID, APP_CREDIT_CONTROL)]
+        packed = _IDENTITIES[key] = b"".join(a.encode() for a in avps)
+    return packed
+
+
+_IDENTITIES: dict[tuple[str, str], bytes] = {}
+
+
 def build_cca(ccr: Message, req: ChargeRequest, answer: ChargeAnswer, local: LocalPeer) -> Message:
+    """The CCA, its AVPs packed straight to bytes (`codec.packed_*`: a few µs less of the gateway's
+    CPU a CCR than `Avp` objects); AVPs appended to it later (DOIC's) follow them."""
     services = {u.rating_group: u.service for u in req.services}
-    avps = [
-        Avp.utf8(Code.SESSION_ID, req.session_id),
-        Avp.u32(Code.RESULT_CODE, int(answer.result_code)),
-        *local.identity(),
-        Avp.u32(Code.AUTH_APPLICATION_ID, APP_CREDIT_CONTROL),
-        Avp.i32(Code.CC_REQUEST_TYPE, int(req.request_type)),
-        Avp.u32(Code.CC_REQUEST_NUMBER, req.request_number),
-    ]
+    head = (
+        packed_utf8(Code.SESSION_ID, req.session_id)
+        + packed_u32(Code.RESULT_CODE, int(answer.result_code))
+        + _identity(local)
+        + packed_i32(Code.CC_REQUEST_TYPE, int(req.request_type))
+        + packed_u32(Code.CC_REQUEST_NUMBER, req.request_number)
+    )
     for r in answer.services:
-        children = [Avp.u32(Code.RATING_GROUP, r.rating_group)]
+        mscc = packed_u32(Code.RATING_GROUP, r.rating_group)
         if r.granted:
-            service = services.get(r.rating_group, Service.DATA)
-            code = _GRANT_CODE[service]
-            unit = Avp.u32(code, r.granted) if code == Code.CC_TIME else Avp.u64(code, r.granted)
-            children.append(Avp.grouped(Code.GRANTED_SERVICE_UNIT, [unit]))
+            code = _GRANT_CODE[services.get(r.rating_group, Service.DATA)]
+            unit = packed_u32(code, r.granted) if code == Code.CC_TIME else packed_u64(code, r.granted)
+            mscc += packed_grouped(Code.GRANTED_SERVICE_UNIT, unit)
         if r.validity_time is not None:
-            children.append(Avp.u32(Code.VALIDITY_TIME, r.validity_time))
-        children.append(Avp.u32(Code.RESULT_CODE, int(r.result_code)))
+            mscc += packed_u32(Code.VALIDITY_TIME, r.validity_time)
+        mscc += packed_u32(Code.RESULT_CODE, int(r.result_code))
         if r.final_unit:
-            children.append(_final_unit(r.redirect_url))
+            mscc += _final_unit(r.redirect_url).encode()
         if r.quota_holding_time:
-            children.append(Avp.u32(Code3gpp.QUOTA_HOLDING_TIME, r.quota_holding_time, VENDOR_3GPP))
-        avps.append(Avp.grouped(Code.MULTIPLE_SERVICES_CREDIT_CONTROL, children))
-    return ccr.answer(avps)
+            mscc += packed_u32(Code3gpp.QUOTA_HOLDING_TIME, r.quota_holding_time, VENDOR_3GPP)
+        head += packed_grouped(Code.MULTIPLE_SERVICES_CREDIT_CONTROL, mscc)
+    return ccr.encoded_answer(head)

@@ -15,15 +15,23 @@ octets (CC-Total-Octets), messages (CC-Service-Specific-Units).
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from cellcelly.diameter.codec import NTP_OFFSET, Avp, Message, encode_header
+from cellcelly.diameter.codec import (
+    NTP_OFFSET,
+    Avp,
+    EncodedMessage,
+    Message,
+    packed_grouped,
+    packed_i32,
+    packed_u32,
+    packed_u64,
+    packed_utf8,
+)
 from cellcelly.diameter.constants import (
     APP_CREDIT_CONTROL,
-    AVP_M,
     CONTEXT_IMS,
     CONTEXT_PS,
     CONTEXT_SMS,
@@ -201,44 +209,12 @@ def build_ccr(
     return Message(Cmd.CREDIT_CONTROL, FLAG_R | FLAG_P, APP_CREDIT_CONTROL, 0, 0, avps)
 
 
-# The few AVPs a request of a session changes, packed here rather than built as `Avp` objects (each
-# mandatory, no vendor: an 8-byte header and a value of 4 or 8 bytes, so never padded)
-_M12 = (AVP_M << 24) | 12
-_M16 = (AVP_M << 24) | 16
-_AVP_HEAD = struct.Struct("!II")
-_U32_AVP = struct.Struct("!III")
-_U64_AVP = struct.Struct("!IIQ")
-_NUMBERS = struct.Struct("!IIiIII")  # CC-Request-Type, CC-Request-Number
-_NUMBERS_STAMP = struct.Struct("!IIiIIIIII")  # ... and Event-Timestamp
-_TYPE_HEAD = (int(Code.CC_REQUEST_TYPE), _M12)
-_NUMBER_HEAD = (int(Code.CC_REQUEST_NUMBER), _M12)
-_STAMP_HEAD = (int(Code.EVENT_TIMESTAMP), _M12)
-_EMPTY_RSU = _AVP_HEAD.pack(Code.REQUESTED_SERVICE_UNIT, (AVP_M << 24) | 8)
-
-
-def _grouped(code: int, inner: bytes) -> bytes:
-    return _AVP_HEAD.pack(code, (AVP_M << 24) | (8 + len(inner))) + inner
-
-
-def _unit_bytes(service: str, amount: int) -> bytes:
+def _packed_unit(service: str, amount: int) -> bytes:
     code = UNIT_CODE[service]
-    if code == Code.CC_TIME:
-        return _U32_AVP.pack(code, _M12, amount)
-    return _U64_AVP.pack(code, _M16, amount)
+    return packed_u32(code, amount) if code == Code.CC_TIME else packed_u64(code, amount)
 
 
-class EncodedRequest(Message):
-    """A request whose AVPs are bytes already (`SessionCcrs.request`): `avps` is empty, and
-    `encode` puts the header, with the identifiers the peer fills in, before `body`."""
-
-    __slots__ = ("body",)
-
-    def __init__(self, code: int, flags: int, app: int, body: bytes) -> None:
-        super().__init__(code, flags, app)
-        self.body = body
-
-    def encode(self) -> bytes:
-        return encode_header(self, len(self.body)) + self.body
+_EMPTY_RSU = packed_grouped(Code.REQUESTED_SERVICE_UNIT, b"")
 
 
 class CcrTemplate:
@@ -275,17 +251,15 @@ class CcrTemplate:
     ) -> SessionCcrs:
         if service not in SERVICE_CONTEXT:
             raise ValueError(f"unknown service {service!r}")
-        subscription = Avp.grouped(
+        subscription = packed_grouped(
             Code.SUBSCRIPTION_ID,
-            [
-                Avp.i32(Code.SUBSCRIPTION_ID_TYPE, SubscriptionIdType.END_USER_E164),
-                Avp.utf8(Code.SUBSCRIPTION_ID_DATA, "90" + msisdn),
-            ],
+            packed_i32(Code.SUBSCRIPTION_ID_TYPE, SubscriptionIdType.END_USER_E164)
+            + packed_utf8(Code.SUBSCRIPTION_ID_DATA, "90" + msisdn),
         )
         info = _service_information(service, destination, mcc_mnc)
         return SessionCcrs(
-            Avp.utf8(Code.SESSION_ID, session_id).encode() + self._identity + self._context[service],
-            subscription.encode(),
+            packed_utf8(Code.SESSION_ID, session_id) + self._identity + self._context[service],
+            subscription,
             self._direct_debiting,
             self._indicator,
             (b"" if info is None else info.encode()) + self._trailing,
@@ -324,27 +298,28 @@ class SessionCcrs:
         requested: int | None = None,
         used: int = 0,
         event_timestamp: int | None = None,
-    ) -> EncodedRequest:
-        """The CCR `build_ccr` makes of these arguments and the session's, as bytes."""
-        if event_timestamp is None:
-            numbers = _NUMBERS.pack(*_TYPE_HEAD, int(request_type), *_NUMBER_HEAD, request_number)
-        else:
-            stamp = (event_timestamp + NTP_OFFSET) & 0xFFFFFFFF
-            numbers = _NUMBERS_STAMP.pack(
-                *_TYPE_HEAD, int(request_type), *_NUMBER_HEAD, request_number, *_STAMP_HEAD, stamp
-            )
-        mscc = _U32_AVP.pack(Code.RATING_GROUP, _M12, self.rating_group)
+    ) -> EncodedMessage:
+        """The CCR `build_ccr` makes of these arguments and the session's, its AVPs as bytes."""
+        parts = [
+            self.head,
+            packed_i32(Code.CC_REQUEST_TYPE, int(request_type)),
+            packed_u32(Code.CC_REQUEST_NUMBER, request_number),
+        ]
+        if event_timestamp is not None:
+            parts.append(packed_u32(Code.EVENT_TIMESTAMP, (event_timestamp + NTP_OFFSET) & 0xFFFFFFFF))
+        parts.append(self.subscription)
+        if request_type == RequestType.EVENT:
+            parts.append(self.direct_debiting)
+        mscc = packed_u32(Code.RATING_GROUP, self.rating_group)
         if requested is None:
             mscc += _EMPTY_RSU
         elif requested > 0:
-            mscc += _grouped(Code.REQUESTED_SERVICE_UNIT, _unit_bytes(self.service, requested))
+            mscc += packed_grouped(Code.REQUESTED_SERVICE_UNIT, _packed_unit(self.service, requested))
         if used > 0:
-            mscc += _grouped(Code.USED_SERVICE_UNIT, _unit_bytes(self.service, used))
-        parts = [self.head, numbers, self.subscription]
-        if request_type == RequestType.EVENT:
-            parts.append(self.direct_debiting)
-        parts += (self.indicator, _grouped(Code.MULTIPLE_SERVICES_CREDIT_CONTROL, mscc), self.tail)
-        return EncodedRequest(Cmd.CREDIT_CONTROL, FLAG_R | FLAG_P, APP_CREDIT_CONTROL, b"".join(parts))
+            mscc += packed_grouped(Code.USED_SERVICE_UNIT, _packed_unit(self.service, used))
+        parts += (self.indicator, packed_grouped(Code.MULTIPLE_SERVICES_CREDIT_CONTROL, mscc), self.tail)
+        head = b"".join(parts)
+        return EncodedMessage(Cmd.CREDIT_CONTROL, FLAG_R | FLAG_P, APP_CREDIT_CONTROL, 0, 0, head)
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,7 +456,6 @@ def parse_cca(msg: Message) -> CcaResult:
 __all__ = [
     "CcaResult",
     "CcrTemplate",
-    "EncodedRequest",
     "MsccResult",
     "ServiceName",
     "ServiceRequest",
