@@ -17,7 +17,7 @@ from cellcelly.dgw.ocs_client import OcsClient, OcsUnavailable
 from cellcelly.dgw.overload import TICK, Overload
 from cellcelly.diameter import doic
 from cellcelly.diameter.codec import DICTIONARY, Avp, Message, decode
-from cellcelly.diameter.constants import APP_CREDIT_CONTROL, FLAG_P, FLAG_R, Cmd, Code, Result
+from cellcelly.diameter.constants import APP_CREDIT_CONTROL, AVP_M, FLAG_P, FLAG_R, Cmd, Code, Result
 from cellcelly.diameter.peer import LocalPeer, PeerConnection, State, error_answer
 from cellcelly.domain.charging import ChargeAnswer, ChargeRequest, RequestType, ResultCode
 from cellcelly.ports.cache import SubscriberCache, SubscriberInfo
@@ -104,7 +104,7 @@ class Gateway:
         if msg.code != Cmd.CREDIT_CONTROL:
             return error_answer(msg, self.local, Result.COMMAND_UNSUPPORTED, f"command {msg.code}")
         self.stats.ccr += 1
-        unknown = _unsupported_mandatory(msg)
+        unknown = _unsupported_mandatory(msg.avps)
         if unknown is not None:
             return self._reject(
                 msg, GyError(Result.AVP_UNSUPPORTED, f"{unknown.name} not supported", unknown)
@@ -382,13 +382,22 @@ class Gateway:
         return results
 
 
-def _unsupported_mandatory(msg: Message) -> Avp | None:
-    """The first IETF AVP with the M bit that we do not know (RFC 6733 §7.1.5: 5001).
+def _unsupported_mandatory(avps: list[Avp]) -> Avp | None:
+    """The first IETF AVP with the M bit that we do not know (RFC 6733 §7.1.5: 5001), in the order
+    `Message.walk` gives (a recursion over the lists rather than its generator: every CCR runs this).
 
     3GPP AVPs are exempt: TS 32.299's Service-Information has hundreds that a packet gateway or an
     IMS node may send, most of no concern to rating, and refusing them would refuse real traffic.
     """
-    for avp in msg.walk():
-        if avp.flags & 0x40 and avp.vendor == 0 and (avp.code, 0) not in DICTIONARY:
+    for avp in avps:
+        if avp.flags & AVP_M and avp.vendor == 0 and avp.code not in _KNOWN_IETF:
             return avp
+        children = avp.children
+        if children:
+            found = _unsupported_mandatory(children)
+            if found is not None:
+                return found
     return None
+
+
+_KNOWN_IETF = frozenset(code for code, vendor in DICTIONARY if vendor == 0)
