@@ -14,7 +14,7 @@ from test_dgw import LateFor
 from cellcelly.deploy.backends import open_backends
 from cellcelly.deploy.embedded import DEMO, seed_demo
 from cellcelly.dgw.ocs_client import WireOcs
-from cellcelly.domain.charging import ChargeRequest, RequestType, ServiceUsage
+from cellcelly.domain.charging import ChargeAnswer, ChargeRequest, RequestType, ResultCode, ServiceUsage
 from cellcelly.domain.units import Service
 from cellcelly.ocs.auth import ApiKey
 from cellcelly.ocs.wire import WireServerProtocol, serve_wire
@@ -25,14 +25,30 @@ KEY = "failover-log-key-0123456789abcdef"
 IN_FLIGHT = 120
 
 
+def soon(ocs: WireOcs, req: ChargeRequest) -> asyncio.Future[ChargeAnswer]:
+    """`charge_soon` (the gateway's path: sent at once, answered from a callback) as a future."""
+    fut: asyncio.Future[ChargeAnswer] = asyncio.get_running_loop().create_future()
+
+    def done(answer: ChargeAnswer | None, exc: BaseException | None) -> None:
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            assert answer is not None
+            fut.set_result(answer)
+
+    assert ocs.charge_soon(req, done)
+    return fut
+
+
 def initial(session: str) -> ChargeRequest:
     return ChargeRequest(
         session, RequestType.INITIAL, 0, DEMO.msisdn, (ServiceUsage(1, Service.DATA, None, 0),)
     )
 
 
+@pytest.mark.parametrize("path", ["charge", "charge_soon"])
 async def test_a_killed_endpoint_logs_one_line_out_and_one_back(
-    data_dir: Path, caplog: pytest.LogCaptureFixture
+    data_dir: Path, caplog: pytest.LogCaptureFixture, path: str
 ) -> None:
     components = open_backends(Settings(data_dir=data_dir))
     seed_demo(components)
@@ -55,7 +71,10 @@ async def test_a_killed_endpoint_logs_one_line_out_and_one_back(
     try:
         await ocs.charge(initial("warm;0"))
         await ocs.charge(initial("warm;1"))  # round robin: both endpoints connected
-        calls = [asyncio.ensure_future(ocs.charge(initial(f"fo;{i}"))) for i in range(IN_FLIGHT)]
+        if path == "charge":
+            calls = [asyncio.ensure_future(ocs.charge(initial(f"fo;{i}"))) for i in range(IN_FLIGHT)]
+        else:  # the failed ones fail over from the callback
+            calls = [soon(ocs, initial(f"fo;{i}")) for i in range(IN_FLIGHT)]
         await asyncio.sleep(0.2)
         on_victim = sum(len(p.pending) for p in [ocs.endpoints[0].conn] if p is not None)
         assert on_victim >= IN_FLIGHT // 3, on_victim
@@ -65,6 +84,7 @@ async def test_a_killed_endpoint_logs_one_line_out_and_one_back(
             protocol.transport.abort()
         answers = await asyncio.gather(*calls)  # every one failed over and answered
         assert len(answers) == IN_FLIGHT and ocs.failovers >= on_victim
+        assert {a.result_code for a in answers} == {ResultCode.SUCCESS}
 
         out = [r for r in caplog.records if r.getMessage() == "OCS endpoint out of rotation"]
         assert len(out) == 1, [r.__dict__.get("failed_over") for r in out]

@@ -15,7 +15,7 @@ import pytest
 
 from cellcelly.adapters.cache_embedded import EmbeddedCache
 from cellcelly.dgw.gateway import Gateway
-from cellcelly.dgw.ocs_client import NoopOcs
+from cellcelly.dgw.ocs_client import Answered, NoopOcs
 from cellcelly.diameter.ccr import build_ccr
 from cellcelly.diameter.codec import Message, decode
 from cellcelly.diameter.constants import RequestType, Result
@@ -196,6 +196,9 @@ class CountingOcs:
     async def charge(self, req: ChargeRequest) -> ChargeAnswer:
         self.asked.append(req.msisdn)
         return await self.noop.charge(req)
+
+    def charge_soon(self, req: ChargeRequest, done: Answered) -> bool:
+        return False  # as NoopOcs: every request through `charge`, counted
 
     async def close(self) -> None:
         return None

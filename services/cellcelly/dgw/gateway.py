@@ -5,6 +5,7 @@ re-authorises or aborts sessions when a subscriber's balance or status changes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -100,7 +101,9 @@ class Gateway:
 
     # --- the Diameter handler ---------------------------------------------------------------------
 
-    def __call__(self, conn: PeerConnection, msg: Message) -> Message | asyncio.Future[Message | bytes]:
+    def __call__(
+        self, conn: PeerConnection, msg: Message
+    ) -> Message | asyncio.Future[bytes] | asyncio.Future[Message]:
         if msg.code != Cmd.CREDIT_CONTROL:
             return error_answer(msg, self.local, Result.COMMAND_UNSUPPORTED, f"command {msg.code}")
         self.stats.ccr += 1
@@ -142,6 +145,11 @@ class Gateway:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[bytes] = loop.create_future()
         self._in_flight[key] = fut
+        if miss is None:
+            # sent at once, answered from a callback: no task and no coroutine, a few µs a CCR
+            answered = functools.partial(self._answered, conn, msg, req, key, fut, now)
+            if self.ocs.charge_soon(req, answered):
+                return fut
         # the loop's own create_task: asyncio.ensure_future is Python, a few µs a CCR
         return loop.create_task(self._charge(conn, msg, req, key, fut, now, miss))
 
@@ -201,26 +209,8 @@ class Gateway:
             try:
                 answer = await self.ocs.charge(req)
             except OcsUnavailable as exc:
-                self.stats.ocs_unavailable += 1
-                # not stored: a retry may find the OCS back; the OCS itself keeps charging idempotent
-                reply = error_answer(msg, self.local, Result.UNABLE_TO_DELIVER, f"OCS unavailable: {exc}")
-                sent = self._told(msg, reply, time.monotonic()).encode()
-                fut.set_result(sent)
-                return sent
-            now = time.monotonic()
-            self.overload.answered(now - started, now)
-            sent = self._told(msg, build_cca(msg, req, answer, self.local), now).encode()
-            self._remember(key, sent, now)
-            host, realm = msg.find(Code.ORIGIN_HOST), msg.find(Code.ORIGIN_REALM)
-            origin = (
-                host.as_str() if host else conn.remote_host,
-                realm.as_str() if realm else conn.remote_realm,
-            )
-            self._track(conn, req, answer, origin)
-            code = int(answer.result_code)
-            self.stats.results[code] = self.stats.results.get(code, 0) + 1
-            fut.set_result(sent)
-            return sent
+                return self._settle(conn, msg, req, key, fut, started, None, exc)
+            return self._settle(conn, msg, req, key, fut, started, answer, None)
         except BaseException as exc:
             if not fut.done():
                 fut.set_exception(exc)
@@ -228,6 +218,67 @@ class Gateway:
             raise
         finally:
             self._in_flight.pop(key, None)
+
+    def _answered(
+        self,
+        conn: PeerConnection,
+        msg: Message,
+        req: ChargeRequest,
+        key: tuple[str, int],
+        fut: asyncio.Future[bytes],
+        started: float,
+        answer: ChargeAnswer | None,
+        exc: BaseException | None,
+    ) -> None:
+        """`ocs.charge_soon`'s answer: `fut` (which the peer answers from) settled as `_charge`'s
+        task would have ended."""
+        try:
+            if exc is None or isinstance(exc, OcsUnavailable):
+                self._settle(conn, msg, req, key, fut, started, answer, exc)
+            elif isinstance(exc, asyncio.CancelledError):
+                fut.cancel()
+            else:
+                fut.set_exception(exc)  # the peer answers it (5012) from `fut`
+        except Exception as failed:  # noqa: BLE001 - the answer could not be made: the same
+            if not fut.done():
+                fut.set_exception(failed)
+        finally:
+            self._in_flight.pop(key, None)
+
+    def _settle(
+        self,
+        conn: PeerConnection,
+        msg: Message,
+        req: ChargeRequest,
+        key: tuple[str, int],
+        fut: asyncio.Future[bytes],
+        started: float,
+        answer: ChargeAnswer | None,
+        unavailable: OcsUnavailable | None,
+    ) -> bytes:
+        """The CCA of the OCS's answer, or 3002 when no OCS answered: encoded, kept for a
+        retransmission (not a 3002: a retry may find the OCS back, and the OCS keeps charging
+        idempotent), `fut`'s result."""
+        if answer is None:
+            self.stats.ocs_unavailable += 1
+            reply = error_answer(msg, self.local, Result.UNABLE_TO_DELIVER, f"OCS unavailable: {unavailable}")
+            sent = self._told(msg, reply, time.monotonic()).encode()
+            fut.set_result(sent)
+            return sent
+        now = time.monotonic()
+        self.overload.answered(now - started, now)
+        sent = self._told(msg, build_cca(msg, req, answer, self.local), now).encode()
+        self._remember(key, sent, now)
+        host, realm = msg.find(Code.ORIGIN_HOST), msg.find(Code.ORIGIN_REALM)
+        origin = (
+            host.as_str() if host else conn.remote_host,
+            realm.as_str() if realm else conn.remote_realm,
+        )
+        self._track(conn, req, answer, origin)
+        code = int(answer.result_code)
+        self.stats.results[code] = self.stats.results.get(code, 0) + 1
+        fut.set_result(sent)
+        return sent
 
     async def _is_unknown(self, msisdn: str, known: asyncio.Future[SubscriberInfo | None]) -> bool:
         """The cache's miss, awaited (shielded: it is shared with other requests for `msisdn`).

@@ -17,9 +17,11 @@ says so in the log (a key that differs between DGW and OCS is a configuration er
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 import orjson
@@ -44,8 +46,18 @@ class OcsRefused(BackendError):
     """The OCS refused this gateway's key."""
 
 
+# what `charge_soon` calls once the request is answered: the answer, or the exception `charge` raises
+Answered = Callable[[ChargeAnswer | None, BaseException | None], None]
+
+
 class OcsClient(Protocol):
     async def charge(self, req: ChargeRequest) -> ChargeAnswer: ...
+
+    def charge_soon(self, req: ChargeRequest, done: Answered) -> bool:
+        """Send `req` now and call `done` with what `charge` would return or raise; False, doing
+        nothing, when it cannot be sent at once (then `charge`). For the gateway's common case: no
+        task, no coroutine a request."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -58,6 +70,9 @@ class LocalOcs:
 
     async def charge(self, req: ChargeRequest) -> ChargeAnswer:
         return await self.charging.charge_async(req)  # inline on the embedded store
+
+    def charge_soon(self, req: ChargeRequest, done: Answered) -> bool:
+        return False
 
     async def close(self) -> None:
         return None
@@ -82,6 +97,9 @@ class NoopOcs:
         return ChargeAnswer(
             req.session_id, req.request_type, req.request_number, ResultCode.SUCCESS, tuple(results)
         )
+
+    def charge_soon(self, req: ChargeRequest, done: Answered) -> bool:
+        return False  # the baseline stays the gateway as it was: a task a request
 
     async def close(self) -> None:
         return None
@@ -257,42 +275,123 @@ class WireOcs:
             return rotated
         return healthy + [e for e in rotated if not e.healthy(now)]
 
-    async def charge(self, req: ChargeRequest) -> ChargeAnswer:
+    async def charge(
+        self,
+        req: ChargeRequest,
+        *,
+        order: list[_Endpoint] | None = None,
+        tried: _Endpoint | None = None,
+        last: Exception | None = None,
+    ) -> ChargeAnswer:
+        """Charge on the healthy endpoints in turn (`order`: the turn `charge_soon` took already);
+        `tried`: the one that failed already (failing over from `charge_soon`), with its exception
+        `last`."""
         payload = request_to_list(req)
-        last: Exception | None = None
-        for attempt, endpoint in enumerate(self._order()):
-            if attempt:
+        for endpoint in self._order() if order is None else order:
+            if endpoint is tried:
+                continue
+            if last is not None:
                 self.failovers += 1
             try:
                 conn = await endpoint.connection(self.timeout)
-                rid = next(self._ids)
-                fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-                conn.pending[rid] = fut
-                conn.writer.write(frame([rid, payload]))
-                self._deadlines.add(fut, self.timeout, "no answer from the OCS in time")
+                rid, fut = self._send(conn, payload)
                 try:
                     message = await fut
                 finally:
                     conn.pending.pop(rid, None)
             except (OSError, OcsRefused, TimeoutError) as exc:  # ConnectionError is an OSError
-                # its traceback holds this frame, which holds it and the future holding it: a cycle,
-                # which only a full collection frees (runtime.tune_gc: what lives long is frozen)
-                last = exc.with_traceback(None)
-                now = time.monotonic()
-                endpoint.down_until = now + self.retry_after
-                # one slow answer on a connection that still answers (an OCS under load) must not fail
-                # every other request in flight on it: it is closed only when it has been silent
-                if not isinstance(exc, TimeoutError) or now - endpoint.answered_at() >= self.timeout:
-                    endpoint.close()
-                endpoint.failed(exc)
+                last = self._failed(endpoint, exc)
                 continue
-            if message[1] is None:
-                raise OcsUnavailable(f"OCS {endpoint.name} failed: {message[2]}")
-            endpoint.answered()
-            return answer_from_list(message[1])
+            return self._answer(endpoint, message)
         raise OcsUnavailable(f"no OCS endpoint answered: {last!r}")
+
+    def charge_soon(self, req: ChargeRequest, done: Answered) -> bool:
+        order = self._order()
+        endpoint = order[0]
+        conn = endpoint.conn
+        if (
+            conn is None
+            or conn.transport is None
+            or conn.transport.is_closing()
+            or not endpoint.healthy(time.monotonic())
+        ):  # connecting first, or no endpoint healthy: `charge`, on the same turn of the rotation
+            task = asyncio.get_running_loop().create_task(self.charge(req, order=order))
+            task.add_done_callback(functools.partial(_relay, done))
+            return True
+        rid, fut = self._send(conn, request_to_list(req))
+        fut.add_done_callback(functools.partial(self._landed, req, endpoint, conn, rid, done))
+        return True
+
+    def _send(self, conn: _Connection, payload: list[Any]) -> tuple[int, asyncio.Future[Any]]:
+        rid = next(self._ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        conn.pending[rid] = fut
+        conn.writer.write(frame([rid, payload]))
+        self._deadlines.add(fut, self.timeout, "no answer from the OCS in time")
+        return rid, fut
+
+    def _landed(
+        self,
+        req: ChargeRequest,
+        endpoint: _Endpoint,
+        conn: _Connection,
+        rid: int,
+        done: Answered,
+        fut: asyncio.Future[Any],
+    ) -> None:
+        """`charge_soon`'s request answered, or failed: then on to the other endpoints, as `charge`."""
+        conn.pending.pop(rid, None)
+        if fut.cancelled():
+            done(None, asyncio.CancelledError())
+            return
+        exc = fut.exception()
+        if exc is None:
+            try:
+                answer = self._answer(endpoint, fut.result())
+            except Exception as failed:  # noqa: BLE001 - OcsUnavailable, or an answer that cannot be read
+                done(None, failed)
+                return
+            done(answer, None)
+        elif isinstance(exc, (OSError, OcsRefused, TimeoutError)):
+            last = self._failed(endpoint, exc)
+            task = asyncio.get_running_loop().create_task(self.charge(req, tried=endpoint, last=last))
+            task.add_done_callback(functools.partial(_relay, done))
+        else:
+            done(None, exc)
+
+    def _failed(self, endpoint: _Endpoint, exc: Exception) -> Exception:
+        """Take `endpoint` out of rotation for a request that failed on it; the exception to report."""
+        # its traceback holds the frame that caught it, which holds it and the future holding it: a
+        # cycle, which only a full collection frees (runtime.tune_gc: what lives long is frozen)
+        last = exc.with_traceback(None)
+        now = time.monotonic()
+        endpoint.down_until = now + self.retry_after
+        # one slow answer on a connection that still answers (an OCS under load) must not fail
+        # every other request in flight on it: it is closed only when it has been silent
+        if not isinstance(exc, TimeoutError) or now - endpoint.answered_at() >= self.timeout:
+            endpoint.close()
+        endpoint.failed(exc)
+        return last
+
+    @staticmethod
+    def _answer(endpoint: _Endpoint, message: list[Any]) -> ChargeAnswer:
+        if message[1] is None:
+            raise OcsUnavailable(f"OCS {endpoint.name} failed: {message[2]}")
+        endpoint.answered()
+        return answer_from_list(message[1])
 
     async def close(self) -> None:
         self._deadlines.close()
         for endpoint in self.endpoints:
             endpoint.close()
+
+
+def _relay(done: Answered, task: asyncio.Task[ChargeAnswer]) -> None:
+    if task.cancelled():
+        done(None, asyncio.CancelledError())
+        return
+    exc = task.exception()
+    if exc is not None:
+        done(None, exc)
+    else:
+        done(task.result(), None)
