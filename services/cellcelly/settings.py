@@ -141,6 +141,10 @@ class Settings(BaseSettings):
 
     # the OCS's internal charging transport for gateways (length-prefixed orjson frames)
     ocs_wire_port: int = 8082
+    # a Unix socket the wire also listens on (mode 0600), for a gateway on the same machine: a round
+    # trip over it costs the two processes ~40% less CPU than over TCP loopback. `make run` puts
+    # one in DATA_DIR for its DGW child; empty: TCP only
+    ocs_wire_socket: str = ""
     # the shared secret that lets a caller charge: a DGW on the wire (auth frame), a client of the JSON
     # charging API (Authorization: Bearer). Unset, the OCS charges nobody; `cellcelly ocs`/`dgw` refuse
     # to start without it and `make run` keeps one in DATA_DIR/ocs-api-key (see ocs/auth.py)
@@ -161,7 +165,8 @@ class Settings(BaseSettings):
     dgw_cer_timeout_seconds: float = Field(default=10.0, gt=0)
     # TCP connections to the DGW at most (each a file descriptor and buffers; peers are few)
     dgw_max_connections: int = Field(default=512, ge=1)
-    # OCS endpoints for a stand-alone DGW, "host:port,host:port"; empty: the OCS in this process
+    # OCS endpoints for a stand-alone DGW, "host:port,host:port"; a Unix socket is its path (from "/",
+    # as libpq's PGHOST); empty: the OCS in this process
     dgw_ocs_endpoints: str = ""
     # overload: when even the luckiest request of a 0.2 s window waited longer than this (its loop's
     # lateness and its charge), new sessions (CCR-I, CCR-E) are answered 3004 DIAMETER_TOO_BUSY while
@@ -200,8 +205,12 @@ class Settings(BaseSettings):
         return self.catalogue_file or self.data_dir / "catalogue.yaml"
 
     def ocs_endpoints(self) -> list[tuple[str, int]]:
+        """(host, port) of each endpoint; a Unix socket is (its path, 0)."""
         endpoints = []
         for item in filter(None, (p.strip() for p in self.dgw_ocs_endpoints.split(","))):
+            if item.startswith("/"):
+                endpoints.append((item, 0))
+                continue
             host, _, port = item.rpartition(":")
             endpoints.append((host or "127.0.0.1", int(port)))
         return endpoints

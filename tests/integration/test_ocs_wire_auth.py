@@ -184,3 +184,36 @@ async def test_the_gateway_client_with_the_right_key_charges_and_with_a_wrong_on
     finally:
         await good.close()
         await bad.close()
+
+
+async def test_the_wire_on_a_unix_socket_charges_with_the_key_only(data_dir: Path, tmp_path: Path) -> None:
+    """`make run`'s DGW child reaches its parent's OCS on a Unix socket: the same protocol and key,
+    the socket only its user's; one left behind by an earlier process is replaced."""
+    components = open_backends(Settings(data_dir=data_dir))
+    seed_demo(components)
+    path = tmp_path / "ocs-wire.sock"
+    stale = await asyncio.get_running_loop().create_unix_server(asyncio.Protocol, str(path))
+    stale.close()  # a socket file an earlier process left
+    await stale.wait_closed()
+    assert path.is_socket()
+    server = await wire.serve_wire_unix(components.charging, str(path), api_key=KEY)
+    endpoints = Settings(dgw_ocs_endpoints=f" {path} ,10.0.0.7:8082").ocs_endpoints()
+    assert endpoints == [(str(path), 0), ("10.0.0.7", 8082)]
+    good = WireOcs(endpoints[:1], api_key=KEY)
+    bad = WireOcs(endpoints[:1], api_key="not-the-key-0123456789abcdef", retry_after=30)
+    try:
+        assert path.stat().st_mode & 0o777 == 0o600
+        wallet = account(components)[0]
+        assert (await good.charge(sms("unix-good"))).result_code is ResultCode.SUCCESS
+        assert account(components)[0] == wallet - 400
+        assert good.endpoints[0].name == str(path)
+        before = account(components)
+        with pytest.raises(OcsUnavailable):
+            await bad.charge(sms("unix-bad"))
+        assert account(components) == before
+    finally:
+        await good.close()
+        await bad.close()
+        server.close()
+        await server.wait_closed()
+        components.close()

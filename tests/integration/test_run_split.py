@@ -28,11 +28,12 @@ from gy_client import CLIENT, answering, cut_off, voice_ccr
 from stack_apart import until
 
 from cellcelly.deploy.child import Child
-from cellcelly.deploy.embedded import DEMO, SF_NICE
+from cellcelly.deploy.embedded import DEMO, SF_NICE, WIRE_SOCKET, EmbeddedStack
 from cellcelly.diameter.codec import Message
 from cellcelly.diameter.constants import Cmd
 from cellcelly.diameter.peer import connect
 from cellcelly.runtime import sched_slice_ns, slices_supported
+from cellcelly.settings import Settings
 from cellcelly_dev.devservers import free_port
 from cellcelly_dev.procs import cellcelly_children
 
@@ -154,6 +155,13 @@ async def test_the_dgw_and_the_sf_are_children_that_charge_record_and_abort(run:
         slices = {name: sched_slice_ns(pid) for name, pid in {**children, "run": run.proc.pid}.items()}
         assert slices["run"] == slices["dgw"] == 200_000 and slices["sf"] != 200_000, slices
 
+    # the DGW child charges over the OCS wire's Unix socket in the data directory, only this user's
+    socket = run.data.absolute() / WIRE_SOCKET
+    environ = Path(f"/proc/{children['dgw']}/environ").read_bytes().split(b"\0")
+    assert f"CELLCELLY_DGW_OCS_ENDPOINTS={socket}".encode() in environ
+    assert socket.is_socket() and socket.stat().st_mode & 0o777 == 0o600
+    assert f"and {socket} (the DGW child's)" in run.banner
+
     # the parent's /readyz and /metrics speak for its children
     async with httpx.AsyncClient() as client:
         assert (await client.get(f"http://127.0.0.1:{run.ocs_port}/readyz")).status_code == 200
@@ -248,6 +256,18 @@ def test_a_child_that_stops_cleanly_stops_the_stack_cleanly(run: Run) -> None:
     os.kill(children["sf"], signal.SIGTERM)
     assert run.proc.wait(40) == 0
     assert not alive(children["dgw"])
+    assert not (run.data / WIRE_SOCKET).exists()  # the OCS took its socket away
+
+
+def test_a_data_directory_too_deep_for_a_socket_keeps_the_wire_on_tcp(tmp_path: Path) -> None:
+    split = EmbeddedStack(None, split=True)  # type: ignore[arg-type]  # only its settings are asked
+    short = Settings(data_dir=tmp_path / "data")
+    assert split._ocs_settings(short).ocs_wire_socket == str((tmp_path / "data" / WIRE_SOCKET).absolute())
+    deep = Settings(data_dir=tmp_path / ("d" * 120))
+    assert split._ocs_settings(deep).ocs_wire_socket == ""
+    chosen = Settings(data_dir=tmp_path, ocs_wire_socket="/run/cellcelly/wire.sock")
+    assert split._ocs_settings(chosen).ocs_wire_socket == "/run/cellcelly/wire.sock"
+    assert EmbeddedStack(None)._ocs_settings(short).ocs_wire_socket == ""  # type: ignore[arg-type]
 
 
 async def test_a_niced_child_that_cannot_start_says_how_it_exited(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ from cellcelly.deploy.backends import Backends, shared_api_key
 from cellcelly.deploy.service import Alone, Group, HttpService, Lifecycle, Service, Worker
 from cellcelly.dgw.gateway import Gateway
 from cellcelly.dgw.metrics import metrics_app
-from cellcelly.dgw.ocs_client import NoopOcs, OcsClient, WireOcs
+from cellcelly.dgw.ocs_client import NoopOcs, OcsClient, WireOcs, endpoint_name
 from cellcelly.dgw.server import DgwServer
 from cellcelly.diameter.peer import LocalPeer
 from cellcelly.ports.cache import SubscriberCache
@@ -90,7 +90,7 @@ def alone(settings: Settings, backends: Backends, *, noop: bool = False) -> Alon
     nothing, `noop`: the benchmark's baseline)."""
     endpoints = settings.ocs_endpoints() or [(settings.ocs_host, settings.ocs_wire_port)]
     client: OcsClient = NoopOcs() if noop else WireOcs(endpoints, api_key=shared_api_key(settings))
-    target = "nothing (noop baseline)" if noop else ", ".join(f"{h}:{p}" for h, p in endpoints)
+    target = "nothing (noop baseline)" if noop else ", ".join(endpoint_name(h, p) for h, p in endpoints)
     metrics = (
         (settings.dgw_metrics_host, settings.dgw_metrics_port) if settings.dgw_metrics_port >= 0 else None
     )

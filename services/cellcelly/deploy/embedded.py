@@ -50,6 +50,8 @@ from cellcelly.traffic.generator import TrafficConfig
 
 log = logging.getLogger(__name__)
 SF_NICE = 10  # the SF child's niceness over the parent's (see `_sf_child`)
+WIRE_SOCKET = "ocs-wire.sock"  # split: the OCS wire's Unix socket in the data directory
+MAX_SOCKET_PATH = 108  # sun_path, with its terminating NUL (Linux)
 
 DEMO = SubscriberRecord("5321234567", "Ayşe", "Yılmaz", "ayse.yilmaz@example.com", "active", "ANKARA")
 
@@ -64,6 +66,7 @@ class EmbeddedStack:
     split: bool = False  # the DGW and the SF as child processes (`cellcelly run`'s default)
     ocs_port: int = 0
     wire_port: int = 0
+    wire_socket: str = ""  # split: the wire's Unix socket, the DGW child's way in
     dgw_port: int = 0
     mw_port: int = 0
     ivr_port: int = 0
@@ -95,11 +98,13 @@ class EmbeddedStack:
         self.bus = b.bus
         collectors: list[Collector] = []
         dgw_child: Child | None = None
+        ocs_settings = self._ocs_settings(settings)
+        self.wire_socket = ocs_settings.ocs_wire_socket
         if self.split:
             sf_child = self._sf_child(settings)
             services.append(sf_child)
             # it charges over the OCS's wire, on the port bound once the OCS (below) has started
-            dgw_child = self._dgw_child(settings, lambda: charging.wire_port)
+            dgw_child = self._dgw_child(settings, lambda: charging.wire_port, self.wire_socket)
             collectors.append(ChildrenUp([sf_child, dgw_child]))  # /readyz: the whole stack serves
         else:
             sync = sf.build(settings, b.bus, b.records, metrics=False)  # its figures: on the OCS's /metrics
@@ -129,7 +134,7 @@ class EmbeddedStack:
         if self.before_serving is not None:  # e.g. seeding: done before any HTTP client can be told "ready"
             hook = self.before_serving
             services.append(Lifecycle("before serving", lambda: hook(self), _nothing))
-        charging = ocs.build(settings, b, collectors=collectors, relay_busy=None)
+        charging = ocs.build(ocs_settings, b, collectors=collectors, relay_busy=None)
         self.relay = charging.relay
         services.append(charging)
         prompt = None
@@ -177,7 +182,19 @@ class EmbeddedStack:
         # leaves them (at 10,000 CCR/s it needs ~15 µs of CPU a CCR, and catches up after a peak)
         return Child("sf", ["sf"], lambda: env, nice=SF_NICE)
 
-    def _dgw_child(self, settings: Settings, wire_port: Callable[[], int]) -> Child:
+    def _ocs_settings(self, settings: Settings) -> Settings:
+        """Split, the DGW child charges over a Unix socket in the data directory (`ocs_wire_socket`,
+        unless one is set): a round trip costs the two processes ~40% less CPU than over TCP
+        loopback. A data directory whose socket path would not fit (108 bytes) keeps TCP."""
+        if not self.split or settings.ocs_wire_socket:
+            return settings
+        path = str((settings.data_dir / WIRE_SOCKET).absolute())
+        if len(os.fsencode(path)) >= MAX_SOCKET_PATH:
+            log.info("OCS wire on TCP only: the data directory's path is too long for a Unix socket")
+            return settings
+        return settings.model_copy(update={"ocs_wire_socket": path})
+
+    def _dgw_child(self, settings: Settings, wire_port: Callable[[], int], socket: str) -> Child:
         self.dgw_port = settings.dgw_port or free_port(settings.dgw_host)
         # its /metrics: the port asked for (CELLCELLY_DGW_METRICS_PORT, -1: none), else a free one
         chosen = "dgw_metrics_port" in settings.model_fields_set
@@ -189,7 +206,7 @@ class EmbeddedStack:
             return {
                 **_child_env(settings),
                 "CELLCELLY_DGW_PORT": str(self.dgw_port),
-                "CELLCELLY_DGW_OCS_ENDPOINTS": f"{ocs_host}:{wire_port()}",
+                "CELLCELLY_DGW_OCS_ENDPOINTS": socket or f"{ocs_host}:{wire_port()}",
                 "CELLCELLY_DGW_ALLOWED_PEERS": settings.dgw_allowed_peers,
                 "CELLCELLY_DGW_METRICS_PORT": str(self.dgw_metrics_port),
                 "CELLCELLY_OCS_API_KEY": key,  # the one `cellcelly run` kept or was given
@@ -207,6 +224,10 @@ class EmbeddedStack:
 
     def health(self) -> Health:
         return self._group.health() if self._group is not None else Health(False, "not started")
+
+
+def _and_socket(path: str) -> str:
+    return f" and {path} (the DGW child's)" if path else ""
 
 
 def _metrics_url(host: str, port: int) -> str:
@@ -314,7 +335,7 @@ def banner(
         "CellCelly is running on embedded defaults (no Java, no cluster):",
         f"  OCS charging API  {base}/nchf-convergedcharging/v3/chargingdata   (docs {base}/docs)",
         f"  OCS health        {base}/healthz  {base}/readyz  metrics {base}/metrics",
-        f"  OCS wire (DGW)    {settings.ocs_host}:{stack.wire_port}",
+        f"  OCS wire (DGW)    {settings.ocs_host}:{stack.wire_port}" + _and_socket(stack.wire_socket),
         f"  OCS API key       {key_source}  (charging API and wire: Authorization: Bearer <the key>)",
         f"  DGW Diameter Gy   {settings.dgw_host}:{stack.dgw_port}  (Origin-Host "
         f"{settings.dgw_origin_host}, realm {settings.diameter_realm})",

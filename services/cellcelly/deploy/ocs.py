@@ -4,6 +4,8 @@ outbox lives in the OCS's balance store, so the relay runs beside it)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +15,7 @@ from cellcelly.application.relay import BUSY, OutboxRelay
 from cellcelly.deploy.backends import Backends, shared_api_key
 from cellcelly.deploy.service import Alone, Group, HttpService, Lifecycle, Service, Worker
 from cellcelly.ocs.app import asgi_app, create_app
-from cellcelly.ocs.wire import serve_wire
+from cellcelly.ocs.wire import serve_wire, serve_wire_unix
 from cellcelly.settings import Settings
 
 
@@ -55,20 +57,25 @@ class Ocs(Group):
         wire: list[asyncio.Server] = []
 
         async def open_wire() -> None:
+            secret = key.get_secret_value() if key else None
             server = await serve_wire(
-                backends.charging,
-                settings.ocs_host,
-                settings.ocs_wire_port,
-                api_key=key.get_secret_value() if key else None,
+                backends.charging, settings.ocs_host, settings.ocs_wire_port, api_key=secret
             )
             wire.append(server)
             self.wire_port = int(server.sockets[0].getsockname()[1])
+            if settings.ocs_wire_socket:
+                wire.append(
+                    await serve_wire_unix(backends.charging, settings.ocs_wire_socket, api_key=secret)
+                )
 
         async def close_wire() -> None:
             for server in wire:
                 server.close()
                 await server.wait_closed()
             wire.clear()
+            if settings.ocs_wire_socket:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(settings.ocs_wire_socket)
 
         parts: list[Service] = [
             Worker("outbox relay", self.relay.run, self.relay.stop),
@@ -103,7 +110,9 @@ def alone(settings: Settings, backends: Backends) -> Alone:
     return Alone(
         service,
         lambda: (
-            f"OCS on http://{host}:{service.port}, wire {host}:{service.wire_port}, "
+            f"OCS on http://{host}:{service.port}, wire {host}:{service.wire_port}"
+            + (f" and {settings.ocs_wire_socket}" if settings.ocs_wire_socket else "")
+            + ", "
             f"relaying the outbox to the {settings.event_bus} event bus"
         ),
     )

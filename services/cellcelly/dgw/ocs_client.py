@@ -154,6 +154,11 @@ class _Connection(asyncio.Protocol):
         self.endpoint.lost(self)
 
 
+def endpoint_name(host: str, port: int) -> str:
+    """How logs and banners name an endpoint: host:port, or a Unix socket's path."""
+    return host if host.startswith("/") else f"{host}:{port}"
+
+
 class _Endpoint:
     def __init__(self, host: str, port: int, api_key: str) -> None:
         self.host, self.port = host, port
@@ -168,7 +173,7 @@ class _Endpoint:
 
     @property
     def name(self) -> str:
-        return f"{self.host}:{self.port}"
+        return endpoint_name(self.host, self.port)
 
     def healthy(self, now: float) -> bool:
         return now >= self.down_until
@@ -194,9 +199,11 @@ class _Endpoint:
 
     async def _connect(self, timeout: float) -> _Connection:
         loop = asyncio.get_running_loop()
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: _Connection(self), self.host, self.port), timeout
-        )
+        if self.host.startswith("/"):  # a Unix socket (`Settings.ocs_endpoints`)
+            opening = loop.create_unix_connection(lambda: _Connection(self), self.host)
+        else:
+            opening = loop.create_connection(lambda: _Connection(self), self.host, self.port)
+        _, conn = await asyncio.wait_for(opening, timeout)
         assert conn.transport is not None
         conn.transport.write(auth_frame(self._api_key))
         try:

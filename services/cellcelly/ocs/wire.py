@@ -16,7 +16,10 @@ log names the peer, never the key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import stat
 import struct
 from typing import Any, Protocol, cast
 
@@ -211,3 +214,19 @@ async def serve_wire(charging: Charging, host: str, port: int, *, api_key: str |
     key = ApiKey(api_key)
     loop = asyncio.get_running_loop()
     return await loop.create_server(lambda: WireServerProtocol(charging, key), host, port)
+
+
+async def serve_wire_unix(charging: Charging, path: str, *, api_key: str | None) -> asyncio.Server:
+    """The wire on a Unix socket at `path` (mode 0600; a socket left there by a process before is
+    replaced): the same protocol and key, for a gateway on this machine."""
+    key = ApiKey(api_key)
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)
+    server = await asyncio.get_running_loop().create_unix_server(
+        lambda: WireServerProtocol(charging, key), path
+    )
+    # only this user; until this chmod the key alone keeps others out, as it does on TCP
+    # (the process's umask is not changed for it: other threads create files meanwhile)
+    os.chmod(path, 0o600)
+    return server
