@@ -35,8 +35,9 @@ TOPIC_OF = {"usage": USAGE, "ledger": LEDGER, "notification": NOTIFICATIONS}
 # A stand-alone OCS's wait after a batch that moved events: back soon, with a small batch. Waiting
 # `idle` (0.05 s) there, the OCS on VoltDB gathered ~700 events a turn, whose decode, publish and
 # acknowledgement stalled every charge in flight for ms (p99 / p50 of the bench row 3.5-4.0; with
-# 0.01, 2.6-3.0). An empty outbox still waits `idle`. The embedded stack keeps `idle`: its SF, in
-# the same process, writes the record a batch at a time, and smaller batches were not measured there.
+# 0.01, 2.6-3.0). An empty outbox still waits `idle`. The embedded stack keeps `idle`: its SF writes
+# the record a batch at a time, and `make run` (its SF a child) with BUSY spent a quarter more CPU a
+# CCR in the parent and a third more in the SF, for a worse p99 (2026-12-05, docs/architecture.md).
 BUSY = 0.01
 
 
