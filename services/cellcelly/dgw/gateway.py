@@ -68,6 +68,28 @@ class GatewayStats:
     results: dict[int, int] = field(default_factory=dict)
 
 
+class _InFlight:
+    """A CCR with the OCS: what its answer is made from, and the future the peer answers from."""
+
+    __slots__ = ("conn", "msg", "req", "key", "fut", "started")
+
+    def __init__(
+        self,
+        conn: PeerConnection,
+        msg: Message,
+        req: ChargeRequest,
+        key: tuple[str, int],
+        fut: asyncio.Future[bytes],
+        started: float,
+    ) -> None:
+        self.conn = conn
+        self.msg = msg
+        self.req = req
+        self.key = key
+        self.fut = fut
+        self.started = started
+
+
 class Gateway:
     def __init__(
         self,
@@ -143,15 +165,14 @@ class Gateway:
             if isinstance(known, asyncio.Future):
                 miss = known
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[bytes] = loop.create_future()
-        self._in_flight[key] = fut
+        ccr = _InFlight(conn, msg, req, key, loop.create_future(), now)
+        self._in_flight[key] = ccr.fut
         if miss is None:
             # sent at once, answered from a callback: no task and no coroutine, a few µs a CCR
-            answered = functools.partial(self._answered, conn, msg, req, key, fut, now)
-            if self.ocs.charge_soon(req, answered):
-                return fut
+            if self.ocs.charge_soon(req, functools.partial(self._answered, ccr)):
+                return ccr.fut
         # the loop's own create_task: asyncio.ensure_future is Python, a few µs a CCR
-        return loop.create_task(self._charge(conn, msg, req, key, fut, now, miss))
+        return loop.create_task(self._charge(ccr, miss))
 
     @property
     def in_flight(self) -> int:
@@ -191,50 +212,33 @@ class Gateway:
     async def _join(self, msg: Message, flight: asyncio.Future[bytes]) -> Message:
         return self._restamp(msg, await asyncio.shield(flight))
 
-    async def _charge(
-        self,
-        conn: PeerConnection,
-        msg: Message,
-        req: ChargeRequest,
-        key: tuple[str, int],
-        fut: asyncio.Future[bytes],
-        started: float,
-        known: asyncio.Future[SubscriberInfo | None] | None = None,
-    ) -> bytes:
+    async def _charge(self, ccr: _InFlight, known: asyncio.Future[SubscriberInfo | None] | None) -> bytes:
+        fut = ccr.fut
         try:
-            if known is not None and await self._is_unknown(req.msisdn, known):
-                sent = self._unknown(msg, req).encode()
+            if known is not None and await self._is_unknown(ccr.req.msisdn, known):
+                sent = self._unknown(ccr.msg, ccr.req).encode()
                 fut.set_result(sent)
                 return sent
             try:
-                answer = await self.ocs.charge(req)
+                answer = await self.ocs.charge(ccr.req)
             except OcsUnavailable as exc:
-                return self._settle(conn, msg, req, key, fut, started, None, exc)
-            return self._settle(conn, msg, req, key, fut, started, answer, None)
+                return self._settle(ccr, None, exc)
+            return self._settle(ccr, answer, None)
         except BaseException as exc:
             if not fut.done():
                 fut.set_exception(exc)
                 fut.exception()  # retrieved here; joiners re-raise it themselves
             raise
         finally:
-            self._in_flight.pop(key, None)
+            self._in_flight.pop(ccr.key, None)
 
-    def _answered(
-        self,
-        conn: PeerConnection,
-        msg: Message,
-        req: ChargeRequest,
-        key: tuple[str, int],
-        fut: asyncio.Future[bytes],
-        started: float,
-        answer: ChargeAnswer | None,
-        exc: BaseException | None,
-    ) -> None:
-        """`ocs.charge_soon`'s answer: `fut` (which the peer answers from) settled as `_charge`'s
-        task would have ended."""
+    def _answered(self, ccr: _InFlight, answer: ChargeAnswer | None, exc: BaseException | None) -> None:
+        """`ocs.charge_soon`'s answer: the future the peer answers from settled as `_charge`'s task
+        would have ended."""
+        fut = ccr.fut
         try:
             if exc is None or isinstance(exc, OcsUnavailable):
-                self._settle(conn, msg, req, key, fut, started, answer, exc)
+                self._settle(ccr, answer, exc)
             elif isinstance(exc, asyncio.CancelledError):
                 fut.cancel()
             else:
@@ -243,41 +247,34 @@ class Gateway:
             if not fut.done():
                 fut.set_exception(failed)
         finally:
-            self._in_flight.pop(key, None)
+            self._in_flight.pop(ccr.key, None)
 
     def _settle(
-        self,
-        conn: PeerConnection,
-        msg: Message,
-        req: ChargeRequest,
-        key: tuple[str, int],
-        fut: asyncio.Future[bytes],
-        started: float,
-        answer: ChargeAnswer | None,
-        unavailable: OcsUnavailable | None,
+        self, ccr: _InFlight, answer: ChargeAnswer | None, unavailable: OcsUnavailable | None
     ) -> bytes:
         """The CCA of the OCS's answer, or 3002 when no OCS answered: encoded, kept for a
         retransmission (not a 3002: a retry may find the OCS back, and the OCS keeps charging
-        idempotent), `fut`'s result."""
+        idempotent), the in-flight future's result."""
+        msg, req = ccr.msg, ccr.req
         if answer is None:
             self.stats.ocs_unavailable += 1
             reply = error_answer(msg, self.local, Result.UNABLE_TO_DELIVER, f"OCS unavailable: {unavailable}")
             sent = self._told(msg, reply, time.monotonic()).encode()
-            fut.set_result(sent)
+            ccr.fut.set_result(sent)
             return sent
         now = time.monotonic()
-        self.overload.answered(now - started, now)
+        self.overload.answered(now - ccr.started, now)
         sent = self._told(msg, build_cca(msg, req, answer, self.local), now).encode()
-        self._remember(key, sent, now)
+        self._remember(ccr.key, sent, now)
         host, realm = msg.find(Code.ORIGIN_HOST), msg.find(Code.ORIGIN_REALM)
         origin = (
-            host.as_str() if host else conn.remote_host,
-            realm.as_str() if realm else conn.remote_realm,
+            host.as_str() if host else ccr.conn.remote_host,
+            realm.as_str() if realm else ccr.conn.remote_realm,
         )
-        self._track(conn, req, answer, origin)
+        self._track(ccr.conn, req, answer, origin)
         code = int(answer.result_code)
         self.stats.results[code] = self.stats.results.get(code, 0) + 1
-        fut.set_result(sent)
+        ccr.fut.set_result(sent)
         return sent
 
     async def _is_unknown(self, msisdn: str, known: asyncio.Future[SubscriberInfo | None]) -> bool:
