@@ -18,6 +18,7 @@ from cellcelly.diameter.codec import (
     packed_i32,
     packed_u32,
     packed_u64,
+    packed_unsigned,
     packed_utf8,
 )
 from cellcelly.diameter.constants import FLAG_E, FLAG_P, FLAG_R, FLAG_T, Cmd, Code
@@ -110,3 +111,12 @@ def test_an_encoded_message_alone_is_its_head() -> None:
     assert [a.code for a in msg.walk()] == [Code.SESSION_ID, Code.RESULT_CODE, Code.RESULT_CODE]
     assert msg.find(Code.ORIGIN_HOST) is None
     assert "'s;9'" in repr(msg) and "5030" in repr(msg)
+
+
+@given(value=st.integers(0, 2**32 - 1), wide=st.integers(2**32, 2**64 - 1))
+def test_unsigned_by_the_dictionary_s_size(value: int, wide: int) -> None:
+    assert packed_unsigned(Code.CC_TIME, value) == Avp.u32(Code.CC_TIME, value).encode()
+    for code in (Code.CC_TOTAL_OCTETS, Code.CC_SERVICE_SPECIFIC_UNITS):
+        assert packed_unsigned(code, wide) == Avp.u64(code, wide).encode()
+    with pytest.raises(struct.error):
+        packed_unsigned(Code.CC_TIME, wide)  # CC-Time is Unsigned32: not sent

@@ -15,7 +15,7 @@ from cellcelly.diameter.codec import (
     packed_grouped,
     packed_i32,
     packed_u32,
-    packed_u64,
+    packed_unsigned,
     packed_utf8,
 )
 from cellcelly.diameter.constants import (
@@ -294,8 +294,7 @@ def build_cca(ccr: Message, req: ChargeRequest, answer: ChargeAnswer, local: Loc
         mscc = packed_u32(Code.RATING_GROUP, r.rating_group)
         if r.granted:
             code = _GRANT_CODE[services.get(r.rating_group, Service.DATA)]
-            unit = packed_u32(code, r.granted) if code == Code.CC_TIME else packed_u64(code, r.granted)
-            mscc += packed_grouped(Code.GRANTED_SERVICE_UNIT, unit)
+            mscc += packed_grouped(Code.GRANTED_SERVICE_UNIT, packed_unsigned(code, r.granted))
         if r.validity_time is not None:
             mscc += packed_u32(Code.VALIDITY_TIME, r.validity_time)
         mscc += packed_u32(Code.RESULT_CODE, int(r.result_code))

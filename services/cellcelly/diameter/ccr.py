@@ -27,7 +27,7 @@ from cellcelly.diameter.codec import (
     packed_grouped,
     packed_i32,
     packed_u32,
-    packed_u64,
+    packed_unsigned,
     packed_utf8,
 )
 from cellcelly.diameter.constants import (
@@ -209,11 +209,6 @@ def build_ccr(
     return Message(Cmd.CREDIT_CONTROL, FLAG_R | FLAG_P, APP_CREDIT_CONTROL, 0, 0, avps)
 
 
-def _packed_unit(service: str, amount: int) -> bytes:
-    code = UNIT_CODE[service]
-    return packed_u32(code, amount) if code == Code.CC_TIME else packed_u64(code, amount)
-
-
 _EMPTY_RSU = packed_grouped(Code.REQUESTED_SERVICE_UNIT, b"")
 
 
@@ -314,9 +309,11 @@ class SessionCcrs:
         if requested is None:
             mscc += _EMPTY_RSU
         elif requested > 0:
-            mscc += packed_grouped(Code.REQUESTED_SERVICE_UNIT, _packed_unit(self.service, requested))
+            mscc += packed_grouped(
+                Code.REQUESTED_SERVICE_UNIT, packed_unsigned(UNIT_CODE[self.service], requested)
+            )
         if used > 0:
-            mscc += packed_grouped(Code.USED_SERVICE_UNIT, _packed_unit(self.service, used))
+            mscc += packed_grouped(Code.USED_SERVICE_UNIT, packed_unsigned(UNIT_CODE[self.service], used))
         parts += (self.indicator, packed_grouped(Code.MULTIPLE_SERVICES_CREDIT_CONTROL, mscc), self.tail)
         head = b"".join(parts)
         return EncodedMessage(Cmd.CREDIT_CONTROL, FLAG_R | FLAG_P, APP_CREDIT_CONTROL, 0, 0, head)

@@ -472,6 +472,12 @@ def packed_u64(code: int, value: int) -> bytes:
     return _M_U64.pack(code, _M8 | 16, value)
 
 
+def packed_unsigned(code: int, value: int) -> bytes:
+    """An Unsigned32 or Unsigned64 AVP of ours (no vendor), by the dictionary's size for `code`
+    (a credit-control unit: CC-Time is 32 bits, the octets and units 64)."""
+    return packed_u64(code, value) if _FIXED_BY_INT.get(code) == 8 else packed_u32(code, value)
+
+
 def packed_utf8(code: int, value: str) -> bytes:
     data = value.encode("utf-8")
     length = 8 + len(data)
