@@ -469,17 +469,34 @@ async def test_behind_a_standing_queue_new_sessions_get_3004_and_sessions_under_
             # the session under way is charged, late as the OCS is
             assert (await conn.request(ccr("gw;busy;a", 2, 3, time_used=10))).result_code == Result.SUCCESS
             slow.pause = 0.0
-            number, until = 4, time.monotonic() + 0.5  # two windows of quick answers
-            easing = []
-            while time.monotonic() < until:
+            # The gateway also counts its own loop's lateness as queue (`dgw/overload.py`); here the
+            # OCS and its commits share that loop, so a stalled commit (CI's background builds) is a
+            # late window that rightly raises the reduction. Such stalls are recorded, not hidden.
+            stalls: list[float] = []
+            measured = gateway.overload.lagged
+
+            def lagged(late: float) -> None:
+                if late >= 0.05:
+                    stalls.append(late)
+                measured(late)
+
+            gateway.overload.lagged = lagged  # type: ignore[method-assign]
+            number, started = 4, time.monotonic()
+            told: list[tuple[int, int]] = []  # (sequence, reduction) of each report
+            # two windows of quick answers at least, then until a report asks for less than the first
+            while time.monotonic() < started + 0.5 or told[-1][1] >= told[0][1]:
+                assert time.monotonic() < started + 5, (told, stalls)
                 answer = await conn.request(with_doic(ccr("gw;busy;a", 2, number, time_used=1)))
                 assert answer.result_code == Result.SUCCESS
-                easing.append(doic.read_report(answer))
+                report = doic.read_report(answer)
+                assert report is not None, told
+                told.append((report.sequence, report.reduction))
                 number += 1
-            # the queue is gone: each report asks for less than the last, under a newer sequence number
-            assert all(r is not None for r in easing), easing
-            told = [(r.sequence, r.reduction) for r in easing if r is not None]
-            assert [n for _, n in told] == sorted((n for _, n in told), reverse=True)
+            # the queue is gone: each report asks for less than the last (but after a stall of the
+            # loop itself), and each change comes under a newer sequence number
+            rises = [(a, b) for a, b in zip(told, told[1:]) if b[1] > a[1]]
+            assert not rises or stalls, (told, stalls)
+            assert all(b[0] > a[0] for a, b in zip(told, told[1:]) if b[1] != a[1]), told
             assert told[-1][1] < told[0][1] and told[-1][0] > told[0][0] >= reports[0].sequence
             assert (await conn.request(ccr("gw;busy;b", 1, 0))).result_code == Result.SUCCESS
             for session, n in (("gw;busy;a", number), ("gw;busy;b", 1)):
