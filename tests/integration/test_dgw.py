@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import struct
 import time
@@ -494,9 +495,9 @@ async def test_behind_a_standing_queue_new_sessions_get_3004_and_sessions_under_
                 number += 1
             # the queue is gone: each report asks for less than the last (but after a stall of the
             # loop itself), and each change comes under a newer sequence number
-            rises = [(a, b) for a, b in zip(told, told[1:]) if b[1] > a[1]]
+            rises = [(a, b) for a, b in itertools.pairwise(told) if b[1] > a[1]]
             assert not rises or stalls, (told, stalls)
-            assert all(b[0] > a[0] for a, b in zip(told, told[1:]) if b[1] != a[1]), told
+            assert all(b[0] > a[0] for a, b in itertools.pairwise(told) if b[1] != a[1]), told
             assert told[-1][1] < told[0][1] and told[-1][0] > told[0][0] >= reports[0].sequence
             assert (await conn.request(ccr("gw;busy;b", 1, 0))).result_code == Result.SUCCESS
             for session, n in (("gw;busy;a", number), ("gw;busy;b", 1)):
