@@ -3,14 +3,20 @@ directory, as another process on the same data dir would open it."""
 
 from __future__ import annotations
 
+import itertools
+import os
+import struct
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from event_bus_contract import EventBusContract
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from cellcelly.adapters.bus_embedded import EmbeddedBus
+from cellcelly.adapters.bus_embedded import EmbeddedBus, partition_of
+from cellcelly.ports.event_bus import Outgoing, Record
 
 pytestmark = [pytest.mark.contract, pytest.mark.timeout(60)]
 
@@ -31,3 +37,79 @@ class TestEmbeddedBus(EventBusContract):
     @pytest.fixture
     def topic(self) -> str:
         return f"test.tail.{uuid.uuid4().hex[:8]}"
+
+
+# --- the file bus's own reading: a batch is one read of its span, sliced -----------------------
+
+records = st.lists(
+    st.tuples(st.text(min_size=1, max_size=20), st.binary(max_size=300)), min_size=1, max_size=60
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(published=records, sizes=st.lists(st.integers(1, 25), min_size=1, max_size=8))
+async def test_polled_in_any_batch_sizes_each_record_comes_once_whole_and_in_order(
+    tmp_path: Path, published: list[tuple[str, bytes]], sizes: list[int]
+) -> None:
+    bus = EmbeddedBus(tmp_path / f"bus-{uuid.uuid4().hex[:8]}", partitions=2)
+    consumer = bus.consumer("g", ["t"])
+    try:
+        await bus.publish([Outgoing("t", key, value) for key, value in published])
+        got: list[Record] = []
+        for size in itertools.cycle(sizes):
+            batch = await consumer.poll(size, timeout=0)
+            if not batch:
+                break
+            assert len(batch) <= size
+            got += batch
+        for partition in range(2):
+            mine = [(r.key, r.value) for r in got if r.partition == partition]
+            assert mine == [(k, v) for k, v in published if partition_of(k, 2) == partition]
+            assert [r.offset for r in got if r.partition == partition] == list(range(len(mine)))
+    finally:
+        await consumer.close()
+        await bus.close()
+
+
+async def test_a_record_still_being_written_is_read_only_once_whole(tmp_path: Path) -> None:
+    """A record appended in two writes (another process's, or one torn by a crash and then
+    written again) is not read until its last byte is there; the records before it are."""
+    bus = EmbeddedBus(tmp_path / "bus", partitions=1)
+    consumer = bus.consumer("g", ["t"])
+    try:
+        await bus.publish([Outgoing("t", "k", b"first")])
+        frame = b"".join([struct.pack("!I", 1), b"k", struct.pack("!I", 6), b"second"])
+        path = tmp_path / "bus" / "t-0.log"
+        with path.open("ab") as fh:
+            fh.write(frame[:7])
+        assert [r.value for r in await consumer.poll(10, timeout=0)] == [b"first"]
+        assert await consumer.poll(10, timeout=0) == []
+        with path.open("ab") as fh:
+            fh.write(frame[7:])
+        again = await consumer.poll(10, timeout=0)
+        assert [(r.offset, r.key, r.value) for r in again] == [(1, "k", b"second")]
+    finally:
+        await consumer.close()
+        await bus.close()
+
+
+def _open_files() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files in /proc (Linux)")
+async def test_closed_readers_leave_no_file_open(tmp_path: Path) -> None:
+    """Readers keep their partitions' files open between polls (one `pread` a batch); closing
+    them closes those files, so a process that opens many leaks none."""
+    bus = EmbeddedBus(tmp_path / "bus")
+    await bus.publish([Outgoing("t", str(i), b"v") for i in range(20)])
+    before = _open_files()
+    for _ in range(5):
+        consumer, tail = bus.consumer("g", ["t"]), bus.tail(["t"])
+        assert len(await consumer.poll(100, timeout=0)) == 20
+        await tail.poll(100, timeout=0)
+        assert _open_files() > before  # they read through open files
+        await consumer.close()
+        await tail.close()
+        assert _open_files() == before
+    await bus.close()

@@ -31,25 +31,29 @@ def partition_of(key: str, partitions: int = PARTITIONS) -> int:
 
 
 class _Partition:
-    """The file of one topic partition and the positions of its records."""
+    """The file of one topic partition and the positions of its records.
+
+    Kept open and read with `pread`: a batch is one read of its span, sliced here. Opening the file
+    and a seek and three buffered reads a record were a seventh of the SF's CPU in `make run`."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.positions: list[int] = []
         self.size = 0
+        self._fd = -1
         self.refresh()
 
     def refresh(self) -> None:
         """Index records appended since the last look (by us or by another process)."""
-        try:
-            size = self.path.stat().st_size
-        except FileNotFoundError:
-            return
+        if self._fd < 0:
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                return  # nothing published to it yet
+        size = os.fstat(self._fd).st_size
         if size <= self.size:
             return
-        with open(self.path, "rb") as fh:
-            fh.seek(self.size)
-            data = fh.read(size - self.size)
+        data = _pread(self._fd, size - self.size, self.size)
         offset = 0
         while offset + 4 <= len(data):
             (klen,) = _LEN.unpack_from(data, offset)
@@ -64,17 +68,40 @@ class _Partition:
         self.size += offset
 
     def read(self, start: int, limit: int) -> list[tuple[int, str, bytes]]:
+        positions = self.positions
+        stop = min(len(positions), start + limit)
+        if start >= stop:
+            return []
+        first = positions[start]
+        data = _pread(self._fd, (positions[stop] if stop < len(positions) else self.size) - first, first)
         found: list[tuple[int, str, bytes]] = []
-        if start >= len(self.positions):
-            return found
-        with open(self.path, "rb") as fh:
-            for index in range(start, min(len(self.positions), start + limit)):
-                fh.seek(self.positions[index])
-                (klen,) = _LEN.unpack(fh.read(4))
-                key = fh.read(klen).decode()
-                (vlen,) = _LEN.unpack(fh.read(4))
-                found.append((index, key, fh.read(vlen)))
+        unpack = _LEN.unpack_from
+        for index in range(start, stop):
+            at = positions[index] - first
+            (klen,) = unpack(data, at)
+            at += 4
+            key = data[at : at + klen].decode()
+            at += klen
+            (vlen,) = unpack(data, at)
+            at += 4
+            found.append((index, key, data[at : at + vlen]))
         return found
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _pread(fd: int, size: int, offset: int) -> bytes:
+    """`size` bytes at `offset` of a file known to hold them (a read may return fewer at once)."""
+    data = os.pread(fd, size, offset)
+    while len(data) < size:
+        more = os.pread(fd, size - len(data), offset + len(data))
+        if not more:
+            raise OSError(f"the bus file ended {size - len(data)} bytes early")
+        data += more
+    return data
 
 
 class EmbeddedBus:
@@ -190,6 +217,11 @@ class _FileReader:
         part.refresh()
         return part
 
+    def _close_files(self) -> None:
+        for part in self._files.values():
+            part.close()
+        self._files.clear()
+
     def _read(
         self, tps: Iterable[tuple[str, int]], starts: dict[tuple[str, int], int], most: int
     ) -> list[Record]:
@@ -248,6 +280,7 @@ class EmbeddedConsumer(_FileReader, EventConsumer):
 
     async def close(self) -> None:
         self.bus._leave(self)
+        self._close_files()
 
 
 class EmbeddedTail(_FileReader, EventTail):
@@ -272,4 +305,4 @@ class EmbeddedTail(_FileReader, EventTail):
         return await super().poll(max_records, timeout)
 
     async def close(self) -> None:
-        self._files.clear()
+        self._close_files()
