@@ -46,6 +46,9 @@ COMPILED = [
     "cellcelly/adapters/balance_embedded.py",
     "cellcelly/adapters/bus_embedded.py",
     "cellcelly/application/relay.py",
+    "cellcelly/ports/bus_records.py",
+    "cellcelly/sf/sync.py",  # `make run`'s SF child shares the two cores with charging
+    "cellcelly/adapters/sql/sqlite_bulk.py",
     "cellcelly/turn_writer.py",
     "cellcelly/timeouts.py",
     "cellcelly/traffic/generator.py",  # the bench's network: its CPU shares the two cores

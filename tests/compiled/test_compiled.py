@@ -5,8 +5,8 @@ Python. So here the whole unit tier runs again, in a child pytest, on the build 
 makes: the codec's cross-checks (python-diameter, tshark), its fuzz and property tests, and the
 charging engine's money invariants, each on the compiled modules. Then the integration files that
 drive the compiled I/O modules (the OCS's wire server, the VoltDB store and its client, the
-embedded store, its bus and the outbox relay, the DGW's peer, server and OCS client) against real
-servers: a compiled function checks its arguments'
+embedded store, its bus and the outbox relay, the DGW's peer, server and OCS client, the SF and
+its bulk writes into SQLite) against real servers: a compiled function checks its arguments'
 declared types at run time, which pure Python never does, so a stand-in or a library's object of
 another type than declared fails only here (a test's slower charging service did, until the wire
 server took an interface; uvloop's server gives a list where typeshed says tuple). The first test
@@ -41,6 +41,9 @@ HOT = [
     "cellcelly.dgw.ocs_client",
     "cellcelly.adapters.balance_embedded",
     "cellcelly.application.relay",
+    "cellcelly.ports.bus_records",
+    "cellcelly.sf.sync",
+    "cellcelly.adapters.sql.sqlite_bulk",
     "cellcelly.turn_writer",
     "cellcelly.traffic.generator",
 ]
@@ -62,6 +65,11 @@ ON_SERVERS = [
     "tests/integration/test_diameter_edge.py",
     "tests/integration/test_traffic_generator.py",
     "tests/integration/test_run_split.py",  # `cellcelly run` and its children on the compiled build
+    # the SF (`make run`'s child) and its bulk writes into SQLite
+    "tests/integration/test_sf_poison.py",
+    "tests/integration/test_sf_metrics.py",
+    "tests/integration/test_records.py",
+    "tests/integration/test_record_limits.py",
 ]
 
 

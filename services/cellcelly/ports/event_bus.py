@@ -20,8 +20,23 @@ matter): a group would share the partitions out, so each replica would hear only
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
+
+from cellcelly.ports.bus_records import Outgoing, Record
+
+__all__ = [
+    "DEAD_LETTER",
+    "LEDGER",
+    "NOTIFICATIONS",
+    "SUBSCRIBER",
+    "TOPICS",
+    "USAGE",
+    "EventBus",
+    "EventConsumer",
+    "EventTail",
+    "Outgoing",
+    "Record",
+]
 
 USAGE = "cellcelly.usage.v1"
 LEDGER = "cellcelly.ledger.v1"  # wallet and allowance changes: top-ups, packages, provisioning
@@ -29,22 +44,6 @@ SUBSCRIBER = "cellcelly.subscriber.v1"  # lifecycle: created, changed, suspended
 NOTIFICATIONS = "cellcelly.notifications.v1"
 DEAD_LETTER = "cellcelly.dead-letter.v1"  # poison messages, with where they came from
 TOPICS = (USAGE, LEDGER, SUBSCRIBER, NOTIFICATIONS, DEAD_LETTER)
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    topic: str
-    key: str
-    value: bytes  # orjson of a versioned event dict (see cellcelly.codec.event_to_dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    key: str
-    value: bytes
 
 
 class EventConsumer(Protocol):
