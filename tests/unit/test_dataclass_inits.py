@@ -50,6 +50,7 @@ HOT = {
     "ServiceUsage", "ChargeRequest", "ServiceResult", "ChargeAnswer", "UsageEvent", "Outcome",
     "Bucket", "Reservation", "RatedService", "Session", "Account", "Commit", "OutboxEntry",
     "Table", "Answer", "ServiceRequest", "MsccResult", "CcaResult", "Msisdn", "TrackedSession",
+    "Outgoing", "Record",
 }  # fmt: skip
 
 
