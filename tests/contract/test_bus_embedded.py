@@ -113,3 +113,29 @@ async def test_closed_readers_leave_no_file_open(tmp_path: Path) -> None:
         await tail.close()
         assert _open_files() == before
     await bus.close()
+
+
+async def test_a_read_that_returns_less_than_asked_is_read_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pread` may return fewer bytes than asked (a signal, a file system's own limit): the reader
+    asks again for the rest, so a batch is whole whatever each call returns."""
+    bus = EmbeddedBus(tmp_path / "bus", partitions=1)
+    published = [Outgoing("t", f"k{i}", bytes([i]) * (50 + i)) for i in range(30)]
+    await bus.publish(published)
+    whole = os.pread
+    calls: list[int] = []
+
+    def stingy(fd: int, size: int, offset: int) -> bytes:
+        calls.append(size)
+        return whole(fd, min(size, 7), offset)
+
+    monkeypatch.setattr(os, "pread", stingy)
+    consumer = bus.consumer("g", ["t"])
+    try:
+        got = await consumer.poll(100, timeout=0)
+        assert [(r.key, r.value) for r in got] == [(o.key, o.value) for o in published]
+        assert len(calls) > 100  # the point: many short reads made whole
+    finally:
+        await consumer.close()
+        await bus.close()
