@@ -14,8 +14,11 @@ CPU per request, read from /proc over the round.
 `voltdb`: one VoltDB, an OCS per variant on it, driven over its wire at 32 in flight by `WireOcs`
 (the `make bench` row of issue 14), each variant on its own subscribers. `noop` and `wire`: per
 variant a `dgw --noop`, or an OCS and a DGW on their own embedded store, each driven by its own
-`cellcelly traffic` at the same fixed offered load (the e2e rows of `make bench`). The order the
-variants start in rotates every round.
+`cellcelly traffic` at the same fixed offered load (the e2e rows of `make bench`). `run`: per variant
+a whole `cellcelly run` (`make run`: the parent, its DGW and SF children), each process's CPU a CCR.
+The order the variants start in rotates every round.
+
+    PYTHONPATH=tools .venv/bin/python -m cellcelly_dev.bench_ab run before=build/a,after=build/b --rate 400
 """
 
 from __future__ import annotations
@@ -115,24 +118,27 @@ def ab_voltdb(variants: dict[str, str], rounds: int, seconds: float) -> None:
 def ab_diameter(mode: str, variants: dict[str, str], rounds: int, seconds: float, rate: float) -> None:
     names = list(variants)
     with contextlib.ExitStack() as stack:
-        setups: dict[str, tuple[dict[str, subprocess.Popen[bytes]], int, dict[str, str]]] = {}
+        setups: dict[str, tuple[dict[str, int], int, dict[str, str]]] = {}
         for name in names:
             data = stack.enter_context(bench.provisioned_data_dir(SUBSCRIBERS))
             dgw, wire, http = free_port(), free_port(), free_port()
             generator_env = bench.e2e_env(data, dgw, wire, http)
             env = {**generator_env, **_variant_env(variants[name])}
+            if mode == "run":  # the rest of `make run`'s listeners, apart for each variant
+                env |= {f"CELLCELLY_{what}_PORT": str(free_port()) for what in ("MW", "IVR", "SMSC")}
             processes = {
                 "noop": {"dgw": (["dgw", "--noop"], [dgw])},
                 "wire": {"ocs": (["ocs"], [wire, http]), "dgw": (["dgw"], [dgw])},
+                "run": {"run": (["run"], [dgw, http])},
             }[mode]
-            procs = {who: bench._start(args, env, ports) for who, (args, ports) in processes.items()}
-            stack.callback(bench._stop, *procs.values())
-            setups[name] = (procs, dgw, generator_env)  # the generator: the source tree, the same for all
+            started = {who: bench._start(args, env, ports) for who, (args, ports) in processes.items()}
+            stack.callback(bench._stop, *started.values())
+            # `run`'s DGW and SF children too, each by its command
+            served = bench._served_by([p.pid for p in started.values()])
+            setups[name] = (served, dgw, generator_env)  # the generator: the source tree, the same for all
         for round_ in range(rounds):
             order = names[round_ % len(names) :] + names[: round_ % len(names)]
-            before = {
-                name: bench._cpu_seconds({w: p.pid for w, p in setups[name][0].items()}) for name in names
-            }
+            before = {name: bench._cpu_seconds(setups[name][0]) for name in names}
             generators = {
                 name: subprocess.Popen(
                     bench.traffic_command(setups[name][1], rate, seconds, SUBSCRIBERS),
@@ -145,8 +151,7 @@ def ab_diameter(mode: str, variants: dict[str, str], rounds: int, seconds: float
             rows = {}
             for name in names:
                 report = reports[name]
-                pids = {w: p.pid for w, p in setups[name][0].items()}
-                spent = per_request(before[name], pids, report["answers"])
+                spent = per_request(before[name], setups[name][0], report["answers"])
                 latency = report["latency_ms"]
                 rows[name] = (
                     f"{report['ccr_per_s']:,.0f} CCR/s, p50 {latency['p50']:.1f} ms,"
@@ -169,7 +174,7 @@ def _report(round_: int, rows: dict[str, str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("voltdb", "noop", "wire"))
+    parser.add_argument("what", choices=("voltdb", "noop", "wire", "run"))
     parser.add_argument("variants", help="name=PYTHONPATH,... ('' for the source tree)")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=8.0)
