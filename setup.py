@@ -49,6 +49,7 @@ COMPILED = [
     "cellcelly/ports/bus_records.py",
     "cellcelly/sf/sync.py",  # `make run`'s SF child shares the two cores with charging
     "cellcelly/adapters/sql/sqlite_bulk.py",
+    "cellcelly/adapters/sql/usage_rows.py",
     "cellcelly/turn_writer.py",
     "cellcelly/timeouts.py",
     "cellcelly/traffic/generator.py",  # the bench's network: its CPU shares the two cores

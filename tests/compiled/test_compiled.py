@@ -44,6 +44,7 @@ HOT = [
     "cellcelly.ports.bus_records",
     "cellcelly.sf.sync",
     "cellcelly.adapters.sql.sqlite_bulk",
+    "cellcelly.adapters.sql.usage_rows",
     "cellcelly.turn_writer",
     "cellcelly.traffic.generator",
 ]

@@ -39,18 +39,14 @@ class BucketRecord:
 @dataclass(frozen=True, slots=True)
 class BalanceSnapshot:
     """A subscriber's wallet after one event; newer is a later (as_of, revision), and within one
-    commit (same revision) the lower wallet, since a commit's debits come in order."""
+    commit (same revision) the lower wallet, since a commit's debits come in order (the rule of
+    `adapters/sql/usage_rows.newest_snapshots` and of the stored snapshot's upsert)."""
 
     msisdn: str
     wallet: int
     revision: int
     as_of: int
     event_id: str
-
-    def newer_than(self, other: BalanceSnapshot) -> bool:
-        if (self.as_of, self.revision) != (other.as_of, other.revision):
-            return (self.as_of, self.revision) > (other.as_of, other.revision)
-        return self.wallet < other.wallet
 
 
 @dataclass(frozen=True, slots=True)

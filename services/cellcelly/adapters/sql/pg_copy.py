@@ -20,8 +20,8 @@ import psycopg
 from sqlalchemy import BigInteger, Connection, Integer, String, Table
 from sqlalchemy.exc import IntegrityError
 
-from cellcelly.adapters.sql.records import usage_bucket_values, usage_values
 from cellcelly.adapters.sql.schema import EpochSeconds, from_epoch, usage_buckets, usage_records
+from cellcelly.adapters.sql.usage_rows import usage_bucket_values, usage_values
 from cellcelly.domain.charging import UsageEvent
 
 __all__ = ["copy_usage"]

@@ -30,7 +30,6 @@ from cellcelly.adapters.sql import queries as q
 from cellcelly.adapters.sql.engine import make_engine, reading, writing
 from cellcelly.adapters.sql.migrator import migrate as run_migrations
 from cellcelly.adapters.sql.schema import (
-    TEXT_COLUMN,
     balance_snapshots,
     buckets,
     catalogue_in_force,
@@ -41,6 +40,7 @@ from cellcelly.adapters.sql.schema import (
     usage_records,
     wallet_ledger,
 )
+from cellcelly.adapters.sql.usage_rows import newest_snapshots, usage_bucket_values, usage_values
 from cellcelly.domain.charging import UsageEvent
 from cellcelly.domain.provisioning import LedgerEvent
 from cellcelly.domain.units import Service
@@ -126,35 +126,8 @@ def _bucket_rows(e: LedgerEvent) -> list[dict[str, Any]]:
 USAGE_COLUMNS = tuple(c.name for c in usage_records.columns)
 
 
-def usage_values(e: UsageEvent) -> tuple[Any, ...]:
-    """A usage record's values in `usage_records` column order (the bulk path's rows)."""
-    return (
-        e.event_id,
-        e.msisdn,
-        e.session_id,
-        e.request_number,
-        e.rating_group,
-        str(e.service),
-        e.rule_id,
-        e.units,
-        e.bucket_units,
-        e.wallet_units,
-        e.uncharged_units,
-        e.money,
-        e.wallet_after,
-        e.occurred_at,
-        e.destination[:TEXT_COLUMN],
-        e.location[:TEXT_COLUMN],
-        e.catalogue_version[:TEXT_COLUMN],
-    )
-
-
 def _usage_row(e: UsageEvent) -> dict[str, Any]:
     return dict(zip(USAGE_COLUMNS, usage_values(e), strict=True))
-
-
-def _snapshot(e: UsageEvent | LedgerEvent) -> BalanceSnapshot:
-    return BalanceSnapshot(e.msisdn, e.wallet_after, e.revision, e.occurred_at, e.event_id)
 
 
 def _snapshot_row(s: BalanceSnapshot) -> dict[str, Any]:
@@ -165,11 +138,6 @@ def _snapshot_row(s: BalanceSnapshot) -> dict[str, Any]:
         "as_of": s.as_of,
         "event_id": s.event_id,
     }
-
-
-def usage_bucket_values(e: UsageEvent) -> list[tuple[str, int, str, int]]:
-    """The buckets one usage event consumed, in `usage_buckets` column order."""
-    return [(e.event_id, i, bucket_id, units) for i, (bucket_id, units) in enumerate(e.buckets)]
 
 
 def _usage_bucket_rows(e: UsageEvent) -> list[dict[str, Any]]:
@@ -410,13 +378,7 @@ class SqlRecords:
     def _save_balances(
         self, conn: Connection, items: Iterable[BalanceSnapshot | UsageEvent | LedgerEvent]
     ) -> None:
-        newest: dict[str, BalanceSnapshot] = {}
-        for item in items:
-            snapshot = item if isinstance(item, BalanceSnapshot) else _snapshot(item)
-            seen = newest.get(snapshot.msisdn)
-            if seen is None or snapshot.newer_than(seen):
-                newest[snapshot.msisdn] = snapshot
-        rows = [_snapshot_row(s) for s in sorted(newest.values(), key=lambda s: s.msisdn)]  # lock order
+        rows = [_snapshot_row(s) for s in newest_snapshots(items)]  # in MSISDN order: the lock order
         if not rows:
             return
         if self._upsert_balances is not None:

@@ -16,8 +16,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Dialect, Table
 
-from cellcelly.adapters.sql.records import usage_bucket_values, usage_values
 from cellcelly.adapters.sql.schema import balance_snapshots, usage_buckets, usage_records
+from cellcelly.adapters.sql.usage_rows import usage_bucket_values, usage_values
 from cellcelly.domain.charging import UsageEvent
 
 __all__ = ["BulkInsert", "insert_usage", "upsert_balances"]
