@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import struct
 import uuid
 from collections.abc import AsyncIterator
@@ -47,10 +48,21 @@ records = st.lists(
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(published=records, sizes=st.lists(st.integers(1, 25), min_size=1, max_size=8))
+@given(
+    published=records,
+    sizes=st.lists(st.integers(1, 25), min_size=1, max_size=8),
+    committed=st.floats(0, 1),
+    order=st.randoms(use_true_random=False),
+)
 async def test_polled_in_any_batch_sizes_each_record_comes_once_whole_and_in_order(
-    tmp_path: Path, published: list[tuple[str, bytes]], sizes: list[int]
+    tmp_path: Path,
+    published: list[tuple[str, bytes]],
+    sizes: list[int],
+    committed: float,
+    order: random.Random,
 ) -> None:
+    """...and committing what was polled first, in any order, makes the group's next member start
+    right after it in each partition."""
     bus = EmbeddedBus(tmp_path / f"bus-{uuid.uuid4().hex[:8]}", partitions=2)
     consumer = bus.consumer("g", ["t"])
     try:
@@ -66,6 +78,14 @@ async def test_polled_in_any_batch_sizes_each_record_comes_once_whole_and_in_ord
             mine = [(r.key, r.value) for r in got if r.partition == partition]
             assert mine == [(k, v) for k, v in published if partition_of(k, 2) == partition]
             assert [r.offset for r in got if r.partition == partition] == list(range(len(mine)))
+        done = int(len(got) * committed)  # a prefix of each partition: polls come in order
+        await consumer.commit(order.sample(got[:done], done))
+        await consumer.close()
+        consumer = bus.consumer("g", ["t"])
+        rest = await consumer.poll(len(got) + 1, timeout=0)
+        assert sorted((r.partition, r.offset) for r in rest) == sorted(
+            (r.partition, r.offset) for r in got[done:]
+        )
     finally:
         await consumer.close()
         await bus.close()
