@@ -262,15 +262,11 @@ class EmbeddedConsumer(_FileReader, EventConsumer):
         return self._read(assigned, self._positions, max_records)
 
     async def commit(self, records: Sequence[Record]) -> None:
-        # each partition's highest offset, its name made once a partition: an f-string a record was
-        # a µs of the SF's CPU an event
-        highest: dict[tuple[str, int], int] = {}
+        offsets: dict[str, int] = {}
         for r in records:
-            tp = (r.topic, r.partition)
-            if r.offset > highest.get(tp, -1):
-                highest[tp] = r.offset
-        if highest:
-            offsets = {f"{topic}:{partition}": offset + 1 for (topic, partition), offset in highest.items()}
+            tp = f"{r.topic}:{r.partition}"
+            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        if offsets:
             await asyncio.to_thread(self.bus.commit, self.group, offsets)
 
     async def rewind(self) -> None:
