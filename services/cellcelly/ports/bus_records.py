@@ -1,8 +1,8 @@
 """What travels on the event bus (`ports/event_bus.py`): a record to publish and one read back.
 
 A module of their own so that mypyc compiles them (setup.py): one of each is made for every event,
-in the relay of the charging process and again in the SF, and the bus's Protocols beside them are
-subclassed by adapters a compiled module cannot derive from.
+in the relay of the charging process and again in the SF. `event_bus.py` itself stays interpreted:
+compiled, its Protocols become traits, and mypyc failed on the compiled adapter that subclasses one.
 """
 
 from __future__ import annotations
