@@ -306,14 +306,13 @@ class SessionCcrs:
         if request_type == RequestType.EVENT:
             parts.append(self.direct_debiting)
         mscc = packed_u32(Code.RATING_GROUP, self.rating_group)
+        unit = UNIT_CODE[self.service]
         if requested is None:
             mscc += _EMPTY_RSU
         elif requested > 0:
-            mscc += packed_grouped(
-                Code.REQUESTED_SERVICE_UNIT, packed_unsigned(UNIT_CODE[self.service], requested)
-            )
+            mscc += packed_grouped(Code.REQUESTED_SERVICE_UNIT, packed_unsigned(unit, requested))
         if used > 0:
-            mscc += packed_grouped(Code.USED_SERVICE_UNIT, packed_unsigned(UNIT_CODE[self.service], used))
+            mscc += packed_grouped(Code.USED_SERVICE_UNIT, packed_unsigned(unit, used))
         parts += (self.indicator, packed_grouped(Code.MULTIPLE_SERVICES_CREDIT_CONTROL, mscc), self.tail)
         head = b"".join(parts)
         return EncodedMessage(Cmd.CREDIT_CONTROL, FLAG_R | FLAG_P, APP_CREDIT_CONTROL, 0, 0, head)
