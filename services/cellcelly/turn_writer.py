@@ -13,13 +13,16 @@ import asyncio
 class TurnWriter:
     """A transport's writes of one loop turn, joined; `flush` sends them now (before a close)."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        # the connection's loop, given once: on Python 3.11 `asyncio.get_running_loop()` is a
+        # getpid system call, and the first write of every turn asked it
+        self.loop = loop
         self.transport: asyncio.Transport | None = None  # set by the protocol's connection_made
         self._out: list[bytes] = []
 
     def write(self, data: bytes) -> None:
         if not self._out:
-            asyncio.get_running_loop().call_soon(self.flush)
+            self.loop.call_soon(self.flush)
         self._out.append(data)
 
     def flush(self) -> None:

@@ -22,7 +22,7 @@ class Recorder:
 
 
 def writer_on(transport: Recorder) -> TurnWriter:
-    writer = TurnWriter()
+    writer = TurnWriter(asyncio.get_running_loop())
     writer.transport = cast(asyncio.Transport, transport)
     return writer
 

@@ -164,7 +164,7 @@ class Gateway:
                 return self._unknown(msg, req)
             if isinstance(known, asyncio.Future):
                 miss = known
-        loop = asyncio.get_running_loop()
+        loop = conn.loop
         ccr = _InFlight(conn, msg, req, key, loop.create_future(), now)
         self._in_flight[key] = ccr.fut
         if miss is None:

@@ -114,9 +114,10 @@ class _Connection(asyncio.Protocol):
         self.answered_at = time.monotonic()  # when a frame last came: a connection that answers lives
         # requests made in one loop turn leave in one send: a send each cost the gateway and the
         # OCS more than framing them (`make bench`, the OCS on VoltDB at 32 in flight)
-        self.writer = TurnWriter()
+        self.loop = asyncio.get_running_loop()  # asked once: a getpid system call on Python 3.11
+        self.writer = TurnWriter(self.loop)
         # the OCS's answer to the key: set when it accepts, failed when it refuses or closes
-        self.accepted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.accepted: asyncio.Future[None] = self.loop.create_future()
         self.accepted.add_done_callback(lambda f: f.cancelled() or f.exception())  # always retrieved
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -331,7 +332,7 @@ class WireOcs:
 
     def _send(self, conn: _Connection, payload: list[Any]) -> tuple[int, asyncio.Future[Any]]:
         rid = next(self._ids)
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Any] = conn.loop.create_future()
         conn.pending[rid] = fut
         conn.writer.write(frame([rid, payload]))
         self._deadlines.add(fut, self.timeout, "no answer from the OCS in time")

@@ -115,14 +115,13 @@ class WireServerProtocol(asyncio.Protocol):
         self.authenticated = False
         self._auth_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # requests in flight (a task needs a reference)
-        self._writer = TurnWriter()  # the answers of one loop turn leave in one send
+        self.loop = asyncio.get_running_loop()  # asked once: a getpid system call on Python 3.11
+        self._writer = TurnWriter(self.loop)  # the answers of one loop turn leave in one send
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike
         self.transport = self._writer.transport = cast(asyncio.Transport, transport)
-        self._auth_timer = asyncio.get_running_loop().call_later(
-            AUTH_TIMEOUT, self._refuse, "no key within the time allowed"
-        )
+        self._auth_timer = self.loop.call_later(AUTH_TIMEOUT, self._refuse, "no key within the time allowed")
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._auth_timer is not None:
@@ -176,9 +175,8 @@ class WireServerProtocol(asyncio.Protocol):
         if not self.charging.inline:
             # the store waits on a server: each request its own task, answered when it is done
             # (out of order; the id matches), so the loop serves others meanwhile
-            loop = asyncio.get_running_loop()
             for raw in frames:
-                task = loop.create_task(self._answer(raw))
+                task = self.loop.create_task(self._answer(raw))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             return
