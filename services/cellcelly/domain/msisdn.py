@@ -15,13 +15,17 @@ Only ASCII digits: `\\d` would let any script's digits ("５", "٣") into the re
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from cellcelly.domain.errors import DomainError
 
 COUNTRY_CODE = "90"
-_NATIONAL = re.compile(r"5[0-9]{9}")  # used with fullmatch: "$" would let a trailing newline through
+
+
+def _national(text: str) -> bool:
+    """10 ASCII digits starting with 5. `isdigit` alone takes other scripts' digits (and "²"),
+    hence `isascii`; no regex: the gateway reads an MSISDN from every CCR (0.4 µs less a parse)."""
+    return len(text) == 10 and text[0] == "5" and text.isdigit() and text.isascii()
 
 
 class InvalidMsisdn(DomainError):
@@ -38,7 +42,7 @@ class Msisdn:
 
     # written out: mypyc compiles this one, while a dataclass's own runs as interpreted Python
     def __init__(self, national: str) -> None:
-        if not isinstance(national, str) or not _NATIONAL.fullmatch(national):
+        if not isinstance(national, str) or not _national(national):
             raise InvalidMsisdn(str(national))
         object.__setattr__(self, "national", national)
 
@@ -47,14 +51,14 @@ class Msisdn:
         """Any form an edge accepts (see the module docstring); InvalidMsisdn otherwise."""
         value = text.strip()
         if trunk and len(value) == 11 and value.startswith("05"):
-            return cls(value[1:])
+            return Msisdn(value[1:])
         for prefix in ("msisdn-", "tel:"):
             value = value.removeprefix(prefix)
         value = value.removeprefix("+")
         if len(value) == 12 and value.startswith(COUNTRY_CODE):
             value = value[len(COUNTRY_CODE) :]
         try:
-            return cls(value)
+            return Msisdn(value)  # not cls(...): compiled, a generic call parses its arguments
         except InvalidMsisdn:
             raise InvalidMsisdn(text) from None
 
