@@ -116,3 +116,26 @@ class EventBusContract:
         got = await drain(tail, 5)
         assert tags(got) == {"first"} and {r.topic for r in got} == {f"{topic}.second"}
         await tail.close()
+
+    async def test_sends_keep_their_order_and_a_flush_returns_with_all_of_them(
+        self, bus: EventBus, topic: str
+    ) -> None:
+        """What the outbox relay does: a send a look, a flush now and then; a group reads every
+        record once, each key's in the order sent."""
+        sent = events(topic, 90, subscribers=9, tag="sent")
+        for part in (sent[:30], sent[30:31], sent[31:]):
+            await bus.send(part)
+        await bus.flush()
+        await bus.flush()  # nothing new: returns as well
+        group = bus.consumer(f"contract-{topic}", [topic])
+        seen: list[Record] = []
+        end = time.monotonic() + 20
+        while len(seen) < 90:
+            assert time.monotonic() < end, f"the group got {len(seen)} of 90"
+            seen += await group.poll(timeout=0.3)
+        assert sorted(r.value for r in seen) == sorted(o.value for o in sent)
+        seqs: dict[str, list[int]] = defaultdict(list)
+        for record in seen:
+            seqs[record.key].append(orjson.loads(record.value)["seq"])
+        assert all(seq == list(range(10)) for seq in seqs.values()), seqs
+        await group.close()

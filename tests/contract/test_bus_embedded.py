@@ -3,10 +3,12 @@ directory, as another process on the same data dir would open it."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import random
 import struct
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -159,3 +161,55 @@ async def test_a_read_that_returns_less_than_asked_is_read_on(
     finally:
         await consumer.close()
         await bus.close()
+
+
+# --- sending and flushing apart: the relay sends every look and flushes now and then ------------
+
+
+async def test_a_send_is_read_at_once_and_a_flush_syncs_each_file_written_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    bus = EmbeddedBus(tmp_path / "bus", partitions=2)
+    keys = [k for k in (f"k{i}" for i in range(20)) if partition_of(k, 2) == 0][:2]
+    await bus.send([Outgoing("t", keys[0], b"one")])
+    await bus.send([Outgoing("t", keys[1], b"two"), Outgoing("u", keys[0], b"three")])
+    # another process's reader (a second bus on the directory) sees both before any flush
+    reader = EmbeddedBus(tmp_path / "bus", partitions=2).consumer("g", ["t", "u"])
+    got = await reader.poll(timeout=0.2)
+    assert sorted(r.value for r in got) == [b"one", b"three", b"two"]
+    assert synced == []
+    await bus.flush()
+    assert len(synced) == len(set(synced)) == 2  # t-0 and u-0: each written file once
+    await bus.flush()
+    assert len(synced) == 2  # nothing sent since: nothing to sync
+    await bus.send([Outgoing("t", keys[0], b"four")])
+    await bus.close()  # a close syncs what was sent
+    assert len(synced) == 3
+    await reader.close()
+
+
+async def test_a_flush_returns_only_once_a_flush_already_syncing_is_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second flush finds nothing new to sync, but what it must guarantee is being synced by
+    the first: it may not return before that."""
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_fsync(fd: int) -> None:
+        entered.set()
+        assert release.wait(10)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    bus = EmbeddedBus(tmp_path / "bus")
+    await bus.send([Outgoing("t", "k", b"v")])
+    first = asyncio.ensure_future(bus.flush())
+    assert await asyncio.to_thread(entered.wait, 10)
+    second = asyncio.ensure_future(bus.flush())
+    await asyncio.sleep(0.2)
+    assert not first.done() and not second.done()
+    release.set()
+    await asyncio.wait_for(asyncio.gather(first, second), 10)
+    await bus.close()

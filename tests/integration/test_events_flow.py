@@ -190,7 +190,7 @@ async def test_the_outbox_holds_events_while_the_bus_is_down(world, records: Sql
     class DownBus:
         calls = 0
 
-        async def publish(self, batch: object) -> None:
+        async def send(self, batch: object) -> None:
             DownBus.calls += 1
             raise ConnectionError("broker down")
 

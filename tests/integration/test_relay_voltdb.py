@@ -49,9 +49,12 @@ def ledger_ids(bus: EmbeddedBus) -> list[str]:
 
 
 class DownBus:
-    """A bus whose broker is away: publish fails after the relay has read its batch."""
+    """A bus whose broker is away: the send fails after the relay has read its batch."""
 
-    async def publish(self, batch: Sequence[Outgoing]) -> None:
+    async def send(self, batch: Sequence[Outgoing]) -> None:
+        raise ConnectionError("broker down")
+
+    async def flush(self) -> None:
         raise ConnectionError("broker down")
 
 
@@ -66,7 +69,7 @@ def test_the_relay_moves_every_partition_in_order_while_commits_go_on(voltdb: st
             for m in SUBSCRIBERS:
                 await store.transact_async(m, lambda acc, m=m: opened(acc, m))
 
-            # the bus down: publish fails after the read, so nothing is acknowledged
+            # the bus down: the send fails after the read, so nothing is acknowledged
             down = OutboxRelay(store, DownBus())  # type: ignore[arg-type]
             with pytest.raises(ConnectionError):
                 await down.relay_once()

@@ -234,6 +234,15 @@ class KafkaBus:
             _consume(futures)
             raise
 
+    async def send(self, batch: Sequence[Outgoing]) -> None:
+        """`publish`: durable on return already (the acknowledgements are awaited here), so `flush`
+        has nothing left to wait for. Splitting them (acknowledgements awaited at `flush`) would
+        let the relay wait on the broker less often; not done yet."""
+        await self.publish(batch)
+
+    async def flush(self) -> None:
+        return None
+
     async def _discard_producer(self, producer: AIOKafkaProducer, error: KafkaBusError) -> None:
         """Drop a producer whose records are in doubt: it would retry them forever against a dead
         broker (and `stop()` would wait for them). The next publish starts a fresh producer (a new

@@ -77,7 +77,15 @@ class EventTail(Protocol):
 
 class EventBus(Protocol):
     async def publish(self, batch: Sequence[Outgoing]) -> None:
-        """Append the batch; when this returns, every record is durable on the bus."""
+        """Append the batch; when this returns, every record is durable on the bus (`send`, then
+        `flush`)."""
+
+    async def send(self, batch: Sequence[Outgoing]) -> None:
+        """Append the batch, in order after what was sent before, without waiting for it to be
+        durable: readers may see it at once, and a crash before the next `flush` may lose it."""
+
+    async def flush(self) -> None:
+        """When this returns, everything sent before it was called is durable on the bus."""
 
     def consumer(self, group: str, topics: Sequence[str]) -> EventConsumer: ...
 
