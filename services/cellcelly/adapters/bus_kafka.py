@@ -126,6 +126,8 @@ class KafkaBus:
         self._consumer_options = dict(consumer_options or {})
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
+        # each send's acknowledgement not yet awaited by a flush, and the producer it went to
+        self._unflushed: dict[asyncio.Future[Any], AIOKafkaProducer] = {}
         self._known_topics: set[str] = set()
         self._topics_lock = asyncio.Lock()
         self._consumers: set[_Reader] = set()
@@ -204,20 +206,42 @@ class KafkaBus:
         seconds; then any part of the batch may or may not have been written (publish again: the
         consumers are idempotent on the event id).
         """
+        await self.send(batch)
+        await self.flush()
+
+    async def send(self, batch: Sequence[Outgoing]) -> None:
+        """Hand the batch to the producer: its acknowledgements are awaited by the next `flush`, so
+        the relay's sends every few ms do not each wait for the brokers."""
         if not batch:
             return
         await self.ensure_topics({item.topic for item in batch})
         producer = await self._started_producer()
-        deadline = asyncio.get_running_loop().time() + self.publish_timeout
-        futures: list[asyncio.Future[Any]] = []
+        sent: list[asyncio.Future[Any]] = []
         try:
             # send() only appends to the producer's batches (it blocks on metadata or a full
-            # buffer, at most request_timeout_ms); the acknowledgements are awaited with
-            # asyncio.wait, which cancels nothing (a timeout does not unwind aiokafka's coroutines)
+            # buffer, at most request_timeout_ms)
             for item in batch:
-                futures.append(await producer.send(item.topic, value=item.value, key=item.key.encode()))
-            remaining = max(0.0, deadline - asyncio.get_running_loop().time())
-            done, pending = await asyncio.wait(futures, timeout=remaining)
+                sent.append(await producer.send(item.topic, value=item.value, key=item.key.encode()))
+        except (KafkaError, OSError, TimeoutError) as exc:
+            error = KafkaBusError(f"publish of {len(batch)} record(s) to {self.bootstrap} failed: {exc!r}")
+            await self._discard_producer(producer, error)
+            _consume(sent)
+            raise error from exc
+        except asyncio.CancelledError:
+            await self._discard_producer(producer, KafkaBusError("publish cancelled"))
+            _consume(sent)
+            raise
+        self._unflushed.update((future, producer) for future in sent)
+
+    async def flush(self) -> None:
+        """Wait for the acknowledgement of everything sent so far, at most `publish_timeout` seconds
+        (asyncio.wait: a timeout unwinds none of aiokafka's coroutines). A send not acknowledged
+        fails this flush and every other one waiting for it; its producer is dropped."""
+        waiting = dict(self._unflushed)
+        if not waiting:
+            return
+        try:
+            done, pending = await asyncio.wait(waiting, timeout=self.publish_timeout)
             if pending:
                 raise TimeoutError(
                     f"{len(pending)} not acknowledged within {self.publish_timeout:g} s (is the broker up?)"
@@ -225,23 +249,23 @@ class KafkaBus:
             for future in done:
                 future.result()
         except (KafkaError, OSError, TimeoutError) as exc:
-            error = KafkaBusError(f"publish of {len(batch)} record(s) to {self.bootstrap} failed: {exc!r}")
-            await self._discard_producer(producer, error)
-            _consume(futures)
+            error = KafkaBusError(f"publish of {len(waiting)} record(s) to {self.bootstrap} failed: {exc!r}")
+            await self._drop_producer_of(waiting, error)
             raise error from exc
         except asyncio.CancelledError:
-            await self._discard_producer(producer, KafkaBusError("publish cancelled"))
-            _consume(futures)
+            await self._drop_producer_of(waiting, KafkaBusError("publish cancelled"))
             raise
+        finally:
+            for future in waiting:
+                self._unflushed.pop(future, None)
 
-    async def send(self, batch: Sequence[Outgoing]) -> None:
-        """`publish`: durable on return already (the acknowledgements are awaited here), so `flush`
-        has nothing left to wait for. Splitting them (acknowledgements awaited at `flush`) would
-        let the relay wait on the broker less often; not done yet."""
-        await self.publish(batch)
-
-    async def flush(self) -> None:
-        return None
+    async def _drop_producer_of(
+        self, waiting: dict[asyncio.Future[Any], AIOKafkaProducer], error: KafkaBusError
+    ) -> None:
+        """After a failed flush: drop the producer its sends went to (unless another failure did)."""
+        if self._producer is not None and self._producer in waiting.values():
+            await self._discard_producer(self._producer, error)
+        _consume(list(waiting))
 
     async def _discard_producer(self, producer: AIOKafkaProducer, error: KafkaBusError) -> None:
         """Drop a producer whose records are in doubt: it would retry them forever against a dead

@@ -19,8 +19,8 @@ It reads and acknowledges the outbox a part at a time (`BalanceStore.outbox_part
 partition, so each call is a single-partition transaction; whole-outbox calls stop every site), all
 parts read at once and sent together. Each subscriber's events live in one part, so their
 order on the bus (keyed by subscriber) is kept. The parts are read again every `parts_every`
-seconds and after any failure, after a flush, and each part is then read from its start again (a
-rebalanced VoltDB cluster may have moved rows between partitions).
+seconds (the relay flushes first) and after any failure; each part is then read from its start
+again (a rebalanced VoltDB cluster may have moved rows between partitions).
 """
 
 from __future__ import annotations
