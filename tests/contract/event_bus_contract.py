@@ -13,7 +13,7 @@ from collections import defaultdict
 
 import orjson
 
-from cellcelly.ports.event_bus import EventBus, EventTail, Outgoing, Record
+from cellcelly.ports.event_bus import EventBus, EventConsumer, EventTail, Outgoing, Record
 
 
 def events(topic: str, n: int, subscribers: int = 20, tag: str = "") -> list[Outgoing]:
@@ -27,7 +27,7 @@ def events(topic: str, n: int, subscribers: int = 20, tag: str = "") -> list[Out
     return out
 
 
-async def drain(reader: EventTail, n: int, deadline: float = 20.0) -> list[Record]:
+async def drain(reader: EventTail | EventConsumer, n: int, deadline: float = 20.0) -> list[Record]:
     got: list[Record] = []
     end = time.monotonic() + deadline
     while len(got) < n:
@@ -99,11 +99,7 @@ class EventBusContract:
         await again.close()
         # and a group on the same topic is not moved by any tail: it reads from the beginning
         group = bus.consumer(f"contract-{topic}", [topic])
-        seen: list[Record] = []
-        end = time.monotonic() + 20
-        while len(seen) < 40:
-            assert time.monotonic() < end, f"the group got {len(seen)} of 40"
-            seen += await group.poll(timeout=0.3)
+        seen = await drain(group, 40)
         assert tags(seen) == {"one", "two"}
         await group.close()
 
@@ -128,11 +124,7 @@ class EventBusContract:
         await bus.flush()
         await bus.flush()  # nothing new: returns as well
         group = bus.consumer(f"contract-{topic}", [topic])
-        seen: list[Record] = []
-        end = time.monotonic() + 20
-        while len(seen) < 90:
-            assert time.monotonic() < end, f"the group got {len(seen)} of 90"
-            seen += await group.poll(timeout=0.3)
+        seen = await drain(group, 90)
         assert sorted(r.value for r in seen) == sorted(o.value for o in sent)
         seqs: dict[str, list[int]] = defaultdict(list)
         for record in seen:
