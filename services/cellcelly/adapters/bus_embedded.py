@@ -135,9 +135,9 @@ class EmbeddedBus:
         self._published = asyncio.Event()
 
     async def flush(self) -> None:
-        """An fsync a file written since the last flush, in a thread: the stand-alone OCS's relay
-        sends every 10 ms, and an fsync of each partition a send (73 µs of CPU each here) was 7% of
-        that process's CPU (perf, `make bench`'s e2e rows); the relay now flushes every 50 ms."""
+        """One fsync for each file written since the last flush, in a thread. The stand-alone OCS's
+        relay sends every 10 ms; an fsync of each partition every send (73 µs of CPU each here) was
+        7% of that process's CPU (perf, `make bench`'s e2e rows). It flushes every 50 ms now."""
         if self._dirty or self._syncing.locked():  # a sync under way may hold what we sent
             await asyncio.to_thread(self._sync)
 
