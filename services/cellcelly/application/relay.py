@@ -102,9 +102,8 @@ class OutboxRelay:
 
     def _forget(self) -> None:
         """After a failure: read the parts and everything not acknowledged again (sent twice at
-        worst)."""
+        worst): reading the parts anew reads each from its start."""
         self._parts = []
-        self._after = {}
         self._sent = {}
 
     async def _send_parts(self) -> int:
@@ -113,7 +112,7 @@ class OutboxRelay:
             await self._flush()  # what was sent is acknowledged before the parts are read anew
             self._parts = await store.outbox_parts_async()
             self._parts_read = time.monotonic()
-            self._after = {}
+            self._after = {}  # the only place the cursors go back: after a failure too (`_forget`)
         parts = self._parts
         after = self._after
         reads = await asyncio.gather(
