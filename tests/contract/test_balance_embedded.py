@@ -293,12 +293,13 @@ def test_commits_do_not_wait_for_the_snapshot(directory: Path, snapshot_in: Snap
 
 
 def test_a_background_snapshot_is_written_by_another_process(directory: Path) -> None:
-    """By default the serialisation runs in a forked child, off this process's GIL."""
+    """By default the serialisation runs in a forked child, off this process's GIL, on the CPU
+    the others leave (SCHED_IDLE on Linux)."""
     writers = directory.parent / "writers"
 
     def noted(src: Path, dst: Path) -> None:
         with writers.open("a") as fh:
-            fh.write(f"{os.getpid()}\n")
+            fh.write(f"{os.getpid()} {os.sched_getscheduler(0)}\n")
         os.replace(src, dst)
 
     with EmbeddedBalanceStore(directory, fsync="never", compact_bytes=2_048) as store:
@@ -306,8 +307,11 @@ def test_a_background_snapshot_is_written_by_another_process(directory: Path) ->
         busy_history(store)
         store.settle()
         before = state_of(store)
-    pids = {int(line) for line in writers.read_text().split()}
+    written = [line.split() for line in writers.read_text().splitlines()]
+    pids = {int(pid) for pid, _ in written}
     assert pids and os.getpid() not in pids, pids
+    assert {int(policy) for _, policy in written} == {os.SCHED_IDLE}, written
+    assert os.sched_getscheduler(0) != os.SCHED_IDLE  # this process charges on as it was
     with EmbeddedBalanceStore(directory, fsync="never") as again:
         assert state_of(again) == before
 

@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 
+from cellcelly.runtime import FULL_FLOOR_BLOCKS, FullCollections
 from cellcelly_testing import python_lines
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
@@ -146,3 +147,44 @@ def test_a_full_collection_is_made_even_while_another_threads_collection_is_unde
     """
     )
     assert python_lines(script) == ["freed"]
+
+
+def test_a_full_collection_waits_for_a_quiet_moment_unless_memory_grew_past_the_force() -> None:
+    policy = FullCollections(growth=4, force=16, quiet_cpu=0.25)
+    policy.collected(2_000_000)
+    assert not policy.due(7_000_000, 0.0)  # not grown enough
+    assert policy.due(8_000_000, 0.1)  # grown and quiet
+    assert not policy.due(8_000_000, 0.9)  # grown, but busy: a pause would stall its work
+    assert not policy.due(31_000_000, 1.0)
+    assert policy.due(32_000_000, 1.0)  # past the force: memory stays bounded
+    policy.collected(100)
+    assert policy.baseline == FULL_FLOOR_BLOCKS  # never below the floor
+    never = FullCollections(growth=4, force=0, quiet_cpu=0.25)
+    never.collected(2_000_000)
+    assert not never.due(10**12, 1.0)
+
+
+def test_under_load_the_full_collection_waits_and_comes_once_the_process_is_quiet() -> None:
+    script = OLD_CYCLE + textwrap.dedent(
+        """
+    busy = threading.Event()
+    busy.set()
+    def spin():  # this process's own load: a core's worth
+        while busy.is_set():
+            sum(range(1000))
+    threading.Thread(target=spin, daemon=True).start()
+    grown = [[] for _ in range(2_200_000)]  # twice the floor of a million blocks, and more
+    time.sleep(1.5)  # several checks, every one busy
+    print("kept" if late() is not None else "freed")
+    busy.clear()
+    deadline = time.monotonic() + 10
+    while late() is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    print("freed" if late() is None else "kept")
+    """
+    )
+    env = {"CELLCELLY_GC_FULL_GROWTH": "2", "CELLCELLY_GC_CHECK_S": "0.2", "CELLCELLY_GC_FULL_FORCE": "0"}
+    assert python_lines(script, **env) == ["kept", "freed"]
+    # grown past the force, it comes under load too
+    forced = {**env, "CELLCELLY_GC_FULL_FORCE": "2", "CELLCELLY_GC_FULL_GROWTH": "1.5"}
+    assert python_lines(script, **forced) == ["freed", "freed"]

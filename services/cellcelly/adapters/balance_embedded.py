@@ -31,6 +31,7 @@ from typing import Any, Literal, TypeVar
 
 import orjson
 
+from cellcelly import runtime
 from cellcelly.codec import (
     account_from_dict,
     account_to_dict,
@@ -355,13 +356,16 @@ class EmbeddedBalanceStore:
         """`_write_snapshot` in a forked child, waited for here (the compactor thread). The child
         has only this thread: it takes no lock another thread may hold (no logging, no store lock),
         serialises the copy it inherited and leaves by `os._exit`, so nothing of the parent (atexit,
-        buffers, the event loop) runs twice. The parent's loop goes on meanwhile on its own GIL."""
+        buffers, the event loop) runs twice. The parent's loop goes on meanwhile on its own GIL.
+        The child runs on the CPU charging leaves (`runtime.background_priority`): under load the
+        snapshot takes longer, and the journal goes on growing until it is written."""
         with warnings.catch_warnings():  # 3.12+ warns of fork in a threaded process; see above
             warnings.simplefilter("ignore", DeprecationWarning)
             pid = os.fork()
         if pid == 0:  # pragma: no cover - the child: its outcome is its exit code
             code = 1
             try:
+                runtime.background_priority()  # the cores are charging's first
                 self._write_snapshot(state)
                 code = 0
             except BaseException as exc:  # said on stderr (not logged: logging takes locks)
