@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import logging
@@ -167,10 +168,8 @@ def background_priority() -> None:
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
-        try:
+        with contextlib.suppress(OSError):  # where neither is allowed it runs as it is
             os.nice(19)
-        except OSError:
-            pass  # where neither is allowed it runs as it is
 
 
 # sched_setattr and sched_getattr (Linux); elsewhere a slice is not asked for
