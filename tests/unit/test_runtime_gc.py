@@ -183,7 +183,7 @@ def test_under_load_the_full_collection_waits_and_comes_once_the_process_is_quie
     print("freed" if late() is None else "kept")
     """
     )
-    env = {"CELLCELLY_GC_FULL_GROWTH": "2", "CELLCELLY_GC_CHECK_S": "0.2", "CELLCELLY_GC_FULL_FORCE": "0"}
+    env = {"CELLCELLY_GC_FULL_GROWTH": "2", "CELLCELLY_GC_CHECK_S": "0.2"}  # no force: the default
     assert python_lines(script, **env) == ["kept", "freed"]
     # grown past the force, it comes under load too
     forced = {**env, "CELLCELLY_GC_FULL_FORCE": "2", "CELLCELLY_GC_FULL_GROWTH": "1.5"}
