@@ -151,16 +151,14 @@ class FullCollections:
 
 def _full_collections(policy: FullCollections, every: float) -> None:
     policy.collected(sys.getallocatedblocks())
-    cpu, wall = time.process_time(), time.monotonic()
     while True:
+        # the load of each interval alone (a collection's own CPU, between two, is not counted)
+        cpu, wall = time.process_time(), time.monotonic()
         time.sleep(every)
-        now_cpu, now_wall = time.process_time(), time.monotonic()
-        share = (now_cpu - cpu) / max(now_wall - wall, 1e-9)
-        cpu, wall = now_cpu, now_wall
+        share = (time.process_time() - cpu) / max(time.monotonic() - wall, 1e-9)
         if policy.due(sys.getallocatedblocks(), share):
             full_collection()
             policy.collected(sys.getallocatedblocks())
-            cpu, wall = time.process_time(), time.monotonic()  # the collection's own CPU is not load
 
 
 def background_priority() -> None:
