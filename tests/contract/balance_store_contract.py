@@ -309,7 +309,7 @@ class BalanceStoreContract:
         assert store.session_owner("s2") == B
         charge_in(store, voice(A, "s1", RequestType.TERMINATE, 1, used=10), NOW + 10)
         assert store.session_owner("s1") == A  # recently finished: kept for retransmissions
-        later = NOW + 10 + POLICY.answer_retention
+        later = NOW + 10 + POLICY.forget_after
         charge_in(store, sms(A, "e1"), later)  # the sweep forgets s1
         assert "s1" not in store.get(A).sessions  # type: ignore[union-attr]
         assert store.session_owner("s1") is None

@@ -652,15 +652,40 @@ def test_expired_reservation_is_released_after_validity_and_grace(cat: Catalogue
 
 
 def test_finished_sessions_are_forgotten_after_the_answer_retention(cat: Catalogue) -> None:
+    policy = cat.policy
+    assert policy.answer_retention < policy.forget_after <= policy.answer_retention * 2
     acc = ankara(cat)
     o = run(acc, cat, req("e1", EVENT, 0, sms()))
     assert o.account is not None
-    keep = run(o.account, cat, req("e2", EVENT, 0, sms()), NOW + cat.policy.answer_retention - 1)
+    keep = run(o.account, cat, req("e2", EVENT, 0, sms()), NOW + policy.answer_retention - 1)
     assert keep.account is not None and "e1" in keep.account.sessions
-    gone = run(keep.account, cat, req("e3", EVENT, 0, sms()), NOW + cat.policy.answer_retention)
+    gone = run(keep.account, cat, req("e3", EVENT, 0, sms()), NOW + policy.forget_after)
     assert gone.account is not None
     assert "e1" not in gone.account.sessions
     assert "e1" in gone.removed_sessions
+
+
+def test_a_busy_account_forgets_its_finished_sessions_in_batches(cat: Catalogue) -> None:
+    """A sweep walks every session of the account: due at each session's retention, a subscriber
+    ending a session every 4 s was swept every few charges (75 sessions kept, the charge's cost
+    doubled). Each sweep now forgets what finished over a tenth of the retention."""
+    policy = cat.policy
+    acc: Account | None = ankara(cat)
+    sweeps = forgotten = 0
+    seconds = 3 * policy.forget_after
+    ends = range(NOW, NOW + seconds, 4)
+    for n, t in enumerate(ends):
+        o = charge(acc, cat, req(f"e{n}", EVENT, 0, sms()), t)
+        assert o.answer.result_code is OK and o.account is not None
+        acc = o.account
+        if o.removed_sessions:
+            sweeps += 1
+            forgotten += len(o.removed_sessions)
+        assert len(acc.sessions) <= policy.forget_after // 4 + 1
+    assert acc is not None and forgotten + len(acc.sessions) == len(ends)
+    assert forgotten > 0
+    # one sweep a batch, not one a session
+    assert sweeps <= seconds // (policy.answer_retention // 10) + 1
 
 
 def test_a_request_on_a_session_idle_past_the_timeout_is_answered(cat: Catalogue) -> None:

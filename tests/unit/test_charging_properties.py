@@ -497,7 +497,7 @@ class ChargingMachine(RuleBasedStateMachine):
     def the_next_sweep_is_not_late(self) -> None:
         for s in self.acc.sessions.values():
             assert self.acc.next_sweep <= s.next_deadline(
-                POLICY.answer_retention, POLICY.idle_session_timeout
+                POLICY.forget_after, POLICY.idle_session_timeout
             )
 
     def teardown(self) -> None:

@@ -202,11 +202,12 @@ class Session:
             self.finished_at,
         )
 
-    def next_deadline(self, policy_retention: int, idle_timeout: int) -> int:
-        """When this session next needs attention: a reservation expiring, or being forgotten."""
+    def next_deadline(self, forget_after: int, idle_timeout: int) -> int:
+        """When this session next needs attention: a reservation expiring, or being forgotten
+        (`forget_after` seconds after it finished, `ChargingPolicy.forget_after`)."""
         deadlines = [s.reservation.expires_at for s in self.services.values() if s.reservation is not None]
         if self.finished_at is not None:
-            deadlines.append(self.finished_at + policy_retention)
+            deadlines.append(self.finished_at + forget_after)
         elif not deadlines:
             deadlines.append(self.updated_at + idle_timeout)
         return min(deadlines)

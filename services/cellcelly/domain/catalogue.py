@@ -178,6 +178,14 @@ class ChargingPolicy:
         }
     )
 
+    @property
+    def forget_after(self) -> int:
+        """Seconds after its end by which a finished session is forgotten: the answer retention,
+        plus a tenth of it, so that one sweep of an account forgets a batch. A sweep walks all of an
+        account's sessions; due at every session's retention, it came every few charges of a busy
+        subscriber (75 kept sessions at a quarter of a session a second) and doubled a charge's cost."""
+        return self.answer_retention + self.answer_retention // 10
+
 
 @dataclass(frozen=True, slots=True)
 class Catalogue:

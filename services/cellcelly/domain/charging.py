@@ -761,7 +761,7 @@ def next_sweep(acc: Account, policy: ChargingPolicy, now: int, changed: set[str]
         session = acc.sessions.get(sid)
         if session is not None:
             deadline = min(
-                deadline, session.next_deadline(policy.answer_retention, policy.idle_session_timeout)
+                deadline, session.next_deadline(policy.forget_after, policy.idle_session_timeout)
             )
     if changed is None:
         for bucket in acc.buckets.values():
