@@ -496,9 +496,7 @@ class ChargingMachine(RuleBasedStateMachine):
     @invariant()
     def the_next_sweep_is_not_late(self) -> None:
         for s in self.acc.sessions.values():
-            assert self.acc.next_sweep <= s.next_deadline(
-                POLICY.forget_after, POLICY.idle_session_timeout
-            )
+            assert self.acc.next_sweep <= s.next_deadline(POLICY.forget_after, POLICY.idle_session_timeout)
 
     def teardown(self) -> None:
         if self.initial_buckets or self.credited or self.sessions:

@@ -760,9 +760,7 @@ def next_sweep(acc: Account, policy: ChargingPolicy, now: int, changed: set[str]
     for sid in ids:
         session = acc.sessions.get(sid)
         if session is not None:
-            deadline = min(
-                deadline, session.next_deadline(policy.forget_after, policy.idle_session_timeout)
-            )
+            deadline = min(deadline, session.next_deadline(policy.forget_after, policy.idle_session_timeout))
     if changed is None:
         for bucket in acc.buckets.values():
             deadline = min(deadline, bucket.valid_until)
