@@ -203,6 +203,40 @@ def test_compaction_then_reopen_gives_the_same_state(directory: Path) -> None:
         assert state_of(again) == before
 
 
+def test_the_next_snapshot_waits_for_a_journal_as_large_as_the_last_one(directory: Path) -> None:
+    """A snapshot costs in proportion to the state: one every fixed size of journal made its share
+    of a commit grow with the state. The journal is to reach the last snapshot's size first."""
+
+    def rotated_at(store: EmbeddedBalanceStore, commits: int) -> list[int]:
+        """The journal's size when each snapshot started, over `commits` top-ups of B."""
+        sizes = []
+        for i in range(commits):
+            before = _journal(directory).stat().st_size
+            credit(store, B, 1, f"c-{time.monotonic_ns()}-{i}")
+            store.ack(e.seq for e in store.outbox())  # the state stays the size it is
+            store.settle()
+            if _journal(directory).stat().st_size < before:
+                sizes.append(before)
+        return sizes
+
+    with EmbeddedBalanceStore(directory, fsync="never", compact_bytes=1_024) as store:
+        for m in (A, B):
+            provision(store, m)
+        for i in range(40):  # a state of ~7 kB: finished sessions kept for retransmissions
+            charge_in(store, sms(A, f"s{i}"), NOW)
+        store.ack(e.seq for e in store.outbox())
+        store.compact()
+        size = (directory / SNAPSHOT).stat().st_size
+        assert size > 4 * 1_024
+        sizes = rotated_at(store, 100)
+        assert sizes and all(size - 1_024 <= s <= size + 1_024 for s in sizes), (size, sizes)
+    with EmbeddedBalanceStore(directory, fsync="never", compact_bytes=1_024) as again:  # from its size
+        size = (directory / SNAPSHOT).stat().st_size
+        sizes = rotated_at(again, 100)
+        assert len(sizes) > 1 and min(sizes) >= size - 1_024, (size, sizes)
+        assert max(sizes[1:]) <= size + 1_024, (size, sizes)  # the first: the journal it was closed with
+
+
 def test_explicit_compaction(directory: Path) -> None:
     with EmbeddedBalanceStore(directory, fsync="always") as store:
         busy_history(store)

@@ -4,8 +4,13 @@ Durability follows VoltDB's command log: each commit is written to the journal (
 a crash of this process) before it becomes visible or is answered; `fsync` decides when the
 operating system is made to put it on the disk: "always" (before answering), "interval" (by a
 background thread every `fsync_interval` seconds, the default, like VoltDB's asynchronous
-command logging) or "never". When the journal grows past `compact_bytes`, a snapshot of every
-account and the unacknowledged outbox is written beside it and the journal starts afresh.
+command logging) or "never". When the journal grows past `compact_bytes`, or past the last
+snapshot's size when that is larger, a snapshot of every account and the unacknowledged outbox is
+written beside it and the journal starts afresh. The second bound is Redis's for its append-only
+file (`auto-aof-rewrite-percentage 100`): a snapshot costs in proportion to the state, so one every
+fixed size of journal made its share of a commit grow with the state (at 10,000 CCR/s, one every
+30 s whatever the state held); one per its own size of journal keeps that share constant, and
+recovery replays at most about a snapshot's worth of journal.
 
 The snapshot is written by a forked copy of this process (`snapshot_in="process"`, the default on
 Linux, as Redis's BGSAVE): from a thread, the serialisation (about 100 µs an account) took the GIL
@@ -86,6 +91,7 @@ class EmbeddedBalanceStore:
         self._write_lock = threading.Lock()
         self._fsync = fsync
         self._compact_bytes = compact_bytes
+        self._compact_at = compact_bytes  # the journal's size that starts a snapshot (see above)
         # where a background snapshot is serialised: a forked child where fork is safe to use here
         self._snapshot_in: SnapshotIn = snapshot_in or ("process" if hasattr(os, "fork") else "thread")
         self._dirty = False
@@ -235,7 +241,7 @@ class EmbeddedBalanceStore:
                 self._order.append(seq)
                 self._events[seq] = event
             if (
-                self._journal_size > self._compact_bytes
+                self._journal_size > self._compact_at
                 and self._compactor is None
                 and time.monotonic() >= self._next_compaction
             ):
@@ -324,7 +330,8 @@ class EmbeddedBalanceStore:
             else:
                 self._write_snapshot(state)
             (self._dir / ROTATED).unlink(missing_ok=True)
-            log.info("balance journal compacted", extra={"accounts": len(state[2])})
+            size = self._snapshot_taken()
+            log.info("balance journal compacted", extra={"accounts": len(state[2]), "snapshot_bytes": size})
         except Exception:
             if not background:
                 raise
@@ -334,6 +341,13 @@ class EmbeddedBalanceStore:
         finally:
             if background:
                 self._compactor = None
+
+    def _snapshot_taken(self) -> int:
+        """The snapshot's size, which the journal is to reach before the next one (see above)."""
+        assert self._dir is not None
+        size = (self._dir / SNAPSHOT).stat().st_size
+        self._compact_at = max(self._compact_bytes, size)
+        return size
 
     def _write_snapshot(self, state: tuple[int, int, list[Account], list[tuple[int, Event]]]) -> None:
         """One account at a time: a single `orjson.dumps` of it all would hold the GIL throughout."""
@@ -401,6 +415,7 @@ class EmbeddedBalanceStore:
             for seq, raw in data["outbox"]:
                 self._order.append(seq)
                 self._events[seq] = event_from_dict(raw)
+            self._snapshot_taken()
         records = 0
         for name in (ROTATED, JOURNAL):
             if (self._dir / name).exists():
