@@ -443,6 +443,18 @@ def test_event_with_one_rating_group_twice_holds_nothing_afterwards(cat: Catalog
     assert len({e.event_id for e in o.events}) == len(o.events), "event ids must be unique"
 
 
+def test_an_event_with_a_service_no_tariff_rates_holds_nothing_afterwards(cat: Catalogue) -> None:
+    # BUG (charging._Transaction.event, found by the property tests' unrated SMS): the first SMS
+    # was held, the second had no tariff (5031), and the hold stayed on the finished session; the
+    # sweep then forgot the session, and its money stayed held for ever
+    acc = ankara(cat)
+    o = run(acc, cat, req("e1", EVENT, 0, sms(DE), sms("999", rg=3)), NOW)
+    assert o.answer.result_code is ResultCode.RATING_FAILED and o.events == []
+    assert o.account is not None
+    check_holds(o.account)
+    assert (o.account.held_money, o.account.held_units) == (0, {})
+
+
 # --- refusals -------------------------------------------------------------------------------------------
 
 

@@ -47,6 +47,7 @@ T0 = 1_800_000_000
 MSISDN = "5329998877"
 TR = "905551112233"
 DE = "4915112345678"
+UNRATED = "999"  # no tariff goes there: 5031
 
 CATALOGUE: Catalogue = parse_catalogue(
     {
@@ -72,7 +73,15 @@ CATALOGUE: Catalogue = parse_catalogue(
                 "per": "1 msg",
                 "bucket": "sms",
             },
-            {"id": "sms-out", "service": "sms", "location": "90", "price": "4.00", "per": "1 msg"},
+            # abroad: to Germany only, so that an SMS elsewhere (UNRATED) has no tariff
+            {
+                "id": "sms-out",
+                "service": "sms",
+                "location": "90",
+                "destination": "49",
+                "price": "4.00",
+                "per": "1 msg",
+            },
             {
                 "id": "data-home",
                 "service": "data",
@@ -313,12 +322,16 @@ class ChargingMachine(RuleBasedStateMachine):
         home=st.booleans(),
         count=st.integers(min_value=1, max_value=3),
         second=st.one_of(st.none(), st.integers(min_value=1, max_value=2)),
+        unrated=st.booleans(),
     )
-    def sms_event(self, home: bool, count: int, second: int | None) -> None:
+    def sms_event(self, home: bool, count: int, second: int | None, unrated: bool) -> None:
+        """An SMS, sometimes with a second one; that one sometimes to where no tariff goes (5031)."""
         sid = self._sid("e")
         usages = [ServiceUsage(2, Service.SMS, None, count, TR if home else DE)]
         if second is not None:
-            usages.append(ServiceUsage(3, Service.SMS, None, second, DE if home else TR))
+            usages.append(
+                ServiceUsage(3, Service.SMS, None, second, UNRATED if unrated else DE if home else TR)
+            )
         wallet_before = self.acc.wallet
         remaining_before = {bid: b.remaining for bid, b in self.acc.buckets.items()}
         outcome = self._apply(ChargeRequest(sid, RequestType.EVENT, 0, MSISDN, tuple(usages)))
@@ -333,6 +346,9 @@ class ChargingMachine(RuleBasedStateMachine):
         elif outcome.answer.result_code is ResultCode.END_USER_SERVICE_DENIED:
             assert acc.status is Status.SUSPENDED
             assert outcome.events == []
+        elif outcome.answer.result_code is ResultCode.RATING_FAILED:
+            assert second is not None and unrated
+            assert outcome.events == [] and acc.wallet == wallet_before
         else:
             assert outcome.answer.result_code is ResultCode.CREDIT_LIMIT_REACHED
             assert outcome.events == [], "an event is charged in full or not at all"
@@ -340,7 +356,7 @@ class ChargingMachine(RuleBasedStateMachine):
             for bid, b in acc.buckets.items():
                 assert b.remaining == remaining_before[bid]
             # and it really could not be paid
-            if second is None:
+            if second is None or unrated:
                 rule_ = RULES["sms-home" if home else "sms-out"]
                 units = acc.available_money() // rule_.price
                 if home:

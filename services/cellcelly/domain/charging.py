@@ -716,6 +716,10 @@ class _Transaction:
         for usage in req.services:
             rs = self._rated(session, usage)
             if rs is None:
+                # all or nothing: give back what this event held so far (the session is finished,
+                # and a finished session's holds were never released: its money stayed held)
+                for _, held_rs, _ in plans:
+                    self._release(held_rs)
                 return _answer(
                     req,
                     ResultCode.RATING_FAILED,
@@ -724,7 +728,6 @@ class _Transaction:
             units = usage.used or (usage.requested if usage.requested is not None else 1)
             granted, _ = self._reserve(rs, units)
             if granted < units:
-                # all or nothing: give back what this event held so far
                 for _, held_rs, _ in plans:
                     self._release(held_rs)
                 self._release(rs)
