@@ -7,10 +7,11 @@ the process and outlive code versions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-from cellcelly.domain.account import Account, Bucket, RatedService, Reservation, Session, Status
+from cellcelly.domain.account import Account, Bucket, RatedService, Reservation, Session, Sessions, Status
 from cellcelly.domain.charging import (
     KEPT_HEAD,
     KEPT_RESULT_FIELDS,
@@ -165,7 +166,7 @@ def header_to_list(a: Account) -> list[Any]:
     ]
 
 
-def header_from_list(d: list[Any], sessions: dict[str, Session] | None = None) -> Account:
+def header_from_list(d: list[Any], sessions: Sessions | Mapping[str, Session] | None = None) -> Account:
     buckets = [Bucket(b[0], service_of(b[1]), b[2], b[3], b[4], b[5], b[6]) for b in d[3]]
     return Account(
         d[0],
@@ -174,7 +175,7 @@ def header_from_list(d: list[Any], sessions: dict[str, Session] | None = None) -
         {b.id: b for b in buckets},
         d[4],
         dict(d[5]),
-        sessions if sessions is not None else {},
+        sessions if isinstance(sessions, Sessions) else Sessions(sessions),
         d[6],
         d[7],
         tuple(d[8]),

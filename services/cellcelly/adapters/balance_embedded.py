@@ -50,7 +50,7 @@ from cellcelly.codec import (
     session_from_list,
     session_to_list,
 )
-from cellcelly.domain.account import Account
+from cellcelly.domain.account import Account, Sessions
 from cellcelly.errors import StoreError
 from cellcelly.ports.balance_store import Commit, Event, OutboxEntry
 
@@ -207,7 +207,7 @@ class EmbeddedBalanceStore:
         account = commit.account
         sessions = account.sessions
         before = self._accounts.get(account.msisdn)
-        old_sessions = before.sessions if before is not None else {}
+        old_sessions = before.sessions if before is not None else Sessions()
         changed = []
         for sid in commit.changed_sessions:
             session = sessions.get(sid)
@@ -462,9 +462,10 @@ class EmbeddedBalanceStore:
             raise ValueError(f"unknown journal record {record[0]!r}")
         _, header, changed, removed, events = record
         before = self._accounts.get(header[0])
-        sessions = dict(before.sessions) if before is not None else {}
+        sessions = before.sessions.copy() if before is not None else Sessions()
         for sid in removed:
-            sessions.pop(sid, None)
+            if sid in sessions:
+                del sessions[sid]
             self._sessions.pop(sid, None)
         for raw, kept in changed:
             session = session_from_list(raw)

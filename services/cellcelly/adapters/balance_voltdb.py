@@ -86,7 +86,7 @@ from cellcelly.codec import (
     session_from_list,
     session_to_list,
 )
-from cellcelly.domain.account import Account
+from cellcelly.domain.account import Account, Sessions
 from cellcelly.errors import ConflictError, StoreError
 from cellcelly.ports.balance_store import Commit, OutboxEntry
 
@@ -510,7 +510,7 @@ class VoltBalanceStore:
     def _commit_params(version: int, before: Account | None, commit: Commit) -> list[Any]:
         account = commit.account
         sessions = account.sessions
-        old = before.sessions if before is not None else {}
+        old = before.sessions if before is not None else Sessions()
         # what the store holds must end up equal to `account`: named sessions, plus any the
         # commit forgot to name (new ones written, vanished ones deleted)
         write = {sid for sid in commit.changed_sessions if sid in sessions}

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cellcelly.domain.account import FINISHED_WINDOW
 from cellcelly.domain.errors import CatalogueError, DomainError
 from cellcelly.domain.limits import MAX_RATING_GROUP, MAX_U32
 from cellcelly.domain.money import affordable_units, parse_tl, rated_cost
@@ -181,10 +182,10 @@ class ChargingPolicy:
     @property
     def forget_after(self) -> int:
         """Seconds after its end by which a finished session is forgotten: the answer retention,
-        plus a tenth of it, so that one sweep of an account forgets a batch. A sweep walks all of an
-        account's sessions; due at every session's retention, it came every few charges of a busy
-        subscriber (75 kept sessions at a quarter of a session a second) and doubled a charge's cost."""
-        return self.answer_retention + self.answer_retention // 10
+        plus the `FINISHED_WINDOW` it ended in, forgotten together (`account.Sessions`). Forgotten
+        one by one, at each one's retention, the sweep came every few charges of a busy subscriber
+        (75 kept sessions at a quarter of a session a second) and doubled a charge's cost."""
+        return self.answer_retention + FINISHED_WINDOW
 
 
 @dataclass(frozen=True, slots=True)

@@ -434,10 +434,10 @@ class _Transaction:
         acc, now = self.acc, self.now
         if now < acc.next_sweep:
             return False
-        for sid, session in list(acc.sessions.items()):
-            if session.finished_at is not None and now >= session.finished_at + self.policy.answer_retention:
-                self._forget(sid)
-                continue
+        for sid in acc.sessions.forget_ended_before(now - self.policy.answer_retention):
+            self.removed.add(sid)
+            self.changed.discard(sid)
+        for sid, session in list(acc.sessions.live.items()):  # a finished session holds nothing
             expired = [
                 rg
                 for rg, rs in session.services.items()
@@ -448,7 +448,7 @@ class _Transaction:
                 for rg in expired:
                     self._release(session.services[rg])
             if not any(rs.reservation for rs in session.services.values()) and (
-                session.finished_at is None and now >= session.updated_at + self.policy.idle_session_timeout
+                now >= session.updated_at + self.policy.idle_session_timeout
             ):
                 self._forget(sid)
         for bid, bucket in list(acc.buckets.items()):
@@ -750,6 +750,7 @@ class _Transaction:
             if len(session.answers) > 4:  # retransmissions come soon; the last few answers suffice
                 for old in sorted(session.answers)[:-4]:
                     del session.answers[old]
+            acc.sessions.settle(req.session_id)
         acc.revision += 1
         acc.next_sweep = next_sweep(acc, self.policy, self.now, None if self.swept else self.changed)
         return Outcome(answer, acc, self.changed, self.removed, self.events, self.notices)
@@ -758,12 +759,16 @@ class _Transaction:
 def next_sweep(acc: Account, policy: ChargingPolicy, now: int, changed: set[str] | None = None) -> int:
     """The next time `sweep` has work. With `changed`, only those sessions are looked at: the
     others' deadlines did not move, and a deadline that moved later only makes a sweep early."""
-    ids = acc.sessions.keys() if changed is None else changed
+    live = acc.sessions.live  # the finished ones are forgotten window by window: `forget_at`
+    ids = live.keys() if changed is None else changed
     deadline = now + policy.idle_session_timeout if changed is None else acc.next_sweep
     for sid in ids:
-        session = acc.sessions.get(sid)
+        session = live.get(sid)
         if session is not None:
             deadline = min(deadline, session.next_deadline(policy.forget_after, policy.idle_session_timeout))
+    forget = acc.sessions.forget_at(policy.answer_retention)
+    if forget is not None:
+        deadline = min(deadline, forget)
     if changed is None:
         for bucket in acc.buckets.values():
             deadline = min(deadline, bucket.valid_until)
