@@ -175,7 +175,7 @@ def header_from_list(d: list[Any], sessions: Sessions | Mapping[str, Session] | 
         {b.id: b for b in buckets},
         d[4],
         dict(d[5]),
-        sessions if isinstance(sessions, Sessions) else Sessions(sessions),
+        sessions if isinstance(sessions, Sessions) else Sessions.of(sessions or {}),
         d[6],
         d[7],
         tuple(d[8]),

@@ -228,20 +228,24 @@ class Sessions:
     is never changed, only forgotten, a whole window at a time (`forget_ended_before`).
     """
 
-    def __init__(self, sessions: Mapping[str, Session] | None = None) -> None:
-        self.live: dict[str, Session] = {}
-        self._windows: dict[int, dict[str, Session]] = {}  # window start -> sessions that ended in it
-        self._own: set[int] = set()  # the windows whose dict is this copy's alone
-        if sessions is not None:
-            for sid, session in sessions.items():
-                self[sid] = session
+    def __init__(
+        self, live: dict[str, Session] | None = None, windows: dict[int, dict[str, Session]] | None = None
+    ) -> None:
+        self.live: dict[str, Session] = {} if live is None else live
+        self._windows: dict[int, dict[str, Session]] = {} if windows is None else windows  # by start
+        # the windows whose dict is this copy's alone; None: none, nor `_windows` itself
+        self._own: set[int] | None = None
+
+    @staticmethod
+    def of(sessions: Mapping[str, Session]) -> Sessions:
+        new = Sessions()
+        for sid, session in sessions.items():
+            new[sid] = session
+        return new
 
     def copy(self) -> Sessions:
-        new = Sessions()
-        new.live = dict(self.live)
-        new._windows = dict(self._windows)
-        self._own = set()  # every window's dict is shared now: whichever side changes one copies it
-        return new
+        self._own = None  # all shared now: whichever copy changes a window copies it first
+        return Sessions(dict(self.live), self._windows)
 
     # --- reading, as a dict ---------------------------------------------------------------------
 
@@ -321,9 +325,12 @@ class Sessions:
     def forget_ended_before(self, moment: int) -> list[str]:
         """Forget the finished sessions of every window over by `moment`; their ids."""
         gone: list[str] = []
-        for start in [start for start in self._windows if start + FINISHED_WINDOW <= moment]:
-            gone += self._windows.pop(start)
-            self._own.discard(start)
+        over = [start for start in self._windows if start + FINISHED_WINDOW <= moment]
+        if over:
+            own = self._owned()
+            for start in over:
+                gone += self._windows.pop(start)
+                own.discard(start)
         return gone
 
     def forget_at(self, retention: int) -> int | None:
@@ -332,27 +339,36 @@ class Sessions:
             return None
         return min(self._windows) + FINISHED_WINDOW + retention
 
-    def _window(self, finished_at: int) -> dict[str, Session]:
-        """The dict of the window `finished_at` falls in, this copy's own."""
-        start = finished_at - finished_at % FINISHED_WINDOW
+    def _owned(self) -> set[int]:
+        """The windows this copy owns, the dict of windows itself copied first if it was shared."""
+        own = self._own
+        if own is None:
+            self._windows = dict(self._windows)
+            own = self._own = set()
+        return own
+
+    def _writable(self, start: int) -> dict[str, Session]:
+        """The dict of the window starting at `start`, this copy's own (an empty one if none)."""
+        own = self._owned()
         window = self._windows.get(start)
-        if window is None or start not in self._own:
+        if window is None or start not in own:
             window = self._windows[start] = {} if window is None else dict(window)
-            self._own.add(start)
+            own.add(start)
         return window
+
+    def _window(self, finished_at: int) -> dict[str, Session]:
+        return self._writable(finished_at - finished_at % FINISHED_WINDOW)
 
     def _discard(self, sid: str) -> bool:
         if self.live.pop(sid, None) is not None:
             return True
         for start, window in self._windows.items():
             if sid in window:
-                if start not in self._own:
-                    window = self._windows[start] = dict(window)
-                    self._own.add(start)
+                window = self._writable(start)
                 del window[sid]
                 if not window:
                     del self._windows[start]
-                    self._own.discard(start)
+                    self._owned().discard(start)
                 return True
         return False
 
