@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     voltdb_username: str = ""
     voltdb_password: SecretStr = SecretStr("")
     balance_fsync: Literal["always", "interval", "never"] = "interval"
+    # the embedded store snapshots once its journal passes this, or the last snapshot's size if larger
+    balance_snapshot_min_mib: int = Field(default=256, ge=1)
 
     # event bus: the embedded durable log, or Kafka (bootstrap servers "host:port,host:port")
     event_bus: Literal["embedded", "kafka"] = "embedded"

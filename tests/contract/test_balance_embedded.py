@@ -535,3 +535,15 @@ def test_a_journal_that_cannot_be_cut_back_refuses_every_write(
     with EmbeddedBalanceStore(directory, fsync="always") as again:
         assert state_of(again) == before
         credit(again, A, 100, "after-reopen")
+
+
+def test_the_snapshot_size_comes_from_the_settings(tmp_path: Path) -> None:
+    from cellcelly.deploy.backends import build_store
+    from cellcelly.settings import Settings
+
+    store = build_store(Settings(data_dir=tmp_path, balance_snapshot_min_mib=3))
+    try:
+        assert isinstance(store, EmbeddedBalanceStore)
+        assert store._compact_bytes == 3 * 1024 * 1024  # noqa: SLF001 - what it was given
+    finally:
+        store.close()

@@ -193,7 +193,11 @@ def open_backends(settings: Settings) -> Backends:
 
 def build_store(settings: Settings) -> BalanceStore:
     if settings.balance_store == "embedded":
-        return EmbeddedBalanceStore(settings.data_dir / "balances", fsync=settings.balance_fsync)
+        return EmbeddedBalanceStore(
+            settings.data_dir / "balances",
+            fsync=settings.balance_fsync,
+            compact_bytes=settings.balance_snapshot_min_mib * 1024 * 1024,
+        )
     if settings.balance_store == "voltdb":
         return _voltdb_store(settings)
     raise ValueError(f"unknown balance store {settings.balance_store!r}")
