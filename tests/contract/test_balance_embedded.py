@@ -38,10 +38,12 @@ from cellcelly.adapters.balance_embedded import (
     SnapshotIn,
 )
 from cellcelly.codec import answer_to_list, usage_from_list
+from cellcelly.deploy.backends import build_store
 from cellcelly.domain.charging import RequestType, answer_of
 from cellcelly.domain.provisioning import open_account
 from cellcelly.errors import StoreError
 from cellcelly.ports.balance_store import BalanceStore, Commit
+from cellcelly.settings import Settings
 
 pytestmark = pytest.mark.contract
 
@@ -538,9 +540,6 @@ def test_a_journal_that_cannot_be_cut_back_refuses_every_write(
 
 
 def test_the_snapshot_size_comes_from_the_settings(tmp_path: Path) -> None:
-    from cellcelly.deploy.backends import build_store
-    from cellcelly.settings import Settings
-
     store = build_store(Settings(data_dir=tmp_path, balance_snapshot_min_mib=3))
     try:
         assert isinstance(store, EmbeddedBalanceStore)
