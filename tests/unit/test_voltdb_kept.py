@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from cellcelly.adapters.balance_voltdb import VoltBalanceStore, _account, _committed, _Kept
 from cellcelly.catalogue_store import CatalogueHolder
 from cellcelly.codec import header_to_list, session_to_list
-from cellcelly.domain.account import Account, Session
+from cellcelly.domain.account import Account, Session, Sessions
 from cellcelly.domain.provisioning import open_account
 from cellcelly.ports.balance_store import Commit
 from cellcelly.settings import DEFAULT_CATALOGUE
@@ -26,7 +26,7 @@ CATALOGUE = CatalogueHolder.from_file(DEFAULT_CATALOGUE).current
 def _account_with(sessions: dict[str, int], wallet: int) -> Account:
     account = open_account("5320000001", CATALOGUE, "ANKARA", NOW).account
     account.wallet = wallet
-    account.sessions = {sid: Session(sid, n, NOW + n, "home") for sid, n in sessions.items()}
+    account.sessions = Sessions.of({sid: Session(sid, n, NOW + n, "home") for sid, n in sessions.items()})
     return account
 
 
