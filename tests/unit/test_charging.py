@@ -8,7 +8,7 @@ import pytest
 
 from cellcelly.catalogue_store import parse_catalogue_text
 from cellcelly.codec import account_to_dict
-from cellcelly.domain.account import DAY, Account, Bucket, Status
+from cellcelly.domain.account import DAY, FINISHED_WINDOW, Account, Bucket, Status
 from cellcelly.domain.catalogue import Catalogue
 from cellcelly.domain.charging import (
     ChargeAnswer,
@@ -680,7 +680,7 @@ def test_finished_sessions_are_forgotten_after_the_answer_retention(cat: Catalog
 def test_a_busy_account_forgets_its_finished_sessions_in_batches(cat: Catalogue) -> None:
     """A sweep walks every session of the account: due at each session's retention, a subscriber
     ending a session every 4 s was swept every few charges (75 sessions kept, the charge's cost
-    doubled). Each sweep now forgets what finished over a tenth of the retention."""
+    doubled). Each sweep now forgets a whole window of them (`FINISHED_WINDOW`)."""
     policy = cat.policy
     acc: Account | None = ankara(cat)
     sweeps = forgotten = 0
@@ -697,7 +697,7 @@ def test_a_busy_account_forgets_its_finished_sessions_in_batches(cat: Catalogue)
     assert acc is not None and forgotten + len(acc.sessions) == len(ends)
     assert forgotten > 0
     # one sweep a batch, not one a session
-    assert sweeps <= seconds // (policy.answer_retention // 10) + 1
+    assert sweeps <= seconds // FINISHED_WINDOW + 1
 
 
 def test_a_request_on_a_session_idle_past_the_timeout_is_answered(cat: Catalogue) -> None:

@@ -464,8 +464,7 @@ class EmbeddedBalanceStore:
         before = self._accounts.get(header[0])
         sessions = before.sessions.copy() if before is not None else Sessions()
         for sid in removed:
-            if sid in sessions:
-                del sessions[sid]
+            sessions.discard(sid)
             self._sessions.pop(sid, None)
         for raw, kept in changed:
             session = session_from_list(raw)

@@ -315,14 +315,14 @@ class Sessions:
         if session.finished_at is None and sid in self.live:
             self.live[sid] = session  # in its place, as a dict keeps it
             return
-        self._discard(sid)
+        self.discard(sid)
         if session.finished_at is None:
             self.live[sid] = session
         else:
             self._put(sid, session, session.finished_at)
 
     def __delitem__(self, sid: str) -> None:
-        if not self._discard(sid):
+        if not self.discard(sid):
             raise KeyError(sid)
 
     def settle(self, sid: str) -> None:
@@ -378,7 +378,8 @@ class Sessions:
         self._writable(start)[sid] = session
         self._masks[start] |= _bit(sid)
 
-    def _discard(self, sid: str) -> bool:
+    def discard(self, sid: str) -> bool:
+        """Drop `sid` if held; whether it was."""
         if self.live.pop(sid, None) is not None:
             return True
         bit = _bit(sid)
