@@ -25,8 +25,9 @@ class Settings(BaseSettings):
     # `cellcelly run` only: subscribers opened on a fresh data directory for `cellcelly traffic`
     # (its default range, 5320000000 on), so load never touches the demo subscriber; 0: none
     traffic_subscribers: int = Field(default=1000, ge=0, le=100_000)
-    # `cellcelly run` only: the DGW and the SF as child processes (the charging path then has two
-    # cores, as the operator deploys it: `deploy/child.py`); false: everything on one event loop
+    # `cellcelly run` only: the DGW and the SF (and a notifier telling by e-mail) as child
+    # processes (the charging path then has two cores, as the operator deploys it:
+    # `deploy/child.py`); false: everything on one event loop
     run_split: bool = True
     # the CPU slice (µs) the charging processes ask Linux's scheduler for (6.12+; `cellcelly ocs`,
     # `dgw`, `run` and its DGW child): woken by a request, they wait less for a longer-sliced task

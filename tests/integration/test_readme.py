@@ -236,6 +236,20 @@ def test_only_make_run_has_the_mail_catcher(tmp_path: Path) -> None:
     assert isinstance(Backends(smtp).email, EmailChannel)
 
 
+def test_a_notifier_alone_needs_a_way_to_tell(tmp_path: Path) -> None:
+    """`cellcelly notifier` tells by SMS, SMTP or (as `cellcelly run`'s child) the mail catcher's
+    file; with none of them it refuses to start rather than drop every notice."""
+    from cellcelly.deploy import notifier
+    from cellcelly.deploy.backends import Backends
+    from cellcelly.errors import ConfigurationError
+    from cellcelly.settings import Settings
+
+    with pytest.raises(ConfigurationError, match="CELLCELLY_SMTP_HOST"):
+        notifier.alone(Settings(data_dir=tmp_path), Backends(Settings(data_dir=tmp_path)))
+    caught = Settings(data_dir=tmp_path, mail_catcher=True)
+    assert "-> e-mail" in notifier.alone(caught, Backends(caught)).describe()
+
+
 async def test_the_mailbox_page_reads_only_the_files_tail(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

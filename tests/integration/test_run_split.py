@@ -34,6 +34,7 @@ from cellcelly.diameter.constants import Cmd
 from cellcelly.diameter.peer import connect
 from cellcelly.runtime import sched_slice_ns, slices_supported
 from cellcelly.settings import Settings
+from cellcelly.traffic.generator import TrafficConfig
 from cellcelly_dev.devservers import free_port
 from cellcelly_dev.procs import cellcelly_children
 
@@ -142,18 +143,46 @@ def usage_rows(data: Path) -> int:
         return int(db.execute("SELECT count(*) FROM usage_records").fetchone()[0])
 
 
+def mailbox(data: Path) -> str:
+    """The mail catcher's file: what would have been e-mailed."""
+    path = data / "mailbox.jsonl"
+    return path.read_text() if path.exists() else ""
+
+
+def mw_url(run: Run) -> str:
+    line = next(line for line in run.banner.splitlines() if "self-care web/PWA" in line)
+    return line.split("self-care web/PWA ", 1)[1].split("/ ", 1)[0]
+
+
+async def heavy_call(run: Run) -> str:
+    """A call of 160,000 s by the first load subscriber (180,000 s in its package: past 80%); who."""
+    msisdn = str(TrafficConfig().first_msisdn)
+    peer = await connect("127.0.0.1", run.dgw_port, CLIENT, answering([]))
+    try:
+        started = await peer.request(voice_ccr("split;heavy;1", 1, 0, msisdn))
+        assert started.result_code == 2001, started
+        ended = await peer.request(voice_ccr("split;heavy;1", 3, 1, msisdn, used=160_000))
+        assert ended.result_code == 2001, ended
+    finally:
+        await peer.disconnect()
+    return msisdn
+
+
 async def test_the_dgw_and_the_sf_are_children_that_charge_record_and_abort(run: Run) -> None:
     children = run.children()
-    assert sorted(children) == ["dgw", "sf"], children
-    assert "processes         DGW and SF apart" in run.banner
-    # the SF's deferred work yields the cores to charging; the DGW charges at the parent's priority
+    assert sorted(children) == ["dgw", "notifier", "sf"], children
+    assert "processes         DGW, SF and notifier apart" in run.banner
+    # the SF's and the notifier's deferred work yields the cores to charging; the DGW charges at
+    # the parent's priority
     niceness = {name: os.getpriority(os.PRIO_PROCESS, pid) for name, pid in children.items()}
     parent = os.getpriority(os.PRIO_PROCESS, run.proc.pid)
-    assert niceness == {"dgw": parent, "sf": min(parent + SF_NICE, 19)}, niceness
-    # charging asks for short scheduler slices (Settings.sched_slice_us); the SF, the kernel's default
+    later = min(parent + SF_NICE, 19)
+    assert niceness == {"dgw": parent, "sf": later, "notifier": later}, niceness
+    # charging asks for short scheduler slices (Settings.sched_slice_us); the others, the kernel's default
     if slices_supported():
         slices = {name: sched_slice_ns(pid) for name, pid in {**children, "run": run.proc.pid}.items()}
-        assert slices["run"] == slices["dgw"] == 200_000 and slices["sf"] != 200_000, slices
+        assert slices["run"] == slices["dgw"] == 200_000, slices
+        assert slices["sf"] != 200_000 and slices["notifier"] != 200_000, slices
 
     # the DGW child charges over the OCS wire's Unix socket in the data directory, only this user's
     socket = run.data.absolute() / WIRE_SOCKET
@@ -166,7 +195,7 @@ async def test_the_dgw_and_the_sf_are_children_that_charge_record_and_abort(run:
     async with httpx.AsyncClient() as client:
         assert (await client.get(f"http://127.0.0.1:{run.ocs_port}/readyz")).status_code == 200
         text = (await client.get(f"http://127.0.0.1:{run.ocs_port}/metrics")).text
-    for child in ("dgw", "sf"):
+    for child in ("dgw", "sf", "notifier"):
         assert f'cellcelly_run_child_up{{child="{child}"}} 1.0' in text, text
 
     # CCRs through the DGW child, charged over the OCS's wire in the parent
@@ -199,6 +228,12 @@ async def test_the_dgw_and_the_sf_are_children_that_charge_record_and_abort(run:
                 if line.startswith('cellcelly_sf_written_total{kind="usage"}')
             )
             await asyncio.sleep(0.3)
+
+        # a call that uses 89% of a subscriber's minutes: the notifier child tells them, in the
+        # mail catcher's file (the MW in the parent lists it)
+        mailed = await heavy_call(run)
+        await until(lambda: mailed in mailbox(run.data), 20, "no notice from the notifier child")
+        assert (await client.get(f"{mw_url(run)}/dev/mailbox.json")).json()["items"][0]["msisdn"] == mailed
 
         # a suspension made in the parent (the OCS's admin API) aborts the session the DGW child
         # holds: the change travels the file bus to the child's follower

@@ -9,7 +9,7 @@
       sms.py        SMS gateway: SMPP client, KALAN
       ivr.py        IVR: SIP/UDP, balance spoken in Turkish
       embedded.py   `make run`: the deployables above on one loop, one Backends (by default the
-                    DGW and the SF as child processes instead)
+                    DGW, the SF and an e-mailing notifier as child processes instead)
       child.py      a deployable as a child process of `cellcelly run` (`cellcelly <command>`)
       backends.py   Backends: the adapters chosen from Settings, each opened once, closed once
       service.py    Service (start/stop/wait/health), HTTP and worker services, run()

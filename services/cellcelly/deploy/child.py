@@ -4,7 +4,8 @@ Why: one Python process has one core's worth of interpreter. The DGW and the OCS
 half of it at 10,000 CCR/s, and the SF's writes to the record compete with both: on one loop the
 embedded stack spent 206-234 µs of CPU a CCR (the two processes ~86 together) and saturated near
 8,000 CCR/s. So
-`make run` runs the DGW and the SF as children (`CELLCELLY_RUN_SPLIT`, on by default) and the rest,
+`make run` runs the DGW and the SF as children (`CELLCELLY_RUN_SPLIT`, on by default; the notifier
+too when it tells by e-mail, `EmbeddedStack._notifier_child`) and the rest,
 which owns the embedded store's files, in the parent: the charging path is then the same two
 processes the operator deploys, and self-care requests no longer wait behind CCRs.
 

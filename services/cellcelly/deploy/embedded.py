@@ -5,7 +5,8 @@ Only the joints differ: the DGW charges through the OCS in process (`LocalOcs`),
 speaks through the SMS gateway's channel, the MW plays the IVR's prompt audio, the SF's and the
 DGW's figures are on the OCS's /metrics. With `split` (what `cellcelly run` does unless
 CELLCELLY_RUN_SPLIT=false) the DGW and the SF are child processes instead (`deploy/child.py` says
-why): the DGW charges over the OCS's wire, and each serves its own /metrics. Account changes
+why), and so is the notifier when it tells by e-mail: the DGW charges over the OCS's wire, and the
+DGW and the SF each serve their own /metrics. Account changes
 reach the gateway the way they reach a DGW apart, through the bus (`deploy/dgw.py`'s follower), so
 a change is acted on once however it was made: a top-up or a package re-authorises the
 subscriber's cut-off sessions (RAR), a suspension aborts them (ASR).
@@ -18,7 +19,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +64,7 @@ class EmbeddedStack:
     backends: Backends
     before_serving: Callable[[EmbeddedStack], Awaitable[None]] | None = None  # e.g. seeding
     name: str = "embedded stack"
-    split: bool = False  # the DGW and the SF as child processes (`cellcelly run`'s default)
+    split: bool = False  # the DGW, the SF (and the notifier) as child processes (`cellcelly run`'s default)
     ocs_port: int = 0
     wire_port: int = 0
     wire_socket: str = ""  # split: the wire's Unix socket, the DGW child's way in
@@ -83,6 +84,7 @@ class EmbeddedStack:
     ivr: IvrService | None = None
     selfcare: SelfCare | None = None
     deployables: list[Service] = field(default_factory=list)
+    children: list[Child] = field(default_factory=list)  # split: the deployables in processes apart
     _group: Group | None = None
 
     async def start(self) -> None:
@@ -100,18 +102,22 @@ class EmbeddedStack:
         dgw_child: Child | None = None
         ocs_settings = self._ocs_settings(settings)
         self.wire_socket = ocs_settings.ocs_wire_socket
+        channel = notifier.channel(self.sms.channel if self.sms is not None else None, b.email)
         if self.split:
-            sf_child = self._sf_child(settings)
-            services.append(sf_child)
+            children = [self._sf_child(settings)]
+            if channel is not None and self.sms is None:
+                children.append(self._notifier_child(settings))
+                channel = None  # told from there
+            services.extend(children)
             # it charges over the OCS's wire, on the port bound once the OCS (below) has started
             dgw_child = self._dgw_child(settings, lambda: charging.wire_port, self.wire_socket)
-            collectors.append(ChildrenUp([sf_child, dgw_child]))  # /readyz: the whole stack serves
+            self.children = [dgw_child, *children]
+            collectors.append(ChildrenUp(self.children))  # /readyz: the whole stack serves
         else:
             sync = sf.build(settings, b.bus, b.records, metrics=False)  # its figures: on the OCS's /metrics
             self.sf = sync.sf
             collectors.append(SfCollector(sync.sf))
             services.append(sync)
-        channel = notifier.channel(self.sms.channel if self.sms is not None else None, b.email)
         if channel is not None:
             notices = notifier.build(settings, b.bus, b.records, b.notice_ledger, channel, b.catalogue)
             self.notifier = notices.notifier
@@ -182,6 +188,16 @@ class EmbeddedStack:
         # leaves them (at 10,000 CCR/s it needs ~15 µs of CPU a CCR, and catches up after a peak)
         return Child("sf", ["sf"], lambda: env, nice=SF_NICE)
 
+    def _notifier_child(self, settings: Settings) -> Child:
+        """Notices by e-mail (the mail catcher's file or SMTP) from a child of their own, niced as
+        the SF: each is three to four trips to the record's threads and two committed writes, and
+        in the parent their threads took ~10% of a core from charging by the third minute at
+        10,000 CCR/s, when the load subscribers' allowances pass 80% and 100% (docs/architecture.md).
+        With an SMSC they stay in the parent, told through its SMPP bind (`notifier.alone` would
+        bind again, and answer KALAN from a balance store this process owns)."""
+        env = {**_child_env(settings), "CELLCELLY_MAIL_CATCHER": str(settings.mail_catcher).lower()}
+        return Child("notifier", ["notifier"], lambda: env, nice=SF_NICE)
+
     def _ocs_settings(self, settings: Settings) -> Settings:
         """Split, the DGW child charges over a Unix socket in the data directory (`ocs_wire_socket`,
         unless one is set): a round trip costs the two processes ~40% less CPU than over TCP
@@ -228,6 +244,14 @@ class EmbeddedStack:
 
 def _and_socket(path: str) -> str:
     return f" and {path} (the DGW child's)" if path else ""
+
+
+_SHOWN = {"dgw": "DGW", "sf": "SF"}
+
+
+def _and(names: Iterable[str]) -> str:
+    *rest, last = names
+    return f"{', '.join(rest)} and {last}" if rest else last
 
 
 def _metrics_url(host: str, port: int) -> str:
@@ -342,7 +366,8 @@ def banner(
         f"  DGW peers allowed {settings.dgw_allowed_peers or '(none)'}  ($CELLCELLY_DGW_ALLOWED_PEERS)",
         f"  system of record  {settings.sor_url_shown()}",
         (
-            f"  processes         DGW and SF apart (DGW metrics {dgw_metrics}, SF metrics {sf_metrics});"
+            f"  processes         {_and(_SHOWN.get(c.name, c.name) for c in stack.children)} apart"
+            f" (DGW metrics {dgw_metrics}, SF metrics {sf_metrics});"
             " CELLCELLY_RUN_SPLIT=false: one process"
             if stack.split
             else "  processes         one (CELLCELLY_RUN_SPLIT=false)"

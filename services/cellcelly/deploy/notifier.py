@@ -50,8 +50,8 @@ def build(
 
 def alone(settings: Settings, backends: Backends) -> Alone:
     """`cellcelly notifier`: by SMS with an SMSC (its own SMPP bind, which answers KALAN too), else
-    by e-mail."""
-    if not settings.smsc_host and not settings.smtp_host:
+    by e-mail (SMTP, or the mail catcher's file: `cellcelly run`'s notifier child)."""
+    if not settings.smsc_host and backends.email is None:
         raise ConfigurationError("set CELLCELLY_SMSC_HOST or CELLCELLY_SMTP_HOST")
     services: list[Service] = []
     gateway = None
