@@ -645,7 +645,7 @@ def bench_e2e(
             ("baseline: the same DGW answering without charging (dgw --noop)", [(["dgw", "--noop"], [dgw])]),
             ("DGW -> OCS (wire) -> store, two processes", [(["ocs"], [wire, http]), (["dgw"], [dgw])]),
             (
-                "embedded stack (make run): OCS + self-care, its DGW and SF child processes",
+                "embedded stack (make run): OCS + self-care, its DGW, SF and notifier child processes",
                 [(["run"], [dgw, http])],
             ),
         ]
