@@ -47,7 +47,9 @@ TAIL_BYTES = 1 << 20  # what the mailbox page reads of the file: far more than `
 class Mailbox:
     """`make run`'s mail catcher: what would have been e-mailed, appended to a file of the data
     directory (one JSON object a line) instead; the MW lists it at /dev/mailbox. A laptop has no
-    SMTP server, and without one neither a reset code nor a notice would reach anybody."""
+    SMTP server, and without one neither a reset code nor a notice would reach anybody. Two
+    processes append to it (`cellcelly run`'s MW and its notifier child): a line is one write to a
+    file opened for appending, so theirs never interleave."""
 
     def __init__(self, path: Path, shown: int = 100) -> None:
         self.path, self.shown = path, shown
