@@ -9,6 +9,7 @@ window is one send wide.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
 from typing import Protocol
 
@@ -24,6 +25,12 @@ class NoticeLedger(Protocol):
     def claim_notice(self, event_id: str, owner: str, now: int, lease: int) -> Claim:
         """Claim the notice `event_id` for `owner`; a claim older than `lease` seconds and not done
         is taken over."""
+
+    def claim_notices(self, event_ids: Sequence[str], owner: str, now: int, lease: int) -> dict[str, Claim]:
+        """`claim_notice` for each of `event_ids` (distinct), in one transaction where it can be."""
+
+    def notices_done(self, event_ids: Sequence[str], now: int) -> None:
+        """`notice_done` for each of `event_ids`, in one transaction."""
 
     def notice_done(self, event_id: str, now: int) -> None:
         """The notice went out (or there was nobody to tell): it is never claimed again."""
