@@ -6,8 +6,8 @@ claim wins sends, any other skips, so two replicas, a replay or a restart on a f
 nothing twice. A crash between the claims and "told" leaves claims that another replica takes over
 once `lease` seconds have passed: those notices may be told twice (at-least-once in a window one
 batch of sends wide; a lost warning is worse), and the takeover is logged and counted
-(`stats.retaken`). A notice another replica is still telling
-(a live claim) stops the batch, uncommitted, until that claim is told or expires.
+(`stats.retaken`). A notice another replica is still telling (a live claim) stops the batch,
+uncommitted, until that claim is told or expires.
 
 Package expiry is not an event of the charging path (nothing happens when time passes): every
 `sweep_every` seconds the notifier asks the system of record which package grants end within
@@ -159,7 +159,9 @@ class Notifier:
             # what went out is told; what this batch claimed and did not tell (a send that failed,
             # or was cancelled: unknown, so maybe told twice) may be claimed again at once
             done, mine = set(told), {i for i in ids if claims[i] in (Claim.NEW, Claim.RETAKEN)}
-            await asyncio.to_thread(self._settle, told, [i for i in ids if i in mine and i not in done])
+            untold = [i for i in ids if i in mine and i not in done]
+            if told or untold:
+                await asyncio.to_thread(self._settle, told, untold)
 
     def _settle(self, told: list[str], untold: list[str]) -> None:
         if told:

@@ -3,9 +3,8 @@
 The table hangs on `schema.metadata` (imported with the package, so the migrated-schema test sees
 it). A claim (or a batch of them, `claim_notices`) is one short write transaction: read the row,
 then INSERT it or take it over with a compare-and-set on `claimed_at`, so of two replicas exactly
-one wins, on SQLite (BEGIN IMMEDIATE
-serialises writers) as on PostgreSQL and Oracle (the loser of a concurrent INSERT gets an
-IntegrityError; the loser of a concurrent takeover updates no row).
+one wins, on SQLite (BEGIN IMMEDIATE serialises writers) as on PostgreSQL and Oracle (the loser of
+a concurrent INSERT gets an IntegrityError; the loser of a concurrent takeover updates no row).
 """
 
 from __future__ import annotations
