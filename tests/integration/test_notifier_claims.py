@@ -160,7 +160,7 @@ async def test_the_sweep_forgets_only_notices_told_long_ago(tmp_path: Path, reco
     keep = 30 * 24 * 3600
     for event_id, told_at in (("old", NOW - keep - 1), ("recent", NOW - keep + 60)):
         assert ledger.claim_notice(event_id, "r", told_at, 120) is Claim.NEW
-        ledger.notice_done(event_id, told_at)
+        ledger.notices_done([event_id], told_at)
     assert ledger.claim_notice("unfinished", "r", NOW - keep - 100, 120) is Claim.NEW
     notifier = Notifier(
         await bus_with(tmp_path / "bus", []), records, Recorder([]), ledger, keep_told=keep, clock=lambda: NOW
@@ -176,7 +176,7 @@ def test_a_batch_of_claims_decides_each_as_one_claim_does(records: SqlRecords) -
     """NEW, DONE, HELD and RETAKEN in one `claim_notices`, as `claim_notice` would say them."""
     ledger = SqlNoticeLedger(records.engine)
     assert ledger.claim_notice("told", "r", NOW - 10, 120) is Claim.NEW
-    ledger.notice_done("told", NOW - 5)
+    ledger.notices_done(["told"], NOW - 5)
     assert ledger.claim_notice("held", "other", NOW - 60, 120) is Claim.NEW
     assert ledger.claim_notice("stale", "dead", NOW - 121, 120) is Claim.NEW
     ids = ["fresh", "told", "held", "stale", *(f"more-{i}" for i in range(600))]  # past one IN list
@@ -236,10 +236,6 @@ async def test_a_batch_is_claimed_and_told_in_one_transaction_each(
         def notices_done(self, *args: Any) -> None:
             calls.append("notices_done")
             super().notices_done(*args)
-
-        def notice_done(self, *args: Any) -> None:
-            calls.append("notice_done")
-            super().notice_done(*args)
 
     records.add_subscriber(SubscriberRecord(MSISDN, "Ilgın", "Öz", "ilgin@example.com", "active", ""))
     events = notices(20)

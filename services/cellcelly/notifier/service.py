@@ -43,6 +43,7 @@ from cellcelly.ports.records import SystemOfRecord
 log = logging.getLogger(__name__)
 GROUP = "cellcelly-notifier"
 BATCH = 200  # notices claimed in one transaction: a poll's, and the expiry sweep's at a time
+_CLAIMED = (Claim.NEW, Claim.RETAKEN)  # this sender's to tell
 
 
 class NoticeHeld(ConflictError):
@@ -125,7 +126,8 @@ class Notifier:
         claims = await asyncio.to_thread(
             self.ledger.claim_notices, ids, self.owner, int(self.clock()), self.lease
         )
-        wanted = {e.msisdn for e in events if claims[e.event_id] in (Claim.NEW, Claim.RETAKEN)}
+        mine = [i for i in ids if claims[i] in _CLAIMED]
+        wanted = {e.msisdn for e in events if claims[e.event_id] in _CLAIMED}
         subscribers = await asyncio.to_thread(lambda: {m: self.records.get_subscriber(m) for m in wanted})
         told: list[str] = []
         seen: set[str] = set()
@@ -158,8 +160,8 @@ class Notifier:
         finally:
             # what went out is told; what this batch claimed and did not tell (a send that failed,
             # or was cancelled: unknown, so maybe told twice) may be claimed again at once
-            done, mine = set(told), {i for i in ids if claims[i] in (Claim.NEW, Claim.RETAKEN)}
-            untold = [i for i in ids if i in mine and i not in done]
+            done = set(told)
+            untold = [i for i in mine if i not in done]
             if told or untold:
                 await asyncio.to_thread(self._settle, told, untold)
 

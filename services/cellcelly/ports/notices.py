@@ -1,10 +1,10 @@
 """The notifier's "told once" fact, kept in the system of record so every replica shares it.
 
 Claim before send: the replica whose claim wins sends, every other one skips. A claim that is never
-finished (its sender crashed between the claim and `notice_done`) can be retaken once its lease has
+finished (its sender crashed between the claim and `notices_done`) can be retaken once its lease has
 passed: the notice may then be told a second time, never zero times (at-least-once in that window,
 exactly once everywhere else). A lost balance warning is worse than a rare repeated one, and the
-window is one send wide.
+window is one batch of sends wide (the notifier's).
 """
 
 from __future__ import annotations
@@ -30,10 +30,8 @@ class NoticeLedger(Protocol):
         """`claim_notice` for each of `event_ids` (distinct), in one transaction where it can be."""
 
     def notices_done(self, event_ids: Sequence[str], now: int) -> None:
-        """`notice_done` for each of `event_ids`, in one transaction."""
-
-    def notice_done(self, event_id: str, now: int) -> None:
-        """The notice went out (or there was nobody to tell): it is never claimed again."""
+        """These notices went out (or there was nobody to tell): they are never claimed again. One
+        transaction."""
 
     def release_notice(self, event_id: str, owner: str) -> None:
         """The send failed: drop `owner`'s unfinished claim so the next try may claim it at once."""

@@ -121,10 +121,6 @@ class SqlNoticeLedger:
                 chunk = event_ids[start : start + IN_LIMIT]
                 conn.execute(update(notices).where(c.event_id.in_(chunk)).values(told_at=now))
 
-    def notice_done(self, event_id: str, now: int) -> None:
-        with writing(self._engine) as conn:
-            conn.execute(update(notices).where(notices.c.event_id == event_id).values(told_at=now))
-
     def release_notice(self, event_id: str, owner: str) -> None:
         c = notices.c
         with writing(self._engine) as conn:
