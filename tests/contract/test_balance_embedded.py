@@ -6,6 +6,9 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -290,40 +293,62 @@ def test_a_crash_after_the_snapshot_before_the_rotated_journal_is_removed(direct
         assert state_of(again) == before
 
 
-@pytest.mark.parametrize("snapshot_in", ["process", "thread"])
-def test_commits_do_not_wait_for_the_snapshot(directory: Path, snapshot_in: SnapshotIn) -> None:
+def test_commits_do_not_wait_for_a_snapshot_from_a_thread(directory: Path) -> None:
     """Only the copy and the rotation happen under the write lock; the snapshot is written from the
-    copy by a forked child or a thread (written under the lock, charging waited 1.4-1.8 s for it).
-    The snapshot's rename is held back here (an attribute of the store, as its other system calls,
-    so that the compiled build can be made to wait too) by files, which a forked writer sees too."""
-    started, release = directory.parent / "started", directory.parent / "release"
+    copy by a thread (written under the lock, charging waited 1.4-1.8 s for it). The snapshot's
+    rename is held back here (an attribute of the store, as its other system calls, so that the
+    compiled build can be made to wait too)."""
+    started, release = threading.Event(), threading.Event()
 
     def slow(src: Path, dst: Path) -> None:
-        started.touch()
-        deadline = time.monotonic() + 10
-        while not release.exists():
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        started.set()
+        assert release.wait(10)
         os.replace(src, dst)
 
-    def until(path: Path) -> bool:
-        deadline = time.monotonic() + 10
-        while not path.exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return path.exists()
-
-    with EmbeddedBalanceStore(
-        directory, fsync="always", compact_bytes=2_048, snapshot_in=snapshot_in
-    ) as store:
+    with EmbeddedBalanceStore(directory, fsync="always", compact_bytes=2_048, snapshot_in="thread") as store:
         store._os_replace = slow
         busy_history(store)
-        assert until(started), "no compaction started"
+        assert started.wait(10), "no compaction started"
         for i in range(30):  # while the snapshot is held back, commits go on (one thread here)
             credit(store, B, i + 1, f"meanwhile-{i}")
         assert (directory / ROTATED).exists() and not (directory / SNAPSHOT).exists()
-        release.touch()
+        release.set()
         store.settle()
         assert (directory / SNAPSHOT).exists() and not (directory / ROTATED).exists()
+        before = state_of(store)
+    with EmbeddedBalanceStore(directory, fsync="always") as again:
+        assert state_of(again) == before
+
+
+def _checkpointer_pid(store: EmbeddedBalanceStore) -> int:
+    pid = store._checkpointer().pid  # noqa: SLF001 - which process writes the snapshots
+    assert pid is not None, "no checkpointer started"
+    return pid
+
+
+def _snapshot_id(directory: Path) -> tuple[int, int]:
+    found = (directory / SNAPSHOT).stat()
+    return found.st_ino, found.st_mtime_ns
+
+
+def test_commits_do_not_wait_for_the_checkpointer(directory: Path) -> None:
+    """The snapshot is the checkpointer's, another process: stopped (SIGSTOP) while it should be
+    writing one, commits go on; let go, it writes the snapshot that covers them."""
+    with EmbeddedBalanceStore(directory, fsync="always", compact_bytes=2_048) as store:
+        busy_history(store)
+        store.settle()
+        first = _snapshot_id(directory)
+        pid = _checkpointer_pid(store)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for i in range(60):  # past the size again: a snapshot asked of a stopped process
+                credit(store, B, i + 1, f"meanwhile-{i}")
+            assert (directory / ROTATED).exists() and _snapshot_id(directory) == first
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        store.settle()
+        assert _snapshot_id(directory) != first and not (directory / ROTATED).exists()
+        assert _checkpointer_pid(store) == pid  # the same process, its replica kept
         before = state_of(store)
     with EmbeddedBalanceStore(directory, fsync="always") as again:
         assert state_of(again) == before
@@ -357,47 +382,126 @@ def test_commits_do_not_wait_for_the_rotated_journal_to_reach_the_disk(directory
 
 
 def test_a_background_snapshot_is_written_by_another_process(directory: Path) -> None:
-    """By default the serialisation runs in a forked child, off this process's GIL, on the CPU
-    the others leave (SCHED_IDLE on Linux)."""
-    writers = directory.parent / "writers"
-
-    def noted(src: Path, dst: Path) -> None:
-        with writers.open("a") as fh:
-            fh.write(f"{os.getpid()} {os.sched_getscheduler(0)}\n")
-        os.replace(src, dst)
-
+    """By default the snapshot is written by the checkpointer, a process started for it (not a fork
+    of this one, whose pages charging would then copy), on the CPU the others leave (SCHED_IDLE on
+    Linux). It ends with the store."""
     with EmbeddedBalanceStore(directory, fsync="never", compact_bytes=2_048) as store:
-        store._os_replace = noted
         busy_history(store)
         store.settle()
+        assert (directory / SNAPSHOT).exists() and not (directory / ROTATED).exists()
+        pid = _checkpointer_pid(store)
+        assert pid != os.getpid()
+        assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+        assert b"balance_checkpointer" in Path(f"/proc/{pid}/cmdline").read_bytes()
         before = state_of(store)
-    written = [line.split() for line in writers.read_text().splitlines()]
-    pids = {int(pid) for pid, _ in written}
-    assert pids and os.getpid() not in pids, pids
-    assert {int(policy) for _, policy in written} == {os.SCHED_IDLE}, written
     assert os.sched_getscheduler(0) != os.SCHED_IDLE  # this process charges on as it was
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # gone with the store (and waited for: no zombie)
     with EmbeddedBalanceStore(directory, fsync="never") as again:
         assert state_of(again) == before
+
+
+def test_the_checkpointer_ends_with_the_process_that_started_it(directory: Path) -> None:
+    """Its standard input is the store's: when the store's process dies (SIGKILL, no close), the
+    checkpointer reads its end and leaves."""
+    script = (
+        "import os, sys\n"
+        "sys.path[:0] = sys.argv[2:]\n"
+        "from balance_store_contract import busy_history\n"
+        "from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore\n"
+        "store = EmbeddedBalanceStore(sys.argv[1], fsync='never', compact_bytes=2_048)\n"
+        "busy_history(store)\n"
+        "store.settle()\n"
+        "print(store._checkpointer().pid, flush=True)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    here = str(Path(__file__).parent)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(directory), here, *sys.path],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    pid = int(done.stdout)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and b"balance_checkpointer" in _cmdline(pid):
+        assert time.monotonic() < deadline, "the checkpointer outlived its store"
+        time.sleep(0.02)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_a_checkpointer_killed_loses_one_snapshot_and_the_next_starts_another(directory: Path) -> None:
+    """Killed while a snapshot is asked of it, that snapshot is not written and the rotated journal
+    stays; the next snapshot starts another checkpointer, whose snapshot covers both journals."""
+    with EmbeddedBalanceStore(directory, fsync="always", compact_bytes=2_048) as store:
+        busy_history(store)
+        store.settle()
+        first = _snapshot_id(directory)
+        pid = _checkpointer_pid(store)
+        os.kill(pid, signal.SIGSTOP)  # so that it is killed with the request in hand
+        for i in range(60):
+            credit(store, B, i + 1, f"after-kill-{i}")
+        assert (directory / ROTATED).exists()
+        os.kill(pid, signal.SIGKILL)
+        store.settle()
+        assert _snapshot_id(directory) == first and (directory / ROTATED).exists()
+        store._next_compaction = 0.0  # noqa: SLF001 - not the 30 s pause after a failure
+        for i in range(60):
+            credit(store, A, i + 1, f"later-{i}")
+        store.settle()
+        assert _snapshot_id(directory) != first
+        assert _checkpointer_pid(store) != pid
+        before = state_of(store)
+    with EmbeddedBalanceStore(directory, fsync="always") as again:
+        assert state_of(again) == before
+
+
+def test_the_checkpointer_starts_again_from_a_snapshot_it_did_not_write(directory: Path) -> None:
+    """Its replica is the snapshot it wrote last; after the store's own `compact()` (another
+    writer) it is read again from the disk, or the snapshots after would miss what that one
+    covered."""
+    with EmbeddedBalanceStore(directory, fsync="never", compact_bytes=2_048) as store:
+        busy_history(store)
+        store.settle()
+        for i in range(20):
+            credit(store, A, i + 1, f"before-compact-{i}")
+        store.compact()
+        compacted = _snapshot_id(directory)
+        for i in range(80):
+            credit(store, B, i + 1, f"after-compact-{i}")
+            store.settle()
+        assert _snapshot_id(directory) != compacted, "no snapshot of the checkpointer's after it"
+        assert not (directory / ROTATED).exists()
+        before = state_of(store)
+    (directory / JOURNAL).unlink()  # what the snapshots say, alone
+    with EmbeddedBalanceStore(directory, fsync="never") as again:
+        assert state_of(again)["accounts"][A] == before["accounts"][A]
 
 
 @pytest.mark.parametrize("snapshot_in", ["process", "thread"])
 def test_a_snapshot_that_fails_keeps_the_rotated_journal_and_the_next_one_covers_it(
     directory: Path, snapshot_in: SnapshotIn
 ) -> None:
-    def broken(src: Path, dst: Path) -> None:
-        raise OSError(errno.ENOSPC, "no space left on device")
-
+    """A snapshot that cannot be written (here a directory where its file is to be made, which the
+    checkpointer process meets as a thread does)."""
+    (directory / (SNAPSHOT + ".tmp")).mkdir(parents=True)
     with EmbeddedBalanceStore(
         directory, fsync="always", compact_bytes=2_048, snapshot_in=snapshot_in
     ) as store:
-        store._os_replace = broken
         busy_history(store)
         store.settle()
         assert (directory / ROTATED).exists() and not (directory / SNAPSHOT).exists()
         for i in range(10):
             credit(store, A, i + 1, f"after-failure-{i}")
         store.settle()
-        store._os_replace = os.replace
+        (directory / (SNAPSHOT + ".tmp")).rmdir()
         before = state_of(store)
     with EmbeddedBalanceStore(directory, fsync="always") as again:  # both journals replayed
         assert state_of(again) == before

@@ -12,10 +12,13 @@ fixed size of journal made its share of a commit grow with the state (at 10,000 
 30 s whatever the state held); one per its own size of journal keeps that share constant, and
 recovery replays at most about a snapshot's worth of journal.
 
-The snapshot is written by a forked copy of this process (`snapshot_in="process"`, the default on
-Linux, as Redis's BGSAVE): from a thread, the serialisation (about 100 µs an account) took the GIL
-from charging while it ran: p99 68-428 ms against 6-86 ms with the child, snapshots forced every
-16 MB of journal at 1,500-2,000 sessions/s (docs/architecture.md).
+The snapshot is written by another process (`snapshot_in="process"`, the default), the
+checkpointer (`balance_checkpointer`), which builds it from the files it replaces, as recovery
+would. From a thread, the serialisation (about 100 µs an account) took the GIL from charging
+while it ran: p99 68-428 ms against 6-86 ms from another process, snapshots forced every 16 MB
+of journal at 1,500-2,000 sessions/s; and a forked copy of this process, as Redis's BGSAVE, had
+every page charging wrote after the fork copied, the p99 of a five-minute run at 10,000 CCR/s
+(docs/architecture.md).
 
 A journal whose last record was torn by a crash is cut back to the last whole record; damage
 anywhere else refuses to open rather than guess.
@@ -27,16 +30,14 @@ import logging
 import os
 import threading
 import time
-import warnings
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import orjson
 
-from cellcelly import runtime
 from cellcelly.codec import (
     account_from_dict,
     account_to_dict,
@@ -54,10 +55,15 @@ from cellcelly.domain.account import Account, Sessions
 from cellcelly.errors import StoreError
 from cellcelly.ports.balance_store import Commit, Event, OutboxEntry
 
+if TYPE_CHECKING:
+    from cellcelly.adapters.balance_checkpointer import Checkpointer
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 FsyncMode = Literal["always", "interval", "never"]
 SnapshotIn = Literal["process", "thread"]
+# what a snapshot holds: the last seq, the last acknowledged one, the accounts, the outbox
+State = tuple[int, int, list[Account], list[tuple[int, Event]]]
 
 _STRIPES = 256
 JOURNAL = "journal.log"
@@ -92,8 +98,9 @@ class EmbeddedBalanceStore:
         self._fsync = fsync
         self._compact_bytes = compact_bytes
         self._compact_at = compact_bytes  # the journal's size that starts a snapshot (see above)
-        # where a background snapshot is serialised: a forked child where fork is safe to use here
-        self._snapshot_in: SnapshotIn = snapshot_in or ("process" if hasattr(os, "fork") else "thread")
+        # where a background snapshot is written: the checkpointer process, or a thread of this one
+        self._snapshot_in: SnapshotIn = snapshot_in or "process"
+        self._checkpointer_process: Checkpointer | None = None  # started by the first snapshot
         self._dirty = False
         self._closed = threading.Event()
         self._dir = None if directory is None else Path(directory)
@@ -291,45 +298,46 @@ class EmbeddedBalanceStore:
     def _compact(self, background: bool = False) -> None:
         """Snapshot everything and start an empty journal (called with the write lock held).
 
-        Only the copy of the state and the journal's rotation happen here, under the lock: a few
-        ms. The rotated journal's last records are put on the disk after, with the snapshot (under
-        the lock, that `fsync` held every commit back 1-2 ms a snapshot). The snapshot is written
-        from the copy after, from a thread of its own when `background`
-        (by a forked child it waits for, unless `snapshot_in="thread"`): written under the lock,
-        charging waited 1.4-1.8 s for it at 10,000 accounts (`make bench`'s e2e rows,
-        docs/architecture.md). Committed accounts and events are never changed in place (a commit
-        replaces them), so the copy is of references."""
+        Only the journal's rotation (and, from a thread, the copy of the state) happens here, under
+        the lock: a few ms. The rotated journal's last records are put on the disk after, with the
+        snapshot (under the lock, that `fsync` held every commit back 1-2 ms a snapshot). The
+        snapshot is written after, when `background` by the checkpointer process or a thread of its
+        own (`snapshot_in`): written under the lock, charging waited 1.4-1.8 s for it at 10,000
+        accounts (`make bench`'s e2e rows, docs/architecture.md). Committed accounts and events are
+        never changed in place (a commit replaces them), so the thread's copy is of references."""
         assert self._dir is not None
-        state = self._state()
+        by_checkpointer = background and self._snapshot_in == "process"
+        state = None if by_checkpointer else self._state()
         rotated = -1
+        journal_bytes = -1  # of the live journal, the snapshot also covers
         if not (self._dir / ROTATED).exists():
             os.replace(self._dir / JOURNAL, self._dir / ROTATED)  # the open descriptor follows it
             rotated = self._fd
             self._fd = os.open(self._dir / JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             self._journal_size = 0
-        # else the last snapshot was not written: this one, of the whole state, covers the rotated
-        # journal and what the journal holds so far, which stays (replaying it again is safe)
+        else:
+            # the last snapshot was not written: this one covers the rotated journal and what the
+            # journal holds so far, which stays (replaying it again is safe)
+            journal_bytes = self._journal_size
         if not background:
             self._finish_compaction(state, rotated)
             return
         self._compactor = threading.Thread(
             target=self._finish_compaction,
-            args=(state, rotated, True),
+            args=(state, rotated, True, journal_bytes),
             daemon=True,
             name="journal-compaction",
         )
         self._compactor.start()
 
-    def _state(self) -> tuple[int, int, list[Account], list[tuple[int, Event]]]:
+    def _state(self) -> State:
         outbox = [(seq, self._events[seq]) for seq in self._order if seq in self._events]
         return self._seq, self._acked, list(self._accounts.values()), outbox
 
     def _finish_compaction(
-        self,
-        state: tuple[int, int, list[Account], list[tuple[int, Event]]],
-        rotated: int,
-        background: bool = False,
+        self, state: State | None, rotated: int, background: bool = False, journal_bytes: int = -1
     ) -> None:
+        """The snapshot of `state`, or (None) the checkpointer's of the files."""
         assert self._dir is not None
         try:
             if rotated >= 0:
@@ -337,13 +345,13 @@ class EmbeddedBalanceStore:
                     self._os_fsync(rotated)
                 finally:
                     os.close(rotated)
-            if background and self._snapshot_in == "process":
-                self._write_snapshot_in_a_child(state)
+            if state is None:
+                self._checkpointer().compact(journal_bytes)
             else:
-                self._write_snapshot(state)
+                self.write_snapshot(self._dir, state)
             (self._dir / ROTATED).unlink(missing_ok=True)
             size = self._snapshot_taken()
-            log.info("balance journal compacted", extra={"accounts": len(state[2]), "snapshot_bytes": size})
+            log.info("balance journal compacted", extra={"snapshot_bytes": size})
         except Exception:
             if not background:
                 raise
@@ -354,6 +362,14 @@ class EmbeddedBalanceStore:
             if background:
                 self._compactor = None
 
+    def _checkpointer(self) -> Checkpointer:
+        if self._checkpointer_process is None:
+            from cellcelly.adapters.balance_checkpointer import Checkpointer  # it imports this module
+
+            assert self._dir is not None
+            self._checkpointer_process = Checkpointer(self._dir)
+        return self._checkpointer_process
+
     def _snapshot_taken(self) -> int:
         """The snapshot's size, which the journal is to reach before the next one (see above)."""
         assert self._dir is not None
@@ -361,11 +377,11 @@ class EmbeddedBalanceStore:
         self._compact_at = max(self._compact_bytes, size)
         return size
 
-    def _write_snapshot(self, state: tuple[int, int, list[Account], list[tuple[int, Event]]]) -> None:
-        """One account at a time: a single `orjson.dumps` of it all would hold the GIL throughout."""
-        assert self._dir is not None
-        seq, acked, accounts, outbox = state
-        tmp = self._dir / (SNAPSHOT + ".tmp")
+    def write_snapshot(self, directory: Path, state: State | None = None) -> None:
+        """`state` (this store's by default) as the snapshot in `directory`, one account at a time:
+        a single `orjson.dumps` of it all would hold the GIL throughout."""
+        seq, acked, accounts, outbox = self._state() if state is None else state
+        tmp = directory / (SNAPSHOT + ".tmp")
         with open(tmp, "wb") as fh:
             fh.write(b'{"seq":%d,"acked":%d,"accounts":[' % (seq, acked))
             fh.write(b",".join(orjson.dumps(account_to_dict(a)) for a in accounts))
@@ -374,34 +390,7 @@ class EmbeddedBalanceStore:
             fh.write(b"}")
             fh.flush()
             os.fsync(fh.fileno())
-        self._os_replace(tmp, self._dir / SNAPSHOT)
-
-    def _write_snapshot_in_a_child(
-        self, state: tuple[int, int, list[Account], list[tuple[int, Event]]]
-    ) -> None:
-        """`_write_snapshot` in a forked child, waited for here (the compactor thread). The child
-        has only this thread: it takes no lock another thread may hold (no logging, no store lock),
-        serialises the copy it inherited and leaves by `os._exit`, so nothing of the parent (atexit,
-        buffers, the event loop) runs twice. The parent's loop goes on meanwhile on its own GIL.
-        The child runs on the CPU charging leaves (`runtime.background_priority`): under load the
-        snapshot takes longer, and the journal goes on growing until it is written."""
-        with warnings.catch_warnings():  # 3.12+ warns of fork in a threaded process; see above
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child: its outcome is its exit code
-            code = 1
-            try:
-                runtime.background_priority()  # the cores are charging's first
-                self._write_snapshot(state)
-                code = 0
-            except BaseException as exc:  # said on stderr (not logged: logging takes locks)
-                os.write(2, f"balance snapshot not written: {exc!r}\n".encode(errors="replace"))
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        code = os.waitstatus_to_exitcode(status)
-        if code != 0:
-            raise OSError(f"the snapshot's writer (pid {pid}) exited with {code}")
+        self._os_replace(tmp, directory / SNAPSHOT)
 
     def settle(self) -> None:
         """Wait for a snapshot being written in the background (`close` does)."""
@@ -417,27 +406,37 @@ class EmbeddedBalanceStore:
 
     def _recover(self) -> None:
         assert self._dir is not None
-        snap = self._dir / SNAPSHOT
-        if snap.exists():
-            data = orjson.loads(snap.read_bytes())
-            self._seq, self._acked = data["seq"], data["acked"]
-            self._snapshot_seq = data["seq"]
-            for raw in data["accounts"]:
-                self._install(account_from_dict(raw))
-            for seq, raw in data["outbox"]:
-                self._order.append(seq)
-                self._events[seq] = event_from_dict(raw)
+        if self.load_snapshot(self._dir / SNAPSHOT):
             self._snapshot_taken()
         records = 0
         for name in (ROTATED, JOURNAL):
             if (self._dir / name).exists():
-                records += self._replay_file(self._dir / name)
+                records += self.replay_journal(self._dir / name, cut_torn=True)
         log.info(
             "balance store recovered", extra={"accounts": len(self._accounts), "journal_records": records}
         )
 
-    def _replay_file(self, journal: Path) -> int:
-        content = journal.read_bytes()
+    def load_snapshot(self, snap: Path) -> bool:
+        """The state in the snapshot `snap`, into this (empty) store; whether there was one."""
+        if not snap.exists():
+            return False
+        data = orjson.loads(snap.read_bytes())
+        self._seq, self._acked = data["seq"], data["acked"]
+        self._snapshot_seq = data["seq"]
+        for raw in data["accounts"]:
+            self._install(account_from_dict(raw))
+        for seq, raw in data["outbox"]:
+            self._order.append(seq)
+            self._events[seq] = event_from_dict(raw)
+        return True
+
+    def replay_journal(self, journal: Path, *, upto: int | None = None, cut_torn: bool = False) -> int:
+        """The records of `journal` (its first `upto` bytes) applied to this store; how many.
+
+        A record torn by a crash, the last, is cut out of the file when `cut_torn` (recovery);
+        anything else that does not read is a StoreError: the file is left for a human to see."""
+        with open(journal, "rb") as fh:
+            content = fh.read() if upto is None else fh.read(upto)
         offset = 0
         records = 0
         while offset < len(content):
@@ -448,8 +447,10 @@ class EmbeddedBalanceStore:
                     raise ValueError("record without its end")
                 self._replay(orjson.loads(content[offset:end]))
             except (ValueError, KeyError, IndexError, TypeError) as exc:
-                if not last:
-                    raise StoreError(f"balance journal damaged at byte {offset}: {exc}") from exc
+                if not (last and cut_torn):
+                    raise StoreError(
+                        f"balance journal {journal.name} damaged at byte {offset}: {exc}"
+                    ) from exc
                 log.warning("cutting a torn last journal record", extra={"offset": offset})
                 with open(journal, "r+b") as fh:
                     fh.truncate(offset)
@@ -521,6 +522,8 @@ class EmbeddedBalanceStore:
     def close(self) -> None:
         self._closed.set()
         self.settle()
+        if self._checkpointer_process is not None:
+            self._checkpointer_process.close()
         with self._write_lock:
             if self._fd >= 0:
                 os.fsync(self._fd)

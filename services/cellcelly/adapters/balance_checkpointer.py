@@ -1,0 +1,152 @@
+"""The embedded balance store's checkpointer: a process of its own that writes the snapshots.
+
+A snapshot is the state recovery would build from the files it replaces: the last snapshot and
+the rotated journal (and, after a snapshot that failed, the part of the live journal written by
+then). So it is built from those files, by a process that replays them into a replica it keeps
+between snapshots, and not from the charging process's memory. That memory was copied by a fork
+before: the fork held the GIL 5-20 ms at 300-1,700 MB, and every page charging wrote in the
+second after it was copied, 22,000-51,000 page faults at 80-110% of a core each time, the p99 of
+a five-minute run (docs/architecture.md, "2026-12-06"). Replaying costs CPU instead, on the
+time charging leaves (`runtime.background_priority`).
+
+It is started by the store on its first background snapshot and talks over its standard input and
+output: the store writes `compact <n>` (the bytes of the live journal the snapshot is also to
+cover, -1 for none) and reads `ok` or `error <why>`. It ends when its standard input does (the
+store closed, or its process died). The replica is kept only while the snapshot on disk is the one
+it wrote: another writer (the store's own `compact()`), a failure or a snapshot that covers part
+of the live journal (replayed again later) make it start again from the snapshot on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO
+
+from cellcelly import runtime
+from cellcelly.adapters.balance_embedded import JOURNAL, ROTATED, SNAPSHOT, EmbeddedBalanceStore
+
+log = logging.getLogger(__name__)
+
+STOP_SECONDS = 10.0  # for a snapshot under way to end before the checkpointer is killed
+
+
+class Checkpointer:
+    """The store's side: starts the process when first asked, and asks it for each snapshot."""
+
+    def __init__(self, directory: Path) -> None:
+        self._dir = directory
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def compact(self, journal_bytes: int) -> None:
+        """A snapshot of the snapshot on disk, the rotated journal and the live journal's first
+        `journal_bytes` (-1: none), written; OSError if it was not."""
+        process = self._process
+        if process is None or process.poll() is not None:
+            if process is not None:  # it died (killed, out of memory): its pipes go with it
+                _stop(process)
+            process = self._process = self._start()
+        stdin, stdout = _pipes(process)
+        try:
+            stdin.write(b"compact %d\n" % journal_bytes)
+            stdin.flush()
+        except OSError as exc:
+            raise OSError(f"the balance checkpointer (pid {process.pid}) is gone: {exc}") from exc
+        reply = stdout.readline()
+        if reply != b"ok\n":
+            said = reply.decode(errors="replace").strip() or f"exited with {process.wait()}"
+            raise OSError(f"the balance checkpointer (pid {process.pid}) wrote no snapshot: {said}")
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        # the modules this process imported, wherever they came from (a compiled build first)
+        path = os.pathsep.join(p for p in sys.path if p)
+        process = subprocess.Popen(
+            [sys.executable, "-m", __name__, str(self._dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": path},
+        )
+        log.info("balance checkpointer started", extra={"pid": process.pid})
+        return process
+
+    def close(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    stdin, stdout = _pipes(process)
+    try:
+        stdin.close()  # its end of input: it leaves
+    except OSError:  # what was buffered could not reach a process already gone
+        pass
+    try:
+        process.wait(STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    stdout.close()
+
+
+def _pipes(process: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:
+    assert process.stdin is not None and process.stdout is not None
+    return process.stdin, process.stdout
+
+
+class Replica:
+    """The process's side: the state of the files, and the snapshots written from it."""
+
+    def __init__(self, directory: Path) -> None:
+        self._dir = directory
+        self._store: EmbeddedBalanceStore | None = None
+        self._written: tuple[int, int, int] | None = None  # the snapshot this replica is
+
+    def compact(self, journal_bytes: int) -> None:
+        store = self._store
+        if store is None or self._snapshot_identity() != self._written:
+            store = EmbeddedBalanceStore()  # in memory: the replica
+            store.load_snapshot(self._dir / SNAPSHOT)
+        self._store, self._written = None, None  # until this snapshot is written
+        store.replay_journal(self._dir / ROTATED)
+        if journal_bytes >= 0:
+            store.replay_journal(self._dir / JOURNAL, upto=journal_bytes)
+        store.write_snapshot(self._dir)
+        if journal_bytes < 0:  # else those records come again with the rotated journal
+            self._store, self._written = store, self._snapshot_identity()
+
+    def _snapshot_identity(self) -> tuple[int, int, int] | None:
+        try:
+            found = (self._dir / SNAPSHOT).stat()
+        except FileNotFoundError:
+            return None
+        return found.st_ino, found.st_size, found.st_mtime_ns
+
+
+def main(argv: list[str]) -> int:
+    runtime.background_priority()  # the cores are charging's first
+    replica = Replica(Path(argv[0]))
+    for line in sys.stdin.buffer:
+        try:
+            verb, journal_bytes = line.split()
+            if verb != b"compact":
+                raise ValueError(f"unknown request {verb!r}")
+            replica.compact(int(journal_bytes))
+        except Exception as exc:  # said to the store, which logs it and keeps its journals
+            said = repr(exc).replace("\n", " ")
+            sys.stdout.buffer.write(f"error {said}\n".encode(errors="replace"))
+        else:
+            sys.stdout.buffer.write(b"ok\n")
+        sys.stdout.buffer.flush()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - run as a process by `Checkpointer`
+    sys.exit(main(sys.argv[1:]))
