@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,14 +34,11 @@ from balance_store_contract import (
     state_of,
     voice,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from cellcelly.adapters.balance_embedded import (
-    JOURNAL,
-    ROTATED,
-    SNAPSHOT,
-    EmbeddedBalanceStore,
-    SnapshotIn,
-)
+from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore, SnapshotIn
+from cellcelly.adapters.balance_files import JOURNAL, ROTATED, SNAPSHOT
 from cellcelly.codec import answer_to_list, usage_from_list
 from cellcelly.deploy.backends import build_store
 from cellcelly.domain.charging import RequestType, answer_of
@@ -678,3 +676,63 @@ def test_the_snapshot_size_comes_from_the_settings(tmp_path: Path) -> None:
         assert store._compact_bytes == 3 * 1024 * 1024  # noqa: SLF001 - what it was given
     finally:
         store.close()
+
+
+# --- the files' replica against the store's memory (property) ----------------------------------------
+
+_STEP = st.one_of(
+    st.tuples(
+        st.just("voice"), st.sampled_from([A, B]), st.integers(0, 3), st.booleans(), st.integers(0, 400)
+    ),
+    st.tuples(st.just("sms"), st.sampled_from([A, B]), st.integers(0, 4), st.just(False), st.just(0)),
+    st.tuples(st.just("credit"), st.sampled_from([A, B]), st.integers(1, 900), st.just(False), st.just(0)),
+    st.tuples(st.just("ack"), st.just(""), st.integers(0, 4), st.just(False), st.just(0)),
+    st.tuples(st.just("retransmit"), st.just(""), st.integers(0, 30), st.just(False), st.just(0)),
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    steps=st.lists(st.tuples(_STEP, st.integers(0, 200)), max_size=50),
+    compact_bytes=st.sampled_from([1_024, 4_096]),
+)
+def test_snapshots_of_the_files_hold_what_the_store_held(
+    steps: list[tuple[tuple[str, str, int, bool, int], int]], compact_bytes: int
+) -> None:
+    """Whatever the history (sessions opened, updated, ended, retransmitted and forgotten, events,
+    top-ups, acknowledgements in and out of order), the checkpointer's snapshots, made from the
+    files with no domain object, and the journals after them reopen to the store's state."""
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "balances"
+        with EmbeddedBalanceStore(directory, fsync="never", compact_bytes=compact_bytes) as store:
+            provision(store, A)
+            provision(store, B)
+            now, sent = NOW, []
+            calls: dict[str, tuple[str, int]] = {}  # (msisdn, line) -> its open call and last request
+            for (kind, msisdn, n, end, used), later in steps:
+                now += later
+                if kind == "voice":  # a call on one of four lines: begun, went on or ended
+                    line = f"{msisdn}-v{n}"
+                    sid, number = calls.get(line, (f"{line}-{len(sent)}", -1))
+                    if number < 0:
+                        request = RequestType.INITIAL
+                    else:
+                        request = RequestType.TERMINATE if end else RequestType.UPDATE
+                    calls[line] = (sid, number + 1)
+                    if request is RequestType.TERMINATE:
+                        del calls[line]
+                    sent.append(voice(msisdn, sid, request, number + 1, used=used))
+                    charge_in(store, sent[-1], now)
+                elif kind == "sms":
+                    sent.append(sms(msisdn, f"{msisdn}-e{n}-{len(sent)}"))
+                    charge_in(store, sent[-1], now)
+                elif kind == "credit":
+                    credit(store, msisdn, n, f"top-{len(sent)}-{now}", now)
+                elif kind == "ack":
+                    store.ack(e.seq for e in store.outbox()[n :: n + 1])
+                elif sent:
+                    charge_in(store, sent[n % len(sent)], now)
+                store.settle()
+            before = state_of(store)
+        with EmbeddedBalanceStore(directory, fsync="never") as again:
+            assert state_of(again) == before

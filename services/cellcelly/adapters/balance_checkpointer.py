@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO
 
 from cellcelly import runtime
-from cellcelly.adapters.balance_embedded import JOURNAL, ROTATED, SNAPSHOT, EmbeddedBalanceStore
+from cellcelly.adapters.balance_files import JOURNAL, ROTATED, SNAPSHOT, Replica
 
 log = logging.getLogger(__name__)
 
@@ -101,26 +101,26 @@ def _pipes(process: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:
     return process.stdin, process.stdout
 
 
-class Replica:
-    """The process's side: the state of the files, and the snapshots written from it."""
+class Checkpoints:
+    """The process's side: a replica of the files, and the snapshots written from it."""
 
     def __init__(self, directory: Path) -> None:
         self._dir = directory
-        self._store: EmbeddedBalanceStore | None = None
-        self._written: tuple[int, int, int] | None = None  # the snapshot this replica is
+        self._replica: Replica | None = None
+        self._written: tuple[int, int, int] | None = None  # the snapshot the replica is
 
     def compact(self, journal_bytes: int) -> None:
-        store = self._store
-        if store is None or self._snapshot_identity() != self._written:
-            store = EmbeddedBalanceStore()  # in memory: the replica
-            store.load_snapshot(self._dir / SNAPSHOT)
-        self._store, self._written = None, None  # until this snapshot is written
-        store.replay_journal(self._dir / ROTATED)
+        replica = self._replica
+        if replica is None or self._snapshot_identity() != self._written:
+            replica = Replica()
+            replica.load_snapshot(self._dir / SNAPSHOT)
+        self._replica, self._written = None, None  # until this snapshot is written
+        replica.replay_journal(self._dir / ROTATED)
         if journal_bytes >= 0:
-            store.replay_journal(self._dir / JOURNAL, upto=journal_bytes)
-        store.write_snapshot(self._dir)
+            replica.replay_journal(self._dir / JOURNAL, upto=journal_bytes)
+        replica.write_snapshot(self._dir)
         if journal_bytes < 0:  # else those records come again with the rotated journal
-            self._store, self._written = store, self._snapshot_identity()
+            self._replica, self._written = replica, self._snapshot_identity()
 
     def _snapshot_identity(self) -> tuple[int, int, int] | None:
         try:
@@ -132,13 +132,13 @@ class Replica:
 
 def main(argv: list[str]) -> int:
     runtime.background_priority()  # the cores are charging's first
-    replica = Replica(Path(argv[0]))
+    checkpoints = Checkpoints(Path(argv[0]))
     for line in sys.stdin.buffer:
         try:
             verb, journal_bytes = line.split()
             if verb != b"compact":
                 raise ValueError(f"unknown request {verb!r}")
-            replica.compact(int(journal_bytes))
+            checkpoints.compact(int(journal_bytes))
         except Exception as exc:  # said to the store, which logs it and keeps its journals
             said = repr(exc).replace("\n", " ")
             sys.stdout.buffer.write(f"error {said}\n".encode(errors="replace"))

@@ -31,18 +31,24 @@ import os
 import threading
 import time
 import zlib
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import orjson
 
+from cellcelly.adapters.balance_checkpointer import Checkpointer
+from cellcelly.adapters.balance_files import (
+    JOURNAL,
+    ROTATED,
+    SNAPSHOT,
+    Outbox,
+    Replica,
+    event_of,
+    write_snapshot,
+)
 from cellcelly.codec import (
-    account_from_dict,
     account_to_dict,
-    event_from_dict,
-    event_from_journal,
     event_to_dict,
     header_from_list,
     header_to_list,
@@ -55,9 +61,6 @@ from cellcelly.domain.account import Account, Sessions
 from cellcelly.errors import StoreError
 from cellcelly.ports.balance_store import Commit, Event, OutboxEntry
 
-if TYPE_CHECKING:
-    from cellcelly.adapters.balance_checkpointer import Checkpointer
-
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 FsyncMode = Literal["always", "interval", "never"]
@@ -66,11 +69,6 @@ SnapshotIn = Literal["process", "thread"]
 State = tuple[int, int, list[Account], list[tuple[int, Event]]]
 
 _STRIPES = 256
-JOURNAL = "journal.log"
-# the journal a compaction replaced, until the snapshot that covers it is written: recovery replays
-# it before JOURNAL (its records are in that snapshot once written, and replaying them again is safe)
-ROTATED = "journal.1"
-SNAPSHOT = "snapshot.json"
 COMPACTION_RETRY_SECONDS = 30.0  # after a snapshot failed (a full disk): not a try every commit
 
 
@@ -86,13 +84,7 @@ class EmbeddedBalanceStore:
     ) -> None:
         self._accounts: dict[str, Account] = {}
         self._sessions: dict[str, str] = {}  # session id -> msisdn
-        # the outbox: unacknowledged events by seq, and every seq in order (acknowledged ones leave
-        # `_events` at once and `_order` when they reach its front)
-        self._events: dict[int, Event] = {}
-        self._order: deque[int] = deque()
-        self._seq = 0
-        self._acked = 0
-        self._snapshot_seq = 0
+        self._outbox: Outbox[Event] = Outbox()
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
         self._write_lock = threading.Lock()
         self._fsync = fsync
@@ -145,8 +137,8 @@ class EmbeddedBalanceStore:
             found: list[OutboxEntry] = []
             if limit <= 0:
                 return found
-            events = self._events
-            for seq in self._order:
+            events = self._outbox.events
+            for seq in self._outbox.order:
                 if seq > after and seq in events:
                     found.append(OutboxEntry(seq, event_to_dict(events[seq])))
                     if len(found) >= limit:
@@ -154,7 +146,7 @@ class EmbeddedBalanceStore:
             return found
 
     def outbox_size(self) -> int:
-        return len(self._events)
+        return len(self._outbox.events)
 
     # --- writes ---------------------------------------------------------------------------------
 
@@ -171,44 +163,17 @@ class EmbeddedBalanceStore:
 
     def ack(self, seqs: Iterable[int], part: str | None = None) -> None:
         with self._write_lock:
-            events = self._events
-            wanted = sorted({s for s in seqs if s in events})
+            outbox = self._outbox
+            wanted = sorted({s for s in seqs if s in outbox.events})
             if not wanted:
                 return
             # the usual case, the front of the outbox: one short "everything up to" record
-            top = wanted[-1]
-            chosen = set(wanted)
-            front = True
-            for seq in self._order:
-                if seq > top:
-                    break
-                if seq in events and seq not in chosen:
-                    front = False
-                    break
-            self._append(orjson.dumps(["a", top] if front else ["k", wanted]))
+            front = outbox.takes_the_front(wanted)
+            self._append(orjson.dumps(["a", wanted[-1]] if front else ["k", wanted]))
             if front:
-                self._ack_upto(top)
+                outbox.ack_upto(wanted[-1])
             else:
-                self._ack_exact(wanted)
-
-    def _ack_upto(self, upto: int) -> None:
-        order, events = self._order, self._events
-        while order and order[0] <= upto:
-            events.pop(order.popleft(), None)
-        self._acked = max(self._acked, upto)
-        self._trim()
-
-    def _ack_exact(self, seqs: Iterable[int]) -> None:
-        for seq in seqs:
-            self._events.pop(seq, None)
-        self._trim()
-
-    def _trim(self) -> None:
-        """Drop acknowledged seqs from the front of the order; everything before it is acknowledged."""
-        order, events = self._order, self._events
-        while order and order[0] not in events:
-            order.popleft()
-        self._acked = max(self._acked, order[0] - 1 if order else self._seq)
+                outbox.ack_exact(wanted)
 
     def _commit(self, commit: Commit) -> None:
         account = commit.account
@@ -227,17 +192,18 @@ class EmbeddedBalanceStore:
             changed.append([session_to_list(session, new), list(session.answers)])
         removed = list(commit.removed_sessions)
         with self._write_lock:
+            outbox = self._outbox
             entries = []
             written: list[tuple[int, Any]] = []
             for event in commit.events:
-                self._seq += 1
-                entries.append((self._seq, event))
-                written.append((self._seq, journal_event(event)))
+                outbox.seq += 1
+                entries.append((outbox.seq, event))
+                written.append((outbox.seq, journal_event(event)))
             record = ["c", header_to_list(account), changed, removed, written]
             try:
                 self._append(orjson.dumps(record))
             except BaseException:
-                self._seq -= len(entries)
+                outbox.seq -= len(entries)
                 raise
             self._accounts[account.msisdn] = account
             for sid in removed:
@@ -245,8 +211,7 @@ class EmbeddedBalanceStore:
             for sid in commit.changed_sessions:
                 self._sessions[sid] = account.msisdn
             for seq, event in entries:
-                self._order.append(seq)
-                self._events[seq] = event
+                outbox.add(seq, event)
             if (
                 self._journal_size > self._compact_at
                 and self._compactor is None
@@ -331,8 +296,8 @@ class EmbeddedBalanceStore:
         self._compactor.start()
 
     def _state(self) -> State:
-        outbox = [(seq, self._events[seq]) for seq in self._order if seq in self._events]
-        return self._seq, self._acked, list(self._accounts.values()), outbox
+        outbox = self._outbox
+        return outbox.seq, outbox.acked, list(self._accounts.values()), outbox.entries()
 
     def _finish_compaction(
         self, state: State | None, rotated: int, background: bool = False, journal_bytes: int = -1
@@ -348,7 +313,7 @@ class EmbeddedBalanceStore:
             if state is None:
                 self._checkpointer().compact(journal_bytes)
             else:
-                self.write_snapshot(self._dir, state)
+                self._write_snapshot(state)
             (self._dir / ROTATED).unlink(missing_ok=True)
             size = self._snapshot_taken()
             log.info("balance journal compacted", extra={"snapshot_bytes": size})
@@ -364,8 +329,6 @@ class EmbeddedBalanceStore:
 
     def _checkpointer(self) -> Checkpointer:
         if self._checkpointer_process is None:
-            from cellcelly.adapters.balance_checkpointer import Checkpointer  # it imports this module
-
             assert self._dir is not None
             self._checkpointer_process = Checkpointer(self._dir)
         return self._checkpointer_process
@@ -377,20 +340,17 @@ class EmbeddedBalanceStore:
         self._compact_at = max(self._compact_bytes, size)
         return size
 
-    def write_snapshot(self, directory: Path, state: State | None = None) -> None:
-        """`state` (this store's by default) as the snapshot in `directory`, one account at a time:
-        a single `orjson.dumps` of it all would hold the GIL throughout."""
-        seq, acked, accounts, outbox = self._state() if state is None else state
-        tmp = directory / (SNAPSHOT + ".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(b'{"seq":%d,"acked":%d,"accounts":[' % (seq, acked))
-            fh.write(b",".join(orjson.dumps(account_to_dict(a)) for a in accounts))
-            fh.write(b'],"outbox":')
-            fh.write(orjson.dumps([[n, event_to_dict(e)] for n, e in outbox]))
-            fh.write(b"}")
-            fh.flush()
-            os.fsync(fh.fileno())
-        self._os_replace(tmp, directory / SNAPSHOT)
+    def _write_snapshot(self, state: State) -> None:
+        assert self._dir is not None
+        seq, acked, accounts, outbox = state
+        write_snapshot(
+            self._dir,
+            seq,
+            acked,
+            (account_to_dict(a) for a in accounts),
+            [(n, event_to_dict(e)) for n, e in outbox],
+            self._os_replace,
+        )
 
     def settle(self) -> None:
         """Wait for a snapshot being written in the background (`close` does)."""
@@ -405,96 +365,32 @@ class EmbeddedBalanceStore:
                 self._compact()
 
     def _recover(self) -> None:
+        """The snapshot and the journals after it, read as lists, then each account made once."""
         assert self._dir is not None
-        if self.load_snapshot(self._dir / SNAPSHOT):
+        replica = Replica()
+        if replica.load_snapshot(self._dir / SNAPSHOT):
             self._snapshot_taken()
         records = 0
         for name in (ROTATED, JOURNAL):
             if (self._dir / name).exists():
-                records += self.replay_journal(self._dir / name, cut_torn=True)
+                records += replica.replay_journal(self._dir / name, cut_torn=True)
+        try:
+            for header, sessions in replica.accounts():
+                account = header_from_list(
+                    header, Sessions.of({s[0]: session_from_list(s) for s in sessions.values()})
+                )
+                self._accounts[account.msisdn] = account
+                for sid in sessions:
+                    self._sessions[sid] = account.msisdn
+            outbox = self._outbox
+            outbox.seq, outbox.acked = replica.outbox.seq, replica.outbox.acked
+            for seq, raw in replica.outbox.entries():
+                outbox.add(seq, event_of(raw))
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise StoreError(f"balance store files damaged: {exc!r}") from exc
         log.info(
             "balance store recovered", extra={"accounts": len(self._accounts), "journal_records": records}
         )
-
-    def load_snapshot(self, snap: Path) -> bool:
-        """The state in the snapshot `snap`, into this (empty) store; whether there was one."""
-        if not snap.exists():
-            return False
-        data = orjson.loads(snap.read_bytes())
-        self._seq, self._acked = data["seq"], data["acked"]
-        self._snapshot_seq = data["seq"]
-        for raw in data["accounts"]:
-            self._install(account_from_dict(raw))
-        for seq, raw in data["outbox"]:
-            self._order.append(seq)
-            self._events[seq] = event_from_dict(raw)
-        return True
-
-    def replay_journal(self, journal: Path, *, upto: int | None = None, cut_torn: bool = False) -> int:
-        """The records of `journal` (its first `upto` bytes) applied to this store; how many.
-
-        A record torn by a crash, the last, is cut out of the file when `cut_torn` (recovery);
-        anything else that does not read is a StoreError: the file is left for a human to see."""
-        with open(journal, "rb") as fh:
-            content = fh.read() if upto is None else fh.read(upto)
-        offset = 0
-        records = 0
-        while offset < len(content):
-            end = content.find(b"\n", offset)
-            last = end < 0 or end == len(content) - 1
-            try:
-                if end < 0:
-                    raise ValueError("record without its end")
-                self._replay(orjson.loads(content[offset:end]))
-            except (ValueError, KeyError, IndexError, TypeError) as exc:
-                if not (last and cut_torn):
-                    raise StoreError(
-                        f"balance journal {journal.name} damaged at byte {offset}: {exc}"
-                    ) from exc
-                log.warning("cutting a torn last journal record", extra={"offset": offset})
-                with open(journal, "r+b") as fh:
-                    fh.truncate(offset)
-                break
-            records += 1
-            offset = end + 1
-        return records
-
-    def _install(self, account: Account) -> None:
-        self._accounts[account.msisdn] = account
-        for sid in account.sessions:
-            self._sessions[sid] = account.msisdn
-
-    def _replay(self, record: list[Any]) -> None:
-        if record[0] == "a":
-            self._ack_upto(record[1])
-            return
-        if record[0] == "k":
-            self._ack_exact(record[1])
-            return
-        if record[0] != "c":
-            raise ValueError(f"unknown journal record {record[0]!r}")
-        _, header, changed, removed, events = record
-        before = self._accounts.get(header[0])
-        sessions = before.sessions.copy() if before is not None else Sessions()
-        for sid in removed:
-            sessions.discard(sid)
-            self._sessions.pop(sid, None)
-        for raw, kept in changed:
-            session = session_from_list(raw)
-            old = sessions.get(session.id)
-            if old is not None:
-                answers = {**old.answers, **session.answers}
-                session.answers = {n: answers[n] for n in kept}
-            sessions[session.id] = session
-            self._sessions[session.id] = header[0]
-        self._accounts[header[0]] = header_from_list(header, sessions)
-        for seq, event in events:
-            # a crash between writing a snapshot and emptying the journal replays old records:
-            # their events are in the snapshot's outbox already
-            if seq > self._acked and seq > self._snapshot_seq:
-                self._order.append(seq)
-                self._events[seq] = event_from_journal(event)
-            self._seq = max(self._seq, seq)
 
     async def get_async(self, msisdn: str) -> Account | None:
         return self.get(msisdn)
