@@ -562,25 +562,59 @@ def _as_before(record: list[Any]) -> list[Any]:
     ]
 
 
-def test_the_journal_writes_usage_events_and_answers_flat_and_reads_its_older_form(directory: Path) -> None:
-    """Usage events as lists (`codec.usage_to_list`) and kept answers as their flat tuples: cheaper
-    than orjson's form of a compiled dataclass and than nesting. A journal written before, with
-    every event a dict of its fields and every answer nested, opens to the same state."""
+def _record(line: bytes) -> list[Any]:
+    """A journal line as one JSON list, as journals held every commit before its parts were split."""
+    if not line.startswith(b"c\t"):
+        return orjson.loads(line)  # type: ignore[no-any-return]
+    _, first, count, msisdn, removed, changed, header, events = line.split(b"\t")
+    parsed = orjson.loads(events)
+    assert len(parsed) == int(count) and orjson.loads(header)[0] == orjson.loads(msisdn)
+    return [
+        "c",
+        orjson.loads(header),
+        orjson.loads(changed),
+        orjson.loads(removed),
+        [[int(first) + i, e] for i, e in enumerate(parsed)],
+    ]
+
+
+def test_the_journal_writes_commits_in_parts_events_and_answers_flat_and_reads_its_older_forms(
+    directory: Path,
+) -> None:
+    """A commit's parts apart (`balance_files`), usage events as lists (`codec.usage_to_list`) and
+    kept answers as their flat tuples: cheaper than orjson's form of a compiled dataclass and than
+    nesting. A journal written before, every commit one JSON list, or every event a dict of its
+    fields and every answer nested, opens to the same state."""
     with EmbeddedBalanceStore(directory, fsync="always") as store:
         busy_history(store)
         before = state_of(store)
-    records = [orjson.loads(line) for line in _journal(directory).read_bytes().split(b"\n") if line]
+    lines = [line for line in _journal(directory).read_bytes().split(b"\n") if line]
+    assert sum(line.startswith(b"c\t") for line in lines) >= 15  # every commit
+    records = [_record(line) for line in lines]
     events = [event for record in records if record[0] == "c" for _, event in record[4]]
     assert sum(isinstance(e, list) for e in events) >= 10  # the usage events
     assert any(isinstance(e, dict) for e in events)  # the ledger events (provisioning, a top-up)
     answers = [a for r in records if r[0] == "c" for session, _ in r[2] for a in session[5]]
     assert len(answers) >= 10
     assert all(len(a) >= 4 and not any(isinstance(f, list) for f in a) for a in answers)
+    _journal(directory).write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    with EmbeddedBalanceStore(directory, fsync="always") as again:
+        assert state_of(again) == before
     old = [_as_before(r) for r in records]
     _journal(directory).write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in old))
     assert b'"session_id"' in _journal(directory).read_bytes()  # the usage events as dicts now
     with EmbeddedBalanceStore(directory, fsync="always") as again:
         assert state_of(again) == before
+
+
+def test_a_commit_line_with_a_part_missing_refuses_to_open(directory: Path) -> None:
+    with EmbeddedBalanceStore(directory, fsync="always") as store:
+        provision(store, A)
+        provision(store, B)
+    first, rest = _journal(directory).read_bytes().split(b"\n", 1)
+    _journal(directory).write_bytes(first.rsplit(b"\t", 1)[0] + b"\n" + rest)
+    with pytest.raises(StoreError, match="damaged"):
+        EmbeddedBalanceStore(directory, fsync="always")
 
 
 # --- a journal write that fails ---------------------------------------------------------------------

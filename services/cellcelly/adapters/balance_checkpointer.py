@@ -19,6 +19,7 @@ of the live journal (replayed again later) make it start again from the snapshot
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import subprocess
@@ -132,6 +133,9 @@ class Checkpoints:
 
 def main(argv: list[str]) -> int:
     runtime.background_priority()  # the cores are charging's first
+    # a replica's lists make no reference cycles, and are many: the collector's walks of them were
+    # two thirds of a replay's CPU (1.6 s against 0.5 to read a 74 MB snapshot)
+    gc.disable()
     checkpoints = Checkpoints(Path(argv[0]))
     for line in sys.stdin.buffer:
         try:
@@ -141,10 +145,15 @@ def main(argv: list[str]) -> int:
             checkpoints.compact(int(journal_bytes))
         except Exception as exc:  # said to the store, which logs it and keeps its journals
             said = repr(exc).replace("\n", " ")
-            sys.stdout.buffer.write(f"error {said}\n".encode(errors="replace"))
+            reply = f"error {said}\n".encode(errors="replace")
         else:
-            sys.stdout.buffer.write(b"ok\n")
-        sys.stdout.buffer.flush()
+            reply = b"ok\n"
+        try:
+            sys.stdout.buffer.write(reply)
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:  # the store's process is gone: nobody to write for
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor at exit's flush
+            return 0
     return 0
 
 

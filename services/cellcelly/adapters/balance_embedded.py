@@ -33,7 +33,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import orjson
 
@@ -44,6 +44,8 @@ from cellcelly.adapters.balance_files import (
     SNAPSHOT,
     Outbox,
     Replica,
+    commit_line,
+    commit_parts,
     event_of,
     write_snapshot,
 )
@@ -191,27 +193,22 @@ class EmbeddedBalanceStore:
             new = [kept_to_list(a) for n, a in session.answers.items() if n not in old_answers]
             changed.append([session_to_list(session, new), list(session.answers)])
         removed = list(commit.removed_sessions)
+        events = commit.events
+        parts = commit_parts(
+            account.msisdn, removed, changed, header_to_list(account), [journal_event(e) for e in events]
+        )
         with self._write_lock:
             outbox = self._outbox
-            entries = []
-            written: list[tuple[int, Any]] = []
-            for event in commit.events:
-                outbox.seq += 1
-                entries.append((outbox.seq, event))
-                written.append((outbox.seq, journal_event(event)))
-            record = ["c", header_to_list(account), changed, removed, written]
-            try:
-                self._append(orjson.dumps(record))
-            except BaseException:
-                outbox.seq -= len(entries)
-                raise
+            first = outbox.seq + 1
+            self._append(commit_line(first, len(events), parts))
+            outbox.seq += len(events)
             self._accounts[account.msisdn] = account
             for sid in removed:
                 self._sessions.pop(sid, None)
             for sid in commit.changed_sessions:
                 self._sessions[sid] = account.msisdn
-            for seq, event in entries:
-                outbox.add(seq, event)
+            for i, event in enumerate(events):
+                outbox.add(first + i, event)
             if (
                 self._journal_size > self._compact_at
                 and self._compactor is None
