@@ -83,6 +83,7 @@ class EmbeddedBalanceStore:
         fsync_interval: float = 0.2,
         compact_bytes: int = 256 * 1024 * 1024,
         snapshot_in: SnapshotIn | None = None,
+        checkpoint_cpu: float = 1.0,
     ) -> None:
         self._accounts: dict[str, Account] = {}
         self._sessions: dict[str, str] = {}  # session id -> msisdn
@@ -95,6 +96,7 @@ class EmbeddedBalanceStore:
         # where a background snapshot is written: the checkpointer process, or a thread of this one
         self._snapshot_in: SnapshotIn = snapshot_in or "process"
         self._checkpointer_process: Checkpointer | None = None  # started by the first snapshot
+        self._checkpoint_cpu = checkpoint_cpu
         self._dirty = False
         self._closed = threading.Event()
         self._dir = None if directory is None else Path(directory)
@@ -327,7 +329,7 @@ class EmbeddedBalanceStore:
     def _checkpointer(self) -> Checkpointer:
         if self._checkpointer_process is None:
             assert self._dir is not None
-            self._checkpointer_process = Checkpointer(self._dir)
+            self._checkpointer_process = Checkpointer(self._dir, self._checkpoint_cpu)
         return self._checkpointer_process
 
     def _snapshot_taken(self) -> int:
