@@ -321,7 +321,7 @@ def test_commits_do_not_wait_for_a_snapshot_from_a_thread(directory: Path) -> No
 
 
 def _checkpointer_pid(store: EmbeddedBalanceStore) -> int:
-    pid = store._checkpointer().pid  # noqa: SLF001 - which process writes the snapshots
+    pid = store._checkpointer.pid  # noqa: SLF001 - which process writes the snapshots
     assert pid is not None, "no checkpointer started"
     return pid
 
@@ -412,7 +412,7 @@ def test_the_checkpointer_ends_with_the_process_that_started_it(directory: Path)
         "store = EmbeddedBalanceStore(sys.argv[1], fsync='never', compact_bytes=2_048)\n"
         "busy_history(store)\n"
         "store.settle()\n"
-        "print(store._checkpointer().pid, flush=True)\n"
+        "print(store._checkpointer.pid, flush=True)\n"
         "os.kill(os.getpid(), 9)\n"
     )
     here = str(Path(__file__).parent)
@@ -778,7 +778,7 @@ def test_the_checkpointers_share_of_a_core_comes_from_the_settings(tmp_path: Pat
     store = build_store(Settings(data_dir=tmp_path, balance_checkpoint_cpu=0.4))
     try:
         assert isinstance(store, EmbeddedBalanceStore)
-        assert store._checkpointer()._cpu == 0.4  # noqa: SLF001 - what it will be started with
+        assert store._checkpointer._cpu == 0.4  # noqa: SLF001 - what it will be started with
     finally:
         store.close()
 

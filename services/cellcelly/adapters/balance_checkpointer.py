@@ -24,6 +24,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +36,9 @@ from cellcelly.adapters.balance_files import JOURNAL, ROTATED, SNAPSHOT, Replica
 log = logging.getLogger(__name__)
 
 STOP_SECONDS = 10.0
-MIN_SLEEP = 0.001  # a pace ahead by less goes on  # for a snapshot under way to end before the checkpointer is killed
+MIN_SLEEP = (
+    0.001  # a pace ahead by less goes on  # for a snapshot under way to end before the checkpointer is killed
+)
 
 
 class Checkpointer:
@@ -45,6 +48,8 @@ class Checkpointer:
         self._dir = directory
         self._cpu = cpu
         self._process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()  # the compactor thread starts it, the store's close ends it
+        self._closed = False
 
     @property
     def pid(self) -> int | None:
@@ -53,11 +58,14 @@ class Checkpointer:
     def compact(self, journal_bytes: int) -> None:
         """A snapshot of the snapshot on disk, the rotated journal and the live journal's first
         `journal_bytes` (-1: none), written; OSError if it was not."""
-        process = self._process
-        if process is None or process.poll() is not None:
-            if process is not None:  # it died (killed, out of memory): its pipes go with it
-                _stop(process)
-            process = self._process = self._start()
+        with self._lock:
+            if self._closed:
+                raise OSError("the balance checkpointer is closed")
+            process = self._process
+            if process is None or process.poll() is not None:
+                if process is not None:  # it died (killed, out of memory): its pipes go with it
+                    _stop(process)
+                process = self._process = self._start()
         stdin, stdout = _pipes(process)
         try:
             stdin.write(b"compact %d\n" % journal_bytes)
@@ -82,17 +90,22 @@ class Checkpointer:
         return process
 
     def close(self) -> None:
-        process, self._process = self._process, None
+        with self._lock:
+            self._closed = True
+            process, self._process = self._process, None
         if process is not None:
             _stop(process)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Ends it now, a snapshot under way or not (the files it was to replace stay)."""
     stdin, stdout = _pipes(process)
     try:
-        stdin.close()  # its end of input: it leaves
+        stdin.close()
     except OSError:  # what was buffered could not reach a process already gone
         pass
+    if process.poll() is None:
+        process.terminate()
     try:
         process.wait(STOP_SECONDS)
     except subprocess.TimeoutExpired:

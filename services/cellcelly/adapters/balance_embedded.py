@@ -95,8 +95,8 @@ class EmbeddedBalanceStore:
         self._compact_at = compact_bytes  # the journal's size that starts a snapshot (see above)
         # where a background snapshot is written: the checkpointer process, or a thread of this one
         self._snapshot_in: SnapshotIn = snapshot_in or "process"
-        self._checkpointer_process: Checkpointer | None = None  # started by the first snapshot
-        self._checkpoint_cpu = checkpoint_cpu
+        # its process starts with the first snapshot; made here, so that `close` always ends it
+        self._checkpointer = None if directory is None else Checkpointer(Path(directory), checkpoint_cpu)
         self._dirty = False
         self._closed = threading.Event()
         self._dir = None if directory is None else Path(directory)
@@ -310,7 +310,8 @@ class EmbeddedBalanceStore:
                 finally:
                     os.close(rotated)
             if state is None:
-                self._checkpointer().compact(journal_bytes)
+                assert self._checkpointer is not None
+                self._checkpointer.compact(journal_bytes)
             else:
                 self._write_snapshot(state)
             (self._dir / ROTATED).unlink(missing_ok=True)
@@ -321,16 +322,13 @@ class EmbeddedBalanceStore:
                 raise
             # the rotated journal stays, and a commit past the size after the pause tries again
             self._next_compaction = time.monotonic() + COMPACTION_RETRY_SECONDS
-            log.exception("balance snapshot could not be written; the rotated journal is kept")
+            if self._closed.is_set():
+                log.info("balance snapshot left unwritten by the store's close; the rotated journal is kept")
+            else:
+                log.exception("balance snapshot could not be written; the rotated journal is kept")
         finally:
             if background:
                 self._compactor = None
-
-    def _checkpointer(self) -> Checkpointer:
-        if self._checkpointer_process is None:
-            assert self._dir is not None
-            self._checkpointer_process = Checkpointer(self._dir, self._checkpoint_cpu)
-        return self._checkpointer_process
 
     def _snapshot_taken(self) -> int:
         """The snapshot's size, which the journal is to reach before the next one (see above)."""
@@ -416,9 +414,11 @@ class EmbeddedBalanceStore:
 
     def close(self) -> None:
         self._closed.set()
+        if self._checkpointer is not None:
+            # a snapshot under way is not waited for (paced, it takes tens of seconds): the journal
+            # it was to replace stays, and the next start replays it
+            self._checkpointer.close()
         self.settle()
-        if self._checkpointer_process is not None:
-            self._checkpointer_process.close()
         with self._write_lock:
             if self._fd >= 0:
                 os.fsync(self._fd)
