@@ -60,8 +60,6 @@ class Settings(BaseSettings):
     balance_fsync: Literal["always", "interval", "never"] = "interval"
     # the embedded store snapshots once its journal passes this, or the last snapshot's size if larger
     balance_snapshot_min_mib: int = Field(default=256, ge=1)
-    # the share of a core the embedded store's checkpointer may take while it makes a snapshot
-    balance_checkpoint_cpu: float = Field(default=0.25, gt=0, le=1)
 
     # event bus: the embedded durable log, or Kafka (bootstrap servers "host:port,host:port")
     event_bus: Literal["embedded", "kafka"] = "embedded"

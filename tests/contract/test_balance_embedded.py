@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import orjson
 import pytest
@@ -38,7 +37,6 @@ from balance_store_contract import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cellcelly.adapters.balance_checkpointer import Checkpoints
 from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore, SnapshotIn
 from cellcelly.adapters.balance_files import JOURNAL, ROTATED, SNAPSHOT
 from cellcelly.codec import answer_to_list, usage_from_list
@@ -772,41 +770,3 @@ def test_snapshots_of_the_files_hold_what_the_store_held(
             before = state_of(store)
         with EmbeddedBalanceStore(directory, fsync="never") as again:
             assert state_of(again) == before
-
-
-def test_the_checkpointers_share_of_a_core_comes_from_the_settings(tmp_path: Path) -> None:
-    store = build_store(Settings(data_dir=tmp_path, balance_checkpoint_cpu=0.4))
-    try:
-        assert isinstance(store, EmbeddedBalanceStore)
-        assert store._checkpointer._cpu == 0.4  # noqa: SLF001 - what it will be started with
-    finally:
-        store.close()
-
-
-def test_the_checkpointer_paces_its_replay_and_its_snapshot(directory: Path) -> None:
-    """Its pace is called between the blocks of a journal and the accounts of a snapshot."""
-    with EmbeddedBalanceStore(directory, fsync="never") as store:
-        busy_history(store)
-        store.compact()
-        for i in range(1, 40):
-            provision(store, f"53200001{i:02d}")
-        os.replace(directory / JOURNAL, directory / ROTATED)
-        (directory / JOURNAL).touch()
-    calls: list[str] = []
-
-    class Counting:
-        def start(self) -> None:
-            calls.append("start")
-
-        def __call__(self) -> None:
-            calls.append("pace")
-
-    checkpoints = Checkpoints(directory)
-    checkpoints._pace = Counting()  # type: ignore[assignment]  # noqa: SLF001 - the seam for this
-    with (
-        mock.patch("cellcelly.adapters.balance_files.READ_BYTES", 1_024),
-        mock.patch("cellcelly.adapters.balance_files.PACE_ACCOUNTS", 10),
-    ):
-        checkpoints.compact(-1)
-    blocks = (directory / ROTATED).stat().st_size // 1_024
-    assert calls[0] == "start" and calls.count("pace") >= blocks + 4, (blocks, calls)

@@ -25,8 +25,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -35,18 +33,14 @@ from cellcelly.adapters.balance_files import JOURNAL, ROTATED, SNAPSHOT, Replica
 
 log = logging.getLogger(__name__)
 
-STOP_SECONDS = 10.0
-MIN_SLEEP = (
-    0.001  # a pace ahead by less goes on  # for a snapshot under way to end before the checkpointer is killed
-)
+STOP_SECONDS = 10.0  # for a killed checkpointer to be gone
 
 
 class Checkpointer:
     """The store's side: starts the process when first asked, and asks it for each snapshot."""
 
-    def __init__(self, directory: Path, cpu: float = 1.0) -> None:
+    def __init__(self, directory: Path) -> None:
         self._dir = directory
-        self._cpu = cpu
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()  # the compactor thread starts it, the store's close ends it
         self._closed = False
@@ -81,7 +75,7 @@ class Checkpointer:
         # the modules this process imported, wherever they came from (a compiled build first)
         path = os.pathsep.join(p for p in sys.path if p)
         process = subprocess.Popen(
-            [sys.executable, "-m", __name__, str(self._dir), str(self._cpu)],
+            [sys.executable, "-m", __name__, str(self._dir)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": path},
@@ -122,24 +116,21 @@ def _pipes(process: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:
 class Checkpoints:
     """The process's side: a replica of the files, and the snapshots written from it."""
 
-    def __init__(self, directory: Path, cpu: float = 1.0) -> None:
+    def __init__(self, directory: Path) -> None:
         self._dir = directory
-        self._pace = Pace(cpu)
         self._replica: Replica | None = None
         self._written: tuple[int, int, int] | None = None  # the snapshot the replica is
 
     def compact(self, journal_bytes: int) -> None:
-        pace = self._pace
-        pace.start()
         replica = self._replica
         if replica is None or self._snapshot_identity() != self._written:
             replica = Replica()
             replica.load_snapshot(self._dir / SNAPSHOT)
         self._replica, self._written = None, None  # until this snapshot is written
-        replica.replay_journal(self._dir / ROTATED, pace=pace)
+        replica.replay_journal(self._dir / ROTATED)
         if journal_bytes >= 0:
-            replica.replay_journal(self._dir / JOURNAL, upto=journal_bytes, pace=pace)
-        replica.write_snapshot(self._dir, pace=pace)
+            replica.replay_journal(self._dir / JOURNAL, upto=journal_bytes)
+        replica.write_snapshot(self._dir)
         if journal_bytes < 0:  # else those records come again with the rotated journal
             self._replica, self._written = replica, self._snapshot_identity()
 
@@ -151,40 +142,12 @@ class Checkpoints:
         return found.st_ino, found.st_size, found.st_mtime_ns
 
 
-class Pace:
-    """Holds a process to a share of a core over a task: called after each step of it, sleeps
-    until the CPU the task has used is at most `share` of the time since it began.
-
-    On these two cores the snapshot's 4-5 s of CPU at once (SCHED_IDLE and all) raised the p99 of
-    the charging path 9 -> 13 ms over the seconds it ran; the same spread over four times as long
-    is a quarter of a core's worth at any moment (docs/architecture.md, "2026-12-06")."""
-
-    def __init__(
-        self,
-        share: float,
-        clock: Callable[[], float] = time.monotonic,
-        cpu: Callable[[], float] = time.process_time,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._share, self._clock, self._cpu, self._sleep = share, clock, cpu, sleep
-        self._began = self._used = 0.0
-
-    def start(self) -> None:
-        self._began, self._used = self._clock(), self._cpu()
-
-    def __call__(self) -> None:
-        due = (self._cpu() - self._used) / self._share  # the time it may have taken by now
-        ahead = due - (self._clock() - self._began)
-        if ahead > MIN_SLEEP:
-            self._sleep(ahead)
-
-
 def main(argv: list[str]) -> int:
     runtime.background_priority()  # the cores are charging's first
     # a replica's lists make no reference cycles, and are many: the collector's walks of them were
     # two thirds of a replay's CPU (1.6 s against 0.5 to read a 74 MB snapshot)
     gc.disable()
-    checkpoints = Checkpoints(Path(argv[0]), float(argv[1]))
+    checkpoints = Checkpoints(Path(argv[0]))
     for line in sys.stdin.buffer:
         try:
             verb, journal_bytes = line.split()

@@ -83,7 +83,6 @@ class EmbeddedBalanceStore:
         fsync_interval: float = 0.2,
         compact_bytes: int = 256 * 1024 * 1024,
         snapshot_in: SnapshotIn | None = None,
-        checkpoint_cpu: float = 1.0,
     ) -> None:
         self._accounts: dict[str, Account] = {}
         self._sessions: dict[str, str] = {}  # session id -> msisdn
@@ -96,7 +95,7 @@ class EmbeddedBalanceStore:
         # where a background snapshot is written: the checkpointer process, or a thread of this one
         self._snapshot_in: SnapshotIn = snapshot_in or "process"
         # its process starts with the first snapshot; made here, so that `close` always ends it
-        self._checkpointer = None if directory is None else Checkpointer(Path(directory), checkpoint_cpu)
+        self._checkpointer = None if directory is None else Checkpointer(Path(directory))
         self._dirty = False
         self._closed = threading.Event()
         self._dir = None if directory is None else Path(directory)
@@ -415,7 +414,7 @@ class EmbeddedBalanceStore:
     def close(self) -> None:
         self._closed.set()
         if self._checkpointer is not None:
-            # a snapshot under way is not waited for (paced, it takes tens of seconds): the journal
+            # a snapshot under way is not waited for (seconds of replay and writing): the journal
             # it was to replace stays, and the next start replays it
             self._checkpointer.close()
         self.settle()

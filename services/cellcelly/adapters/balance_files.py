@@ -45,11 +45,6 @@ JOURNAL = "journal.log"
 ROTATED = "journal.1"
 SNAPSHOT = "snapshot.json"
 READ_BYTES = 1 << 22  # a journal is read this much at a time
-PACE_ACCOUNTS = 1_000  # a snapshot's accounts written between two calls of its pace
-
-
-def _go_on() -> None:
-    """No pace: as fast as it goes."""
 
 
 class Outbox(Generic[E]):
@@ -159,19 +154,12 @@ class Replica:
             outbox.add(seq, (FROM_SNAPSHOT, event, 0))
         return True
 
-    def replay_journal(
-        self,
-        journal: Path,
-        *,
-        upto: int | None = None,
-        cut_torn: bool = False,
-        pace: Callable[[], None] = _go_on,
-    ) -> int:
+    def replay_journal(self, journal: Path, *, upto: int | None = None, cut_torn: bool = False) -> int:
         """The records of `journal` (its first `upto` bytes) applied; how many.
 
         A record torn by a crash, the last, is cut out of the file when `cut_torn` (recovery);
         anything else that does not read is a StoreError: the file is left for a human to see.
-        Read a block at a time (a journal is hundreds of MB), `pace` called after each."""
+        Read a block at a time: a journal is hundreds of MB."""
         records = 0
         offset = 0  # of `content` in the file
         content = b""
@@ -208,7 +196,6 @@ class Replica:
                     start = end + 1
                 offset += start
                 content = content[start:]
-                pace()
                 if at_end:
                     return records
 
@@ -274,21 +261,17 @@ class Replica:
         for msisdn, header in self.headers.items():
             yield orjson.loads(header) if isinstance(header, bytes) else header, self.sessions[msisdn]
 
-    def write_snapshot(self, directory: Path, pace: Callable[[], None] = _go_on) -> None:
-        """The snapshot of this state, `pace` called after every `PACE_ACCOUNTS` accounts."""
-
-        def accounts() -> Iterator[dict[str, Any]]:
-            for n, (msisdn, header) in enumerate(self.headers.items(), 1):
-                yield {
-                    "header": orjson.Fragment(header) if isinstance(header, bytes) else header,
-                    "sessions": list(self.sessions[msisdn].values()),
-                }
-                if n % PACE_ACCOUNTS == 0:
-                    pace()
-
+    def write_snapshot(self, directory: Path) -> None:
+        accounts = (
+            {
+                "header": orjson.Fragment(h) if isinstance(h, bytes) else h,
+                "sessions": list(self.sessions[m].values()),
+            }
+            for m, h in self.headers.items()
+        )
         outbox = self.outbox
         entries = [(seq, _snapshot_form(raw)) for seq, raw in outbox.entries()]
-        write_snapshot(directory, outbox.seq, outbox.acked, accounts(), entries)
+        write_snapshot(directory, outbox.seq, outbox.acked, accounts, entries)
 
 
 def _snapshot_form(raw: RawEvent) -> Any:

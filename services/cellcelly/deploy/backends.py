@@ -197,7 +197,6 @@ def build_store(settings: Settings) -> BalanceStore:
             settings.data_dir / "balances",
             fsync=settings.balance_fsync,
             compact_bytes=settings.balance_snapshot_min_mib * 1024 * 1024,
-            checkpoint_cpu=settings.balance_checkpoint_cpu,
         )
     if settings.balance_store == "voltdb":
         return _voltdb_store(settings)
