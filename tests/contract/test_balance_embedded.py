@@ -770,3 +770,28 @@ def test_snapshots_of_the_files_hold_what_the_store_held(
             before = state_of(store)
         with EmbeddedBalanceStore(directory, fsync="never") as again:
             assert state_of(again) == before
+
+
+def test_a_crash_before_the_rotated_journal_is_removed_mid_way_through_a_long_session(
+    directory: Path,
+) -> None:
+    """The rotated journal replayed again over the snapshot that covers it, when it begins in the
+    middle of a session that has since dropped its oldest answers: its first records keep answers
+    the snapshot no longer holds. Replayed in order they come back to the snapshot's state (the
+    answers the last record keeps are in the snapshot or made again by the records before it)."""
+    with EmbeddedBalanceStore(directory, fsync="always") as store:
+        provision(store, A)
+        charge_in(store, voice(A, "long", RequestType.INITIAL, 0), NOW)
+        for n in range(1, 3):
+            charge_in(store, voice(A, "long", RequestType.UPDATE, n, used=30 * n), NOW + 30 * n)
+        store.compact()
+        for n in range(3, 14):
+            charge_in(store, voice(A, "long", RequestType.UPDATE, n, used=30 * n), NOW + 30 * n)
+        kept = store.get(A).sessions["long"].answers  # type: ignore[union-attr]
+        assert 0 not in kept and 13 in kept  # the oldest dropped
+        rotated = _journal(directory).read_bytes()
+        store.compact()
+        before = state_of(store)
+    (directory / ROTATED).write_bytes(rotated)  # as if the process died before the unlink
+    with EmbeddedBalanceStore(directory, fsync="always") as again:
+        assert state_of(again) == before

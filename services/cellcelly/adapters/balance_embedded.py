@@ -373,11 +373,11 @@ class EmbeddedBalanceStore:
         try:
             for header, sessions in replica.accounts():
                 account = header_from_list(
-                    header, Sessions.of({s[0]: session_from_list(s) for s in sessions.values()})
+                    header, Sessions.of({s[0]: session_from_list(s) for s in sessions})
                 )
                 self._accounts[account.msisdn] = account
-                for sid in sessions:
-                    self._sessions[sid] = account.msisdn
+                for s in sessions:
+                    self._sessions[s[0]] = account.msisdn
             outbox = self._outbox
             outbox.seq, outbox.acked = replica.outbox.seq, replica.outbox.acked
             for seq, raw in replica.outbox.entries():

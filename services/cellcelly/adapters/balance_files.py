@@ -134,7 +134,8 @@ class Replica:
 
     def __init__(self) -> None:
         self.headers: dict[str, list[Any] | bytes] = {}  # by msisdn: `header_to_list`'s, or its JSON
-        self.sessions: dict[str, dict[str, list[Any]]] = {}  # by msisdn, by id: `session_to_list`'s
+        # by msisdn, by id: `session_to_list`'s, or (finished) its JSON
+        self.sessions: dict[str, dict[str, list[Any] | bytes]] = {}
         self.outbox: Outbox[RawEvent] = Outbox()
         self._snapshot_seq = 0
 
@@ -149,7 +150,7 @@ class Replica:
         for account in data["accounts"]:
             header = account["header"]
             self.headers[header[0]] = header
-            self.sessions[header[0]] = {s[0]: s for s in account["sessions"]}
+            self.sessions[header[0]] = {s[0]: _kept(s) for s in account["sessions"]}
         for seq, event in data["outbox"]:
             outbox.add(seq, (FROM_SNAPSHOT, event, 0))
         return True
@@ -238,14 +239,17 @@ class Replica:
         for sid in removed:
             sessions.pop(sid, None)
         for session, kept in changed:
-            # a journal writes only a session's new answers, and the request numbers it still keeps
+            # a journal writes only a session's new answers, and the request numbers it still keeps.
+            # One it keeps may be missing where a record is replayed again over a later state (a
+            # crash before the rotated journal was removed) that has since dropped it: the records
+            # after bring the session back to that state, so it is left out, not called damage
             old = sessions.get(session[0])
             if old is not None:
-                answers = {a[2]: a for a in old[5]}
+                answers = {a[2]: a for a in _session_list(old)[5]}
                 for answer in session[5]:
                     answers[answer[2]] = answer
-                session[5] = [answers[n] for n in kept]
-            sessions[session[0]] = session
+                session[5] = [answers[n] for n in kept if n in answers]
+            sessions[session[0]] = _kept(session)
         self.headers[msisdn] = header
         outbox = self.outbox
         for seq, event in events:
@@ -256,22 +260,35 @@ class Replica:
             if seq > outbox.seq:
                 outbox.seq = seq
 
-    def accounts(self) -> Iterator[tuple[list[Any], dict[str, list[Any]]]]:
+    def accounts(self) -> Iterator[tuple[list[Any], list[list[Any]]]]:
         """Each account's header and sessions."""
         for msisdn, header in self.headers.items():
-            yield orjson.loads(header) if isinstance(header, bytes) else header, self.sessions[msisdn]
+            sessions = [_session_list(s) for s in self.sessions[msisdn].values()]
+            yield orjson.loads(header) if isinstance(header, bytes) else header, sessions
 
     def write_snapshot(self, directory: Path) -> None:
         accounts = (
-            {
-                "header": orjson.Fragment(h) if isinstance(h, bytes) else h,
-                "sessions": list(self.sessions[m].values()),
-            }
+            {"header": _as_written(h), "sessions": [_as_written(s) for s in self.sessions[m].values()]}
             for m, h in self.headers.items()
         )
         outbox = self.outbox
         entries = [(seq, _snapshot_form(raw)) for seq, raw in outbox.entries()]
         write_snapshot(directory, outbox.seq, outbox.acked, accounts, entries)
+
+
+def _kept(session: list[Any]) -> list[Any] | bytes:
+    """A session as a replica keeps it: a finished one (never changed again, only forgotten) as
+    its JSON, made once, not in every snapshot until it is forgotten (the finished sessions kept
+    300 s for retransmissions are most of a snapshot), and one object, not dozens."""
+    return session if session[6] is None else orjson.dumps(session)
+
+
+def _session_list(session: list[Any] | bytes) -> list[Any]:
+    return orjson.loads(session) if isinstance(session, bytes) else session
+
+
+def _as_written(value: list[Any] | bytes) -> Any:
+    return orjson.Fragment(value) if isinstance(value, bytes) else value
 
 
 def _snapshot_form(raw: RawEvent) -> Any:
