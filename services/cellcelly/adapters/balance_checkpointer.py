@@ -6,13 +6,14 @@ then). So it is built from those files, by a process that replays them into a re
 between snapshots, and not from the charging process's memory. That memory was copied by a fork
 before: the fork held the GIL 5-20 ms at 300-1,700 MB, and every page charging wrote in the
 second after it was copied, 22,000-51,000 page faults at 80-110% of a core each time, the p99 of
-a five-minute run (docs/architecture.md, "2026-12-06"). Replaying costs CPU instead, on the
-time charging leaves (`runtime.background_priority`).
+a five-minute run (docs/architecture.md, "2026-12-06"). Replaying costs CPU instead, at the
+lowest priority (`runtime.background_priority`); on a VM whose host shares its cores that CPU is
+still charging's, so the replay reads only what it needs (`balance_files`).
 
 It is started by the store on its first background snapshot and talks over its standard input and
 output: the store writes `compact <n>` (the bytes of the live journal the snapshot is also to
-cover, -1 for none) and reads `ok` or `error <why>`. It ends when its standard input does (the
-store closed, or its process died). The replica is kept only while the snapshot on disk is the one
+cover, -1 for none) and reads `ok` or `error <why>`. The store's close ends it (a snapshot under
+way or not); so does the end of its standard input (the store's process died). The replica is kept only while the snapshot on disk is the one
 it wrote: another writer (the store's own `compact()`), a failure or a snapshot that covers part
 of the live journal (replayed again later) make it start again from the snapshot on disk.
 """
