@@ -40,6 +40,7 @@ HOT = [
     "cellcelly.dgw.server",
     "cellcelly.dgw.ocs_client",
     "cellcelly.adapters.balance_embedded",
+    "cellcelly.adapters.balance_files",
     "cellcelly.application.relay",
     "cellcelly.ports.bus_records",
     "cellcelly.sf.sync",
