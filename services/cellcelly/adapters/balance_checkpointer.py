@@ -13,9 +13,11 @@ still charging's, so the replay reads only what it needs (`balance_files`).
 It is started by the store on its first background snapshot and talks over its standard input and
 output: the store writes `compact <n>` (the bytes of the live journal the snapshot is also to
 cover, -1 for none) and reads `ok` or `error <why>`. The store's close ends it (a snapshot under
-way or not); so does the end of its standard input (the store's process died). The replica is kept only while the snapshot on disk is the one
-it wrote: another writer (the store's own `compact()`), a failure or a snapshot that covers part
-of the live journal (replayed again later) make it start again from the snapshot on disk.
+way or not); so does the end of its standard input (the store's process died).
+
+The replica is kept only while the snapshot on disk is the one it wrote: another writer (the
+store's own `compact()`), a failure or a snapshot that covers part of the live journal (replayed
+again later) make it start again from the snapshot on disk.
 """
 
 from __future__ import annotations
