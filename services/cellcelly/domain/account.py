@@ -240,7 +240,8 @@ class Sessions:
         masks: dict[int, int] | None = None,
     ) -> None:
         self.live: dict[str, Session] = {} if live is None else live
-        self._windows: dict[int, dict[str, Session]] = {} if windows is None else windows  # by start
+        # by start, oldest first: `forget_at` reads the first
+        self._windows: dict[int, dict[str, Session]] = {} if windows is None else windows
         self._masks: dict[int, int] = {} if masks is None else masks  # by start: the ids' `_bit`s
         # the windows whose dict is this copy's alone; None: none, nor `_windows` and `_masks`
         self._own: set[int] | None = None
@@ -331,12 +332,17 @@ class Sessions:
         session = self.live.get(sid)
         if session is not None and session.finished_at is not None:
             del self.live[sid]
-            self._put(sid, session, session.finished_at)
+            # the session's own id as the key, not the finishing request's copy of it
+            self._put(session.id, session, session.finished_at)
 
     def forget_ended_before(self, moment: int) -> list[str]:
         """Forget the finished sessions of every window over by `moment`; their ids."""
         gone: list[str] = []
-        over = [start for start in self._windows if start + FINISHED_WINDOW <= moment]
+        over = []
+        for start in self._windows:  # oldest first (`_writable`)
+            if start + FINISHED_WINDOW > moment:
+                break
+            over.append(start)
         if over:
             own = self._owned()
             for start in over:
@@ -347,9 +353,9 @@ class Sessions:
 
     def forget_at(self, retention: int) -> int | None:
         """When `forget_ended_before(now - retention)` next forgets anything (None: nothing finished)."""
-        if not self._windows:
-            return None
-        return min(self._windows) + FINISHED_WINDOW + retention
+        for start in self._windows:  # the first is the oldest (`_writable`)
+            return start + FINISHED_WINDOW + retention
+        return None
 
     def _owned(self) -> set[int]:
         """The windows this copy owns, the dict of windows itself copied first if it was shared."""
@@ -368,6 +374,8 @@ class Sessions:
             if window is None:
                 window = self._windows[start] = {}
                 self._masks[start] = 0
+                if start < max(self._windows):  # a clock stepped back: still kept oldest first
+                    self._windows = dict(sorted(self._windows.items()))
             else:
                 window = self._windows[start] = dict(window)
             own.add(start)
