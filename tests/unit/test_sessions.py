@@ -82,7 +82,9 @@ def test_every_copy_reads_as_the_dict_it_was_and_changes_alone(
             assert each.live == {sid: s for sid, s in each_model.items() if s.finished_at is None}
             # the oldest window's, however out of time order the sessions ended (a clock stepped back)
             starts = [
-                s.finished_at - s.finished_at % FINISHED_WINDOW for s in each_model.values() if s.finished_at
+                s.finished_at - s.finished_at % FINISHED_WINDOW
+                for s in each_model.values()
+                if s.finished_at is not None
             ]
             assert each.forget_at(300) == (min(starts) + FINISHED_WINDOW + 300 if starts else None)
             for sid in (f"s{i}" for i in range(12)):

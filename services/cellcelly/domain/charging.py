@@ -180,7 +180,7 @@ _CODE_VALUES: Final = {c: c.value for c in ResultCode}
 
 def kept_answer(a: ChargeAnswer, session_id: str | None = None) -> KeptAnswer:
     """`session_id`: the session's own id, equal to the answer's: kept instead of the request's
-    copy, each request of a session decoding its own (~80 bytes an answer, docs/architecture.md)."""
+    copy, each request of a session decoding its own (a string of ~80 bytes an answer kept)."""
     codes = _CODE_VALUES
     sid = a.session_id if session_id is None else session_id
     kept: list[Any] = [sid, int(a.request_type), a.request_number, codes[a.result_code]]
