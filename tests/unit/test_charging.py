@@ -230,6 +230,8 @@ def test_bucket_exhausted_then_the_wallet_pays_at_the_tariff_price(cat: Catalogu
     assert acc.buckets["pkg:voice"].remaining == 0
     # cumulative rating: 260 s from the wallet cost ceil(260*95/60) = 412 in all
     assert acc.held_money == 412 - 317
+    rs = acc.sessions["s1"].services[1]
+    assert (rs.wallet_units, rs.money, rs.used) == (200, 317, 300)
 
     o = run(acc, cat, req("s1", TERMINATE, 2, voice(used=60)), NOW + 360)
     e = only_event(o)
@@ -237,8 +239,9 @@ def test_bucket_exhausted_then_the_wallet_pays_at_the_tariff_price(cat: Catalogu
     assert o.account is not None
     assert o.account.wallet == 10_000 - 412
     assert o.account.held_money == 0
-    rs = o.account.sessions["s1"].services[1]
-    assert (rs.wallet_units, rs.money, rs.used) == (260, 412, 360)
+    # 260 s from the wallet for 412 in all: the 200 s for 317 before and this event's 60 s for 95;
+    # a finished session keeps only its answers
+    assert not o.account.sessions["s1"].services
 
 
 def test_bucket_rule_first_uses_the_bucket_expiring_first(cat: Catalogue) -> None:

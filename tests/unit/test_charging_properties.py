@@ -488,9 +488,11 @@ class ChargingMachine(RuleBasedStateMachine):
             assert money == ceil_div(wallet_units * rule_.price, rule_.per), (sid, rg)
             assert sum(e.units for e in events) == self.reported[(sid, rg)]
             session = self.acc.sessions.get(sid)
-            if session is not None:
+            if session is not None and session.finished_at is None:
                 rs = session.services[rg]
                 assert (rs.money, rs.wallet_units, rs.used) == (money, wallet_units, self.reported[(sid, rg)])
+            elif session is not None:  # kept for retransmissions only: what it used is in its events
+                assert not session.services, sid
         charged_keys = set(per_rg)
         assert {k for k, v in self.reported.items() if v} == charged_keys
 
