@@ -130,7 +130,7 @@ def session_to_list(s: Session, answers: list[Any] | None = None) -> list[Any]:
         s.updated_at,
         s.location,
         [[rg, _rated_to_list(rs)] for rg, rs in s.services.items()],
-        [kept_to_list(a) for a in s.answers.values()] if answers is None else answers,
+        [kept_to_list(a) for a in s.answers] if answers is None else answers,
         s.finished_at,
     ]
 
@@ -142,7 +142,7 @@ def session_from_list(d: list[Any]) -> Session:
         d[2],
         d[3],
         {rg: _rated_from_list(rs) for rg, rs in d[4]},
-        {a[2]: kept_from_list(a) for a in d[5]},
+        tuple([kept_from_list(a) for a in d[5]]),
         d[6],
     )
 

@@ -30,6 +30,7 @@ from cellcelly.domain.charging import (
     ResultCode,
     ServiceUsage,
     charge,
+    kept_answer_of,
 )
 from cellcelly.domain.provisioning import AccountChange, open_account, top_up
 from cellcelly.domain.units import Service
@@ -674,7 +675,7 @@ class DurableBalanceStoreContract(BalanceStoreContract):
             account = again.get(req.msisdn)
             assert account is not None
             session = account.sessions.get(req.session_id)
-            if session is None or req.request_number not in session.answers:
+            if session is None or kept_answer_of(session, req.request_number) is None:
                 continue
             stored += 1
             assert charge_in(again, req, NOW + 2_000) == answer

@@ -100,9 +100,9 @@ def test_a_finished_session_keeps_its_answers_untracked_and_replays_them() -> No
     done = charge(acc, cat, first, NOW)
     assert done.answer.result_code is ResultCode.SUCCESS and done.account is not None
     session = done.account.sessions["s;1"]
-    gc.collect()
+    _collect_twice()
     assert not gc.is_tracked(session.answers[0])
-    assert not gc.is_tracked(session.answers)  # a dict of untracked values is untracked too
+    assert not gc.is_tracked(session.answers)  # a tuple of untracked values is untracked too
 
     again = charge(done.account, cat, first, NOW + 1)  # a retransmission: the stored answer, no change
     assert again.answer == done.answer and again.account is None
@@ -112,8 +112,15 @@ def test_a_finished_session_keeps_its_answers_untracked_and_replays_them() -> No
     assert back == session
     whole = account_from_dict(orjson.loads(orjson.dumps(account_to_dict(done.account))))
     assert whole.sessions["s;1"] == session
-    gc.collect()
+    _collect_twice()
     assert not gc.is_tracked(back.answers[0]) and not gc.is_tracked(back.answers)
+
+
+def _collect_twice() -> None:
+    """A tuple of tuples is untracked level by level: a collection's own reordering of its objects
+    may look at the outer tuple before the answers in it."""
+    gc.collect()
+    gc.collect()
 
 
 def test_a_finished_session_keeps_one_copy_of_its_id_and_shares_the_result_codes() -> None:
@@ -136,10 +143,10 @@ def test_a_finished_session_keeps_one_copy_of_its_id_and_shares_the_result_codes
     assert acc is not None
     session = acc.sessions[sid]
     assert session.finished_at is not None and sid not in acc.sessions.live
-    assert sorted(session.answers) == [0, 1, 2]
-    assert all(kept[0] is session.id for kept in session.answers.values())
+    assert [kept[2] for kept in session.answers] == [0, 1, 2]
+    assert all(kept[0] is session.id for kept in session.answers)
     (key,) = [k for k in acc.sessions if k == sid]
     assert key is session.id
     # every SUCCESS in every answer is one int, also in an answer kept after these
-    codes = {id(v) for kept in session.answers.values() for v in (kept[3], kept[5])}
+    codes = {id(v) for kept in session.answers for v in (kept[3], kept[5])}
     assert codes == {id(kept_answer(done.answer)[3])}

@@ -190,9 +190,9 @@ class EmbeddedBalanceStore:
                 continue
             # only answers new in this commit are written, with the request numbers still kept
             old = old_sessions.get(sid)
-            old_answers = old.answers if old is not None else {}
-            new = [kept_to_list(a) for n, a in session.answers.items() if n not in old_answers]
-            changed.append([session_to_list(session, new), list(session.answers)])
+            old_answers = old.answers if old is not None else ()
+            new = [kept_to_list(a) for a in session.answers if a not in old_answers]
+            changed.append([session_to_list(session, new), [a[2] for a in session.answers]])
         removed = list(commit.removed_sessions)
         events = commit.events
         parts = commit_parts(

@@ -171,7 +171,10 @@ class Session:
     updated_at: int
     location: str
     services: dict[int, RatedService] = field(default_factory=dict)  # by rating group
-    answers: dict[int, Any] = field(default_factory=dict)  # request number -> charging.KeptAnswer
+    # the last few answers, oldest first, each a charging.KeptAnswer: a tuple, not a dict by request
+    # number, so that a copy shares it (it is replaced, never changed) and a finished session keeps
+    # 72 bytes for four instead of a dict's 232 (`charging.kept_answer_of` looks one up)
+    answers: tuple[Any, ...] = ()
     finished_at: int | None = None  # TERMINATE or EVENT answered
 
     # written out: mypyc compiles this one, while a dataclass's own runs as interpreted Python
@@ -182,7 +185,7 @@ class Session:
         updated_at: int,
         location: str,
         services: dict[int, RatedService] | None = None,
-        answers: dict[int, Any] | None = None,
+        answers: tuple[Any, ...] = (),
         finished_at: int | None = None,
     ) -> None:
         self.id = id
@@ -190,7 +193,7 @@ class Session:
         self.updated_at = updated_at
         self.location = location
         self.services = {} if services is None else services
-        self.answers = {} if answers is None else answers
+        self.answers = answers
         self.finished_at = finished_at
 
     def copy(self) -> Session:
@@ -200,7 +203,7 @@ class Session:
             self.updated_at,
             self.location,
             {rg: s.copy() for rg, s in self.services.items()},
-            dict(self.answers),
+            self.answers,
             self.finished_at,
         )
 

@@ -170,6 +170,7 @@ class ChargeAnswer:
 KeptAnswer = tuple[Any, ...]
 KEPT_HEAD: Final = 4
 KEPT_RESULT_FIELDS: Final = 7  # rating group, result code, granted, validity, final unit, redirect, holding
+KEPT_ANSWERS: Final = 4  # a session's last answers kept for retransmissions
 
 # the result codes by value, looked up per answer: calling an Enum costs ~1 µs, several a CCR
 RESULT_CODES: Final = {c.value: c for c in ResultCode}
@@ -196,6 +197,15 @@ def kept_answer(a: ChargeAnswer, session_id: str | None = None) -> KeptAnswer:
             r.quota_holding_time,
         )
     return tuple(kept)
+
+
+def kept_answer_of(session: Session, request_number: int) -> KeptAnswer | None:
+    """The answer the session keeps for that request, if it still keeps one."""
+    kept: KeptAnswer
+    for kept in session.answers:
+        if kept[2] == request_number:
+            return kept
+    return None
 
 
 def answer_of(kept: KeptAnswer) -> ChargeAnswer:
@@ -372,7 +382,7 @@ def charge(account: Account | None, catalogue: Catalogue, req: ChargeRequest, no
         return Outcome(_answer(req, ResultCode.USER_UNKNOWN), None)
     known = account.sessions.get(req.session_id)
     if known is not None:
-        stored = known.answers.get(req.request_number)
+        stored = kept_answer_of(known, req.request_number)
         if stored is not None:
             return Outcome(answer_of(stored), None)  # a retransmission: the same answer, nothing changes
         if req.request_number <= known.last_request or known.finished_at is not None:
@@ -754,10 +764,9 @@ class _Transaction:
         acc = self.acc
         session = acc.sessions.get(req.session_id)
         if session is not None and req.session_id in self.changed:
-            session.answers[req.request_number] = kept_answer(answer, session.id)
-            if len(session.answers) > 4:  # retransmissions come soon; the last few answers suffice
-                for old in sorted(session.answers)[:-4]:
-                    del session.answers[old]
+            # retransmissions come soon; the last few answers suffice. Request numbers only grow in
+            # a session (a lower one is refused before it gets here), so the newest goes last.
+            session.answers = (*session.answers[-(KEPT_ANSWERS - 1) :], kept_answer(answer, session.id))
             if session.finished_at is not None and session.services:
                 # what it used is in its usage events, and it holds nothing now (released above):
                 # a finished session is kept only to answer retransmissions, 300 s at 2,500
