@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import httpx
@@ -11,6 +13,8 @@ from test_events_flow import SUBSCRIBERS, charge_traffic, world  # noqa: F401 - 
 
 from cellcelly.adapters.sql import SqlRecords
 from cellcelly.application.relay import OutboxRelay
+from cellcelly.domain.charging import ChargeRequest, RequestType, ResultCode, ServiceUsage
+from cellcelly.domain.units import Service
 from cellcelly.sf.metrics import metrics_app
 from cellcelly.sf.sync import SyncFunction
 
@@ -54,4 +58,42 @@ async def test_lag_falls_to_zero_as_the_sf_writes(world, records: SqlRecords, tm
     assert in_record > 0 and after[("cellcelly_sf_written_total", (("kind", "usage"),))] == in_record
     assert after[("cellcelly_sf_batches_total", ())] >= 2
     assert after[("cellcelly_sf_dead_letters_total", ())] == 0
+    await sf.close()
+
+
+async def test_after_a_small_batch_the_sf_waits_for_more(world, records: SqlRecords) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """`linger`: what comes while it waits is one batch, not a batch a poll; a stop ends the wait."""
+    store, charging, bus = world
+    relay = OutboxRelay(store, bus)
+    texts = iter(range(1_000))
+
+    async def texted(subscribers: int) -> None:
+        """An SMS from each of the first `subscribers`, on the bus."""
+        for msisdn in SUBSCRIBERS[:subscribers]:
+            sms = (ServiceUsage(2, Service.SMS, 1, 0, "4915112345678"),)
+            req = ChargeRequest(f"linger-{next(texts)}", RequestType.EVENT, 0, msisdn, sms)
+            answer = charging.charge(req)
+            assert answer.result_code is ResultCode.SUCCESS
+        while await relay.relay_once():
+            pass
+
+    await texted(len(SUBSCRIBERS))
+    sf = SyncFunction(bus, records, batch=10_000, linger=1.0)
+    sizes: list[int] = []
+    sf.on_batch = lambda n, _seconds: sizes.append(n)
+    running = asyncio.create_task(sf.sync())
+    while not sizes:
+        await asyncio.sleep(0.01)
+    for _ in range(5):  # five publishes while it waits: without the wait, a batch each
+        await texted(3)
+        await asyncio.sleep(0.05)
+    while len(sizes) < 2:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)  # no third batch: nothing came after
+    assert sizes[1] == 15 and len(sizes) == 2, sizes
+    assert sum(len(records.usage_for(m, 1000)) for m in SUBSCRIBERS) == len(SUBSCRIBERS) + 15
+    stopped = time.monotonic()
+    sf.stop()
+    await asyncio.wait_for(running, 5)
+    assert time.monotonic() - stopped < 0.5  # within the second it would have waited
     await sf.close()

@@ -14,7 +14,14 @@ from cellcelly.sf.sync import SyncFunction
 
 class Sf(Group):
     def __init__(self, settings: Settings, bus: EventBus, records: SystemOfRecord, metrics: bool) -> None:
-        self.sf = SyncFunction(bus, records, group=settings.sf_group, stall_after=settings.sf_stall_seconds)
+        self.sf = SyncFunction(
+            bus,
+            records,
+            batch=settings.sf_batch,
+            linger=settings.sf_linger_seconds,
+            group=settings.sf_group,
+            stall_after=settings.sf_stall_seconds,
+        )
         self.metrics: HttpService | None = None
         parts: list[Service] = [Worker("sf", self.sf.run, self.sf.stop, self.sf.close)]
         if metrics and settings.sf_metrics_port >= 0:

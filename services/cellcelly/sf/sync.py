@@ -21,6 +21,7 @@ write waits on the database, in a thread); writes and commits stay one batch at 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -95,6 +96,7 @@ class SyncFunction:
         records: SystemOfRecord,
         *,
         batch: int = 2000,
+        linger: float = 0.0,
         group: str = GROUP,
         lag_every: float = 5.0,
         on_batch: Callable[[int, float], None] | None = None,
@@ -103,6 +105,11 @@ class SyncFunction:
         self.bus = bus
         self.records = records
         self.batch = batch
+        # after a batch smaller than `batch`, wait this long before the next poll, so that batches
+        # gather what arrives meanwhile: a usage record dirties its subscriber's page of the
+        # history's index whatever the batch holds, and a batch holding several records of a
+        # subscriber writes that page once (the deployed SF: `sf_linger_seconds`, `sf_batch`)
+        self.linger = linger
         # failing without progress for this long makes the SF stalled (readiness, metrics); a blip
         # of the database shorter than that only shows in the failure counter
         self.stall_after = stall_after
@@ -292,6 +299,9 @@ class SyncFunction:
                     continue
                 storing = asyncio.create_task(self._store(batch))
                 self._refresh_lag(idle=False)
+                if self.linger > 0 and len(polled) < self.batch:
+                    with contextlib.suppress(TimeoutError):  # a stop ends it at once
+                        await asyncio.wait_for(self._stop.wait(), self.linger)
             if storing is not None:
                 task, storing = storing, None
                 await task
