@@ -343,7 +343,7 @@ class EmbeddedBalanceStore:
             self._dir,
             seq,
             acked,
-            (account_to_dict(a) for a in accounts),
+            (orjson.dumps(account_to_dict(a)) for a in accounts),
             [(n, event_to_dict(e)) for n, e in outbox],
             self._os_replace,
         )
