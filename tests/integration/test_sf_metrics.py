@@ -78,7 +78,7 @@ async def test_after_a_small_batch_the_sf_waits_for_more(world, records: SqlReco
             pass
 
     await texted(len(SUBSCRIBERS))
-    sf = SyncFunction(bus, records, batch=10_000, linger=1.0)
+    sf = SyncFunction(bus, records, batch=10_000, linger=3.0)  # ample for the publishes below
     sizes: list[int] = []
     sf.on_batch = lambda n, _seconds: sizes.append(n)
     running = asyncio.create_task(sf.sync())
@@ -95,5 +95,5 @@ async def test_after_a_small_batch_the_sf_waits_for_more(world, records: SqlReco
     stopped = time.monotonic()
     sf.stop()
     await asyncio.wait_for(running, 5)
-    assert time.monotonic() - stopped < 0.5  # within the second it would have waited
+    assert time.monotonic() - stopped < 0.5  # within the three seconds it would have waited
     await sf.close()
