@@ -77,10 +77,11 @@ class Settings(BaseSettings):
     sf_metrics_host: str = "127.0.0.1"
     sf_metrics_port: int = 9102
     # the SF's batches: at most this many records, and after a smaller one a pause this long before
-    # the next poll, so that they gather what comes meanwhile (its CPU a record falls by a fifth to a
-    # third on SQLite at 2,500 CCR/s: docs/architecture.md); the record is that much later
-    sf_batch: int = Field(default=10_000, gt=0)
-    sf_linger_seconds: float = Field(default=0.5, ge=0)
+    # the next poll, so that they gather what comes meanwhile (on SQLite a batch writes each of its
+    # subscribers' pages of the usage history's index once: docs/architecture.md); the record is
+    # that much later. 2 s is ~16,000 records at 10,000 CCR/s, well under the batch
+    sf_batch: int = Field(default=25_000, gt=0)
+    sf_linger_seconds: float = Field(default=2.0, ge=0)
     # failing this long without writing anything makes the SF stalled: /readyz 503, cellcelly_sf_stalled 1
     sf_stall_seconds: float = Field(default=30.0, gt=0)
 

@@ -579,6 +579,22 @@ def _start(args: list[str], env: dict[str, str], ports: list[int]) -> subprocess
     return proc
 
 
+def _wait_sf_drained(port: int, timeout: float = 60.0) -> None:
+    """Until the SF serving /metrics on `port` has written everything on the bus (its lag 0)."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        lag = [line.split()[-1] for line in text.splitlines() if line.startswith("cellcelly_sf_lag_records ")]
+        if lag and float(lag[0]) == 0:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the SF on :{port} still lags {lag} records after {timeout:.0f} s")
+        time.sleep(0.2)
+
+
 def _stop(*procs: subprocess.Popen[bytes]) -> None:
     for proc in procs:
         proc.terminate()
@@ -655,6 +671,9 @@ def bench_e2e(
             data = Path(tempfile.mkdtemp(prefix="cellcelly-e2e-"))
             shutil.copytree(provisioned, data, dirs_exist_ok=True)
             env = e2e_env(data, dgw, wire, http)
+            sf_metrics = free_port() if processes[0][0] == ["run"] else None
+            if sf_metrics is not None:
+                env["CELLCELLY_SF_METRICS_PORT"] = str(sf_metrics)
             procs = [_start(args, env, ports) for args, ports in processes]
             try:
                 served = _served_by([p.pid for p in procs])
@@ -668,6 +687,10 @@ def bench_e2e(
                         check=True,
                     )
                     report = json.loads(done.stdout)
+                    if sf_metrics is not None:
+                        # the SF writes a batch after waiting for more (`CELLCELLY_SF_LINGER_SECONDS`):
+                        # the row's last records are its CPU too, not the next row's
+                        _wait_sf_drained(sf_metrics)
                     spent, answers = _cpu_seconds(served), max(1, report["answers"])
                     # where a CCR's time goes, process by process (the generator's share too: the
                     # two cores are all of theirs)

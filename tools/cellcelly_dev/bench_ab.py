@@ -19,6 +19,8 @@ a whole `cellcelly run` (`make run`: the parent, its DGW and SF children), each 
 The order the variants start in rotates every round.
 
     PYTHONPATH=tools .venv/bin/python -m cellcelly_dev.bench_ab run before=build/a,after=build/b --rate 400
+
+A variant may also set environment of its own, after its path: `'slow=build/b;CELLCELLY_SF_LINGER_SECONDS=2'`.
 """
 
 from __future__ import annotations
@@ -48,8 +50,11 @@ def per_request(before: dict[str, float], pids: dict[str, int], requests: int) -
     return {who: round((spent[who] - before[who]) / max(1, requests) * 1e6, 1) for who in pids}
 
 
-def _variant_env(path: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.path.abspath(path) if path else ""}
+def _variant_env(spec: str) -> dict[str, str]:
+    """`path[;NAME=value;...]`: the build on PYTHONPATH, and settings of this variant's own."""
+    path, *settings = spec.split(";")
+    own = dict(item.split("=", 1) for item in settings)
+    return {**os.environ, "PYTHONPATH": os.path.abspath(path) if path else "", **own}
 
 
 def ab_voltdb(variants: dict[str, str], rounds: int, seconds: float) -> None:
@@ -175,7 +180,7 @@ def _report(round_: int, rows: dict[str, str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("voltdb", "noop", "wire", "run"))
-    parser.add_argument("variants", help="name=PYTHONPATH,... ('' for the source tree)")
+    parser.add_argument("variants", help="name=PYTHONPATH[;VAR=value...],... ('' for the source tree)")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rate", type=float, default=250.0, help="sessions/s offered to each variant")
