@@ -173,6 +173,40 @@ def background_priority() -> None:
             os.nice(19)
 
 
+class CpuShare:
+    """Spreads a background process's work thin: called often as it works, it sleeps whenever the
+    process has used `step` seconds of CPU, so that it uses at most `share` of a core at any
+    moment. SCHED_IDLE (`background_priority`) orders only this machine's processes: on a VM whose
+    host shares its cores, a checkpointer working flat out for seconds slowed charging beside it
+    (a five-minute run at 10,000 CCR/s: the checkpointer at 40-64% of a core while the parent's
+    p99 rose fourfold, docs/architecture.md). The same CPU a little at a time costs charging a
+    small, steady share instead of a long slow spell its queues build up in."""
+
+    def __init__(
+        self,
+        share: float,
+        step: float = 0.01,
+        clock: Callable[[], float] = time.process_time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not 0 < share <= 1:
+            raise ValueError(f"a CPU share is in (0, 1], not {share}")
+        self.share, self.step = share, step
+        self._clock, self._sleep = clock, sleep
+        self._since = clock()
+        self.slept = 0.0  # seconds, in all
+
+    def __call__(self) -> None:
+        if self.share >= 1:
+            return
+        used = self._clock() - self._since
+        if used >= self.step:
+            pause = used * (1 / self.share - 1)
+            self._sleep(pause)
+            self.slept += pause
+            self._since = self._clock()
+
+
 # sched_setattr and sched_getattr (Linux); elsewhere a slice is not asked for
 _SCHED_ATTR_CALLS = {"x86_64": (314, 315), "aarch64": (274, 275)}
 

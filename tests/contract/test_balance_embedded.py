@@ -25,6 +25,7 @@ from balance_store_contract import (
     A,
     B,
     BalanceStoreContract,
+    C,
     DurableBalanceStoreContract,
     busy_history,
     charge_in,
@@ -37,8 +38,9 @@ from balance_store_contract import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cellcelly.adapters.balance_checkpointer import Checkpoints
 from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore, SnapshotIn
-from cellcelly.adapters.balance_files import JOURNAL, ROTATED, SNAPSHOT
+from cellcelly.adapters.balance_files import JOURNAL, PACE_EVERY, ROTATED, SNAPSHOT
 from cellcelly.codec import answer_to_list, usage_from_list
 from cellcelly.deploy.backends import build_store
 from cellcelly.domain.charging import RequestType, answer_of
@@ -403,6 +405,30 @@ def test_a_background_snapshot_is_written_by_another_process(directory: Path) ->
         os.kill(pid, 0)  # gone with the store (and waited for: no zombie)
     with EmbeddedBalanceStore(directory, fsync="never") as again:
         assert state_of(again) == before
+
+
+def test_the_checkpointer_works_a_little_at_a_time(directory: Path) -> None:
+    """Its replay and its snapshot call its pace every few records and after every account (the
+    `runtime.CpuShare` that sleeps it), and the snapshot it writes so reopens to the store's state;
+    the store hands its process the share of a core it was given."""
+    with EmbeddedBalanceStore(directory, fsync="never", compact_bytes=1 << 40) as store:
+        busy_history(store)
+        for n in range(300):  # enough records for several paces of the replay
+            credit(store, C, 1 + n, f"top-{n}", NOW + n)
+        before = state_of(store)
+    records = len(_journal(directory).read_bytes().splitlines())
+    (directory / JOURNAL).rename(directory / ROTATED)
+    paces = []
+    Checkpoints(directory, pace=lambda: paces.append(1)).compact(-1)
+    assert len(paces) == records // PACE_EVERY + len(before["accounts"])
+    (directory / ROTATED).unlink()
+    with EmbeddedBalanceStore(directory, fsync="never") as again:
+        assert state_of(again) == before
+    other = directory.parent / "other"
+    with EmbeddedBalanceStore(other, fsync="never", compact_bytes=2_048, checkpoint_cpu_share=0.3) as store:
+        busy_history(store)
+        store.settle()
+        assert _cmdline(_checkpointer_pid(store)).split(b"\0")[-3:-1] == [str(other).encode(), b"0.3"]
 
 
 def test_the_checkpointer_ends_with_the_process_that_started_it(directory: Path) -> None:

@@ -580,19 +580,29 @@ def _start(args: list[str], env: dict[str, str], ports: list[int]) -> subprocess
 
 
 def _wait_sf_drained(port: int, timeout: float = 60.0) -> None:
-    """Until the SF serving /metrics on `port` has written everything on the bus (its lag 0)."""
+    """Until the SF serving /metrics on `port` has written everything on the bus: its lag 0 and no
+    batch for longer than its wait for more (the lag is refreshed when a poll finds nothing, and a
+    poll comes at the latest that long after the last batch)."""
     import urllib.request
 
+    from cellcelly.settings import Settings
+
+    quiet_for = Settings().sf_linger_seconds + 1.0
     deadline = time.monotonic() + timeout
+    last_batches, since = None, time.monotonic()
     while True:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-            text = answer.read().decode()
-        lag = [line.split()[-1] for line in text.splitlines() if line.startswith("cellcelly_sf_lag_records ")]
-        if lag and float(lag[0]) == 0:
+            lines = answer.read().decode().splitlines()
+        figures = dict(line.rsplit(" ", 1) for line in lines if line.startswith("cellcelly_sf_"))
+        lag, batches = float(figures["cellcelly_sf_lag_records"]), figures["cellcelly_sf_batches_total"]
+        now = time.monotonic()
+        if batches != last_batches:
+            last_batches, since = batches, now
+        elif lag == 0 and now - since >= quiet_for:
             return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the SF on :{port} still lags {lag} records after {timeout:.0f} s")
-        time.sleep(0.2)
+        if now > deadline:
+            raise TimeoutError(f"the SF on :{port} still lags {lag:.0f} records after {timeout:.0f} s")
+        time.sleep(0.25)
 
 
 def _stop(*procs: subprocess.Popen[bytes]) -> None:

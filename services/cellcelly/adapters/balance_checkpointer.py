@@ -28,11 +28,12 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 from cellcelly import runtime
-from cellcelly.adapters.balance_files import JOURNAL, ROTATED, SNAPSHOT, Replica
+from cellcelly.adapters.balance_files import JOURNAL, ROTATED, SNAPSHOT, Replica, no_pace
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,9 @@ STOP_SECONDS = 10.0  # for a killed checkpointer to be gone
 class Checkpointer:
     """The store's side: starts the process when first asked, and asks it for each snapshot."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, cpu_share: float = 1.0) -> None:
         self._dir = directory
+        self._cpu_share = cpu_share  # of a core, at most, at any moment (`runtime.CpuShare`)
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()  # the compactor thread starts it, the store's close ends it
         self._closed = False
@@ -78,7 +80,7 @@ class Checkpointer:
         # the modules this process imported, wherever they came from (a compiled build first)
         path = os.pathsep.join(p for p in sys.path if p)
         process = subprocess.Popen(
-            [sys.executable, "-m", __name__, str(self._dir)],
+            [sys.executable, "-m", __name__, str(self._dir), str(self._cpu_share)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": path},
@@ -119,15 +121,16 @@ def _pipes(process: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:
 class Checkpoints:
     """The process's side: a replica of the files, and the snapshots written from it."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, pace: Callable[[], None] = no_pace) -> None:
         self._dir = directory
+        self._pace = pace
         self._replica: Replica | None = None
         self._written: tuple[int, int, int] | None = None  # the snapshot the replica is
 
     def compact(self, journal_bytes: int) -> None:
         replica = self._replica
         if replica is None or self._snapshot_identity() != self._written:
-            replica = Replica()
+            replica = Replica(self._pace)
             replica.load_snapshot(self._dir / SNAPSHOT)
         self._replica, self._written = None, None  # until this snapshot is written
         replica.replay_journal(self._dir / ROTATED)
@@ -150,7 +153,8 @@ def main(argv: list[str]) -> int:
     # a replica's lists make no reference cycles, and are many: the collector's walks of them were
     # two thirds of a replay's CPU (1.6 s against 0.5 to read a 74 MB snapshot)
     gc.disable()
-    checkpoints = Checkpoints(Path(argv[0]))
+    share = float(argv[1]) if len(argv) > 1 else 1.0
+    checkpoints = Checkpoints(Path(argv[0]), runtime.CpuShare(share))
     for line in sys.stdin.buffer:
         try:
             verb, journal_bytes = line.split()

@@ -83,6 +83,7 @@ class EmbeddedBalanceStore:
         fsync_interval: float = 0.2,
         compact_bytes: int = 256 * 1024 * 1024,
         snapshot_in: SnapshotIn | None = None,
+        checkpoint_cpu_share: float = 1.0,
     ) -> None:
         self._accounts: dict[str, Account] = {}
         self._sessions: dict[str, str] = {}  # session id -> msisdn
@@ -95,7 +96,9 @@ class EmbeddedBalanceStore:
         # where a background snapshot is written: the checkpointer process, or a thread of this one
         self._snapshot_in: SnapshotIn = snapshot_in or "process"
         # its process starts with the first snapshot; made here, so that `close` always ends it
-        self._checkpointer = None if directory is None else Checkpointer(Path(directory))
+        self._checkpointer = (
+            None if directory is None else Checkpointer(Path(directory), checkpoint_cpu_share)
+        )
         self._dirty = False
         self._closed = threading.Event()
         self._dir = None if directory is None else Path(directory)

@@ -45,6 +45,11 @@ JOURNAL = "journal.log"
 ROTATED = "journal.1"
 SNAPSHOT = "snapshot.json"
 READ_BYTES = 1 << 22  # a journal is read this much at a time
+PACE_EVERY = 64  # records replayed between two calls of a replica's `pace`
+
+
+def no_pace() -> None:
+    """A replica's `pace` that never waits (recovery: the store waits for it anyway)."""
 
 
 class Outbox(Generic[E]):
@@ -132,7 +137,10 @@ def commit_line(first_seq: int, events: int, parts: bytes) -> bytes:
 class Replica:
     """The state of a snapshot and the journals after it, as the files hold it: lists."""
 
-    def __init__(self) -> None:
+    def __init__(self, pace: Callable[[], None] = no_pace) -> None:
+        # called every few records replayed and every account written: the checkpointer's
+        # `runtime.CpuShare`, so that it works a little at a time
+        self.pace = pace
         self.headers: dict[str, list[Any] | bytes] = {}  # by msisdn: `header_to_list`'s, or its JSON
         # by msisdn, by id: `session_to_list`'s, or (finished) its JSON
         self.sessions: dict[str, dict[str, list[Any] | bytes]] = {}
@@ -162,6 +170,7 @@ class Replica:
         anything else that does not read is a StoreError: the file is left for a human to see.
         Read a block at a time: a journal is hundreds of MB."""
         records = 0
+        pace = self.pace
         offset = 0  # of `content` in the file
         content = b""
         left = upto if upto is not None else -1  # bytes still to read (-1: all)
@@ -194,6 +203,8 @@ class Replica:
                             cut.truncate(offset + start)
                         return records
                     records += 1
+                    if not records % PACE_EVERY:
+                        pace()
                     start = end + 1
                 offset += start
                 content = content[start:]
@@ -270,7 +281,7 @@ class Replica:
         accounts = (_account_json(h, self.sessions[m].values()) for m, h in self.headers.items())
         outbox = self.outbox
         entries = [(seq, _snapshot_form(raw)) for seq, raw in outbox.entries()]
-        write_snapshot(directory, outbox.seq, outbox.acked, accounts, entries)
+        write_snapshot(directory, outbox.seq, outbox.acked, accounts, entries, pace=self.pace)
 
 
 def _kept(session: list[Any]) -> list[Any] | bytes:
@@ -307,6 +318,7 @@ def write_snapshot(
     accounts: Iterable[bytes],
     outbox: list[tuple[int, Any]],
     replace: Callable[[Path, Path], None] = os.replace,
+    pace: Callable[[], None] = no_pace,
 ) -> None:
     """The snapshot, written beside and then renamed over the last one; `accounts`: each account's
     JSON. One account at a time: a single `orjson.dumps` of it all, in a thread of the store, would
@@ -320,6 +332,7 @@ def write_snapshot(
             fh.write(separator)
             fh.write(account)
             separator = b","
+            pace()
         fh.write(b'],"outbox":')
         fh.write(orjson.dumps(outbox))
         fh.write(b"}")

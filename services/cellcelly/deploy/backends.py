@@ -197,6 +197,7 @@ def build_store(settings: Settings) -> BalanceStore:
             settings.data_dir / "balances",
             fsync=settings.balance_fsync,
             compact_bytes=settings.balance_snapshot_min_mib * 1024 * 1024,
+            checkpoint_cpu_share=settings.balance_checkpoint_cpu_share,
         )
     if settings.balance_store == "voltdb":
         return _voltdb_store(settings)
