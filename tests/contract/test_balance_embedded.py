@@ -40,7 +40,14 @@ from hypothesis import strategies as st
 
 from cellcelly.adapters.balance_checkpointer import Checkpoints
 from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore, SnapshotIn
-from cellcelly.adapters.balance_files import JOURNAL, PACE_EVERY, ROTATED, SNAPSHOT
+from cellcelly.adapters.balance_files import (
+    JOURNAL,
+    PACE_EVERY,
+    ROTATED,
+    SNAPSHOT,
+    SYNC_BYTES,
+    write_snapshot,
+)
 from cellcelly.codec import answer_to_list, usage_from_list
 from cellcelly.deploy.backends import build_store
 from cellcelly.domain.charging import RequestType, answer_of
@@ -429,6 +436,20 @@ def test_the_checkpointer_works_a_little_at_a_time(directory: Path) -> None:
         busy_history(store)
         store.settle()
         assert _cmdline(_checkpointer_pid(store)).split(b"\0")[-3:-1] == [str(other).encode(), b"0.3"]
+
+
+def test_a_large_snapshot_goes_to_the_disk_in_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Made durable every `SYNC_BYTES` as it is written, not all at once at its end, and whole."""
+    synced: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(os.fstat(fd).st_size), real(fd)))
+    big = b"x" * (SYNC_BYTES // 3)
+    accounts = [b'{"header":["%d"],"sessions":["%b"]}' % (n, big) for n in range(10)]
+    write_snapshot(tmp_path, 7, 5, accounts, [(6, {"kind": "usage"})])
+    assert len(synced) == 3 and synced == sorted(synced) and synced[-1] < 10 * len(big)
+    data = orjson.loads((tmp_path / SNAPSHOT).read_bytes())
+    assert [a["header"] for a in data["accounts"]] == [[str(n)] for n in range(10)]
+    assert (data["seq"], data["acked"], data["outbox"]) == (7, 5, [[6, {"kind": "usage"}]])
 
 
 def test_the_checkpointer_ends_with_the_process_that_started_it(directory: Path) -> None:

@@ -46,6 +46,11 @@ ROTATED = "journal.1"
 SNAPSHOT = "snapshot.json"
 READ_BYTES = 1 << 22  # a journal is read this much at a time
 PACE_EVERY = 64  # records replayed between two calls of a replica's `pace`
+# a snapshot is put on the disk this much at a time as it is written, not all at its end: 263 MB
+# made durable at once filled the disk's queue (the SF's and the notifier's writes waited in the
+# kernel's write throttling meanwhile), and the CPU of its writeback came in one piece the
+# checkpointer's pace could not spread
+SYNC_BYTES = 8 << 20
 
 
 def no_pace() -> None:
@@ -328,10 +333,16 @@ def write_snapshot(
     with open(tmp, "wb") as fh:
         fh.write(b'{"seq":%d,"acked":%d,"accounts":[' % (seq, acked))
         separator = b""
+        unsynced = 0
         for account in accounts:
             fh.write(separator)
             fh.write(account)
             separator = b","
+            unsynced += len(account) + 1
+            if unsynced >= SYNC_BYTES:
+                fh.flush()
+                getattr(os, "fdatasync", os.fsync)(fh.fileno())  # macOS has no fdatasync
+                unsynced = 0
             pace()
         fh.write(b'],"outbox":')
         fh.write(orjson.dumps(outbox))
