@@ -82,10 +82,9 @@ class Settings(BaseSettings):
     # the SF's batches: at most this many records, and after a smaller one a pause this long before
     # the next poll, so that they gather what comes meanwhile (on SQLite a batch writes each of its
     # subscribers' pages of the usage history's index once: docs/architecture.md); the record is
-    # that much later. Not longer: 2 s cost the SF a tenth less CPU, but in bursts four times as
-    # long, which charging felt (five-minute runs at 10,000 CCR/s)
-    sf_batch: int = Field(default=10_000, gt=0)
-    sf_linger_seconds: float = Field(default=0.5, ge=0)
+    # that much later. 2 s is ~16,000 records at 10,000 CCR/s, under the batch
+    sf_batch: int = Field(default=25_000, gt=0)
+    sf_linger_seconds: float = Field(default=2.0, ge=0)
     # failing this long without writing anything makes the SF stalled: /readyz 503, cellcelly_sf_stalled 1
     sf_stall_seconds: float = Field(default=30.0, gt=0)
 
