@@ -8,7 +8,8 @@ before: the fork held the GIL 5-20 ms at 300-1,700 MB, and every page charging w
 second after it was copied, 22,000-51,000 page faults at 80-110% of a core each time, the p99 of
 a five-minute run (docs/architecture.md, "2026-12-06"). Replaying costs CPU instead, at the
 lowest priority (`runtime.background_priority`); on a VM whose host shares its cores that CPU is
-still charging's, so the replay reads only what it needs (`balance_files`).
+still charging's, so the replay reads only what it needs (`balance_files`), and it works a little
+at a time, at most the share of a core it is given (`runtime.CpuShare`).
 
 It is started by the store on its first background snapshot and talks over its standard input and
 output: the store writes `compact <n>` (the bytes of the live journal the snapshot is also to
