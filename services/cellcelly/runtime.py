@@ -177,10 +177,10 @@ class CpuShare:
     """Spreads a background process's work thin: called often as it works, it sleeps whenever the
     process has used `step` seconds of CPU, so that it uses at most `share` of a core at any
     moment. SCHED_IDLE (`background_priority`) orders only this machine's processes: on a VM whose
-    host shares its cores, a checkpointer working flat out for seconds slowed charging beside it
-    (a five-minute run at 10,000 CCR/s: the checkpointer at 40-64% of a core while the parent's
-    p99 rose fourfold, docs/architecture.md). The same CPU a little at a time costs charging a
-    small, steady share instead of a long slow spell its queues build up in."""
+    host shares its cores, a background process working flat out competes with charging all the
+    same (five-minute runs at 10,000 CCR/s: the checkpointer at 40-71% of a core for seconds at a
+    time late in the run, the machine then at ~190% of its 200%, docs/architecture.md). The same
+    CPU a little at a time is a small, steady share instead of a long spell of it."""
 
     def __init__(
         self,

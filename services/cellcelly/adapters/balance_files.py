@@ -47,9 +47,9 @@ SNAPSHOT = "snapshot.json"
 READ_BYTES = 1 << 22  # a journal is read this much at a time
 PACE_EVERY = 64  # records replayed between two calls of a replica's `pace`
 # a snapshot is put on the disk this much at a time as it is written, not all at its end: 263 MB
-# made durable at once filled the disk's queue (the SF's and the notifier's writes waited in the
-# kernel's write throttling meanwhile), and the CPU of its writeback came in one piece the
-# checkpointer's pace could not spread
+# made durable at once is a burst in the disk's queue (the SF's and the notifier's writes were seen
+# waiting in the kernel's write throttling), and the CPU of its writeback one piece the
+# checkpointer's pace cannot spread
 SYNC_BYTES = 8 << 20
 
 
