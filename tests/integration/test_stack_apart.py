@@ -22,7 +22,9 @@ Each step is an assertion that can fail:
   keeps one row per event id (its primary key) and so cannot show the second;
 - no notice told twice: both OCSs relay the one VoltDB outbox (a batch may reach Kafka twice), two
   notifiers share a group and one is SIGKILLed and started on a fresh data dir meanwhile; each
-  wallet-low notice reaches the SMTP server once, and every mail matches one notice told in the record.
+  wallet-low notice reaches the SMTP server once (twice only where the SIGKILL fell between its send
+  and its batch's "told": retaken after its lease, and logged so), and every mail matches one
+  notice told in the record.
 """
 
 from __future__ import annotations
@@ -102,6 +104,17 @@ def spec_body(smtp_port: int) -> dict[str, Any]:
             },
         },
     }
+
+
+def retaken_notices(logs: Path) -> set[str]:
+    """The notices a notifier took over after their lease ran out (the SIGKILLed one's claims),
+    from the notifiers' logs: each may have been told twice."""
+    found = set()
+    for log_file in logs.glob("notifier-*.log"):
+        for line in log_file.read_text(errors="replace").splitlines():
+            if "notice retaken after its lease" in line:
+                found.add(orjson.loads(line)["event"])
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -540,14 +553,19 @@ async def test_the_stack_apart_charges_fails_over_and_tells_once(
                 ).scalar_one()
             assert usage >= RATE * SECONDS, usage  # enough happened for the check to mean something
 
-            # --- no notice told twice: a moment for a late duplicate, then count
+            # --- no notice told twice: a moment for a late duplicate, then count. But for the one
+            # window the notifier leaves (notifier/service.py): a notice the SIGKILLed notifier sent
+            # and had not yet marked told is retaken after its lease (10 s here) and told again,
+            # which its retaker logs; CI met it once
             await asyncio.sleep(3.0)
             mails = [(str(m["To"]), str(m["Subject"]), m.get_payload()) for m in inbox.messages]
+            retaken = retaken_notices(logs)
+            maybe_twice = {f"{event_id.split('#')[0]}@example.com" for event_id in retaken}
             twice = {k: n for k, n in Counter(mails).items() if n > 1}
-            assert not twice, twice
+            assert all(to in maybe_twice and n == 2 for (to, _, _), n in twice.items()), (twice, retaken)
             for msisdn in NOTICED:
                 mine = [m for m in mails if m[0] == f"{msisdn}@example.com"]
-                assert len(mine) == 1, mine
+                assert len(set(mine)) == 1 and len(mine) <= 1 + (mine[0][0] in maybe_twice), mine
             # mails = notices told in the record + at most those the SIGKILL cut between their send
             # and their batch's `notices_done` (the ledger's one-batch window: those claims wait out
             # their lease, then are told again; nothing else may be unfinished). A notice mailed
@@ -563,12 +581,14 @@ async def test_the_stack_apart_charges_fails_over_and_tells_once(
                         for row in conn.execute(text("SELECT owner FROM notices WHERE told_at IS NULL"))
                     ]
                 cut = [owner for owner in unfinished if f":{killed[0]}:" in owner]
-                if told <= len(inbox.messages) <= told + len(cut) and len(cut) == len(unfinished):
+                extra = len(cut) + len(retaken)
+                if told <= len(inbox.messages) <= told + extra and len(cut) == len(unfinished):
                     break
-                assert time.monotonic() < deadline, (len(inbox.messages), told, unfinished, killed)
+                assert time.monotonic() < deadline, (len(inbox.messages), told, unfinished, killed, retaken)
                 await asyncio.sleep(0.5)
             mails = [(str(m["To"]), str(m["Subject"]), m.get_payload()) for m in inbox.messages]
-            assert not {k: n for k, n in Counter(mails).items() if n > 1}, mails
+            twice = {k: n for k, n in Counter(mails).items() if n > 1}
+            assert all(to in maybe_twice and n == 2 for (to, _, _), n in twice.items()), (mails, retaken)
         finally:
             store.close()
             records.close()
