@@ -1,0 +1,129 @@
+"""The journal's pages made ahead of its records, by a thread of their own.
+
+An append to a file lands, every few records, on a page the kernel has yet to allocate and zero.
+On this project's machines (VMs whose host takes back memory the guest has freed) that first touch
+of a fresh page cost ~13 µs of the writing thread's time: a 300-byte record's append 2.7 µs
+against 1.1 into pages already made (`make bench`'s figures and the measurement are in
+docs/architecture.md). In the charging process it was 4 of its 60 µs a CCR, on the thread every
+commit waits for.
+
+So the journal's blocks are allocated (`posix_fallocate`) a few MB past its last record, and a
+thread below charging's priority reads each new page once, which makes it in the page cache,
+zeroed; the commits then write into pages that exist. Readahead is off on the file
+(`POSIX_FADV_RANDOM`): it would make the pages as large folios, into which a small write costs
+more (every block of the folio is walked per write).
+
+The thread only allocates and reads, never writes: a commit's record and the thread can never
+overwrite each other, whatever their order. The price is that the file is longer than its records
+while open: the zeros past the last record are cut at close, by recovery (`trim_zero_tail`) after
+a crash, and before a journal is rotated.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from cellcelly import runtime
+
+log = logging.getLogger(__name__)
+
+PAGE = 4096
+AHEAD_BYTES = 4 << 20  # pages kept made past the last record
+REFILL_BYTES = 1 << 20  # the thread is woken when fewer than AHEAD - REFILL remain
+TRIM_READ = 1 << 20
+
+
+def supported() -> bool:
+    return hasattr(os, "posix_fallocate") and hasattr(os, "posix_fadvise")
+
+
+class PagesAhead:
+    """Keeps a journal's pages made `ahead` bytes past `end` (the byte after its last record).
+
+    The thread reads through a descriptor of its own, so the journal's may be closed at any time;
+    it allocates (which lengthens the file) only under its lock, so that once `stop` returns it
+    never will again: a journal cut to its records stays so."""
+
+    def __init__(self, fd: int, end: int, ahead: int = AHEAD_BYTES, refill: int = REFILL_BYTES) -> None:
+        self._fd = os.dup(fd)
+        self._ahead, self._refill = ahead, refill
+        self._lock = threading.Lock()
+        self._made = end  # pages are made up to here
+        self._wanted = end + ahead
+        self._wake = threading.Event()
+        self._stopped = False
+        os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_RANDOM)
+        self._thread = threading.Thread(target=self._run, daemon=True, name="journal-pages")
+        self._thread.start()
+        self._wake.set()
+
+    def reached(self, end: int) -> None:
+        """The journal's records now end at `end` (after each append: one comparison, mostly)."""
+        if end + self._ahead - self._refill > self._wanted:
+            self._wanted = end + self._ahead
+            self._wake.set()
+
+    def restart(self, end: int) -> None:
+        """The file was cut back to `end` (a refused record): make its pages from there again."""
+        with self._lock:
+            self._made = min(self._made, end)
+            self._wanted = end + self._ahead
+        self._wake.set()
+
+    def stop(self, wait: bool = False) -> None:
+        """No allocation after this returns; the thread ends soon after (`wait`: before)."""
+        with self._lock:
+            self._stopped = True
+        self._wake.set()
+        if wait:
+            self._thread.join()
+
+    def _run(self) -> None:
+        runtime.background_priority()  # this thread only: charging's keeps its priority
+        try:
+            while not self._stopped:
+                self._wake.wait()
+                self._wake.clear()
+                self._make()
+        except OSError as exc:
+            # a full disk, a file system without fallocate: the commits make their pages
+            # themselves, as before, and meet the disk's error on their own write
+            log.warning("journal pages not made ahead", extra={"error": str(exc)})
+        finally:
+            os.close(self._fd)
+
+    def _make(self) -> None:
+        while True:
+            with self._lock:
+                start, wanted = self._made, self._wanted
+                if self._stopped or start >= wanted:
+                    return
+                end = min(wanted, start + self._refill)
+                # the blocks allocated, and the file lengthened: the pages read below exist
+                os.posix_fallocate(self._fd, start, end - start)
+                self._made = end
+            for offset in range(start - start % PAGE, end, PAGE):
+                if self._stopped:
+                    return
+                os.pread(self._fd, 1, offset)
+
+
+def trim_zero_tail(path: str | os.PathLike[str]) -> int:
+    """Cut the zeros after a journal's last record (pages made ahead that no record reached);
+    its size after. A record never holds a zero byte (JSON as orjson writes it, tabs, digits)."""
+    with open(path, "r+b") as fh:
+        size = end = fh.seek(0, os.SEEK_END)
+        while end > 0:
+            start = max(0, end - TRIM_READ)
+            fh.seek(start)
+            block = fh.read(end - start)
+            stripped = block.rstrip(b"\0")
+            if stripped:
+                end = start + len(stripped)
+                break
+            end = start
+        if end < size:
+            fh.truncate(end)
+        return end
