@@ -109,6 +109,7 @@ class EmbeddedBalanceStore:
         # the journal's pages made ahead of its records by a thread (`journal_pages`), or None
         self._pages_ahead = pages_ahead and journal_pages.supported()
         self._pages: journal_pages.PagesAhead | None = None
+        self._pages_at = 0  # the journal's size past which `_pages` is told of it
         # the journal's system calls, as attributes so tests can make them fail as a full or broken
         # disk would (tests/contract/test_balance_embedded.py)
         self._os_write = os.pwrite
@@ -243,8 +244,8 @@ class EmbeddedBalanceStore:
             raise StoreError(f"cannot write the balance journal: {exc}") from exc
         self._journal_size += len(line)
         self._dirty = True
-        if self._pages is not None:
-            self._pages.reached(self._journal_size)
+        if self._journal_size > self._pages_at and self._pages is not None:
+            self._pages_at = self._pages.reached(self._journal_size)
 
     def _open_journal(self) -> None:
         """The journal, to write at its end (recovery cut it to its last whole record)."""
@@ -254,6 +255,7 @@ class EmbeddedBalanceStore:
         self._journal_size = os.fstat(self._fd).st_size
         if self._pages_ahead:
             self._pages = journal_pages.PagesAhead(self._fd, self._journal_size)
+            self._pages_at = self._pages.next_call
 
     def _close_journal(self, wait: bool = False) -> int:
         """Stop making its pages and cut the zeros past its last record; the descriptor, open."""
@@ -271,6 +273,7 @@ class EmbeddedBalanceStore:
             os.ftruncate(self._fd, self._journal_size)
             if self._pages is not None:
                 self._pages.restart(self._journal_size)
+                self._pages_at = self._journal_size
         except OSError:
             # anything appended now would follow a torn record and be lost at recovery
             self._torn = True

@@ -52,6 +52,7 @@ class PagesAhead:
         self._lock = threading.Lock()
         self._made = end  # pages are made up to here
         self._wanted = end + ahead
+        self.next_call = self._wanted - refill  # the end at which the writer calls `reached`
         self._wake = threading.Event()
         self._stopped = False
         os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_RANDOM)
@@ -59,11 +60,13 @@ class PagesAhead:
         self._thread.start()
         self._wake.set()
 
-    def reached(self, end: int) -> None:
-        """The journal's records now end at `end` (after each append: one comparison, mostly)."""
-        if end + self._ahead - self._refill > self._wanted:
-            self._wanted = end + self._ahead
-            self._wake.set()
+    def reached(self, end: int) -> int:
+        """The journal's records now end at `end`: more pages are made. The end at which to call
+        again, which the writer compares with its own (a call a record was ~0.1 µs of a record's
+        1.2; the comparison in the compiled store costs nothing)."""
+        self._wanted = end + self._ahead
+        self._wake.set()
+        return self._wanted - self._refill
 
     def restart(self, end: int) -> None:
         """The file was cut back to `end` (a refused record): make its pages from there again."""
