@@ -2,21 +2,21 @@
 
 An append to a file lands, every few records, on a page the kernel has yet to allocate and zero.
 On this project's machines (VMs whose host takes back memory the guest has freed) that first touch
-of a fresh page cost ~13 µs of the writing thread's time: a 300-byte record's append 2.7 µs
-against 1.1 into pages already made (`make bench`'s figures and the measurement are in
-docs/architecture.md). In the charging process it was 4 of its 60 µs a CCR, on the thread every
-commit waits for.
+of a fresh page cost ~13 µs of the writing thread's time at times: a 291-byte record's append 2.7
+µs against 1.1 at others. In the charging process it was 4 of its 60 µs a CCR, on the thread
+every commit waits for (docs/architecture.md, "2026-12-06, the night session").
 
-So the journal's blocks are allocated (`posix_fallocate`) a few MB past its last record, and a
-thread below charging's priority reads each new page once, which makes it in the page cache,
-zeroed; the commits then write into pages that exist. Readahead is off on the file
-(`POSIX_FADV_RANDOM`): it would make the pages as large folios, into which a small write costs
-more (every block of the folio is walked per write).
+So the journal's blocks are allocated (`posix_fallocate`) 3-4 MiB past its last record, and a
+thread below charging's priority has the kernel read those pages in (`POSIX_FADV_WILLNEED`: made
+in the page cache, zeroed, as the blocks are unwritten); the commits then write into pages that
+exist. Readahead is off on the file (`POSIX_FADV_RANDOM`): it makes large folios, into which
+each small write walks every block. `python -m cellcelly_dev.journal_pages_bench` measures the
+writing thread's CPU a record either way.
 
 The thread only allocates and reads, never writes: a commit's record and the thread can never
 overwrite each other, whatever their order. The price is that the file is longer than its records
-while open: the zeros past the last record are cut at close, by recovery (`trim_zero_tail`) after
-a crash, and before a journal is rotated.
+while open: the zeros past the last record are cut at close, before a journal is rotated, and by
+recovery after a crash (`trim_zero_tail`).
 """
 
 from __future__ import annotations
