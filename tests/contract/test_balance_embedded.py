@@ -218,6 +218,26 @@ def test_trim_zero_tail_cuts_exactly_the_zeros(records: bytes, zeros: int) -> No
         assert path.read_bytes() == records
 
 
+def test_allocate_only_allocates_or_fails(tmp_path: Path) -> None:
+    """fallocate(2) itself: the file lengthened with zeros, its bytes untouched; where it cannot
+    (here a pipe) an OSError, never glibc's emulation, which writes."""
+    path = tmp_path / "file"
+    path.write_bytes(b"record\n")
+    fd = os.open(path, os.O_RDWR)
+    try:
+        journal_pages.allocate(fd, 0, 8192)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"record\n" + bytes(8192 - 7)
+    read, write = os.pipe()
+    try:
+        with pytest.raises(OSError):
+            journal_pages.allocate(write, 0, 4096)
+    finally:
+        os.close(read)
+        os.close(write)
+
+
 def test_a_disk_that_refuses_the_pages_ahead_leaves_the_commits_as_they_were(
     directory: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -226,7 +246,7 @@ def test_a_disk_that_refuses_the_pages_ahead_leaves_the_commits_as_they_were(
     def full(fd: int, offset: int, length: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device (injected)")
 
-    monkeypatch.setattr(os, "posix_fallocate", full)
+    monkeypatch.setattr(journal_pages, "allocate", full)
     with EmbeddedBalanceStore(directory, fsync="always") as store:
         busy_history(store)
         _wait_for(lambda: "journal pages not made ahead" in caplog.text)

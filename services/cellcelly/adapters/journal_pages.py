@@ -6,7 +6,7 @@ of a fresh page cost ~13 µs of the writing thread's time at times: a 291-byte r
 µs against 1.1 at others. In the charging process it was 4 of its 60 µs a CCR, on the thread
 every commit waits for (docs/architecture.md, "2026-12-06, the night session").
 
-So the journal's blocks are allocated (`posix_fallocate`) 3-4 MiB past its last record, and a
+So the journal's blocks are allocated (fallocate(2)) 3-4 MiB past its last record, and a
 thread below charging's priority has the kernel read those pages in (`POSIX_FADV_WILLNEED`: made
 in the page cache, zeroed, as the blocks are unwritten); the commits then write into pages that
 exist. Readahead is off on the file (`POSIX_FADV_RANDOM`): it makes large folios, into which
@@ -21,8 +21,10 @@ recovery after a crash (`trim_zero_tail`).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import sys
 import threading
 
 from cellcelly import runtime
@@ -36,7 +38,19 @@ TRIM_READ = 1 << 20
 
 
 def supported() -> bool:
-    return hasattr(os, "posix_fallocate") and hasattr(os, "posix_fadvise")
+    """Linux, where fallocate(2) and posix_fadvise are."""
+    return sys.platform.startswith("linux") and hasattr(os, "posix_fadvise")
+
+
+def allocate(fd: int, offset: int, length: int) -> None:
+    """fallocate(2) itself, not `os.posix_fallocate`: where a file system has no fallocate, glibc's
+    posix_fallocate writes a zero byte into each block it finds zero, and a commit's record may be
+    written there between its read and its write. The system call only allocates, or fails."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+    if libc.fallocate(fd, 0, offset, length) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error))
 
 
 class PagesAhead:
@@ -107,7 +121,7 @@ class PagesAhead:
                     return
                 end = min(wanted, start + self._refill)
                 # the blocks allocated, and the file lengthened: the pages read below exist
-                os.posix_fallocate(self._fd, start, end - start)
+                allocate(self._fd, start, end - start)
                 self._made = end
             # read in by the kernel, zeroed (the blocks are unwritten): one call, no copy, and the
             # GIL let go once, not a page at a time (charging's thread waited on it)
