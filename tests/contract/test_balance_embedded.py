@@ -209,12 +209,7 @@ def test_trim_zero_tail_cuts_exactly_the_zeros(records: bytes, zeros: int) -> No
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "journal"
         path.write_bytes(records + bytes(zeros))
-        original = journal_pages.TRIM_READ
-        journal_pages.TRIM_READ = 1024  # several blocks read back from the end
-        try:
-            assert journal_pages.trim_zero_tail(path) == len(records)
-        finally:
-            journal_pages.TRIM_READ = original
+        assert journal_pages.trim_zero_tail(path, block=1024) == len(records)  # several blocks
         assert path.read_bytes() == records
 
 

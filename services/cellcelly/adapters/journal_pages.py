@@ -128,16 +128,16 @@ class PagesAhead:
             os.posix_fadvise(self._fd, start, end - start, os.POSIX_FADV_WILLNEED)
 
 
-def trim_zero_tail(path: str | os.PathLike[str]) -> int:
-    """Cut the zeros after a journal's last record (pages made ahead that no record reached);
-    its size after. A record never holds a zero byte (JSON as orjson writes it, tabs, digits)."""
+def trim_zero_tail(path: str | os.PathLike[str], block: int = TRIM_READ) -> int:
+    """Cut the zeros after a journal's last record (pages made ahead that no record reached),
+    read back from the end `block` bytes at a time; its size after. A record never holds a zero
+    byte (JSON as orjson writes it, tabs, digits)."""
     with open(path, "r+b") as fh:
         size = end = fh.seek(0, os.SEEK_END)
         while end > 0:
-            start = max(0, end - TRIM_READ)
+            start = max(0, end - block)
             fh.seek(start)
-            block = fh.read(end - start)
-            stripped = block.rstrip(b"\0")
+            stripped = fh.read(end - start).rstrip(b"\0")
             if stripped:
                 end = start + len(stripped)
                 break
