@@ -145,10 +145,10 @@ def test_the_journal_is_private(directory: Path) -> None:
     assert _journal(directory).stat().st_mode & 0o077 == 0
 
 
-def _wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+def _wait_for(condition: Callable[[], bool], seconds: float = 10.0, what: str = "not in time") -> None:
     deadline = time.monotonic() + seconds
     while not condition():
-        assert time.monotonic() < deadline, "not within the time"
+        assert time.monotonic() < deadline, what
         time.sleep(0.01)
 
 
@@ -589,10 +589,10 @@ def test_the_checkpointer_ends_with_the_process_that_started_it(directory: Path)
     )
     assert done.returncode == -signal.SIGKILL, done.stderr
     pid = int(done.stdout)
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and b"balance_checkpointer" in _cmdline(pid):
-        assert time.monotonic() < deadline, "the checkpointer outlived its store"
-        time.sleep(0.02)
+    _wait_for(
+        lambda: not (Path(f"/proc/{pid}").exists() and b"balance_checkpointer" in _cmdline(pid)),
+        what="the checkpointer outlived its store",
+    )
 
 
 def _cmdline(pid: int) -> bytes:

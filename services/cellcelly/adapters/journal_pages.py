@@ -31,7 +31,6 @@ from cellcelly import runtime
 
 log = logging.getLogger(__name__)
 
-PAGE = 4096
 AHEAD_BYTES = 4 << 20  # pages kept made past the last record
 REFILL_BYTES = 1 << 20  # the thread is woken when fewer than AHEAD - REFILL remain
 TRIM_READ = 1 << 20
@@ -46,7 +45,7 @@ def allocate(fd: int, offset: int, length: int) -> None:
     """fallocate(2) itself, not `os.posix_fallocate`: where a file system has no fallocate, glibc's
     posix_fallocate writes a zero byte into each block it finds zero, and a commit's record may be
     written there between its read and its write. The system call only allocates, or fails."""
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = runtime.libc()
     libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
     if libc.fallocate(fd, 0, offset, length) != 0:
         error = ctypes.get_errno()
