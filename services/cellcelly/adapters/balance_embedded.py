@@ -37,7 +37,6 @@ from typing import Literal, TypeVar
 
 import orjson
 
-from cellcelly.adapters import journal_pages
 from cellcelly.adapters.balance_checkpointer import Checkpointer
 from cellcelly.adapters.balance_files import (
     JOURNAL,
@@ -85,7 +84,6 @@ class EmbeddedBalanceStore:
         compact_bytes: int = 256 * 1024 * 1024,
         snapshot_in: SnapshotIn | None = None,
         checkpoint_cpu_share: float = 1.0,
-        pages_ahead: bool = True,
     ) -> None:
         self._accounts: dict[str, Account] = {}
         self._sessions: dict[str, str] = {}  # session id -> msisdn
@@ -105,14 +103,10 @@ class EmbeddedBalanceStore:
         self._closed = threading.Event()
         self._dir = None if directory is None else Path(directory)
         self._fd = -1
-        self._journal_size = 0  # where the next record goes: the file is longer (`journal_pages`)
-        # the journal's pages made ahead of its records by a thread (`journal_pages`), or None
-        self._pages_ahead = pages_ahead and journal_pages.supported()
-        self._pages: journal_pages.PagesAhead | None = None
-        self._pages_at = 0  # the journal's size past which `_pages` is told of it
+        self._journal_size = 0
         # the journal's system calls, as attributes so tests can make them fail as a full or broken
         # disk would (tests/contract/test_balance_embedded.py)
-        self._os_write = os.pwrite
+        self._os_write = os.write
         self._os_fsync = os.fsync
         self._os_replace = os.replace  # the snapshot's rename: tests hold it back or make it fail
         self._torn = False  # a failed record could not be cut back out: no more writes
@@ -234,7 +228,7 @@ class EmbeddedBalanceStore:
             )
         line = payload + b"\n"
         try:
-            written = self._os_write(self._fd, line, self._journal_size)
+            written = self._os_write(self._fd, line)
             if written != len(line):
                 raise OSError(f"short write to the journal ({written} of {len(line)} bytes)")
             if self._fsync == "always":
@@ -244,36 +238,18 @@ class EmbeddedBalanceStore:
             raise StoreError(f"cannot write the balance journal: {exc}") from exc
         self._journal_size += len(line)
         self._dirty = True
-        if self._journal_size > self._pages_at and self._pages is not None:
-            self._pages_at = self._pages.reached(self._journal_size)
 
     def _open_journal(self) -> None:
-        """The journal, to write at its end (recovery cut it to its last whole record)."""
+        """The journal, to append to (recovery cut it to its last whole record)."""
         assert self._dir is not None
-        # not O_APPEND: with its pages made ahead, the file's end is past its last record
-        self._fd = os.open(self._dir / JOURNAL, os.O_RDWR | os.O_CREAT, 0o600)
+        self._fd = os.open(self._dir / JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._journal_size = os.fstat(self._fd).st_size
-        if self._pages_ahead:
-            self._pages = journal_pages.PagesAhead(self._fd, self._journal_size)
-            self._pages_at = self._pages.next_call
-
-    def _close_journal(self, wait: bool = False) -> int:
-        """Stop making its pages and cut the zeros past its last record; the descriptor, open."""
-        fd = self._fd
-        if self._pages is not None:
-            self._pages.stop(wait)
-            self._pages = None
-            os.ftruncate(fd, self._journal_size)
-        return fd
 
     def _cut_back(self) -> None:
         """Take a refused commit's record (or the part of it written) back out of the journal: left
         there it would come back at recovery, or tear the journal before the next record."""
         try:
             os.ftruncate(self._fd, self._journal_size)
-            if self._pages is not None:
-                self._pages.restart(self._journal_size)
-                self._pages_at = self._journal_size
         except OSError:
             # anything appended now would follow a torn record and be lost at recovery
             self._torn = True
@@ -306,8 +282,8 @@ class EmbeddedBalanceStore:
         rotated = -1
         journal_bytes = -1  # of the live journal, the snapshot also covers
         if not (self._dir / ROTATED).exists():
-            rotated = self._close_journal()  # replayed whole by the checkpointer: no zeros after
             os.replace(self._dir / JOURNAL, self._dir / ROTATED)  # the open descriptor follows it
+            rotated = self._fd
             self._open_journal()
         else:
             # the last snapshot was not written: this one covers the rotated journal and what the
@@ -400,7 +376,6 @@ class EmbeddedBalanceStore:
         records = 0
         for name in (ROTATED, JOURNAL):
             if (self._dir / name).exists():
-                journal_pages.trim_zero_tail(self._dir / name)  # pages made ahead, left by a crash
                 records += replica.replay_journal(self._dir / name, cut_torn=True)
         try:
             for header, sessions in replica.accounts():
@@ -452,7 +427,6 @@ class EmbeddedBalanceStore:
         self.settle()
         with self._write_lock:
             if self._fd >= 0:
-                self._close_journal(wait=True)
                 os.fsync(self._fd)
                 os.close(self._fd)
                 self._fd = -1
