@@ -551,7 +551,8 @@ def _wait_for(port: int) -> None:
 
 
 def serve(port: int) -> None:
-    """The OCS as `make run` starts it, pinned to core 0 (the load generator gets core 1)."""
+    """The OCS's HTTP app as `make run` serves it, pinned to core 0 (the load generator gets core
+    1). Its outbox relay does not run: a run's events stay in the store's memory."""
 
     from cellcelly.deploy.backends import open_backends
     from cellcelly.deploy.ocs import ocs_app
