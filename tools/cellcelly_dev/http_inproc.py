@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     with provisioned_data_dir(SUBSCRIBERS) as data:
         os.environ.update(
             {
+                "CELLCELLY_BALANCE_STORE": "embedded",  # whose journal write is timed
                 "CELLCELLY_DATA_DIR": str(data),
                 "CELLCELLY_LOG_LEVEL": "WARNING",
                 "CELLCELLY_DATABASE_URL": f"sqlite:///{data / 'sor.db'}",
@@ -113,8 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings()
         backends = open_backends(settings)
         try:
-            if not isinstance(backends.store, EmbeddedBalanceStore):
-                raise SystemExit("the embedded balance store only (CELLCELLY_BALANCE_STORE=embedded)")
+            assert isinstance(backends.store, EmbeddedBalanceStore)
             rounds(ocs_app(settings, backends), timed_journal_writes(backends.store), args)
         finally:
             backends.close()
