@@ -246,12 +246,12 @@ def slices_supported() -> bool:
 def _sched_attr(pid: int) -> _SchedAttr | None:
     calls = _sched_attr_calls()
     attr = _SchedAttr()
-    if calls is None or libc().syscall(calls[1], pid, ctypes.byref(attr), ctypes.sizeof(attr), 0):
+    if calls is None or _libc().syscall(calls[1], pid, ctypes.byref(attr), ctypes.sizeof(attr), 0):
         return None
     return attr
 
 
-def libc() -> ctypes.CDLL:
+def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
 
@@ -279,7 +279,7 @@ def ask_for_slice(microseconds: int) -> bool:
         return False
     attr.size = ctypes.sizeof(_SchedAttr)
     attr.runtime = microseconds * 1000  # the policy and the niceness stay as they are
-    if libc().syscall(calls[0], 0, ctypes.byref(attr), 0):
+    if _libc().syscall(calls[0], 0, ctypes.byref(attr), 0):
         log.debug("no scheduler slice asked for", extra={"errno": ctypes.get_errno()})
         return False
     # an older kernel takes the call and ignores the runtime of a SCHED_OTHER task; 6.12+ clamps
