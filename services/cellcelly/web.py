@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import ValidationError
 
 from cellcelly.errors import ApiError, CellCellyError, DomainError, ProtocolError
+from cellcelly.http_protocol import TurnHttpProtocol
 
 PROBLEM = "application/problem+json"
 MAX_BODY = 64 * 1024
@@ -113,8 +114,9 @@ def check_bearer(request: Request, expected: str | None) -> None:
 
 def http_server(app: Any, host: str, port: int, **options: Any) -> uvicorn.Server:
     """How every CellCelly HTTP service runs under uvicorn: warnings only, no access log (a line per
-    request would cost more than many requests do), httptools."""
-    settings: dict[str, Any] = {"log_level": "warning", "access_log": False, "http": "httptools"}
+    request would cost more than many requests do), httptools with one send a loop turn
+    (`http_protocol.py`)."""
+    settings: dict[str, Any] = {"log_level": "warning", "access_log": False, "http": TurnHttpProtocol}
     return uvicorn.Server(uvicorn.Config(app, host=host, port=port, **(settings | options)))
 
 

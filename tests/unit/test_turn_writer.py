@@ -57,3 +57,16 @@ async def test_nothing_is_sent_on_a_closing_transport() -> None:
     transport.closing = True
     await asyncio.sleep(0)
     assert transport.sends == []
+
+
+async def test_a_limit_sends_what_is_held_once_it_is_reached() -> None:
+    transport = Recorder()
+    writer = TurnWriter(asyncio.get_running_loop(), limit=4)
+    writer.transport = cast(asyncio.Transport, transport)
+    writer.write(b"ab")
+    assert transport.sends == []
+    writer.write(b"cd")  # 4 bytes held: sent now, not at the turn's end
+    assert transport.sends == [b"abcd"]
+    writer.write(b"e")
+    await asyncio.sleep(0)
+    assert transport.sends == [b"abcd", b"e"]
