@@ -3,7 +3,9 @@ the embedded store has: its journal file, torn and damaged records, snapshots (c
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import logging
 import os
 import shutil
 import signal
@@ -62,18 +64,20 @@ pytestmark = pytest.mark.contract
 
 @contextmanager
 def failing_journal_writes(store: BalanceStore, before_failing: Callable[[], None]) -> Iterator[None]:
-    """The journal write fails as on a full disk (nothing written), after `before_failing`."""
+    """The journal write fails as on a full disk (nothing written), after `before_failing`: the
+    journal's allocation is used up, and allocating more fails."""
     assert isinstance(store, EmbeddedBalanceStore)
 
-    def write(fd: int, data: bytes) -> int:
+    def allocate(fd: int, offset: int, length: int) -> None:
         before_failing()
         raise OSError(errno.ENOSPC, "No space left on device (injected)")
 
-    store._os_write = write  # noqa: SLF001 - the seam for this
+    store._map_end = store.journal_size  # noqa: SLF001 - what was allocated is used up
+    store._os_fallocate = allocate  # noqa: SLF001 - the seam for this
     try:
         yield
     finally:
-        store._os_write = os.write  # noqa: SLF001
+        store._os_fallocate = os.posix_fallocate  # noqa: SLF001
 
 
 class TestEmbeddedJournalled(DurableBalanceStoreContract):
@@ -150,10 +154,11 @@ def _wait_for(condition: Callable[[], bool], seconds: float = 10.0, what: str = 
 def test_a_crash_leaves_zeros_after_the_records_and_recovery_cuts_them(
     directory: Path, torn: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A file system that lengthened the journal before its data reached the disk (ext4 without
-    its own journal, as on this project's machines) leaves zeros after the records, after a torn
-    record or not. Recovery cuts them as the torn record they are and goes on from the last whole
-    record."""
+    """The store's own allocation ahead of its records (`_map_more`), and a file system that
+    lengthened the journal before its data reached the disk (ext4 without its own journal, as on
+    this project's machines), leave zeros after the records, after a torn record or not. Recovery
+    cuts them, then the torn record, and goes on from the last whole record."""
+    caplog.set_level(logging.INFO, logger="cellcelly.adapters")
     with EmbeddedBalanceStore(directory, fsync="always") as store:
         busy_history(store)
         before = state_of(store)
@@ -166,7 +171,8 @@ def test_a_crash_leaves_zeros_after_the_records_and_recovery_cuts_them(
         assert journal.stat().st_size == len(records)
         credit(again, A, 77, "after-crash")
         after = state_of(again)
-    assert "cutting a torn last journal record" in caplog.text
+    assert "allocation past its records cut" in caplog.text
+    assert ("cutting a torn last journal record" in caplog.text) == bool(torn)
     with EmbeddedBalanceStore(directory, fsync="always") as third:
         assert state_of(third) == after
 
@@ -205,7 +211,7 @@ def test_a_torn_real_record_loses_only_that_commit(directory: Path) -> None:
         charge_in(store, voice(A, "s1", RequestType.INITIAL, 0), NOW)
         before = state_of(store)
         journal = _journal(directory)
-        size = journal.stat().st_size
+        size = store.journal_size
         charge_in(store, sms(A, "e1"), NOW + 1)
     content = journal.read_bytes()
     assert len(content) > size
@@ -271,11 +277,11 @@ def test_the_next_snapshot_waits_for_a_journal_as_large_as_the_last_one(director
         nonlocal record
         sizes = []
         for i in range(commits):
-            before = _journal(directory).stat().st_size
+            before = store.journal_size
             credit(store, B, 1, f"c-{time.monotonic_ns()}-{i}")
             store.ack(e.seq for e in store.outbox())  # the state stays the size it is
             store.settle()
-            after = _journal(directory).stat().st_size
+            after = store.journal_size
             if after < before:
                 sizes.append(before)
             else:
@@ -732,37 +738,37 @@ def test_a_failed_journal_write_leaves_no_gap_in_the_seqs(directory: Path, tmp_p
         assert got == state_of(twin)
 
 
-def _short_write(fd: int, data: bytes) -> int:
-    """A write that stops half-way, as on a disk that fills up during it."""
-    return os.write(fd, data[: len(data) // 2])
-
-
 def _fsync_fails(fd: int) -> None:
-    """The write went into the page cache, but the disk refused it."""
+    """The record went into the page cache, but the disk refused it."""
     raise OSError(errno.EIO, "Input/output error (injected)")
 
 
-@pytest.mark.parametrize("fault", ["short write", "fsync"])
-def test_a_record_that_failed_half_way_is_taken_back_out(directory: Path, fault: str) -> None:
-    """A record that reached the journal in part (a short write) or whole but not the disk (fsync
-    failed) belonged to a commit that was refused: it must not tear the journal before the next
-    record (the store would refuse to open) nor come back at recovery (a refused commit applied,
-    its seq given twice)."""
+def _ftruncate_fails(fd: int, length: int) -> None:
+    raise OSError(errno.EIO, "Input/output error (injected)")
+
+
+@pytest.mark.parametrize("fault", ["allocation", "fsync"])
+def test_a_record_that_failed_is_not_kept(directory: Path, fault: str) -> None:
+    """A record for which no block could be allocated (a full disk), or that went into the page
+    cache but not to the disk (fsync failed), belonged to a commit that was refused: it must not
+    come back at recovery (a refused commit applied, its seq given twice), nor keep the next record
+    from being read."""
     with EmbeddedBalanceStore(directory, fsync="always") as store:
         busy_history(store)
         before = state_of(store)
-        size = _journal(directory).stat().st_size
-        if fault == "short write":
-            store._os_write = _short_write  # noqa: SLF001 - the seam for this
-        else:
-            store._os_fsync = _fsync_fails  # noqa: SLF001
-        with pytest.raises(StoreError):
-            credit(store, A, 100, "refused")
-        with pytest.raises(StoreError):
-            charge_in(store, voice(A, "a-refused", RequestType.INITIAL, 0), NOW + 900)
+        size = store.journal_size
+        with contextlib.ExitStack() as faults:
+            if fault == "allocation":
+                faults.enter_context(failing_journal_writes(store, lambda: None))
+            else:
+                store._os_fsync = _fsync_fails  # noqa: SLF001 - the seam for this
+            with pytest.raises(StoreError):
+                credit(store, A, 100, "refused")
+            with pytest.raises(StoreError):
+                charge_in(store, voice(A, "a-refused", RequestType.INITIAL, 0), NOW + 900)
         assert state_of(store) == before
-        assert _journal(directory).stat().st_size == size
-        store._os_write, store._os_fsync = os.write, os.fsync  # noqa: SLF001 - the disk is back
+        assert store.journal_size == size
+        store._os_fsync = os.fsync  # noqa: SLF001 - the disk is back
         credit(store, A, 100, "kept")
         after = state_of(store)
     with EmbeddedBalanceStore(directory, fsync="always") as again:
@@ -770,34 +776,40 @@ def test_a_record_that_failed_half_way_is_taken_back_out(directory: Path, fault:
         assert again.session_owner("a-refused") is None
 
 
-def test_a_journal_that_cannot_be_cut_back_refuses_every_write(
+def test_an_allocation_that_cannot_be_cut_at_close_is_cut_at_the_next_open(
     directory: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """When a torn record cannot be taken back out, whatever came after it would be lost at
-    recovery (a damaged record in the middle refuses to open): the store refuses further writes
-    until it is reopened, rather than answer commits it cannot keep."""
     with EmbeddedBalanceStore(directory, fsync="always") as store:
         busy_history(store)
         before = state_of(store)
-        store._os_write = _short_write  # noqa: SLF001 - the seam for this
-
-        def ftruncate_fails(fd: int, length: int) -> None:
-            raise OSError(errno.EIO, "Input/output error (injected)")
-
-        monkeypatch.setattr(os, "ftruncate", ftruncate_fails)
-        with pytest.raises(StoreError):
-            credit(store, A, 100, "torn")
-        monkeypatch.undo()
-        store._os_write = os.write  # noqa: SLF001 - the disk is back, the torn record is still there
-        with pytest.raises(StoreError, match="reopen"):
-            credit(store, A, 100, "after-the-tear")
-        with pytest.raises(StoreError, match="reopen"):
-            store.ack(e.seq for e in store.outbox()[:1])
-        assert state_of(store) == before
-    # the torn record is the journal's last: recovery cuts it and finds everything else
+        size = store.journal_size
+        monkeypatch.setattr(os, "ftruncate", _ftruncate_fails)
+    monkeypatch.undo()
+    assert _journal(directory).stat().st_size > size  # the zeros allocated past the records stay
     with EmbeddedBalanceStore(directory, fsync="always") as again:
+        assert _journal(directory).stat().st_size == size
         assert state_of(again) == before
         credit(again, A, 100, "after-reopen")
+        after = state_of(again)
+    with EmbeddedBalanceStore(directory, fsync="always") as third:
+        assert state_of(third) == after
+
+
+def test_a_journal_that_cannot_be_cut_is_not_rotated(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpointer reads a rotated journal to its end: zeros there would be damage. A journal
+    whose allocation cannot be cut stays the live one, and the snapshot waits."""
+    with EmbeddedBalanceStore(directory, fsync="never", compact_bytes=1_024) as store:
+        monkeypatch.setattr(os, "ftruncate", _ftruncate_fails)
+        busy_history(store)  # past the size that starts a snapshot
+        assert not (directory / ROTATED).exists()
+        with pytest.raises(StoreError, match="rotation"):
+            store.compact()
+        monkeypatch.undo()
+        before = state_of(store)
+    with EmbeddedBalanceStore(directory, fsync="never") as again:
+        assert state_of(again) == before
 
 
 def test_the_snapshot_size_comes_from_the_settings(tmp_path: Path) -> None:

@@ -1,14 +1,14 @@
 """An HTTP charge's own CPU, without sockets or a server: the OCS's ASGI app (its charging fast path)
 given the HTTP bench's requests in this process, `--sessions` charging sessions interleaved as the
-bench's connections interleave them, and the embedded store's journal write timed where it is made.
+bench's connections interleave them, on the embedded store.
 
     PYTHONPATH=services:tools .venv/bin/python -m cellcelly_dev.http_inproc [--requests N] [--rounds R]
 
 A compiled build (`PYTHONPATH=build/sNN:tools`, `python -m cellcelly_dev.compiled`) measures what
 `make run` runs. Each round prints the loop thread's CPU a request (`time.thread_time`: other
-threads of the store are not counted) for `/noop` and for charging, and the journal write's CPU a
-commit. `--only http` of `cellcelly_dev.bench` puts the server around the same requests; the
-difference is uvicorn, the sockets, and waking the client (docs/architecture.md, issue 16).
+threads of the store are not counted) for `/noop` and for charging. `--only http` of
+`cellcelly_dev.bench` puts the server around the same requests; the difference is uvicorn, the
+sockets, and waking the client (docs/architecture.md, issue 16).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import argparse
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from cellcelly.runtime import tune_gc
@@ -71,24 +71,6 @@ async def drive(app: Any, batch: list[Request]) -> float:
     return spent / len(batch)
 
 
-def timed_journal_writes(store: Any) -> list[float]:
-    """The CPU of each journal write of the embedded store from now on (its `_os_write`, the seam
-    its tests use to fail the disk)."""
-    spent: list[float] = []
-    write: Callable[[int, bytes], int] = store._os_write  # noqa: SLF001
-    clock = time.thread_time
-
-    def timed(fd: int, data: bytes) -> int:
-        started = clock()
-        try:
-            return write(fd, data)
-        finally:
-            spent.append(clock() - started)
-
-    store._os_write = timed  # noqa: SLF001
-    return spent
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cellcelly_dev.http_inproc")
     parser.add_argument("--requests", type=int, default=30_000)
@@ -104,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     with provisioned_data_dir(SUBSCRIBERS) as data:
         os.environ.update(
             {
-                "CELLCELLY_BALANCE_STORE": "embedded",  # whose journal write is timed
+                "CELLCELLY_BALANCE_STORE": "embedded",  # what `make run` charges on
                 "CELLCELLY_DATA_DIR": str(data),
                 "CELLCELLY_LOG_LEVEL": "WARNING",
                 "CELLCELLY_DATABASE_URL": f"sqlite:///{data / 'sor.db'}",
@@ -115,27 +97,24 @@ def main(argv: list[str] | None = None) -> int:
         backends = open_backends(settings)
         try:
             assert isinstance(backends.store, EmbeddedBalanceStore)
-            rounds(ocs_app(settings, backends), timed_journal_writes(backends.store), args)
+            rounds(ocs_app(settings, backends), args)
         finally:
             backends.close()
     return 0
 
 
-def rounds(app: Any, writes: list[float], args: argparse.Namespace) -> None:
+def rounds(app: Any, args: argparse.Namespace) -> None:
     import uvloop
 
     tune_gc()
     for r in range(args.rounds):
         noop = uvloop.run(drive(app, requests(True, 10_000_000 * (r + 50), args.sessions, args.requests)))
-        writes.clear()
         charge = uvloop.run(drive(app, requests(False, 10_000_000 * (r + 1), args.sessions, args.requests)))
-        write = sum(writes) / max(1, len(writes))
         log.info(
-            "/noop %5.1f µs, charging %5.1f µs a request (%5.1f more); journal write %4.1f µs a commit",
+            "/noop %5.1f µs, charging %5.1f µs a request (%5.1f more)",
             noop * 1e6,
             charge * 1e6,
             (charge - noop) * 1e6,
-            write * 1e6,
         )
 
 

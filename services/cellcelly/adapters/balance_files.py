@@ -113,6 +113,27 @@ IN_COMMIT, FROM_JOURNAL, FROM_SNAPSHOT = 0, 1, 2
 RawEvent = tuple[int, Any, int]  # (form, value, index)
 
 
+def cut_allocated_tail(journal: Path) -> int:
+    """Cut the zeros after the journal's last byte of a record; how many. The store allocates the
+    journal ahead of its records and cuts what it did not use when it closes; after a crash the
+    allocation is still there, and reading it as a torn record would copy it block after block."""
+    if not journal.exists():
+        return 0
+    with open(journal, "r+b") as fh:
+        size = end = fh.seek(0, os.SEEK_END)
+        while end > 0:
+            start = max(0, end - READ_BYTES)
+            fh.seek(start)
+            block = fh.read(end - start).rstrip(b"\0")
+            if block:
+                end = start + len(block)
+                break
+            end = start
+        if end < size:
+            fh.truncate(end)
+    return size - end
+
+
 def event_of(raw: RawEvent) -> Event:
     form, value, index = raw
     if form == IN_COMMIT:
