@@ -20,6 +20,9 @@ of journal at 1,500-2,000 sessions/s; and a forked copy of this process, as Redi
 every page charging wrote after the fork copied, the p99 of a five-minute run at 10,000 CCR/s
 (docs/architecture.md).
 
+The journal is written through a memory map of blocks allocated ahead (`JOURNAL_CHUNK`): a record
+is a copy into the page cache, as a `write` would have put it there, without the system call. The
+allocation past the records is cut at rotation and close; a crash leaves it, and recovery cuts it.
 A journal whose last record was torn by a crash is cut back to the last whole record; damage
 anywhere else refuses to open rather than guess.
 """
