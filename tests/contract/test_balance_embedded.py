@@ -904,3 +904,18 @@ def test_a_crash_before_the_rotated_journal_is_removed_mid_way_through_a_long_se
     (directory / ROTATED).write_bytes(rotated)  # as if the process died before the unlink
     with EmbeddedBalanceStore(directory, fsync="always") as again:
         assert state_of(again) == before
+
+
+def test_where_there_is_no_posix_fallocate_the_file_is_lengthened(directory: Path) -> None:
+    """macOS has no `posix_fallocate`: the journal is made long enough for its map instead."""
+    from cellcelly.adapters import balance_embedded
+
+    with EmbeddedBalanceStore(directory, fsync="always", journal_chunk=4096) as store:
+        store._os_fallocate = balance_embedded._lengthen  # noqa: SLF001 - what macOS gets
+        busy_history(store)  # past two chunks of 4 KiB
+        assert store.journal_size > 2 * 4096
+        assert _journal(directory).stat().st_size >= store.journal_size
+        before = state_of(store)
+    assert _journal(directory).stat().st_size == store.journal_size
+    with EmbeddedBalanceStore(directory, fsync="always") as again:
+        assert state_of(again) == before

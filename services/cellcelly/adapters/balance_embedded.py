@@ -82,6 +82,13 @@ JOURNAL_CHUNK = 64 * 1024 * 1024
 COMPACTION_RETRY_SECONDS = 30.0  # after a snapshot failed (a full disk): not a try every commit
 
 
+def _lengthen(fd: int, offset: int, length: int) -> None:
+    """Where there is no `posix_fallocate` (macOS): the file made long enough, its blocks not
+    allocated, so there a full disk is met by the copy (a SIGBUS), not by this call."""
+    if os.fstat(fd).st_size < offset + length:
+        os.ftruncate(fd, offset + length)
+
+
 class EmbeddedBalanceStore:
     def __init__(
         self,
@@ -119,7 +126,7 @@ class EmbeddedBalanceStore:
         self._map_end = 0
         # the journal's system calls, as attributes so tests can make them fail as a full or broken
         # disk would (tests/contract/test_balance_embedded.py)
-        self._os_fallocate = os.posix_fallocate
+        self._os_fallocate = getattr(os, "posix_fallocate", _lengthen)
         self._os_fsync = os.fsync
         self._os_replace = os.replace  # the snapshot's rename: tests hold it back or make it fail
         self._compactor: threading.Thread | None = None  # writing a snapshot from a copy
