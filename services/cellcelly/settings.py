@@ -79,12 +79,17 @@ class Settings(BaseSettings):
     # a stand-alone SF (`cellcelly sf`) serves its Prometheus metrics (lag...) here; -1: off
     sf_metrics_host: str = "127.0.0.1"
     sf_metrics_port: int = 9102
-    # the SF's batches: at most this many records, and after a smaller one a pause this long before
-    # the next poll, so that they gather what comes meanwhile (on SQLite a batch writes each of its
-    # subscribers' pages of the usage history's index once: docs/architecture.md); the record is
-    # that much later. 2 s is ~16,000 records at 10,000 CCR/s, under the batch
-    sf_batch: int = Field(default=25_000, gt=0)
-    sf_linger_seconds: float = Field(default=2.0, ge=0)
+    # the SF's batches: at most this many records, and after a smaller one a pause of up to this
+    # long before the next poll, so that they gather what comes meanwhile (on SQLite a batch
+    # writes each of its subscribers' pages of the usage history's index once:
+    # docs/architecture.md); the record is that much later. The whole pause only at 5,000
+    # records/s (a whole linger fills a batch) or more, and never longer than a batch takes to
+    # fill; shorter in proportion below (`sf.sync.linger_for`): 0.02 s at 10 records/s
+    sf_batch: int = Field(default=50_000, gt=0)
+    sf_linger_seconds: float = Field(default=10.0, ge=0)
+    # an SQLite record's page cache a connection, MiB (0: SQLite's ~2 MiB); `cellcelly run` gives
+    # its SF child SF_SQLITE_CACHE_MIB: its writes read the usage history index's leaves back
+    sqlite_cache_mib: int = Field(default=0, ge=0)
     # failing this long without writing anything makes the SF stalled: /readyz 503, cellcelly_sf_stalled 1
     sf_stall_seconds: float = Field(default=30.0, gt=0)
 

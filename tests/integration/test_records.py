@@ -505,6 +505,22 @@ def test_in_memory_sqlite_is_shared_across_threads() -> None:
         store.close()
 
 
+def test_an_sqlite_record_gets_the_page_cache_it_is_given(tmp_path: Path) -> None:
+    """`sqlite_cache_mib` (the SF child's CELLCELLY_SQLITE_CACHE_MIB) on every pooled connection;
+    without it, SQLite's own (-2000: ~2 MiB)."""
+
+    def cache_sizes(records: SqlRecords) -> set[int]:
+        with records.engine.connect() as one, records.engine.connect() as another:
+            return {c.exec_driver_sql("PRAGMA cache_size").scalar_one() for c in (one, another)}
+
+    for mib, expected in ((64, -64 * 1024), (0, -2000)):
+        records = SqlRecords(f"sqlite:///{tmp_path / f'cache-{mib}.db'}", sqlite_cache_mib=mib)
+        try:
+            assert cache_sizes(records) == {expected}
+        finally:
+            records.close()
+
+
 def test_balance_snapshots_keep_the_newest_and_never_go_back(records: SqlRecords) -> None:
     def snap(wallet: int, revision: int, as_of: int, event: str) -> BalanceSnapshot:
         return BalanceSnapshot(MSISDN, wallet, revision, as_of, event)

@@ -28,7 +28,7 @@ from gy_client import CLIENT, answering, cut_off, voice_ccr
 from stack_apart import until
 
 from cellcelly.deploy.child import Child
-from cellcelly.deploy.embedded import DEMO, SF_NICE, WIRE_SOCKET, EmbeddedStack
+from cellcelly.deploy.embedded import DEMO, SF_NICE, SF_SQLITE_CACHE_MIB, WIRE_SOCKET, EmbeddedStack
 from cellcelly.diameter.codec import Message
 from cellcelly.diameter.constants import Cmd
 from cellcelly.diameter.peer import connect
@@ -190,6 +190,10 @@ async def test_the_dgw_and_the_sf_are_children_that_charge_record_and_abort(run:
     assert f"CELLCELLY_DGW_OCS_ENDPOINTS={socket}".encode() in environ
     assert socket.is_socket() and socket.stat().st_mode & 0o777 == 0o600
     assert f"and {socket} (the DGW child's)" in run.banner
+    # the SF child's SQLite page cache holds the usage history index's leaves its writes read
+    sf_environ = Path(f"/proc/{children['sf']}/environ").read_bytes().split(b"\0")
+    assert f"CELLCELLY_SQLITE_CACHE_MIB={SF_SQLITE_CACHE_MIB}".encode() in sf_environ
+    assert not any(e.startswith(b"CELLCELLY_SQLITE_CACHE_MIB=") for e in environ)
 
     # the parent's /readyz and /metrics speak for its children
     async with httpx.AsyncClient() as client:

@@ -15,6 +15,7 @@ from cellcelly.adapters.sql import SqlRecords
 from cellcelly.application.relay import OutboxRelay
 from cellcelly.domain.charging import ChargeRequest, RequestType, ResultCode, ServiceUsage
 from cellcelly.domain.units import Service
+from cellcelly.sf import sync
 from cellcelly.sf.metrics import metrics_app
 from cellcelly.sf.sync import SyncFunction
 
@@ -61,8 +62,16 @@ async def test_lag_falls_to_zero_as_the_sf_writes(world, records: SqlRecords, tm
     await sf.close()
 
 
-async def test_after_a_small_batch_the_sf_waits_for_more(world, records: SqlRecords) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
-    """`linger`: what comes while it waits is one batch, not a batch a poll; a stop ends the wait."""
+async def test_after_a_small_batch_the_sf_waits_for_more(world, records: SqlRecords, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """`linger`: what comes while it waits is one batch, not a batch a poll; a stop ends the wait.
+    How long it waits is `linger_for`'s (tests/unit/test_sf_linger.py): here always 3 s."""
+    asked: list[tuple[int, float | None]] = []
+
+    def three_seconds(polled: int, since: float | None, batch: int, linger: float) -> float:
+        asked.append((polled, since))
+        return linger
+
+    monkeypatch.setattr(sync, "linger_for", three_seconds)
     store, charging, bus = world
     relay = OutboxRelay(store, bus)
     texts = iter(range(1_000))
@@ -91,6 +100,9 @@ async def test_after_a_small_batch_the_sf_waits_for_more(world, records: SqlReco
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.3)  # no third batch: nothing came after
     assert sizes[1] == 15 and len(sizes) == 2, sizes
+    # each poll was asked about with its size, and the second with the time since the first
+    assert [n for n, _ in asked] == sizes and asked[0][1] is None
+    assert asked[1][1] is not None and asked[1][1] >= 3.0
     assert sum(len(records.usage_for(m, 1000)) for m in SUBSCRIBERS) == len(SUBSCRIBERS) + 15
     stopped = time.monotonic()
     sf.stop()

@@ -53,7 +53,7 @@ class Backends:
         from sqlalchemy.exc import OperationalError
 
         def migrated() -> SqlRecords:
-            records = SqlRecords(self.settings.sor_url())
+            records = SqlRecords(self.settings.sor_url(), sqlite_cache_mib=self.settings.sqlite_cache_mib)
             try:
                 records.migrate()
             except BaseException:

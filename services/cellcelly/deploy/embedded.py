@@ -51,6 +51,10 @@ from cellcelly.traffic.generator import TrafficConfig
 
 log = logging.getLogger(__name__)
 SF_NICE = 10  # the SF child's niceness over the parent's (see `_sf_child`)
+# the SF child's SQLite page cache (MiB) unless CELLCELLY_SQLITE_CACHE_MIB says: its writes read
+# the usage history index's leaves, one a subscriber, which outgrow SQLite's 2 MiB within a minute
+# at 10,000 CCR/s (docs/architecture.md, 2026-12-07)
+SF_SQLITE_CACHE_MIB = 64
 WIRE_SOCKET = "ocs-wire.sock"  # split: the OCS wire's Unix socket in the data directory
 MAX_SOCKET_PATH = 108  # sun_path, with its terminating NUL (Linux)
 
@@ -183,7 +187,14 @@ class EmbeddedStack:
         # a port of its own unless CELLCELLY_SF_METRICS_PORT names one (two stacks on one machine)
         chosen = "sf_metrics_port" in settings.model_fields_set and settings.sf_metrics_port >= 0
         self.sf_metrics_port = settings.sf_metrics_port if chosen else free_port(settings.sf_metrics_host)
-        env = {**_child_env(settings), "CELLCELLY_SF_METRICS_PORT": str(self.sf_metrics_port)}
+        cache = SF_SQLITE_CACHE_MIB
+        if "sqlite_cache_mib" in settings.model_fields_set:
+            cache = settings.sqlite_cache_mib
+        env = {
+            **_child_env(settings),
+            "CELLCELLY_SF_METRICS_PORT": str(self.sf_metrics_port),
+            "CELLCELLY_SQLITE_CACHE_MIB": str(cache),
+        }
         # its work can wait and charging's cannot: niced, it takes the cores only when charging
         # leaves them (at 10,000 CCR/s it needs ~15 µs of CPU a CCR, and catches up after a peak)
         return Child("sf", ["sf"], lambda: env, nice=SF_NICE)

@@ -105,11 +105,13 @@ class SyncFunction:
         self.bus = bus
         self.records = records
         self.batch = batch
-        # after a batch smaller than `batch`, wait this long before the next poll, so that batches
-        # gather what arrives meanwhile: a usage record dirties its subscriber's page of the
-        # history's index whatever the batch holds, and a batch holding several records of a
-        # subscriber writes that page once (the deployed SF: `sf_linger_seconds`, `sf_batch`)
+        # after a batch smaller than `batch`, wait up to this long before the next poll, so that
+        # batches gather what arrives meanwhile: a usage record dirties its subscriber's page of
+        # the history's index whatever the batch holds, and a batch holding several records of a
+        # subscriber writes that page once (the deployed SF: `sf_linger_seconds`, `sf_batch`).
+        # How long: `linger_for`, in proportion to the rate records come in
         self.linger = linger
+        self._polled_at: float | None = None  # when the last poll came back (monotonic)
         # failing without progress for this long makes the SF stalled (readiness, metrics); a blip
         # of the database shorter than that only shows in the failure counter
         self.stall_after = stall_after
@@ -289,6 +291,7 @@ class SyncFunction:
         try:
             while not done():
                 polled = await self.consumer.poll(self.batch, timeout)
+                polled_at, self._polled_at = self._polled_at, time.monotonic()
                 batch = self._decode(polled) if polled else None
                 if storing is not None:
                     task, storing = storing, None
@@ -299,9 +302,11 @@ class SyncFunction:
                     continue
                 storing = asyncio.create_task(self._store(batch))
                 self._refresh_lag(idle=False)
-                if self.linger > 0 and len(polled) < self.batch:
+                since = None if polled_at is None else self._polled_at - polled_at
+                wait = linger_for(len(polled), since, self.batch, self.linger)
+                if wait > 0:
                     with contextlib.suppress(TimeoutError):  # a stop ends it at once
-                        await asyncio.wait_for(self._stop.wait(), self.linger)
+                        await asyncio.wait_for(self._stop.wait(), wait)
             if storing is not None:
                 task, storing = storing, None
                 await task
@@ -348,6 +353,23 @@ class SyncFunction:
 
 def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+def linger_for(polled: int, since: float | None, batch: int, linger: float) -> float:
+    """How long to wait for more after a poll of `polled` records, `since` seconds after the one
+    before (None: the first). Waiting buys fewer, larger writes and costs the record's freshness:
+    - at most `linger`, and no longer than records coming at this rate take to fill a batch (past
+      that the wait only leaves a backlog);
+    - in proportion to the rate below the one at which a whole linger fills a batch: a quiet
+      system's record stays current, and a few records a second cost little CPU however small
+      their batches.
+    A full poll does not wait: more is already there."""
+    if linger <= 0 or polled <= 0 or polled >= batch:
+        return 0.0
+    if since is None or since <= 0:
+        return linger * polled / batch  # no rate yet: what this poll alone says
+    rate = polled / since
+    return min(linger, linger * rate * linger / batch, batch / rate)
 
 
 def _dead_letter(record: Record, exc: BaseException) -> Outgoing:

@@ -48,7 +48,10 @@ def _enable_wal(cursor: Any) -> None:
             time.sleep(0.05)
 
 
-def make_engine(url: str | URL, **engine_kwargs: Any) -> Engine:
+def make_engine(url: str | URL, *, sqlite_cache_mib: int = 0, **engine_kwargs: Any) -> Engine:
+    """`sqlite_cache_mib`: each SQLite connection's page cache (0: SQLite's own, ~2 MiB). The SF's
+    writes land on random leaves of the usage history's index (one a subscriber); once that index
+    outgrows the cache, every record reads its leaf back from the OS (docs/architecture.md)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         engine_kwargs.setdefault("pool_pre_ping", True)
@@ -84,6 +87,8 @@ def make_engine(url: str | URL, **engine_kwargs: Any) -> Engine:
             if not memory:
                 _enable_wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
+            if sqlite_cache_mib > 0:
+                cursor.execute(f"PRAGMA cache_size=-{sqlite_cache_mib * 1024}")  # negative: KiB
         finally:
             cursor.close()
 

@@ -174,8 +174,8 @@ def _subscriber(row: Row[Any]) -> SubscriberRecord:
 class SqlRecords:
     """The `SystemOfRecord` port on one SQLAlchemy engine; thread-safe (one pool, short transactions)."""
 
-    def __init__(self, url: str | URL, **engine_kwargs: Any) -> None:
-        self._engine: Engine = make_engine(url, **engine_kwargs)
+    def __init__(self, url: str | URL, *, sqlite_cache_mib: int = 0, **engine_kwargs: Any) -> None:
+        self._engine: Engine = make_engine(url, sqlite_cache_mib=sqlite_cache_mib, **engine_kwargs)
         dialect = self._engine.dialect
         self._bulk_usage: Callable[[Connection, Sequence[UsageEvent]], None] | None
         self._bulk_usage = None
