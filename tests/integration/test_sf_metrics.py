@@ -15,7 +15,6 @@ from cellcelly.adapters.sql import SqlRecords
 from cellcelly.application.relay import OutboxRelay
 from cellcelly.domain.charging import ChargeRequest, RequestType, ResultCode, ServiceUsage
 from cellcelly.domain.units import Service
-from cellcelly.sf import sync
 from cellcelly.sf.metrics import metrics_app
 from cellcelly.sf.sync import SyncFunction
 
@@ -62,16 +61,11 @@ async def test_lag_falls_to_zero_as_the_sf_writes(world, records: SqlRecords, tm
     await sf.close()
 
 
-async def test_after_a_small_batch_the_sf_waits_for_more(world, records: SqlRecords, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+async def test_after_a_small_batch_the_sf_waits_for_more(world, records: SqlRecords) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """`linger`: what comes while it waits is one batch, not a batch a poll; a stop ends the wait.
-    How long it waits is `linger_for`'s (tests/unit/test_sf_linger.py): here always 3 s."""
-    asked: list[tuple[int, float | None]] = []
-
-    def three_seconds(polled: int, since: float | None, batch: int, linger: float) -> float:
-        asked.append((polled, since))
-        return linger
-
-    monkeypatch.setattr(sync, "linger_for", three_seconds)
+    How long it waits is `linger_for`'s (tests/unit/test_sf_linger.py): after the first poll, with
+    no rate yet, the linger times that poll's share of a batch; after the second, in proportion to
+    the rate its records came at."""
     store, charging, bus = world
     relay = OutboxRelay(store, bus)
     texts = iter(range(1_000))
@@ -87,7 +81,12 @@ async def test_after_a_small_batch_the_sf_waits_for_more(world, records: SqlReco
             pass
 
     await texted(len(SUBSCRIBERS))
-    sf = SyncFunction(bus, records, batch=10_000, linger=3.0)  # ample for the publishes below
+    sf = SyncFunction(bus, records, batch=10_000, linger=3.0)
+    pending = await sf.consumer.lag()
+    assert pending >= 15, pending
+    # the first poll takes everything and is not full: it waits 3 s x pending / (pending + 1),
+    # ample for the publishes below
+    sf.batch = pending + 1
     sizes: list[int] = []
     sf.on_batch = lambda n, _seconds: sizes.append(n)
     running = asyncio.create_task(sf.sync())
@@ -99,13 +98,11 @@ async def test_after_a_small_batch_the_sf_waits_for_more(world, records: SqlReco
     while len(sizes) < 2:
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.3)  # no third batch: nothing came after
-    assert sizes[1] == 15 and len(sizes) == 2, sizes
-    # each poll was asked about with its size, and the second with the time since the first
-    assert [n for n, _ in asked] == sizes and asked[0][1] is None
-    assert asked[1][1] is not None and asked[1][1] >= 3.0
+    assert sizes == [pending, 15], sizes
     assert sum(len(records.usage_for(m, 1000)) for m in SUBSCRIBERS) == len(SUBSCRIBERS) + 15
     stopped = time.monotonic()
     sf.stop()
     await asyncio.wait_for(running, 5)
-    assert time.monotonic() - stopped < 0.5  # within the three seconds it would have waited
+    # within the second wait: 15 records in ~2.9 s, 3 s x 5.2/s x 3 s / (pending + 1) = ~1.1 s at 40
+    assert time.monotonic() - stopped < 0.5
     await sf.close()
