@@ -111,7 +111,6 @@ class SyncFunction:
         # subscriber writes that page once (the deployed SF: `sf_linger_seconds`, `sf_batch`).
         # How long: `linger_for`, in proportion to the rate records come in
         self.linger = linger
-        self._polled_at: float | None = None  # when the last poll came back (monotonic)
         # failing without progress for this long makes the SF stalled (readiness, metrics); a blip
         # of the database shorter than that only shows in the failure counter
         self.stall_after = stall_after
@@ -284,6 +283,7 @@ class SyncFunction:
         batch is polled and decoded while the current one is written and committed. Batches are
         still written and committed one at a time, in order, so offsets never pass unwritten data."""
         storing: asyncio.Task[None] | None = None
+        last_poll: float | None = None  # when the poll before came back (monotonic): the rate
 
         def done() -> bool:
             return self._stop.is_set() or (until is not None and until())
@@ -291,7 +291,8 @@ class SyncFunction:
         try:
             while not done():
                 polled = await self.consumer.poll(self.batch, timeout)
-                polled_at, self._polled_at = self._polled_at, time.monotonic()
+                now = time.monotonic()
+                since, last_poll = (None if last_poll is None else now - last_poll), now
                 batch = self._decode(polled) if polled else None
                 if storing is not None:
                     task, storing = storing, None
@@ -302,7 +303,6 @@ class SyncFunction:
                     continue
                 storing = asyncio.create_task(self._store(batch))
                 self._refresh_lag(idle=False)
-                since = None if polled_at is None else self._polled_at - polled_at
                 wait = linger_for(len(polled), since, self.batch, self.linger)
                 if wait > 0:
                     with contextlib.suppress(TimeoutError):  # a stop ends it at once
