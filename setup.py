@@ -1,9 +1,10 @@
 """The charging path compiled with mypyc, when asked (`CELLCELLY_COMPILE=1`); pure Python otherwise.
 
 Why: on two cores the Diameter codec and the charging engine are most of a CCR's CPU, and pure
-Python could not reach the gateway's and the OCS's targets (docs/architecture.md, "Compiled hot
-path"). mypyc compiles these typed modules unchanged; where the extension is absent (no compiler,
-an install without CELLCELLY_COMPILE) the same `.py` files run, and the tests run on both
+Python could not reach the gateway's and the OCS's targets (docs/performance-log.md,
+"2026-12-03: the charging path compiled by mypyc"). mypyc compiles these typed modules
+unchanged; where the extension is absent (no compiler, an install without CELLCELLY_COMPILE) the
+same `.py` files run, and the tests run on both
 (`tests/compiled/test_compiled.py`). Everything else is in pyproject.toml.
 """
 

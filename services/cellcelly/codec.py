@@ -65,7 +65,7 @@ def _result_to_list(r: ServiceResult) -> list[Any]:
 def kept_to_list(k: KeptAnswer) -> list[Any]:
     """A session's kept answer as a journal, a snapshot or a store writes it: its flat tuple
     (`charging.kept_answer`'s layout) as it is. Nested as `answer_to_list` writes an answer, it took
-    0.5 µs an answer to build (docs/architecture.md)."""
+    0.5 µs an answer to build (docs/performance-log.md)."""
     return list(k)
 
 
@@ -315,7 +315,7 @@ def event_from_dict(d: dict[str, Any]) -> UsageEvent | LedgerEvent | Notificatio
 def usage_to_list(e: UsageEvent) -> list[Any]:
     """A usage event as a journal record holds it: positional, like the record's other lists.
     orjson's own form of the compiled dataclass reads its fields one lookup at a time, ~1.3 µs an
-    event more (docs/architecture.md). A field added later goes at the end and is read back with
+    event more (docs/performance-log.md). A field added later goes at the end and is read back with
     its default where a record has none."""
     return [
         e.event_id,

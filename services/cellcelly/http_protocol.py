@@ -6,7 +6,7 @@ which the sender pays inside its `send` (`perf` of the OCS under `make bench`'s 
 8.8% of its CPU in waking the client from the loopback's receive, 13 µs a request; for `/noop`, whose
 client sleeps less, 3 µs). Held until the loop turn ends, a response leaves in one send, and the
 answers of one turn leave together, so a client woken by the first finds the rest already there
-(docs/architecture.md, "2026-12-07"; issue 16).
+(docs/performance-log.md, "2026-12-07"; issue 16).
 """
 
 from __future__ import annotations

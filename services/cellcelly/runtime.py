@@ -179,7 +179,7 @@ class CpuShare:
     moment. SCHED_IDLE (`background_priority`) orders only this machine's processes: on a VM whose
     host shares its cores, a background process working flat out competes with charging all the
     same (five-minute runs at 10,000 CCR/s: the checkpointer at 40-71% of a core for seconds at a
-    time late in the run, the machine then at ~190% of its 200%, docs/architecture.md). The same
+    time late in the run, the machine then at ~190% of its 200%, docs/performance-log.md). The same
     CPU a little at a time is a small, steady share instead of a long spell of it."""
 
     def __init__(
@@ -271,7 +271,7 @@ def ask_for_slice(microseconds: int) -> bool:
     scheduler picks it over a task in the middle of a longer slice, instead of letting that task
     run the slice out first (1.4 ms on this 2-core machine). In `make run` that task is the SF
     child writing the record: its niceness lowers its share of the cores, not that wait. Measured
-    in `docs/architecture.md`. Called before the process starts its threads: a slice is per
+    in `docs/performance-log.md`. Called before the process starts its threads: a slice is per
     thread, and inherited.
     """
     calls, attr = _sched_attr_calls(), _sched_attr(0)

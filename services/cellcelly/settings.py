@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     # the SF's batches: at most this many records, and after a smaller one a pause of up to this
     # long before the next poll, so that they gather what comes meanwhile (on SQLite a batch
     # writes each of its subscribers' pages of the usage history's index once:
-    # docs/architecture.md); the record is that much later. The whole pause only at 5,000
+    # docs/performance-log.md); the record is that much later. The whole pause only at 5,000
     # records/s (a whole linger fills a batch) or more, and never longer than a batch takes to
     # fill; shorter in proportion below (`sf.sync.linger_for`): 0.02 s at 10 records/s
     sf_batch: int = Field(default=50_000, gt=0)

@@ -23,7 +23,7 @@ MAX_BODY = 64 * 1024
 # every FastAPI app of the stack is built with this: its metrics are Prometheus's (/metrics), and
 # FastAPI's own OpenTelemetry looked up the global providers on every request even when none was
 # set: 6 µs of the 82 the MW's app spent on a balance query (an in-process ASGI loop; the figures
-# of `cellcelly_dev.bench --only selfcare` are in docs/architecture.md)
+# of `cellcelly_dev.bench --only selfcare` are in docs/performance-log.md)
 NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 
 

@@ -221,7 +221,7 @@ async def test_a_batch_is_claimed_and_told_in_one_transaction_each(
     tmp_path: Path, records: SqlRecords
 ) -> None:
     """Twenty notices: one `claim_notices`, one `notices_done`, no claim of its own each (two
-    committed writes a notice took 5-7% of a core at 10,000 CCR/s, docs/architecture.md)."""
+    committed writes a notice took 5-7% of a core at 10,000 CCR/s, docs/performance-log.md)."""
     calls: list[str] = []
 
     class Counted(SqlNoticeLedger):

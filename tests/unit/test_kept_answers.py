@@ -127,7 +127,7 @@ def test_a_finished_session_keeps_one_copy_of_its_id_and_shares_the_result_codes
     """Each request of a session brings its own copy of the id (decoded from its CCR): the kept
     answers and the finished-session window hold the session's, and each result code is one int
     for every answer. A session is kept 300 s, 2,500 a second in `make bench`'s e2e rows: the copies
-    were ~190 of its ~1,800 bytes, compiled (docs/architecture.md)."""
+    were ~190 of its ~1,800 bytes, compiled (docs/performance-log.md)."""
     cat = parse_catalogue_text(DEFAULT_CATALOGUE.read_text(encoding="utf-8"))
     acc: Account | None = Account(MSISDN, Status.ACTIVE, 10_000_000)
     sid = "gw.example;1;7"

@@ -8,7 +8,7 @@ A compiled build (`PYTHONPATH=build/sNN:tools`, `python -m cellcelly_dev.compile
 `make run` runs. Each round prints the loop thread's CPU a request (`time.thread_time`: other
 threads of the store are not counted) for `/noop` and for charging. `--only http` of
 `cellcelly_dev.bench` puts the server around the same requests; the difference is uvicorn, the
-sockets, and waking the client (docs/architecture.md, issue 16).
+sockets, and waking the client (docs/performance-log.md, issue 16).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ then). So it is built from those files, by a process that replays them into a re
 between snapshots, and not from the charging process's memory. That memory was copied by a fork
 before: the fork held the GIL 5-20 ms at 300-1,700 MB, and every page charging wrote in the
 second after it was copied, 22,000-51,000 page faults at 80-110% of a core each time, the p99 of
-a five-minute run (docs/architecture.md, "2026-12-06"). Replaying costs CPU instead, at the
+a five-minute run (docs/performance-log.md, "2026-12-06"). Replaying costs CPU instead, at the
 lowest priority (`runtime.background_priority`); on a VM whose host shares its cores that CPU is
 still charging's, so the replay reads only what it needs (`balance_files`), and it works a little
 at a time, at most the share of a core it is given (`runtime.CpuShare`).

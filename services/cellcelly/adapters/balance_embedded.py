@@ -18,7 +18,7 @@ would. From a thread, the serialisation (about 100 µs an account) took the GIL 
 while it ran: p99 68-428 ms against 6-86 ms from another process, snapshots forced every 16 MB
 of journal at 1,500-2,000 sessions/s; and a forked copy of this process, as Redis's BGSAVE, had
 every page charging wrote after the fork copied, the p99 of a five-minute run at 10,000 CCR/s
-(docs/architecture.md).
+(docs/performance-log.md).
 
 The journal is written through a memory map of blocks allocated ahead (`JOURNAL_CHUNK`): a record
 is a copy into the page cache, as a `write` would have put it there, without the system call. The
@@ -323,7 +323,7 @@ class EmbeddedBalanceStore:
         snapshot (under the lock, that `fsync` held every commit back 1-2 ms a snapshot). The
         snapshot is written after, when `background` by the checkpointer process or a thread of its
         own (`snapshot_in`): written under the lock, charging waited 1.4-1.8 s for it at 10,000
-        accounts (`make bench`'s e2e rows, docs/architecture.md). Committed accounts and events are
+        accounts (`make bench`'s e2e rows, docs/performance-log.md). Committed accounts and events are
         never changed in place (a commit replaces them), so the thread's copy is of references."""
         assert self._dir is not None
         by_checkpointer = background and self._snapshot_in == "process"

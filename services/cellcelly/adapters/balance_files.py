@@ -329,7 +329,7 @@ def _account_json(header: list[Any] | bytes, sessions: Iterable[list[Any] | byte
     """`{"header": ..., "sessions": [...]}` joined from the JSON the replica keeps. Most of a
     snapshot is finished sessions, each kept as its JSON: dumped through an `orjson.Fragment` each,
     the whole snapshot joined in memory before its write, a 165 MB snapshot took 0.42 s of CPU;
-    joined as bytes and written an account at a time, 0.28 (docs/architecture.md)."""
+    joined as bytes and written an account at a time, 0.28 (docs/performance-log.md)."""
     return b'{"header":%b,"sessions":[%b]}' % (_json(header), b",".join([_json(s) for s in sessions]))
 
 

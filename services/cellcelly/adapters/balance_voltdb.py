@@ -39,7 +39,7 @@ The relay reads and acknowledges a partition at a time (`outbox_parts` are the k
 `@GetPartitionKeys` gives, one per partition; `BalanceOutboxReadPart`, `BalanceOutboxAckPart`):
 single-partition transactions, which stop no other site. The whole-outbox read and acknowledgement
 are multi-partition: each stops every site for its fragments; with them on the relay's path the
-server spent a third more CPU a charge (alternated runs, docs/architecture.md). They stay for tools
+server spent a third more CPU a charge (alternated runs, docs/performance-log.md). They stay for tools
 and tests.
 
 Errors. A server that does not answer (refused, closed, timed out) is `VoltUnavailable`, a
@@ -350,7 +350,7 @@ class VoltBalanceStore:
         keep_connections: int = 16,
         # one: a loop turn's calls leave in one send and their answers come back on one socket;
         # with two, each turn paid two sends and two reads (the OCS's CPU per charge, A/B in
-        # docs/architecture.md); VoltDB answers a connection's calls in any order all the same
+        # docs/performance-log.md); VoltDB answers a connection's calls in any order all the same
         loop_connections: int = 1,
         known_accounts: int = 100_000,
         connect: Connect = VoltConnection,

@@ -171,7 +171,7 @@ class HazelcastCache:
             raise
         self._loads = Loads()
         # what this process read, as objects: a near-cache hit costs ~14 us (the key serialised and
-        # hashed in Python, the value decoded), a dict hit ~0.3 us (measured, docs/architecture.md)
+        # hashed in Python, the value decoded), a dict hit ~0.3 us (measured, docs/performance-log.md)
         self._front: OrderedDict[str, tuple[float, SubscriberInfo | None]] | None = (
             OrderedDict() if front else None
         )

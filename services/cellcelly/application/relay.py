@@ -45,7 +45,7 @@ TOPIC_OF = {"usage": USAGE, "ledger": LEDGER, "notification": NOTIFICATIONS}
 # acknowledgement stalled every charge in flight for ms (p99 / p50 of the bench row 3.5-4.0; with
 # 0.01, 2.6-3.0). An empty outbox still waits `idle`. The embedded stack keeps `idle`: its SF writes
 # the record a batch at a time, and `make run` (its SF a child) with BUSY spent a quarter more CPU a
-# CCR in the parent and a third more in the SF, for a worse p99 (2026-12-05, docs/architecture.md).
+# CCR in the parent and a third more in the SF, for a worse p99 (2026-12-05, docs/performance-log.md).
 BUSY = 0.01
 
 

@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 SF_NICE = 10  # the SF child's niceness over the parent's (see `_sf_child`)
 # the SF child's SQLite page cache (MiB) unless CELLCELLY_SQLITE_CACHE_MIB says: its writes read
 # the usage history index's leaves, one a subscriber, which outgrow SQLite's 2 MiB within a minute
-# at 10,000 CCR/s (docs/architecture.md, 2026-12-07)
+# at 10,000 CCR/s (docs/performance-log.md, 2026-12-07)
 SF_SQLITE_CACHE_MIB = 64
 WIRE_SOCKET = "ocs-wire.sock"  # split: the OCS wire's Unix socket in the data directory
 MAX_SOCKET_PATH = 108  # sun_path, with its terminating NUL (Linux)
@@ -203,7 +203,7 @@ class EmbeddedStack:
         """Notices by e-mail (the mail catcher's file or SMTP) from a child of their own, niced as
         the SF: each is three to four trips to the record's threads and two committed writes, and
         in the parent their threads took ~10% of a core from charging by the third minute at
-        10,000 CCR/s, when the load subscribers' allowances pass 80% and 100% (docs/architecture.md).
+        10,000 CCR/s, when the load subscribers' allowances pass 80% and 100% (docs/performance-log.md).
         With an SMSC they stay in the parent, told through its SMPP bind (`notifier.alone` would
         bind again, and answer KALAN from a balance store this process owns)."""
         env = {**_child_env(settings), "CELLCELLY_MAIL_CATCHER": str(settings.mail_catcher).lower()}

@@ -225,7 +225,7 @@ class Sessions:
     charge() copies the account it is given, and an account keeps every session that ended in the
     last `answer_retention` (300 s) for its retransmissions: a subscriber ending a session every 4 s
     keeps 75, and copying them with every charge was a tenth of the OCS's CPU at 10,000 CCR/s
-    (docs/architecture.md). So the live sessions are a dict of their own, copied with the account,
+    (docs/performance-log.md). So the live sessions are a dict of their own, copied with the account,
     and the finished ones are kept by the `FINISHED_WINDOW` they ended in, a dict a window, shared
     between copies until one of them adds or drops a session of that window. A finished session
     is never changed, only forgotten, a whole window at a time (`forget_ended_before`).

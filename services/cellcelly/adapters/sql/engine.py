@@ -51,7 +51,7 @@ def _enable_wal(cursor: Any) -> None:
 def make_engine(url: str | URL, *, sqlite_cache_mib: int = 0, **engine_kwargs: Any) -> Engine:
     """`sqlite_cache_mib`: each SQLite connection's page cache (0: SQLite's own, ~2 MiB). The SF's
     writes land on random leaves of the usage history's index (one a subscriber); once that index
-    outgrows the cache, every record reads its leaf back from the OS (docs/architecture.md)."""
+    outgrows the cache, every record reads its leaf back from the OS (docs/performance-log.md)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         engine_kwargs.setdefault("pool_pre_ping", True)
