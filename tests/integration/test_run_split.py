@@ -203,6 +203,11 @@ async def test_the_dgw_and_the_sf_are_children_that_charge_record_and_abort(run:
         text = (await client.get(f"http://127.0.0.1:{run.ocs_port}/metrics")).text
     for child in ("dgw", "sf", "notifier"):
         assert f'cellcelly_run_child_up{{child="{child}"}} 1.0' in text, text
+    # and how late its loop runs (`loop_lag.py`), sampled since it started
+    lag_count = next(
+        line for line in text.splitlines() if line.startswith("cellcelly_event_loop_lag_seconds_count")
+    )
+    assert float(lag_count.rsplit(" ", 1)[1]) > 0, lag_count
 
     # CCRs through the DGW child, charged over the OCS's wire in the parent
     report = traffic(run.dgw_port, 100, 2.0)

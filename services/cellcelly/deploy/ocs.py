@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 from cellcelly.application.relay import BUSY, OutboxRelay
 from cellcelly.deploy.backends import Backends, shared_api_key
 from cellcelly.deploy.service import Alone, Group, HttpService, Lifecycle, Service, Worker
+from cellcelly.loop_lag import LoopLag
 from cellcelly.ocs.app import asgi_app, create_app
 from cellcelly.ocs.wire import serve_wire, serve_wire_unix
 from cellcelly.settings import Settings
@@ -47,12 +48,10 @@ class Ocs(Group):
     ) -> None:
         key = settings.ocs_api_key  # None: the wire refuses every gateway
         self.relay = OutboxRelay(backends.store, backends.bus, busy=relay_busy)
-        self.http = HttpService(
-            "ocs http",
-            ocs_app(settings, backends, collectors=collectors),
-            settings.ocs_host,
-            settings.ocs_port,
-        )
+        app = ocs_app(settings, backends, collectors=collectors)
+        # on its /metrics: how late the loop that charges runs (in `make run`, everything's loop)
+        self.loop_lag = LoopLag(app.state.metrics.registry)
+        self.http = HttpService("ocs http", app, settings.ocs_host, settings.ocs_port)
         self.wire_port = 0
         wire: list[asyncio.Server] = []
 
@@ -79,6 +78,7 @@ class Ocs(Group):
 
         parts: list[Service] = [
             Worker("outbox relay", self.relay.run, self.relay.stop),
+            Worker("event loop lag", self.loop_lag.run, self.loop_lag.stop),
             Lifecycle("ocs wire", open_wire, close_wire),
             self.http,
         ]
