@@ -4,7 +4,7 @@ A task sleeps `interval` and records how much later than asked it woke up
 (`cellcelly_event_loop_lag_seconds`). Whatever holds the loop (a batch of the outbox relay, a
 collection, a long callback) delays everything due meanwhile. A process's CPU figures do not show
 that; the tail latency of its requests does, and this says whether the loop is the cause. Issue 16
-needed it: `make run`'s OCS process answered at 1,000 sessions/s with a p99 0.5-1 ms over the
+needed it: `make run`'s OCS process answered at 1,000 sessions/s with a p99 0.4-1.2 ms over the
 stand-alone OCS's while spending the same CPU a charge. A throwaway probe like this one showed its
 loop late more often (p99 0.92-1.19 ms against 0.81-0.84), and that the relay's look, the lead,
 was not the cause (docs/performance-log.md). 20 wake-ups a second cost an idle process 0.4% of a
