@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cellcelly_dev.benchcheck import compare, link_baseline, render
+from cellcelly_dev.benchcheck import compare, describe, link_baseline, render
 
 pytestmark = pytest.mark.unit
 
@@ -75,6 +75,23 @@ def test_every_failing_row_is_listed_first() -> None:
     assert "[test]" in text  # the reference figure's source, beside a failure
 
 
+def test_a_compiled_run_is_held_against_the_compiled_rows_where_there_are_some() -> None:
+    # the compiled build's own decode figure is 3x the pure one; its baselines are the pure tree's
+    reference = {**REFERENCE, "compiled": {"results": [{**row("codec decode", 30_000.0), "source": "c"}]}}
+    compiled = {**run(20_000.0), "compiled": True}
+    # 20,000 beats the pure 10,000 but is a third below the compiled 30,000: a regression
+    findings = {f.name: f for f in compare(compiled, reference)}
+    assert findings["codec decode"].verdict == "FAIL" and findings["codec decode"].reference == 30_000.0
+    assert findings["raw commit"].verdict == "ok" and findings["raw commit"].reference == 100_000.0
+    # the same figures from the pure tree pass against the pure rows
+    assert not any(f.failed for f in compare(run(20_000.0), reference))
+    # with no compiled rows, a compiled run falls back to the pure ones, and the report says so
+    assert not any(f.failed for f in compare(compiled, REFERENCE))
+    assert "no reference of its own" in describe(REFERENCE, "compiled")
+    assert "1 rows of its own" in describe(reference, "compiled")
+    assert describe(reference, "pure") == "the pure tree's reference"
+
+
 def test_link_baseline_skips_a_baseline_that_did_nothing() -> None:
     assert "ratio_to_baseline" not in row("x", 10.0, row("base", 0.0))
     linked = row("x", 10.0, row("base", 40.0))
@@ -94,3 +111,10 @@ def test_the_committed_reference_is_well_formed() -> None:
     assert len(e2e) == 4 and all(rows[n]["baseline"].endswith(n.rsplit(",", 1)[1]) for n in e2e)
     # a run equal to the reference passes
     assert not any(f.failed for f in compare(reference, reference))
+    # the compiled build's rows: each names a pure row (the same bench) and its baseline there
+    compiled = reference["compiled"]["results"]
+    assert compiled and reference["compiled"]["about"]
+    for r in compiled:
+        assert r["name"] in rows and r["ops_per_s"] > 0 and r["source"], r["name"]
+        assert r.get("baseline") == rows[r["name"]].get("baseline"), r["name"]
+    assert not any(f.failed for f in compare({**reference, "results": compiled, "compiled": True}, reference))

@@ -879,9 +879,10 @@ def main(argv: list[str] | None = None) -> int:
         ratios[f"OCS on VoltDB over the wire / raw VoltDB commit, {CONCURRENCY} in flight"] = round(
             loaded[1]["ops_per_s"] / loaded[0]["ops_per_s"], 3
         )
-    http = [r for r in results if r["name"].startswith("HTTP")]
-    if len(http) == 2:
-        ratios["HTTP charging / HTTP baseline"] = round(http[1]["ops_per_s"] / http[0]["ops_per_s"], 3)
+    # by its row's own ratio: the self-care rows' /healthz baseline also starts with "HTTP"
+    http = next((r for r in results if r["name"].startswith("HTTP charging")), {})
+    if http.get("ratio_to_baseline") is not None:
+        ratios["HTTP charging / HTTP baseline"] = http["ratio_to_baseline"]
     report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": {
@@ -919,7 +920,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(f"latency picture: {html}\n")
     if reference is not None:
         findings = benchcheck.compare(report, reference)
-        sys.stdout.write(f"\nagainst {args.reference}:\n{benchcheck.render(findings)}\n")
+        held = benchcheck.describe(reference, benchcheck.build_of(report))
+        sys.stdout.write(f"\nagainst {args.reference}, {held}:\n{benchcheck.render(findings)}\n")
         return 1 if any(f.failed for f in findings) else 0
     return 0
 

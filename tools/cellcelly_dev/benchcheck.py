@@ -6,6 +6,12 @@ in both the run and the reference) its ratio to that baseline is compared instea
 shared machine's load moves absolute figures, baselines included, by 30-40% between runs while a
 ratio moves much less. Rows the reference lacks are "new" and rows it has that did not run are "not
 run": neither fails. A developer's check after a change, not a timed unit test.
+
+The reference is per build. Its `results` are the pure-Python tree's; its `compiled.results` hold
+the rows the mypyc-compiled charging path (`make compile`) moves, and a compiled run (the report's
+`compiled`) is held against those where they exist and against the pure rows for the rest (the
+baselines, which no build changes). Held against the pure figures, a compiled build could lose
+most of its gain before any row failed.
 """
 
 from __future__ import annotations
@@ -49,10 +55,24 @@ class Finding:
         return f"{self.verdict:7} {self.name}: {figures}" + (f" [{self.source}]" if self.failed else "")
 
 
+def build_of(report: dict[str, Any]) -> str:
+    # a report's `compiled` is a flag; the reference's is its section of compiled rows
+    return "compiled" if report.get("compiled") is True else "pure"
+
+
+def reference_rows(reference: dict[str, Any], build: str) -> dict[str, dict[str, Any]]:
+    """The reference rows a run of `build` ("pure" or "compiled") is held against, by name."""
+    rows = {row["name"]: row for row in reference.get("results", [])}
+    if build == "compiled":
+        rows.update((row["name"], row) for row in reference.get("compiled", {}).get("results", []))
+    return rows
+
+
 def compare(report: dict[str, Any], reference: dict[str, Any], tolerance: float = TOLERANCE) -> list[Finding]:
     """Each row of a bench report (`bench/results/latest.json`) against the same-named reference
-    row: failures first, then the rest in the run's order, then the reference rows not run."""
-    known = {row["name"]: row for row in reference.get("results", [])}
+    row of its build: failures first, then the rest in the run's order, then the reference rows not
+    run."""
+    known = reference_rows(reference, build_of(report))
     findings: list[Finding] = []
     for row in report.get("results", []):
         name = row["name"]
@@ -71,6 +91,16 @@ def compare(report: dict[str, Any], reference: dict[str, Any], tolerance: float 
         findings.append(Finding(name, verdict, measure, measured, expected, ref.get("source", "")))
     findings += [Finding(name, "not run") for name in known]
     return sorted(findings, key=lambda f: not f.failed)  # stable: the run's order within each group
+
+
+def describe(reference: dict[str, Any], build: str) -> str:
+    """Which figures a run of `build` is held against, for the head of the check's report."""
+    if build != "compiled":
+        return "the pure tree's reference"
+    own = len(reference.get("compiled", {}).get("results", []))
+    if not own:
+        return "the compiled build: no reference of its own, so the pure tree's (a weaker check)"
+    return f"the compiled build's reference ({own} rows of its own, the pure tree's for the rest)"
 
 
 def render(findings: list[Finding], tolerance: float = TOLERANCE) -> str:
