@@ -60,11 +60,16 @@ def build_of(report: dict[str, Any]) -> str:
     return "compiled" if report.get("compiled") is True else "pure"
 
 
+def _compiled_rows(reference: dict[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = reference.get("compiled", {}).get("results", [])
+    return rows
+
+
 def reference_rows(reference: dict[str, Any], build: str) -> dict[str, dict[str, Any]]:
     """The reference rows a run of `build` ("pure" or "compiled") is held against, by name."""
     rows = {row["name"]: row for row in reference.get("results", [])}
     if build == "compiled":
-        rows.update((row["name"], row) for row in reference.get("compiled", {}).get("results", []))
+        rows.update((row["name"], row) for row in _compiled_rows(reference))
     return rows
 
 
@@ -97,7 +102,7 @@ def describe(reference: dict[str, Any], build: str) -> str:
     """Which figures a run of `build` is held against, for the head of the check's report."""
     if build != "compiled":
         return "the pure tree's reference"
-    own = len(reference.get("compiled", {}).get("results", []))
+    own = len(_compiled_rows(reference))
     if not own:
         return "the compiled build: no reference of its own, so the pure tree's (a weaker check)"
     return f"the compiled build's reference ({own} rows of its own, the pure tree's for the rest)"
