@@ -29,6 +29,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -47,6 +48,15 @@ TOPIC_OF = {"usage": USAGE, "ledger": LEDGER, "notification": NOTIFICATIONS}
 # the record a batch at a time, and `make run` (its SF a child) with BUSY spent a quarter more CPU a
 # CCR in the parent and a third more in the SF, for a worse p99 (2026-12-05, docs/performance-log.md).
 BUSY = 0.01
+
+
+def add_records(batch: list[Outgoing], event: dict[str, Any]) -> None:
+    """An outbox event's records on the bus, added to `batch`: on its topic, and a lifecycle event's
+    on the subscriber topic too."""
+    batch.append(Outgoing(TOPIC_OF.get(event["type"], USAGE), event["msisdn"], orjson.dumps(event)))
+    lifecycle = lifecycle_event(event)
+    if lifecycle is not None:
+        batch.append(Outgoing(SUBSCRIBER, lifecycle["msisdn"], orjson.dumps(lifecycle)))
 
 
 @dataclass
@@ -119,15 +129,10 @@ class OutboxRelay:
             *(store.outbox_async(limit=self.batch, after=after.get(p, 0), part=p) for p in parts)
         )
         self._full = any(len(entries) >= self.batch for entries in reads)
-        batch = []
+        batch: list[Outgoing] = []
         for entries in reads:
             for e in entries:
-                batch.append(
-                    Outgoing(TOPIC_OF.get(e.event["type"], USAGE), e.event["msisdn"], orjson.dumps(e.event))
-                )
-                lifecycle = lifecycle_event(e.event)
-                if lifecycle is not None:
-                    batch.append(Outgoing(SUBSCRIBER, lifecycle["msisdn"], orjson.dumps(lifecycle)))
+                add_records(batch, e.event)
         if not batch:
             return 0
         await self.bus.send(batch)
