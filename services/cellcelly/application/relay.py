@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 
 from cellcelly.application.worker import run_until_stopped
-from cellcelly.codec import lifecycle_event
+from cellcelly.codec import bus_event_from_journal, lifecycle_event
 from cellcelly.ports.balance_store import BalanceStore
 from cellcelly.ports.event_bus import LEDGER, NOTIFICATIONS, SUBSCRIBER, USAGE, EventBus, Outgoing
 
@@ -57,6 +57,19 @@ def add_records(batch: list[Outgoing], event: dict[str, Any]) -> None:
     lifecycle = lifecycle_event(event)
     if lifecycle is not None:
         batch.append(Outgoing(SUBSCRIBER, lifecycle["msisdn"], orjson.dumps(lifecycle)))
+
+
+def journal_records(events: list[Any]) -> list[Outgoing]:
+    """The bus's records of events as the embedded store's journal holds them (`codec.journal_event`):
+    what its journal relay publishes (`deploy.journal_relay`), a loop compiled here."""
+    batch: list[Outgoing] = []
+    for event in events:
+        if isinstance(event, list):  # a usage event: never a lifecycle one
+            d = bus_event_from_journal(event)
+            batch.append(Outgoing(USAGE, d["msisdn"], orjson.dumps(d)))
+        else:
+            add_records(batch, bus_event_from_journal(event))
+    return batch
 
 
 @dataclass

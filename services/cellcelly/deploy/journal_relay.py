@@ -36,9 +36,8 @@ from collections.abc import Mapping
 
 from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
 from cellcelly.adapters.balance_files import JournalMark, JournalTail
-from cellcelly.application.relay import RelayStats, add_records
+from cellcelly.application.relay import RelayStats, add_records, journal_records
 from cellcelly.application.worker import run_until_stopped, wait_or_stop
-from cellcelly.codec import event_from_journal, event_to_dict
 from cellcelly.ports.event_bus import EventBus, Outgoing
 from cellcelly.settings import Settings
 
@@ -204,22 +203,35 @@ async def relay(marks: socket.socket, tail: JournalTail, bus: EventBus) -> None:
     """Publish the journal's events up to each mark received; answer each with the last seq
     published (on standard output)."""
     answered = tail.seq
+    marks.setblocking(False)
     while True:
-        # a mark every look at most (50 ms): a thread's hop each is nothing
-        line, fds, _, _ = await asyncio.to_thread(socket.recv_fds, marks, 256, 1)
+        try:
+            line, fds, _, _ = socket.recv_fds(marks, 256, 1)
+        except BlockingIOError:
+            await _readable(marks)
+            continue
         if not line:
             return
         events = tail.read(JournalMark(*map(int, line.split())), fds[0] if fds else -1)
         if events:
-            batch: list[Outgoing] = []
-            for event in events:
-                add_records(batch, event_to_dict(event_from_journal(event)))
-            await bus.send(batch)
+            await bus.send(journal_records(events))
             await bus.flush()
         if tail.seq != answered:
             sys.stdout.buffer.write(b"%d\n" % tail.seq)
             sys.stdout.buffer.flush()
             answered = tail.seq
+
+
+async def _readable(sock: socket.socket) -> None:
+    """Until `sock` has something to read. Watched only meanwhile: a reader left on it would wake the
+    loop at every turn while a mark waits unread (the bus's flush)."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_reader(sock, lambda: ready.done() or ready.set_result(None))
+    try:
+        await ready
+    finally:
+        loop.remove_reader(sock)
 
 
 def main(argv: list[str]) -> int:
