@@ -226,8 +226,13 @@ async def _readable(sock: socket.socket) -> None:
     """Until `sock` has something to read. Watched only meanwhile: a reader left on it would wake the
     loop at every turn while a mark waits unread (the bus's flush)."""
     loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-    loop.add_reader(sock, lambda: ready.done() or ready.set_result(None))
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(sock, wake)
     try:
         await ready
     finally:
