@@ -34,6 +34,7 @@ import socket
 import sys
 from collections.abc import Mapping
 
+from cellcelly import runtime
 from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
 from cellcelly.adapters.balance_files import JournalMark, JournalTail
 from cellcelly.application.relay import RelayStats, add_records, journal_records
@@ -243,6 +244,11 @@ def main(argv: list[str]) -> int:
     from cellcelly.deploy.backends import build_bus
     from cellcelly.logs import setup_logging
 
+    # the cores are charging's first: publishing can wait, a CCR cannot. At niceness 0 it woke every
+    # look and took a core from the charging processes for its 1-2 ms: the embedded stack's e2e p99
+    # at 1,000 sessions/s was worse with it than with the relay in the parent (median 3.7 against
+    # 2.3 ms); idle, the parent's loop ran late 1.06 ms at p99 against 1.59 (docs/performance-log.md)
+    runtime.background_priority()
     settings = Settings()
     setup_logging(settings.log_level, settings.log_format)
     marks = socket.socket(fileno=int(argv[0]))
