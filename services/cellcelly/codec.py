@@ -340,40 +340,6 @@ def usage_to_list(e: UsageEvent) -> list[Any]:
     ]
 
 
-# `usage_to_list`'s positions by the names `event_to_dict` gives them, in its order
-USAGE_FIELDS = (
-    "event_id",
-    "msisdn",
-    "session_id",
-    "request_number",
-    "rating_group",
-    "service",
-    "rule_id",
-    "units",
-    "bucket_units",
-    "wallet_units",
-    "uncharged_units",
-    "money",
-    "wallet_after",
-    "occurred_at",
-    "buckets",
-    "revision",
-    "destination",
-    "location",
-    "catalogue_version",
-)
-
-
-def bus_event_from_journal(d: list[Any] | dict[str, Any]) -> dict[str, Any]:
-    """`event_to_dict(event_from_journal(d))`, a usage event's list zipped with its names and no
-    event made between: the journal relay's process does this for every event it publishes."""
-    if isinstance(d, list) and len(d) == len(USAGE_FIELDS):
-        event: dict[str, Any] = {"type": "usage", "schema": EVENT_SCHEMA_VERSION}
-        event.update(zip(USAGE_FIELDS, d, strict=True))
-        return event
-    return event_to_dict(event_from_journal(d))
-
-
 def usage_from_list(d: list[Any]) -> UsageEvent:
     return UsageEvent(
         d[0],

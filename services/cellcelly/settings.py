@@ -63,9 +63,6 @@ class Settings(BaseSettings):
     # the share of a core its checkpointer process uses at most at any moment, working a little at
     # a time (`runtime.CpuShare`); 1: as fast as it can
     balance_checkpoint_cpu_share: float = Field(default=0.25, gt=0, le=1)
-    # its outbox relayed by a process of its own that tails the journal (`deploy.journal_relay`):
-    # off the charging process's loop. false: the outbox relay in that process, as on VoltDB
-    relay_process: bool = True
 
     # event bus: the embedded durable log, or Kafka (bootstrap servers "host:port,host:port")
     event_bus: Literal["embedded", "kafka"] = "embedded"

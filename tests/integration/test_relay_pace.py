@@ -72,16 +72,14 @@ async def test_soon_again_after_moving_events_and_idle_after_none(tmp_path: Path
 
 
 async def test_the_stand_alone_ocs_comes_back_soon_and_the_embedded_stack_waits_idle(tmp_path: Path) -> None:
-    """`relay.BUSY` where it was measured (`cellcelly ocs` on VoltDB, the deployed shape, relays in
-    process); the embedded stack, whose SF writes the record a batch at a time, keeps its `idle`
-    pace. Both relay in process here because they are told to: on the embedded store they would
-    relay by a journal relay's process (tests/integration/test_journal_relay.py)."""
-    settings = Settings(data_dir=tmp_path / "alone", relay_process=False, **EPHEMERAL_PORTS)
+    """`relay.BUSY` where it was measured (`cellcelly ocs`, the deployed shape); the embedded stack,
+    whose SF writes the record in the same process a batch at a time, keeps its `idle` pace."""
+    settings = Settings(data_dir=tmp_path / "alone", **EPHEMERAL_PORTS)
     backends = open_backends(settings)
     try:
         relay = ocs.build(settings, backends).relay
         assert relay.busy == BUSY < relay.idle
     finally:
         await backends.aclose()
-    async with running_stack(tmp_path / "stack", relay_process=False) as stack:
-        assert isinstance(stack.relay, OutboxRelay) and stack.relay.busy == stack.relay.idle
+    async with running_stack(tmp_path / "stack") as stack:
+        assert stack.relay is not None and stack.relay.busy == stack.relay.idle

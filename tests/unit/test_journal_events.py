@@ -9,7 +9,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cellcelly.codec import bus_event_from_journal, event_to_dict, usage_from_list, usage_to_list
+from cellcelly.codec import event_to_dict, usage_from_list, usage_to_list
 from cellcelly.domain.charging import UsageEvent
 from cellcelly.domain.limits import MAX_UNITS
 from cellcelly.domain.units import Service
@@ -48,20 +48,6 @@ def test_a_usage_event_reads_back_from_its_journal_list(event: UsageEvent) -> No
     back = usage_from_list(orjson.loads(orjson.dumps(written)))
     assert back == event
     assert event_to_dict(back) == event_to_dict(event)  # what the relay publishes is unchanged
-
-
-@given(usage_events)
-def test_the_journal_relay_publishes_a_usage_event_as_the_outbox_relay_does(event: UsageEvent) -> None:
-    """`bus_event_from_journal` skips the event between; what it gives is the same dict, in the same
-    key order (so the same bytes on the bus)."""
-    published = bus_event_from_journal(orjson.loads(orjson.dumps(usage_to_list(event))))
-    assert orjson.dumps(published) == orjson.dumps(event_to_dict(event))
-
-
-def test_a_short_list_is_published_with_its_defaults() -> None:
-    event = UsageEvent("s#0#1", "5321234567", "s", 0, 1, Service.SMS, "sms-tr", 1, 1, 0, 0, 0, 100, 10)
-    short = orjson.loads(orjson.dumps(usage_to_list(event)[:15]))
-    assert bus_event_from_journal(short) == event_to_dict(event)
 
 
 def test_a_list_from_before_a_field_existed_reads_with_its_default() -> None:

@@ -249,8 +249,8 @@ def _cpu_seconds(pids: dict[str, int] | None) -> dict[str, float]:
 
 
 def _served_by(pids: list[int]) -> dict[str, int]:
-    """The processes of a topology and their children (`make run`'s DGW and SF, a store's journal
-    relay and checkpointer), each named by its `cellcelly` command or module: whose CPU a CCR costs."""
+    """The processes of a topology and their children (`make run`'s DGW and SF, the embedded store's
+    checkpointer), each named by its `cellcelly` command or module: whose CPU a CCR costs."""
     named = {command: pid for pid in pids if (command := command_of(pid)) is not None}
     for pid in pids:
         named.update(cellcelly_children(pid, helpers=True))

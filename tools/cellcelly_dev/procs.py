@@ -13,8 +13,8 @@ def _command(argv: list[bytes]) -> str | None:
 
 
 def _helper(argv: list[bytes]) -> str | None:
-    """A helper process a service starts (`python -m cellcelly.deploy.journal_relay`, the balance
-    store's checkpointer), named by its module's last part; None for anything else."""
+    """A helper process a service starts (`python -m cellcelly.adapters.balance_checkpointer`, the
+    embedded store's snapshots), named by its module's last part; None for anything else."""
     if b"-m" not in argv or argv.index(b"-m") + 1 >= len(argv):
         return None
     module = argv[argv.index(b"-m") + 1]
@@ -32,7 +32,7 @@ def command_of(pid: int) -> str | None:
 
 def cellcelly_children(parent: int, *, helpers: bool = False) -> dict[str, int]:
     """{command: pid} of the `cellcelly` processes whose parent is `parent` (`make run`'s DGW, SF),
-    and with `helpers` its helper processes too (by module: `journal_relay`, `balance_checkpointer`)."""
+    and with `helpers` its helper processes too (by module: `balance_checkpointer`)."""
     found: dict[str, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

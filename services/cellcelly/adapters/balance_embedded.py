@@ -46,7 +46,6 @@ from cellcelly.adapters.balance_files import (
     JOURNAL,
     ROTATED,
     SNAPSHOT,
-    JournalMark,
     Outbox,
     Replica,
     commit_line,
@@ -120,7 +119,6 @@ class EmbeddedBalanceStore:
         self._closed = threading.Event()
         self._dir = None if directory is None else Path(directory)
         self._fd = -1
-        self._generation = 0  # of the live journal: one more at each rotation (`journal_mark`)
         self._journal_size = 0  # the end of its records; the file is longer while open (allocated)
         self._journal_chunk = journal_chunk
         self._map: mmap.mmap | None = None  # the journal's bytes from `_map_start` to `_map_end`
@@ -295,41 +293,6 @@ class EmbeddedBalanceStore:
         return True
 
     @property
-    def directory(self) -> Path | None:
-        """Where its files are (None: in memory only)."""
-        return self._dir
-
-    def journal_mark(self) -> JournalMark:
-        """Where the live journal's records end now, and the last seq they hold: a journal relay
-        (`balance_relay`) reads up to here, and from here when it starts."""
-        with self._write_lock:
-            return self._mark()
-
-    def journal_at_mark(self) -> tuple[JournalMark, int]:
-        """`journal_mark`, and a descriptor of that journal (the caller's to close): a relay's
-        process starting later reads the journal of the mark, rotated or not by then."""
-        with self._write_lock:
-            return self._mark(), os.dup(self._fd)
-
-    def _mark(self) -> JournalMark:
-        if self._fd < 0:
-            raise StoreError("the balance store has no journal (in memory only, or closed)")
-        inode = os.fstat(self._fd).st_ino
-        return JournalMark(self._generation, inode, self._journal_size, self._outbox.seq)
-
-    def ack_upto(self, seq: int) -> int:
-        """Every event up to `seq` acknowledged (a journal relay published them all, in commit
-        order): one short record. How many events that took from the outbox."""
-        with self._write_lock:
-            outbox = self._outbox
-            if seq <= outbox.acked:
-                return 0
-            before = len(outbox.events)
-            self._append(orjson.dumps(["a", seq]))
-            outbox.ack_upto(seq)
-            return before - len(outbox.events)
-
-    @property
     def journal_size(self) -> int:
         """The bytes of records in the live journal (its file is longer while open: allocated)."""
         return self._journal_size
@@ -338,7 +301,6 @@ class EmbeddedBalanceStore:
         """The journal, to append to (recovery cut it to its last whole record)."""
         assert self._dir is not None
         self._fd = os.open(self._dir / JOURNAL, os.O_RDWR | os.O_CREAT, 0o600)
-        self._generation += 1
         self._journal_size = os.fstat(self._fd).st_size
         self._map_start = self._map_end = self._journal_size
 

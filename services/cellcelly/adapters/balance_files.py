@@ -28,7 +28,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 
@@ -51,86 +51,6 @@ PACE_EVERY = 64  # records replayed between two calls of a replica's `pace`
 # waiting in the kernel's write throttling), and the CPU of its writeback one piece the
 # checkpointer's pace cannot spread
 SYNC_BYTES = 8 << 20
-
-
-class JournalMark(NamedTuple):
-    """A point of the live journal: its records end at `size` bytes, the last event's seq is `seq`.
-    `generation` counts the journal's files (one more a rotation), `inode` names this one."""
-
-    generation: int
-    inode: int
-    size: int
-    seq: int
-
-
-class JournalMoved(Exception):
-    """The journal a tail reads is not the one it was told of (rotated more than once between two
-    looks): what it missed is published again from the outbox."""
-
-
-class JournalTail:
-    """Reads the events of the journal's commits in commit order, from a mark on, following its
-    rotations: the journal relay's process (`deploy.journal_relay`) publishes them.
-
-    It is given each journal's descriptor (`EmbeddedBalanceStore.journal_at_mark`), never a path: the
-    file at the path may have been rotated again by the time it would be opened. It reads only up to
-    where it is told the records end (`read`): the store copies a record into the journal's map, so a
-    reader of the file could see part of one. A rotated journal was cut to its last record first
-    (`EmbeddedBalanceStore._unmap`): its end is the file's."""
-
-    def __init__(self, mark: JournalMark, fd: int) -> None:
-        self._generation = mark.generation
-        self._fd = _journal(fd, mark)
-        self._offset = mark.size
-        self.seq = mark.seq  # the last event read
-
-    def read(self, upto: JournalMark, fd: int = -1) -> list[Any]:
-        """The events (in the journal's form, `codec.journal_event`) of the records up to `upto`;
-        `fd`: its journal, when it is the next one (the tail closes it)."""
-        events: list[Any] = []
-        if upto.generation != self._generation:
-            if upto.generation != self._generation + 1 or fd < 0:
-                if fd >= 0:
-                    os.close(fd)
-                raise JournalMoved(f"journal {self._generation} was followed by {upto.generation}")
-            self._read(events, os.fstat(self._fd).st_size)
-            os.close(self._fd)
-            self._fd, self._offset, self._generation = -1, 0, upto.generation
-            self._fd = _journal(fd, upto)
-        elif fd >= 0:
-            os.close(fd)
-        self._read(events, upto.size)
-        return events
-
-    def _read(self, events: list[Any], end: int) -> None:
-        while self._offset < end:
-            data = os.pread(self._fd, min(end - self._offset, READ_BYTES), self._offset)
-            whole = data.rfind(b"\n") + 1
-            if not whole:
-                if len(data) < READ_BYTES:
-                    raise StoreError(f"the journal ends inside a record at byte {self._offset}")
-                raise StoreError(f"a journal record longer than {READ_BYTES} bytes at {self._offset}")
-            for line in data[:whole].splitlines():
-                if line[:2] != b"c\t":
-                    continue  # acknowledgements
-                _, first, count, _ = line.split(b"\t", 3)
-                if count == b"0":
-                    continue
-                events.extend(orjson.loads(line[line.rindex(b"\t") + 1 :]))
-                self.seq = int(first) + int(count) - 1
-            self._offset += whole
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-
-def _journal(fd: int, mark: JournalMark) -> int:
-    if os.fstat(fd).st_ino != mark.inode:
-        os.close(fd)
-        raise JournalMoved(f"descriptor {fd} is not the journal of inode {mark.inode}")
-    return fd
 
 
 def no_pace() -> None:

@@ -29,12 +29,11 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
 from cellcelly.application.worker import run_until_stopped
-from cellcelly.codec import bus_event_from_journal, lifecycle_event
+from cellcelly.codec import lifecycle_event
 from cellcelly.ports.balance_store import BalanceStore
 from cellcelly.ports.event_bus import LEDGER, NOTIFICATIONS, SUBSCRIBER, USAGE, EventBus, Outgoing
 
@@ -48,28 +47,6 @@ TOPIC_OF = {"usage": USAGE, "ledger": LEDGER, "notification": NOTIFICATIONS}
 # the record a batch at a time, and `make run` (its SF a child) with BUSY spent a quarter more CPU a
 # CCR in the parent and a third more in the SF, for a worse p99 (2026-12-05, docs/performance-log.md).
 BUSY = 0.01
-
-
-def add_records(batch: list[Outgoing], event: dict[str, Any]) -> None:
-    """An outbox event's records on the bus, added to `batch`: on its topic, and a lifecycle event's
-    on the subscriber topic too."""
-    batch.append(Outgoing(TOPIC_OF.get(event["type"], USAGE), event["msisdn"], orjson.dumps(event)))
-    lifecycle = lifecycle_event(event)
-    if lifecycle is not None:
-        batch.append(Outgoing(SUBSCRIBER, lifecycle["msisdn"], orjson.dumps(lifecycle)))
-
-
-def journal_records(events: list[Any]) -> list[Outgoing]:
-    """The bus's records of events as the embedded store's journal holds them (`codec.journal_event`):
-    what its journal relay publishes (`deploy.journal_relay`), a loop compiled here."""
-    batch: list[Outgoing] = []
-    for event in events:
-        if isinstance(event, list):  # a usage event: never a lifecycle one
-            d = bus_event_from_journal(event)
-            batch.append(Outgoing(USAGE, d["msisdn"], orjson.dumps(d)))
-        else:
-            add_records(batch, bus_event_from_journal(event))
-    return batch
 
 
 @dataclass
@@ -142,10 +119,15 @@ class OutboxRelay:
             *(store.outbox_async(limit=self.batch, after=after.get(p, 0), part=p) for p in parts)
         )
         self._full = any(len(entries) >= self.batch for entries in reads)
-        batch: list[Outgoing] = []
+        batch = []
         for entries in reads:
             for e in entries:
-                add_records(batch, e.event)
+                batch.append(
+                    Outgoing(TOPIC_OF.get(e.event["type"], USAGE), e.event["msisdn"], orjson.dumps(e.event))
+                )
+                lifecycle = lifecycle_event(e.event)
+                if lifecycle is not None:
+                    batch.append(Outgoing(SUBSCRIBER, lifecycle["msisdn"], orjson.dumps(lifecycle)))
         if not batch:
             return 0
         await self.bus.send(batch)

@@ -30,7 +30,6 @@ from cellcelly.application.selfcare import SelfCare, StoreBalanceLookup
 from cellcelly.deploy import dgw, ivr, mw, notifier, ocs, sf, sms
 from cellcelly.deploy.backends import Backends
 from cellcelly.deploy.child import Child, ChildrenUp, free_port
-from cellcelly.deploy.journal_relay import JournalRelay
 from cellcelly.deploy.service import Alone, Group, Health, Lifecycle, Service
 from cellcelly.dgw.gateway import Gateway
 from cellcelly.dgw.metrics import DgwCollector
@@ -83,7 +82,7 @@ class EmbeddedStack:
     bus: EventBus | None = None
     cache: SubscriberCache | None = None
     notifier: Notifier | None = None
-    relay: OutboxRelay | JournalRelay | None = None
+    relay: OutboxRelay | None = None
     sf: SyncFunction | None = None
     sms: SmsGateway | None = None
     ivr: IvrService | None = None

@@ -1,6 +1,5 @@
 """The OCS: its HTTP API, the wire transport gateways charge through, and the outbox relay (the
-outbox lives in the OCS's balance store, so the relay runs beside it: on the embedded store, a
-process of its own that tails the journal, `journal_relay`)."""
+outbox lives in the OCS's balance store, so the relay runs beside it)."""
 
 from __future__ import annotations
 
@@ -12,10 +11,8 @@ from typing import Any
 
 from prometheus_client.registry import Collector
 
-from cellcelly.adapters.balance_embedded import EmbeddedBalanceStore
 from cellcelly.application.relay import BUSY, OutboxRelay
 from cellcelly.deploy.backends import Backends, shared_api_key
-from cellcelly.deploy.journal_relay import JournalRelay, bus_env
 from cellcelly.deploy.service import Alone, Group, HttpService, Lifecycle, Service, Worker
 from cellcelly.loop_lag import LoopLag
 from cellcelly.ocs.app import asgi_app, create_app
@@ -50,12 +47,7 @@ class Ocs(Group):
         relay_busy: float | None,
     ) -> None:
         key = settings.ocs_api_key  # None: the wire refuses every gateway
-        store = backends.store
-        self.relay: OutboxRelay | JournalRelay
-        if settings.relay_process and isinstance(store, EmbeddedBalanceStore) and store.directory:
-            self.relay = JournalRelay(store, backends.bus, bus_env(settings))
-        else:
-            self.relay = OutboxRelay(store, backends.bus, busy=relay_busy)
+        self.relay = OutboxRelay(backends.store, backends.bus, busy=relay_busy)
         app = ocs_app(settings, backends, collectors=collectors)
         # on its /metrics: how late the loop that charges runs (in `make run`, everything's loop)
         self.loop_lag = LoopLag(app.state.metrics.registry)
