@@ -257,6 +257,13 @@ def _served_by(pids: list[int]) -> dict[str, int]:
     return named
 
 
+def cpu_before(cpu: dict[str, float], then: dict[str, int], now: dict[str, int]) -> dict[str, float]:
+    """Each process's CPU seconds before a row, for the processes there at its end (`now`, by name):
+    one started during the row (the embedded store's checkpointer, at its first snapshot), or
+    started again under another pid, had none."""
+    return {who: cpu[who] if then.get(who) == pid else 0.0 for who, pid in now.items()}
+
+
 def _generator_cpu() -> float:
     """CPU seconds of this process's waited-for children so far: the generators, once they ended."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -687,7 +694,8 @@ def bench_e2e(
                 env["CELLCELLY_SF_METRICS_PORT"] = str(sf_metrics)
             procs = [_start(args, env, ports) for args, ports in processes]
             try:
-                served = _served_by([p.pid for p in procs])
+                pids = [p.pid for p in procs]
+                served = _served_by(pids)
                 for rate in rates:
                     cpu, generator = _cpu_seconds(served), _generator_cpu()
                     # the generator in a process of its own, as the network would be
@@ -702,6 +710,9 @@ def bench_e2e(
                         # the SF writes a batch after waiting for more (`CELLCELLY_SF_LINGER_SECONDS`):
                         # the row's last records are its CPU too, not the next row's
                         _wait_sf_drained(sf_metrics)
+                    # the processes there now, those started during the row too
+                    served, then = _served_by(pids), served
+                    cpu = cpu_before(cpu, then, served)
                     spent, answers = _cpu_seconds(served), max(1, report["answers"])
                     # where a CCR's time goes, process by process (the generator's share too: the
                     # two cores are all of theirs)
