@@ -124,6 +124,7 @@ def ab_diameter(mode: str, variants: dict[str, str], rounds: int, seconds: float
     names = list(variants)
     with contextlib.ExitStack() as stack:
         setups: dict[str, tuple[dict[str, int], int, dict[str, str]]] = {}
+        pids: dict[str, list[int]] = {}  # each variant's processes, as started
         for name in names:
             data = stack.enter_context(bench.provisioned_data_dir(SUBSCRIBERS))
             dgw, wire, http = free_port(), free_port(), free_port()
@@ -139,8 +140,9 @@ def ab_diameter(mode: str, variants: dict[str, str], rounds: int, seconds: float
             started = {who: bench._start(args, env, ports) for who, (args, ports) in processes.items()}
             stack.callback(bench._stop, *started.values())
             # `run`'s DGW and SF children too, each by its command
-            served = bench._served_by([p.pid for p in started.values()])
-            setups[name] = (served, dgw, generator_env)  # the generator: the source tree, the same for all
+            pids[name] = [p.pid for p in started.values()]
+            # the generator: the source tree, the same for all
+            setups[name] = (bench._served_by(pids[name]), dgw, generator_env)
         for round_ in range(rounds):
             order = names[round_ % len(names) :] + names[: round_ % len(names)]
             before = {name: bench._cpu_seconds(setups[name][0]) for name in names}
@@ -155,6 +157,11 @@ def ab_diameter(mode: str, variants: dict[str, str], rounds: int, seconds: float
             reports = {name: json.loads(g.communicate()[0]) for name, g in generators.items()}
             rows = {}
             for name in names:
+                # a helper started during the round (the store's checkpointer) counts from its start
+                then, port, traffic_env = setups[name]
+                served = bench._served_by(pids[name])
+                before[name] = bench.cpu_before(before[name], then, served)
+                setups[name] = (served, port, traffic_env)
                 report = reports[name]
                 spent = per_request(before[name], setups[name][0], report["answers"])
                 latency = report["latency_ms"]
