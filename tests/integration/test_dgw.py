@@ -443,6 +443,7 @@ async def test_behind_a_standing_queue_new_sessions_get_3004_and_sessions_under_
     seed_demo(components)
     caplog.set_level(logging.INFO, "cellcelly.dgw.overload")
     slow = LateFor(components.charging, {}, pause=0.3)
+    stalls: list[float] = []  # lateness of the loop once the OCS is quick again (below)
     try:
         async with gateway_before(slow, OVERLOAD_KEY, overload_delay=0.1) as (
             conn,
@@ -474,7 +475,6 @@ async def test_behind_a_standing_queue_new_sessions_get_3004_and_sessions_under_
             # OCS and its commits share that loop, so a stalled commit (CI's background builds) is a
             # late window that rightly raises the reduction. Such stalls are recorded, not hidden:
             # a timer of the test's on the same loop sees what the gateway's sees.
-            stalls: list[float] = []
 
             async def watch() -> None:
                 while True:
@@ -510,10 +510,14 @@ async def test_behind_a_standing_queue_new_sessions_get_3004_and_sessions_under_
             assert gateway.stats.too_busy == 2
     finally:
         components.close()
-    assert [r.getMessage() for r in caplog.records if r.name == "cellcelly.dgw.overload"] == [
+    said = [r.getMessage() for r in caplog.records if r.name == "cellcelly.dgw.overload"]
+    # one overload and its end; a stall of the loop after the end (recorded above) is rightly
+    # another, and said so the same way (once in CI, behind the compiled build's background work)
+    pair = [
         "overloaded: new sessions refused with 3004 DIAMETER_TOO_BUSY",
         "overload over: new sessions admitted",
     ]
+    assert said == pair or (stalls and said == pair * (len(said) // 2)), (said, stalls)
 
 
 async def test_the_traffic_generator_holds_back_what_an_overloaded_gateway_reports(data_dir: Path) -> None:
