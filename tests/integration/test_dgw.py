@@ -520,6 +520,73 @@ async def test_behind_a_standing_queue_new_sessions_get_3004_and_sessions_under_
     assert said == pair or (stalls and said == pair * (len(said) // 2)), (said, stalls)
 
 
+class HeldOcs:
+    """An OCS client that keeps each request until the test answers it."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[Any, Any]] = []
+
+    async def charge(self, req: Any) -> Any:
+        raise AssertionError("charge_soon takes every request here")
+
+    def charge_soon(self, req: Any, done: Any) -> bool:
+        self.held.append((req, done))
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_ccr_with_the_ocs_keeps_only_what_its_answer_is_made_from() -> None:
+    """While the OCS charges a CCR the gateway holds the request for its answer; of its AVPs only
+    Session-Id, Origin-Host/Realm, Proxy-Info and OC-Supported-Features live on (the collector walked
+    all ~23 of each CCR under way), and the answer still carries what they give it."""
+    from cellcelly.domain.charging import ChargeAnswer, ResultCode, ServiceResult
+
+    local = LocalPeer("dgw.test", "cellcelly.local")
+    ocs = HeldOcs()
+    gateway = Gateway(local, ocs)
+    conn = PeerConnection(local, gateway)
+    proxy = Avp.grouped(
+        Code.PROXY_INFO, [Avp.utf8(Code.PROXY_HOST, "dra.test"), Avp.octets(Code.PROXY_STATE, b"s1")]
+    )
+    request = with_doic(ccr("gw;held;1", 1, 0))
+    request.avps.append(proxy)
+    msg = decode(request.encode())  # as the peer hands it over: decoded from the wire
+    before = len(msg.avps)
+    pending = gateway(conn, msg)
+    kept = [(a.code, a.vendor) for a in msg.avps]
+    assert kept == [
+        (int(code), 0)
+        for code in (
+            Code.SESSION_ID,
+            Code.ORIGIN_HOST,
+            Code.ORIGIN_REALM,
+            Code.OC_SUPPORTED_FEATURES,
+            Code.PROXY_INFO,
+        )
+    ], kept
+    assert before > len(kept) + 3
+    ((req, done),) = ocs.held
+    assert (req.session_id, req.msisdn) == ("gw;held;1", DEMO.msisdn)
+    done(
+        ChargeAnswer(
+            req.session_id,
+            req.request_type,
+            0,
+            ResultCode.SUCCESS,
+            (ServiceResult(1, ResultCode.SUCCESS, 60),),
+        ),
+        None,
+    )
+    assert isinstance(pending, asyncio.Future)
+    answer = decode(await pending)
+    assert (answer.session_id, answer.result_code) == ("gw;held;1", Result.SUCCESS)
+    assert [a.encode() for a in answer.find_all(Code.PROXY_INFO)] == [proxy.encode()]
+    assert answer.find(Code.OC_SUPPORTED_FEATURES) is not None
+    assert gateway.sessions["gw;held;1"].client_host == CLIENT.origin_host  # Origin-Host, kept
+
+
 async def test_the_traffic_generator_holds_back_what_an_overloaded_gateway_reports(data_dir: Path) -> None:
     """DOIC (RFC 7683) end to end over the wire: behind an OCS answering 0.3 s late, the gateway
     reports its overload to `cellcelly traffic`'s generator, which then holds back new sessions

@@ -7,6 +7,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cellcelly.diameter.codec import (
     _FIXED,
@@ -815,3 +817,26 @@ def test_failed_avp_in_an_answer_may_carry_a_malformed_avp() -> None:
     # but other grouped AVPs are checked
     other = Message(272, FLAG_P, 4, 9, 9, [Avp.grouped(Code.PROXY_INFO, [bad])])
     assert _refused(other.encode()).result is Result.INVALID_AVP_LENGTH
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([263, 264, 296, 284, 443, 456, 873]), st.sampled_from([0, 0, VENDOR_3GPP])),
+        max_size=12,
+    ),
+    st.frozensets(st.sampled_from([263, 264, 296, 284, 873])),
+)
+def test_keep_only_leaves_the_top_level_ietf_avps_asked_for_in_order(
+    avps: list[tuple[int, int]], codes: frozenset[int]
+) -> None:
+    msg = Message(Cmd.CREDIT_CONTROL, FLAG_R, 4, 7, 8, [Avp(code, 0, vendor, b"x") for code, vendor in avps])
+    expected = [a for a in msg.avps if a.vendor == 0 and a.code in codes]
+    msg.keep_only(codes)
+    assert msg.avps == expected and all(a is b for a, b in zip(msg.avps, expected, strict=True))
+    assert (msg.code, msg.flags, msg.app, msg.hop_by_hop, msg.end_to_end) == (
+        Cmd.CREDIT_CONTROL,
+        FLAG_R,
+        4,
+        7,
+        8,
+    )

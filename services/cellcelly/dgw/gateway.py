@@ -165,6 +165,7 @@ class Gateway:
             if isinstance(known, asyncio.Future):
                 miss = known
         loop = conn.loop
+        msg.keep_only(_ANSWERED_FROM)  # read: only what its answer needs lives on while it is charged
         ccr = _InFlight(conn, msg, req, key, loop.create_future(), now)
         self._in_flight[key] = ccr.fut
         if miss is None:
@@ -449,3 +450,16 @@ def _unsupported_mandatory(avps: list[Avp]) -> Avp | None:
 
 
 _KNOWN_IETF = frozenset(code for code, vendor in DICTIONARY if vendor == 0)
+
+# what a CCR's answers are made from once it is read (`build_cca`, `error_answer`, `_told`, the
+# tracked session's origin): the rest of its AVPs go before it waits for the OCS
+_ANSWERED_FROM = frozenset(
+    int(code)
+    for code in (
+        Code.SESSION_ID,
+        Code.ORIGIN_HOST,
+        Code.ORIGIN_REALM,
+        Code.PROXY_INFO,
+        Code.OC_SUPPORTED_FEATURES,
+    )
+)

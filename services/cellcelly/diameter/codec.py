@@ -659,6 +659,12 @@ class Message:
     def _proxies(self) -> list[Avp]:
         return [a for a in self.avps if a.code == Code.PROXY_INFO and a.vendor == 0]
 
+    def keep_only(self, codes: frozenset[int]) -> None:
+        """Let go of every AVP but the top-level IETF ones of `codes`, in their order: a request
+        read already and answered later need not hold all it was decoded into until then. Each of
+        a gateway's CCRs with the OCS kept ~23 AVP objects for the collector to walk."""
+        self.avps = [a for a in self.avps if a.vendor == 0 and a.code in codes]
+
     def encode(self) -> bytes:
         body = b"".join(a.encode() for a in self.avps)
         return encode_header(self, len(body)) + body
