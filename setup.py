@@ -33,6 +33,7 @@ COMPILED = [
     "cellcelly/domain/charging.py",
     "cellcelly/codec.py",
     "cellcelly/dgw/gy.py",
+    "cellcelly/dgw/ccr_reader.py",  # the gateway reads each CCR straight from its bytes
     "cellcelly/ocs/wire.py",
     "cellcelly/application/charging.py",
     "cellcelly/adapters/voltdb_wire.py",

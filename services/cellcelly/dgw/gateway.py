@@ -13,11 +13,12 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from cellcelly.dgw.ccr_reader import KEPT, KNOWN_IETF, read_ccr
 from cellcelly.dgw.gy import GyError, build_cca, parse_ccr
 from cellcelly.dgw.ocs_client import OcsClient, OcsUnavailable
 from cellcelly.dgw.overload import TICK, Overload
 from cellcelly.diameter import doic
-from cellcelly.diameter.codec import DICTIONARY, Avp, Message, decode
+from cellcelly.diameter.codec import Avp, Message, decode
 from cellcelly.diameter.constants import APP_CREDIT_CONTROL, AVP_M, FLAG_P, FLAG_R, Cmd, Code, Result
 from cellcelly.diameter.peer import LocalPeer, PeerConnection, State, error_answer
 from cellcelly.domain.charging import ChargeAnswer, ChargeRequest, RequestType, ResultCode
@@ -66,6 +67,10 @@ class GatewayStats:
     cache_failed: int = 0  # lookups that failed: charged through the OCS anyway
     too_busy: int = 0  # new sessions refused with 3004 while overloaded
     results: dict[int, int] = field(default_factory=dict)
+
+
+# what the gateway answers a request with: at once, or a future the peer answers from when done
+Answering = Message | asyncio.Future[bytes] | asyncio.Future[Message]
 
 
 class _InFlight:
@@ -123,9 +128,7 @@ class Gateway:
 
     # --- the Diameter handler ---------------------------------------------------------------------
 
-    def __call__(
-        self, conn: PeerConnection, msg: Message
-    ) -> Message | asyncio.Future[bytes] | asyncio.Future[Message]:
+    def __call__(self, conn: PeerConnection, msg: Message) -> Answering:
         if msg.code != Cmd.CREDIT_CONTROL:
             return error_answer(msg, self.local, Result.COMMAND_UNSUPPORTED, f"command {msg.code}")
         self.stats.ccr += 1
@@ -141,6 +144,28 @@ class Gateway:
         except Exception as exc:  # noqa: BLE001 - e.g. an AVP value the codec could not read
             failed = getattr(exc, "failed", None)
             return self._reject(msg, GyError(Result.INVALID_AVP_VALUE, str(exc), failed))
+        msg.keep_only(KEPT)  # read: only what its answers are made from lives on
+        return self._admit(conn, msg, req)
+
+    def read(self, conn: PeerConnection, frame: bytes) -> tuple[Message, Answering] | None:
+        """The peer's hot path (`PeerConnection(reader=)`): a CCR read straight from its bytes
+        (`ccr_reader`) and answered as `__call__` answers it; None for what that reader does not
+        read, which the peer then decodes and hands to `__call__`."""
+        if APP_CREDIT_CONTROL not in conn.local.auth_applications:
+            return None
+        try:
+            read = read_ccr(frame)
+        except Exception:  # noqa: BLE001 - a defect of the reader: the full path answers
+            log.exception("CCR reader failed; decoding it")
+            return None
+        if read is None:
+            return None
+        msg, req = read
+        self.stats.ccr += 1
+        return msg, self._admit(conn, msg, req)
+
+    def _admit(self, conn: PeerConnection, msg: Message, req: ChargeRequest) -> Answering:
+        """A CCR read: replayed, joined, refused while overloaded or unknown, or sent to the OCS."""
         key = (req.session_id, req.request_number)
         stored = self._answers.get(key)
         if stored is not None and stored[0] > time.monotonic():
@@ -165,7 +190,6 @@ class Gateway:
             if isinstance(known, asyncio.Future):
                 miss = known
         loop = conn.loop
-        msg.keep_only(_ANSWERED_FROM)  # read: only what its answer needs lives on while it is charged
         ccr = _InFlight(conn, msg, req, key, loop.create_future(), now)
         self._in_flight[key] = ccr.fut
         if miss is None:
@@ -439,7 +463,7 @@ def _unsupported_mandatory(avps: list[Avp]) -> Avp | None:
     IMS node may send, most of no concern to rating, and refusing them would refuse real traffic.
     """
     for avp in avps:
-        if avp.flags & AVP_M and avp.vendor == 0 and avp.code not in _KNOWN_IETF:
+        if avp.flags & AVP_M and avp.vendor == 0 and avp.code not in KNOWN_IETF:
             return avp
         children = avp.children
         if children:
@@ -447,19 +471,3 @@ def _unsupported_mandatory(avps: list[Avp]) -> Avp | None:
             if found is not None:
                 return found
     return None
-
-
-_KNOWN_IETF = frozenset(code for code, vendor in DICTIONARY if vendor == 0)
-
-# what a CCR's answers are made from once it is read (`build_cca`, `error_answer`, `_told`, the
-# tracked session's origin): the rest of its AVPs go before it waits for the OCS
-_ANSWERED_FROM = frozenset(
-    int(code)
-    for code in (
-        Code.SESSION_ID,
-        Code.ORIGIN_HOST,
-        Code.ORIGIN_REALM,
-        Code.PROXY_INFO,
-        Code.OC_SUPPORTED_FEATURES,
-    )
-)

@@ -53,7 +53,7 @@ MCC_TO_COUNTRY = {
     "311": "1",
 }
 
-_CONTEXT_SERVICE = {
+CONTEXT_SERVICE = {
     CONTEXT_PS: Service.DATA,
     CONTEXT_IMS: Service.VOICE,
     CONTEXT_VOICE_CS: Service.VOICE,
@@ -116,13 +116,9 @@ def _look(avps: list[Avp], found: list[str | None]) -> bool:
         if avp.vendor == VENDOR_3GPP:
             if found[0] is None:
                 if code == Code3gpp.SGSN_MCC_MNC:
-                    mcc = avp.as_str()[:3]
-                    found[0] = MCC_TO_COUNTRY.get(mcc, f"mcc{mcc}")
+                    found[0] = country_of_mcc(avp.as_str()[:3])
                 elif code == Code3gpp.USER_LOCATION_INFO and len(avp.data) >= 4:
-                    # TS 29.061: type octet, then MCC/MNC in BCD (MCC digit 2|1, MNC3|MCC3, ...)
-                    b1, b2 = avp.data[1], avp.data[2]
-                    mcc = f"{b1 & 0x0F}{b1 >> 4}{b2 & 0x0F}"
-                    found[0] = MCC_TO_COUNTRY.get(mcc, f"mcc{mcc}")
+                    found[0] = country_of_mcc(uli_mcc(avp.data))
             if found[1] is None and code in (Code3gpp.CALLED_PARTY_ADDRESS, Code3gpp.ADDRESS_DATA):
                 found[1] = _called_number(avp)
         elif found[1] is None and code == Code.CALLED_STATION_ID and avp.vendor == 0:
@@ -135,8 +131,24 @@ def _look(avps: list[Avp], found: list[str | None]) -> bool:
 
 
 def _called_number(avp: Avp) -> str:
+    return called_digits(avp.as_str())
+
+
+def called_digits(text: str) -> str:
     """The digits of a called address (tel:+49..., sip:..., or bare), at most what a record keeps."""
-    return "".join(_DIGITS.findall(avp.as_str()))[:32]
+    return "".join(_DIGITS.findall(text))[:32]
+
+
+def country_of_mcc(mcc: str) -> str:
+    """The country calling code a visited network's MCC is rated by (`mcc262` when not known)."""
+    return MCC_TO_COUNTRY.get(mcc, f"mcc{mcc}")
+
+
+def uli_mcc(data: bytes) -> str:
+    """The MCC of a 3GPP-User-Location-Info of at least 4 bytes (TS 29.061: a type octet, then
+    MCC/MNC in BCD: MCC digit 2|1, MNC3|MCC3, ...)."""
+    b1, b2 = data[1], data[2]
+    return f"{b1 & 0x0F}{b1 >> 4}{b2 & 0x0F}"
 
 
 def _u64(avp: Avp) -> int:
@@ -205,7 +217,7 @@ def parse_ccr(ccr: Message) -> tuple[ChargeRequest, Service]:
         if action is not None and action.as_i32() != 0:
             raise GyError(Result.INVALID_AVP_VALUE, "only DIRECT_DEBITING is supported", action)
     context = ccr.find(Code.SERVICE_CONTEXT_ID)
-    default_service = _CONTEXT_SERVICE.get(context.as_str()) if context is not None else None
+    default_service = CONTEXT_SERVICE.get(context.as_str()) if context is not None else None
     msisdn = msisdn_of(ccr)
     if not msisdn and kind in (RequestType.INITIAL, RequestType.EVENT):
         raise _missing(Code.SUBSCRIPTION_ID)
@@ -225,20 +237,44 @@ def parse_ccr(ccr: Message) -> tuple[ChargeRequest, Service]:
             s, amount = _units(usu)
             used_service = used_service or s
             used = _fits(usu, used + (amount or 0))
-        service = requested_service or used_service or default_service
-        if service is None:
+        usage = service_usage(
+            kind,
+            rating_group,
+            rsu is not None,
+            requested_service or used_service or default_service,
+            requested,
+            used,
+            destination,
+        )
+        if usage is None:
             raise GyError(Result.MISSING_AVP, "say the service: Service-Context-Id or units", mscc)
-        if rsu is None:
-            wanted = None if kind in (RequestType.INITIAL, RequestType.EVENT) else 0
-        else:
-            wanted = requested  # an empty RSU: None, the OCS's default quota
-        if kind is RequestType.TERMINATE:
-            wanted = 0
-        if kind is RequestType.EVENT and wanted is None:
-            wanted = 1
-        services.append(ServiceUsage(rating_group, service, wanted, used, destination))
+        services.append(usage)
     request = ChargeRequest(session_id, kind, _u32(number_avp), msisdn, tuple(services), location)
     return request, default_service or (services[0].service if services else Service.DATA)
+
+
+def service_usage(
+    kind: RequestType,
+    rating_group: int,
+    asked: bool,
+    service: Service | None,
+    requested: int | None,
+    used: int,
+    destination: str,
+) -> ServiceUsage | None:
+    """One MSCC's usage: `asked` whether it had a Requested-Service-Unit (`requested` its amount,
+    None when empty), `service` the one its units or the context imply; None when there is none."""
+    if service is None:
+        return None
+    if not asked:
+        wanted = None if kind in (RequestType.INITIAL, RequestType.EVENT) else 0
+    else:
+        wanted = requested  # an empty RSU: None, the OCS's default quota
+    if kind is RequestType.TERMINATE:
+        wanted = 0
+    if kind is RequestType.EVENT and wanted is None:
+        wanted = 1
+    return ServiceUsage(rating_group, service, wanted, used, destination)
 
 
 _GRANT_CODE = {

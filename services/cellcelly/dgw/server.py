@@ -67,6 +67,7 @@ class DgwServer:
             on_close=self.connections.discard,
             admit=self.allowed,
             cer_timeout=self.cer_timeout,
+            reader=self.gateway.read,
         )
 
     def _track(self) -> asyncio.Protocol:
