@@ -32,6 +32,7 @@ HOT = [
     "cellcelly.diameter.codec",
     "cellcelly.domain.charging",
     "cellcelly.dgw.gy",
+    "cellcelly.dgw.ccr_reader",
     "cellcelly.codec",
     "cellcelly.ocs.wire",
     "cellcelly.adapters.balance_voltdb",
