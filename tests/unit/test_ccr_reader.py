@@ -300,3 +300,25 @@ def test_units_summed_past_what_a_record_holds_are_left_to_the_full_path(two_rep
     assert read_ccr(frame) is None
     mscc.children = [rating_group, usus[0]] if two_reports else [rating_group]
     assert assert_same(_frame(msg))
+
+
+def test_the_readers_literal_codes_are_the_dictionarys() -> None:
+    from cellcelly.dgw import ccr_reader
+
+    codes = {
+        name: value for name, value in vars(ccr_reader).items() if name.startswith("_") and name[1:].isupper()
+    }
+    checked = 0
+    for name, value in codes.items():
+        if not isinstance(value, int):
+            continue
+        member = name[1:]
+        if member == "MSCC":
+            member = "MULTIPLE_SERVICES_CREDIT_CONTROL"
+        expected = getattr(Code, member, None) or getattr(Code3gpp, member, None)
+        if member == "VENDOR_3GPP":
+            expected = VENDOR_3GPP
+        assert expected is not None, name
+        assert value == int(expected), name
+        checked += 1
+    assert checked >= 29
