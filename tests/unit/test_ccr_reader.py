@@ -322,3 +322,27 @@ def test_the_readers_literal_codes_are_the_dictionarys() -> None:
         assert value == int(expected), name
         checked += 1
     assert checked >= 29
+
+
+@pytest.mark.parametrize(
+    ("uli", "location"),
+    [(b"\x00\x99\xf9", "49"), (b"\x00\x62\xf2\x10", "49"), (b"\x00\x99\xf9\x10", "mcc999")],
+)
+def test_a_user_location_info_too_short_for_an_mcc_is_passed_over(uli: bytes, location: str) -> None:
+    """A 3GPP-User-Location-Info before the data session's SGSN-MCC-MNC (26201): read when it
+    has the four bytes an MCC needs, passed over when shorter, as `gy._where` does."""
+    msg = build_ccr(
+        session_id="s;4",
+        origin=CLIENT,
+        destination_realm="cellcelly.local",
+        request_type=RequestType.INITIAL,
+        request_number=0,
+        msisdn="5321234567",
+        service="data",
+        mcc_mnc="26201",
+    )
+    msg.avps.insert(0, Avp.octets(Code3gpp.USER_LOCATION_INFO, uli, VENDOR_3GPP))
+    frame = _frame(msg)
+    assert assert_same(frame)
+    read = read_ccr(frame)
+    assert read is not None and read[1].location == location
