@@ -88,6 +88,7 @@ RULES: tuple[Rule, ...] = (
     Rule(ENCODE, "cellcelly/diameter/codec.py", _ENCODING),
     Rule(DECODE, "cellcelly/diameter/codec.py"),
     Rule(DECODE, "cellcelly/diameter/constants.py"),
+    Rule(DECODE, "cellcelly/dgw/ccr_reader.py"),  # the CCR read and mapped in one walk of its bytes
     Rule(MAPPING, "cellcelly/dgw/gy.py"),
     Rule(MAPPING, "cellcelly/diameter/ccr.py"),
     Rule(PEER, "cellcelly/diameter/peer.py"),
