@@ -86,6 +86,20 @@ def _frame(msg: Message, hbh: int = 7, e2e: int = 9, flags: int = FLAG_R) -> byt
     return msg.encode()
 
 
+def _data_ccr(session_id: str, kind: RequestType = RequestType.INITIAL, mcc_mnc: str = "26201") -> Message:
+    """A data session's CCR of the demo subscriber, visiting `mcc_mnc` (26201: Germany, "49")."""
+    return build_ccr(
+        session_id=session_id,
+        origin=CLIENT,
+        destination_realm="cellcelly.local",
+        request_type=kind,
+        request_number=0 if kind is RequestType.INITIAL else 1,
+        msisdn="5321234567",
+        service="data",
+        mcc_mnc=mcc_mnc,
+    )
+
+
 services = st.sampled_from(["voice", "data", "sms"])
 rating_groups = st.integers(0, 2**32 - 1)
 amounts = st.one_of(st.none(), st.integers(0, 2**32 - 1))
@@ -258,16 +272,7 @@ def test_what_it_does_not_read_it_leaves_to_the_full_path() -> None:
 
 
 def test_a_ccr_is_read_with_its_location_and_called_number_in_depth_first_order() -> None:
-    msg = build_ccr(
-        session_id="s;2",
-        origin=CLIENT,
-        destination_realm="cellcelly.local",
-        request_type=RequestType.INITIAL,
-        request_number=0,
-        msisdn="5321234567",
-        service="data",
-        mcc_mnc="26201",
-    )
+    msg = _data_ccr("s;2")
     frame = _frame(msg)
     read = read_ccr(frame)
     assert read is not None and read[1].location == "49"
@@ -285,15 +290,7 @@ def test_units_summed_past_what_a_record_holds_are_left_to_the_full_path(two_rep
         usus = [Avp.grouped(Code.USED_SERVICE_UNIT, octets)]
     rating_group = Avp.u32(Code.RATING_GROUP, 2)
     mscc = Avp.grouped(Code.MULTIPLE_SERVICES_CREDIT_CONTROL, [rating_group, *usus])
-    msg = build_ccr(
-        session_id="s;3",
-        origin=CLIENT,
-        destination_realm="cellcelly.local",
-        request_type=RequestType.UPDATE,
-        request_number=1,
-        msisdn="5321234567",
-        service="data",
-    )
+    msg = _data_ccr("s;3", RequestType.UPDATE, "28601")
     msg.avps = [a for a in msg.avps if a.code != Code.MULTIPLE_SERVICES_CREDIT_CONTROL] + [mscc]
     frame = _frame(msg)
     assert full_path(frame) is None
@@ -331,16 +328,7 @@ def test_the_readers_literal_codes_are_the_dictionarys() -> None:
 def test_a_user_location_info_too_short_for_an_mcc_is_passed_over(uli: bytes, location: str) -> None:
     """A 3GPP-User-Location-Info before the data session's SGSN-MCC-MNC (26201): read when it
     has the four bytes an MCC needs, passed over when shorter, as `gy._where` does."""
-    msg = build_ccr(
-        session_id="s;4",
-        origin=CLIENT,
-        destination_realm="cellcelly.local",
-        request_type=RequestType.INITIAL,
-        request_number=0,
-        msisdn="5321234567",
-        service="data",
-        mcc_mnc="26201",
-    )
+    msg = _data_ccr("s;4")
     msg.avps.insert(0, Avp.octets(Code3gpp.USER_LOCATION_INFO, uli, VENDOR_3GPP))
     frame = _frame(msg)
     assert assert_same(frame)

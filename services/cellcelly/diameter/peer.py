@@ -315,7 +315,7 @@ class PeerConnection(asyncio.Protocol):
                 self.stats["errors"] += 1
                 log.exception("diameter handler failed")
                 header = _bare_header(frame)
-                if header is not None:
+                if header is not None and header.is_request:
                     self._refuse(header, Result.UNABLE_TO_COMPLY, "internal error")
                 return
             if read is not None:
