@@ -111,9 +111,9 @@ class _Unread(Exception):
 
 
 class _Read:
-    """What one walk over a CCR's AVPs found: where the values `_request` reads start (-1: not
-    there; each a vendor-0 AVP with an 8-byte header, so its end is read from it). Plain ints,
-    not a dict of tuples: compiled, they are fields of this object and cost no allocation."""
+    """What one walk over a CCR's AVPs found: where the AVPs `_request` reads start, their
+    headers' offsets (-1: not there; the ends are read from the headers). Plain ints, not a dict
+    of tuples: compiled, they are fields of this object and cost no allocation."""
 
     def __init__(self) -> None:
         self.session = self.host = self.realm = self.destination_realm = self.app = -1
