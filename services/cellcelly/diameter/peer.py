@@ -312,11 +312,7 @@ class PeerConnection(asyncio.Protocol):
                 read = self.reader(self, frame)
             except Exception:  # noqa: BLE001 - one bad request must not take the peer down
                 self.stats["requests"] += 1
-                self.stats["errors"] += 1
-                log.exception("diameter handler failed")
-                header = _bare_header(frame)
-                if header is not None and header.is_request:
-                    self._refuse(header, Result.UNABLE_TO_COMPLY, "internal error")
+                self._unreadable(frame, "diameter handler failed", "internal error")
                 return
             if read is not None:
                 self.stats["requests"] += 1
@@ -332,11 +328,7 @@ class PeerConnection(asyncio.Protocol):
                 self._refuse(header, exc.result, str(exc), exc.failed)
             return
         except Exception:  # noqa: BLE001 - a codec defect: still an answer, and the connection lives
-            self.stats["errors"] += 1
-            log.exception("diameter message could not be decoded")
-            header = _bare_header(frame)
-            if header is not None and header.is_request:
-                self._refuse(header, Result.UNABLE_TO_COMPLY, "could not decode")
+            self._unreadable(frame, "diameter message could not be decoded", "could not decode")
             return
         if msg.is_request:
             self.stats["requests"] += 1
@@ -361,6 +353,16 @@ class PeerConnection(asyncio.Protocol):
                 fut.set_result(msg)
             elif msg.code == Cmd.DEVICE_WATCHDOG:
                 self._dwr_outstanding = False
+
+    def _unreadable(self, frame: bytes, logged: str, answered: str) -> None:
+        """A frame that failed where no message read from it holds it (a defect of the codec or of
+        the handler's reader): logged with the exception, and a request answered 5012 from its
+        bare header."""
+        self.stats["errors"] += 1
+        log.exception(logged)
+        header = _bare_header(frame)
+        if header is not None and header.is_request:
+            self._refuse(header, Result.UNABLE_TO_COMPLY, answered)
 
     def _request(self, msg: Message) -> None:
         code = msg.code
