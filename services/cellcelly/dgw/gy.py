@@ -120,18 +120,14 @@ def _look(avps: list[Avp], found: list[str | None]) -> bool:
                 elif code == Code3gpp.USER_LOCATION_INFO and len(avp.data) >= 4:
                     found[0] = country_of_mcc(uli_mcc(avp.data))
             if found[1] is None and code in (Code3gpp.CALLED_PARTY_ADDRESS, Code3gpp.ADDRESS_DATA):
-                found[1] = _called_number(avp)
+                found[1] = called_digits(avp.as_str())
         elif found[1] is None and code == Code.CALLED_STATION_ID and avp.vendor == 0:
-            found[1] = _called_number(avp)
+            found[1] = called_digits(avp.as_str())
         if found[0] is not None and found[1] is not None:
             return True
         if avp.children and _look(avp.children, found):
             return True
     return False
-
-
-def _called_number(avp: Avp) -> str:
-    return called_digits(avp.as_str())
 
 
 def called_digits(text: str) -> str:
