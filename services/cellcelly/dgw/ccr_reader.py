@@ -122,7 +122,7 @@ class _Read:
         self.msccs: list[int] = []
         self.kept: list[int] = []  # the `KEPT` AVPs' starts (their headers'), in order
         # the first location and called number in a depth-first walk (`gy._where`'s order)
-        self.location = self.location_code = self.called = -1
+        self.location = self.called = -1
 
 
 def read_ccr(frame: bytes) -> tuple[Message, ChargeRequest] | None:
@@ -184,18 +184,11 @@ def _walk(buf: bytes, offset: int, end: int, depth: int, found: _Read) -> None:
     """Check buf[offset:end]'s AVPs as `codec.decode_avps` does (raising _Unread where it would
     raise), refuse an unknown mandatory IETF AVP (`gateway._unsupported_mandatory`), and note in
     `found` where what `_request` reads is."""
-    grouped, fixed_of, known, native = _GROUPED_INT, _FIXED_BY_INT, KNOWN_IETF, NATIVE
+    grouped, fixed_of, known = _GROUPED_INT, _FIXED_BY_INT, KNOWN_IETF
     while offset < end:
         if end - offset < 8:
             raise _Unread
-        if native:  # compiled: a byte is a C array read (codec.decode_avps says why)
-            code = (buf[offset] << 24) | (buf[offset + 1] << 16) | (buf[offset + 2] << 8) | buf[offset + 3]
-            flags = buf[offset + 4]
-            length = (buf[offset + 5] << 16) | (buf[offset + 6] << 8) | buf[offset + 7]
-        else:
-            code, word = _AVP.unpack_from(buf, offset)
-            flags = word >> 24
-            length = word & 0xFFFFFF
+        code, flags, length = _header(buf, offset)
         vendor = 0
         header = 8
         if flags & AVP_V:
@@ -217,7 +210,7 @@ def _walk(buf: bytes, offset: int, end: int, depth: int, found: _Read) -> None:
                 found.called = offset
         elif vendor == _VENDOR_3GPP:
             if found.location < 0 and (code == _SGSN_MCC_MNC or code == _USER_LOCATION_INFO and length >= 16):
-                found.location, found.location_code = offset, code
+                found.location = offset
             if found.called < 0 and (code == _CALLED_PARTY_ADDRESS or code == _ADDRESS_DATA):
                 found.called = offset
         key = (vendor << 32) | code
@@ -299,9 +292,9 @@ def _request(buf: bytes, found: _Read) -> ChargeRequest:
     location, destination = HOME_LOCATION, ""
     at = found.location
     if at >= 0:
-        header = 12  # a 3GPP AVP
-        data = buf[at + header : at + _header(buf, at)[2]]
-        location = country_of_mcc(_utf8(data)[:3] if found.location_code == _SGSN_MCC_MNC else uli_mcc(data))
+        code, _, length = _header(buf, at)
+        data = buf[at + 12 : at + length]  # a 3GPP AVP: a 12-byte header
+        location = country_of_mcc(_utf8(data)[:3] if code == _SGSN_MCC_MNC else uli_mcc(data))
     at = found.called
     if at >= 0:
         code, flags, length = _header(buf, at)
