@@ -33,6 +33,7 @@ from cellcelly.diameter.constants import (
 from cellcelly.diameter.peer import _IDENTITY_AVPS, LocalPeer
 from cellcelly.domain.charging import ChargeRequest
 from cellcelly.domain.limits import MAX_UNITS
+from diameter_mutations import avp_starts, grow
 
 pytestmark = pytest.mark.unit
 
@@ -160,40 +161,8 @@ def ccrs(draw: st.DrawFn) -> bytes:
     flags = FLAG_R | draw(st.sampled_from([0, FLAG_P, FLAG_T, FLAG_P | FLAG_T]))
     frame = _frame(msg, draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 2**32 - 1)), flags)
     if extra:
-        frame = _grow(frame, len(frame), b"".join(a.encode() for a in extra))
+        frame = grow(frame, len(frame), b"".join(a.encode() for a in extra))
     return frame
-
-
-def _grow(frame: bytes, at: int, inserted: bytes, groups: tuple[int, ...] = ()) -> bytes:
-    """`frame` with `inserted` (whole AVPs) put at `at`, the message's length and those of the
-    Grouped AVPs at `groups` (the offsets of their headers, enclosing `at`) grown to match."""
-    out = bytearray(frame[:at] + inserted + frame[at:])
-    for offset in (0, *groups):
-        word = struct.unpack_from("!I", out, offset + (0 if offset == 0 else 4))[0]
-        top, length = word & 0xFF000000, word & 0xFFFFFF
-        struct.pack_into("!I", out, offset + (0 if offset == 0 else 4), top | (length + len(inserted)))
-    return bytes(out)
-
-
-def _avp_starts(frame: bytes) -> list[tuple[int, tuple[int, ...]]]:
-    """Every AVP boundary of a well-formed frame: (offset, the Grouped AVPs enclosing it), so an
-    AVP can be put there at any depth."""
-    msg = decode(frame)
-    out: list[tuple[int, tuple[int, ...]]] = []
-
-    def walk(avps: list[Avp], offset: int, groups: tuple[int, ...]) -> int:
-        for avp in avps:
-            out.append((offset, groups))
-            size = len(avp.encode())
-            if avp.children is not None:
-                header = 12 if avp.flags & AVP_V else 8
-                walk(avp.children, offset + header, (*groups, offset))
-            offset += size
-        out.append((offset, groups))
-        return offset
-
-    walk(msg.avps, 20, ())
-    return out
 
 
 odd_avps = st.builds(
@@ -221,8 +190,8 @@ def test_the_builders_ccrs_are_read_as_the_full_path_reads_them(frame: bytes) ->
 @given(ccrs(), st.data())
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 def test_an_avp_put_anywhere_is_read_as_the_full_path_reads_it(frame: bytes, data: st.DataObject) -> None:
-    at, groups = data.draw(st.sampled_from(_avp_starts(frame)))
-    assert_same(_grow(frame, at, data.draw(odd_avps).encode(), groups))
+    at, groups = data.draw(st.sampled_from(avp_starts(frame)))
+    assert_same(grow(frame, at, data.draw(odd_avps).encode(), groups))
 
 
 @given(ccrs(), st.data())
@@ -263,12 +232,12 @@ def test_what_it_does_not_read_it_leaves_to_the_full_path() -> None:
     watchdog[5:8] = int(Cmd.DEVICE_WATCHDOG).to_bytes(3, "big")
     other_app = bytearray(good)
     other_app[8:12] = (16777238).to_bytes(4, "big")
-    unknown_mandatory = _grow(good, len(good), Avp(99_999, AVP_M, 0, b"x").encode())
+    unknown_mandatory = grow(good, len(good), Avp(99_999, AVP_M, 0, b"x").encode())
     for frame in (bytes(answer), bytes(watchdog), bytes(other_app), unknown_mandatory):
         assert read_ccr(frame) is None
     # an unknown AVP without the M bit, and a vendor's, are read past as the full path does
-    assert assert_same(_grow(good, len(good), Avp(99_999, 0, 0, b"x").encode()))
-    assert assert_same(_grow(good, len(good), Avp(99_999, AVP_M, 12_345, b"x").encode()))
+    assert assert_same(grow(good, len(good), Avp(99_999, 0, 0, b"x").encode()))
+    assert assert_same(grow(good, len(good), Avp(99_999, AVP_M, 12_345, b"x").encode()))
 
 
 def test_a_ccr_is_read_with_its_location_and_called_number_in_depth_first_order() -> None:

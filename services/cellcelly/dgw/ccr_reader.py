@@ -24,12 +24,12 @@ from cellcelly.dgw.gy import (
     service_usage,
     uli_mcc,
 )
+from cellcelly.diameter.avp_bytes import Unread, end_of, header, text, u32_at, utf8, vendor_of
 from cellcelly.diameter.codec import (
     _FIXED_BY_INT,
     _GROUPED_INT,
     DICTIONARY,
     MAX_DEPTH,
-    NATIVE,
     Avp,
     Message,
     decode_avps,
@@ -99,15 +99,9 @@ _USER_LOCATION_INFO: Final = 22  # 3GPP's
 _CALLED_PARTY_ADDRESS: Final = 832  # 3GPP's
 _ADDRESS_DATA: Final = 897  # 3GPP's
 _VENDOR_3GPP: Final = 10415
-_U32: Final = struct.Struct("!I")
 _I32: Final = struct.Struct("!i")
 _U64: Final = struct.Struct("!Q")
-_AVP: Final = struct.Struct("!I I")
 _HDR: Final = struct.Struct("!I I I I I")
-
-
-class _Unread(Exception):
-    """Not a CCR this path reads: the full path decides."""
 
 
 class _Read:
@@ -148,11 +142,11 @@ def read_ccr(frame: bytes) -> tuple[Message, ChargeRequest] | None:
     try:
         _walk(frame, HEADER_LENGTH, length, 0, found)
         req = _request(frame, found)
-    except _Unread:
+    except Unread:
         return None
     avps = []
     for at in found.kept:
-        code, avp_flags, avp_length = _header(frame, at)
+        code, avp_flags, avp_length = header(frame, at)
         if code in _GROUPED_INT:  # vendor 0: the key is the code
             avps.append(Avp(code, avp_flags, 0, b"", decode_avps(frame, at + 8, at + avp_length, 1)))
         else:
@@ -160,50 +154,23 @@ def read_ccr(frame: bytes) -> tuple[Message, ChargeRequest] | None:
     return Message(Cmd.CREDIT_CONTROL, flags, app, hbh, e2e, avps), req
 
 
-def _header(buf: bytes, offset: int) -> tuple[int, int, int]:
-    """(code, flags, length) of the AVP at `offset` (compiled, a tuple of ints returned unboxed)."""
-    if NATIVE:  # compiled: a byte is a C array read (codec.decode_avps says why)
-        code = (buf[offset] << 24) | (buf[offset + 1] << 16) | (buf[offset + 2] << 8) | buf[offset + 3]
-        return code, buf[offset + 4], (buf[offset + 5] << 16) | (buf[offset + 6] << 8) | buf[offset + 7]
-    code, word = _AVP.unpack_from(buf, offset)
-    return code, word >> 24, word & 0xFFFFFF
-
-
-def _u32_at(buf: bytes, at: int) -> int:
-    if NATIVE:
-        return (buf[at] << 24) | (buf[at + 1] << 16) | (buf[at + 2] << 8) | buf[at + 3]
-    return int(_U32.unpack_from(buf, at)[0])
-
-
-def _end(buf: bytes, offset: int) -> int:
-    """Where the data of the vendor-0 AVP at `offset` ends."""
-    return offset + _header(buf, offset)[2]
-
-
 def _walk(buf: bytes, offset: int, end: int, depth: int, found: _Read) -> None:
-    """Check buf[offset:end]'s AVPs as `codec.decode_avps` does (raising _Unread where it would
+    """Check buf[offset:end]'s AVPs as `codec.decode_avps` does (raising Unread where it would
     raise), refuse an unknown mandatory IETF AVP (`gateway._unsupported_mandatory`), and note in
     `found` where what `_request` reads is."""
     grouped, fixed_of, known = _GROUPED_INT, _FIXED_BY_INT, KNOWN_IETF
     while offset < end:
         if end - offset < 8:
-            raise _Unread
-        code, flags, length = _header(buf, offset)
-        vendor = 0
-        header = 8
-        if flags & AVP_V:
-            header = 12
-            if end - offset < 12:
-                raise _Unread
-            vendor = _u32_at(buf, offset + 8)
-            if vendor == 0:  # a Vendor-Id of 0 after the V bit: not what a client sends
-                raise _Unread
+            raise Unread
+        code, flags, length = header(buf, offset)
+        vendor = vendor_of(buf, offset, flags, end)
+        size = 12 if vendor else 8
         data_end = offset + length
-        if length < header or data_end > end:
-            raise _Unread
+        if length < size or data_end > end:
+            raise Unread
         if vendor == 0:
             if flags & AVP_M and code not in known or code == _FAILED_AVP:
-                raise _Unread
+                raise Unread
             if depth == 0:
                 _note(found, code, offset)
             elif code == _CALLED_STATION_ID and found.called < 0:
@@ -216,12 +183,12 @@ def _walk(buf: bytes, offset: int, end: int, depth: int, found: _Read) -> None:
         key = (vendor << 32) | code
         if key in grouped:
             if depth >= MAX_DEPTH:
-                raise _Unread
-            _walk(buf, offset + header, data_end, depth + 1, found)
+                raise Unread
+            _walk(buf, offset + size, data_end, depth + 1, found)
         else:
             fixed = fixed_of.get(key)
-            if fixed is not None and length - header != fixed:
-                raise _Unread
+            if fixed is not None and length - size != fixed:
+                raise Unread
         offset = data_end + (-length & 3)
 
 
@@ -269,40 +236,40 @@ def _note(found: _Read, code: int, offset: int) -> None:
 
 
 def _request(buf: bytes, found: _Read) -> ChargeRequest:
-    """`gy.parse_ccr`'s request from what `_walk` found; _Unread where parse_ccr would refuse."""
-    session_id = _text(buf, found.session)
-    _text(buf, found.host)  # the peer reads both as UTF-8 (peer._IDENTITY_AVPS)
-    _text(buf, found.realm)
+    """`gy.parse_ccr`'s request from what `_walk` found; Unread where parse_ccr would refuse."""
+    session_id = text(buf, found.session)
+    text(buf, found.host)  # the peer reads both as UTF-8 (peer._IDENTITY_AVPS)
+    text(buf, found.realm)
     if not session_id_fits(session_id) or found.destination_realm < 0:
-        raise _Unread
+        raise Unread
     if _u32(buf, found.app) != APP_CREDIT_CONTROL:
-        raise _Unread
+        raise Unread
     kind = REQUEST_TYPES.get(_i32(buf, found.kind))
     number = _u32(buf, found.number)
     if kind is None:
-        raise _Unread
+        raise Unread
     if kind is RequestType.EVENT and found.action >= 0 and _i32(buf, found.action) != 0:
-        raise _Unread
+        raise Unread
     default_service = None
     if found.context >= 0:
-        default_service = CONTEXT_SERVICE.get(_text(buf, found.context))
+        default_service = CONTEXT_SERVICE.get(text(buf, found.context))
     msisdn = _msisdn(buf, found.subscriptions)
     if not msisdn and kind in (RequestType.INITIAL, RequestType.EVENT):
-        raise _Unread
+        raise Unread
     location, destination = HOME_LOCATION, ""
     at = found.location
     if at >= 0:
-        code, _, length = _header(buf, at)
+        code, _, length = header(buf, at)
         data = buf[at + 12 : at + length]  # a 3GPP AVP: a 12-byte header
-        location = country_of_mcc(_utf8(data)[:3] if code == _SGSN_MCC_MNC else uli_mcc(data))
+        location = country_of_mcc(utf8(data)[:3] if code == _SGSN_MCC_MNC else uli_mcc(data))
     at = found.called
     if at >= 0:
-        code, flags, length = _header(buf, at)
-        header = 12 if flags & AVP_V else 8
-        destination = called_digits(_utf8(buf[at + header : at + length]))
+        code, flags, length = header(buf, at)
+        size = 12 if flags & AVP_V else 8
+        destination = called_digits(utf8(buf[at + size : at + length]))
     services: list[ServiceUsage] = []
     for at in found.msccs:
-        services.append(_usage(buf, at + 8, _end(buf, at), kind, default_service, destination))
+        services.append(_usage(buf, at + 8, end_of(buf, at), kind, default_service, destination))
     if not found.msccs and kind is RequestType.EVENT:
         # a bare event: one unit of the context's service on rating group 0
         services.append(_usage(buf, 0, 0, kind, default_service, destination))
@@ -317,11 +284,11 @@ def _usage(
     used_service: Service | None = None
     used = 0
     while offset < end:
-        code, flags, length = _header(buf, offset)
+        code, flags, length = header(buf, offset)
         if not flags & AVP_V:
             if code == _RATING_GROUP:
                 if rating_group < 0:
-                    rating_group = _u32_at(buf, offset + 8)
+                    rating_group = u32_at(buf, offset + 8)
             elif code == _REQUESTED_SERVICE_UNIT:
                 if rsu < 0:
                     rsu = offset
@@ -330,7 +297,7 @@ def _usage(
                 used_service = used_service or service
                 used = _fitting(used + (amount or 0))
         offset += length + (-length & 3)
-    requested_service, requested = (None, None) if rsu < 0 else _units(buf, rsu + 8, _end(buf, rsu))
+    requested_service, requested = (None, None) if rsu < 0 else _units(buf, rsu + 8, end_of(buf, rsu))
     usage = service_usage(
         kind,
         max(rating_group, 0),
@@ -341,7 +308,7 @@ def _usage(
         destination,
     )
     if usage is None:
-        raise _Unread
+        raise Unread
     return usage
 
 
@@ -349,11 +316,11 @@ def _units(buf: bytes, offset: int, end: int) -> tuple[Service | None, int | Non
     """`gy._units` of the Requested- or Used-Service-Unit in buf[offset:end]."""
     total = up = down = -1
     while offset < end:
-        code, flags, length = _header(buf, offset)
+        code, flags, length = header(buf, offset)
         if not flags & AVP_V:
             at = offset + 8
             if code == _CC_TIME:
-                return Service.VOICE, _u32_at(buf, at)
+                return Service.VOICE, u32_at(buf, at)
             if code == _CC_SERVICE_SPECIFIC_UNITS:
                 return Service.SMS, _fitting(int(_U64.unpack_from(buf, at)[0]))
             if code == _CC_TOTAL_OCTETS and total < 0:
@@ -375,10 +342,10 @@ def _units(buf: bytes, offset: int, end: int) -> tuple[Service | None, int | Non
 def _msisdn(buf: bytes, subscriptions: list[int]) -> str:
     """`gy.msisdn_of`: the first E.164 Subscription-Id's national MSISDN, or ""."""
     for at in subscriptions:
-        offset, end = at + 8, _end(buf, at)
+        offset, end = at + 8, end_of(buf, at)
         kind = data = -1
         while offset < end:
-            code, flags, length = _header(buf, offset)
+            code, flags, length = header(buf, offset)
             if not flags & AVP_V:
                 if code == _SUBSCRIPTION_ID_TYPE and kind < 0:
                     kind = offset
@@ -386,43 +353,29 @@ def _msisdn(buf: bytes, subscriptions: list[int]) -> str:
                     data = offset
             offset += length + (-length & 3)
         if kind < 0 or data < 0:
-            raise _Unread
+            raise Unread
         if _I32.unpack_from(buf, kind + 8)[0] != 0:  # not END_USER_E164
             continue
         try:
-            return Msisdn.parse(_text(buf, data)).national
+            return Msisdn.parse(text(buf, data)).national
         except InvalidMsisdn:
-            raise _Unread from None
+            raise Unread from None
     return ""
-
-
-def _text(buf: bytes, at: int) -> str:
-    """The UTF-8 value of the vendor-0 AVP at `at`; _Unread when absent (-1) or not UTF-8."""
-    if at < 0:
-        raise _Unread
-    return _utf8(buf[at + 8 : _end(buf, at)])
-
-
-def _utf8(data: bytes) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _Unread from None
 
 
 def _u32(buf: bytes, at: int) -> int:
     if at < 0:
-        raise _Unread
-    return _u32_at(buf, at + 8)
+        raise Unread
+    return u32_at(buf, at + 8)
 
 
 def _i32(buf: bytes, at: int) -> int:
     if at < 0:
-        raise _Unread
+        raise Unread
     return int(_I32.unpack_from(buf, at + 8)[0])
 
 
 def _fitting(amount: int) -> int:
     if not units_fit(amount):
-        raise _Unread
+        raise Unread
     return amount
