@@ -23,6 +23,8 @@ COMPILED = [
     "cellcelly/diameter/codec.py",
     "cellcelly/diameter/ccr.py",
     "cellcelly/diameter/doic.py",
+    "cellcelly/diameter/avp_bytes.py",  # what the readers of a message's bytes share
+    "cellcelly/diameter/cca_reader.py",  # the traffic generator reads each CCA from its bytes
     "cellcelly/domain/errors.py",
     "cellcelly/domain/limits.py",
     "cellcelly/domain/money.py",

@@ -33,6 +33,8 @@ HOT = [
     "cellcelly.domain.charging",
     "cellcelly.dgw.gy",
     "cellcelly.dgw.ccr_reader",
+    "cellcelly.diameter.avp_bytes",
+    "cellcelly.diameter.cca_reader",
     "cellcelly.codec",
     "cellcelly.ocs.wire",
     "cellcelly.adapters.balance_voltdb",

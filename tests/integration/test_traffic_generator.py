@@ -83,8 +83,16 @@ def _destination(msg: Message) -> str:
 
 
 class FakeGy:
-    def __init__(self, answer: bool = True, drop_after: int | None = None, validity: int = VALIDITY) -> None:
+    def __init__(
+        self,
+        answer: bool = True,
+        drop_after: int | None = None,
+        validity: int = VALIDITY,
+        garble_every: int | None = None,
+    ) -> None:
         self.local = LocalPeer("fake-gy.test", "cellcelly.local")
+        self.garble_every = garble_every  # every n-th answer's first AVP claims more than is there
+        self.garbled = 0
         self.validity = validity
         self.answer = answer
         self.drop_after = drop_after
@@ -113,7 +121,7 @@ class FakeGy:
             conn.close()
         await asyncio.wait_for(asyncio.gather(*(c.closed for c in self.conns)), 5)
 
-    def handle(self, conn: PeerConnection, ccr: Message) -> Message | None:
+    def handle(self, conn: PeerConnection, ccr: Message) -> Message | bytes | None:
         assert ccr.code == Cmd.CREDIT_CONTROL
         self.ccrs += 1
         if self.drop_after is not None and self.ccrs > self.drop_after:
@@ -183,6 +191,11 @@ class FakeGy:
             avps.append(doic.supported())
             if self.report is not None:
                 avps.append(doic.olr(self.report))
+        if self.garble_every and self.ccrs % self.garble_every == 0:
+            self.garbled += 1
+            frame = bytearray(ccr.answer(avps).encode())
+            frame[25:28] = b"\xff\xff\xff"  # the Session-Id's length
+            return bytes(frame)
         return ccr.answer(avps)
 
 
@@ -322,6 +335,22 @@ async def test_a_silent_server_times_out_and_sheds_load() -> None:
     assert report.sessions_started + report.sessions_shed == 100
     assert report.sessions_shed > 0 and report.sessions_started <= 10 * 3
     assert report.sessions_aborted == report.sessions_started and report.sessions_completed == 0
+
+
+async def test_a_garbled_answer_is_an_error_at_once_and_the_rest_are_read() -> None:
+    """The generator reads answers from their bytes (`cca_reader`); one it cannot read is decoded,
+    which refuses it: counted as an error when it comes, not as a timeout later."""
+    server = FakeGy(garble_every=7)
+    await server.start()
+    try:
+        config = _config(server.port, duration=0.5, rate=200.0, connections=2, max_in_flight=200)
+        report = await asyncio.wait_for(run_traffic(config), 10)
+    finally:
+        await server.stop()
+    assert server.garbled > 0 and report.errors == server.garbled and report.timeouts == 0
+    assert report.answers == report.requests == server.ccrs
+    assert sum(report.result_counts.values()) == report.answers - server.garbled
+    assert report.sessions_aborted == server.garbled
 
 
 async def test_losing_the_server_mid_run_ends_the_run() -> None:

@@ -89,6 +89,8 @@ RULES: tuple[Rule, ...] = (
     Rule(DECODE, "cellcelly/diameter/codec.py"),
     Rule(DECODE, "cellcelly/diameter/constants.py"),
     Rule(DECODE, "cellcelly/dgw/ccr_reader.py"),  # the CCR read and mapped in one walk of its bytes
+    Rule(DECODE, "cellcelly/diameter/avp_bytes.py"),
+    Rule(DECODE, "cellcelly/diameter/cca_reader.py"),
     Rule(MAPPING, "cellcelly/dgw/gy.py"),
     Rule(MAPPING, "cellcelly/diameter/ccr.py"),
     Rule(PEER, "cellcelly/diameter/peer.py"),

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from fnmatch import fnmatchcase
-from typing import cast
+from typing import TypeVar, cast
 
 from cellcelly.diameter.codec import Avp, DecodeError, Message, decode, message_length
 from cellcelly.diameter.constants import (
@@ -66,6 +66,8 @@ Reader = Callable[["PeerConnection", bytes], tuple[Message, Answer] | None]
 # bad one is answered 5004 before anything is charged (not found out halfway)
 _IDENTITY_AVPS = (Code.SESSION_ID, Code.ORIGIN_HOST, Code.ORIGIN_REALM)
 _HEADER = struct.Struct("!I I I I I")
+_HOP_BY_HOP = struct.Struct("!I")  # at offset 12
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,7 @@ class PeerConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._pending: dict[int, asyncio.Future[Message]] = {}
+        self._pending_frames: dict[int, asyncio.Future[bytes]] = {}  # `request_frame`'s
         self._deadlines = Deadlines()  # of the requests sent with `request`
         # asked once: `asyncio.get_running_loop()` is a getpid system call on Python 3.11, and a
         # request and its answer each asked it (perf: 1-2% of the gateway's and the generator's CPU)
@@ -260,10 +263,11 @@ class PeerConnection(asyncio.Protocol):
             self._cer_timer.cancel()
         self._buffer = bytearray()  # the gateway may keep this object (its sessions); not the bytes
         self._deadlines.close()
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(ConnectionError("peer connection closed"))
-        self._pending.clear()
+        for waiting in (self._pending, self._pending_frames):
+            for fut in waiting.values():
+                if not fut.done():
+                    fut.set_exception(ConnectionError("peer connection closed"))
+            waiting.clear()
         if not self.opened.done():
             self.opened.set_exception(ConnectionError("closed before capabilities exchange"))
             self.opened.exception()  # retrieved: nobody may be waiting
@@ -307,6 +311,13 @@ class PeerConnection(asyncio.Protocol):
     # --- frames -----------------------------------------------------------------------------------
 
     def _frame(self, frame: bytes) -> None:
+        if self._pending_frames and not frame[4] & FLAG_R:
+            waiting = self._pending_frames.pop(_HOP_BY_HOP.unpack_from(frame, 12)[0], None)
+            if waiting is not None:  # an answer its requester reads from its bytes (`request_frame`)
+                self.stats["answers"] += 1
+                if not waiting.done():
+                    waiting.set_result(frame)
+                return
         if self.reader is not None and self.state is State.OPEN and self.handler is not None:
             try:
                 read = self.reader(self, frame)
@@ -533,8 +544,13 @@ class PeerConnection(asyncio.Protocol):
         self._pending[hop_by_hop] = fut
         return fut
 
-    def send_request(self, msg: Message) -> asyncio.Future[Message]:
-        """Send a request (identifiers are filled in when zero); the future gets its answer."""
+    def _expect_frame(self, hop_by_hop: int) -> asyncio.Future[bytes]:
+        fut: asyncio.Future[bytes] = self.loop.create_future()
+        self._pending_frames[hop_by_hop] = fut
+        return fut
+
+    def _outgoing(self, msg: Message) -> None:
+        """A request made ready to send: identifiers filled in when zero, the R flag set."""
         if self.state is State.CLOSED or self.transport is None or self.transport.is_closing():
             raise ConnectionError("the peer connection is closed")  # fail now, not at the timeout
         if not msg.hop_by_hop:
@@ -542,12 +558,32 @@ class PeerConnection(asyncio.Protocol):
         if not msg.end_to_end:
             msg.end_to_end = next_end_to_end()
         msg.flags |= FLAG_R
+
+    def send_request(self, msg: Message) -> asyncio.Future[Message]:
+        """Send a request (identifiers are filled in when zero); the future gets its answer."""
+        self._outgoing(msg)
         fut = self._expect(msg.hop_by_hop)
         self._write(msg)
         return fut
 
     async def request(self, msg: Message, timeout: float = 5.0) -> Message:
-        fut = self.send_request(msg)
+        return await self._answer_to(self.send_request(msg), self._pending, msg.hop_by_hop, timeout)
+
+    async def request_frame(self, msg: Message, timeout: float = 5.0) -> bytes:
+        """`request`, its answer's frame as it came, not decoded: for a requester that reads it
+        from its bytes (the traffic generator, `cca_reader`) and decodes only what that cannot read
+        (`codec.decode` raises on a malformed one, which the peer has not checked)."""
+        self._outgoing(msg)
+        self._write(msg)
+        # not bound to a name here: this frame would hold the future (`_answer_to` says why)
+        hop_by_hop = msg.hop_by_hop
+        return await self._answer_to(
+            self._expect_frame(hop_by_hop), self._pending_frames, hop_by_hop, timeout
+        )
+
+    async def _answer_to(
+        self, fut: asyncio.Future[_T], waiting: dict[int, asyncio.Future[_T]], hop_by_hop: int, timeout: float
+    ) -> _T:
         self._deadlines.add(fut, timeout)
         try:
             return await fut
@@ -557,7 +593,7 @@ class PeerConnection(asyncio.Protocol):
             del fut
             raise
         finally:
-            self._pending.pop(msg.hop_by_hop, None)
+            waiting.pop(hop_by_hop, None)
 
     def retransmit(self, msg: Message) -> asyncio.Future[Message]:
         """Send `msg` again with the T flag, same identifiers (RFC 6733 §5.5.4)."""
