@@ -19,6 +19,8 @@ from typing import Any
 
 from cellcelly.dgw.ccr_reader import read_ccr
 from cellcelly.dgw.gy import build_cca, parse_ccr
+from cellcelly.diameter.cca_reader import read_cca
+from cellcelly.diameter.ccr import parse_cca
 from cellcelly.diameter.codec import Avp, Message, decode
 from cellcelly.diameter.constants import (
     APP_CREDIT_CONTROL,
@@ -201,6 +203,25 @@ def bench_codec(seconds: float = 2.0) -> list[dict[str, Any]]:
             f"codec: the gateway's round as it runs, read_ccr + build_cca + encode ({what}){note}",
             seconds,
             lambda: read_round(raw, local),
+        )
+    )
+    # the traffic generator's side: the CCA it reads for each CCR (its CPU shares the machine)
+    cca = gateway_round(raw, local)
+    if read_cca(cca) != parse_cca(decode(cca)):
+        raise AssertionError("the CCA reader does not read the bench's CCA as parse_cca does")
+    answer = f"its CCA, {len(cca)} B"
+    results.append(
+        _loop(
+            f"codec: the generator's reading of a CCA, decode + parse_cca ({answer}){note}",
+            seconds,
+            lambda: parse_cca(decode(cca)),
+        )
+    )
+    results.append(
+        _loop(
+            f"codec: the generator's reading as it runs, read_cca ({answer}){note}",
+            seconds,
+            lambda: read_cca(cca),
         )
     )
     return results

@@ -544,11 +544,6 @@ class PeerConnection(asyncio.Protocol):
         self._pending[hop_by_hop] = fut
         return fut
 
-    def _expect_frame(self, hop_by_hop: int) -> asyncio.Future[bytes]:
-        fut: asyncio.Future[bytes] = self.loop.create_future()
-        self._pending_frames[hop_by_hop] = fut
-        return fut
-
     def _outgoing(self, msg: Message) -> None:
         """A request made ready to send: identifiers filled in when zero, the R flag set."""
         if self.state is State.CLOSED or self.transport is None or self.transport.is_closing():
@@ -567,7 +562,9 @@ class PeerConnection(asyncio.Protocol):
         return fut
 
     async def request(self, msg: Message, timeout: float = 5.0) -> Message:
-        return await self._answer_to(self.send_request(msg), self._pending, msg.hop_by_hop, timeout)
+        self._outgoing(msg)
+        self._write(msg)
+        return await self._answer_to(self._pending, msg.hop_by_hop, timeout)
 
     async def request_frame(self, msg: Message, timeout: float = 5.0) -> bytes:
         """`request`, its answer's frame as it came, not decoded: for a requester that reads it
@@ -575,15 +572,13 @@ class PeerConnection(asyncio.Protocol):
         (`codec.decode` raises on a malformed one, which the peer has not checked)."""
         self._outgoing(msg)
         self._write(msg)
-        # not bound to a name here: this frame would hold the future (`_answer_to` says why)
-        hop_by_hop = msg.hop_by_hop
-        return await self._answer_to(
-            self._expect_frame(hop_by_hop), self._pending_frames, hop_by_hop, timeout
-        )
+        return await self._answer_to(self._pending_frames, msg.hop_by_hop, timeout)
 
-    async def _answer_to(
-        self, fut: asyncio.Future[_T], waiting: dict[int, asyncio.Future[_T]], hop_by_hop: int, timeout: float
-    ) -> _T:
+    async def _answer_to(self, waiting: dict[int, asyncio.Future[_T]], hop_by_hop: int, timeout: float) -> _T:
+        """The answer to the request sent with `hop_by_hop`, waited for in `waiting` (where
+        `_frame` finds it) until `timeout`."""
+        fut: asyncio.Future[_T] = self.loop.create_future()
+        waiting[hop_by_hop] = fut
         self._deadlines.add(fut, timeout)
         try:
             return await fut
