@@ -20,8 +20,11 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cellcelly.diameter import doic
 from cellcelly.diameter.codec import Avp, Message
@@ -577,3 +580,42 @@ def test_report_percentiles_are_nearest_rank() -> None:
     assert percentile_ms([], 99) == 0.0
     report = TrafficReport(1, 1, 1, 1, 0, 0, 1.0, 1.0, 1, 2, 3, 4, {2001: 1}, {2001: 1}, 0, 0)
     assert report.as_dict()["result_counts"] == {"2001": 1}
+
+
+@given(
+    st.tuples(*[st.sampled_from([0.0, 0.2, 1.0, 40.0])] * 3).filter(lambda mix: sum(mix) > 0),
+    st.tuples(st.integers(0, 3), st.integers(0, 3)).map(sorted),
+    st.integers(1, 10_000),
+    st.integers(0, 2**32),
+)
+@settings(max_examples=60, deadline=None)
+def test_each_plan_draw_stays_within_its_config(
+    mix: tuple[float, float, float], updates: list[int], subscribers: int, seed: int
+) -> None:
+    """`_Run.plan` draws every choice from `random()` itself: a service of weight 0 is never drawn,
+    the others in proportion; subscribers, destinations, updates and fractions within their ranges;
+    the same seed the same plans."""
+    from cellcelly.traffic.generator import SERVICES, _Run
+
+    config = TrafficConfig(mix=mix, updates=(updates[0], updates[1]), subscribers=subscribers, seed=seed)
+
+    async def plans() -> list[Any]:
+        run = _Run(config, None)
+        return [run.plan(i) for i in range(300)]
+
+    drawn = asyncio.run(plans())
+    assert drawn == asyncio.run(plans())
+    counts = Counter(p.service for p in drawn)
+    for service, weight in zip(SERVICES, mix, strict=True):
+        share = weight / sum(mix)
+        assert (counts[service] == 0) == (share == 0) or 0 < share < 0.02
+        assert abs(counts[service] / 300 - share) < 0.15
+    for p in drawn:
+        assert 0 <= int(p.msisdn) - config.first_msisdn < subscribers
+        if p.service == "sms":
+            assert p.updates == 0 and p.fractions == ()
+        else:
+            assert updates[0] <= p.updates <= updates[1] and len(p.fractions) == p.updates + 1
+            assert all(0.5 <= f < 1.0 for f in p.fractions)
+        if p.service != "data":
+            assert p.destination[:5] in ("49151", "90555") and len(p.destination) == 12
