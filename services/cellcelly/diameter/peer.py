@@ -213,7 +213,7 @@ class PeerConnection(asyncio.Protocol):
         self._buffer = bytearray()
         self._pending: dict[int, asyncio.Future[Message]] = {}
         self._pending_frames: dict[int, asyncio.Future[bytes]] = {}  # `request_frame`'s
-        self._deadlines = Deadlines()  # of the requests sent with `request`
+        self._deadlines = Deadlines()  # of the requests sent with `request` and `request_frame`
         # asked once: `asyncio.get_running_loop()` is a getpid system call on Python 3.11, and a
         # request and its answer each asked it (perf: 1-2% of the gateway's and the generator's CPU)
         self.loop = asyncio.get_running_loop()
