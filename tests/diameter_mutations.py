@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import struct
 
+from hypothesis import strategies as st
+
 from cellcelly.diameter.codec import Avp, decode
 from cellcelly.diameter.constants import AVP_V
 
@@ -40,3 +42,44 @@ def avp_starts(frame: bytes) -> list[tuple[int, tuple[int, ...]]]:
 
     walk(msg.avps, 20, ())
     return out
+
+
+def with_an_avp_put_in(
+    frames: st.SearchStrategy[bytes], avps: st.SearchStrategy[Avp]
+) -> st.SearchStrategy[bytes]:
+    """A frame of `frames` with one of `avps` put in at any AVP boundary, at any depth."""
+
+    @st.composite
+    def build(draw: st.DrawFn) -> bytes:
+        frame = draw(frames)
+        at, groups = draw(st.sampled_from(avp_starts(frame)))
+        return grow(frame, at, draw(avps).encode(), groups)
+
+    return build()
+
+
+def with_a_byte_flipped(frames: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
+    @st.composite
+    def build(draw: st.DrawFn) -> bytes:
+        flipped = bytearray(draw(frames))
+        flipped[draw(st.integers(0, len(flipped) - 1))] ^= draw(st.integers(1, 255))
+        return bytes(flipped)
+
+    return build()
+
+
+def cut_short(frames: st.SearchStrategy[bytes]) -> st.SearchStrategy[tuple[bytes, bytes | None]]:
+    """(a frame of `frames` cut anywhere; the same cut to whole words with its length field made to
+    match, None when that leaves less than a header): a torn read, and a message missing its end."""
+
+    @st.composite
+    def build(draw: st.DrawFn) -> tuple[bytes, bytes | None]:
+        frame = draw(frames)
+        cut = draw(st.integers(0, len(frame) - 1))
+        shortened = bytearray(frame[: cut - cut % 4])
+        if len(shortened) < 20:
+            return frame[:cut], None
+        struct.pack_into("!I", shortened, 0, 0x01000000 | len(shortened))
+        return frame[:cut], bytes(shortened)
+
+    return build()

@@ -14,7 +14,6 @@ and mutated CCRs.
 
 from __future__ import annotations
 
-import struct
 from typing import Final
 
 from cellcelly.dgw.gy import (
@@ -24,7 +23,18 @@ from cellcelly.dgw.gy import (
     service_usage,
     uli_mcc,
 )
-from cellcelly.diameter.avp_bytes import Unread, end_of, header, text, u32_at, utf8, vendor_of
+from cellcelly.diameter.avp_bytes import (
+    Unread,
+    credit_control,
+    end_of,
+    header,
+    i32_at,
+    text,
+    u32_at,
+    u64_at,
+    utf8,
+    vendor_of,
+)
 from cellcelly.diameter.codec import (
     _FIXED_BY_INT,
     _GROUPED_INT,
@@ -38,10 +48,7 @@ from cellcelly.diameter.constants import (
     APP_CREDIT_CONTROL,
     AVP_M,
     AVP_V,
-    FLAG_E,
-    FLAG_R,
     HEADER_LENGTH,
-    VERSION,
     Cmd,
     Code,
 )
@@ -99,9 +106,6 @@ _USER_LOCATION_INFO: Final = 22  # 3GPP's
 _CALLED_PARTY_ADDRESS: Final = 832  # 3GPP's
 _ADDRESS_DATA: Final = 897  # 3GPP's
 _VENDOR_3GPP: Final = 10415
-_I32: Final = struct.Struct("!i")
-_U64: Final = struct.Struct("!Q")
-_HDR: Final = struct.Struct("!I I I I I")
 
 
 class _Read:
@@ -122,25 +126,13 @@ class _Read:
 def read_ccr(frame: bytes) -> tuple[Message, ChargeRequest] | None:
     """The CCR in `frame` and its charging request, its message holding only the `KEPT` AVPs; None
     when it is not one this path reads (see the module's docstring)."""
-    if len(frame) < HEADER_LENGTH:
+    read = credit_control(frame, request=True)
+    if read is None:
         return None
-    word0, word1, app, hbh, e2e = _HDR.unpack_from(frame, 0)
-    flags = word1 >> 24
-    length = word0 & 0xFFFFFF
-    if (
-        word0 >> 24 != VERSION
-        or length != len(frame)
-        or length & 3
-        or word1 & 0xFFFFFF != Cmd.CREDIT_CONTROL
-        or app != APP_CREDIT_CONTROL
-        or flags & 0x0F
-        or not flags & FLAG_R
-        or flags & FLAG_E
-    ):
-        return None
+    flags, hbh, e2e = read
     found = _Read()
     try:
-        _walk(frame, HEADER_LENGTH, length, 0, found)
+        _walk(frame, HEADER_LENGTH, len(frame), 0, found)
         req = _request(frame, found)
     except Unread:
         return None
@@ -151,7 +143,7 @@ def read_ccr(frame: bytes) -> tuple[Message, ChargeRequest] | None:
             avps.append(Avp(code, avp_flags, 0, b"", decode_avps(frame, at + 8, at + avp_length, 1)))
         else:
             avps.append(Avp(code, avp_flags, 0, frame[at + 8 : at + avp_length]))
-    return Message(Cmd.CREDIT_CONTROL, flags, app, hbh, e2e, avps), req
+    return Message(Cmd.CREDIT_CONTROL, flags, APP_CREDIT_CONTROL, hbh, e2e, avps), req
 
 
 def _walk(buf: bytes, offset: int, end: int, depth: int, found: _Read) -> None:
@@ -322,7 +314,7 @@ def _units(buf: bytes, offset: int, end: int) -> tuple[Service | None, int | Non
             if code == _CC_TIME:
                 return Service.VOICE, u32_at(buf, at)
             if code == _CC_SERVICE_SPECIFIC_UNITS:
-                return Service.SMS, _fitting(int(_U64.unpack_from(buf, at)[0]))
+                return Service.SMS, _fitting(u64_at(buf, at))
             if code == _CC_TOTAL_OCTETS and total < 0:
                 total = at
             elif code == _CC_INPUT_OCTETS and up < 0:
@@ -331,10 +323,10 @@ def _units(buf: bytes, offset: int, end: int) -> tuple[Service | None, int | Non
                 down = at
         offset += length + (-length & 3)
     if total >= 0:
-        return Service.DATA, _fitting(int(_U64.unpack_from(buf, total)[0]))
+        return Service.DATA, _fitting(u64_at(buf, total))
     if up >= 0 or down >= 0:
-        octets_up = _fitting(int(_U64.unpack_from(buf, up)[0])) if up >= 0 else 0
-        octets_down = _fitting(int(_U64.unpack_from(buf, down)[0])) if down >= 0 else 0
+        octets_up = _fitting(u64_at(buf, up)) if up >= 0 else 0
+        octets_down = _fitting(u64_at(buf, down)) if down >= 0 else 0
         return Service.DATA, _fitting(octets_up + octets_down)
     return None, None
 
@@ -354,7 +346,7 @@ def _msisdn(buf: bytes, subscriptions: list[int]) -> str:
             offset += length + (-length & 3)
         if kind < 0 or data < 0:
             raise Unread
-        if _I32.unpack_from(buf, kind + 8)[0] != 0:  # not END_USER_E164
+        if i32_at(buf, kind + 8) != 0:  # not END_USER_E164
             continue
         try:
             return Msisdn.parse(text(buf, data)).national
@@ -372,7 +364,7 @@ def _u32(buf: bytes, at: int) -> int:
 def _i32(buf: bytes, at: int) -> int:
     if at < 0:
         raise Unread
-    return int(_I32.unpack_from(buf, at + 8)[0])
+    return i32_at(buf, at + 8)
 
 
 def _fitting(amount: int) -> int:

@@ -15,14 +15,47 @@ import struct
 from typing import Final
 
 from cellcelly.diameter.codec import _FIXED_BY_INT, _GROUPED_INT, MAX_DEPTH, NATIVE
-from cellcelly.diameter.constants import AVP_V
+from cellcelly.diameter.constants import (
+    APP_CREDIT_CONTROL,
+    AVP_V,
+    FLAG_E,
+    FLAG_R,
+    HEADER_LENGTH,
+    VERSION,
+    Cmd,
+)
 
 _U32: Final = struct.Struct("!I")
 _AVP: Final = struct.Struct("!I I")
+_HDR: Final = struct.Struct("!I I I I I")
+_I32: Final = struct.Struct("!i")
+_U64: Final = struct.Struct("!Q")
 
 
 class Unread(Exception):
     """Not a message this reader reads: the full path decides."""
+
+
+def credit_control(frame: bytes, request: bool) -> tuple[int, int, int] | None:
+    """(flags, hop-by-hop, end-to-end) of a Credit-Control request (or answer) whose header
+    `codec.decode` would take, its length the frame's; None for any other frame, or an error
+    answer (E bit: the full path reads those)."""
+    if len(frame) < HEADER_LENGTH:
+        return None
+    word0, word1, app, hbh, e2e = _HDR.unpack_from(frame, 0)
+    flags = word1 >> 24
+    length = word0 & 0xFFFFFF
+    if (
+        word0 >> 24 != VERSION
+        or length != len(frame)
+        or length & 3
+        or word1 & 0xFFFFFF != Cmd.CREDIT_CONTROL
+        or app != APP_CREDIT_CONTROL
+        or flags & (0x0F | FLAG_E)
+        or bool(flags & FLAG_R) != request
+    ):
+        return None
+    return flags, hbh, e2e
 
 
 def header(buf: bytes, offset: int) -> tuple[int, int, int]:
@@ -38,6 +71,14 @@ def u32_at(buf: bytes, at: int) -> int:
     if NATIVE:
         return (buf[at] << 24) | (buf[at + 1] << 16) | (buf[at + 2] << 8) | buf[at + 3]
     return int(_U32.unpack_from(buf, at)[0])
+
+
+def i32_at(buf: bytes, at: int) -> int:
+    return int(_I32.unpack_from(buf, at)[0])
+
+
+def u64_at(buf: bytes, at: int) -> int:
+    return int(_U64.unpack_from(buf, at)[0])
 
 
 def end_of(buf: bytes, offset: int) -> int:

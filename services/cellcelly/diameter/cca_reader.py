@@ -15,19 +15,23 @@ answers.
 
 from __future__ import annotations
 
-import struct
 from typing import Final
 
-from cellcelly.diameter.avp_bytes import Unread, check, end_of, header, text, u32_at
+from cellcelly.diameter.avp_bytes import (
+    Unread,
+    check,
+    credit_control,
+    end_of,
+    header,
+    i32_at,
+    text,
+    u32_at,
+    u64_at,
+)
 from cellcelly.diameter.ccr import CcaResult, MsccResult
 from cellcelly.diameter.constants import (
-    APP_CREDIT_CONTROL,
     AVP_V,
-    FLAG_E,
-    FLAG_R,
     HEADER_LENGTH,
-    VERSION,
-    Cmd,
 )
 
 # The codes as literals (ccr_reader.py says why; tests/unit/test_cca_reader.py holds them to `Code`)
@@ -49,30 +53,15 @@ _CC_INPUT_OCTETS: Final = 412
 _CC_OUTPUT_OCTETS: Final = 414
 _QUOTA_HOLDING_TIME: Final = 871  # 3GPP's
 _VENDOR_3GPP: Final = 10415
-_HDR: Final = struct.Struct("!I I I I I")
-_I32: Final = struct.Struct("!i")
-_U64: Final = struct.Struct("!Q")
 
 
 def read_cca(frame: bytes) -> CcaResult | None:
     """`parse_cca(decode(frame))`, or None when `frame` is not an answer this path reads (see the
     module's docstring)."""
-    if len(frame) < HEADER_LENGTH:
-        return None
-    word0, word1, app, _, _ = _HDR.unpack_from(frame, 0)
-    flags = word1 >> 24
-    length = word0 & 0xFFFFFF
-    if (
-        word0 >> 24 != VERSION
-        or length != len(frame)
-        or length & 3
-        or word1 & 0xFFFFFF != Cmd.CREDIT_CONTROL
-        or app != APP_CREDIT_CONTROL
-        or flags & (0x0F | FLAG_R | FLAG_E)
-    ):
+    if credit_control(frame, request=False) is None:
         return None
     try:
-        return _answer(frame, length)
+        return _answer(frame, len(frame))
     except Unread:
         return None
 
@@ -168,8 +157,8 @@ def _u32(buf: bytes, at: int, size: int = 8) -> int:
 
 
 def _i32(buf: bytes, at: int) -> int:
-    return int(_I32.unpack_from(buf, at + 8)[0])
+    return i32_at(buf, at + 8)
 
 
 def _u64(buf: bytes, at: int) -> int:
-    return int(_U64.unpack_from(buf, at + 8)[0])
+    return u64_at(buf, at + 8)
