@@ -592,9 +592,10 @@ def test_report_percentiles_are_nearest_rank() -> None:
 def test_each_plan_draw_stays_within_its_config(
     mix: tuple[float, float, float], updates: list[int], subscribers: int, seed: int
 ) -> None:
-    """`_Run.plan` draws every choice from `random()` itself: a service of weight 0 is never drawn,
-    the others in proportion; subscribers, destinations, updates and fractions within their ranges;
-    the same seed the same plans."""
+    """`_Run.plan`'s draws: a service of weight 0 is never drawn, the others in proportion;
+    subscribers, destinations, updates and fractions within their ranges; the same seed the same
+    plans (e2e/scenario.py's runs count on the seed's sessions: a subscriber's wallet is spent by
+    them before the call that must be cut off and told by RAR)."""
     from cellcelly.traffic.generator import SERVICES, _Run
 
     config = TrafficConfig(mix=mix, updates=(updates[0], updates[1]), subscribers=subscribers, seed=seed)

@@ -20,8 +20,6 @@ a seed gives the same sessions whatever the answers' timing.
 from __future__ import annotations
 
 import asyncio
-import bisect
-import itertools
 import logging
 import math
 import os
@@ -290,7 +288,6 @@ class _Run:
         self.progress = progress
         self.loop = asyncio.get_running_loop()
         self.rng = random.Random(config.seed)
-        self.mix_bounds = list(itertools.accumulate(config.mix))  # `plan` draws a service within them
         self.local = LocalPeer(
             config.origin_host, config.origin_realm, product_name="CellCelly traffic generator"
         )
@@ -389,18 +386,15 @@ class _Run:
     # --- sessions ---------------------------------------------------------------------------------
 
     def plan(self, index: int) -> _Plan:
-        # every draw is `random()`, a C call: `choices`, `randrange`, `randint` and `uniform` are
-        # Python in the random module, and cost ~10 µs a session (perf, 2026-12-07)
-        c, draw = self.config, self.rng.random
-        service = SERVICES[bisect.bisect(self.mix_bounds, draw() * self.mix_bounds[-1])]
-        msisdn = str(c.first_msisdn + int(draw() * c.subscribers))
+        c, rng = self.config, self.rng
+        service = rng.choices(SERVICES, weights=c.mix)[0]
+        msisdn = str(c.first_msisdn + rng.randrange(c.subscribers))
         destination = ""
         if service != "data":
-            prefix = "49151" if draw() < c.abroad else "90555"
-            destination = f"{prefix}{int(draw() * 10_000_000):07d}"
-        fewest, most = c.updates
-        updates = fewest + int(draw() * (most - fewest + 1)) if service != "sms" else 0
-        fractions = tuple(0.5 + 0.5 * draw() for _ in range(updates + 1)) if service != "sms" else ()
+            prefix = "49151" if rng.random() < c.abroad else "90555"
+            destination = f"{prefix}{rng.randrange(10_000_000):07d}"
+        updates = rng.randint(c.updates[0], c.updates[1]) if service != "sms" else 0
+        fractions = tuple(rng.uniform(0.5, 1.0) for _ in range(updates + 1)) if service != "sms" else ()
         return _Plan(index, service, msisdn, destination, updates, fractions)
 
     def _grant(self, result: CcaResult, rating_group: int) -> _Grant:
