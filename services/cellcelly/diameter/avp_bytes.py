@@ -124,12 +124,11 @@ def check(buf: bytes, offset: int, end: int, depth: int) -> None:
         offset = data_end + (-length & 3)
 
 
-def text(buf: bytes, at: int, size: int = 8) -> str:
-    """The UTF-8 value of the AVP at `at` (`size`: its header's); `Unread` when it is absent (-1)
-    or not UTF-8."""
+def text(buf: bytes, at: int) -> str:
+    """The UTF-8 value of the vendor-0 AVP at `at`; `Unread` when it is absent (-1) or not UTF-8."""
     if at < 0:
         raise Unread
-    return utf8(buf[at + size : end_of(buf, at)])
+    return utf8(buf[at + 8 : end_of(buf, at)])
 
 
 def utf8(data: bytes) -> str:

@@ -29,10 +29,7 @@ from cellcelly.diameter.avp_bytes import (
     u64_at,
 )
 from cellcelly.diameter.ccr import CcaResult, MsccResult
-from cellcelly.diameter.constants import (
-    AVP_V,
-    HEADER_LENGTH,
-)
+from cellcelly.diameter.constants import AVP_V, HEADER_LENGTH
 
 # The codes as literals (ccr_reader.py says why; tests/unit/test_cca_reader.py holds them to `Code`)
 _SESSION_ID: Final = 263
